@@ -2,6 +2,7 @@ package io.lightmesh.engine.backend;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -38,12 +39,15 @@ final class DenseKernels {
             for (; j + L <= N; j += L) {
                 for (int r = 0; r < 4; r++) row1(a, aOff + (i + r) * lda, aks, b, bOff + j, ldb, c, cOff + (i + r) * ldc + j, K, accumulate);
             }
-            if (j < N) for (int r = 0; r < 4; r++) rowScalar(a, aOff + (i + r) * lda, aks, b, bOff, ldb, c, cOff + (i + r) * ldc, j, N, K, accumulate);
+            if (j < N) {
+                VectorMask<Float> tail = F.indexInRange(0, N - j);
+                for (int r = 0; r < 4; r++) rowMasked(a, aOff + (i + r) * lda, aks, b, bOff + j, ldb, c, cOff + (i + r) * ldc + j, K, accumulate, tail);
+            }
         }
         for (; i < M; i++) {
             int j = 0;
             for (; j + L <= N; j += L) row1(a, aOff + i * lda, aks, b, bOff + j, ldb, c, cOff + i * ldc + j, K, accumulate);
-            if (j < N) rowScalar(a, aOff + i * lda, aks, b, bOff, ldb, c, cOff + i * ldc, j, N, K, accumulate);
+            if (j < N) rowMasked(a, aOff + i * lda, aks, b, bOff + j, ldb, c, cOff + i * ldc + j, K, accumulate, F.indexInRange(0, N - j));
         }
     }
 
@@ -122,14 +126,12 @@ final class DenseKernels {
         acc.intoArray(c, co);
     }
 
-    /** Columns j0..N-1 of one row: the tail narrower than a vector. */
-    private static void rowScalar(float[] a, int ao, int aks, float[] b, int bo, int ldb, float[] c, int co, int j0, int N,
-                                  int K, boolean accumulate) {
-        for (int j = j0; j < N; j++) {
-            float s = accumulate ? c[co + j] : 0f;
-            for (int k = 0; k < K; k++) s += a[ao + k * aks] * b[bo + k * ldb + j];
-            c[co + j] = s;
-        }
+    /** The columns of one row narrower than a vector, as a masked vector (lanes outside the mask are not touched). */
+    private static void rowMasked(float[] a, int ao, int aks, float[] b, int bo, int ldb, float[] c, int co, int K,
+                                  boolean accumulate, VectorMask<Float> m) {
+        FloatVector acc = accumulate ? FloatVector.fromArray(F, c, co, m) : FloatVector.zero(F);
+        for (int k = 0; k < K; k++) acc = FloatVector.fromArray(F, b, bo + k * ldb, m).fma(FloatVector.broadcast(F, a[ao + k * aks]), acc);
+        acc.intoArray(c, co, m);
     }
 
     /** x[off .. off+len) *= f. */
