@@ -138,7 +138,7 @@ public final class EngineBench {
 
     private void warmUp(MiniMaxModel model) {
         SplittableRandom rnd = new SplittableRandom(o.seed);
-        int n = Math.min(512, o.promptLengths.isEmpty() ? 512 : o.promptLengths.get(0));
+        int n = Math.min(2048, o.promptLengths.isEmpty() ? 2048 : o.promptLengths.get(0));
         for (int i = 0; i < 2; i++) model.prefill(model.newState(), tokens(rnd, model.config(), n));
         SequenceState s = model.newState();
         model.prefill(s, tokens(rnd, model.config(), 16));
