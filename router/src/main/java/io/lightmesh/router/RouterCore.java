@@ -135,12 +135,17 @@ public final class RouterCore implements AutoCloseable {
         for (String t : settings.decodeTargets()) describe(t, decodeInfo, decodeErrors);
         for (String t : settings.expertTargets()) describe(t, expertInfo, expertErrors);
         try {
-            ConsumerGroupDescription g = admin.describeConsumerGroups(List.of(settings.prefillGroup()))
-                    .describedGroups().get(settings.prefillGroup()).get(2, TimeUnit.SECONDS);
-            prefillMembers = g.members().size();
+            admin.describeCluster().nodes().get(5, TimeUnit.SECONDS);
             kafkaError = null;
         } catch (Exception e) {
             kafkaError = String.valueOf(e.getCause() != null ? e.getCause() : e);
+        }
+        try {
+            ConsumerGroupDescription g = admin.describeConsumerGroups(List.of(settings.prefillGroup()))
+                    .describedGroups().get(settings.prefillGroup()).get(10, TimeUnit.SECONDS);
+            prefillMembers = g.members().size();
+        } catch (Exception e) {
+            LOG.fine("prefill group lookup failed: " + e);
             prefillMembers = -1;
         }
     }
@@ -319,7 +324,12 @@ public final class RouterCore implements AutoCloseable {
 
         private void onDecodeError(String target, int failedAttempt, Status s) {
             if (ctx.isCancelled()) { done(); return; } // the client went away or its deadline passed
-            boolean lost = s.getCode() == Status.Code.UNAVAILABLE || s.getCode() == Status.Code.INTERNAL || s.getCode() == Status.Code.NOT_FOUND;
+            // the client still wants the answer: anything but its own deadline means the worker (or its link) was lost;
+            // a killed server resets its streams, which reads as CANCELLED here
+            boolean lost = switch (s.getCode()) {
+                case UNAVAILABLE, INTERNAL, NOT_FOUND, CANCELLED, UNKNOWN, ABORTED -> true;
+                default -> false;
+            };
             synchronized (this) {
                 if (failedAttempt != attempt) return;
                 if (lost && attempt < settings.maxResumes()) {
