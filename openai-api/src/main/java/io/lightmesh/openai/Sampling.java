@@ -32,6 +32,7 @@ final class Sampling {
         if (topK != null && topK > 0) b.topK(topK.intValue());
         Long seed = Fields.integer(body, "seed", "seed", Long.MIN_VALUE, Long.MAX_VALUE);
         if (seed != null) b.seed(seed);
+        if (Boolean.TRUE.equals(Fields.bool(body, "ignore_eos", "ignore_eos"))) b.ignoreEos(true);   // vLLM's extension
         b.stop(stops(body));
 
         // Thinking budget: a number of tokens, or one of M1's presets.
