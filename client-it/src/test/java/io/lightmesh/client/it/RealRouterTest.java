@@ -18,7 +18,7 @@ import io.lightmesh.engine.tensor.DType;
 import io.lightmesh.launcher.EmbeddedMesh;
 import io.lightmesh.mesh.InProcessGeneration;
 import io.lightmesh.mesh.StopRules;
-import io.lightmesh.openai.OpenAiApi;
+import io.lightmesh.router.http.OpenAiRoutes;
 import io.lightmesh.proto.v1.GenerationSpec;
 import io.lightmesh.proto.v1.SamplingParams;
 import io.vertx.core.Vertx;
@@ -43,6 +43,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 import java.util.SplittableRandom;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
@@ -58,7 +59,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * The SDK and the OpenAI-compatible API against the real router: the mesh of mesh-launcher's EmbeddedMesh (router,
  * prefill and decode workers over loopback gRPC, a real KRaft Kafka broker) on a seeded synthetic model of the M1
  * architecture. The SDK is tried over a TCP socket and over the in-process transport; greedy answers must equal
- * the in-process engine's, token for token. Cancellation and deadlines must free the decode worker's state.
+ * the in-process engine's, token for token. Cancellation and deadlines must free the decode worker's state. The OpenAI
+ * API is the router module's own OpenAiRoutes, mounted on a Vert.x HTTP server.
  */
 class RealRouterTest {
     private static final int MAX_IN_FLIGHT = 4;
@@ -69,6 +71,7 @@ class RealRouterTest {
     static Server inProcessServer;        // the router's own services, served in-process
     static LightMeshClient inProcess;
     static Vertx vertx;
+    static OpenAiRoutes routes;           // the router's OpenAI routes, mounted on a Vert.x server as the router does
     static String http;                   // base URL of the OpenAI API mounted in front of the router
     static final HttpClient httpClient = HttpClient.newHttpClient();
 
@@ -98,7 +101,15 @@ class RealRouterTest {
 
         vertx = Vertx.vertx();
         Router router = Router.router(vertx);
-        OpenAiApi.mount(router, socket);
+        routes = new OpenAiRoutes(new OpenAiRoutes.Config() {   // the router module's bean, as Quarkus would make it
+            @Override public boolean enabled() { return true; }
+            @Override public String grpcTarget() { return mesh.routerTarget(); }
+            @Override public Optional<List<String>> modelAliases() { return Optional.of(List.of("minimax-m1")); }
+            @Override public boolean acceptAnyModel() { return false; }
+            @Override public Optional<String> apiKey() { return Optional.empty(); }
+            @Override public long maxBodyBytes() { return 64L << 20; }
+        });
+        routes.mount(router);
         HttpServer server = vertx.createHttpServer().requestHandler(router).listen(0, "127.0.0.1").toCompletionStage()
                 .toCompletableFuture().get(10, TimeUnit.SECONDS);
         http = "http://127.0.0.1:" + server.actualPort();
@@ -106,6 +117,7 @@ class RealRouterTest {
 
     @AfterAll
     static void stop() throws Exception {
+        if (routes != null) routes.stop(null);
         if (vertx != null) vertx.close().toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
         if (inProcess != null) inProcess.close();
         if (inProcessServer != null) inProcessServer.shutdownNow();
@@ -315,7 +327,8 @@ class RealRouterTest {
         HttpResponse<String> models = httpClient.send(HttpRequest.newBuilder(URI.create(http + "/v1/models")).build(),
                 HttpResponse.BodyHandlers.ofString());
         assertEquals(200, models.statusCode());
-        assertEquals("model", new JsonObject(models.body()).getJsonArray("data").getJsonObject(0).getString("id"));
+        assertEquals(List.of("model", "minimax-m1"), new JsonObject(models.body()).getJsonArray("data").stream()
+                .map(m -> ((JsonObject) m).getString("id")).toList());
 
         JsonObject req = new JsonObject().put("model", "model").put("prompt", ids(prompt(6, 12))).put("max_tokens", 6)
                 .put("temperature", 0).put("ignore_eos", true);
