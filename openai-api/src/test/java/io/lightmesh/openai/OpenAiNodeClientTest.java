@@ -1,10 +1,6 @@
 package io.lightmesh.openai;
 
 import io.lightmesh.client.testing.FakeLightMesh;
-import io.lightmesh.client.testing.FakeReply;
-import io.lightmesh.proto.v1.ChatMessage;
-import io.lightmesh.proto.v1.GenerateRequest;
-import io.lightmesh.proto.v1.Role;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 
@@ -18,22 +14,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The official {@code openai} npm client (tools/openai-client-test) against the OpenAI API on a real HTTP server,
- * in front of a fake LightMesh that answers like a tool-using reasoning model. Skipped when node or the installed
+ * in front of a fake LightMesh that answers like a tool-using reasoning model ({@link OpenAiServer#modelLike}). Skipped when node or the installed
  * client is missing, unless LIGHTMESH_REQUIRE_NODE_TESTS=1 (set by .ci/run, which installs them).
  */
 class OpenAiNodeClientTest {
     private static final Path SCRIPT_DIR = Path.of("..", "tools", "openai-client-test").toAbsolutePath().normalize();
-
-    /** Answers like a model: a tool call when tools are offered and unanswered, an answer after a tool result. */
-    static FakeReply modelLike(GenerateRequest r) {
-        if (!r.hasChat()) return FakeReply.text(" and so on.");
-        ChatMessage last = r.getChat().getMessages(r.getChat().getMessagesCount() - 1);
-        if (last.getRole() == Role.ROLE_TOOL) return FakeReply.text("It is sunny and 21 C in Paris.").reasoning("The tool answered.");
-        if (r.getChat().getToolsCount() > 0) {
-            return FakeReply.text("").reasoning("I should call get_weather.").toolCall("get_weather", "{\"city\":\"Paris\"}");
-        }
-        return FakeReply.text("Hello! One, two, three, four, five.").reasoning("A short greeting will do.");
-    }
 
     @Test
     void officialOpenAiClientPassesItsChecks() throws Exception {
@@ -42,7 +27,7 @@ class OpenAiNodeClientTest {
         if (required) assertTrue(installed, "node and " + SCRIPT_DIR + "/node_modules/openai are needed (npm ci there)");
         Assumptions.assumeTrue(installed, "node or the openai npm package is missing: run npm ci in tools/openai-client-test");
 
-        try (FakeLightMesh fake = FakeLightMesh.start().respondWith(OpenAiNodeClientTest::modelLike);
+        try (FakeLightMesh fake = FakeLightMesh.start().respondWith(OpenAiServer::modelLike);
              TestServer server = new TestServer(fake.client(), OpenAiOptions.defaults())) {
             Process p = new ProcessBuilder("node", "test.mjs", server.base + "/v1").directory(SCRIPT_DIR.toFile())
                     .redirectErrorStream(true).start();

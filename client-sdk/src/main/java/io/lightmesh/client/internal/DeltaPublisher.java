@@ -15,6 +15,7 @@ import java.util.function.Function;
 public final class DeltaPublisher implements Flow.Publisher<Delta> {
     private final Function<StreamCall.Listener<GenerateChunk>, StreamCall<GenerateRequest, GenerateChunk>> calls;
 
+    /** A publisher whose subscriptions each run a call made by {@code calls} for their listener. */
     public DeltaPublisher(Function<StreamCall.Listener<GenerateChunk>, StreamCall<GenerateRequest, GenerateChunk>> calls) {
         this.calls = calls;
     }

@@ -50,6 +50,7 @@ public final class StreamCall<Req, Resp> {
     private int attempts;
     private ScheduledFuture<?> pendingRetry;
 
+    /** A call not started yet: {@link #request} demand, then {@link #start}. */
     public StreamCall(Channel channel, MethodDescriptor<Req, Resp> method, CallOptions options, Req request,
                       RetryPolicy policy, ScheduledExecutorService scheduler, Listener<Resp> listener) {
         this.channel = channel;
