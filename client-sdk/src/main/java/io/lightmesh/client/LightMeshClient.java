@@ -246,7 +246,7 @@ public final class LightMeshClient implements AutoCloseable {
      */
     @Override
     public void close() {
-        scheduler.shutdownNow();
+        scheduler.shutdown();   // retries already scheduled still run (and fail on the closed channel): no call is left hanging
         if (owned != null) {
             owned.shutdown();
             try {

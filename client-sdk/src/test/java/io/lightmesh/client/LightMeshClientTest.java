@@ -164,7 +164,7 @@ class LightMeshClientTest {
         sub.get().request(2);
         long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
         while (got.size() < 2 && System.nanoTime() < end) Thread.sleep(5);
-        Thread.sleep(100);
+        Thread.sleep(100);   // no more than asked for
         assertEquals(2, got.size());
         sub.get().cancel();
     }
@@ -191,7 +191,7 @@ class LightMeshClientTest {
 
         fake.enqueue(FakeReply.hang());
         CompletableFuture<Completion> f = client.generateAsync(GenerationRequest.prompt("hi").build());
-        Thread.sleep(100);
+        awaitRequests(2);
         assertTrue(f.cancel(true));
         assertTrue(fake.awaitCancellations(1, Duration.ofSeconds(5)));
     }
@@ -210,7 +210,7 @@ class LightMeshClientTest {
     void cancelEndsIterationQuietly() throws Exception {
         fake.enqueue(FakeReply.hang());
         GenerationStream s = client.stream(GenerationRequest.prompt("x").build());
-        Thread t = new Thread(() -> { sleep(100); s.cancel(); });
+        Thread t = new Thread(() -> { awaitRequests(1); sleep(50); s.cancel(); });
         t.start();
         assertFalse(s.hasNext());
         t.join();
@@ -229,7 +229,7 @@ class LightMeshClientTest {
             }
         });
         t.start();
-        Thread.sleep(100);
+        awaitRequests(1);
         t.interrupt();
         t.join(5000);
         assertEquals(Status.Code.CANCELLED, thrown.get().code());
@@ -316,6 +316,18 @@ class LightMeshClientTest {
     }
 
     @Test
+    void closingTheClientEndsCallsWaitingToRetry() throws Exception {
+        fake.failNextCalls(1000, Status.Code.UNAVAILABLE, "down");
+        LightMeshClient closing = fake.clientBuilder()
+                .retryPolicy(RetryPolicy.defaults().withMaxAttempts(1000).withBackoff(Duration.ofMillis(100), Duration.ofMillis(100))).build();
+        CompletableFuture<Completion> f = closing.generateAsync(GenerationRequest.prompt("x").build());
+        awaitRequests(1);
+        closing.close();
+        var e = assertThrows(java.util.concurrent.ExecutionException.class, () -> f.get(5, TimeUnit.SECONDS));
+        assertEquals(Status.Code.UNAVAILABLE, ((LightMeshException) e.getCause()).code());
+    }
+
+    @Test
     void apiKeyIsSentAsBearerToken() {
         fake.requireApiKey("s3cret");
         assertEquals(Status.Code.UNAUTHENTICATED,
@@ -352,6 +364,13 @@ class LightMeshClientTest {
         assertEquals(3, c.usage().promptTokens());
         assertTrue(fake.lastRequest().getReturnTokenIds());
         assertEquals(List.of(1, 2, 3), fake.lastRequest().getTokenIds().getIdsList());
+    }
+
+    /** Waits until the fake has received n generation requests (the call reached the server). */
+    private void awaitRequests(int n) {
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (fake.requests().size() < n && System.nanoTime() < end) sleep(5);
+        assertEquals(n, fake.requests().size(), "requests received");
     }
 
     private static void sleep(long ms) {

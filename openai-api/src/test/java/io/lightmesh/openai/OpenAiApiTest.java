@@ -402,16 +402,24 @@ class OpenAiApiTest {
     @Test
     void closingTheConnectionCancelsTheGeneration() throws Exception {
         fake.enqueue(FakeReply.text("a b c d e f g h i j k l").delay(Duration.ofMillis(100)), FakeReply.hang());
+        int port = Integer.parseInt(server.base.substring(server.base.lastIndexOf(':') + 1));
+        int sent = 0;
         for (String body : new String[] {chat("x").put("stream", true).encode(), chat("x").encode()}) {
-            try (Socket s = new Socket("127.0.0.1", Integer.parseInt(server.base.substring(server.base.lastIndexOf(':') + 1)))) {
+            try (Socket s = new Socket("127.0.0.1", port)) {
                 byte[] b = body.getBytes(StandardCharsets.UTF_8);
                 s.getOutputStream().write(("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
                         + b.length + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
                 s.getOutputStream().write(b);
                 s.getOutputStream().flush();
-                Thread.sleep(body.contains("stream") ? 350 : 200);
-                InputStream in = s.getInputStream();
-                if (body.contains("stream")) assertTrue(in.available() > 0, "tokens were streaming");
+                sent++;
+                long end = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+                while (fake.requests().size() < sent && System.nanoTime() < end) Thread.sleep(5);
+                assertEquals(sent, fake.requests().size(), "the generation started");
+                if (body.contains("stream")) {
+                    InputStream in = s.getInputStream();
+                    while (in.available() == 0 && System.nanoTime() < end) Thread.sleep(5);
+                    assertTrue(in.available() > 0, "tokens were streaming");
+                }
             }
         }
         assertTrue(fake.awaitCancellations(2, Duration.ofSeconds(5)), "cancellations seen: " + fake.cancellations());

@@ -107,6 +107,7 @@ class RealRouterTest {
             @Override public Optional<List<String>> modelAliases() { return Optional.of(List.of("minimax-m1")); }
             @Override public boolean acceptAnyModel() { return false; }
             @Override public Optional<String> apiKey() { return Optional.empty(); }
+            @Override public Duration requestTimeout() { return Duration.ofMinutes(1); }
             @Override public long maxBodyBytes() { return 64L << 20; }
         });
         routes.mount(router);

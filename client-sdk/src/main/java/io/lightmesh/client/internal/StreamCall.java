@@ -10,6 +10,7 @@ import io.grpc.Status;
 import io.lightmesh.client.LightMeshException;
 import io.lightmesh.client.RetryPolicy;
 
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.ThreadLocalRandom;
@@ -141,8 +142,12 @@ public final class StreamCall<Req, Resp> {
                 long bound = policy.backoff(attempts).toNanos();
                 long wait = bound == 0 ? 0 : ThreadLocalRandom.current().nextLong(bound + 1); // full jitter
                 if (deadline == null || deadline.timeRemaining(TimeUnit.NANOSECONDS) > wait) {
-                    pendingRetry = scheduler.schedule(this::attempt, wait, TimeUnit.NANOSECONDS);
-                    return;
+                    try {
+                        pendingRetry = scheduler.schedule(this::attempt, wait, TimeUnit.NANOSECONDS);
+                        return;
+                    } catch (RejectedExecutionException closedClient) {
+                        // the client was closed: report this attempt's failure
+                    }
                 }
             }
             String description = status.getDescription();

@@ -10,6 +10,7 @@ import io.vertx.ext.web.Router;
 import jakarta.enterprise.event.Observes;
 import jakarta.inject.Singleton;
 
+import java.time.Duration;
 import java.util.List;
 import java.util.Optional;
 import java.util.logging.Logger;
@@ -45,6 +46,10 @@ public class OpenAiRoutes {
         /** When set, HTTP requests must carry {@code Authorization: Bearer <key>}. */
         Optional<String> apiKey();
 
+        /** Longest a request may take, retries included (an 80K-token reasoning takes a while). */
+        @WithDefault("2h")
+        Duration requestTimeout();
+
         /** Largest request body in bytes (long inputs: a million tokens is a few MB of text). */
         @WithDefault("67108864")
         long maxBodyBytes();
@@ -58,7 +63,7 @@ public class OpenAiRoutes {
     /** Mounts the routes on the router's HTTP server (Quarkus fires this at start-up; callable by hand too). */
     public void mount(@Observes Router router) {
         if (!config.enabled()) return;
-        client = LightMeshClient.builder().target(config.grpcTarget()).plaintext().build();
+        client = LightMeshClient.builder().target(config.grpcTarget()).plaintext().defaultDeadline(config.requestTimeout()).build();
         OpenAiApi.mount(router, client, OpenAiOptions.defaults()
                 .withModelAliases(config.modelAliases().orElse(List.of()))
                 .withAcceptAnyModel(config.acceptAnyModel())
