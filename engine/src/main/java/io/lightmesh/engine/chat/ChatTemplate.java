@@ -98,6 +98,7 @@ public final class ChatTemplate {
         StringBuilder sb = new StringBuilder("{\"name\": ");
         PythonJson.string(call.name(), sb);
         sb.append(", \"arguments\": ");
+        if (call.arguments().isBlank()) return sb.append("{}}").toString();
         JsonNode args = null;
         try {
             args = JSON.readTree(call.arguments());

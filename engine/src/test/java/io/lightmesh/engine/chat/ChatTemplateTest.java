@@ -76,6 +76,7 @@ class ChatTemplateTest {
                 + "<beginning_of_sentence>ai name=assistant\nline\n<tool_calls>\n"
                 + "{\"name\": \"f\", \"arguments\": not json}\n</tool_calls><end_of_sentence>\n", s);
         assertEquals("{\"name\": \"now\"}", ChatTemplate.toolJson(new ToolDefinition("now", null, null)));
+        assertEquals("{\"name\": \"now\", \"arguments\": {}}", ChatTemplate.toolCallJson(new ToolCall("now", " ")));
     }
 
     @Test
