@@ -160,6 +160,22 @@ class TokenizerTest {
     }
 
     @Test
+    void stepsAfterByteLevelSeeTheByteAlphabet() throws IOException {
+        ObjectMapper m = new ObjectMapper();
+        com.fasterxml.jackson.databind.node.ObjectNode root =
+                (com.fasterxml.jackson.databind.node.ObjectNode) m.readTree(resource("m1like.tokenizer.json").toFile());
+        // ByteLevel first (so spaces are already "Ġ"), then a split on "Ġ": " world" -> "Ġ", "world"
+        root.set("pre_tokenizer", m.readTree("""
+                {"type": "Sequence", "pretokenizers": [
+                  {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+                  {"type": "Split", "pattern": {"String": "Ġ"}, "behavior": "Isolated", "invert": false}]}"""));
+        Tokenizer tok = Tokenizer.parse(root, null);
+        // the same ids HF gives merged_prev, whose split also separates the space from "world"
+        assertArrayEquals(new int[]{261, 32, 119, 263, 265}, tok.encode("hello world"));
+        assertEquals("hello world", tok.decode(tok.encode("hello world")));
+    }
+
+    @Test
     void unsupportedComponentsFailLoudly() {
         ObjectMapper m = new ObjectMapper();
         String base = """
