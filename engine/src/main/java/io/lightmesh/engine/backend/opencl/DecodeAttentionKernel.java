@@ -133,6 +133,9 @@ final class DecodeAttentionKernel extends Kernel {
                 lL[tid] = lL[tid] * alpha + sum;
                 lM[tid] = mNew;
             }
+            // Not needed by the OpenCL memory model (the value load below touches only lKV), but PoCL 3.1 drops the
+            // statistics block above without it.
+            localBarrier();
             for (int l = 0; l < (KEYS * MAX_DIM) / THREADS; l++) {
                 int idx = tid + l * THREADS;
                 if (idx < KEYS * dim) {
@@ -157,17 +160,20 @@ final class DecodeAttentionKernel extends Kernel {
             }
             localBarrier();
         }
+        // m and l go out with element 0 of their row, from the same loop: a separate trailing "if (tid < rows)"
+        // store was lost for some groups on PoCL 3.1 with more than one thread.
         int pBase = (kvh * splits + sp) * rows * (dim + 2);
         for (int l = 0; l < PER_ITEM; l++) {
             int idx = tid + l * THREADS;
             if (idx < rd) {
                 int r = idx / dim;
-                part[pBase + r * (dim + 2) + idx % dim] = acc[l];
+                int j = idx % dim;
+                part[pBase + r * (dim + 2) + j] = acc[l];
+                if (j == 0) {
+                    part[pBase + r * (dim + 2) + dim] = lM[r];
+                    part[pBase + r * (dim + 2) + dim + 1] = lL[r];
+                }
             }
-        }
-        if (tid < rows) {
-            part[pBase + tid * (dim + 2) + dim] = lM[tid];
-            part[pBase + tid * (dim + 2) + dim + 1] = lL[tid];
         }
     }
 

@@ -14,6 +14,8 @@ final class LightningLauncher implements AutoCloseable {
     static final int MAX_KVB_FLOATS = 32 << 20;
 
     private final DeviceRuntime rt;
+    /** Per-block state storage a segment may use; tests shrink it to exercise segmenting. */
+    int maxKvbFloats = MAX_KVB_FLOATS;
     private final LightningPrefillKernel prefill;
     private final LightningDecodeKernel decode;
     private final Staging pq = new Staging(), pk = new Staging(), pv = new Staging(), pOut = new Staging(),
@@ -40,7 +42,7 @@ final class LightningLauncher implements AutoCloseable {
         kn.out = pOut.outFor(out, n * hd);
         kn.state = pState.in(state, heads * dd);
         kn.decay = pDecay.in(decay, heads);
-        int segBlocks = Math.max(1, MAX_KVB_FLOATS / (heads * dd));
+        int segBlocks = Math.max(1, maxKvbFloats / (heads * dd));
         int totalBlocks = MatmulLauncher.ceilDiv(n, blockSize);
         kn.kvb = Staging.deviceOnly(kn.kvb, heads * Math.min(segBlocks, totalBlocks) * dd);
         kn.heads = heads;

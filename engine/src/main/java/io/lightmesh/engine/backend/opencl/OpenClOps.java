@@ -160,6 +160,8 @@ public final class OpenClOps implements TensorOps {
      */
     public long deviceKernelNanos() { return rt.kernelNanos(); }
 
+    LightningLauncher lightningLauncher() { return lightning; }
+
     /** Kernel launches so far. */
     public long launches() { return rt.launches(); }
 
