@@ -1,0 +1,43 @@
+package io.lightmesh.engine.backend;
+
+import org.junit.jupiter.api.Test;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class BackendsTest {
+    @Test
+    void referenceByName() {
+        try (TensorOps ops = Backends.create(" Reference ")) {
+            assertEquals("reference", ops.name());
+        }
+    }
+
+    @Test
+    void vectorFallsBackToReferenceUntilItExists() {
+        try (TensorOps ops = Backends.create("vector")) {
+            boolean present;
+            try {
+                Class.forName(Backends.VECTOR_CLASS);
+                present = true;
+            } catch (ClassNotFoundException e) {
+                present = false;
+            }
+            assertEquals(present ? "vector" : "reference", ops.name());
+        }
+    }
+
+    @Test
+    void autoAlwaysGivesABackend() {
+        try (TensorOps ops = Backends.create("auto")) {
+            assertTrue(ops.name().equals("opencl") || ops.name().equals("vector") || ops.name().equals("reference"), ops.name());
+        }
+    }
+
+    @Test
+    void unknownNameIsRejected() {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Backends.create("cuda"));
+        assertTrue(e.getMessage().contains("auto, reference, vector or opencl"), e.getMessage());
+    }
+}
