@@ -9,17 +9,14 @@ import java.util.Locale;
  * Picks the {@link TensorOps} implementation by name and logs the choice:
  * <ul>
  *   <li>{@code reference}: {@link ReferenceOps}, scalar Java;</li>
- *   <li>{@code vector}: {@code VectorOps} (Vector API), or {@link ReferenceOps} with a warning where it is absent;</li>
+ *   <li>{@code vector}: {@link VectorOps}, the Vector API on all cores;</li>
  *   <li>{@code opencl}: {@link OpenClOps} on a GPU, else on a CPU device (PoCL); fails if neither works;</li>
- *   <li>{@code auto}: OpenCL GPU, then OpenCL CPU, then vector (then reference).</li>
+ *   <li>{@code auto}: OpenCL GPU, then OpenCL CPU (PoCL), then vector.</li>
  * </ul>
  * {@link #fromEnvironment()} reads the name from {@code -Dlightmesh.backend} or {@code LIGHTMESH_BACKEND}.
  */
 public final class Backends {
     private static final System.Logger LOG = System.getLogger(Backends.class.getName());
-    /** Loaded by name so that this class compiles whether or not the Vector API backend exists yet. */
-    static final String VECTOR_CLASS = "io.lightmesh.engine.backend.VectorOps";
-
     private Backends() {}
 
     /** The backend named by {@code -Dlightmesh.backend}, else {@code LIGHTMESH_BACKEND}, else {@code auto}. */
@@ -37,7 +34,7 @@ public final class Backends {
     public static TensorOps create(String name) {
         TensorOps ops = switch (name.trim().toLowerCase(Locale.ROOT)) {
             case "reference" -> new ReferenceOps();
-            case "vector" -> vector();
+            case "vector" -> new VectorOps();
             case "opencl" -> OpenClOps.create(OpenClOps.Preference.GPU_THEN_CPU);
             case "auto" -> auto();
             default -> throw new IllegalArgumentException(
@@ -57,19 +54,6 @@ public final class Backends {
                         + " (" + e.getMessage() + ")");
             }
         }
-        return vector();
-    }
-
-    /** {@code VectorOps} when it is on the class path, else {@link ReferenceOps}. */
-    static TensorOps vector() {
-        try {
-            return (TensorOps) Class.forName(VECTOR_CLASS).getConstructor().newInstance();
-        } catch (ClassNotFoundException e) {
-            LOG.log(System.Logger.Level.WARNING, "vector backend requested but " + VECTOR_CLASS
-                    + " is not built yet; using the reference backend");
-            return new ReferenceOps();
-        } catch (ReflectiveOperationException | LinkageError e) {
-            throw new IllegalStateException("cannot create " + VECTOR_CLASS + " (is --add-modules jdk.incubator.vector set?)", e);
-        }
+        return new VectorOps();
     }
 }

@@ -15,16 +15,9 @@ class BackendsTest {
     }
 
     @Test
-    void vectorFallsBackToReferenceUntilItExists() {
-        try (TensorOps ops = Backends.create("vector")) {
-            boolean present;
-            try {
-                Class.forName(Backends.VECTOR_CLASS);
-                present = true;
-            } catch (ClassNotFoundException e) {
-                present = false;
-            }
-            assertEquals(present ? "vector" : "reference", ops.name());
+    void vectorByName() {
+        try (TensorOps ops = Backends.create("VECTOR")) {
+            assertEquals("vector", ops.name());
         }
     }
 
