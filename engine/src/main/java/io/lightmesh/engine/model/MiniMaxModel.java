@@ -1,0 +1,166 @@
+package io.lightmesh.engine.model;
+
+import io.lightmesh.engine.backend.TensorOps;
+import io.lightmesh.engine.config.ConfigLoader;
+import io.lightmesh.engine.config.ModelConfig;
+import io.lightmesh.engine.tensor.Tensor;
+import io.lightmesh.engine.weights.WeightStore;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.List;
+
+/**
+ * A MiniMax-M1-family model: embeddings, L decoder layers (lightning or softmax attention, each followed by a
+ * top-k MoE), the final norm and the LM head. Weights are used in place from the mapped checkpoint.
+ *
+ * <p>The model is stateless between calls: everything a sequence carries lives in its {@link SequenceState}, so
+ * one model serves many sequences, and a state can move between processes.
+ */
+public final class MiniMaxModel implements AutoCloseable {
+    private final ModelConfig config;
+    private final WeightStore weights;
+    private final TensorOps ops;
+    private final Tensor embed;     // [V, h]
+    private final Tensor lmHead;    // [V, h]
+    private final float[] finalNorm; // [h]
+    private final DecoderLayer[] layers;
+    private final ExpertExecutor experts;
+    private final int prefillChunk;
+
+    private MiniMaxModel(ModelConfig config, WeightStore weights, TensorOps ops, Tensor embed, Tensor lmHead,
+                         float[] finalNorm, DecoderLayer[] layers, ExpertExecutor experts) {
+        this.config = config;
+        this.weights = weights;
+        this.ops = ops;
+        this.embed = embed;
+        this.lmHead = lmHead;
+        this.finalNorm = finalNorm;
+        this.layers = layers;
+        this.experts = experts;
+        // chunks are whole lightning blocks so chunked prefill partitions the sequence as one-shot prefill does
+        this.prefillChunk = Math.max(1, 2048 / config.blockSize()) * config.blockSize();
+    }
+
+    /** Loads config.json and the safetensors weights of {@code dir}; every tensor is checked by name and shape. */
+    public static MiniMaxModel load(Path dir, TensorOps ops) throws IOException {
+        ModelConfig c = ConfigLoader.load(dir.resolve("config.json"));
+        WeightStore w = WeightStore.open(dir);
+        try {
+            return build(c, w, ops, new LocalExperts(c, w, ops));
+        } catch (RuntimeException e) {
+            w.close();
+            throw e;
+        }
+    }
+
+    private static MiniMaxModel build(ModelConfig c, WeightStore w, TensorOps ops, ExpertExecutor experts) {
+        long V = c.vocabSize(), h = c.hiddenSize(), HD = c.attnDim(), KVD = c.kvDim(), E = c.numExperts();
+        Tensor embed = w.get("model.embed_tokens.weight", V, h);
+        Tensor lmHead = c.tieWordEmbeddings() && !w.contains("lm_head.weight") ? embed : w.get("lm_head.weight", V, h);
+        DecoderLayer[] layers = new DecoderLayer[c.numLayers()];
+        for (int l = 0; l < layers.length; l++) {
+            String p = "model.layers." + l + ".";
+            float[] in = w.get(p + "input_layernorm.weight", h).toFloatArray();
+            float[] post = w.get(p + "post_attention_layernorm.weight", h).toFloatArray();
+            MoeLayer moe = new MoeLayer(c, l, w.get(p + "block_sparse_moe.gate.weight", E, h));
+            if (c.isSoftmax(l)) {
+                SoftmaxAttention sa = new SoftmaxAttention(c, l,
+                        w.get(p + "self_attn.q_proj.weight", HD, h), w.get(p + "self_attn.k_proj.weight", KVD, h),
+                        w.get(p + "self_attn.v_proj.weight", KVD, h), w.get(p + "self_attn.o_proj.weight", h, HD));
+                layers[l] = new DecoderLayer(in, post, c.rmsNormEps(), null, sa, moe,
+                        c.fullAttnAlpha(), c.fullAttnBeta(), c.mlpAlpha(), c.mlpBeta());
+            } else {
+                LightningAttention la = new LightningAttention(c, l,
+                        w.get(p + "self_attn.qkv_proj.weight", 3 * HD, h), w.get(p + "self_attn.output_gate.weight", HD, h),
+                        w.get(p + "self_attn.norm.weight", HD).toFloatArray(), w.get(p + "self_attn.out_proj.weight", h, HD));
+                layers[l] = new DecoderLayer(in, post, c.rmsNormEps(), la, null, moe,
+                        c.linearAttnAlpha(), c.linearAttnBeta(), c.mlpAlpha(), c.mlpBeta());
+            }
+        }
+        float[] finalNorm = w.get("model.norm.weight", h).toFloatArray();
+        return new MiniMaxModel(c, w, ops, embed, lmHead, finalNorm, layers, experts);
+    }
+
+    /** The same weights with the MoE experts computed by {@code remote} (expert shards) instead of in-process. */
+    public MiniMaxModel withExperts(ExpertExecutor remote) {
+        return new MiniMaxModel(config, weights, ops, embed, lmHead, finalNorm, layers, remote);
+    }
+
+    public ModelConfig config() { return config; }
+    public WeightStore weights() { return weights; }
+    public TensorOps ops() { return ops; }
+
+    public SequenceState newState() { return new SequenceState(config, 256); }
+
+    /** Runs {@code tokens} through the model after what {@code s} holds; returns the last token's logits [V]. */
+    public float[] prefill(SequenceState s, int[] tokens) {
+        if (tokens.length == 0) throw new IllegalArgumentException("prefill needs at least one token");
+        return prefill(s, tokens, new int[]{tokens.length - 1})[0];
+    }
+
+    /**
+     * Prefill in chunks of whole lightning blocks, returning the logits at the requested rows of {@code tokens}
+     * (row r's logits predict token r+1).
+     */
+    public float[][] prefill(SequenceState s, int[] tokens, int[] logitRows) {
+        float[][] out = new float[logitRows.length][];
+        for (int from = 0; from < tokens.length; from += prefillChunk) {
+            int n = Math.min(prefillChunk, tokens.length - from);
+            int[] chunk = java.util.Arrays.copyOfRange(tokens, from, from + n);
+            float[] h = forward(Batch.prefill(s, n), chunk);
+            for (int i = 0; i < logitRows.length; i++) {
+                int r = logitRows[i];
+                if (r >= from && r < from + n) out[i] = logits(h, r - from);
+            }
+        }
+        for (int i = 0; i < logitRows.length; i++) {
+            if (out[i] == null) throw new IllegalArgumentException("logit row " + logitRows[i] + " outside 0.." + (tokens.length - 1));
+        }
+        return out;
+    }
+
+    /** One continuous-batching decode step: token i is appended to states.get(i); returns logits [B][V]. */
+    public float[][] decode(List<SequenceState> states, int[] tokens) {
+        if (states.size() != tokens.length) throw new IllegalArgumentException(states.size() + " states but " + tokens.length + " tokens");
+        float[] h = forward(Batch.decode(states), tokens);
+        float[][] out = new float[tokens.length][];
+        for (int i = 0; i < tokens.length; i++) out[i] = logits(h, i);
+        return out;
+    }
+
+    /** Embeds the batch's tokens, runs every layer, advances each sequence; returns final hidden states [rows, h]. */
+    private float[] forward(Batch batch, int[] tokens) {
+        int hidden = config.hiddenSize(), n = batch.rows();
+        float[] h = new float[n * hidden];
+        for (int t = 0; t < n; t++) {
+            int id = tokens[t];
+            if (id < 0 || id >= config.vocabSize()) {
+                throw new IllegalArgumentException("token id " + id + " outside the vocabulary 0.." + (config.vocabSize() - 1));
+            }
+            embed.copyTo((long) id * hidden, h, t * hidden, hidden);
+        }
+        for (Batch.Segment s : batch.segments()) {
+            if ((long) s.state().position() + s.count() > config.maxPositions()) {
+                throw new IllegalArgumentException("sequence would exceed max_position_embeddings " + config.maxPositions());
+            }
+        }
+        for (DecoderLayer layer : layers) layer.forward(ops, experts, batch, h, hidden);
+        for (Batch.Segment s : batch.segments()) s.state().advance(s.count());
+        return h;
+    }
+
+    /** Final norm and LM head for one row of h. */
+    private float[] logits(float[] h, int row) {
+        int hidden = config.hiddenSize();
+        float[] x = new float[hidden];
+        System.arraycopy(h, row * hidden, x, 0, hidden);
+        Functions.rmsNorm(x, 1, hidden, finalNorm, config.rmsNormEps(), x);
+        float[] logits = new float[config.vocabSize()];
+        ops.matmul(x, 1, lmHead, logits);
+        return logits;
+    }
+
+    @Override
+    public void close() { weights.close(); }
+}
