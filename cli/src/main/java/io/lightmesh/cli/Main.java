@@ -30,6 +30,10 @@ public final class Main {
               detokenize  --model DIR --ids 1,2,3          prints the text
               bench       [--size tiny|100m|demo] [--prompt-lengths 1024,4096] [--decode-tokens N] ...
               info        --model DIR                      prints the model's shape
+              serve       [--model DIR] [--http-port 8080] [--grpc-port 9000] [--kafka HOST:PORT] [--experts N]
+                          the whole mesh on this machine: Kafka (KRaft child process unless --kafka), router,
+                          prefill and decode workers, expert shards; Ctrl-C stops everything
+              bench-serve [--model DIR] ...                drives a mesh like vLLM's serving benchmark
 
             common options:
               --model DIR       a checkpoint directory (config.json + safetensors [+ tokenizer.json]);
@@ -56,6 +60,8 @@ public final class Main {
                 case "detokenize" -> detokenize(argv, out);
                 case "info" -> info(argv, out);
                 case "bench" -> bench(Arrays.copyOfRange(argv, 1, argv.length), out);
+                case "serve" -> serve(argv);
+                case "bench-serve" -> benchServe(argv);
                 default -> throw new Args.UsageException("unknown command '" + argv[0] + "'");
             };
         } catch (Args.UsageException e) {
@@ -161,13 +167,42 @@ public final class Main {
         return 0;
     }
 
-    private static int bench(String[] args, PrintStream out) {
+    /** The whole mesh on this machine (Kafka broker, router, prefill, decode, expert shards) until Ctrl-C. */
+    private static int serve(String[] argv) throws IOException {
+        String[] args = withDefaultModel(argv);
         try {
-            var m = Class.forName("io.lightmesh.engine.bench.EngineBench").getMethod("run", String[].class, PrintStream.class);
-            return (int) m.invoke(null, args, out);
-        } catch (ReflectiveOperationException e) {
-            throw new IllegalStateException("bench is not available in this build: " + e);
+            io.lightmesh.launcher.Main.main(args);
+            return 0;
+        } catch (IOException | RuntimeException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new IllegalStateException("the mesh failed: " + e, e);
         }
+    }
+
+    private static int benchServe(String[] argv) throws IOException {
+        String[] args = withDefaultModel(argv);
+        try {
+            io.lightmesh.launcher.BenchServe.main(Arrays.copyOfRange(args, 1, args.length));
+            return 0;
+        } catch (IOException | RuntimeException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new IllegalStateException("bench-serve failed: " + e, e);
+        }
+    }
+
+    /** argv with {@code --model <demo>} appended when absent. */
+    private static String[] withDefaultModel(String[] argv) throws IOException {
+        if (Arrays.asList(argv).contains("--model")) return argv;
+        String[] out = Arrays.copyOf(argv, argv.length + 2);
+        out[argv.length] = "--model";
+        out[argv.length + 1] = DemoModel.path().toString();
+        return out;
+    }
+
+    private static int bench(String[] args, PrintStream out) throws IOException {
+        return io.lightmesh.engine.bench.EngineBench.run(args, out);
     }
 
     private static int info(String[] argv, PrintStream out) throws IOException {

@@ -26,7 +26,7 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
     private final AtomicLong callIds = new AtomicLong();
     private final long timeoutMs;
     /** Per layer: nanoseconds spent in run() and number of calls, for the benchmark and metrics. */
-    private final LongAdder[] nanos, calls;
+    private final LongAdder[] nanos, calls, computeMicros;
     /** Per layer and expert: tokens routed (the "tokens per expert per layer" metric). */
     private final LongAdder[] tokensPerExpert;
 
@@ -46,6 +46,7 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
         }
         nanos = adders(placement.numLayers());
         calls = adders(placement.numLayers());
+        computeMicros = adders(placement.numLayers());
         tokensPerExpert = adders(placement.numLayers() * placement.numExperts());
     }
 
@@ -92,6 +93,7 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
         }
         java.util.Arrays.fill(out, 0, n * hidden, 0f);
         float[] part = new float[0];
+        long slowestCompute = 0;
         for (int s = 0; s < S; s++) {
             if (pending[s] == null) continue;
             ExpertResult r;
@@ -104,6 +106,7 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
                 throw new IllegalStateException("expert shard " + placement.shards().get(s).id() + " at "
                         + placement.shards().get(s).address() + " failed on layer " + layer + ": " + e.getCause().getMessage(), e.getCause());
             }
+            slowestCompute = Math.max(slowestCompute, r.getComputeUs());
             int m = rowCount[s];
             if (part.length < m * hidden) part = new float[m * hidden];
             Floats.fromBytes(r.getCombined(), part, 0, m * hidden);
@@ -113,6 +116,7 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
             }
         }
         nanos[layer].add(System.nanoTime() - t0);
+        computeMicros[layer].add(slowestCompute);
         calls[layer].increment();
     }
 
@@ -122,6 +126,16 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
         for (int l = 0; l < m.length; l++) {
             long c = calls[l].sum();
             m[l] = c == 0 ? Double.NaN : nanos[l].sum() / 1e3 / c;
+        }
+        return m;
+    }
+
+    /** Mean microseconds per call of the slowest shard's own compute, per layer: round trip minus this is transport. */
+    public double[] meanComputeMicrosPerLayer() {
+        double[] m = new double[nanos.length];
+        for (int l = 0; l < m.length; l++) {
+            long c = calls[l].sum();
+            m[l] = c == 0 ? Double.NaN : (double) computeMicros[l].sum() / c;
         }
         return m;
     }
@@ -136,6 +150,7 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
     public void resetStats() {
         for (LongAdder a : nanos) a.reset();
         for (LongAdder a : calls) a.reset();
+        for (LongAdder a : computeMicros) a.reset();
     }
 
     public ExpertPlacement placement() { return placement; }

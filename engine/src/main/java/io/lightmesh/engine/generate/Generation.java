@@ -59,12 +59,13 @@ public final class Generation {
      */
     public Step accept(float[] logits) {
         if (finished) throw new IllegalStateException("generation " + id + " already finished");
-        int token = forced.isEmpty() ? sampler.sample(logits) : forced.poll();
+        boolean wasForced = !forced.isEmpty();
+        int token = wasForced ? forced.poll() : sampler.sample(logits);
         if (token == eos) { // end of turn: not part of the output
             return new Step(token, finish(FinishReason.STOP), true, reason);
         }
         append(token);
-        trackThinking(token);
+        trackThinking(token, wasForced);
         String text = decoder == null ? "" : decoder.accept(token);
         String out = release(text);
         if (finished) return new Step(token, out, true, reason);
@@ -73,9 +74,13 @@ public final class Generation {
         return new Step(token, out, false, null);
     }
 
-    private void trackThinking(int token) {
+    private void trackThinking(int token, boolean wasForced) {
         if (token == thinkOpen) { thinking = true; return; }
-        if (token == thinkClose) { thinking = false; forced.clear(); return; }
+        if (token == thinkClose) {
+            thinking = false;
+            if (!wasForced) forced.clear(); // the model closed its reasoning itself: nothing left to force
+            return;
+        }
         if (!thinking) return;
         thinkingTokens++;
         if (params.maxThinkingTokens() > 0 && thinkingTokens >= params.maxThinkingTokens() && forced.isEmpty()) {
