@@ -1,0 +1,33 @@
+package io.lightmesh.cli;
+
+import io.lightmesh.engine.backend.TensorOps;
+import io.lightmesh.engine.model.MiniMaxModel;
+import io.lightmesh.engine.tokenizer.Tokenizer;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/** A model directory opened for a command: weights on a backend, and the tokenizer when the directory has one. */
+record LoadedModel(Path dir, MiniMaxModel model, Tokenizer tokenizer) implements AutoCloseable {
+
+    static LoadedModel open(Path dir, TensorOps ops) throws IOException {
+        if (!Files.isDirectory(dir)) throw new Args.UsageException("--model " + dir + ": not a directory");
+        if (!Files.exists(dir.resolve("config.json"))) throw new Args.UsageException("--model " + dir + ": no config.json");
+        MiniMaxModel model = MiniMaxModel.load(dir, ops);
+        Path tok = dir.resolve("tokenizer.json");
+        Tokenizer tokenizer = Files.exists(tok) ? Tokenizer.load(tok) : null;
+        return new LoadedModel(dir, model, tokenizer);
+    }
+
+    Tokenizer requireTokenizer() {
+        if (tokenizer == null) throw new Args.UsageException(dir + " has no tokenizer.json: pass token ids (--ids) instead of text");
+        return tokenizer;
+    }
+
+    @Override
+    public void close() {
+        model.close();
+        try { model.ops().close(); } catch (Exception ignored) { }
+    }
+}

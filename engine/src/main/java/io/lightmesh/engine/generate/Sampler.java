@@ -1,0 +1,68 @@
+package io.lightmesh.engine.generate;
+
+import java.util.Arrays;
+import java.util.SplittableRandom;
+
+/** Picks the next token from logits: greedy, or temperature + top-k + top-p with a seeded generator. */
+public final class Sampler {
+    private final SamplingParams params;
+    private final SplittableRandom random;
+
+    public Sampler(SamplingParams params) {
+        this.params = params;
+        this.random = new SplittableRandom(params.seed());
+    }
+
+    public int sample(float[] logits) {
+        if (params.isGreedy()) return argmax(logits);
+        int V = logits.length;
+        // temperature, then softmax in fp64 for a stable cumulative sum
+        double max = Double.NEGATIVE_INFINITY;
+        for (float l : logits) max = Math.max(max, l / params.temperature());
+        double[] p = new double[V];
+        double sum = 0;
+        for (int i = 0; i < V; i++) sum += p[i] = Math.exp(logits[i] / params.temperature() - max);
+        Integer[] order = null;
+        int keep = V;
+        if (params.topK() > 0 && params.topK() < V) keep = params.topK();
+        if (keep < V || params.topP() < 1f) {
+            order = new Integer[V];
+            for (int i = 0; i < V; i++) order[i] = i;
+            final double[] pp = p;
+            Arrays.sort(order, (a, b) -> pp[b] != pp[a] ? Double.compare(pp[b], pp[a]) : Integer.compare(a, b));
+            double kept = 0;
+            for (int i = 0; i < keep; i++) kept += p[order[i]];
+            if (params.topP() < 1f) { // smallest prefix whose mass reaches top_p of what top-k kept
+                double acc = 0;
+                for (int i = 0; i < keep; i++) {
+                    acc += p[order[i]];
+                    if (acc >= params.topP() * kept) { keep = i + 1; break; }
+                }
+            }
+            sum = 0;
+            for (int i = 0; i < keep; i++) sum += p[order[i]];
+        }
+        double r = random.nextDouble() * sum;
+        if (order == null) {
+            for (int i = 0; i < V; i++) if ((r -= p[i]) < 0) return i;
+            return argmax(logits);
+        }
+        for (int i = 0; i < keep; i++) if ((r -= p[order[i]]) < 0) return order[i];
+        return order[0];
+    }
+
+    /**
+     * Advances the generator exactly as one {@link #sample} call does, without logits: for a token another sampler
+     * in the same state drew (one draw per sampled token, none when greedy).
+     */
+    public void skip() {
+        if (!params.isGreedy()) random.nextDouble();
+    }
+
+    /** Index of the largest logit; ties go to the lowest id, as torch.argmax does. */
+    public static int argmax(float[] logits) {
+        int best = 0;
+        for (int i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+}

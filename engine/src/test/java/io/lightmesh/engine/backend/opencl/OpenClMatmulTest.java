@@ -1,0 +1,81 @@
+package io.lightmesh.engine.backend.opencl;
+
+import io.lightmesh.engine.backend.ReferenceOps;
+import io.lightmesh.engine.tensor.DType;
+import io.lightmesh.engine.tensor.Tensor;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.util.List;
+import java.util.Random;
+import java.util.stream.Stream;
+
+import static io.lightmesh.engine.backend.opencl.OpenClTestSupport.*;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** {@link OpenClOps#matmul} against {@link ReferenceOps}: matrix-vector (n <= 8) and tiled (n > 8) passes. */
+class OpenClMatmulTest {
+    private final ReferenceOps ref = new ReferenceOps();
+
+    /** n, in, out: n = 1 and 3 and 8 take the matrix-vector pass, the rest the tiled one; most are ragged. */
+    static Stream<Arguments> shapes() {
+        int[][] s = {
+                {1, 64, 32}, {1, 7, 5}, {1, 1000, 37}, {3, 33, 17}, {8, 129, 131},
+                {9, 31, 7}, {17, 257, 129}, {130, 100, 260}, {128, 128, 128}, {200, 16, 3}, {5, 1, 9}};
+        return Stream.of(DType.F32, DType.BF16).flatMap(d -> Stream.of(s).map(x -> Arguments.of(d, x[0], x[1], x[2])));
+    }
+
+    @ParameterizedTest(name = "{0} n={1} in={2} out={3}")
+    @MethodSource("shapes")
+    void matchesReference(DType dtype, int n, int in, int out) {
+        OpenClOps ops = ops();
+        Random rnd = new Random(31L * n + 7L * in + out + dtype.ordinal());
+        Tensor w = weight(rnd, dtype, out, in);
+        for (int call = 0; call < 2; call++) { // the second call reuses the weight already on the device
+            float[] x = random(rnd, n * in, 1f);
+            float[] want = poisoned(n * out);
+            float[] got = poisoned(n * out);
+            ref.matmul(x, n, w, want);
+            ops.matmul(x, n, w, got);
+            assertClose(dtype + " matmul call " + call, want, got, n * out);
+        }
+    }
+
+    @Test
+    void preloadedWeightsShareASlabAndStayCorrect() {
+        OpenClOps ops = ops();
+        Random rnd = new Random(5);
+        List<Tensor> ws = List.of(weight(rnd, DType.F32, 19, 23), weight(rnd, DType.F32, 7, 19),
+                weight(rnd, DType.BF16, 11, 23), weight(rnd, DType.BF16, 23, 11));
+        ops.preload(ws);
+        for (int round = 0; round < 2; round++) {
+            for (Tensor w : ws) {
+                int in = (int) w.dim(1), out = (int) w.dim(0);
+                for (int n : new int[]{1, 12}) {
+                    float[] x = random(rnd, n * in, 2f);
+                    float[] want = poisoned(n * out), got = poisoned(n * out);
+                    ref.matmul(x, n, w, want);
+                    ops.matmul(x, n, w, got);
+                    assertClose("preloaded " + w, want, got, n * out);
+                }
+            }
+        }
+    }
+
+    @Test
+    void largerCallerArraysKeepTheirTail() {
+        OpenClOps ops = ops();
+        Random rnd = new Random(9);
+        Tensor w = weight(rnd, DType.F32, 13, 21);
+        int n = 10;
+        float[] x = random(rnd, n * 21 + 50, 1f);
+        float[] got = poisoned(n * 13 + 40);
+        float[] want = poisoned(n * 13);
+        ref.matmul(x, n, w, want);
+        ops.matmul(x, n, w, got);
+        assertClose("matmul into a larger array", want, got, n * 13);
+        for (int i = n * 13; i < got.length; i++) assertTrue(Float.isNaN(got[i]), "element " + i + " past n*out was written");
+    }
+}
