@@ -113,7 +113,7 @@ class VectorOpsTest {
     // ------------------------------------------------------------------------------------- lightning attention
 
     @ParameterizedTest
-    @ValueSource(ints = {16, 20, 64})
+    @ValueSource(ints = {16, 20, 64, 100})
     void lightningPrefillMatchesReference(int D) {
         SplittableRandom rnd = new SplittableRandom(D);
         for (int heads : new int[]{1, 2, 4}) {
@@ -139,7 +139,7 @@ class VectorOpsTest {
     }
 
     @ParameterizedTest
-    @ValueSource(ints = {16, 20, 64})
+    @ValueSource(ints = {16, 20, 64, 100})
     void lightningDecodeMatchesReference(int D) {
         SplittableRandom rnd = new SplittableRandom(100 + D);
         for (int heads : new int[]{1, 4}) {
@@ -167,7 +167,7 @@ class VectorOpsTest {
     // --------------------------------------------------------------------------------------- softmax attention
 
     @ParameterizedTest
-    @ValueSource(ints = {16, 20, 64})
+    @ValueSource(ints = {16, 20, 64, 100})
     void softmaxAttentionMatchesReference(int D) {
         SplittableRandom rnd = new SplittableRandom(200 + D);
         int[][] headShapes = {{4, 4}, {4, 2}, {4, 1}, {8, 2}}; // GQA groups 1, 2, 4, 4
