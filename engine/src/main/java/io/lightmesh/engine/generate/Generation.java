@@ -87,7 +87,8 @@ public final class Generation {
      */
     public Step accept(float[] logits) {
         if (finished) throw new IllegalStateException("generation " + id + " already finished");
-        return apply(forced.isEmpty() ? sampler.sample(logits) : forced.poll());
+        boolean isForced = !forced.isEmpty();
+        return apply(isForced ? forced.poll() : sampler.sample(logits), isForced);
     }
 
     /**
@@ -98,21 +99,22 @@ public final class Generation {
      */
     public Step acceptChosen(int token) {
         if (finished) throw new IllegalStateException("generation " + id + " already finished");
-        if (!forced.isEmpty()) {
+        boolean isForced = !forced.isEmpty();
+        if (isForced) {
             int f = forced.poll();
             if (f != token) throw new IllegalArgumentException("token " + token + " where the thinking budget forces " + f);
         } else {
             sampler.skip();
         }
-        return apply(token);
+        return apply(token, isForced);
     }
 
-    private Step apply(int token) {
+    private Step apply(int token, boolean isForced) {
         if (token == eos && !params.ignoreEos()) { // end of turn: not part of the output
             return new Step(token, finish(FinishReason.STOP), true, reason);
         }
         append(token);
-        trackThinking(token);
+        trackThinking(token, isForced);
         String text = decoder == null ? "" : decoder.accept(token);
         String out = release(text);
         if (finished) return new Step(token, out, true, reason);
@@ -121,9 +123,13 @@ public final class Generation {
         return new Step(token, out, false, null);
     }
 
-    private void trackThinking(int token) {
+    private void trackThinking(int token, boolean isForced) {
         if (token == thinkOpen) { thinking = true; return; }
-        if (token == thinkClose) { thinking = false; forced.clear(); return; }
+        if (token == thinkClose) {
+            thinking = false;
+            if (!isForced) forced.clear(); // the model closed the block itself; a forced close runs to its end
+            return;
+        }
         if (!thinking) return;
         thinkingTokens++;
         if (params.maxThinkingTokens() > 0 && thinkingTokens >= params.maxThinkingTokens() && forced.isEmpty()) {
