@@ -4,12 +4,13 @@ import io.grpc.BindableService;
 import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
+import io.lightmesh.engine.generate.ContinuousBatcher;
+import io.lightmesh.engine.generate.Generation;
 import io.lightmesh.engine.model.MiniMaxModel;
 import io.lightmesh.engine.model.SequenceState;
 import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.Specs;
 import io.lightmesh.mesh.StateCodec;
-import io.lightmesh.mesh.StopRules;
-import io.lightmesh.mesh.TokenPicker;
 import io.lightmesh.proto.v1.AckStatus;
 import io.lightmesh.proto.v1.CancelRequest;
 import io.lightmesh.proto.v1.CancelResponse;
@@ -49,9 +50,10 @@ import java.util.concurrent.atomic.LongAdder;
 import java.util.logging.Logger;
 
 /**
- * A decode worker: accepts sequence states within a byte budget (StateTransfer), runs them with continuous
- * batching (sequences join and leave the batch between steps), and streams their tokens to whoever follows them
- * (Decode.Generate). A sequence's state is freed when it finishes, is cancelled, or fails.
+ * A decode worker: accepts sequence states within a byte budget (StateTransfer), runs them with the engine's
+ * {@link ContinuousBatcher} (sequences join and leave the batch between steps; each is an engine {@link Generation},
+ * rebuilt from the spec and the tokens generated before the hand-off), and streams their tokens and text to whoever
+ * follows them (Decode.Generate). A sequence's state is freed when it finishes, is cancelled, or fails.
  *
  * <p>Budget: a sequence is charged the serialised size of its state at its longest (position + max_new_tokens),
  * so an accepted sequence never outgrows the budget.
@@ -66,7 +68,7 @@ public final class DecodeWorker implements AutoCloseable {
     private final MeshModel meshModel;
     private final MiniMaxModel model; // local or remote experts
     private final boolean remoteExperts;
-    private final StopRules rules;
+    private final ContinuousBatcher batcher;
     private final Map<String, Slot> slots = new ConcurrentHashMap<>();
     private final Map<String, Long> reservations = new HashMap<>(); // request id -> bytes (guarded by this)
     private final Map<String, Long> reservationExpiry = new HashMap<>();
@@ -92,7 +94,7 @@ public final class DecodeWorker implements AutoCloseable {
         this.meshModel = meshModel;
         this.model = model;
         this.remoteExperts = remoteExperts;
-        this.rules = new StopRules(meshModel.eosId());
+        this.batcher = new ContinuousBatcher(model, settings.maxBatch(), this::onStep);
         this.loop = new Thread(this::runLoop, "decode-loop-" + settings.workerId());
         loop.setDaemon(true);
         loop.start();
@@ -112,10 +114,10 @@ public final class DecodeWorker implements AutoCloseable {
         Status failure;          // when closed by an error
         // the sequence (null until its state arrives)
         GenerationSpec spec;
-        SequenceState state;
+        volatile SequenceState state;
+        Generation generation;
         long charge;
-        int nextInput, generated, firstIndex;
-        long seed;
+        int delivered;           // tokens generated for the request so far (a resume's earlier ones included)
         volatile boolean cancelled;
         RequestStats.Builder stats;
 
@@ -160,6 +162,7 @@ public final class DecodeWorker implements AutoCloseable {
             finished.add(s.id);
         }
         s.state = null;
+        s.generation = null;
         slots.remove(s.id, s);
     }
 
@@ -174,7 +177,7 @@ public final class DecodeWorker implements AutoCloseable {
         s.cancelled = true;
         s.fail(Status.CANCELLED.withDescription(reason));
         if (s.state == null) slots.remove(id, s); // not decoding: nothing else will release it
-        // else the decode loop drops it before its next step and releases the state
+        else batcher.cancel(id);                  // the batcher ends it at its next step; onStep releases the state
         return true;
     }
 
@@ -196,58 +199,30 @@ public final class DecodeWorker implements AutoCloseable {
         return StateCodec.serialisedBytes(meshModel.config(), maxLen);
     }
 
-    // ---- the decode loop: one batched step at a time ----
+    // ---- the decode loop: one batched step of the engine's continuous batcher at a time ----
 
     private void runLoop() {
-        List<Slot> active = new ArrayList<>();
         while (running) {
             try {
-                if (active.isEmpty()) {
-                    Slot s = joins.poll(100, TimeUnit.MILLISECONDS);
-                    if (s != null) active.add(s);
+                Slot s = batcher.idle() ? joins.poll(100, TimeUnit.MILLISECONDS) : joins.poll();
+                for (; s != null; s = joins.poll()) {
+                    if (s.cancelled) release(s);
+                    else batcher.add(s.generation);
                 }
-                while (active.size() < settings.maxBatch()) {
-                    Slot s = joins.poll();
-                    if (s == null) break;
-                    active.add(s);
-                }
-                active.removeIf(s -> {
-                    if (!s.cancelled && (s.follower == null || !s.follower.isCancelled())) return false;
-                    release(s);
-                    return true;
-                });
-                activeCount = active.size();
-                if (active.isEmpty()) continue;
-                List<SequenceState> states = new ArrayList<>(active.size());
-                int[] tokens = new int[active.size()];
-                for (int i = 0; i < tokens.length; i++) {
-                    states.add(active.get(i).state);
-                    tokens[i] = active.get(i).nextInput;
-                }
+                if (batcher.idle()) { activeCount = 0; continue; }
                 long t0 = System.nanoTime();
-                float[][] logits;
+                int b;
                 try {
-                    logits = model.decode(states, tokens);
+                    b = batcher.step();
                 } catch (RuntimeException e) {
-                    LOG.warning("decode step failed for " + tokens.length + " sequences: " + e);
-                    for (Slot s : active) {
-                        s.fail(Status.INTERNAL.withDescription("decode step failed: " + e.getMessage()));
-                        release(s);
-                    }
-                    active.clear();
+                    failAll(e);
                     continue;
                 }
+                activeCount = batcher.running();
+                if (b == 0) continue;
                 stepNanos.add(System.nanoTime() - t0);
                 steps.increment();
-                stepRows.add(tokens.length);
-                for (int i = active.size() - 1; i >= 0; i--) {
-                    Slot s = active.get(i);
-                    int token = TokenPicker.pick(logits[i], s.spec.getSampling(), s.seed, s.generated);
-                    if (accept(s, token)) {
-                        active.remove(i);
-                        release(s);
-                    }
-                }
+                stepRows.add(b);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 return;
@@ -257,19 +232,46 @@ public final class DecodeWorker implements AutoCloseable {
         }
     }
 
-    /** Emits one generated token; true when the sequence is finished (the caller releases it). */
-    private boolean accept(Slot s, int token) {
-        int index = s.generated++;
-        int total = s.generated; // tokens generated for the request, resumed ones included
-        FinishReason f = rules.after(s.spec, token, total);
-        boolean last = f != FinishReason.FINISH_REASON_UNSPECIFIED;
-        DecodeEvent.Builder e = DecodeEvent.newBuilder().setRequestId(s.id).setFirstIndex(index).addTokenIds(token);
-        if (last) {
-            e.setFinishReason(f).setCompletionTokens(total).setStats(s.stats.setDecodeWorker(settings.workerId()));
+    /** A decode step failed: every sequence in the batch is failed and freed (the batcher drops them next step). */
+    private void failAll(RuntimeException e) {
+        LOG.warning("decode step failed: " + e);
+        for (Slot s : slots.values()) {
+            if (s.generation == null) continue;
+            s.fail(Status.INTERNAL.withDescription("decode step failed: " + e.getMessage()));
+            s.cancelled = true;
+            batcher.cancel(s.id);
+            release(s);
         }
-        s.emit(e.build(), last);
-        s.nextInput = token;
-        return last;
+    }
+
+    /** The batcher's report of one step of one sequence: becomes one event on the request's stream. */
+    private void onStep(Generation g, Generation.Step step) {
+        Slot s = slots.get(g.id());
+        if (s == null || s.generation != g) return; // already failed or released
+        if (step.finished() && step.reason() == io.lightmesh.engine.generate.FinishReason.CANCELLED) {
+            release(s);
+            return;
+        }
+        if (emit(s, g, step)) release(s);
+    }
+
+    /**
+     * Emits what one step produced: the token when it became output (eos, which ends the turn, is not), the text
+     * it released, and on the last step the finish reason and counts. True when the sequence finished.
+     */
+    private boolean emit(Slot s, Generation g, Generation.Step step) {
+        DecodeEvent.Builder e = DecodeEvent.newBuilder().setRequestId(s.id).setFirstIndex(s.delivered).setTextDelta(step.text());
+        if (g.tokenCount() > s.delivered) {
+            e.addTokenIds(step.token());
+            s.delivered = g.tokenCount();
+        }
+        if (step.finished()) {
+            e.setFinishReason(Specs.finishReason(step.reason())).setMatchedStop(g.matchedStop())
+                    .setCompletionTokens(g.tokenCount()).setReasoningTokens(g.thinkingTokens())
+                    .setStats(s.stats.setDecodeWorker(settings.workerId()));
+        }
+        s.emit(e.build(), step.finished());
+        return step.finished();
     }
 
     // ---- gRPC services ----
@@ -389,15 +391,30 @@ public final class DecodeWorker implements AutoCloseable {
                         s.spec = header.getSpec();
                         s.state = state;
                         s.charge = charged;
-                        s.seed = s.spec.getSampling().hasSeed() ? s.spec.getSampling().getSeed() : 0L;
-                        s.generated = s.spec.getGeneratedTokensCount();
-                        s.nextInput = -1;
+                        s.delivered = s.spec.getGeneratedTokensCount();
                         s.stats = RequestStats.newBuilder().setQueueUs(header.getQueueUs()).setPrefillUs(header.getPrefillUs())
                                 .setTransferUs((System.nanoTime() - t0) / 1000).setStateBytes(assembler.received());
+                        try {
+                            s.generation = Specs.resume(s.spec, state, meshModel.tokenizer());
+                        } catch (IllegalArgumentException e) {
+                            s.state = null;
+                            slots.remove(id, s);
+                            answer(AckStatus.ACK_STATUS_REJECTED_INCOMPATIBLE, "cannot generate: " + e.getMessage());
+                            s.fail(Status.INVALID_ARGUMENT.withDescription(e.getMessage()));
+                            return;
+                        }
                     }
                     answer(AckStatus.ACK_STATUS_ACCEPTED, "");
-                    // the first new token was drawn by the prefill worker
-                    if (accept(s, header.getNextToken())) release(s);
+                    // the first new token was drawn by the prefill worker, by the same rules from the same history
+                    Generation.Step first;
+                    try {
+                        first = s.generation.acceptChosen(header.getNextToken());
+                    } catch (IllegalArgumentException e) {
+                        s.fail(Status.INTERNAL.withDescription("first token: " + e.getMessage()));
+                        release(s);
+                        return;
+                    }
+                    if (emit(s, s.generation, first)) release(s);
                     else joins.add(s);
                 }
 

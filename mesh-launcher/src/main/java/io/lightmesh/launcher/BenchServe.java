@@ -4,13 +4,11 @@ import io.grpc.ManagedChannel;
 import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
 import io.lightmesh.engine.tensor.DType;
 import io.lightmesh.mesh.Grpc;
-import io.lightmesh.mesh.InProcessGeneration;
+import io.lightmesh.engine.generate.Generator;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.RemoteExperts;
-import io.lightmesh.mesh.StopRules;
 import io.lightmesh.proto.v1.GenerateChunk;
 import io.lightmesh.proto.v1.GenerateRequest;
-import io.lightmesh.proto.v1.GenerationSpec;
 import io.lightmesh.proto.v1.InferenceGrpc;
 import io.lightmesh.proto.v1.SamplingParams;
 import io.lightmesh.proto.v1.TokenIds;
@@ -122,9 +120,8 @@ public final class BenchServe {
             }
             if (mesh != null) {
                 MeshModel mm = mesh.model();
-                StopRules rules = new StopRules(mm.eosId());
                 long t1 = System.nanoTime();
-                List<Sample> ip = run(prompts, concurrency, rate, outputLen, p -> inProcess(mm, rules, p, outLen));
+                List<Sample> ip = run(prompts, concurrency, rate, outputLen, p -> inProcess(mm, p, outLen));
                 report("in-process engine (one thread per request, no batching)", ip, (System.nanoTime() - t1) / 1e9, ttftSlo, tpotSlo);
             }
         } finally {
@@ -186,20 +183,20 @@ public final class BenchServe {
         }
     }
 
-    static Sample inProcess(MeshModel m, StopRules rules, int[] prompt, int outputLen) {
-        GenerationSpec.Builder s = GenerationSpec.newBuilder().setRequestId("bench")
-                .setSampling(SamplingParams.newBuilder().setTemperature(0f).setMaxNewTokens(outputLen).setIgnoreEos(true));
-        for (int t : prompt) s.addPromptTokens(t);
+    /** The engine's own single-sequence path (Generator): prefill, then one decode step per token. */
+    static Sample inProcess(MeshModel m, int[] prompt, int outputLen) {
+        io.lightmesh.engine.generate.SamplingParams params =
+                new io.lightmesh.engine.generate.SamplingParams(0f, 0, 1f, 0L, outputLen, List.of(), 0, true);
         long t0 = System.nanoTime();
         long[] last = {t0};
         double[] ttft = {-1};
         List<Double> itl = new ArrayList<>();
-        int n = InProcessGeneration.run(m.model(), rules, s.build(), tok -> {
+        int n = Generator.generate(m.model(), m.tokenizer(), prompt, params, step -> {
             long now = System.nanoTime();
             if (ttft[0] < 0) ttft[0] = (now - t0) / 1e6;
             else itl.add((now - last[0]) / 1e6);
             last[0] = now;
-        }).tokens().size();
+        }).tokens().length;
         return new Sample(ttft[0], (System.nanoTime() - t0) / 1e6, itl.stream().mapToDouble(Double::doubleValue).toArray(), n, 0, true);
     }
 

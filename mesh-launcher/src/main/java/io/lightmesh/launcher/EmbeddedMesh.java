@@ -39,12 +39,28 @@ public final class EmbeddedMesh implements AutoCloseable {
      * @param kafka         bootstrap servers of an existing cluster; null starts a broker child process
      * @param expertShards  0: experts inside the prefill/decode workers (aggregated); n: n remote shards
      */
+    /**
+     * @param backend     the engine backend for every service: auto, reference, vector or opencl (as the CLI's --backend)
+     */
     public record Options(Path modelDir, String host, int grpcPort, int httpPort, String kafka, Path workDir,
                           int expertShards, int decodeWorkers, int prefillWorkers, long decodeBudgetBytes, int maxBatch,
-                          String topic, int maxInFlight, int defaultMaxNewTokens) {
+                          String topic, int maxInFlight, int defaultMaxNewTokens, String backend) {
+        /** The options of the first version: the reference backend. */
+        public Options(Path modelDir, String host, int grpcPort, int httpPort, String kafka, Path workDir,
+                       int expertShards, int decodeWorkers, int prefillWorkers, long decodeBudgetBytes, int maxBatch,
+                       String topic, int maxInFlight, int defaultMaxNewTokens) {
+            this(modelDir, host, grpcPort, httpPort, kafka, workDir, expertShards, decodeWorkers, prefillWorkers,
+                    decodeBudgetBytes, maxBatch, topic, maxInFlight, defaultMaxNewTokens, "reference");
+        }
+
         public static Options defaults(Path modelDir) {
             return new Options(modelDir, "127.0.0.1", 9000, 8080, null, null, 2, 1, 1, 8L << 30, 32,
-                    "lightmesh.requests.v1", 256, 256);
+                    "lightmesh.requests.v1", 256, 256, "auto");
+        }
+
+        public Options withBackend(String b) {
+            return new Options(modelDir, host, grpcPort, httpPort, kafka, workDir, expertShards, decodeWorkers, prefillWorkers,
+                    decodeBudgetBytes, maxBatch, topic, maxInFlight, defaultMaxNewTokens, b);
         }
     }
 
@@ -69,7 +85,7 @@ public final class EmbeddedMesh implements AutoCloseable {
     }
 
     public static EmbeddedMesh start(Options o) throws IOException, InterruptedException {
-        EmbeddedMesh m = new EmbeddedMesh(o, MeshModel.load(o.modelDir()));
+        EmbeddedMesh m = new EmbeddedMesh(o, MeshModel.load(o.modelDir(), io.lightmesh.engine.backend.Backends.create(o.backend())));
         try {
             m.startAll();
             return m;

@@ -7,7 +7,7 @@ import java.util.concurrent.CountDownLatch;
  * {@code serve}: starts the embedded mesh and blocks until Ctrl-C.
  * Options: --model DIR, --http-port 8080, --grpc-port 9000, --kafka HOST:PORT (default: a broker child process),
  * --experts N (remote expert shards, default 2; 0 keeps experts inside the workers), --decode N, --prefill N,
- * --max-batch N, --budget-gib G.
+ * --max-batch N, --budget-gib G, --backend auto|reference|vector|opencl.
  */
 public final class Main {
     public static void main(String[] args) throws Exception {
@@ -16,6 +16,7 @@ public final class Main {
         String kafka = null;
         int http = d.httpPort(), grpc = d.grpcPort(), experts = d.expertShards(), decode = 1, prefill = 1, maxBatch = d.maxBatch();
         double budgetGib = 8;
+        String backend = "auto";
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             String v = i + 1 < args.length ? args[i + 1] : null;
@@ -30,12 +31,13 @@ public final class Main {
                 case "--prefill" -> prefill = Integer.parseInt(v);
                 case "--max-batch" -> maxBatch = Integer.parseInt(v);
                 case "--budget-gib" -> budgetGib = Double.parseDouble(v);
+                case "--backend" -> backend = v;
                 default -> throw new IllegalArgumentException("unknown option " + a + "; see io.lightmesh.launcher.Main's javadoc");
             }
             i++;
         }
         EmbeddedMesh.Options o = new EmbeddedMesh.Options(model, "127.0.0.1", grpc, http, kafka, null, experts, decode, prefill,
-                (long) (budgetGib * (1L << 30)), maxBatch, d.topic(), d.maxInFlight(), d.defaultMaxNewTokens());
+                (long) (budgetGib * (1L << 30)), maxBatch, d.topic(), d.maxInFlight(), d.defaultMaxNewTokens(), backend);
         EmbeddedMesh mesh = EmbeddedMesh.start(o);
         CountDownLatch stop = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {

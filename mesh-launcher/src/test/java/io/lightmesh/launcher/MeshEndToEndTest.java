@@ -6,18 +6,17 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
 import io.lightmesh.engine.tensor.DType;
+import io.lightmesh.engine.generate.Generator;
 import io.lightmesh.mesh.Grpc;
-import io.lightmesh.mesh.InProcessGeneration;
-import io.lightmesh.mesh.StopRules;
 import io.lightmesh.prefill.PrefillWorker;
 import io.lightmesh.proto.v1.FinishReason;
 import io.lightmesh.proto.v1.GenerateChunk;
 import io.lightmesh.proto.v1.GenerateRequest;
 import io.lightmesh.proto.v1.GenerateResponse;
-import io.lightmesh.proto.v1.GenerationSpec;
 import io.lightmesh.proto.v1.InferenceGrpc;
 import io.lightmesh.proto.v1.SamplingParams;
 import io.lightmesh.proto.v1.TokenIds;
+import io.lightmesh.proto.v1.TokenizeRequest;
 import org.apache.kafka.common.test.KafkaClusterTestKit;
 import org.apache.kafka.common.test.TestKitNodes;
 import org.junit.jupiter.api.AfterAll;
@@ -47,7 +46,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * The mesh end to end: a real Kafka broker (KafkaClusterTestKit, KRaft), real gRPC over loopback between a router,
  * two prefill workers, two decode workers and two expert shards (experts remote), on a seeded synthetic model of
- * the M1 architecture. Greedy output must equal the in-process engine's, token for token.
+ * the M1 architecture without a tokenizer. Greedy and seeded sampled output must equal the engine's own
+ * {@link Generator} (what {@code ./lightmesh generate} runs), token for token.
  */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class MeshEndToEndTest {
@@ -88,18 +88,28 @@ class MeshEndToEndTest {
     static int[] prompt(long seed, int len) { return new SplittableRandom(seed).ints(len, 0, 512).toArray(); }
 
     static GenerateRequest greedy(int[] prompt, int maxNew) {
+        return sampled(prompt, maxNew, SamplingParams.newBuilder().setTemperature(0f));
+    }
+
+    static GenerateRequest sampled(int[] prompt, int maxNew, SamplingParams.Builder sampling) {
         TokenIds.Builder ids = TokenIds.newBuilder();
         for (int t : prompt) ids.addIds(t);
         return GenerateRequest.newBuilder().setTokenIds(ids).setReturnTokenIds(true)
-                .setSampling(SamplingParams.newBuilder().setTemperature(0f).setMaxNewTokens(maxNew).setIgnoreEos(true)).build();
+                .setSampling(sampling.setMaxNewTokens(maxNew).setIgnoreEos(true)).build();
     }
 
-    /** What the in-process engine generates for the same request (experts in-process, no batching). */
+    /** What the engine's Generator produces for the same request (experts in-process, no batching). */
     static List<Integer> inProcess(int[] prompt, int maxNew) {
-        GenerationSpec.Builder s = GenerationSpec.newBuilder().setRequestId("ref")
-                .setSampling(SamplingParams.newBuilder().setTemperature(0f).setMaxNewTokens(maxNew).setIgnoreEos(true));
-        for (int t : prompt) s.addPromptTokens(t);
-        return InProcessGeneration.run(mesh.model().model(), new StopRules(mesh.model().eosId()), s.build(), t -> {}).tokens();
+        return inProcess(prompt, io.lightmesh.engine.generate.SamplingParams.greedy(maxNew));
+    }
+
+    static List<Integer> inProcess(int[] prompt, io.lightmesh.engine.generate.SamplingParams p) {
+        int[] t = Generator.generate(mesh.model().model(), mesh.model().tokenizer(), prompt, p, null).tokens();
+        return java.util.Arrays.stream(t).boxed().toList();
+    }
+
+    static io.lightmesh.engine.generate.SamplingParams engineSampling(float temperature, int topK, float topP, long seed, int maxNew) {
+        return new io.lightmesh.engine.generate.SamplingParams(temperature, topK, topP, seed, maxNew, List.of(), 0, true);
     }
 
     static void awaitNoLiveSequences() throws InterruptedException {
@@ -142,6 +152,44 @@ class MeshEndToEndTest {
             pool.shutdownNow();
         }
         awaitNoLiveSequences();
+    }
+
+    @Test @Order(2)
+    void seededSamplingMatchesTheEngineGenerator() throws Exception {
+        // the prefill worker draws the first token, the decode worker the rest: one seeded sequence of draws all the same
+        ExecutorService pool = Executors.newFixedThreadPool(6);
+        try {
+            List<Future<List<Integer>>> got = new ArrayList<>();
+            List<List<Integer>> want = new ArrayList<>();
+            for (int i = 0; i < 6; i++) {
+                int[] p = prompt(200 + i, 7 + 11 * i);
+                float temperature = 0.7f + 0.2f * i;
+                int topK = i % 2 == 0 ? 0 : 40;
+                float topP = i % 3 == 0 ? 1f : 0.9f;
+                long seed = 1000L * i + 7;
+                want.add(inProcess(p, engineSampling(temperature, topK, topP, seed, 20)));
+                SamplingParams.Builder sb = SamplingParams.newBuilder().setTemperature(temperature).setTopK(topK).setTopP(topP).setSeed(seed);
+                got.add(pool.submit(() -> client.withDeadlineAfter(120, TimeUnit.SECONDS).generate(sampled(p, 20, sb)).getTokenIdsList()));
+            }
+            for (int i = 0; i < 6; i++) assertEquals(want.get(i), got.get(i).get(), "request " + i);
+            assertFalse(want.get(1).equals(inProcess(prompt(201, 18), engineSampling(0.9f, 40, 0.9f, 99, 20))), "the seed matters");
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    @Test @Order(3)
+    void textInputWithoutATokenizerIsRejectedClearly() {
+        StatusRuntimeException e = assertThrows(StatusRuntimeException.class,
+                () -> client.generate(GenerateRequest.newBuilder().setPrompt("hello").build()));
+        assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
+        assertTrue(e.getStatus().getDescription().contains("no tokenizer.json"), e.getStatus().getDescription());
+        StatusRuntimeException t = assertThrows(StatusRuntimeException.class,
+                () -> client.tokenize(TokenizeRequest.newBuilder().setText("hello").build()));
+        assertEquals(Status.Code.INVALID_ARGUMENT, t.getStatus().getCode());
+        StatusRuntimeException stop = assertThrows(StatusRuntimeException.class,
+                () -> client.generate(sampled(new int[]{1, 2}, 4, SamplingParams.newBuilder().addStop("x"))));
+        assertEquals(Status.Code.INVALID_ARGUMENT, stop.getStatus().getCode());
     }
 
     @Test @Order(3)

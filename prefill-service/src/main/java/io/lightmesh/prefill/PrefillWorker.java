@@ -7,7 +7,7 @@ import io.lightmesh.engine.model.SequenceState;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.StateCodec;
-import io.lightmesh.mesh.TokenPicker;
+import io.lightmesh.mesh.Specs;
 import io.lightmesh.proto.v1.AckStatus;
 import io.lightmesh.proto.v1.GenerationSpec;
 import io.lightmesh.proto.v1.PrefillTask;
@@ -154,9 +154,7 @@ public final class PrefillWorker implements AutoCloseable {
         if (spec.getDeadlineUnixMs() > 0 && spec.getDeadlineUnixMs() < System.currentTimeMillis()) return true;
         StateTransferGrpc.StateTransferStub async = StateTransferGrpc.newStub(channel(task.getDecodeTarget()));
         StateTransferGrpc.StateTransferBlockingStub blocking = StateTransferGrpc.newBlockingStub(channel(task.getDecodeTarget()));
-        int[] context = new int[spec.getPromptTokensCount() + spec.getGeneratedTokensCount()];
-        for (int i = 0; i < spec.getPromptTokensCount(); i++) context[i] = spec.getPromptTokens(i);
-        for (int i = 0; i < spec.getGeneratedTokensCount(); i++) context[spec.getPromptTokensCount() + i] = spec.getGeneratedTokens(i);
+        int[] context = Specs.context(spec);
         try {
             long need = StateCodec.serialisedBytes(meshModel.config(), context.length + (long) spec.getSampling().getMaxNewTokens());
             ReserveResponse rr = blocking.withDeadlineAfter(5, TimeUnit.SECONDS).reserve(ReserveRequest.newBuilder()
@@ -169,7 +167,8 @@ public final class PrefillWorker implements AutoCloseable {
             long t0 = System.nanoTime();
             SequenceState state = model.newState();
             float[] logits = model.prefill(state, context);
-            int first = TokenPicker.pick(logits, spec.getSampling(), spec.getSampling().hasSeed() ? spec.getSampling().getSeed() : 0L, spec.getGeneratedTokensCount());
+            // the first new token, chosen by the engine's rules after the tokens generated so far (a resume replays them)
+            int first = Specs.resume(spec, state, meshModel.tokenizer()).accept(logits).token();
             long prefillUs = (System.nanoTime() - t0) / 1000;
             byte[] data = StateCodec.serialise(state);
             StateHeader.Builder h = StateHeader.newBuilder().setRequestId(id).setModelFingerprint(meshModel.fingerprint())
@@ -187,6 +186,11 @@ public final class PrefillWorker implements AutoCloseable {
             }
             LOG.info("state for " + id + " not accepted (" + st + "): " + ack.getDetail());
             return false;
+        } catch (IllegalArgumentException e) {
+            // a record no worker can process (the router validates, so a bug or a foreign producer): drop it
+            LOG.severe("dropping request " + id + ": " + e.getMessage());
+            done.add(key);
+            return true;
         } catch (io.grpc.StatusRuntimeException e) {
             // the decode worker is gone: the router re-queues the request elsewhere when it notices; drop this copy
             // once its deadline passed, else retry later
