@@ -9,6 +9,7 @@ import io.lightmesh.engine.generate.Generation;
 import io.lightmesh.engine.model.MiniMaxModel;
 import io.lightmesh.engine.model.SequenceState;
 import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.mesh.Specs;
 import io.lightmesh.mesh.StateCodec;
 import io.lightmesh.proto.v1.AckStatus;
@@ -31,6 +32,21 @@ import io.lightmesh.proto.v1.WorkerGrpc;
 import io.lightmesh.proto.v1.WorkerInfo;
 import io.lightmesh.proto.v1.WorkerKind;
 import io.lightmesh.proto.v1.WorkerLoad;
+
+import io.opentelemetry.api.OpenTelemetry;
+import io.opentelemetry.api.common.Attributes;
+import io.opentelemetry.api.metrics.DoubleHistogram;
+import io.opentelemetry.api.metrics.LongCounter;
+import io.opentelemetry.api.metrics.LongHistogram;
+import io.opentelemetry.api.metrics.Meter;
+import io.opentelemetry.api.metrics.ObservableLongGauge;
+import io.opentelemetry.api.trace.Span;
+import io.opentelemetry.api.trace.SpanBuilder;
+import io.opentelemetry.api.trace.SpanKind;
+import io.opentelemetry.api.trace.StatusCode;
+import io.opentelemetry.api.trace.Tracer;
+import io.opentelemetry.context.Context;
+import io.opentelemetry.context.Scope;
 
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -89,7 +105,35 @@ public final class DecodeWorker implements AutoCloseable {
     public final LongAdder steps = new LongAdder(), stepRows = new LongAdder(), stepNanos = new LongAdder();
     public final AtomicLong stateBytesReceived = new AtomicLong();
 
+    private final Tracer tracer;
+    private final LongHistogram batchSize;
+    private final DoubleHistogram stepSeconds;
+    private final LongCounter stateBytes;
+    private final ObservableLongGauge activeGauge;
+    /** Sequences in the batcher, in the order they joined (the decode loop's own view, for step spans). */
+    private final List<Slot> decoding = new ArrayList<>();
+
     public DecodeWorker(Settings settings, MeshModel meshModel, MiniMaxModel model, boolean remoteExperts) {
+        this(settings, meshModel, model, remoteExperts, OpenTelemetry.noop());
+    }
+
+    /**
+     * @param otel spans: "lightmesh.state receive" per hand-off, "lightmesh.decode" per sequence, "lightmesh.decode step"
+     *             per batched step (child of the batch's first sequence, linked to the others: expert calls made
+     *             during the step carry it); metrics: batch size, step time, state bytes received, active sequences
+     */
+    public DecodeWorker(Settings settings, MeshModel meshModel, MiniMaxModel model, boolean remoteExperts, OpenTelemetry otel) {
+        this.tracer = otel.getTracer(MeshTelemetry.SCOPE);
+        Meter meter = otel.getMeter(MeshTelemetry.SCOPE);
+        this.batchSize = meter.histogramBuilder("lightmesh.decode.batch.size").ofLongs().setUnit("{sequence}")
+                .setDescription("Sequences in one batched decode step").build();
+        this.stepSeconds = meter.histogramBuilder("lightmesh.decode.step.duration").setUnit("s")
+                .setDescription("Time of one batched decode step (forward pass, sampling, events)").build();
+        this.stateBytes = meter.counterBuilder("lightmesh.state.transferred").setUnit("By")
+                .setDescription("Bytes of sequence state received from prefill workers (accepted hand-offs)").build();
+        this.activeGauge = meter.gaugeBuilder("lightmesh.decode.sequences.active").ofLongs().setUnit("{sequence}")
+                .setDescription("Sequences being decoded").buildWithCallback(m -> m.record(activeCount, Attributes.of(
+                        io.opentelemetry.api.common.AttributeKey.stringKey("lightmesh.worker"), settings.workerId())));
         this.settings = settings;
         this.meshModel = meshModel;
         this.model = model;
@@ -120,6 +164,7 @@ public final class DecodeWorker implements AutoCloseable {
         int delivered;           // tokens generated for the request so far (a resume's earlier ones included)
         volatile boolean cancelled;
         RequestStats.Builder stats;
+        Span span;               // "lightmesh.decode": from the state's arrival to the sequence's end
 
         Slot(String id) { this.id = id; }
 
@@ -164,6 +209,12 @@ public final class DecodeWorker implements AutoCloseable {
         s.state = null;
         s.generation = null;
         slots.remove(s.id, s);
+        Span span = s.span;
+        if (span != null) {
+            s.span = null;
+            if (s.failure != null) span.setStatus(StatusCode.ERROR, s.failure.toString());
+            span.end();
+        }
     }
 
     public boolean cancelRequest(String id, String reason) {
@@ -207,19 +258,26 @@ public final class DecodeWorker implements AutoCloseable {
                 Slot s = batcher.idle() ? joins.poll(100, TimeUnit.MILLISECONDS) : joins.poll();
                 for (; s != null; s = joins.poll()) {
                     if (s.cancelled) release(s);
-                    else batcher.add(s.generation);
+                    else { batcher.add(s.generation); decoding.add(s); }
                 }
+                decoding.removeIf(x -> x.generation == null);
                 if (batcher.idle()) { activeCount = 0; continue; }
                 long t0 = System.nanoTime();
                 int b;
-                try {
+                Span step = stepSpan();
+                try (Scope ignored = step.makeCurrent()) {
                     b = batcher.step();
                 } catch (RuntimeException e) {
+                    step.setStatus(StatusCode.ERROR, e.toString());
                     failAll(e);
                     continue;
+                } finally {
+                    step.end();
                 }
                 activeCount = batcher.running();
                 if (b == 0) continue;
+                batchSize.record(b);
+                stepSeconds.record((System.nanoTime() - t0) / 1e9);
                 stepNanos.add(System.nanoTime() - t0);
                 steps.increment();
                 stepRows.add(b);
@@ -230,6 +288,24 @@ public final class DecodeWorker implements AutoCloseable {
                 LOG.severe("decode loop: " + t);
             }
         }
+    }
+
+    /**
+     * The span of one batched step: a child of the first sequence's decode span (so a lone request's trace holds its
+     * steps and their expert calls), linked to the other sequences' spans.
+     */
+    private Span stepSpan() {
+        SpanBuilder b = tracer.spanBuilder("lightmesh.decode step");
+        boolean parented = false;
+        int links = 0;
+        for (Slot x : decoding) {
+            Span sp = x.span;
+            if (sp == null) continue;
+            if (!parented) { b.setParent(Context.root().with(sp)); parented = true; }
+            else if (links++ < 32) b.addLink(sp.getSpanContext());
+        }
+        if (!parented) b.setNoParent();
+        return b.setAttribute("lightmesh.batch_size", decoding.size()).startSpan();
     }
 
     /** A decode step failed: every sequence in the batch is failed and freed (the batcher drops them next step). */
@@ -266,6 +342,7 @@ public final class DecodeWorker implements AutoCloseable {
             s.delivered = g.tokenCount();
         }
         if (step.finished()) {
+            if (s.span != null) s.span.setAttribute("lightmesh.completion_tokens", g.tokenCount()).setAttribute("lightmesh.finish_reason", step.reason().name());
             e.setFinishReason(Specs.finishReason(step.reason())).setMatchedStop(g.matchedStop())
                     .setCompletionTokens(g.tokenCount()).setReasoningTokens(g.thinkingTokens())
                     .setStats(s.stats.setDecodeWorker(settings.workerId()));
@@ -305,10 +382,17 @@ public final class DecodeWorker implements AutoCloseable {
                 StateCodec.Assembler assembler;
                 long charged, t0;
                 boolean answered;
+                Context parent;  // the prefill worker's "lightmesh.state send"
+                Span receive;
 
                 void answer(AckStatus status, String detail) {
                     if (answered) return;
                     answered = true;
+                    if (receive != null) {
+                        receive.setAttribute("lightmesh.ack", status.name()).setAttribute("lightmesh.state_bytes", assembler == null ? 0 : assembler.received());
+                        if (status != AckStatus.ACK_STATUS_ACCEPTED && status != AckStatus.ACK_STATUS_DUPLICATE) receive.setStatus(StatusCode.ERROR, detail);
+                        receive.end();
+                    }
                     if (status != AckStatus.ACK_STATUS_ACCEPTED && charged > 0) {
                         synchronized (DecodeWorker.this) { usedBytes -= charged; }
                         charged = 0;
@@ -336,6 +420,9 @@ public final class DecodeWorker implements AutoCloseable {
                 private void onHeader(StateHeader h) {
                     header = h;
                     t0 = System.nanoTime();
+                    parent = Context.current();
+                    receive = tracer.spanBuilder("lightmesh.state receive").setSpanKind(SpanKind.SERVER).setParent(parent)
+                            .setAttribute("lightmesh.request_id", h.getRequestId()).setAttribute("lightmesh.position", h.getPosition()).startSpan();
                     String id = h.getRequestId();
                     if (!meshModel.fingerprint().equals(h.getModelFingerprint())) {
                         answer(AckStatus.ACK_STATUS_REJECTED_INCOMPATIBLE, "model " + h.getModelFingerprint() + " but this worker runs " + meshModel.fingerprint());
@@ -381,7 +468,6 @@ public final class DecodeWorker implements AutoCloseable {
                         answer(AckStatus.ACK_STATUS_REJECTED_CORRUPT, "unreadable state: " + e.getMessage());
                         return;
                     }
-                    stateBytesReceived.addAndGet(assembler.received());
                     String id = header.getRequestId();
                     Slot s;
                     synchronized (DecodeWorker.this) {
@@ -403,7 +489,11 @@ public final class DecodeWorker implements AutoCloseable {
                             s.fail(Status.INVALID_ARGUMENT.withDescription(e.getMessage()));
                             return;
                         }
+                        s.span = tracer.spanBuilder("lightmesh.decode").setParent(parent)
+                                .setAttribute("lightmesh.request_id", id).setAttribute("lightmesh.worker", settings.workerId()).startSpan();
                     }
+                    stateBytesReceived.addAndGet(assembler.received());
+                    stateBytes.add(assembler.received());
                     answer(AckStatus.ACK_STATUS_ACCEPTED, "");
                     // the first new token was drawn by the prefill worker, by the same rules from the same history
                     Generation.Step first;
@@ -494,6 +584,7 @@ public final class DecodeWorker implements AutoCloseable {
 
     @Override
     public void close() {
+        activeGauge.close();
         running = false;
         loop.interrupt();
         timers.shutdownNow();

@@ -4,11 +4,15 @@ import com.sun.net.httpserver.HttpServer;
 import io.grpc.BindableService;
 import io.grpc.Server;
 import io.lightmesh.decode.DecodeWorker;
+import io.lightmesh.engine.model.ExpertExecutor;
+import io.lightmesh.engine.model.LocalExperts;
 import io.lightmesh.engine.model.MiniMaxModel;
 import io.lightmesh.expert.ExpertShard;
+import io.lightmesh.mesh.CountingExperts;
 import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.mesh.RemoteExperts;
 import io.lightmesh.prefill.PrefillWorker;
 import io.lightmesh.proto.v1.ComponentHealth;
@@ -22,8 +26,13 @@ import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import io.opentelemetry.api.OpenTelemetry;
+
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.function.Function;
 
 /**
  * The whole mesh on one machine: (optionally) a KRaft broker child process, expert shards, decode and prefill
@@ -69,6 +78,8 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     private final Options options;
     private final MeshModel model;
+    private final Function<String, OpenTelemetry> telemetry;
+    private final Map<String, OpenTelemetry> otels = new HashMap<>();
     private KraftBroker broker;
     private final List<Component<ExpertShard>> experts = new ArrayList<>();
     private final List<Component<DecodeWorker>> decoders = new ArrayList<>();
@@ -79,13 +90,27 @@ public final class EmbeddedMesh implements AutoCloseable {
     private HttpServer http;
     private String bootstrap;
 
-    private EmbeddedMesh(Options options, MeshModel model) {
+    private EmbeddedMesh(Options options, MeshModel model, Function<String, OpenTelemetry> telemetry) {
         this.options = options;
         this.model = model;
+        this.telemetry = telemetry;
     }
 
+    private boolean ownsTelemetry; // made from the environment here, so flushed and closed here
+
+    /** Starts the mesh with OpenTelemetry set up from the OTEL_* environment ({@link MeshTelemetry#fromEnvironment}). */
     public static EmbeddedMesh start(Options o) throws IOException, InterruptedException {
-        EmbeddedMesh m = new EmbeddedMesh(o, MeshModel.load(o.modelDir(), io.lightmesh.engine.backend.Backends.create(o.backend())));
+        EmbeddedMesh m = start(o, MeshTelemetry::fromEnvironment);
+        m.ownsTelemetry = true;
+        return m;
+    }
+
+    /**
+     * @param telemetry the OpenTelemetry of each kind of service, by service name ("lightmesh-router",
+     *                  "lightmesh-prefill", "lightmesh-decode", "lightmesh-expert"); asked once per name
+     */
+    public static EmbeddedMesh start(Options o, Function<String, OpenTelemetry> telemetry) throws IOException, InterruptedException {
+        EmbeddedMesh m = new EmbeddedMesh(o, MeshModel.load(o.modelDir(), io.lightmesh.engine.backend.Backends.create(o.backend())), telemetry);
         try {
             m.startAll();
             return m;
@@ -109,8 +134,8 @@ public final class EmbeddedMesh implements AutoCloseable {
             // the address is known after binding: bind first with a placeholder shard, then describe the real one
             int port = KraftBroker.freePort();
             String address = host + ":" + port;
-            ExpertShard shard = new ExpertShard(new ExpertPlacement.Shard("expert-" + i, address, new int[0], es), model);
-            experts.add(new Component<>("expert-" + i, address, shard, Grpc.serve(host, port, shard.services())));
+            ExpertShard shard = new ExpertShard(new ExpertPlacement.Shard("expert-" + i, address, new int[0], es), model, otel("lightmesh-expert"));
+            experts.add(new Component<>("expert-" + i, address, shard, Grpc.serve(host, port, shard.services(), true)));
             expertAddresses.add(address);
         }
         ExpertPlacement placement = options.expertShards() == 0 ? null
@@ -120,12 +145,12 @@ public final class EmbeddedMesh implements AutoCloseable {
             int port = KraftBroker.freePort();
             String address = host + ":" + port;
             DecodeWorker w = new DecodeWorker(new DecodeWorker.Settings("decode-" + i, address, options.decodeBudgetBytes(), options.maxBatch(), 120_000),
-                    model, modelFor(placement), placement != null);
+                    model, modelFor(placement, "lightmesh-decode"), placement != null, otel("lightmesh-decode"));
             decoders.add(new Component<>("decode-" + i, address, w, Grpc.serve(host, port, w.services())));
             decodeAddresses.add(address);
         }
         router = new RouterCore(new RouterCore.Settings(bootstrap, options.topic(), 4, "lightmesh-prefill", decodeAddresses, expertAddresses,
-                options.maxInFlight(), options.defaultMaxNewTokens(), 1 << 20, 2, 500), model);
+                options.maxInFlight(), options.defaultMaxNewTokens(), 1 << 20, 2, 500), model, otel("lightmesh-router"));
         for (int i = 0; i < options.prefillWorkers(); i++) addPrefillWorker(placement);
         List<BindableService> routerServices = router.services();
         routerServer = Grpc.serve(host, options.grpcPort(), routerServices);
@@ -140,16 +165,26 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     private PrefillWorker addPrefillWorker(ExpertPlacement placement) {
         PrefillWorker p = new PrefillWorker(new PrefillWorker.Settings("prefill-" + prefillers.size(), bootstrap, options.topic(),
-                "lightmesh-prefill", io.lightmesh.mesh.StateCodec.DEFAULT_CHUNK_BYTES, 30_000, 50), model, modelFor(placement));
+                "lightmesh-prefill", io.lightmesh.mesh.StateCodec.DEFAULT_CHUNK_BYTES, 30_000, 50), model,
+                modelFor(placement, "lightmesh-prefill"), otel("lightmesh-prefill"));
         prefillers.add(p);
         return p;
     }
 
-    private MiniMaxModel modelFor(ExpertPlacement placement) {
-        if (placement == null) return model.model();
-        RemoteExperts r = new RemoteExperts(placement, model.config().hiddenSize(), 30_000);
-        remotes.add(r);
-        return model.model().withExperts(r);
+    private OpenTelemetry otel(String service) { return otels.computeIfAbsent(service, telemetry); }
+
+    /** The model with its experts in-process or on the shards of {@code placement}, counted per (layer, expert). */
+    private MiniMaxModel modelFor(ExpertPlacement placement, String service) {
+        ExpertExecutor experts;
+        if (placement == null) {
+            experts = new LocalExperts(model.config(), model.model().weights(), model.model().ops());
+        } else {
+            RemoteExperts r = new RemoteExperts(placement, model.config().hiddenSize(), 30_000);
+            remotes.add(r);
+            experts = r;
+        }
+        return model.model().withExperts(new CountingExperts(experts, otel(service).getMeter(MeshTelemetry.SCOPE),
+                model.config().numLayers(), model.config().numExperts()));
     }
 
     private void startHttp() throws IOException {
@@ -223,5 +258,6 @@ public final class EmbeddedMesh implements AutoCloseable {
         for (Component<ExpertShard> e : experts) Grpc.shutdown(e.server());
         if (broker != null) broker.close();
         model.close();
+        if (ownsTelemetry) for (OpenTelemetry o : otels.values()) if (o instanceof io.opentelemetry.sdk.OpenTelemetrySdk sdk) sdk.close();
     }
 }

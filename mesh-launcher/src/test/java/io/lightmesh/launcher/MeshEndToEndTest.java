@@ -19,7 +19,19 @@ import io.lightmesh.proto.v1.TokenIds;
 import io.lightmesh.proto.v1.TokenizeRequest;
 import org.apache.kafka.common.test.KafkaClusterTestKit;
 import org.apache.kafka.common.test.TestKitNodes;
+import io.opentelemetry.api.OpenTelemetry;
+import io.opentelemetry.api.common.AttributeKey;
+import io.opentelemetry.sdk.OpenTelemetrySdk;
+import io.opentelemetry.sdk.metrics.SdkMeterProvider;
+import io.opentelemetry.sdk.metrics.data.MetricData;
+import io.opentelemetry.sdk.resources.Resource;
+import io.opentelemetry.sdk.testing.exporter.InMemoryMetricReader;
+import io.opentelemetry.sdk.testing.exporter.InMemorySpanExporter;
+import io.opentelemetry.sdk.trace.SdkTracerProvider;
+import io.opentelemetry.sdk.trace.data.SpanData;
+import io.opentelemetry.sdk.trace.export.SimpleSpanProcessor;
 import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.MethodOrderer;
 import org.junit.jupiter.api.Order;
@@ -31,7 +43,11 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
+import java.util.Map;
+import java.util.Set;
 import java.util.SplittableRandom;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.stream.Collectors;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -56,6 +72,22 @@ class MeshEndToEndTest {
     static EmbeddedMesh mesh;
     static ManagedChannel channel;
     static InferenceGrpc.InferenceBlockingStub client;
+    /** Every service's spans, and each kind of service's metrics, as the OpenTelemetry SDK records them. */
+    static final InMemorySpanExporter spans = InMemorySpanExporter.create();
+    static final Map<String, InMemoryMetricReader> metrics = new ConcurrentHashMap<>();
+    static final List<OpenTelemetrySdk> sdks = new java.util.concurrent.CopyOnWriteArrayList<>();
+
+    /** One SDK per kind of service (its own service.name), all exporting spans to {@link #spans}. */
+    static OpenTelemetry telemetry(String service) {
+        Resource resource = Resource.getDefault().toBuilder().put("service.name", service).build();
+        InMemoryMetricReader reader = InMemoryMetricReader.create();
+        metrics.put(service, reader);
+        OpenTelemetrySdk sdk = OpenTelemetrySdk.builder()
+                .setTracerProvider(SdkTracerProvider.builder().setResource(resource).addSpanProcessor(SimpleSpanProcessor.create(spans)).build())
+                .setMeterProvider(SdkMeterProvider.builder().setResource(resource).registerMetricReader(reader).build()).build();
+        sdks.add(sdk);
+        return sdk;
+    }
 
     @BeforeAll
     static void start() throws Exception {
@@ -72,7 +104,7 @@ class MeshEndToEndTest {
         kafka.waitForReadyBrokers();
         EmbeddedMesh.Options o = new EmbeddedMesh.Options(model, "127.0.0.1", 0, 0, kafka.bootstrapServers(), dir, 2, 2, 2,
                 1L << 30, 32, "lightmesh.requests.v1", 64, 32);
-        mesh = EmbeddedMesh.start(o);
+        mesh = EmbeddedMesh.start(o, MeshEndToEndTest::telemetry);
         assertTrue(mesh.awaitReady(60_000), () -> "mesh not ready: " + mesh.router().health());
         channel = Grpc.channel(mesh.routerTarget());
         client = InferenceGrpc.newBlockingStub(channel);
@@ -83,7 +115,11 @@ class MeshEndToEndTest {
         Grpc.shutdown(channel);
         if (mesh != null) mesh.close();
         if (kafka != null) kafka.close();
+        sdks.forEach(OpenTelemetrySdk::close);
     }
+
+    @AfterEach
+    void forgetSpans() { spans.reset(); }
 
     static int[] prompt(long seed, int len) { return new SplittableRandom(seed).ints(len, 0, 512).toArray(); }
 
@@ -133,6 +169,81 @@ class MeshEndToEndTest {
         assertEquals(40, r.getUsage().getPromptTokens());
         assertEquals(24, r.getUsage().getCompletionTokens());
         assertTrue(r.getStats().getStateBytes() > 0, "state bytes moved are reported");
+    }
+
+    @Test @Order(1)
+    void oneTraceSpansEveryServiceAndTheMetricsAreRecorded() throws Exception {
+        spans.reset();
+        Map<String, Double> before = metricTotals();
+        int[] p = prompt(9, 21);
+        int maxNew = 6;
+        GenerateResponse r = client.withDeadlineAfter(60, TimeUnit.SECONDS).generate(greedy(p, maxNew).toBuilder().setRequestId("traced-1").build());
+        assertEquals(maxNew, r.getTokenIdsCount());
+        // the decode worker ends its span when it frees the sequence, just after the last event
+        long until = System.currentTimeMillis() + 10_000;
+        while (System.currentTimeMillis() < until && spans.getFinishedSpanItems().stream().noneMatch(x -> x.getName().equals("lightmesh.decode"))) Thread.sleep(20);
+        SpanData root = spans.getFinishedSpanItems().stream().filter(x -> x.getName().equals("lightmesh.generate")
+                && "traced-1".equals(x.getAttributes().get(AttributeKey.stringKey("lightmesh.request_id")))).findFirst().orElseThrow();
+        List<SpanData> trace = spans.getFinishedSpanItems().stream().filter(x -> x.getTraceId().equals(root.getTraceId())).toList();
+        Set<String> names = trace.stream().map(SpanData::getName).collect(Collectors.toSet());
+        for (String n : List.of("lightmesh.generate", "lightmesh.queue publish", "lightmesh.prefill", "lightmesh.state send",
+                "lightmesh.state receive", "lightmesh.decode", "lightmesh.decode step", "lightmesh.expert compute")) {
+            assertTrue(names.contains(n), "trace has " + n + ": " + names);
+        }
+        Set<String> services = trace.stream().map(x -> x.getResource().getAttribute(AttributeKey.stringKey("service.name"))).collect(Collectors.toSet());
+        assertEquals(Set.of("lightmesh-router", "lightmesh-prefill", "lightmesh-decode", "lightmesh-expert"), services);
+        Map<String, SpanData> byId = trace.stream().collect(Collectors.toMap(SpanData::getSpanId, x -> x));
+        SpanData prefill = one(trace, "lightmesh.prefill");
+        assertEquals("lightmesh.queue publish", byId.get(prefill.getParentSpanId()).getName(), "Kafka headers carried the context");
+        assertEquals("lightmesh.state send", byId.get(one(trace, "lightmesh.state receive").getParentSpanId()).getName(), "gRPC metadata carried it");
+        Set<String> expertParents = trace.stream().filter(x -> x.getName().equals("lightmesh.expert compute"))
+                .map(x -> byId.get(x.getParentSpanId()).getName()).collect(Collectors.toSet());
+        assertEquals(Set.of("lightmesh.prefill", "lightmesh.decode step"), expertParents, "expert calls of prefill and of decode steps");
+        assertEquals(maxNew - 1, trace.stream().filter(x -> x.getName().equals("lightmesh.decode step")).count(), "one step per token after the first");
+
+        Map<String, Double> after = metricTotals();
+        var c = mesh.model().config();
+        assertEquals(1.0, delta(before, after, "lightmesh-router/lightmesh.request.time_to_first_token"), "one TTFT sample");
+        assertEquals(1.0, delta(before, after, "lightmesh-router/lightmesh.request.time_per_output_token"), "one TPOT sample");
+        assertTrue(after.containsKey("lightmesh-router/lightmesh.router.queue.depth"), "queue depth gauge");
+        assertEquals((double) (maxNew - 1), delta(before, after, "lightmesh-decode/lightmesh.decode.batch.size"), "a batch size per step");
+        assertEquals((double) r.getStats().getStateBytes(), delta(before, after, "lightmesh-decode/lightmesh.state.transferred"));
+        assertEquals((double) p.length * c.numLayers() * c.topK(), delta(before, after, "lightmesh-prefill/lightmesh.moe.tokens"),
+                "every prompt token counted once per layer per chosen expert");
+        assertEquals((double) (maxNew - 1) * c.numLayers() * c.topK(), delta(before, after, "lightmesh-decode/lightmesh.moe.tokens"));
+        MetricData moe = metrics.get("lightmesh-decode").collectAllMetrics().stream().filter(m -> m.getName().equals("lightmesh.moe.tokens")).findFirst().orElseThrow();
+        assertTrue(moe.getLongSumData().getPoints().stream().allMatch(pt -> pt.getAttributes().get(AttributeKey.longKey("lightmesh.layer")) != null
+                && pt.getAttributes().get(AttributeKey.longKey("lightmesh.expert")) != null), "tokens per expert per layer");
+    }
+
+    static SpanData one(List<SpanData> trace, String name) {
+        List<SpanData> found = trace.stream().filter(x -> x.getName().equals(name)).toList();
+        assertEquals(1, found.size(), name + " once");
+        return found.get(0);
+    }
+
+    /** "service/metric" -> sum (counters), count (histograms) or value (gauges), over all points. */
+    static Map<String, Double> metricTotals() {
+        Map<String, Double> out = new java.util.HashMap<>();
+        metrics.forEach((service, reader) -> {
+            for (MetricData m : reader.collectAllMetrics()) {
+                double v = switch (m.getType()) {
+                    case LONG_SUM -> m.getLongSumData().getPoints().stream().mapToDouble(x -> x.getValue()).sum();
+                    case DOUBLE_SUM -> m.getDoubleSumData().getPoints().stream().mapToDouble(x -> x.getValue()).sum();
+                    case HISTOGRAM -> m.getHistogramData().getPoints().stream().mapToDouble(x -> x.getCount()).sum();
+                    case LONG_GAUGE -> m.getLongGaugeData().getPoints().stream().mapToDouble(x -> x.getValue()).sum();
+                    case DOUBLE_GAUGE -> m.getDoubleGaugeData().getPoints().stream().mapToDouble(x -> x.getValue()).sum();
+                    default -> 0;
+                };
+                out.put(service + "/" + m.getName(), v);
+            }
+        });
+        return out;
+    }
+
+    static double delta(Map<String, Double> before, Map<String, Double> after, String key) {
+        assertTrue(after.containsKey(key), "metric " + key + " recorded: " + after.keySet());
+        return after.get(key) - before.getOrDefault(key, 0.0);
     }
 
     @Test @Order(2)

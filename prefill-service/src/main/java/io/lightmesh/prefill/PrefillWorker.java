@@ -6,6 +6,7 @@ import io.lightmesh.engine.model.MiniMaxModel;
 import io.lightmesh.engine.model.SequenceState;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.mesh.StateCodec;
 import io.lightmesh.mesh.Specs;
 import io.lightmesh.proto.v1.AckStatus;
@@ -17,6 +18,13 @@ import io.lightmesh.proto.v1.StateAck;
 import io.lightmesh.proto.v1.StateChunk;
 import io.lightmesh.proto.v1.StateHeader;
 import io.lightmesh.proto.v1.StateTransferGrpc;
+import io.opentelemetry.api.OpenTelemetry;
+import io.opentelemetry.api.metrics.DoubleHistogram;
+import io.opentelemetry.api.trace.Span;
+import io.opentelemetry.api.trace.SpanKind;
+import io.opentelemetry.api.trace.StatusCode;
+import io.opentelemetry.api.trace.Tracer;
+import io.opentelemetry.context.Scope;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
@@ -73,7 +81,24 @@ public final class PrefillWorker implements AutoCloseable {
     public final LongAdder prefilled = new LongAdder();
     public final AtomicLong stateBytesSent = new AtomicLong();
 
+    private final Tracer tracer;
+    private final DoubleHistogram prefillSeconds, queueSeconds;
+
     public PrefillWorker(Settings settings, MeshModel meshModel, MiniMaxModel model) {
+        this(settings, meshModel, model, OpenTelemetry.noop());
+    }
+
+    /**
+     * @param otel spans: "lightmesh.prefill" per record (continuing the trace in the record's headers; expert calls of
+     *             the forward pass are its children) and "lightmesh.state send"; metrics: prefill time, queue time
+     */
+    public PrefillWorker(Settings settings, MeshModel meshModel, MiniMaxModel model, OpenTelemetry otel) {
+        this.tracer = otel.getTracer(MeshTelemetry.SCOPE);
+        var meter = otel.getMeter(MeshTelemetry.SCOPE);
+        this.prefillSeconds = meter.histogramBuilder("lightmesh.prefill.duration").setUnit("s")
+                .setDescription("Forward pass over a request's context on a prefill worker").build();
+        this.queueSeconds = meter.histogramBuilder("lightmesh.prefill.queue.duration").setUnit("s")
+                .setDescription("From admission by the router until a prefill worker took the request").build();
         this.settings = settings;
         this.meshModel = meshModel;
         this.model = model;
@@ -137,8 +162,24 @@ public final class PrefillWorker implements AutoCloseable {
         public Crash(String m) { super(m); }
     }
 
-    /** Works on one record; true when its offset may be committed. */
+    /** Works on one record, in the trace its headers carry; true when its offset may be committed. */
     private boolean handle(ConsumerRecord<String, byte[]> r) {
+        Span span = tracer.spanBuilder("lightmesh.prefill").setSpanKind(SpanKind.CONSUMER).setParent(MeshTelemetry.extract(r.headers()))
+                .setAttribute("messaging.system", "kafka").setAttribute("messaging.destination.name", r.topic())
+                .setAttribute("messaging.kafka.offset", r.offset()).setAttribute("lightmesh.worker", settings.workerId()).startSpan();
+        try (Scope ignored = span.makeCurrent()) {
+            boolean commit = work(r, span);
+            span.setAttribute("lightmesh.committed", commit);
+            return commit;
+        } catch (RuntimeException e) {
+            span.setStatus(StatusCode.ERROR, e.toString());
+            throw e;
+        } finally {
+            span.end();
+        }
+    }
+
+    private boolean work(ConsumerRecord<String, byte[]> r, Span span) {
         PrefillTask task;
         try {
             task = PrefillTask.parseFrom(r.value());
@@ -149,6 +190,7 @@ public final class PrefillWorker implements AutoCloseable {
         hook.taken(task);
         GenerationSpec spec = task.getSpec();
         String id = spec.getRequestId();
+        span.setAttribute("lightmesh.request_id", id).setAttribute("lightmesh.attempt", task.getAttempt());
         String key = id + "#" + task.getAttempt();
         if (done.contains(key)) return true;
         if (spec.getDeadlineUnixMs() > 0 && spec.getDeadlineUnixMs() < System.currentTimeMillis()) return true;
@@ -170,11 +212,25 @@ public final class PrefillWorker implements AutoCloseable {
             // the first new token, chosen by the engine's rules after the tokens generated so far (a resume replays them)
             int first = Specs.resume(spec, state, meshModel.tokenizer()).accept(logits).token();
             long prefillUs = (System.nanoTime() - t0) / 1000;
+            prefillSeconds.record(prefillUs / 1e6);
+            queueSeconds.record(queueUs / 1e6);
+            span.setAttribute("lightmesh.context_tokens", context.length);
             byte[] data = StateCodec.serialise(state);
             StateHeader.Builder h = StateHeader.newBuilder().setRequestId(id).setModelFingerprint(meshModel.fingerprint())
                     .setPosition(state.position()).setNextToken(first).setSpec(spec)
                     .addAllLayers(StateCodec.layout(meshModel.config(), state.position())).setQueueUs(queueUs).setPrefillUs(prefillUs);
-            StateAck ack = send(async, StateCodec.chunks(h, data, settings.chunkBytes()));
+            Span send = tracer.spanBuilder("lightmesh.state send").setSpanKind(SpanKind.CLIENT)
+                    .setAttribute("lightmesh.decode_target", task.getDecodeTarget()).setAttribute("lightmesh.state_bytes", (long) data.length).startSpan();
+            StateAck ack;
+            try (Scope s = send.makeCurrent()) { // the decode worker's spans continue from here (gRPC metadata)
+                ack = send(async, StateCodec.chunks(h, data, settings.chunkBytes()));
+                send.setAttribute("lightmesh.ack", ack.getStatus().name());
+            } catch (RuntimeException e) {
+                send.setStatus(StatusCode.ERROR, e.toString());
+                throw e;
+            } finally {
+                send.end();
+            }
             prefilled.increment();
             stateBytesSent.addAndGet(data.length);
             AckStatus st = ack.getStatus();

@@ -11,6 +11,7 @@ import io.lightmesh.engine.config.ModelConfig;
 import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.mesh.Specs;
 import io.lightmesh.mesh.StateCodec;
 import io.lightmesh.proto.v1.ComponentHealth;
@@ -38,6 +39,16 @@ import io.lightmesh.proto.v1.TokenizeResponse;
 import io.lightmesh.proto.v1.Usage;
 import io.lightmesh.proto.v1.WorkerGrpc;
 import io.lightmesh.proto.v1.WorkerInfo;
+import io.opentelemetry.api.OpenTelemetry;
+import io.opentelemetry.api.common.AttributeKey;
+import io.opentelemetry.api.metrics.DoubleHistogram;
+import io.opentelemetry.api.metrics.Meter;
+import io.opentelemetry.api.metrics.ObservableLongGauge;
+import io.opentelemetry.api.trace.Span;
+import io.opentelemetry.api.trace.SpanKind;
+import io.opentelemetry.api.trace.StatusCode;
+import io.opentelemetry.api.trace.Tracer;
+import io.opentelemetry.context.Scope;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
@@ -91,6 +102,12 @@ public final class RouterCore implements AutoCloseable {
     private volatile int prefillMembers = -1;
     private volatile String kafkaError = "not checked yet";
     private final AtomicInteger inFlight = new AtomicInteger();
+    /** Requests queued for prefill (an attempt launched, no token back yet): the queue depth metric. */
+    private final AtomicInteger queued = new AtomicInteger();
+    private final Tracer tracer;
+    private final DoubleHistogram ttft, tpot;
+    private final List<ObservableLongGauge> gauges = new ArrayList<>();
+    static final AttributeKey<String> REQUEST_ID = AttributeKey.stringKey("lightmesh.request_id");
     private final ScheduledExecutorService poller = Executors.newSingleThreadScheduledExecutor(r -> {
         Thread t = new Thread(r, "router-poller");
         t.setDaemon(true);
@@ -98,8 +115,27 @@ public final class RouterCore implements AutoCloseable {
     });
 
     public RouterCore(Settings settings, MeshModel model) {
+        this(settings, model, OpenTelemetry.noop());
+    }
+
+    /**
+     * @param otel where the router's spans (one "lightmesh.generate" per request, parent of everything the request
+     *             causes in the mesh) and metrics (queue depth, requests in flight, TTFT, TPOT) go
+     */
+    public RouterCore(Settings settings, MeshModel model, OpenTelemetry otel) {
         this.settings = settings;
         this.model = model;
+        this.tracer = otel.getTracer(MeshTelemetry.SCOPE);
+        Meter meter = otel.getMeter(MeshTelemetry.SCOPE);
+        ttft = meter.histogramBuilder("lightmesh.request.time_to_first_token").setUnit("s")
+                .setDescription("From admission by the router to the first generated token").build();
+        tpot = meter.histogramBuilder("lightmesh.request.time_per_output_token").setUnit("s")
+                .setDescription("Mean time between output tokens of a request after its first").build();
+        gauges.add(meter.gaugeBuilder("lightmesh.router.queue.depth").ofLongs().setUnit("{request}")
+                .setDescription("Requests queued for prefill (on the Kafka topic or being prefilled), no token back yet")
+                .buildWithCallback(m -> m.record(queued.get())));
+        gauges.add(meter.gaugeBuilder("lightmesh.router.requests.in_flight").ofLongs().setUnit("{request}")
+                .setDescription("Requests admitted and not finished").buildWithCallback(m -> m.record(inFlight.get())));
         this.prompts = new Prompts(model.tokenizer(), model.dir().getFileName().toString());
         Properties p = new Properties();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
@@ -278,8 +314,13 @@ public final class RouterCore implements AutoCloseable {
         final Answer answer;
         final List<Integer> delivered = new ArrayList<>();
         final Set<String> failedTargets = new HashSet<>();
+        final Span span;                              // "lightmesh.generate": the request's root in the mesh
+        final io.opentelemetry.context.Context trace; // the span's context, parent of all the request causes
+        final long admittedNanos = System.nanoTime();
+        long firstTokenNanos;
         int attempt;
         long stateBytes;
+        boolean waiting;                              // counted in queued
 
         Run(GenerationSpec spec, String conversation, Answer answer, Sink sink) {
             this.spec = spec;
@@ -287,13 +328,27 @@ public final class RouterCore implements AutoCloseable {
             this.answer = answer;
             this.sink = sink;
             this.ctx = Context.current();
+            this.span = tracer.spanBuilder("lightmesh.generate").setSpanKind(SpanKind.SERVER)
+                    .setParent(io.opentelemetry.context.Context.current())
+                    .setAttribute(REQUEST_ID, spec.getRequestId())
+                    .setAttribute("lightmesh.prompt_tokens", spec.getPromptTokensCount()).startSpan();
+            this.trace = io.opentelemetry.context.Context.current().with(span);
         }
 
         void start() { ctx.run(this::launch); }
 
         private void launch() {
+            try (Scope ignored = trace.makeCurrent()) {
+                launchAttempt();
+            }
+        }
+
+        private void launchAttempt() {
             String target = pickDecode(failedTargets);
             if (target == null) { done(); sink.fail(Status.UNAVAILABLE.withDescription("no decode worker reachable")); return; }
+            synchronized (this) {
+                if (!waiting) { waiting = true; queued.incrementAndGet(); }
+            }
             GenerationSpec attemptSpec;
             synchronized (this) { attemptSpec = spec.toBuilder().addAllGeneratedTokens(delivered).build(); }
             int context = attemptSpec.getPromptTokensCount() + attemptSpec.getGeneratedTokensCount();
@@ -305,7 +360,14 @@ public final class RouterCore implements AutoCloseable {
             });
             PrefillTask task = PrefillTask.newBuilder().setSpec(attemptSpec).setConversationId(conversation).setDecodeTarget(target)
                     .setAttempt(attempt).setExpectedStateBytes(StateCodec.serialisedBytes(model.config(), context)).build();
-            producer.send(new ProducerRecord<>(settings.topic(), conversation, task.toByteArray()), (meta, err) -> {
+            Span publish = tracer.spanBuilder("lightmesh.queue publish").setSpanKind(SpanKind.PRODUCER)
+                    .setAttribute("messaging.system", "kafka").setAttribute("messaging.destination.name", settings.topic())
+                    .setAttribute("lightmesh.attempt", attempt).startSpan();
+            ProducerRecord<String, byte[]> record = new ProducerRecord<>(settings.topic(), conversation, task.toByteArray());
+            MeshTelemetry.inject(trace.with(publish), record.headers()); // the prefill worker continues this trace
+            producer.send(record, (meta, err) -> {
+                if (err != null) publish.setStatus(StatusCode.ERROR, String.valueOf(err));
+                publish.end();
                 if (err != null) { done(); sink.fail(Status.UNAVAILABLE.withDescription("cannot queue request on Kafka: " + err)); }
             });
         }
@@ -331,11 +393,20 @@ public final class RouterCore implements AutoCloseable {
                 last = e.getFinishReason() != FinishReason.FINISH_REASON_UNSPECIFIED;
                 if (last) stateBytes += e.getStats().getStateBytes();
                 delta = answer.accept(e.getTextDelta(), last);
+                if (waiting) { waiting = false; queued.decrementAndGet(); }
+                if (!fresh.isEmpty() && firstTokenNanos == 0) {
+                    firstTokenNanos = System.nanoTime();
+                    ttft.record((firstTokenNanos - admittedNanos) / 1e9);
+                    span.addEvent("first token");
+                }
             }
             if (!fresh.isEmpty() || !delta.isEmpty()) sink.delta(fresh, delta);
             if (last) {
-                done();
                 int completion = delivered.size();
+                if (completion > 1) tpot.record((System.nanoTime() - firstTokenNanos) / 1e9 / (completion - 1));
+                span.setAttribute("lightmesh.completion_tokens", completion).setAttribute("lightmesh.finish_reason", e.getFinishReason().name())
+                        .setAttribute("lightmesh.resumes", attempt);
+                done();
                 sink.finish(answer.finishReason(e.getFinishReason()), e.getMatchedStop(),
                         Usage.newBuilder().setPromptTokens(spec.getPromptTokensCount()).setCompletionTokens(completion)
                                 .setReasoningTokens(e.getReasoningTokens()).setTotalTokens(spec.getPromptTokensCount() + completion).build(),
@@ -344,7 +415,11 @@ public final class RouterCore implements AutoCloseable {
         }
 
         private void onDecodeError(String target, int failedAttempt, Status s) {
-            if (ctx.isCancelled()) { done(); return; } // the client went away or its deadline passed
+            if (ctx.isCancelled()) { // the client went away or its deadline passed
+                span.setAttribute("lightmesh.finish_reason", "client cancelled or deadline passed");
+                done();
+                return;
+            }
             // the client still wants the answer: anything but its own deadline means the worker (or its link) was lost;
             // a killed server resets its streams, which reads as CANCELLED here
             boolean lost = switch (s.getCode()) {
@@ -358,11 +433,13 @@ public final class RouterCore implements AutoCloseable {
                     failedTargets.add(target);
                     LOG.info("decode worker " + target + " lost request " + spec.getRequestId() + " (" + s + "); resuming after "
                             + delivered.size() + " tokens, attempt " + attempt);
+                    span.addEvent("decode worker lost; resuming on another");
                 } else {
                     lost = false;
                 }
             }
             if (lost) { ctx.run(this::launch); return; }
+            span.setStatus(StatusCode.ERROR, s.toString());
             done();
             sink.fail(s.getCode() == Status.Code.UNAVAILABLE
                     ? Status.UNAVAILABLE.withDescription("decode worker lost and no resume left: " + s.getDescription()) : s);
@@ -371,7 +448,11 @@ public final class RouterCore implements AutoCloseable {
         private boolean finished;
 
         private synchronized void done() {
-            if (!finished) { finished = true; inFlight.decrementAndGet(); }
+            if (finished) return;
+            finished = true;
+            inFlight.decrementAndGet();
+            if (waiting) { waiting = false; queued.decrementAndGet(); }
+            span.end();
         }
     }
 
@@ -492,6 +573,7 @@ public final class RouterCore implements AutoCloseable {
 
     @Override
     public void close() {
+        gauges.forEach(ObservableLongGauge::close);
         poller.shutdownNow();
         producer.close(java.time.Duration.ofSeconds(2));
         admin.close(java.time.Duration.ofSeconds(2));
