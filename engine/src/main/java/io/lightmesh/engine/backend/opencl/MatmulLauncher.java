@@ -8,9 +8,11 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Collection;
+import java.util.Collections;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * Owns the device copies of the weights and launches {@link MatmulKernel} on them.
@@ -25,7 +27,6 @@ import java.util.Map;
  * <p>Activations are copied per call: x to the device, y back.
  */
 final class MatmulLauncher implements AutoCloseable {
-    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfChar U16 = ValueLayout.JAVA_CHAR_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     /** Java arrays stop at 2^31 - 1 elements; a slab also stays under the device's largest allocation. */
     private static final long MAX_SLAB_ELEMENTS = Integer.MAX_VALUE - 16;
@@ -105,8 +106,9 @@ final class MatmulLauncher implements AutoCloseable {
      */
     synchronized void preload(Collection<Tensor> weights) {
         List<Tensor> f32 = new ArrayList<>(), bf16 = new ArrayList<>();
+        Set<Tensor> seen = Collections.newSetFromMap(new IdentityHashMap<>());
         for (Tensor w : weights) {
-            if (placements.containsKey(w) || f32.contains(w) || bf16.contains(w)) continue;
+            if (placements.containsKey(w) || !seen.add(w)) continue;
             if (w.rank() != 2) throw new IllegalArgumentException("matmul weight " + w + " is not 2-D");
             if (w.size() > maxSlabElements) {
                 throw new IllegalArgumentException("weight " + w + " has " + w.size() + " elements; one OpenCL slab holds "
