@@ -23,7 +23,9 @@ echo "pack: building the engine jar and test classes"
 mvn -q -B -ntp -pl engine -DskipTests package test-compile
 cp engine/target/lightmesh-engine-*.jar "$DEST/lib/"
 mvn -q -B -ntp -pl engine dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$DEST/lib"
-(cd engine/target/test-classes && "$JAVA_HOME/bin/jar" --create --file "$DEST/test-lib/lightmesh-engine-tests.jar" .)
+(cd engine/target/test-classes && "$JAVA_HOME/bin/jar" --create --file "$DEST/test-lib/lightmesh-engine-tests.jar" . \
+  && find . -name '*Test.class' | grep -E '(opencl/OpenCl[A-Za-z]*|/Backends)Test\.class$' | sed 's|^\./||; s|\.class$||; s|/|.|g' \
+  > "$DEST/test-lib/opencl-test-classes.txt")
 mvn -q -B -ntp dependency:copy -Dartifact="$JUNIT_CONSOLE" -DoutputDirectory="$DEST/test-lib"
 
 echo "pack: jlink $MODULES"

@@ -35,9 +35,7 @@ for step in "${steps[@]}"; do
     tests)
       TCP="$CP$(ls "$R"/test-lib/lightmesh-engine-tests.jar)"
       select=()
-      for c in $(unzip -Z1 "$R"/test-lib/lightmesh-engine-tests.jar | grep -E '(opencl/OpenCl[A-Za-z]*|/Backends)Test\.class$'); do
-        c=${c%.class}; select+=(--select-class "${c//\//.}")
-      done
+      while read -r c; do select+=(--select-class "$c"); done < "$R/test-lib/opencl-test-classes.txt"
       LIGHTMESH_REQUIRE_OPENCL=1 "${JAVA[@]}" -Xmx16g -jar "$R"/test-lib/junit-platform-console-standalone-*.jar \
         execute --class-path "$TCP" "${select[@]}" --details=tree --disable-banner \
         --reports-dir "$OUT/junit" 2>&1 | grep -v '^WARNING' | tee "$OUT/tests.txt"

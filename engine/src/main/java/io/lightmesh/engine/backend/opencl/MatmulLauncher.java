@@ -30,11 +30,6 @@ final class MatmulLauncher implements AutoCloseable {
     private static final ValueLayout.OfChar U16 = ValueLayout.JAVA_CHAR_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     /** Java arrays stop at 2^31 - 1 elements; a slab also stays under the device's largest allocation. */
     private static final long MAX_SLAB_ELEMENTS = Integer.MAX_VALUE - 16;
-    private static final float[] POW2 = new float[256];
-
-    static {
-        for (int e = 0; e < 256; e++) POW2[e] = (float) Math.scalb(1.0, Math.max(e, 1) - 134);
-    }
 
     /** Where a weight lives: its slab and the offset of W[0][0] in it. */
     private record Placement(Slab slab, int offset, int rows, int cols) {}
@@ -52,8 +47,6 @@ final class MatmulLauncher implements AutoCloseable {
             kernel.wF32 = f32 != null ? f32 : new float[1];
             kernel.wBf16 = bf16 != null ? bf16 : new char[1];
             kernel.bf16 = this.bf16 ? 1 : 0;
-            kernel.pow2 = POW2.clone();
-            kernel.put(kernel.pow2);
             if (this.bf16) kernel.put(kernel.wBf16); else kernel.put(kernel.wF32);
         }
     }
