@@ -7,8 +7,12 @@
 #   test-lib/   the engine's test classes and the JUnit console launcher, to run the OpenCL kernel tests there
 #   native/     the ICD loader libOpenCL.so.1 of this machine, a fallback if the GPU machine lacks one
 #   tools/      this folder's scripts
-# Usage: tools/gpu/pack.sh [DEST]
+# With --xz the folder holds only tools/ and rt.tar.xz (the rest, xz-compressed, about half the size), for when the
+# checkout that travels beside it leaves less room; run-gpu.sh unpacks it to /tmp first.
+# Usage: tools/gpu/pack.sh [--xz] [DEST]
 set -euo pipefail
+XZ=0
+if [ "${1:-}" = "--xz" ]; then XZ=1; shift; fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "$ROOT/scripts/java-env.sh"
 DEST="$(realpath -m "${1:-$ROOT/.runtime}")"
@@ -29,8 +33,9 @@ mvn -q -B -ntp -pl engine dependency:copy-dependencies -DincludeScope=runtime -D
 mvn -q -B -ntp dependency:copy -Dartifact="$JUNIT_CONSOLE" -DoutputDirectory="$DEST/test-lib"
 
 echo "pack: jlink $MODULES"
+COMPRESS=zip-9; [ "$XZ" = 1 ] && COMPRESS=zip-0   # xz packs uncompressed modules much better
 "$JAVA_HOME/bin/jlink" --add-modules "$MODULES" --strip-debug --no-header-files --no-man-pages \
-  --compress zip-9 --output "$DEST/jdk"
+  --compress "$COMPRESS" --output "$DEST/jdk"
 strip --strip-unneeded "$DEST"/jdk/lib/server/libjvm.so "$DEST"/jdk/lib/*.so
 
 # aparapi-jni carries native libraries for every OS (19 MB); the GPU machine needs linux/x86_64 only.
@@ -41,6 +46,11 @@ jni=$(ls "$DEST"/lib/aparapi-jni-*.jar)
 for lib in /usr/lib/x86_64-linux-gnu/libOpenCL.so.1; do [ -e "$lib" ] && cp -L "$lib" "$DEST/native/"; done
 cp tools/gpu/*.sh tools/gpu/*.py "$DEST/tools/"
 
+if [ "$XZ" = 1 ]; then
+  echo "pack: xz"
+  tar -C "$DEST" -cf - jdk lib test-lib native | xz -6 -T2 > "$DEST/rt.tar.xz"
+  rm -rf "$DEST/jdk" "$DEST/lib" "$DEST/test-lib" "$DEST/native"
+fi
 size=$(du -sm "$DEST" | cut -f1)
 echo "pack: $DEST is ${size} MiB"
 if [ "$size" -ge 64 ]; then echo "pack: over the 64 MiB the device tool carries" >&2; exit 1; fi

@@ -4,6 +4,10 @@
 # Writes logs under $OUT (or /tmp/lightmesh-out). Usage: bash .runtime/tools/run-gpu.sh [tests] [bench] [torch]
 set -uo pipefail
 R="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -f "$R/rt.tar.xz" ]; then   # packed with pack.sh --xz
+  mkdir -p /tmp/lightmesh-rt && tar -C /tmp/lightmesh-rt -xJf "$R/rt.tar.xz" && cp -r "$R/tools" /tmp/lightmesh-rt/
+  R=/tmp/lightmesh-rt
+fi
 OUT="${OUT:-/tmp/lightmesh-out}"
 mkdir -p "$OUT"
 steps=("$@"); [ ${#steps[@]} -eq 0 ] && steps=(tests bench torch)
