@@ -45,7 +45,7 @@ for step in "${steps[@]}"; do
         --reports-dir "$OUT/junit" 2>&1 | grep -v '^WARNING' | tee "$OUT/tests.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     bench)
-      "${JAVA[@]}" -Xmx64g -cp "$CP" io.lightmesh.engine.bench.KernelBench $BENCH_ARGS 2>&1 | grep -v '^WARNING' \
+      "${JAVA[@]}" -Xmx64g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" io.lightmesh.engine.bench.KernelBench $BENCH_ARGS 2>&1 | grep -v '^WARNING' \
         | tee "$OUT/kernelbench.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     torch)

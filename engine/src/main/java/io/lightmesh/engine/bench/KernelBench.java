@@ -117,6 +117,7 @@ public final class KernelBench {
                 double flops = 2.0 * n * in * out;
                 row(String.format(Locale.ROOT, "matmul %s %s n=%d out=%d in=%d", names[s], d, n, out, in), t,
                         flops / t[0], "GFLOP/s");
+                ops.evict(List.of(w));
             }
         }
     }
@@ -136,6 +137,7 @@ public final class KernelBench {
                     row(String.format(Locale.ROOT, "matvec %s %s n=%d out=%d in=%d (weight bytes)", names[s], d, n, out, in),
                             t, bytes / t[0], "GB/s");
                 }
+                ops.evict(List.of(w));
             }
         }
     }

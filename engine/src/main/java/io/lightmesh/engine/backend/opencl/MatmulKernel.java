@@ -148,12 +148,27 @@ final class MatmulKernel extends Kernel {
      * 16 consecutive work-items read 16 consecutive k of one row (coalesced); outside the matrices reads 0.
      */
     private void fetchTiles(int tid, int m0, int n0, int k0) {
+        // the dtype test stays outside the loops, so each loop is straight loads the compiler can issue together
         for (int l = 0; l < LOADS; l++) {
             int idx = tid + l * THREADS;
             int r = idx / BK;
             int gk = k0 + idx % BK;
             ga[l] = (m0 + r < n && gk < in) ? x[(m0 + r) * in + gk] : 0f;
-            gb[l] = (n0 + r < out && gk < in) ? weight(wOff + (n0 + r) * in + gk) : 0f;
+        }
+        if (bf16 != 0) {
+            for (int l = 0; l < LOADS; l++) {
+                int idx = tid + l * THREADS;
+                int r = idx / BK;
+                int gk = k0 + idx % BK;
+                gb[l] = (n0 + r < out && gk < in) ? asFloat(wBf16[wOff + (n0 + r) * in + gk] << 16) : 0f;
+            }
+        } else {
+            for (int l = 0; l < LOADS; l++) {
+                int idx = tid + l * THREADS;
+                int r = idx / BK;
+                int gk = k0 + idx % BK;
+                gb[l] = (n0 + r < out && gk < in) ? wF32[wOff + (n0 + r) * in + gk] : 0f;
+            }
         }
     }
 
@@ -175,8 +190,14 @@ final class MatmulKernel extends Kernel {
             int wRow = wOff + row * in;
             int full = (in / MV_STEP) * MV_STEP;
             for (int i0 = 0; i0 < full; i0 += MV_STEP) {
-                for (int u = 0; u < MV_UNROLL; u++) {
-                    gb[u] = weight(wRow + i0 + lane + u * MV_LANES);
+                if (bf16 != 0) {
+                    for (int u = 0; u < MV_UNROLL; u++) {
+                        gb[u] = asFloat(wBf16[wRow + i0 + lane + u * MV_LANES] << 16);
+                    }
+                } else {
+                    for (int u = 0; u < MV_UNROLL; u++) {
+                        gb[u] = wF32[wRow + i0 + lane + u * MV_LANES];
+                    }
                 }
                 for (int t = 0; t < MV_MAX_N; t++) {
                     if (t < n) {

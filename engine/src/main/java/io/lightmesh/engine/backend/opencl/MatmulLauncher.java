@@ -142,6 +142,21 @@ final class MatmulLauncher implements AutoCloseable {
         MemorySegment.copy(w.data(), U16, 0, dst, off, (int) w.size());
     }
 
+    /**
+     * Forgets these weights; a slab whose weights are all forgotten gives its device memory back. A forgotten weight
+     * is converted and uploaded again if a later product reads it.
+     */
+    synchronized void evict(Collection<Tensor> weights) {
+        for (Tensor w : weights) placements.remove(w);
+        Set<Slab> live = Collections.newSetFromMap(new IdentityHashMap<>());
+        for (Placement p : placements.values()) live.add(p.slab);
+        slabs.removeIf(s -> {
+            if (live.contains(s)) return false;
+            s.kernel.dispose();
+            return true;
+        });
+    }
+
     /** Weights and bytes now held for the device, for logs. */
     synchronized String describe() {
         long bytes = 0;
