@@ -26,6 +26,7 @@ final class DenseKernels {
         int i = 0;
         for (; i + 4 <= M; i += 4) {
             int j = 0;
+            for (; j + 4 * L <= N; j += 4 * L) tile4x4(a, aOff + i * lda, lda, b, bOff + j, ldb, c, cOff + i * ldc + j, ldc, K, accumulate);
             for (; j + 2 * L <= N; j += 2 * L) tile4x2(a, aOff + i * lda, lda, b, bOff + j, ldb, c, cOff + i * ldc + j, ldc, K, accumulate);
             for (; j + L <= N; j += L) {
                 for (int r = 0; r < 4; r++) row1(a, aOff + (i + r) * lda, b, bOff + j, ldb, c, cOff + (i + r) * ldc + j, K, accumulate);
@@ -37,6 +38,47 @@ final class DenseKernels {
             for (; j + L <= N; j += L) row1(a, aOff + i * lda, b, bOff + j, ldb, c, cOff + i * ldc + j, K, accumulate);
             if (j < N) rowScalar(a, aOff + i * lda, b, bOff, ldb, c, cOff + i * ldc, j, N, K, accumulate);
         }
+    }
+
+    private static void tile4x4(float[] a, int ao, int lda, float[] b, int bo, int ldb, float[] c, int co, int ldc,
+                                int K, boolean accumulate) {
+        FloatVector c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33;
+        if (accumulate) {
+            c00 = FloatVector.fromArray(F, c, co); c01 = FloatVector.fromArray(F, c, co + L);
+            c02 = FloatVector.fromArray(F, c, co + 2 * L); c03 = FloatVector.fromArray(F, c, co + 3 * L);
+            int r = co + ldc;
+            c10 = FloatVector.fromArray(F, c, r); c11 = FloatVector.fromArray(F, c, r + L);
+            c12 = FloatVector.fromArray(F, c, r + 2 * L); c13 = FloatVector.fromArray(F, c, r + 3 * L);
+            r += ldc;
+            c20 = FloatVector.fromArray(F, c, r); c21 = FloatVector.fromArray(F, c, r + L);
+            c22 = FloatVector.fromArray(F, c, r + 2 * L); c23 = FloatVector.fromArray(F, c, r + 3 * L);
+            r += ldc;
+            c30 = FloatVector.fromArray(F, c, r); c31 = FloatVector.fromArray(F, c, r + L);
+            c32 = FloatVector.fromArray(F, c, r + 2 * L); c33 = FloatVector.fromArray(F, c, r + 3 * L);
+        } else {
+            c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = FloatVector.zero(F);
+            c20 = c21 = c22 = c23 = c30 = c31 = c32 = c33 = c00;
+        }
+        for (int k = 0; k < K; k++) {
+            int bk = bo + k * ldb;
+            FloatVector b0 = FloatVector.fromArray(F, b, bk), b1 = FloatVector.fromArray(F, b, bk + L);
+            FloatVector b2 = FloatVector.fromArray(F, b, bk + 2 * L), b3 = FloatVector.fromArray(F, b, bk + 3 * L);
+            FloatVector x = FloatVector.broadcast(F, a[ao + k]);
+            c00 = b0.fma(x, c00); c01 = b1.fma(x, c01); c02 = b2.fma(x, c02); c03 = b3.fma(x, c03);
+            x = FloatVector.broadcast(F, a[ao + lda + k]);
+            c10 = b0.fma(x, c10); c11 = b1.fma(x, c11); c12 = b2.fma(x, c12); c13 = b3.fma(x, c13);
+            x = FloatVector.broadcast(F, a[ao + 2 * lda + k]);
+            c20 = b0.fma(x, c20); c21 = b1.fma(x, c21); c22 = b2.fma(x, c22); c23 = b3.fma(x, c23);
+            x = FloatVector.broadcast(F, a[ao + 3 * lda + k]);
+            c30 = b0.fma(x, c30); c31 = b1.fma(x, c31); c32 = b2.fma(x, c32); c33 = b3.fma(x, c33);
+        }
+        c00.intoArray(c, co); c01.intoArray(c, co + L); c02.intoArray(c, co + 2 * L); c03.intoArray(c, co + 3 * L);
+        int r = co + ldc;
+        c10.intoArray(c, r); c11.intoArray(c, r + L); c12.intoArray(c, r + 2 * L); c13.intoArray(c, r + 3 * L);
+        r += ldc;
+        c20.intoArray(c, r); c21.intoArray(c, r + L); c22.intoArray(c, r + 2 * L); c23.intoArray(c, r + 3 * L);
+        r += ldc;
+        c30.intoArray(c, r); c31.intoArray(c, r + L); c32.intoArray(c, r + 2 * L); c33.intoArray(c, r + 3 * L);
     }
 
     private static void tile4x2(float[] a, int ao, int lda, float[] b, int bo, int ldb, float[] c, int co, int ldc,

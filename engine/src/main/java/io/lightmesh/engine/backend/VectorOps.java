@@ -18,8 +18,8 @@ import static io.lightmesh.engine.backend.DenseKernels.roundUp;
  * <ul>
  *   <li>matmul, few tokens (decode): each task streams a contiguous range of weight rows once from the mapped
  *       checkpoint, widening bf16/f16 in registers; memory-bound, so the aim is streaming bandwidth.</li>
- *   <li>matmul, many tokens (prefill): a task widens a cache-sized tile of weight rows to fp32 once, then runs a
- *       4 rows x 4 tokens register tile over the tokens in L2-sized chunks; compute-bound.</li>
+ *   <li>matmul, many tokens (prefill): a task widens a cache-sized tile of weight rows to fp32 once, transposed,
+ *       then runs a 4 tokens x 64 rows broadcast-FMA register tile over L2-sized token chunks; compute-bound.</li>
  *   <li>lightning prefill: one task per head, Lightning Attention-2 blocks as small matrix products.</li>
  *   <li>lightning decode: one task per (sequence, head).</li>
  *   <li>softmax attention: one task per (kv head, query tile), all heads of a GQA group together, online softmax
@@ -28,8 +28,12 @@ import static io.lightmesh.engine.backend.DenseKernels.roundUp;
  */
 public final class VectorOps implements TensorOps {
     private static final int L = WeightKernels.L;
-    /** At or above this many tokens matmul switches from row streaming to the widened register tile. */
-    static final int TILED_MIN_TOKENS = 8;
+    /**
+     * At or above this many tokens matmul switches from row streaming (about 40 GFLOP/s a core, flat in n) to the
+     * transposed register tile (its one-off transpose pays for itself from about 24 tokens: 50 GFLOP/s at 32,
+     * 90 at 512, measured on the 2-core Zen 4 box).
+     */
+    static final int TILED_MIN_TOKENS = Integer.getInteger("lightmesh.vector.tiledMinTokens", 24);
     /** Below this many multiply-adds a call runs on the caller's thread alone. */
     private static final long PARALLEL_MIN_WORK = 1 << 15;
     /** Bytes of fp32 weights and of activations a prefill matmul task keeps hot (L2 is 1 MiB a core here). */
@@ -111,11 +115,15 @@ public final class VectorOps implements TensorOps {
         }
     }
 
-    /** Prefill: weight rows widened once per task, then 4 x 4 register tiles over L2-sized token chunks. */
+    /**
+     * Prefill: a task widens its tile of weight rows once, transposed to W^T [in, rows] in fp32, then computes
+     * y[tokens, rows] = x[tokens, in] . W^T over L2-sized token chunks with the broadcast-FMA register tile of
+     * {@link DenseKernels#gemm} (4 tokens x 64 rows in registers, no horizontal sums).
+     */
     private void matmulTiled(float[] x, int n, Tensor w, float[] y, int out, int in) {
-        int rowsFit = Math.max(4, TILE_BYTES / (4 * in) / 4 * 4);
-        int rowsBalanced = roundUp((out + pool.threads() * 4 - 1) / (pool.threads() * 4), 4);
-        int rowsPerTask = Math.min(rowsFit, Math.max(4, rowsBalanced));
+        int rowsFit = Math.max(4 * L, TILE_BYTES / (4 * in) / (4 * L) * (4 * L));
+        int rowsBalanced = roundUp((out + pool.threads() * 4 - 1) / (pool.threads() * 4), 4 * L);
+        int rowsPerTask = Math.min(rowsFit, rowsBalanced);
         int tokenChunk = Math.max(4, TILE_BYTES / (4 * in) / 4 * 4);
         int tasks = (out + rowsPerTask - 1) / rowsPerTask;
         MemorySegment seg = w.data();
@@ -123,20 +131,16 @@ public final class VectorOps implements TensorOps {
         pool.run(tasks, task -> {
             Scratch s = scratch.get();
             int r0 = task * rowsPerTask, rows = Math.min(out - r0, rowsPerTask);
-            float[] wf = s.get(Scratch.WEIGHTS, rowsPerTask * in), r = s.r16;
-            WeightKernels.toFloats(seg, dtype, (long) r0 * in, wf, 0, rows * in);
+            float[] wt = s.get(Scratch.WEIGHTS, rows * in), strip = s.get(Scratch.ROW, L * in);
+            for (int rb = 0; rb < rows; rb += L) {
+                int rn = Math.min(L, rows - rb);
+                WeightKernels.toFloats(seg, dtype, (long) (r0 + rb) * in, strip, 0, rn * in);
+                if (rn == L) WeightKernels.transposeStrip(strip, in, wt, rows, rb);
+                else for (int r = 0; r < rn; r++) for (int i = 0; i < in; i++) wt[i * rows + rb + r] = strip[r * in + i];
+            }
             for (int t0 = 0; t0 < n; t0 += tokenChunk) {
-                int t1 = Math.min(n, t0 + tokenChunk);
-                for (int i = 0; i < rows; i += 4) {
-                    int w0 = i * in, w1 = Math.min(i + 1, rows - 1) * in, w2 = Math.min(i + 2, rows - 1) * in, w3 = Math.min(i + 3, rows - 1) * in;
-                    for (int t = t0; t < t1; t += 4) {
-                        int x0 = t * in, x1 = Math.min(t + 1, t1 - 1) * in, x2 = Math.min(t + 2, t1 - 1) * in, x3 = Math.min(t + 3, t1 - 1) * in;
-                        WeightKernels.dot4x4(wf, w0, w1, w2, w3, x, x0, x1, x2, x3, in, r);
-                        for (int a = 0; a < 4 && i + a < rows; a++) {
-                            for (int b = 0; b < 4 && t + b < t1; b++) y[(t + b) * out + r0 + i + a] = r[4 * a + b];
-                        }
-                    }
-                }
+                int tn = Math.min(tokenChunk, n - t0);
+                gemm(x, t0 * in, in, wt, 0, rows, y, t0 * out + r0, out, tn, rows, in, false);
             }
         });
     }
@@ -315,8 +319,8 @@ public final class VectorOps implements TensorOps {
 
     /** Growable per-thread buffers, one per role, so steady-state calls allocate nothing. */
     private static final class Scratch {
-        static final int WEIGHTS = 0, Q = 1, V = 2, O = 3, KT = 4, KDT = 5, P = 6, DECAY = 7, ROW_MAX = 8, ROW_SUM = 9;
-        private final float[][] buffers = new float[10][];
+        static final int WEIGHTS = 0, Q = 1, V = 2, O = 3, KT = 4, KDT = 5, P = 6, DECAY = 7, ROW_MAX = 8, ROW_SUM = 9, ROW = 10;
+        private final float[][] buffers = new float[11][];
         final float[] r16 = new float[16];
 
         float[] get(int role, int size) {

@@ -200,49 +200,19 @@ final class WeightKernels {
         }
     }
 
-    // ---- register tile for prefill: 4 weight rows x 4 tokens, 16 accumulators ------------------------------------
-    // launch shape: one call per (row quad, token quad) of a cache-sized tile; short quads repeat an offset.
+    /** Column offsets 0, in, 2 in, ... for gathering one column of an L-row strip; per in, cached. */
+    private static final ThreadLocal<int[]> STRIP_INDEX = ThreadLocal.withInitial(() -> new int[L + 1]);
 
     /**
-     * r[4*j + t] = dot(w[wj .. wj+in), x[xt .. xt+in)) for weight rows j = 0..3 at w0..w3 and tokens t = 0..3 at
-     * x0..x3, all fp32 arrays.
+     * dst[i * ld + c0 + r] = strip[r * in + i] for r < L, i < in: an L-row strip of widened weights transposed into
+     * columns c0..c0+L-1 of W^T, one gather and one full-vector store per column.
      */
-    static void dot4x4(float[] w, int w0, int w1, int w2, int w3, float[] x, int x0, int x1, int x2, int x3, int in,
-                       float[] r) {
-        FloatVector z = FloatVector.zero(F);
-        FloatVector a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z;
-        FloatVector a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z;
-        int i = 0;
-        for (; i <= in - L; i += L) {
-            FloatVector v0 = FloatVector.fromArray(F, x, x0 + i), v1 = FloatVector.fromArray(F, x, x1 + i);
-            FloatVector v2 = FloatVector.fromArray(F, x, x2 + i), v3 = FloatVector.fromArray(F, x, x3 + i);
-            FloatVector u = FloatVector.fromArray(F, w, w0 + i);
-            a00 = u.fma(v0, a00); a01 = u.fma(v1, a01); a02 = u.fma(v2, a02); a03 = u.fma(v3, a03);
-            u = FloatVector.fromArray(F, w, w1 + i);
-            a10 = u.fma(v0, a10); a11 = u.fma(v1, a11); a12 = u.fma(v2, a12); a13 = u.fma(v3, a13);
-            u = FloatVector.fromArray(F, w, w2 + i);
-            a20 = u.fma(v0, a20); a21 = u.fma(v1, a21); a22 = u.fma(v2, a22); a23 = u.fma(v3, a23);
-            u = FloatVector.fromArray(F, w, w3 + i);
-            a30 = u.fma(v0, a30); a31 = u.fma(v1, a31); a32 = u.fma(v2, a32); a33 = u.fma(v3, a33);
+    static void transposeStrip(float[] strip, int in, float[] dst, int ld, int c0) {
+        int[] idx = STRIP_INDEX.get();
+        if (idx[L] != in) {
+            for (int r = 0; r < L; r++) idx[r] = r * in;
+            idx[L] = in;
         }
-        r[0] = a00.reduceLanes(VectorOperators.ADD); r[1] = a01.reduceLanes(VectorOperators.ADD);
-        r[2] = a02.reduceLanes(VectorOperators.ADD); r[3] = a03.reduceLanes(VectorOperators.ADD);
-        r[4] = a10.reduceLanes(VectorOperators.ADD); r[5] = a11.reduceLanes(VectorOperators.ADD);
-        r[6] = a12.reduceLanes(VectorOperators.ADD); r[7] = a13.reduceLanes(VectorOperators.ADD);
-        r[8] = a20.reduceLanes(VectorOperators.ADD); r[9] = a21.reduceLanes(VectorOperators.ADD);
-        r[10] = a22.reduceLanes(VectorOperators.ADD); r[11] = a23.reduceLanes(VectorOperators.ADD);
-        r[12] = a30.reduceLanes(VectorOperators.ADD); r[13] = a31.reduceLanes(VectorOperators.ADD);
-        r[14] = a32.reduceLanes(VectorOperators.ADD); r[15] = a33.reduceLanes(VectorOperators.ADD);
-        for (; i < in; i++) {
-            float p0 = x[x0 + i], p1 = x[x1 + i], p2 = x[x2 + i], p3 = x[x3 + i];
-            float q = w[w0 + i];
-            r[0] += q * p0; r[1] += q * p1; r[2] += q * p2; r[3] += q * p3;
-            q = w[w1 + i];
-            r[4] += q * p0; r[5] += q * p1; r[6] += q * p2; r[7] += q * p3;
-            q = w[w2 + i];
-            r[8] += q * p0; r[9] += q * p1; r[10] += q * p2; r[11] += q * p3;
-            q = w[w3 + i];
-            r[12] += q * p0; r[13] += q * p1; r[14] += q * p2; r[15] += q * p3;
-        }
+        for (int i = 0; i < in; i++) FloatVector.fromArray(F, strip, i, idx, 0).intoArray(dst, i * ld + c0);
     }
 }

@@ -13,6 +13,12 @@ import java.util.Deque;
  * or steer it (the thinking budget). The model is driven from outside (one sequence by {@link Generator}, many by
  * {@link ContinuousBatcher}): each step hands this object the logits of its last token, and it answers with the
  * next token to feed and the text that became final.
+ *
+ * <p>A generation can move between processes: {@link #resume} rebuilds it from its parameters and the tokens it
+ * produced so far (the sampler is advanced by the draws those tokens took), and {@link #acceptChosen} applies a
+ * token that another instance with the same history chose from the same logits. Sampling is sequential draws
+ * from one seeded generator, one draw per sampled token and none per forced token, so where a token is drawn does
+ * not change it.
  */
 public final class Generation {
 
@@ -33,6 +39,7 @@ public final class Generation {
     private int count, thinkingTokens, nextInput = -1;
     private boolean thinking, finished;
     private FinishReason reason;
+    private String matchedStop = "";
 
     public Generation(String id, SequenceState state, SamplingParams params, Tokenizer tokenizer) {
         this.id = id;
@@ -54,17 +61,60 @@ public final class Generation {
     }
 
     /**
+     * Rebuilds a generation that already produced {@code generated} (eos excluded), e.g. on another worker after the
+     * one running it was lost: the sampler, the thinking budget, the stop-string hold-back and the UTF-8 decoder
+     * end up as they were after those tokens. The text those tokens released is not returned again; text still held
+     * back then (a possible stop-string prefix, bytes of an unfinished character) comes out with later steps,
+     * exactly as without the interruption.
+     *
+     * @throws IllegalArgumentException when the tokens already end the generation, or contradict a forced token
+     */
+    public static Generation resume(String id, SequenceState state, SamplingParams params, Tokenizer tokenizer,
+                                    int[] generated) {
+        Generation g = new Generation(id, state, params, tokenizer);
+        for (int t : generated) {
+            if (g.finished) {
+                throw new IllegalArgumentException("generation " + id + " ended before its " + generated.length + " tokens");
+            }
+            g.acceptChosen(t);
+        }
+        return g;
+    }
+
+    /**
      * Takes the logits predicting the next token (from prefill for the first step, then from decode), chooses the
      * token (sampled, or forced by the thinking budget) and applies the stop rules.
      */
     public Step accept(float[] logits) {
         if (finished) throw new IllegalStateException("generation " + id + " already finished");
-        int token = forced.isEmpty() ? sampler.sample(logits) : forced.poll();
-        if (token == eos) { // end of turn: not part of the output
+        boolean wasForced = !forced.isEmpty();
+        return apply(wasForced ? forced.poll() : sampler.sample(logits), wasForced);
+    }
+
+    /**
+     * Applies a token chosen elsewhere by a generation with this one's history from the same logits (the prefill
+     * worker draws the first token, the decode worker continues): the sampler advances as if it had drawn it.
+     *
+     * @throws IllegalArgumentException when the thinking budget forces another token here
+     */
+    public Step acceptChosen(int token) {
+        if (finished) throw new IllegalStateException("generation " + id + " already finished");
+        boolean wasForced = !forced.isEmpty();
+        if (wasForced) {
+            int f = forced.poll();
+            if (f != token) throw new IllegalArgumentException("token " + token + " where the thinking budget forces " + f);
+        } else {
+            sampler.skip();
+        }
+        return apply(token, wasForced);
+    }
+
+    private Step apply(int token, boolean wasForced) {
+        if (token == eos && !params.ignoreEos()) { // end of turn: not part of the output
             return new Step(token, finish(FinishReason.STOP), true, reason);
         }
         append(token);
-        trackThinking(token);
+        trackThinking(token, wasForced);
         String text = decoder == null ? "" : decoder.accept(token);
         String out = release(text);
         if (finished) return new Step(token, out, true, reason);
@@ -73,9 +123,13 @@ public final class Generation {
         return new Step(token, out, false, null);
     }
 
-    private void trackThinking(int token) {
+    private void trackThinking(int token, boolean wasForced) {
         if (token == thinkOpen) { thinking = true; return; }
-        if (token == thinkClose) { thinking = false; forced.clear(); return; }
+        if (token == thinkClose) {
+            thinking = false;
+            if (!wasForced) forced.clear(); // the model closed its reasoning itself: nothing left to force
+            return;
+        }
         if (!thinking) return;
         thinkingTokens++;
         if (params.maxThinkingTokens() > 0 && thinkingTokens >= params.maxThinkingTokens() && forced.isEmpty()) {
@@ -91,6 +145,7 @@ public final class Generation {
             if (at >= 0) {
                 String out = held.substring(0, at);
                 held.setLength(0);
+                matchedStop = s;
                 finish(FinishReason.STOP);
                 return out;
             }
@@ -134,5 +189,9 @@ public final class Generation {
     public FinishReason finishReason() { return reason; }
     /** Generated tokens so far, eos excluded. */
     public int[] tokens() { return Arrays.copyOf(generated, count); }
+    /** How many tokens were generated so far, eos excluded (without copying them). */
+    public int tokenCount() { return count; }
+    /** The stop string that ended the generation; "" when none did. */
+    public String matchedStop() { return matchedStop; }
     public int thinkingTokens() { return thinkingTokens; }
 }

@@ -51,6 +51,14 @@ public final class Sampler {
         return order[0];
     }
 
+    /**
+     * Advances the generator exactly as one {@link #sample} call does, without logits: for a token another sampler
+     * in the same state drew (one draw per sampled token, none when greedy).
+     */
+    public void skip() {
+        if (!params.isGreedy()) random.nextDouble();
+    }
+
     /** Index of the largest logit; ties go to the lowest id, as torch.argmax does. */
     public static int argmax(float[] logits) {
         int best = 0;

@@ -13,9 +13,11 @@ import java.util.List;
  * @param stop              strings that end generation; the text is cut before the first one found
  * @param maxThinkingTokens after this many tokens inside {@code <think>}, {@code </think>} is forced and the answer
  *                          continues (0: no budget). M1 ships 40K and 80K budgets.
+ * @param ignoreEos         keep generating past the end-of-sentence token, which then counts as output (benchmarks
+ *                          with fixed output lengths)
  */
 public record SamplingParams(float temperature, int topK, float topP, long seed, int maxNewTokens,
-                             List<String> stop, int maxThinkingTokens) {
+                             List<String> stop, int maxThinkingTokens, boolean ignoreEos) {
 
     /** The thinking budgets MiniMax-M1 was trained for. */
     public static final int THINKING_40K = 40_000, THINKING_80K = 80_000;
@@ -28,6 +30,12 @@ public record SamplingParams(float temperature, int topK, float topP, long seed,
         if (maxThinkingTokens < 0) throw new IllegalArgumentException("max_thinking_tokens must be >= 0, got " + maxThinkingTokens);
         stop = stop == null ? List.of() : List.copyOf(stop);
         for (String s : stop) if (s.isEmpty()) throw new IllegalArgumentException("stop strings must not be empty");
+    }
+
+    /** Stops at the end-of-sentence token. */
+    public SamplingParams(float temperature, int topK, float topP, long seed, int maxNewTokens, List<String> stop,
+                          int maxThinkingTokens) {
+        this(temperature, topK, topP, seed, maxNewTokens, stop, maxThinkingTokens, false);
     }
 
     public static SamplingParams greedy(int maxNewTokens) {

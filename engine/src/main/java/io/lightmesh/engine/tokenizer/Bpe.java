@@ -1,5 +1,6 @@
 package io.lightmesh.engine.tokenizer;
 
+import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
@@ -38,31 +39,43 @@ final class Bpe {
         }
     }
 
-    /** Appends the ids of one pre-tokenized word. */
+    /** Appends the ids of one pre-tokenized word, whose code points are the initial symbols. */
     void encodeWord(String word, IntList out) {
+        encode(word, false, out);
+    }
+
+    /**
+     * Appends the ids of one pre-tokenized piece given as raw text, whose UTF-8 bytes (in GPT-2's byte alphabet)
+     * are the initial symbols: the same ids as {@code encodeWord(ByteLevel.encode(raw))} without building that
+     * string, and cached under the raw text.
+     */
+    void encodeBytes(String raw, IntList out) {
+        encode(raw, true, out);
+    }
+
+    private void encode(String word, boolean bytes, IntList out) {
         if (word.isEmpty()) return;
         if (ignoreMerges) {
-            Integer id = vocab.get(word);
+            Integer id = vocab.get(bytes ? ByteLevel.encode(word) : word);
             if (id != null) {
                 out.add(id);
                 return;
             }
         }
         if (word.length() > CACHE_MAX_WORD) {
-            out.addAll(merge(word));
+            out.addAll(bytes ? mergeBytes(word) : mergeChars(word));
             return;
         }
         int[] ids = cache.get(word);
         if (ids == null) {
-            ids = merge(word);
+            ids = bytes ? mergeBytes(word) : mergeChars(word);
             if (cache.size() >= CACHE_MAX_ENTRIES) cache.clear();
             cache.put(word, ids);
         }
         out.addAll(ids);
     }
 
-    private int[] merge(String word) {
-        // symbols: sym[i] the id at list node i (-1 once merged into its left neighbour); prev/next links (-1 = none)
+    private int[] mergeChars(String word) {
         int len = word.length();
         int[] sym = new int[len];
         int n = 0;
@@ -71,13 +84,32 @@ final class Bpe {
             int w = Character.charCount(cp);
             int id = cp < 65536 ? charIds[cp] : vocab.getOrDefault(word.substring(i, i + w), -1);
             i += w;
-            if (id < 0) {
-                if (unkId < 0) continue;
-                if (fuseUnk && n > 0 && sym[n - 1] == unkId) continue;
-                id = unkId;
-            }
-            sym[n++] = id;
+            n = addSymbol(sym, n, id);
         }
+        return merge(sym, n);
+    }
+
+    private int[] mergeBytes(String raw) {
+        byte[] utf8 = raw.getBytes(StandardCharsets.UTF_8);
+        int[] sym = new int[utf8.length];
+        int n = 0;
+        for (byte b : utf8) n = addSymbol(sym, n, charIds[ByteLevel.BYTE_TO_CHAR[b & 0xFF]]);
+        return merge(sym, n);
+    }
+
+    /** Appends a symbol; an id of -1 (not in the vocab) becomes unk, or is dropped as HF does without unk. */
+    private int addSymbol(int[] sym, int n, int id) {
+        if (id < 0) {
+            if (unkId < 0 || fuseUnk && n > 0 && sym[n - 1] == unkId) return n;
+            id = unkId;
+        }
+        sym[n] = id;
+        return n + 1;
+    }
+
+    /** Merges sym[0, n) in place as far as the merges allow; returns the final ids. */
+    private int[] merge(int[] sym, int n) {
+        // sym[i]: the id at list node i (-1 once merged into its left neighbour); prev/next: links (-1 = none)
         if (n < 2) return Arrays.copyOf(sym, n);
         int[] prev = new int[n];
         int[] next = new int[n];

@@ -34,6 +34,7 @@ public final class Tokenizer {
     private final AddedTokens normalizedAdded; // added tokens matched after it (normalized: true)
     private final UnaryOperator<String> normalizer; // null: none
     private final PreTokenizer preTokenizer;        // null: each segment is one word
+    private final boolean bytesAtBpe;               // ByteLevel ends the pre-tokenizer: Bpe maps the bytes
     private final Bpe bpe;
     private final OptionalInt eosId;
     private final OptionalInt bosId;
@@ -59,7 +60,8 @@ public final class Tokenizer {
                         t.lstrip(), t.rstrip(), true))
                 .toList());
         this.normalizer = normalizer;
-        this.preTokenizer = preTokenizer;
+        this.preTokenizer = deferByteMapping(preTokenizer);
+        this.bytesAtBpe = this.preTokenizer != preTokenizer;
         this.bpe = bpe;
         this.eosId = lookup(eosToken, EOS_NAMES);
         this.bosId = lookup(bosToken, BOS_NAMES);
@@ -170,8 +172,9 @@ public final class Tokenizer {
         AddedTokens.Sink words = new AddedTokens.Sink() {
             @Override
             public void text(String segment) {
-                List<String> pieces = preTokenizer == null ? List.of(segment) : preTokenizer.apply(List.of(segment));
-                for (String p : pieces) bpe.encodeWord(p, out);
+                if (preTokenizer == null) bpe.encodeWord(segment, out);
+                else if (bytesAtBpe) preTokenizer.apply(segment, p -> bpe.encodeBytes(p, out));
+                else preTokenizer.apply(segment, p -> bpe.encodeWord(p, out));
             }
 
             @Override
@@ -248,6 +251,21 @@ public final class Tokenizer {
         return id >= 0 && id < idToBytes.length ? idToBytes[id] : new byte[0];
     }
 
+    /**
+     * The same pre-tokenizer with its final ByteLevel step leaving pieces as raw text, for {@link Bpe#encodeBytes}
+     * to map (and cache) them; the argument itself when ByteLevel is not the last step.
+     */
+    private static PreTokenizer deferByteMapping(PreTokenizer p) {
+        if (p instanceof PreTokenizer.ByteLevelSplit b) return new PreTokenizer.ByteLevelSplit(b.addPrefixSpace(), b.useRegex(), false);
+        if (p instanceof PreTokenizer.Sequence(List<PreTokenizer> steps) && !steps.isEmpty()
+                && steps.getLast() instanceof PreTokenizer.ByteLevelSplit) {
+            List<PreTokenizer> copy = new ArrayList<>(steps);
+            copy.set(copy.size() - 1, deferByteMapping(copy.getLast()));
+            return new PreTokenizer.Sequence(List.copyOf(copy));
+        }
+        return p;
+    }
+
     private OptionalInt lookup(String configured, String[] wellKnown) {
         if (configured != null) {
             int id = tokenId(configured);
@@ -304,7 +322,7 @@ public final class Tokenizer {
         String type = n.path("type").asText("");
         return switch (type) {
             case "ByteLevel" -> new PreTokenizer.ByteLevelSplit(n.path("add_prefix_space").asBoolean(true),
-                    n.path("use_regex").asBoolean(true));
+                    n.path("use_regex").asBoolean(true), true);
             case "Split" -> {
                 JsonNode pattern = n.path("pattern");
                 java.util.regex.Pattern p;

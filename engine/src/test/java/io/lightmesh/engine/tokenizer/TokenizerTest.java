@@ -54,7 +54,7 @@ class TokenizerTest {
             JsonNode cases = new ObjectMapper().readTree(resource(variant + ".cases.json").toFile());
             for (JsonNode c : cases.get("cases")) {
                 String text = c.get("text").asText();
-                tests.add(DynamicTest.dynamicTest(variant + " " + text.replace("\n", "\\n"), () -> {
+                tests.add(DynamicTest.dynamicTest(variant + " case: " + text.replace("\n", "\\n"), () -> {
                     int[] expected = ints(c.get("ids"));
                     assertArrayEquals(expected, tok.encode(text), "ids of " + text);
                     assertEquals(c.get("decoded").asText(), tok.decode(expected));
@@ -157,6 +157,22 @@ class TokenizerTest {
         int[] ids = tok.encode("a".repeat(100_001));
         assertEquals(50_001, ids.length);
         assertEquals(tok.tokenId("a"), ids[50_000]);
+    }
+
+    @Test
+    void stepsAfterByteLevelSeeTheByteAlphabet() throws IOException {
+        ObjectMapper m = new ObjectMapper();
+        com.fasterxml.jackson.databind.node.ObjectNode root =
+                (com.fasterxml.jackson.databind.node.ObjectNode) m.readTree(resource("m1like.tokenizer.json").toFile());
+        // ByteLevel first (so spaces are already "Ġ"), then a split on "Ġ": " world" -> "Ġ", "world"
+        root.set("pre_tokenizer", m.readTree("""
+                {"type": "Sequence", "pretokenizers": [
+                  {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+                  {"type": "Split", "pattern": {"String": "Ġ"}, "behavior": "Isolated", "invert": false}]}"""));
+        Tokenizer tok = Tokenizer.parse(root, null);
+        // the same ids HF gives merged_prev, whose split also separates the space from "world"
+        assertArrayEquals(new int[]{261, 32, 119, 263, 265}, tok.encode("hello world"));
+        assertEquals("hello world", tok.decode(tok.encode("hello world")));
     }
 
     @Test

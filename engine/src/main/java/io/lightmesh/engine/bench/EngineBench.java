@@ -1,0 +1,474 @@
+package io.lightmesh.engine.bench;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.lightmesh.engine.backend.ReferenceOps;
+import io.lightmesh.engine.backend.TensorOps;
+import io.lightmesh.engine.backend.VectorOps;
+import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
+import io.lightmesh.engine.config.ModelConfig;
+import io.lightmesh.engine.model.MiniMaxModel;
+import io.lightmesh.engine.model.SequenceState;
+import io.lightmesh.engine.tensor.DType;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.lang.management.ManagementFactory;
+import java.lang.management.MemoryPoolMXBean;
+import java.lang.management.MemoryType;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+/**
+ * The engine benchmark ({@code ./lightmesh bench}): prefill throughput per prompt length (and time per token, to
+ * show it is linear), decode throughput at batch 1 and batch B, against the machine's measured streaming bandwidth
+ * and the weight bytes a decoded token has to read. Runs on a seeded synthetic checkpoint in the real format (M1
+ * dialect, so lightning block 256; bf16 by default), written once into a cache folder keyed by shape.
+ *
+ * <p>Progress goes to stderr; the report (text, or one JSON object with {@code --json}) to {@code out}.
+ */
+public final class EngineBench {
+    static final String USAGE = """
+            usage: bench [--size tiny|100m|demo] [--backend vector|reference] [--threads N]
+                         [--prompt-lengths 1K,4K,...] [--decode-tokens N] [--decode-context N] [--batch B]
+                         [--repeat R] [--bandwidth-mib M] [--dtype bf16|f16|f32] [--cache-dir DIR] [--json]
+                         [--vocab V] [--hidden H] [--layers L] [--heads H] [--kv-heads KV] [--head-dim D]
+                         [--rotary-dim R] [--experts E] [--top-k K] [--intermediate I] [--seed S]
+              --size            preset shape (default 100m); the shape flags override single fields
+                                tiny: test model; 100m: ~147M params, vocab 32000, hidden 768, 8 layers,
+                                8 heads x 96, kv 2, 8 experts top-2, intermediate 512;
+                                demo: hidden 256, 8 layers, 8 heads x 32, kv 2, 8 experts, intermediate 256
+              --prompt-lengths  comma list, K = 1024, M = 1048576 (default per preset)
+              --decode-tokens   tokens timed per decode run (default 64); 0 skips decode
+              --decode-context  prompt prefilled before decoding (default 128)
+              --batch           second decode run with B sequences per step (default 4; 1 skips it)
+              --repeat          prefill runs per length up to 8K tokens, best kept (default 3)
+              --bandwidth-mib   buffer for the bandwidth measurement (default 2048; 0 skips)
+              --cache-dir       where checkpoints are kept (default ~/.cache/lightmesh/bench)
+            """;
+
+    private final Options o;
+    private final PrintStream out;
+    private final PrintStream log = System.err;
+
+    private EngineBench(Options o, PrintStream out) {
+        this.o = o;
+        this.out = out;
+    }
+
+    public static void main(String[] args) { System.exit(run(args, System.out)); }
+
+    /** Runs the bench; returns 0, 2 for a bad command line, 1 for any other failure (message on stderr). */
+    public static int run(String[] args, PrintStream out) {
+        Options o;
+        try {
+            o = Options.parse(args);
+        } catch (IllegalArgumentException e) {
+            System.err.println("bench: " + e.getMessage());
+            System.err.print(USAGE);
+            return 2;
+        }
+        if (o.help) {
+            out.print(USAGE);
+            return 0;
+        }
+        try {
+            new EngineBench(o, out).execute();
+            return 0;
+        } catch (Exception | OutOfMemoryError e) {
+            System.err.println("bench: " + e);
+            return 1;
+        }
+    }
+
+    // -------------------------------------------------------------------------------------------------- the runs
+
+    record PrefillResult(int tokens, double seconds, double matmul, double lightning, double softmax) {
+        double tokensPerSecond() { return tokens / seconds; }
+        double microsPerToken() { return seconds * 1e6 / tokens; }
+    }
+
+    record DecodeResult(int batch, int steps, double seconds, double matmul, double lightning, double softmax) {
+        double tokensPerSecond() { return (double) batch * steps / seconds; }
+    }
+
+    private void execute() throws Exception {
+        SyntheticCheckpoint.Shape shape = o.shape();
+        Path dir = checkpoint(shape);
+        TensorOps backend = o.backend.equals("reference") ? new ReferenceOps() : new VectorOps(o.threads);
+        TimedOps ops = new TimedOps(backend);
+        List<PrefillResult> prefills = new ArrayList<>();
+        List<DecodeResult> decodes = new ArrayList<>();
+        ModelConfig c;
+        try (MiniMaxModel model = MiniMaxModel.load(dir, ops)) {
+            c = model.config();
+            log.printf("bench: %s, backend %s; warming up%n", describe(c), backend.name());
+            warmUp(model);
+            for (int len : o.promptLengths) prefills.add(prefill(model, ops, len));
+            if (o.decodeTokens > 0) {
+                decodes.add(decode(model, ops, 1));
+                if (o.batch > 1) decodes.add(decode(model, ops, o.batch));
+            }
+        } finally {
+            ops.close();
+        }
+        long peakRss = peakRssBytes(), peakHeap = peakHeapBytes();
+        double bandwidth = 0;
+        if (o.bandwidthMib > 0) {
+            log.printf("bench: measuring memory bandwidth over %d MiB%n", o.bandwidthMib);
+            bandwidth = MemoryBandwidth.measure((long) o.bandwidthMib << 20, o.threads, 5);
+        }
+        long bytesPerToken = c.activeParameterCount() * o.dtype.bytes();
+        report(c, shape, dir, backend, prefills, decodes, bandwidth, bytesPerToken, peakRss, peakHeap);
+    }
+
+    private void warmUp(MiniMaxModel model) {
+        SplittableRandom rnd = new SplittableRandom(o.seed);
+        int n = Math.min(512, o.promptLengths.isEmpty() ? 512 : o.promptLengths.get(0));
+        for (int i = 0; i < 2; i++) model.prefill(model.newState(), tokens(rnd, model.config(), n));
+        SequenceState s = model.newState();
+        model.prefill(s, tokens(rnd, model.config(), 16));
+        for (int i = 0; i < 16; i++) model.decode(List.of(s), new int[]{i});
+    }
+
+    private PrefillResult prefill(MiniMaxModel model, TimedOps ops, int len) {
+        int runs = len <= 8192 ? o.repeat : 1;
+        int[] prompt = tokens(new SplittableRandom(o.seed + len), model.config(), len);
+        PrefillResult best = null;
+        for (int r = 0; r < runs; r++) {
+            System.gc();
+            SequenceState s = model.newState();
+            ops.reset();
+            long t0 = System.nanoTime();
+            model.prefill(s, prompt);
+            double secs = (System.nanoTime() - t0) / 1e9;
+            PrefillResult res = new PrefillResult(len, secs, ops.nanos(TimedOps.Op.MATMUL) / 1e9,
+                    ops.nanos(TimedOps.Op.LIGHTNING) / 1e9, ops.nanos(TimedOps.Op.SOFTMAX) / 1e9);
+            log.printf(Locale.ROOT, "bench: prefill %d tokens: %.3f s (%.0f tokens/s)%n", len, secs, res.tokensPerSecond());
+            if (best == null || secs < best.seconds) best = res;
+        }
+        return best;
+    }
+
+    private DecodeResult decode(MiniMaxModel model, TimedOps ops, int batch) {
+        SplittableRandom rnd = new SplittableRandom(o.seed + 1000 + batch);
+        List<SequenceState> states = new ArrayList<>();
+        for (int b = 0; b < batch; b++) {
+            SequenceState s = model.newState();
+            model.prefill(s, tokens(rnd, model.config(), o.decodeContext));
+            states.add(s);
+        }
+        int[] next = new int[batch];
+        for (int b = 0; b < batch; b++) next[b] = rnd.nextInt(model.config().vocabSize());
+        for (int i = 0; i < 4; i++) next = greedy(model.decode(states, next)); // warm this batch size
+        System.gc();
+        ops.reset();
+        long t0 = System.nanoTime();
+        for (int i = 0; i < o.decodeTokens; i++) next = greedy(model.decode(states, next));
+        double secs = (System.nanoTime() - t0) / 1e9;
+        DecodeResult res = new DecodeResult(batch, o.decodeTokens, secs, ops.nanos(TimedOps.Op.MATMUL) / 1e9,
+                ops.nanos(TimedOps.Op.LIGHTNING) / 1e9, ops.nanos(TimedOps.Op.SOFTMAX) / 1e9);
+        log.printf(Locale.ROOT, "bench: decode batch %d: %d steps in %.3f s (%.1f tokens/s)%n", batch, o.decodeTokens,
+                secs, res.tokensPerSecond());
+        return res;
+    }
+
+    private static int[] greedy(float[][] logits) {
+        int[] next = new int[logits.length];
+        for (int b = 0; b < logits.length; b++) {
+            int best = 0;
+            for (int i = 1; i < logits[b].length; i++) if (logits[b][i] > logits[b][best]) best = i;
+            next[b] = best;
+        }
+        return next;
+    }
+
+    private static int[] tokens(SplittableRandom rnd, ModelConfig c, int n) {
+        return rnd.ints(n, 0, c.vocabSize()).toArray();
+    }
+
+    // -------------------------------------------------------------------------------------------- the checkpoint
+
+    /** The cached checkpoint for this shape and dtype, written first if absent (via a temp folder, then a rename). */
+    private Path checkpoint(SyntheticCheckpoint.Shape s) throws IOException {
+        String key = String.format(Locale.ROOT, "m1-%s-v%d-h%d-l%d-H%dx%d-kv%d-r%d-e%dk%d-i%d-seed%d",
+                o.dtype.name().toLowerCase(Locale.ROOT), s.vocab(), s.hidden(), s.layers(), s.heads(), s.headDim(),
+                s.kvHeads(), s.rotaryDim(), s.experts(), s.topK(), s.intermediate(), o.seed);
+        Path dir = o.cacheDir.resolve(key);
+        if (Files.exists(dir.resolve("config.json")) && Files.exists(dir.resolve("model.safetensors"))) {
+            log.println("bench: reusing checkpoint " + dir);
+            return dir;
+        }
+        Path tmp = o.cacheDir.resolve(key + ".tmp-" + ProcessHandle.current().pid());
+        log.printf(Locale.ROOT, "bench: writing a %.1fM-parameter %s checkpoint to %s%n", s.parameters() / 1e6, o.dtype, dir);
+        SyntheticCheckpoint.write(tmp, s, o.dtype, o.seed, true);
+        try {
+            Files.move(tmp, dir, StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException e) {
+            if (!Files.exists(dir.resolve("model.safetensors"))) throw e; // else another run won the race
+        }
+        return dir;
+    }
+
+    // ---------------------------------------------------------------------------------------------------- memory
+
+    /** VmHWM from /proc/self/status (includes the mapped checkpoint pages touched); -1 where unavailable. */
+    static long peakRssBytes() {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+                if (line.startsWith("VmHWM:")) return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+            }
+        } catch (IOException | RuntimeException e) {
+            // not Linux
+        }
+        return -1;
+    }
+
+    /** Sum of the heap pools' peak usage: an upper bound on the peak heap in use. */
+    static long peakHeapBytes() {
+        long sum = 0;
+        for (MemoryPoolMXBean p : ManagementFactory.getMemoryPoolMXBeans()) {
+            if (p.getType() == MemoryType.HEAP && p.getPeakUsage() != null) sum += p.getPeakUsage().getUsed();
+        }
+        return sum;
+    }
+
+    // ---------------------------------------------------------------------------------------------------- report
+
+    private static String describe(ModelConfig c) {
+        return String.format(Locale.ROOT,
+                "vocab %d, hidden %d, %d layers (%d lightning, %d softmax), heads %d x %d, kv %d, %d experts top-%d, "
+                        + "intermediate %d, block %d",
+                c.vocabSize(), c.hiddenSize(), c.numLayers(), c.numLightningLayers(), c.numSoftmaxLayers(),
+                c.numHeads(), c.headDim(), c.numKvHeads(), c.numExperts(), c.topK(), c.intermediateSize(), c.blockSize());
+    }
+
+    /** Active parameters by part: attention, router, top-k experts, LM head (norms omitted: a few thousand). */
+    private static long[] activeParts(ModelConfig c) {
+        long h = c.hiddenSize(), a = c.attnDim(), kv = c.kvDim(), attn = 0, router = 0, experts = 0;
+        for (int l = 0; l < c.numLayers(); l++) {
+            attn += c.isSoftmax(l) ? 2 * h * a + 2 * h * kv : 5 * h * a;
+            router += (long) c.numExperts() * h;
+            experts += (long) c.topK() * 3 * h * c.intermediateSize();
+        }
+        return new long[]{attn, router, experts, (long) c.vocabSize() * h};
+    }
+
+    private void report(ModelConfig c, SyntheticCheckpoint.Shape shape, Path dir, TensorOps backend,
+                        List<PrefillResult> prefills, List<DecodeResult> decodes, double bandwidth, long bytesPerToken,
+                        long peakRss, long peakHeap) {
+        double bound = bandwidth > 0 ? bandwidth / bytesPerToken : 0;
+        DecodeResult d1 = decodes.isEmpty() ? null : decodes.get(0);
+        long[] parts = activeParts(c);
+        String jvm = "JDK " + Runtime.version() + ", " + VectorOps.lanes() + " fp32 lanes";
+        int threads = backend instanceof VectorOps v ? v.threads() : 1;
+        if (o.json) {
+            ObjectMapper json = new ObjectMapper();
+            ObjectNode r = json.createObjectNode();
+            r.put("backend", backend.name()).put("threads", threads).put("jvm", jvm).put("checkpoint", dir.toString());
+            ObjectNode m = r.putObject("model");
+            m.put("size", o.size).put("dtype", o.dtype.name()).put("vocab", c.vocabSize()).put("hidden", c.hiddenSize())
+                    .put("layers", c.numLayers()).put("softmax_layers", c.numSoftmaxLayers()).put("heads", c.numHeads())
+                    .put("head_dim", c.headDim()).put("kv_heads", c.numKvHeads()).put("experts", c.numExperts())
+                    .put("top_k", c.topK()).put("intermediate", c.intermediateSize()).put("block_size", c.blockSize())
+                    .put("parameters", c.parameterCount()).put("active_parameters", c.activeParameterCount());
+            ArrayNode pa = r.putArray("prefill");
+            for (PrefillResult p : prefills) {
+                pa.addObject().put("tokens", p.tokens).put("seconds", p.seconds).put("tokens_per_s", p.tokensPerSecond())
+                        .put("us_per_token", p.microsPerToken()).put("matmul_s", p.matmul).put("lightning_s", p.lightning)
+                        .put("softmax_s", p.softmax);
+            }
+            ArrayNode da = r.putArray("decode");
+            for (DecodeResult d : decodes) {
+                da.addObject().put("batch", d.batch).put("steps", d.steps).put("seconds", d.seconds)
+                        .put("tokens_per_s", d.tokensPerSecond()).put("matmul_s", d.matmul)
+                        .put("lightning_s", d.lightning).put("softmax_s", d.softmax);
+            }
+            r.put("bandwidth_bytes_per_s", bandwidth).put("weight_bytes_per_token", bytesPerToken)
+                    .put("bound_tokens_per_s", bound)
+                    .put("batch1_fraction_of_bound", d1 != null && bound > 0 ? d1.tokensPerSecond() / bound : 0)
+                    .put("peak_rss_bytes", peakRss).put("peak_heap_bytes", peakHeap);
+            out.println(r.toPrettyString());
+            return;
+        }
+        out.printf(Locale.ROOT, "LightMesh engine bench: backend %s, %d threads, %s%n", backend.name(), threads, jvm);
+        out.printf(Locale.ROOT, "model (%s, %s): %s%n", o.size, o.dtype, describe(c));
+        out.printf(Locale.ROOT, "  %.1fM parameters, %.1fM active per token; checkpoint %s%n",
+                c.parameterCount() / 1e6, c.activeParameterCount() / 1e6, dir);
+        if (!prefills.isEmpty()) {
+            out.println();
+            out.println("prefill     tokens    seconds   tokens/s   us/token  vs first   matmul lightning softmax   other");
+            double first = prefills.get(0).microsPerToken();
+            for (PrefillResult p : prefills) {
+                double other = p.seconds - p.matmul - p.lightning - p.softmax;
+                out.printf(Locale.ROOT, "         %9d %10.3f %10.1f %10.1f %8.2fx %7.0f%% %8.0f%% %6.0f%% %6.0f%%%n",
+                        p.tokens, p.seconds, p.tokensPerSecond(), p.microsPerToken(), p.microsPerToken() / first,
+                        100 * p.matmul / p.seconds, 100 * p.lightning / p.seconds, 100 * p.softmax / p.seconds,
+                        100 * other / p.seconds);
+            }
+        }
+        if (!decodes.isEmpty()) {
+            out.println();
+            out.println("decode      batch      steps    seconds   tokens/s  ms/step   matmul lightning softmax   other");
+            for (DecodeResult d : decodes) {
+                double other = d.seconds - d.matmul - d.lightning - d.softmax;
+                out.printf(Locale.ROOT, "         %9d %10d %10.3f %10.1f %8.2f %7.0f%% %8.0f%% %6.0f%% %6.0f%%%n",
+                        d.batch, d.steps, d.seconds, d.tokensPerSecond(), d.seconds * 1e3 / d.steps,
+                        100 * d.matmul / d.seconds, 100 * d.lightning / d.seconds, 100 * d.softmax / d.seconds,
+                        100 * other / d.seconds);
+            }
+        }
+        out.println();
+        out.printf(Locale.ROOT, "weights read per decoded token: %.1f MB (%s active params: attention %.1fM, router %.2fM, "
+                        + "top-%d experts %.1fM, LM head %.1fM)%n", bytesPerToken / 1e6, o.dtype,
+                parts[0] / 1e6, parts[1] / 1e6, c.topK(), parts[2] / 1e6, parts[3] / 1e6);
+        if (bandwidth > 0) {
+            out.printf(Locale.ROOT, "memory bandwidth: %.1f GB/s (streaming read of %d MiB, %d threads, best of 5)%n",
+                    bandwidth / 1e9, o.bandwidthMib, o.threads);
+            out.printf(Locale.ROOT, "bandwidth bound: %.1f tokens/s at batch 1", bound);
+            if (d1 != null) out.printf(Locale.ROOT, "; achieved %.1f = %.0f%% of the bound", d1.tokensPerSecond(),
+                    100 * d1.tokensPerSecond() / bound);
+            out.println();
+        }
+        out.printf(Locale.ROOT, "peak RSS %.0f MiB (includes mapped weights touched), peak heap %.0f MiB%n",
+                peakRss / 1048576.0, peakHeap / 1048576.0);
+    }
+
+    // --------------------------------------------------------------------------------------------------- options
+
+    static final class Options {
+        String size = "100m", backend = "vector";
+        int threads = Runtime.getRuntime().availableProcessors();
+        List<Integer> promptLengths;
+        int decodeTokens = 64, decodeContext = 128, batch = 4, repeat = 3, bandwidthMib = 2048;
+        long seed = 1;
+        DType dtype = DType.BF16;
+        Path cacheDir = Path.of(System.getProperty("user.home"), ".cache", "lightmesh", "bench");
+        boolean json, help;
+        final java.util.Map<String, Integer> shapeOverrides = new java.util.HashMap<>();
+
+        static Options parse(String[] args) {
+            Options o = new Options();
+            for (int i = 0; i < args.length; i++) {
+                String a = args[i];
+                if (a.equals("--json")) { o.json = true; continue; }
+                if (a.equals("--help") || a.equals("-h")) { o.help = true; continue; }
+                if (!a.startsWith("--")) throw new IllegalArgumentException("unexpected argument '" + a + "'");
+                String value;
+                int eq = a.indexOf('=');
+                if (eq > 0) {
+                    value = a.substring(eq + 1);
+                    a = a.substring(0, eq);
+                } else {
+                    if (i + 1 >= args.length) throw new IllegalArgumentException(a + " needs a value");
+                    value = args[++i];
+                }
+                switch (a) {
+                    case "--size" -> {
+                        if (!List.of("tiny", "100m", "demo").contains(value)) {
+                            throw new IllegalArgumentException("--size: expected tiny, 100m or demo, got " + value);
+                        }
+                        o.size = value;
+                    }
+                    case "--backend" -> {
+                        if (!value.equals("vector") && !value.equals("reference")) {
+                            throw new IllegalArgumentException("--backend: expected vector or reference, got " + value);
+                        }
+                        o.backend = value;
+                    }
+                    case "--threads" -> o.threads = positive(a, value);
+                    case "--prompt-lengths" -> {
+                        o.promptLengths = new ArrayList<>();
+                        for (String s : value.split(",")) o.promptLengths.add(tokensArg(a, s.trim()));
+                    }
+                    case "--decode-tokens" -> o.decodeTokens = nonNegative(a, value);
+                    case "--decode-context" -> o.decodeContext = positive(a, value);
+                    case "--batch" -> o.batch = positive(a, value);
+                    case "--repeat" -> o.repeat = positive(a, value);
+                    case "--bandwidth-mib" -> o.bandwidthMib = nonNegative(a, value);
+                    case "--seed" -> o.seed = positive(a, value);
+                    case "--cache-dir" -> o.cacheDir = Path.of(value);
+                    case "--dtype" -> o.dtype = switch (value.toLowerCase(Locale.ROOT)) {
+                        case "bf16" -> DType.BF16;
+                        case "f16" -> DType.F16;
+                        case "f32" -> DType.F32;
+                        default -> throw new IllegalArgumentException("--dtype: expected bf16, f16 or f32, got " + value);
+                    };
+                    case "--vocab", "--hidden", "--layers", "--heads", "--kv-heads", "--head-dim", "--rotary-dim",
+                         "--experts", "--top-k", "--intermediate" -> o.shapeOverrides.put(a, positive(a, value));
+                    default -> throw new IllegalArgumentException("unknown option " + a);
+                }
+            }
+            if (o.promptLengths == null) {
+                o.promptLengths = switch (o.size) {
+                    case "tiny" -> List.of(256, 1024);
+                    case "demo" -> List.of(1024, 4096, 16384, 65536);
+                    default -> List.of(1024, 4096, 16384, 65536);
+                };
+            }
+            SyntheticCheckpoint.Shape s = o.shape();
+            if (s.heads() % s.kvHeads() != 0) throw new IllegalArgumentException("--kv-heads must divide --heads");
+            if (s.topK() > s.experts()) throw new IllegalArgumentException("--top-k exceeds --experts");
+            if (s.rotaryDim() > s.headDim() || s.rotaryDim() % 2 != 0) {
+                throw new IllegalArgumentException("--rotary-dim must be even and at most --head-dim");
+            }
+            return o;
+        }
+
+        SyntheticCheckpoint.Shape shape() {
+            SyntheticCheckpoint.Shape p = switch (size) {
+                case "tiny" -> SyntheticCheckpoint.Shape.tiny();
+                case "demo" -> new SyntheticCheckpoint.Shape(32000, 256, 8, 8, 2, 32, 16, 8, 2, 256, 256);
+                default -> new SyntheticCheckpoint.Shape(32000, 768, 8, 8, 2, 96, 48, 8, 2, 512, 256);
+            };
+            int headDim = shapeOverrides.getOrDefault("--head-dim", p.headDim());
+            return new SyntheticCheckpoint.Shape(
+                    shapeOverrides.getOrDefault("--vocab", p.vocab()),
+                    shapeOverrides.getOrDefault("--hidden", p.hidden()),
+                    shapeOverrides.getOrDefault("--layers", p.layers()),
+                    shapeOverrides.getOrDefault("--heads", p.heads()),
+                    shapeOverrides.getOrDefault("--kv-heads", p.kvHeads()),
+                    headDim,
+                    shapeOverrides.getOrDefault("--rotary-dim", Math.min(p.rotaryDim(), headDim) / 2 * 2),
+                    shapeOverrides.getOrDefault("--experts", p.experts()),
+                    shapeOverrides.getOrDefault("--top-k", p.topK()),
+                    shapeOverrides.getOrDefault("--intermediate", p.intermediate()),
+                    256);
+        }
+
+        private static int tokensArg(String flag, String s) {
+            String u = s.toUpperCase(Locale.ROOT);
+            long mult = u.endsWith("K") ? 1024 : u.endsWith("M") ? 1024 * 1024 : 1;
+            String digits = mult == 1 ? u : u.substring(0, u.length() - 1);
+            try {
+                long v = Long.parseLong(digits) * mult;
+                if (v <= 0 || v > Integer.MAX_VALUE) throw new NumberFormatException();
+                return (int) v;
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException(flag + ": expected a token count like 4096 or 64K, got '" + s + "'");
+            }
+        }
+
+        private static int positive(String flag, String v) {
+            int n = nonNegative(flag, v);
+            if (n == 0) throw new IllegalArgumentException(flag + ": expected a positive integer, got " + v);
+            return n;
+        }
+
+        private static int nonNegative(String flag, String v) {
+            try {
+                int n = Integer.parseInt(v);
+                if (n < 0) throw new NumberFormatException();
+                return n;
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException(flag + ": expected a non-negative integer, got '" + v + "'");
+            }
+        }
+    }
+}

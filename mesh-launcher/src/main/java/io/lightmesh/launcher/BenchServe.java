@@ -1,0 +1,231 @@
+package io.lightmesh.launcher;
+
+import io.grpc.ManagedChannel;
+import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
+import io.lightmesh.engine.tensor.DType;
+import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.InProcessGeneration;
+import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.RemoteExperts;
+import io.lightmesh.mesh.StopRules;
+import io.lightmesh.proto.v1.GenerateChunk;
+import io.lightmesh.proto.v1.GenerateRequest;
+import io.lightmesh.proto.v1.GenerationSpec;
+import io.lightmesh.proto.v1.InferenceGrpc;
+import io.lightmesh.proto.v1.SamplingParams;
+import io.lightmesh.proto.v1.TokenIds;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * bench-serve: drives the mesh like vLLM's serving benchmark (fixed concurrency or a Poisson rate, fixed prompt and
+ * output lengths, ignore_eos) and the in-process engine on the same requests; reports TTFT, TPOT, ITL, end-to-end
+ * latency (mean, p50, p90, p99), request and token throughput, goodput under TTFT/TPOT limits, state bytes per
+ * request, and (embedded mesh with remote experts) the expert call time per layer.
+ *
+ * <p>Options: --model DIR (default: a synthetic model written to a temp dir, --shape tiny|small) or --target HOST:PORT
+ * (a running mesh; no in-process comparison), --experts N (embedded: 0 = experts inside the workers), --kafka HOST:PORT,
+ * --requests N, --concurrency N, --rate R (requests/s; Poisson; overrides concurrency), --prompt-len, --output-len,
+ * --ttft-slo-ms, --tpot-slo-ms.
+ */
+public final class BenchServe {
+
+    record Sample(double ttftMs, double e2eMs, double[] itlMs, int outTokens, long stateBytes, boolean ok) {
+        double tpotMs() { return outTokens > 1 ? (e2eMs - ttftMs) / (outTokens - 1) : 0; }
+    }
+
+    public static void main(String[] args) throws Exception {
+        String target = null, kafka = null, shape = "small";
+        Path model = null;
+        int requests = 32, concurrency = 1, promptLen = 64, outputLen = 32, experts = 2;
+        double rate = 0, ttftSlo = 1000, tpotSlo = 200;
+        for (int i = 0; i < args.length; i++) {
+            String v = i + 1 < args.length ? args[i + 1] : null;
+            switch (args[i]) {
+                case "bench-serve" -> { continue; }
+                case "--target" -> target = v;
+                case "--model" -> model = Path.of(v);
+                case "--shape" -> shape = v;
+                case "--kafka" -> kafka = v;
+                case "--experts" -> experts = Integer.parseInt(v);
+                case "--requests" -> requests = Integer.parseInt(v);
+                case "--concurrency" -> concurrency = Integer.parseInt(v);
+                case "--rate" -> rate = Double.parseDouble(v);
+                case "--prompt-len" -> promptLen = Integer.parseInt(v);
+                case "--output-len" -> outputLen = Integer.parseInt(v);
+                case "--ttft-slo-ms" -> ttftSlo = Double.parseDouble(v);
+                case "--tpot-slo-ms" -> tpotSlo = Double.parseDouble(v);
+                default -> throw new IllegalArgumentException("unknown option " + args[i]);
+            }
+            i++;
+        }
+        EmbeddedMesh mesh = null;
+        if (target == null) {
+            if (model == null) {
+                model = Files.createTempDirectory("lightmesh-bench-model");
+                SyntheticCheckpoint.Shape s = shape.equals("tiny") ? SyntheticCheckpoint.Shape.tiny()
+                        : new SyntheticCheckpoint.Shape(4096, 512, 16, 8, 2, 64, 32, 8, 2, 1024, 64);
+                SyntheticCheckpoint.write(model, s, DType.F32, 1, false);
+            }
+            EmbeddedMesh.Options d = EmbeddedMesh.Options.defaults(model);
+            mesh = EmbeddedMesh.start(new EmbeddedMesh.Options(model, "127.0.0.1", 0, -1, kafka, null, experts, 1, 1, 16L << 30,
+                    Math.max(16, concurrency), d.topic(), 4096, outputLen));
+            if (!mesh.awaitReady(60_000)) throw new IllegalStateException("mesh not ready: " + mesh.router().health());
+            target = mesh.routerTarget();
+        }
+        int vocab = mesh != null ? mesh.model().config().vocabSize() : 1000;
+        List<int[]> prompts = new ArrayList<>();
+        SplittableRandom rnd = new SplittableRandom(42);
+        for (int i = 0; i < requests; i++) prompts.add(rnd.ints(promptLen, 0, vocab).toArray());
+        System.out.printf(Locale.ROOT, "bench-serve: %d requests, prompt %d, output %d, %s%n", requests, promptLen, outputLen,
+                rate > 0 ? "Poisson rate " + rate + "/s" : "concurrency " + concurrency);
+        ManagedChannel ch = Grpc.channel(target);
+        final int outLen = outputLen;
+        try {
+            // warm-up (JIT, connections)
+            run(prompts.subList(0, Math.min(2, requests)), concurrency, 0, outputLen, p -> meshRequest(ch, p, outLen));
+            if (mesh != null) mesh.remoteExperts().forEach(RemoteExperts::resetStats);
+            long t0 = System.nanoTime();
+            List<Sample> m = run(prompts, concurrency, rate, outputLen, p -> meshRequest(ch, p, outLen));
+            report("mesh (" + (mesh == null ? target : experts == 0 ? "experts in decode worker" : experts + " remote expert shards") + ")",
+                    m, (System.nanoTime() - t0) / 1e9, ttftSlo, tpotSlo);
+            if (mesh != null && !mesh.remoteExperts().isEmpty()) {
+                // remoteExperts(): the decode worker's executor first, then the prefill worker's
+                String[] who = {"decode worker", "prefill worker"};
+                for (int i = 0; i < mesh.remoteExperts().size() && i < 2; i++) {
+                    double[] rtt = mesh.remoteExperts().get(i).meanCallMicrosPerLayer();
+                    double[] cmp = mesh.remoteExperts().get(i).meanComputeMicrosPerLayer();
+                    StringBuilder sb = new StringBuilder();
+                    double sum = 0;
+                    int n = 0;
+                    for (int l = 0; l < rtt.length; l++) {
+                        if (Double.isNaN(rtt[l])) continue;
+                        sb.append(String.format(Locale.ROOT, " L%d %.0f/%.0f", l, rtt[l], rtt[l] - cmp[l]));
+                        sum += rtt[l] - cmp[l];
+                        n++;
+                    }
+                    System.out.printf(Locale.ROOT, "  expert calls from the %s, per layer: round trip / added cost (round trip - shard compute), us:%s%n"
+                            + "  mean added cost per layer's expert call: %.0f us%n", who[i], sb, n == 0 ? 0 : sum / n);
+                }
+            }
+            if (mesh != null) {
+                MeshModel mm = mesh.model();
+                StopRules rules = new StopRules(mm.eosId());
+                long t1 = System.nanoTime();
+                List<Sample> ip = run(prompts, concurrency, rate, outputLen, p -> inProcess(mm, rules, p, outLen));
+                report("in-process engine (one thread per request, no batching)", ip, (System.nanoTime() - t1) / 1e9, ttftSlo, tpotSlo);
+            }
+        } finally {
+            Grpc.shutdown(ch);
+            if (mesh != null) mesh.close();
+        }
+    }
+
+    interface Request { Sample run(int[] prompt) throws Exception; }
+
+    static List<Sample> run(List<int[]> prompts, int concurrency, double rate, int outputLen, Request r) throws Exception {
+        ExecutorService pool = Executors.newCachedThreadPool();
+        Semaphore slots = new Semaphore(rate > 0 ? Integer.MAX_VALUE : concurrency);
+        SplittableRandom arrivals = new SplittableRandom(7);
+        List<Future<Sample>> fs = new ArrayList<>();
+        for (int[] p : prompts) {
+            if (rate > 0) Thread.sleep((long) (-Math.log(1 - arrivals.nextDouble()) / rate * 1000));
+            slots.acquire();
+            fs.add(pool.submit(() -> {
+                try { return r.run(p); } finally { slots.release(); }
+            }));
+        }
+        List<Sample> out = new ArrayList<>();
+        for (Future<Sample> f : fs) out.add(f.get(30, TimeUnit.MINUTES));
+        pool.shutdown();
+        return out;
+    }
+
+    static GenerateRequest request(int[] prompt, int outputLen) {
+        TokenIds.Builder ids = TokenIds.newBuilder();
+        for (int t : prompt) ids.addIds(t);
+        return GenerateRequest.newBuilder().setTokenIds(ids).setReturnTokenIds(true)
+                .setSampling(SamplingParams.newBuilder().setTemperature(0f).setMaxNewTokens(outputLen).setIgnoreEos(true)).build();
+    }
+
+    static Sample meshRequest(ManagedChannel ch, int[] prompt, int outputLen) {
+        long t0 = System.nanoTime(), last = t0;
+        double ttft = -1;
+        List<Double> itl = new ArrayList<>();
+        int n = 0;
+        long bytes = 0;
+        try {
+            Iterator<GenerateChunk> it = InferenceGrpc.newBlockingStub(ch).withDeadlineAfter(30, TimeUnit.MINUTES).generateStream(request(prompt, outputLen));
+            while (it.hasNext()) {
+                GenerateChunk c = it.next();
+                long now = System.nanoTime();
+                if (c.getTokenIdsCount() > 0) {
+                    if (ttft < 0) ttft = (now - t0) / 1e6;
+                    else itl.add((now - last) / 1e6);
+                    last = now;
+                    n += c.getTokenIdsCount();
+                }
+                if (c.hasStats()) bytes = c.getStats().getStateBytes();
+            }
+            return new Sample(ttft, (System.nanoTime() - t0) / 1e6, itl.stream().mapToDouble(Double::doubleValue).toArray(), n, bytes, true);
+        } catch (RuntimeException e) {
+            System.err.println("request failed: " + e);
+            return new Sample(0, 0, new double[0], 0, 0, false);
+        }
+    }
+
+    static Sample inProcess(MeshModel m, StopRules rules, int[] prompt, int outputLen) {
+        GenerationSpec.Builder s = GenerationSpec.newBuilder().setRequestId("bench")
+                .setSampling(SamplingParams.newBuilder().setTemperature(0f).setMaxNewTokens(outputLen).setIgnoreEos(true));
+        for (int t : prompt) s.addPromptTokens(t);
+        long t0 = System.nanoTime();
+        long[] last = {t0};
+        double[] ttft = {-1};
+        List<Double> itl = new ArrayList<>();
+        int n = InProcessGeneration.run(m.model(), rules, s.build(), tok -> {
+            long now = System.nanoTime();
+            if (ttft[0] < 0) ttft[0] = (now - t0) / 1e6;
+            else itl.add((now - last[0]) / 1e6);
+            last[0] = now;
+        }).tokens().size();
+        return new Sample(ttft[0], (System.nanoTime() - t0) / 1e6, itl.stream().mapToDouble(Double::doubleValue).toArray(), n, 0, true);
+    }
+
+    static void report(String name, List<Sample> samples, double seconds, double ttftSlo, double tpotSlo) {
+        List<Sample> ok = samples.stream().filter(Sample::ok).toList();
+        int tokens = ok.stream().mapToInt(Sample::outTokens).sum();
+        long good = ok.stream().filter(s -> s.ttftMs() <= ttftSlo && s.tpotMs() <= tpotSlo).count();
+        System.out.printf(Locale.ROOT, "%n== %s ==%n  requests %d ok / %d, wall %.2f s%n", name, ok.size(), samples.size(), seconds);
+        System.out.printf(Locale.ROOT, "  throughput %.2f req/s, %.1f output tok/s; goodput (TTFT<=%.0f ms, TPOT<=%.0f ms) %.2f req/s%n",
+                ok.size() / seconds, tokens / seconds, ttftSlo, tpotSlo, good / seconds);
+        line("TTFT ms", ok.stream().mapToDouble(Sample::ttftMs).toArray());
+        line("TPOT ms", ok.stream().mapToDouble(Sample::tpotMs).toArray());
+        line("ITL ms", ok.stream().flatMapToDouble(s -> Arrays.stream(s.itlMs())).toArray());
+        line("E2E ms", ok.stream().mapToDouble(Sample::e2eMs).toArray());
+        System.out.printf(Locale.ROOT, "  state bytes moved per request: %.0f%n", ok.stream().mapToLong(Sample::stateBytes).average().orElse(0));
+    }
+
+    static void line(String what, double[] v) {
+        if (v.length == 0) return;
+        double[] s = v.clone();
+        Arrays.sort(s);
+        System.out.printf(Locale.ROOT, "  %-8s mean %8.2f  p50 %8.2f  p90 %8.2f  p99 %8.2f%n", what, Arrays.stream(s).average().orElse(0),
+                pct(s, 50), pct(s, 90), pct(s, 99));
+    }
+
+    static double pct(double[] sorted, double p) {
+        return sorted[Math.min(sorted.length - 1, (int) Math.ceil(p / 100 * sorted.length) - 1)];
+    }
+}

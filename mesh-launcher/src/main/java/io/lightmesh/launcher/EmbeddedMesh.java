@@ -1,0 +1,211 @@
+package io.lightmesh.launcher;
+
+import com.sun.net.httpserver.HttpServer;
+import io.grpc.BindableService;
+import io.grpc.Server;
+import io.lightmesh.decode.DecodeWorker;
+import io.lightmesh.engine.model.MiniMaxModel;
+import io.lightmesh.expert.ExpertShard;
+import io.lightmesh.mesh.ExpertPlacement;
+import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.RemoteExperts;
+import io.lightmesh.prefill.PrefillWorker;
+import io.lightmesh.proto.v1.ComponentHealth;
+import io.lightmesh.proto.v1.HealthResponse;
+import io.lightmesh.proto.v1.ServingStatus;
+import io.lightmesh.router.RouterCore;
+
+import java.io.IOException;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The whole mesh on one machine: (optionally) a KRaft broker child process, expert shards, decode and prefill
+ * workers and the router, each service on its own gRPC server on loopback, talking to each other only over gRPC
+ * and Kafka, exactly as separate processes would. They share one memory-mapped model in this JVM.
+ *
+ * <p>The router answers the public API on {@code grpcPort} and {@code GET /q/health/ready} on {@code httpPort}
+ * (UP only when Kafka, a prefill worker, a decode worker and shards for every expert are reachable).
+ */
+public final class EmbeddedMesh implements AutoCloseable {
+
+    /**
+     * @param kafka         bootstrap servers of an existing cluster; null starts a broker child process
+     * @param expertShards  0: experts inside the prefill/decode workers (aggregated); n: n remote shards
+     */
+    public record Options(Path modelDir, String host, int grpcPort, int httpPort, String kafka, Path workDir,
+                          int expertShards, int decodeWorkers, int prefillWorkers, long decodeBudgetBytes, int maxBatch,
+                          String topic, int maxInFlight, int defaultMaxNewTokens) {
+        public static Options defaults(Path modelDir) {
+            return new Options(modelDir, "127.0.0.1", 9000, 8080, null, null, 2, 1, 1, 8L << 30, 32,
+                    "lightmesh.requests.v1", 256, 256);
+        }
+    }
+
+    /** A running worker and its gRPC server, killable by tests. */
+    public record Component<T>(String id, String address, T worker, Server server) {}
+
+    private final Options options;
+    private final MeshModel model;
+    private KraftBroker broker;
+    private final List<Component<ExpertShard>> experts = new ArrayList<>();
+    private final List<Component<DecodeWorker>> decoders = new ArrayList<>();
+    private final List<PrefillWorker> prefillers = new ArrayList<>();
+    private final List<RemoteExperts> remotes = new ArrayList<>();
+    private RouterCore router;
+    private Server routerServer;
+    private HttpServer http;
+    private String bootstrap;
+
+    private EmbeddedMesh(Options options, MeshModel model) {
+        this.options = options;
+        this.model = model;
+    }
+
+    public static EmbeddedMesh start(Options o) throws IOException, InterruptedException {
+        EmbeddedMesh m = new EmbeddedMesh(o, MeshModel.load(o.modelDir()));
+        try {
+            m.startAll();
+            return m;
+        } catch (IOException | InterruptedException | RuntimeException e) {
+            m.close();
+            throw e;
+        }
+    }
+
+    private void startAll() throws IOException, InterruptedException {
+        bootstrap = options.kafka();
+        if (bootstrap == null) {
+            Path dir = options.workDir() != null ? options.workDir() : Files.createTempDirectory("lightmesh-kafka");
+            broker = KraftBroker.start(dir.resolve("kafka"), 0);
+            bootstrap = broker.bootstrapServers();
+        }
+        String host = options.host();
+        List<String> expertAddresses = new ArrayList<>();
+        for (int i = 0; i < options.expertShards(); i++) {
+            int[] es = ExpertPlacement.expertsOf(i, options.expertShards(), model.config().numExperts());
+            // the address is known after binding: bind first with a placeholder shard, then describe the real one
+            int port = KraftBroker.freePort();
+            String address = host + ":" + port;
+            ExpertShard shard = new ExpertShard(new ExpertPlacement.Shard("expert-" + i, address, new int[0], es), model);
+            experts.add(new Component<>("expert-" + i, address, shard, Grpc.serve(host, port, shard.services())));
+            expertAddresses.add(address);
+        }
+        ExpertPlacement placement = options.expertShards() == 0 ? null
+                : ExpertPlacement.roundRobin(model.config().numLayers(), model.config().numExperts(), expertAddresses);
+        List<String> decodeAddresses = new ArrayList<>();
+        for (int i = 0; i < options.decodeWorkers(); i++) {
+            int port = KraftBroker.freePort();
+            String address = host + ":" + port;
+            DecodeWorker w = new DecodeWorker(new DecodeWorker.Settings("decode-" + i, address, options.decodeBudgetBytes(), options.maxBatch(), 120_000),
+                    model, modelFor(placement), placement != null);
+            decoders.add(new Component<>("decode-" + i, address, w, Grpc.serve(host, port, w.services())));
+            decodeAddresses.add(address);
+        }
+        router = new RouterCore(new RouterCore.Settings(bootstrap, options.topic(), 4, "lightmesh-prefill", decodeAddresses, expertAddresses,
+                options.maxInFlight(), options.defaultMaxNewTokens(), 1 << 20, 2, 500), model);
+        for (int i = 0; i < options.prefillWorkers(); i++) addPrefillWorker(placement);
+        List<BindableService> routerServices = router.services();
+        routerServer = Grpc.serve(host, options.grpcPort(), routerServices);
+        if (options.httpPort() >= 0) startHttp();
+    }
+
+    /** Starts one more prefill worker (tests use it to replace a killed one). */
+    public PrefillWorker addPrefillWorker() {
+        return addPrefillWorker(options.expertShards() == 0 ? null : ExpertPlacement.roundRobin(model.config().numLayers(),
+                model.config().numExperts(), experts.stream().map(Component::address).toList()));
+    }
+
+    private PrefillWorker addPrefillWorker(ExpertPlacement placement) {
+        PrefillWorker p = new PrefillWorker(new PrefillWorker.Settings("prefill-" + prefillers.size(), bootstrap, options.topic(),
+                "lightmesh-prefill", io.lightmesh.mesh.StateCodec.DEFAULT_CHUNK_BYTES, 30_000, 50), model, modelFor(placement));
+        prefillers.add(p);
+        return p;
+    }
+
+    private MiniMaxModel modelFor(ExpertPlacement placement) {
+        if (placement == null) return model.model();
+        RemoteExperts r = new RemoteExperts(placement, model.config().hiddenSize(), 30_000);
+        remotes.add(r);
+        return model.model().withExperts(r);
+    }
+
+    private void startHttp() throws IOException {
+        http = HttpServer.create(new InetSocketAddress(options.host(), options.httpPort()), 16);
+        http.createContext("/q/health/ready", ex -> {
+            HealthResponse h = router.health();
+            boolean up = h.getStatus() == ServingStatus.SERVING_STATUS_SERVING;
+            respond(ex, up ? 200 : 503, healthJson(h, up));
+        });
+        http.createContext("/q/health/live", ex -> respond(ex, 200, "{\"status\":\"UP\",\"checks\":[]}"));
+        http.start();
+    }
+
+    /** MicroProfile Health's JSON shape, as Quarkus answers it. */
+    static String healthJson(HealthResponse h, boolean up) {
+        StringBuilder sb = new StringBuilder("{\"status\":\"").append(up ? "UP" : "DOWN").append("\",\"checks\":[");
+        for (int i = 0; i < h.getComponentsCount(); i++) {
+            ComponentHealth c = h.getComponents(i);
+            if (i > 0) sb.append(',');
+            sb.append("{\"name\":\"").append(esc(c.getName())).append("\",\"status\":\"").append(c.getReachable() ? "UP" : "DOWN")
+                    .append("\",\"data\":{\"address\":\"").append(esc(c.getAddress())).append("\",\"detail\":\"").append(esc(c.getDetail())).append("\"}}");
+        }
+        return sb.append("]}").toString();
+    }
+
+    private static String esc(String s) { return s.replace("\\", "\\\\").replace("\"", "\\\""); }
+
+    private static void respond(com.sun.net.httpserver.HttpExchange ex, int code, String body) throws IOException {
+        byte[] b = body.getBytes(StandardCharsets.UTF_8);
+        ex.getResponseHeaders().add("Content-Type", "application/json");
+        ex.sendResponseHeaders(code, b.length);
+        try (OutputStream o = ex.getResponseBody()) { o.write(b); }
+    }
+
+    /** Blocks until the router reports SERVING (or the timeout passes); true when it does. */
+    public boolean awaitReady(long timeoutMs) throws InterruptedException {
+        long until = System.currentTimeMillis() + timeoutMs;
+        while (System.currentTimeMillis() < until) {
+            router.refresh();
+            if (router.health().getStatus() == ServingStatus.SERVING_STATUS_SERVING) return true;
+            Thread.sleep(200);
+        }
+        return false;
+    }
+
+    public String routerTarget() { return options.host() + ":" + routerServer.getPort(); }
+    public int httpPort() { return http == null ? -1 : http.getAddress().getPort(); }
+    public String kafkaBootstrap() { return bootstrap; }
+    public MeshModel model() { return model; }
+    public RouterCore router() { return router; }
+    public List<Component<DecodeWorker>> decoders() { return decoders; }
+    public List<Component<ExpertShard>> experts() { return experts; }
+    public List<PrefillWorker> prefillers() { return prefillers; }
+    public List<RemoteExperts> remoteExperts() { return remotes; }
+
+    /** Kills a decode worker as a crash would: its server stops at once, its sequences are lost. */
+    public void killDecode(int i) {
+        Component<DecodeWorker> d = decoders.get(i);
+        d.server().shutdownNow();
+        d.worker().close();
+    }
+
+    @Override
+    public void close() {
+        if (http != null) http.stop(0);
+        Grpc.shutdown(routerServer);
+        for (PrefillWorker p : prefillers) p.close();
+        if (router != null) router.close();
+        for (Component<DecodeWorker> d : decoders) { Grpc.shutdown(d.server()); d.worker().close(); }
+        for (RemoteExperts r : remotes) r.close();
+        for (Component<ExpertShard> e : experts) Grpc.shutdown(e.server());
+        if (broker != null) broker.close();
+        model.close();
+    }
+}
