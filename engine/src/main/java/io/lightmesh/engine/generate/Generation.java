@@ -87,8 +87,8 @@ public final class Generation {
      */
     public Step accept(float[] logits) {
         if (finished) throw new IllegalStateException("generation " + id + " already finished");
-        boolean isForced = !forced.isEmpty();
-        return apply(isForced ? forced.poll() : sampler.sample(logits), isForced);
+        boolean wasForced = !forced.isEmpty();
+        return apply(wasForced ? forced.poll() : sampler.sample(logits), wasForced);
     }
 
     /**
@@ -99,22 +99,22 @@ public final class Generation {
      */
     public Step acceptChosen(int token) {
         if (finished) throw new IllegalStateException("generation " + id + " already finished");
-        boolean isForced = !forced.isEmpty();
-        if (isForced) {
+        boolean wasForced = !forced.isEmpty();
+        if (wasForced) {
             int f = forced.poll();
             if (f != token) throw new IllegalArgumentException("token " + token + " where the thinking budget forces " + f);
         } else {
             sampler.skip();
         }
-        return apply(token, isForced);
+        return apply(token, wasForced);
     }
 
-    private Step apply(int token, boolean isForced) {
+    private Step apply(int token, boolean wasForced) {
         if (token == eos && !params.ignoreEos()) { // end of turn: not part of the output
             return new Step(token, finish(FinishReason.STOP), true, reason);
         }
         append(token);
-        trackThinking(token, isForced);
+        trackThinking(token, wasForced);
         String text = decoder == null ? "" : decoder.accept(token);
         String out = release(text);
         if (finished) return new Step(token, out, true, reason);
@@ -123,11 +123,11 @@ public final class Generation {
         return new Step(token, out, false, null);
     }
 
-    private void trackThinking(int token, boolean isForced) {
+    private void trackThinking(int token, boolean wasForced) {
         if (token == thinkOpen) { thinking = true; return; }
         if (token == thinkClose) {
             thinking = false;
-            if (!isForced) forced.clear(); // the model closed the block itself; a forced close runs to its end
+            if (!wasForced) forced.clear(); // the model closed its reasoning itself: nothing left to force
             return;
         }
         if (!thinking) return;

@@ -18,13 +18,6 @@ sealed interface PreTokenizer {
 
     void apply(String piece, Consumer<String> out);
 
-    /** Convenience for tests: all pieces of one text. */
-    default List<String> pieces(String text) {
-        List<String> out = new ArrayList<>();
-        apply(text, out::add);
-        return out;
-    }
-
     /** What Split does with the matched delimiters (HF's SplitDelimiterBehavior). */
     enum Behavior { REMOVED, ISOLATED, MERGED_WITH_PREVIOUS, MERGED_WITH_NEXT, CONTIGUOUS }
 

@@ -104,11 +104,12 @@ class GenerationTest {
         int answered = 0;
         while (!g.finished() && chosen.size() < 100) {
             int want = chosen.isEmpty() ? open : !chosen.contains(close) ? hmm
-                    : answered < answer.length ? answer[answered++] : eos;
+                    : answered < answer.length ? answer[answered] : eos;
             float[] logits = new float[tok.vocabSize()];
             logits[want] = 10f;
             Generation.Step s = g.accept(logits);
             if (s.token() != eos) chosen.add(s.token());
+            if (answered < answer.length && s.token() == answer[answered]) answered++; // forced tokens ignore the script
             text.append(s.text());
         }
         int[] forcedClose = tok.encode("\n</think>\n");

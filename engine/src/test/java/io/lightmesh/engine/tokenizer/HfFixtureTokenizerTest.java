@@ -42,9 +42,10 @@ class HfFixtureTokenizerTest {
     @TestFactory
     Stream<DynamicTest> everyCaseEncodesAndDecodesLikeHf() {
         List<DynamicTest> tests = new ArrayList<>();
-        for (JsonNode c : cases) {
+        for (int i = 0; i < cases.size(); i++) {
+            JsonNode c = cases.get(i);
             String text = c.get("text").asText();
-            String name = text.length() > 40 ? text.substring(0, 40) : text;
+            String name = "case " + i + ": " + (text.length() > 40 ? text.substring(0, 40) : text);
             tests.add(DynamicTest.dynamicTest(name.replace("\n", "\\n"), () -> {
                 int[] ids = TokenizerTest.ints(c.get("ids"));
                 assertArrayEquals(ids, tok.encode(text), "ids of " + text);

@@ -54,7 +54,7 @@ class TokenizerTest {
             JsonNode cases = new ObjectMapper().readTree(resource(variant + ".cases.json").toFile());
             for (JsonNode c : cases.get("cases")) {
                 String text = c.get("text").asText();
-                tests.add(DynamicTest.dynamicTest(variant + " " + text.replace("\n", "\\n"), () -> {
+                tests.add(DynamicTest.dynamicTest(variant + " case: " + text.replace("\n", "\\n"), () -> {
                     int[] expected = ints(c.get("ids"));
                     assertArrayEquals(expected, tok.encode(text), "ids of " + text);
                     assertEquals(c.get("decoded").asText(), tok.decode(expected));

@@ -136,6 +136,11 @@ public final class OpenClOps implements TensorOps {
         matmul.preload(weights);
     }
 
+    /** Drops these weights from the device (for example a layer moved to another node); see {@link #preload}. */
+    public void evict(Collection<Tensor> weights) {
+        matmul.evict(weights);
+    }
+
     @Override
     public void lightningPrefill(float[] q, float[] k, float[] v, int n, int heads, int headDim, float[] decay,
                                  int blockSize, float[] state, float[] out) {

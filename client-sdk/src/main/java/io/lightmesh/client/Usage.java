@@ -1,0 +1,14 @@
+package io.lightmesh.client;
+
+/**
+ * Token counts of one request.
+ *
+ * @param promptTokens     tokens of the prompt, chat template applied
+ * @param completionTokens tokens generated, reasoning included
+ * @param reasoningTokens  of the completion tokens, those inside the reasoning ({@code <think>}) block
+ * @param totalTokens      prompt plus completion tokens
+ */
+public record Usage(int promptTokens, int completionTokens, int reasoningTokens, int totalTokens) {
+    /** No tokens. */
+    public static final Usage NONE = new Usage(0, 0, 0, 0);
+}

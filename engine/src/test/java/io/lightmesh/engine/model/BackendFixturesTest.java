@@ -1,0 +1,50 @@
+package io.lightmesh.engine.model;
+
+import io.lightmesh.engine.backend.TensorOps;
+import io.lightmesh.engine.backend.VectorOps;
+import io.lightmesh.engine.backend.opencl.OpenClException;
+import io.lightmesh.engine.backend.opencl.OpenClOps;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.io.IOException;
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.fail;
+
+/**
+ * The fast backends through the whole engine against the same Hugging Face fixtures and tolerance as the reference
+ * backend ({@link ReferenceFixturesTest#TOL}, identical greedy tokens). OpenCL runs on a GPU if there is one, else
+ * on PoCL; without any device it is skipped, unless LIGHTMESH_REQUIRE_OPENCL=1 (CI) makes that a failure.
+ */
+class BackendFixturesTest {
+
+    static java.util.stream.Stream<Path> cases() throws IOException { return ReferenceFixturesTest.cases(); }
+
+    @ParameterizedTest(name = "vector {0}")
+    @MethodSource("cases")
+    void vectorBackendMatchesHuggingFace(Path dir) throws Exception {
+        try (TensorOps ops = new VectorOps()) {
+            ReferenceFixturesTest.check(dir, ops);
+        }
+    }
+
+    @ParameterizedTest(name = "opencl {0}")
+    @MethodSource("cases")
+    void openClBackendMatchesHuggingFace(Path dir) throws Exception {
+        OpenClOps ops;
+        try {
+            ops = OpenClOps.create(OpenClOps.Preference.GPU_THEN_CPU);
+        } catch (OpenClException e) {
+            String req = System.getProperty("LIGHTMESH_REQUIRE_OPENCL", System.getenv("LIGHTMESH_REQUIRE_OPENCL"));
+            if ("1".equals(req)) fail("LIGHTMESH_REQUIRE_OPENCL=1 but no OpenCL device works: " + e.getMessage(), e);
+            Assumptions.abort("no OpenCL device: " + e.getMessage());
+            return;
+        }
+        try (ops) {
+            ReferenceFixturesTest.check(dir, ops);
+        }
+    }
+
+}

@@ -1,0 +1,132 @@
+// Runs the official `openai` client against a LightMesh OpenAI-compatible endpoint:
+//   node test.mjs http://127.0.0.1:8080/v1 [model]
+// (or OPENAI_BASE_URL / LIGHTMESH_MODEL). Checks shapes and behaviour, not the model's wording, so that it can run
+// against a real model as well as against the SDK's fake server. Exits 1 on the first failure.
+import OpenAI from 'openai';
+import assert from 'node:assert/strict';
+
+const baseURL = process.argv[2] ?? process.env.OPENAI_BASE_URL ?? 'http://127.0.0.1:8080/v1';
+const client = new OpenAI({ baseURL, apiKey: process.env.OPENAI_API_KEY ?? 'not-checked', maxRetries: 0, timeout: 120_000 });
+
+const weatherTool = {
+  type: 'function',
+  function: {
+    name: 'get_weather',
+    description: 'Current weather in a city',
+    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+  },
+};
+
+const results = [];
+async function check(name, fn) {
+  try {
+    await fn();
+    results.push(name);
+    console.log(`ok   ${name}`);
+  } catch (e) {
+    console.log(`FAIL ${name}: ${e?.stack ?? e}`);
+    process.exit(1);
+  }
+}
+
+let model = process.argv[3] ?? process.env.LIGHTMESH_MODEL;
+
+await check('models.list', async () => {
+  const models = [];
+  for await (const m of client.models.list()) models.push(m);
+  assert.ok(models.length >= 1, 'at least one model');
+  assert.equal(models[0].object, 'model');
+  model ??= models[0].id;
+  assert.ok(models.some((m) => m.id === model), `model ${model} is listed`);
+});
+
+await check('chat', async () => {
+  const r = await client.chat.completions.create({
+    model,
+    messages: [{ role: 'system', content: 'Answer briefly.' }, { role: 'user', content: 'Say hello.' }],
+    max_tokens: 256,
+    temperature: 0,
+    seed: 1,
+  });
+  assert.equal(r.object, 'chat.completion');
+  assert.match(r.id, /^chatcmpl-/);
+  const choice = r.choices[0];
+  assert.ok(['stop', 'length'].includes(choice.finish_reason), choice.finish_reason);
+  assert.equal(choice.message.role, 'assistant');
+  assert.equal(typeof choice.message.content, 'string');
+  const reasoning = choice.message.reasoning_content;
+  assert.ok(reasoning === null || reasoning === undefined || typeof reasoning === 'string');
+  assert.ok(!choice.message.content.includes('<think>'), 'reasoning is not mixed into content');
+  assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens);
+});
+
+await check('stream with usage', async () => {
+  const stream = await client.chat.completions.create({
+    model,
+    messages: [{ role: 'user', content: 'Count to five.' }],
+    max_tokens: 256,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let content = '';
+  let reasoning = '';
+  let finish = null;
+  let usage = null;
+  let chunks = 0;
+  for await (const chunk of stream) {
+    chunks++;
+    assert.equal(chunk.object, 'chat.completion.chunk');
+    if (chunk.usage) usage = chunk.usage;
+    const c = chunk.choices[0];
+    if (!c) continue;
+    content += c.delta.content ?? '';
+    reasoning += c.delta.reasoning_content ?? '';
+    if (c.finish_reason) finish = c.finish_reason;
+  }
+  assert.ok(chunks >= 3, `several chunks (${chunks})`);
+  assert.ok(content.length > 0, 'some content');
+  assert.ok(!content.includes('<think>'));
+  assert.ok(['stop', 'length'].includes(finish), String(finish));
+  assert.ok(usage && usage.completion_tokens > 0, 'a usage chunk at the end');
+  console.log(`     streamed ${chunks} chunks, ${content.length} chars of content, ${reasoning.length} of reasoning`);
+});
+
+await check('tool call round trip', async () => {
+  const messages = [{ role: 'user', content: 'What is the weather in Paris? Use the tool.' }];
+  const first = await client.chat.completions.create({ model, messages, tools: [weatherTool], tool_choice: 'auto', max_tokens: 512 });
+  const choice = first.choices[0];
+  assert.equal(choice.finish_reason, 'tool_calls');
+  const calls = choice.message.tool_calls;
+  assert.ok(calls?.length >= 1, 'a tool call');
+  assert.equal(calls[0].type, 'function');
+  assert.equal(calls[0].function.name, 'get_weather');
+  const args = JSON.parse(calls[0].function.arguments);
+  assert.equal(typeof args.city, 'string');
+  assert.ok(calls[0].id);
+
+  messages.push(choice.message);
+  for (const call of calls) {
+    messages.push({ role: 'tool', tool_call_id: call.id, content: JSON.stringify({ city: args.city, sky: 'sunny', celsius: 21 }) });
+  }
+  const second = await client.chat.completions.create({ model, messages, tools: [weatherTool], max_tokens: 512 });
+  assert.equal(second.choices[0].finish_reason, 'stop');
+  assert.ok(second.choices[0].message.content.length > 0, 'an answer after the tool result');
+  console.log(`     ${calls[0].function.name}(${calls[0].function.arguments}) -> "${second.choices[0].message.content}"`);
+});
+
+await check('errors', async () => {
+  await assert.rejects(
+    client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] }),
+    (e) => e instanceof OpenAI.NotFoundError && e.status === 404 && e.code === 'model_not_found',
+  );
+  await assert.rejects(
+    client.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }], temperature: 5 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.status === 400 && e.param === 'temperature' && e.type === 'invalid_request_error',
+  );
+  await assert.rejects(
+    client.chat.completions.create({ model, messages: [], stream: true }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'messages',
+  );
+});
+
+console.log(`all ${results.length} checks passed against ${baseURL} (model ${model})`);
