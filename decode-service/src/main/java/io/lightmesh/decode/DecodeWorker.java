@@ -110,6 +110,9 @@ public final class DecodeWorker implements AutoCloseable {
     private final DoubleHistogram stepSeconds;
     private final LongCounter stateBytes;
     private final ObservableLongGauge activeGauge;
+    /** Events of the current step, sent when it ends (decode loop only), and the thread that sends them, in order. */
+    private final List<Runnable> stepEvents = new ArrayList<>();
+    private final java.util.concurrent.ExecutorService events;
     /** Sequences in the batcher, in the order they joined (the decode loop's own view, for step spans). */
     private final List<Slot> decoding = new ArrayList<>();
 
@@ -135,6 +138,11 @@ public final class DecodeWorker implements AutoCloseable {
                 .setDescription("Sequences being decoded").buildWithCallback(m -> m.record(activeCount, Attributes.of(
                         io.opentelemetry.api.common.AttributeKey.stringKey("lightmesh.worker"), settings.workerId())));
         this.settings = settings;
+        this.events = Executors.newSingleThreadExecutor(r -> {
+            Thread t = new Thread(r, "decode-events-" + settings.workerId());
+            t.setDaemon(true);
+            return t;
+        });
         this.meshModel = meshModel;
         this.model = model;
         this.remoteExperts = remoteExperts;
@@ -175,6 +183,7 @@ public final class DecodeWorker implements AutoCloseable {
         }
 
         synchronized void emit(DecodeEvent e, boolean last) {
+            if (closed) return; // failed or cancelled meanwhile
             if (follower != null && !follower.isCancelled()) follower.onNext(e);
             else backlog.add(e);
             if (last) {
@@ -273,6 +282,7 @@ public final class DecodeWorker implements AutoCloseable {
                     continue;
                 } finally {
                     step.end();
+                    flushEvents();
                 }
                 activeCount = batcher.running();
                 if (b == 0) continue;
@@ -288,6 +298,14 @@ public final class DecodeWorker implements AutoCloseable {
                 LOG.severe("decode loop: " + t);
             }
         }
+    }
+
+    /** Hands the events of the step just run to the events thread (one hand-off per step). */
+    private void flushEvents() {
+        if (stepEvents.isEmpty()) return;
+        List<Runnable> batch = new ArrayList<>(stepEvents);
+        stepEvents.clear();
+        events.execute(() -> { for (Runnable r : batch) r.run(); });
     }
 
     /**
@@ -320,7 +338,11 @@ public final class DecodeWorker implements AutoCloseable {
         }
     }
 
-    /** The batcher's report of one step of one sequence: becomes one event on the request's stream. */
+    /**
+     * The batcher's report of one step of one sequence: becomes one event on the request's stream. Events are sent
+     * by the events thread, a step's worth at a time, so that the next step's forward pass overlaps their
+     * serialisation and writes.
+     */
     private void onStep(Generation g, Generation.Step step) {
         Slot s = slots.get(g.id());
         if (s == null || s.generation != g) return; // already failed or released
@@ -347,7 +369,10 @@ public final class DecodeWorker implements AutoCloseable {
                     .setCompletionTokens(g.tokenCount()).setReasoningTokens(g.thinkingTokens())
                     .setStats(s.stats.setDecodeWorker(settings.workerId()));
         }
-        s.emit(e.build(), step.finished());
+        DecodeEvent event = e.build();
+        boolean last = step.finished();
+        if (Thread.currentThread() == loop) stepEvents.add(() -> s.emit(event, last)); // sent after the step, off the loop
+        else s.emit(event, last);
         return step.finished();
     }
 
@@ -587,6 +612,7 @@ public final class DecodeWorker implements AutoCloseable {
         activeGauge.close();
         running = false;
         loop.interrupt();
+        events.shutdown();
         timers.shutdownNow();
         for (Slot s : slots.values()) s.fail(Status.UNAVAILABLE.withDescription("decode worker " + settings.workerId() + " is shutting down"));
     }

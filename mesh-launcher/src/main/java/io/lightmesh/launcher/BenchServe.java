@@ -37,7 +37,8 @@ import java.util.concurrent.TimeUnit;
  * (a running mesh; no in-process comparison), --experts N (embedded: 0 = experts inside the workers), --prefill N and
  * --decode N (embedded workers, default 1), --max-batch N, --backend B (embedded and in-process: the same model),
  * --kafka HOST:PORT, --requests N, --concurrency N, --rate R (requests/s; Poisson; overrides concurrency),
- * --prompt-len, --output-len, --ttft-slo-ms, --tpot-slo-ms, --skip-in-process.
+ * --prompt-len, --output-len, --ttft-slo-ms, --tpot-slo-ms, --skip-in-process true, --warmup N (requests run through both
+ * paths before measuring; default max(8, requests / 2)).
  */
 public final class BenchServe {
 
@@ -53,6 +54,7 @@ public final class BenchServe {
         String target = null, kafka = null, shape = "small", backend = "reference";
         int prefillWorkers = 1, decodeWorkers = 1, maxBatch = 0;
         boolean skipInProcess = false;
+        int warmup = -1;
         Path model = null;
         int requests = 32, concurrency = 1, promptLen = 64, outputLen = 32, experts = 2;
         double rate = 0, ttftSlo = 1000, tpotSlo = 200;
@@ -70,6 +72,7 @@ public final class BenchServe {
                 case "--max-batch" -> maxBatch = Integer.parseInt(v);
                 case "--backend" -> backend = v;
                 case "--skip-in-process" -> { skipInProcess = Boolean.parseBoolean(v); }
+                case "--warmup" -> warmup = Integer.parseInt(v);
                 case "--requests" -> requests = Integer.parseInt(v);
                 case "--concurrency" -> concurrency = Integer.parseInt(v);
                 case "--rate" -> rate = Double.parseDouble(v);
@@ -81,6 +84,7 @@ public final class BenchServe {
             }
             i++;
         }
+        if (warmup < 0) warmup = Math.max(8, requests / 2);
         EmbeddedMesh mesh = null;
         if (target == null) {
             if (model == null) {
@@ -105,13 +109,26 @@ public final class BenchServe {
         ManagedChannel ch = Grpc.channel(target);
         final int outLen = outputLen;
         try {
-            // warm-up (JIT, connections)
-            run(prompts.subList(0, Math.min(2, requests)), concurrency, 0, outputLen, p -> meshRequest(ch, p, outLen));
+            // warm-up of both paths (JIT, connections), so that neither is measured while the other's run compiled the code
+            List<int[]> warm = prompts.subList(0, Math.min(warmup, requests));
+            final EmbeddedMesh m0 = mesh;
+            if (mesh != null && !skipInProcess) run(warm, concurrency, 0, outputLen, p -> inProcess(m0.model(), p, outLen));
+            run(warm, concurrency, 0, outputLen, p -> meshRequest(ch, p, outLen));
             if (mesh != null) mesh.remoteExperts().forEach(RemoteExperts::resetStats);
+            long steps0 = mesh == null ? 0 : mesh.decoders().stream().mapToLong(d -> d.worker().steps.sum()).sum();
+            long stepNanos0 = mesh == null ? 0 : mesh.decoders().stream().mapToLong(d -> d.worker().stepNanos.sum()).sum();
+            long rows0 = mesh == null ? 0 : mesh.decoders().stream().mapToLong(d -> d.worker().stepRows.sum()).sum();
             long t0 = System.nanoTime();
             List<Sample> m = run(prompts, concurrency, rate, outputLen, p -> meshRequest(ch, p, outLen));
             report("mesh (" + (mesh == null ? target : experts == 0 ? "experts in decode worker" : experts + " remote expert shards") + ")",
                     m, (System.nanoTime() - t0) / 1e9, ttftSlo, tpotSlo);
+            if (mesh != null) {
+                long steps = mesh.decoders().stream().mapToLong(d -> d.worker().steps.sum()).sum() - steps0;
+                long nanos = mesh.decoders().stream().mapToLong(d -> d.worker().stepNanos.sum()).sum() - stepNanos0;
+                long rows = mesh.decoders().stream().mapToLong(d -> d.worker().stepRows.sum()).sum() - rows0;
+                if (steps > 0) System.out.printf(Locale.ROOT, "  decode steps: %d, mean %.2f ms a step (forward pass and sampling), mean batch %.1f%n",
+                        steps, nanos / 1e6 / steps, (double) rows / steps);
+            }
             if (mesh != null && !mesh.remoteExperts().isEmpty()) {
                 // remoteExperts(): the decode workers' executors first, then the prefill workers'
                 for (int i = 0; i < mesh.remoteExperts().size(); i++) {
