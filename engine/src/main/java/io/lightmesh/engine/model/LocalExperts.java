@@ -68,7 +68,7 @@ public final class LocalExperts implements ExpertExecutor {
             float[] g = new float[m * I], u = new float[m * I], d = new float[m * h];
             ops.matmul(xe, m, w1[layer][e], g);
             ops.matmul(xe, m, w3[layer][e], u);
-            for (int i = 0; i < g.length; i++) g[i] = Functions.silu(g[i]) * u[i];
+            Functions.siluMul(g, u, g.length);
             ops.matmul(g, m, w2[layer][e], d);
             for (int j = 0; j < m; j++) {
                 int ro = rows[j] * h, dof = j * h;
