@@ -1,14 +1,10 @@
 package io.lightmesh.launcher;
 
-import com.sun.net.httpserver.HttpServer;
 import io.grpc.BindableService;
 import io.grpc.Server;
 import io.lightmesh.decode.DecodeWorker;
-import io.lightmesh.engine.model.ExpertExecutor;
-import io.lightmesh.engine.model.LocalExperts;
 import io.lightmesh.engine.model.MiniMaxModel;
 import io.lightmesh.expert.ExpertShard;
-import io.lightmesh.mesh.CountingExperts;
 import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
@@ -20,10 +16,9 @@ import io.lightmesh.proto.v1.HealthResponse;
 import io.lightmesh.proto.v1.ServingStatus;
 import io.lightmesh.router.RouterCore;
 
+import io.lightmesh.openai.OpenAiOptions;
+
 import java.io.IOException;
-import java.io.OutputStream;
-import java.net.InetSocketAddress;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import io.opentelemetry.api.OpenTelemetry;
@@ -39,8 +34,9 @@ import java.util.function.Function;
  * workers and the router, each service on its own gRPC server on loopback, talking to each other only over gRPC
  * and Kafka, exactly as separate processes would. They share one memory-mapped model in this JVM.
  *
- * <p>The router answers the public API on {@code grpcPort} and {@code GET /q/health/ready} on {@code httpPort}
- * (UP only when Kafka, a prefill worker, a decode worker and shards for every expert are reachable).
+ * <p>The router answers the public API on {@code grpcPort}, and on {@code httpPort} ({@link HttpFront}) the
+ * OpenAI-compatible API and {@code GET /q/health/ready} (UP only when Kafka, a prefill worker, a decode worker and
+ * shards for every expert are reachable).
  */
 public final class EmbeddedMesh implements AutoCloseable {
 
@@ -87,7 +83,7 @@ public final class EmbeddedMesh implements AutoCloseable {
     private final List<RemoteExperts> remotes = new ArrayList<>();
     private RouterCore router;
     private Server routerServer;
-    private HttpServer http;
+    private HttpFront http;
     private String bootstrap;
 
     private EmbeddedMesh(Options options, MeshModel model, Function<String, OpenTelemetry> telemetry) {
@@ -173,29 +169,18 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     private OpenTelemetry otel(String service) { return otels.computeIfAbsent(service, telemetry); }
 
-    /** The model with its experts in-process or on the shards of {@code placement}, counted per (layer, expert). */
     private MiniMaxModel modelFor(ExpertPlacement placement, String service) {
-        ExpertExecutor experts;
-        if (placement == null) {
-            experts = new LocalExperts(model.config(), model.model().weights(), model.model().ops());
-        } else {
-            RemoteExperts r = new RemoteExperts(placement, model.config().hiddenSize(), 30_000);
-            remotes.add(r);
-            experts = r;
-        }
-        return model.model().withExperts(new CountingExperts(experts, otel(service).getMeter(MeshTelemetry.SCOPE),
-                model.config().numLayers(), model.config().numExperts()));
+        return Services.workerModel(model, placement, otel(service), remotes::add);
     }
 
     private void startHttp() throws IOException {
-        http = HttpServer.create(new InetSocketAddress(options.host(), options.httpPort()), 16);
-        http.createContext("/q/health/ready", ex -> {
-            HealthResponse h = router.health();
-            boolean up = h.getStatus() == ServingStatus.SERVING_STATUS_SERVING;
-            respond(ex, up ? 200 : 503, healthJson(h, up));
-        });
-        http.createContext("/q/health/live", ex -> respond(ex, 200, "{\"status\":\"UP\",\"checks\":[]}"));
-        http.start();
+        try {
+            http = HttpFront.start(options.host(), options.httpPort(), routerTarget(), router::health, OpenAiOptions.defaults());
+        } catch (IOException | RuntimeException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new IOException("cannot start the HTTP server on port " + options.httpPort() + ": " + e, e);
+        }
     }
 
     /** MicroProfile Health's JSON shape, as Quarkus answers it. */
@@ -212,13 +197,6 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     private static String esc(String s) { return s.replace("\\", "\\\\").replace("\"", "\\\""); }
 
-    private static void respond(com.sun.net.httpserver.HttpExchange ex, int code, String body) throws IOException {
-        byte[] b = body.getBytes(StandardCharsets.UTF_8);
-        ex.getResponseHeaders().add("Content-Type", "application/json");
-        ex.sendResponseHeaders(code, b.length);
-        try (OutputStream o = ex.getResponseBody()) { o.write(b); }
-    }
-
     /** Blocks until the router reports SERVING (or the timeout passes); true when it does. */
     public boolean awaitReady(long timeoutMs) throws InterruptedException {
         long until = System.currentTimeMillis() + timeoutMs;
@@ -231,7 +209,7 @@ public final class EmbeddedMesh implements AutoCloseable {
     }
 
     public String routerTarget() { return options.host() + ":" + routerServer.getPort(); }
-    public int httpPort() { return http == null ? -1 : http.getAddress().getPort(); }
+    public int httpPort() { return http == null ? -1 : http.port(); }
     public String kafkaBootstrap() { return bootstrap; }
     public MeshModel model() { return model; }
     public RouterCore router() { return router; }
@@ -249,7 +227,7 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     @Override
     public void close() {
-        if (http != null) http.stop(0);
+        if (http != null) http.close();
         Grpc.shutdown(routerServer);
         for (PrefillWorker p : prefillers) p.close();
         if (router != null) router.close();

@@ -137,7 +137,11 @@ public final class PrefillWorker implements AutoCloseable {
                     }
                     if (!running) return;
                     if (commit) {
-                        consumer.commitSync(Map.of(tp, new OffsetAndMetadata(r.offset() + 1)));
+                        // asynchronous: the next record's work starts at once; were this worker to die before the commit
+                        // lands, the record would be redelivered and the decode worker would answer DUPLICATE
+                        consumer.commitAsync(Map.of(tp, new OffsetAndMetadata(r.offset() + 1)), (offsets, err) -> {
+                            if (err != null) LOG.warning("commit of " + tp + "@" + (r.offset() + 1) + " failed: " + err);
+                        });
                     } else {
                         // not shipped (decode full or unreachable): take it again after a pause
                         consumer.seek(tp, r.offset());
@@ -195,16 +199,14 @@ public final class PrefillWorker implements AutoCloseable {
         if (done.contains(key)) return true;
         if (spec.getDeadlineUnixMs() > 0 && spec.getDeadlineUnixMs() < System.currentTimeMillis()) return true;
         StateTransferGrpc.StateTransferStub async = StateTransferGrpc.newStub(channel(task.getDecodeTarget()));
-        StateTransferGrpc.StateTransferBlockingStub blocking = StateTransferGrpc.newBlockingStub(channel(task.getDecodeTarget()));
         int[] context = Specs.context(spec);
         try {
             long need = StateCodec.serialisedBytes(meshModel.config(), context.length + (long) spec.getSampling().getMaxNewTokens());
-            ReserveResponse rr = blocking.withDeadlineAfter(5, TimeUnit.SECONDS).reserve(ReserveRequest.newBuilder()
-                    .setRequestId(id).setBytes(need).setTtlMs((int) settings.reserveTtlMs()).build());
-            if (!rr.getGranted()) {
-                LOG.fine("decode " + task.getDecodeTarget() + " has no room for " + id + ": " + rr.getDetail());
-                return false;
-            }
+            // reserve room on the decode worker while prefilling (one round trip saved); after a refusal by this target,
+            // reserve first, so that a full decode worker does not make this one prefill in vain
+            var reservation = StateTransferGrpc.newFutureStub(channel(task.getDecodeTarget())).withDeadlineAfter(5, TimeUnit.SECONDS)
+                    .reserve(ReserveRequest.newBuilder().setRequestId(id).setBytes(need).setTtlMs((int) settings.reserveTtlMs()).build());
+            if (refusedBy.contains(task.getDecodeTarget()) && !granted(reservation, task, id)) return false;
             long queueUs = Math.max(0, System.currentTimeMillis() * 1000 - spec.getAdmittedUnixUs());
             long t0 = System.nanoTime();
             SequenceState state = model.newState();
@@ -212,6 +214,7 @@ public final class PrefillWorker implements AutoCloseable {
             // the first new token, chosen by the engine's rules after the tokens generated so far (a resume replays them)
             int first = Specs.resume(spec, state, meshModel.tokenizer()).accept(logits).token();
             long prefillUs = (System.nanoTime() - t0) / 1000;
+            if (!granted(reservation, task, id)) return false;
             prefillSeconds.record(prefillUs / 1e6);
             queueSeconds.record(queueUs / 1e6);
             span.setAttribute("lightmesh.context_tokens", context.length);
@@ -253,6 +256,30 @@ public final class PrefillWorker implements AutoCloseable {
             LOG.info("decode worker " + task.getDecodeTarget() + " unreachable for " + id + ": " + e.getStatus());
             return e.getStatus().getCode() == io.grpc.Status.Code.UNAVAILABLE && task.getAttempt() >= 0 && unreachableLong(task);
         }
+    }
+
+    /** Decode targets whose last answer to a reservation was a refusal. */
+    private final Set<String> refusedBy = ConcurrentHashMap.newKeySet();
+
+    /** Waits for a reservation's answer; false (and the target remembered as full) when refused. */
+    private boolean granted(com.google.common.util.concurrent.ListenableFuture<ReserveResponse> reservation, PrefillTask task, String id) {
+        ReserveResponse rr;
+        try {
+            rr = reservation.get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while reserving", e);
+        } catch (java.util.concurrent.ExecutionException e) {
+            if (e.getCause() instanceof io.grpc.StatusRuntimeException s) throw s;
+            throw new IllegalStateException(e.getCause());
+        }
+        if (rr.getGranted()) {
+            refusedBy.remove(task.getDecodeTarget());
+            return true;
+        }
+        refusedBy.add(task.getDecodeTarget());
+        LOG.fine("decode " + task.getDecodeTarget() + " has no room for " + id + ": " + rr.getDetail());
+        return false;
     }
 
     private final Map<String, Long> unreachableSince = new ConcurrentHashMap<>();

@@ -166,7 +166,11 @@ public final class RouterCore implements AutoCloseable {
 
     public List<BindableService> services() { return List.of(new InferenceService()); }
 
-    private ManagedChannel channel(String target) { return channels.computeIfAbsent(target, Grpc::channel); }
+    /**
+     * Channels to workers run their callbacks on the transport thread: a decode event is folded and relayed to the
+     * client there, without a hand-off to an executor per token.
+     */
+    private ManagedChannel channel(String target) { return channels.computeIfAbsent(target, Grpc::directChannel); }
 
     // ---- discovery and health ----
 
