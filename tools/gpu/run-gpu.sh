@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine, from a folder made by pack.sh: registers NVIDIA's OpenCL driver with the ICD loader, runs the
 # OpenCL kernel tests (JUnit, LIGHTMESH_REQUIRE_OPENCL=1), then KernelBench and the PyTorch figures.
-# Writes logs under $OUT (or /tmp/lightmesh-out). Usage: bash .runtime/tools/run-gpu.sh [tests] [bench] [torch]
+# Writes logs under $OUT (or /tmp/lightmesh-out). Usage: bash .runtime/tools/run-gpu.sh [tests] [bench] [engine] [torch]
 set -uo pipefail
 R="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ -f "$R/rt.tar.xz" ]; then   # packed with pack.sh --xz
@@ -48,10 +48,14 @@ for step in "${steps[@]}"; do
       "${JAVA[@]}" -Xmx64g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" io.lightmesh.engine.bench.KernelBench $BENCH_ARGS 2>&1 | grep -v '^WARNING' \
         | tee "$OUT/kernelbench.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
+    engine)   # the whole engine (EngineBench) on the OpenCL backend; ENGINE_ARGS picks the model and prompts
+      "${JAVA[@]}" -Xmx96g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" io.lightmesh.engine.bench.EngineBench \
+        --backend opencl ${ENGINE_ARGS:-} 2>&1 | grep -v '^WARNING' | tee -a "$OUT/enginebench.txt"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     torch)
       PYTHONUNBUFFERED=1 python3 "$R/tools/torch_bench.py" 2>&1 | tee "$OUT/torchbench.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
-    *) echo "unknown step $step (tests, bench, torch)"; rc=2 ;;
+    *) echo "unknown step $step (tests, bench, engine, torch)"; rc=2 ;;
   esac
 done
 exit $rc

@@ -34,6 +34,8 @@ public final class Main {
               serve       [--model DIR] [--http-port 8080] [--grpc-port 9000] [--kafka HOST:PORT] [--experts N]
                           the whole mesh on this machine: Kafka (KRaft child process unless --kafka), router,
                           prefill and decode workers, expert shards; Ctrl-C stops everything
+              router | prefill | decode | expert | kafka [options]
+                          one service on its own, for real deployments (see mesh-launcher/README.md)
               bench-serve [--model DIR] ...                drives a mesh like vLLM's serving benchmark
 
             common options:
@@ -61,7 +63,7 @@ public final class Main {
                 case "detokenize" -> detokenize(argv, out);
                 case "info" -> info(argv, out);
                 case "bench" -> bench(Arrays.copyOfRange(argv, 1, argv.length), out);
-                case "serve" -> serve(argv);
+                case "serve", "router", "prefill", "decode", "expert", "kafka" -> serve(argv);
                 case "bench-serve" -> benchServe(argv);
                 default -> throw new Args.UsageException("unknown command '" + argv[0] + "'");
             };
@@ -169,7 +171,10 @@ public final class Main {
         return 0;
     }
 
-    /** The whole mesh on this machine (Kafka broker, router, prefill, decode, expert shards) until Ctrl-C. */
+    /**
+     * The whole mesh on this machine (Kafka broker, router, prefill, decode, expert shards) until Ctrl-C, or one
+     * service of it ({@code router}, {@code prefill}, {@code decode}, {@code expert}, {@code kafka}).
+     */
     private static int serve(String[] argv) throws IOException {
         String[] args = withDefaultModel(argv);
         try {
@@ -196,7 +201,9 @@ public final class Main {
 
     /** argv with {@code --model <demo>} appended when absent. */
     private static String[] withDefaultModel(String[] argv) throws IOException {
-        if (Arrays.asList(argv).contains("--model")) return argv;
+        if (argv[0].equals("kafka") || Arrays.asList(argv).contains("--model") || System.getenv("LIGHTMESH_MODEL") != null) {
+            return argv;
+        }
         String[] out = Arrays.copyOf(argv, argv.length + 2);
         out[argv.length] = "--model";
         out[argv.length + 1] = DemoModel.path().toString();

@@ -39,7 +39,9 @@ public final class VectorOps implements TensorOps {
     /** Bytes of fp32 weights and of activations a prefill matmul task keeps hot (L2 is 1 MiB a core here). */
     private static final int TILE_BYTES = 192 * 1024;
     /** Softmax attention: keys per block and query rows (queries x group heads) per task. */
-    private static final int KEY_BLOCK = 128, QUERY_ROWS = 128;
+    /** Query rows from which a softmax tile keeps its scores transposed (vectorised along rows). */
+    private static final int TRANSPOSED_MIN_ROWS = Integer.getInteger("lightmesh.vector.transposedMinRows", 2 * L);
+    private static final int KEY_BLOCK = Integer.getInteger("lightmesh.vector.keyBlock", 128), QUERY_ROWS = Integer.getInteger("lightmesh.vector.queryRows", 256);
 
     private final WorkerPool pool;
     private final ThreadLocal<Scratch> scratch = ThreadLocal.withInitial(Scratch::new);
@@ -259,7 +261,9 @@ public final class VectorOps implements TensorOps {
         int tiles = (n + queriesPerTile - 1) / queriesPerTile;
         pool.run(kvHeads * tiles, task -> {
             int g = task % kvHeads, q0 = task / kvHeads * queriesPerTile;
-            attendTile(q, n, heads, kvHeads, headDim, kCache, vCache, start, out, g, q0, Math.min(n, q0 + queriesPerTile));
+            int q1 = Math.min(n, q0 + queriesPerTile);
+            if ((q1 - q0) * group >= TRANSPOSED_MIN_ROWS) attendTileTransposed(q, heads, kvHeads, headDim, kCache, vCache, start, out, g, q0, q1);
+            else attendTile(q, n, heads, kvHeads, headDim, kCache, vCache, start, out, g, q0, q1);
         });
     }
 
@@ -317,10 +321,52 @@ public final class VectorOps implements TensorOps {
         }
     }
 
+    /**
+     * Prefill form of {@link #attendTile}: scores kept transposed, S^T [keys, rows] = K . Q^T, so the keys are read
+     * in place from the cache (no transpose per block) and the online softmax runs down the columns, vectorised
+     * along the query rows; O^T [D, rows] += V^T . P^T reads V in place too. Rows are padded to whole vectors
+     * (padding rows hold zero queries and are never written out).
+     */
+    private void attendTileTransposed(float[] q, int heads, int kvHeads, int D, float[] kCache, float[] vCache,
+                                      int start, float[] out, int g, int q0, int q1) {
+        Scratch s = scratch.get();
+        int group = heads / kvHeads, HD = heads * D, KVD = kvHeads * D, M = (q1 - q0) * group, mp = roundUp(M, L);
+        float scale = (float) (1.0 / Math.sqrt(D));
+        float[] qt = s.get(Scratch.Q, D * mp), ot = s.get(Scratch.O, D * mp), st = s.get(Scratch.P, KEY_BLOCK * mp);
+        float[] rowMax = s.get(Scratch.ROW_MAX, mp), rowSum = s.get(Scratch.ROW_SUM, mp), corr = s.get(Scratch.CORR, mp);
+        Arrays.fill(qt, 0, D * mp, 0f);
+        for (int r = 0; r < M; r++) {
+            int t = q0 + r / group, h = g * group + r % group, src = t * HD + h * D;
+            for (int i = 0; i < D; i++) qt[i * mp + r] = q[src + i] * scale;
+        }
+        Arrays.fill(ot, 0, D * mp, 0f);
+        Arrays.fill(rowMax, 0, mp, Float.NEGATIVE_INFINITY);
+        Arrays.fill(rowSum, 0, mp, 0f);
+        int keys = start + q1;
+        for (int j0 = 0; j0 < keys; j0 += KEY_BLOCK) {
+            int kb = Math.min(KEY_BLOCK, keys - j0);
+            gemm(kCache, j0 * KVD + g * D, KVD, qt, 0, mp, st, 0, mp, kb, mp, D, false);
+            // causal: key p is seen by rows whose query position start + q0 + r / group >= p
+            for (int j = Math.max(0, start + q0 + 1 - j0); j < kb; j++) {
+                long firstRow = (long) (j0 + j - start - q0) * group;
+                Arrays.fill(st, j * mp, j * mp + (int) Math.min(firstRow, M), Float.NEGATIVE_INFINITY);
+                if (firstRow >= M) Arrays.fill(st, j * mp + M, (j + 1) * mp, Float.NEGATIVE_INFINITY);
+            }
+            DenseKernels.onlineSoftmaxColumns(st, kb, mp, rowMax, rowSum, corr);
+            DenseKernels.scaleColumns(ot, 0, mp, D, corr, mp);
+            gemm(vCache, j0 * KVD + g * D, 1, KVD, st, 0, mp, ot, 0, mp, D, mp, kb, true);
+        }
+        for (int r = 0; r < M; r++) {
+            int t = q0 + r / group, h = g * group + r % group, dst = t * HD + h * D;
+            float inv = 1f / rowSum[r];
+            for (int i = 0; i < D; i++) out[dst + i] = ot[i * mp + r] * inv;
+        }
+    }
+
     /** Growable per-thread buffers, one per role, so steady-state calls allocate nothing. */
     private static final class Scratch {
-        static final int WEIGHTS = 0, Q = 1, V = 2, O = 3, KT = 4, KDT = 5, P = 6, DECAY = 7, ROW_MAX = 8, ROW_SUM = 9, ROW = 10;
-        private final float[][] buffers = new float[11][];
+        static final int WEIGHTS = 0, Q = 1, V = 2, O = 3, KT = 4, KDT = 5, P = 6, DECAY = 7, ROW_MAX = 8, ROW_SUM = 9, ROW = 10, CORR = 11;
+        private final float[][] buffers = new float[12][];
         final float[] r16 = new float[16];
 
         float[] get(int role, int size) {

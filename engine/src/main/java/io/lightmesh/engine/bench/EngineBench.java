@@ -35,9 +35,10 @@ import java.util.SplittableRandom;
  */
 public final class EngineBench {
     static final String USAGE = """
-            usage: bench [--size tiny|100m|demo] [--backend vector|reference] [--threads N]
+            usage: bench [--size tiny|100m|demo] [--backend vector|reference|opencl|auto] [--threads N]
                          [--prompt-lengths 1K,4K,...] [--decode-tokens N] [--decode-context N] [--batch B]
-                         [--repeat R] [--bandwidth-mib M] [--dtype bf16|f16|f32] [--cache-dir DIR] [--json]
+                         [--repeat R] [--time-limit-s T] [--bandwidth-mib M] [--dtype bf16|f16|f32]
+                         [--cache-dir DIR] [--json]
                          [--vocab V] [--hidden H] [--layers L] [--heads H] [--kv-heads KV] [--head-dim D]
                          [--rotary-dim R] [--experts E] [--top-k K] [--intermediate I] [--seed S]
               --size            preset shape (default 100m); the shape flags override single fields
@@ -49,6 +50,7 @@ public final class EngineBench {
               --decode-context  prompt prefilled before decoding (default 128)
               --batch           second decode run with B sequences per step (default 4; 1 skips it)
               --repeat          prefill runs per length up to 8K tokens, best kept (default 3)
+              --time-limit-s    stop a prefill after T seconds and extrapolate the rest (default 0: no limit)
               --bandwidth-mib   buffer for the bandwidth measurement (default 2048; 0 skips)
               --cache-dir       where checkpoints are kept (default ~/.cache/lightmesh/bench)
             """;
@@ -89,9 +91,15 @@ public final class EngineBench {
 
     // -------------------------------------------------------------------------------------------------- the runs
 
-    record PrefillResult(int tokens, double seconds, double matmul, double lightning, double softmax) {
-        double tokensPerSecond() { return tokens / seconds; }
-        double microsPerToken() { return seconds * 1e6 / tokens; }
+    /**
+     * One prefill of {@code tokens} tokens; when the time limit stopped it early, {@code done} tokens went through
+     * and {@code extrapolated} is the fitted estimate for the whole prompt (else equal to seconds).
+     */
+    record PrefillResult(int tokens, int done, double seconds, double matmul, double lightning, double softmax,
+                         double extrapolated) {
+        boolean complete() { return done == tokens; }
+        double tokensPerSecond() { return done / seconds; }
+        double microsPerToken() { return seconds * 1e6 / done; }
     }
 
     record DecodeResult(int batch, int steps, double seconds, double matmul, double lightning, double softmax) {
@@ -101,7 +109,11 @@ public final class EngineBench {
     private void execute() throws Exception {
         SyntheticCheckpoint.Shape shape = o.shape();
         Path dir = checkpoint(shape);
-        TensorOps backend = o.backend.equals("reference") ? new ReferenceOps() : new VectorOps(o.threads);
+        TensorOps backend = switch (o.backend) {
+            case "reference" -> new ReferenceOps();
+            case "vector" -> new VectorOps(o.threads);
+            default -> io.lightmesh.engine.backend.Backends.create(o.backend); // opencl, auto
+        };
         TimedOps ops = new TimedOps(backend);
         List<PrefillResult> prefills = new ArrayList<>();
         List<DecodeResult> decodes = new ArrayList<>();
@@ -130,7 +142,7 @@ public final class EngineBench {
 
     private void warmUp(MiniMaxModel model) {
         SplittableRandom rnd = new SplittableRandom(o.seed);
-        int n = Math.min(512, o.promptLengths.isEmpty() ? 512 : o.promptLengths.get(0));
+        int n = Math.min(2048, o.promptLengths.isEmpty() ? 2048 : o.promptLengths.get(0));
         for (int i = 0; i < 2; i++) model.prefill(model.newState(), tokens(rnd, model.config(), n));
         SequenceState s = model.newState();
         model.prefill(s, tokens(rnd, model.config(), 16));
@@ -143,17 +155,63 @@ public final class EngineBench {
         PrefillResult best = null;
         for (int r = 0; r < runs; r++) {
             System.gc();
-            SequenceState s = model.newState();
-            ops.reset();
-            long t0 = System.nanoTime();
-            model.prefill(s, prompt);
-            double secs = (System.nanoTime() - t0) / 1e9;
-            PrefillResult res = new PrefillResult(len, secs, ops.nanos(TimedOps.Op.MATMUL) / 1e9,
-                    ops.nanos(TimedOps.Op.LIGHTNING) / 1e9, ops.nanos(TimedOps.Op.SOFTMAX) / 1e9);
-            log.printf(Locale.ROOT, "bench: prefill %d tokens: %.3f s (%.0f tokens/s)%n", len, secs, res.tokensPerSecond());
-            if (best == null || secs < best.seconds) best = res;
+            PrefillResult res = prefillOnce(model, ops, prompt);
+            log.printf(Locale.ROOT, "bench: prefill %d tokens: %.3f s (%.0f tokens/s)%s%n", res.done, res.seconds,
+                    res.tokensPerSecond(), res.complete() ? "" : String.format(Locale.ROOT,
+                            "; stopped by --time-limit-s, %d tokens would take about %.0f s", len, res.extrapolated));
+            if (best == null || res.seconds < best.seconds) best = res;
         }
         return best;
+    }
+
+    /**
+     * Feeds the prompt in the model's own chunks (whole lightning blocks, so the result equals a one-shot prefill),
+     * timing each: chunk time grows linearly with position (the softmax layers' O(n) per token), so a + b * position
+     * fitted over the chunks extrapolates a run stopped by the time limit.
+     */
+    private PrefillResult prefillOnce(MiniMaxModel model, TimedOps ops, int[] prompt) {
+        int block = model.config().blockSize(), chunk = Math.max(1, 2048 / block) * block, len = prompt.length;
+        SequenceState s = model.newState();
+        ops.reset();
+        List<double[]> chunks = new ArrayList<>(); // {position, seconds}
+        long t0 = System.nanoTime(), lastLog = t0;
+        int done = 0;
+        while (done < len) {
+            int n = Math.min(chunk, len - done);
+            int[] part = java.util.Arrays.copyOfRange(prompt, done, done + n);
+            long c0 = System.nanoTime();
+            // logits only for the prompt's last token, as a one-shot prefill computes them
+            model.prefill(s, part, done + n == len ? new int[]{n - 1} : new int[0]);
+            long now = System.nanoTime();
+            chunks.add(new double[]{done, (now - c0) / 1e9});
+            done += n;
+            if (now - lastLog > 60e9 && done < len) {
+                lastLog = now;
+                log.printf(Locale.ROOT, "bench:   %d of %d tokens after %.0f s (last chunk %.0f tokens/s)%n", done, len,
+                        (now - t0) / 1e9, n / ((now - c0) / 1e9));
+            }
+            if (o.timeLimitSeconds > 0 && (now - t0) / 1e9 > o.timeLimitSeconds) break;
+        }
+        double secs = (System.nanoTime() - t0) / 1e9;
+        double extrapolated = secs;
+        if (done < len) {
+            double[] ab = fitLine(chunks.subList(Math.min(1, chunks.size() - 1), chunks.size()));
+            extrapolated = secs;
+            for (long p = done; p < len; p += chunk) extrapolated += (ab[0] + ab[1] * p) * Math.min(chunk, len - p) / chunk;
+        }
+        return new PrefillResult(len, done, secs, ops.nanos(TimedOps.Op.MATMUL) / 1e9,
+                ops.nanos(TimedOps.Op.LIGHTNING) / 1e9, ops.nanos(TimedOps.Op.SOFTMAX) / 1e9, extrapolated);
+    }
+
+    /** Least-squares seconds = a + b * position over {position, seconds} points (b = 0 from a single point). */
+    static double[] fitLine(List<double[]> pts) {
+        int n = pts.size();
+        double sx = 0, sy = 0, sxx = 0, sxy = 0;
+        for (double[] p : pts) { sx += p[0]; sy += p[1]; sxx += p[0] * p[0]; sxy += p[0] * p[1]; }
+        double den = n * sxx - sx * sx;
+        if (n < 2 || den == 0) return new double[]{sy / n, 0};
+        double b = (n * sxy - sx * sy) / den;
+        return new double[]{(sy - b * sx) / n, b};
     }
 
     private DecodeResult decode(MiniMaxModel model, TimedOps ops, int batch) {
@@ -280,7 +338,8 @@ public final class EngineBench {
                     .put("parameters", c.parameterCount()).put("active_parameters", c.activeParameterCount());
             ArrayNode pa = r.putArray("prefill");
             for (PrefillResult p : prefills) {
-                pa.addObject().put("tokens", p.tokens).put("seconds", p.seconds).put("tokens_per_s", p.tokensPerSecond())
+                pa.addObject().put("tokens", p.tokens).put("tokens_done", p.done).put("complete", p.complete())
+                        .put("extrapolated_seconds", p.extrapolated).put("seconds", p.seconds).put("tokens_per_s", p.tokensPerSecond())
                         .put("us_per_token", p.microsPerToken()).put("matmul_s", p.matmul).put("lightning_s", p.lightning)
                         .put("softmax_s", p.softmax);
             }
@@ -311,6 +370,10 @@ public final class EngineBench {
                         p.tokens, p.seconds, p.tokensPerSecond(), p.microsPerToken(), p.microsPerToken() / first,
                         100 * p.matmul / p.seconds, 100 * p.lightning / p.seconds, 100 * p.softmax / p.seconds,
                         100 * other / p.seconds);
+                if (!p.complete()) {
+                    out.printf(Locale.ROOT, "           stopped by --time-limit-s after %d of %d tokens; the whole prompt "
+                            + "extrapolates to %.0f s (%.1f tokens/s)%n", p.done, p.tokens, p.extrapolated, p.tokens / p.extrapolated);
+                }
             }
         }
         if (!decodes.isEmpty()) {
@@ -346,7 +409,7 @@ public final class EngineBench {
         String size = "100m", backend = "vector";
         int threads = Runtime.getRuntime().availableProcessors();
         List<Integer> promptLengths;
-        int decodeTokens = 64, decodeContext = 128, batch = 4, repeat = 3, bandwidthMib = 2048;
+        int decodeTokens = 64, decodeContext = 128, batch = 4, repeat = 3, bandwidthMib = 2048, timeLimitSeconds;
         long seed = 1;
         DType dtype = DType.BF16;
         Path cacheDir = Path.of(System.getProperty("user.home"), ".cache", "lightmesh", "bench");
@@ -377,8 +440,8 @@ public final class EngineBench {
                         o.size = value;
                     }
                     case "--backend" -> {
-                        if (!value.equals("vector") && !value.equals("reference")) {
-                            throw new IllegalArgumentException("--backend: expected vector or reference, got " + value);
+                        if (!List.of("vector", "reference", "opencl", "auto").contains(value)) {
+                            throw new IllegalArgumentException("--backend: expected vector, reference, opencl or auto, got " + value);
                         }
                         o.backend = value;
                     }
@@ -392,6 +455,7 @@ public final class EngineBench {
                     case "--batch" -> o.batch = positive(a, value);
                     case "--repeat" -> o.repeat = positive(a, value);
                     case "--bandwidth-mib" -> o.bandwidthMib = nonNegative(a, value);
+                    case "--time-limit-s" -> o.timeLimitSeconds = nonNegative(a, value);
                     case "--seed" -> o.seed = positive(a, value);
                     case "--cache-dir" -> o.cacheDir = Path.of(value);
                     case "--dtype" -> o.dtype = switch (value.toLowerCase(Locale.ROOT)) {

@@ -87,7 +87,7 @@ final class LightningAttention {
         Functions.rmsNorm(o, n, HD, normW, ModelConfig.LIGHTNING_NORM_EPS, o);
         float[] gate = new float[n * HD];
         ops.matmul(x, n, wGate, gate);
-        for (int i = 0; i < o.length; i++) o[i] *= Functions.sigmoid(gate[i]);
+        Functions.mulSigmoid(o, gate, o.length);
         ops.matmul(o, n, wOut, y);
     }
 

@@ -29,6 +29,7 @@ public final class LocalExperts implements ExpertExecutor {
         w1 = new Tensor[L][E];
         w2 = new Tensor[L][E];
         w3 = new Tensor[L][E];
+        java.util.List<Tensor> hosted = new java.util.ArrayList<>();
         for (int l = 0; l < L; l++) {
             for (int e = 0; e < E; e++) {
                 if (!hosts.test(l, e)) continue;
@@ -36,8 +37,10 @@ public final class LocalExperts implements ExpertExecutor {
                 w1[l][e] = weights.get(p + "w1.weight", I, h);
                 w2[l][e] = weights.get(p + "w2.weight", h, I);
                 w3[l][e] = weights.get(p + "w3.weight", I, h);
+                hosted.addAll(java.util.List.of(w1[l][e], w3[l][e], w2[l][e]));
             }
         }
+        ops.preload(hosted);
     }
 
     public boolean hosts(int layer, int expert) { return w1[layer][expert] != null; }
@@ -68,7 +71,7 @@ public final class LocalExperts implements ExpertExecutor {
             float[] g = new float[m * I], u = new float[m * I], d = new float[m * h];
             ops.matmul(xe, m, w1[layer][e], g);
             ops.matmul(xe, m, w3[layer][e], u);
-            for (int i = 0; i < g.length; i++) g[i] = Functions.silu(g[i]) * u[i];
+            Functions.siluMul(g, u, g.length);
             ops.matmul(g, m, w2[layer][e], d);
             for (int j = 0; j < m; j++) {
                 int ro = rows[j] * h, dof = j * h;

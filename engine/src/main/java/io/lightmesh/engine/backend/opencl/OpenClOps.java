@@ -132,6 +132,7 @@ public final class OpenClOps implements TensorOps {
      * Converts and packs these weights for the device now (uploaded with the first product that reads them), so
      * that a whole layer or model shares few slabs; weights first met by {@link #matmul} get a slab each.
      */
+    @Override
     public void preload(Collection<Tensor> weights) {
         matmul.preload(weights);
     }
