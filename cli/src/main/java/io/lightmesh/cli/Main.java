@@ -23,6 +23,7 @@ public final class Main {
             commands:
               generate    --model DIR (--prompt TEXT | --ids 1,2,3) [--max-new-tokens N] [--temperature T]
                           [--top-k K] [--top-p P] [--seed S] [--stop STR]... [--max-thinking-tokens N] [--json]
+                          [--target HOST:PORT]  (through a running mesh instead of the in-process engine)
               score       --model DIR --ids 1,2,3,... --prefill K --positions p1,p2,...
                           tokens 0..K-1 go through one prefill call, the rest one at a time through decode;
                           prints {"logits": {"p": [...]}} where position p's logits predict token p+1
@@ -33,6 +34,8 @@ public final class Main {
               serve       [--model DIR] [--http-port 8080] [--grpc-port 9000] [--kafka HOST:PORT] [--experts N]
                           the whole mesh on this machine: Kafka (KRaft child process unless --kafka), router,
                           prefill and decode workers, expert shards; Ctrl-C stops everything
+              router | prefill | decode | expert | kafka [options]
+                          one service on its own, for real deployments (see mesh-launcher/README.md)
               bench-serve [--model DIR] ...                drives a mesh like vLLM's serving benchmark
 
             common options:
@@ -60,7 +63,7 @@ public final class Main {
                 case "detokenize" -> detokenize(argv, out);
                 case "info" -> info(argv, out);
                 case "bench" -> bench(Arrays.copyOfRange(argv, 1, argv.length), out);
-                case "serve" -> serve(argv);
+                case "serve", "router", "prefill", "decode", "expert", "kafka" -> serve(argv);
                 case "bench-serve" -> benchServe(argv);
                 default -> throw new Args.UsageException("unknown command '" + argv[0] + "'");
             };
@@ -89,8 +92,9 @@ public final class Main {
 
     private static int generate(String[] argv, PrintStream out) throws IOException {
         Args a = parse(argv, Set.of("--prompt", "--ids", "--max-new-tokens", "--temperature", "--top-k", "--top-p",
-                "--seed", "--stop", "--max-thinking-tokens"), Set.of("--json"));
+                "--seed", "--stop", "--max-thinking-tokens", "--target"), Set.of("--json"));
         if (a.has("--prompt") == a.has("--ids")) throw new Args.UsageException("give exactly one of --prompt or --ids");
+        if (a.has("--target")) return RemoteGenerate.run(a, out);
         SamplingParams params = new SamplingParams(a.getFloat("--temperature", 0f), a.getInt("--top-k", 0),
                 a.getFloat("--top-p", 1f), a.getLong("--seed", 0L), a.getInt("--max-new-tokens", 64),
                 a.all("--stop"), a.getInt("--max-thinking-tokens", 0));
@@ -167,7 +171,10 @@ public final class Main {
         return 0;
     }
 
-    /** The whole mesh on this machine (Kafka broker, router, prefill, decode, expert shards) until Ctrl-C. */
+    /**
+     * The whole mesh on this machine (Kafka broker, router, prefill, decode, expert shards) until Ctrl-C, or one
+     * service of it ({@code router}, {@code prefill}, {@code decode}, {@code expert}, {@code kafka}).
+     */
     private static int serve(String[] argv) throws IOException {
         String[] args = withDefaultModel(argv);
         try {
@@ -194,7 +201,9 @@ public final class Main {
 
     /** argv with {@code --model <demo>} appended when absent. */
     private static String[] withDefaultModel(String[] argv) throws IOException {
-        if (Arrays.asList(argv).contains("--model")) return argv;
+        if (argv[0].equals("kafka") || Arrays.asList(argv).contains("--model") || System.getenv("LIGHTMESH_MODEL") != null) {
+            return argv;
+        }
         String[] out = Arrays.copyOf(argv, argv.length + 2);
         out[argv.length] = "--model";
         out[argv.length + 1] = DemoModel.path().toString();

@@ -4,12 +4,14 @@ import io.grpc.BindableService;
 import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
+import io.lightmesh.engine.generate.ContinuousBatcher;
+import io.lightmesh.engine.generate.Generation;
 import io.lightmesh.engine.model.MiniMaxModel;
 import io.lightmesh.engine.model.SequenceState;
 import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.MeshTelemetry;
+import io.lightmesh.mesh.Specs;
 import io.lightmesh.mesh.StateCodec;
-import io.lightmesh.mesh.StopRules;
-import io.lightmesh.mesh.TokenPicker;
 import io.lightmesh.proto.v1.AckStatus;
 import io.lightmesh.proto.v1.CancelRequest;
 import io.lightmesh.proto.v1.CancelResponse;
@@ -31,6 +33,21 @@ import io.lightmesh.proto.v1.WorkerInfo;
 import io.lightmesh.proto.v1.WorkerKind;
 import io.lightmesh.proto.v1.WorkerLoad;
 
+import io.opentelemetry.api.OpenTelemetry;
+import io.opentelemetry.api.common.Attributes;
+import io.opentelemetry.api.metrics.DoubleHistogram;
+import io.opentelemetry.api.metrics.LongCounter;
+import io.opentelemetry.api.metrics.LongHistogram;
+import io.opentelemetry.api.metrics.Meter;
+import io.opentelemetry.api.metrics.ObservableLongGauge;
+import io.opentelemetry.api.trace.Span;
+import io.opentelemetry.api.trace.SpanBuilder;
+import io.opentelemetry.api.trace.SpanKind;
+import io.opentelemetry.api.trace.StatusCode;
+import io.opentelemetry.api.trace.Tracer;
+import io.opentelemetry.context.Context;
+import io.opentelemetry.context.Scope;
+
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -49,9 +66,10 @@ import java.util.concurrent.atomic.LongAdder;
 import java.util.logging.Logger;
 
 /**
- * A decode worker: accepts sequence states within a byte budget (StateTransfer), runs them with continuous
- * batching (sequences join and leave the batch between steps), and streams their tokens to whoever follows them
- * (Decode.Generate). A sequence's state is freed when it finishes, is cancelled, or fails.
+ * A decode worker: accepts sequence states within a byte budget (StateTransfer), runs them with the engine's
+ * {@link ContinuousBatcher} (sequences join and leave the batch between steps; each is an engine {@link Generation},
+ * rebuilt from the spec and the tokens generated before the hand-off), and streams their tokens and text to whoever
+ * follows them (Decode.Generate). A sequence's state is freed when it finishes, is cancelled, or fails.
  *
  * <p>Budget: a sequence is charged the serialised size of its state at its longest (position + max_new_tokens),
  * so an accepted sequence never outgrows the budget.
@@ -66,7 +84,7 @@ public final class DecodeWorker implements AutoCloseable {
     private final MeshModel meshModel;
     private final MiniMaxModel model; // local or remote experts
     private final boolean remoteExperts;
-    private final StopRules rules;
+    private final ContinuousBatcher batcher;
     private final Map<String, Slot> slots = new ConcurrentHashMap<>();
     private final Map<String, Long> reservations = new HashMap<>(); // request id -> bytes (guarded by this)
     private final Map<String, Long> reservationExpiry = new HashMap<>();
@@ -87,12 +105,48 @@ public final class DecodeWorker implements AutoCloseable {
     public final LongAdder steps = new LongAdder(), stepRows = new LongAdder(), stepNanos = new LongAdder();
     public final AtomicLong stateBytesReceived = new AtomicLong();
 
+    private final Tracer tracer;
+    private final LongHistogram batchSize;
+    private final DoubleHistogram stepSeconds;
+    private final LongCounter stateBytes;
+    private final ObservableLongGauge activeGauge;
+    /** Events of the current step, sent when it ends (decode loop only), and the thread that sends them, in order. */
+    private final List<Runnable> stepEvents = new ArrayList<>();
+    private final java.util.concurrent.ExecutorService events;
+    /** Sequences in the batcher, in the order they joined (the decode loop's own view, for step spans). */
+    private final List<Slot> decoding = new ArrayList<>();
+
     public DecodeWorker(Settings settings, MeshModel meshModel, MiniMaxModel model, boolean remoteExperts) {
+        this(settings, meshModel, model, remoteExperts, OpenTelemetry.noop());
+    }
+
+    /**
+     * @param otel spans: "lightmesh.state receive" per hand-off, "lightmesh.decode" per sequence, "lightmesh.decode step"
+     *             per batched step (child of the batch's first sequence, linked to the others: expert calls made
+     *             during the step carry it); metrics: batch size, step time, state bytes received, active sequences
+     */
+    public DecodeWorker(Settings settings, MeshModel meshModel, MiniMaxModel model, boolean remoteExperts, OpenTelemetry otel) {
+        this.tracer = otel.getTracer(MeshTelemetry.SCOPE);
+        Meter meter = otel.getMeter(MeshTelemetry.SCOPE);
+        this.batchSize = meter.histogramBuilder("lightmesh.decode.batch.size").ofLongs().setUnit("{sequence}")
+                .setDescription("Sequences in one batched decode step").build();
+        this.stepSeconds = meter.histogramBuilder("lightmesh.decode.step.duration").setUnit("s")
+                .setDescription("Time of one batched decode step (forward pass, sampling, events)").build();
+        this.stateBytes = meter.counterBuilder("lightmesh.state.transferred").setUnit("By")
+                .setDescription("Bytes of sequence state received from prefill workers (accepted hand-offs)").build();
+        this.activeGauge = meter.gaugeBuilder("lightmesh.decode.sequences.active").ofLongs().setUnit("{sequence}")
+                .setDescription("Sequences being decoded").buildWithCallback(m -> m.record(activeCount, Attributes.of(
+                        io.opentelemetry.api.common.AttributeKey.stringKey("lightmesh.worker"), settings.workerId())));
         this.settings = settings;
+        this.events = Executors.newSingleThreadExecutor(r -> {
+            Thread t = new Thread(r, "decode-events-" + settings.workerId());
+            t.setDaemon(true);
+            return t;
+        });
         this.meshModel = meshModel;
         this.model = model;
         this.remoteExperts = remoteExperts;
-        this.rules = new StopRules(meshModel.eosId());
+        this.batcher = new ContinuousBatcher(model, settings.maxBatch(), this::onStep);
         this.loop = new Thread(this::runLoop, "decode-loop-" + settings.workerId());
         loop.setDaemon(true);
         loop.start();
@@ -112,12 +166,13 @@ public final class DecodeWorker implements AutoCloseable {
         Status failure;          // when closed by an error
         // the sequence (null until its state arrives)
         GenerationSpec spec;
-        SequenceState state;
+        volatile SequenceState state;
+        Generation generation;
         long charge;
-        int nextInput, generated, firstIndex;
-        long seed;
+        int delivered;           // tokens generated for the request so far (a resume's earlier ones included)
         volatile boolean cancelled;
         RequestStats.Builder stats;
+        Span span;               // "lightmesh.decode": from the state's arrival to the sequence's end
 
         Slot(String id) { this.id = id; }
 
@@ -128,6 +183,7 @@ public final class DecodeWorker implements AutoCloseable {
         }
 
         synchronized void emit(DecodeEvent e, boolean last) {
+            if (closed) return; // failed or cancelled meanwhile
             if (follower != null && !follower.isCancelled()) follower.onNext(e);
             else backlog.add(e);
             if (last) {
@@ -160,7 +216,14 @@ public final class DecodeWorker implements AutoCloseable {
             finished.add(s.id);
         }
         s.state = null;
+        s.generation = null;
         slots.remove(s.id, s);
+        Span span = s.span;
+        if (span != null) {
+            s.span = null;
+            if (s.failure != null) span.setStatus(StatusCode.ERROR, s.failure.toString());
+            span.end();
+        }
     }
 
     public boolean cancelRequest(String id, String reason) {
@@ -174,7 +237,7 @@ public final class DecodeWorker implements AutoCloseable {
         s.cancelled = true;
         s.fail(Status.CANCELLED.withDescription(reason));
         if (s.state == null) slots.remove(id, s); // not decoding: nothing else will release it
-        // else the decode loop drops it before its next step and releases the state
+        else batcher.cancel(id);                  // the batcher ends it at its next step; onStep releases the state
         return true;
     }
 
@@ -196,58 +259,38 @@ public final class DecodeWorker implements AutoCloseable {
         return StateCodec.serialisedBytes(meshModel.config(), maxLen);
     }
 
-    // ---- the decode loop: one batched step at a time ----
+    // ---- the decode loop: one batched step of the engine's continuous batcher at a time ----
 
     private void runLoop() {
-        List<Slot> active = new ArrayList<>();
         while (running) {
             try {
-                if (active.isEmpty()) {
-                    Slot s = joins.poll(100, TimeUnit.MILLISECONDS);
-                    if (s != null) active.add(s);
+                Slot s = batcher.idle() ? joins.poll(100, TimeUnit.MILLISECONDS) : joins.poll();
+                for (; s != null; s = joins.poll()) {
+                    if (s.cancelled) release(s);
+                    else { batcher.add(s.generation); decoding.add(s); }
                 }
-                while (active.size() < settings.maxBatch()) {
-                    Slot s = joins.poll();
-                    if (s == null) break;
-                    active.add(s);
-                }
-                active.removeIf(s -> {
-                    if (!s.cancelled && (s.follower == null || !s.follower.isCancelled())) return false;
-                    release(s);
-                    return true;
-                });
-                activeCount = active.size();
-                if (active.isEmpty()) continue;
-                List<SequenceState> states = new ArrayList<>(active.size());
-                int[] tokens = new int[active.size()];
-                for (int i = 0; i < tokens.length; i++) {
-                    states.add(active.get(i).state);
-                    tokens[i] = active.get(i).nextInput;
-                }
+                decoding.removeIf(x -> x.generation == null);
+                if (batcher.idle()) { activeCount = 0; continue; }
                 long t0 = System.nanoTime();
-                float[][] logits;
-                try {
-                    logits = model.decode(states, tokens);
+                int b;
+                Span step = stepSpan();
+                try (Scope ignored = step.makeCurrent()) {
+                    b = batcher.step();
                 } catch (RuntimeException e) {
-                    LOG.warning("decode step failed for " + tokens.length + " sequences: " + e);
-                    for (Slot s : active) {
-                        s.fail(Status.INTERNAL.withDescription("decode step failed: " + e.getMessage()));
-                        release(s);
-                    }
-                    active.clear();
+                    step.setStatus(StatusCode.ERROR, e.toString());
+                    failAll(e);
                     continue;
+                } finally {
+                    step.end();
+                    flushEvents();
                 }
+                activeCount = batcher.running();
+                if (b == 0) continue;
+                batchSize.record(b);
+                stepSeconds.record((System.nanoTime() - t0) / 1e9);
                 stepNanos.add(System.nanoTime() - t0);
                 steps.increment();
-                stepRows.add(tokens.length);
-                for (int i = active.size() - 1; i >= 0; i--) {
-                    Slot s = active.get(i);
-                    int token = TokenPicker.pick(logits[i], s.spec.getSampling(), s.seed, s.generated);
-                    if (accept(s, token)) {
-                        active.remove(i);
-                        release(s);
-                    }
-                }
+                stepRows.add(b);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 return;
@@ -257,19 +300,80 @@ public final class DecodeWorker implements AutoCloseable {
         }
     }
 
-    /** Emits one generated token; true when the sequence is finished (the caller releases it). */
-    private boolean accept(Slot s, int token) {
-        int index = s.generated++;
-        int total = s.generated; // tokens generated for the request, resumed ones included
-        FinishReason f = rules.after(s.spec, token, total);
-        boolean last = f != FinishReason.FINISH_REASON_UNSPECIFIED;
-        DecodeEvent.Builder e = DecodeEvent.newBuilder().setRequestId(s.id).setFirstIndex(index).addTokenIds(token);
-        if (last) {
-            e.setFinishReason(f).setCompletionTokens(total).setStats(s.stats.setDecodeWorker(settings.workerId()));
+    /** Hands the events of the step just run to the events thread (one hand-off per step). */
+    private void flushEvents() {
+        if (stepEvents.isEmpty()) return;
+        List<Runnable> batch = new ArrayList<>(stepEvents);
+        stepEvents.clear();
+        events.execute(() -> { for (Runnable r : batch) r.run(); });
+    }
+
+    /**
+     * The span of one batched step: a child of the first sequence's decode span (so a lone request's trace holds its
+     * steps and their expert calls), linked to the other sequences' spans.
+     */
+    private Span stepSpan() {
+        SpanBuilder b = tracer.spanBuilder("lightmesh.decode step");
+        boolean parented = false;
+        int links = 0;
+        for (Slot x : decoding) {
+            Span sp = x.span;
+            if (sp == null) continue;
+            if (!parented) { b.setParent(Context.root().with(sp)); parented = true; }
+            else if (links++ < 32) b.addLink(sp.getSpanContext());
         }
-        s.emit(e.build(), last);
-        s.nextInput = token;
-        return last;
+        if (!parented) b.setNoParent();
+        return b.setAttribute("lightmesh.batch_size", decoding.size()).startSpan();
+    }
+
+    /** A decode step failed: every sequence in the batch is failed and freed (the batcher drops them next step). */
+    private void failAll(RuntimeException e) {
+        LOG.warning("decode step failed: " + e);
+        for (Slot s : slots.values()) {
+            if (s.generation == null) continue;
+            s.fail(Status.INTERNAL.withDescription("decode step failed: " + e.getMessage()));
+            s.cancelled = true;
+            batcher.cancel(s.id);
+            release(s);
+        }
+    }
+
+    /**
+     * The batcher's report of one step of one sequence: becomes one event on the request's stream. Events are sent
+     * by the events thread, a step's worth at a time, so that the next step's forward pass overlaps their
+     * serialisation and writes.
+     */
+    private void onStep(Generation g, Generation.Step step) {
+        Slot s = slots.get(g.id());
+        if (s == null || s.generation != g) return; // already failed or released
+        if (step.finished() && step.reason() == io.lightmesh.engine.generate.FinishReason.CANCELLED) {
+            release(s);
+            return;
+        }
+        if (emit(s, g, step)) release(s);
+    }
+
+    /**
+     * Emits what one step produced: the token when it became output (eos, which ends the turn, is not), the text
+     * it released, and on the last step the finish reason and counts. True when the sequence finished.
+     */
+    private boolean emit(Slot s, Generation g, Generation.Step step) {
+        DecodeEvent.Builder e = DecodeEvent.newBuilder().setRequestId(s.id).setFirstIndex(s.delivered).setTextDelta(step.text());
+        if (g.tokenCount() > s.delivered) {
+            e.addTokenIds(step.token());
+            s.delivered = g.tokenCount();
+        }
+        if (step.finished()) {
+            if (s.span != null) s.span.setAttribute("lightmesh.completion_tokens", g.tokenCount()).setAttribute("lightmesh.finish_reason", step.reason().name());
+            e.setFinishReason(Specs.finishReason(step.reason())).setMatchedStop(g.matchedStop())
+                    .setCompletionTokens(g.tokenCount()).setReasoningTokens(g.thinkingTokens())
+                    .setStats(s.stats.setDecodeWorker(settings.workerId()));
+        }
+        DecodeEvent event = e.build();
+        boolean last = step.finished();
+        if (Thread.currentThread() == loop) stepEvents.add(() -> s.emit(event, last)); // sent after the step, off the loop
+        else s.emit(event, last);
+        return step.finished();
     }
 
     // ---- gRPC services ----
@@ -303,10 +407,17 @@ public final class DecodeWorker implements AutoCloseable {
                 StateCodec.Assembler assembler;
                 long charged, t0;
                 boolean answered;
+                Context parent;  // the prefill worker's "lightmesh.state send"
+                Span receive;
 
                 void answer(AckStatus status, String detail) {
                     if (answered) return;
                     answered = true;
+                    if (receive != null) {
+                        receive.setAttribute("lightmesh.ack", status.name()).setAttribute("lightmesh.state_bytes", assembler == null ? 0 : assembler.received());
+                        if (status != AckStatus.ACK_STATUS_ACCEPTED && status != AckStatus.ACK_STATUS_DUPLICATE) receive.setStatus(StatusCode.ERROR, detail);
+                        receive.end();
+                    }
                     if (status != AckStatus.ACK_STATUS_ACCEPTED && charged > 0) {
                         synchronized (DecodeWorker.this) { usedBytes -= charged; }
                         charged = 0;
@@ -334,6 +445,9 @@ public final class DecodeWorker implements AutoCloseable {
                 private void onHeader(StateHeader h) {
                     header = h;
                     t0 = System.nanoTime();
+                    parent = Context.current();
+                    receive = tracer.spanBuilder("lightmesh.state receive").setSpanKind(SpanKind.SERVER).setParent(parent)
+                            .setAttribute("lightmesh.request_id", h.getRequestId()).setAttribute("lightmesh.position", h.getPosition()).startSpan();
                     String id = h.getRequestId();
                     if (!meshModel.fingerprint().equals(h.getModelFingerprint())) {
                         answer(AckStatus.ACK_STATUS_REJECTED_INCOMPATIBLE, "model " + h.getModelFingerprint() + " but this worker runs " + meshModel.fingerprint());
@@ -379,7 +493,6 @@ public final class DecodeWorker implements AutoCloseable {
                         answer(AckStatus.ACK_STATUS_REJECTED_CORRUPT, "unreadable state: " + e.getMessage());
                         return;
                     }
-                    stateBytesReceived.addAndGet(assembler.received());
                     String id = header.getRequestId();
                     Slot s;
                     synchronized (DecodeWorker.this) {
@@ -389,15 +502,34 @@ public final class DecodeWorker implements AutoCloseable {
                         s.spec = header.getSpec();
                         s.state = state;
                         s.charge = charged;
-                        s.seed = s.spec.getSampling().hasSeed() ? s.spec.getSampling().getSeed() : 0L;
-                        s.generated = s.spec.getGeneratedTokensCount();
-                        s.nextInput = -1;
+                        s.delivered = s.spec.getGeneratedTokensCount();
                         s.stats = RequestStats.newBuilder().setQueueUs(header.getQueueUs()).setPrefillUs(header.getPrefillUs())
                                 .setTransferUs((System.nanoTime() - t0) / 1000).setStateBytes(assembler.received());
+                        try {
+                            s.generation = Specs.resume(s.spec, state, meshModel.tokenizer());
+                        } catch (IllegalArgumentException e) {
+                            s.state = null;
+                            slots.remove(id, s);
+                            answer(AckStatus.ACK_STATUS_REJECTED_INCOMPATIBLE, "cannot generate: " + e.getMessage());
+                            s.fail(Status.INVALID_ARGUMENT.withDescription(e.getMessage()));
+                            return;
+                        }
+                        s.span = tracer.spanBuilder("lightmesh.decode").setParent(parent)
+                                .setAttribute("lightmesh.request_id", id).setAttribute("lightmesh.worker", settings.workerId()).startSpan();
                     }
+                    stateBytesReceived.addAndGet(assembler.received());
+                    stateBytes.add(assembler.received());
                     answer(AckStatus.ACK_STATUS_ACCEPTED, "");
-                    // the first new token was drawn by the prefill worker
-                    if (accept(s, header.getNextToken())) release(s);
+                    // the first new token was drawn by the prefill worker, by the same rules from the same history
+                    Generation.Step first;
+                    try {
+                        first = s.generation.acceptChosen(header.getNextToken());
+                    } catch (IllegalArgumentException e) {
+                        s.fail(Status.INTERNAL.withDescription("first token: " + e.getMessage()));
+                        release(s);
+                        return;
+                    }
+                    if (emit(s, s.generation, first)) release(s);
                     else joins.add(s);
                 }
 
@@ -477,8 +609,10 @@ public final class DecodeWorker implements AutoCloseable {
 
     @Override
     public void close() {
+        activeGauge.close();
         running = false;
         loop.interrupt();
+        events.shutdown();
         timers.shutdownNow();
         for (Slot s : slots.values()) s.fail(Status.UNAVAILABLE.withDescription("decode worker " + settings.workerId() + " is shutting down"));
     }

@@ -7,6 +7,7 @@ import io.lightmesh.engine.model.LocalExperts;
 import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Floats;
 import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.proto.v1.ActivationDType;
 import io.lightmesh.proto.v1.DescribeRequest;
 import io.lightmesh.proto.v1.ExpertAssignment;
@@ -20,6 +21,13 @@ import io.lightmesh.proto.v1.WorkerInfo;
 import io.lightmesh.proto.v1.WorkerKind;
 import io.lightmesh.proto.v1.WorkerLoad;
 
+import io.opentelemetry.api.OpenTelemetry;
+import io.opentelemetry.api.trace.Span;
+import io.opentelemetry.api.trace.SpanKind;
+import io.opentelemetry.api.trace.StatusCode;
+import io.opentelemetry.api.trace.Tracer;
+import io.opentelemetry.context.Context;
+
 import java.util.List;
 import java.util.concurrent.atomic.LongAdder;
 
@@ -32,14 +40,36 @@ public final class ExpertShard {
     private final MeshModel model;
     private final LocalExperts experts;
     private final LongAdder batches = new LongAdder();
+    private final Tracer tracer;
 
     public ExpertShard(ExpertPlacement.Shard shard, MeshModel model) {
+        this(shard, model, OpenTelemetry.noop());
+    }
+
+    /** @param otel a span "lightmesh.expert compute" per batch, child of the caller's span (metadata or the batch's traceparent) */
+    public ExpertShard(ExpertPlacement.Shard shard, MeshModel model, OpenTelemetry otel) {
+        this.tracer = otel.getTracer(MeshTelemetry.SCOPE);
         this.shard = shard;
         this.model = model;
         this.experts = new LocalExperts(model.config(), model.model().weights(), model.model().ops(), shard::holds);
     }
 
     public List<BindableService> services() { return List.of(new ExpertService(), new WorkerService()); }
+
+    /** Computes one batch in a span whose parent is {@code parent} (the caller's). */
+    public ExpertResult compute(ExpertBatch b, Context parent) {
+        Span span = tracer.spanBuilder("lightmesh.expert compute").setSpanKind(SpanKind.SERVER).setParent(parent)
+                .setAttribute("lightmesh.shard", shard.id()).setAttribute("lightmesh.layer", b.getLayer())
+                .setAttribute("lightmesh.tokens", b.getNumTokens()).startSpan();
+        try {
+            return compute(b);
+        } catch (RuntimeException e) {
+            span.setStatus(StatusCode.ERROR, e.toString());
+            throw e;
+        } finally {
+            span.end();
+        }
+    }
 
     public ExpertResult compute(ExpertBatch b) {
         long t0 = System.nanoTime();
@@ -79,7 +109,7 @@ public final class ExpertShard {
         @Override
         public void compute(ExpertBatch b, StreamObserver<ExpertResult> out) {
             try {
-                out.onNext(ExpertShard.this.compute(b));
+                out.onNext(ExpertShard.this.compute(b, Context.current())); // the caller's context, from the call's metadata
                 out.onCompleted();
             } catch (IllegalArgumentException e) {
                 out.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException());
@@ -90,7 +120,8 @@ public final class ExpertShard {
         public StreamObserver<ExpertBatch> computeStream(StreamObserver<ExpertResult> out) {
             return new StreamObserver<>() {
                 @Override public void onNext(ExpertBatch b) {
-                    try { out.onNext(ExpertShard.this.compute(b)); }
+                    // one long-lived stream carries many requests' batches: each names its own trace
+                    try { out.onNext(ExpertShard.this.compute(b, b.getTraceparent().isEmpty() ? Context.current() : MeshTelemetry.fromTraceparent(b.getTraceparent()))); }
                     catch (IllegalArgumentException e) { out.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException()); }
                 }
                 @Override public void onError(Throwable t) {}

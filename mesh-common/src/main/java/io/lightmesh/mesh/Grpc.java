@@ -11,7 +11,10 @@ import java.net.InetSocketAddress;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
-/** Plaintext gRPC over Netty, sized for state hand-offs (64 MiB messages at most; chunks are 1 MiB). */
+/**
+ * Plaintext gRPC over Netty, sized for state hand-offs (64 MiB messages at most; chunks are 1 MiB). Every channel and
+ * server carries the W3C trace context of the calls ({@link MeshTelemetry}).
+ */
 public final class Grpc {
     public static final int MAX_MESSAGE_BYTES = 64 << 20;
 
@@ -19,13 +22,32 @@ public final class Grpc {
 
     /** A channel to "host:port". */
     public static ManagedChannel channel(String target) {
-        return NettyChannelBuilder.forTarget(target).usePlaintext().maxInboundMessageSize(MAX_MESSAGE_BYTES).build();
+        return NettyChannelBuilder.forTarget(target).usePlaintext().maxInboundMessageSize(MAX_MESSAGE_BYTES)
+                .intercept(MeshTelemetry.clientInterceptor()).build();
+    }
+
+    /**
+     * A channel whose callbacks run on the transport thread itself (no hand-off to an executor): for the expert hot
+     * path, where a callback only completes a future.
+     */
+    public static ManagedChannel directChannel(String target) {
+        return NettyChannelBuilder.forTarget(target).usePlaintext().maxInboundMessageSize(MAX_MESSAGE_BYTES).directExecutor()
+                .intercept(MeshTelemetry.clientInterceptor()).build();
     }
 
     /** Starts a server on host:port (port 0: any free port; read it back from {@link Server#getPort()}). */
     public static Server serve(String host, int port, List<BindableService> services) throws IOException {
+        return serve(host, port, services, false);
+    }
+
+    /**
+     * @param direct handlers run on the transport thread (no executor hand-off): for services whose calls are short
+     *               and arrive one at a time per connection (expert shards)
+     */
+    public static Server serve(String host, int port, List<BindableService> services, boolean direct) throws IOException {
         NettyServerBuilder b = NettyServerBuilder.forAddress(new InetSocketAddress(host, port)).maxInboundMessageSize(MAX_MESSAGE_BYTES);
-        for (BindableService s : services) b.addService(s);
+        if (direct) b.directExecutor();
+        for (BindableService s : services) b.addService(io.grpc.ServerInterceptors.intercept(s, MeshTelemetry.serverInterceptor()));
         return b.build().start();
     }
 

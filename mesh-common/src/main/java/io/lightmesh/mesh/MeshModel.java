@@ -1,46 +1,52 @@
 package io.lightmesh.mesh;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import io.lightmesh.engine.backend.ReferenceOps;
+import io.lightmesh.engine.backend.Backends;
 import io.lightmesh.engine.backend.TensorOps;
 import io.lightmesh.engine.config.ModelConfig;
 import io.lightmesh.engine.model.MiniMaxModel;
+import io.lightmesh.engine.tokenizer.Tokenizer;
 
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
 /**
- * A loaded model as every mesh service sees it: the engine model, its fingerprint and its end-of-sentence id.
+ * A loaded model as every mesh service sees it: the engine model, its fingerprint, and its tokenizer.
  *
- * @param eosId from generation_config.json or config.json ("eos_token_id"); -1 when neither names one
+ * @param tokenizer from the model directory's tokenizer.json (eos from tokenizer_config.json beside it); null when
+ *                  the directory has none: the mesh then takes token ids only, and no eos ends a generation
  */
-public record MeshModel(Path dir, MiniMaxModel model, String fingerprint, int eosId) implements AutoCloseable {
+public record MeshModel(Path dir, MiniMaxModel model, String fingerprint, Tokenizer tokenizer) implements AutoCloseable {
 
+    /** Loads {@code dir} on the backend named by -Dlightmesh.backend / LIGHTMESH_BACKEND (default auto, as the CLI). */
     public static MeshModel load(Path dir) throws IOException {
-        return load(dir, new ReferenceOps());
+        return load(dir, Backends.fromEnvironment());
     }
 
     public static MeshModel load(Path dir, TensorOps ops) throws IOException {
         MiniMaxModel m = MiniMaxModel.load(dir, ops);
-        return new MeshModel(dir, m, ModelFingerprint.of(dir, m.weights()), eosId(dir));
+        try {
+            Path tok = dir.resolve("tokenizer.json");
+            Tokenizer tokenizer = Files.exists(tok) ? Tokenizer.load(tok) : null;
+            if (tokenizer != null && tokenizer.vocabSize() > m.config().vocabSize()) {
+                throw new IllegalArgumentException(tok + " has " + tokenizer.vocabSize() + " ids but the model's vocabulary is "
+                        + m.config().vocabSize());
+            }
+            return new MeshModel(dir, m, ModelFingerprint.of(dir, m.weights()), tokenizer);
+        } catch (IOException | RuntimeException e) {
+            m.close();
+            throw e;
+        }
     }
 
     public ModelConfig config() { return model.config(); }
 
-    private static int eosId(Path dir) throws IOException {
-        ObjectMapper json = new ObjectMapper();
-        for (String f : new String[]{"generation_config.json", "config.json"}) {
-            Path p = dir.resolve(f);
-            if (!Files.exists(p)) continue;
-            JsonNode eos = json.readTree(p.toFile()).path("eos_token_id");
-            if (eos.isInt()) return eos.asInt();
-            if (eos.isArray() && !eos.isEmpty()) return eos.get(0).asInt();
-        }
-        return -1;
-    }
+    /** The end-of-sentence id (end of turn) from the tokenizer; -1 when the model has no tokenizer. */
+    public int eosId() { return tokenizer == null ? -1 : tokenizer.eosId().orElse(-1); }
 
     @Override
-    public void close() { model.close(); }
+    public void close() {
+        model.close();
+        model.ops().close();
+    }
 }

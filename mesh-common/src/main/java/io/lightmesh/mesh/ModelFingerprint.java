@@ -12,8 +12,9 @@ import java.util.HexFormat;
 import java.util.TreeSet;
 
 /**
- * Identifies a model for compatibility checks between workers: SHA-256 over config.json and the sorted tensor
- * names with their shapes (cheap; does not read weight bytes). Workers of one mesh must agree.
+ * Identifies a model for compatibility checks between workers: SHA-256 over config.json, tokenizer.json (when
+ * present: workers must agree on the text too) and the sorted tensor names with their shapes (cheap; does not
+ * read weight bytes). Workers of one mesh must agree.
  */
 public final class ModelFingerprint {
     private ModelFingerprint() {}
@@ -22,6 +23,8 @@ public final class ModelFingerprint {
         try {
             MessageDigest md = MessageDigest.getInstance("SHA-256");
             md.update(Files.readAllBytes(dir.resolve("config.json")));
+            Path tokenizer = dir.resolve("tokenizer.json");
+            if (Files.exists(tokenizer)) md.update(Files.readAllBytes(tokenizer));
             for (String name : new TreeSet<>(weights.names())) {
                 md.update(name.getBytes(StandardCharsets.UTF_8));
                 md.update(java.util.Arrays.toString(weights.get(name).shape()).getBytes(StandardCharsets.UTF_8));

@@ -4,13 +4,11 @@ import io.grpc.ManagedChannel;
 import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
 import io.lightmesh.engine.tensor.DType;
 import io.lightmesh.mesh.Grpc;
-import io.lightmesh.mesh.InProcessGeneration;
+import io.lightmesh.engine.generate.Generator;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.RemoteExperts;
-import io.lightmesh.mesh.StopRules;
 import io.lightmesh.proto.v1.GenerateChunk;
 import io.lightmesh.proto.v1.GenerateRequest;
-import io.lightmesh.proto.v1.GenerationSpec;
 import io.lightmesh.proto.v1.InferenceGrpc;
 import io.lightmesh.proto.v1.SamplingParams;
 import io.lightmesh.proto.v1.TokenIds;
@@ -36,18 +34,27 @@ import java.util.concurrent.TimeUnit;
  * request, and (embedded mesh with remote experts) the expert call time per layer.
  *
  * <p>Options: --model DIR (default: a synthetic model written to a temp dir, --shape tiny|small) or --target HOST:PORT
- * (a running mesh; no in-process comparison), --experts N (embedded: 0 = experts inside the workers), --kafka HOST:PORT,
- * --requests N, --concurrency N, --rate R (requests/s; Poisson; overrides concurrency), --prompt-len, --output-len,
- * --ttft-slo-ms, --tpot-slo-ms.
+ * (a running mesh; no in-process comparison), --experts N (embedded: 0 = experts inside the workers), --prefill N and
+ * --decode N (embedded workers, default 1), --max-batch N, --backend B (embedded and in-process: the same model),
+ * --kafka HOST:PORT, --requests N, --concurrency N, --rate R (requests/s; Poisson; overrides concurrency),
+ * --prompt-len, --output-len, --ttft-slo-ms, --tpot-slo-ms, --skip-in-process true, --warmup N (requests run through both
+ * paths before measuring; default max(8, requests / 2)).
  */
 public final class BenchServe {
 
-    record Sample(double ttftMs, double e2eMs, double[] itlMs, int outTokens, long stateBytes, boolean ok) {
+    record Sample(double ttftMs, double e2eMs, double[] itlMs, int outTokens, long stateBytes, boolean ok, double[] stageMs) {
+        Sample(double ttftMs, double e2eMs, double[] itlMs, int outTokens, long stateBytes, boolean ok) {
+            this(ttftMs, e2eMs, itlMs, outTokens, stateBytes, ok, null);
+        }
+
         double tpotMs() { return outTokens > 1 ? (e2eMs - ttftMs) / (outTokens - 1) : 0; }
     }
 
     public static void main(String[] args) throws Exception {
-        String target = null, kafka = null, shape = "small";
+        String target = null, kafka = null, shape = "small", backend = "reference";
+        int prefillWorkers = 1, decodeWorkers = 1, maxBatch = 0;
+        boolean skipInProcess = false;
+        int warmup = -1;
         Path model = null;
         int requests = 32, concurrency = 1, promptLen = 64, outputLen = 32, experts = 2;
         double rate = 0, ttftSlo = 1000, tpotSlo = 200;
@@ -60,6 +67,12 @@ public final class BenchServe {
                 case "--shape" -> shape = v;
                 case "--kafka" -> kafka = v;
                 case "--experts" -> experts = Integer.parseInt(v);
+                case "--prefill" -> prefillWorkers = Integer.parseInt(v);
+                case "--decode" -> decodeWorkers = Integer.parseInt(v);
+                case "--max-batch" -> maxBatch = Integer.parseInt(v);
+                case "--backend" -> backend = v;
+                case "--skip-in-process" -> { skipInProcess = Boolean.parseBoolean(v); }
+                case "--warmup" -> warmup = Integer.parseInt(v);
                 case "--requests" -> requests = Integer.parseInt(v);
                 case "--concurrency" -> concurrency = Integer.parseInt(v);
                 case "--rate" -> rate = Double.parseDouble(v);
@@ -71,17 +84,16 @@ public final class BenchServe {
             }
             i++;
         }
+        if (warmup < 0) warmup = Math.max(8, requests / 2);
         EmbeddedMesh mesh = null;
         if (target == null) {
             if (model == null) {
                 model = Files.createTempDirectory("lightmesh-bench-model");
-                SyntheticCheckpoint.Shape s = shape.equals("tiny") ? SyntheticCheckpoint.Shape.tiny()
-                        : new SyntheticCheckpoint.Shape(4096, 512, 16, 8, 2, 64, 32, 8, 2, 1024, 64);
-                SyntheticCheckpoint.write(model, s, DType.F32, 1, false);
+                SyntheticCheckpoint.write(model, shape(shape), DType.F32, 1, false);
             }
             EmbeddedMesh.Options d = EmbeddedMesh.Options.defaults(model);
-            mesh = EmbeddedMesh.start(new EmbeddedMesh.Options(model, "127.0.0.1", 0, -1, kafka, null, experts, 1, 1, 16L << 30,
-                    Math.max(16, concurrency), d.topic(), 4096, outputLen));
+            mesh = EmbeddedMesh.start(new EmbeddedMesh.Options(model, "127.0.0.1", 0, -1, kafka, null, experts, decodeWorkers, prefillWorkers,
+                    16L << 30, maxBatch > 0 ? maxBatch : Math.max(16, concurrency), d.topic(), 4096, outputLen, backend));
             if (!mesh.awaitReady(60_000)) throw new IllegalStateException("mesh not ready: " + mesh.router().health());
             target = mesh.routerTarget();
         }
@@ -89,22 +101,38 @@ public final class BenchServe {
         List<int[]> prompts = new ArrayList<>();
         SplittableRandom rnd = new SplittableRandom(42);
         for (int i = 0; i < requests; i++) prompts.add(rnd.ints(promptLen, 0, vocab).toArray());
-        System.out.printf(Locale.ROOT, "bench-serve: %d requests, prompt %d, output %d, %s%n", requests, promptLen, outputLen,
-                rate > 0 ? "Poisson rate " + rate + "/s" : "concurrency " + concurrency);
+        System.out.printf(Locale.ROOT, "bench-serve: %d requests, prompt %d, output %d, %s; %s%n", requests, promptLen, outputLen,
+                rate > 0 ? "Poisson rate " + rate + "/s" : "concurrency " + concurrency,
+                mesh == null ? "target " + target : "model " + model + " (" + mesh.model().config().numLayers() + " layers, hidden "
+                        + mesh.model().config().hiddenSize() + "), backend " + mesh.model().model().ops().name() + ", " + prefillWorkers
+                        + " prefill / " + decodeWorkers + " decode worker(s), " + experts + " expert shard(s)");
         ManagedChannel ch = Grpc.channel(target);
         final int outLen = outputLen;
         try {
-            // warm-up (JIT, connections)
-            run(prompts.subList(0, Math.min(2, requests)), concurrency, 0, outputLen, p -> meshRequest(ch, p, outLen));
+            // warm-up of both paths (JIT, connections), so that neither is measured while the other's run compiled the code
+            List<int[]> warm = prompts.subList(0, Math.min(warmup, requests));
+            final EmbeddedMesh m0 = mesh;
+            if (mesh != null && !skipInProcess) run(warm, concurrency, 0, outputLen, p -> inProcess(m0.model(), p, outLen));
+            run(warm, concurrency, 0, outputLen, p -> meshRequest(ch, p, outLen));
             if (mesh != null) mesh.remoteExperts().forEach(RemoteExperts::resetStats);
+            long steps0 = mesh == null ? 0 : mesh.decoders().stream().mapToLong(d -> d.worker().steps.sum()).sum();
+            long stepNanos0 = mesh == null ? 0 : mesh.decoders().stream().mapToLong(d -> d.worker().stepNanos.sum()).sum();
+            long rows0 = mesh == null ? 0 : mesh.decoders().stream().mapToLong(d -> d.worker().stepRows.sum()).sum();
             long t0 = System.nanoTime();
             List<Sample> m = run(prompts, concurrency, rate, outputLen, p -> meshRequest(ch, p, outLen));
             report("mesh (" + (mesh == null ? target : experts == 0 ? "experts in decode worker" : experts + " remote expert shards") + ")",
                     m, (System.nanoTime() - t0) / 1e9, ttftSlo, tpotSlo);
+            if (mesh != null) {
+                long steps = mesh.decoders().stream().mapToLong(d -> d.worker().steps.sum()).sum() - steps0;
+                long nanos = mesh.decoders().stream().mapToLong(d -> d.worker().stepNanos.sum()).sum() - stepNanos0;
+                long rows = mesh.decoders().stream().mapToLong(d -> d.worker().stepRows.sum()).sum() - rows0;
+                if (steps > 0) System.out.printf(Locale.ROOT, "  decode steps: %d, mean %.2f ms a step (forward pass and sampling), mean batch %.1f%n",
+                        steps, nanos / 1e6 / steps, (double) rows / steps);
+            }
             if (mesh != null && !mesh.remoteExperts().isEmpty()) {
-                // remoteExperts(): the decode worker's executor first, then the prefill worker's
-                String[] who = {"decode worker", "prefill worker"};
-                for (int i = 0; i < mesh.remoteExperts().size() && i < 2; i++) {
+                // remoteExperts(): the decode workers' executors first, then the prefill workers'
+                for (int i = 0; i < mesh.remoteExperts().size(); i++) {
+                    String who = i < decodeWorkers ? "decode worker " + i : "prefill worker " + (i - decodeWorkers);
                     double[] rtt = mesh.remoteExperts().get(i).meanCallMicrosPerLayer();
                     double[] cmp = mesh.remoteExperts().get(i).meanComputeMicrosPerLayer();
                     StringBuilder sb = new StringBuilder();
@@ -117,20 +145,32 @@ public final class BenchServe {
                         n++;
                     }
                     System.out.printf(Locale.ROOT, "  expert calls from the %s, per layer: round trip / added cost (round trip - shard compute), us:%s%n"
-                            + "  mean added cost per layer's expert call: %.0f us%n", who[i], sb, n == 0 ? 0 : sum / n);
+                            + "  mean added cost per layer's expert call: %.0f us%n", who, sb, n == 0 ? 0 : sum / n);
                 }
             }
-            if (mesh != null) {
+            if (mesh != null && !skipInProcess) {
                 MeshModel mm = mesh.model();
-                StopRules rules = new StopRules(mm.eosId());
                 long t1 = System.nanoTime();
-                List<Sample> ip = run(prompts, concurrency, rate, outputLen, p -> inProcess(mm, rules, p, outLen));
+                List<Sample> ip = run(prompts, concurrency, rate, outputLen, p -> inProcess(mm, p, outLen));
                 report("in-process engine (one thread per request, no batching)", ip, (System.nanoTime() - t1) / 1e9, ttftSlo, tpotSlo);
             }
         } finally {
             Grpc.shutdown(ch);
             if (mesh != null) mesh.close();
         }
+    }
+
+    /**
+     * The synthetic shapes: tiny (hidden 64, 8 layers, 4 experts: overhead-bound), medium (hidden 256, 8 layers,
+     * 8 experts of 512, vocab 4096: a few ms a step on one core), small (hidden 512, 16 layers, 8 experts of 1024).
+     */
+    static SyntheticCheckpoint.Shape shape(String name) {
+        return switch (name) {
+            case "tiny" -> SyntheticCheckpoint.Shape.tiny();
+            case "medium" -> new SyntheticCheckpoint.Shape(4096, 256, 8, 4, 2, 64, 32, 8, 2, 512, 64);
+            case "small" -> new SyntheticCheckpoint.Shape(4096, 512, 16, 8, 2, 64, 32, 8, 2, 1024, 64);
+            default -> throw new IllegalArgumentException("--shape tiny|medium|small, got " + name);
+        };
     }
 
     interface Request { Sample run(int[] prompt) throws Exception; }
@@ -166,6 +206,7 @@ public final class BenchServe {
         List<Double> itl = new ArrayList<>();
         int n = 0;
         long bytes = 0;
+        double[] stages = null;
         try {
             Iterator<GenerateChunk> it = InferenceGrpc.newBlockingStub(ch).withDeadlineAfter(30, TimeUnit.MINUTES).generateStream(request(prompt, outputLen));
             while (it.hasNext()) {
@@ -177,29 +218,32 @@ public final class BenchServe {
                     last = now;
                     n += c.getTokenIdsCount();
                 }
-                if (c.hasStats()) bytes = c.getStats().getStateBytes();
+                if (c.hasStats()) {
+                    bytes = c.getStats().getStateBytes();
+                    stages = new double[]{c.getStats().getQueueUs() / 1e3, c.getStats().getPrefillUs() / 1e3, c.getStats().getTransferUs() / 1e3};
+                }
             }
-            return new Sample(ttft, (System.nanoTime() - t0) / 1e6, itl.stream().mapToDouble(Double::doubleValue).toArray(), n, bytes, true);
+            return new Sample(ttft, (System.nanoTime() - t0) / 1e6, itl.stream().mapToDouble(Double::doubleValue).toArray(), n, bytes, true, stages);
         } catch (RuntimeException e) {
             System.err.println("request failed: " + e);
             return new Sample(0, 0, new double[0], 0, 0, false);
         }
     }
 
-    static Sample inProcess(MeshModel m, StopRules rules, int[] prompt, int outputLen) {
-        GenerationSpec.Builder s = GenerationSpec.newBuilder().setRequestId("bench")
-                .setSampling(SamplingParams.newBuilder().setTemperature(0f).setMaxNewTokens(outputLen).setIgnoreEos(true));
-        for (int t : prompt) s.addPromptTokens(t);
+    /** The engine's own single-sequence path (Generator): prefill, then one decode step per token. */
+    static Sample inProcess(MeshModel m, int[] prompt, int outputLen) {
+        io.lightmesh.engine.generate.SamplingParams params =
+                new io.lightmesh.engine.generate.SamplingParams(0f, 0, 1f, 0L, outputLen, List.of(), 0, true);
         long t0 = System.nanoTime();
         long[] last = {t0};
         double[] ttft = {-1};
         List<Double> itl = new ArrayList<>();
-        int n = InProcessGeneration.run(m.model(), rules, s.build(), tok -> {
+        int n = Generator.generate(m.model(), m.tokenizer(), prompt, params, step -> {
             long now = System.nanoTime();
             if (ttft[0] < 0) ttft[0] = (now - t0) / 1e6;
             else itl.add((now - last[0]) / 1e6);
             last[0] = now;
-        }).tokens().size();
+        }).tokens().length;
         return new Sample(ttft[0], (System.nanoTime() - t0) / 1e6, itl.stream().mapToDouble(Double::doubleValue).toArray(), n, 0, true);
     }
 
@@ -215,6 +259,12 @@ public final class BenchServe {
         line("ITL ms", ok.stream().flatMapToDouble(s -> Arrays.stream(s.itlMs())).toArray());
         line("E2E ms", ok.stream().mapToDouble(Sample::e2eMs).toArray());
         System.out.printf(Locale.ROOT, "  state bytes moved per request: %.0f%n", ok.stream().mapToLong(Sample::stateBytes).average().orElse(0));
+        List<double[]> st = ok.stream().map(Sample::stageMs).filter(java.util.Objects::nonNull).toList();
+        if (!st.isEmpty()) {
+            System.out.printf(Locale.ROOT, "  inside the mesh, mean ms: queue (admission to prefill start) %.2f, prefill %.2f, state transfer %.2f%n",
+                    st.stream().mapToDouble(x -> x[0]).average().orElse(0), st.stream().mapToDouble(x -> x[1]).average().orElse(0),
+                    st.stream().mapToDouble(x -> x[2]).average().orElse(0));
+        }
     }
 
     static void line(String what, double[] v) {

@@ -1,6 +1,5 @@
 package io.lightmesh.launcher;
 
-import com.sun.net.httpserver.HttpServer;
 import io.grpc.BindableService;
 import io.grpc.Server;
 import io.lightmesh.decode.DecodeWorker;
@@ -9,6 +8,7 @@ import io.lightmesh.expert.ExpertShard;
 import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.mesh.RemoteExperts;
 import io.lightmesh.prefill.PrefillWorker;
 import io.lightmesh.proto.v1.ComponentHealth;
@@ -16,22 +16,27 @@ import io.lightmesh.proto.v1.HealthResponse;
 import io.lightmesh.proto.v1.ServingStatus;
 import io.lightmesh.router.RouterCore;
 
+import io.lightmesh.openai.OpenAiOptions;
+
 import java.io.IOException;
-import java.io.OutputStream;
-import java.net.InetSocketAddress;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import io.opentelemetry.api.OpenTelemetry;
+
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.function.Function;
 
 /**
  * The whole mesh on one machine: (optionally) a KRaft broker child process, expert shards, decode and prefill
  * workers and the router, each service on its own gRPC server on loopback, talking to each other only over gRPC
  * and Kafka, exactly as separate processes would. They share one memory-mapped model in this JVM.
  *
- * <p>The router answers the public API on {@code grpcPort} and {@code GET /q/health/ready} on {@code httpPort}
- * (UP only when Kafka, a prefill worker, a decode worker and shards for every expert are reachable).
+ * <p>The router answers the public API on {@code grpcPort}, and on {@code httpPort} ({@link HttpFront}) the
+ * OpenAI-compatible API and {@code GET /q/health/ready} (UP only when Kafka, a prefill worker, a decode worker and
+ * shards for every expert are reachable).
  */
 public final class EmbeddedMesh implements AutoCloseable {
 
@@ -39,12 +44,28 @@ public final class EmbeddedMesh implements AutoCloseable {
      * @param kafka         bootstrap servers of an existing cluster; null starts a broker child process
      * @param expertShards  0: experts inside the prefill/decode workers (aggregated); n: n remote shards
      */
+    /**
+     * @param backend     the engine backend for every service: auto, reference, vector or opencl (as the CLI's --backend)
+     */
     public record Options(Path modelDir, String host, int grpcPort, int httpPort, String kafka, Path workDir,
                           int expertShards, int decodeWorkers, int prefillWorkers, long decodeBudgetBytes, int maxBatch,
-                          String topic, int maxInFlight, int defaultMaxNewTokens) {
+                          String topic, int maxInFlight, int defaultMaxNewTokens, String backend) {
+        /** The options of the first version: the reference backend. */
+        public Options(Path modelDir, String host, int grpcPort, int httpPort, String kafka, Path workDir,
+                       int expertShards, int decodeWorkers, int prefillWorkers, long decodeBudgetBytes, int maxBatch,
+                       String topic, int maxInFlight, int defaultMaxNewTokens) {
+            this(modelDir, host, grpcPort, httpPort, kafka, workDir, expertShards, decodeWorkers, prefillWorkers,
+                    decodeBudgetBytes, maxBatch, topic, maxInFlight, defaultMaxNewTokens, "reference");
+        }
+
         public static Options defaults(Path modelDir) {
             return new Options(modelDir, "127.0.0.1", 9000, 8080, null, null, 2, 1, 1, 8L << 30, 32,
-                    "lightmesh.requests.v1", 256, 256);
+                    "lightmesh.requests.v1", 256, 256, "auto");
+        }
+
+        public Options withBackend(String b) {
+            return new Options(modelDir, host, grpcPort, httpPort, kafka, workDir, expertShards, decodeWorkers, prefillWorkers,
+                    decodeBudgetBytes, maxBatch, topic, maxInFlight, defaultMaxNewTokens, b);
         }
     }
 
@@ -53,6 +74,8 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     private final Options options;
     private final MeshModel model;
+    private final Function<String, OpenTelemetry> telemetry;
+    private final Map<String, OpenTelemetry> otels = new HashMap<>();
     private KraftBroker broker;
     private final List<Component<ExpertShard>> experts = new ArrayList<>();
     private final List<Component<DecodeWorker>> decoders = new ArrayList<>();
@@ -60,16 +83,30 @@ public final class EmbeddedMesh implements AutoCloseable {
     private final List<RemoteExperts> remotes = new ArrayList<>();
     private RouterCore router;
     private Server routerServer;
-    private HttpServer http;
+    private HttpFront http;
     private String bootstrap;
 
-    private EmbeddedMesh(Options options, MeshModel model) {
+    private EmbeddedMesh(Options options, MeshModel model, Function<String, OpenTelemetry> telemetry) {
         this.options = options;
         this.model = model;
+        this.telemetry = telemetry;
     }
 
+    private boolean ownsTelemetry; // made from the environment here, so flushed and closed here
+
+    /** Starts the mesh with OpenTelemetry set up from the OTEL_* environment ({@link MeshTelemetry#fromEnvironment}). */
     public static EmbeddedMesh start(Options o) throws IOException, InterruptedException {
-        EmbeddedMesh m = new EmbeddedMesh(o, MeshModel.load(o.modelDir()));
+        EmbeddedMesh m = start(o, MeshTelemetry::fromEnvironment);
+        m.ownsTelemetry = true;
+        return m;
+    }
+
+    /**
+     * @param telemetry the OpenTelemetry of each kind of service, by service name ("lightmesh-router",
+     *                  "lightmesh-prefill", "lightmesh-decode", "lightmesh-expert"); asked once per name
+     */
+    public static EmbeddedMesh start(Options o, Function<String, OpenTelemetry> telemetry) throws IOException, InterruptedException {
+        EmbeddedMesh m = new EmbeddedMesh(o, MeshModel.load(o.modelDir(), io.lightmesh.engine.backend.Backends.create(o.backend())), telemetry);
         try {
             m.startAll();
             return m;
@@ -93,8 +130,8 @@ public final class EmbeddedMesh implements AutoCloseable {
             // the address is known after binding: bind first with a placeholder shard, then describe the real one
             int port = KraftBroker.freePort();
             String address = host + ":" + port;
-            ExpertShard shard = new ExpertShard(new ExpertPlacement.Shard("expert-" + i, address, new int[0], es), model);
-            experts.add(new Component<>("expert-" + i, address, shard, Grpc.serve(host, port, shard.services())));
+            ExpertShard shard = new ExpertShard(new ExpertPlacement.Shard("expert-" + i, address, new int[0], es), model, otel("lightmesh-expert"));
+            experts.add(new Component<>("expert-" + i, address, shard, Grpc.serve(host, port, shard.services(), true)));
             expertAddresses.add(address);
         }
         ExpertPlacement placement = options.expertShards() == 0 ? null
@@ -104,12 +141,12 @@ public final class EmbeddedMesh implements AutoCloseable {
             int port = KraftBroker.freePort();
             String address = host + ":" + port;
             DecodeWorker w = new DecodeWorker(new DecodeWorker.Settings("decode-" + i, address, options.decodeBudgetBytes(), options.maxBatch(), 120_000),
-                    model, modelFor(placement), placement != null);
+                    model, modelFor(placement, "lightmesh-decode"), placement != null, otel("lightmesh-decode"));
             decoders.add(new Component<>("decode-" + i, address, w, Grpc.serve(host, port, w.services())));
             decodeAddresses.add(address);
         }
         router = new RouterCore(new RouterCore.Settings(bootstrap, options.topic(), 4, "lightmesh-prefill", decodeAddresses, expertAddresses,
-                options.maxInFlight(), options.defaultMaxNewTokens(), 1 << 20, 2, 500), model);
+                options.maxInFlight(), options.defaultMaxNewTokens(), 1 << 20, 2, 500), model, otel("lightmesh-router"));
         for (int i = 0; i < options.prefillWorkers(); i++) addPrefillWorker(placement);
         List<BindableService> routerServices = router.services();
         routerServer = Grpc.serve(host, options.grpcPort(), routerServices);
@@ -124,27 +161,26 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     private PrefillWorker addPrefillWorker(ExpertPlacement placement) {
         PrefillWorker p = new PrefillWorker(new PrefillWorker.Settings("prefill-" + prefillers.size(), bootstrap, options.topic(),
-                "lightmesh-prefill", io.lightmesh.mesh.StateCodec.DEFAULT_CHUNK_BYTES, 30_000, 50), model, modelFor(placement));
+                "lightmesh-prefill", io.lightmesh.mesh.StateCodec.DEFAULT_CHUNK_BYTES, 30_000, 50), model,
+                modelFor(placement, "lightmesh-prefill"), otel("lightmesh-prefill"));
         prefillers.add(p);
         return p;
     }
 
-    private MiniMaxModel modelFor(ExpertPlacement placement) {
-        if (placement == null) return model.model();
-        RemoteExperts r = new RemoteExperts(placement, model.config().hiddenSize(), 30_000);
-        remotes.add(r);
-        return model.model().withExperts(r);
+    private OpenTelemetry otel(String service) { return otels.computeIfAbsent(service, telemetry); }
+
+    private MiniMaxModel modelFor(ExpertPlacement placement, String service) {
+        return Services.workerModel(model, placement, otel(service), remotes::add);
     }
 
     private void startHttp() throws IOException {
-        http = HttpServer.create(new InetSocketAddress(options.host(), options.httpPort()), 16);
-        http.createContext("/q/health/ready", ex -> {
-            HealthResponse h = router.health();
-            boolean up = h.getStatus() == ServingStatus.SERVING_STATUS_SERVING;
-            respond(ex, up ? 200 : 503, healthJson(h, up));
-        });
-        http.createContext("/q/health/live", ex -> respond(ex, 200, "{\"status\":\"UP\",\"checks\":[]}"));
-        http.start();
+        try {
+            http = HttpFront.start(options.host(), options.httpPort(), routerTarget(), router::health, OpenAiOptions.defaults());
+        } catch (IOException | RuntimeException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new IOException("cannot start the HTTP server on port " + options.httpPort() + ": " + e, e);
+        }
     }
 
     /** MicroProfile Health's JSON shape, as Quarkus answers it. */
@@ -161,13 +197,6 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     private static String esc(String s) { return s.replace("\\", "\\\\").replace("\"", "\\\""); }
 
-    private static void respond(com.sun.net.httpserver.HttpExchange ex, int code, String body) throws IOException {
-        byte[] b = body.getBytes(StandardCharsets.UTF_8);
-        ex.getResponseHeaders().add("Content-Type", "application/json");
-        ex.sendResponseHeaders(code, b.length);
-        try (OutputStream o = ex.getResponseBody()) { o.write(b); }
-    }
-
     /** Blocks until the router reports SERVING (or the timeout passes); true when it does. */
     public boolean awaitReady(long timeoutMs) throws InterruptedException {
         long until = System.currentTimeMillis() + timeoutMs;
@@ -180,7 +209,7 @@ public final class EmbeddedMesh implements AutoCloseable {
     }
 
     public String routerTarget() { return options.host() + ":" + routerServer.getPort(); }
-    public int httpPort() { return http == null ? -1 : http.getAddress().getPort(); }
+    public int httpPort() { return http == null ? -1 : http.port(); }
     public String kafkaBootstrap() { return bootstrap; }
     public MeshModel model() { return model; }
     public RouterCore router() { return router; }
@@ -198,7 +227,7 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     @Override
     public void close() {
-        if (http != null) http.stop(0);
+        if (http != null) http.close();
         Grpc.shutdown(routerServer);
         for (PrefillWorker p : prefillers) p.close();
         if (router != null) router.close();
@@ -207,5 +236,6 @@ public final class EmbeddedMesh implements AutoCloseable {
         for (Component<ExpertShard> e : experts) Grpc.shutdown(e.server());
         if (broker != null) broker.close();
         model.close();
+        if (ownsTelemetry) for (OpenTelemetry o : otels.values()) if (o instanceof io.opentelemetry.sdk.OpenTelemetrySdk sdk) sdk.close();
     }
 }

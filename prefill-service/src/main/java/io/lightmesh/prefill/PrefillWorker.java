@@ -6,8 +6,9 @@ import io.lightmesh.engine.model.MiniMaxModel;
 import io.lightmesh.engine.model.SequenceState;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.mesh.StateCodec;
-import io.lightmesh.mesh.TokenPicker;
+import io.lightmesh.mesh.Specs;
 import io.lightmesh.proto.v1.AckStatus;
 import io.lightmesh.proto.v1.GenerationSpec;
 import io.lightmesh.proto.v1.PrefillTask;
@@ -17,6 +18,13 @@ import io.lightmesh.proto.v1.StateAck;
 import io.lightmesh.proto.v1.StateChunk;
 import io.lightmesh.proto.v1.StateHeader;
 import io.lightmesh.proto.v1.StateTransferGrpc;
+import io.opentelemetry.api.OpenTelemetry;
+import io.opentelemetry.api.metrics.DoubleHistogram;
+import io.opentelemetry.api.trace.Span;
+import io.opentelemetry.api.trace.SpanKind;
+import io.opentelemetry.api.trace.StatusCode;
+import io.opentelemetry.api.trace.Tracer;
+import io.opentelemetry.context.Scope;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
@@ -73,7 +81,24 @@ public final class PrefillWorker implements AutoCloseable {
     public final LongAdder prefilled = new LongAdder();
     public final AtomicLong stateBytesSent = new AtomicLong();
 
+    private final Tracer tracer;
+    private final DoubleHistogram prefillSeconds, queueSeconds;
+
     public PrefillWorker(Settings settings, MeshModel meshModel, MiniMaxModel model) {
+        this(settings, meshModel, model, OpenTelemetry.noop());
+    }
+
+    /**
+     * @param otel spans: "lightmesh.prefill" per record (continuing the trace in the record's headers; expert calls of
+     *             the forward pass are its children) and "lightmesh.state send"; metrics: prefill time, queue time
+     */
+    public PrefillWorker(Settings settings, MeshModel meshModel, MiniMaxModel model, OpenTelemetry otel) {
+        this.tracer = otel.getTracer(MeshTelemetry.SCOPE);
+        var meter = otel.getMeter(MeshTelemetry.SCOPE);
+        this.prefillSeconds = meter.histogramBuilder("lightmesh.prefill.duration").setUnit("s")
+                .setDescription("Forward pass over a request's context on a prefill worker").build();
+        this.queueSeconds = meter.histogramBuilder("lightmesh.prefill.queue.duration").setUnit("s")
+                .setDescription("From admission by the router until a prefill worker took the request").build();
         this.settings = settings;
         this.meshModel = meshModel;
         this.model = model;
@@ -112,7 +137,11 @@ public final class PrefillWorker implements AutoCloseable {
                     }
                     if (!running) return;
                     if (commit) {
-                        consumer.commitSync(Map.of(tp, new OffsetAndMetadata(r.offset() + 1)));
+                        // asynchronous: the next record's work starts at once; were this worker to die before the commit
+                        // lands, the record would be redelivered and the decode worker would answer DUPLICATE
+                        consumer.commitAsync(Map.of(tp, new OffsetAndMetadata(r.offset() + 1)), (offsets, err) -> {
+                            if (err != null) LOG.warning("commit of " + tp + "@" + (r.offset() + 1) + " failed: " + err);
+                        });
                     } else {
                         // not shipped (decode full or unreachable): take it again after a pause
                         consumer.seek(tp, r.offset());
@@ -137,8 +166,24 @@ public final class PrefillWorker implements AutoCloseable {
         public Crash(String m) { super(m); }
     }
 
-    /** Works on one record; true when its offset may be committed. */
+    /** Works on one record, in the trace its headers carry; true when its offset may be committed. */
     private boolean handle(ConsumerRecord<String, byte[]> r) {
+        Span span = tracer.spanBuilder("lightmesh.prefill").setSpanKind(SpanKind.CONSUMER).setParent(MeshTelemetry.extract(r.headers()))
+                .setAttribute("messaging.system", "kafka").setAttribute("messaging.destination.name", r.topic())
+                .setAttribute("messaging.kafka.offset", r.offset()).setAttribute("lightmesh.worker", settings.workerId()).startSpan();
+        try (Scope ignored = span.makeCurrent()) {
+            boolean commit = work(r, span);
+            span.setAttribute("lightmesh.committed", commit);
+            return commit;
+        } catch (RuntimeException e) {
+            span.setStatus(StatusCode.ERROR, e.toString());
+            throw e;
+        } finally {
+            span.end();
+        }
+    }
+
+    private boolean work(ConsumerRecord<String, byte[]> r, Span span) {
         PrefillTask task;
         try {
             task = PrefillTask.parseFrom(r.value());
@@ -149,33 +194,46 @@ public final class PrefillWorker implements AutoCloseable {
         hook.taken(task);
         GenerationSpec spec = task.getSpec();
         String id = spec.getRequestId();
+        span.setAttribute("lightmesh.request_id", id).setAttribute("lightmesh.attempt", task.getAttempt());
         String key = id + "#" + task.getAttempt();
         if (done.contains(key)) return true;
         if (spec.getDeadlineUnixMs() > 0 && spec.getDeadlineUnixMs() < System.currentTimeMillis()) return true;
         StateTransferGrpc.StateTransferStub async = StateTransferGrpc.newStub(channel(task.getDecodeTarget()));
-        StateTransferGrpc.StateTransferBlockingStub blocking = StateTransferGrpc.newBlockingStub(channel(task.getDecodeTarget()));
-        int[] context = new int[spec.getPromptTokensCount() + spec.getGeneratedTokensCount()];
-        for (int i = 0; i < spec.getPromptTokensCount(); i++) context[i] = spec.getPromptTokens(i);
-        for (int i = 0; i < spec.getGeneratedTokensCount(); i++) context[spec.getPromptTokensCount() + i] = spec.getGeneratedTokens(i);
+        int[] context = Specs.context(spec);
         try {
             long need = StateCodec.serialisedBytes(meshModel.config(), context.length + (long) spec.getSampling().getMaxNewTokens());
-            ReserveResponse rr = blocking.withDeadlineAfter(5, TimeUnit.SECONDS).reserve(ReserveRequest.newBuilder()
-                    .setRequestId(id).setBytes(need).setTtlMs((int) settings.reserveTtlMs()).build());
-            if (!rr.getGranted()) {
-                LOG.fine("decode " + task.getDecodeTarget() + " has no room for " + id + ": " + rr.getDetail());
-                return false;
-            }
+            // reserve room on the decode worker while prefilling (one round trip saved); after a refusal by this target,
+            // reserve first, so that a full decode worker does not make this one prefill in vain
+            var reservation = StateTransferGrpc.newFutureStub(channel(task.getDecodeTarget())).withDeadlineAfter(5, TimeUnit.SECONDS)
+                    .reserve(ReserveRequest.newBuilder().setRequestId(id).setBytes(need).setTtlMs((int) settings.reserveTtlMs()).build());
+            if (refusedBy.contains(task.getDecodeTarget()) && !granted(reservation, task, id)) return false;
             long queueUs = Math.max(0, System.currentTimeMillis() * 1000 - spec.getAdmittedUnixUs());
             long t0 = System.nanoTime();
             SequenceState state = model.newState();
             float[] logits = model.prefill(state, context);
-            int first = TokenPicker.pick(logits, spec.getSampling(), spec.getSampling().hasSeed() ? spec.getSampling().getSeed() : 0L, spec.getGeneratedTokensCount());
+            // the first new token, chosen by the engine's rules after the tokens generated so far (a resume replays them)
+            int first = Specs.resume(spec, state, meshModel.tokenizer()).accept(logits).token();
             long prefillUs = (System.nanoTime() - t0) / 1000;
+            if (!granted(reservation, task, id)) return false;
+            prefillSeconds.record(prefillUs / 1e6);
+            queueSeconds.record(queueUs / 1e6);
+            span.setAttribute("lightmesh.context_tokens", context.length);
             byte[] data = StateCodec.serialise(state);
             StateHeader.Builder h = StateHeader.newBuilder().setRequestId(id).setModelFingerprint(meshModel.fingerprint())
                     .setPosition(state.position()).setNextToken(first).setSpec(spec)
                     .addAllLayers(StateCodec.layout(meshModel.config(), state.position())).setQueueUs(queueUs).setPrefillUs(prefillUs);
-            StateAck ack = send(async, StateCodec.chunks(h, data, settings.chunkBytes()));
+            Span send = tracer.spanBuilder("lightmesh.state send").setSpanKind(SpanKind.CLIENT)
+                    .setAttribute("lightmesh.decode_target", task.getDecodeTarget()).setAttribute("lightmesh.state_bytes", (long) data.length).startSpan();
+            StateAck ack;
+            try (Scope s = send.makeCurrent()) { // the decode worker's spans continue from here (gRPC metadata)
+                ack = send(async, StateCodec.chunks(h, data, settings.chunkBytes()));
+                send.setAttribute("lightmesh.ack", ack.getStatus().name());
+            } catch (RuntimeException e) {
+                send.setStatus(StatusCode.ERROR, e.toString());
+                throw e;
+            } finally {
+                send.end();
+            }
             prefilled.increment();
             stateBytesSent.addAndGet(data.length);
             AckStatus st = ack.getStatus();
@@ -187,12 +245,41 @@ public final class PrefillWorker implements AutoCloseable {
             }
             LOG.info("state for " + id + " not accepted (" + st + "): " + ack.getDetail());
             return false;
+        } catch (IllegalArgumentException e) {
+            // a record no worker can process (the router validates, so a bug or a foreign producer): drop it
+            LOG.severe("dropping request " + id + ": " + e.getMessage());
+            done.add(key);
+            return true;
         } catch (io.grpc.StatusRuntimeException e) {
             // the decode worker is gone: the router re-queues the request elsewhere when it notices; drop this copy
             // once its deadline passed, else retry later
             LOG.info("decode worker " + task.getDecodeTarget() + " unreachable for " + id + ": " + e.getStatus());
             return e.getStatus().getCode() == io.grpc.Status.Code.UNAVAILABLE && task.getAttempt() >= 0 && unreachableLong(task);
         }
+    }
+
+    /** Decode targets whose last answer to a reservation was a refusal. */
+    private final Set<String> refusedBy = ConcurrentHashMap.newKeySet();
+
+    /** Waits for a reservation's answer; false (and the target remembered as full) when refused. */
+    private boolean granted(com.google.common.util.concurrent.ListenableFuture<ReserveResponse> reservation, PrefillTask task, String id) {
+        ReserveResponse rr;
+        try {
+            rr = reservation.get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while reserving", e);
+        } catch (java.util.concurrent.ExecutionException e) {
+            if (e.getCause() instanceof io.grpc.StatusRuntimeException s) throw s;
+            throw new IllegalStateException(e.getCause());
+        }
+        if (rr.getGranted()) {
+            refusedBy.remove(task.getDecodeTarget());
+            return true;
+        }
+        refusedBy.add(task.getDecodeTarget());
+        LOG.fine("decode " + task.getDecodeTarget() + " has no room for " + id + ": " + rr.getDetail());
+        return false;
     }
 
     private final Map<String, Long> unreachableSince = new ConcurrentHashMap<>();

@@ -11,6 +11,8 @@ import io.lightmesh.engine.config.ModelConfig;
 import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.MeshTelemetry;
+import io.lightmesh.mesh.Specs;
 import io.lightmesh.mesh.StateCodec;
 import io.lightmesh.proto.v1.ComponentHealth;
 import io.lightmesh.proto.v1.DecodeEvent;
@@ -37,6 +39,16 @@ import io.lightmesh.proto.v1.TokenizeResponse;
 import io.lightmesh.proto.v1.Usage;
 import io.lightmesh.proto.v1.WorkerGrpc;
 import io.lightmesh.proto.v1.WorkerInfo;
+import io.opentelemetry.api.OpenTelemetry;
+import io.opentelemetry.api.common.AttributeKey;
+import io.opentelemetry.api.metrics.DoubleHistogram;
+import io.opentelemetry.api.metrics.Meter;
+import io.opentelemetry.api.metrics.ObservableLongGauge;
+import io.opentelemetry.api.trace.Span;
+import io.opentelemetry.api.trace.SpanKind;
+import io.opentelemetry.api.trace.StatusCode;
+import io.opentelemetry.api.trace.Tracer;
+import io.opentelemetry.context.Scope;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
@@ -79,6 +91,7 @@ public final class RouterCore implements AutoCloseable {
 
     private final Settings settings;
     private final MeshModel model;
+    private final Prompts prompts;
     private final KafkaProducer<String, byte[]> producer;
     private final Admin admin;
     private final Map<String, ManagedChannel> channels = new ConcurrentHashMap<>();
@@ -89,6 +102,12 @@ public final class RouterCore implements AutoCloseable {
     private volatile int prefillMembers = -1;
     private volatile String kafkaError = "not checked yet";
     private final AtomicInteger inFlight = new AtomicInteger();
+    /** Requests queued for prefill (an attempt launched, no token back yet): the queue depth metric. */
+    private final AtomicInteger queued = new AtomicInteger();
+    private final Tracer tracer;
+    private final DoubleHistogram ttft, tpot;
+    private final List<ObservableLongGauge> gauges = new ArrayList<>();
+    static final AttributeKey<String> REQUEST_ID = AttributeKey.stringKey("lightmesh.request_id");
     private final ScheduledExecutorService poller = Executors.newSingleThreadScheduledExecutor(r -> {
         Thread t = new Thread(r, "router-poller");
         t.setDaemon(true);
@@ -96,8 +115,28 @@ public final class RouterCore implements AutoCloseable {
     });
 
     public RouterCore(Settings settings, MeshModel model) {
+        this(settings, model, OpenTelemetry.noop());
+    }
+
+    /**
+     * @param otel where the router's spans (one "lightmesh.generate" per request, parent of everything the request
+     *             causes in the mesh) and metrics (queue depth, requests in flight, TTFT, TPOT) go
+     */
+    public RouterCore(Settings settings, MeshModel model, OpenTelemetry otel) {
         this.settings = settings;
         this.model = model;
+        this.tracer = otel.getTracer(MeshTelemetry.SCOPE);
+        Meter meter = otel.getMeter(MeshTelemetry.SCOPE);
+        ttft = meter.histogramBuilder("lightmesh.request.time_to_first_token").setUnit("s")
+                .setDescription("From admission by the router to the first generated token").build();
+        tpot = meter.histogramBuilder("lightmesh.request.time_per_output_token").setUnit("s")
+                .setDescription("Mean time between output tokens of a request after its first").build();
+        gauges.add(meter.gaugeBuilder("lightmesh.router.queue.depth").ofLongs().setUnit("{request}")
+                .setDescription("Requests queued for prefill (on the Kafka topic or being prefilled), no token back yet")
+                .buildWithCallback(m -> m.record(queued.get())));
+        gauges.add(meter.gaugeBuilder("lightmesh.router.requests.in_flight").ofLongs().setUnit("{request}")
+                .setDescription("Requests admitted and not finished").buildWithCallback(m -> m.record(inFlight.get())));
+        this.prompts = new Prompts(model.tokenizer(), model.dir().getFileName().toString());
         Properties p = new Properties();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
         p.put(ProducerConfig.ACKS_CONFIG, "all");
@@ -127,7 +166,11 @@ public final class RouterCore implements AutoCloseable {
 
     public List<BindableService> services() { return List.of(new InferenceService()); }
 
-    private ManagedChannel channel(String target) { return channels.computeIfAbsent(target, Grpc::channel); }
+    /**
+     * Channels to workers run their callbacks on the transport thread: a decode event is folded and relayed to the
+     * client there, without a hand-off to an executor per token.
+     */
+    private ManagedChannel channel(String target) { return channels.computeIfAbsent(target, Grpc::directChannel); }
 
     // ---- discovery and health ----
 
@@ -223,18 +266,12 @@ public final class RouterCore implements AutoCloseable {
 
     // ---- validation ----
 
-    /** The resolved spec, or INVALID_ARGUMENT naming the field. */
+    /** The resolved spec (template applied, defaults filled in), or INVALID_ARGUMENT naming the field. */
     GenerationSpec validate(GenerateRequest r, String id) {
         ModelConfig c = model.config();
-        List<Integer> prompt;
-        switch (r.getInputCase()) {
-            case TOKEN_IDS -> prompt = r.getTokenIds().getIdsList();
-            case PROMPT, CHAT -> throw Status.UNIMPLEMENTED.withDescription(
-                    "text and chat input need the engine tokenizer, not wired into the router yet: send token_ids").asRuntimeException();
-            default -> throw invalid("input: one of prompt, token_ids, chat must be set");
-        }
-        if (prompt.isEmpty()) throw invalid("token_ids.ids: at least one token");
-        if (prompt.size() > settings.maxPromptTokens()) throw invalid("prompt has " + prompt.size() + " tokens; this server admits " + settings.maxPromptTokens());
+        int[] prompt = prompts.tokens(r);
+        if (prompt.length == 0) throw invalid(r.getInputCase().name().toLowerCase() + ": the prompt has no tokens");
+        if (prompt.length > settings.maxPromptTokens()) throw invalid("prompt has " + prompt.length + " tokens; this server admits " + settings.maxPromptTokens());
         for (int t : prompt) if (t < 0 || t >= c.vocabSize()) throw invalid("token_ids.ids: " + t + " outside the vocabulary 0.." + (c.vocabSize() - 1));
         SamplingParams s = r.getSampling();
         if (s.hasTemperature() && !(s.getTemperature() >= 0 && s.getTemperature() <= 100)) throw invalid("sampling.temperature must be in [0, 100]");
@@ -242,22 +279,34 @@ public final class RouterCore implements AutoCloseable {
         if (s.hasTopP() && !(s.getTopP() > 0 && s.getTopP() <= 1)) throw invalid("sampling.top_p must be in (0, 1]");
         if (s.hasMaxNewTokens() && s.getMaxNewTokens() < 1) throw invalid("sampling.max_new_tokens must be >= 1");
         if (s.getMaxThinkingTokens() < 0) throw invalid("sampling.max_thinking_tokens must be >= 0");
+        for (int i = 0; i < s.getStopCount(); i++) if (s.getStop(i).isEmpty()) throw invalid("sampling.stop[" + i + "] must not be empty");
+        if (s.getStopCount() > 0 && model.tokenizer() == null) {
+            throw invalid("sampling.stop: model " + modelId() + " has no tokenizer.json, so stop strings cannot be matched");
+        }
         SamplingParams.Builder resolved = s.toBuilder();
         if (!s.hasMaxNewTokens()) resolved.setMaxNewTokens(settings.defaultMaxNewTokens());
         if (!s.hasSeed()) resolved.setSeed(java.util.concurrent.ThreadLocalRandom.current().nextLong());
-        if ((long) prompt.size() + resolved.getMaxNewTokens() > c.maxPositions()) throw invalid("prompt + max_new_tokens exceeds max positions " + c.maxPositions());
-        return GenerationSpec.newBuilder().setRequestId(id).addAllPromptTokens(prompt).setSampling(resolved)
-                .setAdmittedUnixUs(System.currentTimeMillis() * 1000).build();
+        if ((long) prompt.length + resolved.getMaxNewTokens() > c.maxPositions()) throw invalid("prompt + max_new_tokens exceeds max positions " + c.maxPositions());
+        try {
+            Specs.sampling(resolved.build());
+        } catch (IllegalArgumentException e) {
+            throw invalid("sampling: " + e.getMessage());
+        }
+        GenerationSpec.Builder spec = GenerationSpec.newBuilder().setRequestId(id).setSampling(resolved)
+                .setAdmittedUnixUs(System.currentTimeMillis() * 1000);
+        for (int t : prompt) spec.addPromptTokens(t);
+        return spec.build();
     }
 
-    private static StatusRuntimeException invalid(String m) { return Status.INVALID_ARGUMENT.withDescription(m).asRuntimeException(); }
+    private static StatusRuntimeException invalid(String m) { return Prompts.invalid(m); }
 
     // ---- one request through the mesh ----
 
     /** Where a request's output goes: the streaming or the unary handler. */
     private interface Sink {
-        void tokens(List<Integer> ids);
-        void finish(FinishReason reason, Usage usage, RequestStats stats);
+        /** One decode event's worth: the new token ids (eos excluded) and what they add for the client. */
+        void delta(List<Integer> ids, Answer.Delta delta);
+        void finish(FinishReason reason, String matchedStop, Usage usage, RequestStats stats);
         void fail(Status status);
     }
 
@@ -266,43 +315,79 @@ public final class RouterCore implements AutoCloseable {
         final String conversation;
         final Sink sink;
         final Context ctx;
+        final Answer answer;
         final List<Integer> delivered = new ArrayList<>();
         final Set<String> failedTargets = new HashSet<>();
+        final Span span;                              // "lightmesh.generate": the request's root in the mesh
+        final io.opentelemetry.context.Context trace; // the span's context, parent of all the request causes
+        final long admittedNanos = System.nanoTime();
+        long firstTokenNanos;
         int attempt;
         long stateBytes;
+        boolean waiting;                              // counted in queued
 
-        Run(GenerationSpec spec, String conversation, Sink sink) {
+        Run(GenerationSpec spec, String conversation, Answer answer, Sink sink) {
             this.spec = spec;
             this.conversation = conversation;
+            this.answer = answer;
             this.sink = sink;
             this.ctx = Context.current();
+            this.span = tracer.spanBuilder("lightmesh.generate").setSpanKind(SpanKind.SERVER)
+                    .setParent(io.opentelemetry.context.Context.current())
+                    .setAttribute(REQUEST_ID, spec.getRequestId())
+                    .setAttribute("lightmesh.prompt_tokens", spec.getPromptTokensCount()).startSpan();
+            this.trace = io.opentelemetry.context.Context.current().with(span);
         }
 
         void start() { ctx.run(this::launch); }
 
         private void launch() {
+            try (Scope ignored = trace.makeCurrent()) {
+                launchAttempt();
+            }
+        }
+
+        private void launchAttempt() {
             String target = pickDecode(failedTargets);
             if (target == null) { done(); sink.fail(Status.UNAVAILABLE.withDescription("no decode worker reachable")); return; }
+            synchronized (this) {
+                if (!waiting) { waiting = true; queued.incrementAndGet(); }
+            }
             GenerationSpec attemptSpec;
             synchronized (this) { attemptSpec = spec.toBuilder().addAllGeneratedTokens(delivered).build(); }
             int context = attemptSpec.getPromptTokensCount() + attemptSpec.getGeneratedTokensCount();
             int myAttempt = attempt;
             DecodeGrpc.newStub(channel(target)).generate(DecodeRequest.newBuilder().setRequestId(spec.getRequestId()).build(), new StreamObserver<>() {
-                @Override public void onNext(DecodeEvent e) { onEvent(e); }
+                @Override public void onNext(DecodeEvent e) { onEvent(myAttempt, e); }
                 @Override public void onError(Throwable t) { onDecodeError(target, myAttempt, Status.fromThrowable(t)); }
                 @Override public void onCompleted() {}
             });
             PrefillTask task = PrefillTask.newBuilder().setSpec(attemptSpec).setConversationId(conversation).setDecodeTarget(target)
                     .setAttempt(attempt).setExpectedStateBytes(StateCodec.serialisedBytes(model.config(), context)).build();
-            producer.send(new ProducerRecord<>(settings.topic(), conversation, task.toByteArray()), (meta, err) -> {
+            Span publish = tracer.spanBuilder("lightmesh.queue publish").setSpanKind(SpanKind.PRODUCER)
+                    .setAttribute("messaging.system", "kafka").setAttribute("messaging.destination.name", settings.topic())
+                    .setAttribute("lightmesh.attempt", attempt).startSpan();
+            ProducerRecord<String, byte[]> record = new ProducerRecord<>(settings.topic(), conversation, task.toByteArray());
+            MeshTelemetry.inject(trace.with(publish), record.headers()); // the prefill worker continues this trace
+            producer.send(record, (meta, err) -> {
+                if (err != null) publish.setStatus(StatusCode.ERROR, String.valueOf(err));
+                publish.end();
                 if (err != null) { done(); sink.fail(Status.UNAVAILABLE.withDescription("cannot queue request on Kafka: " + err)); }
             });
         }
 
-        private void onEvent(DecodeEvent e) {
+        /**
+         * One decode event: its token (at most one; none for the step that met eos) and the text it released. Events
+         * of an earlier attempt, and tokens already delivered, are dropped: text belongs to its token, so a resumed
+         * worker (which replays the delivered tokens) continues the text exactly where the lost one stopped.
+         */
+        private void onEvent(int fromAttempt, DecodeEvent e) {
             List<Integer> fresh = new ArrayList<>();
+            Answer.Delta delta;
             boolean last;
             synchronized (this) {
+                if (fromAttempt != attempt || finished) return;
+                if (e.getFirstIndex() + e.getTokenIdsCount() <= delivered.size() && e.getTokenIdsCount() > 0) return;
                 for (int i = 0; i < e.getTokenIdsCount(); i++) {
                     if (e.getFirstIndex() + i == delivered.size()) {
                         delivered.add(e.getTokenIds(i));
@@ -311,19 +396,34 @@ public final class RouterCore implements AutoCloseable {
                 }
                 last = e.getFinishReason() != FinishReason.FINISH_REASON_UNSPECIFIED;
                 if (last) stateBytes += e.getStats().getStateBytes();
+                delta = answer.accept(e.getTextDelta(), last);
+                if (waiting) { waiting = false; queued.decrementAndGet(); }
+                if (!fresh.isEmpty() && firstTokenNanos == 0) {
+                    firstTokenNanos = System.nanoTime();
+                    ttft.record((firstTokenNanos - admittedNanos) / 1e9);
+                    span.addEvent("first token");
+                }
             }
-            if (!fresh.isEmpty()) sink.tokens(fresh);
+            if (!fresh.isEmpty() || !delta.isEmpty()) sink.delta(fresh, delta);
             if (last) {
-                done();
                 int completion = delivered.size();
-                sink.finish(e.getFinishReason(), Usage.newBuilder().setPromptTokens(spec.getPromptTokensCount()).setCompletionTokens(completion)
-                                .setTotalTokens(spec.getPromptTokensCount() + completion).build(),
+                if (completion > 1) tpot.record((System.nanoTime() - firstTokenNanos) / 1e9 / (completion - 1));
+                span.setAttribute("lightmesh.completion_tokens", completion).setAttribute("lightmesh.finish_reason", e.getFinishReason().name())
+                        .setAttribute("lightmesh.resumes", attempt);
+                done();
+                sink.finish(answer.finishReason(e.getFinishReason()), e.getMatchedStop(),
+                        Usage.newBuilder().setPromptTokens(spec.getPromptTokensCount()).setCompletionTokens(completion)
+                                .setReasoningTokens(e.getReasoningTokens()).setTotalTokens(spec.getPromptTokensCount() + completion).build(),
                         e.getStats().toBuilder().setResumes(attempt).setStateBytes(stateBytes).build());
             }
         }
 
         private void onDecodeError(String target, int failedAttempt, Status s) {
-            if (ctx.isCancelled()) { done(); return; } // the client went away or its deadline passed
+            if (ctx.isCancelled()) { // the client went away or its deadline passed
+                span.setAttribute("lightmesh.finish_reason", "client cancelled or deadline passed");
+                done();
+                return;
+            }
             // the client still wants the answer: anything but its own deadline means the worker (or its link) was lost;
             // a killed server resets its streams, which reads as CANCELLED here
             boolean lost = switch (s.getCode()) {
@@ -331,17 +431,19 @@ public final class RouterCore implements AutoCloseable {
                 default -> false;
             };
             synchronized (this) {
-                if (failedAttempt != attempt) return;
+                if (failedAttempt != attempt || finished) return;
                 if (lost && attempt < settings.maxResumes()) {
                     attempt++;
                     failedTargets.add(target);
                     LOG.info("decode worker " + target + " lost request " + spec.getRequestId() + " (" + s + "); resuming after "
                             + delivered.size() + " tokens, attempt " + attempt);
+                    span.addEvent("decode worker lost; resuming on another");
                 } else {
                     lost = false;
                 }
             }
             if (lost) { ctx.run(this::launch); return; }
+            span.setStatus(StatusCode.ERROR, s.toString());
             done();
             sink.fail(s.getCode() == Status.Code.UNAVAILABLE
                     ? Status.UNAVAILABLE.withDescription("decode worker lost and no resume left: " + s.getDescription()) : s);
@@ -350,7 +452,11 @@ public final class RouterCore implements AutoCloseable {
         private boolean finished;
 
         private synchronized void done() {
-            if (!finished) { finished = true; inFlight.decrementAndGet(); }
+            if (finished) return;
+            finished = true;
+            inFlight.decrementAndGet();
+            if (waiting) { waiting = false; queued.decrementAndGet(); }
+            span.end();
         }
     }
 
@@ -364,7 +470,9 @@ public final class RouterCore implements AutoCloseable {
             inFlight.decrementAndGet();
             throw Status.RESOURCE_EXHAUSTED.withDescription("admission queue full (" + settings.maxInFlight() + " requests in flight); retry later").asRuntimeException();
         }
-        return new Run(spec, r.getConversationId().isEmpty() ? id : r.getConversationId(), sink);
+        int think = prompts.thinkOpenId();
+        boolean inReasoning = think >= 0 && spec.getPromptTokens(spec.getPromptTokensCount() - 1) == think;
+        return new Run(spec, r.getConversationId().isEmpty() ? id : r.getConversationId(), new Answer(id, r.getParseOutput(), inReasoning), sink);
     }
 
     public int inFlight() { return inFlight.get(); }
@@ -377,18 +485,21 @@ public final class RouterCore implements AutoCloseable {
             Run[] run = new Run[1];
             try {
                 run[0] = admit(r, new Sink() {
-                    @Override public void tokens(List<Integer> ids) {
+                    @Override public void delta(List<Integer> ids, Answer.Delta d) {
+                        if (d.isEmpty() && !r.getReturnTokenIds()) return;
                         synchronized (obs) {
                             if (obs.isCancelled()) return;
-                            GenerateChunk.Builder c = GenerateChunk.newBuilder().setRequestId(run[0].spec.getRequestId());
+                            GenerateChunk.Builder c = GenerateChunk.newBuilder().setRequestId(run[0].spec.getRequestId())
+                                    .setTextDelta(d.text()).setReasoningDelta(d.reasoning()).addAllToolCalls(d.toolCalls());
                             if (r.getReturnTokenIds()) c.addAllTokenIds(ids);
                             obs.onNext(c.build());
                         }
                     }
-                    @Override public void finish(FinishReason reason, Usage usage, RequestStats stats) {
+                    @Override public void finish(FinishReason reason, String matchedStop, Usage usage, RequestStats stats) {
                         synchronized (obs) {
                             if (obs.isCancelled()) return;
-                            obs.onNext(GenerateChunk.newBuilder().setRequestId(run[0].spec.getRequestId()).setFinishReason(reason).setUsage(usage).setStats(stats).build());
+                            obs.onNext(GenerateChunk.newBuilder().setRequestId(run[0].spec.getRequestId()).setFinishReason(reason)
+                                    .setMatchedStop(matchedStop).setUsage(usage).setStats(stats).build());
                             obs.onCompleted();
                         }
                     }
@@ -406,12 +517,15 @@ public final class RouterCore implements AutoCloseable {
         @Override
         public void generate(GenerateRequest r, StreamObserver<GenerateResponse> out) {
             GenerateResponse.Builder resp = GenerateResponse.newBuilder();
-            Run run;
+            Run[] run = new Run[1];
             try {
-                run = admit(r, new Sink() {
-                    @Override public synchronized void tokens(List<Integer> ids) { if (r.getReturnTokenIds()) resp.addAllTokenIds(ids); }
-                    @Override public synchronized void finish(FinishReason reason, Usage usage, RequestStats stats) {
-                        out.onNext(resp.setFinishReason(reason).setUsage(usage).setStats(stats).build());
+                run[0] = admit(r, new Sink() {
+                    @Override public synchronized void delta(List<Integer> ids, Answer.Delta d) { if (r.getReturnTokenIds()) resp.addAllTokenIds(ids); }
+                    @Override public synchronized void finish(FinishReason reason, String matchedStop, Usage usage, RequestStats stats) {
+                        Answer a = run[0].answer;
+                        resp.setText(a.text()).setReasoning(a.reasoning());
+                        if (r.getParseOutput()) resp.addAllToolCalls(a.toolCalls());
+                        out.onNext(resp.setFinishReason(reason).setMatchedStop(matchedStop).setUsage(usage).setStats(stats).build());
                         out.onCompleted();
                     }
                     @Override public void fail(Status s) { out.onError(s.asRuntimeException()); }
@@ -420,13 +534,18 @@ public final class RouterCore implements AutoCloseable {
                 out.onError(e);
                 return;
             }
-            resp.setRequestId(run.spec.getRequestId());
-            run.start();
+            resp.setRequestId(run[0].spec.getRequestId());
+            run[0].start();
         }
 
         @Override
         public void tokenize(TokenizeRequest r, StreamObserver<TokenizeResponse> out) {
-            out.onError(Status.UNIMPLEMENTED.withDescription("tokenize needs the engine tokenizer, not wired into the router yet").asRuntimeException());
+            try {
+                out.onNext(prompts.tokenize(r));
+                out.onCompleted();
+            } catch (StatusRuntimeException e) {
+                out.onError(e);
+            }
         }
 
         @Override
@@ -442,9 +561,11 @@ public final class RouterCore implements AutoCloseable {
         }
     }
 
+    private String modelId() { return model.dir().getFileName().toString(); }
+
     public ModelInfo modelInfo() {
         ModelConfig c = model.config();
-        ModelInfo.Builder b = ModelInfo.newBuilder().setModelId(model.dir().getFileName().toString()).setModelType(c.modelType())
+        ModelInfo.Builder b = ModelInfo.newBuilder().setModelId(modelId()).setModelType(c.modelType())
                 .setVocabSize(c.vocabSize()).setHiddenSize(c.hiddenSize()).setNumLayers(c.numLayers()).setNumHeads(c.numHeads())
                 .setNumKvHeads(c.numKvHeads()).setHeadDim(c.headDim()).setNumExperts(c.numExperts()).setTopK(c.topK())
                 .setMaxPositions(c.maxPositions()).setParameterCount(c.parameterCount()).setActiveParameterCount(c.activeParameterCount())
@@ -456,6 +577,7 @@ public final class RouterCore implements AutoCloseable {
 
     @Override
     public void close() {
+        gauges.forEach(ObservableLongGauge::close);
         poller.shutdownNow();
         producer.close(java.time.Duration.ofSeconds(2));
         admin.close(java.time.Duration.ofSeconds(2));

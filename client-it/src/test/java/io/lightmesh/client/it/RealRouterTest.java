@@ -16,21 +16,12 @@ import io.lightmesh.client.RetryPolicy;
 import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
 import io.lightmesh.engine.tensor.DType;
 import io.lightmesh.launcher.EmbeddedMesh;
-import io.lightmesh.mesh.InProcessGeneration;
-import io.lightmesh.mesh.StopRules;
-import io.lightmesh.router.http.OpenAiRoutes;
-import io.lightmesh.proto.v1.GenerationSpec;
-import io.lightmesh.proto.v1.SamplingParams;
-import io.vertx.core.Vertx;
-import io.vertx.core.http.HttpServer;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
-import io.vertx.ext.web.Router;
 import org.apache.kafka.common.test.KafkaClusterTestKit;
 import org.apache.kafka.common.test.TestKitNodes;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -43,7 +34,6 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Optional;
 import java.util.SplittableRandom;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
@@ -60,7 +50,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * prefill and decode workers over loopback gRPC, a real KRaft Kafka broker) on a seeded synthetic model of the M1
  * architecture. The SDK is tried over a TCP socket and over the in-process transport; greedy answers must equal
  * the in-process engine's, token for token. Cancellation and deadlines must free the decode worker's state. The OpenAI
- * API is the router module's own OpenAiRoutes, mounted on a Vert.x HTTP server.
+ * API is the one the mesh serves on the router's HTTP port (HttpFront).
  */
 class RealRouterTest {
     private static final int MAX_IN_FLIGHT = 4;
@@ -70,15 +60,17 @@ class RealRouterTest {
     static LightMeshClient socket;        // over TCP to the router's gRPC port
     static Server inProcessServer;        // the router's own services, served in-process
     static LightMeshClient inProcess;
-    static Vertx vertx;
-    static OpenAiRoutes routes;           // the router's OpenAI routes, mounted on a Vert.x server as the router does
     static String http;                   // base URL of the OpenAI API mounted in front of the router
     static final HttpClient httpClient = HttpClient.newHttpClient();
 
     @BeforeAll
     static void start() throws Exception {
         Path model = dir.resolve("model");
-        SyntheticCheckpoint.write(model, SyntheticCheckpoint.Shape.tiny(), DType.F32, 11, false);
+        // the tiny shape with the fixture tokenizer's 2048 ids, so that text and chat requests can be tokenized
+        SyntheticCheckpoint.write(model, new SyntheticCheckpoint.Shape(2048, 64, 8, 4, 2, 16, 8, 4, 2, 48, 16), DType.F32, 11, false);
+        for (String f : new String[]{"tokenizer.json", "tokenizer_config.json"}) {
+            java.nio.file.Files.copy(Path.of("../engine/src/test/resources/fixtures/tokenizer", f), model.resolve(f));
+        }
         kafka = new KafkaClusterTestKit.Builder(new TestKitNodes.Builder().setCombined(true).setNumBrokerNodes(1).setNumControllerNodes(1).build())
                 .setConfigProp("group.initial.rebalance.delay.ms", "0")
                 .setConfigProp("offsets.topic.replication.factor", "1")
@@ -88,7 +80,7 @@ class RealRouterTest {
         kafka.format();
         kafka.startup();
         kafka.waitForReadyBrokers();
-        mesh = EmbeddedMesh.start(new EmbeddedMesh.Options(model, "127.0.0.1", 0, -1, kafka.bootstrapServers(), dir, 0, 1, 1,
+        mesh = EmbeddedMesh.start(new EmbeddedMesh.Options(model, "127.0.0.1", 0, 0, kafka.bootstrapServers(), dir, 0, 1, 1,
                 1L << 30, 32, "lightmesh.requests.v1", MAX_IN_FLIGHT, 32));
         assertTrue(mesh.awaitReady(60_000), () -> "mesh not ready: " + mesh.router().health());
         socket = LightMeshClient.builder().target(mesh.routerTarget()).defaultDeadline(Duration.ofSeconds(60)).build();
@@ -99,27 +91,11 @@ class RealRouterTest {
         inProcess = LightMeshClient.builder().channel(InProcessChannelBuilder.forName(name).build())
                 .defaultDeadline(Duration.ofSeconds(60)).build();
 
-        vertx = Vertx.vertx();
-        Router router = Router.router(vertx);
-        routes = new OpenAiRoutes(new OpenAiRoutes.Config() {   // the router module's bean, as Quarkus would make it
-            @Override public boolean enabled() { return true; }
-            @Override public String grpcTarget() { return mesh.routerTarget(); }
-            @Override public Optional<List<String>> modelAliases() { return Optional.of(List.of("minimax-m1")); }
-            @Override public boolean acceptAnyModel() { return false; }
-            @Override public Optional<String> apiKey() { return Optional.empty(); }
-            @Override public Duration requestTimeout() { return Duration.ofMinutes(1); }
-            @Override public long maxBodyBytes() { return 64L << 20; }
-        });
-        routes.mount(router);
-        HttpServer server = vertx.createHttpServer().requestHandler(router).listen(0, "127.0.0.1").toCompletionStage()
-                .toCompletableFuture().get(10, TimeUnit.SECONDS);
-        http = "http://127.0.0.1:" + server.actualPort();
+        http = "http://127.0.0.1:" + mesh.httpPort();   // the router's own HTTP port: health and the OpenAI API
     }
 
     @AfterAll
     static void stop() throws Exception {
-        if (routes != null) routes.stop(null);
-        if (vertx != null) vertx.close().toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
         if (inProcess != null) inProcess.close();
         if (inProcessServer != null) inProcessServer.shutdownNow();
         if (socket != null) socket.close();
@@ -155,12 +131,12 @@ class RealRouterTest {
         return GenerationRequest.tokens(prompt).temperature(0).maxTokens(maxNew).ignoreEos(true).returnTokenIds(true).build();
     }
 
-    /** What the in-process engine generates for the same greedy request. */
+    /** What the engine's own Generator (./lightmesh generate) produces for the same greedy request. */
     static List<Integer> engine(int[] prompt, int maxNew) {
-        GenerationSpec.Builder s = GenerationSpec.newBuilder().setRequestId("ref")
-                .setSampling(SamplingParams.newBuilder().setTemperature(0f).setMaxNewTokens(maxNew).setIgnoreEos(true));
-        for (int t : prompt) s.addPromptTokens(t);
-        return InProcessGeneration.run(mesh.model().model(), new StopRules(mesh.model().eosId()), s.build(), t -> {}).tokens();
+        io.lightmesh.engine.generate.SamplingParams p =
+                new io.lightmesh.engine.generate.SamplingParams(0f, 0, 1f, 0L, maxNew, List.of(), 0, true);
+        int[] t = io.lightmesh.engine.generate.Generator.generate(mesh.model().model(), mesh.model().tokenizer(), prompt, p, null).tokens();
+        return java.util.Arrays.stream(t).boxed().toList();
     }
 
     // ---- the SDK ----
@@ -299,13 +275,7 @@ class RealRouterTest {
 
     @Test
     void chatOnTheRealRouter() {
-        Completion c;
-        try {
-            c = socket.generate(GenerationRequest.chat(ChatMessage.user("Hello")).maxTokens(8).temperature(0).build());
-        } catch (LightMeshException e) {
-            Assumptions.assumeFalse(e.code() == Status.Code.UNIMPLEMENTED, "the router has no chat template yet: " + e.description());
-            throw e;
-        }
+        Completion c = socket.generate(GenerationRequest.chat(ChatMessage.user("Hello")).maxTokens(8).temperature(0).build());
         assertTrue(c.usage().promptTokens() > 0);
         assertTrue(!c.text().contains("<think>"), "reasoning is parsed out of the text");
     }
@@ -328,7 +298,7 @@ class RealRouterTest {
         HttpResponse<String> models = httpClient.send(HttpRequest.newBuilder(URI.create(http + "/v1/models")).build(),
                 HttpResponse.BodyHandlers.ofString());
         assertEquals(200, models.statusCode());
-        assertEquals(List.of("model", "minimax-m1"), new JsonObject(models.body()).getJsonArray("data").stream()
+        assertEquals(List.of("model"), new JsonObject(models.body()).getJsonArray("data").stream()
                 .map(m -> ((JsonObject) m).getString("id")).toList());
 
         JsonObject req = new JsonObject().put("model", "model").put("prompt", ids(prompt(6, 12))).put("max_tokens", 6)
@@ -357,7 +327,9 @@ class RealRouterTest {
     void openAiChatOnTheRealRouter() throws Exception {
         HttpResponse<String> r = post("/v1/chat/completions", new JsonObject().put("model", "model").put("max_tokens", 8)
                 .put("messages", new JsonArray().add(new JsonObject().put("role", "user").put("content", "Hello"))));
-        Assumptions.assumeFalse(r.statusCode() == 501, "the router has no chat template yet: " + r.body());
         assertEquals(200, r.statusCode(), r.body());
+        JsonObject message = new JsonObject(r.body()).getJsonArray("choices").getJsonObject(0).getJsonObject("message");
+        assertEquals("assistant", message.getString("role"));
+        assertTrue(new JsonObject(r.body()).getJsonObject("usage").getInteger("prompt_tokens") > 0, r.body());
     }
 }

@@ -55,6 +55,13 @@ public interface TensorOps extends AutoCloseable {
     void softmaxAttention(float[] q, int n, int heads, int kvHeads, int headDim, float[] kCache, float[] vCache,
                           int start, float[] out);
 
+    /**
+     * The weights the model will multiply by, given once at load: a device backend may convert and place them now
+     * (OpenCL packs them into a few large buffers; one buffer per weight would exhaust the driver's contexts on a
+     * real model). Host backends read weights in place and ignore this.
+     */
+    default void preload(java.util.Collection<Tensor> weights) {}
+
     /** Releases device buffers and threads; the default holds none. */
     @Override
     default void close() {}

@@ -35,7 +35,7 @@ import java.util.SplittableRandom;
  */
 public final class EngineBench {
     static final String USAGE = """
-            usage: bench [--size tiny|100m|demo] [--backend vector|reference] [--threads N]
+            usage: bench [--size tiny|100m|demo] [--backend vector|reference|opencl|auto] [--threads N]
                          [--prompt-lengths 1K,4K,...] [--decode-tokens N] [--decode-context N] [--batch B]
                          [--repeat R] [--time-limit-s T] [--bandwidth-mib M] [--dtype bf16|f16|f32]
                          [--cache-dir DIR] [--json]
@@ -115,7 +115,11 @@ public final class EngineBench {
     private void execute() throws Exception {
         SyntheticCheckpoint.Shape shape = o.shape();
         Path dir = checkpoint(shape);
-        TensorOps backend = o.backend.equals("reference") ? new ReferenceOps() : new VectorOps(o.threads);
+        TensorOps backend = switch (o.backend) {
+            case "reference" -> new ReferenceOps();
+            case "vector" -> new VectorOps(o.threads);
+            default -> io.lightmesh.engine.backend.Backends.create(o.backend); // opencl, auto
+        };
         TimedOps ops = new TimedOps(backend);
         List<PrefillResult> prefills = new ArrayList<>();
         List<DecodeResult> decodes = new ArrayList<>();
@@ -467,8 +471,8 @@ public final class EngineBench {
                         o.size = value;
                     }
                     case "--backend" -> {
-                        if (!value.equals("vector") && !value.equals("reference")) {
-                            throw new IllegalArgumentException("--backend: expected vector or reference, got " + value);
+                        if (!List.of("vector", "reference", "opencl", "auto").contains(value)) {
+                            throw new IllegalArgumentException("--backend: expected vector, reference, opencl or auto, got " + value);
                         }
                         o.backend = value;
                     }

@@ -56,4 +56,7 @@ final class TimedOps implements TensorOps {
 
     @Override
     public void close() { inner.close(); }
+
+    @Override
+    public void preload(java.util.Collection<Tensor> weights) { inner.preload(weights); }
 }

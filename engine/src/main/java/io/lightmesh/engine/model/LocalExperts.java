@@ -29,6 +29,7 @@ public final class LocalExperts implements ExpertExecutor {
         w1 = new Tensor[L][E];
         w2 = new Tensor[L][E];
         w3 = new Tensor[L][E];
+        java.util.List<Tensor> hosted = new java.util.ArrayList<>();
         for (int l = 0; l < L; l++) {
             for (int e = 0; e < E; e++) {
                 if (!hosts.test(l, e)) continue;
@@ -36,8 +37,10 @@ public final class LocalExperts implements ExpertExecutor {
                 w1[l][e] = weights.get(p + "w1.weight", I, h);
                 w2[l][e] = weights.get(p + "w2.weight", h, I);
                 w3[l][e] = weights.get(p + "w3.weight", I, h);
+                hosted.addAll(java.util.List.of(w1[l][e], w3[l][e], w2[l][e]));
             }
         }
+        ops.preload(hosted);
     }
 
     public boolean hosts(int layer, int expert) { return w1[layer][expert] != null; }

@@ -79,7 +79,23 @@ public final class MiniMaxModel implements AutoCloseable {
             }
         }
         float[] finalNorm = w.get("model.norm.weight", h).toFloatArray();
+        ops.preload(matmulWeights(w, c, lmHead));
         return new MiniMaxModel(c, w, ops, embed, lmHead, finalNorm, layers, experts);
+    }
+
+    /** Every weight of attention, routing and the LM head (experts are the {@link ExpertExecutor}'s). */
+    private static List<Tensor> matmulWeights(WeightStore w, ModelConfig c, Tensor lmHead) {
+        List<Tensor> all = new java.util.ArrayList<>();
+        for (int l = 0; l < c.numLayers(); l++) {
+            String p = "model.layers." + l + ".";
+            String[] names = c.isSoftmax(l)
+                    ? new String[]{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"}
+                    : new String[]{"self_attn.qkv_proj", "self_attn.output_gate", "self_attn.out_proj"};
+            for (String n : names) all.add(w.get(p + n + ".weight"));
+            all.add(w.get(p + "block_sparse_moe.gate.weight"));
+        }
+        all.add(lmHead);
+        return all;
     }
 
     /** The same weights with the MoE experts computed by {@code remote} (expert shards) instead of in-process. */

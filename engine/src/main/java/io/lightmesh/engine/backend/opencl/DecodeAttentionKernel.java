@@ -21,6 +21,7 @@ final class DecodeAttentionKernel extends Kernel {
     static final int MAX_ROWS = 64;
     static final int MAX_RD = 4096;              // R * D accumulators, 16 per work-item
     static final int PER_ITEM = MAX_RD / THREADS;
+    static final int KV_LOADS = KEYS * MAX_DIM / THREADS;  // key (and value) elements each work-item stages per step
     static final int LDS = KEYS + 1;
     static final float NEG = -1e30f;
 
@@ -48,6 +49,8 @@ final class DecodeAttentionKernel extends Kernel {
     @Local final float[] lA = new float[MAX_ROWS];
 
     @PrivateMemorySpace(PER_ITEM) final float[] acc = new float[PER_ITEM];
+    @PrivateMemorySpace(KV_LOADS) final float[] rk = new float[KV_LOADS];  // next keys, in flight during the math
+    @PrivateMemorySpace(KV_LOADS) final float[] rv = new float[KV_LOADS];  // next values
 
     @Override
     public void run() {
@@ -90,14 +93,13 @@ final class DecodeAttentionKernel extends Kernel {
             lL[tid] = 0f;
         }
         localBarrier();
+        fetch(tid, kvh, k0, k1);
         for (int p0 = k0; p0 < k1; p0 += KEYS) {
-            for (int l = 0; l < (KEYS * MAX_DIM) / THREADS; l++) {
+            // keys of this step into local memory (the values stay in registers until the scores are done)
+            for (int l = 0; l < KV_LOADS; l++) {
                 int idx = tid + l * THREADS;
                 if (idx < KEYS * dim) {
-                    int c = idx / dim;
-                    int i = idx % dim;
-                    int p = p0 + c;
-                    lKV[c * ld + i] = p < k1 ? kc[p * kvd + kvh * dim + i] : 0f;
+                    lKV[(idx / dim) * ld + idx % dim] = rk[l];
                 }
             }
             localBarrier();
@@ -133,17 +135,17 @@ final class DecodeAttentionKernel extends Kernel {
                 lL[tid] = lL[tid] * alpha + sum;
                 lM[tid] = mNew;
             }
-            // Not needed by the OpenCL memory model (the value load below touches only lKV), but PoCL 3.1 drops the
-            // statistics block above without it.
+            // Not needed by the OpenCL memory model (what follows touches only lKV and registers), but PoCL 3.1
+            // drops the statistics block above without it.
             localBarrier();
-            for (int l = 0; l < (KEYS * MAX_DIM) / THREADS; l++) {
+            for (int l = 0; l < KV_LOADS; l++) {
                 int idx = tid + l * THREADS;
                 if (idx < KEYS * dim) {
-                    int c = idx / dim;
-                    int i = idx % dim;
-                    int p = p0 + c;
-                    lKV[c * ld + i] = p < k1 ? vc[p * kvd + kvh * dim + i] : 0f;
+                    lKV[(idx / dim) * ld + idx % dim] = rv[l];
                 }
+            }
+            if (p0 + KEYS < k1) {
+                fetch(tid, kvh, p0 + KEYS, k1);
             }
             localBarrier();
             for (int l = 0; l < PER_ITEM; l++) {
@@ -174,6 +176,19 @@ final class DecodeAttentionKernel extends Kernel {
                     part[pBase + r * (dim + 2) + dim + 1] = lL[r];
                 }
             }
+        }
+    }
+
+    /** Loads the keys and values of positions p0..p0+KEYS-1 (0 past k1) into {@link #rk} and {@link #rv}. */
+    private void fetch(int tid, int kvh, int p0, int k1) {
+        int kvd = kvHeads * dim;
+        for (int l = 0; l < KV_LOADS; l++) {
+            int idx = tid + l * THREADS;
+            int p = p0 + idx / dim;
+            int src = p * kvd + kvh * dim + idx % dim;
+            boolean in = idx < KEYS * dim && p < k1;
+            rk[l] = in ? kc[src] : 0f;
+            rv[l] = in ? vc[src] : 0f;
         }
     }
 

@@ -11,9 +11,8 @@ import com.aparapi.Kernel;
  * context and buffers, so the tiled and the matrix-vector path can share one copy of the weights on the device only by
  * being one kernel instance, told apart by {@link #mode}.
  *
- * <p>Aparapi cannot translate {@code Float.intBitsToFloat}, so bf16 is widened arithmetically:
- * {@code value = sign * (128 + mantissa) * 2^(exponent - 134)} with the powers of two from a 256-entry table
- * ({@link #pow2}) staged in local memory. Infinities and NaNs (exponent 255) are not preserved; weights have none.
+ * <p>bf16 is widened by a bit cast: its 16 bits become the high half of an fp32 ({@link #asFloat}, OpenCL's
+ * {@code as_float}), exactly what the checkpoint's bf16 means.
  */
 final class MatmulKernel extends Kernel {
     static final int MODE_TILED = 0;
@@ -33,9 +32,14 @@ final class MatmulKernel extends Kernel {
     static final int LDA = BM + PAD; // local row stride of the transposed A tile: [BK][LDA]
     static final int LDB = BN + PAD; // [BK][LDB]
 
-    // Matrix-vector pass: one warp-sized lane group per output row, MV_ROWS rows per work-group.
-    static final int MV_LANES = 32;
+    static final int LOADS = (BM * BK) / THREADS; // tile elements each work-item stages per step (same for B)
+
+    // Matrix-vector pass: MV_LANES work-items per output row, MV_ROWS rows per work-group, MV_UNROLL independent
+    // weight loads in flight per work-item.
+    static final int MV_LANES = 64;
     static final int MV_ROWS = THREADS / MV_LANES;
+    static final int MV_UNROLL = 8;
+    static final int MV_STEP = MV_LANES * MV_UNROLL;
     /** Largest n the matrix-vector pass takes (one accumulator per token). */
     static final int MV_MAX_N = 8;
 
@@ -48,17 +52,17 @@ final class MatmulKernel extends Kernel {
 
     float[] wF32;   // fp32 slab (a 1-element dummy when the slab is bf16)
     char[] wBf16;   // bf16 slab as raw bits (a 1-element dummy when the slab is fp32)
-    float[] pow2;   // [256] 2^(max(e,1) - 134)
     float[] x;      // [n, in]
     float[] y;      // [n, out]
 
     @Local final float[] tileA = new float[BK * LDA];    // tiled: A^T tile; matvec: lane partial sums
     @Local final float[] tileB = new float[BK * LDB];
-    @Local final float[] pow2Local = new float[256];
 
     @PrivateMemorySpace(TM * TN) final float[] acc = new float[TM * TN];
     @PrivateMemorySpace(TM) final float[] ra = new float[TM];
     @PrivateMemorySpace(TN) final float[] rb = new float[TN];
+    @PrivateMemorySpace(LOADS) final float[] ga = new float[LOADS];  // next A tile, in flight during the products
+    @PrivateMemorySpace(LOADS) final float[] gb = new float[LOADS];  // next B tile; matvec: the unrolled weights
 
     @Override
     public void run() {
@@ -69,25 +73,19 @@ final class MatmulKernel extends Kernel {
         }
     }
 
-    /** Element {@code i} of the slab as fp32; bf16 needs {@link #pow2Local} filled. */
-    private float weight(int i) {
-        float v = 0f;
-        if (bf16 != 0) {
-            int b = wBf16[i];
-            int e = (b >> 7) & 0xff;
-            float mag = (float) ((b & 0x7f) + (e == 0 ? 0 : 128)) * pow2Local[e];
-            v = (b & 0x8000) != 0 ? -mag : mag;
-        } else {
-            v = wF32[i];
-        }
-        return v;
+    /**
+     * The fp32 whose bits are {@code bits}. Aparapi emits OpenCL's {@code as_float} for it; the Java body never runs,
+     * because {@link DeviceRuntime} refuses Aparapi's Java fallback (and Aparapi cannot translate the native
+     * {@code Float.intBitsToFloat}, which is why this method exists).
+     */
+    @OpenCLMapping(mapTo = "as_float")
+    protected float asFloat(int bits) {
+        return 0f;
     }
 
-    private void stagePow2(int tid) {
-        if (bf16 != 0 && tid < 256) {
-            pow2Local[tid] = pow2[tid];
-        }
-        localBarrier();
+    /** Element {@code i} of the slab as fp32. */
+    private float weight(int i) {
+        return bf16 != 0 ? asFloat(wBf16[i] << 16) : wF32[i];
     }
 
     /**
@@ -103,30 +101,22 @@ final class MatmulKernel extends Kernel {
         int n0 = (g % tilesN) * BN;
         int tx = tid % 16;
         int ty = tid / 16;
-        stagePow2(tid);
         for (int i = 0; i < TM * TN; i++) {
             acc[i] = 0f;
         }
+        fetchTiles(tid, m0, n0, 0);
         for (int k0 = 0; k0 < in; k0 += BK) {
-            // Stage A (x rows m0.., BM x BK) and B (W rows n0.., BN x BK) transposed: 16 consecutive threads read 16
-            // consecutive k of one row (coalesced), and store into column r of the [BK][LD] tiles.
-            for (int l = 0; l < (BM * BK) / THREADS; l++) {
+            // Stage the fetched tiles transposed ([BK][LD]: column r of the tile is row m0 + r of x or n0 + r of W),
+            // then fetch the next ones so that their global loads are in flight during the products.
+            for (int l = 0; l < LOADS; l++) {
                 int idx = tid + l * THREADS;
-                int r = idx / BK;
-                int c = idx % BK;
-                int gm = m0 + r;
-                int gk = k0 + c;
-                tileA[c * LDA + r] = (gm < n && gk < in) ? x[gm * in + gk] : 0f;
-            }
-            for (int l = 0; l < (BN * BK) / THREADS; l++) {
-                int idx = tid + l * THREADS;
-                int r = idx / BK;
-                int c = idx % BK;
-                int gn = n0 + r;
-                int gk = k0 + c;
-                tileB[c * LDB + r] = (gn < out && gk < in) ? weight(wOff + gn * in + gk) : 0f;
+                tileA[(idx % BK) * LDA + idx / BK] = ga[l];
+                tileB[(idx % BK) * LDB + idx / BK] = gb[l];
             }
             localBarrier();
+            if (k0 + BK < in) {
+                fetchTiles(tid, m0, n0, k0 + BK);
+            }
             for (int kk = 0; kk < BK; kk++) {
                 for (int i = 0; i < TM; i++) {
                     ra[i] = tileA[kk * LDA + ty + 16 * i];
@@ -154,37 +144,77 @@ final class MatmulKernel extends Kernel {
     }
 
     /**
+     * Loads the BM x BK tile of x at (m0, k0) and the BN x BK tile of W at (n0, k0) into {@link #ga} and {@link #gb}:
+     * 16 consecutive work-items read 16 consecutive k of one row (coalesced); outside the matrices reads 0.
+     */
+    private void fetchTiles(int tid, int m0, int n0, int k0) {
+        // the dtype test stays outside the loops, so each loop is straight loads the compiler can issue together
+        for (int l = 0; l < LOADS; l++) {
+            int idx = tid + l * THREADS;
+            int r = idx / BK;
+            int gk = k0 + idx % BK;
+            ga[l] = (m0 + r < n && gk < in) ? x[(m0 + r) * in + gk] : 0f;
+        }
+        if (bf16 != 0) {
+            for (int l = 0; l < LOADS; l++) {
+                int idx = tid + l * THREADS;
+                int r = idx / BK;
+                int gk = k0 + idx % BK;
+                gb[l] = (n0 + r < out && gk < in) ? asFloat(wBf16[wOff + (n0 + r) * in + gk] << 16) : 0f;
+            }
+        } else {
+            for (int l = 0; l < LOADS; l++) {
+                int idx = tid + l * THREADS;
+                int r = idx / BK;
+                int gk = k0 + idx % BK;
+                gb[l] = (n0 + r < out && gk < in) ? wF32[wOff + (n0 + r) * in + gk] : 0f;
+            }
+        }
+    }
+
+    /**
      * Matrix-vector product for n <= {@link #MV_MAX_N} (decode): weight-bandwidth bound, each weight read once.
-     * Launch: global = ceil(out/MV_ROWS) * THREADS, local = THREADS; lane group r of group g owns row g*MV_ROWS + r,
-     * its 32 lanes stride over in (four independent loads in flight per lane), then one lane per token sums the 32
-     * partials from local memory.
+     * Launch: global = ceil(out/MV_ROWS) * THREADS, local = THREADS; the MV_LANES work-items of row slot r of group g
+     * own row g*MV_ROWS + r: each takes elements lane, lane + MV_LANES, ... (MV_UNROLL loads issued together, then the
+     * products), and one work-item per token sums the row's MV_LANES partials from local memory.
      */
     private void matvec() {
         int tid = getLocalId(0);
         int lane = tid % MV_LANES;
         int rl = tid / MV_LANES;
         int row = getGroupId(0) * MV_ROWS + rl;
-        stagePow2(tid);
         for (int t = 0; t < MV_MAX_N; t++) {
             acc[t] = 0f;
         }
         if (row < out) {
             int wRow = wOff + row * in;
-            for (int i0 = 0; i0 < in; i0 += 4 * MV_LANES) {
-                int i1 = i0 + lane;
-                int i2 = i1 + MV_LANES;
-                int i3 = i2 + MV_LANES;
-                int i4 = i3 + MV_LANES;
-                float w1 = i1 < in ? weight(wRow + i1) : 0f;
-                float w2 = i2 < in ? weight(wRow + i2) : 0f;
-                float w3 = i3 < in ? weight(wRow + i3) : 0f;
-                float w4 = i4 < in ? weight(wRow + i4) : 0f;
+            int full = (in / MV_STEP) * MV_STEP;
+            for (int i0 = 0; i0 < full; i0 += MV_STEP) {
+                if (bf16 != 0) {
+                    for (int u = 0; u < MV_UNROLL; u++) {
+                        gb[u] = asFloat(wBf16[wRow + i0 + lane + u * MV_LANES] << 16);
+                    }
+                } else {
+                    for (int u = 0; u < MV_UNROLL; u++) {
+                        gb[u] = wF32[wRow + i0 + lane + u * MV_LANES];
+                    }
+                }
                 for (int t = 0; t < MV_MAX_N; t++) {
                     if (t < n) {
-                        int xo = t * in;
-                        float s = (i1 < in ? w1 * x[xo + i1] : 0f) + (i2 < in ? w2 * x[xo + i2] : 0f);
-                        s += (i3 < in ? w3 * x[xo + i3] : 0f) + (i4 < in ? w4 * x[xo + i4] : 0f);
+                        int xo = t * in + i0 + lane;
+                        float s = 0f;
+                        for (int u = 0; u < MV_UNROLL; u++) {
+                            s += gb[u] * x[xo + u * MV_LANES];
+                        }
                         acc[t] += s;
+                    }
+                }
+            }
+            for (int i = full + lane; i < in; i += MV_LANES) {
+                float w = weight(wRow + i);
+                for (int t = 0; t < MV_MAX_N; t++) {
+                    if (t < n) {
+                        acc[t] += w * x[t * in + i];
                     }
                 }
             }

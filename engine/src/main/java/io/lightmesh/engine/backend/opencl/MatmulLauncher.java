@@ -8,9 +8,11 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Collection;
+import java.util.Collections;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * Owns the device copies of the weights and launches {@link MatmulKernel} on them.
@@ -25,15 +27,9 @@ import java.util.Map;
  * <p>Activations are copied per call: x to the device, y back.
  */
 final class MatmulLauncher implements AutoCloseable {
-    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfChar U16 = ValueLayout.JAVA_CHAR_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     /** Java arrays stop at 2^31 - 1 elements; a slab also stays under the device's largest allocation. */
     private static final long MAX_SLAB_ELEMENTS = Integer.MAX_VALUE - 16;
-    private static final float[] POW2 = new float[256];
-
-    static {
-        for (int e = 0; e < 256; e++) POW2[e] = (float) Math.scalb(1.0, Math.max(e, 1) - 134);
-    }
 
     /** Where a weight lives: its slab and the offset of W[0][0] in it. */
     private record Placement(Slab slab, int offset, int rows, int cols) {}
@@ -51,8 +47,6 @@ final class MatmulLauncher implements AutoCloseable {
             kernel.wF32 = f32 != null ? f32 : new float[1];
             kernel.wBf16 = bf16 != null ? bf16 : new char[1];
             kernel.bf16 = this.bf16 ? 1 : 0;
-            kernel.pow2 = POW2.clone();
-            kernel.put(kernel.pow2);
             if (this.bf16) kernel.put(kernel.wBf16); else kernel.put(kernel.wF32);
         }
     }
@@ -105,8 +99,9 @@ final class MatmulLauncher implements AutoCloseable {
      */
     synchronized void preload(Collection<Tensor> weights) {
         List<Tensor> f32 = new ArrayList<>(), bf16 = new ArrayList<>();
+        Set<Tensor> seen = Collections.newSetFromMap(new IdentityHashMap<>());
         for (Tensor w : weights) {
-            if (placements.containsKey(w) || f32.contains(w) || bf16.contains(w)) continue;
+            if (placements.containsKey(w) || !seen.add(w)) continue;
             if (w.rank() != 2) throw new IllegalArgumentException("matmul weight " + w + " is not 2-D");
             if (w.size() > maxSlabElements) {
                 throw new IllegalArgumentException("weight " + w + " has " + w.size() + " elements; one OpenCL slab holds "
@@ -145,6 +140,21 @@ final class MatmulLauncher implements AutoCloseable {
 
     private static void copyBf16(Tensor w, char[] dst, int off) {
         MemorySegment.copy(w.data(), U16, 0, dst, off, (int) w.size());
+    }
+
+    /**
+     * Forgets these weights; a slab whose weights are all forgotten gives its device memory back. A forgotten weight
+     * is converted and uploaded again if a later product reads it.
+     */
+    synchronized void evict(Collection<Tensor> weights) {
+        for (Tensor w : weights) placements.remove(w);
+        Set<Slab> live = Collections.newSetFromMap(new IdentityHashMap<>());
+        for (Placement p : placements.values()) live.add(p.slab);
+        slabs.removeIf(s -> {
+            if (live.contains(s)) return false;
+            s.kernel.dispose();
+            return true;
+        });
     }
 
     /** Weights and bytes now held for the device, for logs. */

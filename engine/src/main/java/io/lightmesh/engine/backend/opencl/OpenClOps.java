@@ -132,8 +132,14 @@ public final class OpenClOps implements TensorOps {
      * Converts and packs these weights for the device now (uploaded with the first product that reads them), so
      * that a whole layer or model shares few slabs; weights first met by {@link #matmul} get a slab each.
      */
+    @Override
     public void preload(Collection<Tensor> weights) {
         matmul.preload(weights);
+    }
+
+    /** Drops these weights from the device (for example a layer moved to another node); see {@link #preload}. */
+    public void evict(Collection<Tensor> weights) {
+        matmul.evict(weights);
     }
 
     @Override

@@ -65,6 +65,23 @@ class OpenClMatmulTest {
     }
 
     @Test
+    void evictedWeightsComeBackOnUse() {
+        OpenClOps ops = ops();
+        Random rnd = new Random(12);
+        Tensor a = weight(rnd, DType.F32, 9, 10), b = weight(rnd, DType.BF16, 10, 9);
+        ops.preload(List.of(a, b));
+        ops.evict(List.of(a));
+        for (Tensor w : List.of(a, b, a)) {
+            int in = (int) w.dim(1), out = (int) w.dim(0);
+            float[] x = random(rnd, 3 * in, 1f), want = poisoned(3 * out), got = poisoned(3 * out);
+            ref.matmul(x, 3, w, want);
+            ops.matmul(x, 3, w, got);
+            assertClose("after evict " + w, want, got, 3 * out);
+            ops.evict(List.of(a, b));
+        }
+    }
+
+    @Test
     void largerCallerArraysKeepTheirTail() {
         OpenClOps ops = ops();
         Random rnd = new Random(9);

@@ -1,0 +1,225 @@
+package io.lightmesh.engine.bench;
+
+import io.lightmesh.engine.backend.TensorOps;
+import io.lightmesh.engine.backend.opencl.OpenClOps;
+import io.lightmesh.engine.tensor.DType;
+import io.lightmesh.engine.tensor.Tensor;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+import java.util.stream.IntStream;
+
+/**
+ * Times the OpenCL kernels at model scale and prints one table: matmul GFLOP/s (4096^3 and MiniMax-M1 projection
+ * shapes), matrix-vector GB/s (fp32 and bf16 weights), lightning prefill at 32K tokens x 64 heads x 128, the lightning
+ * decode step and split decode attention in GB/s, and flash attention prefill.
+ *
+ * <p>Two times per case: {@code kernel} is the device time of the kernels alone, from OpenCL profiling events (this
+ * main turns Aparapi's profiling on), and {@code call} is the wall time of the whole {@link TensorOps} call, which
+ * adds the host-device copies of the activations that the array interface imposes. Rates use the kernel time. Each
+ * figure is the median of the timed repetitions after one warm-up call. Weights are uploaded by the warm-up.
+ *
+ * <pre>
+ * java --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xmx48g \
+ *      -cp engine.jar:lib/* io.lightmesh.engine.bench.KernelBench [--quick] [--reps N] [--only matmul,matvec,...]
+ * </pre>
+ * {@code --quick} shrinks every case (a smoke test for PoCL). Sections: matmul, matvec, lightning, decode, attention.
+ */
+public final class KernelBench {
+    private final OpenClOps ops;
+    private final boolean quick;
+    private final int reps;
+    private final List<String> rows = new ArrayList<>();
+
+    private KernelBench(OpenClOps ops, boolean quick, int reps) {
+        this.ops = ops;
+        this.quick = quick;
+        this.reps = reps;
+    }
+
+    public static void main(String[] args) {
+        if (System.getProperty("com.aparapi.enableProfiling") == null) System.setProperty("com.aparapi.enableProfiling", "true");
+        boolean quick = false;
+        int reps = 5;
+        List<String> only = List.of("matmul", "matvec", "lightning", "decode", "attention");
+        for (int i = 0; i < args.length; i++) {
+            switch (args[i]) {
+                case "--quick" -> quick = true;
+                case "--reps" -> reps = Integer.parseInt(args[++i]);
+                case "--only" -> only = Arrays.asList(args[++i].split(","));
+                default -> throw new IllegalArgumentException("unknown argument " + args[i]
+                        + " (expected --quick, --reps N, --only matmul,matvec,lightning,decode,attention)");
+            }
+        }
+        try (OpenClOps ops = OpenClOps.create(OpenClOps.Preference.GPU_THEN_CPU)) {
+            System.out.println("device: " + ops.device());
+            KernelBench b = new KernelBench(ops, quick, reps);
+            if (only.contains("matmul")) b.matmul();
+            if (only.contains("matvec")) b.matvec();
+            if (only.contains("lightning")) b.lightningPrefill();
+            if (only.contains("decode")) b.decode();
+            if (only.contains("attention")) b.attentionPrefill();
+            b.print();
+        }
+    }
+
+    /** Median kernel and call time (ns) of {@code reps} runs of {@code call} after one warm-up. */
+    private long[] time(Runnable call, int repetitions) {
+        call.run();
+        long[] kernel = new long[repetitions], wall = new long[repetitions];
+        for (int r = 0; r < repetitions; r++) {
+            long k0 = ops.deviceKernelNanos(), t0 = System.nanoTime();
+            call.run();
+            wall[r] = System.nanoTime() - t0;
+            kernel[r] = ops.deviceKernelNanos() - k0;
+        }
+        Arrays.sort(kernel);
+        Arrays.sort(wall);
+        return new long[]{kernel[repetitions / 2], wall[repetitions / 2]};
+    }
+
+    private void row(String what, long[] t, double rate, String unit) {
+        String line = String.format(Locale.ROOT, "| %-58s | %10.3f | %10.3f | %10.1f %-7s |",
+                what, t[0] / 1e6, t[1] / 1e6, rate, unit);
+        rows.add(line);
+        System.out.println(line);
+    }
+
+    private void print() {
+        System.out.println();
+        System.out.println("OpenCL results (kernel = device time from profiling events; call = whole TensorOps call incl. copies)");
+        System.out.println(String.format(Locale.ROOT, "| %-58s | %10s | %10s | %18s |", "case", "kernel ms", "call ms", "rate (kernel)"));
+        System.out.println("|" + "-".repeat(60) + "|" + "-".repeat(12) + "|" + "-".repeat(12) + "|" + "-".repeat(20) + "|");
+        rows.forEach(System.out::println);
+    }
+
+    // ---- matmul -------------------------------------------------------------------------------------------------
+
+    private void matmul() {
+        int n = quick ? 256 : 4096;
+        int[][] shapes = quick
+                ? new int[][]{{256, 256}, {384, 192}}
+                : new int[][]{{4096, 4096}, {24576, 6144}, {6144, 8192}, {9216, 6144}, {6144, 9216}};
+        String[] names = quick ? new String[]{"square", "qkv-like"}
+                : new String[]{"square 4096^3", "M1 qkv_proj", "M1 out_proj", "M1 expert w1/w3", "M1 expert w2"};
+        for (int s = 0; s < shapes.length; s++) {
+            int out = shapes[s][0], in = shapes[s][1];
+            for (DType d : s == 0 || s == 1 ? new DType[]{DType.F32, DType.BF16} : new DType[]{DType.F32}) {
+                Tensor w = weight(d, out, in, 11 + s);
+                float[] x = random(n * in, 1f, 3 + s), y = new float[n * out];
+                long[] t = time(() -> ops.matmul(x, n, w, y), Math.max(3, reps / 2));
+                double flops = 2.0 * n * in * out;
+                row(String.format(Locale.ROOT, "matmul %s %s n=%d out=%d in=%d", names[s], d, n, out, in), t,
+                        flops / t[0], "GFLOP/s");
+                ops.evict(List.of(w));
+            }
+        }
+    }
+
+    private void matvec() {
+        int[][] shapes = quick ? new int[][]{{512, 768}} : new int[][]{{6144, 8192}, {24576, 6144}, {9216, 6144}};
+        String[] names = quick ? new String[]{"small"} : new String[]{"M1 out_proj", "M1 qkv_proj", "M1 expert w1"};
+        for (int s = 0; s < shapes.length; s++) {
+            int out = shapes[s][0], in = shapes[s][1];
+            for (DType d : new DType[]{DType.F32, DType.BF16}) {
+                Tensor w = weight(d, out, in, 21 + s);
+                for (int n : new int[]{1, 8}) {
+                    if (n == 8 && s > 0) continue;
+                    float[] x = random(n * in, 1f, 5), y = new float[n * out];
+                    long[] t = time(() -> ops.matmul(x, n, w, y), reps * 4);
+                    double bytes = (double) out * in * d.bytes();
+                    row(String.format(Locale.ROOT, "matvec %s %s n=%d out=%d in=%d (weight bytes)", names[s], d, n, out, in),
+                            t, bytes / t[0], "GB/s");
+                }
+                ops.evict(List.of(w));
+            }
+        }
+    }
+
+    // ---- lightning ----------------------------------------------------------------------------------------------
+
+    private void lightningPrefill() {
+        int n = quick ? 1024 : 32768, heads = quick ? 8 : 64, dim = quick ? 64 : 128, block = 256;
+        int hd = heads * dim;
+        float[] q = random(n * hd, 0.1f, 1), k = random(n * hd, 0.1f, 2), v = random(n * hd, 1f, 3);
+        float[] decay = new float[heads];
+        for (int h = 0; h < heads; h++) decay[h] = (float) (Math.pow(2, -8.0 * (h + 1) / heads) * 0.5);
+        float[] state = new float[heads * dim * dim], out = new float[n * hd];
+        long[] t = time(() -> {
+            Arrays.fill(state, 0f);
+            ops.lightningPrefill(q, k, v, n, heads, dim, decay, block, state, out);
+        }, Math.max(2, reps / 2));
+        // useful work of the block algorithm: QK^T (causal half) and PV inside blocks, Q S_prev, K^T V per block
+        double blocks = Math.ceil((double) n / block);
+        double flops = heads * blocks * (2.0 * block * block * dim + 2.0 * 2 * block * dim * dim);
+        row(String.format(Locale.ROOT, "lightning prefill n=%d H=%d D=%d block=%d", n, heads, dim, block), t,
+                flops / t[0], "GFLOP/s");
+    }
+
+    private void decode() {
+        int heads = quick ? 8 : 64, dim = quick ? 64 : 128;
+        int hd = heads * dim, per = heads * dim * dim;
+        float[] decay = new float[heads];
+        Arrays.fill(decay, 0.05f);
+        for (int batch : new int[]{1, 8}) {
+            float[] q = random(batch * hd, 1f, 7), k = random(batch * hd, 1f, 8), v = random(batch * hd, 1f, 9);
+            float[][] states = new float[batch][];
+            for (int s = 0; s < batch; s++) states[s] = random(per, 0.1f, 10 + s);
+            float[] out = new float[batch * hd];
+            long[] t = time(() -> ops.lightningDecode(q, k, v, batch, heads, dim, decay, states, out), reps * 4);
+            double bytes = 2.0 * batch * per * 4; // state read and written
+            row(String.format(Locale.ROOT, "lightning decode B=%d H=%d D=%d (state r+w)", batch, heads, dim), t,
+                    bytes / t[0], "GB/s");
+        }
+        int kvHeads = quick ? 2 : 8;
+        for (int len : quick ? new int[]{2048} : new int[]{4096, 32768, 131072}) {
+            int kvd = kvHeads * dim;
+            float[] kc = random(len * kvd, 1f, 30), vc = random(len * kvd, 1f, 31);
+            for (int n : new int[]{1, 4}) {
+                float[] q = random(n * hd, 1f, 32), out = new float[n * hd];
+                int start = len - n;
+                long[] t = time(() -> ops.softmaxAttention(q, n, heads, kvHeads, dim, kc, vc, start, out), reps * 2);
+                double bytes = 2.0 * len * kvd * 4; // keys and values read once
+                row(String.format(Locale.ROOT, "decode attention n=%d T=%d H=%d KV=%d D=%d (K+V bytes)", n, len, heads,
+                        kvHeads, dim), t, bytes / t[0], "GB/s");
+            }
+        }
+    }
+
+    private void attentionPrefill() {
+        int n = quick ? 512 : 4096, heads = quick ? 8 : 64, kvHeads = quick ? 2 : 8, dim = quick ? 64 : 128;
+        float[] q = random(n * heads * dim, 1f, 40), kc = random(n * kvHeads * dim, 1f, 41),
+                vc = random(n * kvHeads * dim, 1f, 42), out = new float[n * heads * dim];
+        long[] t = time(() -> ops.softmaxAttention(q, n, heads, kvHeads, dim, kc, vc, 0, out), Math.max(3, reps / 2));
+        double flops = 4.0 * heads * dim * (n * (n + 1.0) / 2); // causal QK^T and PV
+        row(String.format(Locale.ROOT, "flash attention prefill n=%d H=%d KV=%d D=%d", n, heads, kvHeads, dim), t,
+                flops / t[0], "GFLOP/s");
+    }
+
+    // ---- data ---------------------------------------------------------------------------------------------------
+
+    private static float[] random(int n, float scale, long seed) {
+        float[] a = new float[n];
+        int chunk = 1 << 20;
+        IntStream.range(0, (n + chunk - 1) / chunk).parallel().forEach(c -> {
+            SplittableRandom r = new SplittableRandom(seed * 1_000_003L + c);
+            for (int i = c * chunk, end = Math.min(n, i + chunk); i < end; i++) a[i] = (float) (r.nextDouble() * 2 - 1) * scale;
+        });
+        return a;
+    }
+
+    private static Tensor weight(DType d, int out, int in, long seed) {
+        float[] v = random(out * in, 0.05f, seed);
+        if (d == DType.F32) return Tensor.ofFloats("w" + seed, v, out, in);
+        MemorySegment seg = MemorySegment.ofArray(new short[v.length]);
+        ValueLayout.OfShort s16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+        for (int i = 0; i < v.length; i++) seg.set(s16, 2L * i, Tensor.floatToBf16(v[i]));
+        return new Tensor("w" + seed, DType.BF16, new long[]{out, in}, seg);
+    }
+}

@@ -1,0 +1,40 @@
+package io.lightmesh.mesh;
+
+import io.lightmesh.engine.model.ExpertExecutor;
+import io.opentelemetry.api.common.AttributeKey;
+import io.opentelemetry.api.common.Attributes;
+import io.opentelemetry.api.metrics.LongCounter;
+import io.opentelemetry.api.metrics.Meter;
+
+/**
+ * An {@link ExpertExecutor} that counts the tokens routed to each (layer, expert) before handing the call on: the
+ * metric {@code lightmesh.moe.tokens} with attributes {@code lightmesh.layer} and {@code lightmesh.expert}, whether
+ * the experts run in-process or on shards. Attribute sets are made once, so a call allocates nothing.
+ */
+public final class CountingExperts implements ExpertExecutor {
+    static final AttributeKey<Long> LAYER = AttributeKey.longKey("lightmesh.layer"), EXPERT = AttributeKey.longKey("lightmesh.expert");
+
+    private final ExpertExecutor inner;
+    private final LongCounter tokens;
+    private final Attributes[] attributes; // [layer * E + expert]
+    private final int numExperts;
+
+    public CountingExperts(ExpertExecutor inner, Meter meter, int numLayers, int numExperts) {
+        this.inner = inner;
+        this.numExperts = numExperts;
+        this.tokens = meter.counterBuilder("lightmesh.moe.tokens").setUnit("{token}")
+                .setDescription("Tokens routed to each expert of each MoE layer (a token counts once per chosen expert)").build();
+        this.attributes = new Attributes[numLayers * numExperts];
+        for (int l = 0; l < numLayers; l++) {
+            for (int e = 0; e < numExperts; e++) attributes[l * numExperts + e] = Attributes.of(LAYER, (long) l, EXPERT, (long) e);
+        }
+    }
+
+    @Override
+    public void run(int layer, float[] x, int n, int k, int[] experts, float[] weights, float[] out) {
+        for (int i = 0; i < n * k; i++) tokens.add(1, attributes[layer * numExperts + experts[i]]);
+        inner.run(layer, x, n, k, experts, weights, out);
+    }
+
+    public ExpertExecutor inner() { return inner; }
+}

@@ -1,0 +1,74 @@
+package io.lightmesh.launcher;
+
+import io.lightmesh.client.LightMeshClient;
+import io.lightmesh.openai.OpenAiApi;
+import io.lightmesh.openai.OpenAiOptions;
+import io.lightmesh.proto.v1.HealthResponse;
+import io.lightmesh.proto.v1.ServingStatus;
+import io.vertx.core.Vertx;
+import io.vertx.core.http.HttpServer;
+import io.vertx.ext.web.Router;
+
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
+
+/**
+ * The router's HTTP port: {@code GET /q/health/ready} and {@code /q/health/live} (MicroProfile Health's shape) and
+ * the OpenAI-compatible API ({@code /v1/...}), which reaches the router's own public gRPC API through the client
+ * SDK, so HTTP and gRPC clients get exactly the same validation, admission and generation.
+ */
+final class HttpFront implements AutoCloseable {
+    private final Vertx vertx;
+    private final HttpServer server;
+    private final LightMeshClient client;
+
+    private HttpFront(Vertx vertx, HttpServer server, LightMeshClient client) {
+        this.vertx = vertx;
+        this.server = server;
+        this.client = client;
+    }
+
+    /**
+     * @param grpcTarget the router's gRPC address, which the OpenAI API calls
+     * @param health     the router's current health (readiness is UP only when it is SERVING)
+     */
+    static HttpFront start(String host, int port, String grpcTarget, Supplier<HealthResponse> health,
+                           OpenAiOptions options) throws Exception {
+        Vertx vertx = Vertx.vertx();
+        LightMeshClient client = LightMeshClient.builder().target(grpcTarget).plaintext()
+                .defaultDeadline(Duration.ofHours(2)).build();
+        try {
+            Router router = Router.router(vertx);
+            router.get("/q/health/ready").blockingHandler(ctx -> {
+                HealthResponse h = health.get();
+                boolean up = h.getStatus() == ServingStatus.SERVING_STATUS_SERVING;
+                ctx.response().setStatusCode(up ? 200 : 503).putHeader("Content-Type", "application/json")
+                        .end(EmbeddedMesh.healthJson(h, up));
+            });
+            router.get("/q/health/live").handler(ctx -> ctx.response().putHeader("Content-Type", "application/json")
+                    .end("{\"status\":\"UP\",\"checks\":[]}"));
+            OpenAiApi.mount(router, client, options);
+            HttpServer server = vertx.createHttpServer().requestHandler(router).listen(port, host)
+                    .toCompletionStage().toCompletableFuture().get(30, TimeUnit.SECONDS);
+            return new HttpFront(vertx, server, client);
+        } catch (Exception e) {
+            client.close();
+            vertx.close();
+            throw e;
+        }
+    }
+
+    int port() { return server.actualPort(); }
+
+    @Override
+    public void close() {
+        try {
+            server.close().toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
+        } catch (Exception ignored) {
+            // shutting down anyway
+        }
+        client.close();
+        vertx.close();
+    }
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# On the GPU machine, from a folder made by pack.sh: registers NVIDIA's OpenCL driver with the ICD loader, runs the
+# OpenCL kernel tests (JUnit, LIGHTMESH_REQUIRE_OPENCL=1), then KernelBench and the PyTorch figures.
+# Writes logs under $OUT (or /tmp/lightmesh-out). Usage: bash .runtime/tools/run-gpu.sh [tests] [bench] [engine] [torch]
+set -uo pipefail
+R="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -f "$R/rt.tar.xz" ]; then   # packed with pack.sh --xz
+  mkdir -p /tmp/lightmesh-rt && tar -C /tmp/lightmesh-rt -xJf "$R/rt.tar.xz" && cp -r "$R/tools" /tmp/lightmesh-rt/
+  R=/tmp/lightmesh-rt
+fi
+OUT="${OUT:-/tmp/lightmesh-out}"
+mkdir -p "$OUT"
+steps=("$@"); [ ${#steps[@]} -eq 0 ] && steps=(tests bench torch)
+BENCH_ARGS="${BENCH_ARGS:-}"
+
+# NVIDIA's OpenCL is installed but not registered: an ICD file naming its library, and the loader pointed at it.
+# (Elsewhere, e.g. a CPU machine with PoCL, the system's ICDs are left alone.)
+if ldconfig -p 2>/dev/null | grep -q libnvidia-opencl.so.1 || ls /usr/local/nvidia/lib64/libnvidia-opencl.so.1 \
+    /usr/lib/x86_64-linux-gnu/libnvidia-opencl.so.1 >/dev/null 2>&1; then
+  ICD=/tmp/lightmesh-icd
+  mkdir -p "$ICD"
+  echo libnvidia-opencl.so.1 > "$ICD/nvidia.icd"
+  export OCL_ICD_VENDORS="$ICD"
+  [ -d /usr/local/nvidia/lib64 ] && export LD_LIBRARY_PATH="/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}"
+fi
+if ! ldconfig -p 2>/dev/null | grep -q 'libOpenCL.so.1'; then
+  cuda_cl=$(ls /usr/local/cuda*/lib64/libOpenCL.so.1 /usr/local/cuda*/targets/x86_64-linux/lib/libOpenCL.so.1 2>/dev/null | head -1)
+  if [ -n "$cuda_cl" ]; then export LD_LIBRARY_PATH="$(dirname "$cuda_cl"):${LD_LIBRARY_PATH:-}"
+  else export LD_LIBRARY_PATH="$R/native:${LD_LIBRARY_PATH:-}"; fi
+fi
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv; \
+  echo "OCL_ICD_VENDORS=${OCL_ICD_VENDORS:-} LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"; ls -l /usr/local/nvidia/lib64/libnvidia-opencl* /usr/lib/x86_64-linux-gnu/libnvidia-opencl* 2>/dev/null; ldconfig -p | grep -i opencl; } 2>&1 | tee "$OUT/env.txt"
+
+JAVA=("$R/jdk/bin/java" --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector)
+CP=$(ls "$R"/lib/*.jar | tr '\n' ':')
+rc=0
+for step in "${steps[@]}"; do
+  case "$step" in
+    tests)
+      TCP="$CP$(ls "$R"/test-lib/lightmesh-engine-tests.jar)"
+      select=()
+      while read -r c; do select+=(--select-class "$c"); done < "$R/test-lib/opencl-test-classes.txt"
+      LIGHTMESH_REQUIRE_OPENCL=1 "${JAVA[@]}" -Xmx16g -jar "$R"/test-lib/junit-platform-console-standalone-*.jar \
+        execute --class-path "$TCP" "${select[@]}" --details=tree --disable-banner \
+        --reports-dir "$OUT/junit" 2>&1 | grep -v '^WARNING' | tee "$OUT/tests.txt"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
+    bench)
+      "${JAVA[@]}" -Xmx64g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" io.lightmesh.engine.bench.KernelBench $BENCH_ARGS 2>&1 | grep -v '^WARNING' \
+        | tee "$OUT/kernelbench.txt"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
+    engine)   # the whole engine (EngineBench) on the OpenCL backend; ENGINE_ARGS picks the model and prompts
+      "${JAVA[@]}" -Xmx96g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" io.lightmesh.engine.bench.EngineBench \
+        --backend opencl ${ENGINE_ARGS:-} 2>&1 | grep -v '^WARNING' | tee -a "$OUT/enginebench.txt"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
+    torch)
+      PYTHONUNBUFFERED=1 python3 "$R/tools/torch_bench.py" 2>&1 | tee "$OUT/torchbench.txt"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
+    *) echo "unknown step $step (tests, bench, engine, torch)"; rc=2 ;;
+  esac
+done
+exit $rc
