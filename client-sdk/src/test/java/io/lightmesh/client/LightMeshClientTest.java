@@ -366,11 +366,14 @@ class LightMeshClientTest {
         assertEquals(List.of(1, 2, 3), fake.lastRequest().getTokenIds().getIdsList());
     }
 
-    /** Waits until the fake has received n generation requests (the call reached the server). */
+    /**
+     * Waits until the fake has received at least n generation requests (the call reached the server). At least:
+     * on a loaded machine a retrying call may already have sent its next attempt by the time this thread looks.
+     */
     private void awaitRequests(int n) {
         long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
         while (fake.requests().size() < n && System.nanoTime() < end) sleep(5);
-        assertEquals(n, fake.requests().size(), "requests received");
+        assertTrue(fake.requests().size() >= n, "requests received: " + fake.requests().size() + ", wanted " + n);
     }
 
     private static void sleep(long ms) {
