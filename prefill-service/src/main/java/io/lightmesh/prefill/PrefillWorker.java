@@ -1,7 +1,6 @@
 package io.lightmesh.prefill;
 
 import io.grpc.ManagedChannel;
-import io.grpc.stub.StreamObserver;
 import io.lightmesh.engine.model.MiniMaxModel;
 import io.lightmesh.engine.model.SequenceState;
 import io.lightmesh.mesh.Grpc;
@@ -218,15 +217,14 @@ public final class PrefillWorker implements AutoCloseable {
             prefillSeconds.record(prefillUs / 1e6);
             queueSeconds.record(queueUs / 1e6);
             span.setAttribute("lightmesh.context_tokens", context.length);
-            byte[] data = StateCodec.serialise(state);
             StateHeader.Builder h = StateHeader.newBuilder().setRequestId(id).setModelFingerprint(meshModel.fingerprint())
-                    .setPosition(state.position()).setNextToken(first).setSpec(spec)
-                    .addAllLayers(StateCodec.layout(meshModel.config(), state.position())).setQueueUs(queueUs).setPrefillUs(prefillUs);
+                    .setNextToken(first).setSpec(spec).setQueueUs(queueUs).setPrefillUs(prefillUs);
+            StateCodec.Sender chunks = StateCodec.sender(h, state, settings.chunkBytes());
             Span send = tracer.spanBuilder("lightmesh.state send").setSpanKind(SpanKind.CLIENT)
-                    .setAttribute("lightmesh.decode_target", task.getDecodeTarget()).setAttribute("lightmesh.state_bytes", (long) data.length).startSpan();
+                    .setAttribute("lightmesh.decode_target", task.getDecodeTarget()).setAttribute("lightmesh.state_bytes", chunks.totalBytes()).startSpan();
             StateAck ack;
             try (Scope s = send.makeCurrent()) { // the decode worker's spans continue from here (gRPC metadata)
-                ack = send(async, StateCodec.chunks(h, data, settings.chunkBytes()));
+                ack = StateCodec.send(async, chunks);
                 send.setAttribute("lightmesh.ack", ack.getStatus().name());
             } catch (RuntimeException e) {
                 send.setStatus(StatusCode.ERROR, e.toString());
@@ -235,7 +233,7 @@ public final class PrefillWorker implements AutoCloseable {
                 send.end();
             }
             prefilled.increment();
-            stateBytesSent.addAndGet(data.length);
+            stateBytesSent.addAndGet(chunks.sentBytes());
             AckStatus st = ack.getStatus();
             if (st == AckStatus.ACK_STATUS_ACCEPTED || st == AckStatus.ACK_STATUS_DUPLICATE || st == AckStatus.ACK_STATUS_REJECTED_EXPIRED
                     || st == AckStatus.ACK_STATUS_REJECTED_INCOMPATIBLE) {
@@ -251,8 +249,14 @@ public final class PrefillWorker implements AutoCloseable {
             done.add(key);
             return true;
         } catch (io.grpc.StatusRuntimeException e) {
-            // the decode worker is gone: the router re-queues the request elsewhere when it notices; drop this copy
-            // once its deadline passed, else retry later
+            if (e.getStatus().getCode() == io.grpc.Status.Code.INVALID_ARGUMENT) {
+                // the decode worker refused the stream as malformed: sending it again cannot help (a bug); drop it
+                LOG.severe("state for " + id + " refused by " + task.getDecodeTarget() + ": " + e.getStatus());
+                done.add(key);
+                return true;
+            }
+            // DATA_LOSS (damaged in transit): send again later. Otherwise the decode worker is gone: the router
+            // re-queues the request elsewhere when it notices; drop this copy once unreachable long enough
             LOG.info("decode worker " + task.getDecodeTarget() + " unreachable for " + id + ": " + e.getStatus());
             return e.getStatus().getCode() == io.grpc.Status.Code.UNAVAILABLE && task.getAttempt() >= 0 && unreachableLong(task);
         }
@@ -289,28 +293,6 @@ public final class PrefillWorker implements AutoCloseable {
         long now = System.currentTimeMillis();
         long since = unreachableSince.computeIfAbsent(task.getSpec().getRequestId() + "#" + task.getAttempt(), k -> now);
         return now - since > 10_000;
-    }
-
-    private StateAck send(StateTransferGrpc.StateTransferStub stub, List<StateChunk> chunks) {
-        CompletableFuture<StateAck> result = new CompletableFuture<>();
-        StreamObserver<StateChunk> out = stub.withDeadlineAfter(60, TimeUnit.SECONDS).send(new StreamObserver<>() {
-            @Override public void onNext(StateAck a) { result.complete(a); }
-            @Override public void onError(Throwable t) { result.completeExceptionally(t); }
-            @Override public void onCompleted() { result.complete(StateAck.getDefaultInstance()); }
-        });
-        for (StateChunk c : chunks) {
-            if (result.isDone()) break; // answered early (rejected)
-            out.onNext(c);
-        }
-        out.onCompleted();
-        try {
-            return result.get(60, TimeUnit.SECONDS);
-        } catch (java.util.concurrent.ExecutionException e) {
-            if (e.getCause() instanceof io.grpc.StatusRuntimeException s) throw s;
-            throw new IllegalStateException(e.getCause());
-        } catch (Exception e) {
-            throw new IllegalStateException("state transfer did not complete: " + e, e);
-        }
     }
 
     private ManagedChannel channel(String target) { return channels.computeIfAbsent(target, Grpc::channel); }
