@@ -35,7 +35,7 @@ import java.util.logging.Logger;
  *         [--grpc-port 9000] [--http-port 8080] [--topic T] [--partitions N] [--prefill-group G] [--max-in-flight N]
  *         [--default-max-new-tokens N] [--max-prompt-tokens N] [--max-resumes N] [--poll-ms N] [--api-key KEY]
  * prefill --model DIR --kafka HOST:PORT [--experts HOST:PORT,...] [--id prefill-0] [--topic T] [--prefill-group G]
- *         [--chunk-bytes N] [--backend B]
+ *         [--chunk-bytes N] [--prefill-batch-tokens N] [--prefill-batch-max N] [--backend B]
  * decode  --model DIR [--experts HOST:PORT,...] [--id decode-0] [--host 0.0.0.0] [--grpc-port 9100]
  *         [--advertise HOST:PORT] [--budget-gib G] [--max-batch N] [--state-wait-ms N] [--backend B]
  * expert  --model DIR --shard I/N [--id expert-I] [--host 0.0.0.0] [--grpc-port 9200] [--advertise HOST:PORT]
@@ -68,7 +68,7 @@ public final class Main {
                     "topic", "partitions", "prefill-group", "max-in-flight", "default-max-new-tokens", "max-prompt-tokens", "max-resumes",
                     "poll-ms", "api-key"));
             case "prefill" -> prefill(new Flags("prefill", args, from, "model", "kafka", "experts", "id", "topic", "prefill-group",
-                    "chunk-bytes", "backend"));
+                    "chunk-bytes", "prefill-batch-tokens", "prefill-batch-max", "backend"));
             case "decode" -> decode(new Flags("decode", args, from, "model", "experts", "id", "host", "grpc-port", "advertise",
                     "budget-gib", "max-batch", "state-wait-ms", "backend"));
             case "expert" -> expert(new Flags("expert", args, from, "model", "shard", "id", "host", "grpc-port", "advertise", "layers",
@@ -190,7 +190,9 @@ public final class Main {
             remotes.forEach(st::add);
             String id = f.get("id", "prefill-" + ProcessHandle.current().pid());
             st.add(new PrefillWorker(new PrefillWorker.Settings(id, f.required("kafka"), f.get("topic", "lightmesh.requests.v1"),
-                    f.get("prefill-group", "lightmesh-prefill"), f.getInt("chunk-bytes", StateCodec.DEFAULT_CHUNK_BYTES), 30_000, 50),
+                    f.get("prefill-group", "lightmesh-prefill"), f.getInt("chunk-bytes", StateCodec.DEFAULT_CHUNK_BYTES), 30_000, 50,
+                    f.getInt("prefill-batch-tokens", PrefillWorker.Settings.DEFAULT_BATCH_TOKENS),
+                    f.getInt("prefill-batch-max", PrefillWorker.Settings.DEFAULT_BATCH_MAX)),
                     model, worker, otel));
             LOG.info("prefill worker " + id + ": experts " + (placement == null ? "in-process" : "on " + f.list("experts")));
             return st;
