@@ -164,10 +164,11 @@ public final class Main {
                     f.getInt("max-in-flight", 256), f.getInt("default-max-new-tokens", 256), f.getInt("max-prompt-tokens", 1 << 20),
                     f.getInt("max-resumes", 2), f.getInt("poll-ms", 1000)), model, otel));
             String host = f.get("host", "0.0.0.0");
-            Server grpc = Grpc.serve(host, f.getInt("grpc-port", 9000), router.services());
+            String apiKey = f.get("api-key", null);
+            Server grpc = Grpc.serve(host, f.getInt("grpc-port", 9000), io.lightmesh.router.ApiKeyCheck.protect(router.services(), apiKey));
             st.add(server(grpc));
             String self = "127.0.0.1:" + grpc.getPort();
-            OpenAiOptions api = OpenAiOptions.defaults().withApiKey(f.get("api-key", null));
+            OpenAiOptions api = OpenAiOptions.defaults().withApiKey(apiKey);
             HttpFront http = st.add(HttpFront.start(host, f.getInt("http-port", 8080), self, router::health, api));
             LOG.info("router: gRPC on " + host + ":" + grpc.getPort() + ", HTTP on " + host + ":" + http.port() + ", decode " + decode);
             return st;
