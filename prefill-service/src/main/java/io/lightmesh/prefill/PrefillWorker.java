@@ -119,7 +119,7 @@ public final class PrefillWorker implements AutoCloseable {
         this.tracer = otel.getTracer(MeshTelemetry.SCOPE);
         var meter = otel.getMeter(MeshTelemetry.SCOPE);
         this.prefillSeconds = meter.histogramBuilder("lightmesh.prefill.duration").setUnit("s")
-                .setDescription("Forward pass over a request's context on a prefill worker").build();
+                .setDescription("Forward pass over a request's context on a prefill worker (that of its whole batch)").build();
         this.queueSeconds = meter.histogramBuilder("lightmesh.prefill.queue.duration").setUnit("s")
                 .setDescription("From admission by the router until a prefill worker took the request").build();
         this.settings = settings;
