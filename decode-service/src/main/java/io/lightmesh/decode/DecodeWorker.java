@@ -400,49 +400,86 @@ public final class DecodeWorker implements AutoCloseable {
             out.onCompleted();
         }
 
+        /**
+         * One hand-off: the header is checked and its state's room charged to the budget and allocated before any data
+         * arrives; each chunk is then written straight into that state (gRPC's inbound flow control holds the sender
+         * back while a chunk is being copied). A broken stream fails this call alone (INVALID_ARGUMENT / DATA_LOSS)
+         * and frees what it held.
+         */
         @Override
         public StreamObserver<StateChunk> send(StreamObserver<StateAck> ack) {
             return new StreamObserver<StateChunk>() {
                 StateHeader header;
-                StateCodec.Assembler assembler;
-                long charged, t0;
+                StateCodec.Receiver receiver;
+                long charged, t0, received;
                 boolean answered;
                 Context parent;  // the prefill worker's "lightmesh.state send"
                 Span receive;
 
-                void answer(AckStatus status, String detail) {
-                    if (answered) return;
-                    answered = true;
-                    if (receive != null) {
-                        receive.setAttribute("lightmesh.ack", status.name()).setAttribute("lightmesh.state_bytes", assembler == null ? 0 : assembler.received());
-                        if (status != AckStatus.ACK_STATUS_ACCEPTED && status != AckStatus.ACK_STATUS_DUPLICATE) receive.setStatus(StatusCode.ERROR, detail);
-                        receive.end();
-                    }
-                    if (status != AckStatus.ACK_STATUS_ACCEPTED && charged > 0) {
+                void endSpan(String outcome, boolean ok, String detail) {
+                    if (receive == null) return;
+                    receive.setAttribute("lightmesh.ack", outcome).setAttribute("lightmesh.state_bytes", received());
+                    if (!ok) receive.setStatus(StatusCode.ERROR, detail);
+                    receive.end();
+                }
+
+                long received() { return receiver == null ? received : receiver.received(); }
+
+                /** Gives back the budget and the memory of a state that will not be kept. */
+                void drop() {
+                    if (charged > 0) {
                         synchronized (DecodeWorker.this) { usedBytes -= charged; }
                         charged = 0;
                     }
+                    if (receiver != null) { received = receiver.received(); receiver = null; }
+                }
+
+                void answer(AckStatus status, String detail) {
+                    if (answered) return;
+                    answered = true;
+                    endSpan(status.name(), status == AckStatus.ACK_STATUS_ACCEPTED || status == AckStatus.ACK_STATUS_DUPLICATE, detail);
+                    long bytes = received();
+                    if (status != AckStatus.ACK_STATUS_ACCEPTED) drop();
+                    receiver = null;
                     ack.onNext(StateAck.newBuilder().setRequestId(header == null ? "" : header.getRequestId()).setStatus(status)
-                            .setBytesReceived(assembler == null ? 0 : assembler.received()).setDetail(detail).build());
+                            .setBytesReceived(bytes).setDetail(detail).build());
                     ack.onCompleted();
+                }
+
+                void fail(io.grpc.StatusException e) {
+                    if (answered) return;
+                    answered = true;
+                    drop();
+                    endSpan(e.getStatus().getCode().name(), false, e.getStatus().getDescription());
+                    LOG.info("state for " + (header == null ? "?" : header.getRequestId()) + " refused: " + e.getStatus());
+                    ack.onError(e);
                 }
 
                 @Override
                 public void onNext(StateChunk c) {
                     if (answered) return;
-                    switch (c.getPartCase()) {
-                        case HEADER -> onHeader(c.getHeader());
-                        case DATA -> {
-                            if (assembler == null) { answer(AckStatus.ACK_STATUS_REJECTED_CORRUPT, "data before header"); return; }
-                            try { assembler.data(c.getData()); }
-                            catch (IllegalArgumentException e) { answer(AckStatus.ACK_STATUS_REJECTED_CORRUPT, e.getMessage()); }
+                    try {
+                        switch (c.getPartCase()) {
+                            case HEADER -> {
+                                if (header != null) throw StateCodec.invalid("a second header");
+                                onHeader(c.getHeader());
+                            }
+                            case DATA -> {
+                                if (receiver == null) throw StateCodec.invalid("data before the header");
+                                receiver.data(c.getData());
+                            }
+                            case TRAILER -> {
+                                if (receiver == null) throw StateCodec.invalid("trailer before the header");
+                                onTrailer(receiver.finish(c.getTrailer()));
+                            }
+                            default -> throw StateCodec.invalid("empty chunk");
                         }
-                        case TRAILER -> onTrailer(c);
-                        default -> answer(AckStatus.ACK_STATUS_REJECTED_CORRUPT, "empty chunk");
+                    } catch (io.grpc.StatusException e) {
+                        fail(e);
                     }
                 }
 
-                private void onHeader(StateHeader h) {
+                private void onHeader(StateHeader h) throws io.grpc.StatusException {
                     header = h;
                     t0 = System.nanoTime();
                     parent = Context.current();
@@ -457,12 +494,17 @@ public final class DecodeWorker implements AutoCloseable {
                         answer(AckStatus.ACK_STATUS_REJECTED_INCOMPATIBLE, "encoding " + h.getEncoding());
                         return;
                     }
-                    long deadline = h.getSpec().getDeadlineUnixMs();
+                    GenerationSpec spec = h.getSpec();
+                    long context = (long) spec.getPromptTokensCount() + spec.getGeneratedTokensCount();
+                    if (h.getPosition() != context) {
+                        throw StateCodec.invalid("position " + h.getPosition() + " but the spec has " + context + " tokens of context");
+                    }
+                    long deadline = spec.getDeadlineUnixMs();
                     if (deadline > 0 && deadline < System.currentTimeMillis()) {
                         answer(AckStatus.ACK_STATUS_REJECTED_EXPIRED, "deadline passed");
                         return;
                     }
-                    long charge = chargeFor(h.getSpec());
+                    long charge = chargeFor(spec);
                     synchronized (DecodeWorker.this) {
                         Slot existing = slots.get(id);
                         if (finished.contains(id) || (existing != null && existing.state != null)) {
@@ -479,21 +521,15 @@ public final class DecodeWorker implements AutoCloseable {
                         usedBytes += charge;
                         charged = charge;
                     }
-                    assembler = new StateCodec.Assembler(h);
+                    // the state at its longest, allocated now: what the charge paid for, and no KV growth while decoding
+                    long longest = context + spec.getSampling().getMaxNewTokens();
+                    int kvCapacity = (int) Math.min(longest, (Integer.MAX_VALUE - 8L) / meshModel.config().kvDim());
+                    receiver = new StateCodec.Receiver(h, meshModel.config(), kvCapacity);
                 }
 
-                private void onTrailer(StateChunk c) {
-                    if (assembler == null) { answer(AckStatus.ACK_STATUS_REJECTED_CORRUPT, "trailer before header"); return; }
-                    String bad = assembler.verify(c.getTrailer());
-                    if (bad != null) { answer(AckStatus.ACK_STATUS_REJECTED_CORRUPT, bad); return; }
-                    SequenceState state;
-                    try {
-                        state = assembler.state(meshModel.config());
-                    } catch (Exception e) {
-                        answer(AckStatus.ACK_STATUS_REJECTED_CORRUPT, "unreadable state: " + e.getMessage());
-                        return;
-                    }
+                private void onTrailer(SequenceState state) {
                     String id = header.getRequestId();
+                    long bytes = receiver.received();
                     Slot s;
                     synchronized (DecodeWorker.this) {
                         if (finished.contains(id)) { answer(AckStatus.ACK_STATUS_REJECTED_EXPIRED, "cancelled"); return; }
@@ -504,7 +540,7 @@ public final class DecodeWorker implements AutoCloseable {
                         s.charge = charged;
                         s.delivered = s.spec.getGeneratedTokensCount();
                         s.stats = RequestStats.newBuilder().setQueueUs(header.getQueueUs()).setPrefillUs(header.getPrefillUs())
-                                .setTransferUs((System.nanoTime() - t0) / 1000).setStateBytes(assembler.received());
+                                .setTransferUs((System.nanoTime() - t0) / 1000).setStateBytes(bytes);
                         try {
                             s.generation = Specs.resume(s.spec, state, meshModel.tokenizer());
                         } catch (IllegalArgumentException e) {
@@ -517,8 +553,8 @@ public final class DecodeWorker implements AutoCloseable {
                         s.span = tracer.spanBuilder("lightmesh.decode").setParent(parent)
                                 .setAttribute("lightmesh.request_id", id).setAttribute("lightmesh.worker", settings.workerId()).startSpan();
                     }
-                    stateBytesReceived.addAndGet(assembler.received());
-                    stateBytes.add(assembler.received());
+                    stateBytesReceived.addAndGet(bytes);
+                    stateBytes.add(bytes);
                     answer(AckStatus.ACK_STATUS_ACCEPTED, "");
                     // the first new token was drawn by the prefill worker, by the same rules from the same history
                     Generation.Step first;
@@ -535,15 +571,17 @@ public final class DecodeWorker implements AutoCloseable {
 
                 @Override
                 public void onError(Throwable t) {
-                    if (charged > 0) {
-                        synchronized (DecodeWorker.this) { usedBytes -= charged; }
-                        charged = 0;
-                    }
+                    // the sender went away (cancelled, deadline, connection lost): nothing to answer, free what was held
+                    if (answered) return;
+                    answered = true;
+                    drop();
+                    endSpan("ABORTED", false, String.valueOf(t));
                 }
 
                 @Override
                 public void onCompleted() {
-                    if (!answered) answer(AckStatus.ACK_STATUS_REJECTED_CORRUPT, "stream ended without a trailer");
+                    if (answered) return;
+                    fail(receiver == null ? StateCodec.invalid("stream ended without a header") : receiver.truncated());
                 }
             };
         }

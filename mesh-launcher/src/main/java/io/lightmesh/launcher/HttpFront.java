@@ -36,7 +36,8 @@ final class HttpFront implements AutoCloseable {
     static HttpFront start(String host, int port, String grpcTarget, Supplier<HealthResponse> health,
                            OpenAiOptions options) throws Exception {
         Vertx vertx = Vertx.vertx();
-        LightMeshClient client = LightMeshClient.builder().target(grpcTarget).plaintext()
+        // the OpenAI API checks the key itself, then calls the router's gRPC API with it (which checks it too)
+        LightMeshClient client = LightMeshClient.builder().target(grpcTarget).plaintext().apiKey(options.apiKey())
                 .defaultDeadline(Duration.ofHours(2)).build();
         try {
             Router router = Router.router(vertx);

@@ -35,7 +35,7 @@ import java.util.logging.Logger;
  *         [--grpc-port 9000] [--http-port 8080] [--topic T] [--partitions N] [--prefill-group G] [--max-in-flight N]
  *         [--default-max-new-tokens N] [--max-prompt-tokens N] [--max-resumes N] [--poll-ms N] [--api-key KEY]
  * prefill --model DIR --kafka HOST:PORT [--experts HOST:PORT,...] [--id prefill-0] [--topic T] [--prefill-group G]
- *         [--chunk-bytes N] [--backend B]
+ *         [--chunk-bytes N] [--prefill-batch-tokens N] [--prefill-batch-max N] [--backend B]
  * decode  --model DIR [--experts HOST:PORT,...] [--id decode-0] [--host 0.0.0.0] [--grpc-port 9100]
  *         [--advertise HOST:PORT] [--budget-gib G] [--max-batch N] [--state-wait-ms N] [--backend B]
  * expert  --model DIR --shard I/N [--id expert-I] [--host 0.0.0.0] [--grpc-port 9200] [--advertise HOST:PORT]
@@ -68,7 +68,7 @@ public final class Main {
                     "topic", "partitions", "prefill-group", "max-in-flight", "default-max-new-tokens", "max-prompt-tokens", "max-resumes",
                     "poll-ms", "api-key"));
             case "prefill" -> prefill(new Flags("prefill", args, from, "model", "kafka", "experts", "id", "topic", "prefill-group",
-                    "chunk-bytes", "backend"));
+                    "chunk-bytes", "prefill-batch-tokens", "prefill-batch-max", "backend"));
             case "decode" -> decode(new Flags("decode", args, from, "model", "experts", "id", "host", "grpc-port", "advertise",
                     "budget-gib", "max-batch", "state-wait-ms", "backend"));
             case "expert" -> expert(new Flags("expert", args, from, "model", "shard", "id", "host", "grpc-port", "advertise", "layers",
@@ -164,10 +164,11 @@ public final class Main {
                     f.getInt("max-in-flight", 256), f.getInt("default-max-new-tokens", 256), f.getInt("max-prompt-tokens", 1 << 20),
                     f.getInt("max-resumes", 2), f.getInt("poll-ms", 1000)), model, otel));
             String host = f.get("host", "0.0.0.0");
-            Server grpc = Grpc.serve(host, f.getInt("grpc-port", 9000), router.services());
+            String apiKey = f.get("api-key", null);
+            Server grpc = Grpc.serve(host, f.getInt("grpc-port", 9000), io.lightmesh.router.ApiKeyCheck.protect(router.services(), apiKey));
             st.add(server(grpc));
             String self = "127.0.0.1:" + grpc.getPort();
-            OpenAiOptions api = OpenAiOptions.defaults().withApiKey(f.get("api-key", null));
+            OpenAiOptions api = OpenAiOptions.defaults().withApiKey(apiKey);
             HttpFront http = st.add(HttpFront.start(host, f.getInt("http-port", 8080), self, router::health, api));
             LOG.info("router: gRPC on " + host + ":" + grpc.getPort() + ", HTTP on " + host + ":" + http.port() + ", decode " + decode);
             return st;
@@ -190,7 +191,9 @@ public final class Main {
             remotes.forEach(st::add);
             String id = f.get("id", "prefill-" + ProcessHandle.current().pid());
             st.add(new PrefillWorker(new PrefillWorker.Settings(id, f.required("kafka"), f.get("topic", "lightmesh.requests.v1"),
-                    f.get("prefill-group", "lightmesh-prefill"), f.getInt("chunk-bytes", StateCodec.DEFAULT_CHUNK_BYTES), 30_000, 50),
+                    f.get("prefill-group", "lightmesh-prefill"), f.getInt("chunk-bytes", StateCodec.DEFAULT_CHUNK_BYTES), 30_000, 50,
+                    f.getInt("prefill-batch-tokens", PrefillWorker.Settings.DEFAULT_BATCH_TOKENS),
+                    f.getInt("prefill-batch-max", PrefillWorker.Settings.DEFAULT_BATCH_MAX)),
                     model, worker, otel));
             LOG.info("prefill worker " + id + ": experts " + (placement == null ? "in-process" : "on " + f.list("experts")));
             return st;

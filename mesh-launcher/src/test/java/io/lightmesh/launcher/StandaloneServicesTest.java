@@ -1,6 +1,13 @@
 package io.lightmesh.launcher;
 
 import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.stub.MetadataUtils;
+import io.lightmesh.client.Completion;
+import io.lightmesh.client.LightMeshClient;
+import io.lightmesh.client.LightMeshException;
 import io.lightmesh.engine.backend.ReferenceOps;
 import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
 import io.lightmesh.engine.generate.Generator;
@@ -9,8 +16,11 @@ import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.proto.v1.GenerateRequest;
 import io.lightmesh.proto.v1.GenerateResponse;
+import io.lightmesh.proto.v1.HealthRequest;
 import io.lightmesh.proto.v1.InferenceGrpc;
 import io.lightmesh.proto.v1.SamplingParams;
+import io.lightmesh.proto.v1.ServingStatus;
+import io.lightmesh.proto.v1.TokenizeRequest;
 import org.apache.kafka.common.test.KafkaClusterTestKit;
 import org.apache.kafka.common.test.TestKitNodes;
 import org.junit.jupiter.api.AfterAll;
@@ -30,13 +40,14 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Every service as a process of its own, started the way a deployment starts them ({@code java ... Main router|
  * prefill|decode|expert} with flags and LIGHTMESH_* variables), against a real Kafka broker: two expert shards, a
- * decode and a prefill worker using them, a router. A text request over gRPC must equal the engine's Generator, and
- * the router's HTTP port must serve health and the OpenAI API.
+ * decode and a prefill worker using them, a router with an API key. A text request over gRPC must equal the engine's
+ * Generator, and the router's HTTP port must serve health and the OpenAI API; both APIs want the key, health does not.
  */
 class StandaloneServicesTest {
     @TempDir static Path dir;
@@ -44,6 +55,7 @@ class StandaloneServicesTest {
     static final List<Process> processes = new ArrayList<>();
     static Path model;
     static int routerGrpc, routerHttp;
+    static final String API_KEY = "lm-test-key";
 
     @BeforeAll
     static void start() throws Exception {
@@ -70,7 +82,8 @@ class StandaloneServicesTest {
                 "LIGHTMESH_GRPC_PORT=" + d, "LIGHTMESH_ADVERTISE=127.0.0.1:" + d, "LIGHTMESH_BUDGET_GIB=1"), "decode");
         service("prefill", List.of(), "prefill", "--model", model.toString(), "--kafka", kafka.bootstrapServers(), "--experts", experts);
         service("router", List.of(), "router", "--model", model.toString(), "--kafka", kafka.bootstrapServers(), "--decode", "127.0.0.1:" + d,
-                "--experts", experts, "--host", "127.0.0.1", "--grpc-port", "" + routerGrpc, "--http-port", "" + routerHttp, "--poll-ms", "300");
+                "--experts", experts, "--host", "127.0.0.1", "--grpc-port", "" + routerGrpc, "--http-port", "" + routerHttp, "--poll-ms", "300",
+                "--api-key", API_KEY);
         HttpClient http = HttpClient.newHttpClient();
         long until = System.currentTimeMillis() + 120_000;
         int status = -1;
@@ -122,12 +135,48 @@ class StandaloneServicesTest {
         if (kafka != null) kafka.close();
     }
 
+    /** A stub sending {@code authorization: <value>} (none when null). */
+    static InferenceGrpc.InferenceBlockingStub stub(ManagedChannel ch, String authorization) {
+        InferenceGrpc.InferenceBlockingStub s = InferenceGrpc.newBlockingStub(ch).withDeadlineAfter(120, TimeUnit.SECONDS);
+        if (authorization == null) return s;
+        Metadata m = new Metadata();
+        m.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), authorization);
+        return s.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(m));
+    }
+
+    @Test
+    void grpcWantsTheApiKeyExceptForHealth() throws Exception {
+        ManagedChannel ch = Grpc.channel("127.0.0.1:" + routerGrpc);
+        try {
+            TokenizeRequest tokenize = TokenizeRequest.newBuilder().setText("key?").build();
+            for (String auth : new String[]{null, "Bearer wrong", API_KEY, "Bearer " + API_KEY + "x", "Basic " + API_KEY}) {
+                var e = assertThrows(StatusRuntimeException.class, () -> stub(ch, auth).tokenize(tokenize), "authorization " + auth);
+                assertEquals(Status.Code.UNAUTHENTICATED, e.getStatus().getCode(), "authorization " + auth);
+            }
+            assertThrows(StatusRuntimeException.class, () -> stub(ch, null).generate(GenerateRequest.newBuilder().setPrompt("x").build()));
+            assertTrue(stub(ch, "Bearer " + API_KEY).tokenize(tokenize).getIdsCount() > 0);
+            assertEquals(ServingStatus.SERVING_STATUS_SERVING, stub(ch, null).health(HealthRequest.getDefaultInstance()).getStatus(),
+                    "health is open");
+        } finally {
+            Grpc.shutdown(ch);
+        }
+        // the client SDK sends the key it is built with
+        try (LightMeshClient with = LightMeshClient.builder().target("127.0.0.1:" + routerGrpc).plaintext().apiKey(API_KEY).build();
+             LightMeshClient without = LightMeshClient.builder().target("127.0.0.1:" + routerGrpc).plaintext().build()) {
+            Completion c = with.generate(io.lightmesh.client.GenerationRequest.prompt("Keyed").maxTokens(3).temperature(0).ignoreEos(true).build());
+            assertEquals(3, c.usage().completionTokens());
+            LightMeshException e = assertThrows(LightMeshException.class,
+                    () -> without.generate(io.lightmesh.client.GenerationRequest.prompt("Keyless").maxTokens(3).build()));
+            assertEquals(Status.Code.UNAUTHENTICATED, e.code());
+        }
+    }
+
     @Test
     void textOverGrpcEqualsTheEngineAndTheHttpPortServesTheOpenAiApi() throws Exception {
         ManagedChannel ch = Grpc.channel("127.0.0.1:" + routerGrpc);
         try (MeshModel m = MeshModel.load(model, new ReferenceOps())) {
             String prompt = "Services on their own";
-            GenerateResponse r = InferenceGrpc.newBlockingStub(ch).withDeadlineAfter(120, TimeUnit.SECONDS).generate(GenerateRequest.newBuilder()
+            GenerateResponse r = stub(ch, "Bearer " + API_KEY).generate(GenerateRequest.newBuilder()
                     .setPrompt(prompt).setReturnTokenIds(true)
                     .setSampling(SamplingParams.newBuilder().setTemperature(0.9f).setSeed(77).setMaxNewTokens(10)).build());
             Generator.Result e = Generator.generate(m.model(), m.tokenizer(), m.tokenizer().encode(prompt),
@@ -137,10 +186,14 @@ class StandaloneServicesTest {
         } finally {
             Grpc.shutdown(ch);
         }
+        String body = "{\"model\": \"model\", \"prompt\": \"Hello\", \"max_tokens\": 4, \"temperature\": 0}";
+        HttpResponse<String> denied = HttpClient.newHttpClient().send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + routerHttp + "/v1/completions"))
+                .header("Content-Type", "application/json").POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString());
+        assertEquals(401, denied.statusCode(), denied.body());
+        // with the key: the HTTP front passes it on to the router's gRPC API
         HttpResponse<String> c = HttpClient.newHttpClient().send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + routerHttp + "/v1/completions"))
-                .header("Content-Type", "application/json")
-                .POST(HttpRequest.BodyPublishers.ofString("{\"model\": \"model\", \"prompt\": \"Hello\", \"max_tokens\": 4, \"temperature\": 0}")).build(),
-                HttpResponse.BodyHandlers.ofString());
+                .header("Content-Type", "application/json").header("Authorization", "Bearer " + API_KEY)
+                .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString());
         assertEquals(200, c.statusCode(), c.body());
         assertTrue(c.body().contains("\"completion_tokens\""), c.body());
     }

@@ -1,7 +1,6 @@
 package io.lightmesh.prefill;
 
 import io.grpc.ManagedChannel;
-import io.grpc.stub.StreamObserver;
 import io.lightmesh.engine.model.MiniMaxModel;
 import io.lightmesh.engine.model.SequenceState;
 import io.lightmesh.mesh.Grpc;
@@ -15,7 +14,6 @@ import io.lightmesh.proto.v1.PrefillTask;
 import io.lightmesh.proto.v1.ReserveRequest;
 import io.lightmesh.proto.v1.ReserveResponse;
 import io.lightmesh.proto.v1.StateAck;
-import io.lightmesh.proto.v1.StateChunk;
 import io.lightmesh.proto.v1.StateHeader;
 import io.lightmesh.proto.v1.StateTransferGrpc;
 import io.opentelemetry.api.OpenTelemetry;
@@ -36,13 +34,15 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.StringDeserializer;
 
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
@@ -50,18 +50,38 @@ import java.util.concurrent.atomic.LongAdder;
 import java.util.logging.Logger;
 
 /**
- * A prefill worker: one member of the consumer group on the request topic. It fetches one record at a time (so it
- * takes work only when idle), reserves room on the record's decode worker, prefills, draws the first token, ships
- * the state, and commits the record's offset only once the decode worker acknowledged the state. A worker that
- * dies before committing leaves the record to the next group member; the decode worker drops the duplicate by
- * request id.
+ * A prefill worker: one member of the consumer group on the request topic. Each poll gives it a batch: the records
+ * fetched, in order, while their contexts fit in {@code batchTokens} (one at least, {@code batchMax} at most); the
+ * rest are left on the topic (the consumer seeks back to them), so a worker takes work only when idle. For each
+ * record of the batch it reserves room on the record's decode worker; it then prefills every context through the
+ * same forward steps (the engine's batched prefill, long prompts cut into steps of {@code batchTokens}), draws each
+ * first token, ships each state, and commits a record's offset only once its decode worker acknowledged the state
+ * (and every earlier record of its partition was committed). A worker that dies before committing leaves the records
+ * to the next group member; duplicate request ids are dropped here and by the decode worker.
  */
 public final class PrefillWorker implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(PrefillWorker.class.getName());
 
-    /** Settings (config keys lightmesh.prefill.*). */
+    /**
+     * Settings (config keys lightmesh.prefill.*).
+     *
+     * @param batchTokens tokens of context per batch and per forward step (a longer context makes a batch of its own)
+     * @param batchMax    records per batch at most (each holds a whole sequence state until it is shipped)
+     */
     public record Settings(String workerId, String bootstrapServers, String topic, String groupId, int chunkBytes,
-                           long reserveTtlMs, long retryBackoffMs) {}
+                           long reserveTtlMs, long retryBackoffMs, int batchTokens, int batchMax) {
+        public static final int DEFAULT_BATCH_TOKENS = 2048, DEFAULT_BATCH_MAX = 8;
+
+        public Settings {
+            if (batchTokens < 1 || batchMax < 1) throw new IllegalArgumentException("prefill batch tokens and size must be positive");
+        }
+
+        /** Batches of the defaults: 2048 tokens, 8 requests. */
+        public Settings(String workerId, String bootstrapServers, String topic, String groupId, int chunkBytes,
+                        long reserveTtlMs, long retryBackoffMs) {
+            this(workerId, bootstrapServers, topic, groupId, chunkBytes, reserveTtlMs, retryBackoffMs, DEFAULT_BATCH_TOKENS, DEFAULT_BATCH_MAX);
+        }
+    }
 
     /** Test hook: called after a record was taken and before it is worked on; may throw to simulate a crash. */
     public interface Hook { void taken(PrefillTask task); }
@@ -79,6 +99,9 @@ public final class PrefillWorker implements AutoCloseable {
     private volatile Hook hook = t -> {};
     private volatile boolean busy;
     public final LongAdder prefilled = new LongAdder();
+    /** Batched forward passes run, and the most requests one of them carried. */
+    public final LongAdder batches = new LongAdder();
+    public final java.util.concurrent.atomic.AtomicInteger largestBatch = new java.util.concurrent.atomic.AtomicInteger();
     public final AtomicLong stateBytesSent = new AtomicLong();
 
     private final Tracer tracer;
@@ -96,7 +119,7 @@ public final class PrefillWorker implements AutoCloseable {
         this.tracer = otel.getTracer(MeshTelemetry.SCOPE);
         var meter = otel.getMeter(MeshTelemetry.SCOPE);
         this.prefillSeconds = meter.histogramBuilder("lightmesh.prefill.duration").setUnit("s")
-                .setDescription("Forward pass over a request's context on a prefill worker").build();
+                .setDescription("Forward pass over a request's context on a prefill worker (that of its whole batch)").build();
         this.queueSeconds = meter.histogramBuilder("lightmesh.prefill.queue.duration").setUnit("s")
                 .setDescription("From admission by the router until a prefill worker took the request").build();
         this.settings = settings;
@@ -108,7 +131,7 @@ public final class PrefillWorker implements AutoCloseable {
         p.put(ConsumerConfig.CLIENT_ID_CONFIG, settings.workerId());
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
-        p.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "1");
+        p.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, String.valueOf(settings.batchMax()));
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         this.consumer = new KafkaConsumer<>(p);
@@ -126,28 +149,16 @@ public final class PrefillWorker implements AutoCloseable {
         try {
             while (running) {
                 ConsumerRecords<String, byte[]> records = consumer.poll(Duration.ofMillis(100));
-                for (ConsumerRecord<String, byte[]> r : records) {
-                    TopicPartition tp = new TopicPartition(r.topic(), r.partition());
-                    busy = true;
-                    boolean commit;
-                    try {
-                        commit = handle(r);
-                    } finally {
-                        busy = false;
-                    }
-                    if (!running) return;
-                    if (commit) {
-                        // asynchronous: the next record's work starts at once; were this worker to die before the commit
-                        // lands, the record would be redelivered and the decode worker would answer DUPLICATE
-                        consumer.commitAsync(Map.of(tp, new OffsetAndMetadata(r.offset() + 1)), (offsets, err) -> {
-                            if (err != null) LOG.warning("commit of " + tp + "@" + (r.offset() + 1) + " failed: " + err);
-                        });
-                    } else {
-                        // not shipped (decode full or unreachable): take it again after a pause
-                        consumer.seek(tp, r.offset());
-                        sleep(settings.retryBackoffMs());
-                    }
+                if (records.isEmpty()) continue;
+                List<Job> batch = take(records);
+                busy = true;
+                try {
+                    handle(batch);
+                } finally {
+                    busy = false;
                 }
+                if (!running) return;
+                settle(batch);
             }
         } catch (WakeupException e) {
             // closing
@@ -166,67 +177,205 @@ public final class PrefillWorker implements AutoCloseable {
         public Crash(String m) { super(m); }
     }
 
-    /** Works on one record, in the trace its headers carry; true when its offset may be committed. */
-    private boolean handle(ConsumerRecord<String, byte[]> r) {
-        Span span = tracer.spanBuilder("lightmesh.prefill").setSpanKind(SpanKind.CONSUMER).setParent(MeshTelemetry.extract(r.headers()))
-                .setAttribute("messaging.system", "kafka").setAttribute("messaging.destination.name", r.topic())
-                .setAttribute("messaging.kafka.offset", r.offset()).setAttribute("lightmesh.worker", settings.workerId()).startSpan();
-        try (Scope ignored = span.makeCurrent()) {
-            boolean commit = work(r, span);
-            span.setAttribute("lightmesh.committed", commit);
-            return commit;
+    /** One record of a batch, and what became of it. */
+    private static final class Job {
+        final ConsumerRecord<String, byte[]> record;
+        final TopicPartition tp;
+        final PrefillTask task;   // null: unreadable
+        Span span;
+        String key;               // request id # attempt
+        int[] context;
+        com.google.common.util.concurrent.ListenableFuture<ReserveResponse> reservation;
+        long queueUs, prefillUs; // prefillUs: the batch's forward pass
+        SequenceState state;
+        float[] logits;
+        Boolean commit;           // null while the job is still being worked on; then whether its offset may be committed
+
+        Job(ConsumerRecord<String, byte[]> record, PrefillTask task) {
+            this.record = record;
+            this.tp = new TopicPartition(record.topic(), record.partition());
+            this.task = task;
+        }
+
+        int tokens() { return task == null ? 0 : task.getSpec().getPromptTokensCount() + task.getSpec().getGeneratedTokensCount(); }
+
+        boolean open() { return commit == null; }
+    }
+
+    /**
+     * The batch of a poll: records in order while their contexts fit the token budget (the first always does);
+     * each partition's first record left out, and everything after it, is sought back to, for the next poll.
+     */
+    private List<Job> take(ConsumerRecords<String, byte[]> records) {
+        List<Job> batch = new ArrayList<>();
+        long tokens = 0;
+        for (TopicPartition tp : records.partitions()) {
+            for (ConsumerRecord<String, byte[]> r : records.records(tp)) {
+                PrefillTask task;
+                try {
+                    task = PrefillTask.parseFrom(r.value());
+                } catch (Exception e) {
+                    LOG.warning("dropping unreadable record at " + r.topic() + "-" + r.partition() + "@" + r.offset() + ": " + e);
+                    task = null;
+                }
+                Job j = new Job(r, task);
+                if (!batch.isEmpty() && (tokens + j.tokens() > settings.batchTokens() || batch.size() >= settings.batchMax())) {
+                    consumer.seek(tp, r.offset());
+                    break;
+                }
+                batch.add(j);
+                tokens += j.tokens();
+            }
+        }
+        return batch;
+    }
+
+    /**
+     * Commits each partition up to its last record in an unbroken run of finished ones; a record to retry (not
+     * shipped: decode full or unreachable) is sought back to, with what follows it, and taken again after a pause.
+     * Commits are asynchronous: were this worker to die before one lands, the record would be redelivered and
+     * dropped as a duplicate.
+     */
+    private void settle(List<Job> batch) {
+        Map<TopicPartition, OffsetAndMetadata> commits = new HashMap<>();
+        Set<TopicPartition> retry = new HashSet<>();
+        for (Job j : batch) { // per partition in offset order
+            if (retry.contains(j.tp)) continue;
+            if (Boolean.TRUE.equals(j.commit)) {
+                commits.put(j.tp, new OffsetAndMetadata(j.record.offset() + 1));
+            } else {
+                consumer.seek(j.tp, j.record.offset());
+                retry.add(j.tp);
+            }
+        }
+        if (!commits.isEmpty()) {
+            consumer.commitAsync(commits, (offsets, err) -> {
+                if (err != null) LOG.warning("commit of " + offsets + " failed: " + err);
+            });
+        }
+        if (!retry.isEmpty()) sleep(settings.retryBackoffMs());
+    }
+
+    /** Works on a batch, each record in the trace its headers carry; sets each job's commit. */
+    private void handle(List<Job> batch) {
+        for (Job j : batch) {
+            j.span = tracer.spanBuilder("lightmesh.prefill").setSpanKind(SpanKind.CONSUMER).setParent(MeshTelemetry.extract(j.record.headers()))
+                    .setAttribute("messaging.system", "kafka").setAttribute("messaging.destination.name", j.record.topic())
+                    .setAttribute("messaging.kafka.offset", j.record.offset()).setAttribute("lightmesh.worker", settings.workerId())
+                    .setAttribute("lightmesh.batch_size", batch.size()).startSpan();
+        }
+        try {
+            Set<String> keys = new HashSet<>();
+            for (Job j : batch) {
+                try (Scope ignored = j.span.makeCurrent()) {
+                    prepare(j, keys);
+                }
+            }
+            prefill(batch.stream().filter(Job::open).toList());
+            for (Job j : batch) {
+                if (!j.open()) continue;
+                try (Scope ignored = j.span.makeCurrent()) {
+                    j.commit = ship(j);
+                } finally {
+                    j.state = null; // shipped or not, this copy is no longer needed
+                }
+            }
         } catch (RuntimeException e) {
-            span.setStatus(StatusCode.ERROR, e.toString());
+            for (Job j : batch) j.span.setStatus(StatusCode.ERROR, e.toString());
             throw e;
         } finally {
-            span.end();
+            for (Job j : batch) {
+                j.span.setAttribute("lightmesh.committed", Boolean.TRUE.equals(j.commit));
+                j.span.end();
+            }
         }
     }
 
-    private boolean work(ConsumerRecord<String, byte[]> r, Span span) {
-        PrefillTask task;
-        try {
-            task = PrefillTask.parseFrom(r.value());
-        } catch (Exception e) {
-            LOG.warning("dropping unreadable record at " + r.topic() + "-" + r.partition() + "@" + r.offset() + ": " + e);
-            return true;
-        }
-        hook.taken(task);
-        GenerationSpec spec = task.getSpec();
+    /** Before the forward pass: drops what needs no work, and asks the decode worker to reserve room. */
+    private void prepare(Job j, Set<String> keys) {
+        if (j.task == null) { j.commit = true; return; }
+        hook.taken(j.task);
+        GenerationSpec spec = j.task.getSpec();
         String id = spec.getRequestId();
-        span.setAttribute("lightmesh.request_id", id).setAttribute("lightmesh.attempt", task.getAttempt());
-        String key = id + "#" + task.getAttempt();
-        if (done.contains(key)) return true;
-        if (spec.getDeadlineUnixMs() > 0 && spec.getDeadlineUnixMs() < System.currentTimeMillis()) return true;
-        StateTransferGrpc.StateTransferStub async = StateTransferGrpc.newStub(channel(task.getDecodeTarget()));
-        int[] context = Specs.context(spec);
+        j.span.setAttribute("lightmesh.request_id", id).setAttribute("lightmesh.attempt", j.task.getAttempt());
+        j.key = id + "#" + j.task.getAttempt();
+        if (done.contains(j.key) || !keys.add(j.key)) { // shipped before, or twice in this batch
+            LOG.fine("dropping duplicate of " + j.key);
+            j.commit = true;
+            return;
+        }
+        if (spec.getDeadlineUnixMs() > 0 && spec.getDeadlineUnixMs() < System.currentTimeMillis()) { j.commit = true; return; }
+        j.context = Specs.context(spec);
         try {
-            long need = StateCodec.serialisedBytes(meshModel.config(), context.length + (long) spec.getSampling().getMaxNewTokens());
+            long need = StateCodec.serialisedBytes(meshModel.config(), j.context.length + (long) spec.getSampling().getMaxNewTokens());
             // reserve room on the decode worker while prefilling (one round trip saved); after a refusal by this target,
-            // reserve first, so that a full decode worker does not make this one prefill in vain
-            var reservation = StateTransferGrpc.newFutureStub(channel(task.getDecodeTarget())).withDeadlineAfter(5, TimeUnit.SECONDS)
+            // wait for the answer first, so that a full decode worker does not make this one prefill in vain
+            j.reservation = StateTransferGrpc.newFutureStub(channel(j.task.getDecodeTarget())).withDeadlineAfter(5, TimeUnit.SECONDS)
                     .reserve(ReserveRequest.newBuilder().setRequestId(id).setBytes(need).setTtlMs((int) settings.reserveTtlMs()).build());
-            if (refusedBy.contains(task.getDecodeTarget()) && !granted(reservation, task, id)) return false;
-            long queueUs = Math.max(0, System.currentTimeMillis() * 1000 - spec.getAdmittedUnixUs());
-            long t0 = System.nanoTime();
-            SequenceState state = model.newState();
-            float[] logits = model.prefill(state, context);
-            // the first new token, chosen by the engine's rules after the tokens generated so far (a resume replays them)
-            int first = Specs.resume(spec, state, meshModel.tokenizer()).accept(logits).token();
-            long prefillUs = (System.nanoTime() - t0) / 1000;
-            if (!granted(reservation, task, id)) return false;
-            prefillSeconds.record(prefillUs / 1e6);
-            queueSeconds.record(queueUs / 1e6);
-            span.setAttribute("lightmesh.context_tokens", context.length);
-            byte[] data = StateCodec.serialise(state);
+            if (refusedBy.contains(j.task.getDecodeTarget()) && !granted(j.reservation, j.task, id)) j.commit = false;
+        } catch (io.grpc.StatusRuntimeException e) {
+            j.commit = unreachable(j, e);
+        }
+        j.queueUs = Math.max(0, System.currentTimeMillis() * 1000 - spec.getAdmittedUnixUs());
+    }
+
+    /**
+     * One batched prefill over every open job (the first job's span is current, so the expert calls of the forward
+     * pass join its trace), then each first token, drawn by the engine's rules after the tokens generated so far
+     * (a resume replays them). A context the engine refuses is found by running the jobs one at a time, and dropped.
+     */
+    private void prefill(List<Job> jobs) {
+        if (jobs.isEmpty()) return;
+        long t0 = System.nanoTime();
+        List<SequenceState> states = new ArrayList<>();
+        for (Job j : jobs) states.add(j.state = model.newState());
+        try (Scope ignored = jobs.getFirst().span.makeCurrent()) {
+            float[][] logits = model.prefill(states, jobs.stream().map(j -> j.context).toList(), settings.batchTokens());
+            for (int i = 0; i < jobs.size(); i++) jobs.get(i).logits = logits[i];
+        } catch (IllegalArgumentException e) {
+            if (jobs.size() == 1) { drop(jobs.getFirst(), e); return; }
+            for (Job j : jobs) prefill(List.of(j)); // the batch left every state untouched
+            return;
+        } catch (io.grpc.StatusRuntimeException e) {
+            // expert shards unreachable: every job of the batch is taken again later
+            LOG.info("prefill of a batch of " + jobs.size() + " failed: " + e.getStatus());
+            for (Job j : jobs) j.commit = false;
+            return;
+        }
+        long us = (System.nanoTime() - t0) / 1000;
+        batches.increment();
+        largestBatch.accumulateAndGet(jobs.size(), Math::max);
+        for (Job j : jobs) {
+            j.prefillUs = us;
+            prefillSeconds.record(us / 1e6);
+            queueSeconds.record(j.queueUs / 1e6);
+            j.span.setAttribute("lightmesh.context_tokens", j.context.length);
+        }
+    }
+
+    private void drop(Job j, IllegalArgumentException e) {
+        // a record no worker can process (the router validates, so a bug or a foreign producer)
+        LOG.severe("dropping request " + j.key + ": " + e.getMessage());
+        done.add(j.key);
+        j.commit = true;
+        j.state = null;
+    }
+
+    /** Draws the first token and ships the state to the record's decode worker; true when the offset may be committed. */
+    private boolean ship(Job j) {
+        GenerationSpec spec = j.task.getSpec();
+        String id = spec.getRequestId();
+        try {
+            int first = Specs.resume(spec, j.state, meshModel.tokenizer()).accept(j.logits).token();
+            if (!granted(j.reservation, j.task, id)) return false;
             StateHeader.Builder h = StateHeader.newBuilder().setRequestId(id).setModelFingerprint(meshModel.fingerprint())
-                    .setPosition(state.position()).setNextToken(first).setSpec(spec)
-                    .addAllLayers(StateCodec.layout(meshModel.config(), state.position())).setQueueUs(queueUs).setPrefillUs(prefillUs);
+                    .setNextToken(first).setSpec(spec).setQueueUs(j.queueUs).setPrefillUs(j.prefillUs);
+            StateCodec.Sender chunks = StateCodec.sender(h, j.state, settings.chunkBytes());
             Span send = tracer.spanBuilder("lightmesh.state send").setSpanKind(SpanKind.CLIENT)
-                    .setAttribute("lightmesh.decode_target", task.getDecodeTarget()).setAttribute("lightmesh.state_bytes", (long) data.length).startSpan();
+                    .setAttribute("lightmesh.decode_target", j.task.getDecodeTarget()).setAttribute("lightmesh.state_bytes", chunks.totalBytes()).startSpan();
             StateAck ack;
             try (Scope s = send.makeCurrent()) { // the decode worker's spans continue from here (gRPC metadata)
-                ack = send(async, StateCodec.chunks(h, data, settings.chunkBytes()));
+                ack = StateCodec.send(StateTransferGrpc.newStub(channel(j.task.getDecodeTarget())), chunks);
                 send.setAttribute("lightmesh.ack", ack.getStatus().name());
             } catch (RuntimeException e) {
                 send.setStatus(StatusCode.ERROR, e.toString());
@@ -235,27 +384,37 @@ public final class PrefillWorker implements AutoCloseable {
                 send.end();
             }
             prefilled.increment();
-            stateBytesSent.addAndGet(data.length);
+            stateBytesSent.addAndGet(chunks.sentBytes());
             AckStatus st = ack.getStatus();
             if (st == AckStatus.ACK_STATUS_ACCEPTED || st == AckStatus.ACK_STATUS_DUPLICATE || st == AckStatus.ACK_STATUS_REJECTED_EXPIRED
                     || st == AckStatus.ACK_STATUS_REJECTED_INCOMPATIBLE) {
                 if (st == AckStatus.ACK_STATUS_REJECTED_INCOMPATIBLE) LOG.severe("state for " + id + " rejected: " + ack.getDetail());
-                done.add(key);
+                done.add(j.key);
                 return true;
             }
             LOG.info("state for " + id + " not accepted (" + st + "): " + ack.getDetail());
             return false;
         } catch (IllegalArgumentException e) {
-            // a record no worker can process (the router validates, so a bug or a foreign producer): drop it
-            LOG.severe("dropping request " + id + ": " + e.getMessage());
-            done.add(key);
+            drop(j, e);
             return true;
         } catch (io.grpc.StatusRuntimeException e) {
-            // the decode worker is gone: the router re-queues the request elsewhere when it notices; drop this copy
-            // once its deadline passed, else retry later
-            LOG.info("decode worker " + task.getDecodeTarget() + " unreachable for " + id + ": " + e.getStatus());
-            return e.getStatus().getCode() == io.grpc.Status.Code.UNAVAILABLE && task.getAttempt() >= 0 && unreachableLong(task);
+            return unreachable(j, e);
         }
+    }
+
+    /** A failed call to the decode worker: whether to commit (drop this copy) or take the record again later. */
+    private boolean unreachable(Job j, io.grpc.StatusRuntimeException e) {
+        String id = j.task.getSpec().getRequestId();
+        if (e.getStatus().getCode() == io.grpc.Status.Code.INVALID_ARGUMENT) {
+            // the decode worker refused the stream as malformed: sending it again cannot help (a bug); drop it
+            LOG.severe("state for " + id + " refused by " + j.task.getDecodeTarget() + ": " + e.getStatus());
+            done.add(j.key);
+            return true;
+        }
+        // DATA_LOSS (damaged in transit): send again later. Otherwise the decode worker is gone: the router re-queues
+        // the request elsewhere when it notices; drop this copy once unreachable long enough
+        LOG.info("decode worker " + j.task.getDecodeTarget() + " unreachable for " + id + ": " + e.getStatus());
+        return e.getStatus().getCode() == io.grpc.Status.Code.UNAVAILABLE && unreachableLong(j.task);
     }
 
     /** Decode targets whose last answer to a reservation was a refusal. */
@@ -289,28 +448,6 @@ public final class PrefillWorker implements AutoCloseable {
         long now = System.currentTimeMillis();
         long since = unreachableSince.computeIfAbsent(task.getSpec().getRequestId() + "#" + task.getAttempt(), k -> now);
         return now - since > 10_000;
-    }
-
-    private StateAck send(StateTransferGrpc.StateTransferStub stub, List<StateChunk> chunks) {
-        CompletableFuture<StateAck> result = new CompletableFuture<>();
-        StreamObserver<StateChunk> out = stub.withDeadlineAfter(60, TimeUnit.SECONDS).send(new StreamObserver<>() {
-            @Override public void onNext(StateAck a) { result.complete(a); }
-            @Override public void onError(Throwable t) { result.completeExceptionally(t); }
-            @Override public void onCompleted() { result.complete(StateAck.getDefaultInstance()); }
-        });
-        for (StateChunk c : chunks) {
-            if (result.isDone()) break; // answered early (rejected)
-            out.onNext(c);
-        }
-        out.onCompleted();
-        try {
-            return result.get(60, TimeUnit.SECONDS);
-        } catch (java.util.concurrent.ExecutionException e) {
-            if (e.getCause() instanceof io.grpc.StatusRuntimeException s) throw s;
-            throw new IllegalStateException(e.getCause());
-        } catch (Exception e) {
-            throw new IllegalStateException("state transfer did not complete: " + e, e);
-        }
     }
 
     private ManagedChannel channel(String target) { return channels.computeIfAbsent(target, Grpc::channel); }

@@ -13,8 +13,17 @@ public final class KvCache {
 
     public KvCache(int rowWidth, int initialCapacity) {
         this.rowWidth = rowWidth;
-        this.k = new float[Math.max(1, initialCapacity) * rowWidth];
-        this.v = new float[Math.max(1, initialCapacity) * rowWidth];
+        int n = arrayLength(Math.max(1, initialCapacity));
+        this.k = new float[n];
+        this.v = new float[n];
+    }
+
+    private int arrayLength(long rows) {
+        long need = rows * rowWidth;
+        if (need > Integer.MAX_VALUE - 8) {
+            throw new IllegalStateException("KV cache of " + rows + " tokens x " + rowWidth + " exceeds one array");
+        }
+        return (int) need;
     }
 
     /** Appends n rows from keys/values [n, KV*D]. */
@@ -28,9 +37,7 @@ public final class KvCache {
     void ensureCapacity(int rows) {
         long need = (long) rows * rowWidth;
         if (need <= k.length) return;
-        if (need > Integer.MAX_VALUE - 8) {
-            throw new IllegalStateException("KV cache of " + rows + " tokens x " + rowWidth + " exceeds one array");
-        }
+        arrayLength(rows);
         long cap = Math.min(Integer.MAX_VALUE - 8, Math.max(need, (long) k.length * 2));
         cap -= cap % rowWidth;
         k = Arrays.copyOf(k, (int) cap);

@@ -136,6 +136,66 @@ public final class MiniMaxModel implements AutoCloseable {
         return out;
     }
 
+    /**
+     * Batched prefill: runs each sequence's {@code tokens.get(i)} after what {@code states.get(i)} holds, the
+     * sequences side by side in shared forward steps of at most {@link #prefillStepTokens()} rows (one segment of
+     * consecutive tokens per sequence per step). A prompt longer than what is left of a step is cut at a lightning
+     * block boundary and goes on in the next step, so each sequence is partitioned into blocks as its own prefill
+     * partitions it. Returns each sequence's last-token logits [V].
+     */
+    public float[][] prefill(List<SequenceState> states, List<int[]> tokens) {
+        return prefill(states, tokens, prefillChunk);
+    }
+
+    /** As {@link #prefill(List, List)}, with steps of at most {@code stepTokens} rows (rounded down to whole blocks, one at least). */
+    public float[][] prefill(List<SequenceState> states, List<int[]> tokens, int stepTokens) {
+        int n = states.size();
+        if (tokens.size() != n) throw new IllegalArgumentException(n + " states but " + tokens.size() + " prompts");
+        if (new java.util.HashSet<>(states).size() != n) throw new IllegalArgumentException("a state appears twice in one batch");
+        for (int i = 0; i < n; i++) { // checked before any state moves
+            if (tokens.get(i).length == 0) throw new IllegalArgumentException("prefill needs at least one token (sequence " + i + ")");
+            for (int id : tokens.get(i)) checkToken(id);
+            if ((long) states.get(i).position() + tokens.get(i).length > config.maxPositions()) {
+                throw new IllegalArgumentException("sequence " + i + " would exceed max_position_embeddings " + config.maxPositions());
+            }
+        }
+        int block = config.blockSize(), step = Math.max(block, stepTokens / block * block);
+        int[] done = new int[n];
+        float[][] out = new float[n][];
+        for (boolean more = true; more; ) {
+            List<Batch.Segment> segments = new java.util.ArrayList<>();
+            int[] rowTokens = new int[step], lastRow = new int[n];
+            java.util.Arrays.fill(lastRow, -1);
+            int rows = 0;
+            for (int i = 0; i < n && rows < step; i++) {
+                int left = tokens.get(i).length - done[i], take = Math.min(left, step - rows);
+                if (take < left) take -= take % block; // a cut mid-prompt falls on a block boundary
+                if (take == 0) continue;
+                System.arraycopy(tokens.get(i), done[i], rowTokens, rows, take);
+                segments.add(new Batch.Segment(states.get(i), rows, take));
+                done[i] += take;
+                rows += take;
+                if (done[i] == tokens.get(i).length) lastRow[i] = rows - 1;
+            }
+            float[] h = forward(new Batch(segments, rows), rowTokens);
+            more = false;
+            for (int i = 0; i < n; i++) {
+                if (lastRow[i] >= 0) out[i] = logits(h, lastRow[i]);
+                more |= done[i] < tokens.get(i).length;
+            }
+        }
+        return out;
+    }
+
+    /** Rows of one forward step of prefill: whole lightning blocks, about 2048 tokens. */
+    public int prefillStepTokens() { return prefillChunk; }
+
+    private void checkToken(int id) {
+        if (id < 0 || id >= config.vocabSize()) {
+            throw new IllegalArgumentException("token id " + id + " outside the vocabulary 0.." + (config.vocabSize() - 1));
+        }
+    }
+
     /** One continuous-batching decode step: token i is appended to states.get(i); returns logits [B][V]. */
     public float[][] decode(List<SequenceState> states, int[] tokens) {
         if (states.size() != tokens.length) throw new IllegalArgumentException(states.size() + " states but " + tokens.length + " tokens");
@@ -150,11 +210,8 @@ public final class MiniMaxModel implements AutoCloseable {
         int hidden = config.hiddenSize(), n = batch.rows();
         float[] h = new float[n * hidden];
         for (int t = 0; t < n; t++) {
-            int id = tokens[t];
-            if (id < 0 || id >= config.vocabSize()) {
-                throw new IllegalArgumentException("token id " + id + " outside the vocabulary 0.." + (config.vocabSize() - 1));
-            }
-            embed.copyTo((long) id * hidden, h, t * hidden, hidden);
+            checkToken(tokens[t]);
+            embed.copyTo((long) tokens[t] * hidden, h, t * hidden, hidden);
         }
         for (Batch.Segment s : batch.segments()) {
             if ((long) s.state().position() + s.count() > config.maxPositions()) {

@@ -6,19 +6,15 @@ import java.io.DataInput;
 import java.io.DataOutput;
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 
 /**
  * Everything a sequence carries between steps: one lightning state S [H, D, D] (fp32) per lightning layer, one
  * {@link KvCache} per softmax layer, and the number of tokens consumed. This is what prefill hands to decode.
  *
- * <p>Serialised form (little-endian floats): magic, version, layers, H, D, KV, position, then per layer in order
- * either the D x D x H state or the KV length followed by its K and V rows.
+ * <p>Serialised form: {@link StateLayout}, written a piece at a time by {@link #encoder()} and read into a state
+ * allocated up front by {@link StateDecoder}.
  */
 public final class SequenceState {
-    private static final int MAGIC = 0x4c4d5353; // "LMSS"
-    private static final int VERSION = 1;
-
     private final ModelConfig config;
     private final float[][] lightning; // [layer] -> [H, D, D], null for softmax layers
     private final KvCache[] kv;        // [layer] -> cache, null for lightning layers
@@ -55,6 +51,13 @@ public final class SequenceState {
         return b;
     }
 
+    /** Bytes of memory this state holds: lightning states plus the KV caches at their capacity. */
+    public long allocatedBytes() {
+        long b = lightningBytes();
+        for (KvCache c : kv) if (c != null) b += 2L * c.keys().length * Float.BYTES;
+        return b;
+    }
+
     /** Bytes of the lightning states alone: fixed per model, whatever the length. */
     public long lightningBytes() {
         long b = 0;
@@ -62,77 +65,38 @@ public final class SequenceState {
         return b;
     }
 
+    /** Bytes of the serialised form of a state of {@code position} tokens (see {@link StateLayout}). */
+    public static long serialisedBytes(ModelConfig config, long position) { return StateLayout.bytes(config, position); }
+
+    /** An incremental serialiser of this state, for shipping it a chunk at a time. */
+    public StateEncoder encoder() { return new StateEncoder(this); }
+
     public void writeTo(DataOutput out) throws IOException {
-        out.writeInt(MAGIC);
-        out.writeInt(VERSION);
-        out.writeInt(config.numLayers());
-        out.writeInt(config.numHeads());
-        out.writeInt(config.headDim());
-        out.writeInt(config.numKvHeads());
-        out.writeInt(position);
-        for (int l = 0; l < lightning.length; l++) {
-            if (lightning[l] != null) {
-                writeFloats(out, lightning[l], lightning[l].length);
-            } else {
-                KvCache c = kv[l];
-                out.writeInt(c.length());
-                writeFloats(out, c.keys(), c.length() * c.rowWidth());
-                writeFloats(out, c.values(), c.length() * c.rowWidth());
-            }
+        StateEncoder e = encoder();
+        ByteBuffer buf = ByteBuffer.allocate(64 * 1024);
+        while (e.hasRemaining()) {
+            buf.clear();
+            e.encode(buf);
+            out.write(buf.array(), 0, buf.position());
         }
     }
 
     /** Reads a state written by {@link #writeTo}; a state of another model shape is rejected by field. */
     public static SequenceState readFrom(DataInput in, ModelConfig config) throws IOException {
-        if (in.readInt() != MAGIC) throw new IOException("not a LightMesh sequence state (bad magic)");
-        int version = in.readInt();
-        if (version != VERSION) throw new IOException("unsupported sequence state version " + version);
-        expect("layers", in.readInt(), config.numLayers());
-        expect("heads", in.readInt(), config.numHeads());
-        expect("head_dim", in.readInt(), config.headDim());
-        expect("kv_heads", in.readInt(), config.numKvHeads());
-        int position = in.readInt();
-        SequenceState s = new SequenceState(config, 1);
-        s.position = position;
-        for (int l = 0; l < s.lightning.length; l++) {
-            if (s.lightning[l] != null) {
-                readFloats(in, s.lightning[l], s.lightning[l].length);
-            } else {
-                int len = in.readInt();
-                if (len < 0 || len > position) throw new IOException("layer " + l + ": KV length " + len + " exceeds position " + position);
-                KvCache c = s.kv[l];
-                c.setLength(len);
-                readFloats(in, c.keys(), len * c.rowWidth());
-                readFloats(in, c.values(), len * c.rowWidth());
-            }
-        }
-        return s;
-    }
-
-    private static void expect(String field, int got, int want) throws IOException {
-        if (got != want) throw new IOException("sequence state has " + field + "=" + got + " but the model has " + want);
-    }
-
-    private static void writeFloats(DataOutput out, float[] a, int n) throws IOException {
-        ByteBuffer buf = ByteBuffer.allocate(64 * 1024).order(ByteOrder.LITTLE_ENDIAN);
-        for (int i = 0; i < n; ) {
-            int m = Math.min(n - i, buf.capacity() / 4);
-            buf.clear();
-            buf.asFloatBuffer().put(a, i, m);
-            out.write(buf.array(), 0, m * 4);
-            i += m;
-        }
-    }
-
-    private static void readFloats(DataInput in, float[] a, int n) throws IOException {
+        byte[] preamble = new byte[StateLayout.PREAMBLE_BYTES];
+        in.readFully(preamble);
+        ByteBuffer p = ByteBuffer.wrap(preamble); // big-endian
+        if (p.getInt(0) != StateLayout.MAGIC) throw new IOException("not a LightMesh sequence state (bad magic)");
+        int position = p.getInt(StateLayout.PREAMBLE_BYTES - Integer.BYTES);
+        if (position < 0 || position > config.maxPositions()) throw new IOException("sequence state position " + position + " out of range");
+        StateDecoder d = new StateDecoder(config, position, position);
+        d.decode(p);
         byte[] bytes = new byte[64 * 1024];
-        ByteBuffer buf = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
-        for (int i = 0; i < n; ) {
-            int m = Math.min(n - i, bytes.length / 4);
-            in.readFully(bytes, 0, m * 4);
-            buf.clear();
-            buf.asFloatBuffer().get(a, i, m);
-            i += m;
+        while (!d.complete()) {
+            int n = (int) Math.min(bytes.length, d.totalBytes() - d.receivedBytes());
+            in.readFully(bytes, 0, n);
+            d.decode(ByteBuffer.wrap(bytes, 0, n));
         }
+        return d.state();
     }
 }
