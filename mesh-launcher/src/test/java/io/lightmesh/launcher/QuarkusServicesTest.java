@@ -48,13 +48,16 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * {@code -Dlightmesh.*} properties; one expert shard through the launcher's {@code expert} command, which runs the
  * same application), against a real Kafka broker (KRaft): two expert shards, a decode and a prefill worker using
  * them, a router. The router's readiness must come up; a greedy request through its gRPC API must equal the
- * in-process engine token for token; an invalid one must get INVALID_ARGUMENT naming the field; SIGTERM must stop
+ * in-process engine token for token, in one trace that spans all four services (exported over OTLP by each
+ * process's quarkus-opentelemetry SDK); an invalid one must get INVALID_ARGUMENT naming the field; SIGTERM must stop
  * every service cleanly.
  */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class QuarkusServicesTest {
     @TempDir static Path dir;
     static KafkaClusterTestKit kafka;
+    /** Where every service exports its spans (OTEL_EXPORTER_OTLP_ENDPOINT), as a collector would receive them. */
+    static OtlpCollector otlp;
     static final Map<String, Process> processes = new LinkedHashMap<>();
     static Path model;
     static int routerGrpc, routerHttp, decodeHttp;
@@ -84,6 +87,7 @@ class QuarkusServicesTest {
         kafka.format();
         kafka.startup();
         kafka.waitForReadyBrokers();
+        otlp = new OtlpCollector();
         int e0 = KraftBroker.freePort(), e1 = KraftBroker.freePort(), d = KraftBroker.freePort();
         routerGrpc = KraftBroker.freePort();
         routerHttp = KraftBroker.freePort();
@@ -139,6 +143,9 @@ class QuarkusServicesTest {
     static void start(String name, List<String> cmd, Map<String, String> env) throws IOException {
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve(name + ".log").toFile());
         pb.environment().put("LIGHTMESH_BACKEND", "reference");
+        pb.environment().put("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint());
+        pb.environment().put("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+        pb.environment().put("QUARKUS_OTEL_BSP_SCHEDULE_DELAY", "200ms");   // spans exported within moments, not 5 s
         pb.environment().putAll(env);
         processes.put(name, pb.start());
     }
@@ -173,6 +180,7 @@ class QuarkusServicesTest {
     static void stop() throws Exception {
         for (Process p : processes.values()) if (p.isAlive()) p.destroyForcibly();
         if (kafka != null) kafka.close();
+        if (otlp != null) otlp.close();
         // each service's log, kept for a look after the run (the temporary folder goes away)
         Path keep = Files.createDirectories(Path.of("target", "quarkus-services-logs"));
         for (String name : processes.keySet()) {
@@ -210,6 +218,19 @@ class QuarkusServicesTest {
         } finally {
             Grpc.shutdown(ch);
         }
+        // one trace: the router's request span, the prefill, the decode and expert calls, each from its own process
+        Map<String, String> expected = Map.of("lightmesh-router", "lightmesh.generate", "lightmesh-prefill", "lightmesh.prefill",
+                "lightmesh-decode", "lightmesh.decode", "lightmesh-expert", "lightmesh.expert compute");
+        long until = System.currentTimeMillis() + 30_000;
+        boolean spansAll = false;
+        while (!spansAll && System.currentTimeMillis() < until) {
+            Thread.sleep(200);
+            spansAll = otlp.spans.stream().filter(s -> s.name().equals("lightmesh.generate")).map(OtlpCollector.Span::traceId)
+                    .anyMatch(trace -> expected.entrySet().stream().allMatch(x -> otlp.spans.stream().anyMatch(s ->
+                            s.traceId().equals(trace) && s.service().equals(x.getKey()) && s.name().equals(x.getValue()))));
+        }
+        assertTrue(spansAll, () -> "no trace with " + expected + " among " + otlp.spans.stream()
+                .map(s -> s.service() + "/" + s.name() + "@" + s.traceId().substring(0, 8)).distinct().toList());
     }
 
     @Test
