@@ -178,7 +178,11 @@ class QuarkusServicesTest {
 
     @AfterAll
     static void stop() throws Exception {
-        for (Process p : processes.values()) if (p.isAlive()) p.destroyForcibly();
+        for (Process p : processes.values()) {
+            // the launcher's child first: a SIGKILLed launcher cannot pass anything on
+            p.descendants().forEach(ProcessHandle::destroyForcibly);
+            if (p.isAlive()) p.destroyForcibly();
+        }
         if (kafka != null) kafka.close();
         if (otlp != null) otlp.close();
         // each service's log, kept for a look after the run (the temporary folder goes away)
@@ -266,8 +270,10 @@ class QuarkusServicesTest {
                 "decode", "decode worker: stopping", "expert-0", "expert shard: stopping", "expert-1", "expert shard: stopping");
         for (String name : List.of("router", "prefill", "decode", "expert-0", "expert-1")) {
             Process p = processes.get(name);
+            List<ProcessHandle> children = p.descendants().toList();   // expert-1: the application the launcher runs
             p.destroy(); // SIGTERM
             assertTrue(p.waitFor(60, TimeUnit.SECONDS), name + " still running 60 s after SIGTERM:\n" + logs());
+            for (ProcessHandle c : children) assertFalse(c.isAlive(), name + "'s child " + c.pid() + " outlived it");
             assertTrue(log(name).contains(goodbye.get(name)), name + " did not shut down through Quarkus:\n" + logs());
         }
     }
