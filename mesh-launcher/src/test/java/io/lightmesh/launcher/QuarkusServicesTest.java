@@ -60,7 +60,7 @@ class QuarkusServicesTest {
     static OtlpCollector otlp;
     static final Map<String, Process> processes = new LinkedHashMap<>();
     static Path model;
-    static int routerGrpc, routerHttp, decodeHttp;
+    static int routerGrpc, routerHttp, decodeHttp, prefillHttp;
 
     static Path repo() {
         Path p = Path.of("").toAbsolutePath();
@@ -92,6 +92,7 @@ class QuarkusServicesTest {
         routerGrpc = KraftBroker.freePort();
         routerHttp = KraftBroker.freePort();
         decodeHttp = KraftBroker.freePort();
+        prefillHttp = KraftBroker.freePort();
         String experts = "127.0.0.1:" + e0 + ",127.0.0.1:" + e1;
         // expert-0 and the decode worker take their settings from the environment, as a container would
         quarkusApp("expert-0", "expert-service", Map.of("LIGHTMESH_MODEL", model.toString(), "LIGHTMESH_SHARD", "0/2",
@@ -104,7 +105,7 @@ class QuarkusServicesTest {
                 "LIGHTMESH_ADVERTISE", "127.0.0.1:" + d, "LIGHTMESH_BUDGET_GIB", "1"));
         // the prefill worker and the router as -Dlightmesh.* system properties
         quarkusApp("prefill", "prefill-service", Map.of(), "-Dlightmesh.model=" + model, "-Dlightmesh.kafka=" + kafka.bootstrapServers(),
-                "-Dlightmesh.experts=" + experts, "-Dlightmesh.host=127.0.0.1", "-Dlightmesh.http-port=" + KraftBroker.freePort());
+                "-Dlightmesh.experts=" + experts, "-Dlightmesh.host=127.0.0.1", "-Dlightmesh.http-port=" + prefillHttp);
         quarkusApp("router", "router", Map.of(), "-Dlightmesh.model=" + model, "-Dlightmesh.kafka=" + kafka.bootstrapServers(),
                 "-Dlightmesh.decode=127.0.0.1:" + d, "-Dlightmesh.experts=" + experts, "-Dlightmesh.host=127.0.0.1",
                 "-Dlightmesh.grpc-port=" + routerGrpc, "-Dlightmesh.http-port=" + routerHttp, "-Dlightmesh.poll-ms=300");
@@ -203,6 +204,9 @@ class QuarkusServicesTest {
         HttpResponse<String> d = get(decodeHttp, "/q/health/ready");
         assertEquals(200, d.statusCode(), d.body());
         assertTrue(d.body().contains("state_bytes_budget"), d.body());
+        HttpResponse<String> p = get(prefillHttp, "/q/health/ready");
+        assertEquals(200, p.statusCode(), p.body());
+        assertTrue(p.body().contains("\"prefill\"") && p.body().contains("Kafka"), "the worker's and Kafka's checks: " + p.body());
     }
 
     @Test

@@ -13,6 +13,7 @@ import io.lightmesh.mesh.Services;
 import io.opentelemetry.api.OpenTelemetry;
 import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.runtime.Startup;
+import jakarta.annotation.PreDestroy;
 import jakarta.enterprise.event.Observes;
 import jakarta.enterprise.inject.Produces;
 import jakarta.inject.Singleton;
@@ -77,6 +78,11 @@ public class DecodeNode {
     void stop(@Observes ShutdownEvent e) {
         LOG.info("decode worker: stopping (" + worker.liveSequences() + " sequences held)");
         worker.close();
+    }
+
+    /** After the gRPC server stopped (Quarkus destroys beans last): the expert channels, then the model's mapping. */
+    @PreDestroy
+    void release() {
         handlers.shutdown();
         remotes.forEach(RemoteExperts::close);
         model.close();

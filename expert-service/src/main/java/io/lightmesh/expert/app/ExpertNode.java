@@ -10,6 +10,7 @@ import io.lightmesh.mesh.Services;
 import io.opentelemetry.api.OpenTelemetry;
 import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.runtime.Startup;
+import jakarta.annotation.PreDestroy;
 import jakarta.enterprise.event.Observes;
 import jakarta.enterprise.inject.Produces;
 import jakarta.inject.Singleton;
@@ -65,6 +66,9 @@ public class ExpertNode {
 
     void stop(@Observes ShutdownEvent e) {
         LOG.info("expert shard: stopping");
-        model.close();
     }
+
+    /** After the gRPC server stopped (Quarkus destroys beans last), so no call computes on an unmapped model. */
+    @PreDestroy
+    void release() { model.close(); }
 }

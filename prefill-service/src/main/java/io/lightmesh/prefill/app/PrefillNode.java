@@ -8,6 +8,7 @@ import io.lightmesh.prefill.PrefillWorker;
 import io.opentelemetry.api.OpenTelemetry;
 import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.runtime.Startup;
+import jakarta.annotation.PreDestroy;
 import jakarta.enterprise.event.Observes;
 import jakarta.inject.Singleton;
 import org.jboss.logging.Logger;
@@ -55,6 +56,11 @@ public class PrefillNode {
     void stop(@Observes ShutdownEvent e) {
         LOG.info("prefill worker: stopping");
         worker.close();
+    }
+
+    /** Last, when Quarkus destroys its beans: the expert channels, then the model's mapping. */
+    @PreDestroy
+    void release() {
         remotes.forEach(RemoteExperts::close);
         model.close();
     }

@@ -10,6 +10,7 @@ import io.lightmesh.router.RouterCore;
 import io.opentelemetry.api.OpenTelemetry;
 import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.runtime.Startup;
+import jakarta.annotation.PreDestroy;
 import jakarta.enterprise.event.Observes;
 import jakarta.enterprise.inject.Produces;
 import jakarta.inject.Singleton;
@@ -69,6 +70,11 @@ public class RouterNode {
     void stop(@Observes ShutdownEvent e) {
         LOG.info("router: stopping");
         core.close();
+    }
+
+    /** Last, when Quarkus destroys its beans. */
+    @PreDestroy
+    void release() {
         handlers.shutdown();
         model.close();
     }
