@@ -35,7 +35,8 @@ public final class Main {
                           the whole mesh on this machine: Kafka (KRaft child process unless --kafka), router,
                           prefill and decode workers, expert shards; Ctrl-C stops everything
               router | prefill | decode | expert | kafka [options]
-                          one service on its own, for real deployments (see mesh-launcher/README.md)
+                          one service on its own, for real deployments: its Quarkus application
+                          (<module>/target/quarkus-app/quarkus-run.jar; see mesh-launcher/README.md)
               bench-serve [--model DIR] ...                drives a mesh like vLLM's serving benchmark
 
             common options:

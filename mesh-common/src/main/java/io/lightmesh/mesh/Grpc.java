@@ -3,6 +3,8 @@ package io.lightmesh.mesh;
 import io.grpc.BindableService;
 import io.grpc.ManagedChannel;
 import io.grpc.Server;
+import io.grpc.ServerInterceptors;
+import io.grpc.ServerServiceDefinition;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 
@@ -47,8 +49,13 @@ public final class Grpc {
     public static Server serve(String host, int port, List<BindableService> services, boolean direct) throws IOException {
         NettyServerBuilder b = NettyServerBuilder.forAddress(new InetSocketAddress(host, port)).maxInboundMessageSize(MAX_MESSAGE_BYTES);
         if (direct) b.directExecutor();
-        for (BindableService s : services) b.addService(io.grpc.ServerInterceptors.intercept(s, MeshTelemetry.serverInterceptor()));
+        for (BindableService s : services) b.addService(traced(s));
         return b.build().start();
+    }
+
+    /** {@code service} with the trace context of its calls made current ({@link MeshTelemetry#serverInterceptor()}). */
+    public static ServerServiceDefinition traced(BindableService service) {
+        return ServerInterceptors.intercept(service, MeshTelemetry.serverInterceptor());
     }
 
     public static void shutdown(Server server) {

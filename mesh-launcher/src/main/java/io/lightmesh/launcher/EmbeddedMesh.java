@@ -10,6 +10,7 @@ import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.mesh.RemoteExperts;
+import io.lightmesh.mesh.Services;
 import io.lightmesh.prefill.PrefillWorker;
 import io.lightmesh.proto.v1.ComponentHealth;
 import io.lightmesh.proto.v1.HealthResponse;

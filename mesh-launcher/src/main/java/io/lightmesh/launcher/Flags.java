@@ -36,6 +36,9 @@ final class Flags {
         }
     }
 
+    /** The flags given on the command line (not those from the environment), by name. */
+    Map<String, String> given() { return new java.util.TreeMap<>(values); }
+
     /** The environment variable of a flag: LIGHTMESH_ + the name in upper case, '-' as '_'. */
     static String env(String name) { return "LIGHTMESH_" + name.toUpperCase(Locale.ROOT).replace('-', '_'); }
 

@@ -1,32 +1,19 @@
 package io.lightmesh.launcher;
 
-import io.grpc.Server;
-import io.lightmesh.decode.DecodeWorker;
-import io.lightmesh.engine.backend.Backends;
-import io.lightmesh.expert.ExpertShard;
-import io.lightmesh.mesh.ExpertPlacement;
-import io.lightmesh.mesh.Grpc;
-import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.MeshTelemetry;
-import io.lightmesh.mesh.RemoteExperts;
-import io.lightmesh.mesh.StateCodec;
-import io.lightmesh.openai.OpenAiOptions;
-import io.lightmesh.prefill.PrefillWorker;
-import io.lightmesh.router.RouterCore;
-import io.opentelemetry.api.OpenTelemetry;
 
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.concurrent.CountDownLatch;
 import java.util.logging.Logger;
 
 /**
- * The mesh's processes. {@code serve} runs the whole mesh on one machine; {@code router}, {@code prefill},
- * {@code decode} and {@code expert} run one service each, for real deployments (one per process, container or
- * host). Every option can also come from the environment: {@code --max-batch 32} or {@code LIGHTMESH_MAX_BATCH=32}.
- * OpenTelemetry is configured by the standard {@code OTEL_*} variables (see {@link MeshTelemetry}). The services
- * run until SIGTERM / Ctrl-C. The full reference is in mesh-launcher/README.md.
+ * The mesh's processes. {@code serve} runs the whole mesh on one machine, in this JVM ({@link EmbeddedMesh});
+ * {@code router}, {@code prefill}, {@code decode} and {@code expert} run one service each, for real deployments (one
+ * per process, container or host): the service's Quarkus application as a child process ({@link QuarkusApps}), the
+ * same as {@code java -jar <module>/target/quarkus-app/quarkus-run.jar}. Every option can also come from the
+ * environment: {@code --max-batch 32} or {@code LIGHTMESH_MAX_BATCH=32}. OpenTelemetry is configured by the standard
+ * {@code OTEL_*} variables (see {@link MeshTelemetry}). The services run until SIGTERM / Ctrl-C. The full reference
+ * is in mesh-launcher/README.md.
  *
  * <pre>
  * serve   [--model DIR] [--grpc-port 9000] [--http-port 8080] [--kafka HOST:PORT] [--experts N] [--decode N]
@@ -36,9 +23,10 @@ import java.util.logging.Logger;
  *         [--default-max-new-tokens N] [--max-prompt-tokens N] [--max-resumes N] [--poll-ms N] [--api-key KEY]
  * prefill --model DIR --kafka HOST:PORT [--experts HOST:PORT,...] [--id prefill-0] [--topic T] [--prefill-group G]
  *         [--chunk-bytes N] [--prefill-batch-tokens N] [--prefill-batch-max N] [--backend B]
- * decode  --model DIR [--experts HOST:PORT,...] [--id decode-0] [--host 0.0.0.0] [--grpc-port 9100]
+ *         [--host 0.0.0.0] [--http-port 8082]
+ * decode  --model DIR [--experts HOST:PORT,...] [--id decode-0] [--host 0.0.0.0] [--grpc-port 9100] [--http-port 8081]
  *         [--advertise HOST:PORT] [--budget-gib G] [--max-batch N] [--state-wait-ms N] [--backend B]
- * expert  --model DIR --shard I/N [--id expert-I] [--host 0.0.0.0] [--grpc-port 9200] [--advertise HOST:PORT]
+ * expert  --model DIR --shard I/N [--id expert-I] [--host 0.0.0.0] [--grpc-port 9200] [--http-port 8083] [--advertise HOST:PORT]
  *         [--layers 0,1,...] [--backend B]
  * kafka   [--port 9092] [--dir lightmesh-kafka]     (a one-node broker for trying the services by hand)
  * </pre>
@@ -49,10 +37,10 @@ public final class Main {
     static final String USAGE = """
             usage: lightmesh-mesh <command> [options]     (each option also as LIGHTMESH_<NAME>, e.g. LIGHTMESH_KAFKA)
               serve    the whole mesh on this machine (Kafka broker child process unless --kafka)
-              router   the public API: gRPC (lightmesh.v1.Inference) and HTTP (OpenAI API, /q/health/*)
-              prefill  a prefill worker (member of the Kafka consumer group)
-              decode   a decode worker (state transfer + decode gRPC)
-              expert   an expert shard (expert gRPC)
+              router   the public API: gRPC (lightmesh.v1.Inference) and HTTP (OpenAI API, /q/health/*)  [Quarkus app]
+              prefill  a prefill worker (member of the Kafka consumer group)                             [Quarkus app]
+              decode   a decode worker (state transfer + decode gRPC)                                    [Quarkus app]
+              expert   an expert shard (expert gRPC)                                                     [Quarkus app]
               kafka    a one-node KRaft Kafka broker for trying the services by hand (--port 9092 --dir DIR)
               bench-serve  the serving benchmark (see BenchServe)
             see mesh-launcher/README.md for every option""";
@@ -64,15 +52,10 @@ public final class Main {
         int from = args.length > 0 && !args[0].startsWith("--") ? 1 : 0;
         AutoCloseable running = switch (cmd) {
             case "serve" -> serve(args, from);
-            case "router" -> router(new Flags("router", args, from, "model", "kafka", "decode", "experts", "host", "grpc-port", "http-port",
-                    "topic", "partitions", "prefill-group", "max-in-flight", "default-max-new-tokens", "max-prompt-tokens", "max-resumes",
-                    "poll-ms", "api-key"));
-            case "prefill" -> prefill(new Flags("prefill", args, from, "model", "kafka", "experts", "id", "topic", "prefill-group",
-                    "chunk-bytes", "prefill-batch-tokens", "prefill-batch-max", "backend"));
-            case "decode" -> decode(new Flags("decode", args, from, "model", "experts", "id", "host", "grpc-port", "advertise",
-                    "budget-gib", "max-batch", "state-wait-ms", "backend"));
-            case "expert" -> expert(new Flags("expert", args, from, "model", "shard", "id", "host", "grpc-port", "advertise", "layers",
-                    "backend"));
+            case "router", "prefill", "decode", "expert" -> {
+                service(cmd, serviceFlags(cmd, args, from));
+                yield null;
+            }
             case "kafka" -> {
                 Flags f = new Flags("kafka", args, from, "port", "dir");
                 KraftBroker b = KraftBroker.start(Path.of(f.get("dir", "lightmesh-kafka")), f.getInt("port", 9092));
@@ -92,6 +75,22 @@ public final class Main {
         if (running != null) blockUntilStopped(running);
     }
 
+    /** The flags of each single-service command: its Quarkus application's lightmesh.* keys. */
+    static Flags serviceFlags(String service, String[] args, int from) {
+        return switch (service) {
+            case "router" -> new Flags("router", args, from, "model", "kafka", "decode", "experts", "host", "grpc-port", "http-port",
+                    "topic", "partitions", "prefill-group", "max-in-flight", "default-max-new-tokens", "max-prompt-tokens", "max-resumes",
+                    "poll-ms", "api-key");
+            case "prefill" -> new Flags("prefill", args, from, "model", "kafka", "experts", "id", "topic", "prefill-group",
+                    "chunk-bytes", "prefill-batch-tokens", "prefill-batch-max", "backend", "host", "http-port");
+            case "decode" -> new Flags("decode", args, from, "model", "experts", "id", "host", "grpc-port", "http-port", "advertise",
+                    "budget-gib", "max-batch", "state-wait-ms", "backend");
+            case "expert" -> new Flags("expert", args, from, "model", "shard", "id", "host", "grpc-port", "http-port", "advertise",
+                    "layers", "backend");
+            default -> throw new IllegalArgumentException("not a service: " + service);
+        };
+    }
+
     private static void blockUntilStopped(AutoCloseable running) throws InterruptedException {
         CountDownLatch stop = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
@@ -100,31 +99,6 @@ public final class Main {
             stop.countDown();
         }));
         stop.await();
-    }
-
-    /** Closes what was started, last first. */
-    private static final class Stack implements AutoCloseable {
-        private final List<AutoCloseable> parts = new ArrayList<>();
-
-        <T extends AutoCloseable> T add(T c) { parts.add(c); return c; }
-
-        @Override
-        public void close() {
-            for (int i = parts.size() - 1; i >= 0; i--) {
-                try { parts.get(i).close(); } catch (Exception e) { LOG.warning("closing " + parts.get(i) + ": " + e); }
-            }
-        }
-    }
-
-    private static AutoCloseable server(Server s) { return () -> Grpc.shutdown(s); }
-
-    private static AutoCloseable telemetry(OpenTelemetry o) {
-        return () -> { if (o instanceof io.opentelemetry.sdk.OpenTelemetrySdk sdk) sdk.close(); };
-    }
-
-    private static MeshModel load(Flags f, boolean needBackend) throws Exception {
-        String backend = needBackend ? f.get("backend", "auto") : "reference"; // the router never runs the model
-        return MeshModel.load(Path.of(f.required("model")), Backends.create(backend));
     }
 
     // ---- serve: everything on this machine ----
@@ -148,120 +122,14 @@ public final class Main {
         return mesh;
     }
 
-    // ---- one service per process ----
+    // ---- one service per process: the service's Quarkus application ----
 
-    /** The router: validates, queues on Kafka, relays tokens; gRPC on --grpc-port, OpenAI API and health on --http-port. */
-    static AutoCloseable router(Flags f) throws Exception {
-        Stack st = new Stack();
-        try {
-            MeshModel model = st.add(load(f, false));
-            OpenTelemetry otel = MeshTelemetry.fromEnvironment("lightmesh-router");
-            st.add(telemetry(otel));
-            List<String> decode = f.list("decode");
-            if (decode.isEmpty()) throw new IllegalArgumentException("router: --decode HOST:PORT,... (or LIGHTMESH_DECODE) is required");
-            RouterCore router = st.add(new RouterCore(new RouterCore.Settings(f.required("kafka"), f.get("topic", "lightmesh.requests.v1"),
-                    f.getInt("partitions", 16), f.get("prefill-group", "lightmesh-prefill"), decode, f.list("experts"),
-                    f.getInt("max-in-flight", 256), f.getInt("default-max-new-tokens", 256), f.getInt("max-prompt-tokens", 1 << 20),
-                    f.getInt("max-resumes", 2), f.getInt("poll-ms", 1000)), model, otel));
-            String host = f.get("host", "0.0.0.0");
-            String apiKey = f.get("api-key", null);
-            Server grpc = Grpc.serve(host, f.getInt("grpc-port", 9000), io.lightmesh.router.ApiKeyCheck.protect(router.services(), apiKey));
-            st.add(server(grpc));
-            String self = "127.0.0.1:" + grpc.getPort();
-            OpenAiOptions api = OpenAiOptions.defaults().withApiKey(apiKey);
-            HttpFront http = st.add(HttpFront.start(host, f.getInt("http-port", 8080), self, router::health, api));
-            LOG.info("router: gRPC on " + host + ":" + grpc.getPort() + ", HTTP on " + host + ":" + http.port() + ", decode " + decode);
-            return st;
-        } catch (Exception e) {
-            st.close();
-            throw e;
-        }
-    }
-
-    /** A prefill worker: consumes the request topic, prefills, hands the state to the decode worker the router chose. */
-    static AutoCloseable prefill(Flags f) throws Exception {
-        Stack st = new Stack();
-        try {
-            MeshModel model = st.add(load(f, true));
-            OpenTelemetry otel = MeshTelemetry.fromEnvironment("lightmesh-prefill");
-            st.add(telemetry(otel));
-            ExpertPlacement placement = placement(f, model);
-            List<RemoteExperts> remotes = new ArrayList<>();
-            var worker = Services.workerModel(model, placement, otel, remotes::add);
-            remotes.forEach(st::add);
-            String id = f.get("id", "prefill-" + ProcessHandle.current().pid());
-            st.add(new PrefillWorker(new PrefillWorker.Settings(id, f.required("kafka"), f.get("topic", "lightmesh.requests.v1"),
-                    f.get("prefill-group", "lightmesh-prefill"), f.getInt("chunk-bytes", StateCodec.DEFAULT_CHUNK_BYTES), 30_000, 50,
-                    f.getInt("prefill-batch-tokens", PrefillWorker.Settings.DEFAULT_BATCH_TOKENS),
-                    f.getInt("prefill-batch-max", PrefillWorker.Settings.DEFAULT_BATCH_MAX)),
-                    model, worker, otel));
-            LOG.info("prefill worker " + id + ": experts " + (placement == null ? "in-process" : "on " + f.list("experts")));
-            return st;
-        } catch (Exception e) {
-            st.close();
-            throw e;
-        }
-    }
-
-    /** A decode worker: receives states, decodes with continuous batching, streams tokens to the router. */
-    static AutoCloseable decode(Flags f) throws Exception {
-        Stack st = new Stack();
-        try {
-            MeshModel model = st.add(load(f, true));
-            OpenTelemetry otel = MeshTelemetry.fromEnvironment("lightmesh-decode");
-            st.add(telemetry(otel));
-            ExpertPlacement placement = placement(f, model);
-            List<RemoteExperts> remotes = new ArrayList<>();
-            var worker = Services.workerModel(model, placement, otel, remotes::add);
-            remotes.forEach(st::add);
-            String host = f.get("host", "0.0.0.0");
-            int port = f.getInt("grpc-port", 9100);
-            String id = f.get("id", "decode-0");
-            String advertise = f.get("advertise", (host.equals("0.0.0.0") ? java.net.InetAddress.getLocalHost().getHostName() : host) + ":" + port);
-            DecodeWorker w = st.add(new DecodeWorker(new DecodeWorker.Settings(id, advertise, (long) (f.getDouble("budget-gib", 8) * (1L << 30)),
-                    f.getInt("max-batch", 32), f.getInt("state-wait-ms", 120_000)), model, worker, placement != null, otel));
-            Server s = Grpc.serve(host, port, w.services());
-            st.add(server(s));
-            LOG.info("decode worker " + id + " on " + host + ":" + s.getPort() + " (advertised " + advertise + "), experts "
-                    + (placement == null ? "in-process" : "on " + f.list("experts")));
-            return st;
-        } catch (Exception e) {
-            st.close();
-            throw e;
-        }
-    }
-
-    /** An expert shard: --shard I/N holds the experts e with e % N == I (of --layers, default all). */
-    static AutoCloseable expert(Flags f) throws Exception {
-        Stack st = new Stack();
-        try {
-            MeshModel model = st.add(load(f, true));
-            OpenTelemetry otel = MeshTelemetry.fromEnvironment("lightmesh-expert");
-            st.add(telemetry(otel));
-            String[] shard = f.required("shard").split("/");
-            if (shard.length != 2) throw new IllegalArgumentException("expert: --shard must be I/N, e.g. 0/2");
-            int index = Integer.parseInt(shard[0].trim()), count = Integer.parseInt(shard[1].trim());
-            int[] experts = ExpertPlacement.expertsOf(index, count, model.config().numExperts());
-            int[] layers = f.list("layers").stream().mapToInt(Integer::parseInt).toArray();
-            String host = f.get("host", "0.0.0.0");
-            int port = f.getInt("grpc-port", 9200);
-            String id = f.get("id", "expert-" + index);
-            String advertise = f.get("advertise", (host.equals("0.0.0.0") ? java.net.InetAddress.getLocalHost().getHostName() : host) + ":" + port);
-            ExpertShard s = new ExpertShard(new ExpertPlacement.Shard(id, advertise, layers, experts), model, otel);
-            Server server = Grpc.serve(host, port, s.services(), true);
-            st.add(server(server));
-            LOG.info("expert shard " + id + " on " + host + ":" + server.getPort() + ": experts " + java.util.Arrays.toString(experts)
-                    + " of " + (layers.length == 0 ? "every layer" : "layers " + java.util.Arrays.toString(layers)));
-            return st;
-        } catch (Exception e) {
-            st.close();
-            throw e;
-        }
-    }
-
-    /** The shards of --experts, asked for what they hold; null when the experts run in-process. */
-    private static ExpertPlacement placement(Flags f, MeshModel model) throws InterruptedException {
-        List<String> targets = f.list("experts");
-        return targets.isEmpty() ? null : Services.discover(model, targets, 120_000);
+    /**
+     * Runs {@code service}'s Quarkus application ({@link QuarkusApps}) with the flags as its {@code lightmesh.*}
+     * keys, until it exits or this process is stopped; exits with its status.
+     */
+    private static void service(String service, Flags f) throws Exception {
+        int rc = QuarkusApps.run(service, f.given());
+        if (rc != 0) System.exit(rc);
     }
 }

@@ -1,16 +1,14 @@
-package io.lightmesh.launcher;
+package io.lightmesh.mesh;
 
 import io.grpc.ManagedChannel;
 import io.grpc.StatusRuntimeException;
+import io.lightmesh.engine.backend.Backends;
+import io.lightmesh.engine.backend.opencl.OpenClException;
+import io.lightmesh.engine.backend.ReferenceOps;
+import io.lightmesh.engine.backend.TensorOps;
 import io.lightmesh.engine.model.ExpertExecutor;
 import io.lightmesh.engine.model.LocalExperts;
 import io.lightmesh.engine.model.MiniMaxModel;
-import io.lightmesh.mesh.CountingExperts;
-import io.lightmesh.mesh.ExpertPlacement;
-import io.lightmesh.mesh.Grpc;
-import io.lightmesh.mesh.MeshModel;
-import io.lightmesh.mesh.MeshTelemetry;
-import io.lightmesh.mesh.RemoteExperts;
 import io.lightmesh.proto.v1.DescribeRequest;
 import io.lightmesh.proto.v1.WorkerGrpc;
 import io.lightmesh.proto.v1.WorkerInfo;
@@ -18,15 +16,41 @@ import io.opentelemetry.api.OpenTelemetry;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 import java.util.logging.Logger;
 
-/** What starting any service needs, shared by the embedded mesh and the single-service commands of {@link Main}. */
-final class Services {
+/**
+ * What starting any service needs, shared by the embedded mesh (mesh-launcher) and the services' Quarkus
+ * applications: the engine backend, the worker model (experts in-process or remote) and expert discovery.
+ */
+public final class Services {
     private static final Logger LOG = Logger.getLogger(Services.class.getName());
 
     private Services() {}
+
+    /**
+     * The engine backend of a service process, as {@link Backends#create}, except in a JVM started without
+     * {@code --add-modules jdk.incubator.vector} (a plain {@code java -jar}): there the vector backend cannot load,
+     * so {@code auto} tries OpenCL and then falls back to {@code reference} with a warning, and {@code vector}
+     * fails with the option to add.
+     */
+    public static TensorOps backend(String name) {
+        if (ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent()) return Backends.create(name);
+        String n = name.trim().toLowerCase(Locale.ROOT);
+        if (n.equals("vector")) {
+            throw new IllegalArgumentException("backend 'vector' needs the JVM option --add-modules jdk.incubator.vector");
+        }
+        if (!n.equals("auto")) return Backends.create(name);
+        try {
+            return Backends.create("opencl");
+        } catch (OpenClException e) {
+            LOG.warning("backend 'auto': no OpenCL device and no jdk.incubator.vector module in this JVM (start it with"
+                    + " --add-modules jdk.incubator.vector for the vector backend); using the reference backend");
+            return new ReferenceOps();
+        }
+    }
 
     /**
      * The model a prefill or decode worker runs: experts in-process ({@code placement} null) or on the shards of
@@ -34,7 +58,7 @@ final class Services {
      *
      * @param remotes receives the RemoteExperts made (the caller closes it)
      */
-    static MiniMaxModel workerModel(MeshModel model, ExpertPlacement placement, OpenTelemetry otel, Consumer<RemoteExperts> remotes) {
+    public static MiniMaxModel workerModel(MeshModel model, ExpertPlacement placement, OpenTelemetry otel, Consumer<RemoteExperts> remotes) {
         ExpertExecutor experts;
         if (placement == null) {
             experts = new LocalExperts(model.config(), model.model().weights(), model.model().ops());
@@ -52,7 +76,7 @@ final class Services {
      * pairs), retried until every shard answers with this model's fingerprint and every pair is held, or the wait
      * ends.
      */
-    static ExpertPlacement discover(MeshModel model, List<String> targets, long waitMs) throws InterruptedException {
+    public static ExpertPlacement discover(MeshModel model, List<String> targets, long waitMs) throws InterruptedException {
         long until = System.currentTimeMillis() + waitMs;
         String problem = "no shard asked yet";
         while (true) {

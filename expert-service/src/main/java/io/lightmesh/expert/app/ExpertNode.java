@@ -1,0 +1,74 @@
+package io.lightmesh.expert.app;
+
+import io.grpc.BindableService;
+import io.lightmesh.expert.ExpertShard;
+import io.lightmesh.mesh.DeferredServices;
+import io.lightmesh.mesh.ExpertPlacement;
+import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.Services;
+import io.opentelemetry.api.OpenTelemetry;
+import io.quarkus.runtime.ShutdownEvent;
+import io.quarkus.runtime.Startup;
+import jakarta.annotation.PreDestroy;
+import jakarta.enterprise.event.Observes;
+import jakarta.enterprise.inject.Produces;
+import jakarta.inject.Singleton;
+import org.jboss.logging.Logger;
+
+import java.net.InetAddress;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * The expert shard of this process. Its calls are short and each connection sends one batch at a time, so they run
+ * on Quarkus's gRPC event loops without a hand-off (as the plain server ran them on its transport threads). Built on
+ * the main thread at start-up, after the gRPC server started: until then the services answer UNAVAILABLE
+ * ({@link DeferredServices}).
+ */
+@Startup
+@Singleton
+public class ExpertNode {
+    private static final Logger LOG = Logger.getLogger(ExpertNode.class);
+
+    private final MeshModel model;
+    private final ExpertShard shard;
+
+    /** Where the gRPC service beans find the shard's services once it is built. */
+    @Produces
+    @Singleton
+    static DeferredServices services() { return new DeferredServices(); }
+
+    ExpertNode(ExpertConfig config, OpenTelemetry otel, DeferredServices services) throws Exception {
+        String[] is = config.shard().split("/");
+        if (is.length != 2) throw new IllegalArgumentException("expert: lightmesh.shard must be I/N, e.g. 0/2, not " + config.shard());
+        int index = Integer.parseInt(is[0].trim()), count = Integer.parseInt(is[1].trim());
+        model = MeshModel.load(config.model(), Services.backend(config.backend()));
+        try {
+            int[] experts = ExpertPlacement.expertsOf(index, count, model.config().numExperts());
+            int[] layers = config.layers().orElse(List.of()).stream().mapToInt(Integer::intValue).toArray();
+            String host = config.host();
+            String id = config.id().orElse("expert-" + index);
+            String advertise = config.advertise().orElse((host.equals("0.0.0.0") ? InetAddress.getLocalHost().getHostName() : host)
+                    + ":" + config.grpcPort());
+            shard = new ExpertShard(new ExpertPlacement.Shard(id, advertise, layers, experts), model, otel);
+            for (BindableService s : shard.services()) services.publish(Grpc.traced(s));
+            services.markReady();
+            LOG.infof("expert shard %s (advertised %s): experts %s of %s", id, advertise, Arrays.toString(experts),
+                    layers.length == 0 ? "every layer" : "layers " + Arrays.toString(layers));
+        } catch (Exception | Error e) {
+            model.close();
+            throw e;
+        }
+    }
+
+    public ExpertShard shard() { return shard; }
+
+    void stop(@Observes ShutdownEvent e) {
+        LOG.info("expert shard: stopping");
+    }
+
+    /** After the gRPC server stopped (Quarkus destroys beans last), so no call computes on an unmapped model. */
+    @PreDestroy
+    void release() { model.close(); }
+}

@@ -1,0 +1,58 @@
+package io.lightmesh.prefill.app;
+
+import io.lightmesh.mesh.StateCodec;
+import io.lightmesh.prefill.PrefillWorker;
+import io.smallrye.config.ConfigMapping;
+import io.smallrye.config.WithDefault;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * The prefill worker's settings: keys {@code lightmesh.*} (application.properties, {@code -Dlightmesh.*}, or
+ * {@code LIGHTMESH_*} in the environment), the same names as the launcher's flags.
+ */
+@ConfigMapping(prefix = "lightmesh")
+public interface PrefillConfig {
+    /** Checkpoint directory. */
+    Path model();
+
+    /** Kafka bootstrap servers. */
+    String kafka();
+
+    /** Expert shards (host:port,...); none: the experts run in this process. */
+    Optional<List<String>> experts();
+
+    /** Kafka client id; default prefill-(pid). */
+    Optional<String> id();
+
+    @WithDefault("lightmesh.requests.v1")
+    String topic();
+
+    @WithDefault("lightmesh-prefill")
+    String prefillGroup();
+
+    /** State transfer chunk size in bytes. */
+    @WithDefault("" + StateCodec.DEFAULT_CHUNK_BYTES)
+    int chunkBytes();
+
+    /** Batched prefill: the records of one poll are taken while their contexts fit in this many tokens (also the forward-step size). */
+    @WithDefault("" + PrefillWorker.Settings.DEFAULT_BATCH_TOKENS)
+    int prefillBatchTokens();
+
+    /** Batched prefill: at most this many records a batch (each holds a whole sequence state until it is shipped). */
+    @WithDefault("" + PrefillWorker.Settings.DEFAULT_BATCH_MAX)
+    int prefillBatchMax();
+
+    @WithDefault("0.0.0.0")
+    String host();
+
+    /** /q/health (the prefill worker serves no gRPC: it takes its work from Kafka). */
+    @WithDefault("8082")
+    int httpPort();
+
+    /** Engine backend: auto, reference, vector, opencl. */
+    @WithDefault("auto")
+    String backend();
+}

@@ -1,0 +1,25 @@
+package io.lightmesh.prefill.app;
+
+import org.eclipse.microprofile.health.HealthCheck;
+import org.eclipse.microprofile.health.HealthCheckResponse;
+import org.eclipse.microprofile.health.Readiness;
+
+import jakarta.enterprise.context.ApplicationScoped;
+
+/**
+ * Readiness of the worker itself (model loaded, experts placed, consumer started); Kafka's own readiness check comes
+ * from quarkus-kafka-client (quarkus.kafka.health.enabled).
+ */
+@Readiness
+@ApplicationScoped
+public class PrefillHealth implements HealthCheck {
+    private final PrefillNode node;
+
+    PrefillHealth(PrefillNode node) { this.node = node; }
+
+    @Override
+    public HealthCheckResponse call() {
+        return HealthCheckResponse.named("prefill").up().withData("id", node.id())
+                .withData("prefilled", node.worker().prefilled.sum()).withData("busy", node.worker().busy()).build();
+    }
+}

@@ -1,0 +1,72 @@
+package io.lightmesh.router.app;
+
+import io.smallrye.config.ConfigMapping;
+import io.smallrye.config.WithDefault;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * The router's settings: keys {@code lightmesh.*} in application.properties, {@code -Dlightmesh.*} or the environment
+ * ({@code lightmesh.max-in-flight} = {@code LIGHTMESH_MAX_IN_FLIGHT}), the same names as the launcher's flags.
+ * {@code host}, {@code grpc-port} and {@code http-port} feed Quarkus's {@code quarkus.grpc.server.*} and
+ * {@code quarkus.http.*} (application.properties).
+ */
+@ConfigMapping(prefix = "lightmesh")
+public interface RouterConfig {
+    /** Checkpoint directory (config.json, safetensors, tokenizer.json); the router reads its tokenizer and shape. */
+    Path model();
+
+    /** Kafka bootstrap servers. */
+    String kafka();
+
+    /** Decode workers, host:port as they advertise themselves. */
+    List<String> decode();
+
+    /** Expert shards, checked by the readiness probe. */
+    Optional<List<String>> experts();
+
+    @WithDefault("0.0.0.0")
+    String host();
+
+    /** The public gRPC API (lightmesh.v1.Inference). */
+    @WithDefault("9000")
+    int grpcPort();
+
+    /** OpenAI API on /v1, health on /q/health. */
+    @WithDefault("8080")
+    int httpPort();
+
+    /** The request topic, created when missing. */
+    @WithDefault("lightmesh.requests.v1")
+    String topic();
+
+    @WithDefault("16")
+    int partitions();
+
+    /** The prefill workers' consumer group (readiness counts its members). */
+    @WithDefault("lightmesh-prefill")
+    String prefillGroup();
+
+    /** Admitted requests at most; beyond: RESOURCE_EXHAUSTED. */
+    @WithDefault("256")
+    int maxInFlight();
+
+    @WithDefault("256")
+    int defaultMaxNewTokens();
+
+    @WithDefault("1048576")
+    int maxPromptTokens();
+
+    /** Times a request is prefilled again on another decode worker after one is lost. */
+    @WithDefault("2")
+    int maxResumes();
+
+    /** How often workers and Kafka are checked (health, decode choice). */
+    @WithDefault("1000")
+    long pollMs();
+
+    /** When set, the OpenAI API wants "Authorization: Bearer (key)". */
+    Optional<String> apiKey();
+}

@@ -1,0 +1,81 @@
+package io.lightmesh.router.app;
+
+import io.grpc.ServerInterceptors;
+import io.lightmesh.engine.backend.ReferenceOps;
+import io.lightmesh.mesh.DeferredServices;
+import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.OffloadingInterceptor;
+import io.lightmesh.router.RouterCore;
+import io.opentelemetry.api.OpenTelemetry;
+import io.quarkus.runtime.ShutdownEvent;
+import io.quarkus.runtime.Startup;
+import jakarta.annotation.PreDestroy;
+import jakarta.enterprise.event.Observes;
+import jakarta.enterprise.inject.Produces;
+import jakarta.inject.Singleton;
+import org.jboss.logging.Logger;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+
+/**
+ * The router of this process: the model's tokenizer and shape (never its forward pass: the reference backend, which
+ * maps the weights without computing), one {@link RouterCore}, its OpenTelemetry from quarkus-opentelemetry. Built
+ * at start-up, so that a bad model directory or an unreachable Kafka fails the start; closed on SIGTERM before the
+ * gRPC server stops, so in-flight requests end with a status rather than a reset. Built on the main thread at
+ * start-up, after Quarkus's gRPC server started: until then the API answers UNAVAILABLE ({@link DeferredServices})
+ * and readiness is DOWN.
+ */
+@Startup
+@Singleton
+public class RouterNode {
+    private static final Logger LOG = Logger.getLogger(RouterNode.class);
+
+    private final MeshModel model;
+    private final RouterCore core;
+    /** Handlers of the public API run here, off Quarkus's gRPC event loop (see OffloadingInterceptor). */
+    private final ExecutorService handlers = Executors.newVirtualThreadPerTaskExecutor();
+
+    /** Where the gRPC service bean finds the router's API once it is built. */
+    @Produces
+    @Singleton
+    static DeferredServices services() { return new DeferredServices(); }
+
+    RouterNode(RouterConfig config, OpenTelemetry otel, DeferredServices services) {
+        try {
+            this.model = MeshModel.load(config.model(), new ReferenceOps());
+        } catch (IOException e) {
+            throw new UncheckedIOException("router: cannot load the model at " + config.model() + ": " + e.getMessage(), e);
+        }
+        try {
+            this.core = new RouterCore(new RouterCore.Settings(config.kafka(), config.topic(), config.partitions(), config.prefillGroup(),
+                    config.decode(), config.experts().orElse(List.of()), config.maxInFlight(), config.defaultMaxNewTokens(),
+                    config.maxPromptTokens(), config.maxResumes(), config.pollMs()), model, otel);
+        } catch (RuntimeException e) {
+            model.close();
+            throw e;
+        }
+        services.publish(ServerInterceptors.intercept(Grpc.traced(core.services().getFirst()), new OffloadingInterceptor(handlers)));
+        services.markReady();
+        LOG.infof("router: model %s, Kafka %s, decode %s, experts %s", config.model(), config.kafka(), config.decode(),
+                config.experts().orElse(List.of()));
+    }
+
+    public RouterCore core() { return core; }
+
+    void stop(@Observes ShutdownEvent e) {
+        LOG.info("router: stopping");
+        core.close();
+    }
+
+    /** Last, when Quarkus destroys its beans. */
+    @PreDestroy
+    void release() {
+        handlers.shutdown();
+        model.close();
+    }
+}
