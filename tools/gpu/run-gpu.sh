@@ -40,11 +40,9 @@ for step in "${steps[@]}"; do
       TCP="$CP$(ls "$R"/test-lib/lightmesh-engine-tests.jar)"
       select=()
       while read -r c; do select+=(--select-class "$c"); done < "$R/test-lib/opencl-test-classes.txt"
-      # from engine/ when the checkout is here: the fixture tests read src/test/resources/fixtures and ../models/demo
-      tdir=.; [ -d engine/src/test/resources/fixtures ] && tdir=engine
-      (cd "$tdir" && LIGHTMESH_REQUIRE_OPENCL=1 "${JAVA[@]}" -Xmx16g -jar "$R"/test-lib/junit-platform-console-standalone-*.jar \
+      LIGHTMESH_REQUIRE_OPENCL=1 "${JAVA[@]}" -Xmx16g -jar "$R"/test-lib/junit-platform-console-standalone-*.jar \
         execute --class-path "$TCP" "${select[@]}" --details=tree --disable-banner \
-        --reports-dir "$OUT/junit") 2>&1 | grep -v '^WARNING' | tee "$OUT/tests.txt"
+        --reports-dir "$OUT/junit" 2>&1 | grep -v '^WARNING' | tee "$OUT/tests.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     bench)
       "${JAVA[@]}" -Xmx64g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" io.lightmesh.engine.bench.KernelBench $BENCH_ARGS 2>&1 | grep -v '^WARNING' \
