@@ -9,7 +9,7 @@
 #   tools/      this folder's scripts
 # With --xz the folder holds only tools/ and rt.tar.xz (the rest, xz-compressed, about half the size), for when the
 # checkout that travels beside it leaves less room; run-gpu.sh unpacks it to /tmp first.
-# Usage: tools/gpu/pack.sh [--xz] [DEST]
+# Usage: [MVN_FLAGS=-o] tools/gpu/pack.sh [--xz] [DEST]   (MVN_FLAGS: extra Maven flags, e.g. -o for offline)
 set -euo pipefail
 XZ=0
 if [ "${1:-}" = "--xz" ]; then XZ=1; shift; fi
@@ -24,13 +24,13 @@ rm -rf "$DEST"
 mkdir -p "$DEST/lib" "$DEST/test-lib" "$DEST/native" "$DEST/tools"
 
 echo "pack: building the engine jar and test classes"
-mvn -q -B -ntp -pl engine -DskipTests package test-compile
+mvn ${MVN_FLAGS:-} -q -B -ntp -pl engine -DskipTests package test-compile
 cp engine/target/lightmesh-engine-*.jar "$DEST/lib/"
-mvn -q -B -ntp -pl engine dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$DEST/lib"
+mvn ${MVN_FLAGS:-} -q -B -ntp -pl engine dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$DEST/lib"
 (cd engine/target/test-classes && "$JAVA_HOME/bin/jar" --create --file "$DEST/test-lib/lightmesh-engine-tests.jar" . \
-  && find . -name '*Test.class' | grep -E '(opencl/OpenCl[A-Za-z]*|/Backends)Test\.class$' | sed 's|^\./||; s|\.class$||; s|/|.|g' \
+  && find . -name '*Test.class' | grep -E '(opencl/OpenCl[A-Za-z]*|/Backends|model/Resident[A-Za-z]*|model/BackendFixtures)Test\.class$' | sed 's|^\./||; s|\.class$||; s|/|.|g' \
   > "$DEST/test-lib/opencl-test-classes.txt")
-mvn -q -B -ntp dependency:copy -Dartifact="$JUNIT_CONSOLE" -DoutputDirectory="$DEST/test-lib"
+mvn ${MVN_FLAGS:-} -q -B -ntp dependency:copy -Dartifact="$JUNIT_CONSOLE" -DoutputDirectory="$DEST/test-lib"
 
 echo "pack: jlink $MODULES"
 COMPRESS=zip-9; [ "$XZ" = 1 ] && COMPRESS=zip-0   # xz packs uncompressed modules much better

@@ -11,7 +11,7 @@ fi
 OUT="${OUT:-/tmp/lightmesh-out}"
 mkdir -p "$OUT"
 steps=("$@"); [ ${#steps[@]} -eq 0 ] && steps=(tests bench torch)
-BENCH_ARGS="${BENCH_ARGS:-}"
+BENCH_ARGS="${BENCH_ARGS:-}"   # KernelBench's arguments; JAVA_OPTS: extra JVM options for bench and engine
 
 # NVIDIA's OpenCL is installed but not registered: an ICD file naming its library, and the loader pointed at it.
 # (Elsewhere, e.g. a CPU machine with PoCL, the system's ICDs are left alone.)
@@ -31,6 +31,9 @@ fi
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv; \
   echo "OCL_ICD_VENDORS=${OCL_ICD_VENDORS:-} LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"; ls -l /usr/local/nvidia/lib64/libnvidia-opencl* /usr/lib/x86_64-linux-gnu/libnvidia-opencl* 2>/dev/null; ldconfig -p | grep -i opencl; } 2>&1 | tee "$OUT/env.txt"
 
+# Signal chaining: the OpenCL compilers (NVIDIA's, PoCL's LLVM) install their own SIGSEGV handlers over the JVM's,
+# which uses SIGSEGV for safepoint polls and implicit null checks; without libjsig the JVM can die silently (no hs_err).
+[ -f "$R/jdk/lib/libjsig.so" ] && export LD_PRELOAD="$R/jdk/lib/libjsig.so${LD_PRELOAD:+:$LD_PRELOAD}"
 JAVA=("$R/jdk/bin/java" --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector)
 CP=$(ls "$R"/lib/*.jar | tr '\n' ':')
 rc=0
@@ -40,16 +43,18 @@ for step in "${steps[@]}"; do
       TCP="$CP$(ls "$R"/test-lib/lightmesh-engine-tests.jar)"
       select=()
       while read -r c; do select+=(--select-class "$c"); done < "$R/test-lib/opencl-test-classes.txt"
-      LIGHTMESH_REQUIRE_OPENCL=1 "${JAVA[@]}" -Xmx16g -jar "$R"/test-lib/junit-platform-console-standalone-*.jar \
+      # from engine/ when the checkout is here: the fixture tests read src/test/resources/fixtures and ../models/demo
+      tdir=.; [ -d engine/src/test/resources/fixtures ] && tdir=engine
+      (cd "$tdir" && LIGHTMESH_REQUIRE_OPENCL=1 "${JAVA[@]}" -Xmx16g -jar "$R"/test-lib/junit-platform-console-standalone-*.jar \
         execute --class-path "$TCP" "${select[@]}" --details=tree --disable-banner \
-        --reports-dir "$OUT/junit" 2>&1 | grep -v '^WARNING' | tee "$OUT/tests.txt"
+        --reports-dir "$OUT/junit") 2>&1 | grep -v '^WARNING' | tee "$OUT/tests.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     bench)
-      "${JAVA[@]}" -Xmx64g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" io.lightmesh.engine.bench.KernelBench $BENCH_ARGS 2>&1 | grep -v '^WARNING' \
+      "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx64g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" io.lightmesh.engine.bench.KernelBench $BENCH_ARGS 2>&1 | grep -v '^WARNING' \
         | tee "$OUT/kernelbench.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     engine)   # the whole engine (EngineBench) on the OpenCL backend; ENGINE_ARGS picks the model and prompts
-      "${JAVA[@]}" -Xmx96g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" io.lightmesh.engine.bench.EngineBench \
+      "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx96g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" io.lightmesh.engine.bench.EngineBench \
         --backend opencl ${ENGINE_ARGS:-} 2>&1 | grep -v '^WARNING' | tee -a "$OUT/enginebench.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     torch)

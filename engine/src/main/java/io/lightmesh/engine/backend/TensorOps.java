@@ -62,6 +62,12 @@ public interface TensorOps extends AutoCloseable {
      */
     default void preload(java.util.Collection<Tensor> weights) {}
 
+    /**
+     * The device-resident operations of this backend, or null when it has none (host backends). When present, the
+     * model keeps a decode step's activations, lightning states and KV caches on the device ({@link DeviceOps}).
+     */
+    default DeviceOps resident() { return null; }
+
     /** Releases device buffers and threads; the default holds none. */
     @Override
     default void close() {}

@@ -128,7 +128,8 @@ public final class EngineBench {
         MemoryBandwidth bandwidth = null;
         try (MiniMaxModel model = MiniMaxModel.load(dir, ops)) {
             c = model.config();
-            log.printf("bench: %s, backend %s; warming up%n", describe(c), backend.name());
+            log.printf("bench: %s, backend %s, decode %s; warming up%n", describe(c), backend.name(),
+                    model.decodesOnDevice() ? "device-resident" : "through host arrays");
             warmUp(model);
             for (int len : o.promptLengths) prefills.add(prefill(model, ops, len));
             // the model's own peak, before the bandwidth buffer is allocated (decode adds little to it)

@@ -1,7 +1,9 @@
 package io.lightmesh.engine.bench;
 
+import io.lightmesh.engine.backend.DeviceOps;
 import io.lightmesh.engine.backend.TensorOps;
 import io.lightmesh.engine.backend.opencl.OpenClOps;
+import io.lightmesh.engine.backend.opencl.ResidentOps;
 import io.lightmesh.engine.tensor.DType;
 import io.lightmesh.engine.tensor.Tensor;
 
@@ -29,7 +31,13 @@ import java.util.stream.IntStream;
  * java --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xmx48g \
  *      -cp engine.jar:lib/* io.lightmesh.engine.bench.KernelBench [--quick] [--reps N] [--only matmul,matvec,...]
  * </pre>
- * {@code --quick} shrinks every case (a smoke test for PoCL). Sections: matmul, matvec, lightning, decode, attention.
+ * {@code --quick} shrinks every case (a smoke test for PoCL). Sections: matmul, matvec, lightning, decode, attention,
+ * resident.
+ *
+ * <p>The resident section times the device-resident decode kernels ({@link ResidentOps}: inputs and outputs already on
+ * the device, no copies), plus a device-to-device copy as the bandwidth reference through the same API. Those have no
+ * profiling events: each figure is the host time of {@code 4 x reps} back-to-back launches ended by one clFinish,
+ * divided by the launch count (median of 5 such batches), so launch gaps are included, which favours nothing.
  */
 public final class KernelBench {
     private final OpenClOps ops;
@@ -47,14 +55,14 @@ public final class KernelBench {
         if (System.getProperty("com.aparapi.enableProfiling") == null) System.setProperty("com.aparapi.enableProfiling", "true");
         boolean quick = false;
         int reps = 5;
-        List<String> only = List.of("matmul", "matvec", "lightning", "decode", "attention");
+        List<String> only = List.of("matmul", "matvec", "lightning", "decode", "attention", "resident");
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--quick" -> quick = true;
                 case "--reps" -> reps = Integer.parseInt(args[++i]);
                 case "--only" -> only = Arrays.asList(args[++i].split(","));
                 default -> throw new IllegalArgumentException("unknown argument " + args[i]
-                        + " (expected --quick, --reps N, --only matmul,matvec,lightning,decode,attention)");
+                        + " (expected --quick, --reps N, --only matmul,matvec,lightning,decode,attention,resident)");
             }
         }
         try (OpenClOps ops = OpenClOps.create(OpenClOps.Preference.GPU_THEN_CPU)) {
@@ -65,6 +73,7 @@ public final class KernelBench {
             if (only.contains("lightning")) b.lightningPrefill();
             if (only.contains("decode")) b.decode();
             if (only.contains("attention")) b.attentionPrefill();
+            if (only.contains("resident")) b.resident();
             b.print();
         }
     }
@@ -200,6 +209,70 @@ public final class KernelBench {
         double flops = 4.0 * heads * dim * (n * (n + 1.0) / 2); // causal QK^T and PV
         row(String.format(Locale.ROOT, "flash attention prefill n=%d H=%d KV=%d D=%d", n, heads, kvHeads, dim), t,
                 flops / t[0], "GFLOP/s");
+    }
+
+    // ---- device-resident decode kernels ----------------------------------------------------------------------------
+
+    /** Median over 5 batches of the time per call of {@code inner} back-to-back calls ended by one finish. */
+    private long[] timeResident(ResidentOps d, Runnable call, int inner) {
+        call.run();
+        d.finish();
+        long[] per = new long[5];
+        for (int r = 0; r < per.length; r++) {
+            long t0 = System.nanoTime();
+            for (int i = 0; i < inner; i++) call.run();
+            d.finish();
+            per[r] = (System.nanoTime() - t0) / inner;
+        }
+        Arrays.sort(per);
+        return new long[]{per[2], per[2]};
+    }
+
+    private void resident() {
+        ResidentOps d = ops.resident();
+        int inner = reps * 4;
+        // bandwidth reference: a device-to-device copy, bytes read plus bytes written
+        long copyFloats = quick ? 8L << 20 : 256L << 20;
+        try (DeviceOps.Buffer a = d.floats(copyFloats); DeviceOps.Buffer b = d.floats(copyFloats)) {
+            d.write(a, 0, random((int) Math.min(copyFloats, 1 << 24), 1f, 50), 0, (int) Math.min(copyFloats, 1 << 24));
+            long[] t = timeResident(d, () -> d.copy(a, 0, b, 0, copyFloats), Math.max(4, reps));
+            row(String.format(Locale.ROOT, "resident device copy %d MiB (read + write)", copyFloats * 4 >> 20), t,
+                    2.0 * copyFloats * 4 / t[0], "GB/s");
+        }
+        int[][] shapes = quick ? new int[][]{{512, 768}} : new int[][]{{6144, 8192}, {24576, 6144}, {9216, 6144}, {2048, 2048}};
+        String[] names = quick ? new String[]{"small"} : new String[]{"M1 out_proj", "M1 qkv_proj", "M1 expert w1", "1.25B out_proj"};
+        for (int s = 0; s < shapes.length; s++) {
+            int out = shapes[s][0], in = shapes[s][1];
+            for (DType dt : new DType[]{DType.F32, DType.BF16}) {
+                Tensor w = weight(dt, out, in, 61 + s);
+                for (int n : new int[]{1, 8}) {
+                    if (n == 8 && s > 0 && s < 3) continue;
+                    try (DeviceOps.Buffer x = d.upload(random(n * in, 1f, 5)); DeviceOps.Buffer y = d.floats((long) n * out)) {
+                        long[] t = timeResident(d, () -> d.matmul(x, n, w, y), inner);
+                        row(String.format(Locale.ROOT, "resident matvec %s %s n=%d out=%d in=%d (weight bytes)", names[s], dt, n,
+                                out, in), t, (double) out * in * dt.bytes() / t[0], "GB/s");
+                    }
+                }
+            }
+        }
+        int heads = quick ? 8 : 64, dim = quick ? 64 : 128, kvHeads = quick ? 2 : 8, hd = heads * dim;
+        float[] decay = new float[heads];
+        Arrays.fill(decay, 0.05f);
+        try (DeviceOps.Buffer qkv = d.upload(random(3 * hd, 1f, 7)); DeviceOps.Buffer db = d.upload(decay);
+             DeviceOps.Buffer st = d.upload(random(heads * dim * dim, 0.1f, 8)); DeviceOps.Buffer o = d.floats(hd)) {
+            long[] t = timeResident(d, () -> d.lightningStep(qkv, 0, heads, dim, db, st, o), inner);
+            row(String.format(Locale.ROOT, "resident lightning step H=%d D=%d (state r+w)", heads, dim), t,
+                    2.0 * heads * dim * dim * 4 / t[0], "GB/s");
+        }
+        for (int len : quick ? new int[]{2048} : new int[]{4096, 32768, 131072}) {
+            int kvd = kvHeads * dim;
+            try (DeviceOps.Buffer kc = d.upload(random(len * kvd, 1f, 30)); DeviceOps.Buffer vc = d.upload(random(len * kvd, 1f, 31));
+                 DeviceOps.Buffer q = d.upload(random(hd, 1f, 32)); DeviceOps.Buffer o = d.floats(hd)) {
+                long[] t = timeResident(d, () -> d.decodeAttention(q, 0, heads, kvHeads, dim, kc, vc, len, o), inner);
+                row(String.format(Locale.ROOT, "resident decode attention n=1 T=%d H=%d KV=%d D=%d (K+V bytes)", len, heads,
+                        kvHeads, dim), t, 2.0 * len * kvd * 4 / t[0], "GB/s");
+            }
+        }
     }
 
     // ---- data ---------------------------------------------------------------------------------------------------

@@ -54,6 +54,10 @@ final class TimedOps implements TensorOps {
         nanos[Op.SOFTMAX.ordinal()] += System.nanoTime() - t;
     }
 
+    /** The inner backend's resident operations: a device-resident decode step is timed as a whole ("other"). */
+    @Override
+    public io.lightmesh.engine.backend.DeviceOps resident() { return inner.resident(); }
+
     @Override
     public void close() { inner.close(); }
 

@@ -10,12 +10,12 @@ import io.lightmesh.engine.backend.TensorOps;
  * </pre>
  */
 final class DecoderLayer {
-    private final float[] inputNorm, postNorm; // [h]
-    private final double eps;
-    private final LightningAttention lightning; // exactly one of lightning / softmax is set
-    private final SoftmaxAttention softmax;
-    private final MoeLayer moe;
-    private final float attnAlpha, attnBeta, mlpAlpha, mlpBeta;
+    final float[] inputNorm, postNorm; // [h]
+    final double eps;
+    final LightningAttention lightning; // exactly one of lightning / softmax is set
+    final SoftmaxAttention softmax;
+    final MoeLayer moe;
+    final float attnAlpha, attnBeta, mlpAlpha, mlpBeta;
 
     DecoderLayer(float[] inputNorm, float[] postNorm, double eps, LightningAttention lightning,
                  SoftmaxAttention softmax, MoeLayer moe, float attnAlpha, float attnBeta, float mlpAlpha, float mlpBeta) {

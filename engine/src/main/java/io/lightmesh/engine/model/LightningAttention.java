@@ -15,12 +15,12 @@ import java.util.Arrays;
  * </pre>
  */
 final class LightningAttention {
-    private final int layer, H, D, blockSize;
-    private final Tensor wQkv;   // [3*H*D, h]
-    private final Tensor wGate;  // [H*D, h]
-    private final float[] normW; // [H*D]
-    private final Tensor wOut;   // [h, H*D]
-    private final float[] decay; // [H] lambda_h for this layer
+    final int layer, H, D, blockSize;
+    final Tensor wQkv;   // [3*H*D, h]
+    final Tensor wGate;  // [H*D, h]
+    final float[] normW; // [H*D]
+    final Tensor wOut;   // [h, H*D]
+    final float[] decay; // [H] lambda_h for this layer
 
     LightningAttention(ModelConfig c, int layer, Tensor wQkv, Tensor wGate, float[] normW, Tensor wOut) {
         this.layer = layer;

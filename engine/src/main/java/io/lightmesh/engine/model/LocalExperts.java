@@ -15,7 +15,7 @@ import java.util.function.BiPredicate;
 public final class LocalExperts implements ExpertExecutor {
     private final ModelConfig config;
     private final TensorOps ops;
-    private final Tensor[][] w1, w2, w3; // [layer][expert]: [I, h], [h, I], [I, h]; null where not hosted
+    final Tensor[][] w1, w2, w3; // [layer][expert]: [I, h], [h, I], [I, h]; null where not hosted
 
     public LocalExperts(ModelConfig config, WeightStore weights, TensorOps ops) {
         this(config, weights, ops, (layer, expert) -> true);

@@ -27,6 +27,9 @@ public final class MiniMaxModel implements AutoCloseable {
     private final DecoderLayer[] layers;
     private final ExpertExecutor experts;
     private final int prefillChunk;
+    /** Decode on the device when the backend has resident operations and every expert is local; made on first use. */
+    private final boolean residentDecode;
+    private ResidentDecoder resident;
 
     private MiniMaxModel(ModelConfig config, WeightStore weights, TensorOps ops, Tensor embed, Tensor lmHead,
                          float[] finalNorm, DecoderLayer[] layers, ExpertExecutor experts) {
@@ -40,6 +43,7 @@ public final class MiniMaxModel implements AutoCloseable {
         this.experts = experts;
         // chunks are whole lightning blocks so chunked prefill partitions the sequence as one-shot prefill does
         this.prefillChunk = Math.max(1, 2048 / config.blockSize()) * config.blockSize();
+        this.residentDecode = ops.resident() != null && ResidentDecoder.supports(config, experts);
     }
 
     /** Loads config.json and the safetensors weights of {@code dir}; every tensor is checked by name and shape. */
@@ -196,13 +200,27 @@ public final class MiniMaxModel implements AutoCloseable {
         }
     }
 
-    /** One continuous-batching decode step: token i is appended to states.get(i); returns logits [B][V]. */
+    /**
+     * One continuous-batching decode step: token i is appended to states.get(i); returns logits [B][V]. On a backend
+     * with device-resident operations the step runs there ({@link ResidentDecoder}), the states staying on the device.
+     */
     public float[][] decode(List<SequenceState> states, int[] tokens) {
         if (states.size() != tokens.length) throw new IllegalArgumentException(states.size() + " states but " + tokens.length + " tokens");
+        if (residentDecode && !states.isEmpty()) return residentDecoder().decode(states, tokens);
         float[] h = forward(Batch.decode(states), tokens);
         float[][] out = new float[tokens.length][];
         for (int i = 0; i < tokens.length; i++) out[i] = logits(h, i);
         return out;
+    }
+
+    /** Whether decode steps run on the device-resident path. */
+    public boolean decodesOnDevice() { return residentDecode; }
+
+    private synchronized ResidentDecoder residentDecoder() {
+        if (resident == null) {
+            resident = new ResidentDecoder(config, ops.resident(), embed, lmHead, finalNorm, layers, (LocalExperts) experts);
+        }
+        return resident;
     }
 
     /** Embeds the batch's tokens, runs every layer, advances each sequence; returns final hidden states [rows, h]. */
@@ -235,5 +253,11 @@ public final class MiniMaxModel implements AutoCloseable {
     }
 
     @Override
-    public void close() { weights.close(); }
+    public void close() {
+        synchronized (this) {
+            if (resident != null) resident.close();
+            resident = null;
+        }
+        weights.close();
+    }
 }

@@ -9,8 +9,8 @@ import io.lightmesh.engine.tensor.Tensor;
  * {@link ExpertExecutor} combine the chosen experts' outputs.
  */
 final class MoeLayer {
-    private final int layer, E, K;
-    private final Tensor gate; // [E, h]
+    final int layer, E, K;
+    final Tensor gate; // [E, h]
 
     MoeLayer(ModelConfig c, int layer, Tensor gate) {
         this.layer = layer;

@@ -8,8 +8,8 @@ package io.lightmesh.engine.model;
  * positions too, where an fp64 angle would drift from what the model was trained with.
  */
 final class Rope {
-    private final int headDim, rotaryDim;
-    private final float[] invFreq; // [rotaryDim / 2]
+    final int headDim, rotaryDim;
+    final float[] invFreq; // [rotaryDim / 2]
 
     Rope(int headDim, int rotaryDim, double theta) {
         this.headDim = headDim;

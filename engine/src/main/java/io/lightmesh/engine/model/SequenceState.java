@@ -1,24 +1,39 @@
 package io.lightmesh.engine.model;
 
+import io.lightmesh.engine.backend.DeviceOps;
 import io.lightmesh.engine.config.ModelConfig;
 
 import java.io.DataInput;
 import java.io.DataOutput;
 import java.io.IOException;
+import java.lang.ref.Cleaner;
 import java.nio.ByteBuffer;
 
 /**
  * Everything a sequence carries between steps: one lightning state S [H, D, D] (fp32) per lightning layer, one
  * {@link KvCache} per softmax layer, and the number of tokens consumed. This is what prefill hands to decode.
  *
- * <p>Serialised form: {@link StateLayout}, written a piece at a time by {@link #encoder()} and read into a state
- * allocated up front by {@link StateDecoder}.
+ * <p>On a backend with device-resident operations the state also has a device copy ({@link DeviceState}), and
+ * one side may be ahead of the other. The host arrays are the state's serialisable form: every host access
+ * ({@link #encoder}, {@link #writeTo}, {@link #byteSize}, and the host forward pass through {@link #lightningState}/{@link #kvCache})
+ * first downloads a device copy that is ahead; a device step first uploads host arrays that are ahead. That is the
+ * one sync point: a state shipped by the mesh is always complete. {@link #releaseDevice} frees the device copy
+ * (after bringing the host up to date); a dropped state's device copy is freed when it is garbage collected.
+ *
+ * <p>Serialised form: {@link StateLayout}, written a piece at a time by {@link #encoder()} (which downloads a device
+ * copy that is ahead first) and read into a state allocated up front by {@link StateDecoder}.
  */
 public final class SequenceState {
     private final ModelConfig config;
     private final float[][] lightning; // [layer] -> [H, D, D], null for softmax layers
     private final KvCache[] kv;        // [layer] -> cache, null for lightning layers
     private int position;
+    private DeviceState device;   // the device copy, or null
+    private boolean deviceAhead;  // the device copy holds steps the host arrays lack
+    private boolean hostAhead;    // the host arrays were changed since the device copy was made
+    private Cleaner.Cleanable deviceCleanup;
+
+    private static final Cleaner CLEANER = Cleaner.create();
 
     SequenceState(ModelConfig config, int kvCapacity) {
         this.config = config;
@@ -36,17 +51,83 @@ public final class SequenceState {
 
     void advance(int n) { position += n; }
 
-    float[] lightningState(int layer) { return lightning[layer]; }
+    /** Layer {@code layer}'s S on the host, current, for a host forward pass that will change it. */
+    float[] lightningState(int layer) {
+        toHost(true);
+        return lightning[layer];
+    }
 
-    KvCache kvCache(int layer) { return kv[layer]; }
+    /** Layer {@code layer}'s KV cache on the host, current, for a host forward pass that will change it. */
+    KvCache kvCache(int layer) {
+        toHost(true);
+        return kv[layer];
+    }
+
+    /** Layer {@code layer}'s S on the host, current, to be read only (serialisation). */
+    float[] lightningStateForReading(int layer) {
+        toHost(false);
+        return lightning[layer];
+    }
+
+    /** Layer {@code layer}'s KV cache on the host, current, to be read only (serialisation). */
+    KvCache kvCacheForReading(int layer) {
+        toHost(false);
+        return kv[layer];
+    }
+
+    /** Downloads a device copy that is ahead; {@code forWrite}: the caller will change the host arrays. */
+    private synchronized void toHost(boolean forWrite) {
+        if (deviceAhead) {
+            device.download(lightning, kv);
+            deviceAhead = false;
+        }
+        if (forWrite && device != null) hostAhead = true;
+    }
+
+    /**
+     * The device copy on {@code ops}, current, for a device step that will change it: made and uploaded on first use,
+     * re-uploaded when the host arrays are ahead (a host prefill after device decode steps, say).
+     */
+    synchronized DeviceState onDevice(DeviceOps ops) {
+        if (device != null && device.ops != ops) { // moved to another backend: the host takes over first
+            toHost(false);
+            releaseDevice();
+        }
+        if (device == null) {
+            DeviceState d = new DeviceState(ops, config);
+            deviceCleanup = CLEANER.register(this, d::close);
+            device = d;
+            hostAhead = true;
+        }
+        if (hostAhead) {
+            device.upload(lightning, kv);
+            hostAhead = false;
+        }
+        deviceAhead = true;
+        return device;
+    }
+
+    /** Frees the device copy, if any, after bringing the host arrays up to date. */
+    public synchronized void releaseDevice() {
+        if (device == null) return;
+        toHost(false);
+        deviceCleanup.clean();
+        device = null;
+        deviceCleanup = null;
+        deviceAhead = hostAhead = false;
+    }
+
+    /** Whether a device copy exists (tests, logs). */
+    public synchronized boolean onDevice() { return device != null; }
 
     public ModelConfig config() { return config; }
 
     /** Bytes this state holds and a hand-off ships: lightning states plus valid KV rows. */
-    public long byteSize() {
+    public synchronized long byteSize() {
         long b = 0;
         for (int l = 0; l < lightning.length; l++) {
-            b += lightning[l] != null ? (long) lightning[l].length * Float.BYTES : kv[l].byteSize();
+            if (lightning[l] != null) b += (long) lightning[l].length * Float.BYTES;
+            else b += deviceAhead ? 2L * device.kvLength(l) * kv[l].rowWidth() * Float.BYTES : kv[l].byteSize();
         }
         return b;
     }

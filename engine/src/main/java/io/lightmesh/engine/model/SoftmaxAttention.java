@@ -9,9 +9,9 @@ import io.lightmesh.engine.tensor.Tensor;
  * dims, and a per-sequence {@link KvCache}.
  */
 final class SoftmaxAttention {
-    private final int layer, H, KV, D;
-    private final Tensor wq, wk, wv, wo; // [H*D, h], [KV*D, h], [KV*D, h], [h, H*D]
-    private final Rope rope;
+    final int layer, H, KV, D;
+    final Tensor wq, wk, wv, wo; // [H*D, h], [KV*D, h], [KV*D, h], [h, H*D]
+    final Rope rope;
 
     SoftmaxAttention(ModelConfig c, int layer, Tensor wq, Tensor wk, Tensor wv, Tensor wo) {
         this.layer = layer;

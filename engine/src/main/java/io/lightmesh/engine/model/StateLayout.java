@@ -45,13 +45,13 @@ final class StateLayout {
                 new int[]{MAGIC, VERSION, c.numLayers(), c.numHeads(), c.headDim(), c.numKvHeads(), s.position()}));
         for (int l = 0; l < c.numLayers(); l++) {
             if (c.isSoftmax(l)) {
-                KvCache kv = s.kvCache(l);
+                KvCache kv = s.kvCacheForReading(l);
                 int n = kv.length() * kv.rowWidth();
                 runs.add(new Ints(new String[]{"layer " + l + " KV length"}, new int[]{kv.length()}));
                 runs.add(new Floats(kv.keys(), n));
                 runs.add(new Floats(kv.values(), n));
             } else {
-                float[] S = s.lightningState(l);
+                float[] S = s.lightningStateForReading(l);
                 runs.add(new Floats(S, S.length));
             }
         }

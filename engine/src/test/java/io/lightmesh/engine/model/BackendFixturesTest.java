@@ -30,12 +30,24 @@ class BackendFixturesTest {
         }
     }
 
-    @ParameterizedTest(name = "opencl {0}")
+    /** Decode on the device-resident path (activations, states and caches on the device). */
+    @ParameterizedTest(name = "opencl resident {0}")
     @MethodSource("cases")
-    void openClBackendMatchesHuggingFace(Path dir) throws Exception {
+    void openClResidentDecodeMatchesHuggingFace(Path dir) throws Exception {
+        openCl(dir, true);
+    }
+
+    /** Decode through the array operations of TensorOps (host activations, copies per call). */
+    @ParameterizedTest(name = "opencl arrays {0}")
+    @MethodSource("cases")
+    void openClArrayDecodeMatchesHuggingFace(Path dir) throws Exception {
+        openCl(dir, false);
+    }
+
+    private static void openCl(Path dir, boolean resident) throws Exception {
         OpenClOps ops;
         try {
-            ops = OpenClOps.create(OpenClOps.Preference.GPU_THEN_CPU);
+            ops = OpenClOps.create(OpenClOps.Preference.GPU_THEN_CPU, resident);
         } catch (OpenClException e) {
             String req = System.getProperty("LIGHTMESH_REQUIRE_OPENCL", System.getenv("LIGHTMESH_REQUIRE_OPENCL"));
             if ("1".equals(req)) fail("LIGHTMESH_REQUIRE_OPENCL=1 but no OpenCL device works: " + e.getMessage(), e);

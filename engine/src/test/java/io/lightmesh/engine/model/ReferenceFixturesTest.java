@@ -61,6 +61,7 @@ class ReferenceFixturesTest {
         JsonNode exp = new ObjectMapper().readTree(dir.resolve("expected.json").toFile());
         int[] prompt = ints(exp.get("prompt_ids"));
         try (MiniMaxModel model = MiniMaxModel.load(dir, ops)) {
+            assertEquals(ops.resident() != null, model.decodesOnDevice(), "decode path of " + ops.name());
             // prefill logits at the recorded rows, from one prefill call
             List<Integer> rows = new ArrayList<>();
             List<float[]> expected = new ArrayList<>();

@@ -43,9 +43,13 @@ public final class OpenClOps implements TensorOps {
     private final MatmulLauncher matmul;
     private final LightningLauncher lightning;
     private final AttentionLauncher attention;
+    /** Whether {@link #resident()} offers the resident decode path (default: yes; -Dlightmesh.opencl.resident=false). */
+    private final boolean residentEnabled;
+    private ResidentOps resident;
 
-    private OpenClOps(DeviceRuntime rt) {
+    private OpenClOps(DeviceRuntime rt, boolean residentEnabled) {
         this.rt = rt;
+        this.residentEnabled = residentEnabled;
         this.matmul = new MatmulLauncher(rt);
         this.lightning = new LightningLauncher(rt);
         this.attention = new AttentionLauncher(rt);
@@ -58,6 +62,14 @@ public final class OpenClOps implements TensorOps {
      * @throws OpenClException when no OpenCL device is present or none works
      */
     public static OpenClOps create(Preference preference) {
+        return create(preference, !"false".equalsIgnoreCase(System.getProperty("lightmesh.opencl.resident", "true")));
+    }
+
+    /**
+     * As {@link #create(Preference)}; {@code resident} says whether the model may run decode through the
+     * device-resident path ({@link #resident()}), or only through the array operations of {@link TensorOps}.
+     */
+    public static OpenClOps create(Preference preference, boolean resident) {
         List<OpenCLDevice> candidates = new ArrayList<>();
         if (preference != Preference.CPU_ONLY) candidates.addAll(devices(Device.TYPE.GPU));
         if (preference != Preference.GPU_ONLY) candidates.addAll(devices(Device.TYPE.CPU));
@@ -71,7 +83,7 @@ public final class OpenClOps implements TensorOps {
         List<String> failures = new ArrayList<>();
         for (OpenCLDevice device : candidates) {
             DeviceRuntime rt = new DeviceRuntime(device);
-            OpenClOps ops = new OpenClOps(rt);
+            OpenClOps ops = new OpenClOps(rt, resident);
             try {
                 ops.selfCheck();
                 LOG.log(System.Logger.Level.INFO, "OpenCL backend on " + rt.describe());
@@ -171,8 +183,23 @@ public final class OpenClOps implements TensorOps {
     /** Kernel launches so far. */
     public long launches() { return rt.launches(); }
 
+    /**
+     * The device-resident operations (their own OpenCL context on this backend's device, opened on first use), or
+     * null when this backend was created without them.
+     */
+    @Override
+    public synchronized ResidentOps resident() {
+        if (!residentEnabled) return null;
+        if (resident == null) resident = new ResidentOps(rt.device().getDeviceId());
+        return resident;
+    }
+
     @Override
     public void close() {
+        synchronized (this) {
+            if (resident != null) resident.close();
+            resident = null;
+        }
         matmul.close();
         lightning.close();
         attention.close();

@@ -21,14 +21,14 @@ import static org.junit.jupiter.api.Assertions.fail;
  * {@code LIGHTMESH_REQUIRE_OPENCL=1} is set as an environment variable or system property: then they fail. The
  * device kind can be forced with {@code -Dlightmesh.opencl.preference=CPU_ONLY} (or GPU_ONLY, GPU_THEN_CPU).
  */
-final class OpenClTestSupport {
+public final class OpenClTestSupport {
     /**
      * Tolerance of every comparison: ||out - ref||_2 / ||ref||_2 <= 1e-4 (fp32 with a different summation order
      * lands near 1e-6; bf16 weights are widened exactly, so they get the same bound), and no element further than
      * 1e-3 * max|ref| from the reference. NaN or infinity anywhere fails.
      */
-    static final double REL_TOL = 1e-4;
-    static final double ELEM_TOL = 1e-3;
+    public static final double REL_TOL = 1e-4;
+    public static final double ELEM_TOL = 1e-3;
 
     private static OpenClOps ops;
     private static OpenClException unavailable;
@@ -42,7 +42,7 @@ final class OpenClTestSupport {
     }
 
     /** The shared backend, or the test is skipped (or fails, when OpenCL is required). */
-    static synchronized OpenClOps ops() {
+    public static synchronized OpenClOps ops() {
         if (ops == null && unavailable == null) {
             try {
                 ops = OpenClOps.create(OpenClOps.Preference.valueOf(
@@ -60,20 +60,20 @@ final class OpenClTestSupport {
         return ops;
     }
 
-    static float[] random(Random rnd, int n, float scale) {
+    public static float[] random(Random rnd, int n, float scale) {
         float[] a = new float[n];
         for (int i = 0; i < n; i++) a[i] = (rnd.nextFloat() * 2f - 1f) * scale;
         return a;
     }
 
-    static float[] poisoned(int n) {
+    public static float[] poisoned(int n) {
         float[] a = new float[n];
         Arrays.fill(a, Float.NaN);
         return a;
     }
 
     /** A random [rows, cols] weight stored as {@code dtype} (bf16: random floats rounded to nearest even). */
-    static Tensor weight(Random rnd, DType dtype, int rows, int cols) {
+    public static Tensor weight(Random rnd, DType dtype, int rows, int cols) {
         float[] values = random(rnd, rows * cols, 1f);
         if (dtype == DType.F32) return Tensor.ofFloats("w", values, rows, cols);
         if (dtype != DType.BF16) throw new IllegalArgumentException(dtype.toString());
@@ -84,7 +84,7 @@ final class OpenClTestSupport {
     }
 
     /** Checks {@code got[0..n)} against {@code ref[0..n)} within the stated tolerance. */
-    static void assertClose(String what, float[] ref, float[] got, int n) {
+    public static void assertClose(String what, float[] ref, float[] got, int n) {
         double diff = 0, norm = 0, maxRef = 0, maxErr = 0;
         int worst = -1;
         for (int i = 0; i < n; i++) {

@@ -1,0 +1,121 @@
+package io.lightmesh.engine.backend;
+
+import io.lightmesh.engine.tensor.Tensor;
+
+/**
+ * Device-resident operations on handles: what a backend with its own memory (OpenCL) offers so that a forward pass
+ * can keep activations, lightning states and KV caches on the device across a step and across steps. Only the token
+ * ids go in ({@link #write(Buffer, int[], int)}) and the logits come out ({@link #read}); weights are the checkpoint's
+ * {@link Tensor}s, placed on the device once.
+ *
+ * <p>Every operation is enqueued in order on one stream: a read waits for what came before it. Each is checked
+ * against the host formulas ({@link ReferenceOps} and the model's elementwise functions) by the backend's tests.
+ * Row-major fp32 everywhere; {@code n} or {@code rows} is the number of tokens in the step.
+ */
+public interface DeviceOps {
+
+    /** A device buffer of {@link #length()} fp32 (or int32) elements. Released explicitly or with its owner. */
+    interface Buffer extends AutoCloseable {
+        long length();
+
+        @Override
+        void close();
+    }
+
+    /** The experts of one MoE layer placed side by side on the device, addressed by expert id. */
+    interface ExpertSet {}
+
+    // ---- memory ----------------------------------------------------------------------------------------------------
+
+    /** A new fp32 buffer; contents undefined. */
+    Buffer floats(long length);
+
+    /** A new int32 buffer; contents undefined. */
+    Buffer ints(long length);
+
+    /** A new fp32 buffer holding {@code values} (norm weights, decays and other per-model constants). */
+    default Buffer upload(float[] values) {
+        Buffer b = floats(values.length);
+        write(b, 0, values, 0, values.length);
+        return b;
+    }
+
+    void write(Buffer dst, long dstOff, float[] src, int srcOff, int n);
+
+    void write(Buffer dst, int[] src, int n);
+
+    /** Copies device data to the host; waits for every operation enqueued before it. */
+    void read(Buffer src, long srcOff, float[] dst, int dstOff, int n);
+
+    /** {@code dst[dstOff..+n) = src[srcOff..+n)} on the device. */
+    void copy(Buffer src, long srcOff, Buffer dst, long dstOff, long n);
+
+    /** Places these weights on the device now rather than with the first operation that reads each. */
+    void preload(java.util.Collection<Tensor> weights);
+
+    // ---- math ------------------------------------------------------------------------------------------------------
+
+    /** {@code out[t, :] = table[ids[t], :]} for t < n; table [V, h] in its storage dtype, out [n, h]. */
+    void embed(Tensor table, Buffer ids, int n, Buffer out);
+
+    /** {@code y[n, out] = x[n, in] . W^T}, W in the checkpoint's [out, in] layout (decode sizes: n up to a batch). */
+    void matmul(Buffer x, int n, Tensor w, Buffer y);
+
+    /** {@code out = w * x / sqrt(mean(x^2) + eps)} over each row of x [rows, dim]; out may be x. */
+    void rmsNorm(Buffer x, int rows, int dim, Buffer w, float eps, Buffer out);
+
+    /**
+     * The postnorm residual and the next norm in one pass, row by row over [rows, dim]:
+     * {@code h = alpha * x + beta * sum_j weights[t, j] * update[t * k + j]; out = w * h / sqrt(mean(h^2) + eps)}.
+     * With {@code weights == null}, k must be 1 and the update is taken as is. out may be x.
+     */
+    void residualNorm(Buffer x, float alpha, Buffer update, Buffer weights, int k, float beta, int rows, int dim,
+                      Buffer w, float eps, Buffer out);
+
+    /** {@code x = x * sigmoid(x)} on the first n elements. */
+    void silu(Buffer x, long n);
+
+    /**
+     * One recurrent lightning step for the sequence of row {@code row}: {@code S = exp(-lambda_h) S + k^T v;
+     * o = q S} per head, reading q | k | v from qkv [rows, H, 3D] (already SiLU-activated).
+     *
+     * @param state [H, D, D], updated in place
+     * @param out   [rows, H*D]; row {@code row} is written
+     */
+    void lightningStep(Buffer qkv, int row, int heads, int dim, Buffer decay, Buffer state, Buffer out);
+
+    /** {@code o = RMSNorm_w(o) * sigmoid(gate)} over each row of o, gate [rows, dim]. */
+    void normGate(Buffer o, int rows, int dim, Buffer w, float eps, Buffer gate);
+
+    /**
+     * NeoX RoPE on the first {@code 2 * invFreq.length} dims of each head of x [rows, heads, dim], row t at position
+     * {@code positions[t]}: angle = position * invFreq[i] in fp32, pairs (i, i + half).
+     */
+    void rope(Buffer x, int rows, int heads, int dim, Buffer invFreq, int half, Buffer positions);
+
+    /**
+     * Causal GQA attention of the one query of row {@code row} of q [rows, H, D] over a cache of {@code len}
+     * positions (kCache, vCache [>= len, KV, D], RoPE applied); scale 1/sqrt(D), fp32 softmax; writes row
+     * {@code row} of out [rows, H, D].
+     */
+    void decodeAttention(Buffer q, int row, int heads, int kvHeads, int dim, Buffer kCache, Buffer vCache, int len,
+                         Buffer out);
+
+    /**
+     * Router: {@code p = softmax(logits[t])} in fp32, the top k by probability (ties to the lower id), renormalised
+     * to sum 1: ids [rows, k], weights [rows, k].
+     */
+    void route(Buffer logits, int rows, int experts, int k, Buffer ids, Buffer weights);
+
+    /** Places the SwiGLU experts of one layer ([E] of w1 [I, h], w3 [I, h], w2 [h, I]) on the device. */
+    ExpertSet experts(Tensor[] w1, Tensor[] w3, Tensor[] w2);
+
+    /**
+     * For each pair (t, j): {@code out[t * k + j] = W2_e (SiLU(W1_e x_t) * (W3_e x_t))}, e = ids[t * k + j}; each
+     * chosen expert's weights are read once per step. act [rows * k, I] is scratch; out [rows * k, h].
+     */
+    void runExperts(ExpertSet set, Buffer x, int rows, int k, Buffer ids, Buffer act, Buffer out);
+
+    /** Waits until every enqueued operation has finished (benchmarks). */
+    void finish();
+}

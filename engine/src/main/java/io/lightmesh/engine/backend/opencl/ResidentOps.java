@@ -1,0 +1,455 @@
+package io.lightmesh.engine.backend.opencl;
+
+import io.lightmesh.engine.backend.DeviceOps;
+import io.lightmesh.engine.tensor.DType;
+import io.lightmesh.engine.tensor.Tensor;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.util.Collection;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.IdentityHashMap;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * The launchers of the device-resident decode path: one OpenCL context and in-order queue on the backend's device,
+ * bound directly through {@link Cl} (not Aparapi, whose per-kernel contexts cannot share buffers), the kernels of
+ * {@code resident.cl}, the weights placed once, and every {@link DeviceOps} operation as one or a few launches.
+ *
+ * <p>Weights: each {@link Tensor} (by identity) becomes one device buffer, fp32 or raw bf16 (f16 is widened to fp32
+ * on the way), uploaded on first use or at {@link #preload}; a layer's experts are stacked [E, rows, cols] so a
+ * kernel can address an expert by the id the router wrote on the device.
+ *
+ * <p>Thread safety: every method is synchronized (kernel arguments are per-kernel state in OpenCL).
+ */
+public final class ResidentOps implements DeviceOps, AutoCloseable {
+    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfInt I32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final long UPLOAD_CHUNK = 64L << 20;
+
+    static final int NT = 256;
+    static final int MV_ROWS = 4;
+    static final int MAXN = 8;
+    static final int DA_KEYS = 32, DA_MAXD = 128, DA_MAXG = 16;
+    static final int LS_COLS = 64;
+    static final int ROUTE_MAX_EXPERTS = 64;
+
+    /** A device buffer; closing it twice, or after the context, does nothing. */
+    final class ClBuffer implements Buffer {
+        private MemorySegment mem;
+        private final long length;
+
+        private ClBuffer(long length, int elemBytes) {
+            this.length = length;
+            this.mem = Cl.createBuffer(context, length * elemBytes);
+            live.add(this);
+        }
+
+        @Override
+        public long length() { return length; }
+
+        MemorySegment mem() {
+            if (mem == null) throw new IllegalStateException("device buffer used after close");
+            return mem;
+        }
+
+        @Override
+        public void close() {
+            synchronized (ResidentOps.this) {
+                if (mem == null) return;
+                Cl.releaseMem(mem);
+                mem = null;
+                live.remove(this);
+            }
+        }
+    }
+
+    /** A weight on the device: [rows, cols] (or [E, rows, cols] stacked experts), fp32 or raw bf16. */
+    private record Weight(ClBuffer buf, boolean bf16, int rows, int cols) {}
+
+    private record Experts(Weight w1, Weight w3, Weight w2, int count) implements ExpertSet {}
+
+    private final MemorySegment device;
+    private final MemorySegment context;
+    private final MemorySegment queue;
+    private final MemorySegment program;
+    private final String name;
+    private final int computeUnits;
+    private final Map<String, MemorySegment> kernels = new HashMap<>();
+    private final Map<Tensor, Weight> weights = new IdentityHashMap<>();
+    private final Set<ClBuffer> live = Collections.newSetFromMap(new IdentityHashMap<>());
+    private final Arena arena = Arena.ofShared();
+    private final MemorySegment argValue = arena.allocate(8, 8);
+    private final MemorySegment globalSize = arena.allocate(8, 8);
+    private final MemorySegment localSize = arena.allocate(8, 8);
+    private ClBuffer attnPart;
+    private boolean closed;
+
+    /** Opens a context on the OpenCL device {@code deviceId} (a cl_device_id, as Aparapi reports it). */
+    public ResidentOps(long deviceId) {
+        this.device = MemorySegment.ofAddress(deviceId);
+        this.context = Cl.createContext(device);
+        this.queue = Cl.createQueue(context, device);
+        this.program = Cl.buildProgram(context, device, source(), "");
+        this.name = Cl.deviceName(device);
+        this.computeUnits = Math.max(1, Cl.computeUnits(device));
+    }
+
+    private static String source() {
+        try (InputStream in = ResidentOps.class.getResourceAsStream("resident.cl")) {
+            if (in == null) throw new OpenClException("resident.cl is missing from the engine jar");
+            return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new OpenClException("cannot read resident.cl: " + e.getMessage(), e);
+        }
+    }
+
+    public String deviceName() { return name; }
+
+    // ---- memory ------------------------------------------------------------------------------------------------------
+
+    @Override
+    public synchronized ClBuffer floats(long length) { return new ClBuffer(length, 4); }
+
+    @Override
+    public synchronized ClBuffer ints(long length) { return new ClBuffer(length, 4); }
+
+    private synchronized ClBuffer shorts(long length) { return new ClBuffer(length, 2); }
+
+    @Override
+    public synchronized void write(Buffer dst, long dstOff, float[] src, int srcOff, int n) {
+        check(dst, dstOff, n);
+        if (n == 0) return;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(4L * n, 64);
+            MemorySegment.copy(src, srcOff, s, F32, 0, n);
+            Cl.write(queue, cl(dst).mem(), 4 * dstOff, 4L * n, s);
+        }
+    }
+
+    @Override
+    public synchronized void write(Buffer dst, int[] src, int n) {
+        check(dst, 0, n);
+        if (n == 0) return;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(4L * n, 64);
+            MemorySegment.copy(src, 0, s, I32, 0, n);
+            Cl.write(queue, cl(dst).mem(), 0, 4L * n, s);
+        }
+    }
+
+    @Override
+    public synchronized void read(Buffer src, long srcOff, float[] dst, int dstOff, int n) {
+        check(src, srcOff, n);
+        if (n == 0) return;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(4L * n, 64);
+            Cl.read(queue, cl(src).mem(), 4 * srcOff, 4L * n, s);
+            MemorySegment.copy(s, F32, 0, dst, dstOff, n);
+        }
+    }
+
+    /** Reads int32 elements (router ids, for tests). */
+    public synchronized void read(Buffer src, int[] dst, int n) {
+        check(src, 0, n);
+        if (n == 0) return;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(4L * n, 64);
+            Cl.read(queue, cl(src).mem(), 0, 4L * n, s);
+            MemorySegment.copy(s, I32, 0, dst, 0, n);
+        }
+    }
+
+    @Override
+    public synchronized void copy(Buffer src, long srcOff, Buffer dst, long dstOff, long n) {
+        check(src, srcOff, n);
+        check(dst, dstOff, n);
+        if (n > 0) Cl.copy(queue, cl(src).mem(), cl(dst).mem(), 4 * srcOff, 4 * dstOff, 4 * n);
+    }
+
+    @Override
+    public synchronized void finish() { Cl.finish(queue); }
+
+    private static ClBuffer cl(Buffer b) { return (ClBuffer) b; }
+
+    private static void check(Buffer b, long off, long n) {
+        if (off < 0 || n < 0 || off + n > b.length()) {
+            throw new IndexOutOfBoundsException("elements " + off + ".." + (off + n) + " of a device buffer of " + b.length());
+        }
+    }
+
+    // ---- weights -----------------------------------------------------------------------------------------------------
+
+    @Override
+    public synchronized void preload(Collection<Tensor> ws) {
+        for (Tensor w : ws) weight(w);
+    }
+
+    private Weight weight(Tensor w) {
+        Weight p = weights.get(w);
+        if (p != null) return p;
+        if (w.rank() != 2) throw new IllegalArgumentException("weight " + w + " is not 2-D");
+        boolean bf16 = w.dtype() == DType.BF16;
+        ClBuffer buf = bf16 ? shorts(w.size()) : floats(w.size());
+        upload(w, buf, 0);
+        p = new Weight(buf, bf16, (int) w.dim(0), (int) w.dim(1));
+        weights.put(w, p);
+        return p;
+    }
+
+    /** Copies tensor {@code w} into {@code buf} at element {@code off}: raw bytes for F32 and BF16, f16 widened. */
+    private void upload(Tensor w, ClBuffer buf, long off) {
+        int eb = w.dtype() == DType.BF16 ? 2 : 4;
+        long n = w.size();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment stage = a.allocate(Math.min(UPLOAD_CHUNK, n * eb), 64);
+            long per = stage.byteSize() / eb;
+            for (long i = 0; i < n; i += per) {
+                long m = Math.min(per, n - i);
+                if (w.dtype() == DType.F16) {
+                    for (long e = 0; e < m; e++) stage.set(F32, 4 * e, w.get(i + e));
+                } else {
+                    MemorySegment.copy(w.data(), i * eb, stage, 0, m * eb);
+                }
+                Cl.write(queue, buf.mem(), (off + i) * eb, m * eb, stage);
+            }
+        }
+    }
+
+    @Override
+    public synchronized ExpertSet experts(Tensor[] w1, Tensor[] w3, Tensor[] w2) {
+        int e = w1.length;
+        if (w3.length != e || w2.length != e || e == 0) throw new IllegalArgumentException("expert lists differ in length");
+        return new Experts(stack(w1), stack(w3), stack(w2), e);
+    }
+
+    private Weight stack(Tensor[] ws) {
+        DType dt = ws[0].dtype();
+        long rows = ws[0].dim(0), cols = ws[0].dim(1);
+        for (Tensor w : ws) {
+            if (w.dtype() != dt || w.dim(0) != rows || w.dim(1) != cols) {
+                throw new IllegalArgumentException("experts of one layer must share dtype and shape: " + w + " vs " + ws[0]);
+            }
+        }
+        boolean bf16 = dt == DType.BF16;
+        long per = rows * cols;
+        ClBuffer buf = bf16 ? shorts(per * ws.length) : floats(per * ws.length);
+        for (int i = 0; i < ws.length; i++) upload(ws[i], buf, i * per);
+        return new Weight(buf, bf16, (int) rows, (int) cols);
+    }
+
+    /** Suffix of the matrix-vector kernel family for this dtype and row length (vector loads need aligned rows). */
+    private static String family(boolean bf16, int in) {
+        if (bf16) return in % 8 == 0 ? "bf16v" : "bf16s";
+        return in % 4 == 0 ? "f32v" : "f32s";
+    }
+
+    // ---- math --------------------------------------------------------------------------------------------------------
+
+    @Override
+    public synchronized void embed(Tensor table, Buffer ids, int n, Buffer out) {
+        Weight t = weight(table);
+        int h = t.cols;
+        check(out, 0, (long) n * h);
+        launch(t.bf16 ? "embed_bf16" : "embed_f32", groups((long) n * h) * NT, t.buf, ids, out, n, h);
+    }
+
+    @Override
+    public synchronized void matmul(Buffer x, int n, Tensor w, Buffer y) {
+        Weight p = weight(w);
+        int in = p.cols, out = p.rows;
+        check(x, 0, (long) n * in);
+        check(y, 0, (long) n * out);
+        String k = "matvec_" + family(p.bf16, in);
+        for (int r0 = 0; r0 < n; r0 += MAXN) {
+            int m = Math.min(MAXN, n - r0);
+            launch(k, (long) ceilDiv(out, MV_ROWS) * NT, p.buf, x, (long) r0 * in, y, (long) r0 * out, m, in, out);
+        }
+    }
+
+    @Override
+    public synchronized void rmsNorm(Buffer x, int rows, int dim, Buffer w, float eps, Buffer out) {
+        check(x, 0, (long) rows * dim);
+        check(out, 0, (long) rows * dim);
+        if (rows > 0) launch("rms_norm", (long) rows * NT, x, w, out, dim, eps);
+    }
+
+    @Override
+    public synchronized void residualNorm(Buffer x, float alpha, Buffer update, Buffer wts, int k, float beta, int rows,
+                                          int dim, Buffer w, float eps, Buffer out) {
+        if (wts == null && k != 1) throw new IllegalArgumentException("an unweighted update needs k = 1, got " + k);
+        check(x, 0, (long) rows * dim);
+        check(update, 0, (long) rows * k * dim);
+        check(out, 0, (long) rows * dim);
+        if (rows > 0) {
+            launch("residual_norm", (long) rows * NT, x, alpha, update, wts != null ? wts : update, k, beta,
+                    wts != null ? 1 : 0, w, eps, out, dim);
+        }
+    }
+
+    @Override
+    public synchronized void silu(Buffer x, long n) {
+        check(x, 0, n);
+        if (n > 0) launch("silu", groups(n) * NT, x, n);
+    }
+
+    @Override
+    public synchronized void lightningStep(Buffer qkv, int row, int heads, int dim, Buffer decay, Buffer state,
+                                           Buffer out) {
+        long hd = (long) heads * dim;
+        check(qkv, 3 * hd * row, 3 * hd);
+        check(state, 0, hd * dim);
+        check(out, hd * row, hd);
+        launch("lightning_step", (long) heads * ceilDiv(dim, LS_COLS) * NT, qkv, 3 * hd * row, decay, state, out,
+                hd * row, heads, dim);
+    }
+
+    @Override
+    public synchronized void normGate(Buffer o, int rows, int dim, Buffer w, float eps, Buffer gate) {
+        check(o, 0, (long) rows * dim);
+        check(gate, 0, (long) rows * dim);
+        if (rows > 0) launch("norm_gate", (long) rows * NT, o, w, gate, dim, eps);
+    }
+
+    @Override
+    public synchronized void rope(Buffer x, int rows, int heads, int dim, Buffer invFreq, int half, Buffer positions) {
+        if (2 * half > dim) throw new IllegalArgumentException("rotary dims " + 2 * half + " > head dim " + dim);
+        check(x, 0, (long) rows * heads * dim);
+        long work = (long) rows * heads * half;
+        if (work > 0) launch("rope", groups(work) * NT, x, invFreq, positions, rows, heads, dim, half);
+    }
+
+    /** Whether {@link #decodeAttention} takes this shape. */
+    public static boolean attentionFits(int heads, int kvHeads, int dim) {
+        return heads % kvHeads == 0 && heads / kvHeads <= DA_MAXG && dim <= DA_MAXD;
+    }
+
+    @Override
+    public synchronized void decodeAttention(Buffer q, int row, int heads, int kvHeads, int dim, Buffer kCache,
+                                             Buffer vCache, int len, Buffer out) {
+        if (!attentionFits(heads, kvHeads, dim)) {
+            throw new IllegalArgumentException("decode attention takes D <= " + DA_MAXD + " and H/KV <= " + DA_MAXG
+                    + ", got H=" + heads + " KV=" + kvHeads + " D=" + dim);
+        }
+        if (len <= 0) throw new IllegalArgumentException("attention over " + len + " positions");
+        long hd = (long) heads * dim, kvd = (long) kvHeads * dim;
+        check(q, hd * row, hd);
+        check(out, hd * row, hd);
+        check(kCache, 0, len * kvd);
+        check(vCache, 0, len * kvd);
+        int[] split = splits(len, kvHeads, computeUnits);
+        int splitLen = split[0], splits = split[1];
+        long partLen = (long) kvHeads * splits * (heads / kvHeads) * (dim + 2);
+        if (attnPart == null || attnPart.length() < partLen) {
+            if (attnPart != null) attnPart.close();
+            attnPart = floats(Math.max(partLen, 1 << 16));
+        }
+        launch("attn_split", (long) kvHeads * splits * NT, q, hd * row, kCache, vCache, attnPart, heads, kvHeads, dim,
+                len, splitLen, splits, (float) (1.0 / Math.sqrt(dim)));
+        launch("attn_combine", groups(hd) * NT, attnPart, out, hd * row, heads, kvHeads, dim, splits);
+    }
+
+    /**
+     * Keys per split (a multiple of the tile, at least 4 tiles) and the split count: enough work-groups to cover the
+     * device about twice, without splits so short that their fixed cost dominates.
+     */
+    static int[] splits(int len, int kvHeads, int computeUnits) {
+        int want = Math.max(1, (2 * computeUnits) / kvHeads);
+        int splitLen = Math.max(4 * DA_KEYS, ceilDiv(ceilDiv(len, want), DA_KEYS) * DA_KEYS);
+        return new int[]{splitLen, ceilDiv(len, splitLen)};
+    }
+
+    @Override
+    public synchronized void route(Buffer logits, int rows, int experts, int k, Buffer ids, Buffer wts) {
+        if (experts > ROUTE_MAX_EXPERTS || k > experts || k <= 0) {
+            throw new IllegalArgumentException("router takes k <= E <= " + ROUTE_MAX_EXPERTS + ", got E=" + experts + " k=" + k);
+        }
+        check(logits, 0, (long) rows * experts);
+        check(ids, 0, (long) rows * k);
+        check(wts, 0, (long) rows * k);
+        if (rows > 0) launch("route", groups(rows) * NT, logits, ids, wts, rows, experts, k);
+    }
+
+    @Override
+    public synchronized void runExperts(ExpertSet set, Buffer x, int rows, int k, Buffer ids, Buffer act, Buffer out) {
+        Experts ex = (Experts) set;
+        int inter = ex.w1.rows, hidden = ex.w1.cols;
+        check(x, 0, (long) rows * hidden);
+        check(ids, 0, (long) rows * k);
+        check(act, 0, (long) rows * k * inter);
+        check(out, 0, (long) rows * k * hidden);
+        String up = "moe_gate_up_" + family(ex.w1.bf16, hidden), down = "moe_down_" + family(ex.w2.bf16, inter);
+        for (int r0 = 0; r0 < rows; r0 += MAXN) {
+            int m = Math.min(MAXN, rows - r0);
+            launch(up, (long) ex.count * ceilDiv(inter, MV_ROWS) * NT, ex.w1.buf, ex.w3.buf, x, ids, act, r0, m, k,
+                    inter, hidden);
+            launch(down, (long) ex.count * ceilDiv(hidden, MV_ROWS) * NT, ex.w2.buf, act, ids, out, r0, m, k, inter,
+                    hidden);
+        }
+    }
+
+    // ---- launching ---------------------------------------------------------------------------------------------------
+
+    private static long groups(long work) { return (work + NT - 1) / NT; }
+
+    static int ceilDiv(int a, int b) { return (a + b - 1) / b; }
+
+    /** Sets the arguments (buffers, Integer, Long, Float) and enqueues a 1-D launch of work-groups of NT. */
+    private void launch(String kernel, long global, Object... args) {
+        if (closed) throw new IllegalStateException("ResidentOps is closed");
+        MemorySegment k = kernels.computeIfAbsent(kernel, n -> Cl.createKernel(program, n));
+        for (int i = 0; i < args.length; i++) {
+            Object a = args[i];
+            switch (a) {
+                case ClBuffer b -> {
+                    argValue.set(ValueLayout.ADDRESS, 0, b.mem());
+                    Cl.setArg(k, i, 8, argValue);
+                }
+                case Integer v -> {
+                    argValue.set(ValueLayout.JAVA_INT, 0, v);
+                    Cl.setArg(k, i, 4, argValue);
+                }
+                case Long v -> {
+                    argValue.set(ValueLayout.JAVA_LONG, 0, v);
+                    Cl.setArg(k, i, 8, argValue);
+                }
+                case Float v -> {
+                    argValue.set(ValueLayout.JAVA_FLOAT, 0, v);
+                    Cl.setArg(k, i, 4, argValue);
+                }
+                default -> throw new IllegalArgumentException(kernel + " argument " + i + ": " + a);
+            }
+        }
+        globalSize.set(ValueLayout.JAVA_LONG, 0, global);
+        localSize.set(ValueLayout.JAVA_LONG, 0, NT);
+        Cl.enqueue(queue, k, globalSize, localSize, kernel);
+        launches++;
+    }
+
+    private long launches;
+
+    /** Kernel launches so far (benchmarks). */
+    public synchronized long launches() { return launches; }
+
+    @Override
+    public synchronized void close() {
+        if (closed) return;
+        Cl.finish(queue);
+        for (ClBuffer b : live.toArray(new ClBuffer[0])) b.close();
+        weights.clear();
+        for (MemorySegment k : kernels.values()) Cl.releaseKernel(k);
+        kernels.clear();
+        Cl.releaseProgram(program);
+        Cl.releaseQueue(queue);
+        Cl.releaseContext(context);
+        arena.close();
+        closed = true;
+    }
+}

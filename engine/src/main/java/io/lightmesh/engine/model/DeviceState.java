@@ -1,0 +1,116 @@
+package io.lightmesh.engine.model;
+
+import io.lightmesh.engine.backend.DeviceOps;
+import io.lightmesh.engine.backend.DeviceOps.Buffer;
+import io.lightmesh.engine.config.ModelConfig;
+
+/**
+ * The device copy of one {@link SequenceState}: a lightning state S [H, D, D] per lightning layer and K, V
+ * [capacity, KV*D] per softmax layer, grown by doubling on the device. {@link SequenceState} decides when it is
+ * uploaded or downloaded; this class only moves the bytes. It holds no reference to its SequenceState, so a
+ * {@link java.lang.ref.Cleaner} can release it when the state is dropped.
+ */
+final class DeviceState implements AutoCloseable {
+    private static final int MIN_KV_CAPACITY = 256;
+
+    final DeviceOps ops;
+    private final int kvd;           // KV * D
+    private final Buffer[] lightning; // [layer] -> [H, D, D], null for softmax layers
+    private final Buffer[] keys;      // [layer] -> [capacity, KV*D], null for lightning layers
+    private final Buffer[] values;
+    private final int[] kvLength;
+    private final int[] kvCapacity;
+
+    DeviceState(DeviceOps ops, ModelConfig c) {
+        this.ops = ops;
+        int L = c.numLayers();
+        this.kvd = c.kvDim();
+        lightning = new Buffer[L];
+        keys = new Buffer[L];
+        values = new Buffer[L];
+        kvLength = new int[L];
+        kvCapacity = new int[L];
+        try {
+            for (int l = 0; l < L; l++) {
+                if (!c.isSoftmax(l)) lightning[l] = ops.floats((long) c.numHeads() * c.headDim() * c.headDim());
+            }
+        } catch (RuntimeException e) {
+            close();
+            throw e;
+        }
+    }
+
+    Buffer lightning(int layer) { return lightning[layer]; }
+    Buffer keys(int layer) { return keys[layer]; }
+    Buffer values(int layer) { return values[layer]; }
+    int kvLength(int layer) { return kvLength[layer]; }
+
+    /** Host arrays to device: every lightning state and the valid KV rows. */
+    void upload(float[][] hostLightning, KvCache[] hostKv) {
+        for (int l = 0; l < lightning.length; l++) {
+            if (lightning[l] != null) {
+                ops.write(lightning[l], 0, hostLightning[l], 0, hostLightning[l].length);
+            } else {
+                KvCache c = hostKv[l];
+                int n = c.length();
+                reserve(l, n);
+                ops.write(keys[l], 0, c.keys(), 0, n * kvd);
+                ops.write(values[l], 0, c.values(), 0, n * kvd);
+                kvLength[l] = n;
+            }
+        }
+    }
+
+    /** Device to host arrays: every lightning state and the valid KV rows. */
+    void download(float[][] hostLightning, KvCache[] hostKv) {
+        for (int l = 0; l < lightning.length; l++) {
+            if (lightning[l] != null) {
+                ops.read(lightning[l], 0, hostLightning[l], 0, hostLightning[l].length);
+            } else {
+                KvCache c = hostKv[l];
+                int n = kvLength[l];
+                c.setLength(n);
+                ops.read(keys[l], 0, c.keys(), 0, n * kvd);
+                ops.read(values[l], 0, c.values(), 0, n * kvd);
+            }
+        }
+    }
+
+    /**
+     * Appends one K and V row, taken from row {@code row} of k, v [rows, KV*D], to layer {@code layer}'s cache;
+     * returns the new length.
+     */
+    int append(int layer, Buffer k, Buffer v, int row) {
+        int n = kvLength[layer];
+        reserve(layer, n + 1);
+        ops.copy(k, (long) row * kvd, keys[layer], (long) n * kvd, kvd);
+        ops.copy(v, (long) row * kvd, values[layer], (long) n * kvd, kvd);
+        return kvLength[layer] = n + 1;
+    }
+
+    /** Room for {@code rows} rows in layer {@code layer}'s cache, keeping the valid ones. */
+    private void reserve(int layer, int rows) {
+        if (rows <= kvCapacity[layer] && keys[layer] != null) return;
+        int cap = Math.max(MIN_KV_CAPACITY, Math.max(rows, 2 * kvCapacity[layer]));
+        Buffer k = ops.floats((long) cap * kvd), v = ops.floats((long) cap * kvd);
+        if (keys[layer] != null) {
+            ops.copy(keys[layer], 0, k, 0, (long) kvLength[layer] * kvd);
+            ops.copy(values[layer], 0, v, 0, (long) kvLength[layer] * kvd);
+            keys[layer].close();
+            values[layer].close();
+        }
+        keys[layer] = k;
+        values[layer] = v;
+        kvCapacity[layer] = cap;
+    }
+
+    @Override
+    public void close() {
+        for (Buffer[] bs : new Buffer[][]{lightning, keys, values}) {
+            for (int l = 0; l < bs.length; l++) {
+                if (bs[l] != null) bs[l].close();
+                bs[l] = null;
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+package io.lightmesh.engine.model;
+
+import io.lightmesh.engine.backend.DeviceOps;
+import io.lightmesh.engine.backend.DeviceOps.Buffer;
+import io.lightmesh.engine.config.ModelConfig;
+import io.lightmesh.engine.tensor.Tensor;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The decode step with everything on the device ({@link DeviceOps}): the same math as {@link DecoderLayer},
+ * {@link LightningAttention}, {@link SoftmaxAttention}, {@link MoeLayer} and {@link LocalExperts}, but activations,
+ * lightning states and KV caches stay on the device within the step and across steps. Per step only the token ids
+ * and positions go in and the logits come out; each sequence's state lives in its {@link DeviceState}, synced with
+ * the host by {@link SequenceState}.
+ *
+ * <p>Postnorm makes the residual stream the normalised x, so each block's residual and the next norm are one fused
+ * operation, and the layer loop carries only x [n, h].
+ */
+final class ResidentDecoder implements AutoCloseable {
+    private final ModelConfig c;
+    private final DeviceOps d;
+    private final Tensor embed, lmHead;  // [V, h]
+    private final DecoderLayer[] layers;
+    private final Buffer[] inNorm, postNorm; // [L] -> [h]
+    private final Buffer finalNorm;          // [h]
+    private final Buffer[] outNorm, decay;   // lightning layers: [H*D], [H]
+    private final Buffer[] invFreq;          // softmax layers: [rotaryDim / 2]
+    private final DeviceOps.ExpertSet[] experts; // [L]
+    private final List<Buffer> constants = new ArrayList<>();
+    private Scratch s;
+
+    /** Step buffers for up to {@code rows} sequences. */
+    private record Scratch(int rows, Buffer ids, Buffer pos, Buffer x, Buffer a, Buffer qkv, Buffer o, Buffer gate,
+                           Buffer q, Buffer k, Buffer v, Buffer router, Buffer expertIds, Buffer expertWeights,
+                           Buffer act, Buffer pairs, Buffer logits) {
+        static Scratch of(DeviceOps d, ModelConfig c, int rows) {
+            long h = c.hiddenSize(), HD = c.attnDim(), KVD = c.kvDim(), K = c.topK();
+            return new Scratch(rows,
+                    d.ints(rows),                       // ids [n]
+                    d.ints(rows),                       // pos [n]
+                    d.floats(rows * h),                 // x [n, h]
+                    d.floats(rows * h),                 // a [n, h]: attention output
+                    d.floats(rows * 3 * HD),            // qkv [n, H, 3D]
+                    d.floats(rows * HD),                // o [n, H*D]
+                    d.floats(rows * HD),                // gate [n, H*D]
+                    d.floats(rows * HD),                // q [n, H, D]
+                    d.floats(rows * KVD),               // k [n, KV, D]
+                    d.floats(rows * KVD),               // v [n, KV, D]
+                    d.floats(rows * c.numExperts()),    // router logits [n, E]
+                    d.ints(rows * K),                   // expert ids [n, K]
+                    d.floats(rows * K),                 // expert weights [n, K]
+                    d.floats(rows * K * c.intermediateSize()), // act [n*K, I]
+                    d.floats(rows * K * h),             // expert outputs [n*K, h]
+                    d.floats(rows * (long) c.vocabSize())); // logits [n, V]
+        }
+
+        void close() {
+            for (Buffer b : List.of(ids, pos, x, a, qkv, o, gate, q, k, v, router, expertIds, expertWeights, act, pairs,
+                    logits)) b.close();
+        }
+    }
+
+    ResidentDecoder(ModelConfig c, DeviceOps d, Tensor embed, Tensor lmHead, float[] finalNorm, DecoderLayer[] layers,
+                    LocalExperts local) {
+        this.c = c;
+        this.d = d;
+        this.embed = embed;
+        this.lmHead = lmHead;
+        this.layers = layers;
+        int L = layers.length;
+        inNorm = new Buffer[L];
+        postNorm = new Buffer[L];
+        outNorm = new Buffer[L];
+        decay = new Buffer[L];
+        invFreq = new Buffer[L];
+        experts = new DeviceOps.ExpertSet[L];
+        List<Tensor> weights = new ArrayList<>(List.of(embed, lmHead));
+        for (int l = 0; l < L; l++) {
+            DecoderLayer layer = layers[l];
+            inNorm[l] = constant(layer.inputNorm);
+            postNorm[l] = constant(layer.postNorm);
+            if (layer.lightning != null) {
+                LightningAttention la = layer.lightning;
+                outNorm[l] = constant(la.normW);
+                decay[l] = constant(la.decay);
+                weights.addAll(List.of(la.wQkv, la.wGate, la.wOut));
+            } else {
+                SoftmaxAttention sa = layer.softmax;
+                invFreq[l] = constant(sa.rope.invFreq);
+                weights.addAll(List.of(sa.wq, sa.wk, sa.wv, sa.wo));
+            }
+            weights.add(layer.moe.gate);
+            experts[l] = d.experts(local.w1[l], local.w3[l], local.w2[l]);
+        }
+        this.finalNorm = constant(finalNorm);
+        d.preload(weights);
+    }
+
+    /** Whether this model can decode on the device: every expert local, shapes the kernels take. */
+    static boolean supports(ModelConfig c, ExpertExecutor experts) {
+        if (!(experts instanceof LocalExperts local)) return false;
+        for (int l = 0; l < c.numLayers(); l++) {
+            for (int e = 0; e < c.numExperts(); e++) if (!local.hosts(l, e)) return false;
+        }
+        int G = c.numHeads() / c.numKvHeads();
+        return c.numHeads() % c.numKvHeads() == 0 && G <= 16 && c.headDim() <= 128 && c.numExperts() <= 64;
+    }
+
+    private Buffer constant(float[] values) {
+        Buffer b = d.upload(values);
+        constants.add(b);
+        return b;
+    }
+
+    /** One decode step: token i is appended to states.get(i); returns logits [B][V]. */
+    synchronized float[][] decode(List<SequenceState> states, int[] tokens) {
+        int n = tokens.length, h = c.hiddenSize(), L = layers.length;
+        float eps = (float) c.rmsNormEps();
+        if (s == null || s.rows < n) {
+            if (s != null) s.close();
+            s = Scratch.of(d, c, Math.max(n, s == null ? 1 : 2 * s.rows));
+        }
+        DeviceState[] dev = new DeviceState[n];
+        int[] pos = new int[n];
+        for (SequenceState st : states) {
+            if ((long) st.position() + 1 > c.maxPositions()) {
+                throw new IllegalArgumentException("sequence would exceed max_position_embeddings " + c.maxPositions());
+            }
+        }
+        for (int t : tokens) {
+            if (t < 0 || t >= c.vocabSize()) {
+                throw new IllegalArgumentException("token id " + t + " outside the vocabulary 0.." + (c.vocabSize() - 1));
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            dev[i] = states.get(i).onDevice(d);
+            pos[i] = states.get(i).position();
+        }
+        // token ids and positions in; x = RMSNorm_in0(embed[ids]): [n, h]
+        d.write(s.ids, tokens, n);
+        d.write(s.pos, pos, n);
+        d.embed(embed, s.ids, n, s.x);
+        d.rmsNorm(s.x, n, h, inNorm[0], eps, s.x);
+        for (int l = 0; l < L; l++) {
+            DecoderLayer layer = layers[l];
+            // attention: a [n, h]; then x = RMSNorm_post(a_attn x + b_attn a)
+            if (layer.lightning != null) lightning(l, layer.lightning, dev, n);
+            else softmax(l, layer.softmax, dev, n);
+            d.residualNorm(s.x, layer.attnAlpha, s.a, null, 1, layer.attnBeta, n, h, postNorm[l], eps, s.x);
+            // MoE: router top-k, each chosen expert's SwiGLU -> pairs [n*K, h];
+            // then x = RMSNorm_next(a_mlp x + b_mlp sum_k w_k pairs_k), with the next layer's input norm or the final one
+            MoeLayer moe = layer.moe;
+            d.matmul(s.x, n, moe.gate, s.router);
+            d.route(s.router, n, moe.E, moe.K, s.expertIds, s.expertWeights);
+            d.runExperts(experts[l], s.x, n, moe.K, s.expertIds, s.act, s.pairs);
+            d.residualNorm(s.x, layer.mlpAlpha, s.pairs, s.expertWeights, moe.K, layer.mlpBeta, n, h,
+                    l + 1 < L ? inNorm[l + 1] : finalNorm, eps, s.x);
+        }
+        // LM head: logits [n, V], the only data that comes back
+        int V = c.vocabSize();
+        d.matmul(s.x, n, lmHead, s.logits);
+        float[] all = new float[n * V];
+        d.read(s.logits, 0, all, 0, n * V);
+        float[][] out = new float[n][];
+        for (int i = 0; i < n; i++) out[i] = java.util.Arrays.copyOfRange(all, i * V, (i + 1) * V);
+        for (SequenceState st : states) st.advance(1);
+        return out;
+    }
+
+    /** Lightning attention of layer l: s.x [n, h] -> s.a [n, h], each sequence's S advanced one step. */
+    private void lightning(int l, LightningAttention la, DeviceState[] dev, int n) {
+        int HD = la.H * la.D;
+        // qkv = SiLU(x W_qkv^T): [n, H, 3D]
+        d.matmul(s.x, n, la.wQkv, s.qkv);
+        d.silu(s.qkv, (long) n * 3 * HD);
+        // S = exp(-lambda) S + k^T v; o = q S, per sequence: o [n, H*D]
+        for (int i = 0; i < n; i++) d.lightningStep(s.qkv, i, la.H, la.D, decay[l], dev[i].lightning(l), s.o);
+        // o = RMSNorm_1e-6(o) * sigmoid(x W_gate^T); a = o W_out^T
+        d.matmul(s.x, n, la.wGate, s.gate);
+        d.normGate(s.o, n, HD, outNorm[l], (float) ModelConfig.LIGHTNING_NORM_EPS, s.gate);
+        d.matmul(s.o, n, la.wOut, s.a);
+    }
+
+    /** Softmax attention of layer l: s.x [n, h] -> s.a [n, h], each sequence's cache one row longer. */
+    private void softmax(int l, SoftmaxAttention sa, DeviceState[] dev, int n) {
+        // q [n, H, D], k and v [n, KV, D], RoPE at each row's position
+        d.matmul(s.x, n, sa.wq, s.q);
+        d.matmul(s.x, n, sa.wk, s.k);
+        d.matmul(s.x, n, sa.wv, s.v);
+        d.rope(s.q, n, sa.H, sa.D, invFreq[l], sa.rope.rotaryDim / 2, s.pos);
+        d.rope(s.k, n, sa.KV, sa.D, invFreq[l], sa.rope.rotaryDim / 2, s.pos);
+        // append k, v to each sequence's cache; its query attends over the whole cache: o [n, H*D]
+        for (int i = 0; i < n; i++) {
+            int len = dev[i].append(l, s.k, s.v, i);
+            d.decodeAttention(s.q, i, sa.H, sa.KV, sa.D, dev[i].keys(l), dev[i].values(l), len, s.o);
+        }
+        // a = o W_o^T
+        d.matmul(s.o, n, sa.wo, s.a);
+    }
+
+    @Override
+    public synchronized void close() {
+        if (s != null) s.close();
+        s = null;
+        for (Buffer b : constants) b.close();
+        constants.clear();
+    }
+}

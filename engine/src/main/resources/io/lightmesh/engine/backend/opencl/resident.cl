@@ -1,0 +1,499 @@
+// Kernels of the device-resident decode path (ResidentOps launches them). Math only: buffers, ranges and offsets
+// belong to the launcher. Row-major fp32 activations; weights fp32 or bf16 (raw 16 bits, widened by a shift).
+// Every kernel states its launch shape. NT is the work-group size of all of them.
+
+#define NT 256
+
+// ---- matrix-vector products (decode: weight-bandwidth bound, each weight row read once per launch) ---------------
+// MV_LANES work-items share one weight row; a work-group holds MV_ROWS rows. Each work-item keeps up to MAXN dot
+// products (tokens of the step, or the pairs routed to one expert) and, on the vector paths, four 16-byte weight
+// loads in flight per iteration. The lanes' partial sums are added by a tree in local memory.
+
+#define MV_LANES 64
+#define MV_ROWS (NT / MV_LANES)
+#define MAXN 8
+
+inline float8 widen8(ushort8 u) { return as_float8(convert_uint8(u) << (uint8) 16); }
+inline float widen(ushort u) { return as_float(((uint) u) << 16); }
+
+// acc[p] += W_row . x[xr[p]] for p < np; fp32 weights as float4 (in % 4 == 0: rows and x rows 16-byte aligned)
+inline void dot_f32v(__global const float* wrow, __global const float* x, int in, const int* xr, int np, int lane,
+                     float* acc) {
+    __global const float4* w4 = (__global const float4*) wrow;
+    __global const float4* x4 = (__global const float4*) x;
+    int in4 = in >> 2;
+    int i = lane;
+    for (; i + 3 * MV_LANES < in4; i += 4 * MV_LANES) {
+        float4 a = w4[i], b = w4[i + MV_LANES], c = w4[i + 2 * MV_LANES], d = w4[i + 3 * MV_LANES];
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) {
+                __global const float4* xp = x4 + (long) xr[p] * in4;
+                acc[p] += dot(a, xp[i]) + dot(b, xp[i + MV_LANES]) + dot(c, xp[i + 2 * MV_LANES])
+                        + dot(d, xp[i + 3 * MV_LANES]);
+            }
+        }
+    }
+    for (; i < in4; i += MV_LANES) {
+        float4 a = w4[i];
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) acc[p] += dot(a, x4[(long) xr[p] * in4 + i]);
+        }
+    }
+}
+
+// the same with bf16 weights as ushort8 (in % 8 == 0)
+inline void dot_bf16v(__global const ushort* wrow, __global const float* x, int in, const int* xr, int np, int lane,
+                      float* acc) {
+    __global const ushort8* w8 = (__global const ushort8*) wrow;
+    __global const float8* x8 = (__global const float8*) x;
+    int in8 = in >> 3;
+    int i = lane;
+    for (; i + 3 * MV_LANES < in8; i += 4 * MV_LANES) {
+        float8 a = widen8(w8[i]), b = widen8(w8[i + MV_LANES]), c = widen8(w8[i + 2 * MV_LANES]),
+               d = widen8(w8[i + 3 * MV_LANES]);
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) {
+                __global const float8* xp = x8 + (long) xr[p] * in8;
+                float8 s = a * xp[i] + b * xp[i + MV_LANES] + c * xp[i + 2 * MV_LANES] + d * xp[i + 3 * MV_LANES];
+                acc[p] += dot(s.lo, (float4) 1.0f) + dot(s.hi, (float4) 1.0f);
+            }
+        }
+    }
+    for (; i < in8; i += MV_LANES) {
+        float8 a = widen8(w8[i]);
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) {
+                float8 s = a * x8[(long) xr[p] * in8 + i];
+                acc[p] += dot(s.lo, (float4) 1.0f) + dot(s.hi, (float4) 1.0f);
+            }
+        }
+    }
+}
+
+// scalar paths for rows of any length
+inline void dot_f32s(__global const float* wrow, __global const float* x, int in, const int* xr, int np, int lane,
+                     float* acc) {
+    for (int i = lane; i < in; i += MV_LANES) {
+        float a = wrow[i];
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) acc[p] += a * x[(long) xr[p] * in + i];
+        }
+    }
+}
+
+inline void dot_bf16s(__global const ushort* wrow, __global const float* x, int in, const int* xr, int np, int lane,
+                      float* acc) {
+    for (int i = lane; i < in; i += MV_LANES) {
+        float a = widen(wrow[i]);
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) acc[p] += a * x[(long) xr[p] * in + i];
+        }
+    }
+}
+
+// Adds the MV_LANES partials of each (row slot rl, p < np): the total lands in red[(rl * MAXN + p) * MV_LANES].
+// Every work-item of the group must call it (it has barriers); np is the same for the whole group.
+inline void lane_sum(__local float* red, int rl, int lane, int np, const float* acc) {
+    for (int p = 0; p < MAXN; p++) {
+        if (p < np) red[(rl * MAXN + p) * MV_LANES + lane] = acc[p];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = MV_LANES / 2; s > 0; s >>= 1) {
+        if (lane < s) {
+            for (int p = 0; p < MAXN; p++) {
+                if (p < np) {
+                    int o = (rl * MAXN + p) * MV_LANES + lane;
+                    red[o] += red[o + s];
+                }
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+}
+
+// Pairs (t, j) of rows [r0, r0 + rows) routed to expert e, in order: pair index into pr, its x row into xr.
+// At most one pair per token goes to an expert (top-k ids are distinct), so rows <= MAXN bounds the count.
+inline int pairs_of(__global const int* ids, int r0, int rows, int k, int e, int* pr, int* xr, int xDiv) {
+    int np = 0;
+    for (int p = r0 * k; p < (r0 + rows) * k; p++) {
+        if (ids[p] == e && np < MAXN) {
+            pr[np] = p;
+            xr[np] = xDiv ? p / k : p;
+            np++;
+        }
+    }
+    return np;
+}
+
+// y[t, row] = W[row] . x[t] for t < n (n <= MAXN), x and y offset to the first token of the launch.
+// Launch: global = ceil(out / MV_ROWS) * NT, local = NT.
+// Gate and up of SwiGLU experts for the pairs of rows [r0, r0 + rows): act[p, row] = SiLU(W1_e[row] . x_t) *
+// (W3_e[row] . x_t), experts stacked [E, inter, hidden]. Groups of experts no pair chose return at once.
+// Launch: global = E * ceil(inter / MV_ROWS) * NT, local = NT; group (e, row block).
+// Down projection: out[p, row] = W2_e[row] . act[p], W2 stacked [E, hidden, inter].
+// Launch: global = E * ceil(hidden / MV_ROWS) * NT, local = NT.
+#define MATVEC_FAMILY(SUF, WT, DOT)                                                                                \
+__kernel void matvec_##SUF(__global const WT* w, __global const float* x, long xOff, __global float* y, long yOff,  \
+                           int n, int in, int out) {                                                               \
+    __local float red[MV_ROWS * MAXN * MV_LANES];                                                                  \
+    int tid = get_local_id(0), lane = tid % MV_LANES, rl = tid / MV_LANES;                                         \
+    int row = get_group_id(0) * MV_ROWS + rl;                                                                      \
+    float acc[MAXN];                                                                                               \
+    int xr[MAXN];                                                                                                  \
+    for (int p = 0; p < MAXN; p++) { acc[p] = 0.0f; xr[p] = p; }                                                   \
+    if (row < out) DOT(w + (long) row * in, x + xOff, in, xr, n, lane, acc);                                       \
+    lane_sum(red, rl, lane, n, acc);                                                                               \
+    if (row < out && lane < n) y[yOff + (long) lane * out + row] = red[(rl * MAXN + lane) * MV_LANES];             \
+}                                                                                                                  \
+__kernel void moe_gate_up_##SUF(__global const WT* w1, __global const WT* w3, __global const float* x,             \
+                                __global const int* ids, __global float* act, int r0, int rows, int k, int inter,  \
+                                int hidden) {                                                                      \
+    __local float redG[MV_ROWS * MAXN * MV_LANES];                                                                 \
+    __local float redU[MV_ROWS * MAXN * MV_LANES];                                                                 \
+    int blocks = (inter + MV_ROWS - 1) / MV_ROWS;                                                                  \
+    int e = get_group_id(0) / blocks;                                                                              \
+    int tid = get_local_id(0), lane = tid % MV_LANES, rl = tid / MV_LANES;                                         \
+    int row = (get_group_id(0) % blocks) * MV_ROWS + rl;                                                           \
+    int pr[MAXN], xr[MAXN];                                                                                        \
+    int np = pairs_of(ids, r0, rows, k, e, pr, xr, 1);                                                             \
+    if (np == 0) return;                                                                                           \
+    float g[MAXN], u[MAXN];                                                                                        \
+    for (int p = 0; p < MAXN; p++) { g[p] = 0.0f; u[p] = 0.0f; }                                                   \
+    if (row < inter) {                                                                                             \
+        long wr = ((long) e * inter + row) * hidden;                                                               \
+        DOT(w1 + wr, x, hidden, xr, np, lane, g);                                                                  \
+        DOT(w3 + wr, x, hidden, xr, np, lane, u);                                                                  \
+    }                                                                                                              \
+    lane_sum(redG, rl, lane, np, g);                                                                               \
+    lane_sum(redU, rl, lane, np, u);                                                                               \
+    if (row < inter && lane < np) {                                                                                \
+        float gs = redG[(rl * MAXN + lane) * MV_LANES], us = redU[(rl * MAXN + lane) * MV_LANES];                  \
+        act[(long) pr[lane] * inter + row] = gs / (1.0f + exp(-gs)) * us;                                          \
+    }                                                                                                              \
+}                                                                                                                  \
+__kernel void moe_down_##SUF(__global const WT* w2, __global const float* act, __global const int* ids,            \
+                             __global float* out, int r0, int rows, int k, int inter, int hidden) {                \
+    __local float red[MV_ROWS * MAXN * MV_LANES];                                                                  \
+    int blocks = (hidden + MV_ROWS - 1) / MV_ROWS;                                                                 \
+    int e = get_group_id(0) / blocks;                                                                              \
+    int tid = get_local_id(0), lane = tid % MV_LANES, rl = tid / MV_LANES;                                         \
+    int row = (get_group_id(0) % blocks) * MV_ROWS + rl;                                                           \
+    int pr[MAXN], xr[MAXN];                                                                                        \
+    int np = pairs_of(ids, r0, rows, k, e, pr, xr, 0);                                                             \
+    if (np == 0) return;                                                                                           \
+    float acc[MAXN];                                                                                               \
+    for (int p = 0; p < MAXN; p++) acc[p] = 0.0f;                                                                  \
+    if (row < hidden) DOT(w2 + ((long) e * hidden + row) * inter, act, inter, xr, np, lane, acc);                  \
+    lane_sum(red, rl, lane, np, acc);                                                                              \
+    if (row < hidden && lane < np) out[(long) pr[lane] * hidden + row] = red[(rl * MAXN + lane) * MV_LANES];       \
+}
+
+MATVEC_FAMILY(f32v, float, dot_f32v)
+MATVEC_FAMILY(bf16v, ushort, dot_bf16v)
+MATVEC_FAMILY(f32s, float, dot_f32s)
+MATVEC_FAMILY(bf16s, ushort, dot_bf16s)
+
+// ---- embeddings -----------------------------------------------------------------------------------------------
+// out[t, i] = table[ids[t], i]. Launch: global = ceil(n * h / NT) * NT, local = NT.
+__kernel void embed_f32(__global const float* table, __global const int* ids, __global float* out, int n, int h) {
+    int gid = get_global_id(0);
+    if (gid < n * h) out[gid] = table[(long) ids[gid / h] * h + gid % h];
+}
+
+__kernel void embed_bf16(__global const ushort* table, __global const int* ids, __global float* out, int n, int h) {
+    int gid = get_global_id(0);
+    if (gid < n * h) out[gid] = widen(table[(long) ids[gid / h] * h + gid % h]);
+}
+
+// ---- row-wise norms (one work-group per row) ----------------------------------------------------------------------
+
+// The sum of v over the work-group, returned to every work-item.
+inline float group_sum(__local float* red, float v) {
+    int tid = get_local_id(0);
+    red[tid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = NT / 2; s > 0; s >>= 1) {
+        if (tid < s) red[tid] += red[tid + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float r = red[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return r;
+}
+
+// out = w * x / sqrt(mean(x^2) + eps) per row of x [rows, dim]; out may be x (each element is read, then written, by
+// the same work-item, after the whole row was read). Launch: global = rows * NT, local = NT.
+__kernel void rms_norm(__global const float* x, __global const float* w, __global float* out, int dim, float eps) {
+    __local float red[NT];
+    int tid = get_local_id(0);
+    long o = (long) get_group_id(0) * dim;
+    float ss = 0.0f;
+    for (int i = tid; i < dim; i += NT) ss += x[o + i] * x[o + i];
+    ss = group_sum(red, ss);
+    float inv = 1.0f / sqrt(ss / dim + eps);
+    for (int i = tid; i < dim; i += NT) out[o + i] = w[i] * (x[o + i] * inv);
+}
+
+// h = alpha * x + beta * u, u = sum_j wts[t, j] * upd[t * k + j] (or upd[t] when hasWeights == 0);
+// out = w * h / sqrt(mean(h^2) + eps). h is computed twice rather than stored, so out may be x.
+// Launch: global = rows * NT, local = NT.
+inline float residual_at(__global const float* x, float alpha, __global const float* upd, __global const float* wts,
+                         int k, float beta, int hasWeights, int t, int dim, int i) {
+    float u;
+    if (hasWeights) {
+        u = 0.0f;
+        for (int j = 0; j < k; j++) u += wts[t * k + j] * upd[((long) t * k + j) * dim + i];
+    } else {
+        u = upd[(long) t * dim + i];
+    }
+    return alpha * x[(long) t * dim + i] + beta * u;
+}
+
+__kernel void residual_norm(__global const float* x, float alpha, __global const float* upd,
+                            __global const float* wts, int k, float beta, int hasWeights, __global const float* w,
+                            float eps, __global float* out, int dim) {
+    __local float red[NT];
+    int tid = get_local_id(0), t = get_group_id(0);
+    float ss = 0.0f;
+    for (int i = tid; i < dim; i += NT) {
+        float h = residual_at(x, alpha, upd, wts, k, beta, hasWeights, t, dim, i);
+        ss += h * h;
+    }
+    ss = group_sum(red, ss);
+    float inv = 1.0f / sqrt(ss / dim + eps);
+    for (int i = tid; i < dim; i += NT) {
+        float h = residual_at(x, alpha, upd, wts, k, beta, hasWeights, t, dim, i);
+        out[(long) t * dim + i] = w[i] * (h * inv);
+    }
+}
+
+// o = (w * o / sqrt(mean(o^2) + eps)) * sigmoid(gate), per row. Launch: global = rows * NT, local = NT.
+__kernel void norm_gate(__global float* o, __global const float* w, __global const float* gate, int dim, float eps) {
+    __local float red[NT];
+    int tid = get_local_id(0);
+    long b = (long) get_group_id(0) * dim;
+    float ss = 0.0f;
+    for (int i = tid; i < dim; i += NT) ss += o[b + i] * o[b + i];
+    ss = group_sum(red, ss);
+    float inv = 1.0f / sqrt(ss / dim + eps);
+    for (int i = tid; i < dim; i += NT) o[b + i] = (w[i] * (o[b + i] * inv)) * (1.0f / (1.0f + exp(-gate[b + i])));
+}
+
+// x = x * sigmoid(x). Launch: global = ceil(n / NT) * NT, local = NT.
+__kernel void silu(__global float* x, long n) {
+    long gid = get_global_id(0);
+    if (gid < n) {
+        float v = x[gid];
+        x[gid] = v / (1.0f + exp(-v));
+    }
+}
+
+// ---- lightning attention, one recurrent step of one sequence ----------------------------------------------------------
+// S = exp(-lambda_h) S + k^T v; o = q S. q | k | v of head h at qkv[qkvOff + h * 3D ...]; state [H, D, D];
+// out[outOff + h * D + j]. Launch: global = H * ceil(D / 64) * NT, local = NT; group (h, ct) owns columns
+// ct * 64 + lane; work-item (slice, lane) walks rows i = slice, slice + 4, ...
+#define LS_COLS 64
+#define LS_SLICES (NT / LS_COLS)
+__kernel void lightning_step(__global const float* qkv, long qkvOff, __global const float* decay,
+                             __global float* state, __global float* out, long outOff, int heads, int dim) {
+    __local float part[NT];
+    int tid = get_local_id(0), lane = tid % LS_COLS, slice = tid / LS_COLS;
+    int colTiles = (dim + LS_COLS - 1) / LS_COLS;
+    int ct = get_group_id(0) % colTiles, h = get_group_id(0) / colTiles;
+    int j = ct * LS_COLS + lane;
+    __global const float* q = qkv + qkvOff + (long) h * 3 * dim;
+    __global const float* k = q + dim;
+    __global const float* v = q + 2 * dim;
+    float ratio = exp(-decay[h]);
+    float o = 0.0f;
+    if (j < dim) {
+        float vj = v[j];
+        __global float* s = state + (long) h * dim * dim + j;
+        for (int i = slice; i < dim; i += LS_SLICES) {
+            float sij = ratio * s[(long) i * dim] + k[i] * vj;
+            s[(long) i * dim] = sij;
+            o += q[i] * sij;
+        }
+    }
+    part[tid] = o;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (slice == 0 && j < dim) {
+        float sum = 0.0f;
+        for (int sl = 0; sl < LS_SLICES; sl++) sum += part[sl * LS_COLS + lane];
+        out[outOff + (long) h * dim + j] = sum;
+    }
+}
+
+// ---- softmax attention ---------------------------------------------------------------------------------------------
+
+// NeoX RoPE on the first 2 * hr dims of each head of x [rows, heads, dim], row t at position pos[t].
+// Launch: global = ceil(rows * heads * hr / NT) * NT, local = NT.
+__kernel void rope(__global float* x, __global const float* invFreq, __global const int* pos, int rows, int heads,
+                   int dim, int hr) {
+    int gid = get_global_id(0);
+    if (gid >= rows * heads * hr) return;
+    int i = gid % hr, h = (gid / hr) % heads, t = gid / (hr * heads);
+    float angle = (float) pos[t] * invFreq[i];
+    float c = cos(angle), s = sin(angle);
+    long a = ((long) t * heads + h) * dim + i, b = a + hr;
+    float x1 = x[a], x2 = x[b];
+    x[a] = x1 * c - x2 * s;
+    x[b] = x2 * c + x1 * s;
+}
+
+// Decode attention, pass 1: one query (G = H / KV heads per kv head) over keys [k0, k1) of one split.
+// Per tile of DA_KEYS keys: the keys go to local memory (their loads issued a tile ahead), work-item (g, c) scores
+// key c for head g, then turns it into p = exp(s - m) with the running max m of head g (each of head g's work-items
+// computes the same m); work-item (j, part) accumulates o[g][j] for heads g = part, part + parts, ... from values
+// held in registers (also loaded a tile ahead). Three barriers a tile. Writes an unnormalised partial (o, m, l)
+// per (kv head, split, head of the group).
+// Launch: global = KV * splits * NT, local = NT; group kvh * splits + sp. Limits: D <= DA_MAXD, G <= DA_MAXG.
+#define DA_KEYS 32
+#define DA_MAXD 128
+#define DA_MAXG 16
+#define DA_KLOADS (DA_KEYS * DA_MAXD / NT)
+#define DA_SLOTS (DA_MAXG / 2)
+#define DA_SROWS (DA_MAXG * DA_KEYS / NT)
+#define DA_NEG -1e30f
+__kernel void attn_split(__global const float* q, long qOff, __global const float* kc, __global const float* vc,
+                         __global float* part, int heads, int kvHeads, int dim, int len, int splitLen, int splits,
+                         float scale) {
+    __local float lq[DA_MAXG * DA_MAXD];        // [G][D] queries, pre-scaled
+    __local float lk[DA_KEYS * (DA_MAXD + 1)];  // [KEYS][D + 1] keys of the tile
+    __local float ls[DA_MAXG * DA_KEYS];        // [G][KEYS] scores
+    __local float lp[DA_MAXG * DA_KEYS];        // [G][KEYS] probabilities
+    __local float lm[DA_MAXG];                  // running max per head after this tile
+    int tid = get_local_id(0);
+    int sp = get_group_id(0) % splits, kvh = get_group_id(0) / splits;
+    int G = heads / kvHeads, kvd = kvHeads * dim, ld = dim + 1;
+    int k0 = sp * splitLen, k1 = min(k0 + splitLen, len);
+    int parts = NT / dim, j = tid % dim, pp = tid / dim;
+    for (int idx = tid; idx < G * dim; idx += NT) lq[idx] = q[qOff + (long) (kvh * G) * dim + idx] * scale;
+    float acc[DA_SLOTS], mrun[DA_SLOTS], lrun[DA_SLOTS], msc[DA_SROWS];
+    for (int s = 0; s < DA_SLOTS; s++) { acc[s] = 0.0f; mrun[s] = DA_NEG; lrun[s] = 0.0f; }
+    for (int r = 0; r < DA_SROWS; r++) msc[r] = DA_NEG;
+    float rk[DA_KLOADS], rv[DA_KEYS];
+    for (int l = 0; l < DA_KLOADS; l++) {
+        int idx = tid + l * NT, p = k0 + idx / dim;
+        rk[l] = (idx < DA_KEYS * dim && p < k1) ? kc[(long) p * kvd + kvh * dim + idx % dim] : 0.0f;
+    }
+    for (int c = 0; c < DA_KEYS; c++) {
+        int p = k0 + c;
+        rv[c] = (pp < parts && p < k1) ? vc[(long) p * kvd + kvh * dim + j] : 0.0f;
+    }
+    for (int p0 = k0; p0 < k1; p0 += DA_KEYS) {
+        for (int l = 0; l < DA_KLOADS; l++) {
+            int idx = tid + l * NT;
+            if (idx < DA_KEYS * dim) lk[(idx / dim) * ld + idx % dim] = rk[l];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int l = 0; l < DA_KLOADS; l++) {  // next tile's keys, in flight during the math
+            int idx = tid + l * NT, p = p0 + DA_KEYS + idx / dim;
+            rk[l] = (idx < DA_KEYS * dim && p < k1) ? kc[(long) p * kvd + kvh * dim + idx % dim] : 0.0f;
+        }
+        for (int r = 0; r < DA_SROWS; r++) {
+            int idx = tid + r * NT;
+            if (idx < G * DA_KEYS) {
+                int g = idx / DA_KEYS, c = idx % DA_KEYS;
+                float s = 0.0f;
+                for (int i = 0; i < dim; i++) s += lq[g * dim + i] * lk[c * ld + i];
+                ls[idx] = (p0 + c < k1) ? s : DA_NEG;
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int r = 0; r < DA_SROWS; r++) {
+            int idx = tid + r * NT;
+            if (idx < G * DA_KEYS) {
+                int g = idx / DA_KEYS;
+                float m = msc[r];
+                for (int c = 0; c < DA_KEYS; c++) m = max(m, ls[g * DA_KEYS + c]);
+                msc[r] = m;
+                float s = ls[idx];
+                lp[idx] = s > 0.5f * DA_NEG ? exp(s - m) : 0.0f;
+                if (idx % DA_KEYS == 0) lm[g] = m;
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int s = 0; s < DA_SLOTS; s++) {  // o[g][j] = alpha o + sum_c p[g][c] v[c][j]
+            int g = pp + s * parts;
+            if (pp < parts && g < G) {
+                float mNew = lm[g];
+                float alpha = exp(mrun[s] - mNew);
+                float o = 0.0f, l = 0.0f;
+                for (int c = 0; c < DA_KEYS; c++) {
+                    float pc = lp[g * DA_KEYS + c];
+                    o += pc * rv[c];
+                    l += pc;
+                }
+                acc[s] = acc[s] * alpha + o;
+                lrun[s] = lrun[s] * alpha + l;
+                mrun[s] = mNew;
+            }
+        }
+        for (int c = 0; c < DA_KEYS; c++) {  // next tile's values
+            int p = p0 + DA_KEYS + c;
+            rv[c] = (pp < parts && p < k1) ? vc[(long) p * kvd + kvh * dim + j] : 0.0f;
+        }
+    }
+    long base = ((long) (kvh * splits + sp)) * G * (dim + 2);
+    for (int s = 0; s < DA_SLOTS; s++) {
+        int g = pp + s * parts;
+        if (pp < parts && g < G) {
+            part[base + g * (dim + 2) + j] = acc[s];
+            if (j == 0) {
+                part[base + g * (dim + 2) + dim] = mrun[s];
+                part[base + g * (dim + 2) + dim + 1] = lrun[s];
+            }
+        }
+    }
+}
+
+// Decode attention, pass 2: out[h, j] = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over the splits.
+// Launch: global = ceil(H * D / NT) * NT, local = NT.
+__kernel void attn_combine(__global const float* part, __global float* out, long outOff, int heads, int kvHeads,
+                           int dim, int splits) {
+    int gid = get_global_id(0);
+    if (gid >= heads * dim) return;
+    int j = gid % dim, h = gid / dim, G = heads / kvHeads, kvh = h / G, g = h % G;
+    long stride = (long) G * (dim + 2);
+    long base = (long) kvh * splits * stride + g * (dim + 2);
+    float m = DA_NEG;
+    for (int s = 0; s < splits; s++) m = max(m, part[base + s * stride + dim]);
+    float num = 0.0f, den = 0.0f;
+    for (int s = 0; s < splits; s++) {
+        long o = base + s * stride;
+        float w = exp(part[o + dim] - m);
+        num += w * part[o + j];
+        den += w * part[o + dim + 1];
+    }
+    out[outOff + (long) h * dim + j] = num / den;
+}
+
+// ---- MoE router --------------------------------------------------------------------------------------------------
+// p = softmax(logits[t]) in fp32; the top k by probability (ties to the lower id), renormalised to sum 1.
+// Launch: global = ceil(rows / NT) * NT, local = NT; one work-item per row. E <= 64.
+__kernel void route(__global const float* logits, __global int* ids, __global float* wts, int rows, int E, int k) {
+    int t = get_global_id(0);
+    if (t >= rows) return;
+    __global const float* l = logits + (long) t * E;
+    float m = -INFINITY;
+    for (int e = 0; e < E; e++) m = max(m, l[e]);
+    float sum = 0.0f;
+    for (int e = 0; e < E; e++) sum += exp(l[e] - m);
+    ulong taken = 0;
+    float kept = 0.0f;
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        float bp = 0.0f;
+        for (int e = 0; e < E; e++) {
+            if ((taken >> e) & 1UL) continue;
+            float p = exp(l[e] - m) / sum;
+            if (best < 0 || p > bp) { best = e; bp = p; }
+        }
+        taken |= 1UL << best;
+        ids[t * k + j] = best;
+        wts[t * k + j] = bp;
+        kept += bp;
+    }
+    for (int j = 0; j < k; j++) wts[t * k + j] /= kept;
+}
