@@ -118,4 +118,10 @@ public interface DeviceOps {
 
     /** Waits until every enqueued operation has finished (benchmarks). */
     void finish();
+
+    /**
+     * Hands what is enqueued to the device without waiting: a forward pass calls it between layers so that the
+     * device starts on the first layers while the host still enqueues the rest. The default does nothing.
+     */
+    default void flush() {}
 }

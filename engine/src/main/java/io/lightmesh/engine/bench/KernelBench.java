@@ -122,10 +122,21 @@ public final class KernelBench {
             for (DType d : s == 0 || s == 1 ? new DType[]{DType.F32, DType.BF16} : new DType[]{DType.F32}) {
                 Tensor w = weight(d, out, in, 11 + s);
                 float[] x = random(n * in, 1f, 3 + s), y = new float[n * out];
-                long[] t = time(() -> ops.matmul(x, n, w, y), Math.max(3, reps / 2));
                 double flops = 2.0 * n * in * out;
-                row(String.format(Locale.ROOT, "matmul %s %s n=%d out=%d in=%d", names[s], d, n, out, in), t,
+                long[] t = time(() -> ops.aparapiMatmul(x, n, w, y), Math.max(3, reps / 2));
+                row(String.format(Locale.ROOT, "matmul (Aparapi) %s %s n=%d out=%d in=%d", names[s], d, n, out, in), t,
                         flops / t[0], "GFLOP/s");
+                ResidentOps r = ops.resident();
+                if (r != null) {
+                    // the tiled GEMM of resident.cl: kernel = back-to-back launches on device buffers; call = the
+                    // array interface's product (x uploaded, y read back)
+                    try (DeviceOps.Buffer xb = r.upload(x); DeviceOps.Buffer yb = r.floats((long) n * out)) {
+                        long kernel = timeResident(r, () -> r.matmul(xb, n, w, yb), Math.max(3, reps / 2))[0];
+                        long call = time(() -> ops.matmul(x, n, w, y), Math.max(3, reps / 2))[1];
+                        row(String.format(Locale.ROOT, "matmul (resident GEMM) %s %s n=%d out=%d in=%d", names[s], d, n, out,
+                                in), new long[]{kernel, call}, flops / kernel, "GFLOP/s");
+                    }
+                }
                 ops.evict(List.of(w));
             }
         }
@@ -141,9 +152,9 @@ public final class KernelBench {
                 for (int n : new int[]{1, 8}) {
                     if (n == 8 && s > 0) continue;
                     float[] x = random(n * in, 1f, 5), y = new float[n * out];
-                    long[] t = time(() -> ops.matmul(x, n, w, y), reps * 4);
+                    long[] t = time(() -> ops.aparapiMatmul(x, n, w, y), reps * 4);
                     double bytes = (double) out * in * d.bytes();
-                    row(String.format(Locale.ROOT, "matvec %s %s n=%d out=%d in=%d (weight bytes)", names[s], d, n, out, in),
+                    row(String.format(Locale.ROOT, "matvec (Aparapi) %s %s n=%d out=%d in=%d (weight bytes)", names[s], d, n, out, in),
                             t, bytes / t[0], "GB/s");
                 }
                 ops.evict(List.of(w));
@@ -253,6 +264,7 @@ public final class KernelBench {
                                 out, in), t, (double) out * in * dt.bytes() / t[0], "GB/s");
                     }
                 }
+                d.evict(List.of(w));
             }
         }
         int heads = quick ? 8 : 64, dim = quick ? 64 : 128, kvHeads = quick ? 2 : 8, hd = heads * dim;

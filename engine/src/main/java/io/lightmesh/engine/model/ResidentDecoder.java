@@ -157,6 +157,7 @@ final class ResidentDecoder implements AutoCloseable {
             d.runExperts(experts[l], s.x, n, moe.K, s.expertIds, s.act, s.pairs);
             d.residualNorm(s.x, layer.mlpAlpha, s.pairs, s.expertWeights, moe.K, layer.mlpBeta, n, h,
                     l + 1 < L ? inNorm[l + 1] : finalNorm, eps, s.x);
+            d.flush(); // the device runs this layer while the host enqueues the next
         }
         // LM head: logits [n, V], the only data that comes back
         int V = c.vocabSize();

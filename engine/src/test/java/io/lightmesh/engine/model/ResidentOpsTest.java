@@ -56,8 +56,10 @@ class ResidentOpsTest {
     void matmulMatchesReference(Dt dt) {
         DeviceOps d = d();
         Random rnd = new Random(11 + dt.ordinal());
-        // {out, in, n}: vector rows (in % 8 == 0), ragged rows (scalar path), one row, 8 rows, past 8 rows (chunks)
-        int[][] shapes = {{37, 64, 1}, {130, 128, 3}, {64, 33, 2}, {257, 1000, 8}, {100, 72, 11}, {5, 28, 1}, {300, 2048, 4}};
+        // {out, in, n}: vector rows (in % 8 == 0), ragged rows (scalar path), one row, 8 rows, past 8 rows (chunks),
+        // and from 33 rows the tiled GEMM: ragged in k (not a multiple of 4 or 16), in rows and columns of the tile
+        int[][] shapes = {{37, 64, 1}, {130, 128, 3}, {64, 33, 2}, {257, 1000, 8}, {100, 72, 11}, {5, 28, 1}, {300, 2048, 4},
+                {65, 33, 40}, {129, 256, 33}, {260, 70, 131}, {7, 9, 200}};
         for (int[] sh : shapes) {
             int out = sh[0], in = sh[1], n = sh[2];
             Tensor w = weight(rnd, dtype(dt), out, in);
@@ -227,9 +229,10 @@ class ResidentOpsTest {
     void decodeAttentionMatchesReference() {
         DeviceOps d = d();
         Random rnd = new Random(13);
-        // {H, KV, D, len}: one key, ragged lengths past tiles and splits, G = 1 and G = 16, ragged D = 100
+        // {H, KV, D, len}: one key, ragged lengths past tiles and splits, G = 1 and G = 16, ragged D = 100. G <= 8
+        // with D % 4 == 0 takes the bandwidth kernel (attn_split_bw), the rest (G = 16, D = 30) the general one
         int[][] shapes = {{4, 2, 32, 1}, {8, 2, 64, 37}, {16, 4, 128, 1000}, {8, 8, 100, 300}, {32, 2, 128, 513},
-                {64, 8, 128, 4099}};
+                {64, 8, 128, 4099}, {6, 3, 30, 77}, {8, 1, 128, 2000}, {16, 2, 36, 700}};
         for (int[] sh : shapes) {
             int H = sh[0], KV = sh[1], D = sh[2], len = sh[3], rows = 2, row = 1;
             float[] k = random(rnd, len * KV * D, 1f), v = random(rnd, len * KV * D, 1f);

@@ -38,12 +38,24 @@ final class Cl {
         return LINKER.downcallHandle(sym, ret == null ? FunctionDescriptor.ofVoid(args) : FunctionDescriptor.of(ret, args));
     }
 
+    /**
+     * A downcall that may take heap segments (Java arrays) as pointers: the array is pinned for the duration of the
+     * call (as JNI's GetPrimitiveArrayCritical), so a blocking transfer reads or writes it in place, with no native
+     * staging copy. Only for calls that do not keep the pointer past their return (blocking reads and writes).
+     */
+    private static MethodHandle critical(String name, MemoryLayout ret, MemoryLayout... args) {
+        MemorySegment sym = LIB.find(name).orElseThrow(() -> new OpenClException("libOpenCL.so.1 has no " + name));
+        return LINKER.downcallHandle(sym, FunctionDescriptor.of(ret, args), Linker.Option.critical(true));
+    }
+
     private static final MethodHandle CREATE_CONTEXT = fn("clCreateContext", ADDRESS, ADDRESS, JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS);
     private static final MethodHandle CREATE_QUEUE = fn("clCreateCommandQueue", ADDRESS, ADDRESS, ADDRESS, JAVA_LONG, ADDRESS);
     private static final MethodHandle CREATE_BUFFER = fn("clCreateBuffer", ADDRESS, ADDRESS, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS);
     private static final MethodHandle RELEASE_MEM = fn("clReleaseMemObject", JAVA_INT, ADDRESS);
     private static final MethodHandle WRITE_BUFFER = fn("clEnqueueWriteBuffer", JAVA_INT, ADDRESS, ADDRESS, JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS, JAVA_INT, ADDRESS, ADDRESS);
     private static final MethodHandle READ_BUFFER = fn("clEnqueueReadBuffer", JAVA_INT, ADDRESS, ADDRESS, JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS, JAVA_INT, ADDRESS, ADDRESS);
+    private static final MethodHandle WRITE_HEAP = critical("clEnqueueWriteBuffer", JAVA_INT, ADDRESS, ADDRESS, JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS, JAVA_INT, ADDRESS, ADDRESS);
+    private static final MethodHandle READ_HEAP = critical("clEnqueueReadBuffer", JAVA_INT, ADDRESS, ADDRESS, JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS, JAVA_INT, ADDRESS, ADDRESS);
     private static final MethodHandle COPY_BUFFER = fn("clEnqueueCopyBuffer", JAVA_INT, ADDRESS, ADDRESS, ADDRESS, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, ADDRESS, ADDRESS);
     private static final MethodHandle CREATE_PROGRAM = fn("clCreateProgramWithSource", ADDRESS, ADDRESS, JAVA_INT, ADDRESS, ADDRESS, ADDRESS);
     private static final MethodHandle BUILD_PROGRAM = fn("clBuildProgram", JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS);
@@ -53,6 +65,7 @@ final class Cl {
     private static final MethodHandle SET_ARG = fn("clSetKernelArg", JAVA_INT, ADDRESS, JAVA_INT, JAVA_LONG, ADDRESS);
     private static final MethodHandle ENQUEUE_ND = fn("clEnqueueNDRangeKernel", JAVA_INT, ADDRESS, ADDRESS, JAVA_INT, ADDRESS, ADDRESS, ADDRESS, JAVA_INT, ADDRESS, ADDRESS);
     private static final MethodHandle FINISH = fn("clFinish", JAVA_INT, ADDRESS);
+    private static final MethodHandle FLUSH = fn("clFlush", JAVA_INT, ADDRESS);
     private static final MethodHandle RELEASE_KERNEL = fn("clReleaseKernel", JAVA_INT, ADDRESS);
     private static final MethodHandle RELEASE_PROGRAM = fn("clReleaseProgram", JAVA_INT, ADDRESS);
     private static final MethodHandle RELEASE_QUEUE = fn("clReleaseCommandQueue", JAVA_INT, ADDRESS);
@@ -117,6 +130,26 @@ final class Cl {
     static void read(MemorySegment queue, MemorySegment src, long off, long bytes, MemorySegment dst) {
         try {
             check((int) READ_BUFFER.invokeExact(queue, src, 1, off, bytes, dst, 0, MemorySegment.NULL, MemorySegment.NULL),
+                    "clEnqueueReadBuffer");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** Blocking write straight from a Java array (a heap segment, pinned during the call). */
+    static void writeHeap(MemorySegment queue, MemorySegment dst, long off, long bytes, MemorySegment heapSrc) {
+        try {
+            check((int) WRITE_HEAP.invokeExact(queue, dst, 1, off, bytes, heapSrc, 0, MemorySegment.NULL, MemorySegment.NULL),
+                    "clEnqueueWriteBuffer");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** Blocking read straight into a Java array (a heap segment, pinned during the call). */
+    static void readHeap(MemorySegment queue, MemorySegment src, long off, long bytes, MemorySegment heapDst) {
+        try {
+            check((int) READ_HEAP.invokeExact(queue, src, 1, off, bytes, heapDst, 0, MemorySegment.NULL, MemorySegment.NULL),
                     "clEnqueueReadBuffer");
         } catch (Throwable t) {
             throw rethrow(t);
@@ -203,8 +236,9 @@ final class Cl {
     /** A 1-D launch; {@code sizes} holds global then local size as two size_t. */
     static void enqueue(MemorySegment queue, MemorySegment kernel, MemorySegment global, MemorySegment local, String what) {
         try {
-            check((int) ENQUEUE_ND.invokeExact(queue, kernel, 1, MemorySegment.NULL, global, local, 0, MemorySegment.NULL,
-                    MemorySegment.NULL), "clEnqueueNDRangeKernel(" + what + ")");
+            int rc = (int) ENQUEUE_ND.invokeExact(queue, kernel, 1, MemorySegment.NULL, global, local, 0, MemorySegment.NULL,
+                    MemorySegment.NULL);
+            if (rc != 0) check(rc, "clEnqueueNDRangeKernel(" + what + ")"); // the message only on failure: hot path
         } catch (Throwable t) {
             throw rethrow(t);
         }
@@ -213,6 +247,15 @@ final class Cl {
     static void finish(MemorySegment queue) {
         try {
             check((int) FINISH.invokeExact(queue), "clFinish");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** Submits what is enqueued to the device without waiting for it (drivers may otherwise hold commands back). */
+    static void flush(MemorySegment queue) {
+        try {
+            check((int) FLUSH.invokeExact(queue), "clFlush");
         } catch (Throwable t) {
             throw rethrow(t);
         }

@@ -13,8 +13,10 @@ import java.util.logging.Level;
 import java.util.logging.Logger;
 
 /**
- * The OpenCL backend, through Aparapi: weights resident on the device (fp32, or bf16 widened in the kernels),
- * activations copied per call. Kernels (math only) and launchers (buffers, ranges, transfers) sit side by side in
+ * The OpenCL backend: weights resident on the device (fp32, or bf16 widened in the kernels), activations of the array
+ * interface copied per call. Products run on the resident context's kernels ({@link ResidentOps}, which also runs
+ * the device-resident decode step) unless that path is switched off; the prefill attention kernels run through
+ * Aparapi. Kernels (math only) and launchers (buffers, ranges, transfers) sit side by side in
  * this package: {@link MatmulKernel}/{@link MatmulLauncher}, {@link LightningPrefillKernel} and
  * {@link LightningDecodeKernel}/{@link LightningLauncher}, {@link FlashAttentionKernel} and
  * {@link DecodeAttentionKernel}/{@link AttentionLauncher}.
@@ -117,9 +119,10 @@ public final class OpenClOps implements TensorOps {
         float[] x = new float[2 * 9];
         for (int i = 0; i < x.length; i++) x[i] = i % 2 == 0 ? 1f : -1f;
         float[] y = new float[3 * 9];
-        matmul(x, 9, w, y);
+        matmul.matmul(x, 9, w, y);   // Aparapi's kernel: the self-check proves that Aparapi runs on this device
         float[] y1 = new float[3];
-        matmul(x, 1, w, y1);
+        matmul.matmul(x, 1, w, y1);
+        matmul.evict(java.util.List.of(w));
         for (int t = 0; t < 9; t++) {
             for (int o = 0; o < 3; o++) {
                 if (y[t * 3 + o] != -1f || (t == 0 && y1[o] != -1f)) {
@@ -135,8 +138,19 @@ public final class OpenClOps implements TensorOps {
     /** The device in use, for logs: name, type, compute units, local and global memory, platform. */
     public String device() { return rt.describe(); }
 
+    /**
+     * Runs on the resident context's kernels when this backend has one (its tiled GEMM uses vector loads that Aparapi
+     * cannot emit, and the weights are then placed only once, there), else on Aparapi's {@link MatmulKernel}.
+     */
     @Override
     public void matmul(float[] x, int n, Tensor w, float[] y) {
+        ResidentOps r = resident();
+        if (r != null) r.matmul(x, n, w, y);
+        else matmul.matmul(x, n, w, y);
+    }
+
+    /** The product on Aparapi's kernels whatever the resident setting (tests and benchmarks of that path). */
+    public void aparapiMatmul(float[] x, int n, Tensor w, float[] y) {
         matmul.matmul(x, n, w, y);
     }
 
@@ -146,11 +160,16 @@ public final class OpenClOps implements TensorOps {
      */
     @Override
     public void preload(Collection<Tensor> weights) {
-        matmul.preload(weights);
+        ResidentOps r = resident();
+        if (r != null) r.preload(weights);
+        else matmul.preload(weights);
     }
 
     /** Drops these weights from the device (for example a layer moved to another node); see {@link #preload}. */
     public void evict(Collection<Tensor> weights) {
+        ResidentOps r;
+        synchronized (this) { r = resident; }
+        if (r != null) r.evict(weights);
         matmul.evict(weights);
     }
 

@@ -37,7 +37,13 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     static final int NT = 256;
     static final int MV_ROWS = 4;
     static final int MAXN = 8;
-    static final int DA_KEYS = 32, DA_MAXD = 128, DA_MAXG = 16;
+    static final int DA_KEYS = 32, DA_MAXD = 128, DA_MAXG = 16, DB_G = 8;
+    static final int GM = 128, GN = 128;
+    /**
+     * From this many rows a product runs as the tiled GEMM: below it, passes of 8 rows of the matrix-vector kernel
+     * (each reading the weight once) cost less than a 128-row tile that is mostly empty.
+     */
+    static final int GEMM_MIN_ROWS = 33;
     static final int LS_COLS = 64;
     static final int ROUTE_MAX_EXPERTS = 64;
 
@@ -127,11 +133,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     public synchronized void write(Buffer dst, long dstOff, float[] src, int srcOff, int n) {
         check(dst, dstOff, n);
         if (n == 0) return;
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment s = a.allocate(4L * n, 64);
-            MemorySegment.copy(src, srcOff, s, F32, 0, n);
-            Cl.write(queue, cl(dst).mem(), 4 * dstOff, 4L * n, s);
-        }
+        if (srcOff < 0 || srcOff + n > src.length) throw new IndexOutOfBoundsException(srcOff + "+" + n + " of " + src.length);
+        // straight from the array (pinned during the blocking call): no staging copy; the layout is the host's, and
+        // OpenCL devices here are little-endian like the hosts
+        Cl.writeHeap(queue, cl(dst).mem(), 4 * dstOff, 4L * n, MemorySegment.ofArray(src).asSlice(4L * srcOff, 4L * n));
     }
 
     @Override
@@ -149,11 +154,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     public synchronized void read(Buffer src, long srcOff, float[] dst, int dstOff, int n) {
         check(src, srcOff, n);
         if (n == 0) return;
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment s = a.allocate(4L * n, 64);
-            Cl.read(queue, cl(src).mem(), 4 * srcOff, 4L * n, s);
-            MemorySegment.copy(s, F32, 0, dst, dstOff, n);
-        }
+        if (dstOff < 0 || dstOff + n > dst.length) throw new IndexOutOfBoundsException(dstOff + "+" + n + " of " + dst.length);
+        Cl.readHeap(queue, cl(src).mem(), 4 * srcOff, 4L * n, MemorySegment.ofArray(dst).asSlice(4L * dstOff, 4L * n));
     }
 
     /** Reads int32 elements (router ids, for tests). */
@@ -176,6 +178,14 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
 
     @Override
     public synchronized void finish() { Cl.finish(queue); }
+
+    /** Off with -Dlightmesh.opencl.flush=false (to measure what it brings). */
+    private static final boolean FLUSH = !"false".equalsIgnoreCase(System.getProperty("lightmesh.opencl.flush", "true"));
+
+    @Override
+    public synchronized void flush() {
+        if (FLUSH && !closed) Cl.flush(queue);
+    }
 
     private static ClBuffer cl(Buffer b) { return (ClBuffer) b; }
 
@@ -267,10 +277,52 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         int in = p.cols, out = p.rows;
         check(x, 0, (long) n * in);
         check(y, 0, (long) n * out);
+        if (n >= GEMM_MIN_ROWS) {
+            launch(p.bf16 ? "gemm_bf16" : "gemm_f32", (long) ceilDiv(out, GN) * ceilDiv(n, GM) * NT, p.buf, x, 0L, y, 0L,
+                    n, in, out);
+            return;
+        }
         String k = "matvec_" + family(p.bf16, in);
         for (int r0 = 0; r0 < n; r0 += MAXN) {
             int m = Math.min(MAXN, n - r0);
             launch(k, (long) ceilDiv(out, MV_ROWS) * NT, p.buf, x, (long) r0 * in, y, (long) r0 * out, m, in, out);
+        }
+    }
+
+    /**
+     * {@code y[n, out] = x[n, in] . W^T} from and to host arrays, the weight on the device: the array interface's
+     * product ({@link OpenClOps#matmul}) when this context holds the model's weights, so that they are placed once.
+     * The activations go through staging buffers kept between calls.
+     */
+    public synchronized void matmul(float[] x, int n, Tensor w, float[] y) {
+        Weight p = weight(w);
+        long in = p.cols, out = p.rows;
+        if (x.length < n * in || y.length < n * out) {
+            throw new IndexOutOfBoundsException("x [" + x.length + "] or y [" + y.length + "] too short for " + n
+                    + " rows of " + w);
+        }
+        if (n == 0) return;
+        hostX = scratch(hostX, n * in);
+        hostY = scratch(hostY, n * out);
+        write(hostX, 0, x, 0, (int) (n * in));
+        matmul(hostX, n, w, hostY);
+        read(hostY, 0, y, 0, (int) (n * out));
+    }
+
+    private ClBuffer hostX, hostY;
+
+    /** {@code b} if it holds {@code length} elements, else a larger replacement (grown by half, to amortise). */
+    private ClBuffer scratch(ClBuffer b, long length) {
+        if (b != null && b.length() >= length) return b;
+        if (b != null) b.close();
+        return floats(Math.max(length, b == null ? 0 : b.length() + b.length() / 2));
+    }
+
+    /** Frees these weights' device copies (a layer moved elsewhere; benchmarks between cases). */
+    public synchronized void evict(Collection<Tensor> ws) {
+        for (Tensor w : ws) {
+            Weight p = weights.remove(w);
+            if (p != null) p.buf.close();
         }
     }
 
@@ -344,25 +396,27 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         check(out, hd * row, hd);
         check(kCache, 0, len * kvd);
         check(vCache, 0, len * kvd);
-        int[] split = splits(len, kvHeads, computeUnits);
+        boolean bandwidth = heads / kvHeads <= DB_G && dim % 4 == 0;
+        int[] split = bandwidth ? splits(len, kvHeads, 4 * computeUnits, NT, NT) : splits(len, kvHeads, 2 * computeUnits, DA_KEYS, 4 * DA_KEYS);
         int splitLen = split[0], splits = split[1];
         long partLen = (long) kvHeads * splits * (heads / kvHeads) * (dim + 2);
         if (attnPart == null || attnPart.length() < partLen) {
             if (attnPart != null) attnPart.close();
             attnPart = floats(Math.max(partLen, 1 << 16));
         }
-        launch("attn_split", (long) kvHeads * splits * NT, q, hd * row, kCache, vCache, attnPart, heads, kvHeads, dim,
-                len, splitLen, splits, (float) (1.0 / Math.sqrt(dim)));
+        launch(bandwidth ? "attn_split_bw" : "attn_split", (long) kvHeads * splits * NT, q, hd * row, kCache, vCache,
+                attnPart, heads, kvHeads, dim, len, splitLen, splits, (float) (1.0 / Math.sqrt(dim)));
         launch("attn_combine", groups(hd) * NT, attnPart, out, hd * row, heads, kvHeads, dim, splits);
     }
 
     /**
-     * Keys per split (a multiple of the tile, at least 4 tiles) and the split count: enough work-groups to cover the
-     * device about twice, without splits so short that their fixed cost dominates.
+     * Keys per split (a multiple of {@code tile}, at least {@code minLen}) and the split count: about {@code groups}
+     * work-groups in all (a few per compute unit, so that loads of one hide the math of another), without splits so
+     * short that their fixed cost (the queries' load, the partials' write) dominates.
      */
-    static int[] splits(int len, int kvHeads, int computeUnits) {
-        int want = Math.max(1, (2 * computeUnits) / kvHeads);
-        int splitLen = Math.max(4 * DA_KEYS, ceilDiv(ceilDiv(len, want), DA_KEYS) * DA_KEYS);
+    static int[] splits(int len, int kvHeads, int groups, int tile, int minLen) {
+        int want = Math.max(1, groups / kvHeads);
+        int splitLen = Math.max(minLen, ceilDiv(ceilDiv(len, want), tile) * tile);
         return new int[]{splitLen, ceilDiv(len, splitLen)};
     }
 

@@ -193,6 +193,103 @@ MATVEC_FAMILY(bf16v, ushort, dot_bf16v)
 MATVEC_FAMILY(f32s, float, dot_f32s)
 MATVEC_FAMILY(bf16s, ushort, dot_bf16s)
 
+// ---- matrix products (prefill sizes: compute bound) ----------------------------------------------------------------
+// y[m, o] = x[m, :] . W[o, :] for m < n, o < out (x [n, in], W [out, in], both k-contiguous). A work-group of NT
+// computes a GM x GN tile of y, 8 x 8 per work-item, walking k GK at a time. Each k tile of x and W is stored k-major
+// in local memory (ax[k][m], aw[k][o]) so that a work-item reads its 8 rows and 8 columns as four float4s per k: 4
+// local reads per 64 FMAs. Two local buffers: while one is multiplied, the next tile, loaded from global into
+// registers before the math, is stored into the other; one barrier per k tile. Work-item (ty, tx) owns rows
+// ty*4 + {0..3} and GM/2 + ty*4 + {0..3} and the same pattern of columns: a warp's float4 reads of aw cover 256
+// consecutive bytes (no bank conflicts) and its reads of ax are broadcasts.
+// Launch: global = ceil(out / GN) * ceil(n / GM) * NT, local = NT; group g: column tile g % ceil(out / GN), row tile
+// g / ceil(out / GN).
+#define GM 128
+#define GN 128
+#define GK 16
+#define GLD (GM + 4)
+
+// Four consecutive x elements x[row][k..k+3] (zeros past n rows or in columns).
+inline float4 ldx4(__global const float* x, int row, int n, int k, int in) {
+    if (row >= n) return (float4) 0.0f;
+    __global const float* p = x + (long) row * in + k;
+    if ((in & 3) == 0 && k + 3 < in) return vload4(0, p);
+    return (float4) (k < in ? p[0] : 0.0f, k + 1 < in ? p[1] : 0.0f, k + 2 < in ? p[2] : 0.0f,
+                     k + 3 < in ? p[3] : 0.0f);
+}
+
+inline float4 ldw4_f32(__global const float* w, int row, int out, int k, int in) { return ldx4(w, row, out, k, in); }
+
+inline float4 ldw4_bf16(__global const ushort* w, int row, int out, int k, int in) {
+    if (row >= out) return (float4) 0.0f;
+    __global const ushort* p = w + (long) row * in + k;
+    if ((in & 3) == 0 && k + 3 < in) return as_float4(convert_uint4(vload4(0, p)) << (uint4) 16);
+    return (float4) (k < in ? widen(p[0]) : 0.0f, k + 1 < in ? widen(p[1]) : 0.0f, k + 2 < in ? widen(p[2]) : 0.0f,
+                     k + 3 < in ? widen(p[3]) : 0.0f);
+}
+
+// Stores a float4 of row r (k..k+3 of the tile) k-major into a[GK][GLD].
+inline void st4(__local float* a, int r, int kq, float4 v) {
+    a[(kq * 4) * GLD + r] = v.x;
+    a[(kq * 4 + 1) * GLD + r] = v.y;
+    a[(kq * 4 + 2) * GLD + r] = v.z;
+    a[(kq * 4 + 3) * GLD + r] = v.w;
+}
+
+#define GEMM(SUF, WT, LDW)                                                                                           \
+__kernel void gemm_##SUF(__global const WT* w, __global const float* x, long xOff, __global float* y, long yOff,    \
+                         int n, int in, int out) {                                                                 \
+    __local float ax[2][GK * GLD];                                                                                 \
+    __local float aw[2][GK * GLD];                                                                                 \
+    int tid = get_local_id(0), tx = tid % 16, ty = tid / 16;                                                       \
+    int tilesN = (out + GN - 1) / GN;                                                                              \
+    int o0 = (get_group_id(0) % tilesN) * GN, m0 = (get_group_id(0) / tilesN) * GM;                               \
+    x += xOff;                                                                                                     \
+    /* loads: element f = tid + i * NT of a tile is row f / 4, k quad f % 4 */                                      \
+    int lr0 = tid / 4, lr1 = (tid + NT) / 4, lq = tid % 4;                                                         \
+    float4 px0 = ldx4(x, m0 + lr0, n, lq * 4, in), px1 = ldx4(x, m0 + lr1, n, lq * 4, in);                         \
+    float4 pw0 = LDW(w, o0 + lr0, out, lq * 4, in), pw1 = LDW(w, o0 + lr1, out, lq * 4, in);                       \
+    st4(ax[0], lr0, lq, px0); st4(ax[0], lr1, lq, px1);                                                            \
+    st4(aw[0], lr0, lq, pw0); st4(aw[0], lr1, lq, pw1);                                                            \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                                                  \
+    float acc[8][8];                                                                                               \
+    for (int i = 0; i < 8; i++) for (int j = 0; j < 8; j++) acc[i][j] = 0.0f;                                      \
+    int tiles = (in + GK - 1) / GK;                                                                                \
+    for (int t = 0; t < tiles; t++) {                                                                              \
+        int cur = t & 1;                                                                                           \
+        if (t + 1 < tiles) {                                                                                       \
+            int k = (t + 1) * GK + lq * 4;                                                                         \
+            px0 = ldx4(x, m0 + lr0, n, k, in); px1 = ldx4(x, m0 + lr1, n, k, in);                                  \
+            pw0 = LDW(w, o0 + lr0, out, k, in); pw1 = LDW(w, o0 + lr1, out, k, in);                                \
+        }                                                                                                          \
+        __local const float* a = ax[cur];                                                                          \
+        __local const float* b = aw[cur];                                                                          \
+        for (int kk = 0; kk < GK; kk++) {                                                                          \
+            float4 a0 = vload4(0, a + kk * GLD + ty * 4), a1 = vload4(0, a + kk * GLD + GM / 2 + ty * 4);         \
+            float4 b0 = vload4(0, b + kk * GLD + tx * 4), b1 = vload4(0, b + kk * GLD + GN / 2 + tx * 4);         \
+            float av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};                                        \
+            float bv[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};                                        \
+            for (int i = 0; i < 8; i++) for (int j = 0; j < 8; j++) acc[i][j] = fma(av[i], bv[j], acc[i][j]);      \
+        }                                                                                                          \
+        if (t + 1 < tiles) {                                                                                       \
+            st4(ax[cur ^ 1], lr0, lq, px0); st4(ax[cur ^ 1], lr1, lq, px1);                                        \
+            st4(aw[cur ^ 1], lr0, lq, pw0); st4(aw[cur ^ 1], lr1, lq, pw1);                                        \
+        }                                                                                                          \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                                              \
+    }                                                                                                              \
+    for (int i = 0; i < 8; i++) {                                                                                  \
+        int m = m0 + (i < 4 ? ty * 4 + i : GM / 2 + ty * 4 + i - 4);                                               \
+        if (m >= n) continue;                                                                                      \
+        __global float* yr = y + yOff + (long) m * out;                                                            \
+        for (int j = 0; j < 8; j++) {                                                                              \
+            int o = o0 + (j < 4 ? tx * 4 + j : GN / 2 + tx * 4 + j - 4);                                           \
+            if (o < out) yr[o] = acc[i][j];                                                                        \
+        }                                                                                                          \
+    }                                                                                                              \
+}
+
+GEMM(f32, float, ldw4_f32)
+GEMM(bf16, ushort, ldw4_bf16)
+
 // ---- embeddings -----------------------------------------------------------------------------------------------
 // out[t, i] = table[ids[t], i]. Launch: global = ceil(n * h / NT) * NT, local = NT.
 __kernel void embed_f32(__global const float* table, __global const int* ids, __global float* out, int n, int h) {
@@ -443,6 +540,120 @@ __kernel void attn_split(__global const float* q, long qOff, __global const floa
             if (j == 0) {
                 part[base + g * (dim + 2) + dim] = mrun[s];
                 part[base + g * (dim + 2) + dim + 1] = lrun[s];
+            }
+        }
+    }
+}
+
+// Decode attention, pass 1, bandwidth path (G <= DB_G, D % 4 == 0, D <= DA_MAXD): the same partials as attn_split,
+// a tile of NT keys at a time, with every key and value row read from global memory once and no key in local memory.
+// Scores: work-item c takes key c of the tile, reads its row as float4s and scores it for all G heads against the
+// queries in local memory (broadcast reads). The tile's max per head goes through local memory, then p = exp(s - m).
+// Values: work-item (w, dq) adds keys w, w + DB_W, ... into o[g][4 dq .. 4 dq + 3] for all G heads, so a value row is
+// one coalesced read by the DB_LANES work-items of a lane group. The DB_W partial sums are added by a tree through
+// local memory once, at the end of the split. Four barriers a tile of NT keys (attn_split: three per 32).
+// Launch: global = KV * splits * NT, local = NT; group kvh * splits + sp.
+#define DB_G 8
+#define DB_LANES (DA_MAXD / 4)
+#define DB_W (NT / DB_LANES)
+__kernel void attn_split_bw(__global const float* q, long qOff, __global const float* kc, __global const float* vc,
+                            __global float* part, int heads, int kvHeads, int dim, int len, int splitLen, int splits,
+                            float scale) {
+    __local float4 lq[DB_G * DB_LANES];        // [G][D/4] queries, pre-scaled
+    __local float big[DB_G * NT * 2];          // scores [G][NT] and probabilities [NT][DB_G]; at the end, the tree
+    __local float red[DB_G * 32];              // per-head partial maxima; at the end, the tree's sums of p
+    __local float lm[DB_G], lalpha[DB_G];      // running max per head, and this tile's rescale of the old sums
+    __local float* ls = big;
+    __local float4* lp = (__local float4*) (big + DB_G * NT);
+    int tid = get_local_id(0);
+    int sp = get_group_id(0) % splits, kvh = get_group_id(0) / splits;
+    int G = heads / kvHeads, kvd = kvHeads * dim, d4 = dim / 4;
+    int k0 = sp * splitLen, k1 = min(k0 + splitLen, len);
+    for (int idx = tid; idx < G * d4; idx += NT) {
+        int g = idx / d4, i = idx % d4;
+        lq[g * DB_LANES + i] = vload4(0, q + qOff + (long) (kvh * G + g) * dim + 4 * i) * scale;
+    }
+    if (tid < DB_G) lm[tid] = DA_NEG;
+    int w = tid / DB_LANES, dq = tid % DB_LANES;
+    float4 acc[DB_G];
+    float lsum[DB_G];
+    for (int g = 0; g < DB_G; g++) { acc[g] = (float4) 0.0f; lsum[g] = 0.0f; }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int p0 = k0; p0 < k1; p0 += NT) {
+        // scores of key p0 + tid for every head of the group
+        float sc[DB_G];
+        for (int g = 0; g < DB_G; g++) sc[g] = DA_NEG;
+        int p = p0 + tid;
+        if (p < k1) {
+            for (int g = 0; g < DB_G; g++) sc[g] = 0.0f;
+            __global const float* kr = kc + (long) p * kvd + kvh * dim;
+            for (int i = 0; i < d4; i++) {
+                float4 k4 = vload4(i, kr);
+                for (int g = 0; g < DB_G; g++) if (g < G) sc[g] += dot(lq[g * DB_LANES + i], k4);
+            }
+        }
+        for (int g = 0; g < G; g++) ls[g * NT + tid] = sc[g];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        {   // the tile's max per head: 32 work-items per head, each over NT / 32 scores, then one per head
+            int g = tid / 32, l = tid % 32;
+            if (g < G) {
+                float m = DA_NEG;
+                for (int c = l; c < NT; c += 32) m = max(m, ls[g * NT + c]);
+                red[g * 32 + l] = m;
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (tid < G) {
+            float m = DA_NEG;
+            for (int l = 0; l < 32; l++) m = max(m, red[tid * 32 + l]);
+            float mOld = lm[tid], mNew = max(mOld, m);
+            lalpha[tid] = exp(mOld - mNew);
+            lm[tid] = mNew;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        {
+            float pr[DB_G];
+            for (int g = 0; g < DB_G; g++) pr[g] = (g < G && sc[g] > 0.5f * DA_NEG) ? exp(sc[g] - lm[g]) : 0.0f;
+            lp[2 * tid] = (float4) (pr[0], pr[1], pr[2], pr[3]);
+            lp[2 * tid + 1] = (float4) (pr[4], pr[5], pr[6], pr[7]);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        // o[g] = alpha o[g] + sum_c p[c][g] v[c]
+        if (dq < d4) {
+            for (int g = 0; g < DB_G; g++) { acc[g] *= lalpha[g < G ? g : 0]; lsum[g] *= lalpha[g < G ? g : 0]; }
+            int cEnd = min(NT, k1 - p0);
+            for (int c = w; c < cEnd; c += DB_W) {
+                float4 v = vload4(dq, vc + (long) (p0 + c) * kvd + kvh * dim);
+                float4 pa = lp[2 * c], pb = lp[2 * c + 1];
+                acc[0] += pa.x * v; acc[1] += pa.y * v; acc[2] += pa.z * v; acc[3] += pa.w * v;
+                acc[4] += pb.x * v; acc[5] += pb.y * v; acc[6] += pb.z * v; acc[7] += pb.w * v;
+                lsum[0] += pa.x; lsum[1] += pa.y; lsum[2] += pa.z; lsum[3] += pa.w;
+                lsum[4] += pb.x; lsum[5] += pb.y; lsum[6] += pb.z; lsum[7] += pb.w;
+            }
+        }
+    }
+    // the DB_W lane groups' partial sums, added by a tree through local memory (big holds DB_W / 2 groups' o)
+    for (int hw = DB_W / 2; hw >= 1; hw >>= 1) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (w >= hw && w < 2 * hw && dq < d4) {
+            for (int g = 0; g < G; g++) vstore4(acc[g], 0, big + ((w - hw) * DB_G + g) * DA_MAXD + 4 * dq);
+            if (dq == 0) for (int g = 0; g < G; g++) red[(w - hw) * DB_G + g] = lsum[g];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (w < hw && dq < d4) {
+            for (int g = 0; g < G; g++) {
+                acc[g] += vload4(0, big + (w * DB_G + g) * DA_MAXD + 4 * dq);
+                lsum[g] += red[w * DB_G + g];
+            }
+        }
+    }
+    if (w == 0 && dq < d4) {
+        long base = ((long) (kvh * splits + sp)) * G * (dim + 2);
+        for (int g = 0; g < G; g++) {
+            vstore4(acc[g], 0, part + base + g * (dim + 2) + 4 * dq);
+            if (dq == 0) {
+                part[base + g * (dim + 2) + dim] = lm[g];
+                part[base + g * (dim + 2) + dim + 1] = lsum[g];
             }
         }
     }

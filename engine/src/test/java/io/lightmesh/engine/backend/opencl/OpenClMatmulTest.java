@@ -15,21 +15,30 @@ import java.util.stream.Stream;
 import static io.lightmesh.engine.backend.opencl.OpenClTestSupport.*;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** {@link OpenClOps#matmul} against {@link ReferenceOps}: matrix-vector (n <= 8) and tiled (n > 8) passes. */
+/**
+ * {@link OpenClOps#matmul} against {@link ReferenceOps}, on both of its paths: the resident context's kernels
+ * ({@link ResidentOps}: matrix-vector passes of 8 rows up to n = 32, the tiled GEMM from 33) and Aparapi's
+ * {@link MatmulKernel} (matrix-vector for n <= 8, tiled above), which runs when the resident path is switched off.
+ */
 class OpenClMatmulTest {
     private final ReferenceOps ref = new ReferenceOps();
 
-    /** n, in, out: n = 1 and 3 and 8 take the matrix-vector pass, the rest the tiled one; most are ragged. */
+    /**
+     * n, in, out: small n take the matrix-vector passes, the rest the tiled ones; most are ragged (not multiples of
+     * the vector width, the 16-deep k tile or the 128-square output tile), some span several tiles each way.
+     */
     static Stream<Arguments> shapes() {
         int[][] s = {
                 {1, 64, 32}, {1, 7, 5}, {1, 1000, 37}, {3, 33, 17}, {8, 129, 131},
-                {9, 31, 7}, {17, 257, 129}, {130, 100, 260}, {128, 128, 128}, {200, 16, 3}, {5, 1, 9}};
-        return Stream.of(DType.F32, DType.BF16).flatMap(d -> Stream.of(s).map(x -> Arguments.of(d, x[0], x[1], x[2])));
+                {9, 31, 7}, {17, 257, 129}, {130, 100, 260}, {128, 128, 128}, {200, 16, 3}, {5, 1, 9},
+                {33, 7, 5}, {40, 66, 129}, {257, 130, 300}, {300, 1024, 96}};
+        return Stream.of("resident", "aparapi").flatMap(path -> Stream.of(DType.F32, DType.BF16)
+                .flatMap(d -> Stream.of(s).map(x -> Arguments.of(path, d, x[0], x[1], x[2]))));
     }
 
-    @ParameterizedTest(name = "{0} n={1} in={2} out={3}")
+    @ParameterizedTest(name = "{0} {1} n={2} in={3} out={4}")
     @MethodSource("shapes")
-    void matchesReference(DType dtype, int n, int in, int out) {
+    void matchesReference(String path, DType dtype, int n, int in, int out) {
         OpenClOps ops = ops();
         Random rnd = new Random(31L * n + 7L * in + out + dtype.ordinal());
         Tensor w = weight(rnd, dtype, out, in);
@@ -38,9 +47,11 @@ class OpenClMatmulTest {
             float[] want = poisoned(n * out);
             float[] got = poisoned(n * out);
             ref.matmul(x, n, w, want);
-            ops.matmul(x, n, w, got);
-            assertClose(dtype + " matmul call " + call, want, got, n * out);
+            if (path.equals("resident")) ops.resident().matmul(x, n, w, got);
+            else ops.aparapiMatmul(x, n, w, got);
+            assertClose(path + " " + dtype + " matmul call " + call, want, got, n * out);
         }
+        ops.evict(List.of(w));
     }
 
     @Test
