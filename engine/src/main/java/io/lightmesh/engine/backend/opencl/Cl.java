@@ -176,20 +176,23 @@ final class Cl {
             MemorySegment devs = a.allocate(ADDRESS);
             devs.set(ADDRESS, 0, device);
             int rc = (int) BUILD_PROGRAM.invokeExact(prog, 1, devs, a.allocateFrom(options), MemorySegment.NULL, MemorySegment.NULL);
-            if (rc != 0) {
-                MemorySegment size = a.allocate(JAVA_LONG);
-                int rc2 = (int) BUILD_INFO.invokeExact(prog, device, PROGRAM_BUILD_LOG, 0L, MemorySegment.NULL, size);
-                String log = "";
-                if (rc2 == 0) {
-                    MemorySegment buf = a.allocate(size.get(JAVA_LONG, 0) + 1);
-                    int rc3 = (int) BUILD_INFO.invokeExact(prog, device, PROGRAM_BUILD_LOG, buf.byteSize(), buf, MemorySegment.NULL);
-                    if (rc3 == 0) log = buf.getString(0);
-                }
-                throw new OpenClException("clBuildProgram failed (" + name(rc) + "):\n" + log);
+            if (rc != 0) throw new OpenClException("clBuildProgram failed (" + name(rc) + "):\n" + buildLog(prog, device));
+            if (Boolean.getBoolean("lightmesh.opencl.buildLog")) {  // e.g. with -cl-nv-verbose: registers per kernel
+                System.err.println("OpenCL build log (" + options + "):\n" + buildLog(prog, device));
             }
             return prog;
         } catch (Throwable t) {
             throw rethrow(t);
+        }
+    }
+
+    private static String buildLog(MemorySegment prog, MemorySegment device) throws Throwable {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment size = a.allocate(JAVA_LONG);
+            if ((int) BUILD_INFO.invokeExact(prog, device, PROGRAM_BUILD_LOG, 0L, MemorySegment.NULL, size) != 0) return "";
+            MemorySegment buf = a.allocate(size.get(JAVA_LONG, 0) + 1);
+            if ((int) BUILD_INFO.invokeExact(prog, device, PROGRAM_BUILD_LOG, buf.byteSize(), buf, MemorySegment.NULL) != 0) return "";
+            return buf.getString(0);
         }
     }
 

@@ -103,7 +103,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         this.device = MemorySegment.ofAddress(deviceId);
         this.context = Cl.createContext(device);
         this.queue = Cl.createQueue(context, device);
-        this.program = Cl.buildProgram(context, device, source(), "");
+        // -Dlightmesh.opencl.options=-cl-nv-verbose (with -Dlightmesh.opencl.buildLog=true): NVIDIA's register counts
+        this.program = Cl.buildProgram(context, device, source(), System.getProperty("lightmesh.opencl.options", ""));
         this.name = Cl.deviceName(device);
         this.computeUnits = Math.max(1, Cl.computeUnits(device));
     }

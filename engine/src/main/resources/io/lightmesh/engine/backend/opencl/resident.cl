@@ -49,12 +49,16 @@ inline void dot_bf16v(__global const ushort* wrow, __global const float* x, int 
     int in8 = in >> 3;
     int i = lane;
     for (; i + 3 * MV_LANES < in8; i += 4 * MV_LANES) {
-        float8 a = widen8(w8[i]), b = widen8(w8[i + MV_LANES]), c = widen8(w8[i + 2 * MV_LANES]),
-               d = widen8(w8[i + 3 * MV_LANES]);
+        // the loads stay raw (4 registers each) until used: widened up front they held 32 registers, which cut the
+        // work-items resident per compute unit and with them the bytes in flight
+        ushort8 a = w8[i], b = w8[i + MV_LANES], c = w8[i + 2 * MV_LANES], d = w8[i + 3 * MV_LANES];
         for (int p = 0; p < MAXN; p++) {
             if (p < np) {
                 __global const float8* xp = x8 + (long) xr[p] * in8;
-                float8 s = a * xp[i] + b * xp[i + MV_LANES] + c * xp[i + 2 * MV_LANES] + d * xp[i + 3 * MV_LANES];
+                float8 s = widen8(a) * xp[i];
+                s = fma(widen8(b), xp[i + MV_LANES], s);
+                s = fma(widen8(c), xp[i + 2 * MV_LANES], s);
+                s = fma(widen8(d), xp[i + 3 * MV_LANES], s);
                 acc[p] += dot(s.lo, (float4) 1.0f) + dot(s.hi, (float4) 1.0f);
             }
         }
@@ -587,7 +591,15 @@ __kernel void attn_split_bw(__global const float* q, long qOff, __global const f
         if (p < k1) {
             for (int g = 0; g < DB_G; g++) sc[g] = 0.0f;
             __global const float* kr = kc + (long) p * kvd + kvh * dim;
-            for (int i = 0; i < d4; i++) {
+            int i = 0;
+            for (; i + 8 <= d4; i += 8) {  // eight loads in flight: one 128-byte line of the row
+                float4 kv[8];
+                for (int u = 0; u < 8; u++) kv[u] = vload4(i + u, kr);
+                for (int u = 0; u < 8; u++) {
+                    for (int g = 0; g < DB_G; g++) if (g < G) sc[g] += dot(lq[g * DB_LANES + i + u], kv[u]);
+                }
+            }
+            for (; i < d4; i++) {
                 float4 k4 = vload4(i, kr);
                 for (int g = 0; g < DB_G; g++) if (g < G) sc[g] += dot(lq[g * DB_LANES + i], k4);
             }
@@ -622,13 +634,22 @@ __kernel void attn_split_bw(__global const float* q, long qOff, __global const f
         if (dq < d4) {
             for (int g = 0; g < DB_G; g++) { acc[g] *= lalpha[g < G ? g : 0]; lsum[g] *= lalpha[g < G ? g : 0]; }
             int cEnd = min(NT, k1 - p0);
-            for (int c = w; c < cEnd; c += DB_W) {
-                float4 v = vload4(dq, vc + (long) (p0 + c) * kvd + kvh * dim);
-                float4 pa = lp[2 * c], pb = lp[2 * c + 1];
-                acc[0] += pa.x * v; acc[1] += pa.y * v; acc[2] += pa.z * v; acc[3] += pa.w * v;
-                acc[4] += pb.x * v; acc[5] += pb.y * v; acc[6] += pb.z * v; acc[7] += pb.w * v;
-                lsum[0] += pa.x; lsum[1] += pa.y; lsum[2] += pa.z; lsum[3] += pa.w;
-                lsum[4] += pb.x; lsum[5] += pb.y; lsum[6] += pb.z; lsum[7] += pb.w;
+            for (int c0 = w; c0 < cEnd; c0 += 4 * DB_W) {  // four value rows in flight
+                float4 vv[4];
+                for (int u = 0; u < 4; u++) {
+                    int c = c0 + u * DB_W;
+                    vv[u] = c < cEnd ? vload4(dq, vc + (long) (p0 + c) * kvd + kvh * dim) : (float4) 0.0f;
+                }
+                for (int u = 0; u < 4; u++) {
+                    int c = min(c0 + u * DB_W, NT - 1);  // past cEnd: v is 0 and p of a key past the split is 0
+                    float4 v = vv[u], pa = lp[2 * c], pb = lp[2 * c + 1];
+                    acc[0] += pa.x * v; acc[1] += pa.y * v; acc[2] += pa.z * v; acc[3] += pa.w * v;
+                    acc[4] += pb.x * v; acc[5] += pb.y * v; acc[6] += pb.z * v; acc[7] += pb.w * v;
+                    if (c0 + u * DB_W < cEnd) {
+                        lsum[0] += pa.x; lsum[1] += pa.y; lsum[2] += pa.z; lsum[3] += pa.w;
+                        lsum[4] += pb.x; lsum[5] += pb.y; lsum[6] += pb.z; lsum[7] += pb.w;
+                    }
+                }
             }
         }
     }
