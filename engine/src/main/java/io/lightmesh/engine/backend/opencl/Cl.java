@@ -177,8 +177,11 @@ final class Cl {
             devs.set(ADDRESS, 0, device);
             int rc = (int) BUILD_PROGRAM.invokeExact(prog, 1, devs, a.allocateFrom(options), MemorySegment.NULL, MemorySegment.NULL);
             if (rc != 0) throw new OpenClException("clBuildProgram failed (" + name(rc) + "):\n" + buildLog(prog, device));
-            if (Boolean.getBoolean("lightmesh.opencl.buildLog")) {  // e.g. with -cl-nv-verbose: registers per kernel
-                System.err.println("OpenCL build log (" + options + "):\n" + buildLog(prog, device));
+            String logTo = System.getProperty("lightmesh.opencl.buildLog"); // with -cl-nv-verbose: registers per kernel
+            if (logTo != null) {
+                String log = "OpenCL build log (" + options + "):\n" + buildLog(prog, device);
+                if (logTo.equals("true")) System.err.println(log);
+                else java.nio.file.Files.writeString(java.nio.file.Path.of(logTo), log);
             }
             return prog;
         } catch (Throwable t) {

@@ -121,12 +121,23 @@ inline int pairs_of(__global const int* ids, int r0, int rows, int k, int e, int
     int np = 0;
     for (int p = r0 * k; p < (r0 + rows) * k; p++) {
         if (ids[p] == e && np < MAXN) {
-            pr[np] = p;
-            xr[np] = xDiv ? p / k : p;
+            for (int s = 0; s < MAXN; s++) {  // constant indices keep pr and xr in registers, not on the stack
+                if (s == np) {
+                    pr[s] = p;
+                    xr[s] = xDiv ? p / k : p;
+                }
+            }
             np++;
         }
     }
     return np;
+}
+
+// a[i] for a run-time i < MAXN, by constant indices (a[i] itself would put the array on the stack)
+inline int pick(const int* a, int i) {
+    int v = 0;
+    for (int s = 0; s < MAXN; s++) if (s == i) v = a[s];
+    return v;
 }
 
 // y[t, row] = W[row] . x[t] for t < n (n <= MAXN), x and y offset to the first token of the launch.
@@ -172,7 +183,7 @@ __kernel void moe_gate_up_##SUF(__global const WT* w1, __global const WT* w3, __
     lane_sum(redU, rl, lane, np, u);                                                                               \
     if (row < inter && lane < np) {                                                                                \
         float gs = redG[(rl * MAXN + lane) * MV_LANES], us = redU[(rl * MAXN + lane) * MV_LANES];                  \
-        act[(long) pr[lane] * inter + row] = gs / (1.0f + exp(-gs)) * us;                                          \
+        act[(long) pick(pr, lane) * inter + row] = gs / (1.0f + exp(-gs)) * us;                                    \
     }                                                                                                              \
 }                                                                                                                  \
 __kernel void moe_down_##SUF(__global const WT* w2, __global const float* act, __global const int* ids,            \
@@ -189,7 +200,7 @@ __kernel void moe_down_##SUF(__global const WT* w2, __global const float* act, _
     for (int p = 0; p < MAXN; p++) acc[p] = 0.0f;                                                                  \
     if (row < hidden) DOT(w2 + ((long) e * hidden + row) * inter, act, inter, xr, np, lane, acc);                  \
     lane_sum(red, rl, lane, np, acc);                                                                              \
-    if (row < hidden && lane < np) out[(long) pr[lane] * hidden + row] = red[(rl * MAXN + lane) * MV_LANES];       \
+    if (row < hidden && lane < np) out[(long) pick(pr, lane) * hidden + row] = red[(rl * MAXN + lane) * MV_LANES]; \
 }
 
 MATVEC_FAMILY(f32v, float, dot_f32v)
@@ -560,6 +571,8 @@ __kernel void attn_split(__global const float* q, long qOff, __global const floa
 #define DB_G 8
 #define DB_LANES (DA_MAXD / 4)
 #define DB_W (NT / DB_LANES)
+// Every loop over the heads of the group runs to the constant DB_G (guarded by g < G): with G as its bound, the
+// compiler cannot index acc, lsum and sc with constants and puts them on the stack, in memory.
 __kernel void attn_split_bw(__global const float* q, long qOff, __global const float* kc, __global const float* vc,
                             __global float* part, int heads, int kvHeads, int dim, int len, int splitLen, int splits,
                             float scale) {
@@ -604,7 +617,7 @@ __kernel void attn_split_bw(__global const float* q, long qOff, __global const f
                 for (int g = 0; g < DB_G; g++) if (g < G) sc[g] += dot(lq[g * DB_LANES + i], k4);
             }
         }
-        for (int g = 0; g < G; g++) ls[g * NT + tid] = sc[g];
+        for (int g = 0; g < DB_G; g++) if (g < G) ls[g * NT + tid] = sc[g];
         barrier(CLK_LOCAL_MEM_FENCE);
         {   // the tile's max per head: 32 work-items per head, each over NT / 32 scores, then one per head
             int g = tid / 32, l = tid % 32;
@@ -657,24 +670,28 @@ __kernel void attn_split_bw(__global const float* q, long qOff, __global const f
     for (int hw = DB_W / 2; hw >= 1; hw >>= 1) {
         barrier(CLK_LOCAL_MEM_FENCE);
         if (w >= hw && w < 2 * hw && dq < d4) {
-            for (int g = 0; g < G; g++) vstore4(acc[g], 0, big + ((w - hw) * DB_G + g) * DA_MAXD + 4 * dq);
-            if (dq == 0) for (int g = 0; g < G; g++) red[(w - hw) * DB_G + g] = lsum[g];
+            for (int g = 0; g < DB_G; g++) if (g < G) vstore4(acc[g], 0, big + ((w - hw) * DB_G + g) * DA_MAXD + 4 * dq);
+            if (dq == 0) for (int g = 0; g < DB_G; g++) if (g < G) red[(w - hw) * DB_G + g] = lsum[g];
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         if (w < hw && dq < d4) {
-            for (int g = 0; g < G; g++) {
-                acc[g] += vload4(0, big + (w * DB_G + g) * DA_MAXD + 4 * dq);
-                lsum[g] += red[w * DB_G + g];
+            for (int g = 0; g < DB_G; g++) {
+                if (g < G) {
+                    acc[g] += vload4(0, big + (w * DB_G + g) * DA_MAXD + 4 * dq);
+                    lsum[g] += red[w * DB_G + g];
+                }
             }
         }
     }
     if (w == 0 && dq < d4) {
         long base = ((long) (kvh * splits + sp)) * G * (dim + 2);
-        for (int g = 0; g < G; g++) {
-            vstore4(acc[g], 0, part + base + g * (dim + 2) + 4 * dq);
-            if (dq == 0) {
-                part[base + g * (dim + 2) + dim] = lm[g];
-                part[base + g * (dim + 2) + dim + 1] = lsum[g];
+        for (int g = 0; g < DB_G; g++) {
+            if (g < G) {
+                vstore4(acc[g], 0, part + base + g * (dim + 2) + 4 * dq);
+                if (dq == 0) {
+                    part[base + g * (dim + 2) + dim] = lm[g];
+                    part[base + g * (dim + 2) + dim + 1] = lsum[g];
+                }
             }
         }
     }
