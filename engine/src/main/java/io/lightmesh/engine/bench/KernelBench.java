@@ -280,9 +280,14 @@ public final class KernelBench {
             int kvd = kvHeads * dim;
             try (DeviceOps.Buffer kc = d.upload(random(len * kvd, 1f, 30)); DeviceOps.Buffer vc = d.upload(random(len * kvd, 1f, 31));
                  DeviceOps.Buffer q = d.upload(random(hd, 1f, 32)); DeviceOps.Buffer o = d.floats(hd)) {
-                long[] t = timeResident(d, () -> d.decodeAttention(q, 0, heads, kvHeads, dim, kc, vc, len, o), inner);
-                row(String.format(Locale.ROOT, "resident decode attention n=1 T=%d H=%d KV=%d D=%d (K+V bytes)", len, heads,
-                        kvHeads, dim), t, 2.0 * len * kvd * 4 / t[0], "GB/s");
+                for (ResidentOps.AttentionKernel kernel : List.of(ResidentOps.AttentionKernel.GENERAL,
+                        ResidentOps.AttentionKernel.BANDWIDTH, ResidentOps.AttentionKernel.COALESCED)) {
+                    d.attentionKernel(kernel);
+                    long[] t = timeResident(d, () -> d.decodeAttention(q, 0, heads, kvHeads, dim, kc, vc, len, o), inner);
+                    row(String.format(Locale.ROOT, "resident decode attention %s n=1 T=%d H=%d KV=%d D=%d (K+V bytes)",
+                            kernel.name().toLowerCase(Locale.ROOT), len, heads, kvHeads, dim), t, 2.0 * len * kvd * 4 / t[0], "GB/s");
+                }
+                d.attentionKernel(ResidentOps.AttentionKernel.AUTO);
             }
         }
     }

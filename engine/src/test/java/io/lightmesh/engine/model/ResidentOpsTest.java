@@ -239,11 +239,22 @@ class ResidentOpsTest {
             float[] q = random(rnd, rows * H * D, 1f);
             float[] qRow = Arrays.copyOfRange(q, row * H * D, (row + 1) * H * D), ref = new float[H * D];
             REF.softmaxAttention(qRow, 1, H, KV, D, k, v, len - 1, ref);
-            try (Buffer qb = d.upload(q); Buffer kb = d.upload(k); Buffer vb = d.upload(v); Buffer ob = poison(d, rows * H * D)) {
-                d.decodeAttention(qb, row, H, KV, D, kb, vb, len, ob);
-                float[] got = fetch(d, ob, rows * H * D);
-                assertClose("decode attention " + Arrays.toString(sh), ref, Arrays.copyOfRange(got, row * H * D, rows * H * D), H * D);
-                for (int i = 0; i < H * D; i++) assertEquals(Float.NaN, got[i], "row 0 must stay untouched");
+            ResidentOps r = (ResidentOps) d;
+            boolean fits = H / KV <= 8 && D % 4 == 0;
+            try (Buffer qb = d.upload(q); Buffer kb = d.upload(k); Buffer vb = d.upload(v)) {
+                for (ResidentOps.AttentionKernel kernel : ResidentOps.AttentionKernel.values()) {
+                    if (!fits && kernel != ResidentOps.AttentionKernel.AUTO && kernel != ResidentOps.AttentionKernel.GENERAL) continue;
+                    r.attentionKernel(kernel);
+                    try (Buffer ob = poison(d, rows * H * D)) {
+                        d.decodeAttention(qb, row, H, KV, D, kb, vb, len, ob);
+                        float[] got = fetch(d, ob, rows * H * D);
+                        assertClose("decode attention " + kernel + " " + Arrays.toString(sh), ref,
+                                Arrays.copyOfRange(got, row * H * D, rows * H * D), H * D);
+                        for (int i = 0; i < H * D; i++) assertEquals(Float.NaN, got[i], "row 0 must stay untouched");
+                    } finally {
+                        r.attentionKernel(ResidentOps.AttentionKernel.AUTO);
+                    }
+                }
             }
         }
     }

@@ -379,6 +379,27 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         if (work > 0) launch("rope", groups(work) * NT, x, invFreq, positions, rows, heads, dim, half);
     }
 
+    /** The kernels of decode attention's first pass (all compute the same partials; the tests run each). */
+    public enum AttentionKernel {
+        /** BANDWIDTH where the shape fits it, else GENERAL. */
+        AUTO(null),
+        /** attn_split: any G <= 16, D <= 128; keys through local memory, 32 a tile. */
+        GENERAL("attn_split"),
+        /** attn_split_bw: G <= 8, D % 4 == 0; a work-item per key, 256 keys a tile. */
+        BANDWIDTH("attn_split_bw"),
+        /** attn_split_bw2: as BANDWIDTH, with the keys read by 8 work-items each (coalesced lines). */
+        COALESCED("attn_split_bw2");
+
+        final String kernel;
+
+        AttentionKernel(String kernel) { this.kernel = kernel; }
+    }
+
+    private AttentionKernel attentionKernel = AttentionKernel.AUTO;
+
+    /** Forces one first-pass kernel for decode attention (tests, benchmarks); AUTO restores the default. */
+    public synchronized void attentionKernel(AttentionKernel kernel) { this.attentionKernel = kernel; }
+
     /** Whether {@link #decodeAttention} takes this shape. */
     public static boolean attentionFits(int heads, int kvHeads, int dim) {
         return heads % kvHeads == 0 && heads / kvHeads <= DA_MAXG && dim <= DA_MAXD;
@@ -397,7 +418,13 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         check(out, hd * row, hd);
         check(kCache, 0, len * kvd);
         check(vCache, 0, len * kvd);
-        boolean bandwidth = heads / kvHeads <= DB_G && dim % 4 == 0;
+        boolean fits = heads / kvHeads <= DB_G && dim % 4 == 0;
+        AttentionKernel kernel = attentionKernel == AttentionKernel.AUTO
+                ? (fits ? AttentionKernel.BANDWIDTH : AttentionKernel.GENERAL) : attentionKernel;
+        if (kernel != AttentionKernel.GENERAL && !fits) {
+            throw new IllegalArgumentException(kernel + " decode attention takes H/KV <= " + DB_G + " and D % 4 == 0");
+        }
+        boolean bandwidth = kernel != AttentionKernel.GENERAL;
         int[] split = bandwidth ? splits(len, kvHeads, 4 * computeUnits, NT, NT) : splits(len, kvHeads, 2 * computeUnits, DA_KEYS, 4 * DA_KEYS);
         int splitLen = split[0], splits = split[1];
         long partLen = (long) kvHeads * splits * (heads / kvHeads) * (dim + 2);
@@ -405,7 +432,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             if (attnPart != null) attnPart.close();
             attnPart = floats(Math.max(partLen, 1 << 16));
         }
-        launch(bandwidth ? "attn_split_bw" : "attn_split", (long) kvHeads * splits * NT, q, hd * row, kCache, vCache,
+        launch(kernel.kernel, (long) kvHeads * splits * NT, q, hd * row, kCache, vCache,
                 attnPart, heads, kvHeads, dim, len, splitLen, splits, (float) (1.0 / Math.sqrt(dim)));
         launch("attn_combine", groups(hd) * NT, attnPart, out, hd * row, heads, kvHeads, dim, splits);
     }
