@@ -381,7 +381,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
 
     /** The kernels of decode attention's first pass (all compute the same partials; the tests run each). */
     public enum AttentionKernel {
-        /** BANDWIDTH where the shape fits it, else GENERAL. */
+        /** COALESCED where the shape fits it, else GENERAL (COALESCED measured fastest on an H200, BENCHMARKS.md). */
         AUTO(null),
         /** attn_split: any G <= 16, D <= 128; keys through local memory, 32 a tile. */
         GENERAL("attn_split"),
@@ -420,7 +420,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         check(vCache, 0, len * kvd);
         boolean fits = heads / kvHeads <= DB_G && dim % 4 == 0;
         AttentionKernel kernel = attentionKernel == AttentionKernel.AUTO
-                ? (fits ? AttentionKernel.BANDWIDTH : AttentionKernel.GENERAL) : attentionKernel;
+                ? (fits ? AttentionKernel.COALESCED : AttentionKernel.GENERAL) : attentionKernel;
         if (kernel != AttentionKernel.GENERAL && !fits) {
             throw new IllegalArgumentException(kernel + " decode attention takes H/KV <= " + DB_G + " and D % 4 == 0");
         }
