@@ -698,7 +698,6 @@ __kernel void attn_split_bw(__global const float* q, long qOff, __global const f
 }
 
 #define DB_KL 8
-#define DB_VU 8
 // Decode attention, pass 1, coalesced variant of attn_split_bw (same limits and launch): the keys are read by
 // DB_KL work-items each, so a warp's load covers whole lines of a few rows rather than one 16-byte piece of 32 rows
 // 4 KB apart. Two more barriers per 32 keys, for adding the partial scores through local memory.
@@ -711,7 +710,7 @@ __kernel void attn_split_bw2(__global const float* q, long qOff, __global const 
     __local float big[DB_G * NT * 2];          // scores [G][NT] and probabilities [NT][DB_G]; at the end, the tree
     __local float red[DB_G * 32];              // per-head partial maxima; at the end, the tree's sums of p
     __local float lm[DB_G], lalpha[DB_G];      // running max per head, and this tile's rescale of the old sums
-    __local float kpart[2 * NT * (DB_G + 1)];  // the scores' partial sums [2][NT][DB_G + 1]
+    __local float kpart[NT * (DB_G + 1)];      // the scores' partial sums [NT][DB_G + 1]
     __local float* ls = big;
     __local float4* lp = (__local float4*) (big + DB_G * NT);
     int tid = get_local_id(0);
@@ -729,38 +728,35 @@ __kernel void attn_split_bw2(__global const float* q, long qOff, __global const 
     for (int g = 0; g < DB_G; g++) { acc[g] = (float4) 0.0f; lsum[g] = 0.0f; }
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int p0 = k0; p0 < k1; p0 += NT) {
-        // scores, coalesced: in each of NT / 64 passes, DB_KL work-items share a key (two keys each), each reading
-        // D / DB_KL of its row (whole 128-byte lines for D = 128) and scoring them for every head; the DB_KL partials
-        // of each (key, head) are added through local memory by one work-item, which writes the score into ls
-        for (int pass = 0; pass < NT / 64; pass++) {  // two keys per work-item a pass: eight loads in flight
-            int keyA = pass * 64 + tid / DB_KL, part8 = tid % DB_KL;
-            int per = (d4 + DB_KL - 1) / DB_KL;
-            float4 kv[2][4];
-            for (int h2 = 0; h2 < 2; h2++) {
-                int p = p0 + keyA + 32 * h2;
-                __global const float* kr = kc + (long) min(p, len - 1) * kvd + kvh * dim;
+        // scores, coalesced: in each of NT / 32 passes, DB_KL work-items share a key, each reading D / DB_KL of its
+        // row (whole 128-byte lines for D = 128) and scoring them for every head; the DB_KL partials of each (key,
+        // head) are added through local memory by one work-item, which writes the score into ls
+        for (int pass = 0; pass < NT / 32; pass++) {
+            int key = pass * 32 + tid / DB_KL, part8 = tid % DB_KL, p = p0 + key;
+            float sc[DB_G];
+            for (int g = 0; g < DB_G; g++) sc[g] = 0.0f;
+            if (p < k1) {
+                __global const float* kr = kc + (long) p * kvd + kvh * dim;
+                int per = (d4 + DB_KL - 1) / DB_KL;
+                float4 kv[4];
                 for (int u = 0; u < 4; u++) {  // the row's quads part8, part8 + DB_KL, ...: one line per load
                     int i = part8 + u * DB_KL;
-                    kv[h2][u] = (p < k1 && u < per && i < d4) ? vload4(i, kr) : (float4) 0.0f;
+                    kv[u] = (u < per && i < d4) ? vload4(i, kr) : (float4) 0.0f;
                 }
-            }
-            for (int h2 = 0; h2 < 2; h2++) {
-                float sc[DB_G];
-                for (int g = 0; g < DB_G; g++) sc[g] = 0.0f;
                 for (int u = 0; u < 4; u++) {
                     int i = part8 + u * DB_KL;
                     if (u < per && i < d4) {
-                        for (int g = 0; g < DB_G; g++) if (g < G) sc[g] += dot(lq[g * DB_LANES + i], kv[h2][u]);
+                        for (int g = 0; g < DB_G; g++) if (g < G) sc[g] += dot(lq[g * DB_LANES + i], kv[u]);
                     }
                 }
-                for (int g = 0; g < DB_G; g++) kpart[(h2 * NT + tid) * (DB_G + 1) + g] = sc[g];
             }
+            for (int g = 0; g < DB_G; g++) kpart[tid * (DB_G + 1) + g] = sc[g];
             barrier(CLK_LOCAL_MEM_FENCE);
-            for (int h2 = 0; h2 < 2; h2++) {
-                int g = part8, key = keyA + 32 * h2;  // this work-item adds head g of the key (DB_KL == DB_G)
+            {
+                int g = part8;  // this work-item adds head g of its key (DB_KL == DB_G)
                 float sum = 0.0f;
-                for (int l = 0; l < DB_KL; l++) sum += kpart[(h2 * NT + (tid / DB_KL) * DB_KL + l) * (DB_G + 1) + g];
-                if (g < G) ls[g * NT + key] = p0 + key < k1 ? sum : DA_NEG;
+                for (int l = 0; l < DB_KL; l++) sum += kpart[((tid / DB_KL) * DB_KL + l) * (DB_G + 1) + g];
+                if (g < G) ls[g * NT + key] = p < k1 ? sum : DA_NEG;
             }
             barrier(CLK_LOCAL_MEM_FENCE);
         }
@@ -795,13 +791,13 @@ __kernel void attn_split_bw2(__global const float* q, long qOff, __global const 
         if (dq < d4) {
             for (int g = 0; g < DB_G; g++) { acc[g] *= lalpha[g < G ? g : 0]; lsum[g] *= lalpha[g < G ? g : 0]; }
             int cEnd = min(NT, k1 - p0);
-            for (int c0 = w; c0 < cEnd; c0 += DB_VU * DB_W) {  // DB_VU value rows in flight
-                float4 vv[DB_VU];
-                for (int u = 0; u < DB_VU; u++) {
+            for (int c0 = w; c0 < cEnd; c0 += 4 * DB_W) {  // four value rows in flight
+                float4 vv[4];
+                for (int u = 0; u < 4; u++) {
                     int c = c0 + u * DB_W;
                     vv[u] = c < cEnd ? vload4(dq, vc + (long) (p0 + c) * kvd + kvh * dim) : (float4) 0.0f;
                 }
-                for (int u = 0; u < DB_VU; u++) {
+                for (int u = 0; u < 4; u++) {
                     int c = min(c0 + u * DB_W, NT - 1);  // past cEnd: v is 0 and p of a key past the split is 0
                     float4 v = vv[u], pa = lp[2 * c], pb = lp[2 * c + 1];
                     acc[0] += pa.x * v; acc[1] += pa.y * v; acc[2] += pa.z * v; acc[3] += pa.w * v;
