@@ -215,6 +215,8 @@ public final class DecodeWorker implements AutoCloseable {
             s.charge = 0;
             finished.add(s.id);
         }
+        SequenceState done = s.state;
+        if (done != null) done.discardDevice(); // device memory back now, not when the GC gets to it
         s.state = null;
         s.generation = null;
         slots.remove(s.id, s);

@@ -277,6 +277,7 @@ public final class PrefillWorker implements AutoCloseable {
                 try (Scope ignored = j.span.makeCurrent()) {
                     j.commit = ship(j);
                 } finally {
+                    if (j.state != null) j.state.discardDevice(); // device memory back now, not at the next GC
                     j.state = null; // shipped or not, this copy is no longer needed
                 }
             }

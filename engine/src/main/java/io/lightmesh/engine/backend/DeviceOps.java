@@ -84,6 +84,16 @@ public interface DeviceOps {
      */
     void lightningStep(Buffer qkv, int row, int heads, int dim, Buffer decay, Buffer state, Buffer out);
 
+    /**
+     * Lightning attention over {@code rows} consecutive tokens of one sequence (prefill), in order:
+     * {@code S = exp(-lambda_h) S + k_t^T v_t; o_t = q_t S} per head, reading q | k | v from qkv [rows, H, 3D]
+     * (already SiLU-activated). Equal to {@link #lightningStep} applied row by row.
+     *
+     * @param state [H, D, D], updated in place
+     * @param out   [rows, H*D]
+     */
+    void lightningScan(Buffer qkv, int rows, int heads, int dim, Buffer decay, Buffer state, Buffer out);
+
     /** {@code o = RMSNorm_w(o) * sigmoid(gate)} over each row of o, gate [rows, dim]. */
     void normGate(Buffer o, int rows, int dim, Buffer w, float eps, Buffer gate);
 

@@ -88,6 +88,18 @@ final class DeviceState implements AutoCloseable {
         return kvLength[layer] = n + 1;
     }
 
+    /**
+     * Appends {@code n} K and V rows, rows {@code 0..n-1} of k, v [n, KV*D] (a prefill chunk), to layer {@code layer}'s
+     * cache; returns the new length.
+     */
+    int appendRows(int layer, Buffer k, Buffer v, int n) {
+        int len = kvLength[layer];
+        reserve(layer, len + n);
+        ops.copy(k, 0, keys[layer], (long) len * kvd, (long) n * kvd);
+        ops.copy(v, 0, values[layer], (long) len * kvd, (long) n * kvd);
+        return kvLength[layer] = len + n;
+    }
+
     /** Room for {@code rows} rows in layer {@code layer}'s cache, keeping the valid ones. */
     private void reserve(int layer, int rows) {
         if (rows <= kvCapacity[layer] && keys[layer] != null) return;

@@ -29,10 +29,18 @@ public final class MiniMaxModel implements AutoCloseable {
     private final int prefillChunk;
     /** Decode on the device when the backend has resident operations and every expert is local; made on first use. */
     private final boolean residentDecode;
+    /** Prefill on the device too (same conditions; off with -Dlightmesh.opencl.residentPrefill=false). */
+    private final boolean residentPrefill;
     private ResidentDecoder resident;
 
     private MiniMaxModel(ModelConfig config, WeightStore weights, TensorOps ops, Tensor embed, Tensor lmHead,
                          float[] finalNorm, DecoderLayer[] layers, ExpertExecutor experts) {
+        this(config, weights, ops, embed, lmHead, finalNorm, layers, experts,
+                !"false".equalsIgnoreCase(System.getProperty("lightmesh.opencl.residentPrefill", "true")));
+    }
+
+    private MiniMaxModel(ModelConfig config, WeightStore weights, TensorOps ops, Tensor embed, Tensor lmHead,
+                         float[] finalNorm, DecoderLayer[] layers, ExpertExecutor experts, boolean devicePrefill) {
         this.config = config;
         this.weights = weights;
         this.ops = ops;
@@ -44,6 +52,12 @@ public final class MiniMaxModel implements AutoCloseable {
         // chunks are whole lightning blocks so chunked prefill partitions the sequence as one-shot prefill does
         this.prefillChunk = Math.max(1, 2048 / config.blockSize()) * config.blockSize();
         this.residentDecode = ops.resident() != null && ResidentDecoder.supports(config, experts);
+        this.residentPrefill = residentDecode && devicePrefill;
+    }
+
+    /** The same model with prefill on the host's array path even where decode runs on the device (tests). */
+    MiniMaxModel withHostPrefill() {
+        return new MiniMaxModel(config, weights, ops, embed, lmHead, finalNorm, layers, experts, false);
     }
 
     /** Loads config.json and the safetensors weights of {@code dir}; every tensor is checked by name and shape. */
@@ -125,9 +139,24 @@ public final class MiniMaxModel implements AutoCloseable {
      */
     public float[][] prefill(SequenceState s, int[] tokens, int[] logitRows) {
         float[][] out = new float[logitRows.length][];
+        if (residentPrefill) { // checked up front: the device pass does not stop midway
+            for (int id : tokens) checkToken(id);
+            if ((long) s.position() + tokens.length > config.maxPositions()) {
+                throw new IllegalArgumentException("sequence would exceed max_position_embeddings " + config.maxPositions());
+            }
+        }
         for (int from = 0; from < tokens.length; from += prefillChunk) {
             int n = Math.min(prefillChunk, tokens.length - from);
             int[] chunk = java.util.Arrays.copyOfRange(tokens, from, from + n);
+            if (residentPrefill) {
+                List<Integer> which = new java.util.ArrayList<>();
+                for (int i = 0; i < logitRows.length; i++) if (logitRows[i] >= from && logitRows[i] < from + n) which.add(i);
+                int[] rows = new int[which.size()];
+                for (int j = 0; j < rows.length; j++) rows[j] = logitRows[which.get(j)] - from;
+                float[][] got = residentDecoder().prefill(s, chunk, rows);
+                for (int j = 0; j < rows.length; j++) out[which.get(j)] = got[j];
+                continue;
+            }
             float[] h = forward(Batch.prefill(s, n), chunk);
             for (int i = 0; i < logitRows.length; i++) {
                 int r = logitRows[i];
@@ -166,6 +195,10 @@ public final class MiniMaxModel implements AutoCloseable {
         int block = config.blockSize(), step = Math.max(block, stepTokens / block * block);
         int[] done = new int[n];
         float[][] out = new float[n][];
+        if (residentPrefill) { // on the device the sequences run one after another, each in whole chunks
+            for (int i = 0; i < n; i++) out[i] = prefill(states.get(i), tokens.get(i));
+            return out;
+        }
         for (boolean more = true; more; ) {
             List<Batch.Segment> segments = new java.util.ArrayList<>();
             int[] rowTokens = new int[step], lastRow = new int[n];
@@ -215,6 +248,9 @@ public final class MiniMaxModel implements AutoCloseable {
 
     /** Whether decode steps run on the device-resident path. */
     public boolean decodesOnDevice() { return residentDecode; }
+
+    /** Whether prefill runs on the device-resident path. */
+    public boolean prefillsOnDevice() { return residentPrefill; }
 
     private synchronized ResidentDecoder residentDecoder() {
         if (resident == null) {

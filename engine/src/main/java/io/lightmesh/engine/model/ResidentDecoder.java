@@ -29,13 +29,14 @@ final class ResidentDecoder implements AutoCloseable {
     private final Buffer[] invFreq;          // softmax layers: [rotaryDim / 2]
     private final DeviceOps.ExpertSet[] experts; // [L]
     private final List<Buffer> constants = new ArrayList<>();
-    private Scratch s;
+    private Scratch s;   // decode steps
+    private Scratch ps;  // prefill chunks
 
-    /** Step buffers for up to {@code rows} sequences. */
+    /** Step buffers for up to {@code rows} rows, and logits for up to {@code logitRows} of them. */
     private record Scratch(int rows, Buffer ids, Buffer pos, Buffer x, Buffer a, Buffer qkv, Buffer o, Buffer gate,
                            Buffer q, Buffer k, Buffer v, Buffer router, Buffer expertIds, Buffer expertWeights,
                            Buffer act, Buffer pairs, Buffer logits) {
-        static Scratch of(DeviceOps d, ModelConfig c, int rows) {
+        static Scratch of(DeviceOps d, ModelConfig c, int rows, int logitRows) {
             long h = c.hiddenSize(), HD = c.attnDim(), KVD = c.kvDim(), K = c.topK();
             return new Scratch(rows,
                     d.ints(rows),                       // ids [n]
@@ -53,7 +54,7 @@ final class ResidentDecoder implements AutoCloseable {
                     d.floats(rows * K),                 // expert weights [n, K]
                     d.floats(rows * K * c.intermediateSize()), // act [n*K, I]
                     d.floats(rows * K * h),             // expert outputs [n*K, h]
-                    d.floats(rows * (long) c.vocabSize())); // logits [n, V]
+                    d.floats(logitRows * (long) c.vocabSize())); // logits [logitRows, V]
         }
 
         void close() {
@@ -120,7 +121,8 @@ final class ResidentDecoder implements AutoCloseable {
         float eps = (float) c.rmsNormEps();
         if (s == null || s.rows < n) {
             if (s != null) s.close();
-            s = Scratch.of(d, c, Math.max(n, s == null ? 1 : 2 * s.rows));
+            int rows = Math.max(n, s == null ? 1 : 2 * s.rows);
+            s = Scratch.of(d, c, rows, rows);
         }
         DeviceState[] dev = new DeviceState[n];
         int[] pos = new int[n];
@@ -170,6 +172,76 @@ final class ResidentDecoder implements AutoCloseable {
         return out;
     }
 
+    /**
+     * Prefill of one sequence on the device: {@code tokens} (at most one chunk) run after what {@code st} holds, the
+     * same math as the host forward pass, the lightning layers in their recurrent form over the chunk
+     * ({@link DeviceOps#lightningScan}), each softmax layer's queries attending row by row over the grown cache.
+     * Returns the logits of rows {@code logitRows} of the chunk (row r's predict token r + 1).
+     */
+    synchronized float[][] prefill(SequenceState st, int[] tokens, int[] logitRows) {
+        int n = tokens.length, h = c.hiddenSize(), L = layers.length, m = logitRows.length;
+        float eps = (float) c.rmsNormEps();
+        if (ps == null || ps.rows < n || ps.logits.length() < (long) Math.max(1, m) * c.vocabSize()) {
+            if (ps != null) ps.close();
+            ps = Scratch.of(d, c, Math.max(n, ps == null ? 1 : ps.rows), Math.max(1, m));
+        }
+        Scratch s = ps;
+        DeviceState dev = st.onDevice(d);
+        int start = st.position();
+        int[] pos = new int[n];
+        for (int t = 0; t < n; t++) pos[t] = start + t;
+        // x = RMSNorm_in0(embed[ids]): [n, h]
+        d.write(s.ids, tokens, n);
+        d.write(s.pos, pos, n);
+        d.embed(embed, s.ids, n, s.x);
+        d.rmsNorm(s.x, n, h, inNorm[0], eps, s.x);
+        for (int l = 0; l < L; l++) {
+            DecoderLayer layer = layers[l];
+            if (layer.lightning != null) {
+                LightningAttention la = layer.lightning;
+                int HD = la.H * la.D;
+                d.matmul(s.x, n, la.wQkv, s.qkv);                     // qkv = SiLU(x W_qkv^T): [n, H, 3D]
+                d.silu(s.qkv, (long) n * 3 * HD);
+                d.lightningScan(s.qkv, n, la.H, la.D, decay[l], dev.lightning(l), s.o); // o [n, H*D], S advanced n
+                d.matmul(s.x, n, la.wGate, s.gate);
+                d.normGate(s.o, n, HD, outNorm[l], (float) ModelConfig.LIGHTNING_NORM_EPS, s.gate);
+                d.matmul(s.o, n, la.wOut, s.a);
+            } else {
+                SoftmaxAttention sa = layer.softmax;
+                d.matmul(s.x, n, sa.wq, s.q);
+                d.matmul(s.x, n, sa.wk, s.k);
+                d.matmul(s.x, n, sa.wv, s.v);
+                d.rope(s.q, n, sa.H, sa.D, invFreq[l], sa.rope.rotaryDim / 2, s.pos);
+                d.rope(s.k, n, sa.KV, sa.D, invFreq[l], sa.rope.rotaryDim / 2, s.pos);
+                int len = dev.appendRows(l, s.k, s.v, n);               // the cache now holds the chunk
+                for (int t = 0; t < n; t++) {                           // causal: row t sees positions <= start + t
+                    d.decodeAttention(s.q, t, sa.H, sa.KV, sa.D, dev.keys(l), dev.values(l), len - n + t + 1, s.o);
+                }
+                d.matmul(s.o, n, sa.wo, s.a);
+            }
+            d.residualNorm(s.x, layer.attnAlpha, s.a, null, 1, layer.attnBeta, n, h, postNorm[l], eps, s.x);
+            MoeLayer moe = layer.moe;
+            d.matmul(s.x, n, moe.gate, s.router);
+            d.route(s.router, n, moe.E, moe.K, s.expertIds, s.expertWeights);
+            d.runExperts(experts[l], s.x, n, moe.K, s.expertIds, s.act, s.pairs);
+            d.residualNorm(s.x, layer.mlpAlpha, s.pairs, s.expertWeights, moe.K, layer.mlpBeta, n, h,
+                    l + 1 < L ? inNorm[l + 1] : finalNorm, eps, s.x);
+            d.flush();
+        }
+        // the wanted rows of the final-normed x, then the LM head on those alone: logits [m, V]
+        int V = c.vocabSize();
+        for (int i = 0; i < m; i++) d.copy(s.x, (long) logitRows[i] * h, s.a, (long) i * h, h);
+        float[][] out = new float[m][];
+        if (m > 0) {
+            d.matmul(s.a, m, lmHead, s.logits);
+            float[] all = new float[m * V];
+            d.read(s.logits, 0, all, 0, m * V);
+            for (int i = 0; i < m; i++) out[i] = java.util.Arrays.copyOfRange(all, i * V, (i + 1) * V);
+        }
+        st.advance(n);
+        return out;
+    }
+
     /** Lightning attention of layer l: s.x [n, h] -> s.a [n, h], each sequence's S advanced one step. */
     private void lightning(int l, LightningAttention la, DeviceState[] dev, int n) {
         int HD = la.H * la.D;
@@ -205,6 +277,8 @@ final class ResidentDecoder implements AutoCloseable {
     public synchronized void close() {
         if (s != null) s.close();
         s = null;
+        if (ps != null) ps.close();
+        ps = null;
         for (Buffer b : constants) b.close();
         constants.clear();
     }

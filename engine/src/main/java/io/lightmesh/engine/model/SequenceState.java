@@ -117,6 +117,19 @@ public final class SequenceState {
         deviceAhead = hostAhead = false;
     }
 
+    /**
+     * Frees the device copy, if any, without bringing the host arrays up to date: for a state that is being thrown
+     * away (a finished sequence), where {@link #releaseDevice}'s download would be wasted. The state must not be
+     * used afterwards.
+     */
+    public synchronized void discardDevice() {
+        if (device == null) return;
+        deviceCleanup.clean();
+        device = null;
+        deviceCleanup = null;
+        deviceAhead = hostAhead = false;
+    }
+
     /** Whether a device copy exists (tests, logs). */
     public synchronized boolean onDevice() { return device != null; }
 

@@ -47,6 +47,7 @@ class ResidentDecodeTest {
         var cl = OpenClTestSupport.ops();
         try (MiniMaxModel ref = MiniMaxModel.load(p, new ReferenceOps()); MiniMaxModel dev = MiniMaxModel.load(p, cl)) {
             assertTrue(dev.decodesOnDevice());
+            assertTrue(dev.prefillsOnDevice(), "the prompts below are prefilled on the device (lightning scan, GEMM)");
             SplittableRandom rnd = new SplittableRandom(4);
             int[] lengths = {1, 17, 40, 3, 33, 9, 50, 16, 21, 5}; // 10 sequences: two launches of rows per product
             List<SequenceState> rs = new ArrayList<>(), ds = new ArrayList<>();
@@ -102,7 +103,9 @@ class ResidentDecodeTest {
             ReferenceFixturesTest.assertClose(want, dev.decode(List.of(b), new int[]{t})[0], dt + " device after shipping");
             // a host prefill continues from the device's steps, then decode goes back to the device
             int[] more = rnd.ints(20, 0, 512).toArray();
-            ReferenceFixturesTest.assertClose(ref.prefill(a, more), dev.prefill(b, more), dt + " host prefill after device decode");
+            MiniMaxModel host = dev.withHostPrefill();
+            assertFalse(host.prefillsOnDevice());
+            ReferenceFixturesTest.assertClose(ref.prefill(a, more), host.prefill(b, more), dt + " host prefill after device decode");
             for (int i = 0; i < 3; i++) {
                 int u = rnd.nextInt(512);
                 ReferenceFixturesTest.assertClose(ref.decode(List.of(a), new int[]{u})[0],
@@ -113,6 +116,32 @@ class ResidentDecodeTest {
             int u = rnd.nextInt(512);
             ReferenceFixturesTest.assertClose(ref.decode(List.of(a), new int[]{u})[0],
                     dev.decode(List.of(b), new int[]{u})[0], dt + " decode after release");
+        }
+    }
+
+    /**
+     * Prefill on the device returns the logits of any rows asked for (the {@code score} path), and a second prompt
+     * continues the state (the lightning states and KV cache carried on the device between calls).
+     */
+    @ParameterizedTest
+    @EnumSource(Dt.class)
+    void devicePrefillLogitRowsAndContinuationMatchReference(Dt dt) throws IOException {
+        Path p = checkpoint(dt);
+        try (MiniMaxModel ref = MiniMaxModel.load(p, new ReferenceOps());
+             MiniMaxModel dev = MiniMaxModel.load(p, OpenClTestSupport.ops())) {
+            assertTrue(dev.prefillsOnDevice());
+            SplittableRandom rnd = new SplittableRandom(8);
+            int[] prompt = rnd.ints(70, 0, 512).toArray(), rows = {0, 15, 16, 33, 69};
+            SequenceState a = ref.newState(), b = dev.newState();
+            float[][] want = ref.prefill(a, prompt, rows), got = dev.prefill(b, prompt, rows);
+            for (int i = 0; i < rows.length; i++) {
+                ReferenceFixturesTest.assertClose(want[i], got[i], dt + " logits of row " + rows[i]);
+            }
+            int[] more = rnd.ints(45, 0, 512).toArray();
+            ReferenceFixturesTest.assertClose(ref.prefill(a, more), dev.prefill(b, more), dt + " second prompt");
+            int t = rnd.nextInt(512);
+            ReferenceFixturesTest.assertClose(ref.decode(List.of(a), new int[]{t})[0], dev.decode(List.of(b), new int[]{t})[0],
+                    dt + " decode after device prefill");
         }
     }
 

@@ -206,6 +206,42 @@ class ResidentOpsTest {
     }
 
     @Test
+    void lightningScanMatchesReferencePrefill() {
+        DeviceOps d = d();
+        Random rnd = new Random(15);
+        // {tokens, heads, D}: one token, ragged D = 100 (two column tiles, the second partial), past one tile
+        for (int[] sh : new int[][]{{1, 2, 32}, {37, 3, 100}, {300, 2, 128}, {5, 1, 64}}) {
+            int n = sh[0], H = sh[1], D = sh[2], HD = H * D;
+            float[] decay = new float[H];
+            for (int h = 0; h < H; h++) decay[h] = 0.01f + 0.3f * rnd.nextFloat();
+            float[] state = random(rnd, H * D * D, 0.5f);
+            try (Buffer db = d.upload(decay); Buffer sb = d.upload(state); Buffer ob = poison(d, n * HD)) {
+                for (int call = 0; call < 2; call++) { // the state carries from call to call on the device
+                    float[] qkv = random(rnd, n * 3 * HD, 0.5f);
+                    float[] q = new float[n * HD], k = new float[n * HD], v = new float[n * HD];
+                    for (int t = 0; t < n; t++) {
+                        for (int h = 0; h < H; h++) {
+                            int src = t * 3 * HD + h * 3 * D, dst = t * HD + h * D;
+                            System.arraycopy(qkv, src, q, dst, D);
+                            System.arraycopy(qkv, src + D, k, dst, D);
+                            System.arraycopy(qkv, src + 2 * D, v, dst, D);
+                        }
+                    }
+                    float[] ref = new float[n * HD];
+                    REF.lightningPrefill(q, k, v, n, H, D, decay, 16, state, ref); // block form, blocks of 16
+                    try (Buffer qb = d.upload(qkv)) {
+                        d.write(ob, 0, poisoned(n * HD), 0, n * HD);
+                        d.lightningScan(qb, n, H, D, db, sb, ob);
+                    }
+                    String what = "lightning scan " + Arrays.toString(sh) + " call " + call;
+                    assertClose(what + " out", ref, fetch(d, ob, n * HD), n * HD);
+                    assertClose(what + " state", state, fetch(d, sb, H * D * D), H * D * D);
+                }
+            }
+        }
+    }
+
+    @Test
     void ropeMatchesHostRope() {
         DeviceOps d = d();
         Random rnd = new Random(12);

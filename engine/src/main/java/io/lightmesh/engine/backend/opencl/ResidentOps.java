@@ -365,6 +365,19 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     }
 
     @Override
+    public synchronized void lightningScan(Buffer qkv, int rows, int heads, int dim, Buffer decay, Buffer state,
+                                           Buffer out) {
+        if (dim > DA_MAXD) throw new IllegalArgumentException("lightning scan takes D <= " + DA_MAXD + ", got " + dim);
+        long hd = (long) heads * dim;
+        check(qkv, 0, 3 * hd * rows);
+        check(state, 0, hd * dim);
+        check(out, 0, hd * rows);
+        if (rows > 0) {
+            launch("lightning_scan", (long) heads * ceilDiv(dim, LS_COLS) * NT, qkv, decay, state, out, rows, heads, dim);
+        }
+    }
+
+    @Override
     public synchronized void normGate(Buffer o, int rows, int dim, Buffer w, float eps, Buffer gate) {
         check(o, 0, (long) rows * dim);
         check(gate, 0, (long) rows * dim);

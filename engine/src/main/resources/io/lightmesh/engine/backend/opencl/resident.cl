@@ -436,6 +436,55 @@ __kernel void lightning_step(__global const float* qkv, long qkvOff, __global co
     }
 }
 
+// Lightning attention over n consecutive tokens of one sequence (prefill on the device), the recurrent form in order:
+// S = exp(-lambda_h) S + k_t^T v_t; o_t = q_t S for t < n. Group (h, ct) owns columns ct * 64 + lane of head h's S;
+// work-item (slice, lane) keeps rows i = slice, slice + 4, ... of its column in registers for the whole scan, so S is
+// read and written once per launch. q_t and k_t are the same for all work-items of the head (broadcast loads). The 4
+// slices' partial o go through local memory, double-buffered so each token needs one barrier.
+// Launch: global = H * ceil(D / 64) * NT, local = NT. D <= 128.
+#define LS_ROWS (128 / LS_SLICES)  /* D <= 128, as DA_MAXD below */
+__kernel void lightning_scan(__global const float* qkv, __global const float* decay, __global float* state,
+                             __global float* out, int n, int heads, int dim) {
+    __local float part[2][NT];
+    int tid = get_local_id(0), lane = tid % LS_COLS, slice = tid / LS_COLS;
+    int colTiles = (dim + LS_COLS - 1) / LS_COLS;
+    int ct = get_group_id(0) % colTiles, h = get_group_id(0) / colTiles;
+    int j = ct * LS_COLS + lane;
+    bool col = j < dim;
+    float ratio = exp(-decay[h]);
+    __global float* s = state + (long) h * dim * dim + (col ? j : 0);
+    float sr[LS_ROWS];
+    for (int r = 0; r < LS_ROWS; r++) {
+        int i = slice + r * LS_SLICES;
+        sr[r] = (col && i < dim) ? s[(long) i * dim] : 0.0f;
+    }
+    long stride = 3L * heads * dim;
+    for (int t = 0; t < n; t++) {
+        __global const float* q = qkv + t * stride + (long) h * 3 * dim;
+        __global const float* k = q + dim;
+        float vj = col ? q[2 * dim + j] : 0.0f;
+        float o = 0.0f;
+        for (int r = 0; r < LS_ROWS; r++) {
+            int i = slice + r * LS_SLICES;
+            if (i < dim) {
+                sr[r] = ratio * sr[r] + k[i] * vj;
+                o += q[i] * sr[r];
+            }
+        }
+        part[t & 1][tid] = o;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (slice == 0 && col) {
+            float sum = 0.0f;
+            for (int sl = 0; sl < LS_SLICES; sl++) sum += part[t & 1][sl * LS_COLS + lane];
+            out[(long) t * heads * dim + (long) h * dim + j] = sum;
+        }
+    }
+    for (int r = 0; r < LS_ROWS; r++) {
+        int i = slice + r * LS_SLICES;
+        if (col && i < dim) s[(long) i * dim] = sr[r];
+    }
+}
+
 // ---- softmax attention ---------------------------------------------------------------------------------------------
 
 // NeoX RoPE on the first 2 * hr dims of each head of x [rows, heads, dim], row t at position pos[t].
