@@ -126,6 +126,24 @@ public interface DeviceOps {
      */
     void runExperts(ExpertSet set, Buffer x, int rows, int k, Buffer ids, Buffer act, Buffer out);
 
+    /** Which matrix of a SwiGLU expert: gate W1 [I, h], up W3 [I, h], down W2 [h, I]. */
+    enum ExpertWeight { W1, W3, W2 }
+
+    /** {@code y[n, :] = x[n, :] . W^T} with W the {@code which} matrix of expert {@code expert} of the set. */
+    void expertProduct(ExpertSet set, ExpertWeight which, int expert, Buffer x, int n, Buffer y);
+
+    /** {@code dst[i, :] = src[index[indexOff + i], :]} for i < n, rows of {@code dim} elements. */
+    void gatherRows(Buffer src, int dim, Buffer index, int indexOff, int n, Buffer dst);
+
+    /** {@code dst[index[indexOff + i], :] = src[i, :]} for i < n (distinct indices), rows of {@code dim} elements. */
+    void scatterRows(Buffer src, int dim, Buffer index, int indexOff, int n, Buffer dst);
+
+    /** {@code g = SiLU(g) * u} on the first n elements. */
+    void siluMul(Buffer g, Buffer u, long n);
+
+    /** Reads int32 elements {@code [0, n)} (the router's expert ids, to group a prefill chunk's rows by expert). */
+    void read(Buffer src, int[] dst, int n);
+
     /** Waits until every enqueued operation has finished (benchmarks). */
     void finish();
 

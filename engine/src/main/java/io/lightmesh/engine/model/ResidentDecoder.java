@@ -35,7 +35,8 @@ final class ResidentDecoder implements AutoCloseable {
     /** Step buffers for up to {@code rows} rows, and logits for up to {@code logitRows} of them. */
     private record Scratch(int rows, Buffer ids, Buffer pos, Buffer x, Buffer a, Buffer qkv, Buffer o, Buffer gate,
                            Buffer q, Buffer k, Buffer v, Buffer router, Buffer expertIds, Buffer expertWeights,
-                           Buffer act, Buffer pairs, Buffer logits) {
+                           Buffer act, Buffer pairs, Buffer logits, Buffer xe, Buffer up, Buffer de, Buffer groupTokens,
+                           Buffer groupPairs) {
         static Scratch of(DeviceOps d, ModelConfig c, int rows, int logitRows) {
             long h = c.hiddenSize(), HD = c.attnDim(), KVD = c.kvDim(), K = c.topK();
             return new Scratch(rows,
@@ -54,12 +55,17 @@ final class ResidentDecoder implements AutoCloseable {
                     d.floats(rows * K),                 // expert weights [n, K]
                     d.floats(rows * K * c.intermediateSize()), // act [n*K, I]
                     d.floats(rows * K * h),             // expert outputs [n*K, h]
-                    d.floats(logitRows * (long) c.vocabSize())); // logits [logitRows, V]
+                    d.floats(logitRows * (long) c.vocabSize()), // logits [logitRows, V]
+                    d.floats(rows * h),                 // xe [n, h]: one expert's rows, gathered (prefill)
+                    d.floats(rows * (long) c.intermediateSize()), // up [n, I]
+                    d.floats(rows * h),                 // de [n, h]: one expert's outputs
+                    d.ints(rows * K),                   // token row of each pair, grouped by expert
+                    d.ints(rows * K));                  // pair index of each pair, grouped by expert
         }
 
         void close() {
             for (Buffer b : List.of(ids, pos, x, a, qkv, o, gate, q, k, v, router, expertIds, expertWeights, act, pairs,
-                    logits)) b.close();
+                    logits, xe, up, de, groupTokens, groupPairs)) b.close();
         }
     }
 
@@ -223,7 +229,8 @@ final class ResidentDecoder implements AutoCloseable {
             MoeLayer moe = layer.moe;
             d.matmul(s.x, n, moe.gate, s.router);
             d.route(s.router, n, moe.E, moe.K, s.expertIds, s.expertWeights);
-            d.runExperts(experts[l], s.x, n, moe.K, s.expertIds, s.act, s.pairs);
+            if (n > GROUP_MIN_ROWS) groupedExperts(l, moe, s, n);
+            else d.runExperts(experts[l], s.x, n, moe.K, s.expertIds, s.act, s.pairs);
             d.residualNorm(s.x, layer.mlpAlpha, s.pairs, s.expertWeights, moe.K, layer.mlpBeta, n, h,
                     l + 1 < L ? inNorm[l + 1] : finalNorm, eps, s.x);
             d.flush();
@@ -240,6 +247,42 @@ final class ResidentDecoder implements AutoCloseable {
         }
         st.advance(n);
         return out;
+    }
+
+    /** From this many rows, a chunk's experts run grouped (one product per expert) rather than 8 rows a pass. */
+    static final int GROUP_MIN_ROWS = 8;
+
+    /**
+     * The experts of layer l for a prefill chunk, grouped as {@link LocalExperts} does on the host: the router's ids
+     * come back to the host (n * K ints), the pairs are grouped by expert, and each chosen expert runs once over its
+     * rows: gather, W1 and W3 products, SiLU(g) * u, W2 product, scatter into the pairs' rows of s.pairs [n * K, h].
+     * Each expert's weights are read once per chunk (8 rows a pass would read them n / 8 times).
+     */
+    private void groupedExperts(int l, MoeLayer moe, Scratch s, int n) {
+        int K = moe.K, E = moe.E, h = c.hiddenSize(), I = c.intermediateSize(), pairs = n * K;
+        int[] ids = new int[pairs];
+        d.read(s.expertIds, ids, pairs);
+        int[] start = new int[E + 1];
+        for (int id : ids) start[id + 1]++;
+        for (int e = 0; e < E; e++) start[e + 1] += start[e];
+        int[] fill = java.util.Arrays.copyOf(start, E), tokenRow = new int[pairs], pairIndex = new int[pairs];
+        for (int p = 0; p < pairs; p++) {
+            int at = fill[ids[p]]++;
+            tokenRow[at] = p / K;
+            pairIndex[at] = p;
+        }
+        d.write(s.groupTokens, tokenRow, pairs);
+        d.write(s.groupPairs, pairIndex, pairs);
+        for (int e = 0; e < E; e++) {
+            int m = start[e + 1] - start[e];
+            if (m == 0) continue;
+            d.gatherRows(s.x, h, s.groupTokens, start[e], m, s.xe);                     // xe [m, h]
+            d.expertProduct(experts[l], DeviceOps.ExpertWeight.W1, e, s.xe, m, s.act); // g [m, I]
+            d.expertProduct(experts[l], DeviceOps.ExpertWeight.W3, e, s.xe, m, s.up);  // u [m, I]
+            d.siluMul(s.act, s.up, (long) m * I);
+            d.expertProduct(experts[l], DeviceOps.ExpertWeight.W2, e, s.act, m, s.de); // [m, h]
+            d.scatterRows(s.de, h, s.groupPairs, start[e], m, s.pairs);
+        }
     }
 
     /** Lightning attention of layer l: s.x [n, h] -> s.a [n, h], each sequence's S advanced one step. */

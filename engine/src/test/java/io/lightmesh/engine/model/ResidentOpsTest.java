@@ -241,6 +241,67 @@ class ResidentOpsTest {
         }
     }
 
+    /** The pieces of grouped experts (prefill): one expert's products out of a stacked set, row gather/scatter, SiLU(g)*u. */
+    @ParameterizedTest
+    @EnumSource(Dt.class)
+    void groupedExpertPiecesMatchReference(Dt dt) {
+        DeviceOps d = d();
+        Random rnd = new Random(17 + dt.ordinal());
+        int E = 3, h = 72, I = 40;
+        Tensor[] w1 = new Tensor[E], w3 = new Tensor[E], w2 = new Tensor[E];
+        for (int e = 0; e < E; e++) {
+            w1[e] = weight(rnd, dtype(dt), I, h);
+            w3[e] = weight(rnd, dtype(dt), I, h);
+            w2[e] = weight(rnd, dtype(dt), h, I);
+        }
+        DeviceOps.ExpertSet set = d.experts(w1, w3, w2);
+        for (int n : new int[]{3, 40}) { // matrix-vector passes and the GEMM, on experts past the first (offsets)
+            for (int e = 1; e < E; e++) {
+                float[] x = random(rnd, n * h, 1f), g = random(rnd, n * I, 1f);
+                float[] r1 = new float[n * I], r3 = new float[n * I], r2 = new float[n * h];
+                REF.matmul(x, n, w1[e], r1);
+                REF.matmul(x, n, w3[e], r3);
+                REF.matmul(g, n, w2[e], r2);
+                try (Buffer xb = d.upload(x); Buffer gb = d.upload(g); Buffer o1 = poison(d, n * I); Buffer o3 = poison(d, n * I);
+                     Buffer o2 = poison(d, n * h)) {
+                    d.expertProduct(set, DeviceOps.ExpertWeight.W1, e, xb, n, o1);
+                    d.expertProduct(set, DeviceOps.ExpertWeight.W3, e, xb, n, o3);
+                    d.expertProduct(set, DeviceOps.ExpertWeight.W2, e, gb, n, o2);
+                    String what = dt + " expert " + e + " n=" + n;
+                    assertClose(what + " W1", r1, fetch(d, o1, n * I), n * I);
+                    assertClose(what + " W3", r3, fetch(d, o3, n * I), n * I);
+                    assertClose(what + " W2", r2, fetch(d, o2, n * h), n * h);
+                    // SiLU(g) * u
+                    float[] want = Arrays.copyOf(r1, n * I);
+                    Functions.siluMul(want, r3, n * I);
+                    d.siluMul(o1, o3, (long) n * I);
+                    assertClose(what + " siluMul", want, fetch(d, o1, n * I), n * I);
+                }
+            }
+        }
+        // gather rows 4, 0, 4, 2 (offset 1 into the index), scatter them to rows 3, 1, 0, 2: exact copies
+        int dim = 33;
+        float[] src = random(rnd, 5 * dim, 1f);
+        int[] index = {9, 4, 0, 4, 2}, to = {9, 3, 1, 0, 2};
+        try (Buffer sb = d.upload(src); Buffer ib = d.ints(5); Buffer tb = d.ints(5); Buffer gb = poison(d, 4 * dim);
+             Buffer out = poison(d, 4 * dim)) {
+            d.write(ib, index, 5);
+            d.write(tb, to, 5);
+            d.gatherRows(sb, dim, ib, 1, 4, gb);
+            float[] gathered = fetch(d, gb, 4 * dim);
+            for (int i = 0; i < 4; i++) {
+                assertArrayEquals(Arrays.copyOfRange(src, index[i + 1] * dim, (index[i + 1] + 1) * dim),
+                        Arrays.copyOfRange(gathered, i * dim, (i + 1) * dim), "gathered row " + i);
+            }
+            d.scatterRows(gb, dim, tb, 1, 4, out);
+            float[] scattered = fetch(d, out, 4 * dim);
+            for (int i = 0; i < 4; i++) {
+                assertArrayEquals(Arrays.copyOfRange(gathered, i * dim, (i + 1) * dim),
+                        Arrays.copyOfRange(scattered, to[i + 1] * dim, (to[i + 1] + 1) * dim), "scattered row " + i);
+            }
+        }
+    }
+
     @Test
     void ropeMatchesHostRope() {
         DeviceOps d = d();

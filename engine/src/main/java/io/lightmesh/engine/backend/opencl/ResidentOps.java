@@ -159,7 +159,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         Cl.readHeap(queue, cl(src).mem(), 4 * srcOff, 4L * n, MemorySegment.ofArray(dst).asSlice(4L * dstOff, 4L * n));
     }
 
-    /** Reads int32 elements (router ids, for tests). */
+    @Override
     public synchronized void read(Buffer src, int[] dst, int n) {
         check(src, 0, n);
         if (n == 0) return;
@@ -275,19 +275,56 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     @Override
     public synchronized void matmul(Buffer x, int n, Tensor w, Buffer y) {
         Weight p = weight(w);
-        int in = p.cols, out = p.rows;
+        product(p.buf, 0L, p.bf16, p.rows, p.cols, x, n, y);
+    }
+
+    /** y[n, out] = x[n, in] . W^T for W [out, in] at element {@code wOff} of {@code buf}: GEMM or matrix-vector passes. */
+    private void product(ClBuffer buf, long wOff, boolean bf16, int out, int in, Buffer x, int n, Buffer y) {
         check(x, 0, (long) n * in);
         check(y, 0, (long) n * out);
         if (n >= GEMM_MIN_ROWS) {
-            launch(p.bf16 ? "gemm_bf16" : "gemm_f32", (long) ceilDiv(out, GN) * ceilDiv(n, GM) * NT, p.buf, x, 0L, y, 0L,
-                    n, in, out);
+            launch(bf16 ? "gemm_bf16" : "gemm_f32", (long) ceilDiv(out, GN) * ceilDiv(n, GM) * NT, buf, wOff, x, 0L, y,
+                    0L, n, in, out);
             return;
         }
-        String k = "matvec_" + family(p.bf16, in);
+        String k = "matvec_" + family(bf16, in);
         for (int r0 = 0; r0 < n; r0 += MAXN) {
             int m = Math.min(MAXN, n - r0);
-            launch(k, (long) ceilDiv(out, MV_ROWS) * NT, p.buf, x, (long) r0 * in, y, (long) r0 * out, m, in, out);
+            launch(k, (long) ceilDiv(out, MV_ROWS) * NT, buf, wOff, x, (long) r0 * in, y, (long) r0 * out, m, in, out);
         }
+    }
+
+    @Override
+    public synchronized void expertProduct(ExpertSet set, ExpertWeight which, int expert, Buffer x, int n, Buffer y) {
+        Experts ex = (Experts) set;
+        if (expert < 0 || expert >= ex.count) throw new IllegalArgumentException("expert " + expert + " of " + ex.count);
+        Weight w = switch (which) {
+            case W1 -> ex.w1;
+            case W3 -> ex.w3;
+            case W2 -> ex.w2;
+        };
+        product(w.buf, (long) expert * w.rows * w.cols, w.bf16, w.rows, w.cols, x, n, y);
+    }
+
+    @Override
+    public synchronized void gatherRows(Buffer src, int dim, Buffer index, int indexOff, int n, Buffer dst) {
+        check(index, indexOff, n);
+        check(dst, 0, (long) n * dim);
+        if (n > 0) launch("gather_rows", groups((long) n * dim) * NT, src, index, indexOff, dst, n, dim);
+    }
+
+    @Override
+    public synchronized void scatterRows(Buffer src, int dim, Buffer index, int indexOff, int n, Buffer dst) {
+        check(index, indexOff, n);
+        check(src, 0, (long) n * dim);
+        if (n > 0) launch("scatter_rows", groups((long) n * dim) * NT, src, index, indexOff, dst, n, dim);
+    }
+
+    @Override
+    public synchronized void siluMul(Buffer g, Buffer u, long n) {
+        check(g, 0, n);
+        check(u, 0, n);
+        if (n > 0) launch("silu_mul", groups(n) * NT, g, u, n);
     }
 
     /**

@@ -140,7 +140,8 @@ inline int pick(const int* a, int i) {
     return v;
 }
 
-// y[t, row] = W[row] . x[t] for t < n (n <= MAXN), x and y offset to the first token of the launch.
+// y[t, row] = W[row] . x[t] for t < n (n <= MAXN), x and y offset to the first token of the launch, W to its first
+// element (one expert of a stacked set).
 // Launch: global = ceil(out / MV_ROWS) * NT, local = NT.
 // Gate and up of SwiGLU experts for the pairs of rows [r0, r0 + rows): act[p, row] = SiLU(W1_e[row] . x_t) *
 // (W3_e[row] . x_t), experts stacked [E, inter, hidden]. Groups of experts no pair chose return at once.
@@ -148,15 +149,15 @@ inline int pick(const int* a, int i) {
 // Down projection: out[p, row] = W2_e[row] . act[p], W2 stacked [E, hidden, inter].
 // Launch: global = E * ceil(hidden / MV_ROWS) * NT, local = NT.
 #define MATVEC_FAMILY(SUF, WT, DOT)                                                                                \
-__kernel void matvec_##SUF(__global const WT* w, __global const float* x, long xOff, __global float* y, long yOff,  \
-                           int n, int in, int out) {                                                               \
+__kernel void matvec_##SUF(__global const WT* w, long wOff, __global const float* x, long xOff, __global float* y,  \
+                           long yOff, int n, int in, int out) {                                                    \
     __local float red[MV_ROWS * MAXN * MV_LANES];                                                                  \
     int tid = get_local_id(0), lane = tid % MV_LANES, rl = tid / MV_LANES;                                         \
     int row = get_group_id(0) * MV_ROWS + rl;                                                                      \
     float acc[MAXN];                                                                                               \
     int xr[MAXN];                                                                                                  \
     for (int p = 0; p < MAXN; p++) { acc[p] = 0.0f; xr[p] = p; }                                                   \
-    if (row < out) DOT(w + (long) row * in, x + xOff, in, xr, n, lane, acc);                                       \
+    if (row < out) DOT(w + wOff + (long) row * in, x + xOff, in, xr, n, lane, acc);                                \
     lane_sum(red, rl, lane, n, acc);                                                                               \
     if (row < out && lane < n) y[yOff + (long) lane * out + row] = red[(rl * MAXN + lane) * MV_LANES];             \
 }                                                                                                                  \
@@ -251,14 +252,15 @@ inline void st4(__local float* a, int r, int kq, float4 v) {
 }
 
 #define GEMM(SUF, WT, LDW)                                                                                           \
-__kernel void gemm_##SUF(__global const WT* w, __global const float* x, long xOff, __global float* y, long yOff,    \
-                         int n, int in, int out) {                                                                 \
+__kernel void gemm_##SUF(__global const WT* w, long wOff, __global const float* x, long xOff, __global float* y,   \
+                         long yOff, int n, int in, int out) {                                                      \
     __local float ax[2][GK * GLD];                                                                                 \
     __local float aw[2][GK * GLD];                                                                                 \
     int tid = get_local_id(0), tx = tid % 16, ty = tid / 16;                                                       \
     int tilesN = (out + GN - 1) / GN;                                                                              \
     int o0 = (get_group_id(0) % tilesN) * GN, m0 = (get_group_id(0) / tilesN) * GM;                               \
     x += xOff;                                                                                                     \
+    w += wOff;                                                                                                     \
     /* loads: element f = tid + i * NT of a tile is row f / 4, k quad f % 4 */                                      \
     int lr0 = tid / 4, lr1 = (tid + NT) / 4, lq = tid % 4;                                                         \
     float4 px0 = ldx4(x, m0 + lr0, n, lq * 4, in), px1 = ldx4(x, m0 + lr1, n, lq * 4, in);                         \
@@ -304,6 +306,34 @@ __kernel void gemm_##SUF(__global const WT* w, __global const float* x, long xOf
 
 GEMM(f32, float, ldw4_f32)
 GEMM(bf16, ushort, ldw4_bf16)
+
+// ---- rows by index (the experts of a prefill chunk, grouped) --------------------------------------------------------
+// dst[i, :] = src[idx[idxOff + i], :] for i < n. Launch: global = ceil(n * dim / NT) * NT, local = NT.
+__kernel void gather_rows(__global const float* src, __global const int* idx, int idxOff, __global float* dst, int n,
+                          int dim) {
+    long gid = get_global_id(0);
+    if (gid >= (long) n * dim) return;
+    int i = gid / dim, c = gid % dim;
+    dst[gid] = src[(long) idx[idxOff + i] * dim + c];
+}
+
+// dst[idx[idxOff + i], :] = src[i, :] for i < n (the indices distinct). Launch as gather_rows.
+__kernel void scatter_rows(__global const float* src, __global const int* idx, int idxOff, __global float* dst, int n,
+                           int dim) {
+    long gid = get_global_id(0);
+    if (gid >= (long) n * dim) return;
+    int i = gid / dim, c = gid % dim;
+    dst[(long) idx[idxOff + i] * dim + c] = src[gid];
+}
+
+// g = SiLU(g) * u. Launch: global = ceil(n / NT) * NT, local = NT.
+__kernel void silu_mul(__global float* g, __global const float* u, long n) {
+    long gid = get_global_id(0);
+    if (gid < n) {
+        float v = g[gid];
+        g[gid] = v / (1.0f + exp(-v)) * u[gid];
+    }
+}
 
 // ---- embeddings -----------------------------------------------------------------------------------------------
 // out[t, i] = table[ids[t], i]. Launch: global = ceil(n * h / NT) * NT, local = NT.
