@@ -112,6 +112,14 @@ public interface DeviceOps {
                          Buffer out);
 
     /**
+     * Causal GQA attention of the {@code rows} queries of q [rows, H, D] (a prefill chunk) over a cache whose first
+     * {@code lenFirst + t} positions query t sees (the chunk's own keys already appended); as {@link #decodeAttention}
+     * row by row, in one pass where the backend can. Writes out [rows, H, D].
+     */
+    void causalAttention(Buffer q, int rows, int heads, int kvHeads, int dim, Buffer kCache, Buffer vCache, int lenFirst,
+                         Buffer out);
+
+    /**
      * Router: {@code p = softmax(logits[t])} in fp32, the top k by probability (ties to the lower id), renormalised
      * to sum 1: ids [rows, k], weights [rows, k].
      */

@@ -181,7 +181,8 @@ final class ResidentDecoder implements AutoCloseable {
     /**
      * Prefill of one sequence on the device: {@code tokens} (at most one chunk) run after what {@code st} holds, the
      * same math as the host forward pass, the lightning layers in their recurrent form over the chunk
-     * ({@link DeviceOps#lightningScan}), each softmax layer's queries attending row by row over the grown cache.
+     * ({@link DeviceOps#lightningScan}), each softmax layer's queries attending over the grown cache
+     * ({@link DeviceOps#causalAttention}).
      * Returns the logits of rows {@code logitRows} of the chunk (row r's predict token r + 1).
      */
     synchronized float[][] prefill(SequenceState st, int[] tokens, int[] logitRows) {
@@ -220,9 +221,8 @@ final class ResidentDecoder implements AutoCloseable {
                 d.rope(s.q, n, sa.H, sa.D, invFreq[l], sa.rope.rotaryDim / 2, s.pos);
                 d.rope(s.k, n, sa.KV, sa.D, invFreq[l], sa.rope.rotaryDim / 2, s.pos);
                 int len = dev.appendRows(l, s.k, s.v, n);               // the cache now holds the chunk
-                for (int t = 0; t < n; t++) {                           // causal: row t sees positions <= start + t
-                    d.decodeAttention(s.q, t, sa.H, sa.KV, sa.D, dev.keys(l), dev.values(l), len - n + t + 1, s.o);
-                }
+                // causal: row t sees positions <= start + t
+                d.causalAttention(s.q, n, sa.H, sa.KV, sa.D, dev.keys(l), dev.values(l), len - n + 1, s.o);
                 d.matmul(s.o, n, sa.wo, s.a);
             }
             d.residualNorm(s.x, layer.attnAlpha, s.a, null, 1, layer.attnBeta, n, h, postNorm[l], eps, s.x);

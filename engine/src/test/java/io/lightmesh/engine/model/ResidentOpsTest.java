@@ -356,6 +356,33 @@ class ResidentOpsTest {
         }
     }
 
+    /** Causal attention of a chunk of queries (prefill) against the reference, one pass and the row-by-row fallback. */
+    @Test
+    void causalAttentionMatchesReference() {
+        DeviceOps d = d();
+        ResidentOps r = (ResidentOps) d;
+        Random rnd = new Random(19);
+        // {H, KV, D, cached before the chunk, chunk rows}: from an empty cache, after a prefix, G = 16 (row by row)
+        for (int[] sh : new int[][]{{8, 2, 64, 0, 37}, {16, 4, 128, 300, 70}, {4, 4, 32, 1, 1}, {32, 2, 32, 20, 9}}) {
+            int H = sh[0], KV = sh[1], D = sh[2], before = sh[3], n = sh[4], total = before + n;
+            float[] k = random(rnd, total * KV * D, 1f), v = random(rnd, total * KV * D, 1f), q = random(rnd, n * H * D, 1f);
+            float[] ref = new float[n * H * D];
+            REF.softmaxAttention(q, n, H, KV, D, k, v, before, ref);
+            try (Buffer qb = d.upload(q); Buffer kb = d.upload(k); Buffer vb = d.upload(v)) {
+                for (ResidentOps.AttentionKernel kernel : new ResidentOps.AttentionKernel[]{
+                        ResidentOps.AttentionKernel.AUTO, ResidentOps.AttentionKernel.GENERAL}) {
+                    r.attentionKernel(kernel);
+                    try (Buffer ob = poison(d, n * H * D)) {
+                        d.causalAttention(qb, n, H, KV, D, kb, vb, before + 1, ob);
+                        assertClose("causal attention " + kernel + " " + Arrays.toString(sh), ref, fetch(d, ob, n * H * D), n * H * D);
+                    } finally {
+                        r.attentionKernel(ResidentOps.AttentionKernel.AUTO);
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void routerMatchesMoeLayer() {
         DeviceOps d = d();

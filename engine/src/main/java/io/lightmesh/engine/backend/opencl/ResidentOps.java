@@ -484,7 +484,35 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         }
         launch(kernel.kernel, (long) kvHeads * splits * NT, q, hd * row, kCache, vCache,
                 attnPart, heads, kvHeads, dim, len, splitLen, splits, (float) (1.0 / Math.sqrt(dim)));
-        launch("attn_combine", groups(hd) * NT, attnPart, out, hd * row, heads, kvHeads, dim, splits);
+        launch("attn_combine", groups(hd) * NT, attnPart, out, hd * row, heads, kvHeads, dim, splits, 1);
+    }
+
+    @Override
+    public synchronized void causalAttention(Buffer q, int rows, int heads, int kvHeads, int dim, Buffer kCache,
+                                             Buffer vCache, int lenFirst, Buffer out) {
+        if (lenFirst <= 0) throw new IllegalArgumentException("attention over " + lenFirst + " positions");
+        boolean fits = heads % kvHeads == 0 && heads / kvHeads <= DB_G && dim % 4 == 0 && dim <= DA_MAXD;
+        if (!fits || (attentionKernel != AttentionKernel.AUTO && attentionKernel != AttentionKernel.COALESCED)) {
+            for (int t = 0; t < rows; t++) decodeAttention(q, t, heads, kvHeads, dim, kCache, vCache, lenFirst + t, out);
+            return;
+        }
+        long hd = (long) heads * dim, kvd = (long) kvHeads * dim;
+        int maxLen = lenFirst + rows - 1;
+        check(q, 0, hd * rows);
+        check(out, 0, hd * rows);
+        check(kCache, 0, maxLen * kvd);
+        check(vCache, 0, maxLen * kvd);
+        // about 4 work-groups per compute unit over all rows: long prompts need no splits, the rows fill the device
+        int[] split = splits(maxLen, kvHeads * rows, 4 * computeUnits, NT, NT);
+        int splitLen = split[0], splits = split[1];
+        long partLen = (long) rows * kvHeads * splits * (heads / kvHeads) * (dim + 2);
+        if (attnPart == null || attnPart.length() < partLen) {
+            if (attnPart != null) attnPart.close();
+            attnPart = floats(Math.max(partLen, 1 << 16));
+        }
+        launch(AttentionKernel.COALESCED.kernel, (long) rows * kvHeads * splits * NT, q, 0L, kCache, vCache, attnPart,
+                heads, kvHeads, dim, lenFirst, splitLen, splits, (float) (1.0 / Math.sqrt(dim)));
+        launch("attn_combine", groups(rows * hd) * NT, attnPart, out, 0L, heads, kvHeads, dim, splits, rows);
     }
 
     /**

@@ -793,9 +793,12 @@ __kernel void attn_split_bw2(__global const float* q, long qOff, __global const 
     __local float* ls = big;
     __local float4* lp = (__local float4*) (big + DB_G * NT);
     int tid = get_local_id(0);
-    int sp = get_group_id(0) % splits, kvh = get_group_id(0) / splits;
+    // group (row, kvh, sp): query row `row` of q sees the first len + row keys (causal prefill rows; decode: row 0)
+    int sp = get_group_id(0) % splits, kvh = (get_group_id(0) / splits) % kvHeads;
+    int row = get_group_id(0) / (splits * kvHeads);
     int G = heads / kvHeads, kvd = kvHeads * dim, d4 = dim / 4;
-    int k0 = sp * splitLen, k1 = min(k0 + splitLen, len);
+    int k0 = sp * splitLen, k1 = min(k0 + splitLen, len + row);  // an empty split leaves m = -inf, l = 0
+    qOff += (long) row * heads * dim;
     for (int idx = tid; idx < G * d4; idx += NT) {
         int g = idx / d4, i = idx % d4;
         lq[g * DB_LANES + i] = vload4(0, q + qOff + (long) (kvh * G + g) * dim + 4 * i) * scale;
@@ -907,7 +910,7 @@ __kernel void attn_split_bw2(__global const float* q, long qOff, __global const 
         }
     }
     if (w == 0 && dq < d4) {
-        long base = ((long) (kvh * splits + sp)) * G * (dim + 2);
+        long base = (((long) row * kvHeads + kvh) * splits + sp) * G * (dim + 2);
         for (int g = 0; g < DB_G; g++) {
             if (g < G) {
                 vstore4(acc[g], 0, part + base + g * (dim + 2) + 4 * dq);
@@ -920,15 +923,15 @@ __kernel void attn_split_bw2(__global const float* q, long qOff, __global const 
     }
 }
 
-// Decode attention, pass 2: out[h, j] = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over the splits.
-// Launch: global = ceil(H * D / NT) * NT, local = NT.
+// Decode attention, pass 2: out[row, h, j] = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over the splits.
+// Launch: global = ceil(rows * H * D / NT) * NT, local = NT (rows = 1 but for attn_split_bw2's causal rows).
 __kernel void attn_combine(__global const float* part, __global float* out, long outOff, int heads, int kvHeads,
-                           int dim, int splits) {
+                           int dim, int splits, int rows) {
     int gid = get_global_id(0);
-    if (gid >= heads * dim) return;
-    int j = gid % dim, h = gid / dim, G = heads / kvHeads, kvh = h / G, g = h % G;
+    if (gid >= rows * heads * dim) return;
+    int j = gid % dim, h = (gid / dim) % heads, row = gid / (heads * dim), G = heads / kvHeads, kvh = h / G, g = h % G;
     long stride = (long) G * (dim + 2);
-    long base = (long) kvh * splits * stride + g * (dim + 2);
+    long base = ((long) row * kvHeads + kvh) * splits * stride + g * (dim + 2);
     float m = DA_NEG;
     for (int s = 0; s < splits; s++) m = max(m, part[base + s * stride + dim]);
     float num = 0.0f, den = 0.0f;
@@ -938,7 +941,7 @@ __kernel void attn_combine(__global const float* part, __global float* out, long
         num += w * part[o + j];
         den += w * part[o + dim + 1];
     }
-    out[outOff + (long) h * dim + j] = num / den;
+    out[outOff + (long) row * heads * dim + (long) h * dim + j] = num / den;
 }
 
 // ---- MoE router --------------------------------------------------------------------------------------------------
