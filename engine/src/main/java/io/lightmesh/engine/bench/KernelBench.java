@@ -290,6 +290,26 @@ public final class KernelBench {
                 d.attentionKernel(ResidentOps.AttentionKernel.AUTO);
             }
         }
+        // device prefill: a chunk's lightning scan and causal attention (the chunk's keys appended after a prefix)
+        int chunk = quick ? 256 : 2048;
+        try (DeviceOps.Buffer qkv = d.upload(random(chunk * 3 * hd, 0.1f, 70)); DeviceOps.Buffer db = d.upload(decay);
+             DeviceOps.Buffer st = d.upload(random(heads * dim * dim, 0.1f, 71)); DeviceOps.Buffer o = d.floats((long) chunk * hd)) {
+            long[] t = timeResident(d, () -> d.lightningScan(qkv, chunk, heads, dim, db, st, o), Math.max(2, reps / 4));
+            double flops = 4.0 * chunk * heads * dim * dim; // state update and q S per token
+            row(String.format(Locale.ROOT, "resident lightning scan n=%d H=%d D=%d", chunk, heads, dim), t, flops / t[0],
+                    "GFLOP/s");
+        }
+        for (int prefix : quick ? new int[]{0} : new int[]{0, 30720}) {
+            int total = prefix + chunk, kvd = kvHeads * dim;
+            try (DeviceOps.Buffer kc = d.upload(random(total * kvd, 1f, 72)); DeviceOps.Buffer vc = d.upload(random(total * kvd, 1f, 73));
+                 DeviceOps.Buffer q = d.upload(random(chunk * hd, 1f, 74)); DeviceOps.Buffer o = d.floats((long) chunk * hd)) {
+                long[] t = timeResident(d, () -> d.causalAttention(q, chunk, heads, kvHeads, dim, kc, vc, prefix + 1, o),
+                        Math.max(2, reps / 4));
+                double bytes = 2.0 * kvd * 4 * ((double) chunk * prefix + chunk * (chunk + 1.0) / 2); // K+V per query
+                row(String.format(Locale.ROOT, "resident causal attention rows=%d after %d H=%d KV=%d D=%d (K+V bytes per query)",
+                        chunk, prefix, heads, kvHeads, dim), t, bytes / t[0], "GB/s");
+            }
+        }
     }
 
     // ---- data ---------------------------------------------------------------------------------------------------
