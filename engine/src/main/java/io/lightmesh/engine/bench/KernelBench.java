@@ -281,7 +281,7 @@ public final class KernelBench {
             try (DeviceOps.Buffer kc = d.upload(random(len * kvd, 1f, 30)); DeviceOps.Buffer vc = d.upload(random(len * kvd, 1f, 31));
                  DeviceOps.Buffer q = d.upload(random(hd, 1f, 32)); DeviceOps.Buffer o = d.floats(hd)) {
                 for (ResidentOps.AttentionKernel kernel : List.of(ResidentOps.AttentionKernel.GENERAL,
-                        ResidentOps.AttentionKernel.BANDWIDTH, ResidentOps.AttentionKernel.COALESCED)) {
+                        ResidentOps.AttentionKernel.BANDWIDTH)) {
                     d.attentionKernel(kernel);
                     long[] t = timeResident(d, () -> d.decodeAttention(q, 0, heads, kvHeads, dim, kc, vc, len, o), inner);
                     row(String.format(Locale.ROOT, "resident decode attention %s n=1 T=%d H=%d KV=%d D=%d (K+V bytes)",

@@ -123,8 +123,7 @@ final class ResidentDecoder implements AutoCloseable {
 
     /** One decode step: token i is appended to states.get(i); returns logits [B][V]. */
     synchronized float[][] decode(List<SequenceState> states, int[] tokens) {
-        int n = tokens.length, h = c.hiddenSize(), L = layers.length;
-        float eps = (float) c.rmsNormEps();
+        int n = tokens.length, L = layers.length;
         if (s == null || s.rows < n) {
             if (s != null) s.close();
             int rows = Math.max(n, s == null ? 1 : 2 * s.rows);
@@ -147,33 +146,16 @@ final class ResidentDecoder implements AutoCloseable {
             pos[i] = states.get(i).position();
         }
         // token ids and positions in; x = RMSNorm_in0(embed[ids]): [n, h]
-        d.write(s.ids, tokens, n);
-        d.write(s.pos, pos, n);
-        d.embed(embed, s.ids, n, s.x);
-        d.rmsNorm(s.x, n, h, inNorm[0], eps, s.x);
+        embedRows(s, tokens, pos, n);
         for (int l = 0; l < L; l++) {
             DecoderLayer layer = layers[l];
-            // attention: a [n, h]; then x = RMSNorm_post(a_attn x + b_attn a)
+            // attention: a [n, h]
             if (layer.lightning != null) lightning(l, layer.lightning, dev, n);
             else softmax(l, layer.softmax, dev, n);
-            d.residualNorm(s.x, layer.attnAlpha, s.a, null, 1, layer.attnBeta, n, h, postNorm[l], eps, s.x);
-            // MoE: router top-k, each chosen expert's SwiGLU -> pairs [n*K, h];
-            // then x = RMSNorm_next(a_mlp x + b_mlp sum_k w_k pairs_k), with the next layer's input norm or the final one
-            MoeLayer moe = layer.moe;
-            d.matmul(s.x, n, moe.gate, s.router);
-            d.route(s.router, n, moe.E, moe.K, s.expertIds, s.expertWeights);
-            d.runExperts(experts[l], s.x, n, moe.K, s.expertIds, s.act, s.pairs);
-            d.residualNorm(s.x, layer.mlpAlpha, s.pairs, s.expertWeights, moe.K, layer.mlpBeta, n, h,
-                    l + 1 < L ? inNorm[l + 1] : finalNorm, eps, s.x);
-            d.flush(); // the device runs this layer while the host enqueues the next
+            block(l, layer, s, n, false);
         }
         // LM head: logits [n, V], the only data that comes back
-        int V = c.vocabSize();
-        d.matmul(s.x, n, lmHead, s.logits);
-        float[] all = new float[n * V];
-        d.read(s.logits, 0, all, 0, n * V);
-        float[][] out = new float[n][];
-        for (int i = 0; i < n; i++) out[i] = java.util.Arrays.copyOfRange(all, i * V, (i + 1) * V);
+        float[][] out = logits(s, s.x, n);
         for (SequenceState st : states) st.advance(1);
         return out;
     }
@@ -187,7 +169,6 @@ final class ResidentDecoder implements AutoCloseable {
      */
     synchronized float[][] prefill(SequenceState st, int[] tokens, int[] logitRows) {
         int n = tokens.length, h = c.hiddenSize(), L = layers.length, m = logitRows.length;
-        float eps = (float) c.rmsNormEps();
         if (ps == null || ps.rows < n || ps.logits.length() < (long) Math.max(1, m) * c.vocabSize()) {
             if (ps != null) ps.close();
             ps = Scratch.of(d, c, Math.max(n, ps == null ? 1 : ps.rows), Math.max(1, m));
@@ -198,10 +179,7 @@ final class ResidentDecoder implements AutoCloseable {
         int[] pos = new int[n];
         for (int t = 0; t < n; t++) pos[t] = start + t;
         // x = RMSNorm_in0(embed[ids]): [n, h]
-        d.write(s.ids, tokens, n);
-        d.write(s.pos, pos, n);
-        d.embed(embed, s.ids, n, s.x);
-        d.rmsNorm(s.x, n, h, inNorm[0], eps, s.x);
+        embedRows(s, tokens, pos, n);
         for (int l = 0; l < L; l++) {
             DecoderLayer layer = layers[l];
             if (layer.lightning != null) {
@@ -225,28 +203,52 @@ final class ResidentDecoder implements AutoCloseable {
                 d.causalAttention(s.q, n, sa.H, sa.KV, sa.D, dev.keys(l), dev.values(l), len - n + 1, s.o);
                 d.matmul(s.o, n, sa.wo, s.a);
             }
-            d.residualNorm(s.x, layer.attnAlpha, s.a, null, 1, layer.attnBeta, n, h, postNorm[l], eps, s.x);
-            MoeLayer moe = layer.moe;
-            d.matmul(s.x, n, moe.gate, s.router);
-            d.route(s.router, n, moe.E, moe.K, s.expertIds, s.expertWeights);
-            if (n > GROUP_MIN_ROWS) groupedExperts(l, moe, s, n);
-            else d.runExperts(experts[l], s.x, n, moe.K, s.expertIds, s.act, s.pairs);
-            d.residualNorm(s.x, layer.mlpAlpha, s.pairs, s.expertWeights, moe.K, layer.mlpBeta, n, h,
-                    l + 1 < L ? inNorm[l + 1] : finalNorm, eps, s.x);
-            d.flush();
+            block(l, layer, s, n, n > GROUP_MIN_ROWS);
         }
         // the wanted rows of the final-normed x, then the LM head on those alone: logits [m, V]
-        int V = c.vocabSize();
         for (int i = 0; i < m; i++) d.copy(s.x, (long) logitRows[i] * h, s.a, (long) i * h, h);
-        float[][] out = new float[m][];
-        if (m > 0) {
-            d.matmul(s.a, m, lmHead, s.logits);
-            float[] all = new float[m * V];
-            d.read(s.logits, 0, all, 0, m * V);
-            for (int i = 0; i < m; i++) out[i] = java.util.Arrays.copyOfRange(all, i * V, (i + 1) * V);
-        }
+        float[][] out = logits(s, s.a, m);
         st.advance(n);
         return out;
+    }
+
+    /** The LM head on the first m rows of x (final-normed) into s.logits, read back: [m][V]. */
+    private float[][] logits(Scratch s, Buffer x, int m) {
+        int V = c.vocabSize();
+        float[][] out = new float[m][];
+        if (m == 0) return out;
+        d.matmul(x, m, lmHead, s.logits);
+        float[] all = new float[m * V];
+        d.read(s.logits, 0, all, 0, m * V);
+        for (int i = 0; i < m; i++) out[i] = java.util.Arrays.copyOfRange(all, i * V, (i + 1) * V);
+        return out;
+    }
+
+    /** Token ids and positions in; s.x = RMSNorm_in0(embed[ids]): [n, h]. */
+    private void embedRows(Scratch s, int[] tokens, int[] pos, int n) {
+        d.write(s.ids, tokens, n);
+        d.write(s.pos, pos, n);
+        d.embed(embed, s.ids, n, s.x);
+        d.rmsNorm(s.x, n, c.hiddenSize(), inNorm[0], (float) c.rmsNormEps(), s.x);
+    }
+
+    /**
+     * The rest of layer l after its attention wrote s.a [n, h]: x = RMSNorm_post(a_attn x + b_attn a); the MoE (router
+     * top-k, each chosen expert's SwiGLU into the pairs [n*K, h], {@code grouped} by expert for a prefill chunk); then
+     * x = RMSNorm_next(a_mlp x + b_mlp sum_k w_k pairs_k) with the next layer's input norm or the final one.
+     */
+    private void block(int l, DecoderLayer layer, Scratch s, int n, boolean grouped) {
+        int h = c.hiddenSize();
+        float eps = (float) c.rmsNormEps();
+        d.residualNorm(s.x, layer.attnAlpha, s.a, null, 1, layer.attnBeta, n, h, postNorm[l], eps, s.x);
+        MoeLayer moe = layer.moe;
+        d.matmul(s.x, n, moe.gate, s.router);
+        d.route(s.router, n, moe.E, moe.K, s.expertIds, s.expertWeights);
+        if (grouped) groupedExperts(l, moe, s, n);
+        else d.runExperts(experts[l], s.x, n, moe.K, s.expertIds, s.act, s.pairs);
+        d.residualNorm(s.x, layer.mlpAlpha, s.pairs, s.expertWeights, moe.K, layer.mlpBeta, n, h,
+                l + 1 < layers.length ? inNorm[l + 1] : finalNorm, eps, s.x);
+        d.flush(); // the device runs this layer while the host enqueues the next
     }
 
     /** From this many rows, a chunk's experts run grouped (one product per expert) rather than 8 rows a pass. */

@@ -431,14 +431,12 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
 
     /** The kernels of decode attention's first pass (all compute the same partials; the tests run each). */
     public enum AttentionKernel {
-        /** COALESCED where the shape fits it, else GENERAL (COALESCED measured fastest on an H200, BENCHMARKS.md). */
+        /** BANDWIDTH where the shape fits it, else GENERAL. */
         AUTO(null),
         /** attn_split: any G <= 16, D <= 128; keys through local memory, 32 a tile. */
         GENERAL("attn_split"),
-        /** attn_split_bw: G <= 8, D % 4 == 0; a work-item per key, 256 keys a tile. */
-        BANDWIDTH("attn_split_bw"),
-        /** attn_split_bw2: as BANDWIDTH, with the keys read by 8 work-items each (coalesced lines). */
-        COALESCED("attn_split_bw2");
+        /** attn_split_bw: G <= 8, D % 4 == 0; key and value rows read once, coalesced, 256 keys a tile (4x GENERAL on an H200). */
+        BANDWIDTH("attn_split_bw");
 
         final String kernel;
 
@@ -470,7 +468,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         check(vCache, 0, len * kvd);
         boolean fits = heads / kvHeads <= DB_G && dim % 4 == 0;
         AttentionKernel kernel = attentionKernel == AttentionKernel.AUTO
-                ? (fits ? AttentionKernel.COALESCED : AttentionKernel.GENERAL) : attentionKernel;
+                ? (fits ? AttentionKernel.BANDWIDTH : AttentionKernel.GENERAL) : attentionKernel;
         if (kernel != AttentionKernel.GENERAL && !fits) {
             throw new IllegalArgumentException(kernel + " decode attention takes H/KV <= " + DB_G + " and D % 4 == 0");
         }
@@ -492,7 +490,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                                              Buffer vCache, int lenFirst, Buffer out) {
         if (lenFirst <= 0) throw new IllegalArgumentException("attention over " + lenFirst + " positions");
         boolean fits = heads % kvHeads == 0 && heads / kvHeads <= DB_G && dim % 4 == 0 && dim <= DA_MAXD;
-        if (!fits || (attentionKernel != AttentionKernel.AUTO && attentionKernel != AttentionKernel.COALESCED)) {
+        if (!fits || attentionKernel == AttentionKernel.GENERAL) {
             for (int t = 0; t < rows; t++) decodeAttention(q, t, heads, kvHeads, dim, kCache, vCache, lenFirst + t, out);
             return;
         }
@@ -510,7 +508,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             if (attnPart != null) attnPart.close();
             attnPart = floats(Math.max(partLen, 1 << 16));
         }
-        launch(AttentionKernel.COALESCED.kernel, (long) rows * kvHeads * splits * NT, q, 0L, kCache, vCache, attnPart,
+        launch(AttentionKernel.BANDWIDTH.kernel, (long) rows * kvHeads * splits * NT, q, 0L, kCache, vCache, attnPart,
                 heads, kvHeads, dim, lenFirst, splitLen, splits, (float) (1.0 / Math.sqrt(dim)));
         launch("attn_combine", groups(rows * hd) * NT, attnPart, out, 0L, heads, kvHeads, dim, splits, rows);
     }

@@ -639,150 +639,25 @@ __kernel void attn_split(__global const float* q, long qOff, __global const floa
     }
 }
 
-// Decode attention, pass 1, bandwidth path (G <= DB_G, D % 4 == 0, D <= DA_MAXD): the same partials as attn_split,
-// a tile of NT keys at a time, with every key and value row read from global memory once and no key in local memory.
-// Scores: work-item c takes key c of the tile, reads its row as float4s and scores it for all G heads against the
-// queries in local memory (broadcast reads). The tile's max per head goes through local memory, then p = exp(s - m).
-// Values: work-item (w, dq) adds keys w, w + DB_W, ... into o[g][4 dq .. 4 dq + 3] for all G heads, so a value row is
-// one coalesced read by the DB_LANES work-items of a lane group. The DB_W partial sums are added by a tree through
-// local memory once, at the end of the split. Four barriers a tile of NT keys (attn_split: three per 32).
-// Launch: global = KV * splits * NT, local = NT; group kvh * splits + sp.
 #define DB_G 8
 #define DB_LANES (DA_MAXD / 4)
 #define DB_W (NT / DB_LANES)
+#define DB_KL 8
+
+// Decode attention, pass 1, bandwidth path (G <= DB_G, D % 4 == 0, D <= DA_MAXD): the same partials as attn_split,
+// a tile of NT keys at a time, every key and value row read from global memory once and no key in local memory.
+// Scores: DB_KL work-items share a key row, so a warp's load covers whole 128-byte lines of four rows (one work-item
+// per row, tried first, had each warp load touch 32 lines 4 KB apart: 1,359 against 2,312 GB/s on an H200); each
+// scores its part of the row for all G heads against the queries in local memory, and the DB_KL partials are added
+// through local memory (two barriers per 32 keys). The tile's max per head goes through local memory, then
+// p = exp(s - m). Values: work-item (w, dq) adds keys w, w + DB_W, ... into o[g][4 dq .. 4 dq + 3] for all G heads,
+// so a value row is one coalesced read by the DB_LANES work-items of a lane group; the DB_W partial sums are added by
+// a tree through local memory once, at the end of the split. Query row `row` (causal prefill rows; decode: row 0)
+// sees the first len + row keys.
+// Launch: global = rows * KV * splits * NT, local = NT; group (row * KV + kvh) * splits + sp.
 // Every loop over the heads of the group runs to the constant DB_G (guarded by g < G): with G as its bound, the
 // compiler cannot index acc, lsum and sc with constants and puts them on the stack, in memory.
 __kernel void attn_split_bw(__global const float* q, long qOff, __global const float* kc, __global const float* vc,
-                            __global float* part, int heads, int kvHeads, int dim, int len, int splitLen, int splits,
-                            float scale) {
-    __local float4 lq[DB_G * DB_LANES];        // [G][D/4] queries, pre-scaled
-    __local float big[DB_G * NT * 2];          // scores [G][NT] and probabilities [NT][DB_G]; at the end, the tree
-    __local float red[DB_G * 32];              // per-head partial maxima; at the end, the tree's sums of p
-    __local float lm[DB_G], lalpha[DB_G];      // running max per head, and this tile's rescale of the old sums
-    __local float* ls = big;
-    __local float4* lp = (__local float4*) (big + DB_G * NT);
-    int tid = get_local_id(0);
-    int sp = get_group_id(0) % splits, kvh = get_group_id(0) / splits;
-    int G = heads / kvHeads, kvd = kvHeads * dim, d4 = dim / 4;
-    int k0 = sp * splitLen, k1 = min(k0 + splitLen, len);
-    for (int idx = tid; idx < G * d4; idx += NT) {
-        int g = idx / d4, i = idx % d4;
-        lq[g * DB_LANES + i] = vload4(0, q + qOff + (long) (kvh * G + g) * dim + 4 * i) * scale;
-    }
-    if (tid < DB_G) lm[tid] = DA_NEG;
-    int w = tid / DB_LANES, dq = tid % DB_LANES;
-    float4 acc[DB_G];
-    float lsum[DB_G];
-    for (int g = 0; g < DB_G; g++) { acc[g] = (float4) 0.0f; lsum[g] = 0.0f; }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int p0 = k0; p0 < k1; p0 += NT) {
-        // scores of key p0 + tid for every head of the group
-        float sc[DB_G];
-        for (int g = 0; g < DB_G; g++) sc[g] = DA_NEG;
-        int p = p0 + tid;
-        if (p < k1) {
-            for (int g = 0; g < DB_G; g++) sc[g] = 0.0f;
-            __global const float* kr = kc + (long) p * kvd + kvh * dim;
-            int i = 0;
-            for (; i + 8 <= d4; i += 8) {  // eight loads in flight: one 128-byte line of the row
-                float4 kv[8];
-                for (int u = 0; u < 8; u++) kv[u] = vload4(i + u, kr);
-                for (int u = 0; u < 8; u++) {
-                    for (int g = 0; g < DB_G; g++) if (g < G) sc[g] += dot(lq[g * DB_LANES + i + u], kv[u]);
-                }
-            }
-            for (; i < d4; i++) {
-                float4 k4 = vload4(i, kr);
-                for (int g = 0; g < DB_G; g++) if (g < G) sc[g] += dot(lq[g * DB_LANES + i], k4);
-            }
-        }
-        for (int g = 0; g < DB_G; g++) if (g < G) ls[g * NT + tid] = sc[g];
-        barrier(CLK_LOCAL_MEM_FENCE);
-        {   // the tile's max per head: 32 work-items per head, each over NT / 32 scores, then one per head
-            int g = tid / 32, l = tid % 32;
-            if (g < G) {
-                float m = DA_NEG;
-                for (int c = l; c < NT; c += 32) m = max(m, ls[g * NT + c]);
-                red[g * 32 + l] = m;
-            }
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        if (tid < G) {
-            float m = DA_NEG;
-            for (int l = 0; l < 32; l++) m = max(m, red[tid * 32 + l]);
-            float mOld = lm[tid], mNew = max(mOld, m);
-            lalpha[tid] = exp(mOld - mNew);
-            lm[tid] = mNew;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        {
-            float pr[DB_G];
-            for (int g = 0; g < DB_G; g++) pr[g] = (g < G && sc[g] > 0.5f * DA_NEG) ? exp(sc[g] - lm[g]) : 0.0f;
-            lp[2 * tid] = (float4) (pr[0], pr[1], pr[2], pr[3]);
-            lp[2 * tid + 1] = (float4) (pr[4], pr[5], pr[6], pr[7]);
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        // o[g] = alpha o[g] + sum_c p[c][g] v[c]
-        if (dq < d4) {
-            for (int g = 0; g < DB_G; g++) { acc[g] *= lalpha[g < G ? g : 0]; lsum[g] *= lalpha[g < G ? g : 0]; }
-            int cEnd = min(NT, k1 - p0);
-            for (int c0 = w; c0 < cEnd; c0 += 4 * DB_W) {  // four value rows in flight
-                float4 vv[4];
-                for (int u = 0; u < 4; u++) {
-                    int c = c0 + u * DB_W;
-                    vv[u] = c < cEnd ? vload4(dq, vc + (long) (p0 + c) * kvd + kvh * dim) : (float4) 0.0f;
-                }
-                for (int u = 0; u < 4; u++) {
-                    int c = min(c0 + u * DB_W, NT - 1);  // past cEnd: v is 0 and p of a key past the split is 0
-                    float4 v = vv[u], pa = lp[2 * c], pb = lp[2 * c + 1];
-                    acc[0] += pa.x * v; acc[1] += pa.y * v; acc[2] += pa.z * v; acc[3] += pa.w * v;
-                    acc[4] += pb.x * v; acc[5] += pb.y * v; acc[6] += pb.z * v; acc[7] += pb.w * v;
-                    if (c0 + u * DB_W < cEnd) {
-                        lsum[0] += pa.x; lsum[1] += pa.y; lsum[2] += pa.z; lsum[3] += pa.w;
-                        lsum[4] += pb.x; lsum[5] += pb.y; lsum[6] += pb.z; lsum[7] += pb.w;
-                    }
-                }
-            }
-        }
-    }
-    // the DB_W lane groups' partial sums, added by a tree through local memory (big holds DB_W / 2 groups' o)
-    for (int hw = DB_W / 2; hw >= 1; hw >>= 1) {
-        barrier(CLK_LOCAL_MEM_FENCE);
-        if (w >= hw && w < 2 * hw && dq < d4) {
-            for (int g = 0; g < DB_G; g++) if (g < G) vstore4(acc[g], 0, big + ((w - hw) * DB_G + g) * DA_MAXD + 4 * dq);
-            if (dq == 0) for (int g = 0; g < DB_G; g++) if (g < G) red[(w - hw) * DB_G + g] = lsum[g];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        if (w < hw && dq < d4) {
-            for (int g = 0; g < DB_G; g++) {
-                if (g < G) {
-                    acc[g] += vload4(0, big + (w * DB_G + g) * DA_MAXD + 4 * dq);
-                    lsum[g] += red[w * DB_G + g];
-                }
-            }
-        }
-    }
-    if (w == 0 && dq < d4) {
-        long base = ((long) (kvh * splits + sp)) * G * (dim + 2);
-        for (int g = 0; g < DB_G; g++) {
-            if (g < G) {
-                vstore4(acc[g], 0, part + base + g * (dim + 2) + 4 * dq);
-                if (dq == 0) {
-                    part[base + g * (dim + 2) + dim] = lm[g];
-                    part[base + g * (dim + 2) + dim + 1] = lsum[g];
-                }
-            }
-        }
-    }
-}
-
-#define DB_KL 8
-// Decode attention, pass 1, coalesced variant of attn_split_bw (same limits and launch): the keys are read by
-// DB_KL work-items each, so a warp's load covers whole lines of a few rows rather than one 16-byte piece of 32 rows
-// 4 KB apart. Two more barriers per 32 keys, for adding the partial scores through local memory.
-// Every loop over the heads of the group runs to the constant DB_G (guarded by g < G): with G as its bound, the
-// compiler cannot index acc, lsum and sc with constants and puts them on the stack, in memory.
-__kernel void attn_split_bw2(__global const float* q, long qOff, __global const float* kc, __global const float* vc,
                             __global float* part, int heads, int kvHeads, int dim, int len, int splitLen, int splits,
                             float scale) {
     __local float4 lq[DB_G * DB_LANES];        // [G][D/4] queries, pre-scaled
@@ -924,7 +799,7 @@ __kernel void attn_split_bw2(__global const float* q, long qOff, __global const 
 }
 
 // Decode attention, pass 2: out[row, h, j] = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over the splits.
-// Launch: global = ceil(rows * H * D / NT) * NT, local = NT (rows = 1 but for attn_split_bw2's causal rows).
+// Launch: global = ceil(rows * H * D / NT) * NT, local = NT (rows = 1 but for attn_split_bw's causal rows).
 __kernel void attn_combine(__global const float* part, __global float* out, long outOff, int heads, int kvHeads,
                            int dim, int splits, int rows) {
     int gid = get_global_id(0);
