@@ -128,8 +128,11 @@ public final class EngineBench {
         MemoryBandwidth bandwidth = null;
         try (MiniMaxModel model = MiniMaxModel.load(dir, ops)) {
             c = model.config();
-            log.printf("bench: %s, backend %s, decode %s; warming up%n", describe(c), backend.name(),
+            log.printf("bench: %s, backend %s, prefill %s, decode %s; warming up%n", describe(c), backend.name(),
+                    model.prefillsOnDevice() ? "device-resident" : "through host arrays",
                     model.decodesOnDevice() ? "device-resident" : "through host arrays");
+            prefillOnDevice = model.prefillsOnDevice();
+            decodeOnDevice = model.decodesOnDevice();
             warmUp(model);
             for (int len : o.promptLengths) prefills.add(prefill(model, ops, len));
             // the model's own peak, before the bandwidth buffer is allocated (decode adds little to it)
@@ -344,6 +347,9 @@ public final class EngineBench {
         return new long[]{attn, router, experts, (long) c.vocabSize() * h};
     }
 
+    /** Whether the model ran prefill / decode on the device path, whose time TimedOps cannot split by operation. */
+    private boolean prefillOnDevice, decodeOnDevice;
+
     private void report(ModelConfig c, SyntheticCheckpoint.Shape shape, Path dir, TensorOps backend,
                         List<PrefillResult> prefills, List<DecodeResult> decodes, double bandwidth, long bytesPerToken,
                         long peakRss, long peakHeap) {
@@ -390,7 +396,8 @@ public final class EngineBench {
                 c.parameterCount() / 1e6, c.activeParameterCount() / 1e6, dir);
         if (!prefills.isEmpty()) {
             out.println();
-            out.println("prefill     tokens    seconds   tokens/s   us/token  vs first   matmul lightning softmax   other");
+            out.println("prefill     tokens    seconds   tokens/s   us/token  vs first   matmul lightning softmax   other"
+                    + (prefillOnDevice ? "   (device-resident: the split by operation is not measured, all shows as other)" : ""));
             double first = prefills.get(0).microsPerToken();
             for (PrefillResult p : prefills) {
                 double other = p.seconds - p.matmul - p.lightning - p.softmax;
@@ -406,7 +413,8 @@ public final class EngineBench {
         }
         if (!decodes.isEmpty()) {
             out.println();
-            out.println("decode      batch      steps    seconds   tokens/s  ms/step best-32   matmul lightning softmax   other");
+            out.println("decode      batch      steps    seconds   tokens/s  ms/step best-32   matmul lightning softmax   other"
+                    + (decodeOnDevice ? "   (device-resident: the split by operation is not measured, all shows as other)" : ""));
             for (DecodeResult d : decodes) {
                 double other = d.seconds - d.matmul - d.lightning - d.softmax;
                 out.printf(Locale.ROOT, "         %9d %10d %10.3f %10.1f %8.2f %8.1f %7.0f%% %8.0f%% %6.0f%% %6.0f%%%n",
