@@ -81,22 +81,18 @@ final class DeviceState implements AutoCloseable {
      * returns the new length.
      */
     int append(int layer, Buffer k, Buffer v, int row) {
-        int n = kvLength[layer];
-        reserve(layer, n + 1);
-        ops.copy(k, (long) row * kvd, keys[layer], (long) n * kvd, kvd);
-        ops.copy(v, (long) row * kvd, values[layer], (long) n * kvd, kvd);
-        return kvLength[layer] = n + 1;
+        return appendRows(layer, k, v, row, 1);
     }
 
     /**
-     * Appends {@code n} K and V rows, rows {@code 0..n-1} of k, v [n, KV*D] (a prefill chunk), to layer {@code layer}'s
-     * cache; returns the new length.
+     * Appends {@code n} K and V rows, rows {@code from..from+n-1} of k, v [rows, KV*D] (all of a prefill chunk's), to
+     * layer {@code layer}'s cache; returns the new length.
      */
-    int appendRows(int layer, Buffer k, Buffer v, int n) {
+    int appendRows(int layer, Buffer k, Buffer v, int from, int n) {
         int len = kvLength[layer];
         reserve(layer, len + n);
-        ops.copy(k, 0, keys[layer], (long) len * kvd, (long) n * kvd);
-        ops.copy(v, 0, values[layer], (long) len * kvd, (long) n * kvd);
+        ops.copy(k, (long) from * kvd, keys[layer], (long) len * kvd, (long) n * kvd);
+        ops.copy(v, (long) from * kvd, values[layer], (long) len * kvd, (long) n * kvd);
         return kvLength[layer] = len + n;
     }
 

@@ -64,14 +64,9 @@ final class LightningAttention {
         return s;
     }
 
-    /** x [rows, h] -> y [rows, h] (y may not alias x). */
-    void forward(TensorOps ops, Batch batch, float[] x, float[] y) {
-        int n = batch.rows(), HD = H * D;
-        // qkv projection + SiLU: (n, H, 3D)
-        float[] qkv = new float[n * 3 * HD];
-        ops.matmul(x, n, wQkv, qkv);
-        Functions.siluInPlace(qkv, qkv.length);
-        // split heads: q, k, v each (n, H, D)
+    /** q, k, v [n, H, D] out of qkv [n, H, 3D] (per head q | k | v, the checkpoint's fused layout). */
+    static float[][] splitQkv(float[] qkv, int n, int H, int D) {
+        int HD = H * D;
         float[] q = new float[n * HD], k = new float[n * HD], v = new float[n * HD];
         for (int t = 0; t < n; t++) {
             for (int h = 0; h < H; h++) {
@@ -81,6 +76,19 @@ final class LightningAttention {
                 System.arraycopy(qkv, src + 2 * D, v, dst, D);
             }
         }
+        return new float[][]{q, k, v};
+    }
+
+    /** x [rows, h] -> y [rows, h] (y may not alias x). */
+    void forward(TensorOps ops, Batch batch, float[] x, float[] y) {
+        int n = batch.rows(), HD = H * D;
+        // qkv projection + SiLU: (n, H, 3D)
+        float[] qkv = new float[n * 3 * HD];
+        ops.matmul(x, n, wQkv, qkv);
+        Functions.siluInPlace(qkv, qkv.length);
+        // split heads: q, k, v each (n, H, D)
+        float[][] split = splitQkv(qkv, n, H, D);
+        float[] q = split[0], k = split[1], v = split[2];
         float[] o = new float[n * HD];
         attend(ops, batch, q, k, v, o);
         // output norm over all H*D dims, sigmoid gate, projection

@@ -198,7 +198,7 @@ final class ResidentDecoder implements AutoCloseable {
                 d.matmul(s.x, n, sa.wv, s.v);
                 d.rope(s.q, n, sa.H, sa.D, invFreq[l], sa.rope.rotaryDim / 2, s.pos);
                 d.rope(s.k, n, sa.KV, sa.D, invFreq[l], sa.rope.rotaryDim / 2, s.pos);
-                int len = dev.appendRows(l, s.k, s.v, n);               // the cache now holds the chunk
+                int len = dev.appendRows(l, s.k, s.v, 0, n);               // the cache now holds the chunk
                 // causal: row t sees positions <= start + t
                 d.causalAttention(s.q, n, sa.H, sa.KV, sa.D, dev.keys(l), dev.values(l), len - n + 1, s.o);
                 d.matmul(s.o, n, sa.wo, s.a);
@@ -251,7 +251,7 @@ final class ResidentDecoder implements AutoCloseable {
         d.flush(); // the device runs this layer while the host enqueues the next
     }
 
-    /** From this many rows, a chunk's experts run grouped (one product per expert) rather than 8 rows a pass. */
+    /** Above this many rows, a chunk's experts run grouped (one product per expert) rather than 8 rows a pass. */
     static final int GROUP_MIN_ROWS = 8;
 
     /**

@@ -49,20 +49,6 @@ class ResidentOpsTest {
 
     enum Dt { F32, BF16 }
 
-    /** q, k, v [rows, H, D] out of qkv [rows, H, 3D] (per head q | k | v, the checkpoint's fused layout). */
-    private static float[][] split(float[] qkv, int rows, int H, int D) {
-        int HD = H * D;
-        float[] q = new float[rows * HD], k = new float[rows * HD], v = new float[rows * HD];
-        for (int t = 0; t < rows; t++) {
-            for (int h = 0; h < H; h++) {
-                int src = t * 3 * HD + h * 3 * D, dst = t * HD + h * D;
-                System.arraycopy(qkv, src, q, dst, D);
-                System.arraycopy(qkv, src + D, k, dst, D);
-                System.arraycopy(qkv, src + 2 * D, v, dst, D);
-            }
-        }
-        return new float[][]{q, k, v};
-    }
 
     private static DType dtype(Dt t) { return t == Dt.F32 ? DType.F32 : DType.BF16; }
 
@@ -195,7 +181,7 @@ class ResidentOpsTest {
             try (Buffer db = d.upload(decay); Buffer ob = poison(d, rows * HD)) {
                 for (int step = 0; step < 3; step++) { // the state carries from step to step on the device
                     float[] qkv = random(rnd, rows * 3 * HD, 1f);
-                    float[][] qkvSplit = split(qkv, rows, H, D);
+                    float[][] qkvSplit = LightningAttention.splitQkv(qkv, rows, H, D);
                     float[] q = qkvSplit[0], k = qkvSplit[1], v = qkvSplit[2];
                     float[] ref = new float[rows * HD];
                     REF.lightningDecode(q, k, v, rows, H, D, decay, states, ref);
@@ -226,7 +212,7 @@ class ResidentOpsTest {
             try (Buffer db = d.upload(decay); Buffer sb = d.upload(state); Buffer ob = poison(d, n * HD)) {
                 for (int call = 0; call < 2; call++) { // the state carries from call to call on the device
                     float[] qkv = random(rnd, n * 3 * HD, 0.5f);
-                    float[][] qkvSplit = split(qkv, n, H, D);
+                    float[][] qkvSplit = LightningAttention.splitQkv(qkv, n, H, D);
                     float[] q = qkvSplit[0], k = qkvSplit[1], v = qkvSplit[2];
                     float[] ref = new float[n * HD];
                     REF.lightningPrefill(q, k, v, n, H, D, decay, 16, state, ref); // block form, blocks of 16

@@ -116,40 +116,28 @@ final class Cl {
         }
     }
 
-    /** Blocking write of {@code bytes} from host memory {@code src} to {@code dst} at byte offset {@code off}. */
+    /**
+     * Blocking write of {@code bytes} from host memory {@code src} (native memory, or a Java array's segment, which
+     * is pinned for the call rather than copied) to {@code dst} at byte offset {@code off}.
+     */
     static void write(MemorySegment queue, MemorySegment dst, long off, long bytes, MemorySegment src) {
+        MethodHandle h = src.isNative() ? WRITE_BUFFER : WRITE_HEAP;
         try {
-            check((int) WRITE_BUFFER.invokeExact(queue, dst, 1, off, bytes, src, 0, MemorySegment.NULL, MemorySegment.NULL),
+            check((int) h.invokeExact(queue, dst, 1, off, bytes, src, 0, MemorySegment.NULL, MemorySegment.NULL),
                     "clEnqueueWriteBuffer");
         } catch (Throwable t) {
             throw rethrow(t);
         }
     }
 
-    /** Blocking read (waits for every command before it on the in-order queue). */
+    /**
+     * Blocking read (waits for every command before it on the in-order queue) into {@code dst}: native memory, or a
+     * Java array's segment, pinned for the call.
+     */
     static void read(MemorySegment queue, MemorySegment src, long off, long bytes, MemorySegment dst) {
+        MethodHandle h = dst.isNative() ? READ_BUFFER : READ_HEAP;
         try {
-            check((int) READ_BUFFER.invokeExact(queue, src, 1, off, bytes, dst, 0, MemorySegment.NULL, MemorySegment.NULL),
-                    "clEnqueueReadBuffer");
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-    }
-
-    /** Blocking write straight from a Java array (a heap segment, pinned during the call). */
-    static void writeHeap(MemorySegment queue, MemorySegment dst, long off, long bytes, MemorySegment heapSrc) {
-        try {
-            check((int) WRITE_HEAP.invokeExact(queue, dst, 1, off, bytes, heapSrc, 0, MemorySegment.NULL, MemorySegment.NULL),
-                    "clEnqueueWriteBuffer");
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-    }
-
-    /** Blocking read straight into a Java array (a heap segment, pinned during the call). */
-    static void readHeap(MemorySegment queue, MemorySegment src, long off, long bytes, MemorySegment heapDst) {
-        try {
-            check((int) READ_HEAP.invokeExact(queue, src, 1, off, bytes, heapDst, 0, MemorySegment.NULL, MemorySegment.NULL),
+            check((int) h.invokeExact(queue, src, 1, off, bytes, dst, 0, MemorySegment.NULL, MemorySegment.NULL),
                     "clEnqueueReadBuffer");
         } catch (Throwable t) {
             throw rethrow(t);

@@ -31,7 +31,6 @@ import java.util.Set;
  */
 public final class ResidentOps implements DeviceOps, AutoCloseable {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfInt I32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final long UPLOAD_CHUNK = 64L << 20;
 
     static final int NT = 256;
@@ -134,40 +133,28 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     public synchronized void write(Buffer dst, long dstOff, float[] src, int srcOff, int n) {
         check(dst, dstOff, n);
         if (n == 0) return;
-        if (srcOff < 0 || srcOff + n > src.length) throw new IndexOutOfBoundsException(srcOff + "+" + n + " of " + src.length);
         // straight from the array (pinned during the blocking call): no staging copy; the layout is the host's, and
-        // OpenCL devices here are little-endian like the hosts
-        Cl.writeHeap(queue, cl(dst).mem(), 4 * dstOff, 4L * n, MemorySegment.ofArray(src).asSlice(4L * srcOff, 4L * n));
+        // OpenCL devices here are little-endian like the hosts (asSlice checks srcOff and n against the array)
+        Cl.write(queue, cl(dst).mem(), 4 * dstOff, 4L * n, MemorySegment.ofArray(src).asSlice(4L * srcOff, 4L * n));
     }
 
     @Override
     public synchronized void write(Buffer dst, int[] src, int n) {
         check(dst, 0, n);
-        if (n == 0) return;
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment s = a.allocate(4L * n, 64);
-            MemorySegment.copy(src, 0, s, I32, 0, n);
-            Cl.write(queue, cl(dst).mem(), 0, 4L * n, s);
-        }
+        if (n > 0) Cl.write(queue, cl(dst).mem(), 0, 4L * n, MemorySegment.ofArray(src).asSlice(0, 4L * n));
     }
 
     @Override
     public synchronized void read(Buffer src, long srcOff, float[] dst, int dstOff, int n) {
         check(src, srcOff, n);
         if (n == 0) return;
-        if (dstOff < 0 || dstOff + n > dst.length) throw new IndexOutOfBoundsException(dstOff + "+" + n + " of " + dst.length);
-        Cl.readHeap(queue, cl(src).mem(), 4 * srcOff, 4L * n, MemorySegment.ofArray(dst).asSlice(4L * dstOff, 4L * n));
+        Cl.read(queue, cl(src).mem(), 4 * srcOff, 4L * n, MemorySegment.ofArray(dst).asSlice(4L * dstOff, 4L * n));
     }
 
     @Override
     public synchronized void read(Buffer src, int[] dst, int n) {
         check(src, 0, n);
-        if (n == 0) return;
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment s = a.allocate(4L * n, 64);
-            Cl.read(queue, cl(src).mem(), 0, 4L * n, s);
-            MemorySegment.copy(s, I32, 0, dst, 0, n);
-        }
+        if (n > 0) Cl.read(queue, cl(src).mem(), 0, 4L * n, MemorySegment.ofArray(dst).asSlice(0, 4L * n));
     }
 
     @Override
@@ -215,21 +202,27 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         return p;
     }
 
-    /** Copies tensor {@code w} into {@code buf} at element {@code off}: raw bytes for F32 and BF16, f16 widened. */
+    /**
+     * Copies tensor {@code w} into {@code buf} at element {@code off}: F32 and BF16 straight from the tensor's memory
+     * (the mapped checkpoint), F16 widened to fp32 through a staging buffer. In chunks, so that a write from a Java
+     * array (pinned for the call) holds the GC back briefly.
+     */
     private void upload(Tensor w, ClBuffer buf, long off) {
+        boolean widen = w.dtype() == DType.F16;
         int eb = w.dtype() == DType.BF16 ? 2 : 4;
-        long n = w.size();
+        long n = w.size(), per = UPLOAD_CHUNK / eb;
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment stage = a.allocate(Math.min(UPLOAD_CHUNK, n * eb), 64);
-            long per = stage.byteSize() / eb;
+            MemorySegment stage = widen ? a.allocate(Math.min(UPLOAD_CHUNK, n * eb), 64) : null;
             for (long i = 0; i < n; i += per) {
                 long m = Math.min(per, n - i);
-                if (w.dtype() == DType.F16) {
+                MemorySegment src;
+                if (widen) {
                     for (long e = 0; e < m; e++) stage.set(F32, 4 * e, w.get(i + e));
+                    src = stage.asSlice(0, m * eb);
                 } else {
-                    MemorySegment.copy(w.data(), i * eb, stage, 0, m * eb);
+                    src = w.data().asSlice(i * eb, m * eb);
                 }
-                Cl.write(queue, buf.mem(), (off + i) * eb, m * eb, stage);
+                Cl.write(queue, buf.mem(), (off + i) * eb, m * eb, src);
             }
         }
     }
@@ -475,11 +468,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         boolean bandwidth = kernel != AttentionKernel.GENERAL;
         int[] split = bandwidth ? splits(len, kvHeads, 4 * computeUnits, NT, NT) : splits(len, kvHeads, 2 * computeUnits, DA_KEYS, 4 * DA_KEYS);
         int splitLen = split[0], splits = split[1];
-        long partLen = (long) kvHeads * splits * (heads / kvHeads) * (dim + 2);
-        if (attnPart == null || attnPart.length() < partLen) {
-            if (attnPart != null) attnPart.close();
-            attnPart = floats(Math.max(partLen, 1 << 16));
-        }
+        partials((long) kvHeads * splits * (heads / kvHeads) * (dim + 2));
         launch(kernel.kernel, (long) kvHeads * splits * NT, q, hd * row, kCache, vCache,
                 attnPart, heads, kvHeads, dim, len, splitLen, splits, (float) (1.0 / Math.sqrt(dim)));
         launch("attn_combine", groups(hd) * NT, attnPart, out, hd * row, heads, kvHeads, dim, splits, 1);
@@ -503,14 +492,17 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         // about 4 work-groups per compute unit over all rows: long prompts need no splits, the rows fill the device
         int[] split = splits(maxLen, kvHeads * rows, 4 * computeUnits, NT, NT);
         int splitLen = split[0], splits = split[1];
-        long partLen = (long) rows * kvHeads * splits * (heads / kvHeads) * (dim + 2);
-        if (attnPart == null || attnPart.length() < partLen) {
-            if (attnPart != null) attnPart.close();
-            attnPart = floats(Math.max(partLen, 1 << 16));
-        }
+        partials((long) rows * kvHeads * splits * (heads / kvHeads) * (dim + 2));
         launch(AttentionKernel.BANDWIDTH.kernel, (long) rows * kvHeads * splits * NT, q, 0L, kCache, vCache, attnPart,
                 heads, kvHeads, dim, lenFirst, splitLen, splits, (float) (1.0 / Math.sqrt(dim)));
         launch("attn_combine", groups(rows * hd) * NT, attnPart, out, 0L, heads, kvHeads, dim, splits, rows);
+    }
+
+    /** Room for {@code length} floats of attention partials (o, m, l per split) in attnPart, grown when short. */
+    private void partials(long length) {
+        if (attnPart != null && attnPart.length() >= length) return;
+        if (attnPart != null) attnPart.close();
+        attnPart = floats(Math.max(length, 1 << 16));
     }
 
     /**
