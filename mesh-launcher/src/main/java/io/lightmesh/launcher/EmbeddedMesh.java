@@ -86,6 +86,8 @@ public final class EmbeddedMesh implements AutoCloseable {
     private Server routerServer;
     private HttpFront http;
     private String bootstrap;
+    /** The broker's folder when this mesh made it (no workDir given): removed on close. */
+    private Path tempDir;
 
     private EmbeddedMesh(Options options, MeshModel model, Function<String, OpenTelemetry> telemetry) {
         this.options = options;
@@ -120,7 +122,8 @@ public final class EmbeddedMesh implements AutoCloseable {
     private void startAll() throws IOException, InterruptedException {
         bootstrap = options.kafka();
         if (bootstrap == null) {
-            Path dir = options.workDir() != null ? options.workDir() : Files.createTempDirectory("lightmesh-kafka");
+            Path dir = options.workDir();
+            if (dir == null) dir = tempDir = Files.createTempDirectory("lightmesh-kafka");
             broker = KraftBroker.start(dir.resolve("kafka"), 0);
             bootstrap = broker.bootstrapServers();
         }
@@ -184,6 +187,17 @@ public final class EmbeddedMesh implements AutoCloseable {
         }
     }
 
+    /** Best effort: a file still held open is left (and named on stderr), the rest goes. */
+    static void deleteTree(Path dir) {
+        try (java.util.stream.Stream<Path> files = Files.walk(dir)) {
+            for (Path f : files.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                try { Files.deleteIfExists(f); } catch (IOException e) { System.err.println("lightmesh: could not remove " + f + ": " + e.getMessage()); }
+            }
+        } catch (IOException e) {
+            System.err.println("lightmesh: could not remove " + dir + ": " + e.getMessage());
+        }
+    }
+
     /** MicroProfile Health's JSON shape, as Quarkus answers it. */
     static String healthJson(HealthResponse h, boolean up) {
         StringBuilder sb = new StringBuilder("{\"status\":\"").append(up ? "UP" : "DOWN").append("\",\"checks\":[");
@@ -212,6 +226,8 @@ public final class EmbeddedMesh implements AutoCloseable {
     public String routerTarget() { return options.host() + ":" + routerServer.getPort(); }
     public int httpPort() { return http == null ? -1 : http.port(); }
     public String kafkaBootstrap() { return bootstrap; }
+    /** The folder this mesh made for its broker (removed on close); null when it was given one or uses an outside Kafka. */
+    public Path ownedBrokerDir() { return tempDir; }
     public MeshModel model() { return model; }
     public RouterCore router() { return router; }
     public List<Component<DecodeWorker>> decoders() { return decoders; }
@@ -236,6 +252,7 @@ public final class EmbeddedMesh implements AutoCloseable {
         for (RemoteExperts r : remotes) r.close();
         for (Component<ExpertShard> e : experts) Grpc.shutdown(e.server());
         if (broker != null) broker.close();
+        if (tempDir != null) deleteTree(tempDir);
         model.close();
         if (ownsTelemetry) for (OpenTelemetry o : otels.values()) if (o instanceof io.opentelemetry.sdk.OpenTelemetrySdk sdk) sdk.close();
     }
