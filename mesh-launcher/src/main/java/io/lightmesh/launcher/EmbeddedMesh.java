@@ -153,7 +153,7 @@ public final class EmbeddedMesh implements AutoCloseable {
                 options.maxInFlight(), options.defaultMaxNewTokens(), 1 << 20, 2, 500), model, otel("lightmesh-router"));
         for (int i = 0; i < options.prefillWorkers(); i++) addPrefillWorker(placement);
         List<BindableService> routerServices = router.services();
-        routerServer = Grpc.serve(host, options.grpcPort(), routerServices);
+        routerServer = Grpc.servePublic(host, options.grpcPort(), routerServices);
         if (options.httpPort() >= 0) startHttp();
     }
 
