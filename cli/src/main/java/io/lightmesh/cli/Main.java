@@ -23,7 +23,8 @@ public final class Main {
             commands:
               generate    --model DIR (--prompt TEXT | --ids 1,2,3) [--max-new-tokens N] [--temperature T]
                           [--top-k K] [--top-p P] [--seed S] [--stop STR]... [--max-thinking-tokens N] [--json]
-                          [--target HOST:PORT]  (through a running mesh instead of the in-process engine)
+                          [--target HOST:PORT [--tls-ca CA.pem] [--api-key KEY]]  (through a running mesh instead of the
+                          in-process engine; --tls-ca when its router serves TLS, trusting that CA)
               score       --model DIR --ids 1,2,3,... --prefill K --positions p1,p2,...
                           tokens 0..K-1 go through one prefill call, the rest one at a time through decode;
                           prints {"logits": {"p": [...]}} where position p's logits predict token p+1
@@ -93,7 +94,10 @@ public final class Main {
 
     private static int generate(String[] argv, PrintStream out) throws IOException {
         Args a = parse(argv, Set.of("--prompt", "--ids", "--max-new-tokens", "--temperature", "--top-k", "--top-p",
-                "--seed", "--stop", "--max-thinking-tokens", "--target"), Set.of("--json"));
+                "--seed", "--stop", "--max-thinking-tokens", "--target", "--tls-ca", "--api-key"), Set.of("--json"));
+        if ((a.has("--tls-ca") || a.has("--api-key")) && !a.has("--target")) {
+            throw new Args.UsageException("--tls-ca and --api-key are for a running mesh: give --target HOST:PORT too");
+        }
         if (a.has("--prompt") == a.has("--ids")) throw new Args.UsageException("give exactly one of --prompt or --ids");
         if (a.has("--target")) return RemoteGenerate.run(a, out);
         SamplingParams params = new SamplingParams(a.getFloat("--temperature", 0f), a.getInt("--top-k", 0),

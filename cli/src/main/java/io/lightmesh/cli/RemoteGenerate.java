@@ -11,6 +11,7 @@ import io.lightmesh.client.LightMeshException;
 
 import java.io.PrintStream;
 import java.util.ArrayList;
+import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 
@@ -27,7 +28,10 @@ final class RemoteGenerate {
                 .maxThinkingTokens(a.getInt("--max-thinking-tokens", 0)).returnTokenIds(true);
         if (!a.all("--stop").isEmpty()) b.stop(a.all("--stop"));
         boolean json = a.flag("--json");
-        try (LightMeshClient client = LightMeshClient.builder().target(a.get("--target", null)).plaintext().build();
+        LightMeshClient.Builder cb = LightMeshClient.builder().target(a.get("--target", null)).apiKey(a.get("--api-key", null));
+        if (a.has("--tls-ca")) cb.tls(Path.of(a.get("--tls-ca", null)));   // a mesh with TLS on its public ports
+        else cb.plaintext();
+        try (LightMeshClient client = cb.build();
              GenerationStream stream = client.stream(b.build())) {
             List<Delta> deltas = new ArrayList<>();
             for (Delta d : stream) {
