@@ -1,7 +1,8 @@
 // Runs the official `openai` client against a LightMesh OpenAI-compatible endpoint:
 //   node test.mjs http://127.0.0.1:8080/v1 [model]
 // (or OPENAI_BASE_URL / LIGHTMESH_MODEL). Checks shapes and behaviour, not the model's wording, so that it can run
-// against a real model as well as against the SDK's fake server. Exits 1 on the first failure.
+// against a real model as well as against the SDK's fake server. Exits 1 on the first failure. LIGHTMESH_CHECKS
+// (comma-separated names) runs only those checks (a model that calls no tools skips the round trip).
 import OpenAI from 'openai';
 import assert from 'node:assert/strict';
 
@@ -18,7 +19,12 @@ const weatherTool = {
 };
 
 const results = [];
+const only = process.env.LIGHTMESH_CHECKS?.split(',').map((n) => n.trim());
 async function check(name, fn) {
+  if (only && !only.includes(name)) {
+    console.log(`skip ${name}`);
+    return;
+  }
   try {
     await fn();
     results.push(name);
@@ -175,7 +181,7 @@ await check('completions echo logprobs', async () => {
     assert.ok(lp.token_logprobs[k] <= 0);
     assert.ok(lp.text_offset[k] >= lp.text_offset[k - 1]);
   }
-  assert.equal(lp.tokens.join(''), choice.text, 'the tokens spell the text');
+  if (!lp.tokens.some((t) => t.includes('\uFFFD'))) assert.equal(lp.tokens.join(''), choice.text, 'the tokens spell the text');
 });
 
 await check('errors', async () => {
