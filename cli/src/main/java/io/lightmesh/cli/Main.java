@@ -23,6 +23,8 @@ public final class Main {
             commands:
               generate    --model DIR (--prompt TEXT | --ids 1,2,3) [--max-new-tokens N] [--temperature T]
                           [--top-k K] [--top-p P] [--seed S] [--stop STR]... [--max-thinking-tokens N] [--json]
+                          [--n N] [--logprobs K] [--prompt-logprobs K] [--presence-penalty P]
+                          [--frequency-penalty P] [--repetition-penalty R]
                           [--target HOST:PORT [--tls-ca CA.pem] [--api-key KEY]]  (through a running mesh instead of the
                           in-process engine; --tls-ca when its router serves TLS, trusting that CA)
               score       --model DIR --ids 1,2,3,... --prefill K --positions p1,p2,...
@@ -93,8 +95,10 @@ public final class Main {
     }
 
     private static int generate(String[] argv, PrintStream out) throws IOException {
-        Args a = parse(argv, Set.of("--prompt", "--ids", "--max-new-tokens", "--temperature", "--top-k", "--top-p",
-                "--seed", "--stop", "--max-thinking-tokens", "--target", "--tls-ca", "--api-key"), Set.of("--json"));
+        Set<String> valued = new java.util.HashSet<>(Set.of("--prompt", "--ids", "--max-new-tokens", "--temperature", "--top-k", "--top-p",
+                "--seed", "--stop", "--max-thinking-tokens", "--target", "--tls-ca", "--api-key"));
+        valued.addAll(ChoiceFlags.VALUED);
+        Args a = parse(argv, valued, Set.of("--json"));
         if ((a.has("--tls-ca") || a.has("--api-key")) && !a.has("--target")) {
             throw new Args.UsageException("--tls-ca and --api-key are for a running mesh: give --target HOST:PORT too");
         }
@@ -103,23 +107,38 @@ public final class Main {
         SamplingParams params = new SamplingParams(a.getFloat("--temperature", 0f), a.getInt("--top-k", 0),
                 a.getFloat("--top-p", 1f), a.getLong("--seed", 0L), a.getInt("--max-new-tokens", 64),
                 a.all("--stop"), a.getInt("--max-thinking-tokens", 0));
+        ChoiceFlags choices = new ChoiceFlags(a);
+        params = choices.apply(params);
         try (LoadedModel m = open(a)) {
             int[] prompt = a.has("--ids") ? a.ints("--ids") : m.requireTokenizer().encode(a.get("--prompt", ""));
             boolean json = a.flag("--json");
-            Generator.Result r = Generator.generate(m.model(), m.tokenizer(), prompt, params,
-                    json ? null : step -> { out.print(step.text()); out.flush(); });
+            List<Generator.Result> rs = Generator.generate(m.model(), m.tokenizer(), prompt, params, choices.n, choices.promptLogprobs,
+                    json || choices.n > 1 ? null : (i, step) -> { out.print(step.text()); out.flush(); });
             if (json) {
                 ObjectNode o = JSON.createObjectNode();
-                ArrayNode ids = o.putArray("ids");
-                for (int t : r.tokens()) ids.add(t);
-                o.put("text", m.tokenizer() == null ? "" : r.text());
-                o.put("finish_reason", r.reason().name().toLowerCase());
+                result(o, rs.getFirst(), m, choices);
+                if (choices.promptLogprobs >= 0) ChoiceFlags.engineJson(o.putArray("prompt_logprobs"), rs.getFirst().promptLogprobs(), m.tokenizer());
+                if (choices.n > 1) {
+                    ArrayNode all = o.putArray("choices");
+                    for (Generator.Result r : rs) result(all.addObject(), r, m, choices);
+                }
                 out.println(o);
+            } else if (choices.n > 1) {
+                for (int i = 0; i < rs.size(); i++) out.println("--- choice " + i + " ---\n" + rs.get(i).text());
             } else {
                 out.println();
             }
         }
         return 0;
+    }
+
+    /** One choice's part of generate's JSON: ids, text, finish reason, and the log-probabilities when asked for. */
+    private static void result(ObjectNode o, Generator.Result r, LoadedModel m, ChoiceFlags choices) {
+        ArrayNode ids = o.putArray("ids");
+        for (int t : r.tokens()) ids.add(t);
+        o.put("text", m.tokenizer() == null ? "" : r.text());
+        o.put("finish_reason", r.reason().name().toLowerCase());
+        if (choices.logprobs >= 0) ChoiceFlags.engineJson(o.putArray("logprobs"), r.logprobs(), m.tokenizer());
     }
 
     private static int score(String[] argv, PrintStream out) throws IOException {

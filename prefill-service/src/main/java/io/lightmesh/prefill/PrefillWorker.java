@@ -1,6 +1,8 @@
 package io.lightmesh.prefill;
 
 import io.grpc.ManagedChannel;
+import io.lightmesh.engine.generate.Generation;
+import io.lightmesh.engine.generate.PromptLogprobs;
 import io.lightmesh.engine.model.MiniMaxModel;
 import io.lightmesh.engine.model.SequenceState;
 import io.lightmesh.mesh.Grpc;
@@ -9,6 +11,7 @@ import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.mesh.StateCodec;
 import io.lightmesh.mesh.Specs;
 import io.lightmesh.proto.v1.AckStatus;
+import io.lightmesh.proto.v1.FirstToken;
 import io.lightmesh.proto.v1.GenerationSpec;
 import io.lightmesh.proto.v1.PrefillTask;
 import io.lightmesh.proto.v1.ReserveRequest;
@@ -189,6 +192,7 @@ public final class PrefillWorker implements AutoCloseable {
         long queueUs, prefillUs; // prefillUs: the batch's forward pass
         SequenceState state;
         float[] logits;
+        List<io.lightmesh.proto.v1.TokenLogprob> promptLogprobs = List.of(); // when the spec asks for them
         Boolean commit;           // null while the job is still being worked on; then whether its offset may be committed
 
         Job(ConsumerRecord<String, byte[]> record, PrefillTask task) {
@@ -308,7 +312,8 @@ public final class PrefillWorker implements AutoCloseable {
         if (spec.getDeadlineUnixMs() > 0 && spec.getDeadlineUnixMs() < System.currentTimeMillis()) { j.commit = true; return; }
         j.context = Specs.context(spec);
         try {
-            long need = StateCodec.serialisedBytes(meshModel.config(), j.context.length + (long) spec.getSampling().getMaxNewTokens());
+            long need = StateCodec.serialisedBytes(meshModel.config(), j.context.length + (long) spec.getSampling().getMaxNewTokens())
+                    * Specs.choices(spec); // the decode worker holds a copy of the state per choice
             // reserve room on the decode worker while prefilling (one round trip saved); after a refusal by this target,
             // wait for the answer first, so that a full decode worker does not make this one prefill in vain
             j.reservation = StateTransferGrpc.newFutureStub(channel(j.task.getDecodeTarget())).withDeadlineAfter(5, TimeUnit.SECONDS)
@@ -327,6 +332,12 @@ public final class PrefillWorker implements AutoCloseable {
      */
     private void prefill(List<Job> jobs) {
         if (jobs.isEmpty()) return;
+        List<Job> scored = jobs.stream().filter(j -> Specs.promptLogprobs(j.task.getSpec()) >= 0).toList();
+        if (!scored.isEmpty()) { // prompt log-probabilities need the logits of every position: one at a time
+            for (Job j : scored) prefillScoring(j);
+            jobs = jobs.stream().filter(j -> Specs.promptLogprobs(j.task.getSpec()) < 0).toList();
+            if (jobs.isEmpty()) return;
+        }
         long t0 = System.nanoTime();
         List<SequenceState> states = new ArrayList<>();
         for (Job j : jobs) states.add(j.state = model.newState());
@@ -354,6 +365,35 @@ public final class PrefillWorker implements AutoCloseable {
         }
     }
 
+    /**
+     * Prefill of one job that asks for its prompt's log-probabilities (raw logits at every position, the engine's
+     * {@link PromptLogprobs}); a resume's context also holds generated tokens, whose scores are not the prompt's.
+     */
+    private void prefillScoring(Job j) {
+        long t0 = System.nanoTime();
+        j.state = model.newState();
+        GenerationSpec spec = j.task.getSpec();
+        try (Scope ignored = j.span.makeCurrent()) {
+            PromptLogprobs.Result r = PromptLogprobs.prefill(model, j.state, j.context, Specs.promptLogprobs(spec));
+            j.logits = r.lastLogits();
+            int prompt = spec.getPromptTokensCount() - 1;
+            j.promptLogprobs = r.logprobs().subList(0, prompt).stream().map(Specs::logprob).toList();
+        } catch (IllegalArgumentException e) {
+            drop(j, e);
+            return;
+        } catch (io.grpc.StatusRuntimeException e) {
+            LOG.info("prefill of " + j.key + " failed: " + e.getStatus());
+            j.commit = false;
+            return;
+        }
+        j.prefillUs = (System.nanoTime() - t0) / 1000;
+        batches.increment();
+        largestBatch.accumulateAndGet(1, Math::max);
+        prefillSeconds.record(j.prefillUs / 1e6);
+        queueSeconds.record(j.queueUs / 1e6);
+        j.span.setAttribute("lightmesh.context_tokens", j.context.length);
+    }
+
     private void drop(Job j, IllegalArgumentException e) {
         // a record no worker can process (the router validates, so a bug or a foreign producer)
         LOG.severe("dropping request " + j.key + ": " + e.getMessage());
@@ -367,10 +407,19 @@ public final class PrefillWorker implements AutoCloseable {
         GenerationSpec spec = j.task.getSpec();
         String id = spec.getRequestId();
         try {
-            int first = Specs.resume(spec, j.state, meshModel.tokenizer()).accept(j.logits).token();
+            // each choice's first token, drawn by the engine's rules with the choice's seed from the same logits
+            Generation.Step first = Specs.resume(spec, j.state, meshModel.tokenizer()).accept(j.logits);
             if (!granted(j.reservation, j.task, id)) return false;
             StateHeader.Builder h = StateHeader.newBuilder().setRequestId(id).setModelFingerprint(meshModel.fingerprint())
-                    .setNextToken(first).setSpec(spec).setQueueUs(j.queueUs).setPrefillUs(j.prefillUs);
+                    .setNextToken(first.token()).setSpec(spec).setQueueUs(j.queueUs).setPrefillUs(j.prefillUs)
+                    .addAllPromptLogprobs(j.promptLogprobs);
+            if (first.logprob() != null) h.setNextTokenLogprob(Specs.logprob(first.logprob()));
+            for (int c = 1; c < Specs.choices(spec); c++) {
+                Generation.Step other = Specs.resume(spec, c, null, meshModel.tokenizer()).accept(j.logits);
+                FirstToken.Builder f = FirstToken.newBuilder().setTokenId(other.token());
+                if (other.logprob() != null) f.setLogprob(Specs.logprob(other.logprob()));
+                h.addOtherChoices(f);
+            }
             StateCodec.Sender chunks = StateCodec.sender(h, j.state, settings.chunkBytes());
             Span send = tracer.spanBuilder("lightmesh.state send").setSpanKind(SpanKind.CLIENT)
                     .setAttribute("lightmesh.decode_target", j.task.getDecodeTarget()).setAttribute("lightmesh.state_bytes", chunks.totalBytes()).startSpan();

@@ -246,6 +246,9 @@ public final class Tokenizer {
         return bosId;
     }
 
+    /** A copy of the bytes token {@code id} decodes to (empty for unknown ids), e.g. for log-probability listings. */
+    public byte[] bytesOf(int id) { return tokenBytes(id).clone(); }
+
     /** The bytes token {@code id} decodes to (empty for unknown ids); shared, do not modify. */
     byte[] tokenBytes(int id) {
         return id >= 0 && id < idToBytes.length ? idToBytes[id] : new byte[0];
