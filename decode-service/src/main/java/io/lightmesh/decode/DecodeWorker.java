@@ -542,6 +542,7 @@ public final class DecodeWorker implements AutoCloseable {
                         s.charge = charged;
                         s.delivered = s.spec.getGeneratedTokensCount();
                         s.stats = RequestStats.newBuilder().setQueueUs(header.getQueueUs()).setPrefillUs(header.getPrefillUs())
+                                .setCachedTokens(header.getCachedTokens())
                                 .setTransferUs((System.nanoTime() - t0) / 1000).setStateBytes(bytes);
                         try {
                             s.generation = Specs.resume(s.spec, state, meshModel.tokenizer());

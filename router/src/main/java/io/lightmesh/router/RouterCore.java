@@ -413,7 +413,8 @@ public final class RouterCore implements AutoCloseable {
                 done();
                 sink.finish(answer.finishReason(e.getFinishReason()), e.getMatchedStop(),
                         Usage.newBuilder().setPromptTokens(spec.getPromptTokensCount()).setCompletionTokens(completion)
-                                .setReasoningTokens(e.getReasoningTokens()).setTotalTokens(spec.getPromptTokensCount() + completion).build(),
+                                .setReasoningTokens(e.getReasoningTokens()).setTotalTokens(spec.getPromptTokensCount() + completion)
+                                .setCachedTokens(Math.min(spec.getPromptTokensCount(), e.getStats().getCachedTokens())).build(),
                         e.getStats().toBuilder().setResumes(attempt).setStateBytes(stateBytes).build());
             }
         }
@@ -472,7 +473,7 @@ public final class RouterCore implements AutoCloseable {
         }
         int think = prompts.thinkOpenId();
         boolean inReasoning = think >= 0 && spec.getPromptTokens(spec.getPromptTokensCount() - 1) == think;
-        return new Run(spec, r.getConversationId().isEmpty() ? id : r.getConversationId(), new Answer(id, r.getParseOutput(), inReasoning), sink);
+        return new Run(spec, ConversationKey.of(r, id), new Answer(id, r.getParseOutput(), inReasoning), sink);
     }
 
     public int inFlight() { return inFlight.get(); }
