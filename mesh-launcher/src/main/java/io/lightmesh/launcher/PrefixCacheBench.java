@@ -33,6 +33,7 @@ import java.util.concurrent.TimeUnit;
  * <pre>
  * PrefixCacheBench [--model models/demo] [--backend auto] [--mode both|in-process|mesh] [--prefix 4096] [--suffix 64]
  *                  [--repeat 3] [--turns 8] [--system 256] [--user 64] [--answer 32] [--experts 2] [--kafka HOST:PORT]
+ *                  [--prefix-cache-gib 1]   (the mesh's prefill worker; 0: the mesh's figures without a cache)
  * </pre>
  * Prompts are seeded random token ids (the time of a forward pass does not depend on which tokens).
  */
@@ -53,7 +54,7 @@ public final class PrefixCacheBench {
 
     public static void main(String[] args) throws Exception {
         Flags f = new Flags("prefix-cache-bench", args, 0, "model", "backend", "mode", "prefix", "suffix", "repeat", "turns",
-                "system", "user", "answer", "experts", "kafka");
+                "system", "user", "answer", "experts", "kafka", "prefix-cache-gib");
         new PrefixCacheBench(f).run();
     }
 
@@ -158,14 +159,16 @@ public final class PrefixCacheBench {
         EmbeddedMesh.Options d = EmbeddedMesh.Options.defaults(dir);
         Path work = Files.createTempDirectory("lightmesh-prefix-bench");
         EmbeddedMesh.Options o = new EmbeddedMesh.Options(dir, "127.0.0.1", 0, -1, f.get("kafka", null), work, f.getInt("experts", 2), 1, 1,
-                d.decodeBudgetBytes(), d.maxBatch(), d.topic(), d.maxInFlight(), d.defaultMaxNewTokens(), backend, 1L << 30);
+                d.decodeBudgetBytes(), d.maxBatch(), d.topic(), d.maxInFlight(), d.defaultMaxNewTokens(), backend,
+                Main.gib(f.getDouble("prefix-cache-gib", 1), "prefix-cache-gib"));
         try (EmbeddedMesh mesh = EmbeddedMesh.start(o)) {
             if (!mesh.awaitReady(120_000)) throw new IllegalStateException("mesh not ready: " + mesh.router().health());
             ManagedChannel ch = Grpc.channel(mesh.routerTarget());
             try {
                 InferenceGrpc.InferenceBlockingStub client = InferenceGrpc.newBlockingStub(ch);
                 int vocab = mesh.model().config().vocabSize();
-                System.out.println("## mesh (" + o.expertShards() + " expert shards, 1 prefill, 1 decode worker)");
+                System.out.printf(Locale.ROOT, "## mesh (%d expert shards, 1 prefill, 1 decode worker; prefix cache %.2f GiB)%n",
+                        o.expertShards(), o.prefixCacheBytes() / (double) (1L << 30));
                 for (int i = 0; i < 3; i++) stream(client, "warmup-" + i, tokens(90 + i, 1024, vocab), 4); // warm-up
                 List<Double> ratios = new ArrayList<>();
                 for (int r = 0; r < repeat; r++) {
