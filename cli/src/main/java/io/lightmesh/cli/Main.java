@@ -35,6 +35,7 @@ public final class Main {
               bench       [--size tiny|100m|demo] [--prompt-lengths 1024,4096] [--decode-tokens N] ...
               info        --model DIR                      prints the model's shape
               serve       [--model DIR] [--http-port 8080] [--grpc-port 9000] [--kafka HOST:PORT] [--experts N]
+                          [--prefix-cache-gib G]  (each prefill worker's prefix cache; 0: off; default 1)
                           the whole mesh on this machine: Kafka (KRaft child process unless --kafka), router,
                           prefill and decode workers, expert shards; Ctrl-C stops everything
               router | prefill | decode | expert | kafka [options]

@@ -561,6 +561,7 @@ public final class DecodeWorker implements AutoCloseable {
                         s.open = n;
                         s.promptLogprobs = header.getPromptLogprobsList();
                         s.stats = RequestStats.newBuilder().setQueueUs(header.getQueueUs()).setPrefillUs(header.getPrefillUs())
+                                .setCachedTokens(header.getCachedTokens())
                                 .setTransferUs((System.nanoTime() - t0) / 1000).setStateBytes(bytes);
                         try {
                             if (header.getOtherChoicesCount() != n - 1) {

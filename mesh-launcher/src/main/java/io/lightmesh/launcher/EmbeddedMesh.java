@@ -47,10 +47,20 @@ public final class EmbeddedMesh implements AutoCloseable {
      */
     /**
      * @param backend     the engine backend for every service: auto, reference, vector or opencl (as the CLI's --backend)
+     * @param prefixCacheBytes budget of each prefill worker's prefix cache; 0: off
      */
     public record Options(Path modelDir, String host, int grpcPort, int httpPort, String kafka, Path workDir,
                           int expertShards, int decodeWorkers, int prefillWorkers, long decodeBudgetBytes, int maxBatch,
-                          String topic, int maxInFlight, int defaultMaxNewTokens, String backend) {
+                          String topic, int maxInFlight, int defaultMaxNewTokens, String backend, long prefixCacheBytes) {
+        /** The default prefix cache ({@link io.lightmesh.engine.prefix.PrefixCache#defaultBytes}). */
+        public Options(Path modelDir, String host, int grpcPort, int httpPort, String kafka, Path workDir,
+                       int expertShards, int decodeWorkers, int prefillWorkers, long decodeBudgetBytes, int maxBatch,
+                       String topic, int maxInFlight, int defaultMaxNewTokens, String backend) {
+            this(modelDir, host, grpcPort, httpPort, kafka, workDir, expertShards, decodeWorkers, prefillWorkers,
+                    decodeBudgetBytes, maxBatch, topic, maxInFlight, defaultMaxNewTokens, backend,
+                    io.lightmesh.engine.prefix.PrefixCache.defaultBytes());
+        }
+
         /** The options of the first version: the reference backend. */
         public Options(Path modelDir, String host, int grpcPort, int httpPort, String kafka, Path workDir,
                        int expertShards, int decodeWorkers, int prefillWorkers, long decodeBudgetBytes, int maxBatch,
@@ -66,7 +76,13 @@ public final class EmbeddedMesh implements AutoCloseable {
 
         public Options withBackend(String b) {
             return new Options(modelDir, host, grpcPort, httpPort, kafka, workDir, expertShards, decodeWorkers, prefillWorkers,
-                    decodeBudgetBytes, maxBatch, topic, maxInFlight, defaultMaxNewTokens, b);
+                    decodeBudgetBytes, maxBatch, topic, maxInFlight, defaultMaxNewTokens, b, prefixCacheBytes);
+        }
+
+        /** The same with each prefill worker's prefix cache of {@code bytes} (0: off). */
+        public Options withPrefixCacheBytes(long bytes) {
+            return new Options(modelDir, host, grpcPort, httpPort, kafka, workDir, expertShards, decodeWorkers, prefillWorkers,
+                    decodeBudgetBytes, maxBatch, topic, maxInFlight, defaultMaxNewTokens, backend, bytes);
         }
     }
 
@@ -165,7 +181,8 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     private PrefillWorker addPrefillWorker(ExpertPlacement placement) {
         PrefillWorker p = new PrefillWorker(new PrefillWorker.Settings("prefill-" + prefillers.size(), bootstrap, options.topic(),
-                "lightmesh-prefill", io.lightmesh.mesh.StateCodec.DEFAULT_CHUNK_BYTES, 30_000, 50), model,
+                "lightmesh-prefill", io.lightmesh.mesh.StateCodec.DEFAULT_CHUNK_BYTES, 30_000, 50,
+                PrefillWorker.Settings.DEFAULT_BATCH_TOKENS, PrefillWorker.Settings.DEFAULT_BATCH_MAX, options.prefixCacheBytes()), model,
                 modelFor(placement, "lightmesh-prefill"), otel("lightmesh-prefill"));
         prefillers.add(p);
         return p;

@@ -17,12 +17,12 @@ import java.util.logging.Logger;
  *
  * <pre>
  * serve   [--model DIR] [--grpc-port 9000] [--http-port 8080] [--kafka HOST:PORT] [--experts N] [--decode N]
- *         [--prefill N] [--max-batch N] [--budget-gib G] [--backend B]
+ *         [--prefill N] [--max-batch N] [--budget-gib G] [--prefix-cache-gib G] [--backend B]
  * router  --model DIR --kafka HOST:PORT --decode HOST:PORT,... [--experts HOST:PORT,...] [--host 0.0.0.0]
  *         [--grpc-port 9000] [--http-port 8080] [--topic T] [--partitions N] [--prefill-group G] [--max-in-flight N]
  *         [--default-max-new-tokens N] [--max-prompt-tokens N] [--max-resumes N] [--poll-ms N] [--api-key KEY]
  * prefill --model DIR --kafka HOST:PORT [--experts HOST:PORT,...] [--id prefill-0] [--topic T] [--prefill-group G]
- *         [--chunk-bytes N] [--prefill-batch-tokens N] [--prefill-batch-max N] [--backend B]
+ *         [--chunk-bytes N] [--prefill-batch-tokens N] [--prefill-batch-max N] [--prefix-cache-gib G] [--backend B]
  *         [--host 0.0.0.0] [--http-port 8082]
  * decode  --model DIR [--experts HOST:PORT,...] [--id decode-0] [--host 0.0.0.0] [--grpc-port 9100] [--http-port 8081]
  *         [--advertise HOST:PORT] [--budget-gib G] [--max-batch N] [--state-wait-ms N] [--backend B]
@@ -82,7 +82,7 @@ public final class Main {
                     "topic", "partitions", "prefill-group", "max-in-flight", "default-max-new-tokens", "max-prompt-tokens", "max-resumes",
                     "poll-ms", "api-key");
             case "prefill" -> new Flags("prefill", args, from, "model", "kafka", "experts", "id", "topic", "prefill-group",
-                    "chunk-bytes", "prefill-batch-tokens", "prefill-batch-max", "backend", "host", "http-port");
+                    "chunk-bytes", "prefill-batch-tokens", "prefill-batch-max", "prefix-cache-gib", "backend", "host", "http-port");
             case "decode" -> new Flags("decode", args, from, "model", "experts", "id", "host", "grpc-port", "http-port", "advertise",
                     "budget-gib", "max-batch", "state-wait-ms", "backend");
             case "expert" -> new Flags("expert", args, from, "model", "shard", "id", "host", "grpc-port", "http-port", "advertise",
@@ -105,12 +105,13 @@ public final class Main {
 
     static AutoCloseable serve(String[] args, int from) throws Exception {
         Flags f = new Flags("serve", args, from, "model", "http-port", "grpc-port", "kafka", "experts", "decode", "prefill",
-                "max-batch", "budget-gib", "backend");
+                "max-batch", "budget-gib", "prefix-cache-gib", "backend");
         EmbeddedMesh.Options d = EmbeddedMesh.Options.defaults(Path.of(f.get("model", "models/demo")));
         EmbeddedMesh.Options o = new EmbeddedMesh.Options(d.modelDir(), "127.0.0.1", f.getInt("grpc-port", d.grpcPort()),
                 f.getInt("http-port", d.httpPort()), f.get("kafka", null), null, f.getInt("experts", d.expertShards()),
                 f.getInt("decode", 1), f.getInt("prefill", 1), (long) (f.getDouble("budget-gib", 8) * (1L << 30)),
-                f.getInt("max-batch", d.maxBatch()), d.topic(), d.maxInFlight(), d.defaultMaxNewTokens(), f.get("backend", "auto"));
+                f.getInt("max-batch", d.maxBatch()), d.topic(), d.maxInFlight(), d.defaultMaxNewTokens(), f.get("backend", "auto"),
+                f.get("prefix-cache-gib", null) == null ? d.prefixCacheBytes() : gib(f.getDouble("prefix-cache-gib", 0), "prefix-cache-gib"));
         EmbeddedMesh mesh = EmbeddedMesh.start(o);
         boolean ready = mesh.awaitReady(60_000);
         System.out.println("lightmesh mesh " + (ready ? "ready" : "NOT ready (see GET /q/health/ready)"));
@@ -120,6 +121,12 @@ public final class Main {
         mesh.experts().forEach(e -> System.out.println("  expert " + e.id() + " " + e.address()));
         mesh.decoders().forEach(e -> System.out.println("  decode " + e.id() + " " + e.address()));
         return mesh;
+    }
+
+    /** GiB as bytes; negative is refused. */
+    static long gib(double g, String flag) {
+        if (!(g >= 0)) throw new IllegalArgumentException("--" + flag + " must be >= 0, got " + g);
+        return (long) (g * (1L << 30));
     }
 
     // ---- one service per process: the service's Quarkus application ----

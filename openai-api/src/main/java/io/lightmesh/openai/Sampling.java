@@ -158,6 +158,7 @@ final class Sampling {
     static JsonObject usage(io.lightmesh.client.Usage u) {
         return new JsonObject().put("prompt_tokens", u.promptTokens()).put("completion_tokens", u.completionTokens())
                 .put("total_tokens", u.totalTokens())
+                .put("prompt_tokens_details", new JsonObject().put("cached_tokens", u.cachedTokens()))
                 .put("completion_tokens_details", new JsonObject().put("reasoning_tokens", u.reasoningTokens()));
     }
 }

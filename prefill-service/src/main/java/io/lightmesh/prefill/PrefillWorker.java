@@ -5,6 +5,8 @@ import io.lightmesh.engine.generate.Generation;
 import io.lightmesh.engine.generate.PromptLogprobs;
 import io.lightmesh.engine.model.MiniMaxModel;
 import io.lightmesh.engine.model.SequenceState;
+import io.lightmesh.engine.prefix.CachedPrefill;
+import io.lightmesh.engine.prefix.PrefixCache;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.MeshTelemetry;
@@ -57,7 +59,9 @@ import java.util.logging.Logger;
  * fetched, in order, while their contexts fit in {@code batchTokens} (one at least, {@code batchMax} at most); the
  * rest are left on the topic (the consumer seeks back to them), so a worker takes work only when idle. For each
  * record of the batch it reserves room on the record's decode worker; it then prefills every context through the
- * same forward steps (the engine's batched prefill, long prompts cut into steps of {@code batchTokens}), draws each
+ * same forward steps (the engine's batched prefill, long prompts cut into steps of {@code batchTokens}), each from the
+ * longest prefix of it found in the worker's prefix cache ({@link CachedPrefill}; its cached tokens go to the client
+ * in the usage), draws each
  * first token, ships each state, and commits a record's offset only once its decode worker acknowledged the state
  * (and every earlier record of its partition was committed). A worker that dies before committing leaves the records
  * to the next group member; duplicate request ids are dropped here and by the decode worker.
@@ -70,13 +74,21 @@ public final class PrefillWorker implements AutoCloseable {
      *
      * @param batchTokens tokens of context per batch and per forward step (a longer context makes a batch of its own)
      * @param batchMax    records per batch at most (each holds a whole sequence state until it is shipped)
+     * @param prefixCacheBytes budget of the worker's prefix cache ({@link PrefixCache}); 0 turns it off
      */
     public record Settings(String workerId, String bootstrapServers, String topic, String groupId, int chunkBytes,
-                           long reserveTtlMs, long retryBackoffMs, int batchTokens, int batchMax) {
+                           long reserveTtlMs, long retryBackoffMs, int batchTokens, int batchMax, long prefixCacheBytes) {
         public static final int DEFAULT_BATCH_TOKENS = 2048, DEFAULT_BATCH_MAX = 8;
 
         public Settings {
             if (batchTokens < 1 || batchMax < 1) throw new IllegalArgumentException("prefill batch tokens and size must be positive");
+            if (prefixCacheBytes < 0) throw new IllegalArgumentException("prefix cache size must be >= 0, got " + prefixCacheBytes);
+        }
+
+        /** The default prefix cache ({@link PrefixCache#defaultBytes}). */
+        public Settings(String workerId, String bootstrapServers, String topic, String groupId, int chunkBytes,
+                        long reserveTtlMs, long retryBackoffMs, int batchTokens, int batchMax) {
+            this(workerId, bootstrapServers, topic, groupId, chunkBytes, reserveTtlMs, retryBackoffMs, batchTokens, batchMax, PrefixCache.defaultBytes());
         }
 
         /** Batches of the defaults: 2048 tokens, 8 requests. */
@@ -92,6 +104,10 @@ public final class PrefillWorker implements AutoCloseable {
     private final Settings settings;
     private final MeshModel meshModel;
     private final MiniMaxModel model;
+    /** The worker's prefix cache, shared by all its requests; null when off. */
+    private final PrefixCache prefixCache;
+    private final CachedPrefill cachedPrefill;
+    private final AutoCloseable cacheMetrics;
     private final KafkaConsumer<String, byte[]> consumer;
     private final Map<String, ManagedChannel> channels = new ConcurrentHashMap<>();
     private final Set<String> done = Collections.newSetFromMap(new LinkedHashMap<>(1024, 0.75f, false) {
@@ -128,6 +144,9 @@ public final class PrefillWorker implements AutoCloseable {
         this.settings = settings;
         this.meshModel = meshModel;
         this.model = model;
+        this.prefixCache = settings.prefixCacheBytes() > 0 ? new PrefixCache(model.config(), settings.prefixCacheBytes()) : null;
+        this.cachedPrefill = new CachedPrefill(model, prefixCache);
+        this.cacheMetrics = prefixCache == null ? () -> {} : PrefixCacheMetrics.register(meter, prefixCache, settings.workerId());
         Properties p = new Properties();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
         p.put(ConsumerConfig.GROUP_ID_CONFIG, settings.groupId());
@@ -135,6 +154,9 @@ public final class PrefillWorker implements AutoCloseable {
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         p.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, String.valueOf(settings.batchMax()));
+        // sticky: a rebalance moves as few partitions as it can, so a conversation's key keeps reaching the worker
+        // whose prefix cache holds it (a partition that moves costs its conversations one cache miss, not an error)
+        p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, org.apache.kafka.clients.consumer.StickyAssignor.class.getName());
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         this.consumer = new KafkaConsumer<>(p);
@@ -147,6 +169,9 @@ public final class PrefillWorker implements AutoCloseable {
     public void setHook(Hook hook) { this.hook = hook; }
 
     public boolean busy() { return busy; }
+
+    /** The worker's prefix cache, or null when it is off. */
+    public PrefixCache prefixCache() { return prefixCache; }
 
     private void run() {
         try {
@@ -193,6 +218,7 @@ public final class PrefillWorker implements AutoCloseable {
         SequenceState state;
         float[] logits;
         List<io.lightmesh.proto.v1.TokenLogprob> promptLogprobs = List.of(); // when the spec asks for them
+        int cachedTokens;         // context tokens restored from the prefix cache
         Boolean commit;           // null while the job is still being worked on; then whether its offset may be committed
 
         Job(ConsumerRecord<String, byte[]> record, PrefillTask task) {
@@ -339,11 +365,14 @@ public final class PrefillWorker implements AutoCloseable {
             if (jobs.isEmpty()) return;
         }
         long t0 = System.nanoTime();
-        List<SequenceState> states = new ArrayList<>();
-        for (Job j : jobs) states.add(j.state = model.newState());
         try (Scope ignored = jobs.getFirst().span.makeCurrent()) {
-            float[][] logits = model.prefill(states, jobs.stream().map(j -> j.context).toList(), settings.batchTokens());
-            for (int i = 0; i < jobs.size(); i++) jobs.get(i).logits = logits[i];
+            List<CachedPrefill.Result> done = cachedPrefill.prefill(jobs.stream().map(j -> j.context).toList(), settings.batchTokens());
+            for (int i = 0; i < jobs.size(); i++) {
+                Job j = jobs.get(i);
+                j.state = done.get(i).state();
+                j.logits = done.get(i).logits();
+                j.cachedTokens = done.get(i).cachedTokens();
+            }
         } catch (IllegalArgumentException e) {
             if (jobs.size() == 1) { drop(jobs.getFirst(), e); return; }
             for (Job j : jobs) prefill(List.of(j)); // the batch left every state untouched
@@ -361,7 +390,7 @@ public final class PrefillWorker implements AutoCloseable {
             j.prefillUs = us;
             prefillSeconds.record(us / 1e6);
             queueSeconds.record(j.queueUs / 1e6);
-            j.span.setAttribute("lightmesh.context_tokens", j.context.length);
+            j.span.setAttribute("lightmesh.context_tokens", j.context.length).setAttribute("lightmesh.cached_tokens", j.cachedTokens);
         }
     }
 
@@ -412,7 +441,7 @@ public final class PrefillWorker implements AutoCloseable {
             if (!granted(j.reservation, j.task, id)) return false;
             StateHeader.Builder h = StateHeader.newBuilder().setRequestId(id).setModelFingerprint(meshModel.fingerprint())
                     .setNextToken(first.token()).setSpec(spec).setQueueUs(j.queueUs).setPrefillUs(j.prefillUs)
-                    .addAllPromptLogprobs(j.promptLogprobs);
+                    .addAllPromptLogprobs(j.promptLogprobs).setCachedTokens(j.cachedTokens);
             if (first.logprob() != null) h.setNextTokenLogprob(Specs.logprob(first.logprob()));
             for (int c = 1; c < Specs.choices(spec); c++) {
                 Generation.Step other = Specs.resume(spec, c, null, meshModel.tokenizer()).accept(j.logits);
@@ -513,5 +542,6 @@ public final class PrefillWorker implements AutoCloseable {
         consumer.wakeup();
         try { thread.join(5000); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
         for (ManagedChannel c : channels.values()) Grpc.shutdown(c);
+        try { cacheMetrics.close(); } catch (Exception e) { LOG.fine("closing prefix cache metrics: " + e); }
     }
 }

@@ -457,7 +457,8 @@ public final class RouterCore implements AutoCloseable {
             done();
             sink.finish(c, reason, e.getMatchedStop(), choiceTokens, e.getReasoningTokens(),
                     Usage.newBuilder().setPromptTokens(spec.getPromptTokensCount()).setCompletionTokens(completion)
-                            .setReasoningTokens(reasoningTokens).setTotalTokens(spec.getPromptTokensCount() + completion).build(),
+                            .setReasoningTokens(reasoningTokens).setTotalTokens(spec.getPromptTokensCount() + completion)
+                            .setCachedTokens(Math.min(spec.getPromptTokensCount(), e.getStats().getCachedTokens())).build(),
                     e.getStats().toBuilder().setResumes(attempt).setStateBytes(stateBytes).build());
         }
 
@@ -519,7 +520,7 @@ public final class RouterCore implements AutoCloseable {
         boolean inReasoning = think >= 0 && spec.getPromptTokens(spec.getPromptTokensCount() - 1) == think;
         Answer[] answers = new Answer[Specs.choices(spec)];
         for (int c = 0; c < answers.length; c++) answers[c] = new Answer(c == 0 ? id : id + "_" + c, r.getParseOutput(), inReasoning);
-        return new Run(spec, r.getConversationId().isEmpty() ? id : r.getConversationId(), answers, sink);
+        return new Run(spec, ConversationKey.of(r, id), answers, sink);
     }
 
     public int inFlight() { return inFlight.get(); }

@@ -115,7 +115,7 @@ public final class Protos {
     }
 
     static Usage usage(io.lightmesh.proto.v1.Usage u) {
-        return new Usage(u.getPromptTokens(), u.getCompletionTokens(), u.getReasoningTokens(), u.getTotalTokens());
+        return new Usage(u.getPromptTokens(), u.getCompletionTokens(), u.getReasoningTokens(), u.getTotalTokens(), u.getCachedTokens());
     }
 
     static RequestStats stats(io.lightmesh.proto.v1.RequestStats s) {

@@ -52,6 +52,12 @@ public interface PrefillConfig {
     @WithDefault("8082")
     int httpPort();
 
+    /**
+     * Budget of the worker's prefix cache in GiB (snapshots of prompt states, reused by later requests sharing a
+     * prefix); 0 turns it off. Unset: 1 GiB, or a quarter of the heap when that is less.
+     */
+    Optional<Double> prefixCacheGib();
+
     /** Engine backend: auto, reference, vector, opencl. */
     @WithDefault("auto")
     String backend();

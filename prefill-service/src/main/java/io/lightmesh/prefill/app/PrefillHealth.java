@@ -20,6 +20,7 @@ public class PrefillHealth implements HealthCheck {
     @Override
     public HealthCheckResponse call() {
         return HealthCheckResponse.named("prefill").up().withData("id", node.id())
-                .withData("prefilled", node.worker().prefilled.sum()).withData("busy", node.worker().busy()).build();
+                .withData("prefilled", node.worker().prefilled.sum()).withData("busy", node.worker().busy())
+                .withData("prefix_cache_bytes", node.worker().prefixCache() == null ? 0 : node.worker().prefixCache().bytes()).build();
     }
 }

@@ -1,5 +1,6 @@
 package io.lightmesh.prefill.app;
 
+import io.lightmesh.engine.prefix.PrefixCache;
 import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.RemoteExperts;
@@ -39,9 +40,11 @@ public class PrefillNode {
             var forward = Services.workerModel(model, placement, otel, remotes::add);
             id = config.id().orElse("prefill-" + ProcessHandle.current().pid());
             worker = new PrefillWorker(new PrefillWorker.Settings(id, config.kafka(), config.topic(), config.prefillGroup(),
-                    config.chunkBytes(), 30_000, 50, config.prefillBatchTokens(), config.prefillBatchMax()), model, forward, otel);
-            LOG.infof("prefill worker %s: Kafka %s, topic %s, experts %s", id, config.kafka(), config.topic(),
-                    placement == null ? "in-process" : "on " + experts);
+                    config.chunkBytes(), 30_000, 50, config.prefillBatchTokens(), config.prefillBatchMax(),
+                    config.prefixCacheGib().map(g -> (long) (g * (1L << 30))).orElse(PrefixCache.defaultBytes())), model, forward, otel);
+            LOG.infof("prefill worker %s: Kafka %s, topic %s, experts %s, prefix cache %s", id, config.kafka(), config.topic(),
+                    placement == null ? "in-process" : "on " + experts,
+                    worker.prefixCache() == null ? "off" : String.format("%.2f GiB", worker.prefixCache().stats().budget() / (double) (1L << 30)));
         } catch (Exception | Error e) {
             remotes.forEach(RemoteExperts::close);
             model.close();
