@@ -37,6 +37,14 @@ public final class CountingExperts implements ExpertExecutor {
         inner.run(layer, x, n, k, experts, weights, out);
     }
 
+    /** The call on the pool's thread carries the caller's context (its trace), as a call on the caller's thread does. */
+    @Override
+    public java.util.concurrent.CompletableFuture<Void> runAsync(int layer, float[] x, int n, int k, int[] experts,
+                                                                 float[] weights, float[] out, java.util.concurrent.Executor pool) {
+        routed(layer, experts, n, k);
+        return inner.runAsync(layer, x, n, k, experts, weights, out, io.opentelemetry.context.Context.current().wrap(pool));
+    }
+
     /** In-process experts stay visible, so the device path computes them itself (and tells {@link #routed}). */
     @Override
     public io.lightmesh.engine.model.LocalExperts local() { return inner.local(); }

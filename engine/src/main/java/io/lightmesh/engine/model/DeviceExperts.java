@@ -103,15 +103,17 @@ public final class DeviceExperts implements ExpertExecutor, AutoCloseable {
         if (x != null && rows >= n && pairs.length() >= (long) n * k * config.hiddenSize()) return;
         closeScratch();
         rows = Math.max(n, 2 * rows);
-        long h = config.hiddenSize(), I = config.intermediateSize(), r = rows;
+        // one expert may take up to n * k pairs: a caller may name it in several slots of a row (a shard fills slots
+        // held elsewhere with a hosted expert of weight 0)
+        long h = config.hiddenSize(), I = config.intermediateSize(), r = rows, pk = r * k;
         x = d.floats(r * h);
-        pairs = d.floats(r * k * h);
-        groupTokens = d.ints(r * k);
-        groupPairs = d.ints(r * k);
-        xe = d.floats(r * h);
-        act = d.floats(r * I);
-        up = d.floats(r * I);
-        de = d.floats(r * h);
+        pairs = d.floats(pk * h);
+        groupTokens = d.ints(pk);
+        groupPairs = d.ints(pk);
+        xe = d.floats(pk * h);
+        act = d.floats(pk * I);
+        up = d.floats(pk * I);
+        de = d.floats(pk * h);
     }
 
     private void closeScratch() {

@@ -22,7 +22,10 @@ final class GroupedExperts {
         int slot(int expert);
     }
 
-    /** Device scratch: groupTokens, groupPairs [>= n*K] ints; xe [n, h], act and up [n, I], de [n, h] floats. */
+    /**
+     * Device scratch: groupTokens, groupPairs [>= n*K] ints; xe [m, h], act and up [m, I], de [m, h] floats, m the most
+     * pairs one expert takes (n when each row names an expert once, as the router does).
+     */
     record Work(Buffer groupTokens, Buffer groupPairs, Buffer xe, Buffer act, Buffer up, Buffer de) {}
 
     /**

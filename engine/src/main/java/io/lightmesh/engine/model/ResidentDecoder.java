@@ -378,11 +378,8 @@ final class ResidentDecoder implements AutoCloseable {
         d.read(s.x, 0, x, 0, n * h);
         d.read(s.expertIds, ids, n * K);
         d.read(s.expertWeights, 0, w, 0, n * K);
-        return calls.submit(() -> {
-            float[] out = new float[n * h];
-            executor.run(l, x, n, K, ids, w, out);
-            return out;
-        });
+        float[] out = new float[n * h];
+        return executor.runAsync(l, x, n, K, ids, w, out, calls).thenApply(v -> out);
     }
 
     /** The end of layer l's MoE block: the combined experts [n, h] up; x = RMSNorm_next(a_mlp x + b_mlp y). */
@@ -405,6 +402,7 @@ final class ResidentDecoder implements AutoCloseable {
             throw new IllegalStateException("interrupted while waiting for remote experts", e);
         } catch (java.util.concurrent.ExecutionException e) {
             if (e.getCause() instanceof RuntimeException r) throw r;
+            if (e.getCause() instanceof Error r) throw r;
             throw new IllegalStateException("remote experts failed: " + e.getCause(), e.getCause());
         }
     }
