@@ -27,7 +27,7 @@ import java.util.SplittableRandom;
  * without) and batch size: prefill tokens/s, decode time per step (TPOT at batch 1) and decode tokens/s, and the
  * path the forward pass took.
  *
- * <p>Options: --shape tiny|small|100m (100m), --dtype f32|bf16 (bf16), --backend B (opencl), --shards N (2),
+ * <p>Options: --shape tiny|small|100m|1b (100m), --dtype f32|bf16 (bf16), --backend B (opencl), --shards N (2),
  * --batches 1,16, --prompt-len N (256), --steps N (64).
  */
 public final class ShardDecodeBench {
@@ -87,7 +87,9 @@ public final class ShardDecodeBench {
             case "tiny" -> SyntheticCheckpoint.Shape.tiny();
             case "small" -> new SyntheticCheckpoint.Shape(4096, 512, 16, 8, 2, 64, 32, 8, 2, 1024, 64);
             case "100m" -> new SyntheticCheckpoint.Shape(32000, 768, 8, 8, 2, 96, 48, 8, 2, 512, 256);
-            default -> throw new IllegalArgumentException("--shape tiny|small|100m, got " + name);
+            // the 1.25B-parameter M1-shape model of the H200 EngineBench figures (hidden 2048, 16 layers, 8 experts top-2)
+            case "1b" -> new SyntheticCheckpoint.Shape(32000, 2048, 16, 16, 4, 128, 64, 8, 2, 1024, 256);
+            default -> throw new IllegalArgumentException("--shape tiny|small|100m|1b, got " + name);
         };
     }
 
