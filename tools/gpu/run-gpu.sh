@@ -2,10 +2,11 @@
 # On the GPU machine, from a folder made by pack.sh: registers NVIDIA's OpenCL driver with the ICD loader, runs the
 # OpenCL kernel tests (JUnit, LIGHTMESH_REQUIRE_OPENCL=1), then KernelBench and the PyTorch figures.
 # Writes logs under $OUT (or /tmp/lightmesh-out). Usage: bash .runtime/tools/run-gpu.sh [tests] [bench] [engine] [torch]
+# [shards] (shards: from a pack made by pack-shards.sh)
 set -uo pipefail
 R="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ -f "$R/rt.tar.xz" ]; then   # packed with pack.sh --xz
-  mkdir -p /tmp/lightmesh-rt && tar -C /tmp/lightmesh-rt -xJf "$R/rt.tar.xz" && cp -r "$R/tools" /tmp/lightmesh-rt/
+  rm -rf /tmp/lightmesh-rt && mkdir -p /tmp/lightmesh-rt && tar -C /tmp/lightmesh-rt -xJf "$R/rt.tar.xz" && cp -r "$R/tools" /tmp/lightmesh-rt/
   R=/tmp/lightmesh-rt
 fi
 OUT="${OUT:-/tmp/lightmesh-out}"
@@ -57,10 +58,14 @@ for step in "${steps[@]}"; do
       "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx96g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" io.lightmesh.engine.bench.EngineBench \
         --backend opencl ${ENGINE_ARGS:-} 2>&1 | grep -v '^WARNING' | tee -a "$OUT/enginebench.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
+    shards)   # ShardDecodeBench: experts on loopback gRPC shards vs in-process (a pack made by pack-shards.sh)
+      timeout "${SHARDS_TIMEOUT:-400}" "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx48g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" \
+        io.lightmesh.launcher.ShardDecodeBench ${SHARDS_ARGS:-} 2>&1 | grep -v '^WARNING' | tee -a "$OUT/shardbench.txt"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     torch)
       PYTHONUNBUFFERED=1 python3 "$R/tools/torch_bench.py" 2>&1 | tee "$OUT/torchbench.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
-    *) echo "unknown step $step (tests, bench, engine, torch)"; rc=2 ;;
+    *) echo "unknown step $step (tests, bench, engine, torch, shards)"; rc=2 ;;
   esac
 done
 exit $rc

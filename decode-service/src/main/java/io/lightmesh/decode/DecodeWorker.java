@@ -147,6 +147,7 @@ public final class DecodeWorker implements AutoCloseable {
         this.meshModel = meshModel;
         this.model = model;
         this.remoteExperts = remoteExperts;
+        io.lightmesh.mesh.WorkerPath.announce("decode", settings.workerId(), model, otel);
         this.batcher = new ContinuousBatcher(model, settings.maxBatch(), this::onStep);
         this.loop = new Thread(this::runLoop, "decode-loop-" + settings.workerId());
         loop.setDaemon(true);
@@ -671,12 +672,16 @@ public final class DecodeWorker implements AutoCloseable {
         expireReservations();
         int pending;
         synchronized (this) { pending = reservations.size(); }
-        return WorkerInfo.newBuilder().setWorkerId(settings.workerId()).setKind(WorkerKind.WORKER_KIND_DECODE)
+        return io.lightmesh.mesh.WorkerPath.describe(WorkerInfo.newBuilder(), model)
+                .setWorkerId(settings.workerId()).setKind(WorkerKind.WORKER_KIND_DECODE)
                 .setAddress(settings.address()).setModelFingerprint(meshModel.fingerprint()).setRemoteExperts(remoteExperts)
                 .setLoad(WorkerLoad.newBuilder().setActiveSequences(activeCount + joins.size()).setPendingSequences(pending)
                         .setStateBytesUsed(usedBytes()).setStateBytesBudget(settings.stateBudgetBytes()).setMaxBatch(settings.maxBatch()))
                 .build();
     }
+
+    /** The path this worker's engine runs (decode, prefill, experts, micro-batching). */
+    public io.lightmesh.engine.model.ForwardPath path() { return model.path(); }
 
     /** Sequences holding state now (decoding or about to). */
     public int liveSequences() {

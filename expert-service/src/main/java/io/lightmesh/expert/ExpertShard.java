@@ -3,6 +3,8 @@ package io.lightmesh.expert;
 import io.grpc.BindableService;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
+import io.lightmesh.engine.model.DeviceExperts;
+import io.lightmesh.engine.model.ExpertExecutor;
 import io.lightmesh.engine.model.LocalExperts;
 import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Floats;
@@ -38,7 +40,7 @@ import java.util.concurrent.atomic.LongAdder;
 public final class ExpertShard {
     private final ExpertPlacement.Shard shard;
     private final MeshModel model;
-    private final LocalExperts experts;
+    private final ExpertExecutor experts; // on the device (grouped products) when the backend has one, else host arrays
     private final LongAdder batches = new LongAdder();
     private final Tracer tracer;
 
@@ -51,8 +53,12 @@ public final class ExpertShard {
         this.tracer = otel.getTracer(MeshTelemetry.SCOPE);
         this.shard = shard;
         this.model = model;
-        this.experts = new LocalExperts(model.config(), model.model().weights(), model.model().ops(), shard::holds);
+        this.experts = LocalExperts.hosting(model.config(), model.model().weights(), model.model().ops(), shard::holds);
+        io.lightmesh.mesh.WorkerPath.announceShard(shard.id(), compute(), model.model(), otel);
     }
+
+    /** How this shard computes its experts: "device-grouped" (weights on the device) or "host-arrays". */
+    public String compute() { return experts instanceof DeviceExperts ? "device-grouped" : "host-arrays"; }
 
     public List<BindableService> services() { return List.of(new ExpertService(), new WorkerService()); }
 
@@ -143,7 +149,8 @@ public final class ExpertShard {
             for (int l : shard.layers()) a.addLayers(l);
             for (int e : shard.experts()) a.addExperts(e);
             out.onNext(WorkerInfo.newBuilder().setWorkerId(shard.id()).setKind(WorkerKind.WORKER_KIND_EXPERT).setAddress(shard.address())
-                    .setModelFingerprint(model.fingerprint()).setExperts(a)
+                    .setModelFingerprint(model.fingerprint()).setExperts(a).setExpertCompute(compute())
+                    .setBackend(io.lightmesh.engine.backend.Backends.describe(model.model().ops()))
                     .setLoad(WorkerLoad.newBuilder().setBatchesServed(batches.sum())).build());
             out.onCompleted();
         }

@@ -3,7 +3,6 @@ package io.lightmesh.mesh;
 import io.grpc.ManagedChannel;
 import io.grpc.StatusRuntimeException;
 import io.lightmesh.engine.backend.Backends;
-import io.lightmesh.engine.backend.opencl.OpenClException;
 import io.lightmesh.engine.backend.ReferenceOps;
 import io.lightmesh.engine.backend.TensorOps;
 import io.lightmesh.engine.model.ExpertExecutor;
@@ -33,7 +32,7 @@ public final class Services {
     /**
      * The engine backend of a service process, as {@link Backends#create}, except in a JVM started without
      * {@code --add-modules jdk.incubator.vector} (a plain {@code java -jar}): there the vector backend cannot load,
-     * so {@code auto} tries OpenCL and then falls back to {@code reference} with a warning, and {@code vector}
+     * so {@code auto} tries an OpenCL GPU and then falls back to {@code reference} with a warning, and {@code vector}
      * fails with the option to add.
      */
     public static TensorOps backend(String name) {
@@ -43,13 +42,14 @@ public final class Services {
             throw new IllegalArgumentException("backend 'vector' needs the JVM option --add-modules jdk.incubator.vector");
         }
         if (!n.equals("auto")) return Backends.create(name);
-        try {
-            return Backends.create("opencl");
-        } catch (OpenClException e) {
-            LOG.warning("backend 'auto': no OpenCL device and no jdk.incubator.vector module in this JVM (start it with"
-                    + " --add-modules jdk.incubator.vector for the vector backend); using the reference backend");
-            return new ReferenceOps();
+        TensorOps gpu = Backends.gpuOrNull();
+        if (gpu != null) {
+            LOG.info("backend 'auto': " + Backends.describe(gpu));
+            return gpu;
         }
+        LOG.warning("backend 'auto': no OpenCL GPU and no jdk.incubator.vector module in this JVM (start it with"
+                + " --add-modules jdk.incubator.vector for the vector backend); using the reference backend");
+        return new ReferenceOps();
     }
 
     /**

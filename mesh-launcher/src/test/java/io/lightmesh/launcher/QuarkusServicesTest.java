@@ -207,6 +207,12 @@ class QuarkusServicesTest {
         HttpResponse<String> p = get(prefillHttp, "/q/health/ready");
         assertEquals(200, p.statusCode(), p.body());
         assertTrue(p.body().contains("\"prefill\"") && p.body().contains("Kafka"), "the worker's and Kafka's checks: " + p.body());
+        // each worker's engine path in its health data (backend auto: the host's arrays here, the device on a GPU)
+        for (String body : List.of(d.body(), p.body())) {
+            String b = body.replace(" ", "");
+            assertTrue(b.contains("\"decode_path\":\"host-arrays\"") || b.contains("\"decode_path\":\"device-resident\""), body);
+            assertTrue(b.contains("\"experts\":\"remote\"") && b.contains("\"micro_batching\""), body);
+        }
     }
 
     @Test

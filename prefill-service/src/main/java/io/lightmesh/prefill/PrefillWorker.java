@@ -126,6 +126,12 @@ public final class PrefillWorker implements AutoCloseable {
     private final Tracer tracer;
     private final DoubleHistogram prefillSeconds, queueSeconds;
 
+    /** The path this worker's engine runs (decode, prefill, experts, micro-batching). */
+    public io.lightmesh.engine.model.ForwardPath path() { return model.path(); }
+
+    /** The path as health data ({@link io.lightmesh.mesh.WorkerPath#healthData}). */
+    public Map<String, Object> pathData() { return io.lightmesh.mesh.WorkerPath.healthData(model); }
+
     public PrefillWorker(Settings settings, MeshModel meshModel, MiniMaxModel model) {
         this(settings, meshModel, model, OpenTelemetry.noop());
     }
@@ -147,6 +153,7 @@ public final class PrefillWorker implements AutoCloseable {
         this.prefixCache = settings.prefixCacheBytes() > 0 ? new PrefixCache(model.config(), settings.prefixCacheBytes()) : null;
         this.cachedPrefill = new CachedPrefill(model, prefixCache);
         this.cacheMetrics = prefixCache == null ? () -> {} : PrefixCacheMetrics.register(meter, prefixCache, settings.workerId());
+        io.lightmesh.mesh.WorkerPath.announce("prefill", settings.workerId(), model, otel);
         Properties p = new Properties();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
         p.put(ConsumerConfig.GROUP_ID_CONFIG, settings.groupId());

@@ -43,7 +43,23 @@ public final class LocalExperts implements ExpertExecutor {
         ops.preload(hosted);
     }
 
+    /**
+     * The experts an expert shard computes, those {@code hosts} accepts: on the device ({@link DeviceExperts}, grouped
+     * products, holdings following the predicate live) when {@code ops} has device-resident operations, else on the
+     * host's arrays (this class). {@code -Dlightmesh.device.experts=false} keeps a device backend's shard on the host
+     * path.
+     */
+    public static ExpertExecutor hosting(ModelConfig config, WeightStore weights, TensorOps ops,
+                                         BiPredicate<Integer, Integer> hosts) {
+        boolean device = ops.resident() != null
+                && !"false".equalsIgnoreCase(System.getProperty("lightmesh.device.experts", "true"));
+        return device ? new DeviceExperts(config, weights, ops.resident(), hosts) : new LocalExperts(config, weights, ops, hosts);
+    }
+
     public boolean hosts(int layer, int expert) { return w1[layer][expert] != null; }
+
+    @Override
+    public LocalExperts local() { return this; }
 
     @Override
     public void run(int layer, float[] x, int n, int k, int[] experts, float[] weights, float[] out) {

@@ -44,6 +44,37 @@ class BackendFixturesTest {
         openCl(dir, false);
     }
 
+    /**
+     * The device path with the experts computed elsewhere (the host's experts behind an executor that is not local,
+     * as expert shards are): MoE input rows down, combined rows up, with and without the two micro-batches.
+     */
+    @ParameterizedTest(name = "opencl resident, remote experts {0}")
+    @MethodSource("cases")
+    void openClResidentWithRemoteExpertsMatchesHuggingFace(Path dir) throws Exception {
+        for (boolean pingPong : new boolean[]{true, false}) {
+            OpenClOps ops = openClOrSkip(true);
+            try (ops) {
+                ReferenceFixturesTest.check(dir, ops, m -> {
+                    MiniMaxModel r = m.withExperts(new ResidentDecodeTest.Elsewhere(
+                            new LocalExperts(m.config(), m.weights(), new io.lightmesh.engine.backend.ReferenceOps()))).withMicroBatching(pingPong);
+                    org.junit.jupiter.api.Assertions.assertEquals(new ForwardPath(true, true, true, pingPong), r.path());
+                    return r;
+                });
+            }
+        }
+    }
+
+    private static OpenClOps openClOrSkip(boolean resident) {
+        try {
+            return OpenClOps.create(OpenClOps.Preference.GPU_THEN_CPU, resident);
+        } catch (OpenClException e) {
+            String req = System.getProperty("LIGHTMESH_REQUIRE_OPENCL", System.getenv("LIGHTMESH_REQUIRE_OPENCL"));
+            if ("1".equals(req)) fail("LIGHTMESH_REQUIRE_OPENCL=1 but no OpenCL device works: " + e.getMessage(), e);
+            Assumptions.abort("no OpenCL device: " + e.getMessage());
+            return null;
+        }
+    }
+
     private static void openCl(Path dir, boolean resident) throws Exception {
         OpenClOps ops;
         try {

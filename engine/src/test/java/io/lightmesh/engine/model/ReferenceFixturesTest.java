@@ -58,9 +58,15 @@ class ReferenceFixturesTest {
 
     /** Shared with other backends' tests: the same fixtures, the same tolerance. */
     static void check(Path dir, TensorOps ops) throws IOException {
+        check(dir, ops, m -> m);
+    }
+
+    /** As {@link #check(Path, TensorOps)}, on {@code variant} of the loaded model (other experts, micro-batching). */
+    static void check(Path dir, TensorOps ops, java.util.function.UnaryOperator<MiniMaxModel> variant) throws IOException {
         JsonNode exp = new ObjectMapper().readTree(dir.resolve("expected.json").toFile());
         int[] prompt = ints(exp.get("prompt_ids"));
-        try (MiniMaxModel model = MiniMaxModel.load(dir, ops)) {
+        try (MiniMaxModel base = MiniMaxModel.load(dir, ops)) {
+            MiniMaxModel model = variant.apply(base);
             assertEquals(ops.resident() != null, model.decodesOnDevice(), "decode path of " + ops.name());
             // prefill logits at the recorded rows, from one prefill call
             List<Integer> rows = new ArrayList<>();

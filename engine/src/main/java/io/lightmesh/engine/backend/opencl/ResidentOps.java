@@ -234,6 +234,12 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         return new Experts(stack(w1), stack(w3), stack(w2), e);
     }
 
+    @Override
+    public synchronized void release(ExpertSet set) {
+        Experts ex = (Experts) set;
+        for (Weight w : new Weight[]{ex.w1, ex.w3, ex.w2}) w.buf.close();
+    }
+
     private Weight stack(Tensor[] ws) {
         DType dt = ws[0].dtype();
         long rows = ws[0].dim(0), cols = ws[0].dim(1);
