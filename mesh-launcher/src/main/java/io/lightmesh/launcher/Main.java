@@ -21,6 +21,7 @@ import java.util.logging.Logger;
  * router  --model DIR --kafka HOST:PORT --decode HOST:PORT,... [--experts HOST:PORT,...] [--host 0.0.0.0]
  *         [--grpc-port 9000] [--http-port 8080] [--topic T] [--partitions N] [--prefill-group G] [--max-in-flight N]
  *         [--default-max-new-tokens N] [--max-prompt-tokens N] [--max-resumes N] [--poll-ms N] [--api-key KEY]
+ *         [--max-new-tokens N] [--max-messages N] [--max-tools N] [--max-stop-strings N] [--max-stop-chars N]
  * prefill --model DIR --kafka HOST:PORT [--experts HOST:PORT,...] [--id prefill-0] [--topic T] [--prefill-group G]
  *         [--chunk-bytes N] [--prefill-batch-tokens N] [--prefill-batch-max N] [--prefix-cache-gib G] [--backend B]
  *         [--host 0.0.0.0] [--http-port 8082]
@@ -80,7 +81,7 @@ public final class Main {
         return switch (service) {
             case "router" -> new Flags("router", args, from, "model", "kafka", "decode", "experts", "host", "grpc-port", "http-port",
                     "topic", "partitions", "prefill-group", "max-in-flight", "default-max-new-tokens", "max-prompt-tokens", "max-resumes",
-                    "poll-ms", "api-key");
+                    "poll-ms", "api-key", "max-new-tokens", "max-messages", "max-tools", "max-stop-strings", "max-stop-chars");
             case "prefill" -> new Flags("prefill", args, from, "model", "kafka", "experts", "id", "topic", "prefill-group",
                     "chunk-bytes", "prefill-batch-tokens", "prefill-batch-max", "prefix-cache-gib", "backend", "host", "http-port");
             case "decode" -> new Flags("decode", args, from, "model", "experts", "id", "host", "grpc-port", "http-port", "advertise",

@@ -12,7 +12,6 @@ import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.MeshTelemetry;
-import io.lightmesh.mesh.Specs;
 import io.lightmesh.mesh.StateCodec;
 import io.lightmesh.proto.v1.Choice;
 import io.lightmesh.proto.v1.ComponentHealth;
@@ -33,7 +32,6 @@ import io.lightmesh.proto.v1.ModelInfo;
 import io.lightmesh.proto.v1.ModelInfoRequest;
 import io.lightmesh.proto.v1.PrefillTask;
 import io.lightmesh.proto.v1.RequestStats;
-import io.lightmesh.proto.v1.SamplingParams;
 import io.lightmesh.proto.v1.ServingStatus;
 import io.lightmesh.proto.v1.TokenLogprob;
 import io.lightmesh.proto.v1.TokenizeRequest;
@@ -95,6 +93,7 @@ public final class RouterCore implements AutoCloseable {
     private final MeshModel model;
     private final Prompts prompts;
     private final LogprobText logprobText;
+    private final RequestValidator validator;
     private final KafkaProducer<String, byte[]> producer;
     private final Admin admin;
     private final Map<String, ManagedChannel> channels = new ConcurrentHashMap<>();
@@ -126,6 +125,11 @@ public final class RouterCore implements AutoCloseable {
      *             causes in the mesh) and metrics (queue depth, requests in flight, TTFT, TPOT) go
      */
     public RouterCore(Settings settings, MeshModel model, OpenTelemetry otel) {
+        this(settings, model, otel, RequestLimits.defaults());
+    }
+
+    /** @param limits what one request may ask for beyond the prompt limit of {@code settings} (max tokens, messages, tools, stops) */
+    public RouterCore(Settings settings, MeshModel model, OpenTelemetry otel, RequestLimits limits) {
         this.settings = settings;
         this.model = model;
         this.tracer = otel.getTracer(MeshTelemetry.SCOPE);
@@ -141,6 +145,8 @@ public final class RouterCore implements AutoCloseable {
                 .setDescription("Requests admitted and not finished").buildWithCallback(m -> m.record(inFlight.get())));
         this.prompts = new Prompts(model.tokenizer(), model.dir().getFileName().toString());
         this.logprobText = new LogprobText(model.tokenizer());
+        this.validator = new RequestValidator(model.config(), model.tokenizer(), modelId(), settings.maxPromptTokens(),
+                settings.defaultMaxNewTokens(), limits);
         Properties p = new Properties();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
         p.put(ProducerConfig.ACKS_CONFIG, "all");
@@ -270,40 +276,8 @@ public final class RouterCore implements AutoCloseable {
 
     // ---- validation ----
 
-    /** The resolved spec (template applied, defaults filled in), or INVALID_ARGUMENT naming the field. */
-    GenerationSpec validate(GenerateRequest r, String id) {
-        ModelConfig c = model.config();
-        int[] prompt = prompts.tokens(r);
-        if (prompt.length == 0) throw invalid(r.getInputCase().name().toLowerCase() + ": the prompt has no tokens");
-        if (prompt.length > settings.maxPromptTokens()) throw invalid("prompt has " + prompt.length + " tokens; this server admits " + settings.maxPromptTokens());
-        for (int t : prompt) if (t < 0 || t >= c.vocabSize()) throw invalid("token_ids.ids: " + t + " outside the vocabulary 0.." + (c.vocabSize() - 1));
-        SamplingParams s = r.getSampling();
-        if (s.hasTemperature() && !(s.getTemperature() >= 0 && s.getTemperature() <= 100)) throw invalid("sampling.temperature must be in [0, 100]");
-        if (s.getTopK() < 0) throw invalid("sampling.top_k must be >= 0");
-        if (s.hasTopP() && !(s.getTopP() > 0 && s.getTopP() <= 1)) throw invalid("sampling.top_p must be in (0, 1]");
-        if (s.hasMaxNewTokens() && s.getMaxNewTokens() < 1) throw invalid("sampling.max_new_tokens must be >= 1");
-        if (s.getMaxThinkingTokens() < 0) throw invalid("sampling.max_thinking_tokens must be >= 0");
-        for (int i = 0; i < s.getStopCount(); i++) if (s.getStop(i).isEmpty()) throw invalid("sampling.stop[" + i + "] must not be empty");
-        SamplingChecks.check(s);
-        if (s.getStopCount() > 0 && model.tokenizer() == null) {
-            throw invalid("sampling.stop: model " + modelId() + " has no tokenizer.json, so stop strings cannot be matched");
-        }
-        SamplingParams.Builder resolved = s.toBuilder();
-        if (!s.hasMaxNewTokens()) resolved.setMaxNewTokens(settings.defaultMaxNewTokens());
-        if (!s.hasSeed()) resolved.setSeed(java.util.concurrent.ThreadLocalRandom.current().nextLong());
-        if ((long) prompt.length + resolved.getMaxNewTokens() > c.maxPositions()) throw invalid("prompt + max_new_tokens exceeds max positions " + c.maxPositions());
-        try {
-            Specs.sampling(resolved.build());
-        } catch (IllegalArgumentException e) {
-            throw invalid("sampling: " + e.getMessage());
-        }
-        GenerationSpec.Builder spec = GenerationSpec.newBuilder().setRequestId(id).setSampling(resolved)
-                .setAdmittedUnixUs(System.currentTimeMillis() * 1000);
-        for (int t : prompt) spec.addPromptTokens(t);
-        return spec.build();
-    }
-
-    private static StatusRuntimeException invalid(String m) { return Prompts.invalid(m); }
+    /** The resolved spec (template applied, defaults filled in), or INVALID_ARGUMENT naming the field or limit. */
+    GenerationSpec validate(GenerateRequest r, String id) { return validator.validate(r, id); }
 
     // ---- one request through the mesh ----
 
@@ -616,7 +590,7 @@ public final class RouterCore implements AutoCloseable {
         @Override
         public void tokenize(TokenizeRequest r, StreamObserver<TokenizeResponse> out) {
             try {
-                out.onNext(prompts.tokenize(r));
+                out.onNext(validator.tokenize(r));
                 out.onCompleted();
             } catch (StatusRuntimeException e) {
                 out.onError(e);

@@ -59,6 +59,22 @@ public interface RouterConfig {
     @WithDefault("1048576")
     int maxPromptTokens();
 
+    /** Request limits (io.lightmesh.router.RequestLimits; README "Request limits"): beyond one, INVALID_ARGUMENT / HTTP 400. */
+    @WithDefault("131072")
+    int maxNewTokens();
+
+    @WithDefault("4096")
+    int maxMessages();
+
+    @WithDefault("128")
+    int maxTools();
+
+    @WithDefault("16")
+    int maxStopStrings();
+
+    @WithDefault("1024")
+    int maxStopChars();
+
     /** Times a request is prefilled again on another decode worker after one is lost. */
     @WithDefault("2")
     int maxResumes();

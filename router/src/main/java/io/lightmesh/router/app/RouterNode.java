@@ -6,6 +6,7 @@ import io.lightmesh.mesh.DeferredServices;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.OffloadingInterceptor;
+import io.lightmesh.router.RequestLimits;
 import io.lightmesh.router.RouterCore;
 import io.opentelemetry.api.OpenTelemetry;
 import io.quarkus.runtime.ShutdownEvent;
@@ -54,7 +55,9 @@ public class RouterNode {
         try {
             this.core = new RouterCore(new RouterCore.Settings(config.kafka(), config.topic(), config.partitions(), config.prefillGroup(),
                     config.decode(), config.experts().orElse(List.of()), config.maxInFlight(), config.defaultMaxNewTokens(),
-                    config.maxPromptTokens(), config.maxResumes(), config.pollMs()), model, otel);
+                    config.maxPromptTokens(), config.maxResumes(), config.pollMs()), model, otel,
+                    new RequestLimits(config.maxNewTokens(), config.maxMessages(), config.maxTools(), config.maxStopStrings(),
+                            config.maxStopChars(), RequestLimits.DEFAULT_MAX_ID_CHARS));
         } catch (RuntimeException e) {
             model.close();
             throw e;

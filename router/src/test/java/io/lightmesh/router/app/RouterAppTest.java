@@ -103,4 +103,17 @@ class RouterAppTest {
             Grpc.shutdown(ch);
         }
     }
+
+    @Test
+    void requestsOverAConfiguredLimitAreAnswered400NamingIt() throws Exception {
+        // lightmesh.max-tools=2 and lightmesh.max-new-tokens=1000 (KafkaAndModel): refused before any worker is asked
+        String tool = "{\"type\": \"function\", \"function\": {\"name\": \"f\"}}";
+        HttpResponse<String> tools = post("/v1/chat/completions", "{\"model\": \"tiny\", \"messages\": [{\"role\": \"user\", "
+                + "\"content\": \"hi\"}], \"tools\": [" + tool + ", " + tool + ", " + tool + "]}");
+        assertEquals(400, tools.statusCode(), tools.body());
+        assertTrue(tools.body().contains("lightmesh.max-tools"), tools.body());
+        HttpResponse<String> tokens = post("/v1/completions", "{\"model\": \"tiny\", \"prompt\": \"Hello\", \"max_tokens\": 1001}");
+        assertEquals(400, tokens.statusCode(), tokens.body());
+        assertTrue(tokens.body().contains("at most 1000 (lightmesh.max-new-tokens)"), tokens.body());
+    }
 }
