@@ -11,6 +11,7 @@ import io.lightmesh.engine.config.ModelConfig;
 import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.Specs;
 import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.mesh.StateCodec;
 import io.lightmesh.proto.v1.Choice;
