@@ -85,6 +85,12 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     private final MemorySegment context;
     private final MemorySegment queue;
     private final MemorySegment program;
+    /** tensorcore.cl, built where the probe tried it and kept where the check passed; else null. */
+    private MemorySegment tcProgram;
+    private final Map<String, MemorySegment> tcKernels = new HashMap<>();
+    private final TensorCores.Verdict tensorCores;
+    private boolean useTensorCores;
+    private final String options;
     private final String name;
     private final int computeUnits;
     private final Map<String, MemorySegment> kernels = new HashMap<>();
@@ -103,9 +109,119 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         this.context = Cl.createContext(device);
         this.queue = Cl.createQueue(context, device);
         // -Dlightmesh.opencl.options=-cl-nv-verbose (with -Dlightmesh.opencl.buildLog=true): NVIDIA's register counts
-        this.program = Cl.buildProgram(context, device, source(), System.getProperty("lightmesh.opencl.options", ""));
+        this.options = System.getProperty("lightmesh.opencl.options", "");
+        this.program = Cl.buildProgram(context, device, source(), options);
         this.name = Cl.deviceName(device);
         this.computeUnits = Math.max(1, Cl.computeUnits(device));
+        this.tensorCores = probeTensorCores();
+        this.useTensorCores = tensorCores.available();
+        LOG.log(System.Logger.Level.INFO, "OpenCL products of " + GEMM_MIN_ROWS + "+ rows on " + name + ": "
+                + (useTensorCores ? "bf16 tensor cores (mma.sync)" : "fp32 GEMM") + "; tensor cores " + tensorCores);
+    }
+
+    private static final System.Logger LOG = System.getLogger(ResidentOps.class.getName());
+
+    // ---- tensor cores --------------------------------------------------------------------------------------------
+
+    /** The start-up probe: the setting, then NVIDIA only, then the build and the check ({@link TensorCores}). */
+    private TensorCores.Verdict probeTensorCores() {
+        if (!TensorCores.wanted()) return TensorCores.Verdict.no("off (-Dlightmesh.opencl.tensorCores=false)");
+        String vendor = Cl.deviceVendor(device);
+        if (!TensorCores.nvidia(vendor)) {
+            return TensorCores.Verdict.no("device vendor '" + vendor + "' is not NVIDIA (the kernels are PTX asm)");
+        }
+        return tryTensorCores(TensorCores.source());
+    }
+
+    /**
+     * Builds {@code source} (kernels gemm_tc_f32 and gemm_tc_bf16) and checks both on a small ragged product against
+     * the host; keeps the program when they agree. Package-private: the tests run the build-and-check on any device.
+     */
+    synchronized TensorCores.Verdict tryTensorCores(String source) {
+        releaseTensorCores();
+        MemorySegment p;
+        try {
+            p = Cl.buildProgram(context, device, source, options);
+        } catch (RuntimeException e) {
+            String log = String.valueOf(e.getMessage());
+            return TensorCores.Verdict.no("the compiler rejected tensorcore.cl: "
+                    + log.substring(0, Math.min(600, log.length())).replace('\n', ' '));
+        }
+        tcProgram = p;
+        int n = TensorCores.CHECK_N, in = TensorCores.CHECK_IN, out = TensorCores.CHECK_OUT;
+        java.util.Random rnd = new java.util.Random(14);
+        float[] x = new float[n * in], wv = new float[out * in];
+        for (int i = 0; i < x.length; i++) x[i] = rnd.nextFloat() * 2 - 1;
+        for (int i = 0; i < wv.length; i++) wv[i] = TensorCores.roundBf16(rnd.nextFloat() * 2 - 1);
+        float[] ref = TensorCores.reference(x, wv, n, in, out);
+        ClBuffer bx = floats((long) n * in), by = floats((long) n * out), wf = floats((long) out * in);
+        ClBuffer wb = shorts((long) out * in);
+        try {
+            short[] bits = new short[wv.length];
+            for (int i = 0; i < wv.length; i++) bits[i] = (short) (Float.floatToRawIntBits(wv[i]) >>> 16);
+            write(bx, 0, x, 0, x.length);
+            write(wf, 0, wv, 0, wv.length);
+            Cl.write(queue, wb.mem(), 0, 2L * bits.length, MemorySegment.ofArray(bits));
+            for (boolean bf16 : new boolean[]{false, true}) {
+                float[] got = new float[n * out];
+                java.util.Arrays.fill(got, Float.NaN);
+                write(by, 0, got, 0, got.length);
+                tcProduct(bf16 ? wb : wf, 0L, bf16, out, in, bx, n, by);
+                read(by, 0, got, 0, got.length);
+                String bad = TensorCores.mismatch(ref, got);
+                if (bad != null) {
+                    releaseTensorCores();
+                    return TensorCores.Verdict.no("the " + (bf16 ? "bf16" : "fp32") + "-weight kernel disagrees with "
+                            + "the host on a " + n + "x" + in + "x" + out + " product: " + bad);
+                }
+            }
+        } catch (RuntimeException e) {
+            releaseTensorCores();
+            return TensorCores.Verdict.no("the check product failed: " + e.getMessage());
+        } finally {
+            bx.close();
+            by.close();
+            wf.close();
+            wb.close();
+        }
+        return new TensorCores.Verdict(true, "mma.sync bf16 on " + name + ", checked against the host");
+    }
+
+    /** Drops the tensor-core program and kernels; products go back to the fp32 GEMM. */
+    private void releaseTensorCores() {
+        useTensorCores = false;
+        for (MemorySegment k : tcKernels.values()) Cl.releaseKernel(k);
+        tcKernels.clear();
+        if (tcProgram != null) Cl.releaseProgram(tcProgram);
+        tcProgram = null;
+    }
+
+    /** Drops the tensor-core kernels (tests of the probe restore the state they found). */
+    synchronized void dropTensorCores() { releaseTensorCores(); }
+
+    /** The device's vendor string (CL_DEVICE_VENDOR). */
+    public String vendor() { return Cl.deviceVendor(device); }
+
+    /** The start-up probe's verdict on this device. */
+    public synchronized TensorCores.Verdict tensorCores() { return tensorCores; }
+
+    /**
+     * Chooses the products of {@link #GEMM_MIN_ROWS}+ rows: on tensor cores (bf16 activations, where the probe
+     * passed) or the fp32 GEMM. Returns whether they now run on tensor cores.
+     */
+    public synchronized boolean useTensorCores(boolean on) {
+        useTensorCores = on && tcProgram != null;
+        return useTensorCores;
+    }
+
+    /** Whether products of {@link #GEMM_MIN_ROWS}+ rows run on tensor cores now. */
+    public synchronized boolean productsOnTensorCores() { return useTensorCores; }
+
+    private void tcProduct(ClBuffer buf, long wOff, boolean bf16, int out, int in, Buffer x, int n, Buffer y) {
+        MemorySegment k = tcKernels.computeIfAbsent(bf16 ? "gemm_tc_bf16" : "gemm_tc_f32",
+                kn -> Cl.createKernel(tcProgram, kn));
+        launch(k, bf16 ? "gemm_tc_bf16" : "gemm_tc_f32", (long) ceilDiv(out, GN) * ceilDiv(n, GM) * NT, buf, wOff, x,
+                0L, y, 0L, n, in, out);
     }
 
     private static String source() {
@@ -275,6 +391,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     private void product(ClBuffer buf, long wOff, boolean bf16, int out, int in, Buffer x, int n, Buffer y) {
         check(x, 0, (long) n * in);
         check(y, 0, (long) n * out);
+        if (n >= GEMM_MIN_ROWS && useTensorCores && in % 8 == 0 && wOff % 8 == 0) {
+            tcProduct(buf, wOff, bf16, out, in, x, n, y);
+            return;
+        }
         if (n >= GEMM_MIN_ROWS) {
             launch(bf16 ? "gemm_bf16" : "gemm_f32", (long) ceilDiv(out, GN) * ceilDiv(n, GM) * NT, buf, wOff, x, 0L, y,
                     0L, n, in, out);
@@ -554,7 +674,12 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     /** Sets the arguments (buffers, Integer, Long, Float) and enqueues a 1-D launch of work-groups of NT. */
     private void launch(String kernel, long global, Object... args) {
         if (closed) throw new IllegalStateException("ResidentOps is closed");
-        MemorySegment k = kernels.computeIfAbsent(kernel, n -> Cl.createKernel(program, n));
+        launch(kernels.computeIfAbsent(kernel, n -> Cl.createKernel(program, n)), kernel, global, args);
+    }
+
+    private void launch(MemorySegment k, String kernel, long global, Object... args) {
+        if (closed) throw new IllegalStateException("ResidentOps is closed");
+        long t0 = PROFILE ? System.nanoTime() : 0;
         for (int i = 0; i < args.length; i++) {
             Object a = args[i];
             switch (a) {
@@ -581,6 +706,32 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         localSize.set(ValueLayout.JAVA_LONG, 0, NT);
         Cl.enqueue(queue, k, globalSize, localSize, kernel);
         launches++;
+        if (PROFILE) {
+            Cl.finish(queue);
+            profile.computeIfAbsent(kernel, x -> new long[2])[0] += System.nanoTime() - t0;
+            profile.get(kernel)[1]++;
+        }
+    }
+
+    /**
+     * -Dlightmesh.opencl.profile=true: every launch waits for its kernel, and the time (host clock, launch included)
+     * is added up per kernel name; {@link #profile()} prints the table. Slows everything: for finding where the time
+     * goes, not for throughput figures.
+     */
+    private static final boolean PROFILE = Boolean.getBoolean("lightmesh.opencl.profile");
+    private final Map<String, long[]> profile = new java.util.TreeMap<>();
+
+    /** The per-kernel times since the last call (empty unless profiling), largest first; resets them. */
+    public synchronized String profile() {
+        long total = 0;
+        for (long[] v : profile.values()) total += v[0];
+        StringBuilder sb = new StringBuilder();
+        final long all = Math.max(1, total);
+        profile.entrySet().stream().sorted((a, b) -> Long.compare(b.getValue()[0], a.getValue()[0])).forEach(e ->
+                sb.append(String.format(java.util.Locale.ROOT, "  %-22s %10.2f ms %6.1f%% %9d launches%n", e.getKey(),
+                        e.getValue()[0] / 1e6, 100.0 * e.getValue()[0] / all, e.getValue()[1])));
+        profile.clear();
+        return sb.toString();
     }
 
     private long launches;
@@ -594,8 +745,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         Cl.finish(queue);
         for (ClBuffer b : live.toArray(new ClBuffer[0])) b.close();
         weights.clear();
+        if (PROFILE) System.err.print("OpenCL kernel profile (" + name + "):\n" + profile());
         for (MemorySegment k : kernels.values()) Cl.releaseKernel(k);
         kernels.clear();
+        releaseTensorCores();
         Cl.releaseProgram(program);
         Cl.releaseQueue(queue);
         Cl.releaseContext(context);

@@ -1,0 +1,169 @@
+// Matrix products on NVIDIA tensor cores from OpenCL C, through inline PTX (mma.sync m16n8k16, bf16 in, fp32
+// accumulate). Built only for NVIDIA devices, after which TensorCores checks a small product against the host
+// before ResidentOps uses it; every other device (PoCL in CI) runs the fp32 GEMM of resident.cl. NVIDIA's OpenCL
+// compiler emits PTX for the device's architecture (.target sm_90 on an H200) and passes GCC-style asm through.
+//
+// y[m, o] = bf16(x[m, :]) . bf16(W[o, :]) for m < n, o < out (x [n, in] fp32, W [out, in] bf16 or fp32, both
+// k-contiguous, in % 8 == 0). Activations (and fp32 weights) are rounded to bf16, nearest even, as they are staged
+// into local memory; products accumulate in fp32.
+//
+// Tiles: a work-group of NT = 256 (8 warps) computes a TM x TN = 128 x 128 tile of y, TK = 32 of k at a time. Warp w
+// owns rows (w % 2) * 64 .. + 63 and columns (w / 2) * 32 .. + 31: 4 x 4 mma tiles of 16 x 8, 64 fp32 accumulators
+// per work-item. The k tiles of x and W sit in local memory row-major as bf16 with rows of TLD = 40 (80 bytes): a
+// fragment load (8 rows x 4 consecutive words per warp) then hits 32 distinct banks. Two buffers: the next k tile is
+// loaded from global memory into registers before the math and stored into the other buffer after it, one barrier a
+// tile.
+//
+// Fragments of mma.m16n8k16 (PTX ISA, "Matrix Fragments for mma.m16n8k16"), g = lane / 4, t = lane % 4, two bf16 per
+// 32-bit register, the lower k in the low half:
+//   A (16 x 16, row-major): a0 = A[g][2t..], a1 = A[g + 8][2t..], a2 = A[g][2t + 8..], a3 = A[g + 8][2t + 8..]
+//   B (16 x 8, "col": B[k][n] = W[n][k], so W's rows serve as they are): b0 = W[g][2t..], b1 = W[g][2t + 8..]
+//   C (16 x 8 fp32): c0, c1 = C[g][2t, 2t + 1], c2, c3 = C[g + 8][2t, 2t + 1]
+// Launch: global = ceil(out / TN) * ceil(n / TM) * NT, local = NT; group g: column tile g % ceil(out / TN), row tile
+// g / ceil(out / TN).
+
+#define NT 256
+#define TM 128
+#define TN 128
+#define TK 32
+#define TLD (TK + 8)
+
+// fp32 -> bf16, round to nearest even (NaN kept a NaN)
+inline uint bf16_bits(float f) {
+    uint u = as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+inline uint pack2(float lo, float hi) { return bf16_bits(lo) | (bf16_bits(hi) << 16); }
+
+#ifndef TC_EMULATE
+inline void mma_bf16(float* c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1, __local uint* scratch) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+#define TC_SCRATCH 1
+#else
+// Tests only (-D TC_EMULATE, on PoCL): the same warp-wide product in plain OpenCL C, the fragments exchanged through
+// local memory, so that the tiling, the fragment loads and the epilogue above are checked on devices without
+// tensor cores. Every work-item of the group calls it (it has barriers).
+inline float bf16f(uint pair, int hi) { return as_float(hi ? (pair & 0xffff0000u) : (pair << 16)); }
+
+inline void mma_bf16(float* c, uint a0, uint a1, uint a2, uint a3, uint b0, uint b1, __local uint* scratch) {
+    int tid = get_local_id(0), lane = tid % 32;
+    __local uint* s = scratch + (tid / 32) * 32 * 6;
+    s[lane * 6 + 0] = a0; s[lane * 6 + 1] = a1; s[lane * 6 + 2] = a2; s[lane * 6 + 3] = a3;
+    s[lane * 6 + 4] = b0; s[lane * 6 + 5] = b1;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    int g = lane >> 2, t = lane & 3;
+    for (int r = 0; r < 4; r++) {
+        int row = g + (r >= 2 ? 8 : 0), col = 2 * t + (r & 1);
+        float sum = 0.0f;
+        for (int k = 0; k < 16; k++) {
+            // A[row][k]: lane (row % 8) * 4 + (k % 8) / 2, register (row >= 8) + 2 (k >= 8), half k % 2
+            uint ap = s[((row % 8) * 4 + (k % 8) / 2) * 6 + (row >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)];
+            // B[k][col]: lane col * 4 + (k % 8) / 2, register b0 (k < 8) or b1, half k % 2
+            uint bp = s[(col * 4 + (k % 8) / 2) * 6 + 4 + (k >= 8 ? 1 : 0)];
+            sum += bf16f(ap, k & 1) * bf16f(bp, k & 1);
+        }
+        c[r] += sum;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+#define TC_SCRATCH (NT * 6)
+#endif
+
+// Eight consecutive fp32 elements p[k..k+7] of row `row` (zeros past `rows` or past in) as four packed bf16 pairs.
+inline uint4 ld8_f32(__global const float* p, int row, int rows, int k, int in) {
+    if (row >= rows || k >= in) return (uint4) 0u;
+    __global const float* r = p + (long) row * in + k;
+    float4 a = vload4(0, r), b = vload4(1, r);
+    return (uint4) (pack2(a.x, a.y), pack2(a.z, a.w), pack2(b.x, b.y), pack2(b.z, b.w));
+}
+
+// The same from bf16 (raw 16 bits): already packed.
+inline uint4 ld8_bf16(__global const ushort* p, int row, int rows, int k, int in) {
+    if (row >= rows || k >= in) return (uint4) 0u;
+    return as_uint4(vload8(0, p + (long) row * in + k));
+}
+
+// One tile row holds TK / 8 = 4 chunks of 8; element f = tid + i * NT of the 512 chunks of a 128-row tile is row f / 4,
+// chunk f % 4: two chunks per work-item for each of x and W.
+inline void st8(__local ushort* a, int row, int chunk, uint4 v) {
+    *((__local uint4*) (a + row * TLD + chunk * 8)) = v;
+}
+
+#define GEMM_TC(SUF, WT, LDW)                                                                                        \
+__kernel __attribute__((reqd_work_group_size(NT, 1, 1)))                                                           \
+void gemm_tc_##SUF(__global const WT* w, long wOff, __global const float* x, long xOff, __global float* y,          \
+                   long yOff, int n, int in, int out) {                                                            \
+    __local ushort ax[2][TM * TLD];                                                                                \
+    __local ushort aw[2][TN * TLD];                                                                                \
+    __local uint scratch[TC_SCRATCH];                                                                              \
+    int tid = get_local_id(0), lane = tid % 32, warp = tid / 32;                                                   \
+    int g = lane >> 2, t = lane & 3;                                                                               \
+    int wm = (warp % 2) * 64, wn = (warp / 2) * 32;                                                                \
+    int tilesN = (out + TN - 1) / TN;                                                                              \
+    int o0 = (get_group_id(0) % tilesN) * TN, m0 = (get_group_id(0) / tilesN) * TM;                               \
+    x += xOff;                                                                                                     \
+    w += wOff;                                                                                                     \
+    int lr0 = tid / 4, lr1 = lr0 + NT / 4, lc = tid % 4;                                                           \
+    uint4 px0 = ld8_f32(x, m0 + lr0, n, lc * 8, in), px1 = ld8_f32(x, m0 + lr1, n, lc * 8, in);                   \
+    uint4 pw0 = LDW(w, o0 + lr0, out, lc * 8, in), pw1 = LDW(w, o0 + lr1, out, lc * 8, in);                        \
+    st8(ax[0], lr0, lc, px0); st8(ax[0], lr1, lc, px1);                                                            \
+    st8(aw[0], lr0, lc, pw0); st8(aw[0], lr1, lc, pw1);                                                            \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                                                  \
+    float acc[4][4][4];                                                                                            \
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) for (int c = 0; c < 4; c++) acc[i][j][c] = 0.0f;      \
+    int tiles = (in + TK - 1) / TK;                                                                                \
+    for (int kt = 0; kt < tiles; kt++) {                                                                           \
+        int cur = kt & 1;                                                                                          \
+        if (kt + 1 < tiles) {                                                                                      \
+            int k = (kt + 1) * TK + lc * 8;                                                                        \
+            px0 = ld8_f32(x, m0 + lr0, n, k, in); px1 = ld8_f32(x, m0 + lr1, n, k, in);                            \
+            pw0 = LDW(w, o0 + lr0, out, k, in); pw1 = LDW(w, o0 + lr1, out, k, in);                                \
+        }                                                                                                          \
+        __local const ushort* a = ax[cur];                                                                         \
+        __local const ushort* b = aw[cur];                                                                         \
+        for (int ks = 0; ks < TK; ks += 16) {                                                                      \
+            uint fa[4][4], fb[4][2];                                                                               \
+            for (int i = 0; i < 4; i++) {                                                                          \
+                __local const ushort* r = a + (wm + i * 16 + g) * TLD + ks + 2 * t;                               \
+                fa[i][0] = *((__local const uint*) r);                                                             \
+                fa[i][1] = *((__local const uint*) (r + 8 * TLD));                                                 \
+                fa[i][2] = *((__local const uint*) (r + 8));                                                       \
+                fa[i][3] = *((__local const uint*) (r + 8 * TLD + 8));                                             \
+            }                                                                                                      \
+            for (int j = 0; j < 4; j++) {                                                                          \
+                __local const ushort* r = b + (wn + j * 8 + g) * TLD + ks + 2 * t;                                \
+                fb[j][0] = *((__local const uint*) r);                                                             \
+                fb[j][1] = *((__local const uint*) (r + 8));                                                       \
+            }                                                                                                      \
+            for (int i = 0; i < 4; i++)                                                                            \
+                for (int j = 0; j < 4; j++)                                                                        \
+                    mma_bf16(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j][0], fb[j][1], scratch);      \
+        }                                                                                                          \
+        if (kt + 1 < tiles) {                                                                                      \
+            st8(ax[cur ^ 1], lr0, lc, px0); st8(ax[cur ^ 1], lr1, lc, px1);                                        \
+            st8(aw[cur ^ 1], lr0, lc, pw0); st8(aw[cur ^ 1], lr1, lc, pw1);                                        \
+        }                                                                                                          \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                                              \
+    }                                                                                                              \
+    __global float* yb = y + yOff;                                                                                 \
+    for (int i = 0; i < 4; i++) {                                                                                  \
+        for (int h = 0; h < 2; h++) {                                                                              \
+            int m = m0 + wm + i * 16 + g + 8 * h;                                                                  \
+            if (m >= n) continue;                                                                                  \
+            for (int j = 0; j < 4; j++) {                                                                          \
+                int o = o0 + wn + j * 8 + 2 * t;                                                                   \
+                if (o < out) yb[(long) m * out + o] = acc[i][j][2 * h];                                            \
+                if (o + 1 < out) yb[(long) m * out + o + 1] = acc[i][j][2 * h + 1];                                \
+            }                                                                                                      \
+        }                                                                                                          \
+    }                                                                                                              \
+}
+
+GEMM_TC(f32, float, ld8_f32)
+GEMM_TC(bf16, ushort, ld8_bf16)
