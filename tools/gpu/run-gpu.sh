@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # On the GPU machine, from a folder made by pack.sh: registers NVIDIA's OpenCL driver with the ICD loader, runs the
 # OpenCL kernel tests (JUnit, LIGHTMESH_REQUIRE_OPENCL=1), then KernelBench and the PyTorch figures.
-# Writes logs under $OUT (or /tmp/lightmesh-out). Usage: bash .runtime/tools/run-gpu.sh [tests] [bench] [engine] [torch]
+# Writes logs under $OUT (or /tmp/lightmesh-out).
+# Usage: bash .runtime/tools/run-gpu.sh [tests] [bench] [engine] [torch] [peer] [peer-summary] [fixtures-bf16]
+#   peer: HF transformers' MiniMaxForCausalLM bf16 eager on the 1.25B M1 shape (hf_peer_bench.py, PEER_ARGS);
+#   peer-summary: the side-by-side table of this call's enginebench.txt and hfpeer.txt;
+#   fixtures-bf16: HF's own bf16 error on the engine's reference fixtures (the tensor-core path's tolerance)
 set -uo pipefail
 R="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ -f "$R/rt.tar.xz" ]; then   # packed with pack.sh --xz
@@ -60,7 +64,15 @@ for step in "${steps[@]}"; do
     torch)
       PYTHONUNBUFFERED=1 python3 "$R/tools/torch_bench.py" 2>&1 | tee "$OUT/torchbench.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
-    *) echo "unknown step $step (tests, bench, engine, torch)"; rc=2 ;;
+    peer)
+      PYTHONUNBUFFERED=1 python3 "$R/tools/hf_peer_bench.py" ${PEER_ARGS:-} --json "$OUT/hfpeer.json" 2>&1 | tee -a "$OUT/hfpeer.txt"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
+    peer-summary)
+      python3 "$R/tools/peer_summary.py" "$OUT/enginebench.txt" "$OUT/hfpeer.txt" 2>&1 | tee "$OUT/peer-summary.txt" ;;
+    fixtures-bf16)
+      PYTHONUNBUFFERED=1 python3 "$R/tools/hf_fixture_bf16.py" --reference "$R/tools/reference" 2>&1 | tee "$OUT/hf-fixtures-bf16.txt"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
+    *) echo "unknown step $step (tests, bench, engine, torch, peer, peer-summary, fixtures-bf16)"; rc=2 ;;
   esac
 done
 exit $rc

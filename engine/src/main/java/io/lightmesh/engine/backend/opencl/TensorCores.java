@@ -46,7 +46,7 @@ public final class TensorCores {
     }
 
     /** Whether the vendor string names NVIDIA (the only devices whose compiler takes PTX asm). */
-    static boolean nvidia(String vendor) {
+    public static boolean nvidia(String vendor) {
         return vendor != null && vendor.toUpperCase(Locale.ROOT).contains("NVIDIA");
     }
 
