@@ -8,8 +8,13 @@
 #   fixtures-bf16: HF's own bf16 error on the engine's reference fixtures (the tensor-core path's tolerance)
 set -uo pipefail
 R="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [ -f "$R/rt.tar.xz" ]; then   # packed with pack.sh --xz
-  mkdir -p /tmp/lightmesh-rt && tar -C /tmp/lightmesh-rt -xJf "$R/rt.tar.xz" && cp -r "$R/tools" /tmp/lightmesh-rt/
+if [ -f "$R/rt.tar.xz" ]; then   # packed with pack.sh --xz; unpacked once per pack (several steps, one call)
+  stamp=$(stat -c '%s %Y' "$R/rt.tar.xz")
+  if [ "$(cat /tmp/lightmesh-rt/.stamp 2>/dev/null)" != "$stamp" ]; then
+    rm -rf /tmp/lightmesh-rt && mkdir -p /tmp/lightmesh-rt && tar -C /tmp/lightmesh-rt -xJf "$R/rt.tar.xz" \
+      && echo "$stamp" > /tmp/lightmesh-rt/.stamp
+  fi
+  rm -rf /tmp/lightmesh-rt/tools && cp -r "$R/tools" /tmp/lightmesh-rt/
   R=/tmp/lightmesh-rt
 fi
 OUT="${OUT:-/tmp/lightmesh-out}"
