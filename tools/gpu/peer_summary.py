@@ -15,6 +15,12 @@ def best(pattern, text):
     return out
 
 
+def fmt(v):
+    if v is None:
+        return "-"
+    return f"{v:,.0f}" if v >= 1000 else f"{v:,.1f}"
+
+
 def main():
     engine = open(sys.argv[1]).read()
     hf = open(sys.argv[2]).read()
@@ -28,8 +34,8 @@ def main():
         for k in sorted(set(lm) | set(ref)):
             a, b = lm.get(k), ref.get(k)
             ratio = f"{a / b:.2f}x" if a and b else "-"
-            print(f"| {what} {unit} {k} | {a if a is not None else '-':,} | {b if b is not None else '-':,} | {ratio} |"
-                  .replace(",.", "."))
+            fa, fb = fmt(a), fmt(b)
+            print(f"| {what} {unit} {k} | {fa} | {fb} | {ratio} |")
 
 
 if __name__ == "__main__":

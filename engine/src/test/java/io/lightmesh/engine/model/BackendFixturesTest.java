@@ -50,24 +50,30 @@ class BackendFixturesTest {
     }
 
     /**
-     * Hugging Face transformers' own bf16 run of each fixture (tools/gpu/hf_fixture_bf16.py on the H200, weights and
-     * activations in bf16, eager attention): the largest max |diff| / max |reference| over the prefill rows and the
-     * cached decode steps. The tensor-core path (activations rounded to bf16 in the products, everything else fp32)
-     * may be no further from the fp32 reference than that.
+     * The tensor-core path's bound: Hugging Face transformers' own bf16 run of the fixture (tools/gpu/hf_fixture_bf16.py
+     * on the H200, 2026-12-03, tools/gpu/results/2026-12-03-h200-hf-fixtures-bf16.txt: weights and activations in
+     * bf16, eager attention), the larger of its max |diff| / max |reference| over the prefill rows (1.052e-2) and over
+     * the cached decode steps (9.965e-3), on the trained demo model, where HF bf16 keeps all 12 greedy tokens.
+     *
+     * <p>The three random-weight fixtures are left out on purpose: their N(0, 0.2) weights make them chaotic under
+     * bf16 (HF's own bf16 run is off by 0.24 / 0.99 / 1.66 of the logit scale on hf_bf16_single /
+     * m1_f32_sharded_partial_rope / hf_f32_single and keeps 1-2 of 12 greedy tokens; the engine with every product
+     * rounded to bf16 on the host lands at 0.20 / 1.09 / 1.61), so no bf16 path can be compared on them; they hold the
+     * fp32 paths to 1e-4 above.
      */
-    static final Map<String, Double> HF_BF16_ERROR = Map.of(   // PROVISIONAL until measured on the H200
-            "hf_f32_single", 2.0,
-            "m1_f32_sharded_partial_rope", 2.0,
-            "hf_bf16_single", 2.0,
-            "demo", 2.0);
+    static final Map<String, Double> HF_BF16_ERROR = Map.of("demo", 1.052e-2);
+
+    static java.util.stream.Stream<Path> bf16Cases() throws IOException {
+        return cases().filter(p -> HF_BF16_ERROR.containsKey(p.getFileName().toString()));
+    }
 
     /**
      * Prefill and decode with the products of 33+ rows on tensor cores (bf16 activations): within HF's own bf16
      * error ({@link #HF_BF16_ERROR}); greedy tokens not compared (a bf16 run may take another near-tie). On devices
-     * without tensor cores the kernels run emulated ({@code -D TC_EMULATE}), so that CI checks the path's wiring.
+     * without tensor cores the kernels run emulated (TC_EMULATE), so that CI checks the path's wiring.
      */
     @ParameterizedTest(name = "opencl tensor cores {0}")
-    @MethodSource("cases")
+    @MethodSource("bf16Cases")
     void openClTensorCoresWithinHuggingFaceBf16Error(Path dir) throws Exception {
         OpenClOps ops = open();
         try (ops) {

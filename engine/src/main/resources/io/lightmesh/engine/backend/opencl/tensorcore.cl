@@ -46,7 +46,7 @@ inline void mma_bf16(float* c, uint a0, uint a1, uint a2, uint a3, uint b0, uint
 }
 #define TC_SCRATCH 1
 #else
-// Tests only (-D TC_EMULATE, on PoCL): the same warp-wide product in plain OpenCL C, the fragments exchanged through
+// Tests only (TC_EMULATE defined, on PoCL): the same warp-wide product in plain OpenCL C, the fragments exchanged through
 // local memory, so that the tiling, the fragment loads and the epilogue above are checked on devices without
 // tensor cores. Every work-item of the group calls it (it has barriers).
 inline float bf16f(uint pair, int hi) { return as_float(hi ? (pair & 0xffff0000u) : (pair << 16)); }
@@ -99,8 +99,12 @@ inline void st8(__local ushort* a, int row, int chunk, uint4 v) {
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1)))                                                           \
 void gemm_tc_##SUF(__global const WT* w, long wOff, __global const float* x, long xOff, __global float* y,          \
                    long yOff, int n, int in, int out) {                                                            \
-    __local ushort ax[2][TM * TLD];                                                                                \
-    __local ushort aw[2][TN * TLD];                                                                                \
+    /* declared as uint4 for the 16-byte alignment of the tile stores and the 4-byte one of the fragment loads (a  \
+       ushort array may be placed at any even address: on the H200 that faulted) */                                \
+    __local uint4 axv[2 * TM * TLD / 8];                                                                           \
+    __local uint4 awv[2 * TN * TLD / 8];                                                                           \
+    __local ushort* axb = (__local ushort*) axv; /* buffer c at axb + c * TM * TLD */                              \
+    __local ushort* awb = (__local ushort*) awv;                                                                   \
     __local uint scratch[TC_SCRATCH];                                                                              \
     int tid = get_local_id(0), lane = tid % 32, warp = tid / 32;                                                   \
     int g = lane >> 2, t = lane & 3;                                                                               \
@@ -112,8 +116,8 @@ void gemm_tc_##SUF(__global const WT* w, long wOff, __global const float* x, lon
     int lr0 = tid / 4, lr1 = lr0 + NT / 4, lc = tid % 4;                                                           \
     uint4 px0 = ld8_f32(x, m0 + lr0, n, lc * 8, in), px1 = ld8_f32(x, m0 + lr1, n, lc * 8, in);                   \
     uint4 pw0 = LDW(w, o0 + lr0, out, lc * 8, in), pw1 = LDW(w, o0 + lr1, out, lc * 8, in);                        \
-    st8(ax[0], lr0, lc, px0); st8(ax[0], lr1, lc, px1);                                                            \
-    st8(aw[0], lr0, lc, pw0); st8(aw[0], lr1, lc, pw1);                                                            \
+    st8(axb, lr0, lc, px0); st8(axb, lr1, lc, px1);                                                            \
+    st8(awb, lr0, lc, pw0); st8(awb, lr1, lc, pw1);                                                            \
     barrier(CLK_LOCAL_MEM_FENCE);                                                                                  \
     float acc[4][4][4];                                                                                            \
     for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) for (int c = 0; c < 4; c++) acc[i][j][c] = 0.0f;      \
@@ -125,8 +129,8 @@ void gemm_tc_##SUF(__global const WT* w, long wOff, __global const float* x, lon
             px0 = ld8_f32(x, m0 + lr0, n, k, in); px1 = ld8_f32(x, m0 + lr1, n, k, in);                            \
             pw0 = LDW(w, o0 + lr0, out, k, in); pw1 = LDW(w, o0 + lr1, out, k, in);                                \
         }                                                                                                          \
-        __local const ushort* a = ax[cur];                                                                         \
-        __local const ushort* b = aw[cur];                                                                         \
+        __local const ushort* a = axb + cur * TM * TLD;                                                                         \
+        __local const ushort* b = awb + cur * TN * TLD;                                                                         \
         for (int ks = 0; ks < TK; ks += 16) {                                                                      \
             uint fa[4][4], fb[4][2];                                                                               \
             for (int i = 0; i < 4; i++) {                                                                          \
@@ -146,8 +150,8 @@ void gemm_tc_##SUF(__global const WT* w, long wOff, __global const float* x, lon
                     mma_bf16(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j][0], fb[j][1], scratch);      \
         }                                                                                                          \
         if (kt + 1 < tiles) {                                                                                      \
-            st8(ax[cur ^ 1], lr0, lc, px0); st8(ax[cur ^ 1], lr1, lc, px1);                                        \
-            st8(aw[cur ^ 1], lr0, lc, pw0); st8(aw[cur ^ 1], lr1, lc, pw1);                                        \
+            st8(axb + (cur ^ 1) * TM * TLD, lr0, lc, px0); st8(axb + (cur ^ 1) * TM * TLD, lr1, lc, px1);                                        \
+            st8(awb + (cur ^ 1) * TN * TLD, lr0, lc, pw0); st8(awb + (cur ^ 1) * TN * TLD, lr1, lc, pw1);                                        \
         }                                                                                                          \
         barrier(CLK_LOCAL_MEM_FENCE);                                                                              \
     }                                                                                                              \
