@@ -184,7 +184,44 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             wf.close();
             wb.close();
         }
+        String bad = checkFlash();
+        if (bad != null) {
+            releaseTensorCores();
+            return TensorCores.Verdict.no(bad);
+        }
         return new TensorCores.Verdict(true, "mma.sync bf16 on " + name + ", checked against the host");
+    }
+
+    /**
+     * The flash attention kernel on a small causal case (two query tiles, a cached prefix, GQA 2) against the host
+     * reference; null when within bf16's bound ({@link TensorCores#FLASH_CHECK_TOL}), else why not.
+     */
+    private String checkFlash() {
+        int H = 4, KV = 2, D = 32, before = 5, n = 140, total = before + n;
+        java.util.Random rnd = new java.util.Random(15);
+        float[] q = new float[n * H * D], k = new float[total * KV * D], v = new float[total * KV * D];
+        for (float[] a : new float[][]{q, k, v}) for (int i = 0; i < a.length; i++) a[i] = rnd.nextFloat() * 2 - 1;
+        float[] ref = new float[n * H * D], got = new float[n * H * D];
+        new io.lightmesh.engine.backend.ReferenceOps().softmaxAttention(q, n, H, KV, D, k, v, before, ref);
+        java.util.Arrays.fill(got, Float.NaN);
+        ClBuffer bq = floats(q.length), bk = floats(k.length), bv = floats(v.length), bo = floats(got.length);
+        try {
+            write(bq, 0, q, 0, q.length);
+            write(bk, 0, k, 0, k.length);
+            write(bv, 0, v, 0, v.length);
+            write(bo, 0, got, 0, got.length);
+            flashAttention(bq, n, H, KV, D, bk, bv, before + 1, bo);
+            read(bo, 0, got, 0, got.length);
+        } catch (RuntimeException e) {
+            return "the flash attention check failed: " + e.getMessage();
+        } finally {
+            bq.close();
+            bk.close();
+            bv.close();
+            bo.close();
+        }
+        String bad = TensorCores.mismatch(ref, got, TensorCores.FLASH_CHECK_TOL);
+        return bad == null ? null : "the flash attention kernel disagrees with the host: " + bad;
     }
 
     /** Drops the tensor-core program and kernels; products go back to the fp32 GEMM. */
@@ -598,6 +635,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     public synchronized void causalAttention(Buffer q, int rows, int heads, int kvHeads, int dim, Buffer kCache,
                                              Buffer vCache, int lenFirst, Buffer out) {
         if (lenFirst <= 0) throw new IllegalArgumentException("attention over " + lenFirst + " positions");
+        if (useTensorCores && attentionKernel == AttentionKernel.AUTO && flashFits(heads, kvHeads, dim)) {
+            flashAttention(q, rows, heads, kvHeads, dim, kCache, vCache, lenFirst, out);
+            return;
+        }
         boolean fits = heads % kvHeads == 0 && heads / kvHeads <= DB_G && dim % 4 == 0 && dim <= DA_MAXD;
         if (!fits || attentionKernel == AttentionKernel.GENERAL) {
             for (int t = 0; t < rows; t++) decodeAttention(q, t, heads, kvHeads, dim, kCache, vCache, lenFirst + t, out);
@@ -616,6 +657,30 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         launch(AttentionKernel.BANDWIDTH.kernel, (long) rows * kvHeads * splits * NT, q, 0L, kCache, vCache, attnPart,
                 heads, kvHeads, dim, lenFirst, splitLen, splits, (float) (1.0 / Math.sqrt(dim)));
         launch("attn_combine", groups(rows * hd) * NT, attnPart, out, 0L, heads, kvHeads, dim, splits, rows);
+    }
+
+    /** Query rows per work-group of the tensor-core flash attention (tensorcore.cl's FQ). */
+    static final int FQ = 128;
+
+    /** Whether the tensor-core flash attention takes this shape: D of 32, 64 or 128 (one kernel each). */
+    static boolean flashFits(int heads, int kvHeads, int dim) {
+        return heads % kvHeads == 0 && (dim == 32 || dim == 64 || dim == 128);
+    }
+
+    /** Causal prefill attention of {@code rows} query rows in one launch on tensor cores (flash_tc_D). */
+    private void flashAttention(Buffer q, int rows, int heads, int kvHeads, int dim, Buffer kCache, Buffer vCache,
+                                int lenFirst, Buffer out) {
+        long hd = (long) heads * dim, kvd = (long) kvHeads * dim;
+        int maxLen = lenFirst + rows - 1;
+        check(q, 0, hd * rows);
+        check(out, 0, hd * rows);
+        check(kCache, 0, maxLen * kvd);
+        check(vCache, 0, maxLen * kvd);
+        if (rows == 0) return;
+        String name = "flash_tc_" + dim;
+        MemorySegment k = tcKernels.computeIfAbsent(name, kn -> Cl.createKernel(tcProgram, kn));
+        launch(k, name, (long) heads * ceilDiv(rows, FQ) * NT, q, kCache, vCache, out, rows, heads, kvHeads, lenFirst,
+                (float) (1.0 / Math.sqrt(dim)));
     }
 
     /** Room for {@code length} floats of attention partials (o, m, l per split) in attnPart, grown when short. */

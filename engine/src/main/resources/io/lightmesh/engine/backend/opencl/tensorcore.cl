@@ -169,5 +169,161 @@ void gemm_tc_##SUF(__global const WT* w, long wOff, __global const float* x, lon
     }                                                                                                              \
 }
 
+#ifndef TC_NO_GEMM  // tests: a stand-in product under the same names
 GEMM_TC(f32, float, ld8_f32)
 GEMM_TC(bf16, ushort, ld8_bf16)
+#endif
+
+// ---- causal prefill attention (flash attention, query tiles on tensor cores) ----------------------------------------
+// out[r, h, :] = softmax(q[r, h] . K[0 .. lenFirst + r)^T / sqrt(D)) V for r < rows: query row r sees the first
+// lenFirst + r keys of the cache (kc, vc [len, KV * D], head h reads kv head h / (H / KV)). Q, K, P and V are rounded
+// to bf16 for the products; scores, softmax statistics and the output accumulate in fp32.
+// A work-group (8 warps) takes FQ = 128 query rows of one head, warp w rows w * 16 .. + 15, and walks the keys FK = 64
+// at a time: the K tile goes to local memory row-major (its rows serve as B fragments like W above), the V tile
+// transposed (V^T rows, keys contiguous, so that P . V takes B fragments the same way). S = Q K^T stays in registers;
+// its fp32 accumulator fragment (rows g and g + 8, key pairs 2t, 2t + 1 of each 8-key tile) is exactly the layout of
+// an A fragment of P for the next product, so P never leaves registers (as in FlashAttention-2). Row maxima and sums
+// are reduced over the four lanes of a quad with shfl.sync.bfly; each lane keeps its partial row sum until the end.
+// Launch: global = H * ceil(rows / FQ) * NT, local = NT; group g: head g / ceil(rows / FQ), query tile g % that.
+#define FQ 128
+#define FK 64
+#define VLD (FK + 8)
+#define FA_NEG (-1e30f)
+
+#ifndef TC_EMULATE
+inline float xor_lane(float v, int mask, __local float* scratch) {
+    uint r;
+    asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(r) : "r"(as_uint(v)), "r"(mask));
+    return as_float(r);
+}
+#define SHF_SCRATCH 1
+#else
+inline float xor_lane(float v, int mask, __local float* scratch) {  // tests: the exchange through local memory
+    int tid = get_local_id(0);
+    scratch[tid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float o = scratch[(tid & ~31) | ((tid & 31) ^ mask)];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return o;
+}
+#define SHF_SCRATCH NT
+#endif
+
+// q[row, h, c], q[row, h, c + 1] scaled and packed as bf16 (zeros past the last row)
+inline uint ldq2(__global const float* q, int row, int rows, long rowStride, int c, float scale) {
+    if (row >= rows) return 0u;
+    __global const float* p = q + (long) row * rowStride + c;
+    return pack2(p[0] * scale, p[1] * scale);
+}
+
+#define FLASH_TC(DH)                                                                                                 \
+__kernel __attribute__((reqd_work_group_size(NT, 1, 1)))                                                           \
+void flash_tc_##DH(__global const float* q, __global const float* kc, __global const float* vc, __global float* out, \
+                   int rows, int heads, int kvHeads, int lenFirst, float scale) {                                  \
+    __local uint4 kv4[FK * (DH + 8) / 8];                                                                          \
+    __local uint4 vv4[DH * VLD / 8];                                                                               \
+    __local uint scratch[TC_SCRATCH];                                                                              \
+    __local float shf[SHF_SCRATCH];                                                                                \
+    __local ushort* kt = (__local ushort*) kv4;  /* [FK][DH + 8] */                                                \
+    __local ushort* vt = (__local ushort*) vv4;  /* [DH][VLD]: V transposed */                                     \
+    int tid = get_local_id(0), lane = tid % 32, warp = tid / 32, g = lane >> 2, t = lane & 3;                      \
+    int qTiles = (rows + FQ - 1) / FQ;                                                                             \
+    int h = get_group_id(0) / qTiles, q0 = (get_group_id(0) % qTiles) * FQ;                                        \
+    int kvh = h / (heads / kvHeads), kvd = kvHeads * DH;                                                           \
+    long qStride = (long) heads * DH;                                                                              \
+    int ra = q0 + warp * 16 + g, rb = ra + 8;                                                                      \
+    __global const float* qh = q + (long) h * DH;                                                                  \
+    uint qf[DH / 16][4];                                                                                           \
+    for (int kk = 0; kk < DH / 16; kk++) {                                                                         \
+        int c = kk * 16 + 2 * t;                                                                                   \
+        qf[kk][0] = ldq2(qh, ra, rows, qStride, c, scale);                                                         \
+        qf[kk][1] = ldq2(qh, rb, rows, qStride, c, scale);                                                         \
+        qf[kk][2] = ldq2(qh, ra, rows, qStride, c + 8, scale);                                                     \
+        qf[kk][3] = ldq2(qh, rb, rows, qStride, c + 8, scale);                                                     \
+    }                                                                                                              \
+    float o[DH / 8][4];                                                                                            \
+    for (int n = 0; n < DH / 8; n++) for (int e = 0; e < 4; e++) o[n][e] = 0.0f;                                   \
+    float ma = FA_NEG, mb = FA_NEG, la = 0.0f, lb = 0.0f;                                                          \
+    int limA = lenFirst + ra, limB = lenFirst + rb;  /* keys [0, lim) visible to rows ra, rb */                    \
+    int kEnd = lenFirst + min(q0 + FQ, rows) - 1;    /* keys visible to the tile's last row */                     \
+    for (int k0 = 0; k0 < kEnd; k0 += FK) {                                                                        \
+        for (int c = tid; c < FK * DH / 8; c += NT) {                                                              \
+            int key = c / (DH / 8), d8 = (c % (DH / 8)) * 8;                                                       \
+            bool in = k0 + key < kEnd;                                                                             \
+            long off = (long) (k0 + key) * kvd + kvh * DH + d8;                                                    \
+            float4 k1 = in ? vload4(0, kc + off) : (float4) 0.0f, k2 = in ? vload4(1, kc + off) : (float4) 0.0f;   \
+            float4 v1 = in ? vload4(0, vc + off) : (float4) 0.0f, v2 = in ? vload4(1, vc + off) : (float4) 0.0f;   \
+            *((__local uint4*) (kt + key * (DH + 8) + d8)) =                                                       \
+                (uint4) (pack2(k1.x, k1.y), pack2(k1.z, k1.w), pack2(k2.x, k2.y), pack2(k2.z, k2.w));              \
+            vt[(d8 + 0) * VLD + key] = (ushort) bf16_bits(v1.x);                                                   \
+            vt[(d8 + 1) * VLD + key] = (ushort) bf16_bits(v1.y);                                                   \
+            vt[(d8 + 2) * VLD + key] = (ushort) bf16_bits(v1.z);                                                   \
+            vt[(d8 + 3) * VLD + key] = (ushort) bf16_bits(v1.w);                                                   \
+            vt[(d8 + 4) * VLD + key] = (ushort) bf16_bits(v2.x);                                                   \
+            vt[(d8 + 5) * VLD + key] = (ushort) bf16_bits(v2.y);                                                   \
+            vt[(d8 + 6) * VLD + key] = (ushort) bf16_bits(v2.z);                                                   \
+            vt[(d8 + 7) * VLD + key] = (ushort) bf16_bits(v2.w);                                                   \
+        }                                                                                                          \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                                              \
+        float s[FK / 8][4];                                                                                        \
+        for (int j = 0; j < FK / 8; j++) {                                                                         \
+            for (int e = 0; e < 4; e++) s[j][e] = 0.0f;                                                            \
+            for (int kk = 0; kk < DH / 16; kk++) {                                                                 \
+                __local const ushort* r = kt + (j * 8 + g) * (DH + 8) + kk * 16 + 2 * t;                          \
+                mma_bf16(s[j], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], *((__local const uint*) r),             \
+                         *((__local const uint*) (r + 8)), scratch);                                               \
+            }                                                                                                      \
+        }                                                                                                          \
+        float mxa = ma, mxb = mb;                                                                                  \
+        for (int j = 0; j < FK / 8; j++) {                                                                         \
+            for (int e = 0; e < 2; e++) {                                                                          \
+                int key = k0 + j * 8 + 2 * t + e;                                                                  \
+                s[j][e] = key < limA ? s[j][e] : FA_NEG;                                                           \
+                s[j][2 + e] = key < limB ? s[j][2 + e] : FA_NEG;                                                   \
+                mxa = max(mxa, s[j][e]);                                                                           \
+                mxb = max(mxb, s[j][2 + e]);                                                                       \
+            }                                                                                                      \
+        }                                                                                                          \
+        mxa = max(mxa, xor_lane(mxa, 1, shf)); mxa = max(mxa, xor_lane(mxa, 2, shf));                              \
+        mxb = max(mxb, xor_lane(mxb, 1, shf)); mxb = max(mxb, xor_lane(mxb, 2, shf));                              \
+        float ca = exp(ma - mxa), cb = exp(mb - mxb);                                                              \
+        ma = mxa; mb = mxb;                                                                                        \
+        la *= ca; lb *= cb;                                                                                        \
+        for (int j = 0; j < FK / 8; j++) {                                                                         \
+            for (int e = 0; e < 2; e++) {                                                                          \
+                float pa = s[j][e] > 0.5f * FA_NEG ? exp(s[j][e] - ma) : 0.0f;                                     \
+                float pb = s[j][2 + e] > 0.5f * FA_NEG ? exp(s[j][2 + e] - mb) : 0.0f;                             \
+                s[j][e] = pa; s[j][2 + e] = pb;                                                                    \
+                la += pa; lb += pb;                                                                                \
+            }                                                                                                      \
+        }                                                                                                          \
+        for (int n = 0; n < DH / 8; n++) { o[n][0] *= ca; o[n][1] *= ca; o[n][2] *= cb; o[n][3] *= cb; }           \
+        for (int s2 = 0; s2 < FK / 16; s2++) {                                                                     \
+            uint a0 = pack2(s[2 * s2][0], s[2 * s2][1]), a1 = pack2(s[2 * s2][2], s[2 * s2][3]);                   \
+            uint a2 = pack2(s[2 * s2 + 1][0], s[2 * s2 + 1][1]), a3 = pack2(s[2 * s2 + 1][2], s[2 * s2 + 1][3]);   \
+            for (int n = 0; n < DH / 8; n++) {                                                                     \
+                __local const ushort* r = vt + (n * 8 + g) * VLD + s2 * 16 + 2 * t;                               \
+                mma_bf16(o[n], a0, a1, a2, a3, *((__local const uint*) r), *((__local const uint*) (r + 8)),       \
+                         scratch);                                                                                 \
+            }                                                                                                      \
+        }                                                                                                          \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                                              \
+    }                                                                                                              \
+    la += xor_lane(la, 1, shf); la += xor_lane(la, 2, shf);                                                        \
+    lb += xor_lane(lb, 1, shf); lb += xor_lane(lb, 2, shf);                                                        \
+    for (int n = 0; n < DH / 8; n++) {                                                                             \
+        int c = n * 8 + 2 * t;                                                                                     \
+        if (ra < rows) {                                                                                           \
+            out[(long) ra * qStride + (long) h * DH + c] = o[n][0] / la;                                           \
+            out[(long) ra * qStride + (long) h * DH + c + 1] = o[n][1] / la;                                       \
+        }                                                                                                          \
+        if (rb < rows) {                                                                                           \
+            out[(long) rb * qStride + (long) h * DH + c] = o[n][2] / lb;                                           \
+            out[(long) rb * qStride + (long) h * DH + c + 1] = o[n][3] / lb;                                       \
+        }                                                                                                          \
+    }                                                                                                              \
+}
+
+FLASH_TC(32)
+FLASH_TC(64)
+FLASH_TC(128)
