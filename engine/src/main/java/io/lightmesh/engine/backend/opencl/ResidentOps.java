@@ -185,6 +185,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             wb.close();
         }
         String bad = checkFlash();
+        if (bad == null) bad = checkLightning();
         if (bad != null) {
             releaseTensorCores();
             return TensorCores.Verdict.no(bad);
@@ -222,6 +223,58 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         }
         String bad = TensorCores.mismatch(ref, got, TensorCores.FLASH_CHECK_TOL);
         return bad == null ? null : "the flash attention kernel disagrees with the host: " + bad;
+    }
+
+    /**
+     * The lightning block form on a small chunk (two blocks and a partial one, a non-zero starting state) against
+     * the host recurrence; null when within bf16's bound, else why not. Checks the outputs and the state after.
+     */
+    private String checkLightning() {
+        int H = 2, D = 32, n = 150;
+        java.util.Random rnd = new java.util.Random(16);
+        float[] qkv = new float[n * 3 * H * D], s0 = new float[H * D * D], decay = {0.05f, 0.3f};
+        for (int i = 0; i < qkv.length; i++) qkv[i] = rnd.nextFloat() * 2 - 1;
+        for (int i = 0; i < s0.length; i++) s0[i] = rnd.nextFloat() * 2 - 1;
+        float[] refS = s0.clone(), ref = new float[n * H * D];
+        for (int t = 0; t < n; t++) {
+            for (int h = 0; h < H; h++) {
+                int base = (t * H + h) * 3 * D;
+                float r = (float) Math.exp(-decay[h]);
+                for (int i = 0; i < D; i++) {
+                    for (int j = 0; j < D; j++) {
+                        int e = (h * D + i) * D + j;
+                        refS[e] = r * refS[e] + qkv[base + D + i] * qkv[base + 2 * D + j];
+                    }
+                }
+                for (int j = 0; j < D; j++) {
+                    float o = 0;
+                    for (int i = 0; i < D; i++) o += qkv[base + i] * refS[(h * D + i) * D + j];
+                    ref[(t * H + h) * D + j] = o;
+                }
+            }
+        }
+        float[] got = new float[ref.length], gotS = new float[s0.length];
+        java.util.Arrays.fill(got, Float.NaN);
+        ClBuffer bq = floats(qkv.length), bs = floats(s0.length), bd = floats(H), bo = floats(got.length);
+        try {
+            write(bq, 0, qkv, 0, qkv.length);
+            write(bs, 0, s0, 0, s0.length);
+            write(bd, 0, decay, 0, H);
+            write(bo, 0, got, 0, got.length);
+            lightningBlocks(bq, n, H, D, bd, bs, bo);
+            read(bo, 0, got, 0, got.length);
+            read(bs, 0, gotS, 0, gotS.length);
+        } catch (RuntimeException e) {
+            return "the lightning block check failed: " + e.getMessage();
+        } finally {
+            bq.close();
+            bs.close();
+            bd.close();
+            bo.close();
+        }
+        String bad = TensorCores.mismatch(ref, got, TensorCores.FLASH_CHECK_TOL);
+        if (bad == null) bad = TensorCores.mismatch(refS, gotS, TensorCores.FLASH_CHECK_TOL);
+        return bad == null ? null : "the lightning block kernels disagree with the host: " + bad;
     }
 
     /** Drops the tensor-core program and kernels; products go back to the fp32 GEMM. */
@@ -559,6 +612,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         check(qkv, 0, 3 * hd * rows);
         check(state, 0, hd * dim);
         check(out, 0, hd * rows);
+        if (useTensorCores && rows > 0 && (dim == 32 || dim == 64 || dim == 128)) {
+            lightningBlocks(qkv, rows, heads, dim, decay, state, out);
+            return;
+        }
         if (rows > 0) {
             launch("lightning_scan", (long) heads * ceilDiv(dim, LS_COLS) * NT, qkv, decay, state, out, rows, heads, dim);
         }
@@ -657,6 +714,33 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         launch(AttentionKernel.BANDWIDTH.kernel, (long) rows * kvHeads * splits * NT, q, 0L, kCache, vCache, attnPart,
                 heads, kvHeads, dim, lenFirst, splitLen, splits, (float) (1.0 / Math.sqrt(dim)));
         launch("attn_combine", groups(rows * hd) * NT, attnPart, out, 0L, heads, kvHeads, dim, splits, rows);
+    }
+
+    /** Tokens per block of the lightning block form on tensor cores (tensorcore.cl's LB). */
+    static final int LB = 64;
+    private ClBuffer linKv;
+
+    /**
+     * The lightning recurrence over a chunk in block form on tensor cores (same result as lightning_scan, products in
+     * bf16): the per-block KV products (lin_kv), the scan of the states over the blocks (lin_states, which leaves the
+     * state after the chunk in {@code state}), then each block's inter- and intra-block outputs (lin_out).
+     */
+    private void lightningBlocks(Buffer qkv, int rows, int heads, int dim, Buffer decay, Buffer state, Buffer out) {
+        int blocks = ceilDiv(rows, LB);
+        long need = (long) blocks * heads * dim * dim;
+        if (linKv == null || linKv.length() < need) {
+            if (linKv != null) linKv.close();
+            linKv = floats(need);
+        }
+        launch(tcKernel("lin_kv_" + dim), "lin_kv_" + dim, (long) heads * blocks * NT, qkv, decay, linKv, rows, heads);
+        launch(tcKernel("lin_states"), "lin_states", groups((long) heads * dim * dim) * NT, linKv, decay, state, rows,
+                heads, dim);
+        launch(tcKernel("lin_out_" + dim), "lin_out_" + dim, (long) heads * blocks * NT, qkv, decay, linKv, out, rows,
+                heads);
+    }
+
+    private MemorySegment tcKernel(String name) {
+        return tcKernels.computeIfAbsent(name, kn -> Cl.createKernel(tcProgram, kn));
     }
 
     /** Query rows per work-group of the tensor-core flash attention (tensorcore.cl's FQ). */

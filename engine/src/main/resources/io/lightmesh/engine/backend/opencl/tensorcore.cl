@@ -327,3 +327,178 @@ void flash_tc_##DH(__global const float* q, __global const float* kc, __global c
 FLASH_TC(32)
 FLASH_TC(64)
 FLASH_TC(128)
+
+// ---- lightning attention in block form (prefill), products on tensor cores ----------------------------------------
+// The recurrence of lightning_scan, S_t = r S_(t-1) + k_t^T v_t, o_t = q_t S_t (r = exp(-decay[h]), S [D][D] per
+// head, fp32), computed a block of LB = 64 tokens at a time (the block form of the Lightning Attention paper; the
+// result does not depend on the block length): with the state S_b before block b and local positions t, s < m,
+//   KV_b      = sum_s r^(m-1-s) k_s^T v_s                        (lin_kv: one product per block, all blocks at once)
+//   S_(b+1)   = r^m S_b + KV_b                                    (lin_states: a scan over the blocks, elementwise)
+//   o_t       = r^(t+1) q_t S_b + sum_(s<=t) r^(t-s) (q_t . k_s) v_s   (lin_out: inter- and intra-block products)
+// qkv [rows][H][3][D] (q, k, v of a head side by side, as lightning_scan reads them), out [rows][H * D].
+// Q, K, V and S are rounded to bf16 for the products; all sums and the state stay fp32.
+#define LB 64
+#define LLD (LB + 8)
+
+// KV_b[d][e] for block b of head h into kv [blocks][H][D][D]: A = (K scaled)^T, B = V (both transposed into local
+// memory, tokens contiguous). Warp w takes the 16 x 8 output tiles w, w + 8, ...
+// Launch: global = H * blocks * NT, local = NT; group g: head g / blocks, block g % blocks.
+#define LIN_KV(DH)                                                                                                   \
+__kernel __attribute__((reqd_work_group_size(NT, 1, 1)))                                                           \
+void lin_kv_##DH(__global const float* qkv, __global const float* decay, __global float* kv, int rows, int heads) { \
+    __local uint4 kt4[DH * LLD / 8];                                                                               \
+    __local uint4 vt4[DH * LLD / 8];                                                                               \
+    __local uint scratch[TC_SCRATCH];                                                                              \
+    __local ushort* kt = (__local ushort*) kt4;  /* [D][LLD]: (r^(m-1-s) k_s)^T */                                 \
+    __local ushort* vt = (__local ushort*) vt4;  /* [D][LLD]: v_s^T */                                             \
+    int tid = get_local_id(0), lane = tid % 32, warp = tid / 32, g = lane >> 2, t = lane & 3;                      \
+    int blocks = (rows + LB - 1) / LB, h = get_group_id(0) / blocks, b = get_group_id(0) % blocks;                 \
+    int m = min(LB, rows - b * LB);                                                                                \
+    float lambda = decay[h];                                                                                       \
+    long stride = 3L * heads * DH;                                                                                 \
+    for (int c = tid; c < LB * DH; c += NT) {                                                                      \
+        int s = c / DH, d = c % DH;                                                                                \
+        float kval = 0.0f, vval = 0.0f;                                                                            \
+        if (s < m) {                                                                                               \
+            __global const float* p = qkv + (long) (b * LB + s) * stride + (long) h * 3 * DH;                      \
+            kval = p[DH + d] * exp(-lambda * (float) (m - 1 - s));                                                 \
+            vval = p[2 * DH + d];                                                                                  \
+        }                                                                                                          \
+        kt[d * LLD + s] = (ushort) bf16_bits(kval);                                                                \
+        vt[d * LLD + s] = (ushort) bf16_bits(vval);                                                                \
+    }                                                                                                              \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                                                  \
+    __global float* out = kv + ((long) b * heads + h) * DH * DH;                                                   \
+    for (int p = warp; p < (DH / 16) * (DH / 8); p += 8) {                                                         \
+        int mt = p / (DH / 8), nt = p % (DH / 8);                                                                  \
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};                                                                   \
+        for (int ks = 0; ks < LB; ks += 16) {                                                                      \
+            __local const ushort* a = kt + (mt * 16 + g) * LLD + ks + 2 * t;                                      \
+            __local const ushort* bb = vt + (nt * 8 + g) * LLD + ks + 2 * t;                                      \
+            mma_bf16(acc, *((__local const uint*) a), *((__local const uint*) (a + 8 * LLD)),                      \
+                     *((__local const uint*) (a + 8)), *((__local const uint*) (a + 8 * LLD + 8)),                 \
+                     *((__local const uint*) bb), *((__local const uint*) (bb + 8)), scratch);                     \
+        }                                                                                                          \
+        int d = mt * 16 + g, e = nt * 8 + 2 * t;                                                                   \
+        out[d * DH + e] = acc[0]; out[d * DH + e + 1] = acc[1];                                                    \
+        out[(d + 8) * DH + e] = acc[2]; out[(d + 8) * DH + e + 1] = acc[3];                                        \
+    }                                                                                                              \
+}
+
+// The scan over blocks, one work-item per state element (h, i, j): kv[b] (KV_b) is replaced by S_b, the state
+// before block b, and state ends as the state after the last block.
+// Launch: global = ceil(H * D * D / NT) * NT, local = NT.
+__kernel void lin_states(__global float* kv, __global const float* decay, __global float* state, int rows, int heads,
+                         int dim) {
+    long gid = get_global_id(0), per = (long) dim * dim;
+    if (gid >= heads * per) return;
+    int h = gid / per;
+    float lambda = decay[h];
+    int blocks = (rows + LB - 1) / LB;
+    float s = state[gid];
+    for (int b = 0; b < blocks; b++) {
+        int m = min(LB, rows - b * LB);
+        long o = (long) b * heads * per + gid;
+        float kvb = kv[o];
+        kv[o] = s;
+        s = exp(-lambda * (float) m) * s + kvb;
+    }
+    state[gid] = s;
+}
+
+// o for block b of head h: rows mt * 16 .. + 15 of the block (mt = warp % 4), output columns half (warp / 4) of D.
+// First the inter-block part r^(t+1) q_t S_b (S_b^T in local memory as B), then the intra-block part: the scores
+// Q K^T (K in local memory), weighted r^(t-s) for s <= t and 0 above the diagonal, times V (V^T in local memory);
+// the weighted scores go from the accumulator fragment straight to an A fragment, as in flash_tc.
+// Launch: global = H * blocks * NT, local = NT; group g: head g / blocks, block g % blocks.
+#define LIN_OUT(DH)                                                                                                  \
+__kernel __attribute__((reqd_work_group_size(NT, 1, 1)))                                                           \
+void lin_out_##DH(__global const float* qkv, __global const float* decay, __global const float* kv,              \
+                  __global float* out, int rows, int heads) {                                                      \
+    /* phase 1: S_b^T [D][D + 8]; phase 2: K [LB][D + 8] and V^T [D][LLD] in the same memory */                    \
+    __local uint4 mem4[(DH * (DH + 8) > LB * (DH + 8) + DH * LLD ? DH * (DH + 8) : LB * (DH + 8) + DH * LLD) / 8]; \
+    __local uint scratch[TC_SCRATCH];                                                                              \
+    __local ushort* mem = (__local ushort*) mem4;                                                                  \
+    int tid = get_local_id(0), lane = tid % 32, warp = tid / 32, g = lane >> 2, t = lane & 3;                      \
+    int blocks = (rows + LB - 1) / LB, h = get_group_id(0) / blocks, b = get_group_id(0) % blocks;                 \
+    int m = min(LB, rows - b * LB), mt = warp % 4, hv = warp / 4;                                                \
+    float lambda = decay[h];                                                                                       \
+    long stride = 3L * heads * DH;                                                                                 \
+    __global const float* qh = qkv + (long) (b * LB) * stride + (long) h * 3 * DH;                                 \
+    int ta = mt * 16 + g, tb = ta + 8;  /* local rows of this work-item */                                         \
+    uint qf[DH / 16][4];                                                                                           \
+    for (int kk = 0; kk < DH / 16; kk++) {                                                                         \
+        int c = kk * 16 + 2 * t;                                                                                   \
+        qf[kk][0] = ldq2(qh, ta, m, stride, c, 1.0f);                                                              \
+        qf[kk][1] = ldq2(qh, tb, m, stride, c, 1.0f);                                                              \
+        qf[kk][2] = ldq2(qh, ta, m, stride, c + 8, 1.0f);                                                          \
+        qf[kk][3] = ldq2(qh, tb, m, stride, c + 8, 1.0f);                                                          \
+    }                                                                                                              \
+    __global const float* sb = kv + ((long) b * heads + h) * DH * DH;                                              \
+    for (int c = tid; c < DH * DH; c += NT) {  /* S^T: row j holds S[i][j] for i = 0 .. D-1 */                     \
+        int i = c / DH, j = c % DH;                                                                                \
+        mem[j * (DH + 8) + i] = (ushort) bf16_bits(sb[c]);                                                         \
+    }                                                                                                              \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                                                  \
+    float o[DH / 16][4];                                                                                           \
+    for (int n = 0; n < DH / 16; n++) {                                                                            \
+        for (int e = 0; e < 4; e++) o[n][e] = 0.0f;                                                                \
+        for (int kk = 0; kk < DH / 16; kk++) {                                                                     \
+            __local const ushort* r = mem + ((hv * DH / 2) + n * 8 + g) * (DH + 8) + kk * 16 + 2 * t;           \
+            mma_bf16(o[n], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], *((__local const uint*) r),                 \
+                     *((__local const uint*) (r + 8)), scratch);                                                   \
+        }                                                                                                          \
+    }                                                                                                              \
+    float ia = exp(-lambda * (float) (ta + 1)), ib = exp(-lambda * (float) (tb + 1));                              \
+    for (int n = 0; n < DH / 16; n++) { o[n][0] *= ia; o[n][1] *= ia; o[n][2] *= ib; o[n][3] *= ib; }             \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                                                  \
+    __local ushort* kt = mem;                       /* [LB][D + 8] */                                              \
+    __local ushort* vt = mem + LB * (DH + 8);       /* [D][LLD] */                                                 \
+    for (int c = tid; c < LB * DH; c += NT) {                                                                      \
+        int s = c / DH, d = c % DH;                                                                                \
+        float kval = 0.0f, vval = 0.0f;                                                                            \
+        if (s < m) {                                                                                               \
+            __global const float* p = qh + (long) s * stride;                                                      \
+            kval = p[DH + d];                                                                                      \
+            vval = p[2 * DH + d];                                                                                  \
+        }                                                                                                          \
+        kt[s * (DH + 8) + d] = (ushort) bf16_bits(kval);                                                           \
+        vt[d * LLD + s] = (ushort) bf16_bits(vval);                                                                \
+    }                                                                                                              \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                                                  \
+    float sc[LB / 8][4];                                                                                           \
+    for (int j = 0; j < LB / 8; j++) {                                                                             \
+        for (int e = 0; e < 4; e++) sc[j][e] = 0.0f;                                                               \
+        for (int kk = 0; kk < DH / 16; kk++) {                                                                     \
+            __local const ushort* r = kt + (j * 8 + g) * (DH + 8) + kk * 16 + 2 * t;                              \
+            mma_bf16(sc[j], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], *((__local const uint*) r),                \
+                     *((__local const uint*) (r + 8)), scratch);                                                   \
+        }                                                                                                          \
+        for (int e = 0; e < 2; e++) {                                                                              \
+            int s = j * 8 + 2 * t + e;                                                                             \
+            sc[j][e] = s <= ta ? sc[j][e] * exp(-lambda * (float) (ta - s)) : 0.0f;                                \
+            sc[j][2 + e] = s <= tb ? sc[j][2 + e] * exp(-lambda * (float) (tb - s)) : 0.0f;                        \
+        }                                                                                                          \
+    }                                                                                                              \
+    for (int s2 = 0; s2 < LB / 16; s2++) {                                                                         \
+        uint a0 = pack2(sc[2 * s2][0], sc[2 * s2][1]), a1 = pack2(sc[2 * s2][2], sc[2 * s2][3]);                   \
+        uint a2 = pack2(sc[2 * s2 + 1][0], sc[2 * s2 + 1][1]), a3 = pack2(sc[2 * s2 + 1][2], sc[2 * s2 + 1][3]);   \
+        for (int n = 0; n < DH / 16; n++) {                                                                        \
+            __local const ushort* r = vt + ((hv * DH / 2) + n * 8 + g) * LLD + s2 * 16 + 2 * t;                 \
+            mma_bf16(o[n], a0, a1, a2, a3, *((__local const uint*) r), *((__local const uint*) (r + 8)), scratch);  \
+        }                                                                                                          \
+    }                                                                                                              \
+    long hd = (long) heads * DH;                                                                                   \
+    for (int n = 0; n < DH / 16; n++) {                                                                            \
+        int c = h * DH + hv * DH / 2 + n * 8 + 2 * t;                                                            \
+        if (ta < m) { out[(long) (b * LB + ta) * hd + c] = o[n][0]; out[(long) (b * LB + ta) * hd + c + 1] = o[n][1]; } \
+        if (tb < m) { out[(long) (b * LB + tb) * hd + c] = o[n][2]; out[(long) (b * LB + tb) * hd + c + 1] = o[n][3]; } \
+    }                                                                                                              \
+}
+
+LIN_KV(32)
+LIN_KV(64)
+LIN_KV(128)
+LIN_OUT(32)
+LIN_OUT(64)
+LIN_OUT(128)

@@ -158,6 +158,45 @@ class OpenClTensorCoreTest {
         });
     }
 
+    /**
+     * The lightning recurrence over a chunk in block form on tensor cores (lin_kv, lin_states, lin_out) against the
+     * fp32 scan (tensor cores off, 1e-4 to the reference elsewhere): outputs and the state after, from a zero and a
+     * non-zero state, chunks of one token, of a partial block, of many blocks; bf16's bound (relative L2 <= 1e-2).
+     */
+    @Test
+    void lightningBlocksOnTensorCoresMatchTheScan() {
+        ResidentOps r = r();
+        Random rnd = new Random(23);
+        int[][] shapes = {{2, 32, 1}, {4, 32, 63}, {2, 64, 130}, {3, 128, 200}, {16, 128, 64}};  // {H, D, rows}
+        for (int[] sh : shapes) {
+            int H = sh[0], D = sh[1], n = sh[2];
+            float[] qkv = random(rnd, n * 3 * H * D, 1f), s0 = random(rnd, H * D * D, 0.5f), decay = new float[H];
+            for (int h = 0; h < H; h++) decay[h] = 0.01f + 0.4f * h / H;
+            float[] refO = poisoned(n * H * D), refS = new float[H * D * D];
+            float[] gotO = poisoned(n * H * D), gotS = new float[H * D * D];
+            scan(r, false, qkv, s0, decay, H, D, n, refO, refS);
+            onTensorCores(r, () -> scan(r, true, qkv, s0, decay, H, D, n, gotO, gotS));
+            for (float[] a : new float[][]{gotO, gotS}) {
+                for (int i = 0; i < a.length; i++) assertTrue(Float.isFinite(a[i]), "element " + i + " is " + a[i]);
+            }
+            double eo = relErr(refO, gotO), es = relErr(refS, gotS);
+            System.out.println("lightning blocks on tensor cores " + java.util.Arrays.toString(sh) + ": relative L2 out "
+                    + eo + ", state " + es);
+            assertTrue(eo <= 1e-2 && es <= 1e-2, "lightning blocks " + java.util.Arrays.toString(sh) + ": " + eo + ", " + es);
+        }
+    }
+
+    private static void scan(ResidentOps r, boolean tc, float[] qkv, float[] s0, float[] decay, int H, int D, int n,
+                             float[] out, float[] state) {
+        if (!tc) r.useTensorCores(false);
+        try (DeviceOps.Buffer bq = r.upload(qkv); DeviceOps.Buffer bs = r.upload(s0); DeviceOps.Buffer bd = r.upload(decay);
+             DeviceOps.Buffer bo = r.upload(out)) {
+            r.lightningScan(bq, n, H, D, bd, bs, bo);
+            r.read(bo, 0, out, 0, out.length);
+            r.read(bs, 0, state, 0, state.length);
+        }
+    }
+
     /** Rows whose length is not a multiple of 8 stay on the fp32 GEMM even with tensor cores on (1e-4 to fp32). */
     @Test
     void raggedRowLengthsStayOnTheFp32Gemm() {
