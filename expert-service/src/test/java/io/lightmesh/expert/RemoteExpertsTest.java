@@ -144,6 +144,28 @@ class RemoteExpertsTest {
             assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
             assertTrue(e.getMessage().contains("no placement controller"), e.getMessage());
             assertTrue(e.getMessage().contains("Y@"), "names the failed shard: " + e.getMessage());
+            t0 = System.nanoTime();
+            assertThrows(RemoteExperts.ExpertsUnavailableException.class, () -> run(r, c));
+            assertTrue((System.nanoTime() - t0) / 1e6 < 3_000, "a dead last replica is probed, not sent rows");
+        }
+    }
+
+    @Test
+    void aDeadShardThatComesBackAnswersItsProbeAndServesAgain() throws Exception {
+        Running x = start("X", experts(0, 2)), y = start("Y", experts(1, 3));
+        try (RemoteExperts r = remote(PlacementSource.fixed(placement(0, x, y)), 10_000)) {
+            TinyModel.Call c = m.call(6, 4, 16);
+            assertArrayEquals(m.inProcess(c), run(r, c));
+            y.kill();
+            y.server().awaitTermination(5, java.util.concurrent.TimeUnit.SECONDS);
+            assertThrows(RemoteExperts.ExpertsUnavailableException.class, () -> run(r, c));
+            assertEquals(java.util.Set.of("Y"), r.avoidedShards());
+            // restarted at the same address (a pod restarted behind its service name)
+            ExpertShard again = new ExpertShard(y.entry(), m.model, OpenTelemetry.noop(), Integer.MAX_VALUE);
+            running.add(new Running(again, Grpc.serve("127.0.0.1", Integer.parseInt(y.entry().address().split(":")[1]), again.services(), true)));
+            assertArrayEquals(m.inProcess(c), run(r, c));
+            assertTrue(r.avoidedShards().isEmpty());
+            assertTrue(again.info().getTokensComputed() > 0);
         }
     }
 
