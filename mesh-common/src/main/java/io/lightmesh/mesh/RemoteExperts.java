@@ -18,7 +18,6 @@ import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
-import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -349,42 +348,56 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
      * have dropped the pair. Answers -1, or an expert with no candidate.
      */
     private int assign(ExpertPlacement p, int layer, int n, int k, int[] experts, boolean[] done, Set<String> failedHere, Link[] chosen) {
+        // per shard of p, once per round: its link, or null where it takes no rows now; its slots given in this round
+        int S = p.shards().size();
+        Link[] usable = new Link[S];
+        boolean[] looked = new boolean[S];
+        int[] given = new int[S];
+        double[] speed = new double[S];
+        boolean anyNotHeld = !notHeld.isEmpty();
         long now = System.nanoTime();
-        Map<Link, int[]> given = new IdentityHashMap<>(); // slots given in this round, per link
-        Link[] rowShards = new Link[k];
+        int[] rowShards = new int[k];
         for (int t = 0; t < n; t++) {
             int rowShardCount = 0;
             for (int j = 0; j < k; j++) {
                 int slot = t * k + j;
                 if (done[slot]) continue;
                 int e = experts[slot];
-                Link best = null;
+                int best = -1;
                 double bestCost = Double.POSITIVE_INFINITY;
                 for (int r : p.replicas(layer, e)) {
-                    ExpertPlacement.Shard s = p.shards().get(r);
-                    String key = key(s);
-                    if (failedHere.contains(key) || notHeld.containsKey(key + "|" + (layer * numExperts + e))) continue;
-                    Long next = deadUntil.get(key);
-                    if (next != null) { // dead: no rows until a probe answers
-                        if (next - now <= 0) probeInBackground(s);
-                        continue;
+                    if (!looked[r]) {
+                        looked[r] = true;
+                        usable[r] = usable(p.shards().get(r), failedHere, now);
+                        if (usable[r] != null) speed[r] = usable[r].microsPerSlot > 0 ? usable[r].microsPerSlot : 1;
                     }
-                    Link l = link(s);
-                    int[] g = given.get(l);
-                    double speed = l.microsPerSlot > 0 ? l.microsPerSlot : 1;
-                    double cost = (l.slotsInFlight.get() + (g == null ? 0 : g[0]) + 1) * speed;
-                    for (int i = 0; i < rowShardCount; i++) if (rowShards[i] == l) { cost -= speed; break; } // its row goes there anyway
-                    if (cost < bestCost) { best = l; bestCost = cost; }
+                    Link l = usable[r];
+                    if (l == null || anyNotHeld && notHeld.containsKey(l.key + "|" + (layer * numExperts + e))) continue;
+                    double cost = (l.slotsInFlight.get() + given[r] + 1) * speed[r];
+                    for (int i = 0; i < rowShardCount; i++) if (rowShards[i] == r) { cost -= speed[r]; break; } // its row goes there anyway
+                    if (cost < bestCost) { best = r; bestCost = cost; }
                 }
-                if (best == null) return e;
-                chosen[slot] = best;
-                given.computeIfAbsent(best, x -> new int[1])[0]++;
+                if (best < 0) return e;
+                chosen[slot] = usable[best];
+                given[best]++;
                 boolean seen = false;
                 for (int i = 0; i < rowShardCount && !seen; i++) seen = rowShards[i] == best;
                 if (!seen) rowShards[rowShardCount++] = best;
             }
         }
         return -1;
+    }
+
+    /** The link to a shard that may take rows now; null when it failed in this call or is dead (a probe is started when due). */
+    private Link usable(ExpertPlacement.Shard s, Set<String> failedHere, long now) {
+        String key = key(s);
+        if (failedHere.contains(key)) return null;
+        Long next = deadUntil.get(key);
+        if (next != null) { // dead: no rows until a probe answers
+            if (next - now <= 0) probeInBackground(s);
+            return null;
+        }
+        return link(s);
     }
 
     private Link link(ExpertPlacement.Shard s) {
