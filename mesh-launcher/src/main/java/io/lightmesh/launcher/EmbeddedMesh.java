@@ -89,6 +89,22 @@ public final class EmbeddedMesh implements AutoCloseable {
     /** A running worker and its gRPC server, killable by tests. */
     public record Component<T>(String id, String address, T worker, Server server) {}
 
+    /**
+     * How the expert shards start: the (layer, expert) pairs shard i holds (null: its round-robin share of every
+     * layer) and the expert copies each may hold ({@link ExpertShard}'s slot capacity).
+     */
+    public record ShardSetup(java.util.function.IntFunction<Map<Integer, int[]>> holdings, int slotCapacity) {
+        /** Round-robin shares, no slot limit: the mesh of the first version. */
+        public static ShardSetup roundRobin() { return new ShardSetup(null, Integer.MAX_VALUE); }
+
+        /** Every shard holds every expert of every layer (each expert replicated on every shard). */
+        public static ShardSetup replicated(int numLayers, int numExperts) {
+            Map<Integer, int[]> all = new HashMap<>();
+            for (int l = 0; l < numLayers; l++) all.put(l, java.util.stream.IntStream.range(0, numExperts).toArray());
+            return new ShardSetup(i -> all, Integer.MAX_VALUE);
+        }
+    }
+
     private final Options options;
     private final MeshModel model;
     private final Function<String, OpenTelemetry> telemetry;
@@ -105,10 +121,13 @@ public final class EmbeddedMesh implements AutoCloseable {
     /** The broker's folder when this mesh made it (no workDir given): removed on close. */
     private Path tempDir;
 
-    private EmbeddedMesh(Options options, MeshModel model, Function<String, OpenTelemetry> telemetry) {
+    private final ShardSetup shardSetup;
+
+    private EmbeddedMesh(Options options, MeshModel model, Function<String, OpenTelemetry> telemetry, ShardSetup shardSetup) {
         this.options = options;
         this.model = model;
         this.telemetry = telemetry;
+        this.shardSetup = shardSetup;
     }
 
     private boolean ownsTelemetry; // made from the environment here, so flushed and closed here
@@ -125,7 +144,12 @@ public final class EmbeddedMesh implements AutoCloseable {
      *                  "lightmesh-prefill", "lightmesh-decode", "lightmesh-expert"); asked once per name
      */
     public static EmbeddedMesh start(Options o, Function<String, OpenTelemetry> telemetry) throws IOException, InterruptedException {
-        EmbeddedMesh m = new EmbeddedMesh(o, MeshModel.load(o.modelDir(), io.lightmesh.engine.backend.Backends.create(o.backend())), telemetry);
+        return start(o, telemetry, ShardSetup.roundRobin());
+    }
+
+    /** @param shards what each expert shard holds at start, and its slot capacity */
+    public static EmbeddedMesh start(Options o, Function<String, OpenTelemetry> telemetry, ShardSetup shards) throws IOException, InterruptedException {
+        EmbeddedMesh m = new EmbeddedMesh(o, MeshModel.load(o.modelDir(), io.lightmesh.engine.backend.Backends.create(o.backend())), telemetry, shards);
         try {
             m.startAll();
             return m;
@@ -146,16 +170,10 @@ public final class EmbeddedMesh implements AutoCloseable {
         String host = options.host();
         List<String> expertAddresses = new ArrayList<>();
         for (int i = 0; i < options.expertShards(); i++) {
-            int[] es = ExpertPlacement.expertsOf(i, options.expertShards(), model.config().numExperts());
-            // the address is known after binding: bind first with a placeholder shard, then describe the real one
-            int port = KraftBroker.freePort();
-            String address = host + ":" + port;
-            ExpertShard shard = new ExpertShard(new ExpertPlacement.Shard("expert-" + i, address, new int[0], es), model, otel("lightmesh-expert"));
-            experts.add(new Component<>("expert-" + i, address, shard, Grpc.serve(host, port, shard.services(), true)));
-            expertAddresses.add(address);
+            Map<Integer, int[]> held = shardSetup.holdings() == null ? null : shardSetup.holdings().apply(i);
+            expertAddresses.add(addExpertShard("expert-" + i, held, shardSetup.slotCapacity()).address());
         }
-        ExpertPlacement placement = options.expertShards() == 0 ? null
-                : ExpertPlacement.roundRobin(model.config().numLayers(), model.config().numExperts(), expertAddresses);
+        ExpertPlacement placement = options.expertShards() == 0 ? null : staticPlacement();
         List<String> decodeAddresses = new ArrayList<>();
         for (int i = 0; i < options.decodeWorkers(); i++) {
             int port = KraftBroker.freePort();
@@ -175,8 +193,39 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     /** Starts one more prefill worker (tests use it to replace a killed one). */
     public PrefillWorker addPrefillWorker() {
-        return addPrefillWorker(options.expertShards() == 0 ? null : ExpertPlacement.roundRobin(model.config().numLayers(),
-                model.config().numExperts(), experts.stream().map(Component::address).toList()));
+        return addPrefillWorker(options.expertShards() == 0 ? null : staticPlacement());
+    }
+
+    /**
+     * Starts one more expert shard on a free loopback port.
+     *
+     * @param held         the (layer, expert) pairs it holds at start; null: its round-robin share as the next of
+     *                     {@code options.expertShards()} shards (index = shards started so far, modulo that count)
+     * @param slotCapacity expert copies it may hold
+     */
+    public Component<ExpertShard> addExpertShard(String id, Map<Integer, int[]> held, int slotCapacity) throws IOException {
+        int port = KraftBroker.freePort();
+        String address = options.host() + ":" + port;
+        int count = Math.max(1, options.expertShards());
+        ExpertPlacement.Shard start = held != null ? ExpertPlacement.Shard.of(id, address, held)
+                : new ExpertPlacement.Shard(id, address, new int[0], ExpertPlacement.expertsOf(experts.size() % count, count, model.config().numExperts()));
+        ExpertShard shard = new ExpertShard(start, model, otel("lightmesh-expert"), slotCapacity);
+        Component<ExpertShard> c = new Component<>(id, address, shard, Grpc.serve(options.host(), port, shard.services(), true));
+        experts.add(c);
+        return c;
+    }
+
+    /** The fixed placement of the shards started (their holdings now), version 0; what workers without a controller route by. */
+    public ExpertPlacement staticPlacement() {
+        return new ExpertPlacement(model.config().numLayers(), model.config().numExperts(),
+                experts.stream().map(e -> e.worker().placementShard()).toList());
+    }
+
+    /** Kills an expert shard as a crash would: its server stops at once, calls on it fail. */
+    public void killExpert(int i) {
+        Component<ExpertShard> e = experts.get(i);
+        e.server().shutdownNow();
+        e.worker().close();
     }
 
     private PrefillWorker addPrefillWorker(ExpertPlacement placement) {
@@ -267,7 +316,7 @@ public final class EmbeddedMesh implements AutoCloseable {
         if (router != null) router.close();
         for (Component<DecodeWorker> d : decoders) { Grpc.shutdown(d.server()); d.worker().close(); }
         for (RemoteExperts r : remotes) r.close();
-        for (Component<ExpertShard> e : experts) Grpc.shutdown(e.server());
+        for (Component<ExpertShard> e : experts) { Grpc.shutdown(e.server()); e.worker().close(); }
         if (broker != null) broker.close();
         if (tempDir != null) deleteTree(tempDir);
         model.close();

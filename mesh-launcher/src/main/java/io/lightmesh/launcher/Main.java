@@ -83,11 +83,11 @@ public final class Main {
                     "topic", "partitions", "prefill-group", "max-in-flight", "default-max-new-tokens", "max-prompt-tokens", "max-resumes",
                     "poll-ms", "api-key", "max-new-tokens", "max-messages", "max-tools", "max-stop-strings", "max-stop-chars");
             case "prefill" -> new Flags("prefill", args, from, "model", "kafka", "experts", "id", "topic", "prefill-group",
-                    "chunk-bytes", "prefill-batch-tokens", "prefill-batch-max", "prefix-cache-gib", "backend", "host", "http-port");
+                    "chunk-bytes", "prefill-batch-tokens", "prefill-batch-max", "prefix-cache-gib", "backend", "host", "http-port", "placement");
             case "decode" -> new Flags("decode", args, from, "model", "experts", "id", "host", "grpc-port", "http-port", "advertise",
-                    "budget-gib", "max-batch", "state-wait-ms", "backend");
+                    "budget-gib", "max-batch", "state-wait-ms", "backend", "placement");
             case "expert" -> new Flags("expert", args, from, "model", "shard", "id", "host", "grpc-port", "http-port", "advertise",
-                    "layers", "backend");
+                    "layers", "backend", "expert-slots", "expert-memory-gib");
             default -> throw new IllegalArgumentException("not a service: " + service);
         };
     }

@@ -245,8 +245,7 @@ public final class RouterCore implements AutoCloseable {
             for (String t : settings.expertTargets()) {
                 WorkerInfo w = expertInfo.get(t);
                 if (w != null) {
-                    shards.add(new ExpertPlacement.Shard(w.getWorkerId(), t, w.getExperts().getLayersList().stream().mapToInt(Integer::intValue).toArray(),
-                            w.getExperts().getExpertsList().stream().mapToInt(Integer::intValue).toArray()));
+                    shards.add(ExpertPlacement.Shard.fromWorkerInfo(w, t));
                 }
                 parts.add(ComponentHealth.newBuilder().setName("expert/" + (w != null ? w.getWorkerId() : t)).setAddress(t).setReachable(w != null)
                         .setDetail(w != null ? w.getLoad().getBatchesServed() + " batches served" : expertErrors.getOrDefault(t, "not checked yet")).build());
@@ -310,6 +309,8 @@ public final class RouterCore implements AutoCloseable {
         int open, completionTokens, reasoningTokens;   // choices not ended; counts of the ended ones
         boolean anyEvent, promptLogprobsSent;
         final Set<String> failedTargets = new HashSet<>();
+        /** Why the last attempt was lost (for the final error when no decode worker is left); null before any loss. */
+        volatile Status lastLoss;
         final Span span;                              // "lightmesh.generate": the request's root in the mesh
         final io.opentelemetry.context.Context trace; // the span's context, parent of all the request causes
         final long admittedNanos = System.nanoTime();
@@ -345,7 +346,11 @@ public final class RouterCore implements AutoCloseable {
 
         private void launchAttempt() {
             String target = pickDecode(failedTargets);
-            if (target == null) { done(); sink.fail(Status.UNAVAILABLE.withDescription("no decode worker reachable")); return; }
+            if (target == null) {
+                done();
+                sink.fail(Status.UNAVAILABLE.withDescription("no decode worker reachable" + (lastLoss == null ? "" : "; the last attempt failed: " + lastLoss)));
+                return;
+            }
             synchronized (this) {
                 if (!waiting) { waiting = true; queued.incrementAndGet(); }
             }
@@ -451,6 +456,7 @@ public final class RouterCore implements AutoCloseable {
             };
             synchronized (this) {
                 if (failedAttempt != attempt || finished) return;
+                if (lost) lastLoss = s;
                 // several choices resume only before any event: their tokens differ, one re-prefill cannot hold them
                 if (lost && attempt < settings.maxResumes() && (choices == 1 || !anyEvent)) {
                     attempt++;

@@ -1,7 +1,7 @@
 package io.lightmesh.prefill.app;
 
 import io.lightmesh.engine.prefix.PrefixCache;
-import io.lightmesh.mesh.ExpertPlacement;
+import io.lightmesh.mesh.PlacementSource;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.RemoteExperts;
 import io.lightmesh.mesh.Services;
@@ -36,14 +36,14 @@ public class PrefillNode {
         model = MeshModel.load(config.model(), Services.backend(config.backend()));
         try {
             List<String> experts = config.experts().orElse(List.of());
-            ExpertPlacement placement = experts.isEmpty() ? null : Services.discover(model, experts, 120_000);
-            var forward = Services.workerModel(model, placement, otel, remotes::add);
             id = config.id().orElse("prefill-" + ProcessHandle.current().pid());
+            PlacementSource placement = Services.placementSource(model, config.placement(), experts, id, 120_000);
+            var forward = Services.workerModel(model, placement, otel, remotes::add);
             worker = new PrefillWorker(new PrefillWorker.Settings(id, config.kafka(), config.topic(), config.prefillGroup(),
                     config.chunkBytes(), 30_000, 50, config.prefillBatchTokens(), config.prefillBatchMax(),
                     config.prefixCacheGib().map(g -> (long) (g * (1L << 30))).orElse(PrefixCache.defaultBytes())), model, forward, otel);
             LOG.infof("prefill worker %s: Kafka %s, topic %s, experts %s, prefix cache %s", id, config.kafka(), config.topic(),
-                    placement == null ? "in-process" : "on " + experts,
+                    placement == null ? "in-process" : config.placement().map(c -> "placed by the controller at " + c).orElse("on " + experts),
                     worker.prefixCache() == null ? "off" : String.format("%.2f GiB", worker.prefixCache().stats().budget() / (double) (1L << 30)));
         } catch (Exception | Error e) {
             remotes.forEach(RemoteExperts::close);
