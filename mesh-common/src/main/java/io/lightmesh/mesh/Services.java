@@ -54,21 +54,54 @@ public final class Services {
 
     /**
      * The model a prefill or decode worker runs: experts in-process ({@code placement} null) or on the shards of
-     * {@code placement}, counted per (layer, expert) on {@code otel}'s meter.
+     * {@code placement} (a fixed map: failover among its replicas only), counted per (layer, expert) on
+     * {@code otel}'s meter.
      *
      * @param remotes receives the RemoteExperts made (the caller closes it)
      */
     public static MiniMaxModel workerModel(MeshModel model, ExpertPlacement placement, OpenTelemetry otel, Consumer<RemoteExperts> remotes) {
+        return workerModel(model, placement == null ? null : PlacementSource.fixed(placement), otel, remotes);
+    }
+
+    /**
+     * As above, routed by the newest placement of {@code source} (null: experts in-process). The RemoteExperts made
+     * owns the source and closes it.
+     */
+    public static MiniMaxModel workerModel(MeshModel model, PlacementSource source, OpenTelemetry otel, Consumer<RemoteExperts> remotes) {
         ExpertExecutor experts;
-        if (placement == null) {
+        if (source == null) {
             experts = new LocalExperts(model.config(), model.model().weights(), model.model().ops());
         } else {
-            RemoteExperts r = new RemoteExperts(placement, model.config().hiddenSize(), 30_000);
+            RemoteExperts r = new RemoteExperts(source, model.config().hiddenSize(), RemoteExperts.Settings.defaults("worker"), true,
+                    new int[] {model.config().numLayers(), model.config().numExperts()});
             remotes.accept(r);
             experts = r;
         }
         return model.model().withExperts(new CountingExperts(experts, otel.getMeter(MeshTelemetry.SCOPE),
                 model.config().numLayers(), model.config().numExperts()));
+    }
+
+    /**
+     * Where a prefill or decode worker's experts are: null for in-process (neither given); a placement controller's
+     * Watch stream when {@code controller} is given (its first complete map waited for up to {@code waitMs});
+     * otherwise the fixed map discovered from the shards {@code experts} ({@link #discover}).
+     */
+    public static PlacementSource placementSource(MeshModel model, java.util.Optional<String> controller, List<String> experts,
+                                                  String workerId, long waitMs) throws InterruptedException {
+        if (controller.isPresent() && !controller.get().isBlank()) {
+            PlacementClient c = PlacementClient.start(new PlacementClient.Settings(controller.get().trim(), workerId,
+                    model.config().numLayers(), model.config().numExperts()));
+            try {
+                ExpertPlacement first = c.awaitFirst(waitMs);
+                LOG.info(workerId + ": expert placement version " + first.version() + " from the controller at " + controller.get()
+                        + " (" + first.shards().size() + " shards)");
+                return c;
+            } catch (InterruptedException | RuntimeException e) {
+                c.close();
+                throw e;
+            }
+        }
+        return experts.isEmpty() ? null : PlacementSource.fixed(discover(model, experts, waitMs));
     }
 
     /**
@@ -89,8 +122,7 @@ public final class Services {
                     if (!w.getModelFingerprint().equals(model.fingerprint())) {
                         throw new IllegalStateException("expert shard " + t + " runs model " + w.getModelFingerprint() + ", this worker " + model.fingerprint());
                     }
-                    shards.add(new ExpertPlacement.Shard(w.getWorkerId(), t, w.getExperts().getLayersList().stream().mapToInt(Integer::intValue).toArray(),
-                            w.getExperts().getExpertsList().stream().mapToInt(Integer::intValue).toArray()));
+                    shards.add(ExpertPlacement.Shard.fromWorkerInfo(w, t));
                 } catch (StatusRuntimeException e) {
                     problem = "expert shard " + t + ": " + e.getStatus();
                 } finally {

@@ -234,8 +234,7 @@ public final class RouterCore implements AutoCloseable {
             for (String t : settings.expertTargets()) {
                 WorkerInfo w = expertInfo.get(t);
                 if (w != null) {
-                    shards.add(new ExpertPlacement.Shard(w.getWorkerId(), t, w.getExperts().getLayersList().stream().mapToInt(Integer::intValue).toArray(),
-                            w.getExperts().getExpertsList().stream().mapToInt(Integer::intValue).toArray()));
+                    shards.add(ExpertPlacement.Shard.fromWorkerInfo(w, t));
                 }
                 parts.add(ComponentHealth.newBuilder().setName("expert/" + (w != null ? w.getWorkerId() : t)).setAddress(t).setReachable(w != null)
                         .setDetail(w != null ? w.getLoad().getBatchesServed() + " batches served" : expertErrors.getOrDefault(t, "not checked yet")).build());
