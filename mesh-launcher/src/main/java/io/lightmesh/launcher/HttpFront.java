@@ -5,6 +5,8 @@ import io.lightmesh.openai.OpenAiApi;
 import io.lightmesh.openai.OpenAiOptions;
 import io.lightmesh.proto.v1.HealthResponse;
 import io.lightmesh.proto.v1.ServingStatus;
+import io.lightmesh.router.placement.AdminPlacementRoute;
+import io.lightmesh.router.placement.PlacementView;
 import io.vertx.core.Vertx;
 import io.vertx.core.http.HttpServer;
 import io.vertx.ext.web.Router;
@@ -35,6 +37,12 @@ final class HttpFront implements AutoCloseable {
      */
     static HttpFront start(String host, int port, String grpcTarget, Supplier<HealthResponse> health,
                            OpenAiOptions options) throws Exception {
+        return start(host, port, grpcTarget, health, options, null);
+    }
+
+    /** @param placement the expert placement controller's view for GET /admin/placement; null: none (404) */
+    static HttpFront start(String host, int port, String grpcTarget, Supplier<HealthResponse> health,
+                           OpenAiOptions options, Supplier<PlacementView> placement) throws Exception {
         Vertx vertx = Vertx.vertx();
         // the OpenAI API checks the key itself, then calls the router's gRPC API with it (which checks it too)
         LightMeshClient client = LightMeshClient.builder().target(grpcTarget).plaintext().apiKey(options.apiKey())
@@ -49,6 +57,7 @@ final class HttpFront implements AutoCloseable {
             });
             router.get("/q/health/live").handler(ctx -> ctx.response().putHeader("Content-Type", "application/json")
                     .end("{\"status\":\"UP\",\"checks\":[]}"));
+            AdminPlacementRoute.mount(router, placement, options.apiKey());
             OpenAiApi.mount(router, client, options);
             HttpServer server = vertx.createHttpServer().requestHandler(router).listen(port, host)
                     .toCompletionStage().toCompletableFuture().get(30, TimeUnit.SECONDS);

@@ -17,7 +17,8 @@ import java.util.logging.Logger;
  *
  * <pre>
  * serve   [--model DIR] [--grpc-port 9000] [--http-port 8080] [--kafka HOST:PORT] [--experts N] [--decode N]
- *         [--prefill N] [--max-batch N] [--budget-gib G] [--backend B]
+ *         [--prefill N] [--max-batch N] [--budget-gib G] [--backend B] [--autoscale-experts MIN:MAX] [--expert-slots K]
+ *         [--rebalance-interval-s 60] [--imbalance-threshold 1.25]
  * router  --model DIR --kafka HOST:PORT --decode HOST:PORT,... [--experts HOST:PORT,...] [--host 0.0.0.0]
  *         [--grpc-port 9000] [--http-port 8080] [--topic T] [--partitions N] [--prefill-group G] [--max-in-flight N]
  *         [--default-max-new-tokens N] [--max-prompt-tokens N] [--max-resumes N] [--poll-ms N] [--api-key KEY]
@@ -105,21 +106,50 @@ public final class Main {
 
     static AutoCloseable serve(String[] args, int from) throws Exception {
         Flags f = new Flags("serve", args, from, "model", "http-port", "grpc-port", "kafka", "experts", "decode", "prefill",
-                "max-batch", "budget-gib", "backend");
+                "max-batch", "budget-gib", "backend", "autoscale-experts", "expert-slots", "rebalance-interval-s", "imbalance-threshold");
+        EmbeddedMesh.ExpertPool pool = expertPool(f);
         EmbeddedMesh.Options d = EmbeddedMesh.Options.defaults(Path.of(f.get("model", "models/demo")));
+        int shards = f.getInt("experts", pool.autoscale() ? pool.minShards() : d.expertShards());
+        if (pool.autoscale() && (shards < pool.minShards() || shards > pool.maxShards())) {
+            throw new IllegalArgumentException("serve: --experts " + shards + " is outside --autoscale-experts " + pool.minShards() + ":" + pool.maxShards());
+        }
         EmbeddedMesh.Options o = new EmbeddedMesh.Options(d.modelDir(), "127.0.0.1", f.getInt("grpc-port", d.grpcPort()),
-                f.getInt("http-port", d.httpPort()), f.get("kafka", null), null, f.getInt("experts", d.expertShards()),
+                f.getInt("http-port", d.httpPort()), f.get("kafka", null), null, shards,
                 f.getInt("decode", 1), f.getInt("prefill", 1), (long) (f.getDouble("budget-gib", 8) * (1L << 30)),
                 f.getInt("max-batch", d.maxBatch()), d.topic(), d.maxInFlight(), d.defaultMaxNewTokens(), f.get("backend", "auto"));
-        EmbeddedMesh mesh = EmbeddedMesh.start(o);
+        EmbeddedMesh mesh = EmbeddedMesh.start(o, pool, MeshTelemetry::fromEnvironment);
         boolean ready = mesh.awaitReady(60_000);
         System.out.println("lightmesh mesh " + (ready ? "ready" : "NOT ready (see GET /q/health/ready)"));
         System.out.println("  gRPC   " + mesh.routerTarget() + "  (lightmesh.v1.Inference)");
-        System.out.println("  HTTP   http://127.0.0.1:" + mesh.httpPort() + "/v1 (OpenAI API), /q/health/ready");
+        System.out.println("  HTTP   http://127.0.0.1:" + mesh.httpPort() + "/v1 (OpenAI API), /q/health/ready"
+                + (mesh.placementController() != null ? ", /admin/placement" : ""));
         System.out.println("  Kafka  " + mesh.kafkaBootstrap());
         mesh.experts().forEach(e -> System.out.println("  expert " + e.id() + " " + e.address()));
         mesh.decoders().forEach(e -> System.out.println("  decode " + e.id() + " " + e.address()));
         return mesh;
+    }
+
+    /** The expert pool flags of serve: --expert-slots, --autoscale-experts MIN:MAX, --rebalance-interval-s, --imbalance-threshold. */
+    static EmbeddedMesh.ExpertPool expertPool(Flags f) {
+        EmbeddedMesh.ExpertPool d = EmbeddedMesh.ExpertPool.defaults();
+        int slots = f.getInt("expert-slots", d.extraSlots());
+        if (slots < 0) throw new IllegalArgumentException("serve: --expert-slots must be >= 0, got " + slots);
+        double window = f.getDouble("rebalance-interval-s", d.windowMs() / 1000.0);
+        if (!(window >= 1)) throw new IllegalArgumentException("serve: --rebalance-interval-s must be >= 1, got " + window);
+        double threshold = f.getDouble("imbalance-threshold", d.imbalanceThreshold());
+        if (!(threshold >= 1)) throw new IllegalArgumentException("serve: --imbalance-threshold must be >= 1 (max / mean shard load), got " + threshold);
+        int min = 0, max = 0;
+        String range = f.get("autoscale-experts", null);
+        if (range != null) {
+            try {
+                int[] r = io.lightmesh.router.placement.ShardDemand.parseRange(range);
+                min = r[0];
+                max = r[1];
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("serve: --autoscale-experts: " + e.getMessage());
+            }
+        }
+        return new EmbeddedMesh.ExpertPool(slots, min, max, d.pollMs(), Math.round(window * 1000), threshold, d.drainGraceMs(), d.targetUtilisation());
     }
 
     // ---- one service per process: the service's Quarkus application ----

@@ -123,6 +123,7 @@ public final class PlacementController implements AutoCloseable {
     private long maxVersionSeen;
     private double lastCapacity = Double.NaN; // tokens per compute-second of one shard, last measured
 
+    private final List<java.util.function.Consumer<io.lightmesh.proto.v1.PlacementMap>> listeners = new java.util.concurrent.CopyOnWriteArrayList<>();
     private volatile PlacementView view = PlacementView.EMPTY;
     private volatile long rebalances, failovers, lastReplaceMs = -1;
 
@@ -161,6 +162,22 @@ public final class PlacementController implements AutoCloseable {
     public BindableService service() { return service; }
 
     public PlacementService placementService() { return service; }
+
+    /**
+     * Also hands every published version to {@code listener} (on the controller's thread; it must not block): how
+     * in-process workers follow the controller without a Watch stream. Gets the current version at once if there is one.
+     */
+    public void onPublish(java.util.function.Consumer<io.lightmesh.proto.v1.PlacementMap> listener) {
+        listeners.add(listener);
+        io.lightmesh.proto.v1.PlacementMap now = service.current();
+        if (now != null) listener.accept(now);
+    }
+
+    /** A worker in this process could not reach a shard: as Placement.ReportUnreachable. Never blocks. */
+    public void reportUnreachable(String shardId, String address, String reason, String reporter, long version) {
+        onReport(UnreachableReport.newBuilder().setShardId(shardId).setAddress(address).setReason(reason)
+                .setReporterId(reporter).setPlacementVersion(version).build());
+    }
 
     /** The published placement and the window's loads, for GET /admin/placement. */
     public PlacementView view() { return view; }
@@ -448,7 +465,11 @@ public final class PlacementController implements AutoCloseable {
     private void publish(Layout next) {
         layout = next;
         lastChangeMs = now();
-        service.publish(next.toProto());
+        io.lightmesh.proto.v1.PlacementMap map = next.toProto();
+        service.publish(map);
+        for (var l : listeners) {
+            try { l.accept(map); } catch (RuntimeException e) { LOG.log(Level.WARNING, "placement listener failed", e); }
+        }
         view = buildView();
     }
 
