@@ -478,7 +478,7 @@ public final class PlacementController implements AutoCloseable {
             PendingUnload p = it.next();
             if (p.dueMs() > now) continue;
             it.remove();
-            if (!live.containsKey(p.address())) continue;
+            if (!live.containsKey(p.address()) || stops.containsKey(p.address())) continue; // gone, or stopped whole soon
             // a later version may have placed some of them here again
             int i = layout == null ? -1 : indexOfAddress(layout, p.address());
             int[][] drop = i < 0 ? p.experts() : new Layout.Shard("", p.address(), p.experts()).minus(layout.shards().get(i).experts());
