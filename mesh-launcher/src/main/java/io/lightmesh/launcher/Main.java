@@ -81,10 +81,11 @@ public final class Main {
         return switch (service) {
             case "router" -> new Flags("router", args, from, "model", "kafka", "decode", "experts", "host", "grpc-port", "http-port",
                     "topic", "partitions", "prefill-group", "max-in-flight", "default-max-new-tokens", "max-prompt-tokens", "max-resumes",
-                    "poll-ms", "api-key");
-            case "prefill" -> new Flags("prefill", args, from, "model", "kafka", "experts", "id", "topic", "prefill-group",
+                    "poll-ms", "api-key", "expert-slots", "rebalance-interval-s", "imbalance-threshold", "autoscale-experts",
+                    "expert-target-utilisation");
+            case "prefill" -> new Flags("prefill", args, from, "model", "kafka", "experts", "placement", "id", "topic", "prefill-group",
                     "chunk-bytes", "prefill-batch-tokens", "prefill-batch-max", "backend", "host", "http-port");
-            case "decode" -> new Flags("decode", args, from, "model", "experts", "id", "host", "grpc-port", "http-port", "advertise",
+            case "decode" -> new Flags("decode", args, from, "model", "experts", "placement", "id", "host", "grpc-port", "http-port", "advertise",
                     "budget-gib", "max-batch", "state-wait-ms", "backend");
             case "expert" -> new Flags("expert", args, from, "model", "shard", "id", "host", "grpc-port", "http-port", "advertise",
                     "layers", "backend");

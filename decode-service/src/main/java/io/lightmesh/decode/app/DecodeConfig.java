@@ -19,6 +19,12 @@ public interface DecodeConfig {
     /** Expert shards (host:port,...); none: the experts run in this process. */
     Optional<List<String>> experts();
 
+    /**
+     * The placement controller (the router's gRPC address, host:port): the worker follows its Placement.Watch stream
+     * (replicas, re-placements, failover) instead of the fixed map discovered from {@code experts}.
+     */
+    Optional<String> placement();
+
     @WithDefault("decode-0")
     String id();
 

@@ -4,7 +4,6 @@ import io.grpc.BindableService;
 import io.grpc.ServerInterceptors;
 import io.lightmesh.decode.DecodeWorker;
 import io.lightmesh.mesh.DeferredServices;
-import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.OffloadingInterceptor;
@@ -52,7 +51,8 @@ public class DecodeNode {
         model = MeshModel.load(config.model(), Services.backend(config.backend()));
         try {
             List<String> experts = config.experts().orElse(List.of());
-            ExpertPlacement placement = experts.isEmpty() ? null : Services.discover(model, experts, 120_000);
+            // the placement controller's Watch stream (lightmesh.placement), else the shards' fixed map
+            var placement = Services.placementSource(model, config.placement(), experts, config.id(), 120_000);
             var forward = Services.workerModel(model, placement, otel, remotes::add);
             String host = config.host();
             String advertise = config.advertise().orElse((host.equals("0.0.0.0") ? InetAddress.getLocalHost().getHostName() : host)
@@ -65,7 +65,7 @@ public class DecodeNode {
             }
             services.markReady();
             LOG.infof("decode worker %s (advertised %s), experts %s", config.id(), advertise,
-                    placement == null ? "in-process" : "on " + experts);
+                    placement == null ? "in-process" : config.placement().map(c -> "placed by the controller at " + c).orElse("on " + experts));
         } catch (Exception | Error e) {
             remotes.forEach(RemoteExperts::close);
             model.close();

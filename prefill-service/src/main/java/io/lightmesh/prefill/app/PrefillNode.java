@@ -1,6 +1,5 @@
 package io.lightmesh.prefill.app;
 
-import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.RemoteExperts;
 import io.lightmesh.mesh.Services;
@@ -35,13 +34,14 @@ public class PrefillNode {
         model = MeshModel.load(config.model(), Services.backend(config.backend()));
         try {
             List<String> experts = config.experts().orElse(List.of());
-            ExpertPlacement placement = experts.isEmpty() ? null : Services.discover(model, experts, 120_000);
-            var forward = Services.workerModel(model, placement, otel, remotes::add);
             id = config.id().orElse("prefill-" + ProcessHandle.current().pid());
+            // the placement controller's Watch stream (lightmesh.placement), else the shards' fixed map
+            var placement = Services.placementSource(model, config.placement(), experts, id, 120_000);
+            var forward = Services.workerModel(model, placement, otel, remotes::add);
             worker = new PrefillWorker(new PrefillWorker.Settings(id, config.kafka(), config.topic(), config.prefillGroup(),
                     config.chunkBytes(), 30_000, 50, config.prefillBatchTokens(), config.prefillBatchMax()), model, forward, otel);
             LOG.infof("prefill worker %s: Kafka %s, topic %s, experts %s", id, config.kafka(), config.topic(),
-                    placement == null ? "in-process" : "on " + experts);
+                    placement == null ? "in-process" : config.placement().map(c -> "placed by the controller at " + c).orElse("on " + experts));
         } catch (Exception | Error e) {
             remotes.forEach(RemoteExperts::close);
             model.close();

@@ -69,4 +69,25 @@ public interface RouterConfig {
 
     /** When set, the OpenAI API wants "Authorization: Bearer (key)". */
     Optional<String> apiKey();
+
+    // ---- the expert placement controller (runs when experts are given; workers watch it with lightmesh.placement) ----
+
+    /** Expert copies per layer a shard may hold beyond its share ceil(experts / shards), for replicas of hot experts. */
+    @WithDefault("2")
+    int expertSlots();
+
+    /** The sliding window of expert load, and how long an imbalance must last before a re-placement, in seconds. */
+    @WithDefault("60")
+    double rebalanceIntervalS();
+
+    /** Re-place when max / mean shard load stays above this for the window. */
+    @WithDefault("1.25")
+    double imbalanceThreshold();
+
+    /** MIN:MAX bounds of lightmesh.expert.shards.desired (the metric an autoscaler follows); default 1 and unbounded. */
+    Optional<String> autoscaleExperts();
+
+    /** Target utilisation of a shard's measured capacity when computing the shards desired. */
+    @WithDefault("0.7")
+    double expertTargetUtilisation();
 }
