@@ -44,6 +44,7 @@ public final class Main {
               expert   an expert shard (expert gRPC)                                                     [Quarkus app]
               kafka    a one-node KRaft Kafka broker for trying the services by hand (--port 9092 --dir DIR)
               bench-serve  the serving benchmark (see BenchServe)
+              bench-pool   the elastic expert pool under a skewed load: static vs balanced placement (ExpertPoolBench)
             see mesh-launcher/README.md for every option""";
 
     private Main() {}
@@ -65,6 +66,10 @@ public final class Main {
             }
             case "bench-serve" -> {
                 BenchServe.main(java.util.Arrays.copyOfRange(args, from, args.length));
+                yield null;
+            }
+            case "bench-pool" -> {
+                ExpertPoolBench.main(java.util.Arrays.copyOfRange(args, from, args.length));
                 yield null;
             }
             case "-h", "--help", "help" -> {

@@ -39,8 +39,8 @@ import java.util.logging.Logger;
  *       watching workers (Placement.Watch), and after a grace period the copies no longer placed are unloaded
  *       (Expert.UnloadExperts, which itself waits for batches in flight). A worker still routing by the old version
  *       in between is refused in band for an unloaded pair and re-routes, so no call is lost.</li>
- *   <li><b>Failover</b>: a shard that fails its Describe (or that a worker reports and that then fails a probe) is
- *       dropped at once; the (layer, expert) pairs it alone held are loaded onto the least-loaded survivors, beyond
+ *   <li><b>Failover</b>: a shard that refuses its Describe (UNAVAILABLE: nothing listens), that misses three polls in a
+ *       row, or that a worker reports and that then refuses a probe, is dropped at once; the (layer, expert) pairs it alone held are loaded onto the least-loaded survivors, beyond
  *       their planning slots if need be (correctness first: an emergency copy may exceed {@code --expert-slots}, never
  *       the shard's own capacity), and the new version is published. With no shard left the map is published
  *       without shards and workers' expert calls fail UNAVAILABLE.</li>
@@ -119,6 +119,9 @@ public final class PlacementController implements AutoCloseable {
     private final Set<String> retired = new HashSet<>(); // addresses drained for stopping: not polled, never rejoin
     private final List<PendingUnload> pending = new ArrayList<>();
     private final Map<String, Long> stops = new HashMap<>(); // drained address -> when to stop it
+    private final Map<String, Integer> misses = new HashMap<>(); // address -> polls in a row without an answer
+    /** Polls in a row a shard may fail to answer in time (not refused) before it is dropped. */
+    static final int MISSES_TO_DROP = 3;
     private long aboveSinceMs = -1, lastChangeMs, scaleUpSinceMs = -1, scaleDownSinceMs = -1;
     private long maxVersionSeen;
     private double lastCapacity = Double.NaN; // tokens per compute-second of one shard, last measured
@@ -210,7 +213,8 @@ public final class PlacementController implements AutoCloseable {
         targets.addAll(started);
         targets.removeAll(retired);
         Map<String, Future<WorkerInfo>> asked = new LinkedHashMap<>();
-        long describeMs = Math.max(500, Math.min(settings.pollMs(), 2000));
+        // a shard computing a long batch may answer Describe late: a slow answer is not a dead shard
+        long describeMs = Math.max(2000, settings.pollMs());
         for (String t : targets) {
             // first contact (connection set-up, a cold JVM) gets longer than a known shard
             long ms = live.containsKey(t) ? describeMs : Math.max(describeMs, 5000);
@@ -219,21 +223,27 @@ public final class PlacementController implements AutoCloseable {
         for (Map.Entry<String, Future<WorkerInfo>> a : asked.entrySet()) {
             String address = a.getKey();
             try {
-                WorkerInfo w = a.getValue().get(Math.max(describeMs, 5000) + 1000, TimeUnit.MILLISECONDS);
+                WorkerInfo w = a.getValue().get(Math.max(describeMs, 5000) + 2000, TimeUnit.MILLISECONDS);
                 if (w.getKind() != WorkerKind.WORKER_KIND_EXPERT || !w.getModelFingerprint().equals(fingerprint)) {
                     LOG.warning("placement: " + address + " is not an expert shard of this model (" + w.getKind() + ", " + w.getModelFingerprint() + "); ignored");
                     continue;
                 }
                 if (dropped.remove(address)) LOG.info("placement: shard " + w.getWorkerId() + " at " + address + " answers again; it rejoins");
+                misses.remove(address);
                 live.put(address, w);
                 if (w.hasExpertShard()) {
                     window.add(address, now, w.getExpertShard());
                     maxVersionSeen = Math.max(maxVersionSeen, w.getExpertShard().getPlacementVersion());
                 }
             } catch (Exception e) {
-                String why = e instanceof java.util.concurrent.ExecutionException x ? String.valueOf(Status.fromThrowable(x.getCause())) : e.toString();
+                Status st = e instanceof java.util.concurrent.ExecutionException x ? Status.fromThrowable(x.getCause()) : Status.DEADLINE_EXCEEDED;
+                // refused (UNAVAILABLE: nothing listens, connection reset) drops it at once; no answer in time, after
+                // MISSES_TO_DROP polls in a row (a busy shard answers late; a hung one never does)
+                int missed = misses.merge(address, 1, Integer::sum);
+                boolean gone = st.getCode() == Status.Code.UNAVAILABLE || missed >= MISSES_TO_DROP;
+                if (!gone) continue;
                 live.remove(address);
-                if (layout != null && indexOfAddress(layout, address) >= 0) failover(address, "Describe failed: " + why);
+                if (layout != null && indexOfAddress(layout, address) >= 0) failover(address, "Describe failed: " + st + (missed > 1 ? " (" + missed + " polls)" : ""));
             }
         }
         if (layout == null) {
@@ -504,9 +514,14 @@ public final class PlacementController implements AutoCloseable {
             }
             if (address.isEmpty() || layout == null || indexOfAddress(layout, address) < 0) return;
             try {
-                clients.describe(address, 1000);
+                clients.describe(address, 2000);
                 LOG.info("placement: " + r.getReporterId() + " reported " + address + " unreachable (" + r.getReason() + "), but it answers; kept");
             } catch (StatusRuntimeException e) {
+                // a probe that times out leaves the shard to the polls (slow is not dead); refused drops it now
+                if (e.getStatus().getCode() != Status.Code.UNAVAILABLE) {
+                    LOG.info("placement: " + r.getReporterId() + " reported " + address + " unreachable; the probe timed out, the polls decide");
+                    return;
+                }
                 failover(address, r.getReporterId() + " reported " + r.getReason() + "; probe: " + e.getStatus());
                 view = buildView();
             }

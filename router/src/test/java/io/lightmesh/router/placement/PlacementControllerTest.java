@@ -113,6 +113,7 @@ class PlacementControllerTest {
         assertEquals(1, copies(first, 0, 0));
 
         await("re-placement", 10_000, () -> c.rebalances() > 0);
+        await("the new version reaches the watcher", 5000, () -> seen.getLast().getVersion() == c.view().version());
         PlacementMap balanced = seen.getLast();
         assertTrue(balanced.getVersion() > first.getVersion());
         // 4 slots per layer per shard (share 2 + 2 spare): the two hot experts get a copy on every shard

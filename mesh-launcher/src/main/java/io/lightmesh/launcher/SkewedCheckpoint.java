@@ -18,7 +18,7 @@ import java.util.Map;
  * their logits carry a bonus of several standard deviations and they are chosen for nearly every token.
  */
 final class SkewedCheckpoint {
-    /** 2 lightning layers, 8 experts, top-2: small and fast, with enough experts to skew. */
+    /** 2 lightning layers, 8 experts, top-2: small and fast, with enough experts to skew (tests). */
     static final SyntheticCheckpoint.Shape SHAPE = new SyntheticCheckpoint.Shape(512, 64, 2, 4, 2, 16, 8, 8, 2, 48, 16);
 
     private SkewedCheckpoint() {}
@@ -28,8 +28,13 @@ final class SkewedCheckpoint {
      * @param bonus gate weight on the constant dimension (0.5: the hot experts win nearly always)
      */
     static void write(Path dir, int[][] hot, double bonus) throws IOException {
-        Path tmp = Files.createTempDirectory(dir.getParent(), "skew");
-        SyntheticCheckpoint.write(tmp, SHAPE, DType.F32, 21, false);
+        write(dir, SHAPE, hot, bonus);
+    }
+
+    static void write(Path dir, SyntheticCheckpoint.Shape shape, int[][] hot, double bonus) throws IOException {
+        Path tmp = Files.createTempDirectory(dir.toAbsolutePath().getParent(), "skew");
+        SyntheticCheckpoint.write(tmp, shape, DType.F32, 21, false);
+        final SyntheticCheckpoint.Shape SHAPE = shape;
         int h = SHAPE.hidden(), E = SHAPE.experts();
         SafeTensorsWriter w = new SafeTensorsWriter();
         try (SafeTensorsFile f = SafeTensorsFile.open(tmp.resolve("model.safetensors"))) {
@@ -50,5 +55,8 @@ final class SkewedCheckpoint {
         Files.createDirectories(dir);
         w.write(dir.resolve("model.safetensors"), DType.F32);
         Files.copy(tmp.resolve("config.json"), dir.resolve("config.json"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        Files.delete(tmp.resolve("model.safetensors"));
+        Files.delete(tmp.resolve("config.json"));
+        Files.delete(tmp);
     }
 }
