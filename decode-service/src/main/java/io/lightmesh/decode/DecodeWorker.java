@@ -229,6 +229,11 @@ public final class DecodeWorker implements AutoCloseable {
     }
 
     public boolean cancelRequest(String id, String reason) {
+        return cancelRequest(id, Status.CANCELLED.withDescription(reason));
+    }
+
+    /** Cancels a request, its follower ending with {@code why} (CANCELLED, or UNAVAILABLE when a prefill worker cannot compute it now). */
+    public boolean cancelRequest(String id, Status why) {
         Slot s = slots.get(id);
         synchronized (this) {
             Long r = reservations.remove(id);
@@ -237,7 +242,7 @@ public final class DecodeWorker implements AutoCloseable {
         }
         if (s == null) return false;
         s.cancelled = true;
-        s.fail(Status.CANCELLED.withDescription(reason));
+        s.fail(why);
         if (s.state == null) slots.remove(id, s); // not decoding: nothing else will release it
         else batcher.cancel(id);                  // the batcher ends it at its next step; onStep releases the state
         return true;
@@ -333,7 +338,10 @@ public final class DecodeWorker implements AutoCloseable {
         LOG.warning("decode step failed: " + e);
         for (Slot s : slots.values()) {
             if (s.generation == null) continue;
-            s.fail(Status.INTERNAL.withDescription("decode step failed: " + e.getMessage()));
+            // expert shards unreachable (RemoteExperts: UNAVAILABLE) stays UNAVAILABLE: the router resumes or answers 503
+            s.fail(e instanceof io.grpc.StatusRuntimeException sre && sre.getStatus().getCode() == Status.Code.UNAVAILABLE
+                    ? Status.UNAVAILABLE.withDescription("decode step failed: " + sre.getStatus().getDescription())
+                    : Status.INTERNAL.withDescription("decode step failed: " + e.getMessage()));
             s.cancelled = true;
             batcher.cancel(s.id);
             release(s);
@@ -615,7 +623,9 @@ public final class DecodeWorker implements AutoCloseable {
 
         @Override
         public void cancel(CancelRequest req, StreamObserver<CancelResponse> out) {
-            boolean found = DecodeWorker.this.cancelRequest(req.getRequestId(), req.getReason().isEmpty() ? "cancelled" : req.getReason());
+            String reason = req.getReason().isEmpty() ? "cancelled" : req.getReason();
+            boolean found = DecodeWorker.this.cancelRequest(req.getRequestId(),
+                    (req.getUnavailable() ? Status.UNAVAILABLE : Status.CANCELLED).withDescription(reason));
             out.onNext(CancelResponse.newBuilder().setFound(found).build());
             out.onCompleted();
         }

@@ -56,14 +56,26 @@ public final class EplbPlanner {
      * @param slots per shard, how many experts of one layer it may hold; their sum must cover the experts
      */
     public static Plan plan(double[][] load, int[] slots) {
-        if (slots.length == 0) throw new IllegalArgumentException("no shard to place experts on");
-        for (int s : slots) if (s < 1) throw new IllegalArgumentException("a shard needs at least one slot, got " + s);
-        double[] prior = new double[slots.length];
+        int[][] byLayer = new int[load.length][];
+        java.util.Arrays.fill(byLayer, slots);
+        return plan(load, byLayer);
+    }
+
+    /** As {@link #plan(double[][], int[])}, with each layer's own slots: {@code slots[layer][shard]}. */
+    public static Plan plan(double[][] load, int[][] slots) {
+        if (slots.length != load.length) throw new IllegalArgumentException("slots for " + slots.length + " layers, load for " + load.length);
+        int S = slots.length == 0 ? 0 : slots[0].length;
+        if (load.length > 0 && S == 0) throw new IllegalArgumentException("no shard to place experts on");
+        for (int[] ls : slots) {
+            if (ls.length != S) throw new IllegalArgumentException("every layer needs slots for the same " + S + " shards");
+            for (int s : ls) if (s < 1) throw new IllegalArgumentException("a shard needs at least one slot, got " + s);
+        }
+        double[] prior = new double[S];
         int[][][] out = new int[load.length][][];
         for (int l = 0; l < load.length; l++) {
-            out[l] = planLayer(load[l], slots, prior);
+            out[l] = planLayer(load[l], slots[l], prior);
             double[] sl = shardLoads(load[l], out[l]);
-            for (int s = 0; s < slots.length; s++) prior[s] += sl[s];
+            for (int s = 0; s < S; s++) prior[s] += sl[s];
         }
         return new Plan(out);
     }

@@ -44,9 +44,12 @@ import java.util.logging.Logger;
  * parallel; their partial sums are added. Each shard is reached over one long-lived {@code ComputeStream}, answers
  * matched by call id and completed on the transport thread.
  *
- * <p>Failover: a shard that fails a batch (stream error, UNAVAILABLE, no answer within the call timeout) is avoided
- * from then on (for {@code deadRetryMs}, then tried again) and reported to the source; the rows it had are sent
- * again to other replicas: expert calls are pure functions of their inputs, so the retry gives the same bits. A
+ * <p>Failover: a shard that fails a batch (stream error, UNAVAILABLE, no answer within the call timeout) is dead
+ * from then on: its link is closed, it is reported to the source, and the rows it had are sent again to other
+ * replicas (expert calls are pure functions of their inputs, so the retry gives the same bits). A dead shard gets
+ * no rows until a health probe (Worker.Describe, {@value #PROBE_MS} ms deadline) answers: in the background every
+ * {@code deadRetryMs} while other replicas serve, or at once when it is an expert's last replica. Rows are never
+ * sent to a shard on the chance that it is back (a shard half gone can hold a batch for the whole call timeout). A
  * shard that refuses a batch because it no longer holds a pair (unloaded by a newer placement) gets that pair's
  * rows routed elsewhere. When some expert has no shard left, the call waits for a newer placement that covers it
  * (a controller's; at most {@code placementWaitMs}), and otherwise fails with {@link ExpertsUnavailableException}
@@ -65,7 +68,7 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
      * @param callTimeoutMs   longest wait for one shard's answer to one batch
      * @param placementWaitMs longest wait, within one call, for a placement that covers an expert left without a
      *                        live shard (keep it a few seconds below the request deadline)
-     * @param deadRetryMs     how long a shard that failed is avoided while other replicas remain
+     * @param deadRetryMs     how often a dead shard is probed while other replicas serve its experts
      * @param workerId        this worker, in reports
      */
     public record Settings(long callTimeoutMs, long placementWaitMs, long deadRetryMs, String workerId) {
@@ -79,8 +82,12 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
     private final AtomicLong callIds = new AtomicLong();
     /** Open links by {@link #key} of their shard. */
     private final Map<String, Link> links = new ConcurrentHashMap<>();
-    /** Shards that failed, by key: nanoTime until which they are avoided. */
+    /** Deadline of a health probe of a dead shard. */
+    public static final long PROBE_MS = 1_000;
+    /** Shards that failed and have not answered a probe since, by key: nanoTime of the next background probe. */
     private final Map<String, Long> deadUntil = new ConcurrentHashMap<>();
+    /** Keys of dead shards being probed in the background now. */
+    private final Set<String> probing = ConcurrentHashMap.newKeySet();
     /** "key|layer*E+expert" of pairs a shard refused as not held, with the placement version routed by then. */
     private final Map<String, Long> notHeld = new ConcurrentHashMap<>();
     private final Object reconcile = new Object();
@@ -241,7 +248,11 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
                 // some expert has no live shard in p: a newer placement may cover it
                 ExpertPlacement newer = source.current();
                 if (newer != null && newer.version() > p.version()) { p = newer; continue; }
-                String what = "no reachable expert shard holds expert " + uncovered + " of layer " + layer + " (placement version " + p.version() + ")"
+                if (reviveReplicas(p, layer, uncovered, failedHere)) continue; // a dead replica answered its probe
+                List<String> holders = new ArrayList<>();
+                for (int r : p.replicas(layer, uncovered)) holders.add(p.shards().get(r).toString());
+                String what = "no reachable expert shard holds expert " + uncovered + " of layer " + layer + " (placement version " + p.version()
+                        + (holders.isEmpty() ? ": none holds it" : ": held by " + holders + ", all failed") + ")"
                         + (lastCause == null ? "" : "; last failure: " + lastCause);
                 if (!source.dynamic()) throw new ExpertsUnavailableException(what + "; no placement controller to re-place it");
                 if (exhaustedVersion == p.version()) throw new ExpertsUnavailableException(what + "; no newer placement came");
@@ -264,7 +275,7 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
                 ExpertResult r = await(s, deadline);
                 Link l = s.link();
                 l.slotsInFlight.addAndGet(-s.slots().length);
-                if (r == null) { // failed: the shard is avoided, its rows go elsewhere next round
+                if (r == null) { // failed: the shard is dead, its rows go elsewhere next round
                     lastCause = l.shard + ": " + s.answer().handle((v, e) -> e == null ? "?" : describe(e)).getNow("no answer within " + settings.callTimeoutMs() + " ms");
                     failedHere.add(l.key);
                     fail(l, lastCause, p.version());
@@ -334,9 +345,8 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
     }
 
     /**
-     * Chooses a shard for every slot not done. Candidates: replicas not failed in this call and not known to have
-     * dropped the pair; shards avoided after an earlier failure only when no other is left. Answers -1, or an
-     * expert with no candidate.
+     * Chooses a shard for every slot not done. Candidates: live replicas not failed in this call and not known to
+     * have dropped the pair. Answers -1, or an expert with no candidate.
      */
     private int assign(ExpertPlacement p, int layer, int n, int k, int[] experts, boolean[] done, Set<String> failedHere, Link[] chosen) {
         long now = System.nanoTime();
@@ -350,20 +360,21 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
                 int e = experts[slot];
                 Link best = null;
                 double bestCost = Double.POSITIVE_INFINITY;
-                boolean bestAvoided = true;
                 for (int r : p.replicas(layer, e)) {
                     ExpertPlacement.Shard s = p.shards().get(r);
                     String key = key(s);
                     if (failedHere.contains(key) || notHeld.containsKey(key + "|" + (layer * numExperts + e))) continue;
-                    Long until = deadUntil.get(key);
-                    boolean avoided = until != null && until - now > 0;
-                    if (avoided && !bestAvoided) continue;
+                    Long next = deadUntil.get(key);
+                    if (next != null) { // dead: no rows until a probe answers
+                        if (next - now <= 0) probeInBackground(s);
+                        continue;
+                    }
                     Link l = link(s);
                     int[] g = given.get(l);
                     double speed = l.microsPerSlot > 0 ? l.microsPerSlot : 1;
                     double cost = (l.slotsInFlight.get() + (g == null ? 0 : g[0]) + 1) * speed;
                     for (int i = 0; i < rowShardCount; i++) if (rowShards[i] == l) { cost -= speed; break; } // its row goes there anyway
-                    if ((bestAvoided && !avoided) || cost < bestCost) { best = l; bestCost = cost; bestAvoided = avoided; }
+                    if (cost < bestCost) { best = l; bestCost = cost; }
                 }
                 if (best == null) return e;
                 chosen[slot] = best;
@@ -448,13 +459,60 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
         return e instanceof StatusRuntimeException s ? s.getStatus().toString() : e.toString();
     }
 
-    /** A shard failed a batch: avoided for deadRetryMs, reported once per failure unless it left the placement. */
+    /** A shard failed a batch: dead (its link closed) until a probe answers; reported unless it left the placement. */
     private void fail(Link l, String cause, long version) {
         failures.increment();
         if (l.retired) return;
         Long was = deadUntil.put(l.key, System.nanoTime() + settings.deadRetryMs() * 1_000_000);
-        if (was == null || was - System.nanoTime() < 0) LOG.warning(settings.workerId() + ": expert shard " + l.shard + " failed (" + cause + "); its rows go to other replicas");
+        if (links.remove(l.key, l)) l.close(); // a fresh channel after the shard is back
+        if (was != null) return; // already dead: reported when it died
+        LOG.warning(settings.workerId() + ": expert shard " + l.shard + " failed (" + cause + "); its rows go to other replicas");
         source.reportUnreachable(l.shard, cause, version);
+    }
+
+    /**
+     * The dead replicas of (layer, expert) in {@code p} not failed in this call, probed now, one after the other;
+     * true when one answered (it is live again). Each probe is bounded by {@value #PROBE_MS} ms.
+     */
+    private boolean reviveReplicas(ExpertPlacement p, int layer, int expert, Set<String> failedHere) {
+        for (int r : p.replicas(layer, expert)) {
+            ExpertPlacement.Shard s = p.shards().get(r);
+            String key = key(s);
+            if (failedHere.contains(key) || !deadUntil.containsKey(key)) continue;
+            if (probe(s)) return true;
+            failedHere.add(key); // probed once per call
+        }
+        return false;
+    }
+
+    /** Worker.Describe on a fresh channel, {@value #PROBE_MS} ms deadline; a shard that answers is live again. */
+    private boolean probe(ExpertPlacement.Shard s) {
+        ManagedChannel ch = Grpc.channel(s.address());
+        try {
+            io.lightmesh.proto.v1.WorkerGrpc.newBlockingStub(ch).withDeadlineAfter(PROBE_MS, TimeUnit.MILLISECONDS)
+                    .describe(io.lightmesh.proto.v1.DescribeRequest.getDefaultInstance());
+            revive(s);
+            return true;
+        } catch (StatusRuntimeException e) {
+            deadUntil.computeIfPresent(key(s), (k, v) -> System.nanoTime() + settings.deadRetryMs() * 1_000_000);
+            return false;
+        } finally {
+            ch.shutdownNow();
+        }
+    }
+
+    private void revive(ExpertPlacement.Shard s) {
+        if (deadUntil.remove(key(s)) != null) LOG.info(settings.workerId() + ": expert shard " + s + " answers again");
+    }
+
+    /** A probe of a dead shard off the caller's thread, at most one at a time per shard. */
+    private void probeInBackground(ExpertPlacement.Shard s) {
+        String key = key(s);
+        if (!probing.add(key)) return;
+        deadUntil.computeIfPresent(key, (k, v) -> System.nanoTime() + settings.deadRetryMs() * 1_000_000); // next one later
+        Thread.ofVirtual().name("expert-probe-" + s.id()).start(() -> {
+            try { probe(s); } finally { probing.remove(key); }
+        });
     }
 
     /** Mean microseconds of one expert call (all shards, round trip) for each layer; NaN where none was made. */
@@ -490,11 +548,10 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
     /** Batches that failed (shard error, unreachable, no answer in time). */
     public long failedBatches() { return failures.sum(); }
 
-    /** Ids of the shards avoided now after a failure. */
+    /** Ids of the shards dead now (failed, no probe answered since). */
     public Set<String> avoidedShards() {
-        long now = System.nanoTime();
         Set<String> s = new HashSet<>();
-        deadUntil.forEach((k, until) -> { if (until - now > 0) s.add(k.substring(0, k.indexOf('@'))); });
+        deadUntil.keySet().forEach(k -> s.add(k.substring(0, k.indexOf('@'))));
         return s;
     }
 

@@ -79,12 +79,13 @@ public final class EmbeddedMesh implements AutoCloseable {
      * The elastic expert pool: the placement controller's settings (see PlacementController.Settings) and, with
      * {@code maxShards > 0}, autoscaling between {@code minShards} and {@code maxShards} in-process shards.
      *
-     * @param extraSlots expert copies per layer a shard may hold beyond its share (--expert-slots)
+     * @param extraSlots expert copies (one (layer, expert) each) a shard may hold beyond its share, spread evenly over
+     *                   the layers (--expert-slots); -1: two per layer
      */
     public record ExpertPool(int extraSlots, int minShards, int maxShards, long pollMs, long windowMs, double imbalanceThreshold,
                              long drainGraceMs, double targetUtilisation) {
-        /** --expert-slots 2, no autoscaling, poll 1 s, 60 s window, threshold 1.25, 10 s grace, 70% target utilisation. */
-        public static ExpertPool defaults() { return new ExpertPool(2, 0, 0, 1000, 60_000, 1.25, 10_000, 0.7); }
+        /** Two spare slots per layer, no autoscaling, poll 1 s, 60 s window, threshold 1.25, 10 s grace, 70% target utilisation. */
+        public static ExpertPool defaults() { return new ExpertPool(-1, 0, 0, 1000, 60_000, 1.25, 10_000, 0.7); }
 
         public boolean autoscale() { return maxShards > 0; }
 
@@ -97,6 +98,22 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     /** A running worker and its gRPC server, killable by tests. */
     public record Component<T>(String id, String address, T worker, Server server) {}
+
+    /**
+     * How the expert shards start: the (layer, expert) pairs shard i holds (null: its round-robin share of every
+     * layer) and the expert copies each may hold ({@link ExpertShard}'s slot capacity).
+     */
+    public record ShardSetup(java.util.function.IntFunction<Map<Integer, int[]>> holdings, int slotCapacity) {
+        /** Round-robin shares, no slot limit: the mesh of the first version. */
+        public static ShardSetup roundRobin() { return new ShardSetup(null, Integer.MAX_VALUE); }
+
+        /** Every shard holds every expert of every layer (each expert replicated on every shard). */
+        public static ShardSetup replicated(int numLayers, int numExperts) {
+            Map<Integer, int[]> all = new HashMap<>();
+            for (int l = 0; l < numLayers; l++) all.put(l, java.util.stream.IntStream.range(0, numExperts).toArray());
+            return new ShardSetup(i -> all, Integer.MAX_VALUE);
+        }
+    }
 
     private final Options options;
     private final MeshModel model;
@@ -115,11 +132,15 @@ public final class EmbeddedMesh implements AutoCloseable {
     private HttpFront http;
     private String bootstrap;
 
-    private EmbeddedMesh(Options options, ExpertPool pool, MeshModel model, Function<String, OpenTelemetry> telemetry) {
+    private final ShardSetup shardSetup;
+
+    /** @param pool the placement controller's settings; null: no controller (workers route by the fixed map) */
+    private EmbeddedMesh(Options options, ExpertPool pool, MeshModel model, Function<String, OpenTelemetry> telemetry, ShardSetup shardSetup) {
         this.options = options;
         this.pool = pool;
         this.model = model;
         this.telemetry = telemetry;
+        this.shardSetup = shardSetup;
     }
 
     private boolean ownsTelemetry; // made from the environment here, so flushed and closed here
@@ -136,13 +157,28 @@ public final class EmbeddedMesh implements AutoCloseable {
      *                  "lightmesh-prefill", "lightmesh-decode", "lightmesh-expert"); asked once per name
      */
     public static EmbeddedMesh start(Options o, Function<String, OpenTelemetry> telemetry) throws IOException, InterruptedException {
-        return start(o, ExpertPool.defaults(), telemetry);
+        return start(o, ExpertPool.defaults(), telemetry, ShardSetup.roundRobin());
     }
 
     /** As {@link #start(Options, Function)}, with the expert pool's controller settings. */
     public static EmbeddedMesh start(Options o, ExpertPool pool, Function<String, OpenTelemetry> telemetry) throws IOException, InterruptedException {
-        if (pool.autoscale() && o.expertShards() == 0) throw new IllegalArgumentException("autoscaling experts needs remote expert shards (--experts N > 0)");
-        EmbeddedMesh m = new EmbeddedMesh(o, pool, MeshModel.load(o.modelDir(), io.lightmesh.engine.backend.Backends.create(o.backend())), telemetry);
+        return start(o, pool, telemetry, ShardSetup.roundRobin());
+    }
+
+    /**
+     * Without a placement controller: workers route by the fixed map of the shards' holdings (failover among its
+     * replicas only).
+     *
+     * @param shards what each expert shard holds at start, and its slot capacity
+     */
+    public static EmbeddedMesh start(Options o, Function<String, OpenTelemetry> telemetry, ShardSetup shards) throws IOException, InterruptedException {
+        return start(o, null, telemetry, shards);
+    }
+
+    /** @param pool null: no placement controller */
+    public static EmbeddedMesh start(Options o, ExpertPool pool, Function<String, OpenTelemetry> telemetry, ShardSetup shards) throws IOException, InterruptedException {
+        if (pool != null && pool.autoscale() && o.expertShards() == 0) throw new IllegalArgumentException("autoscaling experts needs remote expert shards (--experts N > 0)");
+        EmbeddedMesh m = new EmbeddedMesh(o, pool, MeshModel.load(o.modelDir(), io.lightmesh.engine.backend.Backends.create(o.backend())), telemetry, shards);
         try {
             m.startAll();
             return m;
@@ -162,17 +198,11 @@ public final class EmbeddedMesh implements AutoCloseable {
         String host = options.host();
         List<String> expertAddresses = new ArrayList<>();
         for (int i = 0; i < options.expertShards(); i++) {
-            int[] es = ExpertPlacement.expertsOf(i, options.expertShards(), model.config().numExperts());
-            // the address is known after binding: bind first with a placeholder shard, then describe the real one
-            int port = KraftBroker.freePort();
-            String address = host + ":" + port;
-            ExpertShard shard = new ExpertShard(new ExpertPlacement.Shard("expert-" + i, address, new int[0], es), model, otel("lightmesh-expert"));
-            experts.add(new Component<>("expert-" + i, address, shard, Grpc.serve(host, port, shard.services(), true)));
-            expertAddresses.add(address);
+            Map<Integer, int[]> held = shardSetup.holdings() == null ? null : shardSetup.holdings().apply(i);
+            expertAddresses.add(addExpertShard("expert-" + i, held, shardSetup.slotCapacity()).address());
         }
-        ExpertPlacement placement = options.expertShards() == 0 ? null
-                : ExpertPlacement.roundRobin(model.config().numLayers(), model.config().numExperts(), expertAddresses);
-        if (placement != null) startController(expertAddresses, placement);
+        ExpertPlacement placement = options.expertShards() == 0 ? null : staticPlacement();
+        if (placement != null && pool != null) startController(expertAddresses, placement);
         List<String> decodeAddresses = new ArrayList<>();
         for (int i = 0; i < options.decodeWorkers(); i++) {
             int port = KraftBroker.freePort();
@@ -193,8 +223,39 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     /** Starts one more prefill worker (tests use it to replace a killed one). */
     public PrefillWorker addPrefillWorker() {
-        return addPrefillWorker(options.expertShards() == 0 ? null : ExpertPlacement.roundRobin(model.config().numLayers(),
-                model.config().numExperts(), experts.stream().map(Component::address).toList()));
+        return addPrefillWorker(options.expertShards() == 0 ? null : staticPlacement());
+    }
+
+    /**
+     * Starts one more expert shard on a free loopback port.
+     *
+     * @param held         the (layer, expert) pairs it holds at start; null: its round-robin share as the next of
+     *                     {@code options.expertShards()} shards (index = shards started so far, modulo that count)
+     * @param slotCapacity expert copies it may hold
+     */
+    public Component<ExpertShard> addExpertShard(String id, Map<Integer, int[]> held, int slotCapacity) throws IOException {
+        int port = KraftBroker.freePort();
+        String address = options.host() + ":" + port;
+        int count = Math.max(1, options.expertShards());
+        ExpertPlacement.Shard start = held != null ? ExpertPlacement.Shard.of(id, address, held)
+                : new ExpertPlacement.Shard(id, address, new int[0], ExpertPlacement.expertsOf(experts.size() % count, count, model.config().numExperts()));
+        ExpertShard shard = new ExpertShard(start, model, otel("lightmesh-expert"), slotCapacity);
+        Component<ExpertShard> c = new Component<>(id, address, shard, Grpc.serve(options.host(), port, shard.services(), true));
+        experts.add(c);
+        return c;
+    }
+
+    /** The fixed placement of the shards started (their holdings now), version 0; what workers without a controller route by. */
+    public ExpertPlacement staticPlacement() {
+        return new ExpertPlacement(model.config().numLayers(), model.config().numExperts(),
+                experts.stream().map(e -> e.worker().placementShard()).toList());
+    }
+
+    /** Kills an expert shard as a crash would: its server stops at once, calls on it fail. */
+    public void killExpert(int i) {
+        Component<ExpertShard> e = experts.get(i);
+        e.server().shutdownNow();
+        e.worker().close();
     }
 
     private PrefillWorker addPrefillWorker(ExpertPlacement placement) {
@@ -209,7 +270,9 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     private MiniMaxModel modelFor(ExpertPlacement placement, String service) {
         // in-process workers follow the controller directly (no Watch stream), starting from the round-robin map
-        return Services.workerModel(model, placement == null ? null : (PlacementSource) livePlacement, otel(service), remotes::add);
+        if (placement == null) return Services.workerModel(model, (PlacementSource) null, otel(service), remotes::add);
+        return livePlacement != null ? Services.workerModel(model, livePlacement, otel(service), remotes::add)
+                : Services.workerModel(model, placement, otel(service), remotes::add);
     }
 
     /**
@@ -233,11 +296,7 @@ public final class EmbeddedMesh implements AutoCloseable {
 
         @Override
         public String start() throws IOException {
-            int port = KraftBroker.freePort();
-            String id = "expert-" + next++, address = options.host() + ":" + port;
-            ExpertShard shard = new ExpertShard(ExpertPlacement.Shard.of(id, address, java.util.Map.of()), model, otel("lightmesh-expert"));
-            experts.add(new Component<>(id, address, shard, Grpc.serve(options.host(), port, shard.services(), true)));
-            return address;
+            return addExpertShard("expert-" + next++, java.util.Map.of(), Integer.MAX_VALUE).address();
         }
 
         @Override
@@ -245,6 +304,7 @@ public final class EmbeddedMesh implements AutoCloseable {
             for (Component<ExpertShard> e : experts) {
                 if (e.address().equals(address)) {
                     Grpc.shutdown(e.server());
+                    e.worker().close();
                     experts.remove(e);
                 }
             }
@@ -321,7 +381,7 @@ public final class EmbeddedMesh implements AutoCloseable {
         if (router != null) router.close();
         for (Component<DecodeWorker> d : decoders) { Grpc.shutdown(d.server()); d.worker().close(); }
         for (RemoteExperts r : remotes) r.close();
-        for (Component<ExpertShard> e : experts) Grpc.shutdown(e.server());
+        for (Component<ExpertShard> e : experts) { Grpc.shutdown(e.server()); e.worker().close(); }
         if (broker != null) broker.close();
         model.close();
         if (ownsTelemetry) for (OpenTelemetry o : otels.values()) if (o instanceof io.opentelemetry.sdk.OpenTelemetrySdk sdk) sdk.close();

@@ -93,7 +93,7 @@ public final class ExpertPoolBench {
         EmbeddedMesh.Options o = new EmbeddedMesh.Options(model, "127.0.0.1", 0, -1, broker.bootstrapServers(), dir, 4, 1, 1,
                 4L << 30, 16, topic, 256, outputLen, backend);
         // static: a threshold no load reaches, so the controller measures but never re-places
-        EmbeddedMesh.ExpertPool pool = new EmbeddedMesh.ExpertPool(2, 0, 0, 500, Math.round(windowS * 1000), balance ? 1.25 : 1e9, 1000, 0.7);
+        EmbeddedMesh.ExpertPool pool = new EmbeddedMesh.ExpertPool(-1, 0, 0, 500, Math.round(windowS * 1000), balance ? 1.25 : 1e9, 1000, 0.7);
         EmbeddedMesh mesh = EmbeddedMesh.start(o, pool, s -> OpenTelemetry.noop());
         ManagedChannel ch = Grpc.channel(mesh.routerTarget());
         try {

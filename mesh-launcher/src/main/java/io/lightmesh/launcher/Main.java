@@ -88,12 +88,12 @@ public final class Main {
                     "topic", "partitions", "prefill-group", "max-in-flight", "default-max-new-tokens", "max-prompt-tokens", "max-resumes",
                     "poll-ms", "api-key", "expert-slots", "rebalance-interval-s", "imbalance-threshold", "autoscale-experts",
                     "expert-target-utilisation");
-            case "prefill" -> new Flags("prefill", args, from, "model", "kafka", "experts", "placement", "id", "topic", "prefill-group",
-                    "chunk-bytes", "prefill-batch-tokens", "prefill-batch-max", "backend", "host", "http-port");
-            case "decode" -> new Flags("decode", args, from, "model", "experts", "placement", "id", "host", "grpc-port", "http-port", "advertise",
-                    "budget-gib", "max-batch", "state-wait-ms", "backend");
+            case "prefill" -> new Flags("prefill", args, from, "model", "kafka", "experts", "id", "topic", "prefill-group",
+                    "chunk-bytes", "prefill-batch-tokens", "prefill-batch-max", "backend", "host", "http-port", "placement");
+            case "decode" -> new Flags("decode", args, from, "model", "experts", "id", "host", "grpc-port", "http-port", "advertise",
+                    "budget-gib", "max-batch", "state-wait-ms", "backend", "placement");
             case "expert" -> new Flags("expert", args, from, "model", "shard", "id", "host", "grpc-port", "http-port", "advertise",
-                    "layers", "backend");
+                    "layers", "backend", "expert-slots", "expert-memory-gib");
             default -> throw new IllegalArgumentException("not a service: " + service);
         };
     }
@@ -138,8 +138,8 @@ public final class Main {
     /** The expert pool flags of serve: --expert-slots, --autoscale-experts MIN:MAX, --rebalance-interval-s, --imbalance-threshold. */
     static EmbeddedMesh.ExpertPool expertPool(Flags f) {
         EmbeddedMesh.ExpertPool d = EmbeddedMesh.ExpertPool.defaults();
-        int slots = f.getInt("expert-slots", d.extraSlots());
-        if (slots < 0) throw new IllegalArgumentException("serve: --expert-slots must be >= 0, got " + slots);
+        int slots = f.getInt("expert-slots", d.extraSlots()); // default -1: two per layer
+        if (slots < -1 || f.get("expert-slots", null) != null && slots < 0) throw new IllegalArgumentException("serve: --expert-slots must be >= 0, got " + slots);
         double window = f.getDouble("rebalance-interval-s", d.windowMs() / 1000.0);
         if (!(window >= 1)) throw new IllegalArgumentException("serve: --rebalance-interval-s must be >= 1, got " + window);
         double threshold = f.getDouble("imbalance-threshold", d.imbalanceThreshold());

@@ -81,7 +81,7 @@ class ElasticExpertPoolTest {
         EmbeddedMesh.Options o = new EmbeddedMesh.Options(model, "127.0.0.1", 0, 0, kafka.bootstrapServers(), dir, 4, 1, 1,
                 1L << 30, 32, "lightmesh.requests.v1", 64, 32);
         // a 2 s window polled every 200 ms, 500 ms grace: the production defaults (1 s / 60 s / 10 s) scaled down
-        EmbeddedMesh.ExpertPool pool = new EmbeddedMesh.ExpertPool(2, 0, 0, 200, 2000, 1.25, 500, 0.7);
+        EmbeddedMesh.ExpertPool pool = new EmbeddedMesh.ExpertPool(-1, 0, 0, 200, 2000, 1.25, 500, 0.7);
         mesh = EmbeddedMesh.start(o, pool, s -> OpenTelemetry.noop());
         assertTrue(mesh.awaitReady(60_000), () -> "mesh not ready: " + mesh.router().health());
         channel = Grpc.channel(mesh.routerTarget());

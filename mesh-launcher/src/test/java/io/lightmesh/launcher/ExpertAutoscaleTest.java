@@ -39,7 +39,7 @@ class ExpertAutoscaleTest {
         kafka = ElasticExpertPoolTest.kafka();
         EmbeddedMesh.Options o = new EmbeddedMesh.Options(model, "127.0.0.1", 0, 0, kafka.bootstrapServers(), dir, 2, 1, 1,
                 1L << 30, 32, "lightmesh.requests.v1", 64, 32);
-        mesh = EmbeddedMesh.start(o, new EmbeddedMesh.ExpertPool(2, 2, 4, 200, 2000, 1.25, 300, 0.01), s -> OpenTelemetry.noop());
+        mesh = EmbeddedMesh.start(o, new EmbeddedMesh.ExpertPool(-1, 2, 4, 200, 2000, 1.25, 300, 0.01), s -> OpenTelemetry.noop());
         assertTrue(mesh.awaitReady(60_000), () -> "mesh not ready: " + mesh.router().health());
         channel = Grpc.channel(mesh.routerTarget());
         ElasticExpertPoolTest.client = InferenceGrpc.newBlockingStub(channel);

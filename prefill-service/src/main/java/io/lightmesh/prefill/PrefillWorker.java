@@ -9,6 +9,8 @@ import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.mesh.StateCodec;
 import io.lightmesh.mesh.Specs;
 import io.lightmesh.proto.v1.AckStatus;
+import io.lightmesh.proto.v1.CancelRequest;
+import io.lightmesh.proto.v1.DecodeGrpc;
 import io.lightmesh.proto.v1.GenerationSpec;
 import io.lightmesh.proto.v1.PrefillTask;
 import io.lightmesh.proto.v1.ReserveRequest;
@@ -338,7 +340,14 @@ public final class PrefillWorker implements AutoCloseable {
             for (Job j : jobs) prefill(List.of(j)); // the batch left every state untouched
             return;
         } catch (io.grpc.StatusRuntimeException e) {
-            // expert shards unreachable: every job of the batch is taken again later
+            if (e.getStatus().getCode() == io.grpc.Status.Code.UNAVAILABLE) {
+                // no expert shard for some (layer, expert), and no placement covering it came in time (RemoteExperts
+                // waited already): fail the requests now, through their decode workers, rather than retry them
+                LOG.warning("prefill of a batch of " + jobs.size() + " failed: " + e.getStatus() + "; failing its requests");
+                for (Job j : jobs) unavailable(j, e.getStatus());
+                return;
+            }
+            // anything else: every job of the batch is taken again later
             LOG.info("prefill of a batch of " + jobs.size() + " failed: " + e.getStatus());
             for (Job j : jobs) j.commit = false;
             return;
@@ -352,6 +361,26 @@ public final class PrefillWorker implements AutoCloseable {
             queueSeconds.record(j.queueUs / 1e6);
             j.span.setAttribute("lightmesh.context_tokens", j.context.length);
         }
+    }
+
+    /**
+     * The request cannot be prefilled now: its decode worker fails its Generate call with UNAVAILABLE (the router
+     * resumes it or answers 503 at once), and the record is committed. When the decode worker cannot be told, the
+     * record is taken again later.
+     */
+    private void unavailable(Job j, io.grpc.Status cause) {
+        String id = j.task.getSpec().getRequestId();
+        try {
+            DecodeGrpc.newBlockingStub(channel(j.task.getDecodeTarget())).withDeadlineAfter(5, TimeUnit.SECONDS)
+                    .cancel(CancelRequest.newBuilder().setRequestId(id).setUnavailable(true)
+                            .setReason("prefill failed: " + cause.getDescription()).build());
+            done.add(j.key);
+            j.commit = true;
+        } catch (io.grpc.StatusRuntimeException e) {
+            LOG.info("cannot fail " + id + " on " + j.task.getDecodeTarget() + ": " + e.getStatus());
+            j.commit = false;
+        }
+        j.state = null;
     }
 
     private void drop(Job j, IllegalArgumentException e) {

@@ -317,6 +317,8 @@ public final class RouterCore implements AutoCloseable {
         final Answer answer;
         final List<Integer> delivered = new ArrayList<>();
         final Set<String> failedTargets = new HashSet<>();
+        /** Why the last attempt was lost (for the final error when no decode worker is left); null before any loss. */
+        volatile Status lastLoss;
         final Span span;                              // "lightmesh.generate": the request's root in the mesh
         final io.opentelemetry.context.Context trace; // the span's context, parent of all the request causes
         final long admittedNanos = System.nanoTime();
@@ -348,7 +350,11 @@ public final class RouterCore implements AutoCloseable {
 
         private void launchAttempt() {
             String target = pickDecode(failedTargets);
-            if (target == null) { done(); sink.fail(Status.UNAVAILABLE.withDescription("no decode worker reachable")); return; }
+            if (target == null) {
+                done();
+                sink.fail(Status.UNAVAILABLE.withDescription("no decode worker reachable" + (lastLoss == null ? "" : "; the last attempt failed: " + lastLoss)));
+                return;
+            }
             synchronized (this) {
                 if (!waiting) { waiting = true; queued.incrementAndGet(); }
             }
@@ -431,6 +437,7 @@ public final class RouterCore implements AutoCloseable {
             };
             synchronized (this) {
                 if (failedAttempt != attempt || finished) return;
+                if (lost) lastLoss = s;
                 if (lost && attempt < settings.maxResumes()) {
                     attempt++;
                     failedTargets.add(target);

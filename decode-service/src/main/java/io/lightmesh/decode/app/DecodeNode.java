@@ -4,6 +4,7 @@ import io.grpc.BindableService;
 import io.grpc.ServerInterceptors;
 import io.lightmesh.decode.DecodeWorker;
 import io.lightmesh.mesh.DeferredServices;
+import io.lightmesh.mesh.PlacementSource;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.OffloadingInterceptor;
@@ -51,8 +52,7 @@ public class DecodeNode {
         model = MeshModel.load(config.model(), Services.backend(config.backend()));
         try {
             List<String> experts = config.experts().orElse(List.of());
-            // the placement controller's Watch stream (lightmesh.placement), else the shards' fixed map
-            var placement = Services.placementSource(model, config.placement(), experts, config.id(), 120_000);
+            PlacementSource placement = Services.placementSource(model, config.placement(), experts, config.id(), 120_000);
             var forward = Services.workerModel(model, placement, otel, remotes::add);
             String host = config.host();
             String advertise = config.advertise().orElse((host.equals("0.0.0.0") ? InetAddress.getLocalHost().getHostName() : host)

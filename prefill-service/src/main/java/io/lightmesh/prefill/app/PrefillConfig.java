@@ -25,8 +25,9 @@ public interface PrefillConfig {
     Optional<List<String>> experts();
 
     /**
-     * The placement controller (the router's gRPC address, host:port): the worker follows its Placement.Watch stream
-     * (replicas, re-placements, failover) instead of the fixed map discovered from {@code experts}.
+     * The placement controller (host:port of the router's gRPC): when set, the experts are routed by the newest
+     * placement it publishes (Placement.Watch) and shards that fail are reported to it; lightmesh.experts is then
+     * not needed. Unset: the fixed placement discovered from lightmesh.experts.
      */
     Optional<String> placement();
 

@@ -1,5 +1,6 @@
 package io.lightmesh.prefill.app;
 
+import io.lightmesh.mesh.PlacementSource;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.RemoteExperts;
 import io.lightmesh.mesh.Services;
@@ -35,8 +36,7 @@ public class PrefillNode {
         try {
             List<String> experts = config.experts().orElse(List.of());
             id = config.id().orElse("prefill-" + ProcessHandle.current().pid());
-            // the placement controller's Watch stream (lightmesh.placement), else the shards' fixed map
-            var placement = Services.placementSource(model, config.placement(), experts, id, 120_000);
+            PlacementSource placement = Services.placementSource(model, config.placement(), experts, id, 120_000);
             var forward = Services.workerModel(model, placement, otel, remotes::add);
             worker = new PrefillWorker(new PrefillWorker.Settings(id, config.kafka(), config.topic(), config.prefillGroup(),
                     config.chunkBytes(), 30_000, 50, config.prefillBatchTokens(), config.prefillBatchMax()), model, forward, otel);

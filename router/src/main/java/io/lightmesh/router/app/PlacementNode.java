@@ -22,12 +22,12 @@ final class PlacementNode {
         int[] range = config.autoscaleExperts().map(ShardDemand::parseRange).orElse(new int[]{1, Integer.MAX_VALUE});
         PlacementController.Settings d = PlacementController.Settings.defaults();
         PlacementController.Settings s = new PlacementController.Settings(d.pollMs(), Math.round(config.rebalanceIntervalS() * 1000),
-                config.imbalanceThreshold(), config.expertSlots(), d.drainGraceMs(), d.rpcTimeoutMs(),
+                config.imbalanceThreshold(), config.expertSlots().orElse(-1), d.drainGraceMs(), d.rpcTimeoutMs(),
                 new ShardDemand(config.expertTargetUtilisation(), range[0], range[1]));
         PlacementController c = new PlacementController(s, model.config().numLayers(), model.config().numExperts(), model.fingerprint(),
                 () -> experts, null, otel.getMeter(MeshTelemetry.SCOPE)).start();
-        LOG.infof("router: expert placement controller over %s (window %.0f s, threshold %.2f, %d spare slots per layer)",
-                experts, config.rebalanceIntervalS(), config.imbalanceThreshold(), config.expertSlots());
+        LOG.infof("router: expert placement controller over %s (window %.0f s, threshold %.2f, spare slots %s)",
+                experts, config.rebalanceIntervalS(), config.imbalanceThreshold(), config.expertSlots().map(String::valueOf).orElse("2 per layer"));
         return c;
     }
 }

@@ -72,9 +72,12 @@ public interface RouterConfig {
 
     // ---- the expert placement controller (runs when experts are given; workers watch it with lightmesh.placement) ----
 
-    /** Expert copies per layer a shard may hold beyond its share ceil(experts / shards), for replicas of hot experts. */
-    @WithDefault("2")
-    int expertSlots();
+    /**
+     * Expert copies (one (layer, expert) each) a shard may be given beyond its share (ceil(experts / shards) per layer),
+     * for replicas of hot experts, spread evenly over the layers; default two per layer. The shards' own
+     * lightmesh.expert-slots bounds what they accept.
+     */
+    Optional<Integer> expertSlots();
 
     /** The sliding window of expert load, and how long an imbalance must last before a re-placement, in seconds. */
     @WithDefault("60")

@@ -57,7 +57,8 @@ public final class PlacementController implements AutoCloseable {
      * @param pollMs             how often shards are described
      * @param windowMs           the sliding window of loads, and how long an imbalance (or a scaling need) must last
      * @param imbalanceThreshold re-place when max / mean shard load stays above this
-     * @param extraSlots         expert copies per layer a shard may hold for replicas beyond its share ceil(E / shards)
+     * @param extraSlots         expert copies (one (layer, expert) each) a shard may hold for replicas beyond its share
+     *                           (ceil(E / shards) per layer), spread evenly over the layers; -1: two per layer
      * @param drainGraceMs       between publishing a version and unloading the copies it dropped (stopping a drained shard)
      * @param rpcTimeoutMs       deadline of LoadExperts / UnloadExperts (Describe: min(pollMs, 2 s), at least 500 ms)
      * @param demand             the shard count the load needs; its min/max bound a {@link ShardPool}
@@ -67,12 +68,12 @@ public final class PlacementController implements AutoCloseable {
         public Settings {
             if (pollMs < 10 || windowMs < pollMs) throw new IllegalArgumentException("need 10 ms <= poll <= window, got " + pollMs + " / " + windowMs);
             if (!(imbalanceThreshold >= 1)) throw new IllegalArgumentException("imbalance threshold must be >= 1, got " + imbalanceThreshold);
-            if (extraSlots < 0) throw new IllegalArgumentException("expert slots must be >= 0, got " + extraSlots);
+            if (extraSlots < -1) throw new IllegalArgumentException("expert slots must be >= 0, got " + extraSlots);
         }
 
         /** Poll every second, 60 s window, threshold 1.25, 2 spare slots per layer, 10 s grace, 70% utilisation. */
         public static Settings defaults() {
-            return new Settings(1000, 60_000, 1.25, 2, 10_000, 30_000, new ShardDemand(0.7, 1, Integer.MAX_VALUE));
+            return new Settings(1000, 60_000, 1.25, -1, 10_000, 30_000, new ShardDemand(0.7, 1, Integer.MAX_VALUE));
         }
 
         public Settings withWindow(long pollMs, long windowMs) {
@@ -306,9 +307,10 @@ public final class PlacementController implements AutoCloseable {
     private void replan(List<String> members, String reason, boolean onlyIfBetter) {
         long t0 = now();
         double[][] load = expertLoad();
-        int[] slots = new int[members.size()];
-        int share = (numExperts + members.size() - 1) / members.size();
-        for (int i = 0; i < slots.length; i++) slots[i] = Math.min(share + settings.extraSlots(), hardSlotsPerLayer(members.get(i)));
+        int[][] slots = new int[numLayers][members.size()];
+        for (int l = 0; l < numLayers; l++) {
+            for (int i = 0; i < members.size(); i++) slots[l][i] = Math.min(planningSlots(members.size(), l), hardSlotsPerLayer(members.get(i)));
+        }
         EplbPlanner.Plan plan;
         try {
             plan = EplbPlanner.plan(load, slots);
@@ -334,6 +336,13 @@ public final class PlacementController implements AutoCloseable {
         }
     }
 
+    /** Experts of {@code layer} a shard of {@code shards} may hold when planning: its share plus its spare slots of that layer. */
+    private int planningSlots(int shards, int layer) {
+        int share = (numExperts + shards - 1) / shards;
+        int extra = settings.extraSlots() < 0 ? 2 * numLayers : settings.extraSlots();
+        return share + extra / numLayers + (layer < extra % numLayers ? 1 : 0);
+    }
+
     /** Per layer: a shard's hard capacity (its slot_capacity over the layers); unbounded when it does not say. */
     private int hardSlotsPerLayer(String address) {
         WorkerInfo w = live.get(address);
@@ -346,11 +355,12 @@ public final class PlacementController implements AutoCloseable {
      * now (fewer loads and unloads): planned shards of equal slots are interchangeable, so each is given to the
      * member with the largest overlap, greedily.
      */
-    private int[][][] matchToHoldings(EplbPlanner.Plan plan, List<String> members, int[] slots) {
+    private int[][][] matchToHoldings(EplbPlanner.Plan plan, List<String> members, int[][] slotsByLayer) {
         int S = members.size();
         int[][][] out = new int[numLayers][S][];
         for (int l = 0; l < numLayers; l++) {
             int[][] planned = plan.experts()[l];
+            int[] slots = slotsByLayer[l];
             int[][] held = new int[S][];
             for (int s = 0; s < S; s++) held[s] = heldNow(members.get(s), l);
             boolean[] usedBin = new boolean[S], usedShard = new boolean[S];
@@ -562,7 +572,7 @@ public final class PlacementController implements AutoCloseable {
                 holds.put(s, per);
             }
             Map<String, int[][]> adds = new LinkedHashMap<>();
-            int share = survivors.isEmpty() ? 0 : (numExperts + survivors.size() - 1) / survivors.size();
+
             for (int l = 0; l < numLayers; l++) {
                 List<Integer> orphans = new ArrayList<>();
                 for (int e = 0; e < numExperts; e++) {
@@ -579,7 +589,7 @@ public final class PlacementController implements AutoCloseable {
                     for (String s : survivors) {
                         if (full.contains(s)) continue;
                         Set<Integer> h = holds.get(s).get(l);
-                        boolean free = h.size() < share + settings.extraSlots();
+                        boolean free = h.size() < planningSlots(survivors.size(), l);
                         double sl = layerLoad(load[l], holds, s, l);
                         if (pick == null || (free && !pickFree) || (free == pickFree && sl < pickLoad)) { pick = s; pickLoad = sl; pickFree = free; }
                     }
