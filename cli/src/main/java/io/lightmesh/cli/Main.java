@@ -38,6 +38,8 @@ public final class Main {
                           [--prefix-cache-gib G]  (each prefill worker's prefix cache; 0: off; default 1)
                           the whole mesh on this machine: Kafka (KRaft child process unless --kafka), router,
                           prefill and decode workers, expert shards; Ctrl-C stops everything
+                          [--autoscale-experts MIN:MAX] [--expert-slots K] [--rebalance-interval-s 60]
+                          [--imbalance-threshold 1.25]: the elastic expert pool (GET /admin/placement)
               router | prefill | decode | expert | kafka [options]
                           one service on its own, for real deployments: its Quarkus application
                           (<module>/target/quarkus-app/quarkus-run.jar; see mesh-launcher/README.md)

@@ -7,6 +7,8 @@ import io.lightmesh.engine.model.MiniMaxModel;
 import io.lightmesh.expert.ExpertShard;
 import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.LivePlacement;
+import io.lightmesh.mesh.PlacementSource;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.mesh.RemoteExperts;
@@ -16,6 +18,9 @@ import io.lightmesh.proto.v1.ComponentHealth;
 import io.lightmesh.proto.v1.HealthResponse;
 import io.lightmesh.proto.v1.ServingStatus;
 import io.lightmesh.router.RouterCore;
+import io.lightmesh.router.placement.PlacementController;
+import io.lightmesh.router.placement.ShardDemand;
+import io.lightmesh.router.placement.ShardPool;
 
 import io.lightmesh.openai.OpenAiOptions;
 
@@ -86,6 +91,27 @@ public final class EmbeddedMesh implements AutoCloseable {
         }
     }
 
+    /**
+     * The elastic expert pool: the placement controller's settings (see PlacementController.Settings) and, with
+     * {@code maxShards > 0}, autoscaling between {@code minShards} and {@code maxShards} in-process shards.
+     *
+     * @param extraSlots expert copies (one (layer, expert) each) a shard may hold beyond its share, spread evenly over
+     *                   the layers (--expert-slots); -1: two per layer
+     */
+    public record ExpertPool(int extraSlots, int minShards, int maxShards, long pollMs, long windowMs, double imbalanceThreshold,
+                             long drainGraceMs, double targetUtilisation) {
+        /** Two spare slots per layer, no autoscaling, poll 1 s, 60 s window, threshold 1.25, 10 s grace, 70% target utilisation. */
+        public static ExpertPool defaults() { return new ExpertPool(-1, 0, 0, 1000, 60_000, 1.25, 10_000, 0.7); }
+
+        public boolean autoscale() { return maxShards > 0; }
+
+        PlacementController.Settings controllerSettings() {
+            PlacementController.Settings d = PlacementController.Settings.defaults();
+            return new PlacementController.Settings(pollMs, windowMs, imbalanceThreshold, extraSlots, drainGraceMs, d.rpcTimeoutMs(),
+                    autoscale() ? new ShardDemand(targetUtilisation, minShards, maxShards) : new ShardDemand(targetUtilisation, 1, Integer.MAX_VALUE));
+        }
+    }
+
     /** A running worker and its gRPC server, killable by tests. */
     public record Component<T>(String id, String address, T worker, Server server) {}
 
@@ -110,7 +136,10 @@ public final class EmbeddedMesh implements AutoCloseable {
     private final Function<String, OpenTelemetry> telemetry;
     private final Map<String, OpenTelemetry> otels = new HashMap<>();
     private KraftBroker broker;
-    private final List<Component<ExpertShard>> experts = new ArrayList<>();
+    private final List<Component<ExpertShard>> experts = new java.util.concurrent.CopyOnWriteArrayList<>();
+    private final ExpertPool pool;
+    private PlacementController controller;
+    private LivePlacement livePlacement;
     private final List<Component<DecodeWorker>> decoders = new ArrayList<>();
     private final List<PrefillWorker> prefillers = new ArrayList<>();
     private final List<RemoteExperts> remotes = new ArrayList<>();
@@ -123,8 +152,10 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     private final ShardSetup shardSetup;
 
-    private EmbeddedMesh(Options options, MeshModel model, Function<String, OpenTelemetry> telemetry, ShardSetup shardSetup) {
+    /** @param pool the placement controller's settings; null: no controller (workers route by the fixed map) */
+    private EmbeddedMesh(Options options, ExpertPool pool, MeshModel model, Function<String, OpenTelemetry> telemetry, ShardSetup shardSetup) {
         this.options = options;
+        this.pool = pool;
         this.model = model;
         this.telemetry = telemetry;
         this.shardSetup = shardSetup;
@@ -144,12 +175,28 @@ public final class EmbeddedMesh implements AutoCloseable {
      *                  "lightmesh-prefill", "lightmesh-decode", "lightmesh-expert"); asked once per name
      */
     public static EmbeddedMesh start(Options o, Function<String, OpenTelemetry> telemetry) throws IOException, InterruptedException {
-        return start(o, telemetry, ShardSetup.roundRobin());
+        return start(o, ExpertPool.defaults(), telemetry, ShardSetup.roundRobin());
     }
 
-    /** @param shards what each expert shard holds at start, and its slot capacity */
+    /** As {@link #start(Options, Function)}, with the expert pool's controller settings. */
+    public static EmbeddedMesh start(Options o, ExpertPool pool, Function<String, OpenTelemetry> telemetry) throws IOException, InterruptedException {
+        return start(o, pool, telemetry, ShardSetup.roundRobin());
+    }
+
+    /**
+     * Without a placement controller: workers route by the fixed map of the shards' holdings (failover among its
+     * replicas only).
+     *
+     * @param shards what each expert shard holds at start, and its slot capacity
+     */
     public static EmbeddedMesh start(Options o, Function<String, OpenTelemetry> telemetry, ShardSetup shards) throws IOException, InterruptedException {
-        EmbeddedMesh m = new EmbeddedMesh(o, MeshModel.load(o.modelDir(), io.lightmesh.engine.backend.Backends.create(o.backend())), telemetry, shards);
+        return start(o, null, telemetry, shards);
+    }
+
+    /** @param pool null: no placement controller */
+    public static EmbeddedMesh start(Options o, ExpertPool pool, Function<String, OpenTelemetry> telemetry, ShardSetup shards) throws IOException, InterruptedException {
+        if (pool != null && pool.autoscale() && o.expertShards() == 0) throw new IllegalArgumentException("autoscaling experts needs remote expert shards (--experts N > 0)");
+        EmbeddedMesh m = new EmbeddedMesh(o, pool, MeshModel.load(o.modelDir(), io.lightmesh.engine.backend.Backends.create(o.backend())), telemetry, shards);
         try {
             m.startAll();
             return m;
@@ -174,6 +221,7 @@ public final class EmbeddedMesh implements AutoCloseable {
             expertAddresses.add(addExpertShard("expert-" + i, held, shardSetup.slotCapacity()).address());
         }
         ExpertPlacement placement = options.expertShards() == 0 ? null : staticPlacement();
+        if (placement != null && pool != null) startController(expertAddresses, placement);
         List<String> decodeAddresses = new ArrayList<>();
         for (int i = 0; i < options.decodeWorkers(); i++) {
             int port = KraftBroker.freePort();
@@ -186,7 +234,8 @@ public final class EmbeddedMesh implements AutoCloseable {
         router = new RouterCore(new RouterCore.Settings(bootstrap, options.topic(), 4, "lightmesh-prefill", decodeAddresses, expertAddresses,
                 options.maxInFlight(), options.defaultMaxNewTokens(), 1 << 20, 2, 500), model, otel("lightmesh-router"));
         for (int i = 0; i < options.prefillWorkers(); i++) addPrefillWorker(placement);
-        List<BindableService> routerServices = router.services();
+        List<BindableService> routerServices = new ArrayList<>(router.services());
+        if (controller != null) routerServices.add(controller.service()); // for workers outside this JVM
         routerServer = Grpc.servePublic(host, options.grpcPort(), routerServices);
         if (options.httpPort() >= 0) startHttp();
     }
@@ -240,12 +289,52 @@ public final class EmbeddedMesh implements AutoCloseable {
     private OpenTelemetry otel(String service) { return otels.computeIfAbsent(service, telemetry); }
 
     private MiniMaxModel modelFor(ExpertPlacement placement, String service) {
-        return Services.workerModel(model, placement, otel(service), remotes::add);
+        // in-process workers follow the controller directly (no Watch stream), starting from the round-robin map
+        if (placement == null) return Services.workerModel(model, (PlacementSource) null, otel(service), remotes::add);
+        return livePlacement != null ? Services.workerModel(model, livePlacement, otel(service), remotes::add)
+                : Services.workerModel(model, placement, otel(service), remotes::add);
+    }
+
+    /**
+     * The placement controller over the initial shards (and, autoscaling, the ones it starts), publishing straight
+     * into the workers' {@link LivePlacement}; their reports of unreachable shards go straight to it.
+     */
+    private void startController(List<String> initial, ExpertPlacement roundRobin) {
+        List<String> addresses = List.copyOf(initial);
+        controller = new PlacementController(pool.controllerSettings(), model.config().numLayers(), model.config().numExperts(),
+                model.fingerprint(), () -> addresses, pool.autoscale() ? new InProcessShards() : null,
+                otel("lightmesh-router").getMeter(MeshTelemetry.SCOPE));
+        livePlacement = new LivePlacement(roundRobin, r -> controller.reportUnreachable(r.shard().id(), r.shard().address(), r.reason(),
+                "embedded worker", r.placementVersion()));
+        controller.onPublish(map -> livePlacement.publish(ExpertPlacement.fromProto(map)));
+        controller.start();
+    }
+
+    /** Shards the controller starts and stops when autoscaling: in this JVM, each on its own gRPC server. */
+    private final class InProcessShards implements ShardPool {
+        private int next = options.expertShards();
+
+        @Override
+        public String start() throws IOException {
+            return addExpertShard("expert-" + next++, java.util.Map.of(), Integer.MAX_VALUE).address();
+        }
+
+        @Override
+        public void stop(String address) {
+            for (Component<ExpertShard> e : experts) {
+                if (e.address().equals(address)) {
+                    Grpc.shutdown(e.server());
+                    e.worker().close();
+                    experts.remove(e);
+                }
+            }
+        }
     }
 
     private void startHttp() throws IOException {
         try {
-            http = HttpFront.start(options.host(), options.httpPort(), routerTarget(), router::health, OpenAiOptions.defaults());
+            http = HttpFront.start(options.host(), options.httpPort(), routerTarget(), router::health, OpenAiOptions.defaults(),
+                    controller == null ? null : controller::view);
         } catch (IOException | RuntimeException e) {
             throw e;
         } catch (Exception e) {
@@ -301,6 +390,14 @@ public final class EmbeddedMesh implements AutoCloseable {
     public List<PrefillWorker> prefillers() { return prefillers; }
     public List<RemoteExperts> remoteExperts() { return remotes; }
 
+    /** The expert placement controller; null when the experts run in-process. */
+    public PlacementController placementController() { return controller; }
+
+    /** Kills an expert shard as a crash would: its server stops at once, calls in flight on it fail. */
+    public void killExpert(String id) {
+        for (Component<ExpertShard> e : experts) if (e.id().equals(id)) e.server().shutdownNow();
+    }
+
     /** Kills a decode worker as a crash would: its server stops at once, its sequences are lost. */
     public void killDecode(int i) {
         Component<DecodeWorker> d = decoders.get(i);
@@ -313,6 +410,7 @@ public final class EmbeddedMesh implements AutoCloseable {
         if (http != null) http.close();
         Grpc.shutdown(routerServer);
         for (PrefillWorker p : prefillers) p.close();
+        if (controller != null) controller.close();
         if (router != null) router.close();
         for (Component<DecodeWorker> d : decoders) { Grpc.shutdown(d.server()); d.worker().close(); }
         for (RemoteExperts r : remotes) r.close();

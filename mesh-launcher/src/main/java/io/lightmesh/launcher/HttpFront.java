@@ -7,6 +7,8 @@ import io.lightmesh.openai.OpenAiApi;
 import io.lightmesh.openai.OpenAiOptions;
 import io.lightmesh.proto.v1.HealthResponse;
 import io.lightmesh.proto.v1.ServingStatus;
+import io.lightmesh.router.placement.AdminPlacementRoute;
+import io.lightmesh.router.placement.PlacementView;
 import io.vertx.core.Vertx;
 import io.vertx.core.http.HttpServer;
 import io.vertx.core.http.HttpServerOptions;
@@ -41,6 +43,12 @@ final class HttpFront implements AutoCloseable {
      */
     static HttpFront start(String host, int port, String grpcTarget, Supplier<HealthResponse> health,
                            OpenAiOptions options) throws Exception {
+        return start(host, port, grpcTarget, health, options, null);
+    }
+
+    /** @param placement the expert placement controller's view for GET /admin/placement; null: none (404) */
+    static HttpFront start(String host, int port, String grpcTarget, Supplier<HealthResponse> health,
+                           OpenAiOptions options, Supplier<PlacementView> placement) throws Exception {
         Vertx vertx = Vertx.vertx();
         // the OpenAI API checks the key itself, then calls the router's gRPC API with it (which checks it too), over the
         // mesh's own channel: mutual TLS when the mesh has it
@@ -57,6 +65,7 @@ final class HttpFront implements AutoCloseable {
             });
             router.get("/q/health/live").handler(ctx -> ctx.response().putHeader("Content-Type", "application/json")
                     .end("{\"status\":\"UP\",\"checks\":[]}"));
+            AdminPlacementRoute.mount(router, placement, options.apiKey());
             OpenAiApi.mount(router, client, options);
             // HTTPS with the router's certificate when the mesh has TLS
             HttpServerOptions http = new HttpServerOptions();

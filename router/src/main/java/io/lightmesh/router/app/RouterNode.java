@@ -8,6 +8,7 @@ import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.OffloadingInterceptor;
 import io.lightmesh.router.RequestLimits;
 import io.lightmesh.router.RouterCore;
+import io.lightmesh.router.placement.PlacementController;
 import io.opentelemetry.api.OpenTelemetry;
 import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.runtime.Startup;
@@ -38,6 +39,7 @@ public class RouterNode {
 
     private final MeshModel model;
     private final RouterCore core;
+    private final PlacementController placement;
     /** Handlers of the public API run here, off Quarkus's gRPC event loop (see OffloadingInterceptor). */
     private final ExecutorService handlers = Executors.newVirtualThreadPerTaskExecutor();
 
@@ -63,6 +65,8 @@ public class RouterNode {
             throw e;
         }
         services.publish(ServerInterceptors.intercept(Grpc.traced(core.services().getFirst()), new OffloadingInterceptor(handlers)));
+        this.placement = PlacementNode.start(config, model, otel);
+        if (placement != null) services.publish(Grpc.traced(placement.service()));
         services.markReady();
         LOG.infof("router: model %s, Kafka %s, decode %s, experts %s", config.model(), config.kafka(), config.decode(),
                 config.experts().orElse(List.of()));
@@ -70,8 +74,12 @@ public class RouterNode {
 
     public RouterCore core() { return core; }
 
+    /** The expert placement controller; null without expert shards. */
+    public PlacementController placement() { return placement; }
+
     void stop(@Observes ShutdownEvent e) {
         LOG.info("router: stopping");
+        if (placement != null) placement.close();
         core.close();
     }
 

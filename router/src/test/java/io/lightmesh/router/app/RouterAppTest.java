@@ -85,6 +85,25 @@ class RouterAppTest {
     }
 
     @Test
+    void adminPlacementWantsTheKeyAndSaysThereIsNoControllerWithoutExpertShards() throws Exception {
+        assertEquals(401, get("/admin/placement").statusCode(), "no API key");
+        assertEquals(401, getWithKey("/admin/placement", "wrong").statusCode(), "a wrong API key");
+        HttpResponse<String> r = getWithKey("/admin/placement", KafkaAndModel.API_KEY);
+        assertEquals(404, r.statusCode(), r.body());
+        assertTrue(r.body().contains("no expert placement controller"), r.body());
+        // the Placement service is bound, and says it is not there
+        ManagedChannel ch = Grpc.channel("127.0.0.1:" + KafkaAndModel.GRPC_PORT);
+        try {
+            var e = org.junit.jupiter.api.Assertions.assertThrows(io.grpc.StatusRuntimeException.class,
+                    () -> io.lightmesh.proto.v1.PlacementGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS)
+                            .reportUnreachable(io.lightmesh.proto.v1.UnreachableReport.newBuilder().setShardId("x").build()));
+            assertEquals(io.grpc.Status.Code.UNAVAILABLE, e.getStatus().getCode());
+        } finally {
+            Grpc.shutdown(ch);
+        }
+    }
+
+    @Test
     void theGrpcApiWantsTheApiKeyAndServesTokenize() {
         ManagedChannel ch = Grpc.channel("127.0.0.1:" + KafkaAndModel.GRPC_PORT);
         try {
