@@ -364,7 +364,7 @@ public final class RouterCore implements AutoCloseable {
                 @Override public void onCompleted() {}
             });
             PrefillTask task = PrefillTask.newBuilder().setSpec(attemptSpec).setConversationId(conversation).setDecodeTarget(target)
-                    .setAttempt(attempt).setExpectedStateBytes(StateCodec.serialisedBytes(model.config(), context)).build();
+                    .setAttempt(attempt).setExpectedStateBytes(StateCodec.serialisedBytes(model.config(), context) * choices).build(); // a copy per choice
             Span publish = tracer.spanBuilder("lightmesh.queue publish").setSpanKind(SpanKind.PRODUCER)
                     .setAttribute("messaging.system", "kafka").setAttribute("messaging.destination.name", settings.topic())
                     .setAttribute("lightmesh.attempt", attempt).startSpan();
