@@ -60,6 +60,30 @@ class RemoteExpertsTest {
         return r;
     }
 
+    /** A shard whose every batch waits {@code delayMs} before it is computed (a slow host or link). */
+    Running startSlow(String id, Map<Integer, int[]> held, long delayMs) throws IOException {
+        int port;
+        try (java.net.ServerSocket s = new java.net.ServerSocket(0)) { port = s.getLocalPort(); }
+        ExpertShard shard = new ExpertShard(ExpertPlacement.Shard.of(id, "127.0.0.1:" + port, held), m.model, OpenTelemetry.noop(), Integer.MAX_VALUE);
+        io.grpc.ServerInterceptor delay = new io.grpc.ServerInterceptor() {
+            @Override
+            public <Q, A> io.grpc.ServerCall.Listener<Q> interceptCall(io.grpc.ServerCall<Q, A> call, io.grpc.Metadata headers,
+                                                                     io.grpc.ServerCallHandler<Q, A> next) {
+                return new io.grpc.ForwardingServerCallListener.SimpleForwardingServerCallListener<>(next.startCall(call, headers)) {
+                    @Override public void onMessage(Q message) {
+                        try { Thread.sleep(delayMs); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
+                        super.onMessage(message);
+                    }
+                };
+            }
+        };
+        List<io.grpc.BindableService> services = shard.services().stream()
+                .map(svc -> (io.grpc.BindableService) () -> io.grpc.ServerInterceptors.intercept(svc, delay)).toList();
+        Running r = new Running(shard, Grpc.serve("127.0.0.1", port, services, false)); // an executor: the sleep must not hold the shared event loop
+        running.add(r);
+        return r;
+    }
+
     static Map<Integer, int[]> experts(int... es) {
         Map<Integer, int[]> a = new HashMap<>();
         for (int l = 0; l < m.L; l++) a.put(l, es.clone());
@@ -103,8 +127,50 @@ class RemoteExpertsTest {
             long ta = a.shard().info().getTokensComputed(), tb = b.shard().info().getTokensComputed();
             assertTrue(ta > 0 && tb > 0, "both replicas computed slots: " + ta + " and " + tb);
             double share = (double) ta / (ta + tb);
-            assertTrue(share > 0.2 && share < 0.8, "balanced: replica A computed " + ta + " of " + (ta + tb));
+            assertTrue(share > 0.45 && share < 0.55, "even: replica A computed " + ta + " of " + (ta + tb));
             assertEquals(0, replicated.resentSlots());
+        }
+    }
+
+    @Test
+    void replicasOfEqualSpeedGetEvenShares() throws Exception {
+        Running[] rs = {start("A", experts(0, 1, 2, 3)), start("B", experts(0, 1, 2, 3)), start("C", experts(0, 1, 2, 3)), start("D", experts(0, 1, 2, 3))};
+        try (RemoteExperts r = remote(PlacementSource.fixed(placement(0, rs)), 1_000)) {
+            long slots = 0;
+            for (int i = 0; i < 60; i++) {
+                TinyModel.Call c = m.call(500 + i, i % m.L, 1 + i % 16); // odd sizes too, one-token decode steps
+                assertArrayEquals(m.inProcess(c), run(r, c));
+                slots += (long) c.n() * m.k;
+            }
+            long[] t = java.util.Arrays.stream(rs).mapToLong(x -> x.shard().info().getTokensComputed()).toArray();
+            assertEquals(slots, java.util.Arrays.stream(t).sum());
+            double mean = slots / 4.0, max = java.util.Arrays.stream(t).max().orElseThrow();
+            assertTrue(max / mean <= 1.05, "rows per replica " + java.util.Arrays.toString(t) + ": imbalance " + max / mean);
+            assertEquals(java.util.Map.of("A", 1.0, "B", 1.0, "C", 1.0, "D", 1.0), r.replicaWeights(), "nobody measurably slow");
+        }
+    }
+
+    @Test
+    void aMeasurablySlowerReplicaGetsFewerRows() throws Exception {
+        Running a = start("A", experts(0, 1, 2, 3));
+        Running b = startSlow("B", experts(0, 1, 2, 3), 15);
+        try (RemoteExperts r = remote(PlacementSource.fixed(placement(0, a, b)), 1_000)) {
+            long until = System.nanoTime() + 6_000_000_000L;
+            while (System.nanoTime() < until && r.replicaWeights().getOrDefault("B", 1.0) > 0.5) {
+                TinyModel.Call c = m.call(System.nanoTime(), 0, 32);
+                assertArrayEquals(m.inProcess(c), run(r, c));
+            }
+            double wb = r.replicaWeights().get("B");
+            assertTrue(wb <= 0.5, "B's weight went down (damped, once a second): " + r.replicaWeights());
+            assertEquals(1.0, r.replicaWeights().get("A"));
+            long ta = a.shard().info().getTokensComputed(), tb = b.shard().info().getTokensComputed();
+            for (int i = 0; i < 20; i++) {
+                TinyModel.Call c = m.call(700 + i, 1, 32);
+                assertArrayEquals(m.inProcess(c), run(r, c), "same result whoever computed the rows");
+            }
+            long da = a.shard().info().getTokensComputed() - ta, db = b.shard().info().getTokensComputed() - tb;
+            assertTrue(db > 0, "a slow replica keeps some rows (and so stays measured)");
+            assertTrue(db < 0.4 * (da + db), "B got " + db + " of " + (da + db) + " slots at weight " + wb);
         }
     }
 

@@ -36,11 +36,12 @@ import java.util.logging.Logger;
  * {@link PlacementSource}, read once per call (so a new placement takes effect at the next step).
  *
  * <p>Per call, each (token, expert) slot goes to one live shard holding that expert; a replicated expert's slots
- * are spread over its replicas by each replica's measured load (slots in flight there, from every caller of this
- * object, plus those given to it in this call, times its recent round-trip time per slot), preferring the shard
- * that already gets the token's row. The rows routed to each shard are packed into one {@link ExpertBatch} (slots
- * computed elsewhere marked -1); all batches are sent before any answer is awaited, so the shards compute in
- * parallel; their partial sums are added. Each shard is reached over one long-lived {@code ComputeStream}, answers
+ * are divided over its replicas by {@link ReplicaSplit}: evenly (the remainder going round from call to call),
+ * unless a replica's round trip per slot over the last {@value #SPEED_WINDOW_MS} ms is measurably above the other
+ * shards' ({@link ReplicaSplit#SLOW}x), then by inverse speed, damped. Each replica takes a contiguous run of the
+ * expert's slots in token order, so a token whose experts share replicas is mostly sent once. The rows routed to
+ * each shard are packed into one {@link ExpertBatch} (slots computed elsewhere marked -1); all batches are sent
+ * before any answer is awaited, so the shards compute in parallel; their partial sums are added. Each shard is reached over one long-lived {@code ComputeStream}, answers
  * matched by call id and completed on the transport thread.
  *
  * <p>Failover: a shard that fails a batch (stream error, UNAVAILABLE, no answer within the call timeout) is dead
@@ -99,6 +100,15 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
     /** Per layer and expert: tokens routed. */
     private final LongAdder[] tokensPerExpert;
     private final LongAdder resent = new LongAdder(), failures = new LongAdder();
+    /** Per layer and expert: where the next call's leftover slot of that expert starts among its replicas. */
+    private final AtomicInteger[] rotation;
+    /** Window over which a replica's round trip per slot is compared with the others'. */
+    public static final long SPEED_WINDOW_MS = 5_000;
+    /** Fewest slots in the window for a shard's round trip to count as measured. */
+    static final long MIN_MEASURED_SLOTS = 64;
+    /** Weights are updated at most this often. */
+    static final long REWEIGH_MS = 1_000;
+    private final AtomicLong nextReweigh = new AtomicLong(System.nanoTime());
 
     /** One shard: its channel and the stream to it (opened lazily, replaced after a failure). */
     private static final class Link {
@@ -106,10 +116,10 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
         final String key;
         final ManagedChannel channel;
         final Map<Long, CompletableFuture<ExpertResult>> pending = new ConcurrentHashMap<>();
-        /** (token, expert) slots sent and not yet answered, over every caller. */
-        final AtomicInteger slotsInFlight = new AtomicInteger();
-        /** Recent round trip per slot, microseconds (moving average); 0 until measured. */
-        volatile double microsPerSlot;
+        /** Round trips of its answered batches (timed when the answer arrives, on the transport thread). */
+        final RoundTripWindow roundTrips = new RoundTripWindow(SPEED_WINDOW_MS, 256);
+        /** Its share of a replicated expert's slots relative to an even one (1); below 1 only when measurably slow. */
+        volatile double weight = 1;
         /** No longer in the newest placement: its failures are not reported. */
         volatile boolean retired;
         StreamObserver<ExpertBatch> out; // guarded by this
@@ -198,6 +208,8 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
         calls = adders(numLayers);
         computeMicros = adders(numLayers);
         tokensPerExpert = adders(numLayers * numExperts);
+        rotation = new AtomicInteger[numLayers * numExperts];
+        for (int i = 0; i < rotation.length; i++) rotation[i] = new AtomicInteger();
     }
 
     private static PlacementSource requireComplete(ExpertPlacement placement) {
@@ -223,7 +235,7 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
     }
 
     /** One batch of one call: the shard, the rows sent there and the answer to come. */
-    private record Sent(Link link, long callId, int[] rows, int[] slots, CompletableFuture<ExpertResult> answer, long sentNanos) {}
+    private record Sent(Link link, long callId, int[] rows, int[] slots, CompletableFuture<ExpertResult> answer) {}
 
     @Override
     public void run(int layer, float[] x, int n, int k, int[] experts, float[] weights, float[] out) {
@@ -273,7 +285,6 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
             for (Sent s : sent) {
                 ExpertResult r = await(s, deadline);
                 Link l = s.link();
-                l.slotsInFlight.addAndGet(-s.slots().length);
                 if (r == null) { // failed: the shard is dead, its rows go elsewhere next round
                     lastCause = l.shard + ": " + s.answer().handle((v, e) -> e == null ? "?" : describe(e)).getNow("no answer within " + settings.callTimeoutMs() + " ms");
                     failedHere.add(l.key);
@@ -296,8 +307,6 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
                 if (r.getNumTokens() != m || r.getCombined().size() != (long) m * hidden * Float.BYTES) {
                     throw new IllegalStateException("expert shard " + l.shard + " answered " + r.getNumTokens() + " rows for " + m);
                 }
-                double us = (System.nanoTime() - s.sentNanos()) / 1e3 / Math.max(1, s.slots().length);
-                l.microsPerSlot = l.microsPerSlot == 0 ? us : 0.8 * l.microsPerSlot + 0.2 * us;
                 slowestCompute = Math.max(slowestCompute, r.getComputeUs());
                 java.nio.FloatBuffer part = r.getCombined().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
                 for (int i = 0; i < m; i++) {
@@ -308,6 +317,7 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
                 left -= s.slots().length;
             }
         }
+        reweigh();
         nanos[layer].add(System.nanoTime() - t0);
         computeMicros[layer].add(slowestCompute);
         calls[layer].increment();
@@ -344,48 +354,79 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
     }
 
     /**
-     * Chooses a shard for every slot not done. Candidates: live replicas not failed in this call and not known to
-     * have dropped the pair. Answers -1, or an expert with no candidate.
+     * Chooses a shard for every slot not done. Candidates of an expert: its live replicas not failed in this call
+     * and not known to have dropped the pair; its slots are divided over them by {@link ReplicaSplit#quotas} with
+     * the replicas' weights, each taking a contiguous run in token order. Answers -1, or an expert with no candidate.
      */
     private int assign(ExpertPlacement p, int layer, int n, int k, int[] experts, boolean[] done, Set<String> failedHere, Link[] chosen) {
-        // per shard of p, once per round: its link, or null where it takes no rows now; its slots given in this round
         int S = p.shards().size();
         Link[] usable = new Link[S];
         boolean[] looked = new boolean[S];
-        int[] given = new int[S];
-        double[] speed = new double[S];
         boolean anyNotHeld = !notHeld.isEmpty();
         long now = System.nanoTime();
-        int[] rowShards = new int[k];
-        for (int t = 0; t < n; t++) {
-            int rowShardCount = 0;
-            for (int j = 0; j < k; j++) {
-                int slot = t * k + j;
-                if (done[slot]) continue;
-                int e = experts[slot];
-                int best = -1;
-                double bestCost = Double.POSITIVE_INFINITY;
-                for (int r : p.replicas(layer, e)) {
-                    if (!looked[r]) {
-                        looked[r] = true;
-                        usable[r] = usable(p.shards().get(r), failedHere, now);
-                        if (usable[r] != null) speed[r] = usable[r].microsPerSlot > 0 ? usable[r].microsPerSlot : 1;
-                    }
-                    Link l = usable[r];
-                    if (l == null || anyNotHeld && notHeld.containsKey(l.key + "|" + (layer * numExperts + e))) continue;
-                    double cost = (l.slotsInFlight.get() + given[r] + 1) * speed[r];
-                    for (int i = 0; i < rowShardCount; i++) if (rowShards[i] == r) { cost -= speed[r]; break; } // its row goes there anyway
-                    if (cost < bestCost) { best = r; bestCost = cost; }
+        int[] count = new int[numExperts];
+        for (int slot = 0; slot < n * k; slot++) if (!done[slot]) count[experts[slot]]++;
+        // per expert with slots: its candidates and how many slots each takes, then dealt in token order
+        Link[][] cands = new Link[numExperts][];
+        int[][] quota = new int[numExperts][];
+        int[] at = new int[numExperts];
+        for (int e = 0; e < numExperts; e++) {
+            if (count[e] == 0) continue;
+            List<Link> cs = new ArrayList<>();
+            for (int r : p.replicas(layer, e)) {
+                if (!looked[r]) {
+                    looked[r] = true;
+                    usable[r] = usable(p.shards().get(r), failedHere, now);
                 }
-                if (best < 0) return e;
-                chosen[slot] = usable[best];
-                given[best]++;
-                boolean seen = false;
-                for (int i = 0; i < rowShardCount && !seen; i++) seen = rowShards[i] == best;
-                if (!seen) rowShards[rowShardCount++] = best;
+                Link l = usable[r];
+                if (l == null || anyNotHeld && notHeld.containsKey(l.key + "|" + (layer * numExperts + e))) continue;
+                cs.add(l);
             }
+            if (cs.isEmpty()) return e;
+            cands[e] = cs.toArray(new Link[0]);
+            double[] w = new double[cands[e].length];
+            for (int i = 0; i < w.length; i++) w[i] = cands[e][i].weight;
+            quota[e] = cands[e].length == 1 ? new int[] {count[e]}
+                    : ReplicaSplit.quotas(count[e], w, rotation[layer * numExperts + e].getAndIncrement());
+        }
+        for (int slot = 0; slot < n * k; slot++) {
+            if (done[slot]) continue;
+            int e = experts[slot];
+            while (quota[e][at[e]] == 0) at[e]++;
+            quota[e][at[e]]--;
+            chosen[slot] = cands[e][at[e]];
         }
         return -1;
+    }
+
+    /**
+     * At most every {@value #REWEIGH_MS} ms: each open link's weight moved by {@link ReplicaSplit#nextWeight} from
+     * its round trip per slot over the window against the other links'.
+     */
+    private void reweigh() {
+        long now = System.nanoTime(), due = nextReweigh.get();
+        if (now - due < 0 || !nextReweigh.compareAndSet(due, now + REWEIGH_MS * 1_000_000)) return;
+        List<Link> ls = new ArrayList<>(links.values());
+        double[] us = new double[ls.size()];
+        for (int i = 0; i < us.length; i++) us[i] = ls.get(i).roundTrips.microsPerSlot(now, MIN_MEASURED_SLOTS);
+        for (int i = 0; i < us.length; i++) {
+            double[] others = new double[us.length - 1];
+            for (int j = 0, o = 0; j < us.length; j++) if (j != i) others[o++] = us[j];
+            Link l = ls.get(i);
+            double mine = us[i], w = ReplicaSplit.nextWeight(l.weight, mine, others);
+            if (w != l.weight) {
+                LOG.fine(() -> settings.workerId() + ": expert shard " + l.shard + " weight " + w + " (round trip per slot "
+                        + Math.round(mine) + " us, others " + java.util.Arrays.toString(others) + ")");
+                l.weight = w;
+            }
+        }
+    }
+
+    /** Each open link's shard id and weight (1 = an even share), for tests and benchmarks. */
+    public Map<String, Double> replicaWeights() {
+        Map<String, Double> m = new java.util.TreeMap<>();
+        for (Link l : links.values()) m.put(l.shard.id(), l.weight);
+        return m;
     }
 
     /** The link to a shard that may take rows now; null when it failed in this call or is dead (a probe is started when due). */
@@ -442,9 +483,13 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
             }
             b.setHidden(com.google.protobuf.UnsafeByteOperations.unsafeWrap(xs.array()));
             int[] slotArray = slots.stream().mapToInt(Integer::intValue).toArray();
-            l.slotsInFlight.addAndGet(slotArray.length);
             CompletableFuture<ExpertResult> answer = new CompletableFuture<>();
-            sent.add(new Sent(l, id, rows, slotArray, answer, System.nanoTime()));
+            long sentNanos = System.nanoTime();
+            sent.add(new Sent(l, id, rows, slotArray, answer));
+            // timed where the answer lands, not where this call gets round to it (answers are awaited in turn)
+            answer.thenAccept(r -> {
+                if (!r.hasError()) l.roundTrips.add(System.nanoTime(), slotArray.length, (System.nanoTime() - sentNanos) / 1_000);
+            });
             l.send(b.build(), answer);
         }
         return sent;

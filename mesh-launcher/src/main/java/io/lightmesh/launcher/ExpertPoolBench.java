@@ -77,6 +77,7 @@ public final class ExpertPoolBench {
             System.out.printf(Locale.ROOT, "  TPOT mean   static %.2f ms, balanced %.2f ms%n", fixed.tpotMs, balanced.tpotMs);
             System.out.printf(Locale.ROOT, "  imbalance   static %.2f (measured %.2f), balanced %.2f (measured %.2f)%n", fixed.imbalance, fixed.measured,
                     balanced.imbalance, balanced.measured);
+            System.out.printf(Locale.ROOT, "  expert rows computed per shard: static%s, balanced%s%n", fixed.perShard, balanced.perShard);
             System.out.printf(Locale.ROOT, "  time to re-place: %.1f s from the start of the skewed load to the new version (window %.0f s), of which %d ms"
                     + " loading the new copies and publishing%n", balanced.replaceAfterS, windowS, balanced.applyMs);
             if (!same) System.exit(1);
@@ -85,7 +86,7 @@ public final class ExpertPoolBench {
         }
     }
 
-    record Result(double tokPerS, double tpotMs, double imbalance, double measured, double replaceAfterS, long applyMs, List<List<Integer>> tokens) {}
+    record Result(double tokPerS, double tpotMs, double imbalance, double measured, String perShard, double replaceAfterS, long applyMs, List<List<Integer>> tokens) {}
 
     static Result run(String name, KraftBroker broker, Path dir, Path model, String backend, List<int[]> prompts, int concurrency,
                       int outputLen, double windowS, boolean balance) throws Exception {
@@ -132,7 +133,7 @@ public final class ExpertPoolBench {
             // the answers themselves (Sample keeps timings only): the same prompts through both placements must agree
             List<List<Integer>> ids = new ArrayList<>();
             for (int[] p : prompts.subList(0, Math.min(8, prompts.size()))) ids.add(greedyIds(ch, p, outputLen));
-            return new Result(tokens / wall, tpot, v.imbalance(), measured, replaceAfter, c.lastReplaceMs(), ids);
+            return new Result(tokens / wall, tpot, v.imbalance(), measured, per.toString(), replaceAfter, c.lastReplaceMs(), ids);
         } finally {
             Grpc.shutdown(ch);
             mesh.close();
