@@ -101,4 +101,175 @@ class FusedDecodeTest {
             }
         }
     }
+
+    private Buffer ints(int[] v) {
+        Buffer b = d().ints(Math.max(1, v.length));
+        d().write(b, v, v.length);
+        open.add(b);
+        return b;
+    }
+
+    private static int[] fetchInts(Buffer b, int n) {
+        int[] out = new int[n];
+        d().read(b, out, n);
+        return out;
+    }
+
+    @ParameterizedTest
+    @EnumSource(Dt.class)
+    void embeddingAndFirstNorm(Dt dt) {
+        DeviceOps d = d();
+        FusedDecode f = f();
+        Random rnd = new Random(32);
+        int V = 50, h = 72;
+        Tensor table = weight(rnd, dtype(dt), V, h);
+        for (int n : new int[]{1, 3, 8}) {
+            int[] ids = rnd.ints(n, 0, V).toArray();
+            Buffer w = up(random(rnd, h, 1f)), idb = ints(ids), want = poison(n * h), got = poison(n * h);
+            d.embed(table, idb, n, want);
+            d.rmsNorm(want, n, h, w, 1e-5f, want);
+            f.rows(ids, new int[n], new int[n], n);
+            f.embedNorm(table, n, w, 1e-5f, got);
+            assertClose("embed " + dt + " n=" + n, fetch(want, n * h), fetch(got, n * h), n * h);
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(Dt.class)
+    void lightningProjections(Dt dt) {
+        DeviceOps d = d();
+        FusedDecode f = f();
+        Random rnd = new Random(33);
+        for (int[] sh : new int[][]{{1, 64, 96}, {3, 36, 60}, {8, 128, 256}}) { // {n, in, HD}; in = 36: scalar rows
+            int n = sh[0], in = sh[1], HD = sh[2];
+            Tensor wQkv = weight(rnd, dtype(dt), 3 * HD, in), wGate = weight(rnd, dtype(dt), HD, in);
+            Buffer x = up(random(rnd, n * in, 1f));
+            Buffer qkvWant = poison(n * 3 * HD), gateWant = poison(n * HD), qkv = poison(n * 3 * HD), gate = poison(n * HD);
+            d.matmul(x, n, wQkv, qkvWant);
+            d.silu(qkvWant, (long) n * 3 * HD);
+            d.matmul(x, n, wGate, gateWant);
+            f.lightningProjections(x, n, wQkv, wGate, qkv, gate);
+            String what = "projections " + dt + " " + Arrays.toString(sh);
+            assertClose(what + " qkv", fetch(qkvWant, n * 3 * HD), fetch(qkv, n * 3 * HD), n * 3 * HD);
+            assertClose(what + " gate", fetch(gateWant, n * HD), fetch(gate, n * HD), n * HD);
+        }
+    }
+
+    /**
+     * q, k, v with RoPE and the KV append, then attention of every row over its own cache: against matmul, rope,
+     * copy and decodeAttention row by row. Rows at different lengths; a long one crosses several splits of 256 keys.
+     */
+    @ParameterizedTest
+    @EnumSource(Dt.class)
+    void attentionProjectionsAndAttention(Dt dt) {
+        DeviceOps d = d();
+        FusedDecode f = f();
+        Random rnd = new Random(34);
+        // {n, in, H, KV, D, rotary half, longest}
+        for (int[] sh : new int[][]{{1, 64, 2, 1, 32, 8, 900}, {3, 48, 4, 2, 16, 4, 300}, {8, 128, 8, 2, 64, 16, 700}}) {
+            int n = sh[0], in = sh[1], H = sh[2], KV = sh[3], D = sh[4], hr = sh[5], longest = sh[6];
+            int kvd = KV * D, HD = H * D;
+            Tensor wq = weight(rnd, dtype(dt), HD, in), wk = weight(rnd, dtype(dt), kvd, in), wv = weight(rnd, dtype(dt), kvd, in);
+            float[] inv = new float[hr];
+            for (int i = 0; i < hr; i++) inv[i] = (float) Math.pow(10000, -2.0 * i / (2 * hr));
+            Buffer invFreq = up(inv), x = up(random(rnd, n * in, 1f));
+            int[] pos = new int[n];
+            for (int t = 0; t < n; t++) pos[t] = t == 0 ? longest : rnd.nextInt(longest);
+            Buffer[] kWant = new Buffer[n], vWant = new Buffer[n], kGot = new Buffer[n], vGot = new Buffer[n];
+            for (int t = 0; t < n; t++) {
+                float[] k0 = random(rnd, (pos[t] + 1) * kvd, 1f), v0 = random(rnd, (pos[t] + 1) * kvd, 1f);
+                kWant[t] = up(k0);
+                vWant[t] = up(v0);
+                kGot[t] = up(k0);
+                vGot[t] = up(v0);
+            }
+            Buffer q = poison(n * HD), k = poison(n * kvd), v = poison(n * kvd), o = poison(n * HD);
+            Buffer qf = poison(n * HD), kf = poison(n * kvd), vf = poison(n * kvd), of = poison(n * HD), pb = ints(pos);
+            d.matmul(x, n, wq, q);
+            d.matmul(x, n, wk, k);
+            d.matmul(x, n, wv, v);
+            d.rope(q, n, H, D, invFreq, hr, pb);
+            d.rope(k, n, KV, D, invFreq, hr, pb);
+            for (int t = 0; t < n; t++) {
+                d.copy(k, (long) t * kvd, kWant[t], (long) pos[t] * kvd, kvd);
+                d.copy(v, (long) t * kvd, vWant[t], (long) pos[t] * kvd, kvd);
+                d.decodeAttention(q, t, H, KV, D, kWant[t], vWant[t], pos[t] + 1, o);
+            }
+            f.rows(new int[n], pos, new int[n], n);
+            f.attentionProjections(x, n, wq, wk, wv, qf, kf, vf, H, KV, D, invFreq, hr, kGot, vGot);
+            f.attention(qf, n, H, KV, D, kGot, vGot, longest + 1, of);
+            String what = "attention " + dt + " " + Arrays.toString(sh);
+            assertClose(what + " q", fetch(q, n * HD), fetch(qf, n * HD), n * HD);
+            for (int t = 0; t < n; t++) {
+                int len = (pos[t] + 1) * kvd;
+                assertClose(what + " k cache " + t, fetch(kWant[t], len), fetch(kGot[t], len), len);
+                assertClose(what + " v cache " + t, fetch(vWant[t], len), fetch(vGot[t], len), len);
+            }
+            assertClose(what + " out", fetch(o, n * HD), fetch(of, n * HD), n * HD);
+        }
+    }
+
+    /** The output projection, the residual and post-norm, and the router's top k (with its route log). */
+    @ParameterizedTest
+    @EnumSource(Dt.class)
+    void outputResidualNormAndRouter(Dt dt) {
+        DeviceOps d = d();
+        FusedDecode f = f();
+        Random rnd = new Random(35);
+        // {n, in (H*D), h, E, K}
+        for (int[] sh : new int[][]{{1, 64, 48, 4, 2}, {5, 96, 72, 8, 2}, {8, 128, 64, 64, 6}}) {
+            int n = sh[0], in = sh[1], h = sh[2], E = sh[3], K = sh[4];
+            Tensor w = weight(rnd, dtype(dt), h, in), gate = weight(rnd, dtype(dt), E, h);
+            float[] x0 = random(rnd, n * h, 1f);
+            Buffer o = up(random(rnd, n * in, 1f)), normW = up(random(rnd, h, 1f));
+            Buffer xWant = up(x0), xGot = up(x0), a = poison(n * h), aGot = poison(n * h), logits = poison(n * E);
+            Buffer ids = ints(new int[n * K]), wts = poison(n * K), idsGot = ints(new int[n * K]), wtsGot = poison(n * K);
+            Buffer log = ints(new int[3 * n * K]);
+            d.matmul(o, n, w, a);
+            d.residualNorm(xWant, 0.7f, a, null, 1, 1.3f, n, h, normW, 1e-5f, xWant);
+            d.matmul(xWant, n, gate, logits);
+            d.route(logits, n, E, K, ids, wts);
+            f.outputAndRoute(o, n, w, aGot, xGot, 0.7f, 1.3f, normW, 1e-5f, gate, K, idsGot, wtsGot, log, (long) n * K);
+            String what = "output " + dt + " " + Arrays.toString(sh);
+            assertClose(what + " x", fetch(xWant, n * h), fetch(xGot, n * h), n * h);
+            int[] want = fetchInts(ids, n * K);
+            assertArrayEquals(want, fetchInts(idsGot, n * K), what + " ids");
+            assertArrayEquals(want, Arrays.copyOfRange(fetchInts(log, 3 * n * K), n * K, 2 * n * K), what + " route log");
+            assertClose(what + " weights", fetch(wts, n * K), fetch(wtsGot, n * K), n * K);
+        }
+    }
+
+    /** The chosen experts and the MoE residual with the next norm. */
+    @ParameterizedTest
+    @EnumSource(Dt.class)
+    void expertsResidualAndNextNorm(Dt dt) {
+        DeviceOps d = d();
+        FusedDecode f = f();
+        Random rnd = new Random(36);
+        // {E, K, hidden, inter, n}: ragged rows (scalar path) and a full batch of 8
+        for (int[] sh : new int[][]{{4, 2, 64, 48, 1}, {5, 3, 36, 20, 4}, {8, 2, 128, 96, 8}}) {
+            int E = sh[0], K = sh[1], h = sh[2], I = sh[3], n = sh[4];
+            Tensor[] w1 = new Tensor[E], w3 = new Tensor[E], w2 = new Tensor[E];
+            for (int e = 0; e < E; e++) {
+                w1[e] = weight(rnd, dtype(dt), I, h);
+                w3[e] = weight(rnd, dtype(dt), I, h);
+                w2[e] = weight(rnd, dtype(dt), h, I);
+            }
+            int[] idv = new int[n * K];
+            for (int t = 0; t < n; t++) System.arraycopy(rnd.ints(0, E).distinct().limit(K).toArray(), 0, idv, t * K, K);
+            float[] x0 = random(rnd, n * h, 1f);
+            Buffer ids = ints(idv), wts = up(random(rnd, n * K, 1f)), normW = up(random(rnd, h, 1f));
+            Buffer xWant = up(x0), xGot = up(x0), act = poison(n * K * I), pairs = poison(n * K * h);
+            Buffer act2 = poison(n * K * I), pairs2 = poison(n * K * h);
+            DeviceOps.ExpertSet set = d.experts(w1, w3, w2);
+            try {
+                d.runExperts(set, xWant, n, K, ids, act, pairs);
+                d.residualNorm(xWant, 0.9f, pairs, wts, K, 1.1f, n, h, normW, 1e-5f, xWant);
+                f.experts(set, xGot, n, K, ids, wts, act2, pairs2, 0.9f, 1.1f, normW, 1e-5f);
+                assertClose("experts " + dt + " " + Arrays.toString(sh), fetch(xWant, n * h), fetch(xGot, n * h), n * h);
+            } finally {
+                d.release(set);
+            }
+        }
+    }
 }
