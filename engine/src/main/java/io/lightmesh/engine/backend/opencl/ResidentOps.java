@@ -118,8 +118,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         // -Dlightmesh.opencl.options=-cl-nv-verbose (with -Dlightmesh.opencl.buildLog=true): NVIDIA's register counts
         this.options = System.getProperty("lightmesh.opencl.options", "");
         // LM_NVIDIA: the fused decode kernels' device-wide fence as PTX membar.gl (NVIDIA's mem_fence may stop at the SM)
-        this.program = Cl.buildProgram(context, device, source(),
-                options + (TensorCores.nvidia(Cl.deviceVendor(device)) ? " -D LM_NVIDIA=1" : ""));
+        this.program = buildResident(context, device, options);
         this.viewAlign = Math.max(4, Cl.baseAlignBytes(device)) / 4;
         this.name = Cl.deviceName(device);
         this.computeUnits = Math.max(1, Cl.computeUnits(device));
@@ -130,6 +129,24 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     }
 
     private static final System.Logger LOG = System.getLogger(ResidentOps.class.getName());
+
+    /**
+     * resident.cl for this device: on NVIDIA with LM_NVIDIA (the PTX fence and the early exit of the tails' idle
+     * groups), falling back to the portable form if that build fails, so that a compiler that rejects the inline PTX
+     * costs speed, not the device path.
+     */
+    private static MemorySegment buildResident(MemorySegment context, MemorySegment device, String options) {
+        if (TensorCores.nvidia(Cl.deviceVendor(device))) {
+            try {
+                return Cl.buildProgram(context, device, source(), options + " -D LM_NVIDIA=1");
+            } catch (RuntimeException e) {
+                String log = String.valueOf(e.getMessage());
+                LOG.log(System.Logger.Level.WARNING, "resident.cl with LM_NVIDIA did not build, portable form instead: "
+                        + log.substring(0, Math.min(400, log.length())));
+            }
+        }
+        return Cl.buildProgram(context, device, source(), options);
+    }
 
     // ---- tensor cores --------------------------------------------------------------------------------------------
 
