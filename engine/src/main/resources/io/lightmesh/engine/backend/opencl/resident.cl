@@ -914,6 +914,39 @@ __kernel void dec_embed_norm_##SUF(__global const WT* table, __global const int*
 EMBED_NORM(f32, float, LD_F32)
 EMBED_NORM(bf16, ushort, widen)
 
+// Every row of x [n, h] at once: x[t] = w * r_t / sqrt(mean(r_t^2) + eps), r_t = residual_at(..., t, ...): each
+// work-item's sums of squares of all rows, added by one tree over red [MAXN * NT]. lim is h, or 0 in an idle group
+// (its barriers taken all the same). Each element is read and then written by the same work-item.
+inline void rows_residual_norm(__global float* x, float alpha, __global const float* upd, __global const float* wts,
+                               int k, float beta, int hasWeights, __global const float* w, float eps, int n, int h,
+                               int lim, __local float* red) {
+    int tid = get_local_id(0);
+    float ss[MAXN];
+    for (int t = 0; t < MAXN; t++) ss[t] = 0.0f;
+    for (int i = tid; i < lim; i += NT) {
+        for (int t = 0; t < MAXN; t++) {
+            if (t < n) {
+                float r = residual_at(x, alpha, upd, wts, k, beta, hasWeights, t, h, i);
+                ss[t] += r * r;
+            }
+        }
+    }
+    for (int t = 0; t < MAXN; t++) red[t * NT + tid] = ss[t];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int st = NT / 2; st > 0; st >>= 1) {
+        if (tid < st) for (int t = 0; t < MAXN; t++) red[t * NT + tid] += red[t * NT + tid + st];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float inv[MAXN];
+    for (int t = 0; t < MAXN; t++) inv[t] = 1.0f / sqrt(red[t * NT] / h + eps);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int i = tid; i < lim; i += NT) {
+        for (int t = 0; t < MAXN; t++) {
+            if (t < n) x[(long) t * h + i] = w[i] * (residual_at(x, alpha, upd, wts, k, beta, hasWeights, t, h, i) * inv[t]);
+        }
+    }
+}
+
 // NeoX RoPE of the pair (i, i + hr) of one head row at position p.
 inline void rope_pair(__global float* r, int i, int hr, float p, __global const float* invFreq) {
     float angle = p * invFreq[i];
@@ -984,6 +1017,7 @@ __kernel void dec_out_##SUF(__global const WT* w, __global const float* o, __glo
                             __global int* counter) {                                                               \
     __local float red[MV_ROWS * MAXN * MV_LANES];                                                                  \
     __local float logits[MAXN * 64];                                                                               \
+    __local float rr[64 * 64];                                                                                     \
     __local int flag;                                                                                              \
     int tid = get_local_id(0), lane = tid % MV_LANES, rl = tid / MV_LANES;                                         \
     int row = get_group_id(0) * MV_ROWS + rl;                                                                      \
@@ -995,40 +1029,30 @@ __kernel void dec_out_##SUF(__global const WT* w, __global const float* o, __glo
     if (row < out && lane < n) a[(long) lane * out + row] = red[(rl * MAXN + lane) * MV_LANES];                    \
     int last = arrive(counter, get_num_groups(0), &flag);                                                          \
     TAIL(last)                                                                                                     \
-    int h = out, lim = last ? out : 0;                                                                             \
-    for (int t = 0; t < n; t++) {                                                                                  \
-        float ss = 0.0f;                                                                                           \
-        for (int i = tid; i < lim; i += NT) {                                                                      \
-            float r = alpha * x[(long) t * h + i] + beta * a[(long) t * h + i];                                    \
-            ss += r * r;                                                                                           \
-        }                                                                                                          \
-        ss = group_sum(red, ss);                                                                                   \
-        float inv = 1.0f / sqrt(ss / h + eps);                                                                     \
-        for (int i = tid; i < lim; i += NT) {                                                                      \
-            float r = alpha * x[(long) t * h + i] + beta * a[(long) t * h + i];                                    \
-            x[(long) t * h + i] = normW[i] * (r * inv);                                                            \
-        }                                                                                                          \
-    }                                                                                                              \
-    barrier(CLK_GLOBAL_MEM_FENCE);                                                                                 \
-    /* the router: lp work-items per (t, e) logit, their partial sums added by a tree in local memory */           \
-    int pairs = n * E, lp = 1;                                                                                     \
-    while (lp * 2 * pairs <= NT && lp < 32) lp *= 2;                                                               \
-    for (int p0 = 0; p0 < pairs; p0 += NT / lp) {                                                                  \
-        int pr = p0 + tid / lp, l = tid % lp;                                                                      \
-        float s = 0.0f;                                                                                            \
-        if (tid / lp < NT / lp && pr < pairs) {                                                                    \
-            int t = pr / E, e = pr % E;                                                                            \
-            for (int i = l; i < lim; i += lp) s += LD(gate[(long) e * h + i]) * x[(long) t * h + i];               \
-        }                                                                                                          \
-        red[tid] = s;                                                                                              \
-        barrier(CLK_LOCAL_MEM_FENCE);                                                                              \
-        for (int st = lp / 2; st > 0; st >>= 1) {                                                                  \
-            if (l < st) red[tid] += red[tid + st];                                                                 \
-            barrier(CLK_LOCAL_MEM_FENCE);                                                                          \
-        }                                                                                                          \
-        if (l == 0 && pr < pairs) logits[pr] = red[tid];                                                           \
-        barrier(CLK_LOCAL_MEM_FENCE);                                                                              \
-    }                                                                                                              \
+    int h = out, lim = last ? out : 0;                                                                               \
+    rows_residual_norm(x, alpha, a, a, 1, beta, 0, normW, eps, n, h, lim, red);                                      \
+    barrier(CLK_GLOBAL_MEM_FENCE);                                                                                   \
+    /* the router: 4 lane groups of 64 work-items, 16 (t, e) pairs each a round, lanes over a 64th of h each; */     \
+    /* one tree over rr [64 pairs][64 lanes] a round */                                                              \
+    int pairs = n * E, grp = tid / 64, ln = tid % 64;                                                                \
+    for (int p0 = 0; p0 < pairs; p0 += 64) {                                                                         \
+        float acc[16];                                                                                               \
+        for (int s = 0; s < 16; s++) acc[s] = 0.0f;                                                                  \
+        for (int i = ln; i < lim; i += 64) {                                                                         \
+            for (int s = 0; s < 16; s++) {                                                                           \
+                int pr = p0 + grp * 16 + s;                                                                          \
+                if (pr < pairs) acc[s] += LD(gate[(long) (pr % E) * h + i]) * x[(long) (pr / E) * h + i];            \
+            }                                                                                                        \
+        }                                                                                                            \
+        for (int s = 0; s < 16; s++) rr[(grp * 16 + s) * 64 + ln] = acc[s];                                          \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                                                \
+        for (int st = 32; st > 0; st >>= 1) {                                                                        \
+            if (ln < st) for (int s = 0; s < 16; s++) rr[(grp * 16 + s) * 64 + ln] += rr[(grp * 16 + s) * 64 + ln + st];\
+            barrier(CLK_LOCAL_MEM_FENCE);                                                                            \
+        }                                                                                                            \
+        if (ln < 16 && p0 + grp * 16 + ln < pairs) logits[p0 + grp * 16 + ln] = rr[(grp * 16 + ln) * 64];            \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                                                \
+    }                                                                                                                \
     if (last && tid < n) {                                                                                         \
         int t = tid;                                                                                               \
         __local const float* lg = logits + t * E;                                                                  \
@@ -1081,24 +1105,8 @@ __kernel void dec_down_##SUF(__global const WT* w2, __global const float* act, _
     if (row < hidden && lane < np) out[(long) pick(pr, lane) * hidden + row] = red[(rl * MAXN + lane) * MV_LANES]; \
     int last = arrive(counter, get_num_groups(0), &flag);                                                          \
     TAIL(last)                                                                                                     \
-    int lim = last ? hidden : 0;                                                                                   \
-    for (int t = 0; t < n; t++) {                                                                                  \
-        float ss = 0.0f;                                                                                           \
-        for (int i = tid; i < lim; i += NT) {                                                                      \
-            float u = 0.0f;                                                                                        \
-            for (int j = 0; j < k; j++) u += wts[t * k + j] * out[((long) t * k + j) * hidden + i];               \
-            float r = alpha * x[(long) t * hidden + i] + beta * u;                                                 \
-            ss += r * r;                                                                                           \
-        }                                                                                                          \
-        ss = group_sum(red, ss);                                                                                   \
-        float inv = 1.0f / sqrt(ss / hidden + eps);                                                                \
-        for (int i = tid; i < lim; i += NT) {                                                                      \
-            float u = 0.0f;                                                                                        \
-            for (int j = 0; j < k; j++) u += wts[t * k + j] * out[((long) t * k + j) * hidden + i];               \
-            float r = alpha * x[(long) t * hidden + i] + beta * u;                                                 \
-            x[(long) t * hidden + i] = normW[i] * (r * inv);                                                       \
-        }                                                                                                          \
-    }                                                                                                              \
+    int lim = last ? hidden : 0;                                                                                     \
+    rows_residual_norm(x, alpha, out, wts, k, beta, 1, normW, eps, n, hidden, lim, red);                             \
 }
 
 #define LD_BF16(v) widen(v)
