@@ -209,12 +209,24 @@ class FusedDecodeTest {
         }
     }
 
+    /** The two forms of the output and expert launches: with tails, and split (one group per row). */
+    enum Form { TAILS, SPLIT }
+
+    private static FusedDecode f(Form form) {
+        FusedDecode f = f();
+        ((io.lightmesh.engine.backend.opencl.ResidentOps) d()).fusedTails(form == Form.TAILS);
+        return f;
+    }
+
+    @org.junit.jupiter.api.AfterEach
+    void restoreForm() { ((io.lightmesh.engine.backend.opencl.ResidentOps) d()).fusedTails(true); }
+
     /** The output projection, the residual and post-norm, and the router's top k (with its route log). */
     @ParameterizedTest
-    @EnumSource(Dt.class)
-    void outputResidualNormAndRouter(Dt dt) {
+    @org.junit.jupiter.params.provider.CsvSource({"F32,TAILS", "BF16,TAILS", "F32,SPLIT", "BF16,SPLIT"})
+    void outputResidualNormAndRouter(Dt dt, Form form) {
         DeviceOps d = d();
-        FusedDecode f = f();
+        FusedDecode f = f(form);
         Random rnd = new Random(35);
         // {n, in (H*D), h, E, K}
         for (int[] sh : new int[][]{{1, 64, 48, 4, 2}, {5, 96, 72, 8, 2}, {8, 128, 64, 64, 6}}) {
@@ -230,7 +242,7 @@ class FusedDecodeTest {
             d.matmul(xWant, n, gate, logits);
             d.route(logits, n, E, K, ids, wts);
             f.outputAndRoute(o, n, w, aGot, xGot, 0.7f, 1.3f, normW, 1e-5f, gate, K, idsGot, wtsGot, log, (long) n * K);
-            String what = "output " + dt + " " + Arrays.toString(sh);
+            String what = "output " + dt + " " + form + " " + Arrays.toString(sh);
             assertClose(what + " x", fetch(xWant, n * h), fetch(xGot, n * h), n * h);
             int[] want = fetchInts(ids, n * K);
             assertArrayEquals(want, fetchInts(idsGot, n * K), what + " ids");
@@ -241,10 +253,10 @@ class FusedDecodeTest {
 
     /** The chosen experts and the MoE residual with the next norm. */
     @ParameterizedTest
-    @EnumSource(Dt.class)
-    void expertsResidualAndNextNorm(Dt dt) {
+    @org.junit.jupiter.params.provider.CsvSource({"F32,TAILS", "BF16,TAILS", "F32,SPLIT", "BF16,SPLIT"})
+    void expertsResidualAndNextNorm(Dt dt, Form form) {
         DeviceOps d = d();
-        FusedDecode f = f();
+        FusedDecode f = f(form);
         Random rnd = new Random(36);
         // {E, K, hidden, inter, n}: ragged rows (scalar path) and a full batch of 8
         for (int[] sh : new int[][]{{4, 2, 64, 48, 1}, {5, 3, 36, 20, 4}, {8, 2, 128, 96, 8}}) {
@@ -266,7 +278,7 @@ class FusedDecodeTest {
                 d.runExperts(set, xWant, n, K, ids, act, pairs);
                 d.residualNorm(xWant, 0.9f, pairs, wts, K, 1.1f, n, h, normW, 1e-5f, xWant);
                 f.experts(set, xGot, n, K, ids, wts, act2, pairs2, 0.9f, 1.1f, normW, 1e-5f);
-                assertClose("experts " + dt + " " + Arrays.toString(sh), fetch(xWant, n * h), fetch(xGot, n * h), n * h);
+                assertClose("experts " + dt + " " + form + " " + Arrays.toString(sh), fetch(xWant, n * h), fetch(xGot, n * h), n * h);
             } finally {
                 d.release(set);
             }

@@ -84,13 +84,15 @@ class ResidentDecodeTest {
      * pool slots reused); past 8 rows the step falls back to one launch per operation.
      */
     @ParameterizedTest
-    @EnumSource(Dt.class)
-    void fusedStepTakesFiveLaunchesALayerAndMatchesReference(Dt dt) throws IOException {
+    @org.junit.jupiter.params.provider.CsvSource({"F32,true", "BF16,true", "F32,false"})
+    void fusedStepTakesFiveLaunchesALayerAndMatchesReference(Dt dt, boolean tails) throws IOException {
         Path p = checkpoint(dt);
+        var resident = OpenClTestSupport.ops().resident();
         try (MiniMaxModel ref = MiniMaxModel.load(p, new ReferenceOps());
              MiniMaxModel dev = MiniMaxModel.load(p, OpenClTestSupport.ops())) {
+            assertEquals(tails, resident.fusedTails(tails));
             int L = dev.config().numLayers();
-            long perStep = 5L * L + 2;
+            long perStep = (tails ? 5L : 7L) * L + 2; // split form: norms and router one group per row, 7 a layer
             SplittableRandom rnd = new SplittableRandom(12);
             List<SequenceState> rs = new ArrayList<>(), ds = new ArrayList<>();
             int[] lengths = {1, 30, 7, 18, 2, 41, 12, 25};
@@ -138,6 +140,8 @@ class ResidentDecodeTest {
             got = dev.decode(ds, tokens);
             assertTrue(dev.lastDecodeFused());
             for (int i = 0; i < tokens.length; i++) ReferenceFixturesTest.assertClose(want[i], got[i], dt + " back to 8, sequence " + i);
+        } finally {
+            resident.fusedTails(true);
         }
     }
 

@@ -25,6 +25,17 @@ final class FusedOps implements FusedDecode {
     private final ResidentOps ops;
     private final ResidentOps.ClBuffer projCount, outCount, downCount, rowCounts, info, dummy;
     private ResidentOps.ClBuffer attnPart;
+    /**
+     * Whether the output and expert launches carry their tails (five launches a layer), or leave the norms and the
+     * router to launches of one group per row (seven a layer): a single group's tail reads rows with few loads in
+     * flight, so on a large GPU it may cost more than the launches it saves. -Dlightmesh.decode.tails=false.
+     */
+    private boolean tails = !"false".equalsIgnoreCase(System.getProperty("lightmesh.decode.tails", "true"));
+
+    /** Chooses the tails' form or the split one (tests, benchmarks); see {@link #tails}. */
+    void tails(boolean on) { tails = on; }
+
+    boolean tails() { return tails; }
 
     FusedOps(ResidentOps ops) {
         this.ops = ops;
@@ -204,6 +215,14 @@ final class FusedOps implements FusedDecode {
             check(ids, 0, (long) n * k);
             check(wts, 0, (long) n * k);
             if (routeLog != null) check(routeLog, logOff, (long) n * k);
+            if (!tails) {
+                ops.launchAt("matvec_" + family(p.bf16(), in), w, (long) ceilDiv(out, MV_ROWS) * NT, p.buf(), 0L, o,
+                        0L, a, 0L, n, in, out);
+                ops.launchAt(g.bf16() ? "dec_norm_route_bf16" : "dec_norm_route_f32", gate, (long) n * NT, x, alpha, a,
+                        beta, normW, eps, out, g.buf(), E, k, ids, wts, routeLog == null ? ids : routeLog, logOff,
+                        routeLog == null ? 0 : 1);
+                return;
+            }
             ops.launchAt("dec_out_" + family(p.bf16(), in), w, (long) ceilDiv(out, MV_ROWS) * NT, p.buf(), o, a, n, in,
                     out, x, alpha, beta, normW, eps, g.buf(), E, k, ids, wts, routeLog == null ? ids : routeLog,
                     logOff, routeLog == null ? 0 : 1, outCount);
@@ -224,6 +243,12 @@ final class FusedOps implements FusedDecode {
             String up = "moe_gate_up_" + family(ex.w1().bf16(), hidden), down = "dec_down_" + family(ex.w2().bf16(), inter);
             ops.launchAt(up, set, (long) ex.count() * ceilDiv(inter, MV_ROWS) * NT, ex.w1().buf(), ex.w3().buf(), x,
                     ids, act, 0, n, k, inter, hidden);
+            if (!tails) {
+                ops.launchAt("moe_down_" + family(ex.w2().bf16(), inter), set, (long) ex.count() * ceilDiv(hidden, MV_ROWS) * NT,
+                        ex.w2().buf(), act, ids, pairs, 0, n, k, inter, hidden);
+                ops.launchAt("residual_norm", set, (long) n * NT, x, alpha, pairs, wts, k, beta, 1, normW, eps, x, hidden);
+                return;
+            }
             ops.launchAt(down, set, (long) ex.count() * ceilDiv(hidden, MV_ROWS) * NT, ex.w2().buf(), act, ids, pairs,
                     n, k, inter, hidden, x, alpha, beta, wts, normW, eps, downCount);
         }

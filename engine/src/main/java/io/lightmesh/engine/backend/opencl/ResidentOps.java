@@ -1008,6 +1008,17 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     /** -Dlightmesh.decode.fused=false: no fused decode kernels (the per-operation step, to compare). */
     static final boolean FUSED = !"false".equalsIgnoreCase(System.getProperty("lightmesh.decode.fused", "true"));
 
+    /**
+     * The fused step's form: tails in the output and expert launches (five launches a layer) or one group per row for
+     * the norms and the router (seven); returns the form now. Tests and benchmarks.
+     */
+    public synchronized boolean fusedTails(boolean on) {
+        FusedOps f = (FusedOps) fused();
+        if (f == null) return false;
+        f.tails(on);
+        return f.tails();
+    }
+
     @Override
     public synchronized io.lightmesh.engine.backend.FusedDecode fused() {
         if (!FUSED) return null;

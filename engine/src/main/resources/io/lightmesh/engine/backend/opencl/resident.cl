@@ -1283,3 +1283,67 @@ __kernel void dec_attn(__global const float* q, __global const int* info, __glob
         out[(long) t * heads * dim + idx] = num / den;
     }
 }
+
+// The fused step without tails in its output and expert launches (FusedOps' "split" form): row t of the output
+// projection's result a: x[t] = w * r / sqrt(mean(r^2) + eps), r = alpha x[t] + beta a[t]; then the router's logits
+// x[t] . gate^T and top k into ids, wts (with logIds, also routeLog[logOff ..]), as `route`.
+// Launch: global = n * NT, local = NT; group t. Each work-item's partial logits of 8 experts at a time, added by one
+// tree over red8 [8][NT].
+#define DEC_NORM_ROUTE(SUF, WT, LD)                                                                                  \
+__kernel void dec_norm_route_##SUF(__global float* x, float alpha, __global const float* a, float beta,            \
+                                   __global const float* normW, float eps, int h, __global const WT* gate, int E,  \
+                                   int k, __global int* ids, __global float* wts, __global int* routeLog,          \
+                                   long logOff, int logIds) {                                                      \
+    __local float red8[8 * NT];                                                                                    \
+    __local float lg[64];                                                                                          \
+    int tid = get_local_id(0), t = get_group_id(0);                                                                \
+    __global float* xt = x + (long) t * h;                                                                         \
+    __global const float* at = a + (long) t * h;                                                                   \
+    float ss = 0.0f;                                                                                               \
+    for (int i = tid; i < h; i += NT) { float r = alpha * xt[i] + beta * at[i]; ss += r * r; }                     \
+    ss = group_sum(red8, ss);                                                                                      \
+    float inv = 1.0f / sqrt(ss / h + eps);                                                                         \
+    for (int i = tid; i < h; i += NT) xt[i] = normW[i] * ((alpha * xt[i] + beta * at[i]) * inv);                   \
+    barrier(CLK_GLOBAL_MEM_FENCE);                                                                                 \
+    for (int e0 = 0; e0 < E; e0 += 8) {                                                                            \
+        float acc[8];                                                                                              \
+        for (int e = 0; e < 8; e++) acc[e] = 0.0f;                                                                 \
+        for (int i = tid; i < h; i += NT) {                                                                        \
+            float xi = xt[i];                                                                                      \
+            for (int e = 0; e < 8; e++) if (e0 + e < E) acc[e] += LD(gate[(long) (e0 + e) * h + i]) * xi;         \
+        }                                                                                                          \
+        for (int e = 0; e < 8; e++) red8[e * NT + tid] = acc[e];                                                   \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                                              \
+        for (int st = NT / 2; st > 0; st >>= 1) {                                                                  \
+            if (tid < st) for (int e = 0; e < 8; e++) red8[e * NT + tid] += red8[e * NT + tid + st];               \
+            barrier(CLK_LOCAL_MEM_FENCE);                                                                          \
+        }                                                                                                          \
+        if (tid < 8 && e0 + tid < E) lg[e0 + tid] = red8[tid * NT];                                                \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                                              \
+    }                                                                                                              \
+    if (tid == 0) {                                                                                                \
+        float m = -INFINITY;                                                                                       \
+        for (int e = 0; e < E; e++) m = max(m, lg[e]);                                                             \
+        float sum = 0.0f;                                                                                          \
+        for (int e = 0; e < E; e++) sum += exp(lg[e] - m);                                                         \
+        ulong taken = 0;                                                                                           \
+        float kept = 0.0f;                                                                                         \
+        for (int j = 0; j < k; j++) {                                                                              \
+            int best = -1;                                                                                         \
+            float bp = 0.0f;                                                                                       \
+            for (int e = 0; e < E; e++) {                                                                          \
+                if ((taken >> e) & 1UL) continue;                                                                  \
+                float p = exp(lg[e] - m) / sum;                                                                    \
+                if (best < 0 || p > bp) { best = e; bp = p; }                                                      \
+            }                                                                                                      \
+            taken |= 1UL << best;                                                                                  \
+            ids[t * k + j] = best;                                                                                 \
+            wts[t * k + j] = bp;                                                                                   \
+            kept += bp;                                                                                            \
+            if (logIds) routeLog[logOff + t * k + j] = best;                                                       \
+        }                                                                                                          \
+        for (int j = 0; j < k; j++) wts[t * k + j] /= kept;                                                        \
+    }                                                                                                              \
+}
+DEC_NORM_ROUTE(f32, float, LD_F32)
+DEC_NORM_ROUTE(bf16, ushort, LD_BF16)
