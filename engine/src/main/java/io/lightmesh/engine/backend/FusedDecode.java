@@ -5,8 +5,8 @@ import io.lightmesh.engine.backend.DeviceOps.ExpertSet;
 import io.lightmesh.engine.tensor.Tensor;
 
 /**
- * A decode step of up to {@link #maxRows()} rows (one token of each sequence of the batch) in five launches a layer,
- * the whole batch in each: what a device offers so that a step costs few kernel launches ({@link DeviceOps#fused}).
+ * A decode step of up to {@link #maxRows()} rows (one token of each sequence of the batch) in seven launches a layer
+ * (five in the form with tails, see the OpenCL launcher), the whole batch in each: what a device offers so that a step costs few kernel launches ({@link DeviceOps#fused}).
  * Each operation is the composition of {@link DeviceOps} operations named in its comment, with the same math and
  * the same fp32 results within rounding; the backend's tests check them against the per-operation path.
  *
@@ -65,7 +65,7 @@ public interface FusedDecode {
 
     /**
      * The chosen experts of every row and the MoE residual with the next norm: {@link DeviceOps#runExperts} then
-     * {@link DeviceOps#residualNorm} with the router's weights (two launches).
+     * {@link DeviceOps#residualNorm} with the router's weights (three launches, two with tails).
      */
     void experts(ExpertSet set, Buffer x, int n, int k, Buffer ids, Buffer wts, Buffer act, Buffer pairs, float alpha,
                  float beta, Buffer normW, float eps);

@@ -260,7 +260,7 @@ public final class MiniMaxModel implements AutoCloseable {
     }
 
     /**
-     * Whether the last decode step ran as the device's fused step (five kernel launches a layer for the whole batch,
+     * Whether the last decode step ran as the device's fused step (seven kernel launches a layer for the whole batch,
      * {@link ResidentDecoder}); false before the first device step and on the host path.
      */
     public boolean lastDecodeFused() {

@@ -26,7 +26,7 @@ import java.util.List;
  * micro-batch's attention runs on the device while the other's experts are computed remotely.
  *
  * <p>Fused step: where the device offers {@link FusedDecode} and the experts are in-process, a step of up to
- * {@link FusedDecode#maxRows()} rows runs in five launches a layer for the whole batch ({@link #fusedStep}), the
+ * {@link FusedDecode#maxRows()} rows runs in seven launches a layer for the whole batch ({@link #fusedStep}), the
  * lightning states of every sequence in one {@link StatePool}; otherwise each operation is its own launch (one or
  * more per row for the attention), as {@link #block} and {@link #lightning} below.
  */
@@ -242,7 +242,7 @@ final class ResidentDecoder implements AutoCloseable {
     }
 
     /**
-     * One decode step of n rows in five launches a layer ({@link FusedDecode}): the same math as the per-operation
+     * One decode step of n rows in seven launches a layer ({@link FusedDecode}): the same math as the per-operation
      * step below, in the same order.
      */
     private float[][] fusedStep(DeviceState[] dev, int[] tokens, int[] pos, int n) {

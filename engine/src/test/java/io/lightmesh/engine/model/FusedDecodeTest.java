@@ -219,7 +219,7 @@ class FusedDecodeTest {
     }
 
     @org.junit.jupiter.api.AfterEach
-    void restoreForm() { ((io.lightmesh.engine.backend.opencl.ResidentOps) d()).fusedTails(true); }
+    void restoreForm() { ((io.lightmesh.engine.backend.opencl.ResidentOps) d()).fusedTails(false); } // the default
 
     /** The output projection, the residual and post-norm, and the router's top k (with its route log). */
     @ParameterizedTest

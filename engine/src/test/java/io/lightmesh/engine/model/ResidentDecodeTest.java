@@ -79,20 +79,22 @@ class ResidentDecodeTest {
 
     /**
      * The decode step a worker runs ({@link MiniMaxModel#decode}) takes the fused path for batches up to 8 rows, in
-     * five kernel launches a layer plus the embedding and the LM head, whatever the batch size; its logits match the
+     * seven kernel launches a layer (five in the form with tails) plus the embedding and the LM head, whatever the
+     * batch size; its logits match the
      * reference at ragged positions (the softmax layer's caches of different lengths, sequences joining and leaving,
      * pool slots reused); past 8 rows the step falls back to one launch per operation.
      */
     @ParameterizedTest
-    @org.junit.jupiter.params.provider.CsvSource({"F32,true", "BF16,true", "F32,false"})
-    void fusedStepTakesFiveLaunchesALayerAndMatchesReference(Dt dt, boolean tails) throws IOException {
+    @org.junit.jupiter.params.provider.CsvSource({"F32,false", "BF16,false", "F32,true"})
+    void fusedStepTakesSevenLaunchesALayerAndMatchesReference(Dt dt, boolean tails) throws IOException {
         Path p = checkpoint(dt);
         var resident = OpenClTestSupport.ops().resident();
         try (MiniMaxModel ref = MiniMaxModel.load(p, new ReferenceOps());
              MiniMaxModel dev = MiniMaxModel.load(p, OpenClTestSupport.ops())) {
+            if (!tails) assertFalse(resident.fusedTails(false), "the split form is the default");
             assertEquals(tails, resident.fusedTails(tails));
             int L = dev.config().numLayers();
-            long perStep = (tails ? 5L : 7L) * L + 2; // split form: norms and router one group per row, 7 a layer
+            long perStep = (tails ? 5L : 7L) * L + 2; // + the embedding and the LM head
             SplittableRandom rnd = new SplittableRandom(12);
             List<SequenceState> rs = new ArrayList<>(), ds = new ArrayList<>();
             int[] lengths = {1, 30, 7, 18, 2, 41, 12, 25};
@@ -141,7 +143,7 @@ class ResidentDecodeTest {
             assertTrue(dev.lastDecodeFused());
             for (int i = 0; i < tokens.length; i++) ReferenceFixturesTest.assertClose(want[i], got[i], dt + " back to 8, sequence " + i);
         } finally {
-            resident.fusedTails(true);
+            resident.fusedTails(false);
         }
     }
 

@@ -26,11 +26,13 @@ final class FusedOps implements FusedDecode {
     private final ResidentOps.ClBuffer projCount, outCount, downCount, rowCounts, info, dummy;
     private ResidentOps.ClBuffer attnPart;
     /**
-     * Whether the output and expert launches carry their tails (five launches a layer), or leave the norms and the
-     * router to launches of one group per row (seven a layer): a single group's tail reads rows with few loads in
-     * flight, so on a large GPU it may cost more than the launches it saves. -Dlightmesh.decode.tails=false.
+     * Whether the output and expert launches carry their tails (five launches a layer, -Dlightmesh.decode.tails=true),
+     * or leave the norms and the router to launches of one group per row (seven a layer, the default). Measured on an
+     * H200 (BENCHMARKS.md, 2026-12-03 h14c): the tails cost more than the launches they save; the tail code raises
+     * the matrix-vector kernels' registers (dec_down_bf16v 166, dec_out_bf16v 100 per work-item), so fewer groups are
+     * resident and the weight stream slows: 168 / 758 tokens/s at batch 1 / 8 against 328 / 1,320 split.
      */
-    private boolean tails = !"false".equalsIgnoreCase(System.getProperty("lightmesh.decode.tails", "true"));
+    private boolean tails = "true".equalsIgnoreCase(System.getProperty("lightmesh.decode.tails", "false"));
 
     /** Chooses the tails' form or the split one (tests, benchmarks); see {@link #tails}. */
     void tails(boolean on) { tails = on; }

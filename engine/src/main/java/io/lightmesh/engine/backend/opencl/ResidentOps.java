@@ -1010,7 +1010,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
 
     /**
      * The fused step's form: tails in the output and expert launches (five launches a layer) or one group per row for
-     * the norms and the router (seven); returns the form now. Tests and benchmarks.
+     * the norms and the router (seven, the default); returns the form now. Tests and benchmarks.
      */
     public synchronized boolean fusedTails(boolean on) {
         FusedOps f = (FusedOps) fused();

@@ -849,7 +849,9 @@ __kernel void route(__global const float* logits, __global int* ids, __global fl
 }
 
 // ---- the fused decode step (FusedDecode launches them) ------------------------------------------------------------
-// One decode step of n <= MAXN rows (one token of each sequence of the batch) in five launches a layer:
+// One decode step of n <= MAXN rows (one token of each sequence of the batch) in five launches a layer with the
+// tails below (seven in the split form FusedOps takes by default: dec_out's and dec_down's tails as matvec +
+// dec_norm_route and moe_down + residual_norm, since the tail code's registers slowed their weight streams on an H200):
 //   projections (+ SiLU, or + RoPE and the KV append) | lightning step + norm-gate, or attention + combine |
 //   output projection + residual + post-norm + router | experts' gate and up | experts' down + residual + next norm.
 // Work that needs the whole output of a launch (a norm over a row, the router, the combine of attention splits) is
