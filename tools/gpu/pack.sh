@@ -28,7 +28,7 @@ mvn ${MVN_FLAGS:-} -q -B -ntp -pl engine -DskipTests package test-compile
 cp engine/target/lightmesh-engine-*.jar "$DEST/lib/"
 mvn ${MVN_FLAGS:-} -q -B -ntp -pl engine dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$DEST/lib"
 (cd engine/target/test-classes && "$JAVA_HOME/bin/jar" --create --file "$DEST/test-lib/lightmesh-engine-tests.jar" . \
-  && find . -name '*Test.class' | grep -E '(opencl/OpenCl[A-Za-z]*|/Backends|model/Resident[A-Za-z]*|model/BackendFixtures)Test\.class$' | sed 's|^\./||; s|\.class$||; s|/|.|g' \
+  && find . -name '*Test.class' | grep -E '(opencl/OpenCl[A-Za-z]*|/Backends|model/Resident[A-Za-z]*|model/FusedDecode|model/BackendFixtures)Test\.class$' | sed 's|^\./||; s|\.class$||; s|/|.|g' \
   > "$DEST/test-lib/opencl-test-classes.txt")
 mvn ${MVN_FLAGS:-} -q -B -ntp dependency:copy -Dartifact="$JUNIT_CONSOLE" -DoutputDirectory="$DEST/test-lib"
 

@@ -155,6 +155,23 @@ public interface DeviceOps {
     /** Reads int32 elements {@code [0, n)} (the router's expert ids, to group a prefill chunk's rows by expert). */
     void read(Buffer src, int[] dst, int n);
 
+    /**
+     * A buffer over elements [off, off + length) of {@code parent}, sharing its memory (a pool's slot); off must be a
+     * multiple of {@link #viewAlignment()}. Closing the view leaves the parent alone.
+     */
+    default Buffer view(Buffer parent, long off, long length) {
+        throw new UnsupportedOperationException("no buffer views on this device");
+    }
+
+    /** The element multiple a {@link #view}'s offset must be. */
+    default long viewAlignment() { return 1; }
+
+    /** The fused decode step's kernels (few launches a step), or null where the device has none. */
+    default FusedDecode fused() { return null; }
+
+    /** Kernel launches so far (benchmarks and tests count them per step), or -1 where not counted. */
+    default long launches() { return -1; }
+
     /** Waits until every enqueued operation has finished (benchmarks). */
     void finish();
 

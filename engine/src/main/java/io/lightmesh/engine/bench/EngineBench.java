@@ -261,9 +261,15 @@ public final class EngineBench {
         }
         DecodeResult res = new DecodeResult(batch, o.decodeTokens, secs, ops.nanos(TimedOps.Op.MATMUL) / 1e9,
                 ops.nanos(TimedOps.Op.LIGHTNING) / 1e9, ops.nanos(TimedOps.Op.SOFTMAX) / 1e9, bestSegment);
-        log.printf(Locale.ROOT, "bench: decode batch %d: %d steps in %.3f s (%.1f tokens/s, best %d-step stretch %.1f)%n",
-                batch, o.decodeTokens, secs, res.tokensPerSecond(), SEGMENT, bestSegment);
+        log.printf(Locale.ROOT, "bench: decode batch %d: %d steps in %.3f s (%.1f tokens/s, best %d-step stretch %.1f)%s%n",
+                batch, o.decodeTokens, secs, res.tokensPerSecond(), SEGMENT, bestSegment, launches(model));
         return res;
+    }
+
+    /** "; N kernel launches a step (fused|per-operation)" for a device decode, else "". */
+    private static String launches(MiniMaxModel model) {
+        long n = model.lastDecodeLaunches();
+        return n < 0 ? "" : "; " + n + " kernel launches a step (" + (model.lastDecodeFused() ? "fused" : "per-operation") + ")";
     }
 
     private static int[] greedy(float[][] logits) {

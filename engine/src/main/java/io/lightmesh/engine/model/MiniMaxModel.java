@@ -259,6 +259,23 @@ public final class MiniMaxModel implements AutoCloseable {
         return out;
     }
 
+    /**
+     * Whether the last decode step ran as the device's fused step (seven kernel launches a layer for the whole batch,
+     * {@link ResidentDecoder}); false before the first device step and on the host path.
+     */
+    public boolean lastDecodeFused() {
+        ResidentDecoder r;
+        synchronized (this) { r = resident; }
+        return r != null && r.lastStepFused();
+    }
+
+    /** Kernel launches of the last device decode step (benchmarks, tests), or -1 where none ran or none are counted. */
+    public long lastDecodeLaunches() {
+        ResidentDecoder r;
+        synchronized (this) { r = resident; }
+        return r == null ? -1 : r.lastStepLaunches();
+    }
+
     /** Whether decode steps run on the device-resident path. */
     public boolean decodesOnDevice() { return residentDecode; }
 

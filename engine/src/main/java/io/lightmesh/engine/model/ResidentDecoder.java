@@ -2,6 +2,7 @@ package io.lightmesh.engine.model;
 
 import io.lightmesh.engine.backend.DeviceOps;
 import io.lightmesh.engine.backend.DeviceOps.Buffer;
+import io.lightmesh.engine.backend.FusedDecode;
 import io.lightmesh.engine.config.ModelConfig;
 import io.lightmesh.engine.tensor.Tensor;
 
@@ -23,6 +24,11 @@ import java.util.List;
  * the host and out to the {@link ExpertExecutor}, and its combined result [n, h] comes back up for the residual.
  * With remote experts the rows are split into two micro-batches that alternate (MegaScale-Infer's ping-pong): one
  * micro-batch's attention runs on the device while the other's experts are computed remotely.
+ *
+ * <p>Fused step: where the device offers {@link FusedDecode} and the experts are in-process, a step of up to
+ * {@link FusedDecode#maxRows()} rows runs in seven launches a layer for the whole batch ({@link #fusedStep}), the
+ * lightning states of every sequence in one {@link StatePool}; otherwise each operation is its own launch (one or
+ * more per row for the attention), as {@link #block} and {@link #lightning} below.
  */
 final class ResidentDecoder implements AutoCloseable {
     private final ModelConfig c;
@@ -39,6 +45,10 @@ final class ResidentDecoder implements AutoCloseable {
     private final boolean pingPong;               // remote experts: two alternating micro-batches
     private final java.util.concurrent.ExecutorService calls; // remote expert calls of the micro-batches
     private final List<Buffer> constants = new ArrayList<>();
+    private final StatePool pool;                 // every sequence's lightning states, by slot
+    private final FusedDecode fused;              // the fused step's kernels, or null: one launch per operation
+    private boolean lastFused;                    // whether the last decode step ran fused
+    private long lastLaunches = -1;               // kernel launches of the last decode step (-1: not counted)
     private Scratch s, s2;   // decode steps (s2: the second micro-batch)
     private Scratch ps, ps2; // prefill chunks
 
@@ -127,7 +137,21 @@ final class ResidentDecoder implements AutoCloseable {
         }
         this.finalNorm = constant(finalNorm);
         d.preload(weights);
+        this.pool = new StatePool(d, c);
+        FusedDecode f = remote ? null : d.fused();
+        this.fused = f != null && f.takes(weights.toArray(Tensor[]::new)) && fusedFits(c) ? f : null;
     }
+
+    /** Shapes the fused kernels take beyond {@link #supports}: the router's top k in its tail, E <= 64. */
+    private static boolean fusedFits(ModelConfig c) {
+        return c.numExperts() <= 64 && c.headDim() <= 128 && c.numHeads() / c.numKvHeads() <= 16;
+    }
+
+    /** Whether the last decode step ran as the fused step (tests, logs). */
+    synchronized boolean lastStepFused() { return lastFused; }
+
+    /** Kernel launches of the last decode step, or -1 where the device does not count them. */
+    synchronized long lastStepLaunches() { return lastLaunches; }
 
     /** Whether {@code experts} are in-process and host every (layer, expert): the device then computes them itself. */
     static boolean hostsAll(ModelConfig c, ExpertExecutor experts) {
@@ -167,9 +191,18 @@ final class ResidentDecoder implements AutoCloseable {
         DeviceState[] dev = new DeviceState[n];
         int[] pos = new int[n];
         for (int i = 0; i < n; i++) {
-            dev[i] = states.get(i).onDevice(d);
+            dev[i] = states.get(i).onDevice(d, pool);
             pos[i] = states.get(i).position();
         }
+        long before = d.launches();
+        if (fusable(dev, pos, n)) {
+            float[][] out = fusedStep(dev, tokens, pos, n);
+            for (SequenceState st : states) st.advance(1);
+            lastFused = true;
+            lastLaunches = before < 0 ? -1 : d.launches() - before;
+            return out;
+        }
+        lastFused = false;
         // micro-batches: rows [0, nA) and [nA, n) when two alternate, else one of all rows
         int nA = pingPong && n >= 2 ? (n + 1) / 2 : n;
         s = grown(s, nA, nA);
@@ -191,7 +224,79 @@ final class ResidentDecoder implements AutoCloseable {
             System.arraycopy(got, 0, out, p.from(), p.n());
         }
         for (SequenceState st : states) st.advance(1);
+        lastLaunches = before < 0 ? -1 : d.launches() - before;
         return out;
+    }
+
+    /**
+     * Whether this step can run fused: kernels present, few enough rows, and every softmax cache holding exactly the
+     * positions before the step's (the kernels append at row = position).
+     */
+    private boolean fusable(DeviceState[] dev, int[] pos, int n) {
+        if (fused == null || n > fused.maxRows()) return false;
+        for (int l = 0; l < layers.length; l++) {
+            if (layers[l].softmax == null) continue;
+            for (int i = 0; i < n; i++) if (dev[i].kvLength(l) != pos[i]) return false;
+        }
+        return true;
+    }
+
+    /**
+     * One decode step of n rows in seven launches a layer ({@link FusedDecode}): the same math as the per-operation
+     * step below, in the same order.
+     */
+    private float[][] fusedStep(DeviceState[] dev, int[] tokens, int[] pos, int n) {
+        FusedDecode f = fused;
+        s = grown(s, n, n);
+        Scratch s = this.s;
+        float eps = (float) c.rmsNormEps();
+        int[] slots = new int[n];
+        int maxLen = 0;
+        for (int i = 0; i < n; i++) {
+            slots[i] = dev[i].slot();
+            maxLen = Math.max(maxLen, pos[i] + 1);
+        }
+        // token ids, positions and state slots in; x = RMSNorm_in0(embed[ids]): [n, h]
+        f.rows(tokens, pos, slots, n);
+        f.embedNorm(embed, n, inNorm[0], eps, s.x);
+        boolean log = executor.observesRouting();
+        Buffer poolBuf = pool.buffer();
+        for (int l = 0; l < layers.length; l++) {
+            DecoderLayer layer = layers[l];
+            MoeLayer moe = layer.moe;
+            Tensor wOut;
+            if (layer.lightning != null) {
+                LightningAttention la = layer.lightning;
+                // qkv = SiLU(x W_qkv^T), gate = x W_gate^T; S = exp(-lambda) S + k^T v, o = q S per row;
+                // o = RMSNorm(o) * sigmoid(gate)
+                f.lightningProjections(s.x, n, la.wQkv, la.wGate, s.qkv, s.gate);
+                f.lightning(s.qkv, n, la.H, la.D, decay[l], poolBuf, pool.lightningIndex(l), pool.lightningLayers(),
+                        pool.stride(), s.o, s.gate, outNorm[l], (float) ModelConfig.LIGHTNING_NORM_EPS);
+                wOut = la.wOut;
+            } else {
+                SoftmaxAttention sa = layer.softmax;
+                Buffer[] kc = new Buffer[n], vc = new Buffer[n];
+                for (int i = 0; i < n; i++) {
+                    dev[i].reserveRow(l);
+                    kc[i] = dev[i].keys(l);
+                    vc[i] = dev[i].values(l);
+                }
+                // q, k, v with RoPE, k and v appended at each row's position; each query over its whole cache
+                f.attentionProjections(s.x, n, sa.wq, sa.wk, sa.wv, s.q, s.k, s.v, sa.H, sa.KV, sa.D, invFreq[l],
+                        sa.rope.rotaryDim / 2, kc, vc);
+                f.attention(s.q, n, sa.H, sa.KV, sa.D, kc, vc, maxLen, s.o);
+                wOut = sa.wo;
+            }
+            // a = o W_out^T; x = RMSNorm_post(a_attn x + b_attn a); router top-k
+            f.outputAndRoute(s.o, n, wOut, s.a, s.x, layer.attnAlpha, layer.attnBeta, postNorm[l], eps, moe.gate,
+                    moe.K, s.expertIds, s.expertWeights, log ? s.routeLog : null, (long) l * n * moe.K);
+            // the chosen experts; x = RMSNorm_next(a_mlp x + b_mlp sum_k w_k expert_k(x))
+            f.experts(experts[l], s.x, n, moe.K, s.expertIds, s.expertWeights, s.act, s.pairs, layer.mlpAlpha,
+                    layer.mlpBeta, l + 1 < layers.length ? inNorm[l + 1] : finalNorm, eps);
+            d.flush();
+        }
+        reportRouting(s, n, false);
+        return logits(s, s.x, n);
     }
 
     /** The scratch {@code old} if it holds {@code rows} rows and {@code logitRows} logit rows, else a larger one. */
@@ -297,7 +402,7 @@ final class ResidentDecoder implements AutoCloseable {
     synchronized float[][] prefill(SequenceState st, int[] tokens, int[] logitRows) {
         int n = tokens.length, h = c.hiddenSize(), m = logitRows.length;
         for (int r : logitRows) if (r < 0 || r >= n) throw new IllegalArgumentException("logit row " + r + " outside 0.." + (n - 1));
-        DeviceState dev = st.onDevice(d);
+        DeviceState dev = st.onDevice(d, pool);
         int start = st.position();
         int nA = pingPong && n >= PREFILL_SPLIT_MIN_ROWS ? (n + 1) / 2 : n;
         ps = grown(ps, nA, m);
@@ -507,6 +612,7 @@ final class ResidentDecoder implements AutoCloseable {
         for (Scratch x : new Scratch[]{s, s2, ps, ps2}) if (x != null) x.close();
         s = s2 = ps = ps2 = null;
         if (calls != null) calls.shutdownNow();
+        pool.close();
         for (Buffer b : constants) b.close();
         constants.clear();
     }

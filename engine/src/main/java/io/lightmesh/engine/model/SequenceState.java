@@ -101,15 +101,16 @@ public final class SequenceState {
 
     /**
      * The device copy on {@code ops}, current, for a device step that will change it: made and uploaded on first use,
-     * re-uploaded when the host arrays are ahead (a host prefill after device decode steps, say).
+     * re-uploaded when the host arrays are ahead (a host prefill after device decode steps, say). Its lightning
+     * states in a slot of {@code pool} (null: buffers of their own).
      */
-    synchronized DeviceState onDevice(DeviceOps ops) {
-        if (device != null && device.ops != ops) { // moved to another backend: the host takes over first
+    synchronized DeviceState onDevice(DeviceOps ops, StatePool pool) {
+        if (device != null && (device.ops != ops || device.pool != pool)) { // moved elsewhere: the host takes over first
             toHost(false);
             releaseDevice();
         }
         if (device == null) {
-            DeviceState d = new DeviceState(ops, config);
+            DeviceState d = new DeviceState(ops, pool, config);
             deviceCleanup = CLEANER.register(this, d::close);
             device = d;
             hostAhead = true;

@@ -77,6 +77,76 @@ class ResidentDecodeTest {
         }
     }
 
+    /**
+     * The decode step a worker runs ({@link MiniMaxModel#decode}) takes the fused path for batches up to 8 rows, in
+     * seven kernel launches a layer (five in the form with tails) plus the embedding and the LM head, whatever the
+     * batch size; its logits match the
+     * reference at ragged positions (the softmax layer's caches of different lengths, sequences joining and leaving,
+     * pool slots reused); past 8 rows the step falls back to one launch per operation.
+     */
+    @ParameterizedTest
+    @org.junit.jupiter.params.provider.CsvSource({"F32,false", "BF16,false", "F32,true"})
+    void fusedStepTakesSevenLaunchesALayerAndMatchesReference(Dt dt, boolean tails) throws IOException {
+        Path p = checkpoint(dt);
+        var resident = OpenClTestSupport.ops().resident();
+        try (MiniMaxModel ref = MiniMaxModel.load(p, new ReferenceOps());
+             MiniMaxModel dev = MiniMaxModel.load(p, OpenClTestSupport.ops())) {
+            if (!tails) assertFalse(resident.fusedTails(false), "the split form is the default");
+            assertEquals(tails, resident.fusedTails(tails));
+            int L = dev.config().numLayers();
+            long perStep = (tails ? 5L : 7L) * L + 2; // + the embedding and the LM head
+            SplittableRandom rnd = new SplittableRandom(12);
+            List<SequenceState> rs = new ArrayList<>(), ds = new ArrayList<>();
+            int[] lengths = {1, 30, 7, 18, 2, 41, 12, 25};
+            for (int step = 0; step < 10; step++) {
+                if (rs.size() < lengths.length && step % 2 == 0) { // a sequence joins every other step
+                    int[] prompt = rnd.ints(lengths[rs.size()], 0, 512).toArray();
+                    SequenceState a = ref.newState(), b = dev.newState();
+                    ref.prefill(a, prompt);
+                    dev.prefill(b, prompt);
+                    rs.add(a);
+                    ds.add(b);
+                }
+                if (step == 7) { // one leaves; its slot goes back to the pool for the next to join
+                    rs.remove(1);
+                    ds.remove(1).discardDevice();
+                }
+                int[] tokens = rnd.ints(rs.size(), 0, 512).toArray();
+                float[][] want = ref.decode(rs, tokens), got = dev.decode(ds, tokens);
+                assertTrue(dev.lastDecodeFused(), "step " + step + " of " + tokens.length + " rows runs fused");
+                assertEquals(perStep, dev.lastDecodeLaunches(), "kernel launches of step " + step + " (" + tokens.length
+                        + " rows, " + L + " layers)");
+                for (int i = 0; i < tokens.length; i++) {
+                    ReferenceFixturesTest.assertClose(want[i], got[i], dt + " fused step " + step + " sequence " + i);
+                }
+            }
+            // past the fused step's 8 rows: the per-operation step, with more launches
+            while (ds.size() < 9) {
+                int[] prompt = rnd.ints(5, 0, 512).toArray();
+                SequenceState a = ref.newState(), b = dev.newState();
+                ref.prefill(a, prompt);
+                dev.prefill(b, prompt);
+                rs.add(a);
+                ds.add(b);
+            }
+            int[] tokens = rnd.ints(rs.size(), 0, 512).toArray();
+            float[][] want = ref.decode(rs, tokens), got = dev.decode(ds, tokens);
+            assertFalse(dev.lastDecodeFused());
+            assertTrue(dev.lastDecodeLaunches() > perStep, "the per-operation step launches more: " + dev.lastDecodeLaunches());
+            for (int i = 0; i < tokens.length; i++) ReferenceFixturesTest.assertClose(want[i], got[i], dt + " 9 rows, sequence " + i);
+            // and back to the fused step with 8
+            rs.remove(0);
+            ds.remove(0).releaseDevice();
+            tokens = rnd.ints(rs.size(), 0, 512).toArray();
+            want = ref.decode(rs, tokens);
+            got = dev.decode(ds, tokens);
+            assertTrue(dev.lastDecodeFused());
+            for (int i = 0; i < tokens.length; i++) ReferenceFixturesTest.assertClose(want[i], got[i], dt + " back to 8, sequence " + i);
+        } finally {
+            resident.fusedTails(false);
+        }
+    }
+
     @ParameterizedTest
     @EnumSource(Dt.class)
     void deviceStateSyncsAtSerialisationAndHostPrefill(Dt dt) throws IOException {

@@ -53,6 +53,7 @@ final class Cl {
     private static final MethodHandle CREATE_QUEUE = fn("clCreateCommandQueue", ADDRESS, ADDRESS, ADDRESS, JAVA_LONG, ADDRESS);
     private static final MethodHandle CREATE_BUFFER = fn("clCreateBuffer", ADDRESS, ADDRESS, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS);
     private static final MethodHandle RELEASE_MEM = fn("clReleaseMemObject", JAVA_INT, ADDRESS);
+    private static final MethodHandle CREATE_SUB_BUFFER = fn("clCreateSubBuffer", ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, ADDRESS, ADDRESS);
     private static final MethodHandle WRITE_BUFFER = fn("clEnqueueWriteBuffer", JAVA_INT, ADDRESS, ADDRESS, JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS, JAVA_INT, ADDRESS, ADDRESS);
     private static final MethodHandle READ_BUFFER = fn("clEnqueueReadBuffer", JAVA_INT, ADDRESS, ADDRESS, JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS, JAVA_INT, ADDRESS, ADDRESS);
     private static final MethodHandle WRITE_HEAP = critical("clEnqueueWriteBuffer", JAVA_INT, ADDRESS, ADDRESS, JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS, JAVA_INT, ADDRESS, ADDRESS);
@@ -104,6 +105,36 @@ final class Cl {
                     MemorySegment.NULL, err);
             check(err.get(JAVA_INT, 0), "clCreateBuffer(" + bytes + " bytes)");
             return m;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    static final int BUFFER_CREATE_TYPE_REGION = 0x1220;
+    static final int DEVICE_MEM_BASE_ADDR_ALIGN = 0x1019;
+
+    /** A view of bytes [origin, origin + bytes) of {@code parent} (origin a multiple of {@link #baseAlignBytes}). */
+    static MemorySegment createSubBuffer(MemorySegment parent, long origin, long bytes) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment region = a.allocate(16, 8);
+            region.set(JAVA_LONG, 0, origin);
+            region.set(JAVA_LONG, 8, bytes);
+            MemorySegment err = a.allocate(JAVA_INT);
+            MemorySegment m = (MemorySegment) CREATE_SUB_BUFFER.invokeExact(parent, MEM_READ_WRITE,
+                    BUFFER_CREATE_TYPE_REGION, region, err);
+            check(err.get(JAVA_INT, 0), "clCreateSubBuffer(" + origin + ", " + bytes + ")");
+            return m;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** CL_DEVICE_MEM_BASE_ADDR_ALIGN in bytes: the alignment a sub-buffer's origin needs. */
+    static int baseAlignBytes(MemorySegment device) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(JAVA_INT);
+            check((int) DEVICE_INFO.invokeExact(device, DEVICE_MEM_BASE_ADDR_ALIGN, 4L, buf, MemorySegment.NULL), "clGetDeviceInfo");
+            return Math.max(1, buf.get(JAVA_INT, 0) / 8);
         } catch (Throwable t) {
             throw rethrow(t);
         }

@@ -52,8 +52,13 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         private final long length;
 
         private ClBuffer(long length, int elemBytes) {
+            this(length, Cl.createBuffer(context, length * elemBytes));
+        }
+
+        /** A buffer over {@code mem} (made by the caller: a sub-buffer), released with it. */
+        private ClBuffer(long length, MemorySegment mem) {
             this.length = length;
-            this.mem = Cl.createBuffer(context, length * elemBytes);
+            this.mem = mem;
             live.add(this);
         }
 
@@ -77,9 +82,9 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     }
 
     /** A weight on the device: [rows, cols] (or [E, rows, cols] stacked experts), fp32 or raw bf16. */
-    private record Weight(ClBuffer buf, boolean bf16, int rows, int cols) {}
+    record Weight(ClBuffer buf, boolean bf16, int rows, int cols) {}
 
-    private record Experts(Weight w1, Weight w3, Weight w2, int count) implements ExpertSet {}
+    record Experts(Weight w1, Weight w3, Weight w2, int count) implements ExpertSet {}
 
     private final MemorySegment device;
     private final MemorySegment context;
@@ -93,6 +98,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     private final String options;
     private final String name;
     private final int computeUnits;
+    private final long viewAlign; // elements
+    private FusedOps fused;
     private final Map<String, MemorySegment> kernels = new HashMap<>();
     private final Map<Tensor, Weight> weights = new IdentityHashMap<>();
     private final Set<ClBuffer> live = Collections.newSetFromMap(new IdentityHashMap<>());
@@ -110,7 +117,9 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         this.queue = Cl.createQueue(context, device);
         // -Dlightmesh.opencl.options=-cl-nv-verbose (with -Dlightmesh.opencl.buildLog=true): NVIDIA's register counts
         this.options = System.getProperty("lightmesh.opencl.options", "");
-        this.program = Cl.buildProgram(context, device, source(), options);
+        // LM_NVIDIA: the fused decode kernels' device-wide fence as PTX membar.gl (NVIDIA's mem_fence may stop at the SM)
+        this.program = buildResident(context, device, options);
+        this.viewAlign = Math.max(4, Cl.baseAlignBytes(device)) / 4;
         this.name = Cl.deviceName(device);
         this.computeUnits = Math.max(1, Cl.computeUnits(device));
         this.tensorCores = probeTensorCores();
@@ -120,6 +129,24 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     }
 
     private static final System.Logger LOG = System.getLogger(ResidentOps.class.getName());
+
+    /**
+     * resident.cl for this device: on NVIDIA with LM_NVIDIA (the PTX fence and the early exit of the tails' idle
+     * groups), falling back to the portable form if that build fails, so that a compiler that rejects the inline PTX
+     * costs speed, not the device path.
+     */
+    private static MemorySegment buildResident(MemorySegment context, MemorySegment device, String options) {
+        if (TensorCores.nvidia(Cl.deviceVendor(device))) {
+            try {
+                return Cl.buildProgram(context, device, source(), options + " -D LM_NVIDIA=1");
+            } catch (RuntimeException e) {
+                String log = String.valueOf(e.getMessage());
+                LOG.log(System.Logger.Level.WARNING, "resident.cl with LM_NVIDIA did not build, portable form instead: "
+                        + log.substring(0, Math.min(400, log.length())));
+            }
+        }
+        return Cl.buildProgram(context, device, source(), options);
+    }
 
     // ---- tensor cores --------------------------------------------------------------------------------------------
 
@@ -325,6 +352,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
 
     public String deviceName() { return name; }
 
+    int computeUnits() { return computeUnits; }
+
     // ---- memory ------------------------------------------------------------------------------------------------------
 
     @Override
@@ -383,7 +412,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
 
     private static ClBuffer cl(Buffer b) { return (ClBuffer) b; }
 
-    private static void check(Buffer b, long off, long n) {
+    static void check(Buffer b, long off, long n) {
         if (off < 0 || n < 0 || off + n > b.length()) {
             throw new IndexOutOfBoundsException("elements " + off + ".." + (off + n) + " of a device buffer of " + b.length());
         }
@@ -396,7 +425,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         for (Tensor w : ws) weight(w);
     }
 
-    private Weight weight(Tensor w) {
+    Weight weight(Tensor w) {
         Weight p = weights.get(w);
         if (p != null) return p;
         if (w.rank() != 2) throw new IllegalArgumentException("weight " + w + " is not 2-D");
@@ -462,7 +491,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     }
 
     /** Suffix of the matrix-vector kernel family for this dtype and row length (vector loads need aligned rows). */
-    private static String family(boolean bf16, int in) {
+    static String family(boolean bf16, int in) {
         if (bf16) return in % 8 == 0 ? "bf16v" : "bf16s";
         return in % 4 == 0 ? "f32v" : "f32s";
     }
@@ -822,7 +851,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
 
     // ---- launching ---------------------------------------------------------------------------------------------------
 
-    private static long groups(long work) { return (work + NT - 1) / NT; }
+    static long groups(long work) { return (work + NT - 1) / NT; }
 
     static int ceilDiv(int a, int b) { return (a + b - 1) / b; }
 
@@ -891,8 +920,111 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
 
     private long launches;
 
-    /** Kernel launches so far (benchmarks). */
+    /** Kernel launches so far (benchmarks, and tests that count a step's). */
+    @Override
     public synchronized long launches() { return launches; }
+
+    /**
+     * A launch through a kernel object of its own for {@code site} (a layer's weight, say): its arguments stay set
+     * between calls, and only those that changed since the last launch at that site are set again, so a decode step
+     * that repeats the same launches each step costs little more than the enqueues.
+     */
+    void launchAt(String kernel, Object site, long global, Object... args) {
+        if (closed) throw new IllegalStateException("ResidentOps is closed");
+        Site key = new Site(kernel, site);
+        SiteKernel sk = sites.get(key);
+        if (sk == null) {
+            sk = new SiteKernel(Cl.createKernel(program, kernel), new long[args.length], new boolean[args.length]);
+            sites.put(key, sk);
+        }
+        for (int i = 0; i < args.length; i++) {
+            Object a = args[i];
+            long bits;
+            long size;
+            switch (a) {
+                case ClBuffer b -> {
+                    bits = b.mem().address();
+                    argValue.set(ValueLayout.ADDRESS, 0, b.mem());
+                    size = 8;
+                }
+                case Integer v -> {
+                    bits = v;
+                    argValue.set(ValueLayout.JAVA_INT, 0, v);
+                    size = 4;
+                }
+                case Long v -> {
+                    bits = v;
+                    argValue.set(ValueLayout.JAVA_LONG, 0, v);
+                    size = 8;
+                }
+                case Float v -> {
+                    bits = Float.floatToRawIntBits(v);
+                    argValue.set(ValueLayout.JAVA_FLOAT, 0, v);
+                    size = 4;
+                }
+                default -> throw new IllegalArgumentException(kernel + " argument " + i + ": " + a);
+            }
+            if (sk.set[i] && sk.bits[i] == bits) continue;
+            Cl.setArg(sk.kernel, i, size, argValue);
+            sk.bits[i] = bits;
+            sk.set[i] = true;
+        }
+        long t0 = PROFILE ? System.nanoTime() : 0;
+        globalSize.set(ValueLayout.JAVA_LONG, 0, global);
+        localSize.set(ValueLayout.JAVA_LONG, 0, NT);
+        Cl.enqueue(queue, sk.kernel, globalSize, localSize, kernel);
+        launches++;
+        if (PROFILE) {
+            Cl.finish(queue);
+            profile.computeIfAbsent(kernel, x -> new long[2])[0] += System.nanoTime() - t0;
+            profile.get(kernel)[1]++;
+        }
+    }
+
+    /** A launch site: the kernel and the object it runs for (compared by identity). */
+    private record Site(String kernel, Object owner) {
+        @Override
+        public boolean equals(Object o) { return o instanceof Site s && s.kernel.equals(kernel) && s.owner == owner; }
+
+        @Override
+        public int hashCode() { return kernel.hashCode() * 31 + System.identityHashCode(owner); }
+    }
+
+    /** A site's kernel object and the argument values last set on it. */
+    private record SiteKernel(MemorySegment kernel, long[] bits, boolean[] set) {}
+
+    private final Map<Site, SiteKernel> sites = new HashMap<>();
+
+    @Override
+    public synchronized ClBuffer view(Buffer parent, long off, long length) {
+        check(parent, off, length);
+        if (off % viewAlign != 0) throw new IllegalArgumentException("view offset " + off + " is not a multiple of " + viewAlign);
+        return new ClBuffer(length, Cl.createSubBuffer(cl(parent).mem(), 4 * off, 4 * Math.max(1, length)));
+    }
+
+    @Override
+    public long viewAlignment() { return viewAlign; }
+
+    /** -Dlightmesh.decode.fused=false: no fused decode kernels (the per-operation step, to compare). */
+    static final boolean FUSED = !"false".equalsIgnoreCase(System.getProperty("lightmesh.decode.fused", "true"));
+
+    /**
+     * The fused step's form: tails in the output and expert launches (five launches a layer) or one group per row for
+     * the norms and the router (seven, the default); returns the form now. Tests and benchmarks.
+     */
+    public synchronized boolean fusedTails(boolean on) {
+        FusedOps f = (FusedOps) fused();
+        if (f == null) return false;
+        f.tails(on);
+        return f.tails();
+    }
+
+    @Override
+    public synchronized io.lightmesh.engine.backend.FusedDecode fused() {
+        if (!FUSED) return null;
+        if (fused == null) fused = new FusedOps(this);
+        return fused;
+    }
 
     @Override
     public synchronized void close() {
@@ -903,6 +1035,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         if (PROFILE) System.err.print("OpenCL kernel profile (" + name + "):\n" + profile());
         for (MemorySegment k : kernels.values()) Cl.releaseKernel(k);
         kernels.clear();
+        for (SiteKernel k : sites.values()) Cl.releaseKernel(k.kernel());
+        sites.clear();
         releaseTensorCores();
         Cl.releaseProgram(program);
         Cl.releaseQueue(queue);

@@ -847,3 +847,505 @@ __kernel void route(__global const float* logits, __global int* ids, __global fl
     }
     for (int j = 0; j < k; j++) wts[t * k + j] /= kept;
 }
+
+// ---- the fused decode step (FusedDecode launches them) ------------------------------------------------------------
+// One decode step of n <= MAXN rows (one token of each sequence of the batch) in five launches a layer with the
+// tails below (seven in the split form FusedOps takes by default: dec_out's and dec_down's tails as matvec +
+// dec_norm_route and moe_down + residual_norm, since the tail code's registers slowed their weight streams on an H200):
+//   projections (+ SiLU, or + RoPE and the KV append) | lightning step + norm-gate, or attention + combine |
+//   output projection + residual + post-norm + router | experts' gate and up | experts' down + residual + next norm.
+// Work that needs the whole output of a launch (a norm over a row, the router, the combine of attention splits) is
+// done in the same launch by the work-group that finishes last (a "tail"): each group, its writes fenced, counts
+// itself on a counter; the one that completes the count runs the tail and resets the counter. No group ever waits for
+// another, so this holds however many groups the device runs at once (PoCL runs them in turn on a few threads).
+// Barriers stay out of branches on the tail's flag: PoCL 6 crashes on a barrier in a branch whose condition comes from
+// local memory (seen on the first version of these kernels), so elsewhere the other groups run the tail idle (its
+// loops bounded by the flag, its barriers taken); NVIDIA's groups other than the last leave at once (TAIL).
+// The step's rows: info[t] token id, info[MAXN + t] position, info[2 * MAXN + t] slot of its sequence's state.
+// A softmax layer's KV caches are the sequences' own buffers, kc0..kc7 and vc0..vc7 (row t's at KC(t)); each holds
+// rows 0..pos[t] once the projections' tail appended the step's row at pos[t].
+
+#ifdef LM_NVIDIA
+#define GRID_FENCE() asm volatile("membar.gl;" ::: "memory")
+#else
+#define GRID_FENCE() mem_fence(CLK_GLOBAL_MEM_FENCE)
+#endif
+#ifdef LM_NVIDIA
+#define TAIL(last) if (!(last)) return;
+#else
+#define TAIL(last)
+#endif
+#define POS(info, t) (info[MAXN + (t)])
+#define SLOT(info, t) (info[2 * MAXN + (t)])
+#define CACHE_ARGS(p) __global float* p##0, __global float* p##1, __global float* p##2, __global float* p##3, \
+    __global float* p##4, __global float* p##5, __global float* p##6, __global float* p##7
+#define PICK8(p, t) ((t) == 0 ? p##0 : (t) == 1 ? p##1 : (t) == 2 ? p##2 : (t) == 3 ? p##3 : (t) == 4 ? p##4 \
+    : (t) == 5 ? p##5 : (t) == 6 ? p##6 : p##7)
+
+// Counts this work-group as done on *counter (total groups share it); true, in every work-item, in the last one,
+// which then sees every group's writes. Every work-item of every group must call it once.
+inline int arrive(volatile __global int* counter, int total, __local int* flag) {
+    GRID_FENCE();
+    barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+    if (get_local_id(0) == 0) {
+        int last = atomic_inc(counter) == total - 1;
+        if (last) atomic_xchg(counter, 0);
+        *flag = last;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    int last = *flag;
+    if (last) GRID_FENCE();
+    return last;
+}
+
+// out[t] = w * e / sqrt(mean(e^2) + eps), e = table[ids[t]]: the embedding and the first input norm.
+// Launch: global = n * NT, local = NT; group t.
+#define EMBED_NORM(SUF, WT, LD)                                                                                      \
+__kernel void dec_embed_norm_##SUF(__global const WT* table, __global const int* info, __global const float* w,    \
+                                   float eps, __global float* out, int h) {                                       \
+    __local float red[NT];                                                                                         \
+    int tid = get_local_id(0), t = get_group_id(0);                                                                \
+    __global const WT* e = table + (long) info[t] * h;                                                             \
+    float ss = 0.0f;                                                                                               \
+    for (int i = tid; i < h; i += NT) { float v = LD(e[i]); ss += v * v; }                                         \
+    ss = group_sum(red, ss);                                                                                       \
+    float inv = 1.0f / sqrt(ss / h + eps);                                                                         \
+    for (int i = tid; i < h; i += NT) out[(long) t * h + i] = w[i] * (LD(e[i]) * inv);                             \
+}
+#define LD_F32(v) (v)
+EMBED_NORM(f32, float, LD_F32)
+EMBED_NORM(bf16, ushort, widen)
+
+// Every row of x [n, h] at once: x[t] = w * r_t / sqrt(mean(r_t^2) + eps), r_t = residual_at(..., t, ...): each
+// work-item's sums of squares of all rows, added by one tree over red [MAXN * NT]. lim is h, or 0 in an idle group
+// (its barriers taken all the same). Each element is read and then written by the same work-item.
+inline void rows_residual_norm(__global float* x, float alpha, __global const float* upd, __global const float* wts,
+                               int k, float beta, int hasWeights, __global const float* w, float eps, int n, int h,
+                               int lim, __local float* red) {
+    int tid = get_local_id(0);
+    float ss[MAXN];
+    for (int t = 0; t < MAXN; t++) ss[t] = 0.0f;
+    for (int i = tid; i < lim; i += NT) {
+        for (int t = 0; t < MAXN; t++) {
+            if (t < n) {
+                float r = residual_at(x, alpha, upd, wts, k, beta, hasWeights, t, h, i);
+                ss[t] += r * r;
+            }
+        }
+    }
+    for (int t = 0; t < MAXN; t++) red[t * NT + tid] = ss[t];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int st = NT / 2; st > 0; st >>= 1) {
+        if (tid < st) for (int t = 0; t < MAXN; t++) red[t * NT + tid] += red[t * NT + tid + st];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float inv[MAXN];
+    for (int t = 0; t < MAXN; t++) inv[t] = 1.0f / sqrt(red[t * NT] / h + eps);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int i = tid; i < lim; i += NT) {
+        for (int t = 0; t < MAXN; t++) {
+            if (t < n) x[(long) t * h + i] = w[i] * (residual_at(x, alpha, upd, wts, k, beta, hasWeights, t, h, i) * inv[t]);
+        }
+    }
+}
+
+// NeoX RoPE of the pair (i, i + hr) of one head row at position p.
+inline void rope_pair(__global float* r, int i, int hr, float p, __global const float* invFreq) {
+    float angle = p * invFreq[i];
+    float c = cos(angle), s = sin(angle);
+    float x1 = r[i], x2 = r[i + hr];
+    r[i] = x1 * c - x2 * s;
+    r[i + hr] = x2 * c + x1 * s;
+}
+
+// Output rows [0, outA) from wa into ya [n, outA], the next outB from wb into yb, the next outC from wc into yc: one
+// matrix-vector pass over x [n, in] for two or three products of the same input. siluA: ya = SiLU(.). rope: a softmax
+// layer's q (ya [n, H, D]), k and v (yb, yc [n, KV, D]): the tail rotates q and k at each row's position and appends
+// row t's k and v to its caches at row pos[t] (cache rows of KV * D).
+// dec_proj_* without the tail (rope 0), dec_projr_* with it (rope 1).
+// Launch: global = ceil((outA + outB + outC) / MV_ROWS) * NT, local = NT.
+#define DEC_PROJ(SUF, WT, DOT, KNAME, ROPE)                                                                          \
+__kernel void KNAME##_##SUF(__global const WT* wa, __global const WT* wb, __global const WT* wc,                  \
+                             __global const float* x, __global float* ya, __global float* yb, __global float* yc,  \
+                             int n, int in, int outA, int outB, int outC, int siluA,                               \
+                             __global const int* info, __global const float* invFreq, int heads, int kvHeads,      \
+                             int dim, int hr, __global int* counter, CACHE_ARGS(kc), CACHE_ARGS(vc)) {           \
+    __local float red[MV_ROWS * MAXN * MV_LANES];                                                                  \
+    __local int flag;                                                                                              \
+    int tid = get_local_id(0), lane = tid % MV_LANES, rl = tid / MV_LANES;                                         \
+    int row = get_group_id(0) * MV_ROWS + rl, total = outA + outB + outC;                                          \
+    __global const WT* w = row < outA ? wa + (long) row * in                                                       \
+            : row < outA + outB ? wb + (long) (row - outA) * in : wc + (long) (row - outA - outB) * in;            \
+    float acc[MAXN];                                                                                               \
+    int xr[MAXN];                                                                                                  \
+    for (int p = 0; p < MAXN; p++) { acc[p] = 0.0f; xr[p] = p; }                                                   \
+    if (row < total) DOT(w, x, in, xr, n, lane, acc);                                                              \
+    lane_sum(red, rl, lane, n, acc);                                                                               \
+    if (row < total && lane < n) {                                                                                 \
+        float v = red[(rl * MAXN + lane) * MV_LANES];                                                              \
+        if (row < outA) ya[(long) lane * outA + row] = siluA ? v / (1.0f + exp(-v)) : v;                           \
+        else if (row < outA + outB) yb[(long) lane * outB + row - outA] = v;                                       \
+        else yc[(long) lane * outC + row - outA - outB] = v;                                                       \
+    }                                                                                                              \
+    if (!ROPE) return;                                                                                             \
+    int last = arrive(counter, get_num_groups(0), &flag);                                                          \
+    TAIL(last)                                                                                                     \
+    int kvd = kvHeads * dim;                                                                                       \
+    for (int idx = tid; idx < (last ? n * (heads + kvHeads) * hr : 0); idx += NT) {                              \
+        int i = idx % hr, hh = (idx / hr) % (heads + kvHeads), t = idx / (hr * (heads + kvHeads));           \
+        __global float* r = hh < heads ? ya + ((long) t * heads + hh) * dim                                        \
+                : yb + (long) t * kvd + (hh - heads) * dim;                                                        \
+        rope_pair(r, i, hr, (float) POS(info, t), invFreq);                                                      \
+    }                                                                                                              \
+    barrier(CLK_GLOBAL_MEM_FENCE);                                                                                 \
+    for (int idx = tid; idx < (last ? n * kvd : 0); idx += NT) {                                                   \
+        int t = idx / kvd, c = idx % kvd;                                                                          \
+        long at = (long) POS(info, t) * kvd + c;                                                                   \
+        PICK8(kc, t)[at] = yb[idx];                                                                                \
+        PICK8(vc, t)[at] = yc[idx];                                                                                \
+    }                                                                                                              \
+}
+
+// Output projection and what follows it in the layer: a [n, out] = W . o; then, in the tail, for every row,
+// x = normW * r / sqrt(mean(r^2) + eps) with r = alpha * x + beta * a, the router's logits x . gate^T [n, E] and its
+// top k (softmax, top k by probability, ties to the lower id, renormalised: as `route`) into ids and wts, and, with
+// routeLog, the ids copied to routeLog[logOff ..].
+// Launch: global = ceil(out / MV_ROWS) * NT, local = NT.
+#define DEC_OUT(SUF, WT, DOT, LD)                                                                                    \
+__kernel void dec_out_##SUF(__global const WT* w, __global const float* o, __global float* a, int n, int in,       \
+                            int out, __global float* x, float alpha, float beta, __global const float* normW,     \
+                            float eps, __global const WT* gate, int E, int k, __global int* ids,                  \
+                            __global float* wts, __global int* routeLog, long logOff, int logIds,                  \
+                            __global int* counter) {                                                               \
+    __local float red[MV_ROWS * MAXN * MV_LANES];                                                                  \
+    __local float logits[MAXN * 64];                                                                               \
+    __local float rr[64 * 64];                                                                                     \
+    __local int flag;                                                                                              \
+    int tid = get_local_id(0), lane = tid % MV_LANES, rl = tid / MV_LANES;                                         \
+    int row = get_group_id(0) * MV_ROWS + rl;                                                                      \
+    float acc[MAXN];                                                                                               \
+    int xr[MAXN];                                                                                                  \
+    for (int p = 0; p < MAXN; p++) { acc[p] = 0.0f; xr[p] = p; }                                                   \
+    if (row < out) DOT(w + (long) row * in, o, in, xr, n, lane, acc);                                              \
+    lane_sum(red, rl, lane, n, acc);                                                                               \
+    if (row < out && lane < n) a[(long) lane * out + row] = red[(rl * MAXN + lane) * MV_LANES];                    \
+    int last = arrive(counter, get_num_groups(0), &flag);                                                          \
+    TAIL(last)                                                                                                     \
+    int h = out, lim = last ? out : 0;                                                                               \
+    rows_residual_norm(x, alpha, a, a, 1, beta, 0, normW, eps, n, h, lim, red);                                      \
+    barrier(CLK_GLOBAL_MEM_FENCE);                                                                                   \
+    /* the router: 4 lane groups of 64 work-items, 16 (t, e) pairs each a round, lanes over a 64th of h each; */     \
+    /* one tree over rr [64 pairs][64 lanes] a round */                                                              \
+    int pairs = n * E, grp = tid / 64, ln = tid % 64;                                                                \
+    for (int p0 = 0; p0 < pairs; p0 += 64) {                                                                         \
+        float acc[16];                                                                                               \
+        for (int s = 0; s < 16; s++) acc[s] = 0.0f;                                                                  \
+        for (int i = ln; i < lim; i += 64) {                                                                         \
+            for (int s = 0; s < 16; s++) {                                                                           \
+                int pr = p0 + grp * 16 + s;                                                                          \
+                if (pr < pairs) acc[s] += LD(gate[(long) (pr % E) * h + i]) * x[(long) (pr / E) * h + i];            \
+            }                                                                                                        \
+        }                                                                                                            \
+        for (int s = 0; s < 16; s++) rr[(grp * 16 + s) * 64 + ln] = acc[s];                                          \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                                                \
+        for (int st = 32; st > 0; st >>= 1) {                                                                        \
+            if (ln < st) for (int s = 0; s < 16; s++) rr[(grp * 16 + s) * 64 + ln] += rr[(grp * 16 + s) * 64 + ln + st];\
+            barrier(CLK_LOCAL_MEM_FENCE);                                                                            \
+        }                                                                                                            \
+        if (ln < 16 && p0 + grp * 16 + ln < pairs) logits[p0 + grp * 16 + ln] = rr[(grp * 16 + ln) * 64];            \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                                                \
+    }                                                                                                                \
+    if (last && tid < n) {                                                                                         \
+        int t = tid;                                                                                               \
+        __local const float* lg = logits + t * E;                                                                  \
+        float m = -INFINITY;                                                                                       \
+        for (int e = 0; e < E; e++) m = max(m, lg[e]);                                                             \
+        float sum = 0.0f;                                                                                          \
+        for (int e = 0; e < E; e++) sum += exp(lg[e] - m);                                                         \
+        ulong taken = 0;                                                                                           \
+        float kept = 0.0f;                                                                                         \
+        for (int j = 0; j < k; j++) {                                                                              \
+            int best = -1;                                                                                         \
+            float bp = 0.0f;                                                                                       \
+            for (int e = 0; e < E; e++) {                                                                          \
+                if ((taken >> e) & 1UL) continue;                                                                  \
+                float p = exp(lg[e] - m) / sum;                                                                    \
+                if (best < 0 || p > bp) { best = e; bp = p; }                                                      \
+            }                                                                                                      \
+            taken |= 1UL << best;                                                                                  \
+            ids[t * k + j] = best;                                                                                 \
+            wts[t * k + j] = bp;                                                                                   \
+            kept += bp;                                                                                            \
+            if (logIds) routeLog[logOff + t * k + j] = best;                                                       \
+        }                                                                                                          \
+        for (int j = 0; j < k; j++) wts[t * k + j] /= kept;                                                        \
+    }                                                                                                              \
+}
+
+// The experts' down projection for the pairs of rows [0, n) (as moe_down, r0 = 0), then, in the tail, the MoE
+// residual and the next norm for every row: x = normW * r / sqrt(mean(r^2) + eps), r = alpha * x + beta *
+// sum_j wts[t, j] * out[t * k + j].
+// Launch: global = E * ceil(hidden / MV_ROWS) * NT, local = NT.
+#define DEC_DOWN(SUF, WT, DOT)                                                                                       \
+__kernel void dec_down_##SUF(__global const WT* w2, __global const float* act, __global const int* ids,            \
+                             __global float* out, int n, int k, int inter, int hidden, __global float* x,         \
+                             float alpha, float beta, __global const float* wts, __global const float* normW,     \
+                             float eps, __global int* counter) {                                                   \
+    __local float red[MV_ROWS * MAXN * MV_LANES];                                                                  \
+    __local int flag;                                                                                              \
+    int blocks = (hidden + MV_ROWS - 1) / MV_ROWS;                                                                 \
+    int e = get_group_id(0) / blocks;                                                                              \
+    int tid = get_local_id(0), lane = tid % MV_LANES, rl = tid / MV_LANES;                                         \
+    int row = (get_group_id(0) % blocks) * MV_ROWS + rl;                                                           \
+    int pr[MAXN], xr[MAXN];                                                                                        \
+    int np = pairs_of(ids, 0, n, k, e, pr, xr, 0);                                                                 \
+    /* groups of experts no pair chose read no weights; lane_sum's barriers are taken by all (none in a branch) */ \
+    float acc[MAXN];                                                                                               \
+    for (int p = 0; p < MAXN; p++) acc[p] = 0.0f;                                                                  \
+    if (np > 0 && row < hidden) DOT(w2 + ((long) e * hidden + row) * inter, act, inter, xr, np, lane, acc);        \
+    lane_sum(red, rl, lane, np, acc);                                                                              \
+    if (row < hidden && lane < np) out[(long) pick(pr, lane) * hidden + row] = red[(rl * MAXN + lane) * MV_LANES]; \
+    int last = arrive(counter, get_num_groups(0), &flag);                                                          \
+    TAIL(last)                                                                                                     \
+    int lim = last ? hidden : 0;                                                                                     \
+    rows_residual_norm(x, alpha, out, wts, k, beta, 1, normW, eps, n, hidden, lim, red);                             \
+}
+
+#define LD_BF16(v) widen(v)
+DEC_PROJ(f32v, float, dot_f32v, dec_proj, 0)
+DEC_PROJ(bf16v, ushort, dot_bf16v, dec_proj, 0)
+DEC_PROJ(f32s, float, dot_f32s, dec_proj, 0)
+DEC_PROJ(bf16s, ushort, dot_bf16s, dec_proj, 0)
+DEC_PROJ(f32v, float, dot_f32v, dec_projr, 1)
+DEC_PROJ(bf16v, ushort, dot_bf16v, dec_projr, 1)
+DEC_PROJ(f32s, float, dot_f32s, dec_projr, 1)
+DEC_PROJ(bf16s, ushort, dot_bf16s, dec_projr, 1)
+DEC_OUT(f32v, float, dot_f32v, LD_F32)
+DEC_OUT(bf16v, ushort, dot_bf16v, LD_BF16)
+DEC_OUT(f32s, float, dot_f32s, LD_F32)
+DEC_OUT(bf16s, ushort, dot_bf16s, LD_BF16)
+DEC_DOWN(f32v, float, dot_f32v)
+DEC_DOWN(bf16v, ushort, dot_bf16v)
+DEC_DOWN(f32s, float, dot_f32s)
+DEC_DOWN(bf16s, ushort, dot_bf16s)
+
+// One lightning step of every row: S_t = exp(-lambda_h) S_t + k^T v; o = q S_t, S_t the state of row t's sequence in
+// the pool (pool [slots, layers, stride], S at the start of a stride; this layer is `layer` of `layers`); then, in row t's tail, o_t =
+// RMSNorm_w(o_t) * sigmoid(gate_t) over its H * D. qkv [n, H, 3D] SiLU-activated.
+// Launch: global = n * H * ceil(D / 64) * NT, local = NT; group (t, h, ct) as lightning_step's (h, ct) for row t.
+__kernel void dec_lightning(__global const float* qkv, __global const float* decay, __global float* pool,
+                            long stride, int layer, int layers, __global const int* info, __global float* o,
+                            __global const float* gate, __global const float* normW, float eps, int heads, int dim,
+                            __global int* counters) {
+    __local float part[NT];
+    __local int flag;
+    int tid = get_local_id(0), lane = tid % LS_COLS, slice = tid / LS_COLS;
+    int colTiles = (dim + LS_COLS - 1) / LS_COLS, per = heads * colTiles;
+    int t = get_group_id(0) / per, ct = (get_group_id(0) % per) % colTiles, h = (get_group_id(0) % per) / colTiles;
+    int j = ct * LS_COLS + lane, hd = heads * dim;
+    __global const float* q = qkv + (long) t * 3 * hd + (long) h * 3 * dim;
+    __global const float* kk = q + dim;
+    __global const float* v = q + 2 * dim;
+    float ratio = exp(-decay[h]);
+    float acc = 0.0f;
+    if (j < dim) {
+        float vj = v[j];
+        __global float* s = pool + ((long) SLOT(info, t) * layers + layer) * stride + (long) h * dim * dim + j;
+        for (int i = slice; i < dim; i += LS_SLICES) {
+            float sij = ratio * s[(long) i * dim] + kk[i] * vj;
+            s[(long) i * dim] = sij;
+            acc += q[i] * sij;
+        }
+    }
+    part[tid] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (slice == 0 && j < dim) {
+        float sum = 0.0f;
+        for (int sl = 0; sl < LS_SLICES; sl++) sum += part[sl * LS_COLS + lane];
+        o[(long) t * hd + (long) h * dim + j] = sum;
+    }
+    int last = arrive(counters + t, per, &flag);
+    TAIL(last)
+    __global float* ot = o + (long) t * hd;
+    __global const float* gt = gate + (long) t * hd;
+    int lim = last ? hd : 0;
+    float ss = 0.0f;
+    for (int i = tid; i < lim; i += NT) ss += ot[i] * ot[i];
+    ss = group_sum(part, ss);
+    float inv = 1.0f / sqrt(ss / hd + eps);
+    for (int i = tid; i < lim; i += NT) ot[i] = (normW[i] * (ot[i] * inv)) * (1.0f / (1.0f + exp(-gt[i])));
+}
+
+// Decode attention of every row: row t's query (q [n, H, D], RoPE applied) over its cache's pos[t] + 1 rows, in
+// splits of splitLen keys (partials o, m, l per (t, kv head, split, head of the group), as attn_split), combined in
+// row t's tail into out [n, H, D]. Scores: work-item c scores key p0 + c of a tile of NT for the G heads; values:
+// work-item (g, j) slots accumulate o[g][j] over the tile.
+// Launch: global = n * KV * splits * NT, local = NT; group (t * KV + kvh) * splits + sp. G <= DA_MAXG, D <= DA_MAXD.
+#define DD_SLOTS (DA_MAXG * DA_MAXD / NT)
+__kernel void dec_attn(__global const float* q, __global const int* info, __global float* part, __global float* out,
+                       int heads, int kvHeads, int dim, int splitLen, int splits, float scale,
+                       __global int* counters, CACHE_ARGS(kc), CACHE_ARGS(vc)) {
+    __local float lq[DA_MAXG * DA_MAXD];
+    __local float ls[DA_MAXG * NT];
+    __local float red[NT];
+    __local float lm[DA_MAXG], lalpha[DA_MAXG], lsum[DA_MAXG];
+    __local int flag;
+    int tid = get_local_id(0);
+    int sp = get_group_id(0) % splits, kvh = (get_group_id(0) / splits) % kvHeads;
+    int t = get_group_id(0) / (splits * kvHeads);
+    int G = heads / kvHeads, kvd = kvHeads * dim, len = POS(info, t) + 1;
+    int k0 = sp * splitLen, k1 = min(k0 + splitLen, len);
+    __global const float* kc = PICK8(kc, t);
+    __global const float* vc = PICK8(vc, t);
+    for (int idx = tid; idx < G * dim; idx += NT) lq[idx] = q[(long) t * heads * dim + (long) kvh * G * dim + idx] * scale;
+    if (tid < DA_MAXG) { lm[tid] = DA_NEG; lsum[tid] = 0.0f; }
+    float acc[DD_SLOTS];
+    for (int s = 0; s < DD_SLOTS; s++) acc[s] = 0.0f;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    // the whole split, whatever this row's length: the loop's bound, which its barriers sit in, must not come from
+    // memory (PoCL, as TAIL); tiles past k1 are all masked and leave o, m and l as they were
+    for (int p0 = k0; p0 < k0 + splitLen; p0 += NT) {
+        int p = p0 + tid, cnt = max(0, min(NT, k1 - p0));
+        for (int g = 0; g < G; g++) {
+            float s = DA_NEG;
+            if (p < k1) {
+                __global const float* kr = kc + (long) p * kvd + kvh * dim;
+                s = 0.0f;
+                for (int i = 0; i < dim; i++) s += lq[g * dim + i] * kr[i];
+            }
+            ls[g * NT + tid] = s;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int g = 0; g < G; g++) {  // the tile's max of head g: a tree over NT
+            red[tid] = ls[g * NT + tid];
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (int st = NT / 2; st > 0; st >>= 1) {
+                if (tid < st) red[tid] = max(red[tid], red[tid + st]);
+                barrier(CLK_LOCAL_MEM_FENCE);
+            }
+            if (tid == 0) {
+                float mNew = max(lm[g], red[0]);
+                lalpha[g] = exp(lm[g] - mNew);
+                lm[g] = mNew;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        for (int g = 0; g < G; g++) {
+            float s = ls[g * NT + tid];
+            ls[g * NT + tid] = s > 0.5f * DA_NEG ? exp(s - lm[g]) : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int g = 0; g < G; g++) {  // the tile's sum of p of head g
+            red[tid] = ls[g * NT + tid];
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (int st = NT / 2; st > 0; st >>= 1) {
+                if (tid < st) red[tid] += red[tid + st];
+                barrier(CLK_LOCAL_MEM_FENCE);
+            }
+            if (tid == 0) lsum[g] = lsum[g] * lalpha[g] + red[0];
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        for (int s = 0; s < DD_SLOTS; s++) {
+            int e = tid + s * NT;
+            if (e < G * dim) {
+                int g = e / dim, j = e % dim;
+                float sum = 0.0f;
+                for (int c = 0; c < cnt; c++) sum += ls[g * NT + c] * vc[(long) (p0 + c) * kvd + kvh * dim + j];
+                acc[s] = acc[s] * lalpha[g] + sum;
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    long base = (((long) t * kvHeads + kvh) * splits + sp) * G * (dim + 2);
+    for (int s = 0; s < DD_SLOTS; s++) {
+        int e = tid + s * NT;
+        if (e < G * dim) {
+            int g = e / dim, j = e % dim;
+            part[base + g * (dim + 2) + j] = acc[s];
+            if (j == 0) {
+                part[base + g * (dim + 2) + dim] = lm[g];
+                part[base + g * (dim + 2) + dim + 1] = lsum[g];
+            }
+        }
+    }
+    if (!arrive(counters + t, kvHeads * splits, &flag)) return;  // no barrier follows
+    long stride = (long) G * (dim + 2);
+    for (int idx = tid; idx < heads * dim; idx += NT) {
+        int j = idx % dim, hh = idx / dim, kh = hh / G, g = hh % G;
+        long b = ((long) t * kvHeads + kh) * splits * stride + g * (dim + 2);
+        float m = DA_NEG;
+        for (int s = 0; s < splits; s++) m = max(m, part[b + s * stride + dim]);
+        float num = 0.0f, den = 0.0f;
+        for (int s = 0; s < splits; s++) {
+            long o = b + s * stride;
+            float wgt = exp(part[o + dim] - m);
+            num += wgt * part[o + j];
+            den += wgt * part[o + dim + 1];
+        }
+        out[(long) t * heads * dim + idx] = num / den;
+    }
+}
+
+// The fused step without tails in its output and expert launches (FusedOps' "split" form): row t of the output
+// projection's result a: x[t] = w * r / sqrt(mean(r^2) + eps), r = alpha x[t] + beta a[t]; then the router's logits
+// x[t] . gate^T and top k into ids, wts (with logIds, also routeLog[logOff ..]), as `route`.
+// Launch: global = n * NT, local = NT; group t. Each work-item's partial logits of 8 experts at a time, added by one
+// tree over red8 [8][NT].
+#define DEC_NORM_ROUTE(SUF, WT, LD)                                                                                  \
+__kernel void dec_norm_route_##SUF(__global float* x, float alpha, __global const float* a, float beta,            \
+                                   __global const float* normW, float eps, int h, __global const WT* gate, int E,  \
+                                   int k, __global int* ids, __global float* wts, __global int* routeLog,          \
+                                   long logOff, int logIds) {                                                      \
+    __local float red8[8 * NT];                                                                                    \
+    __local float lg[64];                                                                                          \
+    int tid = get_local_id(0), t = get_group_id(0);                                                                \
+    __global float* xt = x + (long) t * h;                                                                         \
+    __global const float* at = a + (long) t * h;                                                                   \
+    float ss = 0.0f;                                                                                               \
+    for (int i = tid; i < h; i += NT) { float r = alpha * xt[i] + beta * at[i]; ss += r * r; }                     \
+    ss = group_sum(red8, ss);                                                                                      \
+    float inv = 1.0f / sqrt(ss / h + eps);                                                                         \
+    for (int i = tid; i < h; i += NT) xt[i] = normW[i] * ((alpha * xt[i] + beta * at[i]) * inv);                   \
+    barrier(CLK_GLOBAL_MEM_FENCE);                                                                                 \
+    for (int e0 = 0; e0 < E; e0 += 8) {                                                                            \
+        float acc[8];                                                                                              \
+        for (int e = 0; e < 8; e++) acc[e] = 0.0f;                                                                 \
+        for (int i = tid; i < h; i += NT) {                                                                        \
+            float xi = xt[i];                                                                                      \
+            for (int e = 0; e < 8; e++) if (e0 + e < E) acc[e] += LD(gate[(long) (e0 + e) * h + i]) * xi;         \
+        }                                                                                                          \
+        for (int e = 0; e < 8; e++) red8[e * NT + tid] = acc[e];                                                   \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                                              \
+        for (int st = NT / 2; st > 0; st >>= 1) {                                                                  \
+            if (tid < st) for (int e = 0; e < 8; e++) red8[e * NT + tid] += red8[e * NT + tid + st];               \
+            barrier(CLK_LOCAL_MEM_FENCE);                                                                          \
+        }                                                                                                          \
+        if (tid < 8 && e0 + tid < E) lg[e0 + tid] = red8[tid * NT];                                                \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                                              \
+    }                                                                                                              \
+    if (tid == 0) {                                                                                                \
+        float m = -INFINITY;                                                                                       \
+        for (int e = 0; e < E; e++) m = max(m, lg[e]);                                                             \
+        float sum = 0.0f;                                                                                          \
+        for (int e = 0; e < E; e++) sum += exp(lg[e] - m);                                                         \
+        ulong taken = 0;                                                                                           \
+        float kept = 0.0f;                                                                                         \
+        for (int j = 0; j < k; j++) {                                                                              \
+            int best = -1;                                                                                         \
+            float bp = 0.0f;                                                                                       \
+            for (int e = 0; e < E; e++) {                                                                          \
+                if ((taken >> e) & 1UL) continue;                                                                  \
+                float p = exp(lg[e] - m) / sum;                                                                    \
+                if (best < 0 || p > bp) { best = e; bp = p; }                                                      \
+            }                                                                                                      \
+            taken |= 1UL << best;                                                                                  \
+            ids[t * k + j] = best;                                                                                 \
+            wts[t * k + j] = bp;                                                                                   \
+            kept += bp;                                                                                            \
+            if (logIds) routeLog[logOff + t * k + j] = best;                                                       \
+        }                                                                                                          \
+        for (int j = 0; j < k; j++) wts[t * k + j] /= kept;                                                        \
+    }                                                                                                              \
+}
+DEC_NORM_ROUTE(f32, float, LD_F32)
+DEC_NORM_ROUTE(bf16, ushort, LD_BF16)

@@ -1,0 +1,258 @@
+package io.lightmesh.engine.backend.opencl;
+
+import io.lightmesh.engine.backend.DeviceOps.Buffer;
+import io.lightmesh.engine.backend.DeviceOps.ExpertSet;
+import io.lightmesh.engine.backend.FusedDecode;
+import io.lightmesh.engine.tensor.DType;
+import io.lightmesh.engine.tensor.Tensor;
+
+import static io.lightmesh.engine.backend.opencl.ResidentOps.MAXN;
+import static io.lightmesh.engine.backend.opencl.ResidentOps.MV_ROWS;
+import static io.lightmesh.engine.backend.opencl.ResidentOps.NT;
+import static io.lightmesh.engine.backend.opencl.ResidentOps.ceilDiv;
+import static io.lightmesh.engine.backend.opencl.ResidentOps.check;
+import static io.lightmesh.engine.backend.opencl.ResidentOps.family;
+
+/**
+ * The launchers of the fused decode step (resident.cl's dec_* kernels): buffers, ranges and the tails' counters
+ * live here, the math in the kernels. Each launch goes through its own kernel object per layer
+ * ({@link ResidentOps#launchAt}), so that a step re-sets only the arguments that changed.
+ *
+ * <p>The tails' counters: int32 buffers, zero between launches (each tail resets its own): one for the projections,
+ * the output and the experts' down launch each, and one per row for the lightning and attention tails.
+ */
+final class FusedOps implements FusedDecode {
+    private final ResidentOps ops;
+    private final ResidentOps.ClBuffer projCount, outCount, downCount, rowCounts, info, dummy;
+    private ResidentOps.ClBuffer attnPart;
+    /**
+     * Whether the output and expert launches carry their tails (five launches a layer, -Dlightmesh.decode.tails=true),
+     * or leave the norms and the router to launches of one group per row (seven a layer, the default). Measured on an
+     * H200 (BENCHMARKS.md, 2026-12-03 h14c): the tails cost more than the launches they save; the tail code raises
+     * the matrix-vector kernels' registers (dec_down_bf16v 166, dec_out_bf16v 100 per work-item), so fewer groups are
+     * resident and the weight stream slows: 168 / 758 tokens/s at batch 1 / 8 against 328 / 1,320 split.
+     */
+    private boolean tails = "true".equalsIgnoreCase(System.getProperty("lightmesh.decode.tails", "false"));
+
+    /** Chooses the tails' form or the split one (tests, benchmarks); see {@link #tails}. */
+    void tails(boolean on) { tails = on; }
+
+    boolean tails() { return tails; }
+
+    FusedOps(ResidentOps ops) {
+        this.ops = ops;
+        projCount = zeros(1);
+        outCount = zeros(1);
+        downCount = zeros(1);
+        rowCounts = zeros(MAXN);
+        info = ops.ints(3 * MAXN);
+        dummy = ops.floats(1);
+    }
+
+    private ResidentOps.ClBuffer zeros(int n) {
+        ResidentOps.ClBuffer b = ops.ints(n);
+        ops.write(b, new int[n], n);
+        return b;
+    }
+
+    @Override
+    public int maxRows() { return MAXN; }
+
+    @Override
+    public boolean takes(Tensor... weights) {
+        DType dt = weights[0].dtype();
+        for (Tensor w : weights) {
+            if (w.dtype() != dt || (dt != DType.BF16 && dt != DType.F32)) return false;
+        }
+        return true;
+    }
+
+    @Override
+    public void rows(int[] ids, int[] positions, int[] slots, int n) {
+        if (n > MAXN) throw new IllegalArgumentException(n + " rows, at most " + MAXN);
+        int[] all = new int[3 * MAXN];
+        System.arraycopy(ids, 0, all, 0, n);
+        System.arraycopy(positions, 0, all, MAXN, n);
+        System.arraycopy(slots, 0, all, 2 * MAXN, n);
+        synchronized (ops) {
+            ops.write(info, all, all.length);
+        }
+    }
+
+    @Override
+    public void embedNorm(Tensor table, int n, Buffer w, float eps, Buffer x) {
+        synchronized (ops) {
+            ResidentOps.Weight t = ops.weight(table);
+            check(x, 0, (long) n * t.cols());
+            ops.launchAt(t.bf16() ? "dec_embed_norm_bf16" : "dec_embed_norm_f32", table, (long) n * NT, t.buf(), info,
+                    w, eps, x, t.cols());
+        }
+    }
+
+    @Override
+    public void lightningProjections(Buffer x, int n, Tensor wQkv, Tensor wGate, Buffer qkv, Buffer gate) {
+        synchronized (ops) {
+            ResidentOps.Weight a = ops.weight(wQkv), b = ops.weight(wGate);
+            proj(a, b, null, x, n, qkv, gate, dummy, true, 0, null, 0, 0, 0, 0, null, null, wQkv);
+        }
+    }
+
+    @Override
+    public void attentionProjections(Buffer x, int n, Tensor wq, Tensor wk, Tensor wv, Buffer q, Buffer k, Buffer v,
+                                     int heads, int kvHeads, int dim, Buffer invFreq, int half, Buffer[] kCaches,
+                                     Buffer[] vCaches) {
+        synchronized (ops) {
+            ResidentOps.Weight a = ops.weight(wq), b = ops.weight(wk), c = ops.weight(wv);
+            proj(a, b, c, x, n, q, k, v, false, 1, invFreq, heads, kvHeads, dim, half, kCaches, vCaches, wq);
+        }
+    }
+
+    private void proj(ResidentOps.Weight a, ResidentOps.Weight b, ResidentOps.Weight c, Buffer x, int n, Buffer ya,
+                      Buffer yb, Buffer yc, boolean silu, int rope, Buffer invFreq, int heads, int kvHeads, int dim,
+                      int half, Buffer[] kCaches, Buffer[] vCaches, Object site) {
+        int in = a.cols(), outA = a.rows(), outB = b.rows(), outC = c == null ? 0 : c.rows();
+        if (b.cols() != in || (c != null && c.cols() != in)) throw new IllegalArgumentException("products of different inputs");
+        check(x, 0, (long) n * in);
+        check(ya, 0, (long) n * outA);
+        check(yb, 0, (long) n * outB);
+        if (c != null) check(yc, 0, (long) n * outC);
+        Object[] args = new Object[20 + 2 * MAXN];
+        int i = 0;
+        args[i++] = a.buf();
+        args[i++] = b.buf();
+        args[i++] = c == null ? a.buf() : c.buf();
+        args[i++] = x;
+        args[i++] = ya;
+        args[i++] = yb;
+        args[i++] = yc;
+        args[i++] = n;
+        args[i++] = in;
+        args[i++] = outA;
+        args[i++] = outB;
+        args[i++] = outC;
+        args[i++] = silu ? 1 : 0;
+        args[i++] = info;
+        args[i++] = invFreq == null ? dummy : invFreq;
+        args[i++] = heads;
+        args[i++] = kvHeads;
+        args[i++] = dim;
+        args[i++] = half;
+        args[i++] = projCount;
+        i = caches(args, i, kCaches, n, (long) kvHeads * dim);
+        caches(args, i, vCaches, n, (long) kvHeads * dim);
+        ops.launchAt((rope == 1 ? "dec_projr_" : "dec_proj_") + family(a.bf16(), in), site, (long) ceilDiv(outA + outB + outC, MV_ROWS) * NT, args);
+    }
+
+    /** The MAXN cache arguments from index i: row t's cache, the dummy past n (never read). */
+    private int caches(Object[] args, int i, Buffer[] caches, int n, long rowWidth) {
+        for (int t = 0; t < MAXN; t++) args[i++] = caches != null && t < n ? caches[t] : dummy;
+        return i;
+    }
+
+    @Override
+    public void lightning(Buffer qkv, int n, int heads, int dim, Buffer decay, Buffer pool, int layer, int layers,
+                          long stride, Buffer o, Buffer gate, Buffer w, float eps) {
+        long hd = (long) heads * dim;
+        check(qkv, 0, 3 * hd * n);
+        check(o, 0, hd * n);
+        check(gate, 0, hd * n);
+        synchronized (ops) {
+            ops.launchAt("dec_lightning", decay, (long) n * heads * ceilDiv(dim, ResidentOps.LS_COLS) * NT, qkv, decay,
+                    pool, stride, layer, layers, info, o, gate, w, eps, heads, dim, rowCounts);
+        }
+    }
+
+    @Override
+    public void attention(Buffer q, int n, int heads, int kvHeads, int dim, Buffer[] kCaches, Buffer[] vCaches,
+                          int maxLen, Buffer o) {
+        if (!ResidentOps.attentionFits(heads, kvHeads, dim)) {
+            throw new IllegalArgumentException("decode attention takes D <= " + ResidentOps.DA_MAXD + " and H/KV <= "
+                    + ResidentOps.DA_MAXG + ", got H=" + heads + " KV=" + kvHeads + " D=" + dim);
+        }
+        long hd = (long) heads * dim;
+        check(q, 0, hd * n);
+        check(o, 0, hd * n);
+        synchronized (ops) {
+            // about two groups per compute unit over all rows and kv heads; splits of whole tiles of NT keys
+            int want = Math.max(1, 2 * ops.computeUnits() / (n * kvHeads));
+            int splitLen = Math.max(NT, ceilDiv(ceilDiv(maxLen, want), NT) * NT);
+            int splits = ceilDiv(maxLen, splitLen);
+            long need = (long) n * kvHeads * splits * (heads / kvHeads) * (dim + 2);
+            if (attnPart == null || attnPart.length() < need) {
+                if (attnPart != null) attnPart.close();
+                attnPart = ops.floats(Math.max(need, 1 << 16));
+            }
+            Object[] args = new Object[11 + 2 * MAXN];
+            int i = 0;
+            args[i++] = q;
+            args[i++] = info;
+            args[i++] = attnPart;
+            args[i++] = o;
+            args[i++] = heads;
+            args[i++] = kvHeads;
+            args[i++] = dim;
+            args[i++] = splitLen;
+            args[i++] = splits;
+            args[i++] = (float) (1.0 / Math.sqrt(dim));
+            args[i++] = rowCounts;
+            i = caches(args, i, kCaches, n, (long) kvHeads * dim);
+            caches(args, i, vCaches, n, (long) kvHeads * dim);
+            ops.launchAt("dec_attn", this, (long) n * kvHeads * splits * NT, args);
+        }
+    }
+
+    @Override
+    public void outputAndRoute(Buffer o, int n, Tensor w, Buffer a, Buffer x, float alpha, float beta, Buffer normW,
+                               float eps, Tensor gate, int k, Buffer ids, Buffer wts, Buffer routeLog, long logOff) {
+        synchronized (ops) {
+            ResidentOps.Weight p = ops.weight(w), g = ops.weight(gate);
+            int in = p.cols(), out = p.rows(), E = g.rows();
+            if (g.cols() != out || g.bf16() != p.bf16()) throw new IllegalArgumentException("router " + gate + " vs " + w);
+            if (E > ResidentOps.ROUTE_MAX_EXPERTS || k > E || k <= 0) {
+                throw new IllegalArgumentException("router takes k <= E <= " + ResidentOps.ROUTE_MAX_EXPERTS + ", got E=" + E + " k=" + k);
+            }
+            check(o, 0, (long) n * in);
+            check(a, 0, (long) n * out);
+            check(x, 0, (long) n * out);
+            check(ids, 0, (long) n * k);
+            check(wts, 0, (long) n * k);
+            if (routeLog != null) check(routeLog, logOff, (long) n * k);
+            if (!tails) {
+                ops.launchAt("matvec_" + family(p.bf16(), in), w, (long) ceilDiv(out, MV_ROWS) * NT, p.buf(), 0L, o,
+                        0L, a, 0L, n, in, out);
+                ops.launchAt(g.bf16() ? "dec_norm_route_bf16" : "dec_norm_route_f32", gate, (long) n * NT, x, alpha, a,
+                        beta, normW, eps, out, g.buf(), E, k, ids, wts, routeLog == null ? ids : routeLog, logOff,
+                        routeLog == null ? 0 : 1);
+                return;
+            }
+            ops.launchAt("dec_out_" + family(p.bf16(), in), w, (long) ceilDiv(out, MV_ROWS) * NT, p.buf(), o, a, n, in,
+                    out, x, alpha, beta, normW, eps, g.buf(), E, k, ids, wts, routeLog == null ? ids : routeLog,
+                    logOff, routeLog == null ? 0 : 1, outCount);
+        }
+    }
+
+    @Override
+    public void experts(ExpertSet set, Buffer x, int n, int k, Buffer ids, Buffer wts, Buffer act, Buffer pairs,
+                        float alpha, float beta, Buffer normW, float eps) {
+        ResidentOps.Experts ex = (ResidentOps.Experts) set;
+        int inter = ex.w1().rows(), hidden = ex.w1().cols();
+        check(x, 0, (long) n * hidden);
+        check(ids, 0, (long) n * k);
+        check(act, 0, (long) n * k * inter);
+        check(pairs, 0, (long) n * k * hidden);
+        if (n > MAXN) throw new IllegalArgumentException(n + " rows, at most " + MAXN);
+        synchronized (ops) {
+            String up = "moe_gate_up_" + family(ex.w1().bf16(), hidden), down = "dec_down_" + family(ex.w2().bf16(), inter);
+            ops.launchAt(up, set, (long) ex.count() * ceilDiv(inter, MV_ROWS) * NT, ex.w1().buf(), ex.w3().buf(), x,
+                    ids, act, 0, n, k, inter, hidden);
+            if (!tails) {
+                ops.launchAt("moe_down_" + family(ex.w2().bf16(), inter), set, (long) ex.count() * ceilDiv(hidden, MV_ROWS) * NT,
+                        ex.w2().buf(), act, ids, pairs, 0, n, k, inter, hidden);
+                ops.launchAt("residual_norm", set, (long) n * NT, x, alpha, pairs, wts, k, beta, 1, normW, eps, x, hidden);
+                return;
+            }
+            ops.launchAt(down, set, (long) ex.count() * ceilDiv(hidden, MV_ROWS) * NT, ex.w2().buf(), act, ids, pairs,
+                    n, k, inter, hidden, x, alpha, beta, wts, normW, eps, downCount);
+        }
+    }
+}
