@@ -49,11 +49,12 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     /** A device buffer; closing it twice, or after the context, does nothing. */
     final class ClBuffer implements Buffer {
         private MemorySegment mem;
-        private final long length;
+        private final long length, bytes;
 
         private ClBuffer(long length, int elemBytes) {
             this.length = length;
-            this.mem = Cl.createBuffer(context, length * elemBytes);
+            this.bytes = length * elemBytes;
+            this.mem = Cl.createBuffer(context, bytes);
             live.add(this);
         }
 
@@ -74,6 +75,13 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                 live.remove(this);
             }
         }
+    }
+
+    /** Bytes of every device buffer allocated through this object and not yet closed (weights, scratch, caches). */
+    public synchronized long deviceBytes() {
+        long b = 0;
+        for (ClBuffer c : live) b += c.bytes;
+        return b;
     }
 
     /** A weight on the device: [rows, cols] (or [E, rows, cols] stacked experts), fp32 or raw bf16. */
