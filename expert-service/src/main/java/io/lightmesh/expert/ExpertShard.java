@@ -74,9 +74,11 @@ public final class ExpertShard {
     private final int numLayers, numExperts, hidden;
     private final int slotCapacity;
     private final long expertBytes;
+    /** The held pairs on the host's arrays (a non-resident OpenCL backend packs them at preload); null on the device path. */
     private final LocalExperts experts;
-    /** The same pairs on the device (weights placed on first use, one grouped product per chosen expert) when the
-     *  backend has a device and lightmesh.device.experts is not false; null: host arrays. */
+    /** The held pairs on the device (one upload per pair at load, freed at unload; one grouped product per chosen
+     *  expert) when the backend has a device and lightmesh.device.experts is not false; null: host arrays. So a
+     *  shard's device memory for weights is its slots times one copy's bytes: the slot capacity bounds it. */
     private final DeviceExperts device;
     /** [layer * E + expert]: 1 while the pair accepts batches. */
     private final AtomicIntegerArray live;
@@ -126,12 +128,14 @@ public final class ExpertShard {
         inFlight = new AtomicIntegerArray(n);
         releaseWhenIdle = new AtomicIntegerArray(n);
         tokens = new AtomicLongArray(n);
-        this.experts = new LocalExperts(model.config(), model.model().weights(), model.model().ops(), shard::holds);
         for (int p : initial) live.set(p, 1);
         var ops = model.model().ops();
-        this.device = ops.resident() != null && !"false".equalsIgnoreCase(System.getProperty("lightmesh.device.experts", "true"))
-                ? new DeviceExperts(model.config(), model.model().weights(), ops.resident(), (l, e) -> live.get(l * numExperts + e) == 1)
-                : null;
+        boolean onDevice = ops.resident() != null && !"false".equalsIgnoreCase(System.getProperty("lightmesh.device.experts", "true"));
+        // one of the two holds the weights, never both (each would upload its own copy to a device)
+        // device: a pair stays placed while live or while batches that entered it still compute (release() frees it)
+        this.device = onDevice ? new DeviceExperts(model.config(), model.model().weights(), ops.resident(),
+                (l, e) -> live.get(l * numExperts + e) == 1 || inFlight.get(l * numExperts + e) > 0) : null;
+        this.experts = onDevice ? null : new LocalExperts(model.config(), model.model().weights(), ops, shard::holds);
         this.expertBytes = expertBytes(model);
         this.admin = Executors.newSingleThreadExecutor(r -> {
             Thread t = new Thread(r, "expert-shard-" + id + "-placement");
@@ -198,8 +202,8 @@ public final class ExpertShard {
     public ExpertPlacement.Shard placementShard() { return ExpertPlacement.Shard.of(id, address, holdings()); }
 
     /**
-     * Loads these pairs (mapped from the checkpoint; a device backend places them at {@code preload}); all or
-     * nothing. Pairs already held cost nothing.
+     * Loads these pairs (mapped from the checkpoint; on the device path uploaded now, once); all or nothing.
+     * Pairs already held cost nothing.
      *
      * @throws IllegalArgumentException a layer or expert out of range, or nothing asked
      * @throws SlotsExhaustedException  the new pairs do not fit the free slots
@@ -218,7 +222,8 @@ public final class ExpertShard {
             for (int p : fresh) {
                 int l = p / numExperts, e = p % numExperts;
                 releaseWhenIdle.set(p, 0); // a pair unloaded but still draining keeps its weights: make it live again
-                experts.load(l, e);      // no-op when the weights are still there
+                if (device != null) device.place(l, e); // uploaded now, off the batches' path; no-op when still there
+                else experts.load(l, e);                // no-op when the weights are still there
                 live.set(p, 1);          // publishes the weights to the batches that see the pair live
             }
             if (!fresh.isEmpty()) LOG.info("expert shard " + id + ": loaded " + fresh.size() + " expert copies (" + slotsUsed() + "/" + slotCapacity + " slots)");
@@ -252,9 +257,12 @@ public final class ExpertShard {
     /** Drops the weights of a pair no longer live and idle, once (whoever gets here first). */
     private void release(int p) {
         if (live.get(p) == 1 || !releaseWhenIdle.compareAndSet(p, 1, 0)) return;
+        if (device != null) {
+            device.release(p / numExperts, p % numExperts); // its device buffers freed
+            return;
+        }
         List<Tensor> dropped = experts.unload(p / numExperts, p % numExperts);
-        if (device != null) device.release(p / numExperts, p % numExperts);
-        // the device hook: OpenCL places weights at preload and can drop them; host backends read the mapped file
+        // Aparapi's products pack weights at preload and can drop them; host backends read the mapped file
         if (!dropped.isEmpty() && model.model().ops() instanceof OpenClOps cl) cl.evict(dropped);
     }
 
@@ -444,8 +452,11 @@ public final class ExpertShard {
         return w.build();
     }
 
-    /** Stops the placement thread (loads and unloads); batches are unaffected. */
-    public void close() { admin.shutdownNow(); }
+    /** Stops the placement thread (loads and unloads) and frees the device buffers; call after the server stopped. */
+    public void close() {
+        admin.shutdownNow();
+        if (device != null) device.close(); // the held pairs' device buffers and the scratch
+    }
 
     // ---- gRPC ----
 

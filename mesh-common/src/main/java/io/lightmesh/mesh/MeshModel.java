@@ -24,7 +24,16 @@ public record MeshModel(Path dir, MiniMaxModel model, String fingerprint, Tokeni
     }
 
     public static MeshModel load(Path dir, TensorOps ops) throws IOException {
-        MiniMaxModel m = MiniMaxModel.load(dir, ops);
+        return load(dir, ops, true);
+    }
+
+    /**
+     * @param preloadExperts false for a process whose experts live elsewhere (an expert shard holds its own set;
+     *                       workers with remote experts): the model's in-process experts are not put on a device
+     *                       up front ({@link MiniMaxModel#load(Path, TensorOps, boolean)})
+     */
+    public static MeshModel load(Path dir, TensorOps ops, boolean preloadExperts) throws IOException {
+        MiniMaxModel m = MiniMaxModel.load(dir, ops, preloadExperts);
         try {
             Path tok = dir.resolve("tokenizer.json");
             Tokenizer tokenizer = Files.exists(tok) ? Tokenizer.load(tok) : null;

@@ -196,7 +196,8 @@ public final class EmbeddedMesh implements AutoCloseable {
     /** @param pool null: no placement controller */
     public static EmbeddedMesh start(Options o, ExpertPool pool, Function<String, OpenTelemetry> telemetry, ShardSetup shards) throws IOException, InterruptedException {
         if (pool != null && pool.autoscale() && o.expertShards() == 0) throw new IllegalArgumentException("autoscaling experts needs remote expert shards (--experts N > 0)");
-        EmbeddedMesh m = new EmbeddedMesh(o, pool, MeshModel.load(o.modelDir(), io.lightmesh.engine.backend.Backends.create(o.backend())), telemetry, shards);
+        // with expert shards, the shared model's in-process experts reach a device only if run (the shards hold their own)
+        EmbeddedMesh m = new EmbeddedMesh(o, pool, MeshModel.load(o.modelDir(), io.lightmesh.engine.backend.Backends.create(o.backend()), o.expertShards() == 0), telemetry, shards);
         try {
             m.startAll();
             return m;

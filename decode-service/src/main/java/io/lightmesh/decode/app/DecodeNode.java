@@ -49,7 +49,8 @@ public class DecodeNode {
     static DeferredServices services() { return new DeferredServices(); }
 
     DecodeNode(DecodeConfig config, OpenTelemetry otel, DeferredServices services) throws Exception {
-        model = MeshModel.load(config.model(), Services.backend(config.backend()));
+        // with remote experts the model's in-process ones are not put on a device up front
+        model = MeshModel.load(config.model(), Services.backend(config.backend()), config.experts().isEmpty() && config.placement().isEmpty());
         try {
             List<String> experts = config.experts().orElse(List.of());
             PlacementSource placement = Services.placementSource(model, config.placement(), experts, config.id(), 120_000);

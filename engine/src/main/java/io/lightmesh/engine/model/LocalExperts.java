@@ -23,6 +23,14 @@ public final class LocalExperts implements ExpertExecutor {
     }
 
     public LocalExperts(ModelConfig config, WeightStore weights, TensorOps ops, BiPredicate<Integer, Integer> hosts) {
+        this(config, weights, ops, hosts, true);
+    }
+
+    /**
+     * @param preload hand the hosted weights to {@code ops} now (a device backend places them); false: each reaches
+     *                the backend with the first product that reads it (nothing on a device until run)
+     */
+    public LocalExperts(ModelConfig config, WeightStore weights, TensorOps ops, BiPredicate<Integer, Integer> hosts, boolean preload) {
         this.config = config;
         this.ops = ops;
         this.weights = weights;
@@ -42,7 +50,7 @@ public final class LocalExperts implements ExpertExecutor {
                 hosted.addAll(java.util.List.of(w1[l][e], w3[l][e], w2[l][e]));
             }
         }
-        ops.preload(hosted);
+        if (preload) ops.preload(hosted);
     }
 
     /**

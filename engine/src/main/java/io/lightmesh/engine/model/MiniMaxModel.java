@@ -75,10 +75,20 @@ public final class MiniMaxModel implements AutoCloseable {
 
     /** Loads config.json and the safetensors weights of {@code dir}; every tensor is checked by name and shape. */
     public static MiniMaxModel load(Path dir, TensorOps ops) throws IOException {
+        return load(dir, ops, true);
+    }
+
+    /**
+     * As {@link #load(Path, TensorOps)}; with {@code preloadExperts} false the in-process experts' weights are not
+     * handed to the backend up front (a device backend would upload every expert of the model now): for a process
+     * whose experts are computed elsewhere or held by an expert shard's own set, they reach the device only if
+     * the in-process experts are ever run.
+     */
+    public static MiniMaxModel load(Path dir, TensorOps ops, boolean preloadExperts) throws IOException {
         ModelConfig c = ConfigLoader.load(dir.resolve("config.json"));
         WeightStore w = WeightStore.open(dir);
         try {
-            return build(c, w, ops, new LocalExperts(c, w, ops));
+            return build(c, w, ops, new LocalExperts(c, w, ops, (l, e) -> true, preloadExperts));
         } catch (RuntimeException e) {
             w.close();
             throw e;

@@ -46,6 +46,36 @@ public final class SequenceState {
         }
     }
 
+    /**
+     * A fresh host state of {@code position} tokens assembled from parts, sharing no array with them: each lightning
+     * layer's S copied from {@code lightning.apply(layer)} ([H, D, D]), each softmax layer's KV rows 0..position-1
+     * appended in order by {@code kvRows.accept(cache, layer)}; KV room for {@code kvCapacity} tokens (at least
+     * position; the caches grow past it). The one routine behind a fork ({@link StateFork}) and a prefix-cache restore
+     * ({@link StateSnapshots#restore}).
+     *
+     * @throws IllegalArgumentException a lightning part missing or of the wrong shape
+     * @throws IllegalStateException    a layer's KV rows not {@code position} after appending
+     */
+    static SequenceState assemble(ModelConfig c, int position, int kvCapacity, java.util.function.IntFunction<float[]> lightning,
+                                  java.util.function.ObjIntConsumer<KvCache> kvRows) {
+        SequenceState s = new SequenceState(c, Math.max(kvCapacity, position));
+        for (int l = 0; l < c.numLayers(); l++) {
+            if (c.isSoftmax(l)) {
+                KvCache cache = s.kv[l];
+                kvRows.accept(cache, l);
+                if (cache.length() != position) {
+                    throw new IllegalStateException("layer " + l + ": " + cache.length() + " KV rows for " + position + " tokens");
+                }
+            } else {
+                float[] src = lightning.apply(l), dst = s.lightning[l];
+                if (src == null || src.length != dst.length) throw new IllegalArgumentException("layer " + l + ": lightning state of the wrong shape");
+                System.arraycopy(src, 0, dst, 0, dst.length);
+            }
+        }
+        s.advance(position);
+        return s;
+    }
+
     /** Tokens consumed so far: the position of the next token. */
     public int position() { return position; }
 

@@ -43,21 +43,6 @@ public final class StateSnapshots {
      * gives) copied in, each softmax layer's KV rows appended by {@code kv}, room for {@code spareRows} more rows.
      */
     public static SequenceState restore(ModelConfig c, int position, float[][] lightning, KvRows kv, int spareRows) {
-        SequenceState s = new SequenceState(c, position + Math.max(1, spareRows));
-        for (int l = 0; l < c.numLayers(); l++) {
-            if (c.isSoftmax(l)) {
-                KvCache cache = s.kvCache(l);
-                kv.appendTo(l, cache);
-                if (cache.length() != position) {
-                    throw new IllegalStateException("layer " + l + ": " + cache.length() + " KV rows restored for " + position + " tokens");
-                }
-            } else {
-                float[] dst = s.lightningState(l);
-                if (lightning[l] == null || lightning[l].length != dst.length) throw new IllegalArgumentException("layer " + l + ": lightning state of the wrong shape");
-                System.arraycopy(lightning[l], 0, dst, 0, dst.length);
-            }
-        }
-        s.advance(position);
-        return s;
+        return SequenceState.assemble(c, position, position + Math.max(1, spareRows), l -> lightning[l], (cache, l) -> kv.appendTo(l, cache));
     }
 }

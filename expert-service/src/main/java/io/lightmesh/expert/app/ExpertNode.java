@@ -47,7 +47,8 @@ public class ExpertNode {
         if (config.expertSlots().isPresent() && config.expertSlots().get() < 0) {
             throw new IllegalArgumentException("expert: lightmesh.expert-slots must be >= 0, not " + config.expertSlots().get());
         }
-        model = MeshModel.load(config.model(), Services.backend(config.backend()));
+        // the shard's own set (ExpertShard) holds the experts it serves: the model's in-process ones stay off the device
+        model = MeshModel.load(config.model(), Services.backend(config.backend()), false);
         try {
             int[] experts = empty ? new int[0] : ExpertPlacement.expertsOf(index, count, model.config().numExperts());
             int[] layers = config.layers().orElse(List.of()).stream().mapToInt(Integer::intValue).toArray();

@@ -33,7 +33,8 @@ public class PrefillNode {
     private final String id;
 
     PrefillNode(PrefillConfig config, OpenTelemetry otel) throws Exception {
-        model = MeshModel.load(config.model(), Services.backend(config.backend()));
+        // with remote experts the model's in-process ones are not put on a device up front
+        model = MeshModel.load(config.model(), Services.backend(config.backend()), config.experts().isEmpty() && config.placement().isEmpty());
         try {
             List<String> experts = config.experts().orElse(List.of());
             id = config.id().orElse("prefill-" + ProcessHandle.current().pid());

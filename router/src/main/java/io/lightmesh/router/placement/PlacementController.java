@@ -424,7 +424,8 @@ public final class PlacementController implements AutoCloseable {
      * Loads every new copy, publishes {@code next}, and schedules the unloading of the copies it no longer lists.
      * A shard that fails its load is failed over (and {@code next} abandoned); one that refuses (full) abandons it.
      */
-    private boolean apply(Layout next) {
+    private boolean apply(Layout planned) {
+        Layout next = makeRoom(planned);
         Map<String, Future<?>> loads = new LinkedHashMap<>();
         for (Layout.Shard s : next.shards()) {
             int[][] before = holdingsOf(s.address());
@@ -444,7 +445,13 @@ public final class PlacementController implements AutoCloseable {
             }
         }
         if (!failed.isEmpty() || refused) {
-            // the copies that did load are harmless extras: the next published version tells what to unload
+            // the copies that did load are extras no published version lists: unloaded now, or they would keep the
+            // slots the next attempt needs (no worker routes to them)
+            for (Map.Entry<String, Future<?>> f : loads.entrySet()) {
+                if (f.getValue().state() != Future.State.SUCCESS || failed.contains(f.getKey())) continue;
+                int i = indexOfAddress(next, f.getKey());
+                if (i >= 0) pending.add(new PendingUnload(f.getKey(), next.shards().get(i).experts(), now()));
+            }
             for (String a : failed) if (layout != null && indexOfAddress(layout, a) >= 0) failover(a, "LoadExperts failed");
             lastChangeMs = now();
             return false;
@@ -467,6 +474,157 @@ public final class PlacementController implements AutoCloseable {
             }
         }
         return true;
+    }
+
+    /**
+     * New copies are loaded before old ones are dropped, so a shard needs free slots for its new copies beside what
+     * it holds. Where some shard has too few (its slot capacity is its planning slots, say), the way to {@code next}
+     * goes in steps, each published version complete: (a) every shard loads what fits of its new copies (the
+     * copies with fewest holders first: they let other shards give up theirs soonest) and a version adding them is published; (b) a
+     * shard still short gives up copies that {@code next} drops from it and that another shard of the published
+     * version also holds: a version without them is published (workers on an older one that still send those rows
+     * there are refused in band and go to the other copy) and they are unloaded, drained. At most 8 rounds, while
+     * they progress. Answers {@code next}, renumbered after any interim version.
+     */
+    private Layout makeRoom(Layout next) {
+        if (layout == null) return next;
+        Map<String, Integer> used = new HashMap<>();
+        boolean interim = false;
+        for (int round = 0; round < 8; round++) {
+            Layout cur = layout;
+            Map<String, int[][]> adds = new LinkedHashMap<>(), loadNow = new LinkedHashMap<>();
+            boolean tight = false;
+            for (Layout.Shard s : next.shards()) {
+                int i = indexOfAddress(cur, s.address());
+                if (i < 0) continue;
+                Layout.Shard held = cur.shards().get(i);
+                int[][] add = s.minus(held.experts());
+                if (Layout.isEmpty(add)) continue;
+                adds.put(s.address(), add);
+                int free = freeSlots(s.address(), held, used);
+                if (pairs(add) > free) tight = true;
+                if (free > 0) loadNow.put(s.address(), fewestHoldersFirst(cur, add, Math.min(free, pairs(add))));
+            }
+            if (!tight) break;
+            boolean progressed = false;
+            // (a) load what fits, publish a version that adds it
+            if (!loadNow.isEmpty()) {
+                long v = nextVersion();
+                Map<String, Future<?>> loads = new LinkedHashMap<>();
+                for (Map.Entry<String, int[][]> en : loadNow.entrySet()) {
+                    loads.put(en.getKey(), calls.submit(() -> clients.load(en.getKey(), en.getValue(), v)));
+                }
+                List<Layout.Shard> shards = new ArrayList<>(cur.shards());
+                for (Map.Entry<String, Future<?>> f : loads.entrySet()) {
+                    try {
+                        f.getValue().get(settings.rpcTimeoutMs() + 5000, TimeUnit.MILLISECONDS);
+                    } catch (Exception e) {
+                        LOG.warning("placement: loading part of the new copies on " + f.getKey() + " failed: " + e);
+                        continue;
+                    }
+                    int i = indexOfAddress(cur, f.getKey());
+                    Layout.Shard h = shards.get(i);
+                    shards.set(i, new Layout.Shard(h.id(), h.address(), union(h.experts(), loadNow.get(f.getKey()))));
+                    used.merge(f.getKey(), pairs(loadNow.get(f.getKey())), Integer::sum);
+                    progressed = true;
+                }
+                if (progressed) {
+                    publish(new Layout(v, numLayers, numExperts, shards));
+                    interim = true;
+                    cur = layout;
+                }
+            }
+            // (b) shards still short give up copies the next version drops and another shard holds
+            Map<String, int[][]> early = new LinkedHashMap<>();
+            int[][] copies = new int[numLayers][numExperts];
+            for (int l = 0; l < numLayers; l++) for (int e = 0; e < numExperts; e++) copies[l][e] = cur.copies(l, e);
+            for (Layout.Shard s : next.shards()) {
+                int i = indexOfAddress(cur, s.address());
+                if (i < 0) continue;
+                Layout.Shard held = cur.shards().get(i);
+                int short_ = pairs(s.minus(held.experts())) - freeSlots(s.address(), held, used);
+                if (short_ <= 0) continue;
+                int[][] drop = held.minus(s.experts());
+                int[][] g = new int[numLayers][];
+                for (int l = 0; l < numLayers; l++) {
+                    List<Integer> give = new ArrayList<>();
+                    for (int e : drop[l]) {
+                        if (short_ == 0) break;
+                        if (copies[l][e] < 2) continue; // its only copy: it stays until the new one is loaded elsewhere
+                        copies[l][e]--;
+                        give.add(e);
+                        short_--;
+                    }
+                    g[l] = give.stream().mapToInt(Integer::intValue).toArray();
+                }
+                if (!Layout.isEmpty(g)) early.put(s.address(), g);
+            }
+            if (!early.isEmpty()) {
+                List<Layout.Shard> shards = new ArrayList<>();
+                for (Layout.Shard h : cur.shards()) {
+                    int[][] g = early.get(h.address());
+                    shards.add(g == null ? h : new Layout.Shard(h.id(), h.address(), h.minus(g)));
+                }
+                Layout without = new Layout(nextVersion(), numLayers, numExperts, shards);
+                publish(without);
+                interim = true;
+                Map<String, Future<?>> unloads = new LinkedHashMap<>();
+                long drain = Math.min(settings.drainGraceMs(), 10_000);
+                for (Map.Entry<String, int[][]> en : early.entrySet()) {
+                    unloads.put(en.getKey(), calls.submit(() -> clients.unload(en.getKey(), en.getValue(), without.version(), drain)));
+                }
+                for (Map.Entry<String, Future<?>> f : unloads.entrySet()) {
+                    try {
+                        f.getValue().get(settings.rpcTimeoutMs() + drain + 5000, TimeUnit.MILLISECONDS);
+                        used.merge(f.getKey(), -pairs(early.get(f.getKey())), Integer::sum);
+                        progressed = true;
+                    } catch (Exception e) { // the load that needed the room will be refused, and the attempt abandoned
+                        LOG.warning("placement: unloading copies on " + f.getKey() + " to make room failed: " + e);
+                    }
+                }
+            }
+            if (!progressed) break;
+        }
+        if (!interim) return next;
+        LOG.info("placement: made room for version " + next.version() + " in steps, now at " + layout.version());
+        return new Layout(nextVersion(), numLayers, numExperts, next.shards());
+    }
+
+    /** Up to {@code n} pairs of {@code add}, those with fewest copies in {@code l} first (ties: layer, then expert). */
+    private int[][] fewestHoldersFirst(Layout l, int[][] add, int n) {
+        List<int[]> all = new ArrayList<>();
+        for (int layer = 0; layer < numLayers; layer++) for (int e : add[layer]) all.add(new int[] {l.copies(layer, e), layer, e});
+        all.sort(java.util.Comparator.<int[]>comparingInt(x -> x[0]).thenComparingInt(x -> x[1]).thenComparingInt(x -> x[2]));
+        List<List<Integer>> pick = new ArrayList<>();
+        for (int layer = 0; layer < numLayers; layer++) pick.add(new ArrayList<>());
+        for (int i = 0; i < Math.min(n, all.size()); i++) pick.get(all.get(i)[1]).add(all.get(i)[2]);
+        int[][] out = new int[numLayers][];
+        for (int layer = 0; layer < numLayers; layer++) out[layer] = pick.get(layer).stream().mapToInt(Integer::intValue).sorted().toArray();
+        return out;
+    }
+
+    private static int[][] union(int[][] a, int[][] b) {
+        int[][] out = new int[a.length][];
+        for (int l = 0; l < a.length; l++) out[l] = java.util.stream.IntStream.concat(Arrays.stream(a[l]), Arrays.stream(b[l])).distinct().sorted().toArray();
+        return out;
+    }
+
+    /**
+     * Slots a shard has free: its capacity (unbounded when it does not say) less what it holds: its last Describe
+     * corrected by what this re-placement loaded and unloaded there since ({@code changed}), or the published
+     * placement's count, the larger.
+     */
+    private int freeSlots(String address, Layout.Shard held, Map<String, Integer> changed) {
+        WorkerInfo w = live.get(address);
+        if (w == null || !w.hasExpertShard() || w.getExpertShard().getSlotCapacity() <= 0) return Integer.MAX_VALUE;
+        int described = w.getExpertShard().getSlotsUsed() + changed.getOrDefault(address, 0);
+        return w.getExpertShard().getSlotCapacity() - Math.max(described, held.pairs());
+    }
+
+    private static int pairs(int[][] ex) {
+        int n = 0;
+        for (int[] l : ex) n += l.length;
+        return n;
     }
 
     /** What a shard holds as far as the controller knows: the published placement, else its last Describe. */

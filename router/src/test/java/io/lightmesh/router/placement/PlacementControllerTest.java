@@ -140,6 +140,41 @@ class PlacementControllerTest {
         assertEquals(v, c.view().version());
     }
 
+    static double load(PlacementView v, int layer, int expert) {
+        return v.experts().stream().filter(e -> e.layer() == layer && e.expert() == expert).findFirst().orElseThrow().load();
+    }
+
+    @Test
+    void fullShardsReachTheNewPlacementInStepsWithoutLosingAPair() throws Exception {
+        // two shards of 12 slots (share 4 + 2 spare per layer), holding the even and the odd experts; layer 0 prefers
+        // {0, 2}, layer 1 {0, 4} with the rest warm: the plan moves cold experts between the shards too, so a shard
+        // must load more new copies than it has free slots (load-before-unload alone was refused over and over)
+        fakes.add("expert-0", 12, 0, 2, 4, 6);
+        fakes.add("expert-1", 12, 1, 3, 5, 7);
+        double[][] r = new double[L][E];
+        java.util.Arrays.fill(r[0], 5);
+        r[0][0] = r[0][2] = 1000;
+        r[1] = new double[] {300, 130, 65, 100, 700, 160, 65, 65};
+        rate = r;
+        drive();
+        PlacementController c = controller(PlacementController.Settings.defaults().withWindow(100, 1000).withDrainGraceMs(300), null);
+        List<PlacementMap> seen = watch(c);
+        try {
+            await("re-placed, balanced", 20_000, () -> c.rebalances() > 0 && c.view().imbalance() < 1.25);
+        } catch (AssertionError e) {
+            throw new AssertionError(e.getMessage() + ": " + c.view().toJson() + " holdings " + fakes.shards.stream().map(x -> x.id + "=" + x.held + "/" + x.calls).toList());
+        }
+        await("the watcher has the newest version", 5000, () -> seen.getLast().getVersion() == c.view().version());
+        for (PlacementMap m : seen) {
+            for (int l = 0; l < L; l++) for (int e = 0; e < E; e++) assertTrue(copies(m, l, e) >= 1, "version " + m.getVersion() + " lost " + l + "/" + e);
+        }
+        for (var sp : seen.getLast().getShardsList()) {
+            FakeShards.Shard s = fakes.shards.stream().filter(f -> f.id.equals(sp.getShardId())).findFirst().orElseThrow();
+            for (var le : sp.getLayerExpertsList()) for (int e : le.getExpertsList()) assertTrue(s.holds(le.getLayer(), e), "loaded before published");
+        }
+        for (int l = 0; l < L; l++) assertEquals(2, copies(seen.getLast(), l, 0), "hot expert 0 of layer " + l + " on both shards");
+    }
+
     @Test
     void aDeadShardIsDroppedAndItsExpertsLoadedOnTheSurvivors() throws Exception {
         for (int i = 0; i < 3; i++) fakes.add("expert-" + i, 64, i, i + 3, i + 6 < E ? i + 6 : i);

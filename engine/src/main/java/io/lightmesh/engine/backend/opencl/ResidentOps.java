@@ -49,15 +49,20 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     /** A device buffer; closing it twice, or after the context, does nothing. */
     final class ClBuffer implements Buffer {
         private MemorySegment mem;
-        private final long length;
+        private final long length, bytes;
 
         private ClBuffer(long length, int elemBytes) {
-            this(length, Cl.createBuffer(context, length * elemBytes));
+            this(length, length * elemBytes, Cl.createBuffer(context, length * elemBytes));
         }
 
         /** A buffer over {@code mem} (made by the caller: a sub-buffer), released with it. */
         private ClBuffer(long length, MemorySegment mem) {
+            this(length, 0, mem); // a view: its bytes are counted in the buffer it views
+        }
+
+        private ClBuffer(long length, long bytes, MemorySegment mem) {
             this.length = length;
+            this.bytes = bytes;
             this.mem = mem;
             live.add(this);
         }
@@ -79,6 +84,13 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                 live.remove(this);
             }
         }
+    }
+
+    /** Bytes of every device buffer allocated through this object and not yet closed (weights, scratch, caches). */
+    public synchronized long deviceBytes() {
+        long b = 0;
+        for (ClBuffer c : live) b += c.bytes;
+        return b;
     }
 
     /** A weight on the device: [rows, cols] (or [E, rows, cols] stacked experts), fp32 or raw bf16. */

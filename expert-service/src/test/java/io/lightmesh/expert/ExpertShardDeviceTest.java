@@ -1,0 +1,119 @@
+package io.lightmesh.expert;
+
+import io.lightmesh.engine.backend.opencl.OpenClException;
+import io.lightmesh.engine.backend.opencl.OpenClOps;
+import io.lightmesh.engine.backend.opencl.ResidentOps;
+import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
+import io.lightmesh.engine.tensor.DType;
+import io.lightmesh.mesh.ExpertPlacement;
+import io.lightmesh.mesh.MeshModel;
+import io.opentelemetry.api.OpenTelemetry;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * An expert shard on a device (real OpenCL: PoCL on the CPU in CI), by the device's own count of bytes allocated:
+ * each held pair is uploaded once (not once by the model's in-process experts and again by the shard's device set),
+ * the model loaded for a shard puts none of its experts on the device, a load adds one copy per new pair and a
+ * refused one (no free slot) adds nothing, and an unload frees the pair's buffers; so a shard's weight memory is at
+ * most its slots times one copy. Its answers match the host path.
+ */
+class ExpertShardDeviceTest {
+    @TempDir static Path dir;
+    static OpenClOps ops;
+    static ResidentOps device;
+    static TinyModel host; // the same checkpoint on the reference backend
+
+    @BeforeAll
+    static void open() throws Exception {
+        try {
+            ops = OpenClOps.create(OpenClOps.Preference.valueOf(System.getProperty("lightmesh.opencl.preference", "GPU_THEN_CPU")));
+        } catch (OpenClException e) {
+            String req = System.getProperty("LIGHTMESH_REQUIRE_OPENCL", System.getenv("LIGHTMESH_REQUIRE_OPENCL"));
+            if ("1".equals(req) || "true".equalsIgnoreCase(req)) throw e;
+            Assumptions.abort("no OpenCL device: " + e.getMessage());
+        }
+        device = ops.resident();
+        Assumptions.assumeTrue(device != null, "the OpenCL backend has no resident path here");
+        host = new TinyModel(dir.resolve("model")); // writes the checkpoint (seed 5, F32)
+    }
+
+    @AfterAll
+    static void close() {
+        if (host != null) host.model.close();
+        if (ops != null) ops.close();
+    }
+
+    @Test
+    void eachHeldPairIsOnTheDeviceOnceAndUnloadingFreesIt() throws Exception {
+        long b0 = device.deviceBytes();
+        MeshModel eager = MeshModel.load(dir.resolve("model"), ops, true);
+        long withExperts = device.deviceBytes() - b0;
+        long b1 = device.deviceBytes();
+        MeshModel model = MeshModel.load(dir.resolve("model"), ops, false);
+        long withoutExperts = device.deviceBytes() - b1;
+        int L = model.config().numLayers(), E = model.config().numExperts();
+        long copy = ExpertShard.expertBytes(model);
+        assertEquals((long) L * E * copy, withExperts - withoutExperts,
+                "a model loaded for a shard (or remote experts) puts none of its own experts on the device");
+        eager.model().close();
+
+        long start = device.deviceBytes();
+        ExpertShard shard = new ExpertShard(ExpertPlacement.Shard.of("G", "127.0.0.1:1", Map.of(0, new int[] {0, 1}, 1, new int[] {2})),
+                model, OpenTelemetry.noop(), 4);
+        try {
+            assertEquals("device-grouped", shard.compute());
+            assertEquals(3 * copy, device.deviceBytes() - start, "three pairs held: three copies, each uploaded once");
+            shard.load(Map.of(1, new int[] {3}), 1);
+            assertEquals(4 * copy, device.deviceBytes() - start);
+            assertThrows(ExpertShard.SlotsExhaustedException.class, () -> shard.load(Map.of(2, new int[] {0}), 2));
+            assertEquals(4 * copy, device.deviceBytes() - start, "a load over the slots uploads nothing");
+
+            // batches on the device equal the host path (reference backend, same checkpoint)
+            for (int seed = 0; seed < 3; seed++) {
+                TinyModel.Call c = host.call(40 + seed, 0, 5 + 9 * seed);
+                ExpertBatch0 b = new ExpertBatch0(c);
+                float[] got = host.floats(shard.compute(b.masked((t, e) -> e <= 1)).getCombined(), c.n());
+                float[] want = b.hostMasked((t, e) -> e <= 1);
+                double err = 0, ref = 0;
+                for (int i = 0; i < want.length; i++) { err += (got[i] - want[i]) * (got[i] - want[i]); ref += want[i] * want[i]; }
+                assertTrue(Math.sqrt(err) <= 1e-4 * Math.sqrt(ref) + 1e-6, "device vs host, relative error " + Math.sqrt(err / Math.max(ref, 1e-30)));
+            }
+            long afterBatches = device.deviceBytes(); // plus the grouped products' scratch
+            shard.unload(Map.of(0, new int[] {0, 1}), 3, 5_000);
+            assertEquals(afterBatches - 2 * copy, device.deviceBytes(), "unloading frees the pairs' device buffers");
+            shard.load(Map.of(0, new int[] {1}), 4);
+            assertEquals(afterBatches - copy, device.deviceBytes(), "loaded again: one copy again");
+        } finally {
+            shard.close();
+        }
+        assertEquals(start, device.deviceBytes(), "a closed shard leaves nothing on the device");
+        model.model().close();
+    }
+
+    /** A call restricted to the slots a shard holds: the batch (others -1), and the host's answer for those slots. */
+    record ExpertBatch0(TinyModel.Call c) {
+        io.lightmesh.proto.v1.ExpertBatch masked(java.util.function.BiPredicate<Integer, Integer> mine) {
+            io.lightmesh.proto.v1.ExpertBatch.Builder b = host.batch(c, 1).toBuilder().clearExperts();
+            for (int i = 0; i < c.n() * host.k; i++) b.addExperts(mine.test(i / host.k, c.experts()[i]) ? c.experts()[i] : -1);
+            return b.build();
+        }
+
+        float[] hostMasked(java.util.function.BiPredicate<Integer, Integer> mine) {
+            int[] ex = c.experts().clone();
+            float[] w = c.weights().clone();
+            for (int i = 0; i < ex.length; i++) if (!mine.test(i / host.k, ex[i])) { w[i] = 0f; }
+            return host.inProcess(new TinyModel.Call(c.layer(), c.n(), c.x(), ex, w));
+        }
+    }
+}
