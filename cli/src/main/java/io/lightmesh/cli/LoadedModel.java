@@ -12,8 +12,8 @@ import java.nio.file.Path;
 record LoadedModel(Path dir, MiniMaxModel model, Tokenizer tokenizer) implements AutoCloseable {
 
     static LoadedModel open(Path dir, TensorOps ops) throws IOException {
-        if (!Files.isDirectory(dir)) throw new Args.UsageException("--model " + dir + ": not a directory");
-        if (!Files.exists(dir.resolve("config.json"))) throw new Args.UsageException("--model " + dir + ": no config.json");
+        if (!Files.isDirectory(dir)) throw new UsageException("--model " + dir + ": not a directory");
+        if (!Files.exists(dir.resolve("config.json"))) throw new UsageException("--model " + dir + ": no config.json");
         MiniMaxModel model = MiniMaxModel.load(dir, ops);
         Path tok = dir.resolve("tokenizer.json");
         Tokenizer tokenizer = Files.exists(tok) ? Tokenizer.load(tok) : null;
@@ -21,7 +21,7 @@ record LoadedModel(Path dir, MiniMaxModel model, Tokenizer tokenizer) implements
     }
 
     Tokenizer requireTokenizer() {
-        if (tokenizer == null) throw new Args.UsageException(dir + " has no tokenizer.json: pass token ids (--ids) instead of text");
+        if (tokenizer == null) throw new UsageException(dir + " has no tokenizer.json: pass token ids (--ids) instead of text");
         return tokenizer;
     }
 
