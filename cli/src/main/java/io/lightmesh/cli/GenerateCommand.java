@@ -21,6 +21,8 @@ import java.util.concurrent.Callable;
         description = "Continue a prompt with the in-process engine (or a running mesh with --target).")
 final class GenerateCommand implements Callable<Integer> {
     private static final ObjectMapper JSON = new ObjectMapper();
+    /** Prompts from this length on get a prefill progress note on a terminal. */
+    static final int LONG_PROMPT = 512;
 
     @ParentCommand LightMeshCommand parent;
     @Mixin ModelOptions modelOptions;
@@ -66,8 +68,16 @@ final class GenerateCommand implements Callable<Integer> {
         params = choices.apply(params);
         try (LoadedModel m = modelOptions.open()) {
             int[] promptIds = ids != null ? IdList.parse("--ids", ids) : m.requireTokenizer().encode(prompt);
-            List<Generator.Result> rs = Generator.generate(m.model(), m.tokenizer(), promptIds, params, choices.n, choices.promptLogprobs,
-                    json || choices.n > 1 ? null : (i, step) -> { out.print(step.text()); out.flush(); });
+            List<Generator.Result> rs;
+            // a long prompt's prefill takes a while before the first token: a note on a terminal until it comes
+            try (Progress prefill = promptIds.length >= LONG_PROMPT ? Progress.of("prefilling " + promptIds.length + " prompt tokens") : null) {
+                rs = Generator.generate(m.model(), m.tokenizer(), promptIds, params, choices.n, choices.promptLogprobs,
+                        json || choices.n > 1 ? null : (i, step) -> {
+                            if (prefill != null) prefill.close();
+                            out.print(step.text());
+                            out.flush();
+                        });
+            }
             if (json) {
                 ObjectNode o = JSON.createObjectNode();
                 result(o, rs.getFirst(), m);
