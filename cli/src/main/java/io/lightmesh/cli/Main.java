@@ -18,7 +18,7 @@ import java.util.logging.Logger;
 public final class Main {
     /** Loggers held so that their levels stick: libraries that say at INFO what a user of the tool need not read. */
     private static final Logger[] QUIET = {Logger.getLogger("org.apache.kafka"), Logger.getLogger("kafka"), Logger.getLogger("io.netty"),
-            Logger.getLogger("io.vertx")};
+            Logger.getLogger("io.vertx"), Logger.getLogger("io.grpc")};
 
     private Main() {}
 
