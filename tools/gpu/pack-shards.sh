@@ -2,7 +2,7 @@
 # Packs what the GPU machine needs to run ShardDecodeBench (the engine with its experts on expert shards served over
 # loopback gRPC in the same process, against experts in-process) on the OpenCL backend, under the 64 MiB that the
 # device tool carries: rt.tar.xz (jdk/ from jlink, lib/ the engine, proto, mesh-common, expert-service and
-# mesh-launcher classes with gRPC, protobuf and OpenTelemetry's API, native libraries for linux/x86_64 only) and
+# mesh-launcher classes with gRPC, protobuf, picocli and OpenTelemetry's API, native libraries for linux/x86_64 only) and
 # tools/. The whole embedded mesh (Kafka broker, Quarkus-free classpath) packs to ~80 MiB, over the limit.
 # Usage: [MVN_FLAGS=-o] tools/gpu/pack-shards.sh [DEST]   (default .runtime-shards/)
 set -euo pipefail
@@ -19,7 +19,7 @@ mkdir -p "$DEST/tools" "$STAGE/lib" "$STAGE/all"
 echo "pack-shards: building"
 mvn ${MVN_FLAGS:-} -q -B -ntp -pl mesh-launcher -am package -DskipTests dependency:copy-dependencies \
   -DincludeScope=runtime -DoutputDirectory="$STAGE/all"
-(cd "$STAGE/all" && cp $(ls | grep -E '^(lightmesh-(engine|proto|mesh-common|expert-service)|grpc-(api|context|core|stub|protobuf|protobuf-lite|netty-shaded|util)-|protobuf-java-4|guava|failureaccess|perfmark|opentelemetry-(api|context|common)-1|aparapi|bcel|jackson-(core|databind|annotations)-|proto-google-common|error_prone|jspecify)') "$STAGE/lib/")
+(cd "$STAGE/all" && cp $(ls | grep -E '^(lightmesh-(engine|proto|mesh-common|expert-service)|grpc-(api|context|core|stub|protobuf|protobuf-lite|netty-shaded|util)-|protobuf-java-4|guava|failureaccess|perfmark|opentelemetry-(api|context|common)-1|aparapi|bcel|jackson-(core|databind|annotations)-|proto-google-common|error_prone|jspecify|picocli-)') "$STAGE/lib/")
 "$JAVA_HOME/bin/jar" --create --file "$STAGE/lib/lightmesh-launcher-classes.jar" -C mesh-launcher/target/classes .
 jni=$(ls "$STAGE"/lib/aparapi-jni-*.jar)
 (cd "$(mktemp -d)" && "$JAVA_HOME/bin/jar" --extract --file "$jni" && rm -rf win osx linux/libaparapi_x86.so \

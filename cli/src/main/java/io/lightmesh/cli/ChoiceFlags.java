@@ -8,8 +8,9 @@ import io.lightmesh.engine.generate.SamplingParams;
 import io.lightmesh.engine.generate.TokenLogprob;
 import io.lightmesh.engine.tokenizer.Tokenizer;
 
+import picocli.CommandLine.Option;
+
 import java.util.List;
-import java.util.Set;
 
 /**
  * {@code generate}'s flags for several choices, log-probabilities and penalties ({@code --n}, {@code --logprobs},
@@ -17,27 +18,33 @@ import java.util.Set;
  * for the in-process engine and for a mesh, and their part of {@code --json}'s output.
  */
 final class ChoiceFlags {
-    static final Set<String> VALUED = Set.of("--n", "--logprobs", "--prompt-logprobs", "--presence-penalty",
-            "--frequency-penalty", "--repetition-penalty");
+    @Option(names = "--n", paramLabel = "N", defaultValue = "1", description = "Choices to sample from one prefill (1..16).")
+    int n;
+    @Option(names = "--logprobs", paramLabel = "K", defaultValue = "-1",
+            description = "Each generated token's log-probability and the K most likely alternatives (0..20).")
+    int logprobs; // -1: not asked for
+    @Option(names = "--prompt-logprobs", paramLabel = "K", defaultValue = "-1",
+            description = "The prompt tokens' log-probabilities with K alternatives each (0..20).")
+    int promptLogprobs; // -1: not asked for
+    @Option(names = "--presence-penalty", paramLabel = "P", defaultValue = "0") float presencePenalty;
+    @Option(names = "--frequency-penalty", paramLabel = "P", defaultValue = "0") float frequencyPenalty;
+    @Option(names = "--repetition-penalty", paramLabel = "R", defaultValue = "1") float repetitionPenalty;
 
-    final int n, logprobs, promptLogprobs; // -1: not asked for
-    final Penalties penalties;
+    Penalties penalties;
 
-    ChoiceFlags(Args a) {
-        n = a.getInt("--n", 1);
-        if (n < 1 || n > Generator.MAX_CHOICES) throw new Args.UsageException("--n must be in 1.." + Generator.MAX_CHOICES + ", got " + n);
-        logprobs = a.getInt("--logprobs", -1);
-        promptLogprobs = a.getInt("--prompt-logprobs", -1);
-        for (String f : List.of("--logprobs", "--prompt-logprobs")) {
-            int v = a.getInt(f, 0);
-            if (v < 0 || v > TokenLogprob.MAX_TOP) throw new Args.UsageException(f + " must be in 0.." + TokenLogprob.MAX_TOP + ", got " + v);
+    /** Checks the ranges; call once after parsing. */
+    ChoiceFlags validate() {
+        if (n < 1 || n > Generator.MAX_CHOICES) throw new UsageException("--n must be in 1.." + Generator.MAX_CHOICES + ", got " + n);
+        if (logprobs < -1 || logprobs > TokenLogprob.MAX_TOP) throw new UsageException("--logprobs must be in 0.." + TokenLogprob.MAX_TOP + ", got " + logprobs);
+        if (promptLogprobs < -1 || promptLogprobs > TokenLogprob.MAX_TOP) {
+            throw new UsageException("--prompt-logprobs must be in 0.." + TokenLogprob.MAX_TOP + ", got " + promptLogprobs);
         }
         try {
-            penalties = new Penalties(a.getFloat("--presence-penalty", 0f), a.getFloat("--frequency-penalty", 0f),
-                    a.getFloat("--repetition-penalty", 1f));
+            penalties = new Penalties(presencePenalty, frequencyPenalty, repetitionPenalty);
         } catch (IllegalArgumentException e) {
-            throw new Args.UsageException(e.getMessage());
+            throw new UsageException(e.getMessage());
         }
+        return this;
     }
 
     SamplingParams apply(SamplingParams p) { return p.withPenalties(penalties).withLogprobs(logprobs); }

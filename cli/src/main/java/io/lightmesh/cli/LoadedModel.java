@@ -12,16 +12,33 @@ import java.nio.file.Path;
 record LoadedModel(Path dir, MiniMaxModel model, Tokenizer tokenizer) implements AutoCloseable {
 
     static LoadedModel open(Path dir, TensorOps ops) throws IOException {
-        if (!Files.isDirectory(dir)) throw new Args.UsageException("--model " + dir + ": not a directory");
-        if (!Files.exists(dir.resolve("config.json"))) throw new Args.UsageException("--model " + dir + ": no config.json");
-        MiniMaxModel model = MiniMaxModel.load(dir, ops);
+        if (!Files.isDirectory(dir)) throw new UsageException("--model " + dir + ": not a directory");
+        if (!Files.exists(dir.resolve("config.json"))) throw new UsageException("--model " + dir + ": no config.json");
+        MiniMaxModel model;
+        // a large checkpoint takes a while to map and check: say so on a terminal
+        try (Progress p = checkpointBytes(dir) >= LARGE_BYTES ? Progress.of("loading " + dir.getFileName() + " ("
+                + checkpointBytes(dir) / (1 << 20) + " MiB)") : null) {
+            model = MiniMaxModel.load(dir, ops);
+        }
         Path tok = dir.resolve("tokenizer.json");
         Tokenizer tokenizer = Files.exists(tok) ? Tokenizer.load(tok) : null;
         return new LoadedModel(dir, model, tokenizer);
     }
 
+    /** Checkpoints from this size on get a progress note while they load. */
+    static final long LARGE_BYTES = 256L << 20;
+
+    /** The bytes of the checkpoint's safetensors files. */
+    static long checkpointBytes(Path dir) throws IOException {
+        try (var files = Files.list(dir)) {
+            long sum = 0;
+            for (Path f : files.filter(f -> f.getFileName().toString().endsWith(".safetensors")).toList()) sum += Files.size(f);
+            return sum;
+        }
+    }
+
     Tokenizer requireTokenizer() {
-        if (tokenizer == null) throw new Args.UsageException(dir + " has no tokenizer.json: pass token ids (--ids) instead of text");
+        if (tokenizer == null) throw new UsageException(dir + " has no tokenizer.json: pass token ids (--ids) instead of text");
         return tokenizer;
     }
 

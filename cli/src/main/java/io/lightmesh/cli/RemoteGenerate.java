@@ -11,7 +11,6 @@ import io.lightmesh.client.LightMeshException;
 
 import java.io.PrintStream;
 import java.util.ArrayList;
-import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 
@@ -19,19 +18,18 @@ import java.util.List;
 final class RemoteGenerate {
     private RemoteGenerate() {}
 
-    static int run(Args a, PrintStream out) {
-        GenerationRequest.Builder b = a.has("--ids")
-                ? GenerationRequest.tokens(Arrays.stream(a.ints("--ids")).boxed().toList())
-                : GenerationRequest.prompt(a.get("--prompt", ""));
-        b.temperature(a.getFloat("--temperature", 0f)).topK(a.getInt("--top-k", 0)).topP(a.getFloat("--top-p", 1f))
-                .seed(a.getLong("--seed", 0L)).maxTokens(a.getInt("--max-new-tokens", 64))
-                .maxThinkingTokens(a.getInt("--max-thinking-tokens", 0)).returnTokenIds(true);
-        if (!a.all("--stop").isEmpty()) b.stop(a.all("--stop"));
-        ChoiceFlags choices = new ChoiceFlags(a);
+    static int run(GenerateCommand g, PrintStream out) {
+        GenerationRequest.Builder b = g.ids != null
+                ? GenerationRequest.tokens(Arrays.stream(IdList.parse("--ids", g.ids)).boxed().toList())
+                : GenerationRequest.prompt(g.prompt);
+        b.temperature(g.temperature).topK(g.topK).topP(g.topP).seed(g.seed).maxTokens(g.maxNewTokens)
+                .maxThinkingTokens(g.maxThinkingTokens).returnTokenIds(true);
+        if (!g.stop.isEmpty()) b.stop(g.stop);
+        ChoiceFlags choices = g.choices;
         choices.apply(b);
-        boolean json = a.flag("--json");
-        LightMeshClient.Builder cb = LightMeshClient.builder().target(a.get("--target", null)).apiKey(a.get("--api-key", null));
-        if (a.has("--tls-ca")) cb.tls(Path.of(a.get("--tls-ca", null)));   // a mesh with TLS on its public ports
+        boolean json = g.json;
+        LightMeshClient.Builder cb = LightMeshClient.builder().target(g.target).apiKey(g.apiKey);
+        if (g.tlsCa != null) cb.tls(g.tlsCa);   // a mesh with TLS on its public ports
         else cb.plaintext();
         try (LightMeshClient client = cb.build();
              GenerationStream stream = client.stream(b.build())) {
@@ -71,7 +69,7 @@ final class RemoteGenerate {
             }
             return 0;
         } catch (LightMeshException e) {
-            throw new IllegalStateException("the mesh at " + a.get("--target", null) + " answered " + e.code() + ": "
+            throw new IllegalStateException("the mesh at " + g.target + " answered " + e.code() + ": "
                     + e.description());
         }
     }

@@ -89,4 +89,48 @@ class MainTest {
         assertEquals(1, badBackend.code());
         assertTrue(badBackend.err().contains("quantum"), badBackend.err());
     }
+
+    @Test
+    void helpListsEveryCommandAndEachCommandsOptions() {
+        Run top = run("--help");
+        assertEquals(0, top.code(), top.err());
+        for (String c : List.of("generate", "score", "tokenize", "detokenize", "info", "bench", "serve", "router", "prefill",
+                "decode", "expert", "kafka", "bench-serve")) {
+            assertTrue(top.out().contains(c), c + " missing from:\n" + top.out());
+        }
+        Run nothing = run();
+        assertEquals(2, nothing.code(), "no command is a wrong command line");
+        assertTrue(nothing.out().contains("generate"), nothing.out());
+        Run gen = run("generate", "--help");
+        assertEquals(0, gen.code(), gen.err());
+        for (String f : List.of("--prompt", "--ids", "--max-new-tokens", "--temperature", "--logprobs", "--target", "--api-key", "--model", "--backend")) {
+            assertTrue(gen.out().contains(f), f + " missing from:\n" + gen.out());
+        }
+        Run help = run("help", "score");
+        assertEquals(0, help.code(), help.err());
+        assertTrue(help.out().contains("--positions"), help.out());
+    }
+
+    @Test
+    void typosGetTheNearestNameAndExitTwo() {
+        Run cmd = run("genrate");
+        assertEquals(2, cmd.code());
+        assertTrue(cmd.err().contains("unknown command 'genrate'") && cmd.err().contains("lightmesh generate"), cmd.err());
+        Run flag = run("generate", "--ids", "1", "--max-new-token", "3");
+        assertEquals(2, flag.code());
+        assertTrue(flag.err().contains("--max-new-token'") && flag.err().contains("--max-new-tokens"), flag.err());
+        Run notInt = run("generate", "--ids", "1", "--max-new-tokens", "many");
+        assertEquals(2, notInt.code());
+        assertTrue(notInt.err().contains("--max-new-tokens") && notInt.err().contains("many"), notInt.err());
+    }
+
+    @Test
+    void meshCommandsParseWithTheSameStyle() {
+        Run bad = run("serve", "--http-prot", "8080");
+        assertEquals(2, bad.code(), "refused before anything starts: " + bad.err());
+        assertTrue(bad.err().contains("--http-prot") && bad.err().contains("--http-port"), bad.err());
+        Run router = run("router", "--bogus", "1");
+        assertEquals(2, router.code());
+        assertTrue(router.err().contains("--bogus"), router.err());
+    }
 }

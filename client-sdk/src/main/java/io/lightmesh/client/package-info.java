@@ -9,7 +9,7 @@
  * model's reasoning and its {@link io.lightmesh.client.ToolCall}s apart from the answer text. Failures are
  * {@link io.lightmesh.client.LightMeshException}s carrying the gRPC status code.
  *
- * <p>{@code io.lightmesh.client.testing.FakeLightMesh} is an in-process fake server for testing code that uses this
- * client; {@code io.lightmesh.client.internal} is not API.
+ * <p>{@code io.lightmesh.client.testing.FakeLightMesh}, an in-process fake server for testing code that uses this
+ * client, is in the artifact {@code lightmesh-client-sdk-testing}; {@code io.lightmesh.client.internal} is not API.
  */
 package io.lightmesh.client;

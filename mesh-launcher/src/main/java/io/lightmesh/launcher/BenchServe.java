@@ -51,39 +51,18 @@ public final class BenchServe {
     }
 
     public static void main(String[] args) throws Exception {
-        String target = null, kafka = null, shape = "small", backend = "reference";
-        int prefillWorkers = 1, decodeWorkers = 1, maxBatch = 0;
-        boolean skipInProcess = false;
-        int warmup = -1;
-        Path model = null;
-        int requests = 32, concurrency = 1, promptLen = 64, outputLen = 32, experts = 2;
-        double rate = 0, ttftSlo = 1000, tpotSlo = 200;
-        for (int i = 0; i < args.length; i++) {
-            String v = i + 1 < args.length ? args[i + 1] : null;
-            switch (args[i]) {
-                case "bench-serve" -> { continue; }
-                case "--target" -> target = v;
-                case "--model" -> model = Path.of(v);
-                case "--shape" -> shape = v;
-                case "--kafka" -> kafka = v;
-                case "--experts" -> experts = Integer.parseInt(v);
-                case "--prefill" -> prefillWorkers = Integer.parseInt(v);
-                case "--decode" -> decodeWorkers = Integer.parseInt(v);
-                case "--max-batch" -> maxBatch = Integer.parseInt(v);
-                case "--backend" -> backend = v;
-                case "--skip-in-process" -> { skipInProcess = Boolean.parseBoolean(v); }
-                case "--warmup" -> warmup = Integer.parseInt(v);
-                case "--requests" -> requests = Integer.parseInt(v);
-                case "--concurrency" -> concurrency = Integer.parseInt(v);
-                case "--rate" -> rate = Double.parseDouble(v);
-                case "--prompt-len" -> promptLen = Integer.parseInt(v);
-                case "--output-len" -> outputLen = Integer.parseInt(v);
-                case "--ttft-slo-ms" -> ttftSlo = Double.parseDouble(v);
-                case "--tpot-slo-ms" -> tpotSlo = Double.parseDouble(v);
-                default -> throw new IllegalArgumentException("unknown option " + args[i]);
-            }
-            i++;
-        }
+        Flags f = new Flags("bench-serve", "The serving benchmark: a mesh driven like vLLM's benchmark_serving.", System.out, args,
+                args.length > 0 && args[0].equals("bench-serve") ? 1 : 0, "target", "model", "shape", "kafka", "experts", "prefill",
+                "decode", "max-batch", "backend", "skip-in-process", "warmup", "requests", "concurrency", "rate", "prompt-len",
+                "output-len", "ttft-slo-ms", "tpot-slo-ms");
+        String target = f.get("target", null), kafka = f.get("kafka", null), shape = f.get("shape", "small"), backend = f.get("backend", "reference");
+        int prefillWorkers = f.getInt("prefill", 1), decodeWorkers = f.getInt("decode", 1), maxBatch = f.getInt("max-batch", 0);
+        boolean skipInProcess = f.getBoolean("skip-in-process", false);
+        int warmup = f.getInt("warmup", -1);
+        Path model = f.get("model", null) == null ? null : Path.of(f.get("model", null));
+        int requests = f.getInt("requests", 32), concurrency = f.getInt("concurrency", 1), promptLen = f.getInt("prompt-len", 64),
+                outputLen = f.getInt("output-len", 32), experts = f.getInt("experts", 2);
+        double rate = f.getDouble("rate", 0), ttftSlo = f.getDouble("ttft-slo-ms", 1000), tpotSlo = f.getDouble("tpot-slo-ms", 200);
         if (warmup < 0) warmup = Math.max(8, requests / 2);
         EmbeddedMesh mesh = null;
         if (target == null) {

@@ -17,6 +17,7 @@ import io.lightmesh.prefill.PrefillWorker;
 import io.lightmesh.proto.v1.ComponentHealth;
 import io.lightmesh.proto.v1.HealthResponse;
 import io.lightmesh.proto.v1.ServingStatus;
+import io.lightmesh.router.ApiKeyCheck;
 import io.lightmesh.router.RouterCore;
 import io.lightmesh.router.placement.PlacementController;
 import io.lightmesh.router.placement.ShardDemand;
@@ -151,6 +152,8 @@ public final class EmbeddedMesh implements AutoCloseable {
     private Path tempDir;
 
     private final ShardSetup shardSetup;
+    /** The public API's key; null: none. */
+    private String apiKey;
 
     /** @param pool the placement controller's settings; null: no controller (workers route by the fixed map) */
     private EmbeddedMesh(Options options, ExpertPool pool, MeshModel model, Function<String, OpenTelemetry> telemetry, ShardSetup shardSetup) {
@@ -195,9 +198,20 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     /** @param pool null: no placement controller */
     public static EmbeddedMesh start(Options o, ExpertPool pool, Function<String, OpenTelemetry> telemetry, ShardSetup shards) throws IOException, InterruptedException {
+        return start(o, pool, telemetry, shards, null);
+    }
+
+    /**
+     * @param apiKey when set, the public API wants {@code authorization: Bearer <apiKey>}: gRPC calls without it end
+     *               UNAUTHENTICATED ({@link ApiKeyCheck}; Health stays open), HTTP requests to /v1 and /admin get 401
+     *               (the health pages stay open); null or empty: no key
+     */
+    public static EmbeddedMesh start(Options o, ExpertPool pool, Function<String, OpenTelemetry> telemetry, ShardSetup shards,
+                                     String apiKey) throws IOException, InterruptedException {
         if (pool != null && pool.autoscale() && o.expertShards() == 0) throw new IllegalArgumentException("autoscaling experts needs remote expert shards (--experts N > 0)");
         // with expert shards, the shared model's in-process experts reach a device only if run (the shards hold their own)
         EmbeddedMesh m = new EmbeddedMesh(o, pool, MeshModel.load(o.modelDir(), io.lightmesh.engine.backend.Backends.create(o.backend()), o.expertShards() == 0), telemetry, shards);
+        m.apiKey = apiKey == null || apiKey.isEmpty() ? null : apiKey;
         try {
             m.startAll();
             return m;
@@ -235,8 +249,9 @@ public final class EmbeddedMesh implements AutoCloseable {
         router = new RouterCore(new RouterCore.Settings(bootstrap, options.topic(), 4, "lightmesh-prefill", decodeAddresses, expertAddresses,
                 options.maxInFlight(), options.defaultMaxNewTokens(), 1 << 20, 2, 500), model, otel("lightmesh-router"));
         for (int i = 0; i < options.prefillWorkers(); i++) addPrefillWorker(placement);
-        List<BindableService> routerServices = new ArrayList<>(router.services());
-        if (controller != null) routerServices.add(controller.service()); // for workers outside this JVM
+        // the API key guards the public inference API only; the placement service is for workers outside this JVM
+        List<BindableService> routerServices = new ArrayList<>(ApiKeyCheck.protect(router.services(), apiKey));
+        if (controller != null) routerServices.add(controller.service());
         routerServer = Grpc.servePublic(host, options.grpcPort(), routerServices);
         if (options.httpPort() >= 0) startHttp();
     }
@@ -334,7 +349,7 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     private void startHttp() throws IOException {
         try {
-            http = HttpFront.start(options.host(), options.httpPort(), routerTarget(), router::health, OpenAiOptions.defaults(),
+            http = HttpFront.start(options.host(), options.httpPort(), routerTarget(), router::health, OpenAiOptions.defaults().withApiKey(apiKey),
                     controller == null ? null : controller::view);
         } catch (IOException | RuntimeException e) {
             throw e;
@@ -354,19 +369,18 @@ public final class EmbeddedMesh implements AutoCloseable {
         }
     }
 
+    private static final com.fasterxml.jackson.databind.ObjectMapper JSON = new com.fasterxml.jackson.databind.ObjectMapper();
+
     /** MicroProfile Health's JSON shape, as Quarkus answers it. */
     static String healthJson(HealthResponse h, boolean up) {
-        StringBuilder sb = new StringBuilder("{\"status\":\"").append(up ? "UP" : "DOWN").append("\",\"checks\":[");
-        for (int i = 0; i < h.getComponentsCount(); i++) {
-            ComponentHealth c = h.getComponents(i);
-            if (i > 0) sb.append(',');
-            sb.append("{\"name\":\"").append(esc(c.getName())).append("\",\"status\":\"").append(c.getReachable() ? "UP" : "DOWN")
-                    .append("\",\"data\":{\"address\":\"").append(esc(c.getAddress())).append("\",\"detail\":\"").append(esc(c.getDetail())).append("\"}}");
+        com.fasterxml.jackson.databind.node.ObjectNode o = JSON.createObjectNode().put("status", up ? "UP" : "DOWN");
+        com.fasterxml.jackson.databind.node.ArrayNode checks = o.putArray("checks");
+        for (ComponentHealth c : h.getComponentsList()) {
+            checks.addObject().put("name", c.getName()).put("status", c.getReachable() ? "UP" : "DOWN")
+                    .putObject("data").put("address", c.getAddress()).put("detail", c.getDetail());
         }
-        return sb.append("]}").toString();
+        return o.toString();
     }
-
-    private static String esc(String s) { return s.replace("\\", "\\\\").replace("\"", "\\\""); }
 
     /** Blocks until the router reports SERVING (or the timeout passes); true when it does. */
     public boolean awaitReady(long timeoutMs) throws InterruptedException {

@@ -27,18 +27,10 @@ import java.util.SplittableRandom;
  */
 public final class ExpertCallBench {
     public static void main(String[] args) throws Exception {
-        String shape = "tiny", backend = "reference";
-        int shards = 2, tokens = 1, calls = 4000;
-        for (int i = 0; i + 1 < args.length; i += 2) {
-            switch (args[i]) {
-                case "--shape" -> shape = args[i + 1];
-                case "--shards" -> shards = Integer.parseInt(args[i + 1]);
-                case "--tokens" -> tokens = Integer.parseInt(args[i + 1]);
-                case "--calls" -> calls = Integer.parseInt(args[i + 1]);
-                case "--backend" -> backend = args[i + 1];
-                default -> throw new IllegalArgumentException("unknown option " + args[i]);
-            }
-        }
+        Flags f = new Flags("expert-call-bench", "The cost of one remote expert call, isolated.", System.out, args, 0,
+                "shape", "shards", "tokens", "calls", "backend");
+        String shape = f.get("shape", "tiny"), backend = f.get("backend", "reference");
+        int shards = f.getInt("shards", 2), tokens = f.getInt("tokens", 1), calls = f.getInt("calls", 4000);
         Path dir = Files.createTempDirectory("lightmesh-expert-bench");
         SyntheticCheckpoint.write(dir, BenchServe.shape(shape), DType.F32, 1, false);
         try (MeshModel model = MeshModel.load(dir, Backends.create(backend))) {

@@ -41,22 +41,12 @@ public final class ExpertPoolBench {
     private ExpertPoolBench() {}
 
     public static void main(String[] args) throws Exception {
-        int requests = 64, concurrency = 16, promptLen = 32, outputLen = 48;
-        double windowS = 6;
-        String backend = "reference";
-        for (int i = 0; i < args.length; i += 2) {
-            String v = i + 1 < args.length ? args[i + 1] : null;
-            if (v == null) throw new IllegalArgumentException(args[i] + " needs a value");
-            switch (args[i]) {
-                case "--requests" -> requests = Integer.parseInt(v);
-                case "--concurrency" -> concurrency = Integer.parseInt(v);
-                case "--prompt-len" -> promptLen = Integer.parseInt(v);
-                case "--output-len" -> outputLen = Integer.parseInt(v);
-                case "--window-s" -> windowS = Double.parseDouble(v);
-                case "--backend" -> backend = v;
-                default -> throw new IllegalArgumentException("unknown option " + args[i]);
-            }
-        }
+        Flags f = new Flags("bench-pool", Main.COMMANDS.get("bench-pool"), System.out, args, 0,
+                "requests", "concurrency", "prompt-len", "output-len", "window-s", "backend");
+        int requests = f.getInt("requests", 64), concurrency = f.getInt("concurrency", 16), promptLen = f.getInt("prompt-len", 32),
+                outputLen = f.getInt("output-len", 48);
+        double windowS = f.getDouble("window-s", 6);
+        String backend = f.get("backend", "reference");
         Path dir = Files.createTempDirectory("lightmesh-pool-bench");
         Path model = dir.resolve("model");
         SkewedCheckpoint.write(model, SHAPE, HOT, 0.5);

@@ -18,7 +18,7 @@ import java.util.logging.Logger;
  * <pre>
  * serve   [--model DIR] [--grpc-port 9000] [--http-port 8080] [--kafka HOST:PORT] [--experts N] [--decode N]
  *         [--prefill N] [--max-batch N] [--budget-gib G] [--prefix-cache-gib G] [--backend B] [--autoscale-experts MIN:MAX] [--expert-slots K]
- *         [--rebalance-interval-s 60] [--imbalance-threshold 1.25]
+ *         [--rebalance-interval-s 60] [--imbalance-threshold 1.25] [--api-key KEY]
  * router  --model DIR --kafka HOST:PORT --decode HOST:PORT,... [--experts HOST:PORT,...] [--host 0.0.0.0]
  *         [--grpc-port 9000] [--http-port 8080] [--topic T] [--partitions N] [--prefill-group G] [--max-in-flight N]
  *         [--default-max-new-tokens N] [--max-prompt-tokens N] [--max-resumes N] [--poll-ms N] [--api-key KEY]
@@ -50,7 +50,35 @@ public final class Main {
 
     private Main() {}
 
+    /** The commands and their one-line descriptions, for the usage and each command's --help. */
+    public static final java.util.Map<String, String> COMMANDS = new java.util.LinkedHashMap<>();
+    static {
+        COMMANDS.put("serve", "The whole mesh on this machine (Kafka broker child process unless --kafka); Ctrl-C stops it.");
+        COMMANDS.put("router", "The public API: gRPC (lightmesh.v1.Inference) and HTTP (OpenAI API, /q/health/*); its Quarkus app.");
+        COMMANDS.put("prefill", "A prefill worker (member of the Kafka consumer group); its Quarkus app.");
+        COMMANDS.put("decode", "A decode worker (state transfer + decode gRPC); its Quarkus app.");
+        COMMANDS.put("expert", "An expert shard (expert gRPC); its Quarkus app.");
+        COMMANDS.put("kafka", "A one-node KRaft Kafka broker for trying the services by hand.");
+        COMMANDS.put("bench-serve", "The serving benchmark (BenchServe).");
+        COMMANDS.put("bench-pool", "The elastic expert pool under a skewed load: static vs balanced placement (ExpertPoolBench).");
+    }
+
+    /** As {@link #run}; a wrong command line prints its message and exits 2, {@code --help} exits 0. */
     public static void main(String[] args) throws Exception {
+        try {
+            run(args);
+        } catch (UsageException e) {
+            if (!e.helpShown()) System.err.println("lightmesh-mesh: " + e.getMessage());
+            System.exit(e.exitCode());
+        }
+    }
+
+    /**
+     * Runs a command until it ends (or, for the long-running ones, until this process is stopped).
+     *
+     * @throws UsageException a wrong command line, or {@code --help} (the usage printed)
+     */
+    public static void run(String[] args) throws Exception {
         String cmd = args.length == 0 || args[0].startsWith("--") ? "serve" : args[0];
         int from = args.length > 0 && !args[0].startsWith("--") ? 1 : 0;
         AutoCloseable running = switch (cmd) {
@@ -60,7 +88,7 @@ public final class Main {
                 yield null;
             }
             case "kafka" -> {
-                Flags f = new Flags("kafka", args, from, "port", "dir");
+                Flags f = flags("kafka", args, from, "port", "dir");
                 KraftBroker b = KraftBroker.start(Path.of(f.get("dir", "lightmesh-kafka")), f.getInt("port", 9092));
                 System.out.println("lightmesh: Kafka broker (KRaft, one node) at " + b.bootstrapServers() + ", data in " + f.get("dir", "lightmesh-kafka"));
                 yield b;
@@ -77,23 +105,45 @@ public final class Main {
                 System.out.println(USAGE);
                 yield null;
             }
-            default -> throw new IllegalArgumentException("unknown command '" + cmd + "'\n" + USAGE);
+            default -> throw new UsageException(unknownCommand(cmd, COMMANDS.keySet()) + "\n" + USAGE);
         };
         if (running != null) blockUntilStopped(running);
+    }
+
+    /** The command's flags, its usage headed by its description. */
+    static Flags flags(String command, String[] args, int from, String... known) {
+        return new Flags(command, COMMANDS.get(command), System.out, args, from, known);
+    }
+
+    /** "unknown command 'x'", with picocli's suggestion of the nearest command on a typo. */
+    static String unknownCommand(String given, java.util.Collection<String> commands) {
+        picocli.CommandLine.Model.CommandSpec spec = picocli.CommandLine.Model.CommandSpec.create().name("lightmesh");
+        for (String c : commands) spec.addSubcommand(c, picocli.CommandLine.Model.CommandSpec.create().name(c));
+        StringBuilder sb = new StringBuilder("unknown command '" + given + "'");
+        try {
+            new picocli.CommandLine(spec).parseArgs(given);
+        } catch (picocli.CommandLine.UnmatchedArgumentException e) {
+            java.io.StringWriter w = new java.io.StringWriter();
+            picocli.CommandLine.UnmatchedArgumentException.printSuggestions(e, new java.io.PrintWriter(w, true));
+            if (!w.toString().isBlank()) sb.append("\n").append(w.toString().strip());
+        } catch (picocli.CommandLine.ParameterException ignored) {
+            // nothing to suggest
+        }
+        return sb.toString();
     }
 
     /** The flags of each single-service command: its Quarkus application's lightmesh.* keys. */
     static Flags serviceFlags(String service, String[] args, int from) {
         return switch (service) {
-            case "router" -> new Flags("router", args, from, "model", "kafka", "decode", "experts", "host", "grpc-port", "http-port",
+            case "router" -> flags("router", args, from, "model", "kafka", "decode", "experts", "host", "grpc-port", "http-port",
                     "topic", "partitions", "prefill-group", "max-in-flight", "default-max-new-tokens", "max-prompt-tokens", "max-resumes",
                     "poll-ms", "api-key", "max-new-tokens", "max-messages", "max-tools", "max-stop-strings", "max-stop-chars",
                     "expert-slots", "rebalance-interval-s", "imbalance-threshold", "autoscale-experts", "expert-target-utilisation");
-            case "prefill" -> new Flags("prefill", args, from, "model", "kafka", "experts", "id", "topic", "prefill-group",
+            case "prefill" -> flags("prefill", args, from, "model", "kafka", "experts", "id", "topic", "prefill-group",
                     "chunk-bytes", "prefill-batch-tokens", "prefill-batch-max", "prefix-cache-gib", "backend", "host", "http-port", "placement");
-            case "decode" -> new Flags("decode", args, from, "model", "experts", "id", "host", "grpc-port", "http-port", "advertise",
+            case "decode" -> flags("decode", args, from, "model", "experts", "id", "host", "grpc-port", "http-port", "advertise",
                     "budget-gib", "max-batch", "state-wait-ms", "backend", "placement");
-            case "expert" -> new Flags("expert", args, from, "model", "shard", "id", "host", "grpc-port", "http-port", "advertise",
+            case "expert" -> flags("expert", args, from, "model", "shard", "id", "host", "grpc-port", "http-port", "advertise",
                     "layers", "backend", "expert-slots", "expert-memory-gib");
             default -> throw new IllegalArgumentException("not a service: " + service);
         };
@@ -112,8 +162,9 @@ public final class Main {
     // ---- serve: everything on this machine ----
 
     static AutoCloseable serve(String[] args, int from) throws Exception {
-        Flags f = new Flags("serve", args, from, "model", "http-port", "grpc-port", "kafka", "experts", "decode", "prefill",
-                "max-batch", "budget-gib", "prefix-cache-gib", "backend", "autoscale-experts", "expert-slots", "rebalance-interval-s", "imbalance-threshold");
+        Flags f = flags("serve", args, from, "model", "http-port", "grpc-port", "kafka", "experts", "decode", "prefill",
+                "max-batch", "budget-gib", "prefix-cache-gib", "backend", "autoscale-experts", "expert-slots", "rebalance-interval-s", "imbalance-threshold",
+                "api-key");
         EmbeddedMesh.ExpertPool pool = expertPool(f);
         EmbeddedMesh.Options d = EmbeddedMesh.Options.defaults(Path.of(f.get("model", "models/demo")));
         int shards = f.getInt("experts", pool.autoscale() ? pool.minShards() : d.expertShards());
@@ -125,13 +176,15 @@ public final class Main {
                 f.getInt("decode", 1), f.getInt("prefill", 1), (long) (f.getDouble("budget-gib", 8) * (1L << 30)),
                 f.getInt("max-batch", d.maxBatch()), d.topic(), d.maxInFlight(), d.defaultMaxNewTokens(), f.get("backend", "auto"),
                 f.get("prefix-cache-gib", null) == null ? d.prefixCacheBytes() : gib(f.getDouble("prefix-cache-gib", 0), "prefix-cache-gib"));
-        EmbeddedMesh mesh = EmbeddedMesh.start(o, pool, MeshTelemetry::fromEnvironment);
+        String apiKey = f.get("api-key", null); // also LIGHTMESH_API_KEY, so that the key need not show in `ps`
+        EmbeddedMesh mesh = EmbeddedMesh.start(o, pool, MeshTelemetry::fromEnvironment, EmbeddedMesh.ShardSetup.roundRobin(), apiKey);
         boolean ready = mesh.awaitReady(60_000);
         System.out.println("lightmesh mesh " + (ready ? "ready" : "NOT ready (see GET /q/health/ready)"));
         System.out.println("  gRPC   " + mesh.routerTarget() + "  (lightmesh.v1.Inference)");
         System.out.println("  HTTP   http://127.0.0.1:" + mesh.httpPort() + "/v1 (OpenAI API), /q/health/ready"
                 + (mesh.placementController() != null ? ", /admin/placement" : ""));
         System.out.println("  Kafka  " + mesh.kafkaBootstrap());
+        if (apiKey != null) System.out.println("  API key required: 'Authorization: Bearer <key>' (HTTP), metadata 'authorization: Bearer <key>' (gRPC)");
         mesh.experts().forEach(e -> System.out.println("  expert " + e.id() + " " + e.address()));
         mesh.decoders().forEach(e -> System.out.println("  decode " + e.id() + " " + e.address()));
         return mesh;

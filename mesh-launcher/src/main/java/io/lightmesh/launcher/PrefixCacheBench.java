@@ -53,7 +53,7 @@ public final class PrefixCacheBench {
     }
 
     public static void main(String[] args) throws Exception {
-        Flags f = new Flags("prefix-cache-bench", args, 0, "model", "backend", "mode", "prefix", "suffix", "repeat", "turns",
+        Flags f = new Flags("prefix-cache-bench", "TTFT with and without the prefix cache, in-process and in the mesh.", System.out, args, 0, "model", "backend", "mode", "prefix", "suffix", "repeat", "turns",
                 "system", "user", "answer", "experts", "kafka", "prefix-cache-gib");
         new PrefixCacheBench(f).run();
     }

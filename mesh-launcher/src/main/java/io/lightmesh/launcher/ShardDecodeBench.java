@@ -32,22 +32,11 @@ import java.util.SplittableRandom;
  */
 public final class ShardDecodeBench {
     public static void main(String[] args) throws Exception {
-        String shape = "100m", backend = "opencl", dtype = "bf16";
-        int shards = 2, promptLen = 256, steps = 64;
-        int[] batches = {1, 16};
-        for (int i = 0; i + 1 < args.length; i += 2) {
-            String v = args[i + 1];
-            switch (args[i]) {
-                case "--shape" -> shape = v;
-                case "--dtype" -> dtype = v;
-                case "--backend" -> backend = v;
-                case "--shards" -> shards = Integer.parseInt(v);
-                case "--batches" -> batches = java.util.Arrays.stream(v.split(",")).mapToInt(Integer::parseInt).toArray();
-                case "--prompt-len" -> promptLen = Integer.parseInt(v);
-                case "--steps" -> steps = Integer.parseInt(v);
-                default -> throw new IllegalArgumentException("unknown option " + args[i]);
-            }
-        }
+        Flags f = new Flags("shard-bench", "Decode with the experts on remote shards against in-process experts.", System.out, args, 0,
+                "shape", "dtype", "backend", "shards", "batches", "prompt-len", "steps");
+        String shape = f.get("shape", "100m"), backend = f.get("backend", "opencl"), dtype = f.get("dtype", "bf16");
+        int shards = f.getInt("shards", 2), promptLen = f.getInt("prompt-len", 256), steps = f.getInt("steps", 64);
+        int[] batches = f.ints("batches", new int[]{1, 16});
         Path dir = Files.createTempDirectory("lightmesh-shard-bench");
         SyntheticCheckpoint.write(dir, shape(shape), "f32".equals(dtype) ? DType.F32 : DType.BF16, 1, false);
         try (MeshModel model = MeshModel.load(dir, Backends.create(backend))) {

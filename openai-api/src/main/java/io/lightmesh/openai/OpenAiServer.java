@@ -19,8 +19,8 @@ import java.util.concurrent.TimeUnit;
  * a reasoning model that calls tools: for trying OpenAI clients without a model.
  *
  * <pre>
- * scripts/openai-server localhost:9000 [--port 8080] [--api-key KEY]
- * scripts/openai-server --fake [--port 8080]
+ * scripts/openai-server localhost:9000 [--port 8000] [--api-key KEY]
+ * scripts/openai-server --fake [--port 8000]
  * </pre>
  */
 public final class OpenAiServer {
@@ -34,7 +34,7 @@ public final class OpenAiServer {
     public static void main(String[] args) throws Exception {
         String target = null;
         String host = "127.0.0.1";
-        int port = 8080;
+        int port = 8000; // not serve's 8080: both can run at once
         String apiKey = null;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {

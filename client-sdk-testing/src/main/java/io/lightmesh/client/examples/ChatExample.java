@@ -8,7 +8,6 @@ import io.lightmesh.client.GenerationStream;
 import io.lightmesh.client.LightMeshClient;
 import io.lightmesh.client.LightMeshException;
 import io.lightmesh.client.ModelInfo;
-import io.lightmesh.client.ThinkingBudget;
 import io.lightmesh.client.Tool;
 import io.lightmesh.client.ToolCall;
 import io.lightmesh.client.testing.FakeLightMesh;
@@ -60,8 +59,9 @@ public final class ChatExample {
         System.out.printf("model %s (%s, %d layers, %s mode)%n", info.modelId(), info.modelType(), info.numLayers(), info.servingMode());
 
         // 1. A streamed chat: reasoning first (cut at the budget), then the answer.
-        GenerationRequest question = GenerationRequest.chat(ChatMessage.user("Is 1001 a prime number?"))
-                .thinkingBudget(ThinkingBudget.M1_40K).maxTokens(60_000).temperature(1.0).topP(0.95).build();
+        // a short answer: a small thinking budget and room for a few sentences (a real M1 takes ThinkingBudget.M1_40K)
+        GenerationRequest question = GenerationRequest.chat(ChatMessage.user("Is 1001 a prime number? Answer in one sentence."))
+                .maxThinkingTokens(256).maxTokens(384).temperature(1.0).topP(0.95).build();
         try (GenerationStream stream = client.stream(question)) {
             boolean answering = false;
             for (Delta d : stream) {
