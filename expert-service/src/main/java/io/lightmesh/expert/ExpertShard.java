@@ -41,6 +41,9 @@ public final class ExpertShard {
     private final LocalExperts experts;
     private final LongAdder batches = new LongAdder();
     private final Tracer tracer;
+    /** Tokens computed per (layer, expert) held: the expert load an autoscaler of shards (and the placement) reads. */
+    private final io.opentelemetry.api.metrics.LongCounter tokens;
+    private final io.opentelemetry.api.common.Attributes[] tokenAttributes; // [layer * E + expert]
 
     public ExpertShard(ExpertPlacement.Shard shard, MeshModel model) {
         this(shard, model, OpenTelemetry.noop());
@@ -52,6 +55,16 @@ public final class ExpertShard {
         this.shard = shard;
         this.model = model;
         this.experts = new LocalExperts(model.config(), model.model().weights(), model.model().ops(), shard::holds);
+        this.tokens = otel.getMeter(MeshTelemetry.SCOPE).counterBuilder("lightmesh.expert.tokens").setUnit("{token}")
+                .setDescription("Tokens this shard computed for each (layer, expert) it holds (a token counts once per chosen expert)").build();
+        int L = model.config().numLayers(), E = model.config().numExperts();
+        var layer = io.opentelemetry.api.common.AttributeKey.longKey("lightmesh.layer");
+        var expert = io.opentelemetry.api.common.AttributeKey.longKey("lightmesh.expert");
+        var shardId = io.opentelemetry.api.common.AttributeKey.stringKey("lightmesh.shard");
+        this.tokenAttributes = new io.opentelemetry.api.common.Attributes[L * E];
+        for (int l = 0; l < L; l++) {
+            for (int e = 0; e < E; e++) tokenAttributes[l * E + e] = io.opentelemetry.api.common.Attributes.of(layer, (long) l, expert, (long) e, shardId, shard.id());
+        }
     }
 
     public List<BindableService> services() { return List.of(new ExpertService(), new WorkerService()); }
@@ -90,6 +103,10 @@ public final class ExpertShard {
                 if (!shard.holds(b.getLayer(), e)) throw new IllegalArgumentException("expert " + e + " of layer " + b.getLayer() + " is not on shard " + shard.id());
                 hostedAny = e;
             }
+        }
+        for (int i = 0; i < n * k; i++) {
+            int e = b.getExperts(i);
+            if (e >= 0) tokens.add(1, tokenAttributes[b.getLayer() * model.config().numExperts() + e]);
         }
         for (int i = 0; i < n * k; i++) {
             int e = b.getExperts(i);

@@ -72,39 +72,61 @@ public final class Services {
     }
 
     /**
+     * The model a prefill or decode worker runs: experts in-process ({@code remote} null) or computed by {@code remote}
+     * (e.g. {@link LiveExperts}, following discovered shards), counted per (layer, expert) on {@code otel}'s meter.
+     */
+    public static MiniMaxModel workerModel(MeshModel model, ExpertExecutor remote, OpenTelemetry otel) {
+        ExpertExecutor experts = remote != null ? remote : new LocalExperts(model.config(), model.model().weights(), model.model().ops());
+        return model.model().withExperts(new CountingExperts(experts, otel.getMeter(MeshTelemetry.SCOPE),
+                model.config().numLayers(), model.config().numExperts()));
+    }
+
+    /**
      * The placement map of running expert shards, asked from each (Worker.Describe: id and held (layer, expert)
      * pairs), retried until every shard answers with this model's fingerprint and every pair is held, or the wait
      * ends.
      */
     public static ExpertPlacement discover(MeshModel model, List<String> targets, long waitMs) throws InterruptedException {
         long until = System.currentTimeMillis() + waitMs;
-        String problem = "no shard asked yet";
         while (true) {
-            List<ExpertPlacement.Shard> shards = new ArrayList<>();
-            problem = null;
-            for (String t : targets) {
-                ManagedChannel ch = Grpc.channel(t);
-                try {
-                    WorkerInfo w = WorkerGrpc.newBlockingStub(ch).withDeadlineAfter(2, TimeUnit.SECONDS).describe(DescribeRequest.getDefaultInstance());
-                    if (!w.getModelFingerprint().equals(model.fingerprint())) {
-                        throw new IllegalStateException("expert shard " + t + " runs model " + w.getModelFingerprint() + ", this worker " + model.fingerprint());
-                    }
-                    shards.add(new ExpertPlacement.Shard(w.getWorkerId(), t, w.getExperts().getLayersList().stream().mapToInt(Integer::intValue).toArray(),
-                            w.getExperts().getExpertsList().stream().mapToInt(Integer::intValue).toArray()));
-                } catch (StatusRuntimeException e) {
-                    problem = "expert shard " + t + ": " + e.getStatus();
-                } finally {
-                    Grpc.shutdown(ch);
-                }
-            }
-            if (problem == null) {
-                ExpertPlacement p = new ExpertPlacement(model.config().numLayers(), model.config().numExperts(), shards);
-                if (p.missing().isEmpty()) return p;
-                problem = p.missing().size() + " (layer/expert) pairs held by no shard, e.g. " + p.missing().get(0);
-            }
-            if (System.currentTimeMillis() > until) throw new IllegalStateException("expert placement incomplete: " + problem);
-            LOG.info("waiting for expert shards: " + problem);
+            Described d = describeShards(model, targets);
+            if (d.placement() != null) return d.placement();
+            if (System.currentTimeMillis() > until) throw new IllegalStateException("expert placement incomplete: " + d.problem());
+            LOG.info("waiting for expert shards: " + d.problem());
             Thread.sleep(1000);
         }
+    }
+
+    /** One asking round: the placement when complete, else why not. */
+    public record Described(ExpertPlacement placement, String problem) {}
+
+    /**
+     * Asks each target once (two-second deadline) what it holds. A shard of another model is an error; unreachable
+     * ones are left out (a pod going away while still listed), so the placement is complete when the shards that
+     * answered hold every (layer, expert) pair; otherwise the problem names what is missing, to wait out.
+     */
+    public static Described describeShards(MeshModel model, List<String> targets) {
+        if (targets.isEmpty()) return new Described(null, "no expert shard known yet");
+        List<ExpertPlacement.Shard> shards = new ArrayList<>();
+        String problem = null;
+        for (String t : targets) {
+            ManagedChannel ch = Grpc.channel(t);
+            try {
+                WorkerInfo w = WorkerGrpc.newBlockingStub(ch).withDeadlineAfter(2, TimeUnit.SECONDS).describe(DescribeRequest.getDefaultInstance());
+                if (!w.getModelFingerprint().equals(model.fingerprint())) {
+                    throw new IllegalStateException("expert shard " + t + " runs model " + w.getModelFingerprint() + ", this worker " + model.fingerprint());
+                }
+                shards.add(new ExpertPlacement.Shard(w.getWorkerId(), t, w.getExperts().getLayersList().stream().mapToInt(Integer::intValue).toArray(),
+                        w.getExperts().getExpertsList().stream().mapToInt(Integer::intValue).toArray()));
+            } catch (StatusRuntimeException e) {
+                problem = "expert shard " + t + ": " + e.getStatus();
+            } finally {
+                Grpc.shutdown(ch);
+            }
+        }
+        ExpertPlacement p = new ExpertPlacement(model.config().numLayers(), model.config().numExperts(), shards);
+        if (p.missing().isEmpty()) return new Described(p, null);
+        return new Described(null, problem != null ? problem
+                : p.missing().size() + " (layer/expert) pairs held by no shard, e.g. " + p.missing().get(0));
     }
 }

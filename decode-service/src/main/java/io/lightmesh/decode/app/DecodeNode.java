@@ -4,11 +4,12 @@ import io.grpc.BindableService;
 import io.grpc.ServerInterceptors;
 import io.lightmesh.decode.DecodeWorker;
 import io.lightmesh.mesh.DeferredServices;
-import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.MeshMetrics;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.OffloadingInterceptor;
-import io.lightmesh.mesh.RemoteExperts;
+import io.lightmesh.mesh.LiveExperts;
+import io.lightmesh.mesh.PeerSet;
 import io.lightmesh.mesh.Services;
 import io.opentelemetry.api.OpenTelemetry;
 import io.quarkus.runtime.ShutdownEvent;
@@ -40,7 +41,7 @@ public class DecodeNode {
     private static final Logger LOG = Logger.getLogger(DecodeNode.class);
 
     private final MeshModel model;
-    private final List<RemoteExperts> remotes = new ArrayList<>();
+    private final List<LiveExperts> remotes = new ArrayList<>();
     private final DecodeWorker worker;
     private final ExecutorService handlers = Executors.newVirtualThreadPerTaskExecutor();
     /** Where the gRPC service beans find the worker's services once it is built. */
@@ -48,26 +49,29 @@ public class DecodeNode {
     @Singleton
     static DeferredServices services() { return new DeferredServices(); }
 
-    DecodeNode(DecodeConfig config, OpenTelemetry otel, DeferredServices services) throws Exception {
+    DecodeNode(DecodeConfig config, OpenTelemetry tracing, DeferredServices services, MeshMetrics metrics) throws Exception {
+        // Quarkus's SDK traces; the metrics are always recorded, for /q/metrics (and OTLP when configured)
+        OpenTelemetry otel = metrics.withTracing(tracing);
         model = MeshModel.load(config.model(), Services.backend(config.backend()));
         try {
             List<String> experts = config.experts().orElse(List.of());
-            ExpertPlacement placement = experts.isEmpty() ? null : Services.discover(model, experts, 120_000);
-            var forward = Services.workerModel(model, placement, otel, remotes::add);
+            // fixed host:port shards or dns:name:port (a headless Service), followed as shards come and go
+            if (!experts.isEmpty()) remotes.add(new LiveExperts(model, PeerSet.of(experts), 30_000, 120_000, 30_000));
+            var forward = Services.workerModel(model, remotes.isEmpty() ? null : remotes.getFirst(), otel);
             String host = config.host();
             String advertise = config.advertise().orElse((host.equals("0.0.0.0") ? InetAddress.getLocalHost().getHostName() : host)
                     + ":" + config.grpcPort());
             worker = new DecodeWorker(new DecodeWorker.Settings(config.id(), advertise, (long) (config.budgetGib() * (1L << 30)),
-                    config.maxBatch(), config.stateWaitMs()), model, forward, placement != null, otel);
+                    config.maxBatch(), config.stateWaitMs()), model, forward, !remotes.isEmpty(), otel);
             OffloadingInterceptor offload = new OffloadingInterceptor(handlers);
             for (BindableService s : worker.services()) {
                 services.publish(ServerInterceptors.intercept(Grpc.traced(s), offload));
             }
             services.markReady();
             LOG.infof("decode worker %s (advertised %s), experts %s", config.id(), advertise,
-                    placement == null ? "in-process" : "on " + experts);
+                    remotes.isEmpty() ? "in-process" : "on " + experts);
         } catch (Exception | Error e) {
-            remotes.forEach(RemoteExperts::close);
+            remotes.forEach(LiveExperts::close);
             model.close();
             throw e;
         }
@@ -84,7 +88,7 @@ public class DecodeNode {
     @PreDestroy
     void release() {
         handlers.shutdown();
-        remotes.forEach(RemoteExperts::close);
+        remotes.forEach(LiveExperts::close);
         model.close();
     }
 }

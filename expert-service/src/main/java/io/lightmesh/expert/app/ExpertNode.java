@@ -5,6 +5,7 @@ import io.lightmesh.expert.ExpertShard;
 import io.lightmesh.mesh.DeferredServices;
 import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.MeshMetrics;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.Services;
 import io.opentelemetry.api.OpenTelemetry;
@@ -39,7 +40,9 @@ public class ExpertNode {
     @Singleton
     static DeferredServices services() { return new DeferredServices(); }
 
-    ExpertNode(ExpertConfig config, OpenTelemetry otel, DeferredServices services) throws Exception {
+    ExpertNode(ExpertConfig config, OpenTelemetry tracing, DeferredServices services, MeshMetrics metrics) throws Exception {
+        // Quarkus's SDK traces; the metrics are always recorded, for /q/metrics (and OTLP when configured)
+        OpenTelemetry otel = metrics.withTracing(tracing);
         String[] is = config.shard().split("/");
         if (is.length != 2) throw new IllegalArgumentException("expert: lightmesh.shard must be I/N, e.g. 0/2, not " + config.shard());
         int index = Integer.parseInt(is[0].trim()), count = Integer.parseInt(is[1].trim());

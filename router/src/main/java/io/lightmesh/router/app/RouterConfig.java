@@ -21,10 +21,13 @@ public interface RouterConfig {
     /** Kafka bootstrap servers. */
     String kafka();
 
-    /** Decode workers, host:port as they advertise themselves. */
+    /**
+     * Decode workers: host:port entries, or dns:name:port for every address of a name (a headless Service), resolved
+     * again every few seconds (io.lightmesh.mesh.PeerSet).
+     */
     List<String> decode();
 
-    /** Expert shards, checked by the readiness probe. */
+    /** Expert shards (host:port or dns:name:port, as {@link #decode()}), checked by the readiness probe. */
     Optional<List<String>> experts();
 
     @WithDefault("0.0.0.0")

@@ -4,8 +4,10 @@ import io.grpc.ServerInterceptors;
 import io.lightmesh.engine.backend.ReferenceOps;
 import io.lightmesh.mesh.DeferredServices;
 import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.MeshMetrics;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.OffloadingInterceptor;
+import io.lightmesh.mesh.PeerSet;
 import io.lightmesh.router.RouterCore;
 import io.opentelemetry.api.OpenTelemetry;
 import io.quarkus.runtime.ShutdownEvent;
@@ -21,6 +23,7 @@ import java.io.UncheckedIOException;
 import java.util.List;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.function.Supplier;
 
 /**
  * The router of this process: the model's tokenizer and shape (never its forward pass: the reference backend, which
@@ -36,6 +39,8 @@ public class RouterNode {
     private static final Logger LOG = Logger.getLogger(RouterNode.class);
 
     private final MeshModel model;
+    /** Decode workers and expert shards: fixed host:port entries or dns:name:port, followed as pods come and go. */
+    private final PeerSet decode, experts;
     private final RouterCore core;
     /** Handlers of the public API run here, off Quarkus's gRPC event loop (see OffloadingInterceptor). */
     private final ExecutorService handlers = Executors.newVirtualThreadPerTaskExecutor();
@@ -45,31 +50,42 @@ public class RouterNode {
     @Singleton
     static DeferredServices services() { return new DeferredServices(); }
 
-    RouterNode(RouterConfig config, OpenTelemetry otel, DeferredServices services) {
+    RouterNode(RouterConfig config, OpenTelemetry tracing, DeferredServices services, MeshMetrics metrics) {
+        // Quarkus's SDK traces; the metrics are always recorded, for /q/metrics (and OTLP when configured)
+        OpenTelemetry otel = metrics.withTracing(tracing);
         try {
             this.model = MeshModel.load(config.model(), new ReferenceOps());
         } catch (IOException e) {
             throw new UncheckedIOException("router: cannot load the model at " + config.model() + ": " + e.getMessage(), e);
         }
+        this.decode = PeerSet.of(config.decode());
+        this.experts = PeerSet.of(config.experts().orElse(List.of()));
         try {
             this.core = new RouterCore(new RouterCore.Settings(config.kafka(), config.topic(), config.partitions(), config.prefillGroup(),
                     config.decode(), config.experts().orElse(List.of()), config.maxInFlight(), config.defaultMaxNewTokens(),
-                    config.maxPromptTokens(), config.maxResumes(), config.pollMs()), model, otel);
+                    config.maxPromptTokens(), config.maxResumes(), config.pollMs()), decode, experts, model, otel);
         } catch (RuntimeException e) {
+            decode.close();
+            experts.close();
             model.close();
             throw e;
         }
         services.publish(ServerInterceptors.intercept(Grpc.traced(core.services().getFirst()), new OffloadingInterceptor(handlers)));
         services.markReady();
-        LOG.infof("router: model %s, Kafka %s, decode %s, experts %s", config.model(), config.kafka(), config.decode(),
-                config.experts().orElse(List.of()));
+        LOG.infof("router: model %s, Kafka %s, decode %s, experts %s", config.model(), config.kafka(), decode.describe(),
+                experts.describe());
     }
 
     public RouterCore core() { return core; }
 
+    /** The expert shards now (for the placement controller: a live list when discovery is on). */
+    public Supplier<List<String>> expertShards() { return experts; }
+
     void stop(@Observes ShutdownEvent e) {
         LOG.info("router: stopping");
         core.close();
+        decode.close();
+        experts.close();
     }
 
     /** Last, when Quarkus destroys its beans. */
