@@ -16,7 +16,10 @@ public interface ExpertConfig {
     /** Checkpoint directory. */
     Path model();
 
-    /** I/N: this shard holds the experts e with e % N == I. */
+    /**
+     * I/N: this shard holds the experts e with e % N == I; I >= N makes it a replica of shard I % N (a StatefulSet
+     * pod index past the shard count).
+     */
     String shard();
 
     /** Of these layers only (another set of shards must hold the rest); default every layer. */

@@ -46,6 +46,11 @@ public class ExpertNode {
         String[] is = config.shard().split("/");
         if (is.length != 2) throw new IllegalArgumentException("expert: lightmesh.shard must be I/N, e.g. 0/2, not " + config.shard());
         int index = Integer.parseInt(is[0].trim()), count = Integer.parseInt(is[1].trim());
+        // a pod index beyond the shard count (a StatefulSet scaled past it): a replica of shard index % count
+        if (count > 0 && index >= count) {
+            LOG.infof("expert: shard %d of %d is a replica of shard %d", index, count, index % count);
+            index = index % count;
+        }
         model = MeshModel.load(config.model(), Services.backend(config.backend()));
         try {
             int[] experts = ExpertPlacement.expertsOf(index, count, model.config().numExperts());
