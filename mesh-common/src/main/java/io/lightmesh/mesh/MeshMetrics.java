@@ -21,7 +21,8 @@ import java.util.Map;
 /**
  * A service's metrics, always recorded (whether or not traces are exported) and readable two ways: scraped in the
  * Prometheus text format ({@link #scrape}, served on {@code /q/metrics}: what an HPA through a Prometheus adapter or
- * a KEDA Prometheus trigger reads) and, when {@code OTEL_EXPORTER_OTLP_ENDPOINT} is set, pushed over OTLP as before.
+ * a KEDA Prometheus trigger reads) and, when {@code OTEL_EXPORTER_OTLP_ENDPOINT} is set and OTel's OTLP exporter is on
+ * the classpath (not in the Quarkus applications, which carry Quarkus's own), pushed over OTLP.
  * One OpenTelemetry meter provider with OTel's Prometheus reader ({@code opentelemetry-exporter-prometheus}): the
  * instruments the services already define (MeshTelemetry scope) become {@code lightmesh_*} series, e.g.
  * {@code lightmesh.decode.sequences.active} as {@code lightmesh_decode_sequences_active}.
@@ -44,6 +45,12 @@ public final class MeshMetrics implements AutoCloseable {
     /** Metrics of {@code serviceName}: Prometheus always, OTLP when the standard OTEL_* variables say so. */
     public static MeshMetrics fromEnvironment(String serviceName) {
         boolean otlp = nonBlank(System.getenv("OTEL_EXPORTER_OTLP_ENDPOINT")) || System.getProperty("otel.exporter.otlp.endpoint") != null;
+        // the Quarkus applications carry Quarkus's own OTLP exporters, not OTel's: there the metrics stay on /q/metrics
+        if (otlp && !present("io.opentelemetry.exporter.otlp.metrics.OtlpGrpcMetricExporter")) {
+            java.util.logging.Logger.getLogger(MeshMetrics.class.getName()).info(
+                    "metrics: no OTel OTLP exporter in this application; metrics are served on /q/metrics only");
+            otlp = false;
+        }
         Map<String, String> defaults = new HashMap<>();
         defaults.put("otel.service.name", serviceName);
         defaults.put("otel.traces.exporter", "none"); // traces stay with the service's own tracing SDK
@@ -57,6 +64,15 @@ public final class MeshMetrics implements AutoCloseable {
     }
 
     private static boolean nonBlank(String s) { return s != null && !s.isBlank(); }
+
+    private static boolean present(String className) {
+        try {
+            Class.forName(className, false, MeshMetrics.class.getClassLoader());
+            return true;
+        } catch (ClassNotFoundException e) {
+            return false;
+        }
+    }
 
     public MeterProvider meterProvider() { return sdk.getMeterProvider(); }
 
