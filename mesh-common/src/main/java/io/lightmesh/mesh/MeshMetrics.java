@@ -46,7 +46,7 @@ public final class MeshMetrics implements AutoCloseable {
     public static MeshMetrics fromEnvironment(String serviceName) {
         boolean otlp = nonBlank(System.getenv("OTEL_EXPORTER_OTLP_ENDPOINT")) || System.getProperty("otel.exporter.otlp.endpoint") != null;
         // the Quarkus applications carry Quarkus's own OTLP exporters, not OTel's: there the metrics stay on /q/metrics
-        if (otlp && !present("io.opentelemetry.exporter.otlp.metrics.OtlpGrpcMetricExporter")) {
+        if (otlp && !present("io.opentelemetry.exporter.otlp.internal.OtlpMetricExporterProvider")) {
             java.util.logging.Logger.getLogger(MeshMetrics.class.getName()).info(
                     "metrics: no OTel OTLP exporter in this application; metrics are served on /q/metrics only");
             otlp = false;
