@@ -6,7 +6,7 @@
 #   lib/        the engine jar and its runtime dependencies (maven-dependency-plugin copy-dependencies)
 #   test-lib/   the engine's test classes and the JUnit console launcher, to run the OpenCL kernel tests there
 #   native/     the ICD loader libOpenCL.so.1 of this machine, a fallback if the GPU machine lacks one
-#   tools/      this folder's scripts
+#   tools/      this folder's scripts (and tools/reference/*.py, for fixtures-bf16)
 # With --xz the folder holds only tools/ and rt.tar.xz (the rest, xz-compressed, about half the size), for when the
 # checkout that travels beside it leaves less room; run-gpu.sh unpacks it to /tmp first.
 # Usage: [MVN_FLAGS=-o] tools/gpu/pack.sh [--xz] [DEST]   (MVN_FLAGS: extra Maven flags, e.g. -o for offline)
@@ -45,6 +45,7 @@ jni=$(ls "$DEST"/lib/aparapi-jni-*.jar)
 
 for lib in /usr/lib/x86_64-linux-gnu/libOpenCL.so.1; do [ -e "$lib" ] && cp -L "$lib" "$DEST/native/"; done
 cp tools/gpu/*.sh tools/gpu/*.py "$DEST/tools/"
+mkdir -p "$DEST/tools/reference" && cp tools/reference/*.py "$DEST/tools/reference/"   # fixtures-bf16 loads them
 
 if [ "$XZ" = 1 ]; then
   echo "pack: xz"

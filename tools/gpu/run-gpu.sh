@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
 # On the GPU machine, from a folder made by pack.sh: registers NVIDIA's OpenCL driver with the ICD loader, runs the
 # OpenCL kernel tests (JUnit, LIGHTMESH_REQUIRE_OPENCL=1), then KernelBench and the PyTorch figures.
-# Writes logs under $OUT (or /tmp/lightmesh-out). Usage: bash .runtime/tools/run-gpu.sh [tests] [bench] [engine] [torch]
+# Writes logs under $OUT (or /tmp/lightmesh-out).
+# Usage: bash .runtime/tools/run-gpu.sh [tests] [bench] [engine] [torch] [peer] [peer-summary] [fixtures-bf16] [shards]
+#   shards: ShardDecodeBench, from a pack made by pack-shards.sh;
+#   peer: HF transformers' MiniMaxForCausalLM bf16 eager on the 1.25B M1 shape (hf_peer_bench.py, PEER_ARGS);
+#   peer-summary: the side-by-side table of this call's enginebench.txt and hfpeer.txt;
+#   fixtures-bf16: HF's own bf16 error on the engine's reference fixtures (the tensor-core path's tolerance)
 set -uo pipefail
 R="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [ -f "$R/rt.tar.xz" ]; then   # packed with pack.sh --xz
-  mkdir -p /tmp/lightmesh-rt && tar -C /tmp/lightmesh-rt -xJf "$R/rt.tar.xz" && cp -r "$R/tools" /tmp/lightmesh-rt/
+if [ -f "$R/rt.tar.xz" ]; then   # packed with pack.sh --xz; unpacked once per pack (several steps, one call)
+  stamp=$(stat -c '%s %Y' "$R/rt.tar.xz")
+  if [ "$(cat /tmp/lightmesh-rt/.stamp 2>/dev/null)" != "$stamp" ]; then
+    rm -rf /tmp/lightmesh-rt && mkdir -p /tmp/lightmesh-rt && tar -C /tmp/lightmesh-rt -xJf "$R/rt.tar.xz" \
+      && echo "$stamp" > /tmp/lightmesh-rt/.stamp
+  fi
+  rm -rf /tmp/lightmesh-rt/tools && cp -r "$R/tools" /tmp/lightmesh-rt/
   R=/tmp/lightmesh-rt
 fi
 OUT="${OUT:-/tmp/lightmesh-out}"
@@ -42,7 +52,9 @@ for step in "${steps[@]}"; do
     tests)
       TCP="$CP$(ls "$R"/test-lib/lightmesh-engine-tests.jar)"
       select=()
-      while read -r c; do select+=(--select-class "$c"); done < "$R/test-lib/opencl-test-classes.txt"
+      # TEST_CLASSES="a.B c.D": only these classes (default: every OpenCL test class the pack lists)
+      if [ -n "${TEST_CLASSES:-}" ]; then for c in $TEST_CLASSES; do select+=(--select-class "$c"); done
+      else while read -r c; do select+=(--select-class "$c"); done < "$R/test-lib/opencl-test-classes.txt"; fi
       # from engine/ when the checkout is here: the fixture tests read src/test/resources/fixtures and ../models/demo
       tdir=.; [ -d engine/src/test/resources/fixtures ] && tdir=engine
       (cd "$tdir" && LIGHTMESH_REQUIRE_OPENCL=1 "${JAVA[@]}" -Xmx16g -jar "$R"/test-lib/junit-platform-console-standalone-*.jar \
@@ -60,7 +72,19 @@ for step in "${steps[@]}"; do
     torch)
       PYTHONUNBUFFERED=1 python3 "$R/tools/torch_bench.py" 2>&1 | tee "$OUT/torchbench.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
-    *) echo "unknown step $step (tests, bench, engine, torch)"; rc=2 ;;
+    shards)   # ShardDecodeBench: experts on loopback gRPC shards vs in-process (a pack made by pack-shards.sh)
+      timeout "${SHARDS_TIMEOUT:-400}" "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx48g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" \
+        io.lightmesh.launcher.ShardDecodeBench ${SHARDS_ARGS:-} 2>&1 | grep -v '^WARNING' | tee -a "$OUT/shardbench.txt"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
+    peer)
+      PYTHONUNBUFFERED=1 python3 "$R/tools/hf_peer_bench.py" ${PEER_ARGS:-} --json "$OUT/hfpeer.json" 2>&1 | tee -a "$OUT/hfpeer.txt"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
+    peer-summary)
+      python3 "$R/tools/peer_summary.py" "$OUT/enginebench.txt" "$OUT/hfpeer.txt" 2>&1 | tee "$OUT/peer-summary.txt" ;;
+    fixtures-bf16)
+      PYTHONUNBUFFERED=1 python3 "$R/tools/hf_fixture_bf16.py" --reference "$R/tools/reference" 2>&1 | tee "$OUT/hf-fixtures-bf16.txt"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
+    *) echo "unknown step $step (tests, bench, engine, torch, peer, peer-summary, fixtures-bf16, shards)"; rc=2 ;;
   esac
 done
 exit $rc

@@ -23,7 +23,10 @@ public final class Main {
             commands:
               generate    --model DIR (--prompt TEXT | --ids 1,2,3) [--max-new-tokens N] [--temperature T]
                           [--top-k K] [--top-p P] [--seed S] [--stop STR]... [--max-thinking-tokens N] [--json]
-                          [--target HOST:PORT]  (through a running mesh instead of the in-process engine)
+                          [--n N] [--logprobs K] [--prompt-logprobs K] [--presence-penalty P]
+                          [--frequency-penalty P] [--repetition-penalty R]
+                          [--target HOST:PORT [--tls-ca CA.pem] [--api-key KEY]]  (through a running mesh instead of the
+                          in-process engine; --tls-ca when its router serves TLS, trusting that CA)
               score       --model DIR --ids 1,2,3,... --prefill K --positions p1,p2,...
                           tokens 0..K-1 go through one prefill call, the rest one at a time through decode;
                           prints {"logits": {"p": [...]}} where position p's logits predict token p+1
@@ -32,8 +35,11 @@ public final class Main {
               bench       [--size tiny|100m|demo] [--prompt-lengths 1024,4096] [--decode-tokens N] ...
               info        --model DIR                      prints the model's shape
               serve       [--model DIR] [--http-port 8080] [--grpc-port 9000] [--kafka HOST:PORT] [--experts N]
+                          [--prefix-cache-gib G]  (each prefill worker's prefix cache; 0: off; default 1)
                           the whole mesh on this machine: Kafka (KRaft child process unless --kafka), router,
                           prefill and decode workers, expert shards; Ctrl-C stops everything
+                          [--autoscale-experts MIN:MAX] [--expert-slots K] [--rebalance-interval-s 60]
+                          [--imbalance-threshold 1.25]: the elastic expert pool (GET /admin/placement)
               router | prefill | decode | expert | kafka [options]
                           one service on its own, for real deployments: its Quarkus application
                           (<module>/target/quarkus-app/quarkus-run.jar; see mesh-launcher/README.md)
@@ -92,30 +98,50 @@ public final class Main {
     }
 
     private static int generate(String[] argv, PrintStream out) throws IOException {
-        Args a = parse(argv, Set.of("--prompt", "--ids", "--max-new-tokens", "--temperature", "--top-k", "--top-p",
-                "--seed", "--stop", "--max-thinking-tokens", "--target"), Set.of("--json"));
+        Set<String> valued = new java.util.HashSet<>(Set.of("--prompt", "--ids", "--max-new-tokens", "--temperature", "--top-k", "--top-p",
+                "--seed", "--stop", "--max-thinking-tokens", "--target", "--tls-ca", "--api-key"));
+        valued.addAll(ChoiceFlags.VALUED);
+        Args a = parse(argv, valued, Set.of("--json"));
+        if ((a.has("--tls-ca") || a.has("--api-key")) && !a.has("--target")) {
+            throw new Args.UsageException("--tls-ca and --api-key are for a running mesh: give --target HOST:PORT too");
+        }
         if (a.has("--prompt") == a.has("--ids")) throw new Args.UsageException("give exactly one of --prompt or --ids");
         if (a.has("--target")) return RemoteGenerate.run(a, out);
         SamplingParams params = new SamplingParams(a.getFloat("--temperature", 0f), a.getInt("--top-k", 0),
                 a.getFloat("--top-p", 1f), a.getLong("--seed", 0L), a.getInt("--max-new-tokens", 64),
                 a.all("--stop"), a.getInt("--max-thinking-tokens", 0));
+        ChoiceFlags choices = new ChoiceFlags(a);
+        params = choices.apply(params);
         try (LoadedModel m = open(a)) {
             int[] prompt = a.has("--ids") ? a.ints("--ids") : m.requireTokenizer().encode(a.get("--prompt", ""));
             boolean json = a.flag("--json");
-            Generator.Result r = Generator.generate(m.model(), m.tokenizer(), prompt, params,
-                    json ? null : step -> { out.print(step.text()); out.flush(); });
+            List<Generator.Result> rs = Generator.generate(m.model(), m.tokenizer(), prompt, params, choices.n, choices.promptLogprobs,
+                    json || choices.n > 1 ? null : (i, step) -> { out.print(step.text()); out.flush(); });
             if (json) {
                 ObjectNode o = JSON.createObjectNode();
-                ArrayNode ids = o.putArray("ids");
-                for (int t : r.tokens()) ids.add(t);
-                o.put("text", m.tokenizer() == null ? "" : r.text());
-                o.put("finish_reason", r.reason().name().toLowerCase());
+                result(o, rs.getFirst(), m, choices);
+                if (choices.promptLogprobs >= 0) ChoiceFlags.engineJson(o.putArray("prompt_logprobs"), rs.getFirst().promptLogprobs(), m.tokenizer());
+                if (choices.n > 1) {
+                    ArrayNode all = o.putArray("choices");
+                    for (Generator.Result r : rs) result(all.addObject(), r, m, choices);
+                }
                 out.println(o);
+            } else if (choices.n > 1) {
+                for (int i = 0; i < rs.size(); i++) out.println("--- choice " + i + " ---\n" + rs.get(i).text());
             } else {
                 out.println();
             }
         }
         return 0;
+    }
+
+    /** One choice's part of generate's JSON: ids, text, finish reason, and the log-probabilities when asked for. */
+    private static void result(ObjectNode o, Generator.Result r, LoadedModel m, ChoiceFlags choices) {
+        ArrayNode ids = o.putArray("ids");
+        for (int t : r.tokens()) ids.add(t);
+        o.put("text", m.tokenizer() == null ? "" : r.text());
+        o.put("finish_reason", r.reason().name().toLowerCase());
+        if (choices.logprobs >= 0) ChoiceFlags.engineJson(o.putArray("logprobs"), r.logprobs(), m.tokenizer());
     }
 
     private static int score(String[] argv, PrintStream out) throws IOException {

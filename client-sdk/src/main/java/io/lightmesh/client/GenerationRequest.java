@@ -31,6 +31,10 @@ public final class GenerationRequest {
     private final int maxThinkingTokens;
     private final List<String> stop;
     private final boolean ignoreEos;
+    private final int n;
+    private final Integer logprobs, promptLogprobs;
+    private final double presencePenalty, frequencyPenalty;
+    private final Double repetitionPenalty;
     private final String requestId;
     private final String conversationId;
     private final boolean returnTokenIds;
@@ -50,6 +54,12 @@ public final class GenerationRequest {
         maxThinkingTokens = b.maxThinkingTokens;
         stop = List.copyOf(b.stop);
         ignoreEos = b.ignoreEos;
+        n = b.n;
+        logprobs = b.logprobs;
+        promptLogprobs = b.promptLogprobs;
+        presencePenalty = b.presencePenalty;
+        frequencyPenalty = b.frequencyPenalty;
+        repetitionPenalty = b.repetitionPenalty;
         requestId = b.requestId;
         conversationId = b.conversationId;
         returnTokenIds = b.returnTokenIds;
@@ -106,6 +116,12 @@ public final class GenerationRequest {
         b.maxThinkingTokens = maxThinkingTokens;
         b.stop = new ArrayList<>(stop);
         b.ignoreEos = ignoreEos;
+        b.n = n;
+        b.logprobs = logprobs;
+        b.promptLogprobs = promptLogprobs;
+        b.presencePenalty = presencePenalty;
+        b.frequencyPenalty = frequencyPenalty;
+        b.repetitionPenalty = repetitionPenalty;
         b.requestId = requestId;
         b.conversationId = conversationId;
         b.returnTokenIds = returnTokenIds;
@@ -150,6 +166,24 @@ public final class GenerationRequest {
     /** Whether to keep generating past the end-of-sentence token. */
     public boolean ignoreEos() { return ignoreEos; }
 
+    /** Number of choices (independent samples), 1..16. */
+    public int n() { return n; }
+
+    /** Alternatives listed with each generated token's log-probability (0..20), or null for no log-probabilities. */
+    public Integer logprobs() { return logprobs; }
+
+    /** Alternatives listed with each prompt token's log-probability (0..20), or null for none. */
+    public Integer promptLogprobs() { return promptLogprobs; }
+
+    /** OpenAI's presence penalty, in [-2, 2] (0: none). */
+    public double presencePenalty() { return presencePenalty; }
+
+    /** OpenAI's frequency penalty, in [-2, 2] (0: none). */
+    public double frequencyPenalty() { return frequencyPenalty; }
+
+    /** vLLM's repetition penalty (> 0), or null for none. */
+    public Double repetitionPenalty() { return repetitionPenalty; }
+
     /** The caller's request id, or null (the client then assigns one). */
     public String requestId() { return requestId; }
 
@@ -179,6 +213,10 @@ public final class GenerationRequest {
         private int maxThinkingTokens;
         private List<String> stop = new ArrayList<>();
         private boolean ignoreEos;
+        private int n = 1;
+        private Integer logprobs, promptLogprobs;
+        private double presencePenalty, frequencyPenalty;
+        private Double repetitionPenalty;
         private String requestId;
         private String conversationId;
         private boolean returnTokenIds;
@@ -259,6 +297,57 @@ public final class GenerationRequest {
             return this;
         }
 
+        /**
+         * Several independent answers (choices) to the prompt, 1..16: the server prefills the prompt once and decodes a
+         * copy of its state per choice. With a seed, choice 0 is what one sample gives and every choice is reproducible.
+         */
+        public Builder n(int n) {
+            if (n < 1 || n > 16) throw new IllegalArgumentException("n must be in 1..16");
+            this.n = n;
+            return this;
+        }
+
+        /**
+         * Return each generated token's log-probability with its {@code top} most likely alternatives (0..20), from
+         * the model's raw logits (before penalties, temperature, top-k, top-p).
+         */
+        public Builder logprobs(int top) {
+            if (top < 0 || top > 20) throw new IllegalArgumentException("logprobs must be in 0..20");
+            logprobs = top;
+            return this;
+        }
+
+        /** Return the prompt tokens' log-probabilities (from the second token), each with {@code top} alternatives (0..20). */
+        public Builder promptLogprobs(int top) {
+            if (top < 0 || top > 20) throw new IllegalArgumentException("promptLogprobs must be in 0..20");
+            promptLogprobs = top;
+            return this;
+        }
+
+        /** OpenAI's presence penalty, in [-2, 2]: subtracted once from the logit of each token already in the output. */
+        public Builder presencePenalty(double p) {
+            if (!(p >= -2 && p <= 2)) throw new IllegalArgumentException("presencePenalty must be in [-2, 2]");
+            presencePenalty = p;
+            return this;
+        }
+
+        /** OpenAI's frequency penalty, in [-2, 2]: subtracted from a token's logit once per occurrence in the output. */
+        public Builder frequencyPenalty(double p) {
+            if (!(p >= -2 && p <= 2)) throw new IllegalArgumentException("frequencyPenalty must be in [-2, 2]");
+            frequencyPenalty = p;
+            return this;
+        }
+
+        /**
+         * vLLM's and HF's repetition penalty, > 0: logits of tokens in the prompt or output are divided by it when
+         * positive, multiplied otherwise (1: none).
+         */
+        public Builder repetitionPenalty(double p) {
+            if (!(p > 0) || Double.isInfinite(p)) throw new IllegalArgumentException("repetitionPenalty must be > 0");
+            repetitionPenalty = p;
+            return this;
+        }
+
         /** The request's id, unique per request; retries of this request reuse it. Unset: the client picks one. */
         public Builder requestId(String id) {
             requestId = id == null || id.isEmpty() ? null : id;
@@ -271,7 +360,7 @@ public final class GenerationRequest {
             return this;
         }
 
-        /** Also return the generated token ids. */
+        /** Also return the generated token ids, and the prompt's (as the model saw it). */
         public Builder returnTokenIds(boolean b) {
             returnTokenIds = b;
             return this;

@@ -7,8 +7,14 @@ package io.lightmesh.client;
  * @param completionTokens tokens generated, reasoning included
  * @param reasoningTokens  of the completion tokens, those inside the reasoning ({@code <think>}) block
  * @param totalTokens      prompt plus completion tokens
+ * @param cachedTokens     of the prompt tokens, those the server restored from its prefix cache instead of computing
  */
-public record Usage(int promptTokens, int completionTokens, int reasoningTokens, int totalTokens) {
+public record Usage(int promptTokens, int completionTokens, int reasoningTokens, int totalTokens, int cachedTokens) {
     /** No tokens. */
-    public static final Usage NONE = new Usage(0, 0, 0, 0);
+    public static final Usage NONE = new Usage(0, 0, 0, 0, 0);
+
+    /** Nothing cached. */
+    public Usage(int promptTokens, int completionTokens, int reasoningTokens, int totalTokens) {
+        this(promptTokens, completionTokens, reasoningTokens, totalTokens, 0);
+    }
 }

@@ -72,7 +72,8 @@ import java.util.logging.Logger;
  * follows them (Decode.Generate). A sequence's state is freed when it finishes, is cancelled, or fails.
  *
  * <p>Budget: a sequence is charged the serialised size of its state at its longest (position + max_new_tokens),
- * so an accepted sequence never outgrows the budget.
+ * once per choice (a request asking for n samples decodes n copies of its prefilled state), so an accepted sequence
+ * never outgrows the budget.
  */
 public final class DecodeWorker implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(DecodeWorker.class.getName());
@@ -155,6 +156,7 @@ public final class DecodeWorker implements AutoCloseable {
         this.meshModel = meshModel;
         this.model = model;
         this.remoteExperts = remoteExperts;
+        io.lightmesh.mesh.WorkerPath.announce("decode", settings.workerId(), model, otel);
         this.batcher = new ContinuousBatcher(model, settings.maxBatch(), this::onStep);
         this.loop = new Thread(this::runLoop, "decode-loop-" + settings.workerId());
         loop.setDaemon(true);
@@ -176,9 +178,12 @@ public final class DecodeWorker implements AutoCloseable {
         // the sequence (null until its state arrives)
         GenerationSpec spec;
         volatile SequenceState state;
-        Generation generation;
+        Generation generation;   // choice 0 (null when not decoding)
+        List<Generation> choices = List.of(); // every choice, index order (sampling.n; one copy of the state each)
         long charge;
-        int delivered;           // tokens generated for the request so far (a resume's earlier ones included)
+        int[] delivered;         // per choice: tokens generated so far (a resume's earlier ones included)
+        int open;                // choices not finished yet
+        List<io.lightmesh.proto.v1.TokenLogprob> promptLogprobs = List.of(); // sent with the first event, then dropped
         volatile boolean cancelled;
         RequestStats.Builder stats;
         Span span;               // "lightmesh.decode": from the state's arrival to the sequence's end
@@ -226,8 +231,10 @@ public final class DecodeWorker implements AutoCloseable {
         }
         SequenceState done = s.state;
         if (done != null) done.discardDevice(); // device memory back now, not when the GC gets to it
+        for (Generation g : s.choices) if (g.state() != null && g.state() != done) g.state().discardDevice(); // the forks
         s.state = null;
         s.generation = null;
+        s.choices = List.of();
         slots.remove(s.id, s);
         Span span = s.span;
         if (span != null) {
@@ -238,6 +245,11 @@ public final class DecodeWorker implements AutoCloseable {
     }
 
     public boolean cancelRequest(String id, String reason) {
+        return cancelRequest(id, Status.CANCELLED.withDescription(reason));
+    }
+
+    /** Cancels a request, its follower ending with {@code why} (CANCELLED, or UNAVAILABLE when a prefill worker cannot compute it now). */
+    public boolean cancelRequest(String id, Status why) {
         Slot s = slots.get(id);
         synchronized (this) {
             Long r = reservations.remove(id);
@@ -246,7 +258,7 @@ public final class DecodeWorker implements AutoCloseable {
         }
         if (s == null) return false;
         s.cancelled = true;
-        s.fail(Status.CANCELLED.withDescription(reason));
+        s.fail(why);
         if (s.state == null) slots.remove(id, s); // not decoding: nothing else will release it
         else batcher.cancel(id);                  // the batcher ends it at its next step; onStep releases the state
         return true;
@@ -267,7 +279,7 @@ public final class DecodeWorker implements AutoCloseable {
 
     private long chargeFor(GenerationSpec spec) {
         long maxLen = spec.getPromptTokensCount() + spec.getGeneratedTokensCount() + spec.getSampling().getMaxNewTokens();
-        return StateCodec.serialisedBytes(meshModel.config(), maxLen);
+        return StateCodec.serialisedBytes(meshModel.config(), maxLen) * Specs.choices(spec); // a copy of the state per choice
     }
 
     // ---- the decode loop: one batched step of the engine's continuous batcher at a time ----
@@ -278,7 +290,10 @@ public final class DecodeWorker implements AutoCloseable {
                 Slot s = batcher.idle() ? joins.poll(100, TimeUnit.MILLISECONDS) : joins.poll();
                 for (; s != null; s = joins.poll()) {
                     if (s.cancelled) release(s);
-                    else { batcher.add(s.generation); decoding.add(s); }
+                    else {
+                        for (Generation g : s.choices) if (!g.finished()) batcher.add(g); // a choice may end at its first token
+                        decoding.add(s);
+                    }
                 }
                 decoding.removeIf(x -> x.generation == null);
                 if (batcher.idle()) { activeCount = 0; continue; }
@@ -342,7 +357,10 @@ public final class DecodeWorker implements AutoCloseable {
         LOG.warning("decode step failed: " + e);
         for (Slot s : slots.values()) {
             if (s.generation == null) continue;
-            s.fail(Status.INTERNAL.withDescription("decode step failed: " + e.getMessage()));
+            // expert shards unreachable (RemoteExperts: UNAVAILABLE) stays UNAVAILABLE: the router resumes or answers 503
+            s.fail(e instanceof io.grpc.StatusRuntimeException sre && sre.getStatus().getCode() == Status.Code.UNAVAILABLE
+                    ? Status.UNAVAILABLE.withDescription("decode step failed: " + sre.getStatus().getDescription())
+                    : Status.INTERNAL.withDescription("decode step failed: " + e.getMessage()));
             s.cancelled = true;
             batcher.cancel(s.id);
             release(s);
@@ -356,7 +374,7 @@ public final class DecodeWorker implements AutoCloseable {
      */
     private void onStep(Generation g, Generation.Step step) {
         Slot s = slots.get(g.id());
-        if (s == null || s.generation != g) return; // already failed or released
+        if (s == null || s.generation == null || !s.choices.contains(g)) return; // already failed or released
         if (step.finished() && step.reason() == io.lightmesh.engine.generate.FinishReason.CANCELLED) {
             release(s);
             return;
@@ -369,10 +387,16 @@ public final class DecodeWorker implements AutoCloseable {
      * it released, and on the last step the finish reason and counts. True when the sequence finished.
      */
     private boolean emit(Slot s, Generation g, Generation.Step step) {
-        DecodeEvent.Builder e = DecodeEvent.newBuilder().setRequestId(s.id).setFirstIndex(s.delivered).setTextDelta(step.text());
-        if (g.tokenCount() > s.delivered) {
+        int c = s.choices.indexOf(g);
+        DecodeEvent.Builder e = DecodeEvent.newBuilder().setRequestId(s.id).setChoiceIndex(c).setFirstIndex(s.delivered[c]).setTextDelta(step.text());
+        if (g.tokenCount() > s.delivered[c]) {
             e.addTokenIds(step.token());
-            s.delivered = g.tokenCount();
+            if (step.logprob() != null) e.addLogprobs(Specs.logprob(step.logprob()));
+            s.delivered[c] = g.tokenCount();
+        }
+        if (!s.promptLogprobs.isEmpty()) { // the stream's first event
+            e.addAllPromptLogprobs(s.promptLogprobs);
+            s.promptLogprobs = List.of();
         }
         if (step.finished()) {
             if (s.span != null) s.span.setAttribute("lightmesh.completion_tokens", g.tokenCount()).setAttribute("lightmesh.finish_reason", step.reason().name());
@@ -381,10 +405,10 @@ public final class DecodeWorker implements AutoCloseable {
                     .setStats(s.stats.setDecodeWorker(settings.workerId()));
         }
         DecodeEvent event = e.build();
-        boolean last = step.finished();
+        boolean last = step.finished() && --s.open == 0; // the stream ends with its last choice
         if (Thread.currentThread() == loop) stepEvents.add(() -> s.emit(event, last)); // sent after the step, off the loop
         else s.emit(event, last);
-        return step.finished();
+        return last;
     }
 
     // ---- gRPC services ----
@@ -549,11 +573,26 @@ public final class DecodeWorker implements AutoCloseable {
                         s.spec = header.getSpec();
                         s.state = state;
                         s.charge = charged;
-                        s.delivered = s.spec.getGeneratedTokensCount();
+                        int n = Specs.choices(s.spec);
+                        s.delivered = new int[n];
+                        s.delivered[0] = s.spec.getGeneratedTokensCount();
+                        s.open = n;
+                        s.promptLogprobs = header.getPromptLogprobsList();
                         s.stats = RequestStats.newBuilder().setQueueUs(header.getQueueUs()).setPrefillUs(header.getPrefillUs())
+                                .setCachedTokens(header.getCachedTokens())
                                 .setTransferUs((System.nanoTime() - t0) / 1000).setStateBytes(bytes);
                         try {
-                            s.generation = Specs.resume(s.spec, state, meshModel.tokenizer());
+                            if (header.getOtherChoicesCount() != n - 1) {
+                                throw new IllegalArgumentException(n + " choices but first tokens for " + (header.getOtherChoicesCount() + 1));
+                            }
+                            List<Generation> gs = new ArrayList<>(n);
+                            long longest = (long) state.position() + s.spec.getSampling().getMaxNewTokens();
+                            for (int c = 0; c < n; c++) { // one copy of the prefilled state per further choice
+                                SequenceState cs = c == 0 ? state : io.lightmesh.engine.model.StateFork.copy(state, (int) Math.min(longest, Integer.MAX_VALUE / 2));
+                                gs.add(Specs.resume(s.spec, c, cs, meshModel.tokenizer()));
+                            }
+                            s.choices = gs;
+                            s.generation = gs.getFirst();
                         } catch (IllegalArgumentException e) {
                             s.state = null;
                             slots.remove(id, s);
@@ -568,15 +607,23 @@ public final class DecodeWorker implements AutoCloseable {
                     stateBytes.add(bytes);
                     answer(AckStatus.ACK_STATUS_ACCEPTED, "");
                     // the first new token was drawn by the prefill worker, by the same rules from the same history
-                    Generation.Step first;
+                    // (each choice's, with its seed)
+                    boolean ended = false;
                     try {
-                        first = s.generation.acceptChosen(header.getNextToken());
+                        for (int c = 0; c < s.choices.size(); c++) {
+                            Generation g = s.choices.get(c);
+                            Generation.Step first = c == 0
+                                    ? g.acceptChosen(header.getNextToken(), header.hasNextTokenLogprob() ? Specs.logprob(header.getNextTokenLogprob()) : null)
+                                    : g.acceptChosen(header.getOtherChoices(c - 1).getTokenId(),
+                                            header.getOtherChoices(c - 1).hasLogprob() ? Specs.logprob(header.getOtherChoices(c - 1).getLogprob()) : null);
+                            ended |= emit(s, g, first);
+                        }
                     } catch (IllegalArgumentException e) {
                         s.fail(Status.INTERNAL.withDescription("first token: " + e.getMessage()));
                         release(s);
                         return;
                     }
-                    if (emit(s, s.generation, first)) release(s);
+                    if (ended) release(s);
                     else joins.add(s);
                 }
 
@@ -624,7 +671,9 @@ public final class DecodeWorker implements AutoCloseable {
 
         @Override
         public void cancel(CancelRequest req, StreamObserver<CancelResponse> out) {
-            boolean found = DecodeWorker.this.cancelRequest(req.getRequestId(), req.getReason().isEmpty() ? "cancelled" : req.getReason());
+            String reason = req.getReason().isEmpty() ? "cancelled" : req.getReason();
+            boolean found = DecodeWorker.this.cancelRequest(req.getRequestId(),
+                    (req.getUnavailable() ? Status.UNAVAILABLE : Status.CANCELLED).withDescription(reason));
             out.onNext(CancelResponse.newBuilder().setFound(found).build());
             out.onCompleted();
         }
@@ -642,12 +691,16 @@ public final class DecodeWorker implements AutoCloseable {
         expireReservations();
         int pending;
         synchronized (this) { pending = reservations.size(); }
-        return WorkerInfo.newBuilder().setWorkerId(settings.workerId()).setKind(WorkerKind.WORKER_KIND_DECODE)
+        return io.lightmesh.mesh.WorkerPath.describe(WorkerInfo.newBuilder(), model)
+                .setWorkerId(settings.workerId()).setKind(WorkerKind.WORKER_KIND_DECODE)
                 .setAddress(settings.address()).setModelFingerprint(meshModel.fingerprint()).setRemoteExperts(remoteExperts)
                 .setLoad(WorkerLoad.newBuilder().setActiveSequences(activeCount + joins.size()).setPendingSequences(pending)
                         .setStateBytesUsed(usedBytes()).setStateBytesBudget(settings.stateBudgetBytes()).setMaxBatch(settings.maxBatch()))
                 .build();
     }
+
+    /** The path this worker's engine runs (decode, prefill, experts, micro-batching). */
+    public io.lightmesh.engine.model.ForwardPath path() { return model.path(); }
 
     /** Sequences holding state now (decoding or about to). */
     public int liveSequences() {

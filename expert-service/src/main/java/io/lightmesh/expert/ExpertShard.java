@@ -3,19 +3,28 @@ package io.lightmesh.expert;
 import io.grpc.BindableService;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
+import io.lightmesh.engine.model.DeviceExperts;
+import io.lightmesh.engine.backend.opencl.OpenClOps;
 import io.lightmesh.engine.model.LocalExperts;
+import io.lightmesh.engine.tensor.Tensor;
 import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Floats;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.proto.v1.ActivationDType;
+import io.lightmesh.proto.v1.BatchError;
 import io.lightmesh.proto.v1.DescribeRequest;
 import io.lightmesh.proto.v1.ExpertAssignment;
 import io.lightmesh.proto.v1.ExpertBatch;
 import io.lightmesh.proto.v1.ExpertGrpc;
 import io.lightmesh.proto.v1.ExpertResult;
+import io.lightmesh.proto.v1.ExpertShardInfo;
+import io.lightmesh.proto.v1.LayerExperts;
+import io.lightmesh.proto.v1.LoadExpertsRequest;
 import io.lightmesh.proto.v1.PlacementMap;
 import io.lightmesh.proto.v1.PlacementRequest;
+import io.lightmesh.proto.v1.ShardHoldings;
+import io.lightmesh.proto.v1.UnloadExpertsRequest;
 import io.lightmesh.proto.v1.WorkerGrpc;
 import io.lightmesh.proto.v1.WorkerInfo;
 import io.lightmesh.proto.v1.WorkerKind;
@@ -28,22 +37,63 @@ import io.opentelemetry.api.trace.StatusCode;
 import io.opentelemetry.api.trace.Tracer;
 import io.opentelemetry.context.Context;
 
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicIntegerArray;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.atomic.LongAdder;
+import java.util.logging.Logger;
 
 /**
- * An expert shard: hosts the experts of its {@link ExpertPlacement.Shard} (all layers or a slice) and computes
- * batched expert calls, {@code sum_k w_k * expert_k(x)} over the slots it is given (-1 slots skipped).
+ * An expert shard: hosts a changing set of (layer, expert) pairs, at most {@code slotCapacity} of them, and
+ * computes batched expert calls, {@code sum_k w_k * expert_k(x)} over the slots it is given (-1 slots skipped).
+ *
+ * <p>Pairs are loaded and unloaded on command ({@link #load}, {@link #unload}; the Expert service's LoadExperts and
+ * UnloadExperts). A batch enters each pair it names (an in-flight count per pair) and then checks the pair is live;
+ * an unload first takes the pair out of the live set, then waits for its in-flight count to reach zero before it
+ * drops the weights. So a batch either sees the pair live and computes with its weights, or is refused whole
+ * (INVALID_ARGUMENT, naming the pairs not held), never half-computed. Loads and unloads run one at a time.
+ *
+ * <p>Every computed (token, expert) slot counts towards its pair's token counter; compute time is summed. Both are
+ * cumulative and reported by Worker.Describe ({@link ExpertShardInfo}) for the placement controller.
  */
 public final class ExpertShard {
-    private final ExpertPlacement.Shard shard;
+    private static final Logger LOG = Logger.getLogger(ExpertShard.class.getName());
+    /** How long an unload waits by default for the batches in flight on its pairs. */
+    public static final long DEFAULT_DRAIN_MS = 10_000;
+
+    private final String id, address;
     private final MeshModel model;
+    private final int numLayers, numExperts, hidden;
+    private final int slotCapacity;
+    private final long expertBytes;
     private final LocalExperts experts;
-    private final LongAdder batches = new LongAdder();
+    /** The same pairs on the device (weights placed on first use, one grouped product per chosen expert) when the
+     *  backend has a device and lightmesh.device.experts is not false; null: host arrays. */
+    private final DeviceExperts device;
+    /** [layer * E + expert]: 1 while the pair accepts batches. */
+    private final AtomicIntegerArray live;
+    /** [layer * E + expert]: batches computing on the pair now. */
+    private final AtomicIntegerArray inFlight;
+    /** [layer * E + expert]: unloaded while batches were still on it; its weights are dropped by the last of them. */
+    private final AtomicIntegerArray releaseWhenIdle;
+    /** [layer * E + expert]: (token, expert) slots computed. */
+    private final AtomicLongArray tokens;
+    private final LongAdder batches = new LongAdder(), computeUs = new LongAdder(), tokensComputed = new LongAdder();
+    private final AtomicInteger batchesInFlight = new AtomicInteger();
+    private final AtomicLong placementVersion = new AtomicLong();
+    private final Object changes = new Object(); // loads and unloads, one at a time
+    private final ExecutorService admin; // load/unload off the gRPC transport threads (they block)
     private final Tracer tracer;
-    /** Tokens computed per (layer, expert) held: the expert load an autoscaler of shards (and the placement) reads. */
-    private final io.opentelemetry.api.metrics.LongCounter tokens;
-    private final io.opentelemetry.api.common.Attributes[] tokenAttributes; // [layer * E + expert]
+    /** lightmesh.expert.tokens: {@link #tokens} per (layer, expert) as an OTel counter (the expert load on /q/metrics). */
+    private final io.opentelemetry.api.metrics.ObservableLongCounter tokenMetric;
 
     public ExpertShard(ExpertPlacement.Shard shard, MeshModel model) {
         this(shard, model, OpenTelemetry.noop());
@@ -51,28 +101,236 @@ public final class ExpertShard {
 
     /** @param otel a span "lightmesh.expert compute" per batch, child of the caller's span (metadata or the batch's traceparent) */
     public ExpertShard(ExpertPlacement.Shard shard, MeshModel model, OpenTelemetry otel) {
+        this(shard, model, otel, Integer.MAX_VALUE);
+    }
+
+    /**
+     * @param shard        id, address and the pairs held at start
+     * @param slotCapacity expert copies this shard may hold (capped at layers x experts: every pair)
+     * @throws IllegalArgumentException when the initial pairs exceed the capacity
+     */
+    public ExpertShard(ExpertPlacement.Shard shard, MeshModel model, OpenTelemetry otel, int slotCapacity) {
         this.tracer = otel.getTracer(MeshTelemetry.SCOPE);
-        this.shard = shard;
+        this.id = shard.id();
+        this.address = shard.address();
         this.model = model;
+        this.numLayers = model.config().numLayers();
+        this.numExperts = model.config().numExperts();
+        this.hidden = model.config().hiddenSize();
+        this.slotCapacity = (int) Math.min(slotCapacity, (long) numLayers * numExperts);
+        if (this.slotCapacity < 0) throw new IllegalArgumentException("negative expert slot capacity " + slotCapacity);
+        int[] initial = shard.pairs(numLayers, numExperts);
+        if (initial.length > this.slotCapacity) {
+            throw new IllegalArgumentException("shard " + id + " starts with " + initial.length + " expert copies but has " + this.slotCapacity + " slots");
+        }
+        int n = numLayers * numExperts;
+        live = new AtomicIntegerArray(n);
+        inFlight = new AtomicIntegerArray(n);
+        releaseWhenIdle = new AtomicIntegerArray(n);
+        tokens = new AtomicLongArray(n);
         this.experts = new LocalExperts(model.config(), model.model().weights(), model.model().ops(), shard::holds);
-        this.tokens = otel.getMeter(MeshTelemetry.SCOPE).counterBuilder("lightmesh.expert.tokens").setUnit("{token}")
-                .setDescription("Tokens this shard computed for each (layer, expert) it holds (a token counts once per chosen expert)").build();
-        int L = model.config().numLayers(), E = model.config().numExperts();
+        for (int p : initial) live.set(p, 1);
+        var ops = model.model().ops();
+        this.device = ops.resident() != null && !"false".equalsIgnoreCase(System.getProperty("lightmesh.device.experts", "true"))
+                ? new DeviceExperts(model.config(), model.model().weights(), ops.resident(), (l, e) -> live.get(l * numExperts + e) == 1)
+                : null;
+        this.expertBytes = expertBytes(model);
+        this.admin = Executors.newSingleThreadExecutor(r -> {
+            Thread t = new Thread(r, "expert-shard-" + id + "-placement");
+            t.setDaemon(true);
+            return t;
+        });
+        io.lightmesh.mesh.WorkerPath.announceShard(id, compute(), model.model(), otel);
+        this.tokenMetric = tokenMetric(otel);
+    }
+
+    /**
+     * The per-(layer, expert) token counts as a cumulative counter with attributes lightmesh.layer, lightmesh.expert
+     * and lightmesh.shard, for Prometheus (lightmesh_expert_tokens_total) and an autoscaler reading expert load. Only
+     * pairs that computed a token are reported: a pair never used has no series.
+     */
+    private io.opentelemetry.api.metrics.ObservableLongCounter tokenMetric(OpenTelemetry otel) {
         var layer = io.opentelemetry.api.common.AttributeKey.longKey("lightmesh.layer");
         var expert = io.opentelemetry.api.common.AttributeKey.longKey("lightmesh.expert");
-        var shardId = io.opentelemetry.api.common.AttributeKey.stringKey("lightmesh.shard");
-        this.tokenAttributes = new io.opentelemetry.api.common.Attributes[L * E];
-        for (int l = 0; l < L; l++) {
-            for (int e = 0; e < E; e++) tokenAttributes[l * E + e] = io.opentelemetry.api.common.Attributes.of(layer, (long) l, expert, (long) e, shardId, shard.id());
+        var shard = io.opentelemetry.api.common.AttributeKey.stringKey("lightmesh.shard");
+        io.opentelemetry.api.common.Attributes[] attributes = new io.opentelemetry.api.common.Attributes[tokens.length()];
+        return otel.getMeter(MeshTelemetry.SCOPE).counterBuilder("lightmesh.expert.tokens").setUnit("{token}")
+                .setDescription("Tokens this shard computed for each (layer, expert) (a token counts once per chosen expert)")
+                .buildWithCallback(m -> {
+                    for (int p = 0; p < tokens.length(); p++) {
+                        long v = tokens.get(p);
+                        if (v == 0) continue;
+                        if (attributes[p] == null) {
+                            attributes[p] = io.opentelemetry.api.common.Attributes.of(layer, (long) (p / numExperts), expert, (long) (p % numExperts), shard, id);
+                        }
+                        m.record(v, attributes[p]);
+                    }
+                });
+    }
+
+    /** Bytes of one expert copy (w1, w2, w3) as stored in the checkpoint. */
+    public static long expertBytes(MeshModel model) {
+        long h = model.config().hiddenSize(), I = model.config().intermediateSize();
+        String p = "model.layers.0.block_sparse_moe.experts.0.w1.weight";
+        int bytes = model.model().weights().get(p, I, h).dtype().bytes();
+        return 3 * h * I * bytes;
+    }
+
+    /**
+     * Expert copies a shard may hold: {@code slots} when given, the memory budget over one copy's bytes when given,
+     * the smaller of the two when both are, every pair when neither is.
+     */
+    public static int slotCapacity(MeshModel model, java.util.OptionalInt slots, java.util.OptionalLong memoryBytes) {
+        long cap = (long) model.config().numLayers() * model.config().numExperts();
+        if (slots.isPresent()) cap = Math.min(cap, slots.getAsInt());
+        if (memoryBytes.isPresent()) cap = Math.min(cap, memoryBytes.getAsLong() / expertBytes(model));
+        return (int) Math.max(0, cap);
+    }
+
+    public String id() { return id; }
+    public String address() { return address; }
+    public int slotCapacity() { return slotCapacity; }
+
+    /** How this shard computes its experts: "device-grouped" (weights on the device) or "host-arrays". */
+    public String compute() { return device != null ? "device-grouped" : "host-arrays"; }
+
+    public List<BindableService> services() { return List.of(new ExpertService(), new WorkerService()); }
+
+    // ---- holdings ----
+
+    /** Whether (layer, expert) is held (accepts batches) now. */
+    public boolean holds(int layer, int expert) {
+        return layer >= 0 && layer < numLayers && expert >= 0 && expert < numExperts && live.get(layer * numExperts + expert) == 1;
+    }
+
+    /** Pairs held now. */
+    public int slotsUsed() {
+        int c = 0;
+        for (int i = 0; i < live.length(); i++) c += live.get(i);
+        return c;
+    }
+
+    /** The pairs held now, per layer (ascending), experts ascending. */
+    public Map<Integer, int[]> holdings() {
+        TreeMap<Integer, int[]> m = new TreeMap<>();
+        for (int l = 0; l < numLayers; l++) {
+            List<Integer> es = new ArrayList<>();
+            for (int e = 0; e < numExperts; e++) if (live.get(l * numExperts + e) == 1) es.add(e);
+            if (!es.isEmpty()) m.put(l, es.stream().mapToInt(Integer::intValue).toArray());
+        }
+        return m;
+    }
+
+    /** This shard as a placement entry (explicit form). */
+    public ExpertPlacement.Shard placementShard() { return ExpertPlacement.Shard.of(id, address, holdings()); }
+
+    /**
+     * Loads these pairs (mapped from the checkpoint; a device backend places them at {@code preload}); all or
+     * nothing. Pairs already held cost nothing.
+     *
+     * @throws IllegalArgumentException a layer or expert out of range, or nothing asked
+     * @throws SlotsExhaustedException  the new pairs do not fit the free slots
+     */
+    public ShardHoldings load(Map<Integer, int[]> pairs, long version) {
+        synchronized (changes) {
+            int[] ps = validate(pairs);
+            seen(version);
+            List<Integer> fresh = new ArrayList<>();
+            for (int p : ps) if (live.get(p) == 0) fresh.add(p);
+            int used = slotsUsed();
+            if (used + fresh.size() > slotCapacity) {
+                throw new SlotsExhaustedException("shard " + id + " has " + (slotCapacity - used) + " free expert slots of " + slotCapacity
+                        + "; loading needs " + fresh.size());
+            }
+            for (int p : fresh) {
+                int l = p / numExperts, e = p % numExperts;
+                releaseWhenIdle.set(p, 0); // a pair unloaded but still draining keeps its weights: make it live again
+                experts.load(l, e);      // no-op when the weights are still there
+                live.set(p, 1);          // publishes the weights to the batches that see the pair live
+            }
+            if (!fresh.isEmpty()) LOG.info("expert shard " + id + ": loaded " + fresh.size() + " expert copies (" + slotsUsed() + "/" + slotCapacity + " slots)");
+            return holdingsProto();
         }
     }
 
-    public List<BindableService> services() { return List.of(new ExpertService(), new WorkerService()); }
+    /**
+     * Unloads these pairs: refused by batches from now on; their weights are dropped once the batches already on
+     * them finish, waited for up to {@code drainMs} (after that the last of those batches drops them).
+     *
+     * @throws IllegalArgumentException a layer or expert out of range, or nothing asked
+     */
+    public ShardHoldings unload(Map<Integer, int[]> pairs, long version, long drainMs) throws InterruptedException {
+        synchronized (changes) {
+            int[] ps = validate(pairs);
+            seen(version);
+            List<Integer> gone = new ArrayList<>();
+            for (int p : ps) if (live.compareAndSet(p, 1, 0)) gone.add(p);
+            long until = System.nanoTime() + Math.max(0, drainMs) * 1_000_000;
+            for (int p : gone) {
+                while (inFlight.get(p) > 0 && System.nanoTime() < until) Thread.sleep(1);
+                releaseWhenIdle.set(p, 1);
+                if (inFlight.get(p) == 0) release(p); // else the last batch on it releases it
+            }
+            if (!gone.isEmpty()) LOG.info("expert shard " + id + ": unloaded " + gone.size() + " expert copies (" + slotsUsed() + "/" + slotCapacity + " slots)");
+            return holdingsProto();
+        }
+    }
+
+    /** Drops the weights of a pair no longer live and idle, once (whoever gets here first). */
+    private void release(int p) {
+        if (live.get(p) == 1 || !releaseWhenIdle.compareAndSet(p, 1, 0)) return;
+        List<Tensor> dropped = experts.unload(p / numExperts, p % numExperts);
+        if (device != null) device.release(p / numExperts, p % numExperts);
+        // the device hook: OpenCL places weights at preload and can drop them; host backends read the mapped file
+        if (!dropped.isEmpty() && model.model().ops() instanceof OpenClOps cl) cl.evict(dropped);
+    }
+
+    /** Thrown when a load does not fit the shard's free slots (RESOURCE_EXHAUSTED). */
+    public static final class SlotsExhaustedException extends RuntimeException {
+        public SlotsExhaustedException(String m) { super(m); }
+    }
+
+    /** Thrown when a batch names pairs this shard does not hold (INVALID_ARGUMENT); lists them. */
+    public static final class NotHeldException extends IllegalArgumentException {
+        private final Map<Integer, int[]> pairs;
+
+        NotHeldException(String m, Map<Integer, int[]> pairs) {
+            super(m);
+            this.pairs = pairs;
+        }
+
+        public Map<Integer, int[]> pairs() { return pairs; }
+    }
+
+    private int[] validate(Map<Integer, int[]> pairs) {
+        List<Integer> ps = new ArrayList<>();
+        for (Map.Entry<Integer, int[]> en : pairs.entrySet()) {
+            int l = en.getKey();
+            if (l < 0 || l >= numLayers) throw new IllegalArgumentException("layer " + l + " out of range [0, " + numLayers + ")");
+            for (int e : en.getValue()) {
+                if (e < 0 || e >= numExperts) throw new IllegalArgumentException("expert " + e + " of layer " + l + " out of range [0, " + numExperts + ")");
+                ps.add(l * numExperts + e);
+            }
+        }
+        if (ps.isEmpty()) throw new IllegalArgumentException("no (layer, expert) pairs given");
+        return ps.stream().mapToInt(Integer::intValue).distinct().toArray();
+    }
+
+    private void seen(long version) {
+        if (version > 0) placementVersion.accumulateAndGet(version, Math::max);
+    }
+
+    private ShardHoldings holdingsProto() {
+        return ShardHoldings.newBuilder().setShardId(id).addAllExperts(ExpertPlacement.layerExperts(holdings()))
+                .setSlotCapacity(slotCapacity).setSlotsUsed(slotsUsed()).setPlacementVersion(placementVersion.get()).build();
+    }
+
+    // ---- compute ----
 
     /** Computes one batch in a span whose parent is {@code parent} (the caller's). */
     public ExpertResult compute(ExpertBatch b, Context parent) {
         Span span = tracer.spanBuilder("lightmesh.expert compute").setSpanKind(SpanKind.SERVER).setParent(parent)
-                .setAttribute("lightmesh.shard", shard.id()).setAttribute("lightmesh.layer", b.getLayer())
+                .setAttribute("lightmesh.shard", id).setAttribute("lightmesh.layer", b.getLayer())
                 .setAttribute("lightmesh.tokens", b.getNumTokens()).startSpan();
         try {
             return compute(b);
@@ -84,42 +342,147 @@ public final class ExpertShard {
         }
     }
 
+    /**
+     * One batch. Each non-skipped (token, expert) slot becomes one row of a top-1 call of {@link LocalExperts} (a
+     * skipped slot costs nothing), and each token's rows are added in ascending expert order, as the in-process
+     * experts add them: the answer's bits do not depend on which slots of a token this shard was given.
+     *
+     * @throws NotHeldException         a slot names a pair this shard does not hold
+     * @throws IllegalArgumentException the batch is malformed
+     */
     public ExpertResult compute(ExpertBatch b) {
         long t0 = System.nanoTime();
-        int h = model.config().hiddenSize(), n = b.getNumTokens(), k = b.getTopK();
+        int h = hidden, n = b.getNumTokens(), k = b.getTopK(), layer = b.getLayer();
         if (b.getDtype() == ActivationDType.ACTIVATION_DTYPE_BF16) throw new IllegalArgumentException("bf16 activations are not supported yet");
-        if (b.getLayer() < 0 || b.getLayer() >= model.config().numLayers()) throw new IllegalArgumentException("layer " + b.getLayer() + " out of range");
+        if (layer < 0 || layer >= numLayers) throw new IllegalArgumentException("layer " + layer + " out of range");
+        if (n < 0 || k <= 0) throw new IllegalArgumentException("num_tokens " + n + ", top_k " + k);
         if (b.getExpertsCount() != n * k || b.getWeightsCount() != n * k) {
             throw new IllegalArgumentException("experts/weights must have num_tokens * top_k = " + n * k + " entries");
         }
-        float[] x = new float[n * h];
-        Floats.fromBytes(b.getHidden(), x, 0, n * h);
-        int[] ex = new int[n * k];
-        float[] w = new float[n * k];
-        int hostedAny = -1;
+        if (b.getHidden().size() != (long) n * h * Float.BYTES) {
+            throw new IllegalArgumentException("hidden has " + b.getHidden().size() + " bytes, not num_tokens * hidden_size * 4 = " + (long) n * h * Float.BYTES);
+        }
+        seen(b.getPlacementVersion());
+        // the distinct pairs named, entered before checking they are live (see the class comment)
+        int[] named = new int[numExperts];
+        int distinct = 0, slots = 0;
         for (int i = 0; i < n * k; i++) {
             int e = b.getExperts(i);
-            if (e >= 0) {
-                if (!shard.holds(b.getLayer(), e)) throw new IllegalArgumentException("expert " + e + " of layer " + b.getLayer() + " is not on shard " + shard.id());
-                hostedAny = e;
+            if (e < -1 || e >= numExperts) throw new IllegalArgumentException("expert " + e + " out of range [0, " + numExperts + ")");
+            if (e < 0) continue;
+            slots++;
+            boolean seen = false;
+            for (int j = 0; j < distinct && !seen; j++) seen = named[j] == e;
+            if (!seen) named[distinct++] = e;
+        }
+        for (int j = 0; j < distinct; j++) inFlight.incrementAndGet(layer * numExperts + named[j]);
+        batchesInFlight.incrementAndGet();
+        try {
+            List<Integer> notHeld = new ArrayList<>();
+            for (int j = 0; j < distinct; j++) if (live.get(layer * numExperts + named[j]) == 0) notHeld.add(named[j]);
+            if (!notHeld.isEmpty()) {
+                int[] ne = notHeld.stream().mapToInt(Integer::intValue).sorted().toArray();
+                throw new NotHeldException("experts " + Arrays.toString(ne) + " of layer " + layer + " are not on shard " + id, Map.of(layer, ne));
+            }
+            float[] out = new float[n * h];
+            if (slots > 0) computeSlots(b, layer, n, k, slots, out);
+            batches.increment();
+            long us = (System.nanoTime() - t0) / 1000;
+            computeUs.add(us);
+            tokensComputed.add(slots);
+            return ExpertResult.newBuilder().setCallId(b.getCallId()).setLayer(layer).setNumTokens(n)
+                    .setDtype(ActivationDType.ACTIVATION_DTYPE_F32).setCombined(Floats.toBytes(out, 0, n * h)).setComputeUs(us).build();
+        } finally {
+            batchesInFlight.decrementAndGet();
+            for (int j = 0; j < distinct; j++) {
+                int p = layer * numExperts + named[j];
+                if (inFlight.decrementAndGet(p) == 0 && releaseWhenIdle.get(p) == 1) release(p);
             }
         }
-        for (int i = 0; i < n * k; i++) {
-            int e = b.getExperts(i);
-            if (e >= 0) tokens.add(1, tokenAttributes[b.getLayer() * model.config().numExperts() + e]);
+    }
+
+    /** The non-skipped slots as top-1 rows, then each token's rows summed in ascending expert order into out. */
+    private void computeSlots(ExpertBatch b, int layer, int n, int k, int slots, float[] out) {
+        int h = hidden;
+        float[] x = new float[n * h];
+        Floats.fromBytes(b.getHidden(), x, 0, n * h);
+        float[] xs = new float[slots * h], w = new float[slots], rows = new float[slots * h];
+        int[] ex = new int[slots], token = new int[slots];
+        int[] order = new int[k];
+        int r = 0;
+        for (int t = 0; t < n; t++) {
+            int c = 0;
+            for (int j = 0; j < k; j++) if (b.getExperts(t * k + j) >= 0) order[c++] = t * k + j;
+            // ascending expert id (insertion sort of at most top_k slots)
+            for (int i = 1; i < c; i++) {
+                int v = order[i], ev = b.getExperts(v), m = i - 1;
+                while (m >= 0 && b.getExperts(order[m]) > ev) { order[m + 1] = order[m]; m--; }
+                order[m + 1] = v;
+            }
+            for (int i = 0; i < c; i++) {
+                int s = order[i];
+                ex[r] = b.getExperts(s);
+                w[r] = b.getWeights(s);
+                token[r] = t;
+                System.arraycopy(x, t * h, xs, r * h, h);
+                tokens.incrementAndGet(layer * numExperts + ex[r]);
+                r++;
+            }
         }
-        for (int i = 0; i < n * k; i++) {
-            int e = b.getExperts(i);
-            // a skipped slot is computed by a hosted expert with weight 0: exact, and keeps LocalExperts unchanged
-            ex[i] = e >= 0 ? e : hostedAny;
-            w[i] = e >= 0 ? b.getWeights(i) : 0f;
+        if (device != null) device.run(layer, xs, slots, 1, ex, w, rows);
+        else experts.run(layer, xs, slots, 1, ex, w, rows);
+        for (int i = 0; i < slots; i++) {
+            int o = token[i] * h, p = i * h;
+            for (int c = 0; c < h; c++) out[o + c] += rows[p + c];
         }
-        float[] out = new float[n * h];
-        if (hostedAny >= 0) experts.run(b.getLayer(), x, n, k, ex, w, out);
-        batches.increment();
-        return ExpertResult.newBuilder().setCallId(b.getCallId()).setLayer(b.getLayer()).setNumTokens(n)
-                .setDtype(ActivationDType.ACTIVATION_DTYPE_F32).setCombined(Floats.toBytes(out, 0, n * h))
-                .setComputeUs((System.nanoTime() - t0) / 1000).build();
+    }
+
+    // ---- Describe ----
+
+    /** What the placement controller reads: holdings, capacity, cumulative load. */
+    public ExpertShardInfo info() {
+        ExpertShardInfo.Builder b = ExpertShardInfo.newBuilder().addAllHeld(ExpertPlacement.layerExperts(holdings()))
+                .setSlotCapacity(slotCapacity).setSlotsUsed(slotsUsed()).setExpertBytes(expertBytes)
+                .setNumLayers(numLayers).setNumExperts(numExperts).setComputeUs(computeUs.sum()).setTokensComputed(tokensComputed.sum())
+                .setPlacementVersion(placementVersion.get()).setBatchesInFlight(batchesInFlight.get());
+        for (int i = 0; i < tokens.length(); i++) b.addTokens(tokens.get(i));
+        return b.build();
+    }
+
+    /** The holdings in the first version's form (a product of layers and experts) when they are one; null otherwise. */
+    ExpertAssignment productForm() {
+        Map<Integer, int[]> held = holdings();
+        if (held.isEmpty()) return null;
+        int[] first = held.values().iterator().next();
+        for (int[] es : held.values()) if (!Arrays.equals(es, first)) return null;
+        ExpertAssignment.Builder a = ExpertAssignment.newBuilder();
+        if (held.size() < numLayers) held.keySet().forEach(a::addLayers);
+        if (first.length < numExperts) for (int e : first) a.addExperts(e);
+        return a.build();
+    }
+
+    public WorkerInfo describe() {
+        WorkerInfo.Builder w = WorkerInfo.newBuilder().setWorkerId(id).setKind(WorkerKind.WORKER_KIND_EXPERT).setAddress(address)
+                .setModelFingerprint(model.fingerprint()).setExpertShard(info()).setExpertCompute(compute())
+                .setBackend(io.lightmesh.engine.backend.Backends.describe(model.model().ops()))
+                .setLoad(WorkerLoad.newBuilder().setBatchesServed(batches.sum()));
+        ExpertAssignment a = productForm();
+        if (a != null) w.setExperts(a);
+        return w.build();
+    }
+
+    /** Stops the placement thread (loads and unloads); batches are unaffected. */
+    public void close() {
+        admin.shutdownNow();
+        tokenMetric.close();
+    }
+
+    // ---- gRPC ----
+
+    private static io.grpc.StatusRuntimeException status(RuntimeException e) {
+        Status s = e instanceof SlotsExhaustedException ? Status.RESOURCE_EXHAUSTED
+                : e instanceof IllegalArgumentException ? Status.INVALID_ARGUMENT : Status.INTERNAL;
+        return s.withDescription(e.getMessage()).asRuntimeException();
     }
 
     final class ExpertService extends ExpertGrpc.ExpertImplBase {
@@ -129,7 +492,7 @@ public final class ExpertShard {
                 out.onNext(ExpertShard.this.compute(b, Context.current())); // the caller's context, from the call's metadata
                 out.onCompleted();
             } catch (IllegalArgumentException e) {
-                out.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException());
+                out.onError(status(e));
             }
         }
 
@@ -137,31 +500,63 @@ public final class ExpertShard {
         public StreamObserver<ExpertBatch> computeStream(StreamObserver<ExpertResult> out) {
             return new StreamObserver<>() {
                 @Override public void onNext(ExpertBatch b) {
-                    // one long-lived stream carries many requests' batches: each names its own trace
-                    try { out.onNext(ExpertShard.this.compute(b, b.getTraceparent().isEmpty() ? Context.current() : MeshTelemetry.fromTraceparent(b.getTraceparent()))); }
-                    catch (IllegalArgumentException e) { out.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException()); }
+                    // one long-lived stream carries many requests' batches: each names its own trace; a refused batch is
+                    // answered in band, so the others on the stream go on
+                    ExpertResult r;
+                    try {
+                        r = ExpertShard.this.compute(b, b.getTraceparent().isEmpty() ? Context.current() : MeshTelemetry.fromTraceparent(b.getTraceparent()));
+                    } catch (IllegalArgumentException e) {
+                        BatchError.Builder err = BatchError.newBuilder().setCode(Status.Code.INVALID_ARGUMENT.value()).setMessage(String.valueOf(e.getMessage()));
+                        if (e instanceof NotHeldException nh) err.addAllNotHeld(ExpertPlacement.layerExperts(nh.pairs()));
+                        r = ExpertResult.newBuilder().setCallId(b.getCallId()).setLayer(b.getLayer()).setError(err).build();
+                    }
+                    synchronized (out) { out.onNext(r); }
                 }
                 @Override public void onError(Throwable t) {}
-                @Override public void onCompleted() { out.onCompleted(); }
+                @Override public void onCompleted() { synchronized (out) { out.onCompleted(); } }
             };
         }
 
         @Override
         public void getPlacement(PlacementRequest req, StreamObserver<PlacementMap> out) {
-            out.onNext(new ExpertPlacement(model.config().numLayers(), model.config().numExperts(), List.of(shard)).toProto());
+            out.onNext(new ExpertPlacement(numLayers, numExperts, List.of(placementShard()), placementVersion.get()).toProto());
             out.onCompleted();
+        }
+
+        @Override
+        public void loadExperts(LoadExpertsRequest req, StreamObserver<ShardHoldings> out) {
+            change(out, () -> load(ExpertPlacement.fromLayerExperts(req.getExpertsList()), req.getPlacementVersion()));
+        }
+
+        @Override
+        public void unloadExperts(UnloadExpertsRequest req, StreamObserver<ShardHoldings> out) {
+            long drain = req.getDrainTimeoutMs() > 0 ? req.getDrainTimeoutMs() : DEFAULT_DRAIN_MS;
+            change(out, () -> unload(ExpertPlacement.fromLayerExperts(req.getExpertsList()), req.getPlacementVersion(), drain));
+        }
+
+        /** A load or unload on the placement thread: they block (mapping, uploading, draining), transport threads must not. */
+        private void change(StreamObserver<ShardHoldings> out, java.util.concurrent.Callable<ShardHoldings> work) {
+            try {
+                admin.execute(() -> {
+                    try {
+                        out.onNext(work.call());
+                        out.onCompleted();
+                    } catch (RuntimeException e) {
+                        out.onError(status(e));
+                    } catch (Exception e) {
+                        out.onError(Status.INTERNAL.withDescription(e.toString()).asRuntimeException());
+                    }
+                });
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                out.onError(Status.UNAVAILABLE.withDescription("expert shard " + id + " is closing").asRuntimeException());
+            }
         }
     }
 
     final class WorkerService extends WorkerGrpc.WorkerImplBase {
         @Override
         public void describe(DescribeRequest req, StreamObserver<WorkerInfo> out) {
-            ExpertAssignment.Builder a = ExpertAssignment.newBuilder();
-            for (int l : shard.layers()) a.addLayers(l);
-            for (int e : shard.experts()) a.addExperts(e);
-            out.onNext(WorkerInfo.newBuilder().setWorkerId(shard.id()).setKind(WorkerKind.WORKER_KIND_EXPERT).setAddress(shard.address())
-                    .setModelFingerprint(model.fingerprint()).setExperts(a)
-                    .setLoad(WorkerLoad.newBuilder().setBatchesServed(batches.sum())).build());
+            out.onNext(ExpertShard.this.describe());
             out.onCompleted();
         }
     }

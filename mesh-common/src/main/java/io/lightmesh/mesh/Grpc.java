@@ -7,6 +7,7 @@ import io.grpc.ServerInterceptors;
 import io.grpc.ServerServiceDefinition;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.grpc.netty.shaded.io.netty.handler.ssl.ClientAuth;
 
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -14,17 +15,27 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 /**
- * Plaintext gRPC over Netty, sized for state hand-offs (64 MiB messages at most; chunks are 1 MiB). Every channel and
+ * gRPC between the mesh's services over Netty, sized for state hand-offs (64 MiB messages at most; chunks are 1 MiB):
+ * plaintext, or mutual TLS when {@link MeshTls} settings are present ({@code LIGHTMESH_TLS_*}). Every channel and
  * server carries the W3C trace context of the calls ({@link MeshTelemetry}).
  */
 public final class Grpc {
     public static final int MAX_MESSAGE_BYTES = 64 << 20;
 
+    /** The process's mesh TLS, read once from the environment; null for plaintext. */
+    private static volatile MeshTls tls = MeshTls.fromEnvironment().orElse(null);
+
     private Grpc() {}
+
+    /** Mutual TLS for every channel and server made from now on (null: plaintext). For tests and embedders. */
+    public static void useTls(MeshTls settings) { tls = settings; }
+
+    /** The mesh TLS in use; empty for plaintext. */
+    public static java.util.Optional<MeshTls> tls() { return java.util.Optional.ofNullable(tls); }
 
     /** A channel to "host:port". */
     public static ManagedChannel channel(String target) {
-        return NettyChannelBuilder.forTarget(target).usePlaintext().maxInboundMessageSize(MAX_MESSAGE_BYTES)
+        return secured(NettyChannelBuilder.forTarget(target)).maxInboundMessageSize(MAX_MESSAGE_BYTES)
                 .intercept(MeshTelemetry.clientInterceptor()).build();
     }
 
@@ -33,8 +44,13 @@ public final class Grpc {
      * path, where a callback only completes a future.
      */
     public static ManagedChannel directChannel(String target) {
-        return NettyChannelBuilder.forTarget(target).usePlaintext().maxInboundMessageSize(MAX_MESSAGE_BYTES).directExecutor()
+        return secured(NettyChannelBuilder.forTarget(target)).maxInboundMessageSize(MAX_MESSAGE_BYTES).directExecutor()
                 .intercept(MeshTelemetry.clientInterceptor()).build();
+    }
+
+    private static NettyChannelBuilder secured(NettyChannelBuilder b) {
+        MeshTls t = tls;
+        return t == null ? b.usePlaintext() : b.sslContext(t.clientContext());
     }
 
     /** Starts a server on host:port (port 0: any free port; read it back from {@link Server#getPort()}). */
@@ -47,7 +63,21 @@ public final class Grpc {
      *               and arrive one at a time per connection (expert shards)
      */
     public static Server serve(String host, int port, List<BindableService> services, boolean direct) throws IOException {
+        return serve(host, port, services, direct, ClientAuth.REQUIRE);
+    }
+
+    /**
+     * The router's public server: with TLS on, a client certificate is asked for but not required (outside clients
+     * have none; the API key authenticates them).
+     */
+    public static Server servePublic(String host, int port, List<BindableService> services) throws IOException {
+        return serve(host, port, services, false, ClientAuth.OPTIONAL);
+    }
+
+    private static Server serve(String host, int port, List<BindableService> services, boolean direct, ClientAuth clientAuth) throws IOException {
         NettyServerBuilder b = NettyServerBuilder.forAddress(new InetSocketAddress(host, port)).maxInboundMessageSize(MAX_MESSAGE_BYTES);
+        MeshTls t = tls;
+        if (t != null) b.sslContext(t.serverContext(clientAuth));
         if (direct) b.directExecutor();
         for (BindableService s : services) b.addService(traced(s));
         return b.build().start();

@@ -2,69 +2,142 @@ package io.lightmesh.mesh;
 
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.StreamObserver;
 import io.lightmesh.engine.model.ExpertExecutor;
 import io.lightmesh.proto.v1.ActivationDType;
 import io.lightmesh.proto.v1.ExpertBatch;
 import io.lightmesh.proto.v1.ExpertGrpc;
 import io.lightmesh.proto.v1.ExpertResult;
+import io.lightmesh.proto.v1.LayerExperts;
 import io.opentelemetry.context.Context;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.LongAdder;
+import java.util.logging.Logger;
 
 /**
- * The MoE experts of a layer computed by expert shards over gRPC. Per call, the rows routed to each shard are
- * packed into one {@link ExpertBatch} (slots held elsewhere marked -1); the batches of all shards are sent before
- * any answer is awaited, so the shards compute in parallel; their partial sums are added. Each shard is reached over
- * one long-lived {@code ComputeStream} (no new HTTP/2 stream per layer), answers matched by call id and completed on
- * the transport thread (direct executor: no hand-off to a pool). A failed stream fails its pending calls and is
- * reopened by the next call. Safe for concurrent calls. Records the round-trip time per layer.
+ * The MoE experts of a layer computed by expert shards over gRPC, routed by the newest placement of a
+ * {@link PlacementSource}, read once per call (so a new placement takes effect at the next step).
+ *
+ * <p>Per call, each (token, expert) slot goes to one live shard holding that expert; a replicated expert's slots
+ * are spread over its replicas by each replica's measured load (slots in flight there, from every caller of this
+ * object, plus those given to it in this call, times its recent round-trip time per slot), preferring the shard
+ * that already gets the token's row. The rows routed to each shard are packed into one {@link ExpertBatch} (slots
+ * computed elsewhere marked -1); all batches are sent before any answer is awaited, so the shards compute in
+ * parallel; their partial sums are added. Each shard is reached over one long-lived {@code ComputeStream}, answers
+ * matched by call id and completed on the transport thread.
+ *
+ * <p>Failover: a shard that fails a batch (stream error, UNAVAILABLE, no answer within the call timeout) is dead
+ * from then on: its link is closed, it is reported to the source, and the rows it had are sent again to other
+ * replicas (expert calls are pure functions of their inputs, so the retry gives the same bits). A dead shard gets
+ * no rows until a health probe (Worker.Describe, {@value #PROBE_MS} ms deadline) answers: in the background every
+ * {@code deadRetryMs} while other replicas serve, or at once when it is an expert's last replica. Rows are never
+ * sent to a shard on the chance that it is back (a shard half gone can hold a batch for the whole call timeout). A
+ * shard that refuses a batch because it no longer holds a pair (unloaded by a newer placement) gets that pair's
+ * rows routed elsewhere. When some expert has no shard left, the call waits for a newer placement that covers it
+ * (a controller's; at most {@code placementWaitMs}), and otherwise fails with {@link ExpertsUnavailableException}
+ * (gRPC UNAVAILABLE). A fixed placement fails at once: nothing newer can come. After one such wait ran out, calls
+ * routed by the same placement version fail at once too, until a newer version arrives.
+ *
+ * <p>A token's partial sums are added in the order the shards answer; with top-k = 2 (the model's) that is at
+ * most two terms, and float addition of two terms commutes, so the output is bit-identical whichever replicas
+ * computed the rows. Links to shards that leave the placement are closed when a newer version is first used; links
+ * to new shards are opened by the first call that routes to them. Safe for concurrent calls.
  */
 public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
-    private final ExpertPlacement placement;
+    private static final Logger LOG = Logger.getLogger(RemoteExperts.class.getName());
+
+    /**
+     * @param callTimeoutMs   longest wait for one shard's answer to one batch
+     * @param placementWaitMs longest wait, within one call, for a placement that covers an expert left without a
+     *                        live shard (keep it a few seconds below the request deadline)
+     * @param deadRetryMs     how often a dead shard is probed while other replicas serve its experts
+     * @param workerId        this worker, in reports
+     */
+    public record Settings(long callTimeoutMs, long placementWaitMs, long deadRetryMs, String workerId) {
+        public static Settings defaults(String workerId) { return new Settings(30_000, 10_000, 5_000, workerId); }
+    }
+
+    private final PlacementSource source;
+    private final boolean ownsSource;
     private final int hidden;
-    private final Link[] links;
+    private final Settings settings;
     private final AtomicLong callIds = new AtomicLong();
-    private final long timeoutMs;
+    /** Open links by {@link #key} of their shard. */
+    private final Map<String, Link> links = new ConcurrentHashMap<>();
+    /** Deadline of a health probe of a dead shard. */
+    public static final long PROBE_MS = 1_000;
+    /** Shards that failed and have not answered a probe since, by key: nanoTime of the next background probe. */
+    private final Map<String, Long> deadUntil = new ConcurrentHashMap<>();
+    /** Keys of dead shards being probed in the background now. */
+    private final Set<String> probing = ConcurrentHashMap.newKeySet();
+    /** "key|layer*E+expert" of pairs a shard refused as not held, with the placement version routed by then. */
+    private final Map<String, Long> notHeld = new ConcurrentHashMap<>();
+    private final Object reconcile = new Object();
+    private volatile long reconciledVersion = Long.MIN_VALUE;
+    /** A wait for a covering placement ran out at this version: calls routed by it fail at once. */
+    private volatile long exhaustedVersion = Long.MIN_VALUE;
+    private final int numLayers, numExperts;
     /** Per layer: nanoseconds spent in run(), number of calls, and the slowest shard's compute, for the benchmark. */
     private final LongAdder[] nanos, calls, computeMicros;
     /** Per layer and expert: tokens routed. */
     private final LongAdder[] tokensPerExpert;
+    private final LongAdder resent = new LongAdder(), failures = new LongAdder();
 
     /** One shard: its channel and the stream to it (opened lazily, replaced after a failure). */
     private static final class Link {
         final ExpertPlacement.Shard shard;
+        final String key;
         final ManagedChannel channel;
         final Map<Long, CompletableFuture<ExpertResult>> pending = new ConcurrentHashMap<>();
+        /** (token, expert) slots sent and not yet answered, over every caller. */
+        final AtomicInteger slotsInFlight = new AtomicInteger();
+        /** Recent round trip per slot, microseconds (moving average); 0 until measured. */
+        volatile double microsPerSlot;
+        /** No longer in the newest placement: its failures are not reported. */
+        volatile boolean retired;
         StreamObserver<ExpertBatch> out; // guarded by this
 
         Link(ExpertPlacement.Shard shard) {
             this.shard = shard;
+            this.key = key(shard);
             this.channel = Grpc.directChannel(shard.address());
         }
 
         synchronized void send(ExpertBatch b, CompletableFuture<ExpertResult> answer) {
             pending.put(b.getCallId(), answer);
-            if (out == null) {
-                out = ExpertGrpc.newStub(channel).computeStream(new StreamObserver<>() {
-                    @Override public void onNext(ExpertResult r) {
-                        CompletableFuture<ExpertResult> f = pending.remove(r.getCallId());
-                        if (f != null) f.complete(r);
-                    }
-                    @Override public void onError(Throwable t) { broken(this, t); }
-                    @Override public void onCompleted() { broken(this, Status.UNAVAILABLE.withDescription("stream closed by the shard").asRuntimeException()); }
-                });
+            try {
+                if (out == null) {
+                    out = ExpertGrpc.newStub(channel).computeStream(new StreamObserver<>() {
+                        @Override public void onNext(ExpertResult r) {
+                            CompletableFuture<ExpertResult> f = pending.remove(r.getCallId());
+                            if (f != null) f.complete(r);
+                        }
+                        @Override public void onError(Throwable t) { broken(this, t); }
+                        @Override public void onCompleted() { broken(this, Status.UNAVAILABLE.withDescription("stream closed by the shard").asRuntimeException()); }
+                    });
+                }
+                out.onNext(b);
+            } catch (RuntimeException e) { // a shut-down channel, for one
+                pending.remove(b.getCallId());
+                answer.completeExceptionally(e);
             }
-            out.onNext(b);
         }
 
         /** The stream ended: its pending calls fail, the next call opens a new one. */
@@ -76,29 +149,66 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
             }
         }
 
-        synchronized void close() {
+        /** Cancels the stream (a shard that did not answer in time): what is pending fails, the next call reopens. */
+        synchronized void reset(String why) {
+            if (out instanceof ClientCallStreamObserver<ExpertBatch> c) c.cancel(why, null);
+            out = null;
+        }
+
+        /** Half-closes the stream: the shard answers what it has, then the channel goes. */
+        synchronized void retire() {
+            retired = true;
             if (out != null) {
                 try { out.onCompleted(); } catch (RuntimeException ignored) { }
                 out = null;
             }
-            Grpc.shutdown(channel);
+            channel.shutdown();
+        }
+
+        synchronized void close() {
+            retire();
+            channel.shutdownNow();
         }
     }
 
+    private static String key(ExpertPlacement.Shard s) { return s.id() + "@" + s.address(); }
+
+    /** Routed by a fixed placement (every pair must be held), default settings; failover among its replicas only. */
     public RemoteExperts(ExpertPlacement placement, int hidden, long timeoutMs) {
-        if (!placement.missing().isEmpty()) {
-            throw new IllegalArgumentException("no shard holds (layer/expert) " + placement.missing());
-        }
-        this.placement = placement;
+        this(requireComplete(placement), hidden, new Settings(timeoutMs, 10_000, 5_000, "worker"), true);
+    }
+
+    /**
+     * @param source     where the newest placement comes from
+     * @param ownsSource close the source with this
+     */
+    public RemoteExperts(PlacementSource source, int hidden, Settings settings, boolean ownsSource) {
+        this(source, hidden, settings, ownsSource, shape(source));
+    }
+
+    /** As above, for a source that may have no placement yet: the model's layers and experts given. */
+    public RemoteExperts(PlacementSource source, int hidden, Settings settings, boolean ownsSource, int[] layersAndExperts) {
+        this.source = source;
+        this.ownsSource = ownsSource;
         this.hidden = hidden;
-        this.timeoutMs = timeoutMs;
-        int S = placement.shards().size();
-        links = new Link[S];
-        for (int s = 0; s < S; s++) links[s] = new Link(placement.shards().get(s));
-        nanos = adders(placement.numLayers());
-        calls = adders(placement.numLayers());
-        computeMicros = adders(placement.numLayers());
-        tokensPerExpert = adders(placement.numLayers() * placement.numExperts());
+        this.settings = settings;
+        this.numLayers = layersAndExperts[0];
+        this.numExperts = layersAndExperts[1];
+        nanos = adders(numLayers);
+        calls = adders(numLayers);
+        computeMicros = adders(numLayers);
+        tokensPerExpert = adders(numLayers * numExperts);
+    }
+
+    private static PlacementSource requireComplete(ExpertPlacement placement) {
+        if (!placement.missing().isEmpty()) throw new IllegalArgumentException("no shard holds (layer/expert) " + placement.missing());
+        return PlacementSource.fixed(placement);
+    }
+
+    private static int[] shape(PlacementSource s) {
+        ExpertPlacement p = s.current();
+        if (p == null) throw new IllegalArgumentException("the placement source has no placement yet: give the model's shape");
+        return new int[] {p.numLayers(), p.numExperts()};
     }
 
     private static LongAdder[] adders(int n) {
@@ -107,60 +217,95 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
         return a;
     }
 
+    /** Experts of some (layer, expert) unreachable: no live shard, and no newer placement covering it in time. */
+    public static final class ExpertsUnavailableException extends StatusRuntimeException {
+        public ExpertsUnavailableException(String message) { super(Status.UNAVAILABLE.withDescription(message)); }
+    }
+
+    /** One batch of one call: the shard, the rows sent there and the answer to come. */
+    private record Sent(Link link, long callId, int[] rows, int[] slots, CompletableFuture<ExpertResult> answer, long sentNanos) {}
+
     @Override
     public void run(int layer, float[] x, int n, int k, int[] experts, float[] weights, float[] out) {
         long t0 = System.nanoTime();
-        int S = links.length;
         String traceparent = MeshTelemetry.traceparent(Context.current());
-        // per shard: the rows with at least one slot there ([S][n]), and those slots (others -1)
-        int[] rows = new int[S * n];
-        int[] rowCount = new int[S];
-        for (int t = 0; t < n; t++) {
-            for (int s = 0; s < S; s++) {
-                boolean any = false;
-                for (int j = 0; j < k && !any; j++) any = placement.shardOf(layer, experts[t * k + j]) == s;
-                if (any) rows[s * n + rowCount[s]++] = t;
-            }
-            for (int j = 0; j < k; j++) tokensPerExpert[layer * placement.numExperts() + experts[t * k + j]].increment();
-        }
-        @SuppressWarnings("unchecked")
-        CompletableFuture<ExpertResult>[] pending = new CompletableFuture[S];
-        long[] ids = new long[S];
-        for (int s = 0; s < S; s++) {
-            int m = rowCount[s];
-            if (m == 0) continue;
-            // the hidden rows, little-endian fp32, written straight into the message's bytes
-            ByteBuffer xs = ByteBuffer.allocate(m * hidden * Float.BYTES).order(ByteOrder.LITTLE_ENDIAN);
-            ids[s] = callIds.incrementAndGet();
-            ExpertBatch.Builder b = ExpertBatch.newBuilder().setCallId(ids[s]).setLayer(layer)
-                    .setNumTokens(m).setTopK(k).setDtype(ActivationDType.ACTIVATION_DTYPE_F32).setTraceparent(traceparent);
-            for (int i = 0; i < m; i++) {
-                int t = rows[s * n + i];
-                xs.asFloatBuffer().position(i * hidden).put(x, t * hidden, hidden);
-                for (int j = 0; j < k; j++) {
-                    int e = experts[t * k + j];
-                    b.addExperts(placement.shardOf(layer, e) == s ? e : -1);
-                    b.addWeights(weights[t * k + j]);
-                }
-            }
-            b.setHidden(com.google.protobuf.UnsafeByteOperations.unsafeWrap(xs.array()));
-            pending[s] = new CompletableFuture<>();
-            links[s].send(b.build(), pending[s]);
-        }
+        for (int i = 0; i < n * k; i++) tokensPerExpert[layer * numExperts + experts[i]].increment();
         java.util.Arrays.fill(out, 0, n * hidden, 0f);
+        ExpertPlacement p = placementForCall();
+        boolean[] done = new boolean[n * k];
+        int left = n * k;
+        Set<String> failedHere = new HashSet<>();
+        String lastCause = null;
+        long waitUntil = 0;
         long slowestCompute = 0;
-        for (int s = 0; s < S; s++) {
-            if (pending[s] == null) continue;
-            ExpertResult r = await(s, layer, ids[s], pending[s]);
-            slowestCompute = Math.max(slowestCompute, r.getComputeUs());
-            int m = rowCount[s];
-            if (r.getNumTokens() != m || r.getCombined().size() != m * hidden * Float.BYTES) {
-                throw new IllegalStateException("expert shard " + links[s].shard.id() + " answered " + r.getNumTokens() + " rows for " + m);
+        for (int round = 0; left > 0; round++) {
+            if (round > 64) throw new ExpertsUnavailableException("expert call of layer " + layer + " still incomplete after " + round + " rounds of failover: " + lastCause);
+            reconcile(p);
+            Link[] chosen = new Link[n * k];
+            int uncovered = assign(p, layer, n, k, experts, done, failedHere, chosen);
+            if (uncovered >= 0) {
+                // some expert has no live shard in p: a newer placement may cover it
+                ExpertPlacement newer = source.current();
+                if (newer != null && newer.version() > p.version()) { p = newer; continue; }
+                if (reviveReplicas(p, layer, uncovered, failedHere)) continue; // a dead replica answered its probe
+                List<String> holders = new ArrayList<>();
+                for (int r : p.replicas(layer, uncovered)) holders.add(p.shards().get(r).toString());
+                String what = "no reachable expert shard holds expert " + uncovered + " of layer " + layer + " (placement version " + p.version()
+                        + (holders.isEmpty() ? ": none holds it" : ": held by " + holders + ", all failed") + ")"
+                        + (lastCause == null ? "" : "; last failure: " + lastCause);
+                if (!source.dynamic()) throw new ExpertsUnavailableException(what + "; no placement controller to re-place it");
+                if (exhaustedVersion == p.version()) throw new ExpertsUnavailableException(what + "; no newer placement came");
+                long now = System.nanoTime();
+                if (waitUntil == 0) waitUntil = now + settings.placementWaitMs() * 1_000_000;
+                long waitMs = (waitUntil - now) / 1_000_000;
+                try {
+                    newer = waitMs <= 0 ? null : source.awaitNewer(p.version(), waitMs);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new ExpertsUnavailableException(what + "; interrupted waiting for a newer placement");
+                }
+                if (newer != null && newer.version() > p.version()) { p = newer; continue; }
+                exhaustedVersion = p.version();
+                throw new ExpertsUnavailableException(what + "; no newer placement within " + settings.placementWaitMs() + " ms");
             }
-            java.nio.FloatBuffer part = r.getCombined().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
-            for (int i = 0; i < m; i++) {
-                int o = rows[s * n + i] * hidden, p = i * hidden;
-                for (int c = 0; c < hidden; c++) out[o + c] += part.get(p + c);
+            List<Sent> sent = send(p, layer, x, n, k, experts, weights, done, chosen, traceparent);
+            long deadline = System.nanoTime() + settings.callTimeoutMs() * 1_000_000;
+            for (Sent s : sent) {
+                ExpertResult r = await(s, deadline);
+                Link l = s.link();
+                l.slotsInFlight.addAndGet(-s.slots().length);
+                if (r == null) { // failed: the shard is dead, its rows go elsewhere next round
+                    lastCause = l.shard + ": " + s.answer().handle((v, e) -> e == null ? "?" : describe(e)).getNow("no answer within " + settings.callTimeoutMs() + " ms");
+                    failedHere.add(l.key);
+                    fail(l, lastCause, p.version());
+                    resent.add(s.slots().length);
+                    continue;
+                }
+                if (r.hasError()) {
+                    if (r.getError().getNotHeldCount() == 0) {
+                        throw new IllegalStateException("expert shard " + l.shard + " refused a batch of layer " + layer + ": " + r.getError().getMessage());
+                    }
+                    for (LayerExperts le : r.getError().getNotHeldList()) {
+                        for (int e : le.getExpertsList()) notHeld.put(l.key + "|" + (le.getLayer() * numExperts + e), p.version());
+                    }
+                    lastCause = l.shard + ": " + r.getError().getMessage();
+                    resent.add(s.slots().length);
+                    continue;
+                }
+                int m = s.rows().length;
+                if (r.getNumTokens() != m || r.getCombined().size() != (long) m * hidden * Float.BYTES) {
+                    throw new IllegalStateException("expert shard " + l.shard + " answered " + r.getNumTokens() + " rows for " + m);
+                }
+                double us = (System.nanoTime() - s.sentNanos()) / 1e3 / Math.max(1, s.slots().length);
+                l.microsPerSlot = l.microsPerSlot == 0 ? us : 0.8 * l.microsPerSlot + 0.2 * us;
+                slowestCompute = Math.max(slowestCompute, r.getComputeUs());
+                java.nio.FloatBuffer part = r.getCombined().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
+                for (int i = 0; i < m; i++) {
+                    int o = s.rows()[i] * hidden, q = i * hidden;
+                    for (int c = 0; c < hidden; c++) out[o + c] += part.get(q + c);
+                }
+                for (int slot : s.slots()) done[slot] = true;
+                left -= s.slots().length;
             }
         }
         nanos[layer].add(System.nanoTime() - t0);
@@ -168,21 +313,219 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
         calls[layer].increment();
     }
 
-    private ExpertResult await(int s, int layer, long id, CompletableFuture<ExpertResult> f) {
-        ExpertPlacement.Shard shard = links[s].shard;
+    /** The newest placement, waiting (up to placementWaitMs) for a first one from a controller. */
+    private ExpertPlacement placementForCall() {
+        ExpertPlacement p = source.current();
+        if (p != null) return p;
         try {
-            return f.get(timeoutMs, TimeUnit.MILLISECONDS);
+            p = source.awaitNewer(Long.MIN_VALUE, settings.placementWaitMs());
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            throw new IllegalStateException("interrupted waiting for expert shard " + shard.id(), e);
-        } catch (ExecutionException e) {
-            throw new IllegalStateException("expert shard " + shard.id() + " at " + shard.address() + " failed on layer " + layer
-                    + ": " + e.getCause().getMessage(), e.getCause());
-        } catch (TimeoutException e) {
-            links[s].pending.remove(id);
-            throw new IllegalStateException("expert shard " + shard.id() + " at " + shard.address() + " did not answer layer " + layer
-                    + " within " + timeoutMs + " ms", e);
         }
+        if (p == null) throw new ExpertsUnavailableException("no expert placement yet (" + source + ")");
+        return p;
+    }
+
+    /** On the first call routed by a newer version: links of shards it no longer lists are closed. */
+    private void reconcile(ExpertPlacement p) {
+        if (p.version() <= reconciledVersion) return;
+        synchronized (reconcile) {
+            if (p.version() <= reconciledVersion) return;
+            Set<String> keep = new HashSet<>();
+            for (ExpertPlacement.Shard s : p.shards()) keep.add(key(s));
+            for (Map.Entry<String, Link> en : links.entrySet()) {
+                if (keep.contains(en.getKey())) continue;
+                if (links.remove(en.getKey(), en.getValue())) en.getValue().retire();
+                deadUntil.remove(en.getKey());
+            }
+            notHeld.values().removeIf(v -> v < p.version()); // the newer placement says who holds what
+            reconciledVersion = p.version();
+        }
+    }
+
+    /**
+     * Chooses a shard for every slot not done. Candidates: live replicas not failed in this call and not known to
+     * have dropped the pair. Answers -1, or an expert with no candidate.
+     */
+    private int assign(ExpertPlacement p, int layer, int n, int k, int[] experts, boolean[] done, Set<String> failedHere, Link[] chosen) {
+        // per shard of p, once per round: its link, or null where it takes no rows now; its slots given in this round
+        int S = p.shards().size();
+        Link[] usable = new Link[S];
+        boolean[] looked = new boolean[S];
+        int[] given = new int[S];
+        double[] speed = new double[S];
+        boolean anyNotHeld = !notHeld.isEmpty();
+        long now = System.nanoTime();
+        int[] rowShards = new int[k];
+        for (int t = 0; t < n; t++) {
+            int rowShardCount = 0;
+            for (int j = 0; j < k; j++) {
+                int slot = t * k + j;
+                if (done[slot]) continue;
+                int e = experts[slot];
+                int best = -1;
+                double bestCost = Double.POSITIVE_INFINITY;
+                for (int r : p.replicas(layer, e)) {
+                    if (!looked[r]) {
+                        looked[r] = true;
+                        usable[r] = usable(p.shards().get(r), failedHere, now);
+                        if (usable[r] != null) speed[r] = usable[r].microsPerSlot > 0 ? usable[r].microsPerSlot : 1;
+                    }
+                    Link l = usable[r];
+                    if (l == null || anyNotHeld && notHeld.containsKey(l.key + "|" + (layer * numExperts + e))) continue;
+                    double cost = (l.slotsInFlight.get() + given[r] + 1) * speed[r];
+                    for (int i = 0; i < rowShardCount; i++) if (rowShards[i] == r) { cost -= speed[r]; break; } // its row goes there anyway
+                    if (cost < bestCost) { best = r; bestCost = cost; }
+                }
+                if (best < 0) return e;
+                chosen[slot] = usable[best];
+                given[best]++;
+                boolean seen = false;
+                for (int i = 0; i < rowShardCount && !seen; i++) seen = rowShards[i] == best;
+                if (!seen) rowShards[rowShardCount++] = best;
+            }
+        }
+        return -1;
+    }
+
+    /** The link to a shard that may take rows now; null when it failed in this call or is dead (a probe is started when due). */
+    private Link usable(ExpertPlacement.Shard s, Set<String> failedHere, long now) {
+        String key = key(s);
+        if (failedHere.contains(key)) return null;
+        Long next = deadUntil.get(key);
+        if (next != null) { // dead: no rows until a probe answers
+            if (next - now <= 0) probeInBackground(s);
+            return null;
+        }
+        return link(s);
+    }
+
+    private Link link(ExpertPlacement.Shard s) {
+        return links.computeIfAbsent(key(s), x -> new Link(s));
+    }
+
+    /** One batch per chosen shard with its rows (slots computed elsewhere marked -1), all sent before any wait. */
+    private List<Sent> send(ExpertPlacement p, int layer, float[] x, int n, int k, int[] experts, float[] weights, boolean[] done,
+                            Link[] chosen, String traceparent) {
+        Map<Link, List<Integer>> rowsOf = new HashMap<>();
+        List<Link> order = new ArrayList<>();
+        for (int t = 0; t < n; t++) {
+            for (int j = 0; j < k; j++) {
+                Link l = chosen[t * k + j];
+                if (l == null || done[t * k + j]) continue;
+                List<Integer> rs = rowsOf.get(l);
+                if (rs == null) { rowsOf.put(l, rs = new ArrayList<>()); order.add(l); }
+                if (rs.isEmpty() || rs.getLast() != t) rs.add(t);
+            }
+        }
+        List<Sent> sent = new ArrayList<>();
+        for (Link l : order) {
+            List<Integer> rs = rowsOf.get(l);
+            int m = rs.size();
+            int[] rows = new int[m];
+            List<Integer> slots = new ArrayList<>();
+            // the hidden rows, little-endian fp32, written straight into the message's bytes
+            ByteBuffer xs = ByteBuffer.allocate(m * hidden * Float.BYTES).order(ByteOrder.LITTLE_ENDIAN);
+            long id = callIds.incrementAndGet();
+            ExpertBatch.Builder b = ExpertBatch.newBuilder().setCallId(id).setLayer(layer).setNumTokens(m).setTopK(k)
+                    .setDtype(ActivationDType.ACTIVATION_DTYPE_F32).setTraceparent(traceparent).setPlacementVersion(p.version());
+            for (int i = 0; i < m; i++) {
+                int t = rows[i] = rs.get(i);
+                xs.asFloatBuffer().position(i * hidden).put(x, t * hidden, hidden);
+                for (int j = 0; j < k; j++) {
+                    int slot = t * k + j;
+                    boolean here = chosen[slot] == l && !done[slot];
+                    b.addExperts(here ? experts[slot] : -1);
+                    b.addWeights(weights[slot]);
+                    if (here) slots.add(slot);
+                }
+            }
+            b.setHidden(com.google.protobuf.UnsafeByteOperations.unsafeWrap(xs.array()));
+            int[] slotArray = slots.stream().mapToInt(Integer::intValue).toArray();
+            l.slotsInFlight.addAndGet(slotArray.length);
+            CompletableFuture<ExpertResult> answer = new CompletableFuture<>();
+            sent.add(new Sent(l, id, rows, slotArray, answer, System.nanoTime()));
+            l.send(b.build(), answer);
+        }
+        return sent;
+    }
+
+    /** The answer, or null when the shard failed or did not answer by the deadline. */
+    private ExpertResult await(Sent s, long deadlineNanos) {
+        try {
+            return s.answer().get(Math.max(0, deadlineNanos - System.nanoTime()), TimeUnit.NANOSECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new ExpertsUnavailableException("interrupted waiting for expert shard " + s.link().shard);
+        } catch (ExecutionException e) {
+            return null;
+        } catch (TimeoutException e) {
+            s.link().pending.remove(s.callId());
+            s.answer().completeExceptionally(Status.DEADLINE_EXCEEDED.withDescription("no answer within " + settings.callTimeoutMs() + " ms").asRuntimeException());
+            s.link().reset("no answer within " + settings.callTimeoutMs() + " ms");
+            return null;
+        }
+    }
+
+    private static String describe(Throwable e) {
+        if (e instanceof java.util.concurrent.CompletionException && e.getCause() != null) e = e.getCause();
+        return e instanceof StatusRuntimeException s ? s.getStatus().toString() : e.toString();
+    }
+
+    /** A shard failed a batch: dead (its link closed) until a probe answers; reported unless it left the placement. */
+    private void fail(Link l, String cause, long version) {
+        failures.increment();
+        if (l.retired) return;
+        Long was = deadUntil.put(l.key, System.nanoTime() + settings.deadRetryMs() * 1_000_000);
+        if (links.remove(l.key, l)) l.close(); // a fresh channel after the shard is back
+        if (was != null) return; // already dead: reported when it died
+        LOG.warning(settings.workerId() + ": expert shard " + l.shard + " failed (" + cause + "); its rows go to other replicas");
+        source.reportUnreachable(l.shard, cause, version);
+    }
+
+    /**
+     * The dead replicas of (layer, expert) in {@code p} not failed in this call, probed now, one after the other;
+     * true when one answered (it is live again). Each probe is bounded by {@value #PROBE_MS} ms.
+     */
+    private boolean reviveReplicas(ExpertPlacement p, int layer, int expert, Set<String> failedHere) {
+        for (int r : p.replicas(layer, expert)) {
+            ExpertPlacement.Shard s = p.shards().get(r);
+            String key = key(s);
+            if (failedHere.contains(key) || !deadUntil.containsKey(key)) continue;
+            if (probe(s)) return true;
+            failedHere.add(key); // probed once per call
+        }
+        return false;
+    }
+
+    /** Worker.Describe on a fresh channel, {@value #PROBE_MS} ms deadline; a shard that answers is live again. */
+    private boolean probe(ExpertPlacement.Shard s) {
+        ManagedChannel ch = Grpc.channel(s.address());
+        try {
+            io.lightmesh.proto.v1.WorkerGrpc.newBlockingStub(ch).withDeadlineAfter(PROBE_MS, TimeUnit.MILLISECONDS)
+                    .describe(io.lightmesh.proto.v1.DescribeRequest.getDefaultInstance());
+            revive(s);
+            return true;
+        } catch (StatusRuntimeException e) {
+            deadUntil.computeIfPresent(key(s), (k, v) -> System.nanoTime() + settings.deadRetryMs() * 1_000_000);
+            return false;
+        } finally {
+            ch.shutdownNow();
+        }
+    }
+
+    private void revive(ExpertPlacement.Shard s) {
+        if (deadUntil.remove(key(s)) != null) LOG.info(settings.workerId() + ": expert shard " + s + " answers again");
+    }
+
+    /** A probe of a dead shard off the caller's thread, at most one at a time per shard. */
+    private void probeInBackground(ExpertPlacement.Shard s) {
+        String key = key(s);
+        if (!probing.add(key)) return;
+        deadUntil.computeIfPresent(key, (k, v) -> System.nanoTime() + settings.deadRetryMs() * 1_000_000); // next one later
+        Thread.ofVirtual().name("expert-probe-" + s.id()).start(() -> {
+            try { probe(s); } finally { probing.remove(key); }
+        });
     }
 
     /** Mean microseconds of one expert call (all shards, round trip) for each layer; NaN where none was made. */
@@ -212,16 +555,34 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
         return t;
     }
 
+    /** (token, expert) slots sent again after a shard failed or refused them. */
+    public long resentSlots() { return resent.sum(); }
+
+    /** Batches that failed (shard error, unreachable, no answer in time). */
+    public long failedBatches() { return failures.sum(); }
+
+    /** Ids of the shards dead now (failed, no probe answered since). */
+    public Set<String> avoidedShards() {
+        Set<String> s = new HashSet<>();
+        deadUntil.keySet().forEach(k -> s.add(k.substring(0, k.indexOf('@'))));
+        return s;
+    }
+
     public void resetStats() {
         for (LongAdder a : nanos) a.reset();
         for (LongAdder a : calls) a.reset();
         for (LongAdder a : computeMicros) a.reset();
     }
 
-    public ExpertPlacement placement() { return placement; }
+    /** The newest placement of the source (what the next call routes by); null while it has none. */
+    public ExpertPlacement placement() { return source.current(); }
+
+    public PlacementSource source() { return source; }
 
     @Override
     public void close() {
-        for (Link l : links) l.close();
+        for (Link l : links.values()) l.close();
+        links.clear();
+        if (ownsSource) source.close();
     }
 }

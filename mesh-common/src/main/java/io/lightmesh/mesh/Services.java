@@ -3,7 +3,6 @@ package io.lightmesh.mesh;
 import io.grpc.ManagedChannel;
 import io.grpc.StatusRuntimeException;
 import io.lightmesh.engine.backend.Backends;
-import io.lightmesh.engine.backend.opencl.OpenClException;
 import io.lightmesh.engine.backend.ReferenceOps;
 import io.lightmesh.engine.backend.TensorOps;
 import io.lightmesh.engine.model.ExpertExecutor;
@@ -33,7 +32,7 @@ public final class Services {
     /**
      * The engine backend of a service process, as {@link Backends#create}, except in a JVM started without
      * {@code --add-modules jdk.incubator.vector} (a plain {@code java -jar}): there the vector backend cannot load,
-     * so {@code auto} tries OpenCL and then falls back to {@code reference} with a warning, and {@code vector}
+     * so {@code auto} tries an OpenCL GPU and then falls back to {@code reference} with a warning, and {@code vector}
      * fails with the option to add.
      */
     public static TensorOps backend(String name) {
@@ -43,27 +42,38 @@ public final class Services {
             throw new IllegalArgumentException("backend 'vector' needs the JVM option --add-modules jdk.incubator.vector");
         }
         if (!n.equals("auto")) return Backends.create(name);
-        try {
-            return Backends.create("opencl");
-        } catch (OpenClException e) {
-            LOG.warning("backend 'auto': no OpenCL device and no jdk.incubator.vector module in this JVM (start it with"
-                    + " --add-modules jdk.incubator.vector for the vector backend); using the reference backend");
-            return new ReferenceOps();
+        TensorOps gpu = Backends.gpuOrNull();
+        if (gpu != null) {
+            LOG.info("backend 'auto': " + Backends.describe(gpu));
+            return gpu;
         }
+        LOG.warning("backend 'auto': no OpenCL GPU and no jdk.incubator.vector module in this JVM (start it with"
+                + " --add-modules jdk.incubator.vector for the vector backend); using the reference backend");
+        return new ReferenceOps();
     }
 
     /**
      * The model a prefill or decode worker runs: experts in-process ({@code placement} null) or on the shards of
-     * {@code placement}, counted per (layer, expert) on {@code otel}'s meter.
+     * {@code placement} (a fixed map: failover among its replicas only), counted per (layer, expert) on
+     * {@code otel}'s meter.
      *
      * @param remotes receives the RemoteExperts made (the caller closes it)
      */
     public static MiniMaxModel workerModel(MeshModel model, ExpertPlacement placement, OpenTelemetry otel, Consumer<RemoteExperts> remotes) {
+        return workerModel(model, placement == null ? null : PlacementSource.fixed(placement), otel, remotes);
+    }
+
+    /**
+     * As above, routed by the newest placement of {@code source} (null: experts in-process). The RemoteExperts made
+     * owns the source and closes it.
+     */
+    public static MiniMaxModel workerModel(MeshModel model, PlacementSource source, OpenTelemetry otel, Consumer<RemoteExperts> remotes) {
         ExpertExecutor experts;
-        if (placement == null) {
+        if (source == null) {
             experts = new LocalExperts(model.config(), model.model().weights(), model.model().ops());
         } else {
-            RemoteExperts r = new RemoteExperts(placement, model.config().hiddenSize(), 30_000);
+            RemoteExperts r = new RemoteExperts(source, model.config().hiddenSize(), RemoteExperts.Settings.defaults("worker"), true,
+                    new int[] {model.config().numLayers(), model.config().numExperts()});
             remotes.accept(r);
             experts = r;
         }
@@ -72,13 +82,34 @@ public final class Services {
     }
 
     /**
-     * The model a prefill or decode worker runs: experts in-process ({@code remote} null) or computed by {@code remote}
-     * (e.g. {@link LiveExperts}, following discovered shards), counted per (layer, expert) on {@code otel}'s meter.
+     * Where a prefill or decode worker's experts are: null for in-process (neither given); a placement controller's
+     * Watch stream when {@code controller} is given (its first complete map waited for up to {@code waitMs});
+     * otherwise the shards {@code experts}: a fixed map discovered from them ({@link #discover}) when every entry is
+     * a fixed {@code host:port}, or, when some entry is {@code dns:name:port}, a {@link DiscoveredPlacement} that
+     * follows the shards as they come and go.
      */
-    public static MiniMaxModel workerModel(MeshModel model, ExpertExecutor remote, OpenTelemetry otel) {
-        ExpertExecutor experts = remote != null ? remote : new LocalExperts(model.config(), model.model().weights(), model.model().ops());
-        return model.model().withExperts(new CountingExperts(experts, otel.getMeter(MeshTelemetry.SCOPE),
-                model.config().numLayers(), model.config().numExperts()));
+    public static PlacementSource placementSource(MeshModel model, java.util.Optional<String> controller, List<String> experts,
+                                                  String workerId, long waitMs) throws InterruptedException {
+        if (controller.isPresent() && !controller.get().isBlank()) {
+            PlacementClient c = PlacementClient.start(new PlacementClient.Settings(controller.get().trim(), workerId,
+                    model.config().numLayers(), model.config().numExperts()));
+            try {
+                ExpertPlacement first = c.awaitFirst(waitMs);
+                LOG.info(workerId + ": expert placement version " + first.version() + " from the controller at " + controller.get()
+                        + " (" + first.shards().size() + " shards)");
+                return c;
+            } catch (InterruptedException | RuntimeException e) {
+                c.close();
+                throw e;
+            }
+        }
+        if (experts.isEmpty()) return null;
+        PeerSet shards = PeerSet.of(experts);
+        if (!shards.discovering()) {
+            shards.close();
+            return PlacementSource.fixed(discover(model, experts, waitMs));
+        }
+        return DiscoveredPlacement.start(model, shards, workerId, waitMs);
     }
 
     /**
@@ -90,24 +121,37 @@ public final class Services {
         long until = System.currentTimeMillis() + waitMs;
         while (true) {
             Described d = describeShards(model, targets);
-            if (d.placement() != null) return d.placement();
-            if (System.currentTimeMillis() > until) throw new IllegalStateException("expert placement incomplete: " + d.problem());
-            LOG.info("waiting for expert shards: " + d.problem());
+            String problem = d.unreachable() != null ? d.unreachable() : d.missing();
+            if (problem == null) return d.placement();
+            if (System.currentTimeMillis() > until) throw new IllegalStateException("expert placement incomplete: " + problem);
+            LOG.info("waiting for expert shards: " + problem);
             Thread.sleep(1000);
         }
     }
 
-    /** One asking round: the placement when complete, else why not. */
-    public record Described(ExpertPlacement placement, String problem) {}
+    /**
+     * One asking round.
+     *
+     * @param placement   the shards that answered (version 0), complete or not
+     * @param unreachable the last shard that did not answer and why; null when all did
+     */
+    public record Described(ExpertPlacement placement, String unreachable) {
+        /** Null when the shards that answered hold every (layer, expert) pair; else what is missing. */
+        public String missing() {
+            if (placement.shards().isEmpty()) return "no expert shard answered" + (unreachable == null ? "" : " (" + unreachable + ")");
+            List<String> m = placement.missing();
+            return m.isEmpty() ? null : m.size() + " (layer/expert) pairs held by no shard, e.g. " + m.get(0)
+                    + (unreachable == null ? "" : " (" + unreachable + ")");
+        }
+    }
 
     /**
-     * Asks each target once (two-second deadline) what it holds. A shard of another model is an error; unreachable
-     * ones are left out (a pod going away while still listed), so the placement is complete when the shards that
-     * answered hold every (layer, expert) pair; otherwise the problem names what is missing, to wait out.
+     * Asks each target once (two-second deadline) what it holds. A shard of another model is an error; an unreachable
+     * one is left out of the placement (a pod going away while still listed) and named in {@link Described#unreachable}.
      */
     public static Described describeShards(MeshModel model, List<String> targets) {
-        if (targets.isEmpty()) return new Described(null, "no expert shard known yet");
         List<ExpertPlacement.Shard> shards = new ArrayList<>();
+        java.util.Set<String> ids = new java.util.HashSet<>();
         String problem = null;
         for (String t : targets) {
             ManagedChannel ch = Grpc.channel(t);
@@ -116,17 +160,17 @@ public final class Services {
                 if (!w.getModelFingerprint().equals(model.fingerprint())) {
                     throw new IllegalStateException("expert shard " + t + " runs model " + w.getModelFingerprint() + ", this worker " + model.fingerprint());
                 }
-                shards.add(new ExpertPlacement.Shard(w.getWorkerId(), t, w.getExperts().getLayersList().stream().mapToInt(Integer::intValue).toArray(),
-                        w.getExperts().getExpertsList().stream().mapToInt(Integer::intValue).toArray()));
+                if (ids.add(w.getWorkerId())) {
+                    shards.add(ExpertPlacement.Shard.fromWorkerInfo(w, t));
+                } else { // a pod replaced under the same name, its old address still answering: one of them suffices
+                    LOG.warning("expert shard id " + w.getWorkerId() + " answers at two addresses; using the first, not " + t);
+                }
             } catch (StatusRuntimeException e) {
                 problem = "expert shard " + t + ": " + e.getStatus();
             } finally {
                 Grpc.shutdown(ch);
             }
         }
-        ExpertPlacement p = new ExpertPlacement(model.config().numLayers(), model.config().numExperts(), shards);
-        if (p.missing().isEmpty()) return new Described(p, null);
-        return new Described(null, problem != null ? problem
-                : p.missing().size() + " (layer/expert) pairs held by no shard, e.g. " + p.missing().get(0));
+        return new Described(new ExpertPlacement(model.config().numLayers(), model.config().numExperts(), shards), problem);
     }
 }

@@ -33,7 +33,7 @@ import java.util.concurrent.TimeUnit;
  * latency (mean, p50, p90, p99), request and token throughput, goodput under TTFT/TPOT limits, state bytes per
  * request, and (embedded mesh with remote experts) the expert call time per layer.
  *
- * <p>Options: --model DIR (default: a synthetic model written to a temp dir, --shape tiny|small) or --target HOST:PORT
+ * <p>Options: --model DIR (default: a synthetic model written to a temp dir, --shape tiny|medium|small|100m) or --target HOST:PORT
  * (a running mesh; no in-process comparison), --experts N (embedded: 0 = experts inside the workers), --prefill N and
  * --decode N (embedded workers, default 1), --max-batch N, --backend B (embedded and in-process: the same model),
  * --kafka HOST:PORT, --requests N, --concurrency N, --rate R (requests/s; Poisson; overrides concurrency),
@@ -169,7 +169,9 @@ public final class BenchServe {
             case "tiny" -> SyntheticCheckpoint.Shape.tiny();
             case "medium" -> new SyntheticCheckpoint.Shape(4096, 256, 8, 4, 2, 64, 32, 8, 2, 512, 64);
             case "small" -> new SyntheticCheckpoint.Shape(4096, 512, 16, 8, 2, 64, 32, 8, 2, 1024, 64);
-            default -> throw new IllegalArgumentException("--shape tiny|medium|small, got " + name);
+            // EngineBench's 100m preset (~147M parameters): big enough for a GPU to matter
+            case "100m" -> new SyntheticCheckpoint.Shape(32000, 768, 8, 8, 2, 96, 48, 8, 2, 512, 256);
+            default -> throw new IllegalArgumentException("--shape tiny|medium|small|100m, got " + name);
         };
     }
 

@@ -7,6 +7,8 @@ import io.lightmesh.engine.model.MiniMaxModel;
 import io.lightmesh.expert.ExpertShard;
 import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.LivePlacement;
+import io.lightmesh.mesh.PlacementSource;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.mesh.RemoteExperts;
@@ -16,6 +18,9 @@ import io.lightmesh.proto.v1.ComponentHealth;
 import io.lightmesh.proto.v1.HealthResponse;
 import io.lightmesh.proto.v1.ServingStatus;
 import io.lightmesh.router.RouterCore;
+import io.lightmesh.router.placement.PlacementController;
+import io.lightmesh.router.placement.ShardDemand;
+import io.lightmesh.router.placement.ShardPool;
 
 import io.lightmesh.openai.OpenAiOptions;
 
@@ -47,10 +52,20 @@ public final class EmbeddedMesh implements AutoCloseable {
      */
     /**
      * @param backend     the engine backend for every service: auto, reference, vector or opencl (as the CLI's --backend)
+     * @param prefixCacheBytes budget of each prefill worker's prefix cache; 0: off
      */
     public record Options(Path modelDir, String host, int grpcPort, int httpPort, String kafka, Path workDir,
                           int expertShards, int decodeWorkers, int prefillWorkers, long decodeBudgetBytes, int maxBatch,
-                          String topic, int maxInFlight, int defaultMaxNewTokens, String backend) {
+                          String topic, int maxInFlight, int defaultMaxNewTokens, String backend, long prefixCacheBytes) {
+        /** The default prefix cache ({@link io.lightmesh.engine.prefix.PrefixCache#defaultBytes}). */
+        public Options(Path modelDir, String host, int grpcPort, int httpPort, String kafka, Path workDir,
+                       int expertShards, int decodeWorkers, int prefillWorkers, long decodeBudgetBytes, int maxBatch,
+                       String topic, int maxInFlight, int defaultMaxNewTokens, String backend) {
+            this(modelDir, host, grpcPort, httpPort, kafka, workDir, expertShards, decodeWorkers, prefillWorkers,
+                    decodeBudgetBytes, maxBatch, topic, maxInFlight, defaultMaxNewTokens, backend,
+                    io.lightmesh.engine.prefix.PrefixCache.defaultBytes());
+        }
+
         /** The options of the first version: the reference backend. */
         public Options(Path modelDir, String host, int grpcPort, int httpPort, String kafka, Path workDir,
                        int expertShards, int decodeWorkers, int prefillWorkers, long decodeBudgetBytes, int maxBatch,
@@ -66,19 +81,65 @@ public final class EmbeddedMesh implements AutoCloseable {
 
         public Options withBackend(String b) {
             return new Options(modelDir, host, grpcPort, httpPort, kafka, workDir, expertShards, decodeWorkers, prefillWorkers,
-                    decodeBudgetBytes, maxBatch, topic, maxInFlight, defaultMaxNewTokens, b);
+                    decodeBudgetBytes, maxBatch, topic, maxInFlight, defaultMaxNewTokens, b, prefixCacheBytes);
+        }
+
+        /** The same with each prefill worker's prefix cache of {@code bytes} (0: off). */
+        public Options withPrefixCacheBytes(long bytes) {
+            return new Options(modelDir, host, grpcPort, httpPort, kafka, workDir, expertShards, decodeWorkers, prefillWorkers,
+                    decodeBudgetBytes, maxBatch, topic, maxInFlight, defaultMaxNewTokens, backend, bytes);
+        }
+    }
+
+    /**
+     * The elastic expert pool: the placement controller's settings (see PlacementController.Settings) and, with
+     * {@code maxShards > 0}, autoscaling between {@code minShards} and {@code maxShards} in-process shards.
+     *
+     * @param extraSlots expert copies (one (layer, expert) each) a shard may hold beyond its share, spread evenly over
+     *                   the layers (--expert-slots); -1: two per layer
+     */
+    public record ExpertPool(int extraSlots, int minShards, int maxShards, long pollMs, long windowMs, double imbalanceThreshold,
+                             long drainGraceMs, double targetUtilisation) {
+        /** Two spare slots per layer, no autoscaling, poll 1 s, 60 s window, threshold 1.25, 10 s grace, 70% target utilisation. */
+        public static ExpertPool defaults() { return new ExpertPool(-1, 0, 0, 1000, 60_000, 1.25, 10_000, 0.7); }
+
+        public boolean autoscale() { return maxShards > 0; }
+
+        PlacementController.Settings controllerSettings() {
+            PlacementController.Settings d = PlacementController.Settings.defaults();
+            return new PlacementController.Settings(pollMs, windowMs, imbalanceThreshold, extraSlots, drainGraceMs, d.rpcTimeoutMs(),
+                    autoscale() ? new ShardDemand(targetUtilisation, minShards, maxShards) : new ShardDemand(targetUtilisation, 1, Integer.MAX_VALUE));
         }
     }
 
     /** A running worker and its gRPC server, killable by tests. */
     public record Component<T>(String id, String address, T worker, Server server) {}
 
+    /**
+     * How the expert shards start: the (layer, expert) pairs shard i holds (null: its round-robin share of every
+     * layer) and the expert copies each may hold ({@link ExpertShard}'s slot capacity).
+     */
+    public record ShardSetup(java.util.function.IntFunction<Map<Integer, int[]>> holdings, int slotCapacity) {
+        /** Round-robin shares, no slot limit: the mesh of the first version. */
+        public static ShardSetup roundRobin() { return new ShardSetup(null, Integer.MAX_VALUE); }
+
+        /** Every shard holds every expert of every layer (each expert replicated on every shard). */
+        public static ShardSetup replicated(int numLayers, int numExperts) {
+            Map<Integer, int[]> all = new HashMap<>();
+            for (int l = 0; l < numLayers; l++) all.put(l, java.util.stream.IntStream.range(0, numExperts).toArray());
+            return new ShardSetup(i -> all, Integer.MAX_VALUE);
+        }
+    }
+
     private final Options options;
     private final MeshModel model;
     private final Function<String, OpenTelemetry> telemetry;
     private final Map<String, OpenTelemetry> otels = new HashMap<>();
     private KraftBroker broker;
-    private final List<Component<ExpertShard>> experts = new ArrayList<>();
+    private final List<Component<ExpertShard>> experts = new java.util.concurrent.CopyOnWriteArrayList<>();
+    private final ExpertPool pool;
+    private PlacementController controller;
+    private LivePlacement livePlacement;
     private final List<Component<DecodeWorker>> decoders = new ArrayList<>();
     private final List<PrefillWorker> prefillers = new ArrayList<>();
     private final List<RemoteExperts> remotes = new ArrayList<>();
@@ -86,11 +147,18 @@ public final class EmbeddedMesh implements AutoCloseable {
     private Server routerServer;
     private HttpFront http;
     private String bootstrap;
+    /** The broker's folder when this mesh made it (no workDir given): removed on close. */
+    private Path tempDir;
 
-    private EmbeddedMesh(Options options, MeshModel model, Function<String, OpenTelemetry> telemetry) {
+    private final ShardSetup shardSetup;
+
+    /** @param pool the placement controller's settings; null: no controller (workers route by the fixed map) */
+    private EmbeddedMesh(Options options, ExpertPool pool, MeshModel model, Function<String, OpenTelemetry> telemetry, ShardSetup shardSetup) {
         this.options = options;
+        this.pool = pool;
         this.model = model;
         this.telemetry = telemetry;
+        this.shardSetup = shardSetup;
     }
 
     private boolean ownsTelemetry; // made from the environment here, so flushed and closed here
@@ -107,7 +175,28 @@ public final class EmbeddedMesh implements AutoCloseable {
      *                  "lightmesh-prefill", "lightmesh-decode", "lightmesh-expert"); asked once per name
      */
     public static EmbeddedMesh start(Options o, Function<String, OpenTelemetry> telemetry) throws IOException, InterruptedException {
-        EmbeddedMesh m = new EmbeddedMesh(o, MeshModel.load(o.modelDir(), io.lightmesh.engine.backend.Backends.create(o.backend())), telemetry);
+        return start(o, ExpertPool.defaults(), telemetry, ShardSetup.roundRobin());
+    }
+
+    /** As {@link #start(Options, Function)}, with the expert pool's controller settings. */
+    public static EmbeddedMesh start(Options o, ExpertPool pool, Function<String, OpenTelemetry> telemetry) throws IOException, InterruptedException {
+        return start(o, pool, telemetry, ShardSetup.roundRobin());
+    }
+
+    /**
+     * Without a placement controller: workers route by the fixed map of the shards' holdings (failover among its
+     * replicas only).
+     *
+     * @param shards what each expert shard holds at start, and its slot capacity
+     */
+    public static EmbeddedMesh start(Options o, Function<String, OpenTelemetry> telemetry, ShardSetup shards) throws IOException, InterruptedException {
+        return start(o, null, telemetry, shards);
+    }
+
+    /** @param pool null: no placement controller */
+    public static EmbeddedMesh start(Options o, ExpertPool pool, Function<String, OpenTelemetry> telemetry, ShardSetup shards) throws IOException, InterruptedException {
+        if (pool != null && pool.autoscale() && o.expertShards() == 0) throw new IllegalArgumentException("autoscaling experts needs remote expert shards (--experts N > 0)");
+        EmbeddedMesh m = new EmbeddedMesh(o, pool, MeshModel.load(o.modelDir(), io.lightmesh.engine.backend.Backends.create(o.backend())), telemetry, shards);
         try {
             m.startAll();
             return m;
@@ -120,23 +209,19 @@ public final class EmbeddedMesh implements AutoCloseable {
     private void startAll() throws IOException, InterruptedException {
         bootstrap = options.kafka();
         if (bootstrap == null) {
-            Path dir = options.workDir() != null ? options.workDir() : Files.createTempDirectory("lightmesh-kafka");
+            Path dir = options.workDir();
+            if (dir == null) dir = tempDir = Files.createTempDirectory("lightmesh-kafka");
             broker = KraftBroker.start(dir.resolve("kafka"), 0);
             bootstrap = broker.bootstrapServers();
         }
         String host = options.host();
         List<String> expertAddresses = new ArrayList<>();
         for (int i = 0; i < options.expertShards(); i++) {
-            int[] es = ExpertPlacement.expertsOf(i, options.expertShards(), model.config().numExperts());
-            // the address is known after binding: bind first with a placeholder shard, then describe the real one
-            int port = KraftBroker.freePort();
-            String address = host + ":" + port;
-            ExpertShard shard = new ExpertShard(new ExpertPlacement.Shard("expert-" + i, address, new int[0], es), model, otel("lightmesh-expert"));
-            experts.add(new Component<>("expert-" + i, address, shard, Grpc.serve(host, port, shard.services(), true)));
-            expertAddresses.add(address);
+            Map<Integer, int[]> held = shardSetup.holdings() == null ? null : shardSetup.holdings().apply(i);
+            expertAddresses.add(addExpertShard("expert-" + i, held, shardSetup.slotCapacity()).address());
         }
-        ExpertPlacement placement = options.expertShards() == 0 ? null
-                : ExpertPlacement.roundRobin(model.config().numLayers(), model.config().numExperts(), expertAddresses);
+        ExpertPlacement placement = options.expertShards() == 0 ? null : staticPlacement();
+        if (placement != null && pool != null) startController(expertAddresses, placement);
         List<String> decodeAddresses = new ArrayList<>();
         for (int i = 0; i < options.decodeWorkers(); i++) {
             int port = KraftBroker.freePort();
@@ -149,20 +234,53 @@ public final class EmbeddedMesh implements AutoCloseable {
         router = new RouterCore(new RouterCore.Settings(bootstrap, options.topic(), 4, "lightmesh-prefill", decodeAddresses, expertAddresses,
                 options.maxInFlight(), options.defaultMaxNewTokens(), 1 << 20, 2, 500), model, otel("lightmesh-router"));
         for (int i = 0; i < options.prefillWorkers(); i++) addPrefillWorker(placement);
-        List<BindableService> routerServices = router.services();
-        routerServer = Grpc.serve(host, options.grpcPort(), routerServices);
+        List<BindableService> routerServices = new ArrayList<>(router.services());
+        if (controller != null) routerServices.add(controller.service()); // for workers outside this JVM
+        routerServer = Grpc.servePublic(host, options.grpcPort(), routerServices);
         if (options.httpPort() >= 0) startHttp();
     }
 
     /** Starts one more prefill worker (tests use it to replace a killed one). */
     public PrefillWorker addPrefillWorker() {
-        return addPrefillWorker(options.expertShards() == 0 ? null : ExpertPlacement.roundRobin(model.config().numLayers(),
-                model.config().numExperts(), experts.stream().map(Component::address).toList()));
+        return addPrefillWorker(options.expertShards() == 0 ? null : staticPlacement());
+    }
+
+    /**
+     * Starts one more expert shard on a free loopback port.
+     *
+     * @param held         the (layer, expert) pairs it holds at start; null: its round-robin share as the next of
+     *                     {@code options.expertShards()} shards (index = shards started so far, modulo that count)
+     * @param slotCapacity expert copies it may hold
+     */
+    public Component<ExpertShard> addExpertShard(String id, Map<Integer, int[]> held, int slotCapacity) throws IOException {
+        int port = KraftBroker.freePort();
+        String address = options.host() + ":" + port;
+        int count = Math.max(1, options.expertShards());
+        ExpertPlacement.Shard start = held != null ? ExpertPlacement.Shard.of(id, address, held)
+                : new ExpertPlacement.Shard(id, address, new int[0], ExpertPlacement.expertsOf(experts.size() % count, count, model.config().numExperts()));
+        ExpertShard shard = new ExpertShard(start, model, otel("lightmesh-expert"), slotCapacity);
+        Component<ExpertShard> c = new Component<>(id, address, shard, Grpc.serve(options.host(), port, shard.services(), true));
+        experts.add(c);
+        return c;
+    }
+
+    /** The fixed placement of the shards started (their holdings now), version 0; what workers without a controller route by. */
+    public ExpertPlacement staticPlacement() {
+        return new ExpertPlacement(model.config().numLayers(), model.config().numExperts(),
+                experts.stream().map(e -> e.worker().placementShard()).toList());
+    }
+
+    /** Kills an expert shard as a crash would: its server stops at once, calls on it fail. */
+    public void killExpert(int i) {
+        Component<ExpertShard> e = experts.get(i);
+        e.server().shutdownNow();
+        e.worker().close();
     }
 
     private PrefillWorker addPrefillWorker(ExpertPlacement placement) {
         PrefillWorker p = new PrefillWorker(new PrefillWorker.Settings("prefill-" + prefillers.size(), bootstrap, options.topic(),
-                "lightmesh-prefill", io.lightmesh.mesh.StateCodec.DEFAULT_CHUNK_BYTES, 30_000, 50), model,
+                "lightmesh-prefill", io.lightmesh.mesh.StateCodec.DEFAULT_CHUNK_BYTES, 30_000, 50,
+                PrefillWorker.Settings.DEFAULT_BATCH_TOKENS, PrefillWorker.Settings.DEFAULT_BATCH_MAX, options.prefixCacheBytes()), model,
                 modelFor(placement, "lightmesh-prefill"), otel("lightmesh-prefill"));
         prefillers.add(p);
         return p;
@@ -171,16 +289,67 @@ public final class EmbeddedMesh implements AutoCloseable {
     private OpenTelemetry otel(String service) { return otels.computeIfAbsent(service, telemetry); }
 
     private MiniMaxModel modelFor(ExpertPlacement placement, String service) {
-        return Services.workerModel(model, placement, otel(service), remotes::add);
+        // in-process workers follow the controller directly (no Watch stream), starting from the round-robin map
+        if (placement == null) return Services.workerModel(model, (PlacementSource) null, otel(service), remotes::add);
+        return livePlacement != null ? Services.workerModel(model, livePlacement, otel(service), remotes::add)
+                : Services.workerModel(model, placement, otel(service), remotes::add);
+    }
+
+    /**
+     * The placement controller over the initial shards (and, autoscaling, the ones it starts), publishing straight
+     * into the workers' {@link LivePlacement}; their reports of unreachable shards go straight to it.
+     */
+    private void startController(List<String> initial, ExpertPlacement roundRobin) {
+        List<String> addresses = List.copyOf(initial);
+        controller = new PlacementController(pool.controllerSettings(), model.config().numLayers(), model.config().numExperts(),
+                model.fingerprint(), () -> addresses, pool.autoscale() ? new InProcessShards() : null,
+                otel("lightmesh-router").getMeter(MeshTelemetry.SCOPE));
+        livePlacement = new LivePlacement(roundRobin, r -> controller.reportUnreachable(r.shard().id(), r.shard().address(), r.reason(),
+                "embedded worker", r.placementVersion()));
+        controller.onPublish(map -> livePlacement.publish(ExpertPlacement.fromProto(map)));
+        controller.start();
+    }
+
+    /** Shards the controller starts and stops when autoscaling: in this JVM, each on its own gRPC server. */
+    private final class InProcessShards implements ShardPool {
+        private int next = options.expertShards();
+
+        @Override
+        public String start() throws IOException {
+            return addExpertShard("expert-" + next++, java.util.Map.of(), Integer.MAX_VALUE).address();
+        }
+
+        @Override
+        public void stop(String address) {
+            for (Component<ExpertShard> e : experts) {
+                if (e.address().equals(address)) {
+                    Grpc.shutdown(e.server());
+                    e.worker().close();
+                    experts.remove(e);
+                }
+            }
+        }
     }
 
     private void startHttp() throws IOException {
         try {
-            http = HttpFront.start(options.host(), options.httpPort(), routerTarget(), router::health, OpenAiOptions.defaults());
+            http = HttpFront.start(options.host(), options.httpPort(), routerTarget(), router::health, OpenAiOptions.defaults(),
+                    controller == null ? null : controller::view);
         } catch (IOException | RuntimeException e) {
             throw e;
         } catch (Exception e) {
             throw new IOException("cannot start the HTTP server on port " + options.httpPort() + ": " + e, e);
+        }
+    }
+
+    /** Best effort: a file still held open is left (and named on stderr), the rest goes. */
+    static void deleteTree(Path dir) {
+        try (java.util.stream.Stream<Path> files = Files.walk(dir)) {
+            for (Path f : files.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                try { Files.deleteIfExists(f); } catch (IOException e) { System.err.println("lightmesh: could not remove " + f + ": " + e.getMessage()); }
+            }
+        } catch (IOException e) {
+            System.err.println("lightmesh: could not remove " + dir + ": " + e.getMessage());
         }
     }
 
@@ -212,12 +381,22 @@ public final class EmbeddedMesh implements AutoCloseable {
     public String routerTarget() { return options.host() + ":" + routerServer.getPort(); }
     public int httpPort() { return http == null ? -1 : http.port(); }
     public String kafkaBootstrap() { return bootstrap; }
+    /** The folder this mesh made for its broker (removed on close); null when it was given one or uses an outside Kafka. */
+    public Path ownedBrokerDir() { return tempDir; }
     public MeshModel model() { return model; }
     public RouterCore router() { return router; }
     public List<Component<DecodeWorker>> decoders() { return decoders; }
     public List<Component<ExpertShard>> experts() { return experts; }
     public List<PrefillWorker> prefillers() { return prefillers; }
     public List<RemoteExperts> remoteExperts() { return remotes; }
+
+    /** The expert placement controller; null when the experts run in-process. */
+    public PlacementController placementController() { return controller; }
+
+    /** Kills an expert shard as a crash would: its server stops at once, calls in flight on it fail. */
+    public void killExpert(String id) {
+        for (Component<ExpertShard> e : experts) if (e.id().equals(id)) e.server().shutdownNow();
+    }
 
     /** Kills a decode worker as a crash would: its server stops at once, its sequences are lost. */
     public void killDecode(int i) {
@@ -231,11 +410,13 @@ public final class EmbeddedMesh implements AutoCloseable {
         if (http != null) http.close();
         Grpc.shutdown(routerServer);
         for (PrefillWorker p : prefillers) p.close();
+        if (controller != null) controller.close();
         if (router != null) router.close();
         for (Component<DecodeWorker> d : decoders) { Grpc.shutdown(d.server()); d.worker().close(); }
         for (RemoteExperts r : remotes) r.close();
-        for (Component<ExpertShard> e : experts) Grpc.shutdown(e.server());
+        for (Component<ExpertShard> e : experts) { Grpc.shutdown(e.server()); e.worker().close(); }
         if (broker != null) broker.close();
+        if (tempDir != null) deleteTree(tempDir);
         model.close();
         if (ownsTelemetry) for (OpenTelemetry o : otels.values()) if (o instanceof io.opentelemetry.sdk.OpenTelemetrySdk sdk) sdk.close();
     }

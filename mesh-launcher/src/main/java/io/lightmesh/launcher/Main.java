@@ -17,12 +17,14 @@ import java.util.logging.Logger;
  *
  * <pre>
  * serve   [--model DIR] [--grpc-port 9000] [--http-port 8080] [--kafka HOST:PORT] [--experts N] [--decode N]
- *         [--prefill N] [--max-batch N] [--budget-gib G] [--backend B]
+ *         [--prefill N] [--max-batch N] [--budget-gib G] [--prefix-cache-gib G] [--backend B] [--autoscale-experts MIN:MAX] [--expert-slots K]
+ *         [--rebalance-interval-s 60] [--imbalance-threshold 1.25]
  * router  --model DIR --kafka HOST:PORT --decode HOST:PORT,... [--experts HOST:PORT,...] [--host 0.0.0.0]
  *         [--grpc-port 9000] [--http-port 8080] [--topic T] [--partitions N] [--prefill-group G] [--max-in-flight N]
  *         [--default-max-new-tokens N] [--max-prompt-tokens N] [--max-resumes N] [--poll-ms N] [--api-key KEY]
+ *         [--max-new-tokens N] [--max-messages N] [--max-tools N] [--max-stop-strings N] [--max-stop-chars N]
  * prefill --model DIR --kafka HOST:PORT [--experts HOST:PORT,...] [--id prefill-0] [--topic T] [--prefill-group G]
- *         [--chunk-bytes N] [--prefill-batch-tokens N] [--prefill-batch-max N] [--backend B]
+ *         [--chunk-bytes N] [--prefill-batch-tokens N] [--prefill-batch-max N] [--prefix-cache-gib G] [--backend B]
  *         [--host 0.0.0.0] [--http-port 8082]
  * decode  --model DIR [--experts HOST:PORT,...] [--id decode-0] [--host 0.0.0.0] [--grpc-port 9100] [--http-port 8081]
  *         [--advertise HOST:PORT] [--budget-gib G] [--max-batch N] [--state-wait-ms N] [--backend B]
@@ -43,6 +45,7 @@ public final class Main {
               expert   an expert shard (expert gRPC)                                                     [Quarkus app]
               kafka    a one-node KRaft Kafka broker for trying the services by hand (--port 9092 --dir DIR)
               bench-serve  the serving benchmark (see BenchServe)
+              bench-pool   the elastic expert pool under a skewed load: static vs balanced placement (ExpertPoolBench)
             see mesh-launcher/README.md for every option""";
 
     private Main() {}
@@ -66,6 +69,10 @@ public final class Main {
                 BenchServe.main(java.util.Arrays.copyOfRange(args, from, args.length));
                 yield null;
             }
+            case "bench-pool" -> {
+                ExpertPoolBench.main(java.util.Arrays.copyOfRange(args, from, args.length));
+                yield null;
+            }
             case "-h", "--help", "help" -> {
                 System.out.println(USAGE);
                 yield null;
@@ -80,13 +87,14 @@ public final class Main {
         return switch (service) {
             case "router" -> new Flags("router", args, from, "model", "kafka", "decode", "experts", "host", "grpc-port", "http-port",
                     "topic", "partitions", "prefill-group", "max-in-flight", "default-max-new-tokens", "max-prompt-tokens", "max-resumes",
-                    "poll-ms", "api-key");
+                    "poll-ms", "api-key", "max-new-tokens", "max-messages", "max-tools", "max-stop-strings", "max-stop-chars",
+                    "expert-slots", "rebalance-interval-s", "imbalance-threshold", "autoscale-experts", "expert-target-utilisation");
             case "prefill" -> new Flags("prefill", args, from, "model", "kafka", "experts", "id", "topic", "prefill-group",
-                    "chunk-bytes", "prefill-batch-tokens", "prefill-batch-max", "backend", "host", "http-port");
+                    "chunk-bytes", "prefill-batch-tokens", "prefill-batch-max", "prefix-cache-gib", "backend", "host", "http-port", "placement");
             case "decode" -> new Flags("decode", args, from, "model", "experts", "id", "host", "grpc-port", "http-port", "advertise",
-                    "budget-gib", "max-batch", "state-wait-ms", "backend");
+                    "budget-gib", "max-batch", "state-wait-ms", "backend", "placement");
             case "expert" -> new Flags("expert", args, from, "model", "shard", "id", "host", "grpc-port", "http-port", "advertise",
-                    "layers", "backend");
+                    "layers", "backend", "expert-slots", "expert-memory-gib");
             default -> throw new IllegalArgumentException("not a service: " + service);
         };
     }
@@ -105,21 +113,57 @@ public final class Main {
 
     static AutoCloseable serve(String[] args, int from) throws Exception {
         Flags f = new Flags("serve", args, from, "model", "http-port", "grpc-port", "kafka", "experts", "decode", "prefill",
-                "max-batch", "budget-gib", "backend");
+                "max-batch", "budget-gib", "prefix-cache-gib", "backend", "autoscale-experts", "expert-slots", "rebalance-interval-s", "imbalance-threshold");
+        EmbeddedMesh.ExpertPool pool = expertPool(f);
         EmbeddedMesh.Options d = EmbeddedMesh.Options.defaults(Path.of(f.get("model", "models/demo")));
+        int shards = f.getInt("experts", pool.autoscale() ? pool.minShards() : d.expertShards());
+        if (pool.autoscale() && (shards < pool.minShards() || shards > pool.maxShards())) {
+            throw new IllegalArgumentException("serve: --experts " + shards + " is outside --autoscale-experts " + pool.minShards() + ":" + pool.maxShards());
+        }
         EmbeddedMesh.Options o = new EmbeddedMesh.Options(d.modelDir(), "127.0.0.1", f.getInt("grpc-port", d.grpcPort()),
-                f.getInt("http-port", d.httpPort()), f.get("kafka", null), null, f.getInt("experts", d.expertShards()),
+                f.getInt("http-port", d.httpPort()), f.get("kafka", null), null, shards,
                 f.getInt("decode", 1), f.getInt("prefill", 1), (long) (f.getDouble("budget-gib", 8) * (1L << 30)),
-                f.getInt("max-batch", d.maxBatch()), d.topic(), d.maxInFlight(), d.defaultMaxNewTokens(), f.get("backend", "auto"));
-        EmbeddedMesh mesh = EmbeddedMesh.start(o);
+                f.getInt("max-batch", d.maxBatch()), d.topic(), d.maxInFlight(), d.defaultMaxNewTokens(), f.get("backend", "auto"),
+                f.get("prefix-cache-gib", null) == null ? d.prefixCacheBytes() : gib(f.getDouble("prefix-cache-gib", 0), "prefix-cache-gib"));
+        EmbeddedMesh mesh = EmbeddedMesh.start(o, pool, MeshTelemetry::fromEnvironment);
         boolean ready = mesh.awaitReady(60_000);
         System.out.println("lightmesh mesh " + (ready ? "ready" : "NOT ready (see GET /q/health/ready)"));
         System.out.println("  gRPC   " + mesh.routerTarget() + "  (lightmesh.v1.Inference)");
-        System.out.println("  HTTP   http://127.0.0.1:" + mesh.httpPort() + "/v1 (OpenAI API), /q/health/ready");
+        System.out.println("  HTTP   http://127.0.0.1:" + mesh.httpPort() + "/v1 (OpenAI API), /q/health/ready"
+                + (mesh.placementController() != null ? ", /admin/placement" : ""));
         System.out.println("  Kafka  " + mesh.kafkaBootstrap());
         mesh.experts().forEach(e -> System.out.println("  expert " + e.id() + " " + e.address()));
         mesh.decoders().forEach(e -> System.out.println("  decode " + e.id() + " " + e.address()));
         return mesh;
+    }
+
+    /** GiB as bytes; negative is refused. */
+    static long gib(double g, String flag) {
+        if (!(g >= 0)) throw new IllegalArgumentException("--" + flag + " must be >= 0, got " + g);
+        return (long) (g * (1L << 30));
+    }
+
+    /** The expert pool flags of serve: --expert-slots, --autoscale-experts MIN:MAX, --rebalance-interval-s, --imbalance-threshold. */
+    static EmbeddedMesh.ExpertPool expertPool(Flags f) {
+        EmbeddedMesh.ExpertPool d = EmbeddedMesh.ExpertPool.defaults();
+        int slots = f.getInt("expert-slots", d.extraSlots()); // default -1: two per layer
+        if (slots < -1 || f.get("expert-slots", null) != null && slots < 0) throw new IllegalArgumentException("serve: --expert-slots must be >= 0, got " + slots);
+        double window = f.getDouble("rebalance-interval-s", d.windowMs() / 1000.0);
+        if (!(window >= 1)) throw new IllegalArgumentException("serve: --rebalance-interval-s must be >= 1, got " + window);
+        double threshold = f.getDouble("imbalance-threshold", d.imbalanceThreshold());
+        if (!(threshold >= 1)) throw new IllegalArgumentException("serve: --imbalance-threshold must be >= 1 (max / mean shard load), got " + threshold);
+        int min = 0, max = 0;
+        String range = f.get("autoscale-experts", null);
+        if (range != null) {
+            try {
+                int[] r = io.lightmesh.router.placement.ShardDemand.parseRange(range);
+                min = r[0];
+                max = r[1];
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("serve: --autoscale-experts: " + e.getMessage());
+            }
+        }
+        return new EmbeddedMesh.ExpertPool(slots, min, max, d.pollMs(), Math.round(window * 1000), threshold, d.drainGraceMs(), d.targetUtilisation());
     }
 
     // ---- one service per process: the service's Quarkus application ----

@@ -96,10 +96,12 @@ class QuarkusServicesTest {
         String experts = "127.0.0.1:" + e0 + ",127.0.0.1:" + e1;
         // expert-0 and the decode worker take their settings from the environment, as a container would
         quarkusApp("expert-0", "expert-service", Map.of("LIGHTMESH_MODEL", model.toString(), "LIGHTMESH_SHARD", "0/2",
-                "LIGHTMESH_HOST", "127.0.0.1", "LIGHTMESH_GRPC_PORT", "" + e0, "LIGHTMESH_HTTP_PORT", "" + KraftBroker.freePort()));
+                "LIGHTMESH_HOST", "127.0.0.1", "LIGHTMESH_GRPC_PORT", "" + e0, "LIGHTMESH_HTTP_PORT", "" + KraftBroker.freePort(),
+                "LIGHTMESH_EXPERT_SLOTS", "3"));
         // expert-1 through the launcher's single-service command, which runs the same Quarkus application
         launcher("expert-1", "expert", "--model", model.toString(), "--shard", "1/2", "--host", "127.0.0.1", "--grpc-port", "" + e1,
-                "--http-port", "" + KraftBroker.freePort());
+                "--http-port", "" + KraftBroker.freePort(), "--expert-slots", "0");
+        expertPorts = new int[] {e0, e1};
         quarkusApp("decode", "decode-service", Map.of("LIGHTMESH_MODEL", model.toString(), "LIGHTMESH_EXPERTS", experts,
                 "LIGHTMESH_HOST", "127.0.0.1", "LIGHTMESH_GRPC_PORT", "" + d, "LIGHTMESH_HTTP_PORT", "" + decodeHttp,
                 "LIGHTMESH_ADVERTISE", "127.0.0.1:" + d, "LIGHTMESH_BUDGET_GIB", "1"));
@@ -207,6 +209,43 @@ class QuarkusServicesTest {
         HttpResponse<String> p = get(prefillHttp, "/q/health/ready");
         assertEquals(200, p.statusCode(), p.body());
         assertTrue(p.body().contains("\"prefill\"") && p.body().contains("Kafka"), "the worker's and Kafka's checks: " + p.body());
+        // each worker's engine path in its health data (backend auto: the host's arrays here, the device on a GPU)
+        for (String body : List.of(d.body(), p.body())) {
+            String b = body.replace(" ", "");
+            assertTrue(b.contains("\"decode_path\":\"host-arrays\"") || b.contains("\"decode_path\":\"device-resident\""), body);
+            assertTrue(b.contains("\"experts\":\"remote\"") && b.contains("\"micro_batching\""), body);
+        }
+    }
+
+    static int[] expertPorts;
+
+    @Test
+    @Order(1)
+    void expertShardsReportTheirSlotsAndTakeExpertsWithinThem() throws Exception {
+        for (int i = 0; i < 2; i++) {
+            ManagedChannel ch = Grpc.channel("127.0.0.1:" + expertPorts[i]);
+            try {
+                io.lightmesh.proto.v1.ExpertShardInfo info = io.lightmesh.proto.v1.WorkerGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS)
+                        .describe(io.lightmesh.proto.v1.DescribeRequest.getDefaultInstance()).getExpertShard();
+                int share = info.getNumLayers() * info.getNumExperts() / 2; // round-robin share of 2 shards
+                assertEquals(share, info.getSlotsUsed());
+                assertEquals(share + (i == 0 ? 3 : 0), info.getSlotCapacity(), "lightmesh.expert-slots: extra copies beyond the share");
+                assertEquals(info.getNumLayers() * info.getNumExperts(), info.getTokensCount());
+            } finally {
+                Grpc.shutdown(ch);
+            }
+        }
+        // expert-1 has no free slot: a load is refused with RESOURCE_EXHAUSTED
+        ManagedChannel ch = Grpc.channel("127.0.0.1:" + expertPorts[1]);
+        try {
+            io.grpc.StatusRuntimeException e = org.junit.jupiter.api.Assertions.assertThrows(io.grpc.StatusRuntimeException.class, () ->
+                    io.lightmesh.proto.v1.ExpertGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS).loadExperts(
+                            io.lightmesh.proto.v1.LoadExpertsRequest.newBuilder().addExperts(io.lightmesh.proto.v1.LayerExperts.newBuilder()
+                                    .setLayer(0).addExperts(0)).build()));
+            assertEquals(io.grpc.Status.Code.RESOURCE_EXHAUSTED, e.getStatus().getCode());
+        } finally {
+            Grpc.shutdown(ch);
+        }
     }
 
     @Test

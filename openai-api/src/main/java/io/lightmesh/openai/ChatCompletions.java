@@ -1,6 +1,7 @@
 package io.lightmesh.openai;
 
 import io.lightmesh.client.ChatMessage;
+import io.lightmesh.client.Choice;
 import io.lightmesh.client.Completion;
 import io.lightmesh.client.Delta;
 import io.lightmesh.client.GenerationRequest;
@@ -72,8 +73,10 @@ final class ChatCompletions {
             }
         }
         Fields.bool(body, "parallel_tool_calls", "parallel_tool_calls");   // accepted; M1 decides how many calls it makes
-        if (Boolean.TRUE.equals(Fields.bool(body, "logprobs", "logprobs")) || body.getValue("top_logprobs") != null) {
-            throw ApiError.unsupported("logprobs", "'logprobs' is not supported.");
+        boolean logprobs = Boolean.TRUE.equals(Fields.bool(body, "logprobs", "logprobs"));
+        Long top = Fields.integer(body, "top_logprobs", "top_logprobs", 0, Sampling.MAX_LOGPROBS);
+        if (top != null && !logprobs) {
+            throw ApiError.invalid("top_logprobs", "Invalid 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.");
         }
         JsonObject format = Fields.object(body, "response_format", "response_format");
         if (format != null && !"text".equals(format.getValue("type"))) {
@@ -83,6 +86,7 @@ final class ChatCompletions {
 
         GenerationRequest.Builder b = GenerationRequest.chat(messages).tools(tools).requestId(requestId);
         Sampling.apply(body, b);
+        if (logprobs) b.logprobs(top == null ? 0 : top.intValue());
         Integer max = Sampling.maxTokens(body, null);
         if (max != null) b.maxTokens(max);
         boolean[] s = Sampling.streaming(body);
@@ -215,21 +219,33 @@ final class ChatCompletions {
                 .put("function", new JsonObject().put("name", c.name()).put("arguments", c.argumentsJson()));
     }
 
-    /** The whole answer as a {@code chat.completion}. */
+    /** The whole answer as a {@code chat.completion}, with one choice per sample asked for. */
     static JsonObject completion(Call call, Completion c, long created) {
-        JsonObject message = new JsonObject().put("role", "assistant")
-                .put("content", c.text().isEmpty() && c.hasToolCalls() ? null : c.text())
-                .put("reasoning_content", c.reasoning().isEmpty() ? null : c.reasoning());
-        if (c.hasToolCalls()) {
-            JsonArray calls = new JsonArray();
-            for (ToolCall t : c.toolCalls()) calls.add(toolCallJson(t, false));
-            message.put("tool_calls", calls);
+        List<Choice> choices = c.choices().isEmpty()
+                ? List.of(new Choice(0, c.text(), c.reasoning(), c.toolCalls(), c.tokenIds(), c.logprobs(), c.finishReason(),
+                        c.matchedStop(), c.usage().completionTokens(), c.usage().reasoningTokens()))
+                : c.choices();
+        JsonArray out = new JsonArray();
+        for (Choice ch : choices) {
+            JsonObject message = new JsonObject().put("role", "assistant")
+                    .put("content", ch.text().isEmpty() && ch.hasToolCalls() ? null : ch.text())
+                    .put("reasoning_content", ch.reasoning().isEmpty() ? null : ch.reasoning());
+            if (ch.hasToolCalls()) {
+                JsonArray calls = new JsonArray();
+                for (ToolCall t : ch.toolCalls()) calls.add(toolCallJson(t, false));
+                message.put("tool_calls", calls);
+            }
+            JsonObject choice = new JsonObject().put("index", ch.index()).put("message", message)
+                    .put("logprobs", call.request().logprobs() == null ? null : LogprobsJson.chat(ch.logprobs()))
+                    .put("finish_reason", Sampling.finishReason(ch.finishReason()));
+            if (call.request().returnTokenIds()) choice.put("token_ids", new JsonArray(new ArrayList<>(ch.tokenIds())));
+            out.add(choice);
         }
-        return new JsonObject().put("id", "chatcmpl-" + c.requestId()).put("object", "chat.completion").put("created", created)
-                .put("model", call.model())
-                .put("choices", new JsonArray().add(new JsonObject().put("index", 0).put("message", message)
-                        .put("logprobs", null).put("finish_reason", Sampling.finishReason(c.finishReason()))))
-                .put("usage", Sampling.usage(c.usage()));
+        JsonObject r = new JsonObject().put("id", "chatcmpl-" + c.requestId()).put("object", "chat.completion").put("created", created)
+                .put("model", call.model()).put("choices", out).put("usage", Sampling.usage(c.usage()));
+        if (call.request().returnTokenIds()) r.put("prompt_token_ids", new JsonArray(new ArrayList<>(c.promptTokenIds())));
+        if (call.request().promptLogprobs() != null) r.put("prompt_logprobs", Sampling.promptLogprobs(c.promptLogprobs()));
+        return r;
     }
 
     /** Makes the {@code chat.completion.chunk}s of a stream. */
@@ -244,10 +260,10 @@ final class ChatCompletions {
             this.id = "chatcmpl-" + call.request().requestId();
         }
 
-        private JsonObject chunk(JsonObject delta, String finish) {
+        private JsonObject chunk(int index, JsonObject delta, String finish) {
             JsonObject c = new JsonObject().put("id", id).put("object", "chat.completion.chunk").put("created", created)
                     .put("model", call.model())
-                    .put("choices", new JsonArray().add(new JsonObject().put("index", 0).put("delta", delta)
+                    .put("choices", new JsonArray().add(new JsonObject().put("index", index).put("delta", delta)
                             .put("logprobs", null).put("finish_reason", finish)));
             if (call.includeUsage()) c.put("usage", null);
             return c;
@@ -255,25 +271,44 @@ final class ChatCompletions {
 
         @Override
         public List<JsonObject> start() {
-            return List.of(chunk(new JsonObject().put("role", "assistant").put("content", ""), null));
+            List<JsonObject> out = new ArrayList<>();
+            for (int i = 0; i < call.request().n(); i++) out.add(chunk(i, new JsonObject().put("role", "assistant").put("content", ""), null));
+            return out;
         }
 
+        /**
+         * A delta's chunks: reasoning, content and tool calls apart; its tokens' log-probabilities and ids go with the
+         * first of them (with a chunk of an empty delta when the tokens released no text yet); the choice's end and the
+         * usage follow.
+         */
         @Override
         public List<JsonObject> delta(Delta d) {
+            int i = d.choiceIndex();
             List<JsonObject> out = new ArrayList<>();
-            if (!d.reasoning().isEmpty()) out.add(chunk(new JsonObject().put("reasoning_content", d.reasoning()), null));
-            if (!d.text().isEmpty()) out.add(chunk(new JsonObject().put("content", d.text()), null));
+            if (!d.reasoning().isEmpty()) out.add(chunk(i, new JsonObject().put("reasoning_content", d.reasoning()), null));
+            if (!d.text().isEmpty()) out.add(chunk(i, new JsonObject().put("content", d.text()), null));
             if (!d.toolCalls().isEmpty()) {
                 JsonArray calls = new JsonArray();
                 for (ToolCall t : d.toolCalls()) calls.add(toolCallJson(t, true));
-                out.add(chunk(new JsonObject().put("tool_calls", calls), null));
+                out.add(chunk(i, new JsonObject().put("tool_calls", calls), null));
             }
-            if (d.isLast()) {
-                out.add(chunk(new JsonObject(), Sampling.finishReason(d.finishReason())));
-                if (call.includeUsage()) {
-                    out.add(new JsonObject().put("id", id).put("object", "chat.completion.chunk").put("created", created)
-                            .put("model", call.model()).put("choices", new JsonArray()).put("usage", Sampling.usage(d.usage())));
+            boolean ids = call.request().returnTokenIds() && (!d.tokenIds().isEmpty() || !d.promptTokenIds().isEmpty());
+            boolean lps = call.request().logprobs() != null && !d.logprobs().isEmpty();
+            boolean promptLps = call.request().promptLogprobs() != null && !d.promptLogprobs().isEmpty();
+            if (out.isEmpty() && (ids || lps || promptLps)) out.add(chunk(i, new JsonObject(), null));
+            if (!out.isEmpty()) {
+                JsonObject first = out.getFirst(), choice = first.getJsonArray("choices").getJsonObject(0);
+                if (lps) choice.put("logprobs", LogprobsJson.chat(d.logprobs()));
+                if (ids) {
+                    choice.put("token_ids", new JsonArray(new ArrayList<>(d.tokenIds())));
+                    if (!d.promptTokenIds().isEmpty()) first.put("prompt_token_ids", new JsonArray(new ArrayList<>(d.promptTokenIds())));
                 }
+                if (promptLps) first.put("prompt_logprobs", Sampling.promptLogprobs(d.promptLogprobs()));
+            }
+            if (d.endsChoice()) out.add(chunk(i, new JsonObject(), Sampling.finishReason(d.finishReason())));
+            if (d.isLast() && call.includeUsage()) {
+                out.add(new JsonObject().put("id", id).put("object", "chat.completion.chunk").put("created", created)
+                        .put("model", call.model()).put("choices", new JsonArray()).put("usage", Sampling.usage(d.usage())));
             }
             return out;
         }

@@ -10,15 +10,19 @@ import java.util.List;
 import java.util.Locale;
 
 /**
- * The request fields shared by chat and text completions: sampling, limits, the thinking budget, and the
- * OpenAI parameters this server does not implement (rejected rather than silently ignored when they would change
- * the answer).
+ * The request fields shared by chat and text completions: sampling, limits, the thinking budget, several choices,
+ * penalties, token ids, and the OpenAI parameters this server does not implement (rejected rather than silently
+ * ignored when they would change the answer).
  */
 final class Sampling {
     private Sampling() {}
 
     /** Most stop strings, as OpenAI allows. */
     static final int MAX_STOPS = 4;
+    /** Most choices per request (OpenAI allows 128; the server decodes a copy of the state per choice). */
+    static final int MAX_CHOICES = 16;
+    /** Most alternatives per position (OpenAI's top_logprobs limit; vLLM's for completions' logprobs too). */
+    static final int MAX_LOGPROBS = 20;
 
     static void apply(JsonObject body, GenerationRequest.Builder b) {
         Double temperature = Fields.number(body, "temperature", "temperature", 0, 2);
@@ -44,12 +48,20 @@ final class Sampling {
         if (maxThinking != null) b.maxThinkingTokens(maxThinking.intValue());
         if (preset != null) b.maxThinkingTokens(thinkingBudget(preset));
 
-        Long n = Fields.integer(body, "n", "n", 1, 128);
-        if (n != null && n != 1) throw ApiError.unsupported("n", "Only n = 1 is supported: ask several times for several answers.");
-        for (String penalty : List.of("presence_penalty", "frequency_penalty")) {
-            Double p = Fields.number(body, penalty, penalty, -2, 2);
-            if (p != null && p != 0) throw ApiError.unsupported(penalty, "'" + penalty + "' is not supported; leave it out or set 0.");
+        Long n = Fields.integer(body, "n", "n", 1, MAX_CHOICES);
+        if (n != null) b.n(n.intValue());
+        Double presence = Fields.number(body, "presence_penalty", "presence_penalty", -2, 2);
+        if (presence != null) b.presencePenalty(presence);
+        Double frequency = Fields.number(body, "frequency_penalty", "frequency_penalty", -2, 2);
+        if (frequency != null) b.frequencyPenalty(frequency);
+        Double repetition = Fields.number(body, "repetition_penalty", "repetition_penalty", 0, Double.MAX_VALUE); // vLLM's extension
+        if (repetition != null) {
+            if (repetition == 0) throw ApiError.invalid("repetition_penalty", "Invalid 'repetition_penalty': must be greater than 0.");
+            b.repetitionPenalty(repetition);
         }
+        if (Boolean.TRUE.equals(Fields.bool(body, "return_token_ids", "return_token_ids"))) b.returnTokenIds(true); // vLLM's extension
+        Long promptLogprobs = Fields.integer(body, "prompt_logprobs", "prompt_logprobs", 0, MAX_LOGPROBS);           // vLLM's extension
+        if (promptLogprobs != null) b.promptLogprobs(promptLogprobs.intValue());
         JsonObject bias = Fields.object(body, "logit_bias", "logit_bias");
         if (bias != null && !bias.isEmpty()) throw ApiError.unsupported("logit_bias", "'logit_bias' is not supported.");
     }
@@ -119,10 +131,34 @@ final class Sampling {
         };
     }
 
+    /**
+     * vLLM's {@code prompt_logprobs}: one entry per prompt token, null for the first (nothing predicts it), else a map
+     * from token id to {@code {"logprob", "rank", "decoded_token"}} holding the prompt's token and the alternatives
+     * (rank: position among the alternatives from 1, or null for a prompt token outside them).
+     */
+    static JsonArray promptLogprobs(List<io.lightmesh.client.TokenLogprob> lps) {
+        JsonArray out = new JsonArray().addNull();
+        for (io.lightmesh.client.TokenLogprob t : lps) {
+            JsonObject m = new JsonObject();
+            Integer rank = null;
+            for (int i = 0; i < t.topLogprobs().size(); i++) if (t.topLogprobs().get(i).tokenId() == t.tokenId()) { rank = i + 1; break; }
+            m.put(Integer.toString(t.tokenId()), new JsonObject().put("logprob", t.logprob()).put("rank", rank).put("decoded_token", t.token()));
+            for (int i = 0; i < t.topLogprobs().size(); i++) {
+                io.lightmesh.client.TokenLogprob alt = t.topLogprobs().get(i);
+                if (!m.containsKey(Integer.toString(alt.tokenId()))) {
+                    m.put(Integer.toString(alt.tokenId()), new JsonObject().put("logprob", alt.logprob()).put("rank", i + 1).put("decoded_token", alt.token()));
+                }
+            }
+            out.add(m);
+        }
+        return out;
+    }
+
     /** OpenAI's usage object. */
     static JsonObject usage(io.lightmesh.client.Usage u) {
         return new JsonObject().put("prompt_tokens", u.promptTokens()).put("completion_tokens", u.completionTokens())
                 .put("total_tokens", u.totalTokens())
+                .put("prompt_tokens_details", new JsonObject().put("cached_tokens", u.cachedTokens()))
                 .put("completion_tokens_details", new JsonObject().put("reasoning_tokens", u.reasoningTokens()));
     }
 }

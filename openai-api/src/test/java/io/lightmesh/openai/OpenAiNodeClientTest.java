@@ -37,7 +37,7 @@ class OpenAiNodeClientTest {
             if (!done) p.destroyForcibly();
             assertTrue(done, "node finished");
             assertEquals(0, p.exitValue(), out);
-            assertTrue(out.contains("all 5 checks passed"), out);
+            assertTrue(out.contains("all 8 checks passed"), out);
         }
     }
 

@@ -1,14 +1,21 @@
 package io.lightmesh.prefill;
 
 import io.grpc.ManagedChannel;
+import io.lightmesh.engine.generate.Generation;
+import io.lightmesh.engine.generate.PromptLogprobs;
 import io.lightmesh.engine.model.MiniMaxModel;
 import io.lightmesh.engine.model.SequenceState;
+import io.lightmesh.engine.prefix.CachedPrefill;
+import io.lightmesh.engine.prefix.PrefixCache;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.mesh.StateCodec;
 import io.lightmesh.mesh.Specs;
 import io.lightmesh.proto.v1.AckStatus;
+import io.lightmesh.proto.v1.FirstToken;
+import io.lightmesh.proto.v1.CancelRequest;
+import io.lightmesh.proto.v1.DecodeGrpc;
 import io.lightmesh.proto.v1.GenerationSpec;
 import io.lightmesh.proto.v1.PrefillTask;
 import io.lightmesh.proto.v1.ReserveRequest;
@@ -54,7 +61,9 @@ import java.util.logging.Logger;
  * fetched, in order, while their contexts fit in {@code batchTokens} (one at least, {@code batchMax} at most); the
  * rest are left on the topic (the consumer seeks back to them), so a worker takes work only when idle. For each
  * record of the batch it reserves room on the record's decode worker; it then prefills every context through the
- * same forward steps (the engine's batched prefill, long prompts cut into steps of {@code batchTokens}), draws each
+ * same forward steps (the engine's batched prefill, long prompts cut into steps of {@code batchTokens}), each from the
+ * longest prefix of it found in the worker's prefix cache ({@link CachedPrefill}; its cached tokens go to the client
+ * in the usage), draws each
  * first token, ships each state, and commits a record's offset only once its decode worker acknowledged the state
  * (and every earlier record of its partition was committed). A worker that dies before committing leaves the records
  * to the next group member; duplicate request ids are dropped here and by the decode worker.
@@ -67,13 +76,21 @@ public final class PrefillWorker implements AutoCloseable {
      *
      * @param batchTokens tokens of context per batch and per forward step (a longer context makes a batch of its own)
      * @param batchMax    records per batch at most (each holds a whole sequence state until it is shipped)
+     * @param prefixCacheBytes budget of the worker's prefix cache ({@link PrefixCache}); 0 turns it off
      */
     public record Settings(String workerId, String bootstrapServers, String topic, String groupId, int chunkBytes,
-                           long reserveTtlMs, long retryBackoffMs, int batchTokens, int batchMax) {
+                           long reserveTtlMs, long retryBackoffMs, int batchTokens, int batchMax, long prefixCacheBytes) {
         public static final int DEFAULT_BATCH_TOKENS = 2048, DEFAULT_BATCH_MAX = 8;
 
         public Settings {
             if (batchTokens < 1 || batchMax < 1) throw new IllegalArgumentException("prefill batch tokens and size must be positive");
+            if (prefixCacheBytes < 0) throw new IllegalArgumentException("prefix cache size must be >= 0, got " + prefixCacheBytes);
+        }
+
+        /** The default prefix cache ({@link PrefixCache#defaultBytes}). */
+        public Settings(String workerId, String bootstrapServers, String topic, String groupId, int chunkBytes,
+                        long reserveTtlMs, long retryBackoffMs, int batchTokens, int batchMax) {
+            this(workerId, bootstrapServers, topic, groupId, chunkBytes, reserveTtlMs, retryBackoffMs, batchTokens, batchMax, PrefixCache.defaultBytes());
         }
 
         /** Batches of the defaults: 2048 tokens, 8 requests. */
@@ -89,6 +106,10 @@ public final class PrefillWorker implements AutoCloseable {
     private final Settings settings;
     private final MeshModel meshModel;
     private final MiniMaxModel model;
+    /** The worker's prefix cache, shared by all its requests; null when off. */
+    private final PrefixCache prefixCache;
+    private final CachedPrefill cachedPrefill;
+    private final AutoCloseable cacheMetrics;
     private final KafkaConsumer<String, byte[]> consumer;
     private final io.opentelemetry.api.metrics.ObservableLongGauge lagGauge;
     private final Map<String, ManagedChannel> channels = new ConcurrentHashMap<>();
@@ -108,6 +129,12 @@ public final class PrefillWorker implements AutoCloseable {
     private final Tracer tracer;
     private final DoubleHistogram prefillSeconds, queueSeconds;
 
+    /** The path this worker's engine runs (decode, prefill, experts, micro-batching). */
+    public io.lightmesh.engine.model.ForwardPath path() { return model.path(); }
+
+    /** The path as health data ({@link io.lightmesh.mesh.WorkerPath#healthData}). */
+    public Map<String, Object> pathData() { return io.lightmesh.mesh.WorkerPath.healthData(model); }
+
     public PrefillWorker(Settings settings, MeshModel meshModel, MiniMaxModel model) {
         this(settings, meshModel, model, OpenTelemetry.noop());
     }
@@ -126,6 +153,10 @@ public final class PrefillWorker implements AutoCloseable {
         this.settings = settings;
         this.meshModel = meshModel;
         this.model = model;
+        this.prefixCache = settings.prefixCacheBytes() > 0 ? new PrefixCache(model.config(), settings.prefixCacheBytes()) : null;
+        this.cachedPrefill = new CachedPrefill(model, prefixCache);
+        this.cacheMetrics = prefixCache == null ? () -> {} : PrefixCacheMetrics.register(meter, prefixCache, settings.workerId());
+        io.lightmesh.mesh.WorkerPath.announce("prefill", settings.workerId(), model, otel);
         Properties p = new Properties();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
         p.put(ConsumerConfig.GROUP_ID_CONFIG, settings.groupId());
@@ -133,6 +164,9 @@ public final class PrefillWorker implements AutoCloseable {
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         p.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, String.valueOf(settings.batchMax()));
+        // sticky: a rebalance moves as few partitions as it can, so a conversation's key keeps reaching the worker
+        // whose prefix cache holds it (a partition that moves costs its conversations one cache miss, not an error)
+        p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, org.apache.kafka.clients.consumer.StickyAssignor.class.getName());
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         this.consumer = new KafkaConsumer<>(p);
@@ -149,6 +183,9 @@ public final class PrefillWorker implements AutoCloseable {
     public void setHook(Hook hook) { this.hook = hook; }
 
     public boolean busy() { return busy; }
+
+    /** The worker's prefix cache, or null when it is off. */
+    public PrefixCache prefixCache() { return prefixCache; }
 
     private void run() {
         try {
@@ -194,6 +231,8 @@ public final class PrefillWorker implements AutoCloseable {
         long queueUs, prefillUs; // prefillUs: the batch's forward pass
         SequenceState state;
         float[] logits;
+        List<io.lightmesh.proto.v1.TokenLogprob> promptLogprobs = List.of(); // when the spec asks for them
+        int cachedTokens;         // context tokens restored from the prefix cache
         Boolean commit;           // null while the job is still being worked on; then whether its offset may be committed
 
         Job(ConsumerRecord<String, byte[]> record, PrefillTask task) {
@@ -313,7 +352,8 @@ public final class PrefillWorker implements AutoCloseable {
         if (spec.getDeadlineUnixMs() > 0 && spec.getDeadlineUnixMs() < System.currentTimeMillis()) { j.commit = true; return; }
         j.context = Specs.context(spec);
         try {
-            long need = StateCodec.serialisedBytes(meshModel.config(), j.context.length + (long) spec.getSampling().getMaxNewTokens());
+            long need = StateCodec.serialisedBytes(meshModel.config(), j.context.length + (long) spec.getSampling().getMaxNewTokens())
+                    * Specs.choices(spec); // the decode worker holds a copy of the state per choice
             // reserve room on the decode worker while prefilling (one round trip saved); after a refusal by this target,
             // wait for the answer first, so that a full decode worker does not make this one prefill in vain
             j.reservation = StateTransferGrpc.newFutureStub(channel(j.task.getDecodeTarget())).withDeadlineAfter(5, TimeUnit.SECONDS)
@@ -332,18 +372,34 @@ public final class PrefillWorker implements AutoCloseable {
      */
     private void prefill(List<Job> jobs) {
         if (jobs.isEmpty()) return;
+        List<Job> scored = jobs.stream().filter(j -> Specs.promptLogprobs(j.task.getSpec()) >= 0).toList();
+        if (!scored.isEmpty()) { // prompt log-probabilities need the logits of every position: one at a time
+            for (Job j : scored) prefillScoring(j);
+            jobs = jobs.stream().filter(j -> Specs.promptLogprobs(j.task.getSpec()) < 0).toList();
+            if (jobs.isEmpty()) return;
+        }
         long t0 = System.nanoTime();
-        List<SequenceState> states = new ArrayList<>();
-        for (Job j : jobs) states.add(j.state = model.newState());
         try (Scope ignored = jobs.getFirst().span.makeCurrent()) {
-            float[][] logits = model.prefill(states, jobs.stream().map(j -> j.context).toList(), settings.batchTokens());
-            for (int i = 0; i < jobs.size(); i++) jobs.get(i).logits = logits[i];
+            List<CachedPrefill.Result> done = cachedPrefill.prefill(jobs.stream().map(j -> j.context).toList(), settings.batchTokens());
+            for (int i = 0; i < jobs.size(); i++) {
+                Job j = jobs.get(i);
+                j.state = done.get(i).state();
+                j.logits = done.get(i).logits();
+                j.cachedTokens = done.get(i).cachedTokens();
+            }
         } catch (IllegalArgumentException e) {
             if (jobs.size() == 1) { drop(jobs.getFirst(), e); return; }
             for (Job j : jobs) prefill(List.of(j)); // the batch left every state untouched
             return;
         } catch (io.grpc.StatusRuntimeException e) {
-            // expert shards unreachable: every job of the batch is taken again later
+            if (e.getStatus().getCode() == io.grpc.Status.Code.UNAVAILABLE) {
+                // no expert shard for some (layer, expert), and no placement covering it came in time (RemoteExperts
+                // waited already): fail the requests now, through their decode workers, rather than retry them
+                LOG.warning("prefill of a batch of " + jobs.size() + " failed: " + e.getStatus() + "; failing its requests");
+                for (Job j : jobs) unavailable(j, e.getStatus());
+                return;
+            }
+            // anything else: every job of the batch is taken again later
             LOG.info("prefill of a batch of " + jobs.size() + " failed: " + e.getStatus());
             for (Job j : jobs) j.commit = false;
             return;
@@ -355,8 +411,58 @@ public final class PrefillWorker implements AutoCloseable {
             j.prefillUs = us;
             prefillSeconds.record(us / 1e6);
             queueSeconds.record(j.queueUs / 1e6);
-            j.span.setAttribute("lightmesh.context_tokens", j.context.length);
+            j.span.setAttribute("lightmesh.context_tokens", j.context.length).setAttribute("lightmesh.cached_tokens", j.cachedTokens);
         }
+    }
+
+    /**
+     * Prefill of one job that asks for its prompt's log-probabilities (raw logits at every position, the engine's
+     * {@link PromptLogprobs}); a resume's context also holds generated tokens, whose scores are not the prompt's.
+     */
+    private void prefillScoring(Job j) {
+        long t0 = System.nanoTime();
+        j.state = model.newState();
+        GenerationSpec spec = j.task.getSpec();
+        try (Scope ignored = j.span.makeCurrent()) {
+            PromptLogprobs.Result r = PromptLogprobs.prefill(model, j.state, j.context, Specs.promptLogprobs(spec));
+            j.logits = r.lastLogits();
+            int prompt = spec.getPromptTokensCount() - 1;
+            j.promptLogprobs = r.logprobs().subList(0, prompt).stream().map(Specs::logprob).toList();
+        } catch (IllegalArgumentException e) {
+            drop(j, e);
+            return;
+        } catch (io.grpc.StatusRuntimeException e) {
+            LOG.info("prefill of " + j.key + " failed: " + e.getStatus());
+            if (e.getStatus().getCode() == io.grpc.Status.Code.UNAVAILABLE) unavailable(j, e.getStatus());
+            else j.commit = false;
+            return;
+        }
+        j.prefillUs = (System.nanoTime() - t0) / 1000;
+        batches.increment();
+        largestBatch.accumulateAndGet(1, Math::max);
+        prefillSeconds.record(j.prefillUs / 1e6);
+        queueSeconds.record(j.queueUs / 1e6);
+        j.span.setAttribute("lightmesh.context_tokens", j.context.length);
+    }
+
+    /**
+     * The request cannot be prefilled now: its decode worker fails its Generate call with UNAVAILABLE (the router
+     * resumes it or answers 503 at once), and the record is committed. When the decode worker cannot be told, the
+     * record is taken again later.
+     */
+    private void unavailable(Job j, io.grpc.Status cause) {
+        String id = j.task.getSpec().getRequestId();
+        try {
+            DecodeGrpc.newBlockingStub(channel(j.task.getDecodeTarget())).withDeadlineAfter(5, TimeUnit.SECONDS)
+                    .cancel(CancelRequest.newBuilder().setRequestId(id).setUnavailable(true)
+                            .setReason("prefill failed: " + cause.getDescription()).build());
+            done.add(j.key);
+            j.commit = true;
+        } catch (io.grpc.StatusRuntimeException e) {
+            LOG.info("cannot fail " + id + " on " + j.task.getDecodeTarget() + ": " + e.getStatus());
+            j.commit = false;
+        }
+        j.state = null;
     }
 
     private void drop(Job j, IllegalArgumentException e) {
@@ -372,10 +478,19 @@ public final class PrefillWorker implements AutoCloseable {
         GenerationSpec spec = j.task.getSpec();
         String id = spec.getRequestId();
         try {
-            int first = Specs.resume(spec, j.state, meshModel.tokenizer()).accept(j.logits).token();
+            // each choice's first token, drawn by the engine's rules with the choice's seed from the same logits
+            Generation.Step first = Specs.resume(spec, j.state, meshModel.tokenizer()).accept(j.logits);
             if (!granted(j.reservation, j.task, id)) return false;
             StateHeader.Builder h = StateHeader.newBuilder().setRequestId(id).setModelFingerprint(meshModel.fingerprint())
-                    .setNextToken(first).setSpec(spec).setQueueUs(j.queueUs).setPrefillUs(j.prefillUs);
+                    .setNextToken(first.token()).setSpec(spec).setQueueUs(j.queueUs).setPrefillUs(j.prefillUs)
+                    .addAllPromptLogprobs(j.promptLogprobs).setCachedTokens(j.cachedTokens);
+            if (first.logprob() != null) h.setNextTokenLogprob(Specs.logprob(first.logprob()));
+            for (int c = 1; c < Specs.choices(spec); c++) {
+                Generation.Step other = Specs.resume(spec, c, null, meshModel.tokenizer()).accept(j.logits);
+                FirstToken.Builder f = FirstToken.newBuilder().setTokenId(other.token());
+                if (other.logprob() != null) f.setLogprob(Specs.logprob(other.logprob()));
+                h.addOtherChoices(f);
+            }
             StateCodec.Sender chunks = StateCodec.sender(h, j.state, settings.chunkBytes());
             Span send = tracer.spanBuilder("lightmesh.state send").setSpanKind(SpanKind.CLIENT)
                     .setAttribute("lightmesh.decode_target", j.task.getDecodeTarget()).setAttribute("lightmesh.state_bytes", chunks.totalBytes()).startSpan();
@@ -484,5 +599,6 @@ public final class PrefillWorker implements AutoCloseable {
         consumer.wakeup();
         try { thread.join(5000); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
         for (ManagedChannel c : channels.values()) Grpc.shutdown(c);
+        try { cacheMetrics.close(); } catch (Exception e) { LOG.fine("closing prefix cache metrics: " + e); }
     }
 }

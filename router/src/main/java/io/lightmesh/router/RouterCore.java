@@ -11,9 +11,10 @@ import io.lightmesh.engine.config.ModelConfig;
 import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
-import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.mesh.Specs;
+import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.mesh.StateCodec;
+import io.lightmesh.proto.v1.Choice;
 import io.lightmesh.proto.v1.ComponentHealth;
 import io.lightmesh.proto.v1.DecodeEvent;
 import io.lightmesh.proto.v1.DecodeGrpc;
@@ -32,8 +33,8 @@ import io.lightmesh.proto.v1.ModelInfo;
 import io.lightmesh.proto.v1.ModelInfoRequest;
 import io.lightmesh.proto.v1.PrefillTask;
 import io.lightmesh.proto.v1.RequestStats;
-import io.lightmesh.proto.v1.SamplingParams;
 import io.lightmesh.proto.v1.ServingStatus;
+import io.lightmesh.proto.v1.TokenLogprob;
 import io.lightmesh.proto.v1.TokenizeRequest;
 import io.lightmesh.proto.v1.TokenizeResponse;
 import io.lightmesh.proto.v1.Usage;
@@ -95,6 +96,8 @@ public final class RouterCore implements AutoCloseable {
     private final Supplier<List<String>> decodeTargets, expertTargets;
     private final MeshModel model;
     private final Prompts prompts;
+    private final LogprobText logprobText;
+    private final RequestValidator validator;
     private final KafkaProducer<String, byte[]> producer;
     private final Admin admin;
     private final Map<String, ManagedChannel> channels = new ConcurrentHashMap<>();
@@ -126,15 +129,22 @@ public final class RouterCore implements AutoCloseable {
      *             causes in the mesh) and metrics (queue depth, requests in flight, TTFT, TPOT) go
      */
     public RouterCore(Settings settings, MeshModel model, OpenTelemetry otel) {
-        this(settings, settings::decodeTargets, settings::expertTargets, model, otel);
+        this(settings, model, otel, RequestLimits.defaults());
+    }
+
+    /** @param limits what one request may ask for beyond the prompt limit of {@code settings} (max tokens, messages, tools, stops) */
+    public RouterCore(Settings settings, MeshModel model, OpenTelemetry otel, RequestLimits limits) {
+        this(settings, settings::decodeTargets, settings::expertTargets, model, otel, limits);
     }
 
     /**
      * @param decodeTargets the decode workers now (e.g. a {@code PeerSet}): asked at every poll and request, so workers
      *                      join and leave without a restart; the settings' own lists are not used
      * @param expertTargets the expert shards now, for readiness
+     * @param limits        as above
      */
-    public RouterCore(Settings settings, Supplier<List<String>> decodeTargets, Supplier<List<String>> expertTargets, MeshModel model, OpenTelemetry otel) {
+    public RouterCore(Settings settings, Supplier<List<String>> decodeTargets, Supplier<List<String>> expertTargets, MeshModel model,
+                      OpenTelemetry otel, RequestLimits limits) {
         this.settings = settings;
         this.decodeTargets = decodeTargets;
         this.expertTargets = expertTargets;
@@ -151,6 +161,9 @@ public final class RouterCore implements AutoCloseable {
         gauges.add(meter.gaugeBuilder("lightmesh.router.requests.in_flight").ofLongs().setUnit("{request}")
                 .setDescription("Requests admitted and not finished").buildWithCallback(m -> m.record(inFlight.get())));
         this.prompts = new Prompts(model.tokenizer(), model.dir().getFileName().toString());
+        this.logprobText = new LogprobText(model.tokenizer());
+        this.validator = new RequestValidator(model.config(), model.tokenizer(), modelId(), settings.maxPromptTokens(),
+                settings.defaultMaxNewTokens(), limits);
         Properties p = new Properties();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
         p.put(ProducerConfig.ACKS_CONFIG, "all");
@@ -265,8 +278,7 @@ public final class RouterCore implements AutoCloseable {
             for (String t : expertList) {
                 WorkerInfo w = expertInfo.get(t);
                 if (w != null) {
-                    shards.add(new ExpertPlacement.Shard(w.getWorkerId(), t, w.getExperts().getLayersList().stream().mapToInt(Integer::intValue).toArray(),
-                            w.getExperts().getExpertsList().stream().mapToInt(Integer::intValue).toArray()));
+                    shards.add(ExpertPlacement.Shard.fromWorkerInfo(w, t));
                 }
                 parts.add(ComponentHealth.newBuilder().setName("expert/" + (w != null ? w.getWorkerId() : t)).setAddress(t).setReachable(w != null)
                         .setDetail(w != null ? w.getLoad().getBatchesServed() + " batches served" : expertErrors.getOrDefault(t, "not checked yet")).build());
@@ -298,47 +310,24 @@ public final class RouterCore implements AutoCloseable {
 
     // ---- validation ----
 
-    /** The resolved spec (template applied, defaults filled in), or INVALID_ARGUMENT naming the field. */
-    GenerationSpec validate(GenerateRequest r, String id) {
-        ModelConfig c = model.config();
-        int[] prompt = prompts.tokens(r);
-        if (prompt.length == 0) throw invalid(r.getInputCase().name().toLowerCase() + ": the prompt has no tokens");
-        if (prompt.length > settings.maxPromptTokens()) throw invalid("prompt has " + prompt.length + " tokens; this server admits " + settings.maxPromptTokens());
-        for (int t : prompt) if (t < 0 || t >= c.vocabSize()) throw invalid("token_ids.ids: " + t + " outside the vocabulary 0.." + (c.vocabSize() - 1));
-        SamplingParams s = r.getSampling();
-        if (s.hasTemperature() && !(s.getTemperature() >= 0 && s.getTemperature() <= 100)) throw invalid("sampling.temperature must be in [0, 100]");
-        if (s.getTopK() < 0) throw invalid("sampling.top_k must be >= 0");
-        if (s.hasTopP() && !(s.getTopP() > 0 && s.getTopP() <= 1)) throw invalid("sampling.top_p must be in (0, 1]");
-        if (s.hasMaxNewTokens() && s.getMaxNewTokens() < 1) throw invalid("sampling.max_new_tokens must be >= 1");
-        if (s.getMaxThinkingTokens() < 0) throw invalid("sampling.max_thinking_tokens must be >= 0");
-        for (int i = 0; i < s.getStopCount(); i++) if (s.getStop(i).isEmpty()) throw invalid("sampling.stop[" + i + "] must not be empty");
-        if (s.getStopCount() > 0 && model.tokenizer() == null) {
-            throw invalid("sampling.stop: model " + modelId() + " has no tokenizer.json, so stop strings cannot be matched");
-        }
-        SamplingParams.Builder resolved = s.toBuilder();
-        if (!s.hasMaxNewTokens()) resolved.setMaxNewTokens(settings.defaultMaxNewTokens());
-        if (!s.hasSeed()) resolved.setSeed(java.util.concurrent.ThreadLocalRandom.current().nextLong());
-        if ((long) prompt.length + resolved.getMaxNewTokens() > c.maxPositions()) throw invalid("prompt + max_new_tokens exceeds max positions " + c.maxPositions());
-        try {
-            Specs.sampling(resolved.build());
-        } catch (IllegalArgumentException e) {
-            throw invalid("sampling: " + e.getMessage());
-        }
-        GenerationSpec.Builder spec = GenerationSpec.newBuilder().setRequestId(id).setSampling(resolved)
-                .setAdmittedUnixUs(System.currentTimeMillis() * 1000);
-        for (int t : prompt) spec.addPromptTokens(t);
-        return spec.build();
-    }
-
-    private static StatusRuntimeException invalid(String m) { return Prompts.invalid(m); }
+    /** The resolved spec (template applied, defaults filled in), or INVALID_ARGUMENT naming the field or limit. */
+    GenerationSpec validate(GenerateRequest r, String id) { return validator.validate(r, id); }
 
     // ---- one request through the mesh ----
 
     /** Where a request's output goes: the streaming or the unary handler. */
     private interface Sink {
-        /** One decode event's worth: the new token ids (eos excluded) and what they add for the client. */
-        void delta(List<Integer> ids, Answer.Delta delta);
-        void finish(FinishReason reason, String matchedStop, Usage usage, RequestStats stats);
+        /**
+         * One decode event's worth for choice {@code choice}: the new token ids (eos excluded), what they add for the
+         * client, their log-probabilities (when asked for), and the prompt's (once, with the first event).
+         */
+        void delta(int choice, List<Integer> ids, Answer.Delta delta, List<TokenLogprob> logprobs, List<TokenLogprob> promptLogprobs);
+        /**
+         * Choice {@code choice} ended; {@code usage} and {@code stats} are set when it was the last choice to end (the
+         * request is then done), null otherwise.
+         */
+        void finish(int choice, FinishReason reason, String matchedStop, int completionTokens, int reasoningTokens,
+                    Usage usage, RequestStats stats);
         void fail(Status status);
     }
 
@@ -347,9 +336,15 @@ public final class RouterCore implements AutoCloseable {
         final String conversation;
         final Sink sink;
         final Context ctx;
-        final Answer answer;
-        final List<Integer> delivered = new ArrayList<>();
+        final int choices;                             // sampling.n
+        final Answer[] answers;                        // per choice
+        final List<List<Integer>> delivered = new ArrayList<>(); // per choice: tokens relayed to the client
+        final boolean[] ended;                         // per choice: its last event came
+        int open, completionTokens, reasoningTokens;   // choices not ended; counts of the ended ones
+        boolean anyEvent, promptLogprobsSent;
         final Set<String> failedTargets = new HashSet<>();
+        /** Why the last attempt was lost (for the final error when no decode worker is left); null before any loss. */
+        volatile Status lastLoss;
         final Span span;                              // "lightmesh.generate": the request's root in the mesh
         final io.opentelemetry.context.Context trace; // the span's context, parent of all the request causes
         final long admittedNanos = System.nanoTime();
@@ -358,10 +353,14 @@ public final class RouterCore implements AutoCloseable {
         long stateBytes;
         boolean waiting;                              // counted in queued
 
-        Run(GenerationSpec spec, String conversation, Answer answer, Sink sink) {
+        Run(GenerationSpec spec, String conversation, Answer[] answers, Sink sink) {
             this.spec = spec;
             this.conversation = conversation;
-            this.answer = answer;
+            this.answers = answers;
+            this.choices = answers.length;
+            this.ended = new boolean[choices];
+            this.open = choices;
+            for (int c = 0; c < choices; c++) delivered.add(new ArrayList<>());
             this.sink = sink;
             this.ctx = Context.current();
             this.span = tracer.spanBuilder("lightmesh.generate").setSpanKind(SpanKind.SERVER)
@@ -381,12 +380,16 @@ public final class RouterCore implements AutoCloseable {
 
         private void launchAttempt() {
             String target = pickDecode(failedTargets);
-            if (target == null) { done(); sink.fail(Status.UNAVAILABLE.withDescription("no decode worker reachable")); return; }
+            if (target == null) {
+                done();
+                sink.fail(Status.UNAVAILABLE.withDescription("no decode worker reachable" + (lastLoss == null ? "" : "; the last attempt failed: " + lastLoss)));
+                return;
+            }
             synchronized (this) {
                 if (!waiting) { waiting = true; queued.incrementAndGet(); }
             }
             GenerationSpec attemptSpec;
-            synchronized (this) { attemptSpec = spec.toBuilder().addAllGeneratedTokens(delivered).build(); }
+            synchronized (this) { attemptSpec = spec.toBuilder().addAllGeneratedTokens(delivered.getFirst()).build(); }
             int context = attemptSpec.getPromptTokensCount() + attemptSpec.getGeneratedTokensCount();
             int myAttempt = attempt;
             DecodeGrpc.newStub(channel(target)).generate(DecodeRequest.newBuilder().setRequestId(spec.getRequestId()).build(), new StreamObserver<>() {
@@ -395,7 +398,7 @@ public final class RouterCore implements AutoCloseable {
                 @Override public void onCompleted() {}
             });
             PrefillTask task = PrefillTask.newBuilder().setSpec(attemptSpec).setConversationId(conversation).setDecodeTarget(target)
-                    .setAttempt(attempt).setExpectedStateBytes(StateCodec.serialisedBytes(model.config(), context)).build();
+                    .setAttempt(attempt).setExpectedStateBytes(StateCodec.serialisedBytes(model.config(), context) * choices).build(); // a copy per choice
             Span publish = tracer.spanBuilder("lightmesh.queue publish").setSpanKind(SpanKind.PRODUCER)
                     .setAttribute("messaging.system", "kafka").setAttribute("messaging.destination.name", settings.topic())
                     .setAttribute("lightmesh.attempt", attempt).startSpan();
@@ -414,21 +417,40 @@ public final class RouterCore implements AutoCloseable {
          * worker (which replays the delivered tokens) continues the text exactly where the lost one stopped.
          */
         private void onEvent(int fromAttempt, DecodeEvent e) {
+            int c = e.getChoiceIndex();
             List<Integer> fresh = new ArrayList<>();
+            List<TokenLogprob> freshLogprobs = new ArrayList<>(), promptLogprobs = List.of();
             Answer.Delta delta;
-            boolean last;
+            boolean choiceEnded, last = false;
+            FinishReason reason = null;
+            int choiceTokens = 0;
             synchronized (this) {
-                if (fromAttempt != attempt || finished) return;
-                if (e.getFirstIndex() + e.getTokenIdsCount() <= delivered.size() && e.getTokenIdsCount() > 0) return;
+                if (fromAttempt != attempt || finished || c < 0 || c >= choices || ended[c]) return;
+                List<Integer> mine = delivered.get(c);
+                if (e.getFirstIndex() + e.getTokenIdsCount() <= mine.size() && e.getTokenIdsCount() > 0) return;
+                anyEvent = true;
                 for (int i = 0; i < e.getTokenIdsCount(); i++) {
-                    if (e.getFirstIndex() + i == delivered.size()) {
-                        delivered.add(e.getTokenIds(i));
+                    if (e.getFirstIndex() + i == mine.size()) {
+                        mine.add(e.getTokenIds(i));
                         fresh.add(e.getTokenIds(i));
+                        if (i < e.getLogprobsCount()) freshLogprobs.add(logprobText.describe(e.getLogprobs(i)));
                     }
                 }
-                last = e.getFinishReason() != FinishReason.FINISH_REASON_UNSPECIFIED;
-                if (last) stateBytes += e.getStats().getStateBytes();
-                delta = answer.accept(e.getTextDelta(), last);
+                if (!promptLogprobsSent && e.getPromptLogprobsCount() > 0) {
+                    promptLogprobsSent = true;
+                    promptLogprobs = e.getPromptLogprobsList().stream().map(logprobText::describe).toList();
+                }
+                choiceEnded = e.getFinishReason() != FinishReason.FINISH_REASON_UNSPECIFIED;
+                delta = answers[c].accept(e.getTextDelta(), choiceEnded);
+                if (choiceEnded) {
+                    ended[c] = true;
+                    reason = answers[c].finishReason(e.getFinishReason());
+                    choiceTokens = mine.size();
+                    completionTokens += choiceTokens;
+                    reasoningTokens += e.getReasoningTokens();
+                    last = --open == 0;
+                    if (last) stateBytes += e.getStats().getStateBytes();
+                }
                 if (waiting) { waiting = false; queued.decrementAndGet(); }
                 if (!fresh.isEmpty() && firstTokenNanos == 0) {
                     firstTokenNanos = System.nanoTime();
@@ -436,18 +458,22 @@ public final class RouterCore implements AutoCloseable {
                     span.addEvent("first token");
                 }
             }
-            if (!fresh.isEmpty() || !delta.isEmpty()) sink.delta(fresh, delta);
-            if (last) {
-                int completion = delivered.size();
-                if (completion > 1) tpot.record((System.nanoTime() - firstTokenNanos) / 1e9 / (completion - 1));
-                span.setAttribute("lightmesh.completion_tokens", completion).setAttribute("lightmesh.finish_reason", e.getFinishReason().name())
-                        .setAttribute("lightmesh.resumes", attempt);
-                done();
-                sink.finish(answer.finishReason(e.getFinishReason()), e.getMatchedStop(),
-                        Usage.newBuilder().setPromptTokens(spec.getPromptTokensCount()).setCompletionTokens(completion)
-                                .setReasoningTokens(e.getReasoningTokens()).setTotalTokens(spec.getPromptTokensCount() + completion).build(),
-                        e.getStats().toBuilder().setResumes(attempt).setStateBytes(stateBytes).build());
+            if (!fresh.isEmpty() || !delta.isEmpty() || !promptLogprobs.isEmpty()) sink.delta(c, fresh, delta, freshLogprobs, promptLogprobs);
+            if (!choiceEnded) return;
+            if (!last) {
+                sink.finish(c, reason, e.getMatchedStop(), choiceTokens, e.getReasoningTokens(), null, null);
+                return;
             }
+            int completion = completionTokens;
+            if (completion > choices) tpot.record((System.nanoTime() - firstTokenNanos) / 1e9 / ((completion - 1.0) / choices));
+            span.setAttribute("lightmesh.completion_tokens", completion).setAttribute("lightmesh.finish_reason", e.getFinishReason().name())
+                    .setAttribute("lightmesh.resumes", attempt);
+            done();
+            sink.finish(c, reason, e.getMatchedStop(), choiceTokens, e.getReasoningTokens(),
+                    Usage.newBuilder().setPromptTokens(spec.getPromptTokensCount()).setCompletionTokens(completion)
+                            .setReasoningTokens(reasoningTokens).setTotalTokens(spec.getPromptTokensCount() + completion)
+                            .setCachedTokens(Math.min(spec.getPromptTokensCount(), e.getStats().getCachedTokens())).build(),
+                    e.getStats().toBuilder().setResumes(attempt).setStateBytes(stateBytes).build());
         }
 
         private void onDecodeError(String target, int failedAttempt, Status s) {
@@ -464,11 +490,13 @@ public final class RouterCore implements AutoCloseable {
             };
             synchronized (this) {
                 if (failedAttempt != attempt || finished) return;
-                if (lost && attempt < settings.maxResumes()) {
+                if (lost) lastLoss = s;
+                // several choices resume only before any event: their tokens differ, one re-prefill cannot hold them
+                if (lost && attempt < settings.maxResumes() && (choices == 1 || !anyEvent)) {
                     attempt++;
                     failedTargets.add(target);
                     LOG.info("decode worker " + target + " lost request " + spec.getRequestId() + " (" + s + "); resuming after "
-                            + delivered.size() + " tokens, attempt " + attempt);
+                            + delivered.getFirst().size() + " tokens, attempt " + attempt);
                     span.addEvent("decode worker lost; resuming on another");
                 } else {
                     lost = false;
@@ -478,7 +506,8 @@ public final class RouterCore implements AutoCloseable {
             span.setStatus(StatusCode.ERROR, s.toString());
             done();
             sink.fail(s.getCode() == Status.Code.UNAVAILABLE
-                    ? Status.UNAVAILABLE.withDescription("decode worker lost and no resume left: " + s.getDescription()) : s);
+                    ? Status.UNAVAILABLE.withDescription((choices > 1 && anyEvent ? "decode worker lost after the first tokens of a request with "
+                            + choices + " choices (not resumed): " : "decode worker lost and no resume left: ") + s.getDescription()) : s);
         }
 
         private boolean finished;
@@ -504,7 +533,9 @@ public final class RouterCore implements AutoCloseable {
         }
         int think = prompts.thinkOpenId();
         boolean inReasoning = think >= 0 && spec.getPromptTokens(spec.getPromptTokensCount() - 1) == think;
-        return new Run(spec, r.getConversationId().isEmpty() ? id : r.getConversationId(), new Answer(id, r.getParseOutput(), inReasoning), sink);
+        Answer[] answers = new Answer[Specs.choices(spec)];
+        for (int c = 0; c < answers.length; c++) answers[c] = new Answer(c == 0 ? id : id + "_" + c, r.getParseOutput(), inReasoning);
+        return new Run(spec, ConversationKey.of(r, id), answers, sink);
     }
 
     public int inFlight() { return inFlight.get(); }
@@ -517,22 +548,33 @@ public final class RouterCore implements AutoCloseable {
             Run[] run = new Run[1];
             try {
                 run[0] = admit(r, new Sink() {
-                    @Override public void delta(List<Integer> ids, Answer.Delta d) {
-                        if (d.isEmpty() && !r.getReturnTokenIds()) return;
+                    boolean started; // the first chunk carries the prompt's token ids
+
+                    private void send(GenerateChunk.Builder c) {
+                        if (!started && r.getReturnTokenIds()) c.addAllPromptTokenIds(run[0].spec.getPromptTokensList());
+                        started = true;
+                        obs.onNext(c.setRequestId(run[0].spec.getRequestId()).build());
+                    }
+
+                    @Override public void delta(int choice, List<Integer> ids, Answer.Delta d, List<TokenLogprob> lps, List<TokenLogprob> promptLps) {
+                        if (d.isEmpty() && !r.getReturnTokenIds() && lps.isEmpty() && promptLps.isEmpty()) return;
                         synchronized (obs) {
                             if (obs.isCancelled()) return;
-                            GenerateChunk.Builder c = GenerateChunk.newBuilder().setRequestId(run[0].spec.getRequestId())
-                                    .setTextDelta(d.text()).setReasoningDelta(d.reasoning()).addAllToolCalls(d.toolCalls());
+                            GenerateChunk.Builder c = GenerateChunk.newBuilder().setChoiceIndex(choice)
+                                    .setTextDelta(d.text()).setReasoningDelta(d.reasoning()).addAllToolCalls(d.toolCalls())
+                                    .addAllLogprobs(lps).addAllPromptLogprobs(promptLps);
                             if (r.getReturnTokenIds()) c.addAllTokenIds(ids);
-                            obs.onNext(c.build());
+                            send(c);
                         }
                     }
-                    @Override public void finish(FinishReason reason, String matchedStop, Usage usage, RequestStats stats) {
+                    @Override public void finish(int choice, FinishReason reason, String matchedStop, int completionTokens, int reasoningTokens,
+                                                 Usage usage, RequestStats stats) {
                         synchronized (obs) {
                             if (obs.isCancelled()) return;
-                            obs.onNext(GenerateChunk.newBuilder().setRequestId(run[0].spec.getRequestId()).setFinishReason(reason)
-                                    .setMatchedStop(matchedStop).setUsage(usage).setStats(stats).build());
-                            obs.onCompleted();
+                            GenerateChunk.Builder c = GenerateChunk.newBuilder().setChoiceIndex(choice).setFinishReason(reason).setMatchedStop(matchedStop);
+                            if (usage != null) c.setUsage(usage).setStats(stats);
+                            send(c);
+                            if (usage != null) obs.onCompleted();
                         }
                     }
                     @Override public void fail(Status s) {
@@ -552,12 +594,28 @@ public final class RouterCore implements AutoCloseable {
             Run[] run = new Run[1];
             try {
                 run[0] = admit(r, new Sink() {
-                    @Override public synchronized void delta(List<Integer> ids, Answer.Delta d) { if (r.getReturnTokenIds()) resp.addAllTokenIds(ids); }
-                    @Override public synchronized void finish(FinishReason reason, String matchedStop, Usage usage, RequestStats stats) {
-                        Answer a = run[0].answer;
-                        resp.setText(a.text()).setReasoning(a.reasoning());
-                        if (r.getParseOutput()) resp.addAllToolCalls(a.toolCalls());
-                        out.onNext(resp.setFinishReason(reason).setMatchedStop(matchedStop).setUsage(usage).setStats(stats).build());
+                    final Choice.Builder[] choices = new Choice.Builder[Math.max(1, r.getSampling().getN())];
+                    { for (int c = 0; c < choices.length; c++) choices[c] = Choice.newBuilder().setIndex(c); }
+
+                    @Override public synchronized void delta(int choice, List<Integer> ids, Answer.Delta d, List<TokenLogprob> lps, List<TokenLogprob> promptLps) {
+                        if (r.getReturnTokenIds()) choices[choice].addAllTokenIds(ids);
+                        choices[choice].addAllLogprobs(lps);
+                        resp.addAllPromptLogprobs(promptLps);
+                    }
+                    @Override public synchronized void finish(int choice, FinishReason reason, String matchedStop, int completionTokens,
+                                                              int reasoningTokens, Usage usage, RequestStats stats) {
+                        Answer a = run[0].answers[choice];
+                        Choice.Builder c = choices[choice].setText(a.text()).setReasoning(a.reasoning()).setFinishReason(reason)
+                                .setMatchedStop(matchedStop).setCompletionTokens(completionTokens).setReasoningTokens(reasoningTokens);
+                        if (r.getParseOutput()) c.addAllToolCalls(a.toolCalls());
+                        if (usage == null) return;
+                        Choice first = choices[0].build();
+                        resp.setText(first.getText()).setReasoning(first.getReasoning()).addAllToolCalls(first.getToolCallsList())
+                                .addAllTokenIds(first.getTokenIdsList()).addAllLogprobs(first.getLogprobsList())
+                                .setFinishReason(first.getFinishReason()).setMatchedStop(first.getMatchedStop());
+                        if (r.getReturnTokenIds()) resp.addAllPromptTokenIds(run[0].spec.getPromptTokensList());
+                        if (choices.length > 1) for (Choice.Builder b : choices) resp.addChoices(b);
+                        out.onNext(resp.setUsage(usage).setStats(stats).build());
                         out.onCompleted();
                     }
                     @Override public void fail(Status s) { out.onError(s.asRuntimeException()); }
@@ -573,7 +631,7 @@ public final class RouterCore implements AutoCloseable {
         @Override
         public void tokenize(TokenizeRequest r, StreamObserver<TokenizeResponse> out) {
             try {
-                out.onNext(prompts.tokenize(r));
+                out.onNext(validator.tokenize(r));
                 out.onCompleted();
             } catch (StatusRuntimeException e) {
                 out.onError(e);

@@ -332,4 +332,26 @@ class RealRouterTest {
         assertEquals("assistant", message.getString("role"));
         assertTrue(new JsonObject(r.body()).getJsonObject("usage").getInteger("prompt_tokens") > 0, r.body());
     }
+
+    /**
+     * The official {@code openai} npm client (tools/openai-client-test) reads log-probabilities, several choices and
+     * echoed prompt scores from the real router's HTTP API. Skipped when node or the client is missing, unless
+     * LIGHTMESH_REQUIRE_NODE_TESTS=1.
+     */
+    @Test
+    void officialOpenAiClientReadsLogprobsAndChoices() throws Exception {
+        java.nio.file.Path scripts = Path.of("..", "tools", "openai-client-test").toAbsolutePath().normalize();
+        boolean installed = java.nio.file.Files.isDirectory(scripts.resolve("node_modules/openai"));
+        if ("1".equals(System.getenv("LIGHTMESH_REQUIRE_NODE_TESTS"))) assertTrue(installed, "npm ci in " + scripts);
+        org.junit.jupiter.api.Assumptions.assumeTrue(installed, "the openai npm package is missing: run npm ci in tools/openai-client-test");
+        ProcessBuilder pb = new ProcessBuilder("node", "test.mjs", http + "/v1").directory(scripts.toFile()).redirectErrorStream(true);
+        pb.environment().put("LIGHTMESH_CHECKS", "models.list,logprobs and n,streamed logprobs,completions echo logprobs");
+        Process p = pb.start();
+        boolean done = p.waitFor(180, java.util.concurrent.TimeUnit.SECONDS);
+        String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+        if (!done) p.destroyForcibly();
+        assertTrue(done, "node finished: " + out);
+        assertEquals(0, p.exitValue(), out);
+        assertTrue(out.contains("all 4 checks passed"), out);
+    }
 }

@@ -1,6 +1,7 @@
 package io.lightmesh.client.internal;
 
 import io.lightmesh.client.ChatMessage;
+import io.lightmesh.client.Choice;
 import io.lightmesh.client.Completion;
 import io.lightmesh.client.Delta;
 import io.lightmesh.client.FinishReason;
@@ -9,6 +10,7 @@ import io.lightmesh.client.Health;
 import io.lightmesh.client.ModelInfo;
 import io.lightmesh.client.RequestStats;
 import io.lightmesh.client.Role;
+import io.lightmesh.client.TokenLogprob;
 import io.lightmesh.client.Tokens;
 import io.lightmesh.client.Tool;
 import io.lightmesh.client.ToolCall;
@@ -46,6 +48,11 @@ public final class Protos {
         if (r.topP() != null) s.setTopP(r.topP().floatValue());
         if (r.seed() != null) s.setSeed(r.seed());
         if (r.maxTokens() != null) s.setMaxNewTokens(r.maxTokens());
+        if (r.n() > 1) s.setN(r.n());
+        if (r.logprobs() != null) s.setLogprobs(r.logprobs());
+        if (r.promptLogprobs() != null) s.setPromptLogprobs(r.promptLogprobs());
+        s.setPresencePenalty((float) r.presencePenalty()).setFrequencyPenalty((float) r.frequencyPenalty());
+        if (r.repetitionPenalty() != null) s.setRepetitionPenalty(r.repetitionPenalty().floatValue());
         return b.setSampling(s).build();
     }
 
@@ -108,7 +115,7 @@ public final class Protos {
     }
 
     static Usage usage(io.lightmesh.proto.v1.Usage u) {
-        return new Usage(u.getPromptTokens(), u.getCompletionTokens(), u.getReasoningTokens(), u.getTotalTokens());
+        return new Usage(u.getPromptTokens(), u.getCompletionTokens(), u.getReasoningTokens(), u.getTotalTokens(), u.getCachedTokens());
     }
 
     static RequestStats stats(io.lightmesh.proto.v1.RequestStats s) {
@@ -118,17 +125,35 @@ public final class Protos {
     /** The SDK's whole answer. A response without a finish reason is taken as STOP. */
     public static Completion fromProto(GenerateResponse r) {
         FinishReason f = finishReason(r.getFinishReason());
+        List<Choice> choices = r.getChoicesList().stream().map(c -> {
+            FinishReason cf = finishReason(c.getFinishReason());
+            return new Choice(c.getIndex(), c.getText(), c.getReasoning(), c.getToolCallsList().stream().map(Protos::fromProto).toList(),
+                    c.getTokenIdsList(), logprobs(c.getLogprobsList()), cf == null ? FinishReason.STOP : cf, c.getMatchedStop(),
+                    c.getCompletionTokens(), c.getReasoningTokens());
+        }).toList();
         return new Completion(r.getRequestId(), r.getText(), r.getReasoning(),
                 r.getToolCallsList().stream().map(Protos::fromProto).toList(), r.getTokenIdsList(),
-                f == null ? FinishReason.STOP : f, r.getMatchedStop(), usage(r.getUsage()), stats(r.getStats()));
+                f == null ? FinishReason.STOP : f, r.getMatchedStop(), usage(r.getUsage()), stats(r.getStats()),
+                logprobs(r.getLogprobsList()), r.getPromptTokenIdsList(), logprobs(r.getPromptLogprobsList()), choices);
     }
 
-    /** The SDK's delta; finish reason, usage and stats only on the last chunk. */
+    /** The SDK's delta; finish reason on each choice's last chunk, usage and stats only on the stream's last. */
     public static Delta fromProto(GenerateChunk c) {
         FinishReason f = finishReason(c.getFinishReason());
+        boolean last = f != null && c.hasUsage();
         return new Delta(c.getRequestId(), c.getTextDelta(), c.getReasoningDelta(),
                 c.getToolCallsList().stream().map(Protos::fromProto).toList(), c.getTokenIdsList(), f, c.getMatchedStop(),
-                f == null ? null : usage(c.getUsage()), f == null ? null : stats(c.getStats()));
+                last ? usage(c.getUsage()) : null, last ? stats(c.getStats()) : null, c.getChoiceIndex(),
+                logprobs(c.getLogprobsList()), c.getPromptTokenIdsList(), logprobs(c.getPromptLogprobsList()));
+    }
+
+    /** The SDK's log-probabilities. */
+    static List<TokenLogprob> logprobs(List<io.lightmesh.proto.v1.TokenLogprob> lps) {
+        return lps.stream().map(Protos::fromProto).toList();
+    }
+
+    static TokenLogprob fromProto(io.lightmesh.proto.v1.TokenLogprob t) {
+        return new TokenLogprob(t.getTokenId(), t.getToken(), t.getBytes().toByteArray(), t.getLogprob(), logprobs(t.getTopLogprobsList()));
     }
 
     /** The SDK's tokens. */

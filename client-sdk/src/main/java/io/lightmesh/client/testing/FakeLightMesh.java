@@ -309,6 +309,14 @@ public final class FakeLightMesh implements AutoCloseable {
         if (s.hasTopP() && !(s.getTopP() > 0 && s.getTopP() <= 1)) return invalid("sampling.top_p must be in (0, 1]");
         if (s.hasMaxNewTokens() && s.getMaxNewTokens() < 1) return invalid("sampling.max_new_tokens must be >= 1");
         if (s.getMaxThinkingTokens() < 0) return invalid("sampling.max_thinking_tokens must be >= 0");
+        if (s.getN() < 0 || s.getN() > 16) return invalid("sampling.n must be in 1..16, got " + s.getN());
+        if (s.hasLogprobs() && (s.getLogprobs() < 0 || s.getLogprobs() > 20)) return invalid("sampling.logprobs must be in 0..20, got " + s.getLogprobs());
+        if (s.hasPromptLogprobs() && (s.getPromptLogprobs() < 0 || s.getPromptLogprobs() > 20)) {
+            return invalid("sampling.prompt_logprobs must be in 0..20, got " + s.getPromptLogprobs());
+        }
+        if (!(s.getPresencePenalty() >= -2 && s.getPresencePenalty() <= 2)) return invalid("sampling.presence_penalty must be in [-2, 2], got " + s.getPresencePenalty());
+        if (!(s.getFrequencyPenalty() >= -2 && s.getFrequencyPenalty() <= 2)) return invalid("sampling.frequency_penalty must be in [-2, 2], got " + s.getFrequencyPenalty());
+        if (s.hasRepetitionPenalty() && !(s.getRepetitionPenalty() > 0)) return invalid("sampling.repetition_penalty must be > 0, got " + s.getRepetitionPenalty());
         return Status.OK;
     }
 
@@ -327,8 +335,68 @@ public final class FakeLightMesh implements AutoCloseable {
 
     // ---- answering ----
 
-    /** The chunks of a reply to one request: deltas, then the last chunk. */
+    /**
+     * The chunks of a reply to one request: each choice's deltas and its last chunk (sampling.n choices, all the same
+     * reply), usage on the very last. Each delta counts as one token: with return_token_ids it carries an id (a hash of
+     * its text), with sampling.logprobs a made-up log-probability (-0.1 to -0.5, cycling) and alternatives ("alt1", ...,
+     * each 1 lower); the first chunk carries the prompt's ids and made-up log-probabilities (-1) when asked for.
+     */
     private List<GenerateChunk> chunks(GenerateRequest r, FakeReply reply, String id) {
+        SamplingParams sp = r.getSampling();
+        int n = Math.max(1, sp.getN());
+        List<GenerateChunk> out = new ArrayList<>();
+        Usage.Builder total = null;
+        for (int c = 0; c < n; c++) {
+            List<GenerateChunk> one = choiceChunks(r, reply, id);
+            for (int k = 0; k < one.size(); k++) {
+                GenerateChunk.Builder b = one.get(k).toBuilder().setChoiceIndex(c);
+                boolean content = k < one.size() - 1;
+                String piece = b.getTextDelta() + b.getReasoningDelta() + (b.getToolCallsCount() > 0 ? toolCallBlock(b.getToolCallsList()) : "");
+                if (content && r.getReturnTokenIds()) b.addTokenIds(tokenId(piece));
+                if (content && sp.hasLogprobs()) b.addLogprobs(fakeLogprob(piece, -0.1 * (k % 5 + 1), sp.getLogprobs()));
+                if (!content) {
+                    Usage u = b.getUsage();
+                    if (total == null) total = u.toBuilder();
+                    else total.setCompletionTokens(total.getCompletionTokens() + u.getCompletionTokens())
+                            .setReasoningTokens(total.getReasoningTokens() + u.getReasoningTokens())
+                            .setTotalTokens(total.getTotalTokens() + u.getCompletionTokens());
+                    b.clearUsage();
+                    if (c == n - 1) b.setUsage(total);
+                }
+                out.add(b.build());
+            }
+        }
+        GenerateChunk.Builder first = out.getFirst().toBuilder();
+        List<String> promptPieces = r.hasTokenIds() ? List.of() : tokenPieces(inputText(r));
+        if (r.getReturnTokenIds()) {
+            if (r.hasTokenIds()) first.addAllPromptTokenIds(r.getTokenIds().getIdsList());
+            else for (String p : promptPieces) first.addPromptTokenIds(tokenId(p));
+        }
+        if (sp.hasPromptLogprobs()) {
+            int count = r.hasTokenIds() ? r.getTokenIds().getIdsCount() : promptPieces.size();
+            for (int i = 1; i < count; i++) {
+                String piece = r.hasTokenIds() ? "" : promptPieces.get(i);
+                first.addPromptLogprobs(fakeLogprob(piece, -1.0, sp.getPromptLogprobs()).toBuilder()
+                        .setTokenId(r.hasTokenIds() ? r.getTokenIds().getIds(i) : tokenId(piece)));
+            }
+        }
+        out.set(0, first.build());
+        return out;
+    }
+
+    private io.lightmesh.proto.v1.TokenLogprob fakeLogprob(String piece, double logprob, int top) {
+        io.lightmesh.proto.v1.TokenLogprob.Builder b = io.lightmesh.proto.v1.TokenLogprob.newBuilder().setTokenId(tokenId(piece))
+                .setToken(piece).setBytes(com.google.protobuf.ByteString.copyFromUtf8(piece)).setLogprob((float) logprob);
+        for (int j = 0; j < top; j++) {
+            String alt = j == 0 ? piece : "alt" + j;
+            b.addTopLogprobs(io.lightmesh.proto.v1.TokenLogprob.newBuilder().setTokenId(tokenId(alt)).setToken(alt)
+                    .setBytes(com.google.protobuf.ByteString.copyFromUtf8(alt)).setLogprob((float) (logprob - j)));
+        }
+        return b.build();
+    }
+
+    /** One choice's chunks: deltas, then its last chunk (with this choice's usage). */
+    private List<GenerateChunk> choiceChunks(GenerateRequest r, FakeReply reply, String id) {
         boolean parse = r.getParseOutput();
         List<GenerateChunk> out = new ArrayList<>();
         List<ToolCall> calls = new ArrayList<>();
@@ -417,20 +485,34 @@ public final class FakeLightMesh implements AutoCloseable {
                     obs.onError(Status.fromCode(reply.errorCode).withDescription(reply.errorMessage).asRuntimeException());
                     return;
                 }
-                GenerateResponse.Builder b = GenerateResponse.newBuilder().setRequestId(id);
-                StringBuilder text = new StringBuilder();
-                StringBuilder reasoning = new StringBuilder();
-                for (GenerateChunk c : chunks(r, reply, id)) {
-                    text.append(c.getTextDelta());
-                    reasoning.append(c.getReasoningDelta());
-                    b.addAllToolCalls(c.getToolCallsList());
-                    if (c.hasUsage()) b.setFinishReason(c.getFinishReason()).setMatchedStop(c.getMatchedStop()).setUsage(c.getUsage());
-                }
-                obs.onNext(b.setText(text.toString()).setReasoning(reasoning.toString()).build());
+                obs.onNext(whole(id, chunks(r, reply, id)));
                 obs.onCompleted();
             };
             if (reply.delay.isZero()) answer.run();
             else timer.schedule(answer, reply.delay.toNanos(), TimeUnit.NANOSECONDS);
+        }
+
+        /** The chunks of a stream folded into the whole answer, choice by choice. */
+        private GenerateResponse whole(String id, List<GenerateChunk> chunks) {
+            GenerateResponse.Builder b = GenerateResponse.newBuilder().setRequestId(id);
+            java.util.TreeMap<Integer, io.lightmesh.proto.v1.Choice.Builder> choices = new java.util.TreeMap<>();
+            for (GenerateChunk c : chunks) {
+                io.lightmesh.proto.v1.Choice.Builder ch = choices.computeIfAbsent(c.getChoiceIndex(),
+                        i -> io.lightmesh.proto.v1.Choice.newBuilder().setIndex(i));
+                ch.setText(ch.getText() + c.getTextDelta()).setReasoning(ch.getReasoning() + c.getReasoningDelta())
+                        .addAllToolCalls(c.getToolCallsList()).addAllTokenIds(c.getTokenIdsList()).addAllLogprobs(c.getLogprobsList());
+                if (c.getFinishReason() != io.lightmesh.proto.v1.FinishReason.FINISH_REASON_UNSPECIFIED) {
+                    ch.setFinishReason(c.getFinishReason()).setMatchedStop(c.getMatchedStop()).setCompletionTokens(ch.getTokenIdsCount());
+                }
+                if (c.hasUsage()) b.setUsage(c.getUsage());
+                b.addAllPromptTokenIds(c.getPromptTokenIdsList()).addAllPromptLogprobs(c.getPromptLogprobsList());
+            }
+            io.lightmesh.proto.v1.Choice first = choices.firstEntry().getValue().build();
+            b.setText(first.getText()).setReasoning(first.getReasoning()).addAllToolCalls(first.getToolCallsList())
+                    .addAllTokenIds(first.getTokenIdsList()).addAllLogprobs(first.getLogprobsList())
+                    .setFinishReason(first.getFinishReason()).setMatchedStop(first.getMatchedStop());
+            if (choices.size() > 1) for (var ch : choices.values()) b.addChoices(ch);
+            return b.build();
         }
 
         @Override

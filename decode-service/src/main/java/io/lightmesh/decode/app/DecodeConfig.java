@@ -22,6 +22,13 @@ public interface DecodeConfig {
      */
     Optional<List<String>> experts();
 
+    /**
+     * The placement controller (host:port of the router's gRPC): when set, the experts are routed by the newest
+     * placement it publishes (Placement.Watch) and shards that fail are reported to it; lightmesh.experts is then
+     * not needed. Unset: the fixed placement discovered from lightmesh.experts.
+     */
+    Optional<String> placement();
+
     @WithDefault("decode-0")
     String id();
 

@@ -25,9 +25,13 @@ public class DecodeHealth implements HealthCheck {
     public HealthCheckResponse call() {
         if (!services.ready()) return HealthCheckResponse.named("decode").down().withData("detail", "starting").build();
         WorkerInfo w = node.get().worker().workerInfo();
+        // the engine's path, as Worker.Describe's fields 30-33 say it
         return HealthCheckResponse.named("decode").up().withData("id", w.getWorkerId()).withData("address", w.getAddress())
                 .withData("active_sequences", w.getLoad().getActiveSequences())
                 .withData("state_bytes_used", w.getLoad().getStateBytesUsed())
-                .withData("state_bytes_budget", w.getLoad().getStateBytesBudget()).build();
+                .withData("state_bytes_budget", w.getLoad().getStateBytesBudget())
+                .withData("decode_path", w.getDecodePath()).withData("prefill_path", w.getPrefillPath())
+                .withData("experts", w.getRemoteExperts() ? "remote" : "local")
+                .withData("micro_batching", w.getMicroBatching()).withData("backend", w.getBackend()).build();
     }
 }

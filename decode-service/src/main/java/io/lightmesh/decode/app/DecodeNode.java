@@ -4,12 +4,12 @@ import io.grpc.BindableService;
 import io.grpc.ServerInterceptors;
 import io.lightmesh.decode.DecodeWorker;
 import io.lightmesh.mesh.DeferredServices;
+import io.lightmesh.mesh.PlacementSource;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshMetrics;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.OffloadingInterceptor;
-import io.lightmesh.mesh.LiveExperts;
-import io.lightmesh.mesh.PeerSet;
+import io.lightmesh.mesh.RemoteExperts;
 import io.lightmesh.mesh.Services;
 import io.opentelemetry.api.OpenTelemetry;
 import io.quarkus.runtime.ShutdownEvent;
@@ -41,7 +41,7 @@ public class DecodeNode {
     private static final Logger LOG = Logger.getLogger(DecodeNode.class);
 
     private final MeshModel model;
-    private final List<LiveExperts> remotes = new ArrayList<>();
+    private final List<RemoteExperts> remotes = new ArrayList<>();
     private final DecodeWorker worker;
     private final ExecutorService handlers = Executors.newVirtualThreadPerTaskExecutor();
     /** Where the gRPC service beans find the worker's services once it is built. */
@@ -55,9 +55,9 @@ public class DecodeNode {
         model = MeshModel.load(config.model(), Services.backend(config.backend()));
         try {
             List<String> experts = config.experts().orElse(List.of());
-            // fixed host:port shards or dns:name:port (a headless Service), followed as shards come and go
-            if (!experts.isEmpty()) remotes.add(new LiveExperts(model, PeerSet.of(experts), 30_000, 120_000, 30_000));
-            var forward = Services.workerModel(model, remotes.isEmpty() ? null : remotes.getFirst(), otel);
+            // the controller's placement, or the shards' own: fixed host:port, or dns:name:port followed as shards come and go
+            PlacementSource placement = Services.placementSource(model, config.placement(), experts, config.id(), 120_000);
+            var forward = Services.workerModel(model, placement, otel, remotes::add);
             String host = config.host();
             String advertise = config.advertise().orElse((host.equals("0.0.0.0") ? InetAddress.getLocalHost().getHostName() : host)
                     + ":" + config.grpcPort());
@@ -69,9 +69,9 @@ public class DecodeNode {
             }
             services.markReady();
             LOG.infof("decode worker %s (advertised %s), experts %s", config.id(), advertise,
-                    remotes.isEmpty() ? "in-process" : "on " + experts);
+                    placement == null ? "in-process" : config.placement().map(c -> "placed by the controller at " + c).orElse("on " + experts));
         } catch (Exception | Error e) {
-            remotes.forEach(LiveExperts::close);
+            remotes.forEach(RemoteExperts::close);
             model.close();
             throw e;
         }
@@ -88,7 +88,7 @@ public class DecodeNode {
     @PreDestroy
     void release() {
         handlers.shutdown();
-        remotes.forEach(LiveExperts::close);
+        remotes.forEach(RemoteExperts::close);
         model.close();
     }
 }

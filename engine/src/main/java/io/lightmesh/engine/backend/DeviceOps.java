@@ -128,6 +128,9 @@ public interface DeviceOps {
     /** Places the SwiGLU experts of one layer ([E] of w1 [I, h], w3 [I, h], w2 [h, I]) on the device. */
     ExpertSet experts(Tensor[] w1, Tensor[] w3, Tensor[] w2);
 
+    /** Frees the device memory of a set made by {@link #experts} (an expert shard unloading experts); idempotent. */
+    default void release(ExpertSet set) {}
+
     /**
      * For each pair (t, j): {@code out[t * k + j] = W2_e (SiLU(W1_e x_t) * (W3_e x_t))}, e = ids[t * k + j}; each
      * chosen expert's weights are read once per step. act [rows * k, I] is scratch; out [rows * k, h].

@@ -130,11 +130,21 @@ public final class KernelBench {
                 if (r != null) {
                     // the tiled GEMM of resident.cl: kernel = back-to-back launches on device buffers; call = the
                     // array interface's product (x uploaded, y read back)
+                    boolean tc = r.productsOnTensorCores();
                     try (DeviceOps.Buffer xb = r.upload(x); DeviceOps.Buffer yb = r.floats((long) n * out)) {
+                        r.useTensorCores(false);
                         long kernel = timeResident(r, () -> r.matmul(xb, n, w, yb), Math.max(3, reps / 2))[0];
                         long call = time(() -> ops.matmul(x, n, w, y), Math.max(3, reps / 2))[1];
                         row(String.format(Locale.ROOT, "matmul (resident GEMM) %s %s n=%d out=%d in=%d", names[s], d, n, out,
                                 in), new long[]{kernel, call}, flops / kernel, "GFLOP/s");
+                        if (r.useTensorCores(true)) {  // tensorcore.cl: bf16 mma.sync, activations rounded to bf16
+                            kernel = timeResident(r, () -> r.matmul(xb, n, w, yb), Math.max(3, reps / 2))[0];
+                            call = time(() -> ops.matmul(x, n, w, y), Math.max(3, reps / 2))[1];
+                            row(String.format(Locale.ROOT, "matmul (tensor cores, bf16) %s %s n=%d out=%d in=%d", names[s], d,
+                                    n, out, in), new long[]{kernel, call}, flops / kernel, "GFLOP/s");
+                        }
+                    } finally {
+                        r.useTensorCores(tc);
                     }
                 }
                 ops.evict(List.of(w));

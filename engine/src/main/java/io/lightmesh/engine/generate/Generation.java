@@ -22,13 +22,19 @@ import java.util.Deque;
  */
 public final class Generation {
 
-    /** What one step produced. {@code text} is the newly final answer text (may be empty). */
-    public record Step(int token, String text, boolean finished, FinishReason reason) {}
+    /**
+     * What one step produced. {@code text} is the newly final answer text (may be empty); {@code logprob} the chosen
+     * token's log-probability when the parameters ask for them and the logits were at hand (null otherwise).
+     */
+    public record Step(int token, String text, boolean finished, FinishReason reason, TokenLogprob logprob) {
+        public Step(int token, String text, boolean finished, FinishReason reason) { this(token, text, finished, reason, null); }
+    }
 
     private final String id;
     private final SequenceState state;
     private final SamplingParams params;
     private final Sampler sampler;
+    private final TokenHistory history;     // null when no penalty is set
     private final StreamingDecoder decoder; // null when the model has no tokenizer: ids only
     private final int eos, thinkOpen, thinkClose;
     private final int[] forcedClose;          // tokens of "\n</think>\n", forced when the thinking budget is spent
@@ -42,10 +48,16 @@ public final class Generation {
     private String matchedStop = "";
 
     public Generation(String id, SequenceState state, SamplingParams params, Tokenizer tokenizer) {
+        this(id, state, params, tokenizer, new int[0]);
+    }
+
+    /** @param prompt the prompt's tokens, which the repetition penalty counts as seen */
+    public Generation(String id, SequenceState state, SamplingParams params, Tokenizer tokenizer, int[] prompt) {
         this.id = id;
         this.state = state;
         this.params = params;
         this.sampler = new Sampler(params);
+        this.history = params.penalties().active() ? new TokenHistory(prompt) : null;
         this.decoder = tokenizer == null ? null : new StreamingDecoder(tokenizer);
         this.eos = tokenizer == null ? -1 : tokenizer.eosId().orElse(-1);
         this.thinkOpen = tokenizer == null ? -1 : tokenizer.tokenId("<think>");
@@ -71,7 +83,13 @@ public final class Generation {
      */
     public static Generation resume(String id, SequenceState state, SamplingParams params, Tokenizer tokenizer,
                                     int[] generated) {
-        Generation g = new Generation(id, state, params, tokenizer);
+        return resume(id, state, params, tokenizer, new int[0], generated);
+    }
+
+    /** As {@link #resume(String, SequenceState, SamplingParams, Tokenizer, int[])}, with the prompt for the penalties. */
+    public static Generation resume(String id, SequenceState state, SamplingParams params, Tokenizer tokenizer,
+                                    int[] prompt, int[] generated) {
+        Generation g = new Generation(id, state, params, tokenizer, prompt);
         for (int t : generated) {
             if (g.finished) {
                 throw new IllegalArgumentException("generation " + id + " ended before its " + generated.length + " tokens");
@@ -88,7 +106,8 @@ public final class Generation {
     public Step accept(float[] logits) {
         if (finished) throw new IllegalStateException("generation " + id + " already finished");
         boolean wasForced = !forced.isEmpty();
-        return apply(wasForced ? forced.poll() : sampler.sample(logits), wasForced);
+        int token = wasForced ? forced.poll() : sampler.sample(logits, history);
+        return apply(token, wasForced, params.logprobs() >= 0 ? TokenLogprob.of(logits, token, params.logprobs()) : null);
     }
 
     /**
@@ -98,6 +117,11 @@ public final class Generation {
      * @throws IllegalArgumentException when the thinking budget forces another token here
      */
     public Step acceptChosen(int token) {
+        return acceptChosen(token, null);
+    }
+
+    /** As {@link #acceptChosen(int)}; {@code logprob} (may be null) is what the other instance computed for it. */
+    public Step acceptChosen(int token, TokenLogprob logprob) {
         if (finished) throw new IllegalStateException("generation " + id + " already finished");
         boolean wasForced = !forced.isEmpty();
         if (wasForced) {
@@ -106,21 +130,22 @@ public final class Generation {
         } else {
             sampler.skip();
         }
-        return apply(token, wasForced);
+        return apply(token, wasForced, logprob);
     }
 
-    private Step apply(int token, boolean wasForced) {
-        if (token == eos && !params.ignoreEos()) { // end of turn: not part of the output
+    private Step apply(int token, boolean wasForced, TokenLogprob lp) {
+        if (token == eos && !params.ignoreEos()) { // end of turn: not part of the output (nor are its log-probabilities)
             return new Step(token, finish(FinishReason.STOP), true, reason);
         }
         append(token);
+        if (history != null) history.add(token);
         trackThinking(token, wasForced);
         String text = decoder == null ? "" : decoder.accept(token);
         String out = release(text);
-        if (finished) return new Step(token, out, true, reason);
-        if (count >= params.maxNewTokens()) return new Step(token, out + finish(FinishReason.LENGTH), true, reason);
+        if (finished) return new Step(token, out, true, reason, lp);
+        if (count >= params.maxNewTokens()) return new Step(token, out + finish(FinishReason.LENGTH), true, reason, lp);
         nextInput = token;
-        return new Step(token, out, false, null);
+        return new Step(token, out, false, null, lp);
     }
 
     private void trackThinking(int token, boolean wasForced) {

@@ -3,7 +3,10 @@ package io.lightmesh.engine.generate;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 
-/** Picks the next token from logits: greedy, or temperature + top-k + top-p with a seeded generator. */
+/**
+ * Picks the next token from logits: penalties first (when any), then greedy, or temperature + top-k + top-p with a
+ * seeded generator.
+ */
 public final class Sampler {
     private final SamplingParams params;
     private final SplittableRandom random;
@@ -13,7 +16,21 @@ public final class Sampler {
         this.random = new SplittableRandom(params.seed());
     }
 
+    /** Samples from {@code logits} as they are (no penalties). */
     public int sample(float[] logits) {
+        return sample(logits, null);
+    }
+
+    /**
+     * Samples after applying the penalties to a copy of {@code logits} (left unchanged) given {@code history}
+     * (null: none seen yet).
+     */
+    public int sample(float[] logits, TokenHistory history) {
+        if (history != null && params.penalties().active()) logits = params.penalties().apply(logits, history);
+        return draw(logits);
+    }
+
+    private int draw(float[] logits) {
         if (params.isGreedy()) return argmax(logits);
         int V = logits.length;
         // temperature, then softmax in fp64 for a stable cumulative sum

@@ -76,6 +76,13 @@ final class DeviceState implements AutoCloseable {
         }
     }
 
+    /** The lightning states alone, device to {@code into} [layer] -> [H, D, D] (null entries skipped). */
+    void downloadLightning(float[][] into) {
+        for (int l = 0; l < lightning.length; l++) {
+            if (lightning[l] != null && into[l] != null) ops.read(lightning[l], 0, into[l], 0, into[l].length);
+        }
+    }
+
     /**
      * Appends one K and V row, taken from row {@code row} of k, v [rows, KV*D], to layer {@code layer}'s cache;
      * returns the new length.

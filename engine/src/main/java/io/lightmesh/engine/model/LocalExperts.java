@@ -15,6 +15,7 @@ import java.util.function.BiPredicate;
 public final class LocalExperts implements ExpertExecutor {
     private final ModelConfig config;
     private final TensorOps ops;
+    private final WeightStore weights; // where load() maps a pair from
     final Tensor[][] w1, w2, w3; // [layer][expert]: [I, h], [h, I], [I, h]; null where not hosted
 
     public LocalExperts(ModelConfig config, WeightStore weights, TensorOps ops) {
@@ -24,6 +25,7 @@ public final class LocalExperts implements ExpertExecutor {
     public LocalExperts(ModelConfig config, WeightStore weights, TensorOps ops, BiPredicate<Integer, Integer> hosts) {
         this.config = config;
         this.ops = ops;
+        this.weights = weights;
         int L = config.numLayers(), E = config.numExperts();
         long h = config.hiddenSize(), I = config.intermediateSize();
         w1 = new Tensor[L][E];
@@ -43,7 +45,53 @@ public final class LocalExperts implements ExpertExecutor {
         ops.preload(hosted);
     }
 
+    /**
+     * The experts an expert shard computes, those {@code hosts} accepts: on the device ({@link DeviceExperts}, grouped
+     * products, holdings following the predicate live) when {@code ops} has device-resident operations, else on the
+     * host's arrays (this class). {@code -Dlightmesh.device.experts=false} keeps a device backend's shard on the host
+     * path.
+     */
+    public static ExpertExecutor hosting(ModelConfig config, WeightStore weights, TensorOps ops,
+                                         BiPredicate<Integer, Integer> hosts) {
+        boolean device = ops.resident() != null
+                && !"false".equalsIgnoreCase(System.getProperty("lightmesh.device.experts", "true"));
+        return device ? new DeviceExperts(config, weights, ops.resident(), hosts) : new LocalExperts(config, weights, ops, hosts);
+    }
+
     public boolean hosts(int layer, int expert) { return w1[layer][expert] != null; }
+
+    /**
+     * Hosts one more (layer, expert): maps its weights from the store and hands them to the ops (a device backend
+     * places them now). False when already hosted. The caller sends no batch naming the pair before this returns
+     * and publishes the pair through a happens-before edge (an expert shard's live set).
+     */
+    public synchronized boolean load(int layer, int expert) {
+        if (w1[layer][expert] != null) return false;
+        long h = config.hiddenSize(), I = config.intermediateSize();
+        String p = "model.layers." + layer + ".block_sparse_moe.experts." + expert + ".";
+        Tensor a = weights.get(p + "w1.weight", I, h), b = weights.get(p + "w2.weight", h, I), c = weights.get(p + "w3.weight", I, h);
+        ops.preload(java.util.List.of(a, c, b));
+        w1[layer][expert] = a;
+        w2[layer][expert] = b;
+        w3[layer][expert] = c;
+        return true;
+    }
+
+    /**
+     * Stops hosting (layer, expert) and answers its weights (w1, w3, w2), for a device backend to drop; empty when
+     * not hosted. The caller has drained every batch naming the pair.
+     */
+    public synchronized java.util.List<Tensor> unload(int layer, int expert) {
+        if (w1[layer][expert] == null) return java.util.List.of();
+        java.util.List<Tensor> gone = java.util.List.of(w1[layer][expert], w3[layer][expert], w2[layer][expert]);
+        w1[layer][expert] = null;
+        w2[layer][expert] = null;
+        w3[layer][expert] = null;
+        return gone;
+    }
+
+    @Override
+    public LocalExperts local() { return this; }
 
     @Override
     public void run(int layer, float[] x, int n, int k, int[] experts, float[] weights, float[] out) {

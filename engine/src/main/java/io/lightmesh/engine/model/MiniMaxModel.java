@@ -27,20 +27,24 @@ public final class MiniMaxModel implements AutoCloseable {
     private final DecoderLayer[] layers;
     private final ExpertExecutor experts;
     private final int prefillChunk;
-    /** Decode on the device when the backend has resident operations and every expert is local; made on first use. */
+    /** Decode on the device when the backend has resident operations (experts local or remote); made on first use. */
     private final boolean residentDecode;
     /** Prefill on the device too (same conditions; off with -Dlightmesh.opencl.residentPrefill=false). */
     private final boolean residentPrefill;
+    /** Device path with remote experts: two alternating micro-batches (off with -Dlightmesh.device.pingPong=false). */
+    private final boolean pingPong;
     private ResidentDecoder resident;
 
     private MiniMaxModel(ModelConfig config, WeightStore weights, TensorOps ops, Tensor embed, Tensor lmHead,
                          float[] finalNorm, DecoderLayer[] layers, ExpertExecutor experts) {
         this(config, weights, ops, embed, lmHead, finalNorm, layers, experts,
-                !"false".equalsIgnoreCase(System.getProperty("lightmesh.opencl.residentPrefill", "true")));
+                !"false".equalsIgnoreCase(System.getProperty("lightmesh.opencl.residentPrefill", "true")),
+                !"false".equalsIgnoreCase(System.getProperty("lightmesh.device.pingPong", "true")));
     }
 
     private MiniMaxModel(ModelConfig config, WeightStore weights, TensorOps ops, Tensor embed, Tensor lmHead,
-                         float[] finalNorm, DecoderLayer[] layers, ExpertExecutor experts, boolean devicePrefill) {
+                         float[] finalNorm, DecoderLayer[] layers, ExpertExecutor experts, boolean devicePrefill,
+                         boolean pingPong) {
         this.config = config;
         this.weights = weights;
         this.ops = ops;
@@ -51,13 +55,22 @@ public final class MiniMaxModel implements AutoCloseable {
         this.experts = experts;
         // chunks are whole lightning blocks so chunked prefill partitions the sequence as one-shot prefill does
         this.prefillChunk = Math.max(1, 2048 / config.blockSize()) * config.blockSize();
-        this.residentDecode = ops.resident() != null && ResidentDecoder.supports(config, experts);
+        this.residentDecode = ops.resident() != null && ResidentDecoder.supports(config);
         this.residentPrefill = residentDecode && devicePrefill;
+        this.pingPong = residentDecode && pingPong && !ResidentDecoder.hostsAll(config, experts);
     }
 
     /** The same model with prefill on the host's array path even where decode runs on the device (tests). */
     MiniMaxModel withHostPrefill() {
-        return new MiniMaxModel(config, weights, ops, embed, lmHead, finalNorm, layers, experts, false);
+        return new MiniMaxModel(config, weights, ops, embed, lmHead, finalNorm, layers, experts, false, pingPong);
+    }
+
+    /**
+     * The same model with the remote experts' micro-batching (ping-pong) on or off; it only applies to the device
+     * path with remote experts. The default is on ({@code -Dlightmesh.device.pingPong=false} turns it off).
+     */
+    public MiniMaxModel withMicroBatching(boolean on) {
+        return new MiniMaxModel(config, weights, ops, embed, lmHead, finalNorm, layers, experts, residentPrefill, on);
     }
 
     /** Loads config.json and the safetensors weights of {@code dir}; every tensor is checked by name and shape. */
@@ -252,9 +265,14 @@ public final class MiniMaxModel implements AutoCloseable {
     /** Whether prefill runs on the device-resident path. */
     public boolean prefillsOnDevice() { return residentPrefill; }
 
+    /** The path this model's forward pass takes (device or host, experts local or remote, micro-batching). */
+    public ForwardPath path() {
+        return new ForwardPath(residentDecode, residentPrefill, !ResidentDecoder.hostsAll(config, experts), pingPong);
+    }
+
     private synchronized ResidentDecoder residentDecoder() {
         if (resident == null) {
-            resident = new ResidentDecoder(config, ops.resident(), embed, lmHead, finalNorm, layers, (LocalExperts) experts);
+            resident = new ResidentDecoder(config, ops.resident(), embed, lmHead, finalNorm, layers, experts, pingPong);
         }
         return resident;
     }

@@ -17,6 +17,12 @@ import java.util.List;
  *
  * <p>Postnorm makes the residual stream the normalised x, so each block's residual and the next norm are one fused
  * operation, and the layer loop carries only x [n, h].
+ *
+ * <p>Experts: in-process ({@link ExpertExecutor#local()}) they run on the device from stacked weights; otherwise
+ * (expert shards) only each layer's MoE input rows [n, h] and the router's top-k ids and weights [n, K] go down to
+ * the host and out to the {@link ExpertExecutor}, and its combined result [n, h] comes back up for the residual.
+ * With remote experts the rows are split into two micro-batches that alternate (MegaScale-Infer's ping-pong): one
+ * micro-batch's attention runs on the device while the other's experts are computed remotely.
  */
 final class ResidentDecoder implements AutoCloseable {
     private final ModelConfig c;
@@ -27,16 +33,20 @@ final class ResidentDecoder implements AutoCloseable {
     private final Buffer finalNorm;          // [h]
     private final Buffer[] outNorm, decay;   // lightning layers: [H*D], [H]
     private final Buffer[] invFreq;          // softmax layers: [rotaryDim / 2]
-    private final DeviceOps.ExpertSet[] experts; // [L]
+    private final DeviceOps.ExpertSet[] experts; // [L], null with remote experts
+    private final ExpertExecutor executor;        // the model's experts (routing observers included)
+    private final boolean remote;                 // experts computed by executor.run, not on the device
+    private final boolean pingPong;               // remote experts: two alternating micro-batches
+    private final java.util.concurrent.ExecutorService calls; // remote expert calls of the micro-batches
     private final List<Buffer> constants = new ArrayList<>();
-    private Scratch s;   // decode steps
-    private Scratch ps;  // prefill chunks
+    private Scratch s, s2;   // decode steps (s2: the second micro-batch)
+    private Scratch ps, ps2; // prefill chunks
 
     /** Step buffers for up to {@code rows} rows, and logits for up to {@code logitRows} of them. */
     private record Scratch(int rows, Buffer ids, Buffer pos, Buffer x, Buffer a, Buffer qkv, Buffer o, Buffer gate,
                            Buffer q, Buffer k, Buffer v, Buffer router, Buffer expertIds, Buffer expertWeights,
                            Buffer act, Buffer pairs, Buffer logits, Buffer xe, Buffer up, Buffer de, Buffer groupTokens,
-                           Buffer groupPairs) {
+                           Buffer groupPairs, Buffer routeLog) {
         static Scratch of(DeviceOps d, ModelConfig c, int rows, int logitRows) {
             long h = c.hiddenSize(), HD = c.attnDim(), KVD = c.kvDim(), K = c.topK();
             return new Scratch(rows,
@@ -60,22 +70,36 @@ final class ResidentDecoder implements AutoCloseable {
                     d.floats(rows * (long) c.intermediateSize()), // up [n, I]
                     d.floats(rows * h),                 // de [n, h]: one expert's outputs
                     d.ints(rows * K),                   // token row of each pair, grouped by expert
-                    d.ints(rows * K));                  // pair index of each pair, grouped by expert
+                    d.ints(rows * K),                   // pair index of each pair, grouped by expert
+                    d.ints(c.numLayers() * rows * K));  // routeLog [L, n, K]: the step's expert ids, for observers
         }
+
+        GroupedExperts.Work work() { return new GroupedExperts.Work(groupTokens, groupPairs, xe, act, up, de); }
 
         void close() {
             for (Buffer b : List.of(ids, pos, x, a, qkv, o, gate, q, k, v, router, expertIds, expertWeights, act, pairs,
-                    logits, xe, up, de, groupTokens, groupPairs)) b.close();
+                    logits, xe, up, de, groupTokens, groupPairs, routeLog)) b.close();
         }
     }
 
+    /**
+     * @param executor the model's experts: computed here from {@code executor.local()}'s weights when it hosts every
+     *                 expert, else by {@code executor.run} (remote shards)
+     * @param pingPong with remote experts, split steps and chunks into two alternating micro-batches
+     */
     ResidentDecoder(ModelConfig c, DeviceOps d, Tensor embed, Tensor lmHead, float[] finalNorm, DecoderLayer[] layers,
-                    LocalExperts local) {
+                    ExpertExecutor executor, boolean pingPong) {
         this.c = c;
         this.d = d;
         this.embed = embed;
         this.lmHead = lmHead;
         this.layers = layers;
+        this.executor = executor;
+        LocalExperts local = hostsAll(c, executor) ? executor.local() : null;
+        this.remote = local == null;
+        this.pingPong = remote && pingPong;
+        this.calls = remote ? java.util.concurrent.Executors.newThreadPerTaskExecutor(
+                Thread.ofVirtual().name("lightmesh-expert-call-", 0).factory()) : null;
         int L = layers.length;
         inNorm = new Buffer[L];
         postNorm = new Buffer[L];
@@ -99,18 +123,24 @@ final class ResidentDecoder implements AutoCloseable {
                 weights.addAll(List.of(sa.wq, sa.wk, sa.wv, sa.wo));
             }
             weights.add(layer.moe.gate);
-            experts[l] = d.experts(local.w1[l], local.w3[l], local.w2[l]);
+            if (local != null) experts[l] = d.experts(local.w1[l], local.w3[l], local.w2[l]);
         }
         this.finalNorm = constant(finalNorm);
         d.preload(weights);
     }
 
-    /** Whether this model can decode on the device: every expert local, shapes the kernels take. */
-    static boolean supports(ModelConfig c, ExpertExecutor experts) {
-        if (!(experts instanceof LocalExperts local)) return false;
+    /** Whether {@code experts} are in-process and host every (layer, expert): the device then computes them itself. */
+    static boolean hostsAll(ModelConfig c, ExpertExecutor experts) {
+        LocalExperts local = experts.local();
+        if (local == null) return false;
         for (int l = 0; l < c.numLayers(); l++) {
             for (int e = 0; e < c.numExperts(); e++) if (!local.hosts(l, e)) return false;
         }
+        return true;
+    }
+
+    /** Whether this model can run on the device: shapes the kernels take (experts local or remote alike). */
+    static boolean supports(ModelConfig c) {
         int G = c.numHeads() / c.numKvHeads();
         return c.numHeads() % c.numKvHeads() == 0 && G <= 16 && c.headDim() <= 128 && c.numExperts() <= 64;
     }
@@ -123,14 +153,7 @@ final class ResidentDecoder implements AutoCloseable {
 
     /** One decode step: token i is appended to states.get(i); returns logits [B][V]. */
     synchronized float[][] decode(List<SequenceState> states, int[] tokens) {
-        int n = tokens.length, L = layers.length;
-        if (s == null || s.rows < n) {
-            if (s != null) s.close();
-            int rows = Math.max(n, s == null ? 1 : 2 * s.rows);
-            s = Scratch.of(d, c, rows, rows);
-        }
-        DeviceState[] dev = new DeviceState[n];
-        int[] pos = new int[n];
+        int n = tokens.length;
         for (SequenceState st : states) {
             if ((long) st.position() + 1 > c.maxPositions()) {
                 throw new IllegalArgumentException("sequence would exceed max_position_embeddings " + c.maxPositions());
@@ -141,46 +164,100 @@ final class ResidentDecoder implements AutoCloseable {
                 throw new IllegalArgumentException("token id " + t + " outside the vocabulary 0.." + (c.vocabSize() - 1));
             }
         }
+        DeviceState[] dev = new DeviceState[n];
+        int[] pos = new int[n];
         for (int i = 0; i < n; i++) {
             dev[i] = states.get(i).onDevice(d);
             pos[i] = states.get(i).position();
         }
-        // token ids and positions in; x = RMSNorm_in0(embed[ids]): [n, h]
-        embedRows(s, tokens, pos, n);
-        for (int l = 0; l < L; l++) {
-            DecoderLayer layer = layers[l];
-            // attention: a [n, h]
-            if (layer.lightning != null) lightning(l, layer.lightning, dev, n);
-            else softmax(l, layer.softmax, dev, n);
-            block(l, layer, s, n, false);
+        // micro-batches: rows [0, nA) and [nA, n) when two alternate, else one of all rows
+        int nA = pingPong && n >= 2 ? (n + 1) / 2 : n;
+        s = grown(s, nA, nA);
+        List<Part> parts = new ArrayList<>(List.of(new DecodePart(s, 0, nA, dev)));
+        if (nA < n) {
+            s2 = grown(s2, n - nA, n - nA);
+            parts.add(new DecodePart(s2, nA, n - nA, dev));
         }
+        // token ids and positions in; x = RMSNorm_in0(embed[ids]): [n, h]
+        for (Part p : parts) {
+            embedRows(p.s(), java.util.Arrays.copyOfRange(tokens, p.from(), p.from() + p.n()),
+                    java.util.Arrays.copyOfRange(pos, p.from(), p.from() + p.n()), p.n());
+        }
+        layers(parts, false);
         // LM head: logits [n, V], the only data that comes back
-        float[][] out = logits(s, s.x, n);
+        float[][] out = new float[n][];
+        for (Part p : parts) {
+            float[][] got = logits(p.s(), p.s().x, p.n());
+            System.arraycopy(got, 0, out, p.from(), p.n());
+        }
         for (SequenceState st : states) st.advance(1);
         return out;
     }
 
+    /** The scratch {@code old} if it holds {@code rows} rows and {@code logitRows} logit rows, else a larger one. */
+    private Scratch grown(Scratch old, int rows, int logitRows) {
+        if (old != null && old.rows >= rows && old.logits.length() >= (long) Math.max(1, logitRows) * c.vocabSize()) return old;
+        if (old != null) old.close();
+        int r = Math.max(rows, old == null ? 1 : 2 * old.rows);
+        return Scratch.of(d, c, r, Math.max(Math.max(1, logitRows), old == null ? 1 : (int) (old.logits.length() / c.vocabSize())));
+    }
+
     /**
-     * Prefill of one sequence on the device: {@code tokens} (at most one chunk) run after what {@code st} holds, the
-     * same math as the host forward pass, the lightning layers in their recurrent form over the chunk
-     * ({@link DeviceOps#lightningScan}), each softmax layer's queries attending over the grown cache
-     * ({@link DeviceOps#causalAttention}).
-     * Returns the logits of rows {@code logitRows} of the chunk (row r's predict token r + 1).
+     * Rows of a step that run through the layers together: their scratch, where they start in the step, how many, and
+     * their attention of layer l (s.x [n, h] -> s.a [n, h], each row's state advanced).
      */
-    synchronized float[][] prefill(SequenceState st, int[] tokens, int[] logitRows) {
-        int n = tokens.length, h = c.hiddenSize(), L = layers.length, m = logitRows.length;
-        if (ps == null || ps.rows < n || ps.logits.length() < (long) Math.max(1, m) * c.vocabSize()) {
-            if (ps != null) ps.close();
-            ps = Scratch.of(d, c, Math.max(n, ps == null ? 1 : ps.rows), Math.max(1, m));
+    private interface Part {
+        Scratch s();
+
+        int from();
+
+        int n();
+
+        void attention(int l);
+    }
+
+    /** Decode rows [from, from + n): one token of each of their sequences. */
+    private final class DecodePart implements Part {
+        private final Scratch s;
+        private final int from, n;
+        private final DeviceState[] dev;
+
+        DecodePart(Scratch s, int from, int n, DeviceState[] all) {
+            this.s = s;
+            this.from = from;
+            this.n = n;
+            this.dev = java.util.Arrays.copyOfRange(all, from, from + n);
         }
-        Scratch s = ps;
-        DeviceState dev = st.onDevice(d);
-        int start = st.position();
-        int[] pos = new int[n];
-        for (int t = 0; t < n; t++) pos[t] = start + t;
-        // x = RMSNorm_in0(embed[ids]): [n, h]
-        embedRows(s, tokens, pos, n);
-        for (int l = 0; l < L; l++) {
+
+        public Scratch s() { return s; }
+        public int from() { return from; }
+        public int n() { return n; }
+
+        public void attention(int l) {
+            DecoderLayer layer = layers[l];
+            if (layer.lightning != null) lightning(l, layer.lightning, s, dev, n);
+            else softmax(l, layer.softmax, s, dev, n);
+        }
+    }
+
+    /** Prefill rows [from, from + n) of a chunk of one sequence, after the rows before them (same layer) ran. */
+    private final class PrefillPart implements Part {
+        private final Scratch s;
+        private final int from, n;
+        private final DeviceState dev;
+
+        PrefillPart(Scratch s, int from, int n, DeviceState dev) {
+            this.s = s;
+            this.from = from;
+            this.n = n;
+            this.dev = dev;
+        }
+
+        public Scratch s() { return s; }
+        public int from() { return from; }
+        public int n() { return n; }
+
+        public void attention(int l) {
             DecoderLayer layer = layers[l];
             if (layer.lightning != null) {
                 LightningAttention la = layer.lightning;
@@ -198,18 +275,136 @@ final class ResidentDecoder implements AutoCloseable {
                 d.matmul(s.x, n, sa.wv, s.v);
                 d.rope(s.q, n, sa.H, sa.D, invFreq[l], sa.rope.rotaryDim / 2, s.pos);
                 d.rope(s.k, n, sa.KV, sa.D, invFreq[l], sa.rope.rotaryDim / 2, s.pos);
-                int len = dev.appendRows(l, s.k, s.v, 0, n);               // the cache now holds the chunk
-                // causal: row t sees positions <= start + t
+                int len = dev.appendRows(l, s.k, s.v, 0, n);               // the cache now holds these rows
+                // causal: row t sees positions <= its own
                 d.causalAttention(s.q, n, sa.H, sa.KV, sa.D, dev.keys(l), dev.values(l), len - n + 1, s.o);
                 d.matmul(s.o, n, sa.wo, s.a);
             }
-            block(l, layer, s, n, n > GROUP_MIN_ROWS);
         }
+    }
+
+    /** Below this many rows a prefill chunk with remote experts is not split into micro-batches. */
+    static final int PREFILL_SPLIT_MIN_ROWS = 32;
+
+    /**
+     * Prefill of one sequence on the device: {@code tokens} (at most one chunk) run after what {@code st} holds, the
+     * same math as the host forward pass, the lightning layers in their recurrent form over the chunk
+     * ({@link DeviceOps#lightningScan}), each softmax layer's queries attending over the grown cache
+     * ({@link DeviceOps#causalAttention}). With remote experts and ping-pong, the chunk's first and second halves are
+     * the two micro-batches (the second half's attention of layer l follows the first half's, as causality needs).
+     * Returns the logits of rows {@code logitRows} of the chunk (row r's predict token r + 1).
+     */
+    synchronized float[][] prefill(SequenceState st, int[] tokens, int[] logitRows) {
+        int n = tokens.length, h = c.hiddenSize(), m = logitRows.length;
+        for (int r : logitRows) if (r < 0 || r >= n) throw new IllegalArgumentException("logit row " + r + " outside 0.." + (n - 1));
+        DeviceState dev = st.onDevice(d);
+        int start = st.position();
+        int nA = pingPong && n >= PREFILL_SPLIT_MIN_ROWS ? (n + 1) / 2 : n;
+        ps = grown(ps, nA, m);
+        List<Part> parts = new ArrayList<>(List.of(new PrefillPart(ps, 0, nA, dev)));
+        if (nA < n) {
+            ps2 = grown(ps2, n - nA, m);
+            parts.add(new PrefillPart(ps2, nA, n - nA, dev));
+        }
+        // x = RMSNorm_in0(embed[ids]): [n, h]
+        for (Part p : parts) {
+            int[] pos = new int[p.n()];
+            for (int t = 0; t < p.n(); t++) pos[t] = start + p.from() + t;
+            embedRows(p.s(), java.util.Arrays.copyOfRange(tokens, p.from(), p.from() + p.n()), pos, p.n());
+        }
+        layers(parts, !remote && n > GROUP_MIN_ROWS);
         // the wanted rows of the final-normed x, then the LM head on those alone: logits [m, V]
-        for (int i = 0; i < m; i++) d.copy(s.x, (long) logitRows[i] * h, s.a, (long) i * h, h);
-        float[][] out = logits(s, s.a, m);
+        float[][] out = new float[m][];
+        for (Part p : parts) {
+            List<Integer> mine = new ArrayList<>();
+            for (int i = 0; i < m; i++) if (logitRows[i] >= p.from() && logitRows[i] < p.from() + p.n()) mine.add(i);
+            for (int j = 0; j < mine.size(); j++) {
+                d.copy(p.s().x, (long) (logitRows[mine.get(j)] - p.from()) * h, p.s().a, (long) j * h, h);
+            }
+            float[][] got = logits(p.s(), p.s().a, mine.size());
+            for (int j = 0; j < mine.size(); j++) out[mine.get(j)] = got[j];
+        }
         st.advance(n);
         return out;
+    }
+
+    /**
+     * Every layer over the parts: attention, then the MoE block. One part, or local experts: in order. Two parts with
+     * remote experts: part A's experts are computed remotely while part B's attention of the same layer runs on the
+     * device, and B's while A's attention of the next layer runs (the remote calls on {@link #calls}).
+     */
+    private void layers(List<Part> parts, boolean grouped) {
+        int L = layers.length;
+        if (!remote) {
+            for (int l = 0; l < L; l++) {
+                for (Part p : parts) {
+                    p.attention(l);
+                    block(l, layers[l], p.s(), p.n(), grouped);
+                }
+            }
+            for (Part p : parts) reportRouting(p.s(), p.n(), grouped);
+            return;
+        }
+        List<java.util.concurrent.Future<float[]>> pending = new ArrayList<>(java.util.Collections.nCopies(parts.size(), null));
+        try {
+            for (int l = 0; l < L; l++) {
+                for (int i = 0; i < parts.size(); i++) {
+                    Part p = parts.get(i);
+                    if (l > 0) finishRemote(l - 1, p, await(pending.set(i, null)));
+                    p.attention(l);
+                    pending.set(i, startRemote(l, p));
+                }
+            }
+            for (int i = 0; i < parts.size(); i++) finishRemote(L - 1, parts.get(i), await(pending.set(i, null)));
+        } finally {
+            for (var f : pending) if (f != null) f.cancel(true);
+        }
+    }
+
+    /**
+     * The start of layer l's MoE block with remote experts: x = RMSNorm_post(a_attn x + b_attn a), the router's top-k
+     * on the device; then x [n, h], ids and weights [n, K] down to the host and the call out to the executor.
+     */
+    private java.util.concurrent.Future<float[]> startRemote(int l, Part p) {
+        DecoderLayer layer = layers[l];
+        MoeLayer moe = layer.moe;
+        Scratch s = p.s();
+        int n = p.n(), h = c.hiddenSize(), K = moe.K;
+        d.residualNorm(s.x, layer.attnAlpha, s.a, null, 1, layer.attnBeta, n, h, postNorm[l], (float) c.rmsNormEps(), s.x);
+        d.matmul(s.x, n, moe.gate, s.router);
+        d.route(s.router, n, moe.E, K, s.expertIds, s.expertWeights);
+        float[] x = new float[n * h], w = new float[n * K];
+        int[] ids = new int[n * K];
+        d.read(s.x, 0, x, 0, n * h);
+        d.read(s.expertIds, ids, n * K);
+        d.read(s.expertWeights, 0, w, 0, n * K);
+        float[] out = new float[n * h];
+        return executor.runAsync(l, x, n, K, ids, w, out, calls).thenApply(v -> out);
+    }
+
+    /** The end of layer l's MoE block: the combined experts [n, h] up; x = RMSNorm_next(a_mlp x + b_mlp y). */
+    private void finishRemote(int l, Part p, float[] combined) {
+        DecoderLayer layer = layers[l];
+        Scratch s = p.s();
+        int n = p.n(), h = c.hiddenSize();
+        d.write(s.a, 0, combined, 0, n * h);
+        d.residualNorm(s.x, layer.mlpAlpha, s.a, null, 1, layer.mlpBeta, n, h,
+                l + 1 < layers.length ? inNorm[l + 1] : finalNorm, (float) c.rmsNormEps(), s.x);
+        d.flush();
+    }
+
+    /** The result of a remote expert call (bounded: the executor's own deadline ends it). */
+    private static float[] await(java.util.concurrent.Future<float[]> f) {
+        try {
+            return f.get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while waiting for remote experts", e);
+        } catch (java.util.concurrent.ExecutionException e) {
+            if (e.getCause() instanceof RuntimeException r) throw r;
+            if (e.getCause() instanceof Error r) throw r;
+            throw new IllegalStateException("remote experts failed: " + e.getCause(), e.getCause());
+        }
     }
 
     /** The LM head on the first m rows of x (final-normed) into s.logits, read back: [m][V]. */
@@ -233,9 +428,11 @@ final class ResidentDecoder implements AutoCloseable {
     }
 
     /**
-     * The rest of layer l after its attention wrote s.a [n, h]: x = RMSNorm_post(a_attn x + b_attn a); the MoE (router
-     * top-k, each chosen expert's SwiGLU into the pairs [n*K, h], {@code grouped} by expert for a prefill chunk); then
-     * x = RMSNorm_next(a_mlp x + b_mlp sum_k w_k pairs_k) with the next layer's input norm or the final one.
+     * The rest of layer l after its attention wrote s.a [n, h], experts on the device: x = RMSNorm_post(a_attn x +
+     * b_attn a); the MoE (router top-k, each chosen expert's SwiGLU into the pairs [n*K, h], {@code grouped} by expert
+     * for a prefill chunk); then x = RMSNorm_next(a_mlp x + b_mlp sum_k w_k pairs_k) with the next layer's input norm
+     * or the final one. A routing observer gets the ids: grouped, at once (they came to the host anyway); else from
+     * the step's route log, read once at the end ({@link #reportRouting}).
      */
     private void block(int l, DecoderLayer layer, Scratch s, int n, boolean grouped) {
         int h = c.hiddenSize();
@@ -244,51 +441,38 @@ final class ResidentDecoder implements AutoCloseable {
         MoeLayer moe = layer.moe;
         d.matmul(s.x, n, moe.gate, s.router);
         d.route(s.router, n, moe.E, moe.K, s.expertIds, s.expertWeights);
-        if (grouped) groupedExperts(l, moe, s, n);
-        else d.runExperts(experts[l], s.x, n, moe.K, s.expertIds, s.act, s.pairs);
+        if (grouped) {
+            int[] ids = new int[n * moe.K];
+            d.read(s.expertIds, ids, n * moe.K);
+            if (executor.observesRouting()) executor.routed(l, ids, n, moe.K);
+            DeviceOps.ExpertSet set = experts[l];
+            GroupedExperts.run(d, new GroupedExperts.Placement() {
+                public DeviceOps.ExpertSet set(int e) { return set; }
+                public int slot(int e) { return e; }
+            }, moe.E, h, c.intermediateSize(), s.x, n, moe.K, ids, s.work(), s.pairs);
+        } else {
+            if (executor.observesRouting()) d.copy(s.expertIds, 0, s.routeLog, (long) l * n * moe.K, (long) n * moe.K);
+            d.runExperts(experts[l], s.x, n, moe.K, s.expertIds, s.act, s.pairs);
+        }
         d.residualNorm(s.x, layer.mlpAlpha, s.pairs, s.expertWeights, moe.K, layer.mlpBeta, n, h,
                 l + 1 < layers.length ? inNorm[l + 1] : finalNorm, eps, s.x);
         d.flush(); // the device runs this layer while the host enqueues the next
     }
 
+    /** Tells a routing observer the ids of a step's layers, logged on the device by {@link #block} (one read). */
+    private void reportRouting(Scratch s, int n, boolean grouped) {
+        if (grouped || !executor.observesRouting() || n == 0) return;
+        int K = c.topK(), L = layers.length;
+        int[] all = new int[L * n * K];
+        d.read(s.routeLog, all, L * n * K);
+        for (int l = 0; l < L; l++) executor.routed(l, java.util.Arrays.copyOfRange(all, l * n * K, (l + 1) * n * K), n, K);
+    }
+
     /** Above this many rows, a chunk's experts run grouped (one product per expert) rather than 8 rows a pass. */
     static final int GROUP_MIN_ROWS = 8;
 
-    /**
-     * The experts of layer l for a prefill chunk, grouped as {@link LocalExperts} does on the host: the router's ids
-     * come back to the host (n * K ints), the pairs are grouped by expert, and each chosen expert runs once over its
-     * rows: gather, W1 and W3 products, SiLU(g) * u, W2 product, scatter into the pairs' rows of s.pairs [n * K, h].
-     * Each expert's weights are read once per chunk (8 rows a pass would read them n / 8 times).
-     */
-    private void groupedExperts(int l, MoeLayer moe, Scratch s, int n) {
-        int K = moe.K, E = moe.E, h = c.hiddenSize(), I = c.intermediateSize(), pairs = n * K;
-        int[] ids = new int[pairs];
-        d.read(s.expertIds, ids, pairs);
-        int[] start = new int[E + 1];
-        for (int id : ids) start[id + 1]++;
-        for (int e = 0; e < E; e++) start[e + 1] += start[e];
-        int[] fill = java.util.Arrays.copyOf(start, E), tokenRow = new int[pairs], pairIndex = new int[pairs];
-        for (int p = 0; p < pairs; p++) {
-            int at = fill[ids[p]]++;
-            tokenRow[at] = p / K;
-            pairIndex[at] = p;
-        }
-        d.write(s.groupTokens, tokenRow, pairs);
-        d.write(s.groupPairs, pairIndex, pairs);
-        for (int e = 0; e < E; e++) {
-            int m = start[e + 1] - start[e];
-            if (m == 0) continue;
-            d.gatherRows(s.x, h, s.groupTokens, start[e], m, s.xe);                     // xe [m, h]
-            d.expertProduct(experts[l], DeviceOps.ExpertWeight.W1, e, s.xe, m, s.act); // g [m, I]
-            d.expertProduct(experts[l], DeviceOps.ExpertWeight.W3, e, s.xe, m, s.up);  // u [m, I]
-            d.siluMul(s.act, s.up, (long) m * I);
-            d.expertProduct(experts[l], DeviceOps.ExpertWeight.W2, e, s.act, m, s.de); // [m, h]
-            d.scatterRows(s.de, h, s.groupPairs, start[e], m, s.pairs);
-        }
-    }
-
     /** Lightning attention of layer l: s.x [n, h] -> s.a [n, h], each sequence's S advanced one step. */
-    private void lightning(int l, LightningAttention la, DeviceState[] dev, int n) {
+    private void lightning(int l, LightningAttention la, Scratch s, DeviceState[] dev, int n) {
         int HD = la.H * la.D;
         // qkv = SiLU(x W_qkv^T): [n, H, 3D]
         d.matmul(s.x, n, la.wQkv, s.qkv);
@@ -302,7 +486,7 @@ final class ResidentDecoder implements AutoCloseable {
     }
 
     /** Softmax attention of layer l: s.x [n, h] -> s.a [n, h], each sequence's cache one row longer. */
-    private void softmax(int l, SoftmaxAttention sa, DeviceState[] dev, int n) {
+    private void softmax(int l, SoftmaxAttention sa, Scratch s, DeviceState[] dev, int n) {
         // q [n, H, D], k and v [n, KV, D], RoPE at each row's position
         d.matmul(s.x, n, sa.wq, s.q);
         d.matmul(s.x, n, sa.wk, s.k);
@@ -320,10 +504,9 @@ final class ResidentDecoder implements AutoCloseable {
 
     @Override
     public synchronized void close() {
-        if (s != null) s.close();
-        s = null;
-        if (ps != null) ps.close();
-        ps = null;
+        for (Scratch x : new Scratch[]{s, s2, ps, ps2}) if (x != null) x.close();
+        s = s2 = ps = ps2 = null;
+        if (calls != null) calls.shutdownNow();
         for (Buffer b : constants) b.close();
         constants.clear();
     }

@@ -75,6 +75,21 @@ public final class SequenceState {
         return kv[layer];
     }
 
+    /**
+     * Copies of the lightning states, current, [layer] -> [H, D, D] (null for softmax layers): read from the device copy
+     * when it is ahead, without bringing the KV caches to the host (a prefix-cache snapshot mid-prompt).
+     */
+    synchronized float[][] copyLightning() {
+        float[][] out = new float[lightning.length][];
+        if (deviceAhead) {
+            for (int l = 0; l < out.length; l++) if (lightning[l] != null) out[l] = new float[lightning[l].length];
+            device.downloadLightning(out);
+        } else {
+            for (int l = 0; l < out.length; l++) if (lightning[l] != null) out[l] = lightning[l].clone();
+        }
+        return out;
+    }
+
     /** Downloads a device copy that is ahead; {@code forWrite}: the caller will change the host arrays. */
     private synchronized void toHost(boolean forWrite) {
         if (deviceAhead) {

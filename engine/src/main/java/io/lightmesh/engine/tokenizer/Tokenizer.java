@@ -98,6 +98,15 @@ public final class Tokenizer {
         Map<String, Integer> vocab = new HashMap<>(model.path("vocab").size() * 2);
         model.path("vocab").properties().forEach(e -> vocab.put(e.getKey(), e.getValue().asInt()));
         if (vocab.isEmpty()) throw new IllegalArgumentException("field model.vocab is missing or empty");
+        // the id tables are sized by the largest id: bound it by the file's own size (real vocabularies are dense)
+        long maxId = 4L * (vocab.size() + root.path("added_tokens").size()) + 1024;
+        for (Map.Entry<String, JsonNode> e : model.path("vocab").properties()) {
+            JsonNode id = e.getValue();
+            if (!id.canConvertToInt() || !id.isIntegralNumber() || id.asInt() < 0 || id.asInt() > maxId) {
+                throw new IllegalArgumentException("field model.vocab: token '" + e.getKey() + "' has id " + id
+                        + "; ids are integers in 0.." + maxId + " (four times the entries)");
+            }
+        }
 
         JsonNode mergesNode = model.path("merges");
         PairMap merges = new PairMap(mergesNode.size());
@@ -245,6 +254,9 @@ public final class Tokenizer {
     public OptionalInt bosId() {
         return bosId;
     }
+
+    /** A copy of the bytes token {@code id} decodes to (empty for unknown ids), e.g. for log-probability listings. */
+    public byte[] bytesOf(int id) { return tokenBytes(id).clone(); }
 
     /** The bytes token {@code id} decodes to (empty for unknown ids); shared, do not modify. */
     byte[] tokenBytes(int id) {

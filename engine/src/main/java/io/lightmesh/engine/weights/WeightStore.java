@@ -16,7 +16,8 @@ import java.util.Set;
 
 /**
  * All tensors of a checkpoint directory, single-file ({@code model.safetensors}) or sharded
- * ({@code model.safetensors.index.json} naming the shard of every tensor). Tensors stay mapped until {@link #close()}.
+ * ({@code model.safetensors.index.json} naming the shard of every tensor, a file in the same folder). Tensors stay
+ * mapped until {@link #close()}. A checkpoint that cannot be read is an {@link IOException} naming the file.
  */
 public final class WeightStore implements AutoCloseable {
     private final List<SafeTensorsFile> files = new ArrayList<>();
@@ -34,7 +35,7 @@ public final class WeightStore implements AutoCloseable {
                 Map<String, SafeTensorsFile> shards = new HashMap<>();
                 for (Iterator<Map.Entry<String, JsonNode>> it = map.properties().iterator(); it.hasNext(); ) {
                     Map.Entry<String, JsonNode> e = it.next();
-                    String shard = e.getValue().asText();
+                    String shard = shardName(e.getValue(), e.getKey(), index);
                     SafeTensorsFile f = shards.get(shard);
                     if (f == null) {
                         Path p = dir.resolve(shard);
@@ -59,6 +60,19 @@ public final class WeightStore implements AutoCloseable {
             ws.close();
             throw e;
         }
+    }
+
+    /**
+     * The shard file an index entry names: a plain file name in the checkpoint folder (as Hugging Face writes them), never
+     * a path that could reach outside it.
+     */
+    private static String shardName(JsonNode value, String tensor, Path index) throws IOException {
+        String shard = value.isTextual() ? value.asText() : "";
+        if (shard.isEmpty() || shard.equals(".") || shard.equals("..") || shard.indexOf('/') >= 0 || shard.indexOf('\\') >= 0
+                || shard.indexOf('\0') >= 0) {
+            throw new IOException(index + ": tensor " + tensor + " names shard " + value + "; expected a file name in the checkpoint folder");
+        }
+        return shard;
     }
 
     /** The tensor named {@code name}; a missing one is an error naming it. */

@@ -58,9 +58,28 @@ class ReferenceFixturesTest {
 
     /** Shared with other backends' tests: the same fixtures, the same tolerance. */
     static void check(Path dir, TensorOps ops) throws IOException {
+        check(dir, ops, TOL, true);
+    }
+
+    /** As {@link #check(Path, TensorOps)}, on {@code variant} of the loaded model (other experts, micro-batching). */
+    static void check(Path dir, TensorOps ops, java.util.function.UnaryOperator<MiniMaxModel> variant) throws IOException {
+        check(dir, ops, TOL, true, variant);
+    }
+
+    /**
+     * The fixture's prefill rows and cached decode steps within {@code tol} (max |diff| / max |reference| per row),
+     * and, when {@code greedy}, the greedy tokens identical. Returns the largest errors seen: {prefill, decode}.
+     */
+    static double[] check(Path dir, TensorOps ops, double tol, boolean greedy) throws IOException {
+        return check(dir, ops, tol, greedy, m -> m);
+    }
+
+    static double[] check(Path dir, TensorOps ops, double tol, boolean greedy, java.util.function.UnaryOperator<MiniMaxModel> variant) throws IOException {
+        double[] worst = new double[2];
         JsonNode exp = new ObjectMapper().readTree(dir.resolve("expected.json").toFile());
         int[] prompt = ints(exp.get("prompt_ids"));
-        try (MiniMaxModel model = MiniMaxModel.load(dir, ops)) {
+        try (MiniMaxModel base = MiniMaxModel.load(dir, ops)) {
+            MiniMaxModel model = variant.apply(base);
             assertEquals(ops.resident() != null, model.decodesOnDevice(), "decode path of " + ops.name());
             // prefill logits at the recorded rows, from one prefill call
             List<Integer> rows = new ArrayList<>();
@@ -72,27 +91,36 @@ class ReferenceFixturesTest {
             }
             SequenceState s = model.newState();
             float[][] got = model.prefill(s, prompt, rows.stream().mapToInt(Integer::intValue).toArray());
-            for (int i = 0; i < rows.size(); i++) assertClose(expected.get(i), got[i], dir.getFileName() + " prefill row " + rows.get(i));
+            for (int i = 0; i < rows.size(); i++) {
+                worst[0] = Math.max(worst[0], assertClose(expected.get(i), got[i], dir.getFileName() + " prefill row " + rows.get(i), tol));
+            }
             // cached decode, one token at a time
             int[] decodeIds = ints(exp.get("decode_ids"));
             JsonNode decodeLogits = exp.get("decode_logits");
             for (int i = 0; i < decodeIds.length; i++) {
                 float[] l = model.decode(List.of(s), new int[]{decodeIds[i]})[0];
-                assertClose(floats(decodeLogits.get(i)), l, dir.getFileName() + " decode step " + i);
+                worst[1] = Math.max(worst[1], assertClose(floats(decodeLogits.get(i)), l, dir.getFileName() + " decode step " + i, tol));
             }
             // greedy continuation
-            int[] greedy = ints(exp.get("greedy_ids"));
-            Generator.Result r = Generator.generate(model, null, prompt, SamplingParams.greedy(greedy.length), null);
-            assertArrayEquals(greedy, r.tokens(), dir.getFileName() + " greedy tokens");
+            if (greedy) {
+                int[] ids = ints(exp.get("greedy_ids"));
+                Generator.Result r = Generator.generate(model, null, prompt, SamplingParams.greedy(ids.length), null);
+                assertArrayEquals(ids, r.tokens(), dir.getFileName() + " greedy tokens");
+            }
         }
+        return worst;
     }
 
-    static void assertClose(float[] expected, float[] actual, String what) {
+    static double assertClose(float[] expected, float[] actual, String what) { return assertClose(expected, actual, what, TOL); }
+
+    /** Checks max |diff| / max |expected| <= tol and returns it. */
+    static double assertClose(float[] expected, float[] actual, String what, double tol) {
         assertEquals(expected.length, actual.length, what + ": vocab");
         double scale = 0, maxErr = 0;
         for (float v : expected) scale = Math.max(scale, Math.abs(v));
         for (int i = 0; i < expected.length; i++) maxErr = Math.max(maxErr, Math.abs(expected[i] - actual[i]));
-        assertTrue(maxErr / scale <= TOL, what + ": max |diff| " + maxErr + " relative " + maxErr / scale + " > " + TOL);
+        assertTrue(maxErr / scale <= tol, what + ": max |diff| " + maxErr + " relative " + maxErr / scale + " > " + tol);
+        return maxErr / scale;
     }
 
     static int[] ints(JsonNode a) {

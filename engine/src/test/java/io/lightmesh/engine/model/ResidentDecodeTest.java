@@ -18,6 +18,8 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -142,6 +144,157 @@ class ResidentDecodeTest {
             int t = rnd.nextInt(512);
             ReferenceFixturesTest.assertClose(ref.decode(List.of(a), new int[]{t})[0], dev.decode(List.of(b), new int[]{t})[0],
                     dt + " decode after device prefill");
+        }
+    }
+
+    /**
+     * Experts computed elsewhere, as expert shards are: in-process experts (another backend) behind an executor that is
+     * not {@link ExpertExecutor#local() local}. Records each call's rows and the most calls in flight at once; with
+     * {@code awaitSecond}, the first call waits (bounded) until a second one has started, which only ping-pong allows.
+     */
+    static final class Elsewhere implements ExpertExecutor {
+        final ExpertExecutor inner;
+        final List<Integer> rows = java.util.Collections.synchronizedList(new ArrayList<>());
+        final java.util.concurrent.atomic.AtomicInteger inFlight = new java.util.concurrent.atomic.AtomicInteger(),
+                maxInFlight = new java.util.concurrent.atomic.AtomicInteger();
+        final java.util.concurrent.CountDownLatch second = new java.util.concurrent.CountDownLatch(1);
+        final java.util.concurrent.atomic.AtomicInteger calls = new java.util.concurrent.atomic.AtomicInteger();
+        final boolean awaitSecond;
+        volatile boolean sawSecond;
+
+        Elsewhere(ExpertExecutor inner) { this(inner, false); }
+
+        Elsewhere(ExpertExecutor inner, boolean awaitSecond) {
+            this.inner = inner;
+            this.awaitSecond = awaitSecond;
+        }
+
+        @Override
+        public void run(int layer, float[] x, int n, int k, int[] experts, float[] weights, float[] out) {
+            rows.add(n);
+            maxInFlight.accumulateAndGet(inFlight.incrementAndGet(), Math::max);
+            try {
+                if (calls.getAndIncrement() == 0 && awaitSecond) {
+                    try {
+                        sawSecond = second.await(20, java.util.concurrent.TimeUnit.SECONDS);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                } else {
+                    second.countDown();
+                }
+                inner.run(layer, x, n, k, experts, weights, out);
+            } finally {
+                inFlight.decrementAndGet();
+            }
+        }
+    }
+
+    /**
+     * The device path with remote experts (only the MoE rows and the router's top-k go to the host), as the mesh
+     * runs it with expert shards: batched prefill of ragged prompts (the long ones split into two micro-batches),
+     * logit rows, continuous-batching decode (two micro-batches of 5), against the reference backend; with ping-pong
+     * the first micro-batch's expert call is still running when the second's starts.
+     */
+    @ParameterizedTest
+    @org.junit.jupiter.params.provider.CsvSource({"F32,true", "F32,false", "BF16,true"})
+    void remoteExpertsOnTheDeviceMatchReference(Dt dt, boolean pingPong) throws IOException {
+        Path p = checkpoint(dt);
+        try (MiniMaxModel ref = MiniMaxModel.load(p, new ReferenceOps()); MiniMaxModel base = MiniMaxModel.load(p, OpenClTestSupport.ops())) {
+            Elsewhere remote = new Elsewhere(new LocalExperts(base.config(), base.weights(), new ReferenceOps()), pingPong);
+            MiniMaxModel dev = base.withExperts(remote).withMicroBatching(pingPong);
+            assertEquals(new ForwardPath(true, true, true, pingPong), dev.path());
+            SplittableRandom rnd = new SplittableRandom(12);
+            int[] lengths = {40, 1, 17, 3, 50, 9, 33, 16, 21, 5};
+            List<SequenceState> rs = new ArrayList<>(), ds = new ArrayList<>();
+            for (int len : lengths) {
+                int[] prompt = rnd.ints(len, 0, 512).toArray(), rows = {0, len / 2, len - 1};
+                SequenceState a = ref.newState(), b = dev.newState();
+                float[][] want = ref.prefill(a, prompt, rows), got = dev.prefill(b, prompt, rows);
+                for (int i = 0; i < rows.length; i++) ReferenceFixturesTest.assertClose(want[i], got[i], dt + " prefill " + len + " row " + rows[i]);
+                rs.add(a);
+                ds.add(b);
+            }
+            int L = base.config().numLayers();
+            if (pingPong) {
+                assertTrue(remote.sawSecond, "the first micro-batch's experts were still computing when the second's started");
+                assertEquals(2, remote.maxInFlight.get());
+                assertEquals(20, (int) remote.rows.get(0), "the 40-token prompt runs as two micro-batches of 20");
+            } else {
+                assertEquals(40, (int) remote.rows.get(0));
+                assertEquals(1, remote.maxInFlight.get());
+            }
+            remote.rows.clear();
+            for (int step = 0; step < 4; step++) {
+                int[] tokens = rnd.ints(lengths.length, 0, 512).toArray();
+                float[][] want = ref.decode(rs, tokens), got = dev.decode(ds, tokens);
+                for (int i = 0; i < tokens.length; i++) ReferenceFixturesTest.assertClose(want[i], got[i], dt + " step " + step + " sequence " + i);
+            }
+            assertEquals(4 * L * (pingPong ? 2 : 1), remote.rows.size(), "one expert call per layer per micro-batch");
+            for (int n : remote.rows) assertEquals(pingPong ? 5 : 10, n);
+        }
+    }
+
+    /** A routing observer in front of in-process experts keeps the device path, and sees what the host path sees. */
+    @ParameterizedTest
+    @EnumSource(Dt.class)
+    void countingExpertsKeepTheDevicePathAndCountTheSame(Dt dt) throws IOException {
+        Path p = checkpoint(dt);
+        try (MiniMaxModel ref = MiniMaxModel.load(p, new ReferenceOps()); MiniMaxModel base = MiniMaxModel.load(p, OpenClTestSupport.ops())) {
+            int L = base.config().numLayers(), E = base.config().numExperts(), K = base.config().topK();
+            Counting onRef = new Counting(new LocalExperts(ref.config(), ref.weights(), ref.ops()), L, E);
+            Counting onDev = new Counting(new LocalExperts(base.config(), base.weights(), base.ops()), L, E);
+            MiniMaxModel host = ref.withExperts(onRef), dev = base.withExperts(onDev);
+            assertEquals(new ForwardPath(true, true, false, false), dev.path());
+            SplittableRandom rnd = new SplittableRandom(3);
+            List<SequenceState> hs = new ArrayList<>(), ds = new ArrayList<>();
+            int tokens = 0;
+            for (int len : new int[]{40, 5, 12}) { // grouped (ids read at once) and 8-row (route log) prefill
+                int[] prompt = rnd.ints(len, 0, 512).toArray();
+                SequenceState a = host.newState(), b = dev.newState();
+                ReferenceFixturesTest.assertClose(host.prefill(a, prompt), dev.prefill(b, prompt), dt + " prefill " + len);
+                hs.add(a);
+                ds.add(b);
+                tokens += len;
+            }
+            for (int step = 0; step < 3; step++) {
+                int[] t = rnd.ints(3, 0, 512).toArray();
+                float[][] want = host.decode(hs, t), got = dev.decode(ds, t);
+                for (int i = 0; i < 3; i++) ReferenceFixturesTest.assertClose(want[i], got[i], dt + " step " + step);
+                tokens += 3;
+            }
+            assertEquals((long) tokens * L * K, java.util.Arrays.stream(onDev.counts).sum());
+            assertArrayEquals(onRef.counts, onDev.counts, "tokens per (layer, expert)");
+            assertEquals(0, onDev.runs.get(), "the device computed the experts itself");
+        }
+    }
+
+    /** Counts tokens per (layer, expert) as the mesh's CountingExperts does. */
+    static final class Counting implements ExpertExecutor {
+        final LocalExperts inner;
+        final long[] counts;
+        final int E;
+        final java.util.concurrent.atomic.AtomicInteger runs = new java.util.concurrent.atomic.AtomicInteger();
+
+        Counting(LocalExperts inner, int L, int E) {
+            this.inner = inner;
+            this.E = E;
+            this.counts = new long[L * E];
+        }
+
+        @Override
+        public void run(int layer, float[] x, int n, int k, int[] experts, float[] weights, float[] out) {
+            runs.incrementAndGet();
+            routed(layer, experts, n, k);
+            inner.run(layer, x, n, k, experts, weights, out);
+        }
+
+        @Override public LocalExperts local() { return inner; }
+        @Override public boolean observesRouting() { return true; }
+
+        @Override
+        public synchronized void routed(int layer, int[] experts, int n, int k) {
+            for (int i = 0; i < n * k; i++) counts[layer * E + experts[i]]++;
         }
     }
 

@@ -92,4 +92,35 @@ class WeightStoreTest {
         var e = assertThrows(IOException.class, () -> WeightStore.open(dir));
         assertTrue(e.getMessage().contains("model-00001-of-00001.safetensors"), e.getMessage());
     }
+
+    @Test
+    void anIndexCannotReachOutsideTheCheckpointFolder() throws IOException {
+        sample().write(dir.resolve("outside.safetensors"), DType.F32);
+        Path model = Files.createDirectories(dir.resolve("model"));
+        for (String shard : new String[]{"../outside.safetensors", dir.resolve("outside.safetensors").toString(), "", "a\u0000b"}) {
+            Files.writeString(model.resolve("model.safetensors.index.json"),
+                    "{\"weight_map\": {\"a.weight\": " + new com.fasterxml.jackson.databind.ObjectMapper().writeValueAsString(shard) + "}}");
+            var e = assertThrows(IOException.class, () -> WeightStore.open(model), shard);
+            assertTrue(e.getMessage().contains("expected a file name in the checkpoint folder"), e.getMessage());
+        }
+    }
+
+    @Test
+    void aHeaderEntryWithoutOffsetsOrWithOffsetsOutsideTheFileIsAnIoExceptionNamingTheTensor() throws IOException {
+        for (String entry : new String[]{"{\"dtype\": \"F32\", \"shape\": [1]}",
+                "{\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 400]}",
+                "{\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 0]}",
+                "{\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}",
+                "{\"dtype\": \"F32\", \"shape\": [4611686018427387904, 4], \"data_offsets\": [0, 0]}",
+                "[1, 2]"}) {
+            byte[] header = ("{\"t\": " + entry + "}").getBytes(java.nio.charset.StandardCharsets.UTF_8);
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(8 + header.length + 4).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            b.putLong(header.length).put(header).putFloat(1f);
+            Path f = dir.resolve("bad.safetensors");
+            Files.write(f, b.array());
+            var e = assertThrows(IOException.class, () -> SafeTensorsFile.open(f).close(), entry);
+            assertTrue(e.getMessage().contains("tensor t"), e.getMessage());
+            assertTrue(e.getCause() == null || e.getCause() instanceof IllegalArgumentException, () -> "cause " + e.getCause());
+        }
+    }
 }

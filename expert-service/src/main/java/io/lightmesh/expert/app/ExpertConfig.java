@@ -17,10 +17,20 @@ public interface ExpertConfig {
     Path model();
 
     /**
-     * I/N: this shard holds the experts e with e % N == I; I >= N makes it a replica of shard I % N (a StatefulSet
-     * pod index past the shard count).
+     * I/N: this shard starts with the experts e with e % N == I (its share); I >= N makes it a replica of shard I % N
+     * (a StatefulSet pod index past the shard count); "none": it starts empty, and a placement controller loads
+     * experts onto it (Expert.LoadExperts).
      */
     String shard();
+
+    /**
+     * Extra expert copies (one (layer, expert) pair each) the shard may hold beyond its starting share, for
+     * replicas of hot experts and for the experts of a failed shard; default: no limit (every pair).
+     */
+    Optional<Integer> expertSlots();
+
+    /** Memory for expert weights, GiB: caps the copies at this over one copy's bytes; default: no cap. */
+    Optional<Double> expertMemoryGib();
 
     /** Of these layers only (another set of shards must hold the rest); default every layer. */
     Optional<List<Integer>> layers();

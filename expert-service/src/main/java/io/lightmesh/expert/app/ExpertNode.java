@@ -41,29 +41,40 @@ public class ExpertNode {
     static DeferredServices services() { return new DeferredServices(); }
 
     ExpertNode(ExpertConfig config, OpenTelemetry tracing, DeferredServices services, MeshMetrics metrics) throws Exception {
-        // Quarkus's SDK traces; the metrics are always recorded, for /q/metrics (and OTLP when configured)
+        // Quarkus's SDK traces; the metrics are always recorded, for /q/metrics
         OpenTelemetry otel = metrics.withTracing(tracing);
+        boolean empty = config.shard().trim().equalsIgnoreCase("none");
         String[] is = config.shard().split("/");
-        if (is.length != 2) throw new IllegalArgumentException("expert: lightmesh.shard must be I/N, e.g. 0/2, not " + config.shard());
-        int index = Integer.parseInt(is[0].trim()), count = Integer.parseInt(is[1].trim());
+        if (!empty && is.length != 2) throw new IllegalArgumentException("expert: lightmesh.shard must be I/N, e.g. 0/2, or none, not " + config.shard());
+        int index = empty ? 0 : Integer.parseInt(is[0].trim()), count = empty ? 1 : Integer.parseInt(is[1].trim());
+        int podIndex = index; // names the shard: a replica keeps its own id
         // a pod index beyond the shard count (a StatefulSet scaled past it): a replica of shard index % count
-        if (count > 0 && index >= count) {
+        if (!empty && count > 0 && index >= count) {
             LOG.infof("expert: shard %d of %d is a replica of shard %d", index, count, index % count);
             index = index % count;
         }
+        if (config.expertSlots().isPresent() && config.expertSlots().get() < 0) {
+            throw new IllegalArgumentException("expert: lightmesh.expert-slots must be >= 0, not " + config.expertSlots().get());
+        }
         model = MeshModel.load(config.model(), Services.backend(config.backend()));
         try {
-            int[] experts = ExpertPlacement.expertsOf(index, count, model.config().numExperts());
+            int[] experts = empty ? new int[0] : ExpertPlacement.expertsOf(index, count, model.config().numExperts());
             int[] layers = config.layers().orElse(List.of()).stream().mapToInt(Integer::intValue).toArray();
             String host = config.host();
-            String id = config.id().orElse("expert-" + index);
+            String id = config.id().orElse("expert-" + podIndex);
             String advertise = config.advertise().orElse((host.equals("0.0.0.0") ? InetAddress.getLocalHost().getHostName() : host)
                     + ":" + config.grpcPort());
-            shard = new ExpertShard(new ExpertPlacement.Shard(id, advertise, layers, experts), model, otel);
+            ExpertPlacement.Shard start = empty ? ExpertPlacement.Shard.of(id, advertise, java.util.Map.of())
+                    : new ExpertPlacement.Shard(id, advertise, layers, experts);
+            int share = start.pairs(model.config().numLayers(), model.config().numExperts()).length;
+            int slots = ExpertShard.slotCapacity(model,
+                    config.expertSlots().map(k -> java.util.OptionalInt.of((int) Math.min(Integer.MAX_VALUE, (long) share + k))).orElse(java.util.OptionalInt.empty()),
+                    config.expertMemoryGib().map(g -> java.util.OptionalLong.of((long) (g * (1L << 30)))).orElse(java.util.OptionalLong.empty()));
+            shard = new ExpertShard(start, model, otel, slots);
             for (BindableService s : shard.services()) services.publish(Grpc.traced(s));
             services.markReady();
-            LOG.infof("expert shard %s (advertised %s): experts %s of %s", id, advertise, Arrays.toString(experts),
-                    layers.length == 0 ? "every layer" : "layers " + Arrays.toString(layers));
+            LOG.infof("expert shard %s (advertised %s): experts %s of %s, %d expert slots", id, advertise,
+                    empty ? "none" : Arrays.toString(experts), layers.length == 0 ? "every layer" : "layers " + Arrays.toString(layers), slots);
         } catch (Exception | Error e) {
             model.close();
             throw e;
@@ -74,6 +85,7 @@ public class ExpertNode {
 
     void stop(@Observes ShutdownEvent e) {
         LOG.info("expert shard: stopping");
+        shard.close();
     }
 
     /** After the gRPC server stopped (Quarkus destroys beans last), so no call computes on an unmapped model. */

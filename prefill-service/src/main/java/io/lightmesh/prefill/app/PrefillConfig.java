@@ -27,6 +27,13 @@ public interface PrefillConfig {
      */
     Optional<List<String>> experts();
 
+    /**
+     * The placement controller (host:port of the router's gRPC): when set, the experts are routed by the newest
+     * placement it publishes (Placement.Watch) and shards that fail are reported to it; lightmesh.experts is then
+     * not needed. Unset: the fixed placement discovered from lightmesh.experts.
+     */
+    Optional<String> placement();
+
     /** Kafka client id; default prefill-(pid). */
     Optional<String> id();
 
@@ -54,6 +61,12 @@ public interface PrefillConfig {
     /** /q/health (the prefill worker serves no gRPC: it takes its work from Kafka). */
     @WithDefault("8082")
     int httpPort();
+
+    /**
+     * Budget of the worker's prefix cache in GiB (snapshots of prompt states, reused by later requests sharing a
+     * prefix); 0 turns it off. Unset: 1 GiB, or a quarter of the heap when that is less.
+     */
+    Optional<Double> prefixCacheGib();
 
     /** Engine backend: auto, reference, vector, opencl. */
     @WithDefault("auto")

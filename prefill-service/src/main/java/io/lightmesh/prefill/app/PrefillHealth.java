@@ -19,7 +19,14 @@ public class PrefillHealth implements HealthCheck {
 
     @Override
     public HealthCheckResponse call() {
-        return HealthCheckResponse.named("prefill").up().withData("id", node.id())
-                .withData("prefilled", node.worker().prefilled.sum()).withData("busy", node.worker().busy()).build();
+        var b = HealthCheckResponse.named("prefill").up().withData("id", node.id())
+                .withData("prefilled", node.worker().prefilled.sum()).withData("busy", node.worker().busy())
+                .withData("prefix_cache_bytes", node.worker().prefixCache() == null ? 0 : node.worker().prefixCache().bytes());
+        // the engine's path: decode_path, prefill_path, experts, micro_batching, backend
+        node.worker().pathData().forEach((k, v) -> {
+            if (v instanceof Boolean f) b.withData(k, f);
+            else b.withData(k, String.valueOf(v));
+        });
+        return b.build();
     }
 }

@@ -1,9 +1,10 @@
 package io.lightmesh.prefill.app;
 
+import io.lightmesh.engine.prefix.PrefixCache;
 import io.lightmesh.mesh.MeshMetrics;
 import io.lightmesh.mesh.MeshModel;
-import io.lightmesh.mesh.LiveExperts;
-import io.lightmesh.mesh.PeerSet;
+import io.lightmesh.mesh.PlacementSource;
+import io.lightmesh.mesh.RemoteExperts;
 import io.lightmesh.mesh.Services;
 import io.lightmesh.prefill.PrefillWorker;
 import io.opentelemetry.api.OpenTelemetry;
@@ -28,7 +29,7 @@ public class PrefillNode {
     private static final Logger LOG = Logger.getLogger(PrefillNode.class);
 
     private final MeshModel model;
-    private final List<LiveExperts> remotes = new ArrayList<>();
+    private final List<RemoteExperts> remotes = new ArrayList<>();
     private final PrefillWorker worker;
     private final String id;
 
@@ -38,16 +39,18 @@ public class PrefillNode {
         model = MeshModel.load(config.model(), Services.backend(config.backend()));
         try {
             List<String> experts = config.experts().orElse(List.of());
-            // fixed host:port shards or dns:name:port (a headless Service), followed as shards come and go
-            if (!experts.isEmpty()) remotes.add(new LiveExperts(model, PeerSet.of(experts), 30_000, 120_000, 30_000));
-            var forward = Services.workerModel(model, remotes.isEmpty() ? null : remotes.getFirst(), otel);
             id = config.id().orElse("prefill-" + ProcessHandle.current().pid());
+            // the controller's placement, or the shards' own: fixed host:port, or dns:name:port followed as shards come and go
+            PlacementSource placement = Services.placementSource(model, config.placement(), experts, id, 120_000);
+            var forward = Services.workerModel(model, placement, otel, remotes::add);
             worker = new PrefillWorker(new PrefillWorker.Settings(id, config.kafka(), config.topic(), config.prefillGroup(),
-                    config.chunkBytes(), 30_000, 50, config.prefillBatchTokens(), config.prefillBatchMax()), model, forward, otel);
-            LOG.infof("prefill worker %s: Kafka %s, topic %s, experts %s", id, config.kafka(), config.topic(),
-                    remotes.isEmpty() ? "in-process" : "on " + experts);
+                    config.chunkBytes(), 30_000, 50, config.prefillBatchTokens(), config.prefillBatchMax(),
+                    config.prefixCacheGib().map(g -> (long) (g * (1L << 30))).orElse(PrefixCache.defaultBytes())), model, forward, otel);
+            LOG.infof("prefill worker %s: Kafka %s, topic %s, experts %s, prefix cache %s", id, config.kafka(), config.topic(),
+                    placement == null ? "in-process" : config.placement().map(c -> "placed by the controller at " + c).orElse("on " + experts),
+                    worker.prefixCache() == null ? "off" : String.format("%.2f GiB", worker.prefixCache().stats().budget() / (double) (1L << 30)));
         } catch (Exception | Error e) {
-            remotes.forEach(LiveExperts::close);
+            remotes.forEach(RemoteExperts::close);
             model.close();
             throw e;
         }
@@ -65,7 +68,7 @@ public class PrefillNode {
     /** Last, when Quarkus destroys its beans: the expert channels, then the model's mapping. */
     @PreDestroy
     void release() {
-        remotes.forEach(LiveExperts::close);
+        remotes.forEach(RemoteExperts::close);
         model.close();
     }
 }

@@ -1,6 +1,8 @@
 package io.lightmesh.router.app;
 
+import io.grpc.ManagedChannel;
 import io.lightmesh.client.LightMeshClient;
+import io.lightmesh.mesh.Grpc;
 import io.lightmesh.openai.OpenAiApi;
 import io.lightmesh.openai.OpenAiOptions;
 import io.quarkus.runtime.ShutdownEvent;
@@ -18,17 +20,21 @@ import java.time.Duration;
 @Singleton
 public class OpenAiRoutes {
     private LightMeshClient client;
+    private ManagedChannel channel;
 
     void mount(@Observes Router router, RouterConfig config) {
         // this process's own gRPC API, reached over loopback when it listens on every interface
         String host = config.host().equals("0.0.0.0") || config.host().equals("::") ? "127.0.0.1" : config.host();
         // with an API key the gRPC API checks it too (ApiKeyCheck): the HTTP API, having checked the caller's, passes it on
-        client = LightMeshClient.builder().target(host + ":" + config.grpcPort()).plaintext().apiKey(config.apiKey().orElse(null))
+        // over the mesh's own channel: mutual TLS when the mesh has it (MeshTls)
+        channel = Grpc.channel(host + ":" + config.grpcPort());
+        client = LightMeshClient.builder().channel(channel).apiKey(config.apiKey().orElse(null))
                 .defaultDeadline(Duration.ofHours(2)).build();
         OpenAiApi.mount(router, client, OpenAiOptions.defaults().withApiKey(config.apiKey().orElse(null)));
     }
 
     void stop(@Observes ShutdownEvent e) {
         if (client != null) client.close();
+        Grpc.shutdown(channel);
     }
 }

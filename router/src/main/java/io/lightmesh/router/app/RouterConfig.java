@@ -62,6 +62,22 @@ public interface RouterConfig {
     @WithDefault("1048576")
     int maxPromptTokens();
 
+    /** Request limits (io.lightmesh.router.RequestLimits; README "Request limits"): beyond one, INVALID_ARGUMENT / HTTP 400. */
+    @WithDefault("131072")
+    int maxNewTokens();
+
+    @WithDefault("4096")
+    int maxMessages();
+
+    @WithDefault("128")
+    int maxTools();
+
+    @WithDefault("16")
+    int maxStopStrings();
+
+    @WithDefault("1024")
+    int maxStopChars();
+
     /** Times a request is prefilled again on another decode worker after one is lost. */
     @WithDefault("2")
     int maxResumes();
@@ -72,4 +88,28 @@ public interface RouterConfig {
 
     /** When set, the OpenAI API wants "Authorization: Bearer (key)". */
     Optional<String> apiKey();
+
+    // ---- the expert placement controller (runs when experts are given; workers watch it with lightmesh.placement) ----
+
+    /**
+     * Expert copies (one (layer, expert) each) a shard may be given beyond its share (ceil(experts / shards) per layer),
+     * for replicas of hot experts, spread evenly over the layers; default two per layer. The shards' own
+     * lightmesh.expert-slots bounds what they accept.
+     */
+    Optional<Integer> expertSlots();
+
+    /** The sliding window of expert load, and how long an imbalance must last before a re-placement, in seconds. */
+    @WithDefault("60")
+    double rebalanceIntervalS();
+
+    /** Re-place when max / mean shard load stays above this for the window. */
+    @WithDefault("1.25")
+    double imbalanceThreshold();
+
+    /** MIN:MAX bounds of lightmesh.expert.shards.desired (the metric an autoscaler follows); default 1 and unbounded. */
+    Optional<String> autoscaleExperts();
+
+    /** Target utilisation of a shard's measured capacity when computing the shards desired. */
+    @WithDefault("0.7")
+    double expertTargetUtilisation();
 }

@@ -8,7 +8,9 @@ import io.lightmesh.mesh.MeshMetrics;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.OffloadingInterceptor;
 import io.lightmesh.mesh.PeerSet;
+import io.lightmesh.router.RequestLimits;
 import io.lightmesh.router.RouterCore;
+import io.lightmesh.router.placement.PlacementController;
 import io.opentelemetry.api.OpenTelemetry;
 import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.runtime.Startup;
@@ -42,6 +44,7 @@ public class RouterNode {
     /** Decode workers and expert shards: fixed host:port entries or dns:name:port, followed as pods come and go. */
     private final PeerSet decode, experts;
     private final RouterCore core;
+    private final PlacementController placement;
     /** Handlers of the public API run here, off Quarkus's gRPC event loop (see OffloadingInterceptor). */
     private final ExecutorService handlers = Executors.newVirtualThreadPerTaskExecutor();
 
@@ -63,7 +66,9 @@ public class RouterNode {
         try {
             this.core = new RouterCore(new RouterCore.Settings(config.kafka(), config.topic(), config.partitions(), config.prefillGroup(),
                     config.decode(), config.experts().orElse(List.of()), config.maxInFlight(), config.defaultMaxNewTokens(),
-                    config.maxPromptTokens(), config.maxResumes(), config.pollMs()), decode, experts, model, otel);
+                    config.maxPromptTokens(), config.maxResumes(), config.pollMs()), decode, experts, model, otel,
+                    new RequestLimits(config.maxNewTokens(), config.maxMessages(), config.maxTools(), config.maxStopStrings(),
+                            config.maxStopChars(), RequestLimits.DEFAULT_MAX_ID_CHARS));
         } catch (RuntimeException e) {
             decode.close();
             experts.close();
@@ -71,6 +76,8 @@ public class RouterNode {
             throw e;
         }
         services.publish(ServerInterceptors.intercept(Grpc.traced(core.services().getFirst()), new OffloadingInterceptor(handlers)));
+        this.placement = PlacementNode.start(config, experts, model, otel);
+        if (placement != null) services.publish(Grpc.traced(placement.service()));
         services.markReady();
         LOG.infof("router: model %s, Kafka %s, decode %s, experts %s", config.model(), config.kafka(), decode.describe(),
                 experts.describe());
@@ -78,11 +85,15 @@ public class RouterNode {
 
     public RouterCore core() { return core; }
 
-    /** The expert shards now (for the placement controller: a live list when discovery is on). */
+    /** The expert shards now (the placement controller's shard set: a live list when discovery is on). */
     public Supplier<List<String>> expertShards() { return experts; }
+
+    /** The expert placement controller; null without expert shards. */
+    public PlacementController placement() { return placement; }
 
     void stop(@Observes ShutdownEvent e) {
         LOG.info("router: stopping");
+        if (placement != null) placement.close();
         core.close();
         decode.close();
         experts.close();

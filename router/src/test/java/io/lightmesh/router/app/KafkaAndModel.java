@@ -42,7 +42,7 @@ public class KafkaAndModel implements QuarkusTestResourceLifecycleManager {
             return Map.of("lightmesh.model", model.toString(), "lightmesh.kafka", kafka.bootstrapServers(),
                     "lightmesh.decode", "127.0.0.1:" + freePort(), "lightmesh.grpc-port", "" + GRPC_PORT,
                     "lightmesh.host", "127.0.0.1", "lightmesh.poll-ms", "200", "lightmesh.partitions", "2",
-                    "lightmesh.api-key", API_KEY);
+                    "lightmesh.api-key", API_KEY, "lightmesh.max-tools", "2", "lightmesh.max-new-tokens", "1000");
         } catch (Exception e) {
             throw new IllegalStateException("cannot start Kafka for the router test: " + e, e);
         }

@@ -85,6 +85,25 @@ class RouterAppTest {
     }
 
     @Test
+    void adminPlacementWantsTheKeyAndSaysThereIsNoControllerWithoutExpertShards() throws Exception {
+        assertEquals(401, get("/admin/placement").statusCode(), "no API key");
+        assertEquals(401, getWithKey("/admin/placement", "wrong").statusCode(), "a wrong API key");
+        HttpResponse<String> r = getWithKey("/admin/placement", KafkaAndModel.API_KEY);
+        assertEquals(404, r.statusCode(), r.body());
+        assertTrue(r.body().contains("no expert placement controller"), r.body());
+        // the Placement service is bound, and says it is not there
+        ManagedChannel ch = Grpc.channel("127.0.0.1:" + KafkaAndModel.GRPC_PORT);
+        try {
+            var e = org.junit.jupiter.api.Assertions.assertThrows(io.grpc.StatusRuntimeException.class,
+                    () -> io.lightmesh.proto.v1.PlacementGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS)
+                            .reportUnreachable(io.lightmesh.proto.v1.UnreachableReport.newBuilder().setShardId("x").build()));
+            assertEquals(io.grpc.Status.Code.UNAVAILABLE, e.getStatus().getCode());
+        } finally {
+            Grpc.shutdown(ch);
+        }
+    }
+
+    @Test
     void theGrpcApiWantsTheApiKeyAndServesTokenize() {
         ManagedChannel ch = Grpc.channel("127.0.0.1:" + KafkaAndModel.GRPC_PORT);
         try {
@@ -102,5 +121,18 @@ class RouterAppTest {
         } finally {
             Grpc.shutdown(ch);
         }
+    }
+
+    @Test
+    void requestsOverAConfiguredLimitAreAnswered400NamingIt() throws Exception {
+        // lightmesh.max-tools=2 and lightmesh.max-new-tokens=1000 (KafkaAndModel): refused before any worker is asked
+        String tool = "{\"type\": \"function\", \"function\": {\"name\": \"f\"}}";
+        HttpResponse<String> tools = post("/v1/chat/completions", "{\"model\": \"tiny\", \"messages\": [{\"role\": \"user\", "
+                + "\"content\": \"hi\"}], \"tools\": [" + tool + ", " + tool + ", " + tool + "]}");
+        assertEquals(400, tools.statusCode(), tools.body());
+        assertTrue(tools.body().contains("lightmesh.max-tools"), tools.body());
+        HttpResponse<String> tokens = post("/v1/completions", "{\"model\": \"tiny\", \"prompt\": \"Hello\", \"max_tokens\": 1001}");
+        assertEquals(400, tokens.statusCode(), tokens.body());
+        assertTrue(tokens.body().contains("at most 1000 (lightmesh.max-new-tokens)"), tokens.body());
     }
 }

@@ -28,6 +28,7 @@ final class Cl {
     static final long MEM_READ_WRITE = 1;
     static final int PROGRAM_BUILD_LOG = 0x1183;
     static final int DEVICE_NAME = 0x102B;
+    static final int DEVICE_VENDOR = 0x102C;
     static final int DEVICE_MAX_COMPUTE_UNITS = 0x1002;
 
     private static final Linker LINKER = Linker.nativeLinker();
@@ -187,10 +188,14 @@ final class Cl {
         }
     }
 
-    static String deviceName(MemorySegment device) {
+    static String deviceName(MemorySegment device) { return deviceString(device, DEVICE_NAME); }
+
+    static String deviceVendor(MemorySegment device) { return deviceString(device, DEVICE_VENDOR); }
+
+    private static String deviceString(MemorySegment device, int param) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment buf = a.allocate(256);
-            check((int) DEVICE_INFO.invokeExact(device, DEVICE_NAME, 256L, buf, MemorySegment.NULL), "clGetDeviceInfo");
+            check((int) DEVICE_INFO.invokeExact(device, param, 256L, buf, MemorySegment.NULL), "clGetDeviceInfo");
             return buf.getString(0).trim();
         } catch (Throwable t) {
             throw rethrow(t);

@@ -85,6 +85,12 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     private final MemorySegment context;
     private final MemorySegment queue;
     private final MemorySegment program;
+    /** tensorcore.cl, built where the probe tried it and kept where the check passed; else null. */
+    private MemorySegment tcProgram;
+    private final Map<String, MemorySegment> tcKernels = new HashMap<>();
+    private final TensorCores.Verdict tensorCores;
+    private boolean useTensorCores;
+    private final String options;
     private final String name;
     private final int computeUnits;
     private final Map<String, MemorySegment> kernels = new HashMap<>();
@@ -103,9 +109,209 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         this.context = Cl.createContext(device);
         this.queue = Cl.createQueue(context, device);
         // -Dlightmesh.opencl.options=-cl-nv-verbose (with -Dlightmesh.opencl.buildLog=true): NVIDIA's register counts
-        this.program = Cl.buildProgram(context, device, source(), System.getProperty("lightmesh.opencl.options", ""));
+        this.options = System.getProperty("lightmesh.opencl.options", "");
+        this.program = Cl.buildProgram(context, device, source(), options);
         this.name = Cl.deviceName(device);
         this.computeUnits = Math.max(1, Cl.computeUnits(device));
+        this.tensorCores = probeTensorCores();
+        this.useTensorCores = tensorCores.available();
+        LOG.log(System.Logger.Level.INFO, "OpenCL products of " + GEMM_MIN_ROWS + "+ rows on " + name + ": "
+                + (useTensorCores ? "bf16 tensor cores (mma.sync)" : "fp32 GEMM") + "; tensor cores " + tensorCores);
+    }
+
+    private static final System.Logger LOG = System.getLogger(ResidentOps.class.getName());
+
+    // ---- tensor cores --------------------------------------------------------------------------------------------
+
+    /** The start-up probe: the setting, then NVIDIA only, then the build and the check ({@link TensorCores}). */
+    private TensorCores.Verdict probeTensorCores() {
+        if (!TensorCores.wanted()) return TensorCores.Verdict.no("off (-Dlightmesh.opencl.tensorCores=false)");
+        String vendor = Cl.deviceVendor(device);
+        if (!TensorCores.nvidia(vendor)) {
+            return TensorCores.Verdict.no("device vendor '" + vendor + "' is not NVIDIA (the kernels are PTX asm)");
+        }
+        return tryTensorCores(TensorCores.source());
+    }
+
+    /**
+     * Builds {@code source} (kernels gemm_tc_f32 and gemm_tc_bf16) and checks both on a small ragged product against
+     * the host; keeps the program when they agree. Package-private: the tests run the build-and-check on any device.
+     */
+    synchronized TensorCores.Verdict tryTensorCores(String source) {
+        releaseTensorCores();
+        MemorySegment p;
+        try {
+            p = Cl.buildProgram(context, device, source, options);
+        } catch (RuntimeException e) {
+            String log = String.valueOf(e.getMessage());
+            return TensorCores.Verdict.no("the compiler rejected tensorcore.cl: "
+                    + log.substring(0, Math.min(600, log.length())).replace('\n', ' '));
+        }
+        tcProgram = p;
+        int n = TensorCores.CHECK_N, in = TensorCores.CHECK_IN, out = TensorCores.CHECK_OUT;
+        java.util.Random rnd = new java.util.Random(14);
+        float[] x = new float[n * in], wv = new float[out * in];
+        for (int i = 0; i < x.length; i++) x[i] = rnd.nextFloat() * 2 - 1;
+        for (int i = 0; i < wv.length; i++) wv[i] = TensorCores.roundBf16(rnd.nextFloat() * 2 - 1);
+        float[] ref = TensorCores.reference(x, wv, n, in, out);
+        ClBuffer bx = floats((long) n * in), by = floats((long) n * out), wf = floats((long) out * in);
+        ClBuffer wb = shorts((long) out * in);
+        try {
+            short[] bits = new short[wv.length];
+            for (int i = 0; i < wv.length; i++) bits[i] = (short) (Float.floatToRawIntBits(wv[i]) >>> 16);
+            write(bx, 0, x, 0, x.length);
+            write(wf, 0, wv, 0, wv.length);
+            Cl.write(queue, wb.mem(), 0, 2L * bits.length, MemorySegment.ofArray(bits));
+            for (boolean bf16 : new boolean[]{false, true}) {
+                float[] got = new float[n * out];
+                java.util.Arrays.fill(got, Float.NaN);
+                write(by, 0, got, 0, got.length);
+                tcProduct(bf16 ? wb : wf, 0L, bf16, out, in, bx, n, by);
+                read(by, 0, got, 0, got.length);
+                String bad = TensorCores.mismatch(ref, got);
+                if (bad != null) {
+                    releaseTensorCores();
+                    return TensorCores.Verdict.no("the " + (bf16 ? "bf16" : "fp32") + "-weight kernel disagrees with "
+                            + "the host on a " + n + "x" + in + "x" + out + " product: " + bad);
+                }
+            }
+        } catch (RuntimeException e) {
+            releaseTensorCores();
+            return TensorCores.Verdict.no("the check product failed: " + e.getMessage());
+        } finally {
+            bx.close();
+            by.close();
+            wf.close();
+            wb.close();
+        }
+        String bad = checkFlash();
+        if (bad == null) bad = checkLightning();
+        if (bad != null) {
+            releaseTensorCores();
+            return TensorCores.Verdict.no(bad);
+        }
+        return new TensorCores.Verdict(true, "mma.sync bf16 on " + name + ", checked against the host");
+    }
+
+    /**
+     * The flash attention kernel on a small causal case (two query tiles, a cached prefix, GQA 2) against the host
+     * reference; null when within bf16's bound ({@link TensorCores#FLASH_CHECK_TOL}), else why not.
+     */
+    private String checkFlash() {
+        int H = 4, KV = 2, D = 32, before = 5, n = 140, total = before + n;
+        java.util.Random rnd = new java.util.Random(15);
+        float[] q = new float[n * H * D], k = new float[total * KV * D], v = new float[total * KV * D];
+        for (float[] a : new float[][]{q, k, v}) for (int i = 0; i < a.length; i++) a[i] = rnd.nextFloat() * 2 - 1;
+        float[] ref = new float[n * H * D], got = new float[n * H * D];
+        new io.lightmesh.engine.backend.ReferenceOps().softmaxAttention(q, n, H, KV, D, k, v, before, ref);
+        java.util.Arrays.fill(got, Float.NaN);
+        ClBuffer bq = floats(q.length), bk = floats(k.length), bv = floats(v.length), bo = floats(got.length);
+        try {
+            write(bq, 0, q, 0, q.length);
+            write(bk, 0, k, 0, k.length);
+            write(bv, 0, v, 0, v.length);
+            write(bo, 0, got, 0, got.length);
+            flashAttention(bq, n, H, KV, D, bk, bv, before + 1, bo);
+            read(bo, 0, got, 0, got.length);
+        } catch (RuntimeException e) {
+            return "the flash attention check failed: " + e.getMessage();
+        } finally {
+            bq.close();
+            bk.close();
+            bv.close();
+            bo.close();
+        }
+        String bad = TensorCores.mismatch(ref, got, TensorCores.FLASH_CHECK_TOL);
+        return bad == null ? null : "the flash attention kernel disagrees with the host: " + bad;
+    }
+
+    /**
+     * The lightning block form on a small chunk (two blocks and a partial one, a non-zero starting state) against
+     * the host recurrence; null when within bf16's bound, else why not. Checks the outputs and the state after.
+     */
+    private String checkLightning() {
+        int H = 2, D = 32, n = 150;
+        java.util.Random rnd = new java.util.Random(16);
+        float[] qkv = new float[n * 3 * H * D], s0 = new float[H * D * D], decay = {0.05f, 0.3f};
+        for (int i = 0; i < qkv.length; i++) qkv[i] = rnd.nextFloat() * 2 - 1;
+        for (int i = 0; i < s0.length; i++) s0[i] = rnd.nextFloat() * 2 - 1;
+        float[] refS = s0.clone(), ref = new float[n * H * D];
+        for (int t = 0; t < n; t++) {
+            for (int h = 0; h < H; h++) {
+                int base = (t * H + h) * 3 * D;
+                float r = (float) Math.exp(-decay[h]);
+                for (int i = 0; i < D; i++) {
+                    for (int j = 0; j < D; j++) {
+                        int e = (h * D + i) * D + j;
+                        refS[e] = r * refS[e] + qkv[base + D + i] * qkv[base + 2 * D + j];
+                    }
+                }
+                for (int j = 0; j < D; j++) {
+                    float o = 0;
+                    for (int i = 0; i < D; i++) o += qkv[base + i] * refS[(h * D + i) * D + j];
+                    ref[(t * H + h) * D + j] = o;
+                }
+            }
+        }
+        float[] got = new float[ref.length], gotS = new float[s0.length];
+        java.util.Arrays.fill(got, Float.NaN);
+        ClBuffer bq = floats(qkv.length), bs = floats(s0.length), bd = floats(H), bo = floats(got.length);
+        try {
+            write(bq, 0, qkv, 0, qkv.length);
+            write(bs, 0, s0, 0, s0.length);
+            write(bd, 0, decay, 0, H);
+            write(bo, 0, got, 0, got.length);
+            lightningBlocks(bq, n, H, D, bd, bs, bo);
+            read(bo, 0, got, 0, got.length);
+            read(bs, 0, gotS, 0, gotS.length);
+        } catch (RuntimeException e) {
+            return "the lightning block check failed: " + e.getMessage();
+        } finally {
+            bq.close();
+            bs.close();
+            bd.close();
+            bo.close();
+        }
+        String bad = TensorCores.mismatch(ref, got, TensorCores.FLASH_CHECK_TOL);
+        if (bad == null) bad = TensorCores.mismatch(refS, gotS, TensorCores.FLASH_CHECK_TOL);
+        return bad == null ? null : "the lightning block kernels disagree with the host: " + bad;
+    }
+
+    /** Drops the tensor-core program and kernels; products go back to the fp32 GEMM. */
+    private void releaseTensorCores() {
+        useTensorCores = false;
+        for (MemorySegment k : tcKernels.values()) Cl.releaseKernel(k);
+        tcKernels.clear();
+        if (tcProgram != null) Cl.releaseProgram(tcProgram);
+        tcProgram = null;
+    }
+
+    /** Drops the tensor-core kernels (tests of the probe restore the state they found). */
+    synchronized void dropTensorCores() { releaseTensorCores(); }
+
+    /** The device's vendor string (CL_DEVICE_VENDOR). */
+    public String vendor() { return Cl.deviceVendor(device); }
+
+    /** The start-up probe's verdict on this device. */
+    public synchronized TensorCores.Verdict tensorCores() { return tensorCores; }
+
+    /**
+     * Chooses the products of {@link #GEMM_MIN_ROWS}+ rows: on tensor cores (bf16 activations, where the probe
+     * passed) or the fp32 GEMM. Returns whether they now run on tensor cores.
+     */
+    public synchronized boolean useTensorCores(boolean on) {
+        useTensorCores = on && tcProgram != null;
+        return useTensorCores;
+    }
+
+    /** Whether products of {@link #GEMM_MIN_ROWS}+ rows run on tensor cores now. */
+    public synchronized boolean productsOnTensorCores() { return useTensorCores; }
+
+    private void tcProduct(ClBuffer buf, long wOff, boolean bf16, int out, int in, Buffer x, int n, Buffer y) {
+        MemorySegment k = tcKernels.computeIfAbsent(bf16 ? "gemm_tc_bf16" : "gemm_tc_f32",
+                kn -> Cl.createKernel(tcProgram, kn));
+        launch(k, bf16 ? "gemm_tc_bf16" : "gemm_tc_f32", (long) ceilDiv(out, GN) * ceilDiv(n, GM) * NT, buf, wOff, x,
+                0L, y, 0L, n, in, out);
     }
 
     private static String source() {
@@ -234,6 +440,12 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         return new Experts(stack(w1), stack(w3), stack(w2), e);
     }
 
+    @Override
+    public synchronized void release(ExpertSet set) {
+        Experts ex = (Experts) set;
+        for (Weight w : new Weight[]{ex.w1, ex.w3, ex.w2}) w.buf.close();
+    }
+
     private Weight stack(Tensor[] ws) {
         DType dt = ws[0].dtype();
         long rows = ws[0].dim(0), cols = ws[0].dim(1);
@@ -275,6 +487,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     private void product(ClBuffer buf, long wOff, boolean bf16, int out, int in, Buffer x, int n, Buffer y) {
         check(x, 0, (long) n * in);
         check(y, 0, (long) n * out);
+        if (n >= GEMM_MIN_ROWS && useTensorCores && in % 8 == 0 && wOff % 8 == 0) {
+            tcProduct(buf, wOff, bf16, out, in, x, n, y);
+            return;
+        }
         if (n >= GEMM_MIN_ROWS) {
             launch(bf16 ? "gemm_bf16" : "gemm_f32", (long) ceilDiv(out, GN) * ceilDiv(n, GM) * NT, buf, wOff, x, 0L, y,
                     0L, n, in, out);
@@ -402,6 +618,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         check(qkv, 0, 3 * hd * rows);
         check(state, 0, hd * dim);
         check(out, 0, hd * rows);
+        if (useTensorCores && rows > 0 && (dim == 32 || dim == 64 || dim == 128)) {
+            lightningBlocks(qkv, rows, heads, dim, decay, state, out);
+            return;
+        }
         if (rows > 0) {
             launch("lightning_scan", (long) heads * ceilDiv(dim, LS_COLS) * NT, qkv, decay, state, out, rows, heads, dim);
         }
@@ -478,6 +698,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     public synchronized void causalAttention(Buffer q, int rows, int heads, int kvHeads, int dim, Buffer kCache,
                                              Buffer vCache, int lenFirst, Buffer out) {
         if (lenFirst <= 0) throw new IllegalArgumentException("attention over " + lenFirst + " positions");
+        if (useTensorCores && attentionKernel == AttentionKernel.AUTO && flashFits(heads, kvHeads, dim)) {
+            flashAttention(q, rows, heads, kvHeads, dim, kCache, vCache, lenFirst, out);
+            return;
+        }
         boolean fits = heads % kvHeads == 0 && heads / kvHeads <= DB_G && dim % 4 == 0 && dim <= DA_MAXD;
         if (!fits || attentionKernel == AttentionKernel.GENERAL) {
             for (int t = 0; t < rows; t++) decodeAttention(q, t, heads, kvHeads, dim, kCache, vCache, lenFirst + t, out);
@@ -496,6 +720,57 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         launch(AttentionKernel.BANDWIDTH.kernel, (long) rows * kvHeads * splits * NT, q, 0L, kCache, vCache, attnPart,
                 heads, kvHeads, dim, lenFirst, splitLen, splits, (float) (1.0 / Math.sqrt(dim)));
         launch("attn_combine", groups(rows * hd) * NT, attnPart, out, 0L, heads, kvHeads, dim, splits, rows);
+    }
+
+    /** Tokens per block of the lightning block form on tensor cores (tensorcore.cl's LB). */
+    static final int LB = 64;
+    private ClBuffer linKv;
+
+    /**
+     * The lightning recurrence over a chunk in block form on tensor cores (same result as lightning_scan, products in
+     * bf16): the per-block KV products (lin_kv), the scan of the states over the blocks (lin_states, which leaves the
+     * state after the chunk in {@code state}), then each block's inter- and intra-block outputs (lin_out).
+     */
+    private void lightningBlocks(Buffer qkv, int rows, int heads, int dim, Buffer decay, Buffer state, Buffer out) {
+        int blocks = ceilDiv(rows, LB);
+        long need = (long) blocks * heads * dim * dim;
+        if (linKv == null || linKv.length() < need) {
+            if (linKv != null) linKv.close();
+            linKv = floats(need);
+        }
+        launch(tcKernel("lin_kv_" + dim), "lin_kv_" + dim, (long) heads * blocks * NT, qkv, decay, linKv, rows, heads);
+        launch(tcKernel("lin_states"), "lin_states", groups((long) heads * dim * dim) * NT, linKv, decay, state, rows,
+                heads, dim);
+        launch(tcKernel("lin_out_" + dim), "lin_out_" + dim, (long) heads * blocks * NT, qkv, decay, linKv, out, rows,
+                heads);
+    }
+
+    private MemorySegment tcKernel(String name) {
+        return tcKernels.computeIfAbsent(name, kn -> Cl.createKernel(tcProgram, kn));
+    }
+
+    /** Query rows per work-group of the tensor-core flash attention (tensorcore.cl's FQ). */
+    static final int FQ = 128;
+
+    /** Whether the tensor-core flash attention takes this shape: D of 32, 64 or 128 (one kernel each). */
+    static boolean flashFits(int heads, int kvHeads, int dim) {
+        return heads % kvHeads == 0 && (dim == 32 || dim == 64 || dim == 128);
+    }
+
+    /** Causal prefill attention of {@code rows} query rows in one launch on tensor cores (flash_tc_D). */
+    private void flashAttention(Buffer q, int rows, int heads, int kvHeads, int dim, Buffer kCache, Buffer vCache,
+                                int lenFirst, Buffer out) {
+        long hd = (long) heads * dim, kvd = (long) kvHeads * dim;
+        int maxLen = lenFirst + rows - 1;
+        check(q, 0, hd * rows);
+        check(out, 0, hd * rows);
+        check(kCache, 0, maxLen * kvd);
+        check(vCache, 0, maxLen * kvd);
+        if (rows == 0) return;
+        String name = "flash_tc_" + dim;
+        MemorySegment k = tcKernels.computeIfAbsent(name, kn -> Cl.createKernel(tcProgram, kn));
+        launch(k, name, (long) heads * ceilDiv(rows, FQ) * NT, q, kCache, vCache, out, rows, heads, kvHeads, lenFirst,
+                (float) (1.0 / Math.sqrt(dim)));
     }
 
     /** Room for {@code length} floats of attention partials (o, m, l per split) in attnPart, grown when short. */
@@ -554,7 +829,12 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     /** Sets the arguments (buffers, Integer, Long, Float) and enqueues a 1-D launch of work-groups of NT. */
     private void launch(String kernel, long global, Object... args) {
         if (closed) throw new IllegalStateException("ResidentOps is closed");
-        MemorySegment k = kernels.computeIfAbsent(kernel, n -> Cl.createKernel(program, n));
+        launch(kernels.computeIfAbsent(kernel, n -> Cl.createKernel(program, n)), kernel, global, args);
+    }
+
+    private void launch(MemorySegment k, String kernel, long global, Object... args) {
+        if (closed) throw new IllegalStateException("ResidentOps is closed");
+        long t0 = PROFILE ? System.nanoTime() : 0;
         for (int i = 0; i < args.length; i++) {
             Object a = args[i];
             switch (a) {
@@ -581,6 +861,32 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         localSize.set(ValueLayout.JAVA_LONG, 0, NT);
         Cl.enqueue(queue, k, globalSize, localSize, kernel);
         launches++;
+        if (PROFILE) {
+            Cl.finish(queue);
+            profile.computeIfAbsent(kernel, x -> new long[2])[0] += System.nanoTime() - t0;
+            profile.get(kernel)[1]++;
+        }
+    }
+
+    /**
+     * -Dlightmesh.opencl.profile=true: every launch waits for its kernel, and the time (host clock, launch included)
+     * is added up per kernel name; {@link #profile()} prints the table. Slows everything: for finding where the time
+     * goes, not for throughput figures.
+     */
+    private static final boolean PROFILE = Boolean.getBoolean("lightmesh.opencl.profile");
+    private final Map<String, long[]> profile = new java.util.TreeMap<>();
+
+    /** The per-kernel times since the last call (empty unless profiling), largest first; resets them. */
+    public synchronized String profile() {
+        long total = 0;
+        for (long[] v : profile.values()) total += v[0];
+        StringBuilder sb = new StringBuilder();
+        final long all = Math.max(1, total);
+        profile.entrySet().stream().sorted((a, b) -> Long.compare(b.getValue()[0], a.getValue()[0])).forEach(e ->
+                sb.append(String.format(java.util.Locale.ROOT, "  %-22s %10.2f ms %6.1f%% %9d launches%n", e.getKey(),
+                        e.getValue()[0] / 1e6, 100.0 * e.getValue()[0] / all, e.getValue()[1])));
+        profile.clear();
+        return sb.toString();
     }
 
     private long launches;
@@ -594,8 +900,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         Cl.finish(queue);
         for (ClBuffer b : live.toArray(new ClBuffer[0])) b.close();
         weights.clear();
+        if (PROFILE) System.err.print("OpenCL kernel profile (" + name + "):\n" + profile());
         for (MemorySegment k : kernels.values()) Cl.releaseKernel(k);
         kernels.clear();
+        releaseTensorCores();
         Cl.releaseProgram(program);
         Cl.releaseQueue(queue);
         Cl.releaseContext(context);

@@ -1,0 +1,101 @@
+package io.lightmesh.engine.backend.opencl;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.util.Locale;
+
+/**
+ * Whether a device's matrix products run on NVIDIA tensor cores ({@code tensorcore.cl}: inline PTX {@code mma.sync}
+ * m16n8k16, bf16 in, fp32 accumulate), and the pieces of the probe that decides it at start: the setting, the vendor
+ * test, the kernel source and the check of a small product against the host.
+ *
+ * <p>Setting: {@code -Dlightmesh.opencl.tensorCores=auto} (default: on where the probe passes), {@code false} (fp32
+ * products everywhere, the 1e-4 path). The probe tries the build only on NVIDIA devices (the asm is PTX); there a
+ * compiler that rejects it, or a product that disagrees with the host, leaves the fp32 GEMM in place, with the
+ * reason logged.
+ *
+ * <p>Precision: activations (and fp32 weights) are rounded to bf16 (nearest even) before the product; bf16 weights
+ * are used as stored. Products of two bf16 values are exact in fp32, so against the same rounded inputs the result
+ * differs from the host's only by summation order ({@link #CHECK_TOL}).
+ */
+public final class TensorCores {
+    /** Relative L2 error allowed in the probe's check against the host product of the same bf16-rounded inputs. */
+    static final double CHECK_TOL = 1e-4;
+    /** The probe's product: ragged against the 128 x 128 x 32 tiles on every side (rows, columns and k tiles). */
+    static final int CHECK_N = 136, CHECK_IN = 72, CHECK_OUT = 136;
+
+    /** The probe's verdict: {@code available} when the kernels built and passed the check; why not otherwise. */
+    public record Verdict(boolean available, String reason) {
+        static Verdict no(String reason) { return new Verdict(false, reason); }
+
+        @Override
+        public String toString() { return (available ? "available: " : "not used: ") + reason; }
+    }
+
+    private TensorCores() {}
+
+    /** The setting: false when -Dlightmesh.opencl.tensorCores=false (or off / no), true otherwise. */
+    static boolean wanted() {
+        String v = System.getProperty("lightmesh.opencl.tensorCores", "auto").trim().toLowerCase(Locale.ROOT);
+        return switch (v) {
+            case "false", "off", "no", "0" -> false;
+            case "auto", "true", "on", "yes", "1", "" -> true;
+            default -> throw new IllegalArgumentException("-Dlightmesh.opencl.tensorCores=" + v + ": use auto or false");
+        };
+    }
+
+    /** Whether the vendor string names NVIDIA (the only devices whose compiler takes PTX asm). */
+    public static boolean nvidia(String vendor) {
+        return vendor != null && vendor.toUpperCase(Locale.ROOT).contains("NVIDIA");
+    }
+
+    static String source() {
+        try (InputStream in = TensorCores.class.getResourceAsStream("tensorcore.cl")) {
+            if (in == null) throw new OpenClException("tensorcore.cl is missing from the engine jar");
+            return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new OpenClException("cannot read tensorcore.cl: " + e.getMessage(), e);
+        }
+    }
+
+    /** fp32 to bf16 and back, round to nearest even (as the kernels round activations). */
+    public static float roundBf16(float f) {
+        if (Float.isNaN(f)) return f;
+        int u = Float.floatToRawIntBits(f);
+        u = (u + 0x7fff + ((u >>> 16) & 1)) & 0xffff0000;
+        return Float.intBitsToFloat(u);
+    }
+
+    /** y[m, o] = sum_k bf16(x[m, k]) bf16(w[o, k]) in double: what the tensor-core product computes. */
+    static float[] reference(float[] x, float[] w, int n, int in, int out) {
+        float[] y = new float[n * out];
+        for (int m = 0; m < n; m++) {
+            for (int o = 0; o < out; o++) {
+                double s = 0;
+                for (int k = 0; k < in; k++) s += (double) roundBf16(x[m * in + k]) * roundBf16(w[o * in + k]);
+                y[m * out + o] = (float) s;
+            }
+        }
+        return y;
+    }
+
+    /** Relative L2 error allowed in the flash attention check: Q, K, P and V in bf16 (about 2e-3 seen). */
+    static final double FLASH_CHECK_TOL = 1e-2;
+
+    /** Null when {@code got} is within {@link #CHECK_TOL} of {@code ref} (relative L2, all finite), else why not. */
+    static String mismatch(float[] ref, float[] got) { return mismatch(ref, got, CHECK_TOL); }
+
+    /** Null when {@code got} is within {@code tol} of {@code ref} (relative L2, all finite), else why not. */
+    static String mismatch(float[] ref, float[] got, double tol) {
+        double diff = 0, norm = 0;
+        for (int i = 0; i < ref.length; i++) {
+            if (!Float.isFinite(got[i])) return "element " + i + " is " + got[i];
+            double d = got[i] - ref[i];
+            diff += d * d;
+            norm += (double) ref[i] * ref[i];
+        }
+        double rel = Math.sqrt(diff / Math.max(norm, 1e-30));
+        return rel <= tol ? null : String.format(Locale.ROOT, "relative error %.3g > %.0e", rel, tol);
+    }
+}

@@ -1,0 +1,129 @@
+package io.lightmesh.engine.model;
+
+import io.lightmesh.engine.backend.ReferenceOps;
+import io.lightmesh.engine.backend.opencl.OpenClTestSupport;
+import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
+import io.lightmesh.engine.config.ConfigLoader;
+import io.lightmesh.engine.config.ModelConfig;
+import io.lightmesh.engine.tensor.DType;
+import io.lightmesh.engine.weights.WeightStore;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.SplittableRandom;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Expert shards on a device: {@link DeviceExperts} (weights on the device, one grouped product per chosen expert)
+ * against the host path ({@link LocalExperts} on the reference backend), on PoCL in CI: a shard holding half the
+ * experts, batches from 1 row (decode) to 70 rows (prefill), skipped slots (-1), holdings that change while it runs.
+ */
+class DeviceExpertsTest {
+    @TempDir static Path dir;
+
+    enum Dt { F32, BF16 }
+
+    private static Path checkpoint(Dt dt) throws IOException {
+        Path p = dir.resolve(dt.name());
+        if (!p.resolve("config.json").toFile().exists()) {
+            SyntheticCheckpoint.write(p, SyntheticCheckpoint.Shape.tiny(), dt == Dt.F32 ? DType.F32 : DType.BF16, 31, true);
+        }
+        return p;
+    }
+
+    @ParameterizedTest
+    @EnumSource(Dt.class)
+    void groupedProductsOnTheDeviceMatchTheHostPath(Dt dt) throws IOException {
+        Path p = checkpoint(dt);
+        ModelConfig c = ConfigLoader.load(p.resolve("config.json"));
+        int E = c.numExperts(), K = c.topK(), h = c.hiddenSize();
+        java.util.function.BiPredicate<Integer, Integer> even = (l, e) -> e % 2 == 0; // this shard: the even experts
+        try (WeightStore w = WeightStore.open(p)) {
+            var cl = OpenClTestSupport.ops();
+            ExpertExecutor shard = LocalExperts.hosting(c, w, cl, even);
+            assertInstanceOf(DeviceExperts.class, shard, "a device backend's shard computes on the device");
+            LocalExperts host = new LocalExperts(c, w, new ReferenceOps(), even);
+            SplittableRandom rnd = new SplittableRandom(5);
+            for (int n : new int[]{1, 3, 8, 9, 33, 70}) {
+                for (int layer : new int[]{0, c.numLayers() - 1}) {
+                    float[] x = new float[n * h];
+                    for (int i = 0; i < x.length; i++) x[i] = (float) rnd.nextGaussian();
+                    int[] ids = new int[n * K];
+                    float[] wts = new float[n * K];
+                    for (int t = 0; t < n; t++) {
+                        for (int j = 0; j < K; j++) {
+                            // distinct even experts per row, some slots held elsewhere (-1), as a shard receives them
+                            ids[t * K + j] = rnd.nextInt(4) == 0 ? -1 : 2 * ((t + j * 3) % (E / 2));
+                            wts[t * K + j] = (float) rnd.nextDouble();
+                        }
+                    }
+                    float[] want = new float[n * h], got = new float[n * h];
+                    java.util.Arrays.fill(got, Float.NaN);
+                    int[] filled = hostIds(ids, wts);
+                    host.run(layer, x, n, K, filled, wts, want);
+                    shard.run(layer, x, n, K, ids, wts, got);
+                    OpenClTestSupport.assertClose(dt + " n=" + n + " layer " + layer, want, got, want.length);
+                    // as ExpertShard calls it: skipped slots filled with a hosted expert of weight 0 (so an expert
+                    // may appear twice in a row)
+                    java.util.Arrays.fill(got, Float.NaN);
+                    shard.run(layer, x, n, K, filled, wts, got);
+                    OpenClTestSupport.assertClose(dt + " filled n=" + n + " layer " + layer, want, got, want.length);
+                }
+            }
+            ((DeviceExperts) shard).close();
+        }
+    }
+
+    /** LocalExperts has no skipped slots: a -1 slot becomes a hosted expert with weight 0 (as ExpertShard does). */
+    private static int[] hostIds(int[] ids, float[] wts) {
+        int[] out = ids.clone();
+        for (int i = 0; i < out.length; i++) {
+            if (out[i] < 0) {
+                out[i] = 0;
+                wts[i] = 0f;
+            }
+        }
+        return out;
+    }
+
+    @Test
+    void holdingsFollowTheLivePredicate() throws IOException {
+        Path p = checkpoint(Dt.F32);
+        ModelConfig c = ConfigLoader.load(p.resolve("config.json"));
+        int K = c.topK(), h = c.hiddenSize();
+        AtomicBoolean holdsThree = new AtomicBoolean(false);
+        try (WeightStore w = WeightStore.open(p);
+             DeviceExperts shard = new DeviceExperts(c, w, OpenClTestSupport.ops().resident(),
+                     (l, e) -> l == 1 && (e == 1 || (e == 3 && holdsThree.get())))) {
+            assertTrue(shard.placed(1, 1));
+            assertFalse(shard.placed(1, 3));
+            float[] x = new float[2 * h];
+            java.util.Arrays.fill(x, 0.5f);
+            int[] ids = {1, 3, 3, -1};
+            float[] wts = {0.5f, 0.5f, 1f, 0f};
+            float[] out = new float[2 * h];
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> shard.run(1, x, 2, K, ids, wts, out));
+            assertTrue(e.getMessage().contains("expert 3 of layer 1 is not hosted"), e.getMessage());
+            holdsThree.set(true); // loaded: placed on first use
+            shard.run(1, x, 2, K, ids, wts, out);
+            assertTrue(shard.placed(1, 3));
+            float[] want = new float[2 * h];
+            new LocalExperts(c, w, new ReferenceOps(), (l, ex) -> l == 1).run(1, x, 2, K, new int[]{1, 3, 3, 1}, wts, want);
+            OpenClTestSupport.assertClose("after expert 3 came", want, out, want.length);
+            holdsThree.set(false); // unloaded: released at the next call of its layer
+            shard.run(1, x, 1, K, new int[]{1, -1}, new float[]{1f, 0f}, new float[h]);
+            assertFalse(shard.placed(1, 3));
+            assertEquals(true, shard.placed(1, 1));
+        }
+    }
+}

@@ -1,0 +1,240 @@
+package io.lightmesh.expert;
+
+import io.grpc.BindableService;
+import io.grpc.ManagedChannel;
+import io.grpc.Server;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.stub.StreamObserver;
+import io.lightmesh.mesh.ExpertPlacement;
+import io.lightmesh.mesh.Grpc;
+import io.lightmesh.proto.v1.DescribeRequest;
+import io.lightmesh.proto.v1.ExpertBatch;
+import io.lightmesh.proto.v1.ExpertGrpc;
+import io.lightmesh.proto.v1.ExpertResult;
+import io.lightmesh.proto.v1.ExpertShardInfo;
+import io.lightmesh.proto.v1.LayerExperts;
+import io.lightmesh.proto.v1.LoadExpertsRequest;
+import io.lightmesh.proto.v1.ShardHoldings;
+import io.lightmesh.proto.v1.UnloadExpertsRequest;
+import io.lightmesh.proto.v1.WorkerGrpc;
+import io.lightmesh.proto.v1.WorkerInfo;
+import io.opentelemetry.api.OpenTelemetry;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class ExpertShardTest {
+    @TempDir static Path dir;
+    static TinyModel m;
+
+    @BeforeAll
+    static void load() throws Exception { m = new TinyModel(dir.resolve("model")); }
+
+    @AfterAll
+    static void close() { if (m != null) m.model.close(); }
+
+    static ExpertShard shard(String id, Map<Integer, int[]> held, int slots) {
+        return new ExpertShard(ExpertPlacement.Shard.of(id, "127.0.0.1:1", held), m.model, OpenTelemetry.noop(), slots);
+    }
+
+    static Map<Integer, int[]> all() {
+        Map<Integer, int[]> a = new java.util.HashMap<>();
+        for (int l = 0; l < m.L; l++) a.put(l, new int[] {0, 1, 2, 3});
+        return a;
+    }
+
+    /** The call with only the slots {@code mine} accepts kept (others -1). */
+    static ExpertBatch masked(TinyModel.Call c, java.util.function.IntPredicate mine) {
+        ExpertBatch full = m.batch(c, 1);
+        ExpertBatch.Builder b = full.toBuilder().clearExperts();
+        for (int i = 0; i < c.n() * m.k; i++) b.addExperts(mine.test(i) ? c.experts()[i] : -1);
+        return b.build();
+    }
+
+    @Test
+    void aBatchEqualsTheInProcessExpertsHoweverItsSlotsAreSplit() {
+        ExpertShard a = shard("A", all(), Integer.MAX_VALUE), b = shard("B", all(), Integer.MAX_VALUE);
+        for (int seed = 0; seed < 6; seed++) {
+            TinyModel.Call c = m.call(seed, seed % m.L, 1 + seed * 7);
+            float[] want = m.inProcess(c);
+            assertArrayEquals(want, m.floats(a.compute(m.batch(c, 1)).getCombined(), c.n()), "whole batch on one shard");
+            // a random split of the (token, expert) slots over two replicas; the worker adds the two partial sums
+            SplittableRandom r = new SplittableRandom(seed);
+            boolean[] onA = new boolean[c.n() * m.k];
+            for (int i = 0; i < onA.length; i++) onA[i] = r.nextBoolean();
+            float[] pa = m.floats(a.compute(masked(c, i -> onA[i])).getCombined(), c.n());
+            float[] pb = m.floats(b.compute(masked(c, i -> !onA[i])).getCombined(), c.n());
+            float[] sum = new float[pa.length];
+            for (int i = 0; i < sum.length; i++) sum[i] = (0f + pb[i]) + pa[i];
+            assertArrayEquals(want, sum, "bit-identical whichever replica computed a slot");
+        }
+        assertTrue(a.info().getTokensComputed() > 0 && b.info().getTokensComputed() > 0);
+    }
+
+    @Test
+    void loadAndUnloadChangeTheLiveSetWithinTheSlots() throws Exception {
+        ExpertShard s = shard("S", Map.of(0, new int[] {0}), 3);
+        assertEquals(3, s.slotCapacity());
+        assertEquals(1, s.slotsUsed());
+        TinyModel.Call c = m.call(1, 0, 5);
+        ExpertBatch onlyE1 = masked(c, i -> c.experts()[i] == 1);
+        ExpertShard.NotHeldException nh = assertThrows(ExpertShard.NotHeldException.class, () -> s.compute(onlyE1));
+        assertArrayEquals(new int[] {1}, nh.pairs().get(0));
+
+        ShardHoldings after = s.load(Map.of(0, new int[] {1, 2}), 4);
+        assertEquals(3, after.getSlotsUsed());
+        assertEquals(4, after.getPlacementVersion());
+        assertEquals(List.of(0, 1, 2), after.getExperts(0).getExpertsList());
+        assertTrue(s.holds(0, 2));
+        float[] ref = m.floats(shard("R", all(), Integer.MAX_VALUE).compute(onlyE1).getCombined(), c.n());
+        assertArrayEquals(ref, m.floats(s.compute(onlyE1).getCombined(), c.n()), "a loaded expert computes like one held from the start");
+
+        assertEquals(3, s.load(Map.of(0, new int[] {1}), 0).getSlotsUsed(), "loading a held pair is a no-op");
+        ExpertShard.SlotsExhaustedException full = assertThrows(ExpertShard.SlotsExhaustedException.class, () -> s.load(Map.of(1, new int[] {0, 1}), 5));
+        assertTrue(full.getMessage().contains("0 free expert slots of 3"), full.getMessage());
+        assertFalse(s.holds(1, 0), "all or nothing");
+        assertThrows(IllegalArgumentException.class, () -> s.load(Map.of(m.L, new int[] {0}), 0));
+        assertThrows(IllegalArgumentException.class, () -> s.load(Map.of(0, new int[] {m.E}), 0));
+        assertThrows(IllegalArgumentException.class, () -> s.load(Map.of(), 0));
+
+        ShardHoldings less = s.unload(Map.of(0, new int[] {1, 3}), 6, 1000);
+        assertEquals(2, less.getSlotsUsed(), "unloading a pair not held is ignored");
+        assertEquals(6, less.getPlacementVersion());
+        assertThrows(ExpertShard.NotHeldException.class, () -> s.compute(onlyE1));
+        assertEquals(3, s.load(Map.of(1, new int[] {3}), 0).getSlotsUsed(), "the freed slot is usable");
+        assertThrows(IllegalArgumentException.class, () -> shard("X", all(), 5), "more held at start than slots");
+        s.close();
+    }
+
+    @Test
+    void unloadWaitsForBatchesInFlightAndNoBatchIsHalfComputed() throws Exception {
+        ExpertShard s = shard("S", all(), Integer.MAX_VALUE);
+        TinyModel.Call c = m.call(7, 2, 64);
+        ExpertBatch batch = m.batch(c, 1);
+        float[] want = m.inProcess(c);
+        AtomicBoolean stop = new AtomicBoolean();
+        AtomicInteger ok = new AtomicInteger(), refused = new AtomicInteger();
+        AtomicReference<Throwable> wrong = new AtomicReference<>();
+        Thread[] computing = new Thread[2];
+        for (int i = 0; i < computing.length; i++) {
+            computing[i] = new Thread(() -> {
+                while (!stop.get()) {
+                    try {
+                        assertArrayEquals(want, m.floats(s.compute(batch).getCombined(), c.n()));
+                        ok.incrementAndGet();
+                    } catch (ExpertShard.NotHeldException e) {
+                        refused.incrementAndGet();
+                    } catch (Throwable t) {
+                        wrong.compareAndSet(null, t);
+                    }
+                }
+            });
+            computing[i].start();
+        }
+        for (int round = 0; round < 20; round++) {
+            Thread.sleep(5);
+            s.unload(Map.of(2, new int[] {0, 1, 2, 3}), 0, 5_000);
+            Thread.sleep(5);
+            s.load(Map.of(2, new int[] {0, 1, 2, 3}), 0);
+        }
+        stop.set(true);
+        for (Thread t : computing) t.join(10_000);
+        assertNull(wrong.get(), () -> "a batch saw a pair half-unloaded: " + wrong.get());
+        assertTrue(ok.get() > 0, "some batches computed");
+        assertEquals(0, s.info().getBatchesInFlight());
+    }
+
+    @Test
+    void theGrpcServicesAnswerLoadsRefusalsAndLoad() throws Exception {
+        ExpertShard s = shard("G", Map.of(0, new int[] {0, 1, 2, 3}), 6);
+        Server server = Grpc.serve("127.0.0.1", 0, s.services(), true);
+        ManagedChannel ch = Grpc.channel("127.0.0.1:" + server.getPort());
+        try {
+            var expert = ExpertGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS);
+            ShardHoldings h = expert.loadExperts(LoadExpertsRequest.newBuilder().setPlacementVersion(3)
+                    .addExperts(LayerExperts.newBuilder().setLayer(1).addExperts(0).addExperts(1)).build());
+            assertEquals(6, h.getSlotsUsed());
+            assertEquals("G", h.getShardId());
+            StatusRuntimeException full = assertThrows(StatusRuntimeException.class, () -> expert.loadExperts(LoadExpertsRequest.newBuilder()
+                    .addExperts(LayerExperts.newBuilder().setLayer(2).addExperts(0)).build()));
+            assertEquals(Status.Code.RESOURCE_EXHAUSTED, full.getStatus().getCode());
+            StatusRuntimeException bad = assertThrows(StatusRuntimeException.class, () -> expert.unloadExperts(UnloadExpertsRequest.newBuilder()
+                    .addExperts(LayerExperts.newBuilder().setLayer(99).addExperts(0)).build()));
+            assertEquals(Status.Code.INVALID_ARGUMENT, bad.getStatus().getCode());
+            assertEquals(4, expert.unloadExperts(UnloadExpertsRequest.newBuilder()
+                    .addExperts(LayerExperts.newBuilder().setLayer(1).addExperts(0).addExperts(1)).build()).getSlotsUsed());
+
+            // over ComputeStream a batch for a pair not held is refused in band and the stream goes on
+            LinkedBlockingQueue<ExpertResult> answers = new LinkedBlockingQueue<>();
+            StreamObserver<ExpertBatch> stream = ExpertGrpc.newStub(ch).computeStream(new StreamObserver<>() {
+                @Override public void onNext(ExpertResult r) { answers.add(r); }
+                @Override public void onError(Throwable t) { answers.add(ExpertResult.newBuilder().setCallId(-1).build()); }
+                @Override public void onCompleted() {}
+            });
+            TinyModel.Call l1 = m.call(2, 1, 4), l0 = m.call(3, 0, 4);
+            stream.onNext(m.batch(l1, 10));
+            stream.onNext(m.batch(l0, 11).toBuilder().setPlacementVersion(8).build());
+            ExpertResult refused = answers.poll(10, TimeUnit.SECONDS), computed = answers.poll(10, TimeUnit.SECONDS);
+            assertNotNull(refused);
+            assertNotNull(computed);
+            assertEquals(10, refused.getCallId());
+            assertTrue(refused.hasError());
+            assertEquals(Status.Code.INVALID_ARGUMENT.value(), refused.getError().getCode());
+            assertEquals(1, refused.getError().getNotHeld(0).getLayer());
+            assertEquals(11, computed.getCallId());
+            assertFalse(computed.hasError());
+            assertArrayEquals(m.inProcess(l0), m.floats(computed.getCombined(), 4));
+            stream.onCompleted();
+            StatusRuntimeException unary = assertThrows(StatusRuntimeException.class, () -> expert.compute(m.batch(l1, 12)));
+            assertEquals(Status.Code.INVALID_ARGUMENT, unary.getStatus().getCode());
+
+            // Describe: holdings, capacity, the tokens computed per (layer, expert), compute time, the newest version seen
+            WorkerInfo w = WorkerGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS).describe(DescribeRequest.getDefaultInstance());
+            ExpertShardInfo info = w.getExpertShard();
+            assertEquals(6, info.getSlotCapacity());
+            assertEquals(4, info.getSlotsUsed());
+            assertEquals(m.L * m.E, info.getTokensCount());
+            long[] want = new long[m.L * m.E];
+            for (int e : l0.experts()) want[e]++; // layer 0
+            for (int i = 0; i < want.length; i++) assertEquals(want[i], info.getTokens(i), "tokens of pair " + i);
+            assertEquals(l0.n() * m.k, info.getTokensComputed());
+            assertTrue(info.getComputeUs() >= 0);
+            assertEquals(8, info.getPlacementVersion());
+            assertEquals(3L * m.h * 48 * 4, info.getExpertBytes());
+            assertEquals(List.of(0, 1, 2, 3), info.getHeld(0).getExpertsList());
+            assertEquals(List.of(0), w.getExperts().getLayersList(), "the first version's form, while the holdings are a product");
+        } finally {
+            Grpc.shutdown(ch);
+            Grpc.shutdown(server);
+            s.close();
+        }
+    }
+
+    @Test
+    void slotCapacityComesFromSlotsAndMemory() {
+        long bytes = ExpertShard.expertBytes(m.model);
+        assertEquals(m.L * m.E, ExpertShard.slotCapacity(m.model, java.util.OptionalInt.empty(), java.util.OptionalLong.empty()));
+        assertEquals(5, ExpertShard.slotCapacity(m.model, java.util.OptionalInt.of(5), java.util.OptionalLong.empty()));
+        assertEquals(3, ExpertShard.slotCapacity(m.model, java.util.OptionalInt.of(5), java.util.OptionalLong.of(3 * bytes + 1)));
+    }
+}

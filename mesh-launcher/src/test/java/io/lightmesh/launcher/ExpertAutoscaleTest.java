@@ -1,0 +1,91 @@
+package io.lightmesh.launcher;
+
+import io.grpc.ManagedChannel;
+import io.lightmesh.mesh.Grpc;
+import io.lightmesh.proto.v1.InferenceGrpc;
+import io.lightmesh.router.placement.PlacementController;
+import io.lightmesh.router.placement.PlacementView;
+import io.opentelemetry.api.OpenTelemetry;
+import org.apache.kafka.common.test.KafkaClusterTestKit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * {@code --autoscale-experts 2:4} in the embedded mesh: under load the controller starts a third in-process shard,
+ * which joins the placement and computes; when the load stops it drains one (placement without it published,
+ * grace, then stopped) and goes back to 2. The target utilisation is set very low (1%) so that the tiny model's
+ * load, which keeps a real shard mostly idle, still asks for more shards; the rest is as in production, with
+ * intervals scaled down.
+ */
+class ExpertAutoscaleTest {
+    @TempDir static Path dir;
+    static KafkaClusterTestKit kafka;
+    static EmbeddedMesh mesh;
+    static ManagedChannel channel;
+
+    @BeforeAll
+    static void start() throws Exception {
+        Path model = dir.resolve("model");
+        SkewedCheckpoint.write(model, ElasticExpertPoolTest.HOT, 0.5);
+        kafka = ElasticExpertPoolTest.kafka();
+        EmbeddedMesh.Options o = new EmbeddedMesh.Options(model, "127.0.0.1", 0, 0, kafka.bootstrapServers(), dir, 2, 1, 1,
+                1L << 30, 32, "lightmesh.requests.v1", 64, 32);
+        mesh = EmbeddedMesh.start(o, new EmbeddedMesh.ExpertPool(-1, 2, 4, 200, 2000, 1.25, 300, 0.01), s -> OpenTelemetry.noop());
+        assertTrue(mesh.awaitReady(60_000), () -> "mesh not ready: " + mesh.router().health());
+        channel = Grpc.channel(mesh.routerTarget());
+        ElasticExpertPoolTest.client = InferenceGrpc.newBlockingStub(channel);
+        ElasticExpertPoolTest.mesh = mesh;
+        ElasticExpertPoolTest.prompts.clear();
+        ElasticExpertPoolTest.expected.clear();
+        for (int i = 0; i < 6; i++) {
+            int[] p = new SplittableRandom(200 + i).ints(10 + 7 * i, 0, 512).toArray();
+            ElasticExpertPoolTest.prompts.add(p);
+            int[] t = io.lightmesh.engine.generate.Generator.generate(mesh.model().model(), null, p,
+                    io.lightmesh.engine.generate.SamplingParams.greedy(12), null).tokens();
+            ElasticExpertPoolTest.expected.add(Arrays.stream(t).boxed().toList());
+        }
+    }
+
+    @AfterAll
+    static void stop() throws Exception {
+        Grpc.shutdown(channel);
+        if (mesh != null) mesh.close();
+        if (kafka != null) kafka.close();
+    }
+
+    @Test
+    void aShardIsAddedUnderLoadAndRemovedWhenIdle() throws Exception {
+        PlacementController c = mesh.placementController();
+        ElasticExpertPoolTest.await("first placement", 10_000, () -> c.view().version() > 0);
+        assertEquals(2, c.view().shards().size());
+        try (ElasticExpertPoolTest.Load load = new ElasticExpertPoolTest.Load(4)) {
+            ElasticExpertPoolTest.await("scaled up", 30_000, () -> c.view().shards().size() >= 3);
+            PlacementView v = c.view();
+            assertTrue(v.desiredShards() >= 3 && v.desiredShards() <= 4, "desired " + v.desiredShards());
+            String added = v.shards().stream().map(PlacementView.ShardView::id).filter(id -> !id.equals("expert-0") && !id.equals("expert-1"))
+                    .findFirst().orElseThrow();
+            assertTrue(v.shards().stream().filter(s -> s.id().equals(added)).findFirst().orElseThrow().experts().size() > 0, "the new shard got experts");
+            int at = load.done.get();
+            ElasticExpertPoolTest.await("answers with the new shard", 20_000, () -> load.done.get() >= at + 8);
+            assertTrue(mesh.experts().stream().anyMatch(e -> e.id().equals(added) && e.worker().info().getTokensComputed() > 0),
+                    "the new shard computed expert rows");
+        }
+        assertTrue(c.view().shards().size() <= 4);
+        ElasticExpertPoolTest.await("scaled down when idle", 30_000, () -> c.view().shards().size() == 2 && mesh.experts().size() == 2);
+        assertEquals(2, c.view().desiredShards());
+        for (PlacementView.ExpertView e : c.view().experts()) assertTrue(!e.replicas().isEmpty(), "every expert placed after the drain");
+        // still serving, with the same answers
+        try (ElasticExpertPoolTest.Load load = new ElasticExpertPoolTest.Load(2)) {
+            ElasticExpertPoolTest.await("answers after the drain", 20_000, () -> load.done.get() >= 4);
+        }
+    }
+}

@@ -1,0 +1,239 @@
+package io.lightmesh.router.placement;
+
+import io.grpc.ManagedChannel;
+import io.grpc.Server;
+import io.grpc.stub.StreamObserver;
+import io.lightmesh.mesh.Grpc;
+import io.lightmesh.proto.v1.PlacementGrpc;
+import io.lightmesh.proto.v1.PlacementMap;
+import io.lightmesh.proto.v1.UnreachableReport;
+import io.lightmesh.proto.v1.WatchPlacementRequest;
+import io.opentelemetry.api.OpenTelemetry;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.BooleanSupplier;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The controller against stand-in shards over real gRPC ({@link FakeShards}; the mesh tests use real ones): the first
+ * version from the shards' holdings, re-placement under a skewed load (new copies loaded before the version is
+ * published, dropped copies unloaded after the grace), failover on a dead shard (by poll and by a worker's report),
+ * and scaling a pool up under load and down when idle.
+ */
+class PlacementControllerTest {
+    static final int L = 2, E = 8;
+
+    final FakeShards fakes = new FakeShards(L, E);
+    final List<AutoCloseable> closing = new ArrayList<>();
+    final AtomicBoolean driving = new AtomicBoolean(true);
+    volatile double[][] rate;
+
+    @AfterEach
+    void close() throws Exception {
+        driving.set(false);
+        for (AutoCloseable c : closing.reversed()) c.close();
+        fakes.close();
+    }
+
+    PlacementController controller(PlacementController.Settings s, ShardPool pool) {
+        PlacementController c = new PlacementController(s, L, E, FakeShards.FINGERPRINT, fakes::addresses, pool,
+                OpenTelemetry.noop().getMeter("test"));
+        closing.add(c);
+        return c.start();
+    }
+
+    /** Plays {@link #rate} on the fake shards every 50 ms. */
+    void drive() {
+        Thread t = Thread.ofPlatform().daemon().start(() -> {
+            while (driving.get()) {
+                fakes.drive(rate, 0.05, 500);
+                try { Thread.sleep(50); } catch (InterruptedException e) { return; }
+            }
+        });
+        closing.add(() -> { driving.set(false); t.join(2000); });
+    }
+
+    static double[][] skew(double hot, double cold, int... hotExperts) {
+        double[][] r = new double[L][E];
+        for (double[] l : r) {
+            java.util.Arrays.fill(l, cold);
+            for (int e : hotExperts) l[e] = hot;
+        }
+        return r;
+    }
+
+    static void await(String what, long ms, BooleanSupplier cond) throws InterruptedException {
+        long until = System.currentTimeMillis() + ms;
+        while (!cond.getAsBoolean()) {
+            if (System.currentTimeMillis() > until) throw new AssertionError("not within " + ms + " ms: " + what);
+            Thread.sleep(20);
+        }
+    }
+
+    /** A Placement.Watch client collecting the maps it receives. */
+    List<PlacementMap> watch(PlacementController c) throws Exception {
+        Server server = Grpc.serve("127.0.0.1", 0, List.of(c.service()));
+        ManagedChannel ch = Grpc.channel("127.0.0.1:" + server.getPort());
+        closing.add(server::shutdownNow);
+        closing.add(ch::shutdownNow);
+        watchChannel = ch;
+        List<PlacementMap> got = new CopyOnWriteArrayList<>();
+        PlacementGrpc.newStub(ch).watch(WatchPlacementRequest.newBuilder().setWatcherId("test").build(), new StreamObserver<>() {
+            @Override public void onNext(PlacementMap m) { got.add(m); }
+            @Override public void onError(Throwable t) {}
+            @Override public void onCompleted() {}
+        });
+        return got;
+    }
+
+    static int copies(PlacementMap m, int layer, int expert) {
+        int n = 0;
+        for (var s : m.getShardsList()) for (var le : s.getLayerExpertsList()) if (le.getLayer() == layer && le.getExpertsList().contains(expert)) n++;
+        return n;
+    }
+
+    @Test
+    void skewedLoadIsReplicatedLiveAndOldCopiesUnloadedAfterTheGrace() throws Exception {
+        for (int i = 0; i < 4; i++) fakes.add("expert-" + i, 64, i, i + 4);
+        rate = skew(1000, 20, 0, 1); // static: shards 0 and 1 carry 1020/layer, shards 2 and 3 40: imbalance 1.92
+        drive();
+        PlacementController c = controller(PlacementController.Settings.defaults().withWindow(100, 1000).withDrainGraceMs(300), null);
+        List<PlacementMap> seen = watch(c);
+        await("first version", 5000, () -> !seen.isEmpty());
+        PlacementMap first = seen.getFirst();
+        assertEquals(1, first.getVersion());
+        assertEquals(1, copies(first, 0, 0));
+
+        await("re-placement", 10_000, () -> c.rebalances() > 0);
+        await("the new version reaches the watcher", 5000, () -> seen.getLast().getVersion() == c.view().version());
+        PlacementMap balanced = seen.getLast();
+        assertTrue(balanced.getVersion() > first.getVersion());
+        // 4 slots per layer per shard (share 2 + 2 spare): the two hot experts get a copy on every shard
+        for (int l = 0; l < L; l++) {
+            assertEquals(4, copies(balanced, l, 0), "copies of hot expert 0 in layer " + l);
+            assertEquals(4, copies(balanced, l, 1));
+            for (int e = 2; e < E; e++) assertTrue(copies(balanced, l, e) >= 1);
+        }
+        // every copy the new version lists was loaded on its shard before it was published
+        for (var sp : balanced.getShardsList()) {
+            FakeShards.Shard s = fakes.shards.stream().filter(f -> f.id.equals(sp.getShardId())).findFirst().orElseThrow();
+            for (var le : sp.getLayerExpertsList()) for (int e : le.getExpertsList()) assertTrue(s.holds(le.getLayer(), e));
+        }
+        await("imbalance under the threshold", 5000, () -> c.view().imbalance() < 1.25 && c.view().version() == balanced.getVersion());
+        assertTrue(c.view().imbalanceStatic() > 1.8, "static " + c.view().imbalanceStatic());
+        // the dropped copies (shards 2 and 3 gave up a cold expert each to make room) are unloaded after the grace
+        await("old copies unloaded", 5000, () -> fakes.shards.stream().allMatch(s -> s.used() <= 8)
+                && fakes.shards.stream().anyMatch(s -> s.calls.stream().anyMatch(x -> x.startsWith("unload"))));
+        String json = c.view().toJson();
+        assertTrue(json.startsWith("{\"version\":" + balanced.getVersion() + ",\"window_s\":1.0,\"imbalance\":"), json);
+        // a steady balanced load does not make it churn
+        long v = c.view().version();
+        Thread.sleep(2500);
+        assertEquals(v, c.view().version());
+    }
+
+    @Test
+    void aDeadShardIsDroppedAndItsExpertsLoadedOnTheSurvivors() throws Exception {
+        for (int i = 0; i < 3; i++) fakes.add("expert-" + i, 64, i, i + 3, i + 6 < E ? i + 6 : i);
+        rate = skew(10, 10);
+        drive();
+        PlacementController c = controller(PlacementController.Settings.defaults().withWindow(100, 5000), null);
+        List<PlacementMap> seen = watch(c);
+        await("first version", 5000, () -> !seen.isEmpty());
+        fakes.shards.get(1).kill();
+        await("failover", 5000, () -> c.failovers() > 0 && seen.getLast().getShardsCount() == 2);
+        PlacementMap after = seen.getLast();
+        for (int l = 0; l < L; l++) for (int e = 0; e < E; e++) assertEquals(1, copies(after, l, e), l + "/" + e);
+        List<String> loaded = new ArrayList<>();
+        for (FakeShards.Shard s : List.of(fakes.shards.get(0), fakes.shards.get(2))) loaded.addAll(s.calls);
+        assertTrue(loaded.containsAll(List.of("load 0/1", "load 0/4", "load 0/7", "load 1/1", "load 1/4", "load 1/7")), loaded.toString());
+        assertEquals(2, c.view().shards().size());
+    }
+
+    @Test
+    void aWorkersReportDropsAShardThatFailsTheProbeAndKeepsOneThatAnswers() throws Exception {
+        for (int i = 0; i < 2; i++) fakes.add("expert-" + i, 64, i, i + 2, i + 4, i + 6);
+        // polls every 20 s: only the reports can make it act within the test
+        PlacementController c = controller(PlacementController.Settings.defaults().withWindow(20_000, 60_000), null);
+        List<PlacementMap> seen = watch(c);
+        await("first version", 5000, () -> !seen.isEmpty());
+        PlacementGrpc.PlacementBlockingStub stub = PlacementGrpc.newBlockingStub(watchChannel);
+        stub.reportUnreachable(UnreachableReport.newBuilder().setShardId("expert-0").setReason("test").setReporterId("decode-0").build());
+        Thread.sleep(500);
+        assertEquals(0, c.failovers(), "a shard that answers the probe is kept");
+        fakes.shards.get(0).kill();
+        long t0 = System.currentTimeMillis();
+        stub.reportUnreachable(UnreachableReport.newBuilder().setShardId("expert-0").setReason("UNAVAILABLE").setReporterId("decode-0").build());
+        await("dropped on report", 5000, () -> c.failovers() == 1 && seen.getLast().getShardsCount() == 1);
+        assertTrue(System.currentTimeMillis() - t0 < 15_000, "before the next poll");
+        for (int l = 0; l < L; l++) for (int e = 0; e < E; e++) assertEquals(1, copies(seen.getLast(), l, e));
+    }
+
+    ManagedChannel watchChannel;
+
+    @Test
+    void theLastShardGoneLeavesAnEmptyMap() throws Exception {
+        fakes.add("expert-0", 64, 0, 1, 2, 3, 4, 5, 6, 7);
+        PlacementController c = controller(PlacementController.Settings.defaults().withWindow(100, 1000), null);
+        List<PlacementMap> seen = watch(c);
+        await("first version", 5000, () -> !seen.isEmpty());
+        fakes.shards.getFirst().kill();
+        await("empty map published", 5000, () -> seen.getLast().getShardsCount() == 0);
+        assertTrue(seen.getLast().getVersion() > seen.getFirst().getVersion());
+    }
+
+    @Test
+    void survivorsThatAreFullArePassedOverAndTheOrphansGoWhereThereIsRoom() throws Exception {
+        // expert-1 has no room at all; expert-2 takes all of expert-0's experts
+        fakes.add("expert-0", 8, 0, 3, 6, 7);
+        fakes.add("expert-1", 6, 1, 4, 5);
+        fakes.add("expert-2", 64, 2);
+        PlacementController c = controller(PlacementController.Settings.defaults().withWindow(100, 5000), null);
+        List<PlacementMap> seen = watch(c);
+        await("first version", 5000, () -> !seen.isEmpty());
+        fakes.shards.getFirst().kill();
+        await("failover complete", 5000, () -> seen.getLast().getShardsCount() == 2 && c.failovers() == 1);
+        for (int l = 0; l < L; l++) for (int e = 0; e < E; e++) assertEquals(1, copies(seen.getLast(), l, e), l + "/" + e);
+        assertTrue(fakes.shards.get(2).calls.contains("load 0/7"));
+    }
+
+    @Test
+    void aPoolIsScaledUpUnderLoadAndDrainedWhenIdle() throws Exception {
+        fakes.add("expert-0", 64, 0, 2, 4, 6);
+        fakes.add("expert-1", 64, 1, 3, 5, 7);
+        List<String> stopped = new CopyOnWriteArrayList<>();
+        ShardPool pool = new ShardPool() {
+            int n = 2;
+            @Override public String start() throws Exception { return fakes.add("expert-" + n++, 64).address; }
+            @Override public void stop(String address) {
+                stopped.add(address);
+                fakes.shards.stream().filter(s -> s.address.equals(address)).forEach(FakeShards.Shard::kill);
+            }
+        };
+        // 500 us per token: one shard computes 2000 tokens/s; at 70% utilisation 5000 tokens/s need 4 shards
+        rate = skew(312.5, 312.5);
+        drive();
+        PlacementController c = controller(PlacementController.Settings.defaults().withWindow(100, 1000).withDrainGraceMs(200)
+                .withDemand(new ShardDemand(0.7, 2, 3)), pool);
+        await("desired 3 (clamped)", 10_000, () -> c.view().desiredShards() == 3);
+        await("a third shard joined", 10_000, () -> c.view().shards().size() == 3);
+        assertEquals(3, fakes.shards.size(), "at most MAX shards");
+        assertTrue(c.view().shards().stream().allMatch(s -> !s.experts().isEmpty()), "the new shard got experts");
+        rate = skew(0, 0);
+        await("drained back to 2", 15_000, () -> c.view().shards().size() == 2 && stopped.size() == 1);
+        for (int l = 0; l < L; l++) for (int e = 0; e < E; e++) {
+            int n = 0;
+            for (PlacementView.ShardView s : c.view().shards()) for (int[] p : s.experts()) if (p[0] == l && p[1] == e) n++;
+            assertTrue(n >= 1, l + "/" + e + " still placed");
+        }
+        assertFalse(c.view().shards().stream().anyMatch(s -> stopped.contains(s.address())));
+    }
+}
