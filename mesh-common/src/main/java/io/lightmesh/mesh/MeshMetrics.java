@@ -15,14 +15,13 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
-import java.util.HashMap;
 import java.util.Map;
 
 /**
- * A service's metrics, always recorded (whether or not traces are exported) and readable two ways: scraped in the
- * Prometheus text format ({@link #scrape}, served on {@code /q/metrics}: what an HPA through a Prometheus adapter or
- * a KEDA Prometheus trigger reads) and, when {@code OTEL_EXPORTER_OTLP_ENDPOINT} is set and OTel's OTLP exporter is on
- * the classpath (not in the Quarkus applications, which carry Quarkus's own), pushed over OTLP.
+ * A service's metrics, always recorded (whether or not traces are exported) and scraped in the Prometheus text format
+ * ({@link #scrape}, served on {@code /q/metrics}: what an HPA through a Prometheus adapter or a KEDA Prometheus
+ * trigger reads). They are never pushed over OTLP from here (traces are, by Quarkus's SDK, when
+ * {@code OTEL_EXPORTER_OTLP_ENDPOINT} is set).
  * One OpenTelemetry meter provider with OTel's Prometheus reader ({@code opentelemetry-exporter-prometheus}): the
  * instruments the services already define (MeshTelemetry scope) become {@code lightmesh_*} series, e.g.
  * {@code lightmesh.decode.sequences.active} as {@code lightmesh_decode_sequences_active}.
@@ -42,37 +41,29 @@ public final class MeshMetrics implements AutoCloseable {
         this.sdk = sdk;
     }
 
-    /** Metrics of {@code serviceName}: Prometheus always, OTLP when the standard OTEL_* variables say so. */
+    /**
+     * Metrics of {@code serviceName}, on the Prometheus reader only. Whatever the OTEL_* variables and otel.* system
+     * properties say, this SDK exports nothing itself: no metric, span or log exporter (those are overridden to
+     * {@code none}), so an OTLP endpoint set for the traces (which Quarkus's SDK exports) never makes it look for an
+     * OTLP metric exporter that the Quarkus applications do not carry. The standard variables still set the resource
+     * (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME over {@code serviceName}).
+     */
     public static MeshMetrics fromEnvironment(String serviceName) {
-        boolean otlp = nonBlank(System.getenv("OTEL_EXPORTER_OTLP_ENDPOINT")) || System.getProperty("otel.exporter.otlp.endpoint") != null;
-        // the Quarkus applications carry Quarkus's own OTLP exporters, not OTel's: there the metrics stay on /q/metrics
-        if (otlp && !present("io.opentelemetry.exporter.otlp.internal.OtlpMetricExporterProvider")) {
-            java.util.logging.Logger.getLogger(MeshMetrics.class.getName()).info(
-                    "metrics: no OTel OTLP exporter in this application; metrics are served on /q/metrics only");
-            otlp = false;
-        }
-        Map<String, String> defaults = new HashMap<>();
-        defaults.put("otel.service.name", serviceName);
-        defaults.put("otel.traces.exporter", "none"); // traces stay with the service's own tracing SDK
-        defaults.put("otel.logs.exporter", "none");
-        defaults.put("otel.metrics.exporter", otlp ? "otlp" : "none");
         PrometheusMetricReader reader = PrometheusMetricReader.builder().setOtelScopeLabelsEnabled(false).setTargetInfoMetricEnabled(false).build();
-        OpenTelemetrySdk sdk = AutoConfiguredOpenTelemetrySdk.builder().addPropertiesSupplier(() -> defaults)
+        OpenTelemetrySdk sdk = AutoConfiguredOpenTelemetrySdk.builder()
+                .addPropertiesSupplier(() -> Map.of("otel.service.name", serviceName))
+                .addPropertiesCustomizer(config -> EXPORTERS_OFF)
                 .addMeterProviderCustomizer((b, config) -> b.registerMetricReader(reader))
                 .disableShutdownHook().build().getOpenTelemetrySdk();
         return new MeshMetrics(reader, sdk);
     }
 
-    private static boolean nonBlank(String s) { return s != null && !s.isBlank(); }
-
-    private static boolean present(String className) {
-        try {
-            Class.forName(className, false, MeshMetrics.class.getClassLoader());
-            return true;
-        } catch (ClassNotFoundException e) {
-            return false;
-        }
-    }
+    /** Overrides of whatever the environment says: this SDK only records, for the Prometheus reader. */
+    static final Map<String, String> EXPORTERS_OFF = Map.of(
+            "otel.metrics.exporter", "none",
+            "otel.traces.exporter", "none",
+            "otel.logs.exporter", "none",
+            "otel.sdk.disabled", "false");
 
     public MeterProvider meterProvider() { return sdk.getMeterProvider(); }
 
