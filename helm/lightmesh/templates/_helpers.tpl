@@ -53,6 +53,40 @@ dns:{{ include "lightmesh.svcHost" (dict "root" . "name" (printf "%s-decode" (in
 dns:{{ include "lightmesh.svcHost" (dict "root" . "name" (printf "%s-experts" (include "lightmesh.fullname" .))) }}:{{ .Values.experts.grpcPort }}
 {{- end -}}
 
+{{/* The router's placement controller for the workers (Placement.Watch), through a Service that lists the router pod
+     before it is ready: the router's readiness waits for workers that wait for the placement. */}}
+{{- define "lightmesh.placementTarget" -}}
+{{ include "lightmesh.svcHost" (dict "root" . "name" (printf "%s-placement" (include "lightmesh.fullname" .))) }}:{{ .Values.router.grpcPort }}
+{{- end -}}
+
+{{/* Whether the router runs the placement controller (expert shards on and placement.controller). */}}
+{{- define "lightmesh.controllerOn" -}}
+{{- if and .Values.experts.enabled .Values.placement.controller -}}true{{- end -}}
+{{- end -}}
+
+{{/* Where a prefill or decode worker's experts are: the controller's placement, or the shards it discovers itself. */}}
+{{- define "lightmesh.workerExpertsEnv" -}}
+{{- if include "lightmesh.controllerOn" . }}
+# the placement the router's controller publishes (experts re-placed by load, failed shards replaced)
+- name: LIGHTMESH_PLACEMENT
+  value: {{ include "lightmesh.placementTarget" . | quote }}
+{{- else if .Values.experts.enabled }}
+# discovery: every ready shard behind the headless Service, asked what it holds as shards come and go
+- name: LIGHTMESH_EXPERTS
+  value: {{ include "lightmesh.expertPeers" . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Settings that are not a role's own: refused combinations, named. */}}
+{{- define "lightmesh.validate" -}}
+{{- if and (include "lightmesh.controllerOn" .) (or (gt (int .Values.router.replicas) 1) .Values.router.autoscaling.enabled) -}}
+{{- fail "the placement controller runs in the router, one per router pod: with placement.controller true keep router.replicas 1 and router.autoscaling off, or set placement.controller false" -}}
+{{- end -}}
+{{- if and .Values.tls.enabled .Values.tls.mesh.enabled -}}
+{{- fail "tls.enabled and tls.mesh.enabled: with mesh TLS the router serves HTTPS on its HTTP port with the mesh certificate; turn tls.enabled off" -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "lightmesh.image" -}}
 {{- $repo := printf "%s-%s" .root.Values.image.repository .image -}}
 {{- if .root.Values.image.registry -}}{{- $repo = printf "%s/%s" (trimSuffix "/" .root.Values.image.registry) $repo -}}{{- end -}}
@@ -94,6 +128,9 @@ metadata:
     prometheus.io/scrape: "true"
     prometheus.io/port: {{ $v.httpPort | quote }}
     prometheus.io/path: /q/metrics
+    {{- if and (eq .role "router") $root.Values.tls.mesh.enabled }}
+    prometheus.io/scheme: https
+    {{- end }}
     {{- end }}
     {{- if and (include "lightmesh.apiKeyEnabled" $root) $root.Values.apiKey.value }}
     checksum/api-key: {{ $root.Values.apiKey.value | sha256sum | trunc 16 }}
@@ -155,6 +192,17 @@ spec:
         - name: OTEL_EXPORTER_OTLP_PROTOCOL
           value: {{ $root.Values.otel.protocol | quote }}
         {{- end }}
+        {{- if $root.Values.tls.mesh.enabled }}
+        # mutual TLS between the services (io.lightmesh.mesh.MeshTls)
+        - name: LIGHTMESH_TLS_CERT
+          value: /etc/lightmesh/mesh-tls/tls.crt
+        - name: LIGHTMESH_TLS_KEY
+          value: /etc/lightmesh/mesh-tls/tls.key
+        - name: LIGHTMESH_TLS_CA
+          value: /etc/lightmesh/mesh-tls/ca.crt
+        - name: LIGHTMESH_TLS_VERIFY_HOSTNAME
+          value: {{ $root.Values.tls.mesh.verifyHostname | quote }}
+        {{- end }}
         {{- .env | nindent 8 }}
         {{- include "lightmesh.settingsEnv" $v.settings | nindent 8 }}
         {{- with $v.env }}
@@ -166,14 +214,16 @@ spec:
           containerPort: {{ .port }}
           protocol: TCP
         {{- end }}
+      {{- /* under mesh TLS the router's HTTP port serves HTTPS only (RouterTlsConfigSource); kubelet does not verify it */}}
+      {{- $scheme := ternary "HTTPS" "HTTP" (and (eq .role "router") $root.Values.tls.mesh.enabled) }}
       startupProbe:
-        httpGet: {path: /q/health/live, port: http}
+        httpGet: {path: /q/health/live, port: http, scheme: {{ $scheme }}}
         {{- toYaml $v.probes.startup | nindent 8 }}
       livenessProbe:
-        httpGet: {path: /q/health/live, port: http}
+        httpGet: {path: /q/health/live, port: http, scheme: {{ $scheme }}}
         {{- toYaml $v.probes.liveness | nindent 8 }}
       readinessProbe:
-        httpGet: {path: /q/health/ready, port: http}
+        httpGet: {path: /q/health/ready, port: http, scheme: {{ $scheme }}}
         {{- toYaml $v.probes.readiness | nindent 8 }}
       {{- $res := deepCopy ($v.resources | default dict) }}
       {{- if gt (int $v.gpu) 0 }}
@@ -193,6 +243,11 @@ spec:
         {{- if and (eq .role "router") $root.Values.tls.enabled }}
         - name: tls
           mountPath: /etc/lightmesh/tls
+          readOnly: true
+        {{- end }}
+        {{- if $root.Values.tls.mesh.enabled }}
+        - name: mesh-tls
+          mountPath: /etc/lightmesh/mesh-tls
           readOnly: true
         {{- end }}
   volumes:
@@ -216,6 +271,11 @@ spec:
     - name: tls
       secret:
         secretName: {{ required "tls.secretName is required when tls.enabled is true" $root.Values.tls.secretName }}
+    {{- end }}
+    {{- if $root.Values.tls.mesh.enabled }}
+    - name: mesh-tls
+      secret:
+        secretName: {{ required "tls.mesh.secretName is required when tls.mesh.enabled is true" $root.Values.tls.mesh.secretName }}
     {{- end }}
 {{- end -}}
 

@@ -23,6 +23,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.stream.Collectors;
 import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -53,7 +54,7 @@ class ChartTest {
 
     @Test
     void theFiveRealisticValueSetsAreThere() {
-        assertTrue(Chart.valueSets().containsAll(List.of("cpu-only", "gpu-nodes", "external-kafka", "autoscaling", "secret-tls")), Chart.valueSets().toString());
+        assertTrue(Chart.valueSets().containsAll(List.of("cpu-only", "gpu-nodes", "external-kafka", "autoscaling", "secret-tls", "ha-routers")), Chart.valueSets().toString());
     }
 
     @ParameterizedTest
@@ -78,7 +79,7 @@ class ChartTest {
         assertEquals("test", test.getMetadata().getAnnotations().get("lightmesh.test/hook"));
         assertTrue(TypedChecks.unknownFields(List.of(test)).isEmpty(), () -> TypedChecks.unknownFields(List.of(test)).toString());
         String router = Chart.all(objects, Service.class).stream().map(x -> x.getMetadata().getName()).filter(n -> n.endsWith("-router")).findFirst().orElseThrow();
-        assertTrue(TypedChecks.env(test.getSpec().getContainers().getFirst(), "ROUTER").startsWith("http://" + router + ":"), "helm test asks the router's Service");
+        assertTrue(TypedChecks.env(test.getSpec().getContainers().getFirst(), "ROUTER").matches("https?://" + router + ":\\d+"), "helm test asks the router's Service");
     }
 
     static Container container(List<HasMetadata> objects, String role) {
@@ -101,13 +102,21 @@ class ChartTest {
         assertEquals("dns:lm-lightmesh-experts.llm.svc.cluster.local:9200", TypedChecks.env(router, "LIGHTMESH_EXPERTS"));
         assertEquals("lm-lightmesh-kafka.llm.svc.cluster.local:9092", TypedChecks.env(router, "LIGHTMESH_KAFKA"));
         assertEquals("lightmesh-router:0.1.0-SNAPSHOT", router.getImage());
-        assertEquals(TypedChecks.env(router, "LIGHTMESH_EXPERTS"), TypedChecks.env(container(o, "decode"), "LIGHTMESH_EXPERTS"));
-        assertEquals(TypedChecks.env(router, "LIGHTMESH_EXPERTS"), TypedChecks.env(container(o, "prefill"), "LIGHTMESH_EXPERTS"));
+        // the router's placement controller follows the discovered shards; the workers follow its placement
+        assertNull(envVar(router, "LIGHTMESH_PLACEMENT_CONTROLLER"), "the controller is on by default");
+        assertEquals("60", TypedChecks.env(router, "LIGHTMESH_REBALANCE_INTERVAL_S"));
+        for (String role : List.of("decode", "prefill")) {
+            assertEquals("lm-lightmesh-placement.llm.svc.cluster.local:9000", TypedChecks.env(container(o, role), "LIGHTMESH_PLACEMENT"), role);
+            assertNull(envVar(container(o, role), "LIGHTMESH_EXPERTS"), role + ": the controller's placement, not its own");
+        }
         assertEquals("$(POD_INDEX)/2", TypedChecks.env(container(o, "experts"), "LIGHTMESH_SHARD"));
         // decode workers and expert shards behind headless Services: their DNS names answer with every ready pod
         for (String s : List.of("lm-lightmesh-decode", "lm-lightmesh-experts")) {
             assertEquals("None", Chart.all(o, Service.class).stream().filter(x -> x.getMetadata().getName().equals(s)).findFirst().orElseThrow().getSpec().getClusterIP());
         }
+        // the controller's Service lists the router before it is ready (its readiness waits for workers that wait for a placement)
+        Service placement = Chart.all(o, Service.class).stream().filter(x -> x.getMetadata().getName().equals("lm-lightmesh-placement")).findFirst().orElseThrow();
+        assertTrue(placement.getSpec().getPublishNotReadyAddresses());
         Service r = Chart.all(o, Service.class).stream().filter(x -> x.getMetadata().getName().equals("lm-lightmesh-router")).findFirst().orElseThrow();
         assertEquals(List.of(9000, 8080), r.getSpec().getPorts().stream().map(p -> p.getPort()).toList());
         // non-root, read-only root, model read-only from the PVC
@@ -144,21 +153,84 @@ class ChartTest {
         assertEquals("registry.example.com/models/minimax-m1-tiny:1", volume.getImage().getReference());
     }
 
+    /** The first trigger of each KEDA ScaledObject, by name. */
+    @SuppressWarnings("unchecked")
+    static Map<String, Map<String, Object>> triggers(List<HasMetadata> o) {
+        Map<String, Map<String, Object>> triggerOf = new java.util.HashMap<>();
+        for (GenericKubernetesResource s : Chart.all(o, GenericKubernetesResource.class)) {
+            var triggers = (List<Map<String, Object>>) ((Map<String, Object>) s.get("spec")).get("triggers");
+            triggerOf.put(s.getMetadata().getName(), triggers.getFirst());
+        }
+        return triggerOf;
+    }
+
     @Test
     void autoscalingOwnsTheReplicas() {
         List<HasMetadata> o = render("autoscaling");
-        assertEquals(2, Chart.all(o, HorizontalPodAutoscaler.class).size());
-        List<GenericKubernetesResource> scaled = Chart.all(o, GenericKubernetesResource.class);
-        assertEquals(2, scaled.size());
-        Map<String, String> triggerOf = new java.util.HashMap<>();
-        for (GenericKubernetesResource s : scaled) {
-            @SuppressWarnings("unchecked") var triggers = (List<Map<String, Object>>) ((Map<String, Object>) s.get("spec")).get("triggers");
-            triggerOf.put(s.getMetadata().getName(), (String) triggers.getFirst().get("type"));
+        assertEquals(0, Chart.all(o, HorizontalPodAutoscaler.class).size());
+        Map<String, Map<String, Object>> triggerOf = triggers(o);
+        assertEquals(Map.of("lm-lightmesh-prefill", "kafka", "lm-lightmesh-decode", "prometheus", "lm-lightmesh-experts", "prometheus"),
+                triggerOf.entrySet().stream().collect(Collectors.toMap(Map.Entry::getKey, e -> (String) e.getValue().get("type"))));
+        // expert shards follow the count the placement controller exports, bounded by the autoscaler's range
+        @SuppressWarnings("unchecked") var experts = (Map<String, Object>) triggerOf.get("lm-lightmesh-experts").get("metadata");
+        assertTrue(((String) experts.get("query")).startsWith("max(lightmesh_expert_shards_desired{"), experts.toString());
+        assertEquals("1", experts.get("threshold"));
+        Container router = container(o, "router");
+        assertEquals("4:12", TypedChecks.env(router, "LIGHTMESH_AUTOSCALE_EXPERTS"));
+        assertEquals("120", TypedChecks.env(router, "LIGHTMESH_REBALANCE_INTERVAL_S"));
+        assertEquals("1.5", TypedChecks.env(router, "LIGHTMESH_IMBALANCE_THRESHOLD"));
+        assertEquals("0.6", TypedChecks.env(router, "LIGHTMESH_EXPERT_TARGET_UTILISATION"));
+        assertEquals("64", TypedChecks.env(container(o, "experts"), "LIGHTMESH_EXPERT_SLOTS"));
+        for (var w : TypedChecks.workloads(o)) {
+            if (!w.name().endsWith("-kafka") && !w.name().endsWith("-router")) assertNull(w.replicas(), w.name());
         }
-        assertEquals(Map.of("lm-lightmesh-prefill", "kafka", "lm-lightmesh-decode", "prometheus"), triggerOf);
-        for (var w : TypedChecks.workloads(o)) if (!w.name().endsWith("-kafka")) assertNull(w.replicas(), w.name());
+        // an HPA instead: the same count as an external metric (through a Prometheus adapter), one per replica
+        HorizontalPodAutoscaler hpa = Chart.all(render("autoscaling", "experts.autoscaling.kind", "hpa"), HorizontalPodAutoscaler.class).getFirst();
+        assertEquals("lightmesh_expert_shards_desired", hpa.getSpec().getMetrics().getFirst().getExternal().getMetric().getName());
+        assertEquals("StatefulSet", hpa.getSpec().getScaleTargetRef().getKind());
         // with autoscaling off, replicas are set
         for (var w : TypedChecks.workloads(render("default"))) assertNotNull(w.replicas(), w.name());
+    }
+
+    @Test
+    void severalRoutersWithoutAControllerAndMeshTls() throws Exception {
+        List<HasMetadata> o = render("ha-routers");
+        Container router = container(o, "router");
+        assertEquals("false", TypedChecks.env(router, "LIGHTMESH_PLACEMENT_CONTROLLER"));
+        assertTrue(Chart.all(o, Service.class).stream().noneMatch(s -> s.getMetadata().getName().endsWith("-placement")));
+        for (String role : List.of("decode", "prefill")) {
+            assertEquals("dns:lm-lightmesh-experts.llm.svc.cluster.local:9200", TypedChecks.env(container(o, role), "LIGHTMESH_EXPERTS"), role);
+            assertNull(envVar(container(o, role), "LIGHTMESH_PLACEMENT"), role);
+        }
+        // request limits as the router's keys
+        assertEquals("8192", TypedChecks.env(router, "LIGHTMESH_MAX_NEW_TOKENS"));
+        assertEquals("200000", TypedChecks.env(router, "LIGHTMESH_MAX_PROMPT_TOKENS"));
+        assertEquals("8", TypedChecks.env(router, "LIGHTMESH_MAX_STOP_STRINGS"));
+        assertEquals("48", TypedChecks.env(container(o, "experts"), "LIGHTMESH_EXPERT_MEMORY_GIB"));
+        // the routers scale on CPU, the shards on their tokens per second
+        var hpas = Chart.all(o, HorizontalPodAutoscaler.class);
+        assertEquals(List.of("lm-lightmesh-experts", "lm-lightmesh-router"), hpas.stream().map(h -> h.getMetadata().getName()).sorted().toList());
+        // mutual TLS: every service gets the Secret's files; the router's probes speak HTTPS
+        for (String role : List.of("router", "prefill", "decode", "experts")) {
+            Container c = container(o, role);
+            assertEquals("/etc/lightmesh/mesh-tls/ca.crt", TypedChecks.env(c, "LIGHTMESH_TLS_CA"), role);
+            assertTrue(c.getVolumeMounts().stream().anyMatch(m -> m.getName().equals("mesh-tls")), role);
+            assertEquals(role.equals("router") ? "HTTPS" : "HTTP", c.getReadinessProbe().getHttpGet().getScheme(), role);
+        }
+        var secret = TypedChecks.workloads(o).getFirst().template().getSpec().getVolumes().stream().filter(v -> v.getName().equals("mesh-tls")).findFirst().orElseThrow();
+        assertEquals("lightmesh-mesh-tls", secret.getSecret().getSecretName());
+        Pod hook = Chart.testHook(scratch, List.of(Chart.valueSet("ha-routers")));
+        assertTrue(TypedChecks.env(hook.getSpec().getContainers().getFirst(), "ROUTER").startsWith("https://"), "helm test speaks HTTPS");
+    }
+
+    @Test
+    void combinationsThatCannotWorkAreRefusedNamingTheKeys() throws Exception {
+        // two routers would run two placement controllers over the same shards
+        refused("router:\n  replicas: 2\n", "placement.controller");
+        refused("router:\n  autoscaling: {enabled: true}\n", "router.autoscaling");
+        refused("tls:\n  enabled: true\n  secretName: a\n  mesh: {enabled: true, secretName: b}\n", "tls.mesh.enabled");
+        refused("tls:\n  mesh: {enabled: true}\n", "secretName");
+        refused("router:\n  limits: {maxNewTokenz: 5}\n", "maxNewTokenz");
     }
 
     @Test

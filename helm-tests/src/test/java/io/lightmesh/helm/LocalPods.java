@@ -34,7 +34,8 @@ import java.util.regex.Pattern;
  * hostPath. What a cluster adds is emulated: each pod gets its own loopback address (127.a.b.n, its "pod IP", which
  * it binds: LIGHTMESH_HOST), and the cluster DNS is a hosts file the JVMs resolve names from
  * ({@code -Djdk.net.hosts.file}, never cached), kept by an endpoints loop: a headless Service's name answers with the
- * addresses of its ready pods (readiness probe passing), as Kubernetes' EndpointSlices do.
+ * addresses of its ready pods (readiness probe passing), or of its running ones when it publishes not-ready addresses,
+ * as Kubernetes' EndpointSlices do.
  */
 final class LocalPods implements AutoCloseable {
     /** The module whose Quarkus application each image packages. */
@@ -146,8 +147,11 @@ final class LocalPods implements AutoCloseable {
             for (Pod p : List.copyOf(pods.values())) {
                 boolean r = ready(p);
                 ready.put(p.name(), r);
+                if (!p.process().isAlive()) continue;
+                // publishNotReadyAddresses: listed while running; otherwise once ready
+                for (String svc : headlessServicesOf(p.role(), true)) sb.append(p.ip()).append(' ').append(svc).append('\n');
                 if (!r) continue;
-                for (String svc : headlessServicesOf(p.role())) sb.append(p.ip()).append(' ').append(svc).append('\n');
+                for (String svc : headlessServicesOf(p.role(), false)) sb.append(p.ip()).append(' ').append(svc).append('\n');
             }
             String now = sb.toString();
             if (!now.equals(last)) {
@@ -167,10 +171,11 @@ final class LocalPods implements AutoCloseable {
         }
     }
 
-    /** The DNS names of the headless Services selecting a role's pods. */
-    List<String> headlessServicesOf(String role) {
+    /** The DNS names of the headless Services selecting a role's pods, of those listing not-ready pods or the others. */
+    List<String> headlessServicesOf(String role, boolean publishNotReady) {
         TypedChecks.Workload w = TypedChecks.workloads(objects).stream().filter(x -> TypedChecks.role(x).equals(role)).findFirst().orElseThrow();
         return Chart.all(objects, Service.class).stream().filter(s -> "None".equals(s.getSpec().getClusterIP()))
+                .filter(s -> Boolean.TRUE.equals(s.getSpec().getPublishNotReadyAddresses()) == publishNotReady)
                 .filter(s -> w.template().getMetadata().getLabels().entrySet().containsAll(s.getSpec().getSelector().entrySet()))
                 .map(s -> s.getMetadata().getName() + "." + Chart.NAMESPACE + ".svc.cluster.local").toList();
     }

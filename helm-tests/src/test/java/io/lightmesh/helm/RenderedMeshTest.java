@@ -43,7 +43,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * The chart's rendered pods, started as local processes ({@link LocalPods}: their commands and env, service names
  * resolved to loopback addresses through an emulated cluster DNS) against a real Kafka broker (the chart's
  * external-Kafka mode): the mesh becomes ready and answers requests with no host list anywhere, only the headless
- * Services' names (discovery). Then pods come and go as a Deployment and a StatefulSet scaling and replacing them
+ * Services' names (discovery): the router's placement controller follows the discovered shards and the workers follow
+ * its placement (the chart's default). Then pods come and go as a Deployment and a StatefulSet scaling and replacing them
  * would make them: a second decode worker and a second expert shard started later are used without restarting
  * anyone; the decode worker holding a request and the first shard, stopped mid-request, are dropped, and the request
  * completes with the same greedy tokens.
@@ -176,6 +177,9 @@ class RenderedMeshTest {
         assertTrue(prefill.contains("lightmesh_moe_tokens_total{"), "per-(layer, expert) load seen by the workers: " + prefill);
         String r = pods.get(router, "/q/metrics").body();
         assertTrue(r.contains("lightmesh_router_queue_depth") && r.contains("lightmesh_request_time_to_first_token_seconds"), r);
+        // the placement controller's: what the shards' autoscaler follows (autoscaling.yaml), and the expert load
+        assertTrue(r.matches("(?s).*\nlightmesh_expert_shards_desired [1-9].*"), r);
+        assertTrue(r.contains("lightmesh_expert_load{") && r.contains("lightmesh_placement_version"), r);
     }
 
     @Test

@@ -17,6 +17,7 @@ import io.fabric8.kubernetes.api.model.networking.v1.Ingress;
 import io.fabric8.kubernetes.api.model.policy.v1.PodDisruptionBudget;
 import io.lightmesh.decode.app.DecodeConfig;
 import io.lightmesh.expert.app.ExpertConfig;
+import io.lightmesh.mesh.MeshTls;
 import io.lightmesh.prefill.app.PrefillConfig;
 import io.lightmesh.router.app.RouterConfig;
 
@@ -39,6 +40,9 @@ final class TypedChecks {
             "decode", DecodeConfig.class, "experts", ExpertConfig.class);
     /** Variables that are the image's or Kubernetes's, not the service's keys. */
     static final Set<String> NOT_KEYS = Set.of("LIGHTMESH_HOME");
+    /** Keys every service reads outside its @ConfigMapping: the mesh's TLS files ({@link MeshTls}, TlsConfigSource). */
+    static final Set<String> MESH_TLS_KEYS = java.util.stream.Stream.of(MeshTls.CERT, MeshTls.KEY, MeshTls.CA, MeshTls.VERIFY_HOSTNAME)
+            .map(ConfigKeys::env).collect(Collectors.toUnmodifiableSet());
 
     private TypedChecks() {}
 
@@ -154,6 +158,7 @@ final class TypedChecks {
             Class<?> mapping = CONFIG.get(role(w));
             if (mapping == null) continue;
             Set<String> known = ConfigKeys.of(mapping).stream().map(ConfigKeys::env).collect(Collectors.toSet());
+            known.addAll(MESH_TLS_KEYS);
             for (Container c : w.template().getSpec().getContainers()) {
                 for (EnvVar e : c.getEnv()) {
                     if (e.getName().startsWith("LIGHTMESH_") && !NOT_KEYS.contains(e.getName()) && !known.contains(e.getName())) {

@@ -119,9 +119,7 @@ public final class DiscoveredPlacement implements PlacementSource {
     }
 
     /** The same shards holding the same pairs at the same addresses (versions aside). */
-    private static boolean same(ExpertPlacement a, ExpertPlacement b) {
-        return a.toProto().toBuilder().setVersion(0).build().equals(b.toProto().toBuilder().setVersion(0).build());
-    }
+    private static boolean same(ExpertPlacement a, ExpertPlacement b) { return a.shards().equals(b.shards()); }
 
     private static List<String> addresses(ExpertPlacement p) {
         return p.shards().stream().map(s -> s.id() + "@" + s.address()).toList();

@@ -18,10 +18,11 @@ final class PlacementNode {
 
     /**
      * Started over {@code shards} (the router's {@code lightmesh.experts}, fixed or discovered: asked at every poll, so
-     * shards that join or leave are followed); null when none are configured (experts in the workers).
+     * shards that join or leave are followed); null when none are configured (experts in the workers) or
+     * lightmesh.placement-controller is false.
      */
     static PlacementController start(RouterConfig config, PeerSet shards, MeshModel model, OpenTelemetry otel) {
-        if (config.experts().orElse(List.of()).isEmpty()) return null;
+        if (config.experts().orElse(List.of()).isEmpty() || !config.placementController()) return null;
         int[] range = config.autoscaleExperts().map(ShardDemand::parseRange).orElse(new int[]{1, Integer.MAX_VALUE});
         PlacementController.Settings d = PlacementController.Settings.defaults();
         PlacementController.Settings s = new PlacementController.Settings(d.pollMs(), Math.round(config.rebalanceIntervalS() * 1000),

@@ -92,6 +92,14 @@ public interface RouterConfig {
     // ---- the expert placement controller (runs when experts are given; workers watch it with lightmesh.placement) ----
 
     /**
+     * Whether the router runs the placement controller over lightmesh.experts (default true). False: the shards are
+     * only checked by the readiness probe, and the workers route by what each shard holds (their own discovery);
+     * what several router replicas need, since each would run its own controller.
+     */
+    @WithDefault("true")
+    boolean placementController();
+
+    /**
      * Expert copies (one (layer, expert) each) a shard may be given beyond its share (ceil(experts / shards) per layer),
      * for replicas of hot experts, spread evenly over the layers; default two per layer. The shards' own
      * lightmesh.expert-slots bounds what they accept.
