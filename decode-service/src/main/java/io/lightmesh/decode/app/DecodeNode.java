@@ -50,7 +50,7 @@ public class DecodeNode {
     static DeferredServices services() { return new DeferredServices(); }
 
     DecodeNode(DecodeConfig config, OpenTelemetry tracing, DeferredServices services, MeshMetrics metrics) throws Exception {
-        // Quarkus's SDK traces; the metrics are always recorded, for /q/metrics (and OTLP when configured)
+        // Quarkus's SDK traces; the metrics are always recorded, for /q/metrics
         OpenTelemetry otel = metrics.withTracing(tracing);
         model = MeshModel.load(config.model(), Services.backend(config.backend()));
         try {
@@ -62,7 +62,7 @@ public class DecodeNode {
             String advertise = config.advertise().orElse((host.equals("0.0.0.0") ? InetAddress.getLocalHost().getHostName() : host)
                     + ":" + config.grpcPort());
             worker = new DecodeWorker(new DecodeWorker.Settings(config.id(), advertise, (long) (config.budgetGib() * (1L << 30)),
-                    config.maxBatch(), config.stateWaitMs()), model, forward, !remotes.isEmpty(), otel);
+                    config.maxBatch(), config.stateWaitMs()), model, forward, placement != null, otel);
             OffloadingInterceptor offload = new OffloadingInterceptor(handlers);
             for (BindableService s : worker.services()) {
                 services.publish(ServerInterceptors.intercept(Grpc.traced(s), offload));

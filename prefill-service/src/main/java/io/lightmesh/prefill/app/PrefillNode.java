@@ -34,7 +34,7 @@ public class PrefillNode {
     private final String id;
 
     PrefillNode(PrefillConfig config, OpenTelemetry tracing, MeshMetrics metrics) throws Exception {
-        // Quarkus's SDK traces; the metrics are always recorded, for /q/metrics (and OTLP when configured)
+        // Quarkus's SDK traces; the metrics are always recorded, for /q/metrics
         OpenTelemetry otel = metrics.withTracing(tracing);
         model = MeshModel.load(config.model(), Services.backend(config.backend()));
         try {

@@ -54,7 +54,7 @@ public class RouterNode {
     static DeferredServices services() { return new DeferredServices(); }
 
     RouterNode(RouterConfig config, OpenTelemetry tracing, DeferredServices services, MeshMetrics metrics) {
-        // Quarkus's SDK traces; the metrics are always recorded, for /q/metrics (and OTLP when configured)
+        // Quarkus's SDK traces; the metrics are always recorded, for /q/metrics
         OpenTelemetry otel = metrics.withTracing(tracing);
         try {
             this.model = MeshModel.load(config.model(), new ReferenceOps());
