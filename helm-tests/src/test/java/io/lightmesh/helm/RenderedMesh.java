@@ -54,7 +54,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 abstract class RenderedMesh {
-    @TempDir Path dir;
+    /** Per test class (JUnit injects a static one before the class's @BeforeAll). */
+    @TempDir static Path root;
+    Path dir;
     KafkaClusterTestKit kafka;
     LocalPods pods;
     List<HasMetadata> objects;
@@ -73,6 +75,7 @@ abstract class RenderedMesh {
 
     @BeforeAll
     void start() throws Exception {
+        dir = root;
         Path models = Files.createDirectories(dir.resolve("node-models"));
         Path model = models.resolve("model");
         SyntheticCheckpoint.write(model, new SyntheticCheckpoint.Shape(2048, 64, 8, 4, 2, 16, 8, 4, 2, 48, 16), DType.F32, 21, false);
