@@ -111,6 +111,8 @@ public final class DecodeWorker implements AutoCloseable {
     private final DoubleHistogram stepSeconds;
     private final LongCounter stateBytes;
     private final ObservableLongGauge activeGauge;
+    /** State bytes charged and the budget: what an autoscaler of decode workers scales on (with active sequences). */
+    private final ObservableLongGauge stateUsedGauge, stateBudgetGauge;
     /** Events of the current step, sent when it ends (decode loop only), and the thread that sends them, in order. */
     private final List<Runnable> stepEvents = new ArrayList<>();
     private final java.util.concurrent.ExecutorService events;
@@ -138,6 +140,13 @@ public final class DecodeWorker implements AutoCloseable {
         this.activeGauge = meter.gaugeBuilder("lightmesh.decode.sequences.active").ofLongs().setUnit("{sequence}")
                 .setDescription("Sequences being decoded").buildWithCallback(m -> m.record(activeCount, Attributes.of(
                         io.opentelemetry.api.common.AttributeKey.stringKey("lightmesh.worker"), settings.workerId())));
+        io.opentelemetry.api.common.Attributes worker = Attributes.of(
+                io.opentelemetry.api.common.AttributeKey.stringKey("lightmesh.worker"), settings.workerId());
+        this.stateUsedGauge = meter.gaugeBuilder("lightmesh.decode.state.used").ofLongs().setUnit("By")
+                .setDescription("Sequence state bytes charged (held and reserved) on this decode worker")
+                .buildWithCallback(m -> m.record(usedBytes(), worker));
+        this.stateBudgetGauge = meter.gaugeBuilder("lightmesh.decode.state.budget").ofLongs().setUnit("By")
+                .setDescription("Sequence state budget of this decode worker").buildWithCallback(m -> m.record(settings.stateBudgetBytes(), worker));
         this.settings = settings;
         this.events = Executors.newSingleThreadExecutor(r -> {
             Thread t = new Thread(r, "decode-events-" + settings.workerId());
@@ -703,6 +712,8 @@ public final class DecodeWorker implements AutoCloseable {
     @Override
     public void close() {
         activeGauge.close();
+        stateUsedGauge.close();
+        stateBudgetGauge.close();
         running = false;
         loop.interrupt();
         events.shutdown();

@@ -94,6 +94,8 @@ public final class ExpertShard {
     private final Object changes = new Object(); // loads and unloads, one at a time
     private final ExecutorService admin; // load/unload off the gRPC transport threads (they block)
     private final Tracer tracer;
+    /** lightmesh.expert.tokens: {@link #tokens} per (layer, expert) as an OTel counter (the expert load on /q/metrics). */
+    private final io.opentelemetry.api.metrics.ObservableLongCounter tokenMetric;
 
     public ExpertShard(ExpertPlacement.Shard shard, MeshModel model) {
         this(shard, model, OpenTelemetry.noop());
@@ -143,6 +145,31 @@ public final class ExpertShard {
             return t;
         });
         io.lightmesh.mesh.WorkerPath.announceShard(id, compute(), model.model(), otel);
+        this.tokenMetric = tokenMetric(otel);
+    }
+
+    /**
+     * The per-(layer, expert) token counts as a cumulative counter with attributes lightmesh.layer, lightmesh.expert
+     * and lightmesh.shard, for Prometheus (lightmesh_expert_tokens_total) and an autoscaler reading expert load. Only
+     * pairs that computed a token are reported: a pair never used has no series.
+     */
+    private io.opentelemetry.api.metrics.ObservableLongCounter tokenMetric(OpenTelemetry otel) {
+        var layer = io.opentelemetry.api.common.AttributeKey.longKey("lightmesh.layer");
+        var expert = io.opentelemetry.api.common.AttributeKey.longKey("lightmesh.expert");
+        var shard = io.opentelemetry.api.common.AttributeKey.stringKey("lightmesh.shard");
+        io.opentelemetry.api.common.Attributes[] attributes = new io.opentelemetry.api.common.Attributes[tokens.length()];
+        return otel.getMeter(MeshTelemetry.SCOPE).counterBuilder("lightmesh.expert.tokens").setUnit("{token}")
+                .setDescription("Tokens this shard computed for each (layer, expert) (a token counts once per chosen expert)")
+                .buildWithCallback(m -> {
+                    for (int p = 0; p < tokens.length(); p++) {
+                        long v = tokens.get(p);
+                        if (v == 0) continue;
+                        if (attributes[p] == null) {
+                            attributes[p] = io.opentelemetry.api.common.Attributes.of(layer, (long) (p / numExperts), expert, (long) (p % numExperts), shard, id);
+                        }
+                        m.record(v, attributes[p]);
+                    }
+                });
     }
 
     /** Bytes of one expert copy (w1, w2, w3) as stored in the checkpoint. */
@@ -455,6 +482,7 @@ public final class ExpertShard {
     /** Stops the placement thread (loads and unloads) and frees the device buffers; call after the server stopped. */
     public void close() {
         admin.shutdownNow();
+        tokenMetric.close();
         if (device != null) device.close(); // the held pairs' device buffers and the scratch
     }
 

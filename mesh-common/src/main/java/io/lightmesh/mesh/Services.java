@@ -84,7 +84,9 @@ public final class Services {
     /**
      * Where a prefill or decode worker's experts are: null for in-process (neither given); a placement controller's
      * Watch stream when {@code controller} is given (its first complete map waited for up to {@code waitMs});
-     * otherwise the fixed map discovered from the shards {@code experts} ({@link #discover}).
+     * otherwise the shards {@code experts}: a fixed map discovered from them ({@link #discover}) when every entry is
+     * a fixed {@code host:port}, or, when some entry is {@code dns:name:port}, a {@link DiscoveredPlacement} that
+     * follows the shards as they come and go.
      */
     public static PlacementSource placementSource(MeshModel model, java.util.Optional<String> controller, List<String> experts,
                                                   String workerId, long waitMs) throws InterruptedException {
@@ -101,7 +103,13 @@ public final class Services {
                 throw e;
             }
         }
-        return experts.isEmpty() ? null : PlacementSource.fixed(discover(model, experts, waitMs));
+        if (experts.isEmpty()) return null;
+        PeerSet shards = PeerSet.of(experts);
+        if (!shards.discovering()) {
+            shards.close();
+            return PlacementSource.fixed(discover(model, experts, waitMs));
+        }
+        return DiscoveredPlacement.start(model, shards, workerId, waitMs);
     }
 
     /**
@@ -111,32 +119,58 @@ public final class Services {
      */
     public static ExpertPlacement discover(MeshModel model, List<String> targets, long waitMs) throws InterruptedException {
         long until = System.currentTimeMillis() + waitMs;
-        String problem = "no shard asked yet";
         while (true) {
-            List<ExpertPlacement.Shard> shards = new ArrayList<>();
-            problem = null;
-            for (String t : targets) {
-                ManagedChannel ch = Grpc.channel(t);
-                try {
-                    WorkerInfo w = WorkerGrpc.newBlockingStub(ch).withDeadlineAfter(2, TimeUnit.SECONDS).describe(DescribeRequest.getDefaultInstance());
-                    if (!w.getModelFingerprint().equals(model.fingerprint())) {
-                        throw new IllegalStateException("expert shard " + t + " runs model " + w.getModelFingerprint() + ", this worker " + model.fingerprint());
-                    }
-                    shards.add(ExpertPlacement.Shard.fromWorkerInfo(w, t));
-                } catch (StatusRuntimeException e) {
-                    problem = "expert shard " + t + ": " + e.getStatus();
-                } finally {
-                    Grpc.shutdown(ch);
-                }
-            }
-            if (problem == null) {
-                ExpertPlacement p = new ExpertPlacement(model.config().numLayers(), model.config().numExperts(), shards);
-                if (p.missing().isEmpty()) return p;
-                problem = p.missing().size() + " (layer/expert) pairs held by no shard, e.g. " + p.missing().get(0);
-            }
+            Described d = describeShards(model, targets);
+            String problem = d.unreachable() != null ? d.unreachable() : d.missing();
+            if (problem == null) return d.placement();
             if (System.currentTimeMillis() > until) throw new IllegalStateException("expert placement incomplete: " + problem);
             LOG.info("waiting for expert shards: " + problem);
             Thread.sleep(1000);
         }
+    }
+
+    /**
+     * One asking round.
+     *
+     * @param placement   the shards that answered (version 0), complete or not
+     * @param unreachable the last shard that did not answer and why; null when all did
+     */
+    public record Described(ExpertPlacement placement, String unreachable) {
+        /** Null when the shards that answered hold every (layer, expert) pair; else what is missing. */
+        public String missing() {
+            if (placement.shards().isEmpty()) return "no expert shard answered" + (unreachable == null ? "" : " (" + unreachable + ")");
+            List<String> m = placement.missing();
+            return m.isEmpty() ? null : m.size() + " (layer/expert) pairs held by no shard, e.g. " + m.get(0)
+                    + (unreachable == null ? "" : " (" + unreachable + ")");
+        }
+    }
+
+    /**
+     * Asks each target once (two-second deadline) what it holds. A shard of another model is an error; an unreachable
+     * one is left out of the placement (a pod going away while still listed) and named in {@link Described#unreachable}.
+     */
+    public static Described describeShards(MeshModel model, List<String> targets) {
+        List<ExpertPlacement.Shard> shards = new ArrayList<>();
+        java.util.Set<String> ids = new java.util.HashSet<>();
+        String problem = null;
+        for (String t : targets) {
+            ManagedChannel ch = Grpc.channel(t);
+            try {
+                WorkerInfo w = WorkerGrpc.newBlockingStub(ch).withDeadlineAfter(2, TimeUnit.SECONDS).describe(DescribeRequest.getDefaultInstance());
+                if (!w.getModelFingerprint().equals(model.fingerprint())) {
+                    throw new IllegalStateException("expert shard " + t + " runs model " + w.getModelFingerprint() + ", this worker " + model.fingerprint());
+                }
+                if (ids.add(w.getWorkerId())) {
+                    shards.add(ExpertPlacement.Shard.fromWorkerInfo(w, t));
+                } else { // a pod replaced under the same name, its old address still answering: one of them suffices
+                    LOG.warning("expert shard id " + w.getWorkerId() + " answers at two addresses; using the first, not " + t);
+                }
+            } catch (StatusRuntimeException e) {
+                problem = "expert shard " + t + ": " + e.getStatus();
+            } finally {
+                Grpc.shutdown(ch);
+            }
+        }
+        return new Described(new ExpertPlacement(model.config().numLayers(), model.config().numExperts(), shards), problem);
     }
 }

@@ -111,6 +111,7 @@ public final class PrefillWorker implements AutoCloseable {
     private final CachedPrefill cachedPrefill;
     private final AutoCloseable cacheMetrics;
     private final KafkaConsumer<String, byte[]> consumer;
+    private final io.opentelemetry.api.metrics.ObservableLongGauge lagGauge;
     private final Map<String, ManagedChannel> channels = new ConcurrentHashMap<>();
     private final Set<String> done = Collections.newSetFromMap(new LinkedHashMap<>(1024, 0.75f, false) {
         @Override protected boolean removeEldestEntry(Map.Entry<String, Boolean> e) { return size() > 100_000; }
@@ -170,6 +171,10 @@ public final class PrefillWorker implements AutoCloseable {
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         this.consumer = new KafkaConsumer<>(p);
         consumer.subscribe(List.of(settings.topic()));
+        this.lagGauge = meter.gaugeBuilder("lightmesh.prefill.consumer.lag").ofLongs().setUnit("{record}")
+                .setDescription("Records on the request topic's partitions assigned to this worker not yet consumed (Kafka's records-lag, summed)")
+                .buildWithCallback(m -> m.record(lag(), io.opentelemetry.api.common.Attributes.of(
+                        io.opentelemetry.api.common.AttributeKey.stringKey("lightmesh.worker"), settings.workerId())));
         thread = new Thread(this::run, "prefill-" + settings.workerId());
         thread.setDaemon(true);
         thread.start();
@@ -572,9 +577,24 @@ public final class PrefillWorker implements AutoCloseable {
         try { Thread.sleep(ms); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
     }
 
+    /**
+     * The consumer's lag on its assigned partitions: the sum of its per-partition {@code records-lag} metrics (the
+     * consumer's metrics are safe to read from another thread; NaN before a partition's first fetch counts 0).
+     */
+    long lag() {
+        long sum = 0;
+        for (var e : consumer.metrics().entrySet()) {
+            if (!e.getKey().name().equals("records-lag") || !e.getKey().tags().containsKey("partition")) continue;
+            Object v = e.getValue().metricValue();
+            if (v instanceof Double d && Double.isFinite(d) && d > 0) sum += d.longValue();
+        }
+        return sum;
+    }
+
     /** Stops abruptly, as a kill would: no commit, leaves the group. */
     @Override
     public void close() {
+        lagGauge.close();
         running = false;
         consumer.wakeup();
         try { thread.join(5000); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }

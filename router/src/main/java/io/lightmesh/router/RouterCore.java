@@ -73,6 +73,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Supplier;
 import java.util.logging.Logger;
 
 /**
@@ -91,6 +92,8 @@ public final class RouterCore implements AutoCloseable {
                            int defaultMaxNewTokens, int maxPromptTokens, int maxResumes, long pollMs) {}
 
     private final Settings settings;
+    /** The decode workers and expert shards now: the settings' fixed lists, or discovered ones that change. */
+    private final Supplier<List<String>> decodeTargets, expertTargets;
     private final MeshModel model;
     private final Prompts prompts;
     private final LogprobText logprobText;
@@ -131,7 +134,20 @@ public final class RouterCore implements AutoCloseable {
 
     /** @param limits what one request may ask for beyond the prompt limit of {@code settings} (max tokens, messages, tools, stops) */
     public RouterCore(Settings settings, MeshModel model, OpenTelemetry otel, RequestLimits limits) {
+        this(settings, settings::decodeTargets, settings::expertTargets, model, otel, limits);
+    }
+
+    /**
+     * @param decodeTargets the decode workers now (e.g. a {@code PeerSet}): asked at every poll and request, so workers
+     *                      join and leave without a restart; the settings' own lists are not used
+     * @param expertTargets the expert shards now, for readiness
+     * @param limits        as above
+     */
+    public RouterCore(Settings settings, Supplier<List<String>> decodeTargets, Supplier<List<String>> expertTargets, MeshModel model,
+                      OpenTelemetry otel, RequestLimits limits) {
         this.settings = settings;
+        this.decodeTargets = decodeTargets;
+        this.expertTargets = expertTargets;
         this.model = model;
         this.tracer = otel.getTracer(MeshTelemetry.SCOPE);
         Meter meter = otel.getMeter(MeshTelemetry.SCOPE);
@@ -186,8 +202,10 @@ public final class RouterCore implements AutoCloseable {
     // ---- discovery and health ----
 
     private void poll() {
-        for (String t : settings.decodeTargets()) describe(t, decodeInfo, decodeErrors);
-        for (String t : settings.expertTargets()) describe(t, expertInfo, expertErrors);
+        List<String> decode = decodeTargets.get(), experts = expertTargets.get();
+        for (String t : decode) describe(t, decodeInfo, decodeErrors);
+        for (String t : experts) describe(t, expertInfo, expertErrors);
+        forgetGone(decode, experts);
         try {
             admin.describeCluster().nodes().get(5, TimeUnit.SECONDS);
             kafkaError = null;
@@ -220,6 +238,20 @@ public final class RouterCore implements AutoCloseable {
         }
     }
 
+    /** Peers no longer listed (pods gone): their state and channels go, so the maps do not grow with pod churn. */
+    private void forgetGone(List<String> decode, List<String> experts) {
+        decodeInfo.keySet().retainAll(decode);
+        decodeErrors.keySet().retainAll(decode);
+        expertInfo.keySet().retainAll(experts);
+        expertErrors.keySet().retainAll(experts);
+        for (String t : List.copyOf(channels.keySet())) {
+            if (!decode.contains(t) && !experts.contains(t)) {
+                ManagedChannel ch = channels.remove(t);
+                if (ch != null) ch.shutdown(); // calls still on it (a request being resumed) finish
+            }
+        }
+    }
+
     /** Refreshes discovery now (tests, and the launcher before it reports readiness). */
     public void refresh() { poll(); }
 
@@ -232,7 +264,7 @@ public final class RouterCore implements AutoCloseable {
                 .setDetail(prefillMembers + " consumer(s) in group " + settings.prefillGroup()).build());
         ok &= prefillMembers > 0;
         boolean anyDecode = false;
-        for (String t : settings.decodeTargets()) {
+        for (String t : decodeTargets.get()) {
             WorkerInfo w = decodeInfo.get(t);
             anyDecode |= w != null;
             parts.add(ComponentHealth.newBuilder().setName("decode/" + (w != null ? w.getWorkerId() : t)).setAddress(t).setReachable(w != null)
@@ -240,9 +272,10 @@ public final class RouterCore implements AutoCloseable {
                             + w.getLoad().getStateBytesBudget() + " state bytes" : decodeErrors.getOrDefault(t, "not checked yet")).build());
         }
         ok &= anyDecode;
-        if (!settings.expertTargets().isEmpty()) {
+        List<String> expertList = expertTargets.get();
+        if (!expertList.isEmpty()) {
             List<ExpertPlacement.Shard> shards = new ArrayList<>();
-            for (String t : settings.expertTargets()) {
+            for (String t : expertList) {
                 WorkerInfo w = expertInfo.get(t);
                 if (w != null) {
                     shards.add(ExpertPlacement.Shard.fromWorkerInfo(w, t));
@@ -263,14 +296,15 @@ public final class RouterCore implements AutoCloseable {
     private String pickDecode(Set<String> avoid) {
         String best = null;
         double bestScore = Double.NEGATIVE_INFINITY;
-        for (String t : settings.decodeTargets()) {
+        List<String> targets = decodeTargets.get();
+        for (String t : targets) {
             WorkerInfo w = decodeInfo.get(t);
             if (w == null || avoid.contains(t)) continue;
             double free = w.getLoad().getStateBytesBudget() - w.getLoad().getStateBytesUsed();
             double score = free / (1 + w.getLoad().getActiveSequences() + w.getLoad().getPendingSequences());
             if (score > bestScore) { bestScore = score; best = t; }
         }
-        if (best == null) for (String t : settings.decodeTargets()) if (!avoid.contains(t)) return t; // not polled yet
+        if (best == null) for (String t : targets) if (!avoid.contains(t)) return t; // not polled yet
         return best;
     }
 

@@ -6,6 +6,7 @@ import io.lightmesh.decode.DecodeWorker;
 import io.lightmesh.mesh.DeferredServices;
 import io.lightmesh.mesh.PlacementSource;
 import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.MeshMetrics;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.OffloadingInterceptor;
 import io.lightmesh.mesh.RemoteExperts;
@@ -48,11 +49,14 @@ public class DecodeNode {
     @Singleton
     static DeferredServices services() { return new DeferredServices(); }
 
-    DecodeNode(DecodeConfig config, OpenTelemetry otel, DeferredServices services) throws Exception {
+    DecodeNode(DecodeConfig config, OpenTelemetry tracing, DeferredServices services, MeshMetrics metrics) throws Exception {
+        // Quarkus's SDK traces; the metrics are always recorded, for /q/metrics
+        OpenTelemetry otel = metrics.withTracing(tracing);
         // with remote experts the model's in-process ones are not put on a device up front
         model = MeshModel.load(config.model(), Services.backend(config.backend()), config.experts().isEmpty() && config.placement().isEmpty());
         try {
             List<String> experts = config.experts().orElse(List.of());
+            // the controller's placement, or the shards' own: fixed host:port, or dns:name:port followed as shards come and go
             PlacementSource placement = Services.placementSource(model, config.placement(), experts, config.id(), 120_000);
             var forward = Services.workerModel(model, placement, otel, remotes::add);
             String host = config.host();

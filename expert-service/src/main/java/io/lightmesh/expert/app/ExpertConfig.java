@@ -17,8 +17,9 @@ public interface ExpertConfig {
     Path model();
 
     /**
-     * I/N: this shard starts with the experts e with e % N == I (its share); "none": it starts empty, and a
-     * placement controller loads experts onto it (Expert.LoadExperts).
+     * I/N: this shard starts with the experts e with e % N == I (its share); I >= N makes it a replica of shard I % N
+     * (a StatefulSet pod index past the shard count); "none": it starts empty, and a placement controller loads
+     * experts onto it (Expert.LoadExperts).
      */
     String shard();
 

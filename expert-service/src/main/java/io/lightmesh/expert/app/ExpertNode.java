@@ -5,6 +5,7 @@ import io.lightmesh.expert.ExpertShard;
 import io.lightmesh.mesh.DeferredServices;
 import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.MeshMetrics;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.Services;
 import io.opentelemetry.api.OpenTelemetry;
@@ -39,11 +40,19 @@ public class ExpertNode {
     @Singleton
     static DeferredServices services() { return new DeferredServices(); }
 
-    ExpertNode(ExpertConfig config, OpenTelemetry otel, DeferredServices services) throws Exception {
+    ExpertNode(ExpertConfig config, OpenTelemetry tracing, DeferredServices services, MeshMetrics metrics) throws Exception {
+        // Quarkus's SDK traces; the metrics are always recorded, for /q/metrics
+        OpenTelemetry otel = metrics.withTracing(tracing);
         boolean empty = config.shard().trim().equalsIgnoreCase("none");
         String[] is = config.shard().split("/");
         if (!empty && is.length != 2) throw new IllegalArgumentException("expert: lightmesh.shard must be I/N, e.g. 0/2, or none, not " + config.shard());
         int index = empty ? 0 : Integer.parseInt(is[0].trim()), count = empty ? 1 : Integer.parseInt(is[1].trim());
+        int podIndex = index; // names the shard: a replica keeps its own id
+        // a pod index beyond the shard count (a StatefulSet scaled past it): a replica of shard index % count
+        if (!empty && count > 0 && index >= count) {
+            LOG.infof("expert: shard %d of %d is a replica of shard %d", index, count, index % count);
+            index = index % count;
+        }
         if (config.expertSlots().isPresent() && config.expertSlots().get() < 0) {
             throw new IllegalArgumentException("expert: lightmesh.expert-slots must be >= 0, not " + config.expertSlots().get());
         }
@@ -53,7 +62,7 @@ public class ExpertNode {
             int[] experts = empty ? new int[0] : ExpertPlacement.expertsOf(index, count, model.config().numExperts());
             int[] layers = config.layers().orElse(List.of()).stream().mapToInt(Integer::intValue).toArray();
             String host = config.host();
-            String id = config.id().orElse("expert-" + index);
+            String id = config.id().orElse("expert-" + podIndex);
             String advertise = config.advertise().orElse((host.equals("0.0.0.0") ? InetAddress.getLocalHost().getHostName() : host)
                     + ":" + config.grpcPort());
             ExpertPlacement.Shard start = empty ? ExpertPlacement.Shard.of(id, advertise, java.util.Map.of())

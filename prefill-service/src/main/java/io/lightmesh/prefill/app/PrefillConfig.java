@@ -21,7 +21,10 @@ public interface PrefillConfig {
     /** Kafka bootstrap servers. */
     String kafka();
 
-    /** Expert shards (host:port,...); none: the experts run in this process. */
+    /**
+     * Expert shards: host:port entries, or dns:name:port for every address of a name (a headless Service), resolved
+     * again every few seconds (io.lightmesh.mesh.PeerSet); none: the experts run in this process.
+     */
     Optional<List<String>> experts();
 
     /**

@@ -1,8 +1,9 @@
 package io.lightmesh.prefill.app;
 
 import io.lightmesh.engine.prefix.PrefixCache;
-import io.lightmesh.mesh.PlacementSource;
+import io.lightmesh.mesh.MeshMetrics;
 import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.PlacementSource;
 import io.lightmesh.mesh.RemoteExperts;
 import io.lightmesh.mesh.Services;
 import io.lightmesh.prefill.PrefillWorker;
@@ -32,12 +33,15 @@ public class PrefillNode {
     private final PrefillWorker worker;
     private final String id;
 
-    PrefillNode(PrefillConfig config, OpenTelemetry otel) throws Exception {
+    PrefillNode(PrefillConfig config, OpenTelemetry tracing, MeshMetrics metrics) throws Exception {
+        // Quarkus's SDK traces; the metrics are always recorded, for /q/metrics
+        OpenTelemetry otel = metrics.withTracing(tracing);
         // with remote experts the model's in-process ones are not put on a device up front
         model = MeshModel.load(config.model(), Services.backend(config.backend()), config.experts().isEmpty() && config.placement().isEmpty());
         try {
             List<String> experts = config.experts().orElse(List.of());
             id = config.id().orElse("prefill-" + ProcessHandle.current().pid());
+            // the controller's placement, or the shards' own: fixed host:port, or dns:name:port followed as shards come and go
             PlacementSource placement = Services.placementSource(model, config.placement(), experts, id, 120_000);
             var forward = Services.workerModel(model, placement, otel, remotes::add);
             worker = new PrefillWorker(new PrefillWorker.Settings(id, config.kafka(), config.topic(), config.prefillGroup(),

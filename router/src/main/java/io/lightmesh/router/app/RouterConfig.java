@@ -21,10 +21,13 @@ public interface RouterConfig {
     /** Kafka bootstrap servers. */
     String kafka();
 
-    /** Decode workers, host:port as they advertise themselves. */
+    /**
+     * Decode workers: host:port entries, or dns:name:port for every address of a name (a headless Service), resolved
+     * again every few seconds (io.lightmesh.mesh.PeerSet).
+     */
     List<String> decode();
 
-    /** Expert shards, checked by the readiness probe. */
+    /** Expert shards (host:port or dns:name:port, as {@link #decode()}), checked by the readiness probe. */
     Optional<List<String>> experts();
 
     @WithDefault("0.0.0.0")
@@ -87,6 +90,14 @@ public interface RouterConfig {
     Optional<String> apiKey();
 
     // ---- the expert placement controller (runs when experts are given; workers watch it with lightmesh.placement) ----
+
+    /**
+     * Whether the router runs the placement controller over lightmesh.experts (default true). False: the shards are
+     * only checked by the readiness probe, and the workers route by what each shard holds (their own discovery);
+     * what several router replicas need, since each would run its own controller.
+     */
+    @WithDefault("true")
+    boolean placementController();
 
     /**
      * Expert copies (one (layer, expert) each) a shard may be given beyond its share (ceil(experts / shards) per layer),

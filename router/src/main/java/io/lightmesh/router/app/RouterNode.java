@@ -4,8 +4,10 @@ import io.grpc.ServerInterceptors;
 import io.lightmesh.engine.backend.ReferenceOps;
 import io.lightmesh.mesh.DeferredServices;
 import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.MeshMetrics;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.OffloadingInterceptor;
+import io.lightmesh.mesh.PeerSet;
 import io.lightmesh.router.RequestLimits;
 import io.lightmesh.router.RouterCore;
 import io.lightmesh.router.placement.PlacementController;
@@ -23,6 +25,7 @@ import java.io.UncheckedIOException;
 import java.util.List;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.function.Supplier;
 
 /**
  * The router of this process: the model's tokenizer and shape (never its forward pass: the reference backend, which
@@ -38,6 +41,8 @@ public class RouterNode {
     private static final Logger LOG = Logger.getLogger(RouterNode.class);
 
     private final MeshModel model;
+    /** Decode workers and expert shards: fixed host:port entries or dns:name:port, followed as pods come and go. */
+    private final PeerSet decode, experts;
     private final RouterCore core;
     private final PlacementController placement;
     /** Handlers of the public API run here, off Quarkus's gRPC event loop (see OffloadingInterceptor). */
@@ -48,31 +53,40 @@ public class RouterNode {
     @Singleton
     static DeferredServices services() { return new DeferredServices(); }
 
-    RouterNode(RouterConfig config, OpenTelemetry otel, DeferredServices services) {
+    RouterNode(RouterConfig config, OpenTelemetry tracing, DeferredServices services, MeshMetrics metrics) {
+        // Quarkus's SDK traces; the metrics are always recorded, for /q/metrics
+        OpenTelemetry otel = metrics.withTracing(tracing);
         try {
             this.model = MeshModel.load(config.model(), new ReferenceOps());
         } catch (IOException e) {
             throw new UncheckedIOException("router: cannot load the model at " + config.model() + ": " + e.getMessage(), e);
         }
+        this.decode = PeerSet.of(config.decode());
+        this.experts = PeerSet.of(config.experts().orElse(List.of()));
         try {
             this.core = new RouterCore(new RouterCore.Settings(config.kafka(), config.topic(), config.partitions(), config.prefillGroup(),
                     config.decode(), config.experts().orElse(List.of()), config.maxInFlight(), config.defaultMaxNewTokens(),
-                    config.maxPromptTokens(), config.maxResumes(), config.pollMs()), model, otel,
+                    config.maxPromptTokens(), config.maxResumes(), config.pollMs()), decode, experts, model, otel,
                     new RequestLimits(config.maxNewTokens(), config.maxMessages(), config.maxTools(), config.maxStopStrings(),
                             config.maxStopChars(), RequestLimits.DEFAULT_MAX_ID_CHARS));
         } catch (RuntimeException e) {
+            decode.close();
+            experts.close();
             model.close();
             throw e;
         }
         services.publish(ServerInterceptors.intercept(Grpc.traced(core.services().getFirst()), new OffloadingInterceptor(handlers)));
-        this.placement = PlacementNode.start(config, model, otel);
+        this.placement = PlacementNode.start(config, experts, model, otel);
         if (placement != null) services.publish(Grpc.traced(placement.service()));
         services.markReady();
-        LOG.infof("router: model %s, Kafka %s, decode %s, experts %s", config.model(), config.kafka(), config.decode(),
-                config.experts().orElse(List.of()));
+        LOG.infof("router: model %s, Kafka %s, decode %s, experts %s", config.model(), config.kafka(), decode.describe(),
+                experts.describe());
     }
 
     public RouterCore core() { return core; }
+
+    /** The expert shards now (the placement controller's shard set: a live list when discovery is on). */
+    public Supplier<List<String>> expertShards() { return experts; }
 
     /** The expert placement controller; null without expert shards. */
     public PlacementController placement() { return placement; }
@@ -81,6 +95,8 @@ public class RouterNode {
         LOG.info("router: stopping");
         if (placement != null) placement.close();
         core.close();
+        decode.close();
+        experts.close();
     }
 
     /** Last, when Quarkus destroys its beans. */
