@@ -26,8 +26,14 @@ public final class KraftBroker implements AutoCloseable {
 
     /** Starts a broker on 127.0.0.1:port (0: a free port) with its logs and data under {@code dir}. */
     public static KraftBroker start(Path dir, int port) throws IOException, InterruptedException {
-        if (port == 0) port = freePort();
-        int controllerPort = freePort();
+        return start(dir, port == 0 ? freePort() : port, freePort());
+    }
+
+    /**
+     * As above with the controller's port given too: a broker restarted with the same folder and both ports finds
+     * its metadata and voter set again (the chaos harness's broker restart).
+     */
+    public static KraftBroker start(Path dir, int port, int controllerPort) throws IOException, InterruptedException {
         Files.createDirectories(dir);
         Path data = dir.resolve("data");
         Path props = dir.resolve("server.properties");

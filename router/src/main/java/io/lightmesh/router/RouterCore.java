@@ -153,6 +153,10 @@ public final class RouterCore implements AutoCloseable {
         p.put(ProducerConfig.ACKS_CONFIG, "all");
         p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
         p.put(ProducerConfig.LINGER_MS_CONFIG, "0");
+        // send() blocks the calling (gRPC) thread while the topic's metadata is unknown or the buffer is full: at most
+        // this long, then the request fails with UNAVAILABLE naming Kafka; a record buffered while the broker is away
+        // is retried until delivery.timeout.ms (120 s) and then fails the same way
+        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "10000");
         p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
         producer = new KafkaProducer<>(p);
@@ -495,7 +499,8 @@ public final class RouterCore implements AutoCloseable {
         spec = spec.toBuilder().setDeadlineUnixMs(deadline).build();
         if (inFlight.incrementAndGet() > settings.maxInFlight()) {
             inFlight.decrementAndGet();
-            throw Status.RESOURCE_EXHAUSTED.withDescription("admission queue full (" + settings.maxInFlight() + " requests in flight); retry later").asRuntimeException();
+            throw Status.RESOURCE_EXHAUSTED.withDescription("admission queue full (" + settings.maxInFlight() + " requests in flight); retry later")
+                    .asRuntimeException(retryAfter());
         }
         int think = prompts.thinkOpenId();
         boolean inReasoning = think >= 0 && spec.getPromptTokens(spec.getPromptTokensCount() - 1) == think;
@@ -505,6 +510,15 @@ public final class RouterCore implements AutoCloseable {
     }
 
     public int inFlight() { return inFlight.get(); }
+
+    /** Trailer {@code retry-after} (seconds) of a refusal for load, as HTTP's Retry-After header says it. */
+    public static final io.grpc.Metadata.Key<String> RETRY_AFTER = io.grpc.Metadata.Key.of("retry-after", io.grpc.Metadata.ASCII_STRING_MARSHALLER);
+
+    private static io.grpc.Metadata retryAfter() {
+        io.grpc.Metadata m = new io.grpc.Metadata();
+        m.put(RETRY_AFTER, "1");
+        return m;
+    }
 
     final class InferenceService extends InferenceGrpc.InferenceImplBase {
         @Override
