@@ -153,10 +153,10 @@ public final class RouterCore implements AutoCloseable {
         p.put(ProducerConfig.ACKS_CONFIG, "all");
         p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
         p.put(ProducerConfig.LINGER_MS_CONFIG, "0");
-        // send() blocks the calling (gRPC) thread while the topic's metadata is unknown or the buffer is full: at most
-        // this long, then the request fails with UNAVAILABLE naming Kafka; a record buffered while the broker is away
-        // is retried until delivery.timeout.ms (120 s) and then fails the same way
-        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "10000");
+        // send() blocks the calling (gRPC) thread while the topic's metadata is unknown (the broker restarting) or the
+        // buffer is full: at most this long (a restart must fit in it), then the request fails with UNAVAILABLE naming
+        // Kafka; a record buffered while the broker is away is retried until delivery.timeout.ms (120 s), then the same
+        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "60000");
         p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
         producer = new KafkaProducer<>(p);

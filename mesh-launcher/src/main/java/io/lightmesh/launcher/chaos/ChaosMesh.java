@@ -93,6 +93,11 @@ public final class ChaosMesh implements AutoCloseable {
         for (int i = 0; i < shape.experts(); i++) { int[] p = {freePort(), freePort()}; expertPorts.add(p); expertTargets.add("127.0.0.1:" + p[0]); }
         for (int i = 0; i < shape.decodes(); i++) { int[] p = {freePort(), freePort()}; decodePorts.add(p); decodeTargets.add("127.0.0.1:" + p[0]); }
         String experts = String.join(",", expertTargets), decodes = String.join(",", decodeTargets);
+        int[] routerPorts = new int[shape.routers() * 2];
+        for (int i = 0; i < routerPorts.length; i++) routerPorts[i] = freePort();
+        // router-0 runs the expert placement controller (a router given the shards runs one) and the workers follow
+        // its placement; the other routers are given no shards, so that one controller places the experts
+        String controller = "127.0.0.1:" + routerPorts[0];
         for (int i = 0; i < shape.experts(); i++) {
             int[] p = expertPorts.get(i);
             add("expert-" + i, "expert", "expert-service", p[0], p[1], Map.of("model", model, "shard", "0/1", "id", "expert-" + i,
@@ -101,17 +106,20 @@ public final class ChaosMesh implements AutoCloseable {
         for (int i = 0; i < shape.decodes(); i++) {
             int[] p = decodePorts.get(i);
             add("decode-" + i, "decode", "decode-service", p[0], p[1], Map.of("model", model, "experts", experts, "id", "decode-" + i,
-                    "host", "127.0.0.1", "grpc-port", "" + p[0], "http-port", "" + p[1], "advertise", decodeTargets.get(i), "budget-gib", "1"));
+                    "host", "127.0.0.1", "grpc-port", "" + p[0], "http-port", "" + p[1], "advertise", decodeTargets.get(i), "budget-gib", "1",
+                    "placement", controller));
         }
         for (int i = 0; i < shape.prefills(); i++) {
             int h = freePort();
             add("prefill-" + i, "prefill", "prefill-service", 0, h, Map.of("model", model, "kafka", kafka, "experts", experts,
-                    "id", "prefill-" + i, "host", "127.0.0.1", "http-port", "" + h));
+                    "id", "prefill-" + i, "host", "127.0.0.1", "http-port", "" + h, "placement", controller));
         }
         for (int i = 0; i < shape.routers(); i++) {
-            int g = freePort(), h = freePort();
-            add("router-" + i, "router", "router", g, h, Map.of("model", model, "kafka", kafka, "decode", decodes, "experts", experts,
+            int g = routerPorts[2 * i], h = routerPorts[2 * i + 1];
+            Map<String, String> flags = new java.util.HashMap<>(Map.of("model", model, "kafka", kafka, "decode", decodes,
                     "host", "127.0.0.1", "grpc-port", "" + g, "http-port", "" + h, "poll-ms", "500"));
+            if (i == 0) flags.put("experts", experts);
+            add("router-" + i, "router", "router", g, h, flags);
         }
     }
 
