@@ -161,4 +161,19 @@ class OverloadTest {
         while (mesh.router().inFlight() > 0 && System.currentTimeMillis() < until) Thread.sleep(50);
         assertEquals(0, mesh.router().inFlight(), "the cancelled streams left the router");
     }
+
+    @Test
+    void aRequestWhoseStateNoDecodeWorkerCanHoldIsRefusedAtOnceNotQueued() throws Exception {
+        mesh.router().refresh(); // the decode worker's budget known
+        long t0 = System.nanoTime();
+        java.net.http.HttpResponse<String> r = java.net.http.HttpClient.newHttpClient().send(java.net.http.HttpRequest.newBuilder(
+                        java.net.URI.create("http://127.0.0.1:" + mesh.httpPort() + "/v1/completions")).header("Content-Type", "application/json")
+                        .POST(java.net.http.HttpRequest.BodyPublishers.ofString("{\"model\": \"demo\", \"prompt\": \"Too long\", \"max_tokens\": 5000}")).build(),
+                java.net.http.HttpResponse.BodyHandlers.ofString());
+        long ms = (System.nanoTime() - t0) / 1_000_000;
+        assertEquals(400, r.statusCode(), r.body());
+        assertTrue(r.body().contains("bytes of decode state") && r.body().contains("the largest decode worker holds " + budget + " bytes"), r.body());
+        assertTrue(ms < 5_000, "refused at once: " + ms + " ms");
+        assertEquals(0, mesh.router().inFlight());
+    }
 }
