@@ -71,7 +71,7 @@ public final class ChaosMesh implements AutoCloseable {
         Runtime.getRuntime().addShutdownHook(m.hook);
         try {
             Files.createDirectories(shape.dir());
-            m.broker = KraftBroker.start(shape.dir().resolve("broker"), m.kafkaPort, m.controllerPort);
+            m.broker = KraftBroker.start(shape.dir().resolve("broker"), m.kafkaPort, m.controllerPort, 240_000);
             m.plan();
             // experts first: the workers discover the placement from them when they start
             for (Member e : m.ofKind("expert")) m.launch(e);
@@ -188,7 +188,7 @@ public final class ChaosMesh implements AutoCloseable {
     /** Starts a killed process again, on the same ports and with the same data (the broker keeps its log dirs). */
     public void restart(String name) throws Exception {
         if (name.equals("broker")) {
-            broker = KraftBroker.start(shape.dir().resolve("broker"), kafkaPort, controllerPort);
+            broker = KraftBroker.start(shape.dir().resolve("broker"), kafkaPort, controllerPort, 240_000);
             return;
         }
         Member m = member(name);

@@ -51,11 +51,13 @@ public final class ChaosRun {
               --routers N --prefills N --decodes N --experts N   processes of each kind (default 2 each)
               --backend B          engine backend of the services and of the in-process check (default reference)
               --jvm-flags "F..."   extra JVM flags of every service (default -Xmx256m -XX:+UseSerialGC)
+              --warmup N           requests before the first phase, not counted (default 2 x concurrency)
             """.formatted(FULL_SCHEDULE);
 
     /** Everything a run needs. */
     public record Options(Path model, Path dir, Path repo, int routers, int prefills, int decodes, int experts, String schedule,
-                          long holdMs, int requests, int concurrency, int maxTokens, long deadlineMs, String backend, List<String> jvmFlags) {}
+                          long holdMs, int requests, int concurrency, int maxTokens, long deadlineMs, String backend, List<String> jvmFlags,
+                          int warmup) {}
 
     /** One phase's figures. */
     public record PhaseReport(Fault fault, int requests, int right, int wrong, int failed, int hung, Map<String, Integer> failures,
@@ -65,7 +67,7 @@ public final class ChaosRun {
     }
 
     /** The whole run. */
-    public record Report(List<PhaseReport> phases, Map<String, Long> maxRssMiB, double loadMean, long seconds, Path dir) {
+    public record Report(List<PhaseReport> phases, PhaseReport warmup, Map<String, Long> maxRssMiB, double loadMean, long seconds, Path dir) {
         public boolean ok() { return phases.stream().allMatch(PhaseReport::ok); }
 
         public PhaseReport phase(String name) {
@@ -82,6 +84,10 @@ public final class ChaosRun {
                                 + (p.fault().action() == Fault.Action.NONE ? "" : " (" + p.fault().holdMs() / 1000 + " s)"),
                         p.requests(), p.right(), p.wrong(), p.failed(), p.hung(), p.p50Ms(), p.p99Ms(), p.maxMs(),
                         p.readyAgainMs() < 0 ? "-" : Long.toString(p.readyAgainMs()), p.loadMin(), p.loadMax(), p.ok() ? "met" : "MISSED"));
+            }
+            if (warmup != null && warmup.requests() > 0) {
+                sb.append(String.format(Locale.ROOT, "%nwarm-up before the first phase (not counted): %d requests, %d right, %d wrong, %d failed, %d hung, p50 %d ms, max %d ms%n",
+                        warmup.requests(), warmup.right(), warmup.wrong(), warmup.failed(), warmup.hung(), warmup.p50Ms(), warmup.maxMs()));
             }
             for (PhaseReport p : phases) {
                 p.failures().forEach((why, n) -> sb.append("\n- ").append(p.fault().name()).append(": ").append(n).append(" failed: ").append(why));
@@ -109,6 +115,10 @@ public final class ChaosRun {
                     o.requests(), faults.size(), o.concurrency());
             log.flush();
             ChaosLoad load = new ChaosLoad(expected, o.model().getFileName().toString(), o.maxTokens(), o.deadlineMs());
+            PhaseReport warm = warmUp(load, mesh.routerUrls(), o);
+            log.printf(Locale.ROOT, "chaos: warm-up (not counted): %d requests, %d right, %d wrong, %d failed, %d hung, slowest %d ms%n",
+                    warm.requests(), warm.right(), warm.wrong(), warm.failed(), warm.hung(), warm.maxMs());
+            log.flush();
             List<ChaosLoad.Outcome> outcomes = Collections.synchronizedList(new ArrayList<>());
             Map<String, AtomicInteger> started = new ConcurrentHashMap<>();
             AtomicInteger seq = new AtomicInteger();
@@ -166,11 +176,29 @@ public final class ChaosRun {
                 double[] l = sampler.load(f.name());
                 phases.add(phase(f, mine, readyAgain.getOrDefault(f.name(), -1L), l[0], l[1]));
             }
-            Report r = new Report(phases, sampler.maxRss(), sampler.loadMean(), (System.currentTimeMillis() - t0) / 1000, o.dir());
+            Report r = new Report(phases, warm, sampler.maxRss(), sampler.loadMean(), (System.currentTimeMillis() - t0) / 1000, o.dir());
             Files.writeString(o.dir().resolve("report.md"), r.table() + "\nmax RSS MiB: " + r.maxRssMiB() + "\nload average mean: "
                     + String.format(Locale.ROOT, "%.1f", r.loadMean()) + "\n");
             return r;
         }
+    }
+
+    /**
+     * Requests before the first phase, {@code warmup} in all from {@code concurrency} clients, not counted: the first
+     * requests of fresh JVMs (classes loaded, code compiled, the consumer group settled) measure start-up, not a fault.
+     */
+    private static PhaseReport warmUp(ChaosLoad load, List<String> routers, Options o) throws InterruptedException {
+        List<ChaosLoad.Outcome> out = Collections.synchronizedList(new ArrayList<>());
+        AtomicInteger left = new AtomicInteger(o.warmup()), seq = new AtomicInteger(1_000_000);
+        ExecutorService pool = Executors.newFixedThreadPool(o.concurrency());
+        for (int c = 0; c < o.concurrency(); c++) {
+            pool.submit(() -> {
+                while (left.getAndDecrement() > 0) out.add(load.run(seq.getAndIncrement(), "warm-up", () -> routers));
+            });
+        }
+        pool.shutdown();
+        if (!pool.awaitTermination(o.deadlineMs() * (1 + o.warmup()), TimeUnit.MILLISECONDS)) pool.shutdownNow();
+        return phase(new Fault("warm-up", Fault.Action.NONE, "", 0, 0), new ArrayList<>(out), -1, 0, 0);
     }
 
     private static String describe(Fault f) {
@@ -300,7 +328,7 @@ public final class ChaosRun {
     static Options parse(String[] args, Path repo) {
         Map<String, String> v = new LinkedHashMap<>();
         List<String> known = List.of("model", "dir", "requests", "concurrency", "schedule", "hold-s", "max-tokens", "deadline-s",
-                "routers", "prefills", "decodes", "experts", "backend", "jvm-flags");
+                "routers", "prefills", "decodes", "experts", "backend", "jvm-flags", "warmup");
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             if (a.equals("-h") || a.equals("--help")) throw new IllegalArgumentException(USAGE);
@@ -321,7 +349,8 @@ public final class ChaosRun {
                     v.getOrDefault("schedule", FULL_SCHEDULE), Math.round(Double.parseDouble(v.getOrDefault("hold-s", "10")) * 1000),
                     positive(v, "requests", 1000), positive(v, "concurrency", 8), positive(v, "max-tokens", 16),
                     Math.round(Double.parseDouble(v.getOrDefault("deadline-s", "120")) * 1000), v.getOrDefault("backend", "reference"),
-                    Arrays.asList(v.getOrDefault("jvm-flags", "-Xmx256m -XX:+UseSerialGC").trim().split("\\s+")));
+                    Arrays.asList(v.getOrDefault("jvm-flags", "-Xmx256m -XX:+UseSerialGC").trim().split("\\s+")),
+                    Integer.parseInt(v.getOrDefault("warmup", Integer.toString(2 * Integer.parseInt(v.getOrDefault("concurrency", "8"))))));
         } catch (NumberFormatException e) {
             throw new IllegalArgumentException("chaos: not a number: " + e.getMessage());
         }

@@ -31,15 +31,21 @@ class ChaosMeshTest {
     void killsFreezeAndABrokerRestartLoseNothingAndChangeNoToken() throws Exception {
         ChaosRun.Options o = new ChaosRun.Options(repo().resolve("models/demo"), dir.resolve("chaos"), repo(), 1, 1, 2, 2,
                 "kill-decode:1@4,kill-expert:1@4,freeze-decode:0@20,restart-broker@3", 5_000, 48, 4, 8, 120_000, "reference",
-                List.of("-Xmx200m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"));
+                List.of("-Xmx200m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"), 4);
         PrintWriter log = new PrintWriter(System.out, true);
-        ChaosRun.Report r = ChaosRun.run(o, log);
-        log.println(r.table());
-        // each service's log, kept for a look after the run (the temporary folder goes away)
-        Path keep = Files.createDirectories(Path.of("target", "chaos-logs"));
-        try (var files = Files.list(o.dir())) {
-            for (Path f : files.filter(f -> f.toString().endsWith(".log") || f.toString().endsWith(".tsv") || f.toString().endsWith(".md")).toList()) {
-                Files.copy(f, keep.resolve(f.getFileName()), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        ChaosRun.Report r;
+        try {
+            r = ChaosRun.run(o, log);
+            log.println(r.table());
+        } finally {
+            // each process's log, kept for a look after the run (the temporary folder goes away)
+            Path keep = Files.createDirectories(Path.of("target", "chaos-logs"));
+            if (Files.isDirectory(o.dir())) {
+                try (var files = Files.walk(o.dir(), 2)) {
+                    for (Path f : files.filter(f -> f.toString().matches(".*\\.(log|tsv|md)$")).toList()) {
+                        Files.copy(f, keep.resolve(f.getFileName()), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                    }
+                }
             }
         }
         assertEquals(4, r.phases().size());

@@ -63,7 +63,7 @@ class OverloadTest {
         kafka.waitForReadyBrokers();
         expected = new Expected(model, "reference");
         // room for the states of two requests of the load (prompt of at most ~16 tokens plus MAX_TOKENS), not four
-        budget = 2 * StateCodec.serialisedBytes(io.lightmesh.engine.config.ConfigLoader.load(model), 16 + MAX_TOKENS) + 1024;
+        budget = 2 * StateCodec.serialisedBytes(io.lightmesh.engine.config.ConfigLoader.load(model.resolve("config.json")), 16 + MAX_TOKENS) + 1024;
         mesh = EmbeddedMesh.start(new EmbeddedMesh.Options(model, "127.0.0.1", 0, 0, kafka.bootstrapServers(), dir, 2, 1, 1,
                 budget, 32, "lightmesh.requests.v1", LIMIT, 64, "reference"), s -> OpenTelemetry.noop());
         assertTrue(mesh.awaitReady(60_000), () -> "mesh not ready: " + mesh.router().health());
