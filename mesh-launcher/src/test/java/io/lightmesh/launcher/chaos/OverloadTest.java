@@ -133,16 +133,19 @@ class OverloadTest {
         ManagedChannel ch = Grpc.channel(mesh.routerTarget());
         List<io.grpc.Context.CancellableContext> held = new ArrayList<>();
         try {
-            // fill the router: LIMIT long streams, each read once so it is surely admitted
+            // fill the router: LIMIT long streams (each fits the decode budget alone; the others wait for room)
+            List<Iterator<GenerateChunk>> streams = new ArrayList<>();
             for (int i = 0; i < LIMIT; i++) {
                 io.grpc.Context.CancellableContext c = io.grpc.Context.current().withCancellation();
                 held.add(c);
                 int seq = i;
-                Iterator<GenerateChunk> it = c.call(() -> InferenceGrpc.newBlockingStub(ch).withDeadlineAfter(120, TimeUnit.SECONDS)
+                streams.add(c.call(() -> InferenceGrpc.newBlockingStub(ch).withDeadlineAfter(120, TimeUnit.SECONDS)
                         .generateStream(GenerateRequest.newBuilder().setPrompt("Fill the router " + seq)
-                                .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxNewTokens(2_000).setIgnoreEos(true)).build()));
-                assertTrue(c.call(it::hasNext));
+                                .setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxNewTokens(300).setIgnoreEos(true)).build())));
             }
+            long until = System.currentTimeMillis() + 30_000;
+            while (mesh.router().inFlight() < LIMIT && System.currentTimeMillis() < until) Thread.sleep(10);
+            assertEquals(LIMIT, mesh.router().inFlight(), "the router is full");
             long t0 = System.nanoTime();
             StatusRuntimeException e = org.junit.jupiter.api.Assertions.assertThrows(StatusRuntimeException.class, () ->
                     InferenceGrpc.newBlockingStub(ch).withDeadlineAfter(60, TimeUnit.SECONDS).generate(GenerateRequest.newBuilder()
