@@ -125,7 +125,8 @@ public final class ChaosRun {
             String[] phase = {faults.getFirst().name()};
             boolean[] stop = {false};
             List<String> routers = mesh.routerUrls();
-            ExecutorService clients = Executors.newFixedThreadPool(o.concurrency());
+            // daemon threads: a run that fails (a process that will not start again) must not keep the JVM alive
+            ExecutorService clients = Executors.newFixedThreadPool(o.concurrency(), r -> Thread.ofPlatform().daemon().unstarted(r));
             for (int c = 0; c < o.concurrency(); c++) {
                 clients.submit(() -> {
                     while (true) {
@@ -190,7 +191,7 @@ public final class ChaosRun {
     private static PhaseReport warmUp(ChaosLoad load, List<String> routers, Options o) throws InterruptedException {
         List<ChaosLoad.Outcome> out = Collections.synchronizedList(new ArrayList<>());
         AtomicInteger left = new AtomicInteger(o.warmup()), seq = new AtomicInteger(1_000_000);
-        ExecutorService pool = Executors.newFixedThreadPool(o.concurrency());
+        ExecutorService pool = Executors.newFixedThreadPool(o.concurrency(), r -> Thread.ofPlatform().daemon().unstarted(r));
         for (int c = 0; c < o.concurrency(); c++) {
             pool.submit(() -> {
                 while (left.getAndDecrement() > 0) out.add(load.run(seq.getAndIncrement(), "warm-up", () -> routers));
@@ -374,7 +375,16 @@ public final class ChaosRun {
             return;
         }
         PrintWriter out = new PrintWriter(System.out, true);
-        Report r = run(o, out);
+        Report r;
+        try {
+            r = run(o, out);
+        } catch (Exception e) {
+            out.flush();
+            System.err.println("chaos: the run stopped: " + e);
+            e.printStackTrace();
+            System.exit(1);
+            return;
+        }
         out.println();
         out.print(r.table());
         out.printf(Locale.ROOT, "%nmax RSS MiB per process: %s%nload average (1 min) mean %.1f; %d s in all; requests in %s%n",
