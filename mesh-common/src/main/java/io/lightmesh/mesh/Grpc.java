@@ -22,6 +22,18 @@ import java.util.concurrent.TimeUnit;
 public final class Grpc {
     public static final int MAX_MESSAGE_BYTES = 64 << 20;
 
+    /**
+     * Liveness of the peer of a call in flight: with a call open and nothing read for {@link #KEEPALIVE_MS}, the
+     * channel sends an HTTP/2 PING, and a peer that does not answer it within {@link #KEEPALIVE_TIMEOUT_MS} is taken
+     * as gone: the transport closes and every call on it fails with UNAVAILABLE. A frozen or partitioned worker is so
+     * found out in at most about 15 s, though its socket stays open (a process stopped with SIGSTOP, a peer behind a
+     * dropped link); a slow one still answers pings. 10 s is grpc-java's shortest keepalive time.
+     */
+    public static final long KEEPALIVE_MS = 10_000, KEEPALIVE_TIMEOUT_MS = 5_000;
+
+    /** The most frequent pings a server of the mesh accepts (its clients send them every {@link #KEEPALIVE_MS}). */
+    public static final long PERMIT_KEEPALIVE_MS = 1_000;
+
     /** The process's mesh TLS, read once from the environment; null for plaintext. */
     private static volatile MeshTls tls = MeshTls.fromEnvironment().orElse(null);
 
@@ -49,6 +61,8 @@ public final class Grpc {
     }
 
     private static NettyChannelBuilder secured(NettyChannelBuilder b) {
+        b.keepAliveTime(KEEPALIVE_MS, TimeUnit.MILLISECONDS).keepAliveTimeout(KEEPALIVE_TIMEOUT_MS, TimeUnit.MILLISECONDS)
+                .keepAliveWithoutCalls(false);
         MeshTls t = tls;
         return t == null ? b.usePlaintext() : b.sslContext(t.clientContext());
     }
@@ -75,7 +89,8 @@ public final class Grpc {
     }
 
     private static Server serve(String host, int port, List<BindableService> services, boolean direct, ClientAuth clientAuth) throws IOException {
-        NettyServerBuilder b = NettyServerBuilder.forAddress(new InetSocketAddress(host, port)).maxInboundMessageSize(MAX_MESSAGE_BYTES);
+        NettyServerBuilder b = NettyServerBuilder.forAddress(new InetSocketAddress(host, port)).maxInboundMessageSize(MAX_MESSAGE_BYTES)
+                .permitKeepAliveTime(PERMIT_KEEPALIVE_MS, TimeUnit.MILLISECONDS).permitKeepAliveWithoutCalls(true);
         MeshTls t = tls;
         if (t != null) b.sslContext(t.serverContext(clientAuth));
         if (direct) b.directExecutor();

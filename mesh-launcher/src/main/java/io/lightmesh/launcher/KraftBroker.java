@@ -26,8 +26,19 @@ public final class KraftBroker implements AutoCloseable {
 
     /** Starts a broker on 127.0.0.1:port (0: a free port) with its logs and data under {@code dir}. */
     public static KraftBroker start(Path dir, int port) throws IOException, InterruptedException {
-        if (port == 0) port = freePort();
-        int controllerPort = freePort();
+        return start(dir, port == 0 ? freePort() : port, freePort());
+    }
+
+    /**
+     * As above with the controller's port given too: a broker restarted with the same folder and both ports finds
+     * its metadata and voter set again (the chaos harness's broker restart).
+     */
+    public static KraftBroker start(Path dir, int port, int controllerPort) throws IOException, InterruptedException {
+        return start(dir, port, controllerPort, 60_000);
+    }
+
+    /** As above, waiting up to {@code waitMs} for the port (a restart on a loaded machine can take longer). */
+    public static KraftBroker start(Path dir, int port, int controllerPort, long waitMs) throws IOException, InterruptedException {
         Files.createDirectories(dir);
         Path data = dir.resolve("data");
         Path props = dir.resolve("server.properties");
@@ -58,7 +69,7 @@ public final class KraftBroker implements AutoCloseable {
         }
         Process p = java(dir, "kafka.Kafka", props.toString()).start();
         KraftBroker b = new KraftBroker(p, "127.0.0.1:" + port);
-        long until = System.currentTimeMillis() + 60_000;
+        long until = System.currentTimeMillis() + waitMs;
         while (System.currentTimeMillis() < until) {
             if (!p.isAlive()) throw new IOException("kafka broker exited with " + p.exitValue() + "; see " + dir.resolve("broker.log"));
             try (Socket s = new Socket()) {
@@ -69,7 +80,7 @@ public final class KraftBroker implements AutoCloseable {
             }
         }
         b.close();
-        throw new IOException("kafka broker did not open port " + port + " within 60 s; see " + dir.resolve("broker.log"));
+        throw new IOException("kafka broker did not open port " + port + " within " + waitMs / 1000 + " s; see " + dir.resolve("broker.log"));
     }
 
     private static ProcessBuilder java(Path dir, String main, String... args) {

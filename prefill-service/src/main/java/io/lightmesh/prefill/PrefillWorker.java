@@ -164,6 +164,10 @@ public final class PrefillWorker implements AutoCloseable {
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         p.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, String.valueOf(settings.batchMax()));
+        // a killed or frozen member's partitions (and their uncommitted records) go to another member once its heartbeats
+        // (every 3 s, from the consumer's own thread, not the prefill loop) stop for this long: 10 s rather than 45 s
+        p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "10000");
+        p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "3000");
         // sticky: a rebalance moves as few partitions as it can, so a conversation's key keeps reaching the worker
         // whose prefix cache holds it (a partition that moves costs its conversations one cache miss, not an error)
         p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, org.apache.kafka.clients.consumer.StickyAssignor.class.getName());

@@ -169,6 +169,10 @@ public final class RouterCore implements AutoCloseable {
         p.put(ProducerConfig.ACKS_CONFIG, "all");
         p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
         p.put(ProducerConfig.LINGER_MS_CONFIG, "0");
+        // send() blocks the calling (gRPC) thread while the topic's metadata is unknown (the broker restarting) or the
+        // buffer is full: at most this long (a restart must fit in it), then the request fails with UNAVAILABLE naming
+        // Kafka; a record buffered while the broker is away is retried until delivery.timeout.ms (120 s), then the same
+        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "60000");
         p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
         producer = new KafkaProducer<>(p);
@@ -527,9 +531,11 @@ public final class RouterCore implements AutoCloseable {
         long deadline = Context.current().getDeadline() == null ? 0
                 : System.currentTimeMillis() + Context.current().getDeadline().timeRemaining(TimeUnit.MILLISECONDS);
         spec = spec.toBuilder().setDeadlineUnixMs(deadline).build();
+        refuseIfNoDecodeWorkerCanHold(spec);
         if (inFlight.incrementAndGet() > settings.maxInFlight()) {
             inFlight.decrementAndGet();
-            throw Status.RESOURCE_EXHAUSTED.withDescription("admission queue full (" + settings.maxInFlight() + " requests in flight); retry later").asRuntimeException();
+            throw Status.RESOURCE_EXHAUSTED.withDescription("admission queue full (" + settings.maxInFlight() + " requests in flight); retry later")
+                    .asRuntimeException(retryAfter());
         }
         int think = prompts.thinkOpenId();
         boolean inReasoning = think >= 0 && spec.getPromptTokens(spec.getPromptTokensCount() - 1) == think;
@@ -539,6 +545,33 @@ public final class RouterCore implements AutoCloseable {
     }
 
     public int inFlight() { return inFlight.get(); }
+
+    /**
+     * A request whose state at its longest (prompt plus max tokens, a copy per choice; what the prefill worker reserves)
+     * exceeds the state budget of every decode worker known could never be placed: its record would wait on Kafka for
+     * room that never comes. It is refused at once with OUT_OF_RANGE (HTTP 400) naming both sizes. Before the first
+     * poll (no budget known) nothing is refused.
+     */
+    private void refuseIfNoDecodeWorkerCanHold(GenerationSpec spec) {
+        long largest = decodeInfo.values().stream().mapToLong(w -> w.getLoad().getStateBytesBudget()).max().orElse(0);
+        if (largest <= 0) return;
+        long need = StateCodec.serialisedBytes(model.config(), spec.getPromptTokensCount() + (long) spec.getSampling().getMaxNewTokens())
+                * Specs.choices(spec);
+        if (need > largest) {
+            throw Status.OUT_OF_RANGE.withDescription("the request needs " + need + " bytes of decode state (prompt of " + spec.getPromptTokensCount()
+                    + " tokens plus max " + spec.getSampling().getMaxNewTokens() + " new, " + Specs.choices(spec)
+                    + " choice(s)); the largest decode worker holds " + largest + " bytes (lightmesh.budget-gib): ask for fewer tokens").asRuntimeException();
+        }
+    }
+
+    /** Trailer {@code retry-after} (seconds) of a refusal for load, as HTTP's Retry-After header says it. */
+    public static final io.grpc.Metadata.Key<String> RETRY_AFTER = io.grpc.Metadata.Key.of("retry-after", io.grpc.Metadata.ASCII_STRING_MARSHALLER);
+
+    private static io.grpc.Metadata retryAfter() {
+        io.grpc.Metadata m = new io.grpc.Metadata();
+        m.put(RETRY_AFTER, "1");
+        return m;
+    }
 
     final class InferenceService extends InferenceGrpc.InferenceImplBase {
         @Override
