@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rewrites jars for the GPU machine's pack: every entry stored (not deflated), so that the one xz stream over the
 whole pack compresses across the jars (xz on deflated jars saves almost nothing), and native libraries for other
-platforms than linux/x86_64 dropped (zstd-jni, snappy, lz4, aparapi-jni and grpc-netty-shaded carry them for every
+platforms than linux/x86_64 dropped, and netty's OpenSSL binding (zstd-jni, snappy, lz4, aparapi-jni and grpc-netty-shaded carry them for every
 OS: ~30 MB). Entry order, names, times and content are kept, so manifests and (signed jars') digests stay valid.
 Usage: jar_store.py OUT_DIR JAR...
 """
@@ -16,6 +16,8 @@ def foreign_native(name):
     n = name.lower()
     if not n.endswith(NATIVE):
         return False
+    if 'tcnative' in n:  # OpenSSL for TLS: the benches run plaintext, and grpc-java falls back to the JDK's TLS
+        return True
     linux = 'linux' in n and 'android' not in n
     x64 = 'x86_64' in n or 'amd64' in n
     return not (linux and x64)
