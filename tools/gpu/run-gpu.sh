@@ -3,7 +3,12 @@
 # OpenCL kernel tests (JUnit, LIGHTMESH_REQUIRE_OPENCL=1), then KernelBench and the PyTorch figures.
 # Writes logs under $OUT (or /tmp/lightmesh-out).
 # Usage: bash .runtime/tools/run-gpu.sh [tests] [bench] [engine] [torch] [peer] [peer-summary] [fixtures-bf16] [shards]
+#        [model] [serve] [pool]
 #   shards: ShardDecodeBench, from a pack made by pack-shards.sh;
+#   model, serve, pool (a pack made by pack-mesh.sh: the whole embedded mesh with its Kafka broker):
+#     model: a synthetic checkpoint written once into MODEL_DIR (default /tmp/lightmesh-model; MODEL_ARGS, default
+#     "--shape 1b --dtype bf16": the 1.25B M1 shape); serve: bench-serve on it (SERVE_ARGS, e.g. "--backend opencl
+#     --experts 2 --concurrency 16"), appended to serve.txt; pool: bench-pool (POOL_ARGS), appended to pool.txt;
 #   peer: HF transformers' MiniMaxForCausalLM bf16 eager on the 1.25B M1 shape (hf_peer_bench.py, PEER_ARGS);
 #   peer-summary: the side-by-side table of this call's enginebench.txt and hfpeer.txt;
 #   fixtures-bf16: HF's own bf16 error on the engine's reference fixtures (the tensor-core path's tolerance)
@@ -76,6 +81,22 @@ for step in "${steps[@]}"; do
       timeout "${SHARDS_TIMEOUT:-400}" "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx48g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" \
         io.lightmesh.launcher.ShardDecodeBench ${SHARDS_ARGS:-} 2>&1 | grep -v '^WARNING' | tee -a "$OUT/shardbench.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
+    model)    # SyntheticModelWriter: the checkpoint the serve steps share (kept when MODEL_DIR has one)
+      "${JAVA[@]}" -Xmx48g -cp "$CP" io.lightmesh.launcher.SyntheticModelWriter ${MODEL_ARGS:---shape 1b --dtype bf16} \
+        "${MODEL_DIR:-/tmp/lightmesh-model}" 2>&1 | grep -v '^WARNING' | tee -a "$OUT/serve.txt"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
+    serve)    # bench-serve: the mesh (Kafka broker child process, router, workers, shards) and the in-process engine
+      echo "== serve: BenchServe --model ${MODEL_DIR:-/tmp/lightmesh-model} ${SERVE_ARGS:-}" | tee -a "$OUT/serve.txt"
+      timeout "${SERVE_TIMEOUT:-300}" "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx48g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" \
+        io.lightmesh.launcher.BenchServe --model "${MODEL_DIR:-/tmp/lightmesh-model}" ${SERVE_ARGS:-} 2>&1 | grep -v '^WARNING' \
+        | tee -a "$OUT/serve.txt"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
+    pool)     # bench-pool: static vs balanced placement of a skewed router's experts over 4 shards (CPU)
+      echo "== pool: ExpertPoolBench ${POOL_ARGS:-} ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$OUT/pool.txt"
+      timeout "${POOL_TIMEOUT:-400}" "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx16g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" \
+        io.lightmesh.launcher.ExpertPoolBench ${POOL_ARGS:-} 2>&1 | grep -v '^WARNING' | tee -a "$OUT/pool.txt"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+      echo "== pool: done, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/pool.txt" ;;
     peer)
       PYTHONUNBUFFERED=1 python3 "$R/tools/hf_peer_bench.py" ${PEER_ARGS:-} --json "$OUT/hfpeer.json" 2>&1 | tee -a "$OUT/hfpeer.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
@@ -84,7 +105,7 @@ for step in "${steps[@]}"; do
     fixtures-bf16)
       PYTHONUNBUFFERED=1 python3 "$R/tools/hf_fixture_bf16.py" --reference "$R/tools/reference" 2>&1 | tee "$OUT/hf-fixtures-bf16.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
-    *) echo "unknown step $step (tests, bench, engine, torch, peer, peer-summary, fixtures-bf16, shards)"; rc=2 ;;
+    *) echo "unknown step $step (tests, bench, engine, torch, peer, peer-summary, fixtures-bf16, shards, model, serve, pool)"; rc=2 ;;
   esac
 done
 exit $rc

@@ -9,8 +9,6 @@ import java.util.ArrayList;
 import java.util.Collection;
 import java.util.Comparator;
 import java.util.List;
-import java.util.logging.Level;
-import java.util.logging.Logger;
 
 /**
  * The OpenCL backend: weights resident on the device (fp32, or bf16 widened in the kernels), activations of the array
@@ -26,11 +24,9 @@ import java.util.logging.Logger;
  */
 public final class OpenClOps implements TensorOps {
     private static final System.Logger LOG = System.getLogger(OpenClOps.class.getName());
-    /** Held so that its level sticks: Aparapi logs class-file attribute warnings at every kernel build. */
-    private static final Logger APARAPI_LOG = Logger.getLogger("com.aparapi");
 
     static {
-        if (System.getProperty("java.util.logging.config.file") == null) APARAPI_LOG.setLevel(Level.SEVERE);
+        AparapiLogging.tame(); // before any Aparapi class: its configuration would silence every INFO line of the process
     }
 
     /** Which OpenCL devices {@link #create} may take, in order. */
