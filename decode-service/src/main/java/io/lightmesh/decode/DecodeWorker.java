@@ -421,7 +421,13 @@ public final class DecodeWorker implements AutoCloseable {
             synchronized (DecodeWorker.this) {
                 Long had = reservations.remove(req.getRequestId());
                 if (had != null) usedBytes -= had;
-                if (usedBytes + req.getBytes() <= settings.stateBudgetBytes()) {
+                if (finished.contains(req.getRequestId())) {
+                    // finished or cancelled here (a prefill worker took its task again after the router cancelled it):
+                    // nothing is held for it, or the room would stay taken until the reservation's TTL, and its state,
+                    // if sent, is answered DUPLICATE and committed. Granted, so that the prefill worker neither waits
+                    // for room nor marks this worker full.
+                    r.setGranted(true).setDetail("request finished or cancelled here: nothing reserved");
+                } else if (usedBytes + req.getBytes() <= settings.stateBudgetBytes()) {
                     usedBytes += req.getBytes();
                     reservations.put(req.getRequestId(), req.getBytes());
                     reservationExpiry.put(req.getRequestId(), System.currentTimeMillis() + Math.max(1000, req.getTtlMs()));
@@ -543,6 +549,9 @@ public final class DecodeWorker implements AutoCloseable {
                     synchronized (DecodeWorker.this) {
                         Slot existing = slots.get(id);
                         if (finished.contains(id) || (existing != null && existing.state != null)) {
+                            Long held = reservations.remove(id); // never leave room reserved for a state refused here
+                            reservationExpiry.remove(id);
+                            if (held != null) usedBytes -= held;
                             answer(AckStatus.ACK_STATUS_DUPLICATE, finished.contains(id) ? "finished or cancelled" : "already held");
                             return;
                         }

@@ -141,6 +141,25 @@ class StateTransferTest {
         }
     }
 
+    /**
+     * Issue 13: a request cancelled while its prefill task still waited for decode room was taken again by the prefill
+     * worker, whose reservation was granted and held (its state then answered DUPLICATE without giving the room
+     * back) until the reservation's TTL: requests sent after a burst of cancellations found the budget full.
+     */
+    @Test
+    void aReservationForACancelledRequestHoldsNoRoom() throws Exception {
+        Prefilled p = prefill("cancelled-then-reserved", new int[]{5, 9, 2}, 6);
+        await(() -> worker.usedBytes() == 0, "an idle worker");
+        assertTrue(!worker.cancelRequest(p.spec().getRequestId(), "client went away"), "nothing held for it yet");
+        var rr = StateTransferGrpc.newBlockingStub(channel).withDeadlineAfter(5, TimeUnit.SECONDS).reserve(io.lightmesh.proto.v1.ReserveRequest.newBuilder()
+                .setRequestId(p.spec().getRequestId()).setBytes(1L << 20).setTtlMs(60_000).build());
+        assertTrue(rr.getGranted(), rr.toString());
+        assertEquals(0, worker.usedBytes(), "no room held for a cancelled request: " + rr);
+        StateAck ack = send(p.chunks(4096).iterator());
+        assertEquals(AckStatus.ACK_STATUS_DUPLICATE, ack.getStatus(), ack.toString());
+        assertEquals(0, worker.usedBytes(), "its state refused and nothing held");
+    }
+
     @Test
     void brokenStreamsFailAloneAndGiveBackWhatTheyHeld() throws Exception {
         int[] pa = new SplittableRandom(1).ints(45, 0, 512).toArray(), pb = new SplittableRandom(2).ints(70, 0, 512).toArray();

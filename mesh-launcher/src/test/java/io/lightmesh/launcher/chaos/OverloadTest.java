@@ -129,7 +129,7 @@ class OverloadTest {
         assertEquals(0, mesh.router().inFlight(), "every admitted request left the router");
     }
 
-    // last: its streams are cancelled while queued, and a request sent after that once hung (RELIABILITY.md, open)
+    // its streams are cancelled, two of them while their prefill tasks wait for decode room; Order(4) follows it
     @Test @org.junit.jupiter.api.Order(3)
     void aFullRouterRefusesAGrpcCallWithResourceExhaustedAndARetryAfterTrailer() throws Exception {
         ManagedChannel ch = Grpc.channel(mesh.routerTarget());
@@ -165,6 +165,34 @@ class OverloadTest {
         long until = System.currentTimeMillis() + 30_000;
         while (mesh.router().inFlight() > 0 && System.currentTimeMillis() < until) Thread.sleep(50);
         assertEquals(0, mesh.router().inFlight(), "the cancelled streams left the router");
+    }
+
+    /**
+     * Issue 13: after streams were cancelled while their prefill tasks waited for decode room, the prefill worker took
+     * those tasks again and the decode worker reserved room for them (cancelled, so never used) until the reservation's
+     * 30 s TTL: the next requests found the budget full, and a run of them once hung to its deadline. Now nothing is
+     * reserved for a cancelled request: the budget is all free again well within that TTL, and a request completes.
+     */
+    @Test @org.junit.jupiter.api.Order(4)
+    void aRequestAfterCancelledQueuedStreamsCompletesAndTheirRoomIsGivenBack() throws Exception {
+        var worker = mesh.decoders().getFirst().worker();
+        ManagedChannel ch = Grpc.channel(mesh.routerTarget());
+        try {
+            long t0 = System.nanoTime();
+            var r = InferenceGrpc.newBlockingStub(ch).withDeadlineAfter(60, TimeUnit.SECONDS).generate(GenerateRequest.newBuilder()
+                    .setPrompt("After the cancelled ones").setSampling(SamplingParams.newBuilder().setTemperature(0).setMaxNewTokens(4).setIgnoreEos(true)).build());
+            long ms = (System.nanoTime() - t0) / 1_000_000;
+            assertEquals(4, r.getUsage().getCompletionTokens(), r.toString());
+            assertTrue(ms < 20_000, "served without waiting out a reservation's TTL (30 s): " + ms + " ms");
+        } finally {
+            Grpc.shutdown(ch);
+        }
+        // the cancelled streams' tasks are taken again within the prefill worker's retry pause (50 ms); a reservation
+        // for them would hold room for 30 s
+        long until = System.currentTimeMillis() + 10_000;
+        while (worker.usedBytes() > 0 && System.currentTimeMillis() < until) Thread.sleep(50);
+        assertEquals(0, worker.usedBytes(), "no room held for cancelled requests: " + worker.workerInfo().getLoad());
+        assertEquals(0, mesh.router().inFlight());
     }
 
     @Test @org.junit.jupiter.api.Order(2)
