@@ -39,7 +39,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * spare slots, and a decode and a prefill worker that route by the controller's placement (lightmesh.placement),
  * over a real Kafka broker and real gRPC. The checkpoint's router prefers experts {0, 2} in layer 0 and {0, 4} in
  * layer 1, all held by shard expert-0 under the starting round-robin placement (static imbalance 1.7-2): the controller
- * must replicate them onto expert-1 (a new placement version, imbalance under the threshold in
+ * must replicate layer 0's onto expert-1 (a new placement version, imbalance under the threshold in
  * {@code GET /admin/placement}), expert-1 must then compute rows of the hot experts, and every greedy answer before,
  * during and after the re-placement must equal the in-process engine's.
  */
@@ -164,7 +164,10 @@ class QuarkusElasticPoolTest {
             // layer 0 all on expert-0, layer 1 mostly (its hot experts win less often): 1.7-2 under round-robin
             assertTrue(replaced.get("imbalance_static").asDouble() >= 1.5, "the skew is strong: " + replaced);
             assertTrue(replaced.get("imbalance").asDouble() < 1.25, "balanced: " + replaced);
-            for (int l = 0; l < HOT.length; l++) for (int e : HOT[l]) assertTrue(replicas(replaced, l, e) >= 2, "hot " + l + "/" + e + " replicated: " + replaced);
+            // layer 0's hot experts are replicated; layer 1's skew is weaker, and which of its experts the planner copies
+            // depends on the measured window (a CI run copied 1/0 and 1/5 and left 1/4 single, balanced at 1.17), so
+            // layer 1 is held to the imbalance bound above rather than to particular copies
+            for (int e : HOT[0]) assertTrue(replicas(replaced, 0, e) >= 2, "hot 0/" + e + " replicated: " + replaced);
             // the workers switch to the new placement: expert-1 computes rows, answers keep coming and keep matching
             long onE1 = tokensComputed(1);
             int before = done.get();
