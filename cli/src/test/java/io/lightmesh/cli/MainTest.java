@@ -133,4 +133,14 @@ class MainTest {
         assertEquals(2, router.code());
         assertTrue(router.err().contains("--bogus"), router.err());
     }
+
+    @Test
+    void benchParsesWithTheSameStyle() {
+        // the bench module's own tests check its messages (printed on System.err, not on the stream given here)
+        Run help = run("bench", "--help");
+        assertEquals(0, help.code());
+        assertTrue(help.out().startsWith("Usage: lightmesh bench") && help.out().contains("--prompt-lengths"), help.out());
+        assertEquals(2, run("bench", "--decode-tokns", "3").code(), "refused before any model is written");
+        assertEquals(2, run("bench", "--batch", "two").code());
+    }
 }

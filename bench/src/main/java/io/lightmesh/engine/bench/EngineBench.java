@@ -31,61 +31,37 @@ import java.util.SplittableRandom;
  * and the weight bytes a decoded token has to read. Runs on a seeded synthetic checkpoint in the real format (M1
  * dialect, so lightning block 256; bf16 by default), written once into a cache folder keyed by shape.
  *
- * <p>Progress goes to stderr; the report (text, or one JSON object with {@code --json}) to {@code out}.
+ * <p>Progress goes to {@code err} (stderr); the report (text, or one JSON object with {@code --json}) to {@code out}.
  */
 public final class EngineBench {
-    static final String USAGE = """
-            usage: bench [--size tiny|100m|demo] [--backend vector|reference|opencl|auto] [--threads N]
-                         [--prompt-lengths 1K,4K,...] [--decode-tokens N] [--decode-context N] [--batch B]
-                         [--repeat R] [--time-limit-s T] [--bandwidth-mib M] [--dtype bf16|f16|f32]
-                         [--cache-dir DIR] [--json]
-                         [--vocab V] [--hidden H] [--layers L] [--heads H] [--kv-heads KV] [--head-dim D]
-                         [--rotary-dim R] [--experts E] [--top-k K] [--intermediate I] [--seed S]
-              --size            preset shape (default 100m); the shape flags override single fields
-                                tiny: test model; 100m: ~147M params, vocab 32000, hidden 768, 8 layers,
-                                8 heads x 96, kv 2, 8 experts top-2, intermediate 512;
-                                demo: hidden 256, 8 layers, 8 heads x 32, kv 2, 8 experts, intermediate 256
-              --prompt-lengths  comma list, K = 1024, M = 1048576 (default per preset)
-              --decode-tokens   tokens timed per decode run (default 64); 0 skips decode
-              --decode-context  prompt prefilled before decoding (default 128)
-              --batch           second decode run with B sequences per step (default 4; 1 skips it)
-              --repeat          prefill runs per length up to 8K tokens, best kept (default 3)
-              --time-limit-s    stop a prefill after T seconds and extrapolate the rest (default 0: no limit)
-              --bandwidth-mib   buffer for the bandwidth measurement (default 2048; 0 skips); it is sampled
-                                between batch-1 decode stretches of 32 steps and 5 times after, best kept
-              --cache-dir       where checkpoints are kept (default ~/.cache/lightmesh/bench)
-            """;
-
-    private final Options o;
+    private final EngineBenchOptions o;
     private final PrintStream out;
-    private final PrintStream log = System.err;
+    private final PrintStream log;
 
-    private EngineBench(Options o, PrintStream out) {
+    private EngineBench(EngineBenchOptions o, PrintStream out, PrintStream log) {
         this.o = o;
         this.out = out;
+        this.log = log;
     }
 
-    public static void main(String[] args) { System.exit(run(args, System.out)); }
+    public static void main(String[] args) { System.exit(run("EngineBench", args, System.out, System.err)); }
 
-    /** Runs the bench; returns 0, 2 for a bad command line, 1 for any other failure (message on stderr). */
-    public static int run(String[] args, PrintStream out) {
-        Options o;
+    /** {@code ./lightmesh bench}: {@link #run(String, String[], PrintStream, PrintStream)} under that name. */
+    public static int run(String[] args, PrintStream out) { return run("lightmesh bench", args, out, System.err); }
+
+    /**
+     * Parses the command line ({@link EngineBenchOptions}) and runs the bench; returns 0 (after --help too), 2 for a
+     * wrong command line (why, and the nearest option on a typo, on {@code err}), 1 for any other failure.
+     */
+    public static int run(String name, String[] args, PrintStream out, PrintStream err) {
+        EngineBenchOptions o = new EngineBenchOptions();
+        Integer parsed = BenchCommandLine.parse(name, o, args, out, err);
+        if (parsed != null) return parsed;
         try {
-            o = Options.parse(args);
-        } catch (IllegalArgumentException e) {
-            System.err.println("bench: " + e.getMessage());
-            System.err.print(USAGE);
-            return 2;
-        }
-        if (o.help) {
-            out.print(USAGE);
-            return 0;
-        }
-        try {
-            new EngineBench(o, out).execute();
+            new EngineBench(o, out, err).execute();
             return 0;
         } catch (Exception | OutOfMemoryError e) {
-            System.err.println("bench: " + e);
+            err.println(name + ": " + e);
             return 1;
         }
     }
@@ -447,138 +423,5 @@ public final class EngineBench {
         out.printf(Locale.ROOT, "peak RSS %.0f MiB (mapped weights touched included, bandwidth buffer not), "
                 + "peak heap %.0f MiB (sum of the heap pools' peaks)%n",
                 peakRss / 1048576.0, peakHeap / 1048576.0);
-    }
-
-    // --------------------------------------------------------------------------------------------------- options
-
-    static final class Options {
-        String size = "100m", backend = "vector";
-        int threads = Runtime.getRuntime().availableProcessors();
-        List<Integer> promptLengths;
-        int decodeTokens = 64, decodeContext = 128, batch = 4, repeat = 3, bandwidthMib = 2048, timeLimitSeconds;
-        long seed = 1;
-        DType dtype = DType.BF16;
-        Path cacheDir = Path.of(System.getProperty("user.home"), ".cache", "lightmesh", "bench");
-        boolean json, help;
-        final java.util.Map<String, Integer> shapeOverrides = new java.util.HashMap<>();
-
-        static Options parse(String[] args) {
-            Options o = new Options();
-            for (int i = 0; i < args.length; i++) {
-                String a = args[i];
-                if (a.equals("--json")) { o.json = true; continue; }
-                if (a.equals("--help") || a.equals("-h")) { o.help = true; continue; }
-                if (!a.startsWith("--")) throw new IllegalArgumentException("unexpected argument '" + a + "'");
-                String value;
-                int eq = a.indexOf('=');
-                if (eq > 0) {
-                    value = a.substring(eq + 1);
-                    a = a.substring(0, eq);
-                } else {
-                    if (i + 1 >= args.length) throw new IllegalArgumentException(a + " needs a value");
-                    value = args[++i];
-                }
-                switch (a) {
-                    case "--size" -> {
-                        if (!List.of("tiny", "100m", "demo").contains(value)) {
-                            throw new IllegalArgumentException("--size: expected tiny, 100m or demo, got " + value);
-                        }
-                        o.size = value;
-                    }
-                    case "--backend" -> {
-                        if (!List.of("vector", "reference", "opencl", "auto").contains(value)) {
-                            throw new IllegalArgumentException("--backend: expected vector, reference, opencl or auto, got " + value);
-                        }
-                        o.backend = value;
-                    }
-                    case "--threads" -> o.threads = positive(a, value);
-                    case "--prompt-lengths" -> {
-                        o.promptLengths = new ArrayList<>();
-                        for (String s : value.split(",")) o.promptLengths.add(tokensArg(a, s.trim()));
-                    }
-                    case "--decode-tokens" -> o.decodeTokens = nonNegative(a, value);
-                    case "--decode-context" -> o.decodeContext = positive(a, value);
-                    case "--batch" -> o.batch = positive(a, value);
-                    case "--repeat" -> o.repeat = positive(a, value);
-                    case "--bandwidth-mib" -> o.bandwidthMib = nonNegative(a, value);
-                    case "--time-limit-s" -> o.timeLimitSeconds = nonNegative(a, value);
-                    case "--seed" -> o.seed = positive(a, value);
-                    case "--cache-dir" -> o.cacheDir = Path.of(value);
-                    case "--dtype" -> o.dtype = switch (value.toLowerCase(Locale.ROOT)) {
-                        case "bf16" -> DType.BF16;
-                        case "f16" -> DType.F16;
-                        case "f32" -> DType.F32;
-                        default -> throw new IllegalArgumentException("--dtype: expected bf16, f16 or f32, got " + value);
-                    };
-                    case "--vocab", "--hidden", "--layers", "--heads", "--kv-heads", "--head-dim", "--rotary-dim",
-                         "--experts", "--top-k", "--intermediate" -> o.shapeOverrides.put(a, positive(a, value));
-                    default -> throw new IllegalArgumentException("unknown option " + a);
-                }
-            }
-            if (o.promptLengths == null) {
-                o.promptLengths = switch (o.size) {
-                    case "tiny" -> List.of(256, 1024);
-                    case "demo" -> List.of(1024, 4096, 16384, 65536);
-                    default -> List.of(1024, 4096, 16384, 65536);
-                };
-            }
-            SyntheticCheckpoint.Shape s = o.shape();
-            if (s.heads() % s.kvHeads() != 0) throw new IllegalArgumentException("--kv-heads must divide --heads");
-            if (s.topK() > s.experts()) throw new IllegalArgumentException("--top-k exceeds --experts");
-            if (s.rotaryDim() > s.headDim() || s.rotaryDim() % 2 != 0) {
-                throw new IllegalArgumentException("--rotary-dim must be even and at most --head-dim");
-            }
-            return o;
-        }
-
-        SyntheticCheckpoint.Shape shape() {
-            SyntheticCheckpoint.Shape p = switch (size) {
-                case "tiny" -> SyntheticCheckpoint.Shape.tiny();
-                case "demo" -> new SyntheticCheckpoint.Shape(32000, 256, 8, 8, 2, 32, 16, 8, 2, 256, 256);
-                default -> new SyntheticCheckpoint.Shape(32000, 768, 8, 8, 2, 96, 48, 8, 2, 512, 256);
-            };
-            int headDim = shapeOverrides.getOrDefault("--head-dim", p.headDim());
-            return new SyntheticCheckpoint.Shape(
-                    shapeOverrides.getOrDefault("--vocab", p.vocab()),
-                    shapeOverrides.getOrDefault("--hidden", p.hidden()),
-                    shapeOverrides.getOrDefault("--layers", p.layers()),
-                    shapeOverrides.getOrDefault("--heads", p.heads()),
-                    shapeOverrides.getOrDefault("--kv-heads", p.kvHeads()),
-                    headDim,
-                    shapeOverrides.getOrDefault("--rotary-dim", Math.min(p.rotaryDim(), headDim) / 2 * 2),
-                    shapeOverrides.getOrDefault("--experts", p.experts()),
-                    shapeOverrides.getOrDefault("--top-k", p.topK()),
-                    shapeOverrides.getOrDefault("--intermediate", p.intermediate()),
-                    256);
-        }
-
-        private static int tokensArg(String flag, String s) {
-            String u = s.toUpperCase(Locale.ROOT);
-            long mult = u.endsWith("K") ? 1024 : u.endsWith("M") ? 1024 * 1024 : 1;
-            String digits = mult == 1 ? u : u.substring(0, u.length() - 1);
-            try {
-                long v = Long.parseLong(digits) * mult;
-                if (v <= 0 || v > Integer.MAX_VALUE) throw new NumberFormatException();
-                return (int) v;
-            } catch (NumberFormatException e) {
-                throw new IllegalArgumentException(flag + ": expected a token count like 4096 or 64K, got '" + s + "'");
-            }
-        }
-
-        private static int positive(String flag, String v) {
-            int n = nonNegative(flag, v);
-            if (n == 0) throw new IllegalArgumentException(flag + ": expected a positive integer, got " + v);
-            return n;
-        }
-
-        private static int nonNegative(String flag, String v) {
-            try {
-                int n = Integer.parseInt(v);
-                if (n < 0) throw new NumberFormatException();
-                return n;
-            } catch (NumberFormatException e) {
-                throw new IllegalArgumentException(flag + ": expected a non-negative integer, got '" + v + "'");
-            }
-        }
     }
 }

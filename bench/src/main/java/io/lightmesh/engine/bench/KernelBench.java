@@ -29,7 +29,7 @@ import java.util.stream.IntStream;
  *
  * <pre>
  * java --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xmx48g \
- *      -cp engine.jar:lib/* io.lightmesh.engine.bench.KernelBench [--quick] [--reps N] [--only matmul,matvec,...]
+ *      -cp "lightmesh-bench.jar:lib/*" io.lightmesh.engine.bench.KernelBench [--quick] [--reps N] [--only matmul,matvec,...]
  * </pre>
  * {@code --quick} shrinks every case (a smoke test for PoCL). Sections: matmul, matvec, lightning, decode, attention,
  * resident.
@@ -52,28 +52,19 @@ public final class KernelBench {
     }
 
     public static void main(String[] args) {
+        KernelBenchOptions o = new KernelBenchOptions();
+        Integer parsed = BenchCommandLine.parse("KernelBench", o, args, System.out, System.err);
+        if (parsed != null) System.exit(parsed);
         if (System.getProperty("com.aparapi.enableProfiling") == null) System.setProperty("com.aparapi.enableProfiling", "true");
-        boolean quick = false;
-        int reps = 5;
-        List<String> only = List.of("matmul", "matvec", "lightning", "decode", "attention", "resident");
-        for (int i = 0; i < args.length; i++) {
-            switch (args[i]) {
-                case "--quick" -> quick = true;
-                case "--reps" -> reps = Integer.parseInt(args[++i]);
-                case "--only" -> only = Arrays.asList(args[++i].split(","));
-                default -> throw new IllegalArgumentException("unknown argument " + args[i]
-                        + " (expected --quick, --reps N, --only matmul,matvec,lightning,decode,attention,resident)");
-            }
-        }
         try (OpenClOps ops = OpenClOps.create(OpenClOps.Preference.GPU_THEN_CPU)) {
             System.out.println("device: " + ops.device());
-            KernelBench b = new KernelBench(ops, quick, reps);
-            if (only.contains("matmul")) b.matmul();
-            if (only.contains("matvec")) b.matvec();
-            if (only.contains("lightning")) b.lightningPrefill();
-            if (only.contains("decode")) b.decode();
-            if (only.contains("attention")) b.attentionPrefill();
-            if (only.contains("resident")) b.resident();
+            KernelBench b = new KernelBench(ops, o.quick, o.reps);
+            if (o.only.contains("matmul")) b.matmul();
+            if (o.only.contains("matvec")) b.matvec();
+            if (o.only.contains("lightning")) b.lightningPrefill();
+            if (o.only.contains("decode")) b.decode();
+            if (o.only.contains("attention")) b.attentionPrefill();
+            if (o.only.contains("resident")) b.resident();
             b.print();
         }
     }
