@@ -3,7 +3,8 @@
 # under the 64 MiB that the device tool carries:
 #   jdk/        a JDK 25 runtime made by jlink with only the needed modules (--strip-debug --no-header-files
 #               --no-man-pages --compress zip-9)
-#   lib/        the engine jar and its runtime dependencies (maven-dependency-plugin copy-dependencies)
+#   lib/        the engine and bench jars (KernelBench, EngineBench) and their runtime dependencies (maven-dependency-plugin
+#               copy-dependencies)
 #   test-lib/   the engine's test classes and the JUnit console launcher, to run the OpenCL kernel tests there
 #   native/     the ICD loader libOpenCL.so.1 of this machine, a fallback if the GPU machine lacks one
 #   tools/      this folder's scripts (and tools/reference/*.py, for fixtures-bf16)
@@ -23,10 +24,11 @@ cd "$ROOT"
 rm -rf "$DEST"
 mkdir -p "$DEST/lib" "$DEST/test-lib" "$DEST/native" "$DEST/tools"
 
-echo "pack: building the engine jar and test classes"
-mvn ${MVN_FLAGS:-} -q -B -ntp -pl engine -DskipTests package test-compile
-cp engine/target/lightmesh-engine-*.jar "$DEST/lib/"
-mvn ${MVN_FLAGS:-} -q -B -ntp -pl engine dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$DEST/lib"
+echo "pack: building the engine and bench jars and the engine's test classes"
+# one reactor build: the bench's copy of its dependencies takes the engine jar this build packaged
+mvn ${MVN_FLAGS:-} -q -B -ntp -pl bench -am -DskipTests package dependency:copy-dependencies -DincludeScope=runtime \
+  -DoutputDirectory="$DEST/lib"
+cp bench/target/lightmesh-bench-*.jar "$DEST/lib/"
 (cd engine/target/test-classes && "$JAVA_HOME/bin/jar" --create --file "$DEST/test-lib/lightmesh-engine-tests.jar" . \
   && find . -name '*Test.class' | grep -E '(opencl/OpenCl[A-Za-z]*|/Backends|model/Resident[A-Za-z]*|model/FusedDecode|model/BackendFixtures)Test\.class$' | sed 's|^\./||; s|\.class$||; s|/|.|g' \
   > "$DEST/test-lib/opencl-test-classes.txt")
