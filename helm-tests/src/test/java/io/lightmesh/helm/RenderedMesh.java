@@ -5,14 +5,14 @@ import io.grpc.stub.StreamObserver;
 import io.fabric8.kubernetes.api.model.HasMetadata;
 import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
 import io.lightmesh.engine.tensor.DType;
+import io.lightmesh.mesh.FreePort;
 import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.TestKafka;
 import io.lightmesh.proto.v1.GenerateChunk;
 import io.lightmesh.proto.v1.GenerateRequest;
 import io.lightmesh.proto.v1.GenerateResponse;
 import io.lightmesh.proto.v1.InferenceGrpc;
 import io.lightmesh.proto.v1.SamplingParams;
-import org.apache.kafka.common.test.KafkaClusterTestKit;
-import org.apache.kafka.common.test.TestKitNodes;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.MethodOrderer;
@@ -22,7 +22,6 @@ import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.api.TestMethodOrder;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.net.ServerSocket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -57,7 +56,7 @@ abstract class RenderedMesh {
     /** Per test class (JUnit injects a static one before the class's @BeforeAll). */
     @TempDir static Path root;
     Path dir;
-    KafkaClusterTestKit kafka;
+    TestKafka kafka;
     LocalPods pods;
     List<HasMetadata> objects;
     LocalPods.Pod router, decode0, experts0, prefill0;
@@ -69,10 +68,6 @@ abstract class RenderedMesh {
     /** Whether the router runs the placement controller (placement.controller), the workers following its placement. */
     abstract boolean controller();
 
-    static int freePort() throws Exception {
-        try (ServerSocket s = new ServerSocket(0)) { return s.getLocalPort(); }
-    }
-
     @BeforeAll
     void start() throws Exception {
         dir = root;
@@ -82,23 +77,17 @@ abstract class RenderedMesh {
         for (String f : new String[]{"tokenizer.json", "tokenizer_config.json"}) {
             Files.copy(Chart.repo().resolve("engine/src/test/resources/fixtures/tokenizer").resolve(f), model.resolve(f));
         }
-        kafka = new KafkaClusterTestKit.Builder(new TestKitNodes.Builder().setCombined(true).setNumBrokerNodes(1).setNumControllerNodes(1).build())
-                .setConfigProp("group.initial.rebalance.delay.ms", "0")
-                .setConfigProp("offsets.topic.replication.factor", "1")
-                .setConfigProp("offsets.topic.num.partitions", "4").build();
-        kafka.format();
-        kafka.startup();
-        kafka.waitForReadyBrokers();
-        routerGrpc = freePort();
+        kafka = new TestKafka(4).start();
+        routerGrpc = FreePort.next();
         String jvm = "-Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC";
         objects = Chart.parse(Chart.template(List.of(),
                 "kafka.enabled", "false", "kafka.bootstrapServers", kafka.bootstrapServers(), "kafka.partitions", "4",
                 "model.source", "hostPath", "model.hostPath.path", models.toString(), "model.subPath", "model",
-                "router.grpcPort", "" + routerGrpc, "router.httpPort", "" + freePort(), "router.jvmOptions", jvm, "router.settings.pollMs", "300",
-                "prefill.httpPort", "" + freePort(), "prefill.backend", "reference", "prefill.jvmOptions", jvm,
-                "decode.grpcPort", "" + freePort(), "decode.httpPort", "" + freePort(), "decode.backend", "reference", "decode.jvmOptions", jvm,
+                "router.grpcPort", "" + routerGrpc, "router.httpPort", "" + FreePort.next(), "router.jvmOptions", jvm, "router.settings.pollMs", "300",
+                "prefill.httpPort", "" + FreePort.next(), "prefill.backend", "reference", "prefill.jvmOptions", jvm,
+                "decode.grpcPort", "" + FreePort.next(), "decode.httpPort", "" + FreePort.next(), "decode.backend", "reference", "decode.jvmOptions", jvm,
                 "decode.budgetGib", "1",
-                "experts.shards", "1", "experts.replicas", "1", "experts.grpcPort", "" + freePort(), "experts.httpPort", "" + freePort(),
+                "experts.shards", "1", "experts.replicas", "1", "experts.grpcPort", "" + FreePort.next(), "experts.httpPort", "" + FreePort.next(),
                 "experts.backend", "reference", "experts.jvmOptions", jvm,
                 "apiKey.value", "k8s-test-key", "placement.controller", String.valueOf(controller())));
         assertTrue(TypedChecks.all(objects).isEmpty(), () -> String.join("\n", TypedChecks.all(objects)));

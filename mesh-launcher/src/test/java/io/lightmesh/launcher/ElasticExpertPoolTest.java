@@ -1,8 +1,7 @@
 package io.lightmesh.launcher;
 
-import io.grpc.ManagedChannel;
 import io.lightmesh.engine.generate.Generator;
-import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.TestKafka;
 import io.lightmesh.proto.v1.GenerateRequest;
 import io.lightmesh.proto.v1.GenerateResponse;
 import io.lightmesh.proto.v1.InferenceGrpc;
@@ -11,14 +10,12 @@ import io.lightmesh.proto.v1.TokenIds;
 import io.lightmesh.router.placement.PlacementController;
 import io.lightmesh.router.placement.PlacementView;
 import io.opentelemetry.api.OpenTelemetry;
-import org.apache.kafka.common.test.KafkaClusterTestKit;
-import org.apache.kafka.common.test.TestKitNodes;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.MethodOrderer;
 import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.net.URI;
@@ -53,52 +50,29 @@ class ElasticExpertPoolTest {
     static final int[][] HOT = {{0, 1}, {0, 4}};
 
     @TempDir static Path dir;
-    static KafkaClusterTestKit kafka;
+    @RegisterExtension static final TestKafka kafka = new TestKafka(4);
+    @RegisterExtension static final TestMesh running = new TestMesh();
     static EmbeddedMesh mesh;
-    static ManagedChannel channel;
     static InferenceGrpc.InferenceBlockingStub client;
     static final List<int[]> prompts = new ArrayList<>();
     static final List<List<Integer>> expected = new ArrayList<>();
-
-    static KafkaClusterTestKit kafka() throws Exception {
-        KafkaClusterTestKit k = new KafkaClusterTestKit.Builder(new TestKitNodes.Builder().setCombined(true).setNumBrokerNodes(1).setNumControllerNodes(1).build())
-                .setConfigProp("group.initial.rebalance.delay.ms", "0")
-                .setConfigProp("offsets.topic.replication.factor", "1")
-                .setConfigProp("offsets.topic.num.partitions", "4")
-                .setConfigProp("transaction.state.log.replication.factor", "1")
-                .setConfigProp("transaction.state.log.min.isr", "1").build();
-        k.format();
-        k.startup();
-        k.waitForReadyBrokers();
-        return k;
-    }
 
     @BeforeAll
     static void start() throws Exception {
         Path model = dir.resolve("model");
         SkewedCheckpoint.write(model, HOT, 0.5);
-        kafka = kafka();
         EmbeddedMesh.Options o = new EmbeddedMesh.Options(model, "127.0.0.1", 0, 0, kafka.bootstrapServers(), dir, 4, 1, 1,
                 1L << 30, 32, "lightmesh.requests.v1", 64, 32);
         // a 2 s window polled every 200 ms, 500 ms grace: the production defaults (1 s / 60 s / 10 s) scaled down
         EmbeddedMesh.ExpertPool pool = new EmbeddedMesh.ExpertPool(-1, 0, 0, 200, 2000, 1.25, 500, 0.7);
-        mesh = EmbeddedMesh.start(o, pool, s -> OpenTelemetry.noop());
-        assertTrue(mesh.awaitReady(60_000), () -> "mesh not ready: " + mesh.router().health());
-        channel = Grpc.channel(mesh.routerTarget());
-        client = InferenceGrpc.newBlockingStub(channel);
+        mesh = running.ready(EmbeddedMesh.start(o, pool, s -> OpenTelemetry.noop()));
+        client = InferenceGrpc.newBlockingStub(running.channel());
         for (int i = 0; i < 12; i++) {
             int[] p = new SplittableRandom(100 + i).ints(8 + 5 * i, 0, 512).toArray();
             prompts.add(p);
             int[] t = Generator.generate(mesh.model().model(), null, p, io.lightmesh.engine.generate.SamplingParams.greedy(12), null).tokens();
             expected.add(Arrays.stream(t).boxed().toList());
         }
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        Grpc.shutdown(channel);
-        if (mesh != null) mesh.close();
-        if (kafka != null) kafka.close();
     }
 
     static GenerateRequest greedy(int[] prompt, int maxNew) {

@@ -1,15 +1,13 @@
 package io.lightmesh.launcher;
 
-import io.grpc.ManagedChannel;
-import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.TestKafka;
 import io.lightmesh.proto.v1.InferenceGrpc;
 import io.lightmesh.router.placement.PlacementController;
 import io.lightmesh.router.placement.PlacementView;
 import io.opentelemetry.api.OpenTelemetry;
-import org.apache.kafka.common.test.KafkaClusterTestKit;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
@@ -28,21 +26,18 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class ExpertAutoscaleTest {
     @TempDir static Path dir;
-    static KafkaClusterTestKit kafka;
+    @RegisterExtension static final TestKafka kafka = new TestKafka(4);
+    @RegisterExtension static final TestMesh running = new TestMesh();
     static EmbeddedMesh mesh;
-    static ManagedChannel channel;
 
     @BeforeAll
     static void start() throws Exception {
         Path model = dir.resolve("model");
         SkewedCheckpoint.write(model, ElasticExpertPoolTest.HOT, 0.5);
-        kafka = ElasticExpertPoolTest.kafka();
         EmbeddedMesh.Options o = new EmbeddedMesh.Options(model, "127.0.0.1", 0, 0, kafka.bootstrapServers(), dir, 2, 1, 1,
                 1L << 30, 32, "lightmesh.requests.v1", 64, 32);
-        mesh = EmbeddedMesh.start(o, new EmbeddedMesh.ExpertPool(-1, 2, 4, 200, 2000, 1.25, 300, 0.01), s -> OpenTelemetry.noop());
-        assertTrue(mesh.awaitReady(60_000), () -> "mesh not ready: " + mesh.router().health());
-        channel = Grpc.channel(mesh.routerTarget());
-        ElasticExpertPoolTest.client = InferenceGrpc.newBlockingStub(channel);
+        mesh = running.ready(EmbeddedMesh.start(o, new EmbeddedMesh.ExpertPool(-1, 2, 4, 200, 2000, 1.25, 300, 0.01), s -> OpenTelemetry.noop()));
+        ElasticExpertPoolTest.client = InferenceGrpc.newBlockingStub(running.channel());
         ElasticExpertPoolTest.mesh = mesh;
         ElasticExpertPoolTest.prompts.clear();
         ElasticExpertPoolTest.expected.clear();
@@ -53,13 +48,6 @@ class ExpertAutoscaleTest {
                     io.lightmesh.engine.generate.SamplingParams.greedy(12), null).tokens();
             ElasticExpertPoolTest.expected.add(Arrays.stream(t).boxed().toList());
         }
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        Grpc.shutdown(channel);
-        if (mesh != null) mesh.close();
-        if (kafka != null) kafka.close();
     }
 
     @Test

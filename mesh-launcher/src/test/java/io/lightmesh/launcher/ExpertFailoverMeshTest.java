@@ -1,13 +1,12 @@
 package io.lightmesh.launcher;
 
-import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
 import io.lightmesh.engine.generate.Generator;
 import io.lightmesh.engine.tensor.DType;
-import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.RemoteExperts;
+import io.lightmesh.mesh.TestKafka;
 import io.lightmesh.proto.v1.GenerateChunk;
 import io.lightmesh.proto.v1.GenerateRequest;
 import io.lightmesh.proto.v1.GenerateResponse;
@@ -15,14 +14,12 @@ import io.lightmesh.proto.v1.InferenceGrpc;
 import io.lightmesh.proto.v1.SamplingParams;
 import io.lightmesh.proto.v1.TokenIds;
 import io.opentelemetry.api.OpenTelemetry;
-import org.apache.kafka.common.test.KafkaClusterTestKit;
-import org.apache.kafka.common.test.TestKitNodes;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.MethodOrderer;
 import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
@@ -48,9 +45,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class ExpertFailoverMeshTest {
     @TempDir static Path dir;
-    static KafkaClusterTestKit kafka;
+    @RegisterExtension static final TestKafka kafka = new TestKafka(4);
+    @RegisterExtension static final TestMesh running = new TestMesh();
     static EmbeddedMesh mesh;
-    static ManagedChannel channel;
     static InferenceGrpc.InferenceBlockingStub client;
 
     @BeforeAll
@@ -58,28 +55,10 @@ class ExpertFailoverMeshTest {
         Path model = dir.resolve("model");
         SyntheticCheckpoint.Shape shape = SyntheticCheckpoint.Shape.tiny();
         SyntheticCheckpoint.write(model, shape, DType.F32, 23, false);
-        kafka = new KafkaClusterTestKit.Builder(new TestKitNodes.Builder().setCombined(true).setNumBrokerNodes(1).setNumControllerNodes(1).build())
-                .setConfigProp("group.initial.rebalance.delay.ms", "0")
-                .setConfigProp("offsets.topic.replication.factor", "1")
-                .setConfigProp("offsets.topic.num.partitions", "4")
-                .setConfigProp("transaction.state.log.replication.factor", "1")
-                .setConfigProp("transaction.state.log.min.isr", "1").build();
-        kafka.format();
-        kafka.startup();
-        kafka.waitForReadyBrokers();
         EmbeddedMesh.Options o = new EmbeddedMesh.Options(model, "127.0.0.1", 0, -1, kafka.bootstrapServers(), dir, 2, 1, 1,
                 1L << 30, 32, "lightmesh.requests.v1", 64, 32);
-        mesh = EmbeddedMesh.start(o, s -> OpenTelemetry.noop(), EmbeddedMesh.ShardSetup.replicated(shape.layers(), shape.experts()));
-        assertTrue(mesh.awaitReady(60_000), () -> "mesh not ready: " + mesh.router().health());
-        channel = Grpc.channel(mesh.routerTarget());
-        client = InferenceGrpc.newBlockingStub(channel);
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        Grpc.shutdown(channel);
-        if (mesh != null) mesh.close();
-        if (kafka != null) kafka.close();
+        mesh = running.ready(EmbeddedMesh.start(o, s -> OpenTelemetry.noop(), EmbeddedMesh.ShardSetup.replicated(shape.layers(), shape.experts())));
+        client = InferenceGrpc.newBlockingStub(running.channel());
     }
 
     static int[] prompt(long seed, int len) { return new SplittableRandom(seed).ints(len, 0, 512).toArray(); }
@@ -131,7 +110,7 @@ class ExpertFailoverMeshTest {
 
     @Test @Order(2)
     void killingTheLastShardFailsADecodingRequestWithUnavailableQuickly() throws Exception {
-        Iterator<GenerateChunk> it = InferenceGrpc.newBlockingStub(channel).withDeadlineAfter(120, TimeUnit.SECONDS)
+        Iterator<GenerateChunk> it = InferenceGrpc.newBlockingStub(running.channel()).withDeadlineAfter(120, TimeUnit.SECONDS)
                 .generateStream(greedy(prompt(8, 25), 2_000));
         int tokens = 0;
         long killedAt = 0;

@@ -8,6 +8,7 @@ import io.lightmesh.engine.model.ForwardPath;
 import io.lightmesh.engine.tensor.DType;
 import io.lightmesh.expert.ExpertShard;
 import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.TestKafka;
 import io.lightmesh.prefill.PrefillWorker;
 import io.lightmesh.proto.v1.DescribeRequest;
 import io.lightmesh.proto.v1.GenerateRequest;
@@ -23,12 +24,11 @@ import io.opentelemetry.sdk.OpenTelemetrySdk;
 import io.opentelemetry.sdk.metrics.SdkMeterProvider;
 import io.opentelemetry.sdk.metrics.data.LongPointData;
 import io.opentelemetry.sdk.testing.exporter.InMemoryMetricReader;
-import org.apache.kafka.common.test.KafkaClusterTestKit;
-import org.apache.kafka.common.test.TestKitNodes;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
@@ -55,7 +55,7 @@ import static org.junit.jupiter.api.Assertions.fail;
  */
 class MeshDevicePathTest {
     @TempDir static Path dir;
-    static KafkaClusterTestKit kafka;
+    @RegisterExtension static final TestKafka kafka = new TestKafka(2);
     static Path model;
     static final Map<String, InMemoryMetricReader> metrics = new ConcurrentHashMap<>();
     static final List<OpenTelemetrySdk> sdks = new java.util.concurrent.CopyOnWriteArrayList<>();
@@ -72,18 +72,10 @@ class MeshDevicePathTest {
     static void start() throws Exception {
         model = dir.resolve("model");
         SyntheticCheckpoint.write(model, SyntheticCheckpoint.Shape.tiny(), DType.BF16, 17, false);
-        kafka = new KafkaClusterTestKit.Builder(new TestKitNodes.Builder().setCombined(true).setNumBrokerNodes(1).setNumControllerNodes(1).build())
-                .setConfigProp("group.initial.rebalance.delay.ms", "0")
-                .setConfigProp("offsets.topic.replication.factor", "1")
-                .setConfigProp("offsets.topic.num.partitions", "2").build();
-        kafka.format();
-        kafka.startup();
-        kafka.waitForReadyBrokers();
     }
 
     @AfterAll
     static void stop() throws Exception {
-        if (kafka != null) kafka.close();
         sdks.forEach(OpenTelemetrySdk::close);
     }
 

@@ -1,13 +1,12 @@
 package io.lightmesh.launcher;
 
 import io.grpc.Context;
-import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
 import io.lightmesh.engine.tensor.DType;
 import io.lightmesh.engine.generate.Generator;
-import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.TestKafka;
 import io.lightmesh.prefill.PrefillWorker;
 import io.lightmesh.proto.v1.FinishReason;
 import io.lightmesh.proto.v1.GenerateChunk;
@@ -17,8 +16,6 @@ import io.lightmesh.proto.v1.InferenceGrpc;
 import io.lightmesh.proto.v1.SamplingParams;
 import io.lightmesh.proto.v1.TokenIds;
 import io.lightmesh.proto.v1.TokenizeRequest;
-import org.apache.kafka.common.test.KafkaClusterTestKit;
-import org.apache.kafka.common.test.TestKitNodes;
 import io.opentelemetry.api.OpenTelemetry;
 import io.opentelemetry.api.common.AttributeKey;
 import io.opentelemetry.sdk.OpenTelemetrySdk;
@@ -37,6 +34,7 @@ import org.junit.jupiter.api.MethodOrderer;
 import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
@@ -68,9 +66,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class MeshEndToEndTest {
     @TempDir static Path dir;
-    static KafkaClusterTestKit kafka;
+    @RegisterExtension static final TestKafka kafka = new TestKafka(4);
+    @RegisterExtension static final TestMesh running = new TestMesh();
     static EmbeddedMesh mesh;
-    static ManagedChannel channel;
     static InferenceGrpc.InferenceBlockingStub client;
     /** Every service's spans, and each kind of service's metrics, as the OpenTelemetry SDK records them. */
     static final InMemorySpanExporter spans = InMemorySpanExporter.create();
@@ -93,28 +91,14 @@ class MeshEndToEndTest {
     static void start() throws Exception {
         Path model = dir.resolve("model");
         SyntheticCheckpoint.write(model, SyntheticCheckpoint.Shape.tiny(), DType.F32, 11, false);
-        kafka = new KafkaClusterTestKit.Builder(new TestKitNodes.Builder().setCombined(true).setNumBrokerNodes(1).setNumControllerNodes(1).build())
-                .setConfigProp("group.initial.rebalance.delay.ms", "0")
-                .setConfigProp("offsets.topic.replication.factor", "1")
-                .setConfigProp("offsets.topic.num.partitions", "4")
-                .setConfigProp("transaction.state.log.replication.factor", "1")
-                .setConfigProp("transaction.state.log.min.isr", "1").build();
-        kafka.format();
-        kafka.startup();
-        kafka.waitForReadyBrokers();
         EmbeddedMesh.Options o = new EmbeddedMesh.Options(model, "127.0.0.1", 0, 0, kafka.bootstrapServers(), dir, 2, 2, 2,
                 1L << 30, 32, "lightmesh.requests.v1", 64, 32);
-        mesh = EmbeddedMesh.start(o, MeshEndToEndTest::telemetry);
-        assertTrue(mesh.awaitReady(60_000), () -> "mesh not ready: " + mesh.router().health());
-        channel = Grpc.channel(mesh.routerTarget());
-        client = InferenceGrpc.newBlockingStub(channel);
+        mesh = running.ready(EmbeddedMesh.start(o, MeshEndToEndTest::telemetry));
+        client = InferenceGrpc.newBlockingStub(running.channel());
     }
 
     @AfterAll
     static void stop() throws Exception {
-        Grpc.shutdown(channel);
-        if (mesh != null) mesh.close();
-        if (kafka != null) kafka.close();
         sdks.forEach(OpenTelemetrySdk::close);
     }
 
@@ -306,7 +290,7 @@ class MeshEndToEndTest {
     @Test @Order(3)
     void streamingDeliversEveryTokenThenUsage() {
         int[] p = prompt(3, 20);
-        Iterator<GenerateChunk> it = InferenceGrpc.newBlockingStub(channel).withDeadlineAfter(60, TimeUnit.SECONDS).generateStream(greedy(p, 12));
+        Iterator<GenerateChunk> it = InferenceGrpc.newBlockingStub(running.channel()).withDeadlineAfter(60, TimeUnit.SECONDS).generateStream(greedy(p, 12));
         List<Integer> tokens = new ArrayList<>();
         int chunks = 0;
         GenerateChunk last = null;
@@ -339,7 +323,7 @@ class MeshEndToEndTest {
         Context.CancellableContext ctx = Context.current().withCancellation();
         AtomicBoolean sawTokens = new AtomicBoolean();
         ctx.run(() -> {
-            Iterator<GenerateChunk> it = InferenceGrpc.newBlockingStub(channel).generateStream(greedy(p, 100_000));
+            Iterator<GenerateChunk> it = InferenceGrpc.newBlockingStub(running.channel()).generateStream(greedy(p, 100_000));
             for (int i = 0; i < 3 && it.hasNext(); i++) sawTokens.set(it.next().getTokenIdsCount() > 0);
         });
         assertTrue(sawTokens.get());
@@ -374,7 +358,7 @@ class MeshEndToEndTest {
     void decodeWorkerKilledMidGenerationIsResumedElsewhere() throws Exception {
         int[] p = prompt(8, 33);
         int maxNew = 400;
-        Iterator<GenerateChunk> it = InferenceGrpc.newBlockingStub(channel).withDeadlineAfter(120, TimeUnit.SECONDS).generateStream(greedy(p, maxNew));
+        Iterator<GenerateChunk> it = InferenceGrpc.newBlockingStub(running.channel()).withDeadlineAfter(120, TimeUnit.SECONDS).generateStream(greedy(p, maxNew));
         List<Integer> tokens = new ArrayList<>();
         GenerateChunk last = null;
         boolean killed = false;

@@ -1,6 +1,5 @@
 package io.lightmesh.launcher;
 
-import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.lightmesh.engine.generate.Generator;
@@ -9,7 +8,7 @@ import io.lightmesh.engine.generate.TokenLogprob;
 import io.lightmesh.engine.model.MiniMaxModel;
 import io.lightmesh.engine.model.SequenceState;
 import io.lightmesh.engine.tokenizer.Tokenizer;
-import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.TestKafka;
 import io.lightmesh.proto.v1.Choice;
 import io.lightmesh.proto.v1.FinishReason;
 import io.lightmesh.proto.v1.GenerateChunk;
@@ -18,11 +17,9 @@ import io.lightmesh.proto.v1.GenerateResponse;
 import io.lightmesh.proto.v1.InferenceGrpc;
 import io.lightmesh.proto.v1.SamplingParams;
 import io.lightmesh.proto.v1.TokenIds;
-import org.apache.kafka.common.test.KafkaClusterTestKit;
-import org.apache.kafka.common.test.TestKitNodes;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
@@ -49,9 +46,9 @@ class MeshLogprobsTest {
     static final Path DEMO = Path.of("../models/demo");
 
     @TempDir static Path dir;
-    static KafkaClusterTestKit kafka;
+    @RegisterExtension static final TestKafka kafka = new TestKafka(4);
+    @RegisterExtension static final TestMesh running = new TestMesh();
     static EmbeddedMesh mesh;
-    static ManagedChannel channel;
     static InferenceGrpc.InferenceBlockingStub client;
     static Tokenizer tok;
     static MiniMaxModel model;
@@ -59,30 +56,12 @@ class MeshLogprobsTest {
 
     @BeforeAll
     static void start() throws Exception {
-        kafka = new KafkaClusterTestKit.Builder(new TestKitNodes.Builder().setCombined(true).setNumBrokerNodes(1).setNumControllerNodes(1).build())
-                .setConfigProp("group.initial.rebalance.delay.ms", "0")
-                .setConfigProp("offsets.topic.replication.factor", "1")
-                .setConfigProp("offsets.topic.num.partitions", "4")
-                .setConfigProp("transaction.state.log.replication.factor", "1")
-                .setConfigProp("transaction.state.log.min.isr", "1").build();
-        kafka.format();
-        kafka.startup();
-        kafka.waitForReadyBrokers();
-        mesh = EmbeddedMesh.start(new EmbeddedMesh.Options(DEMO, "127.0.0.1", 0, -1, kafka.bootstrapServers(), dir, 2, 1, 1,
-                1L << 30, 16, "lightmesh.requests.v1", 64, 64, "vector"));
-        assertTrue(mesh.awaitReady(60_000), () -> "mesh not ready: " + mesh.router().health());
-        channel = Grpc.channel(mesh.routerTarget());
-        client = InferenceGrpc.newBlockingStub(channel).withDeadlineAfter(120, TimeUnit.SECONDS);
+        mesh = running.ready(EmbeddedMesh.start(new EmbeddedMesh.Options(DEMO, "127.0.0.1", 0, -1, kafka.bootstrapServers(), dir, 2, 1, 1,
+                1L << 30, 16, "lightmesh.requests.v1", 64, 64, "vector")));
+        client = InferenceGrpc.newBlockingStub(running.channel()).withDeadlineAfter(120, TimeUnit.SECONDS);
         tok = mesh.model().tokenizer();
         model = mesh.model().model();
         prompt = tok.encode("def parse(path):\n    \"\"\"Return the");
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        Grpc.shutdown(channel);
-        if (mesh != null) mesh.close();
-        if (kafka != null) kafka.close();
     }
 
     static GenerateRequest.Builder request(SamplingParams.Builder s) {

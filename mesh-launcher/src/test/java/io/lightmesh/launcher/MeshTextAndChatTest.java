@@ -1,12 +1,11 @@
 package io.lightmesh.launcher;
 
-import io.grpc.ManagedChannel;
 import io.lightmesh.engine.chat.ChatTemplate;
 import io.lightmesh.engine.chat.OutputParser;
 import io.lightmesh.engine.chat.ParsedOutput;
 import io.lightmesh.engine.generate.Generator;
 import io.lightmesh.engine.tokenizer.Tokenizer;
-import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.TestKafka;
 import io.lightmesh.proto.v1.ChatInput;
 import io.lightmesh.proto.v1.ChatMessage;
 import io.lightmesh.proto.v1.FinishReason;
@@ -20,11 +19,9 @@ import io.lightmesh.proto.v1.Tool;
 import io.lightmesh.proto.v1.ToolCall;
 import io.lightmesh.proto.v1.TokenizeRequest;
 import io.lightmesh.proto.v1.TokenizeResponse;
-import org.apache.kafka.common.test.KafkaClusterTestKit;
-import org.apache.kafka.common.test.TestKitNodes;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
@@ -54,9 +51,9 @@ class MeshTextAndChatTest {
     static final String RAW = String.join("", SCRIPT);
 
     @TempDir static Path dir;
-    static KafkaClusterTestKit kafka;
+    @RegisterExtension static final TestKafka kafka = new TestKafka(4);
+    @RegisterExtension static final TestMesh running = new TestMesh();
     static EmbeddedMesh mesh;
-    static ManagedChannel channel;
     static InferenceGrpc.InferenceBlockingStub client;
     static Tokenizer tok;
     static int[] script;
@@ -65,28 +62,10 @@ class MeshTextAndChatTest {
     static void start() throws Exception {
         Path model = dir.resolve("model");
         script = ScriptedCheckpoint.write(model, FIXTURE_TOKENIZER, "Ċ", SCRIPT);
-        kafka = new KafkaClusterTestKit.Builder(new TestKitNodes.Builder().setCombined(true).setNumBrokerNodes(1).setNumControllerNodes(1).build())
-                .setConfigProp("group.initial.rebalance.delay.ms", "0")
-                .setConfigProp("offsets.topic.replication.factor", "1")
-                .setConfigProp("offsets.topic.num.partitions", "4")
-                .setConfigProp("transaction.state.log.replication.factor", "1")
-                .setConfigProp("transaction.state.log.min.isr", "1").build();
-        kafka.format();
-        kafka.startup();
-        kafka.waitForReadyBrokers();
-        mesh = EmbeddedMesh.start(new EmbeddedMesh.Options(model, "127.0.0.1", 0, -1, kafka.bootstrapServers(), dir, 2, 1, 1,
-                1L << 30, 16, "lightmesh.requests.v1", 64, 64));
-        assertTrue(mesh.awaitReady(60_000), () -> "mesh not ready: " + mesh.router().health());
-        channel = Grpc.channel(mesh.routerTarget());
-        client = InferenceGrpc.newBlockingStub(channel).withDeadlineAfter(120, TimeUnit.SECONDS);
+        mesh = running.ready(EmbeddedMesh.start(new EmbeddedMesh.Options(model, "127.0.0.1", 0, -1, kafka.bootstrapServers(), dir, 2, 1, 1,
+                1L << 30, 16, "lightmesh.requests.v1", 64, 64)));
+        client = InferenceGrpc.newBlockingStub(running.channel()).withDeadlineAfter(120, TimeUnit.SECONDS);
         tok = mesh.model().tokenizer();
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        Grpc.shutdown(channel);
-        if (mesh != null) mesh.close();
-        if (kafka != null) kafka.close();
     }
 
     static ChatInput weatherChat() {
@@ -167,7 +146,7 @@ class MeshTextAndChatTest {
 
     @Test
     void streamingNeverMixesReasoningIntoTheAnswer() {
-        Iterator<GenerateChunk> it = InferenceGrpc.newBlockingStub(channel).withDeadlineAfter(120, TimeUnit.SECONDS)
+        Iterator<GenerateChunk> it = InferenceGrpc.newBlockingStub(running.channel()).withDeadlineAfter(120, TimeUnit.SECONDS)
                 .generateStream(chat(SamplingParams.newBuilder().setTemperature(0.8f).setSeed(5), true));
         StringBuilder text = new StringBuilder(), reasoning = new StringBuilder();
         List<ToolCall> calls = new ArrayList<>();

@@ -10,6 +10,7 @@ import io.lightmesh.engine.generate.Generator;
 import io.lightmesh.engine.tensor.DType;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.TestKafka;
 import io.lightmesh.prefill.PrefillWorker;
 import io.lightmesh.proto.v1.DecodeEvent;
 import io.lightmesh.proto.v1.DecodeGrpc;
@@ -27,11 +28,10 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.kafka.common.serialization.StringSerializer;
-import org.apache.kafka.common.test.KafkaClusterTestKit;
-import org.apache.kafka.common.test.TestKitNodes;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
@@ -56,7 +56,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class PrefillBatchTest {
     static final String TOPIC = "lightmesh.requests.batch";
     @TempDir static Path dir;
-    static KafkaClusterTestKit kafka;
+    @RegisterExtension static final TestKafka kafka = new TestKafka(1);
     static MeshModel model;
     static DecodeWorker decode;
     static Server decodeServer;
@@ -66,13 +66,6 @@ class PrefillBatchTest {
     static void start() throws Exception {
         SyntheticCheckpoint.write(dir.resolve("model"), SyntheticCheckpoint.Shape.tiny(), DType.F32, 29, false);
         model = MeshModel.load(dir.resolve("model"), new ReferenceOps());
-        kafka = new KafkaClusterTestKit.Builder(new TestKitNodes.Builder().setCombined(true).setNumBrokerNodes(1).setNumControllerNodes(1).build())
-                .setConfigProp("group.initial.rebalance.delay.ms", "0")
-                .setConfigProp("offsets.topic.replication.factor", "1")
-                .setConfigProp("offsets.topic.num.partitions", "1").build();
-        kafka.format();
-        kafka.startup();
-        kafka.waitForReadyBrokers();
         decode = new DecodeWorker(new DecodeWorker.Settings("decode-b", "127.0.0.1:0", 256L << 20, 16, 60_000), model, model.model(), false);
         decodeServer = Grpc.serve("127.0.0.1", 0, decode.services());
         channel = Grpc.channel("127.0.0.1:" + decodeServer.getPort());
@@ -83,7 +76,6 @@ class PrefillBatchTest {
         Grpc.shutdown(channel);
         Grpc.shutdown(decodeServer);
         if (decode != null) decode.close();
-        if (kafka != null) kafka.close();
         if (model != null) model.close();
     }
 

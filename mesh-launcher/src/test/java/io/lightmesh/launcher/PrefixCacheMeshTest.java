@@ -1,9 +1,8 @@
 package io.lightmesh.launcher;
 
-import io.grpc.ManagedChannel;
 import io.lightmesh.engine.generate.Generator;
 import io.lightmesh.engine.prefix.PrefixCache;
-import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.TestKafka;
 import io.lightmesh.prefill.PrefillWorker;
 import io.lightmesh.proto.v1.GenerateRequest;
 import io.lightmesh.proto.v1.GenerateResponse;
@@ -22,11 +21,10 @@ import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.common.GroupState;
-import org.apache.kafka.common.test.KafkaClusterTestKit;
-import org.apache.kafka.common.test.TestKitNodes;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.net.URI;
@@ -54,9 +52,9 @@ class PrefixCacheMeshTest {
     static final Path DEMO = Path.of("../models/demo");
 
     @TempDir static Path dir;
-    static KafkaClusterTestKit kafka;
+    @RegisterExtension static final TestKafka kafka = new TestKafka(4);
+    @RegisterExtension static final TestMesh running = new TestMesh();
     static EmbeddedMesh mesh;
-    static ManagedChannel channel;
     static InferenceGrpc.InferenceBlockingStub client;
     static final InMemoryMetricReader prefillMetrics = InMemoryMetricReader.create();
     static OpenTelemetrySdk prefillSdk;
@@ -69,22 +67,11 @@ class PrefixCacheMeshTest {
 
     @BeforeAll
     static void start() throws Exception {
-        kafka = new KafkaClusterTestKit.Builder(new TestKitNodes.Builder().setCombined(true).setNumBrokerNodes(1).setNumControllerNodes(1).build())
-                .setConfigProp("group.initial.rebalance.delay.ms", "0")
-                .setConfigProp("offsets.topic.replication.factor", "1")
-                .setConfigProp("offsets.topic.num.partitions", "4")
-                .setConfigProp("transaction.state.log.replication.factor", "1")
-                .setConfigProp("transaction.state.log.min.isr", "1").build();
-        kafka.format();
-        kafka.startup();
-        kafka.waitForReadyBrokers();
         // experts in the workers, one decode worker, two prefill workers with a 64 MiB prefix cache each
-        mesh = EmbeddedMesh.start(new EmbeddedMesh.Options(DEMO, "127.0.0.1", 0, 0, kafka.bootstrapServers(), dir, 0, 1, 2,
-                1L << 30, 16, "lightmesh.requests.v1", 64, 64, "auto", 64L << 20), PrefixCacheMeshTest::telemetry);
-        assertTrue(mesh.awaitReady(60_000), () -> "mesh not ready: " + mesh.router().health());
+        mesh = running.ready(EmbeddedMesh.start(new EmbeddedMesh.Options(DEMO, "127.0.0.1", 0, 0, kafka.bootstrapServers(), dir, 0, 1, 2,
+                1L << 30, 16, "lightmesh.requests.v1", 64, 64, "auto", 64L << 20), PrefixCacheMeshTest::telemetry));
         awaitStableGroup(2);
-        channel = Grpc.channel(mesh.routerTarget());
-        client = InferenceGrpc.newBlockingStub(channel);
+        client = InferenceGrpc.newBlockingStub(running.channel());
     }
 
     /** Until both workers hold partitions: a rebalance after that would move a conversation (a miss, by design). */
@@ -103,9 +90,6 @@ class PrefixCacheMeshTest {
 
     @AfterAll
     static void stop() throws Exception {
-        Grpc.shutdown(channel);
-        if (mesh != null) mesh.close();
-        if (kafka != null) kafka.close();
         if (prefillSdk != null) prefillSdk.close();
     }
 

@@ -7,14 +7,15 @@ import io.lightmesh.engine.backend.ReferenceOps;
 import io.lightmesh.engine.generate.Generator;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.TestKafka;
 import io.lightmesh.proto.v1.GenerateRequest;
 import io.lightmesh.proto.v1.InferenceGrpc;
 import io.lightmesh.proto.v1.SamplingParams;
 import io.lightmesh.proto.v1.TokenIds;
-import org.apache.kafka.common.test.KafkaClusterTestKit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
@@ -47,7 +48,7 @@ class QuarkusElasticPoolTest {
     static final int[][] HOT = {{0, 2}, {0, 4}};
 
     @TempDir static Path dir;
-    static KafkaClusterTestKit kafka;
+    @RegisterExtension static final TestKafka kafka = new TestKafka(4);
     static ServiceProcesses services;
     static int routerGrpc, routerHttp;
     static int[] expertPorts;
@@ -66,7 +67,6 @@ class QuarkusElasticPoolTest {
                         .boxed().toList());
             }
         }
-        kafka = ElasticExpertPoolTest.kafka();
         services = new ServiceProcesses(dir);
         int e0 = KraftBroker.freePort(), e1 = KraftBroker.freePort(), d = KraftBroker.freePort();
         routerGrpc = KraftBroker.freePort();
@@ -95,7 +95,6 @@ class QuarkusElasticPoolTest {
     @AfterAll
     static void stop() throws Exception {
         if (services != null) services.close("quarkus-elastic-pool-logs");
-        if (kafka != null) kafka.close();
     }
 
     static JsonNode placement() throws Exception {

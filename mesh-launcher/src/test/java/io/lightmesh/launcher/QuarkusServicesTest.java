@@ -9,18 +9,18 @@ import io.lightmesh.engine.generate.Generator;
 import io.lightmesh.engine.tensor.DType;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
+import io.lightmesh.mesh.TestKafka;
 import io.lightmesh.proto.v1.GenerateRequest;
 import io.lightmesh.proto.v1.GenerateResponse;
 import io.lightmesh.proto.v1.InferenceGrpc;
 import io.lightmesh.proto.v1.SamplingParams;
-import org.apache.kafka.common.test.KafkaClusterTestKit;
-import org.apache.kafka.common.test.TestKitNodes;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.MethodOrderer;
 import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.IOException;
@@ -32,7 +32,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -55,23 +54,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class QuarkusServicesTest {
     @TempDir static Path dir;
-    static KafkaClusterTestKit kafka;
+    @RegisterExtension static final TestKafka kafka = new TestKafka(4);
     /** Where every service exports its spans (OTEL_EXPORTER_OTLP_ENDPOINT), as a collector would receive them. */
     static OtlpCollector otlp;
-    static final Map<String, Process> processes = new LinkedHashMap<>();
+    static ServiceProcesses services;
     static Path model;
     static int routerGrpc, routerHttp, decodeHttp, prefillHttp;
-
-    static Path repo() {
-        Path p = Path.of("").toAbsolutePath();
-        return Files.isDirectory(p.resolve("router")) ? p : p.getParent(); // surefire runs in mesh-launcher/
-    }
-
-    static Path app(String module) {
-        Path jar = repo().resolve(module).resolve("target/quarkus-app/quarkus-run.jar");
-        assertTrue(Files.isRegularFile(jar), jar + " is built before this module (mvn verify from the root builds it)");
-        return jar;
-    }
 
     @BeforeAll
     static void start() throws Exception {
@@ -80,14 +68,9 @@ class QuarkusServicesTest {
         for (String f : new String[]{"tokenizer.json", "tokenizer_config.json"}) {
             Files.copy(MeshTextAndChatTest.FIXTURE_TOKENIZER.resolve(f), model.resolve(f));
         }
-        kafka = new KafkaClusterTestKit.Builder(new TestKitNodes.Builder().setCombined(true).setNumBrokerNodes(1).setNumControllerNodes(1).build())
-                .setConfigProp("group.initial.rebalance.delay.ms", "0")
-                .setConfigProp("offsets.topic.replication.factor", "1")
-                .setConfigProp("offsets.topic.num.partitions", "4").build();
-        kafka.format();
-        kafka.startup();
-        kafka.waitForReadyBrokers();
         otlp = new OtlpCollector();
+        services = new ServiceProcesses(dir, Map.of("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint(), "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf",
+                "QUARKUS_OTEL_BSP_SCHEDULE_DELAY", "200ms"));   // spans exported within moments, not 5 s
         int e0 = KraftBroker.freePort(), e1 = KraftBroker.freePort(), d = KraftBroker.freePort();
         routerGrpc = KraftBroker.freePort();
         routerHttp = KraftBroker.freePort();
@@ -95,118 +78,52 @@ class QuarkusServicesTest {
         prefillHttp = KraftBroker.freePort();
         String experts = "127.0.0.1:" + e0 + ",127.0.0.1:" + e1;
         // expert-0 and the decode worker take their settings from the environment, as a container would
-        quarkusApp("expert-0", "expert-service", Map.of("LIGHTMESH_MODEL", model.toString(), "LIGHTMESH_SHARD", "0/2",
+        services.quarkusApp("expert-0", "expert-service", Map.of("LIGHTMESH_MODEL", model.toString(), "LIGHTMESH_SHARD", "0/2",
                 "LIGHTMESH_HOST", "127.0.0.1", "LIGHTMESH_GRPC_PORT", "" + e0, "LIGHTMESH_HTTP_PORT", "" + KraftBroker.freePort(),
                 "LIGHTMESH_EXPERT_SLOTS", "3"));
         // expert-1 through the launcher's single-service command, which runs the same Quarkus application
         launcher("expert-1", "expert", "--model", model.toString(), "--shard", "1/2", "--host", "127.0.0.1", "--grpc-port", "" + e1,
                 "--http-port", "" + KraftBroker.freePort(), "--expert-slots", "0");
         expertPorts = new int[] {e0, e1};
-        quarkusApp("decode", "decode-service", Map.of("LIGHTMESH_MODEL", model.toString(), "LIGHTMESH_EXPERTS", experts,
+        services.quarkusApp("decode", "decode-service", Map.of("LIGHTMESH_MODEL", model.toString(), "LIGHTMESH_EXPERTS", experts,
                 "LIGHTMESH_HOST", "127.0.0.1", "LIGHTMESH_GRPC_PORT", "" + d, "LIGHTMESH_HTTP_PORT", "" + decodeHttp,
                 "LIGHTMESH_ADVERTISE", "127.0.0.1:" + d, "LIGHTMESH_BUDGET_GIB", "1"));
         // the prefill worker and the router as -Dlightmesh.* system properties
-        quarkusApp("prefill", "prefill-service", Map.of(), "-Dlightmesh.model=" + model, "-Dlightmesh.kafka=" + kafka.bootstrapServers(),
+        services.quarkusApp("prefill", "prefill-service", Map.of(), "-Dlightmesh.model=" + model, "-Dlightmesh.kafka=" + kafka.bootstrapServers(),
                 "-Dlightmesh.experts=" + experts, "-Dlightmesh.host=127.0.0.1", "-Dlightmesh.http-port=" + prefillHttp);
-        quarkusApp("router", "router", Map.of(), "-Dlightmesh.model=" + model, "-Dlightmesh.kafka=" + kafka.bootstrapServers(),
+        services.quarkusApp("router", "router", Map.of(), "-Dlightmesh.model=" + model, "-Dlightmesh.kafka=" + kafka.bootstrapServers(),
                 "-Dlightmesh.decode=127.0.0.1:" + d, "-Dlightmesh.experts=" + experts, "-Dlightmesh.host=127.0.0.1",
                 "-Dlightmesh.grpc-port=" + routerGrpc, "-Dlightmesh.http-port=" + routerHttp, "-Dlightmesh.poll-ms=300");
-        long until = System.currentTimeMillis() + 180_000;
-        HttpResponse<String> ready = null;
-        while (System.currentTimeMillis() < until) {
-            for (var p : processes.entrySet()) assertTrue(p.getValue().isAlive(), () -> p.getKey() + " exited: " + logs());
-            ready = get(routerHttp, "/q/health/ready");
-            if (ready != null && ready.statusCode() == 200) break;
-            Thread.sleep(500);
-        }
-        HttpResponse<String> last = ready;
-        assertTrue(last != null && last.statusCode() == 200, () -> "router ready: " + (last == null ? "no answer" : last.body()) + "\n" + logs());
-    }
-
-    static void quarkusApp(String name, String module, Map<String, String> env, String... props) throws IOException {
-        List<String> cmd = new ArrayList<>(jvm());
-        cmd.addAll(Arrays.asList(props));
-        cmd.addAll(List.of("-jar", app(module).toString()));
-        start(name, cmd, env);
+        services.awaitReady(routerHttp, 180_000);
     }
 
     static void launcher(String name, String... args) throws IOException {
-        List<String> cmd = new ArrayList<>(jvm());
+        List<String> cmd = new ArrayList<>(ServiceProcesses.jvm());
         cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName()));
         cmd.addAll(Arrays.asList(args));
         // the launcher passes LIGHTMESH_JAVA_OPTS on to the application it runs
-        start(name, cmd, Map.of("LIGHTMESH_JAVA_OPTS", "-Xmx256m -XX:TieredStopAtLevel=1"));
-    }
-
-    static List<String> jvm() {
-        return List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-Xmx256m", "-XX:TieredStopAtLevel=1",
-                "--add-modules", "jdk.incubator.vector");
-    }
-
-    static void start(String name, List<String> cmd, Map<String, String> env) throws IOException {
-        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve(name + ".log").toFile());
-        pb.environment().put("LIGHTMESH_BACKEND", "reference");
-        pb.environment().put("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint());
-        pb.environment().put("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
-        pb.environment().put("QUARKUS_OTEL_BSP_SCHEDULE_DELAY", "200ms");   // spans exported within moments, not 5 s
-        pb.environment().putAll(env);
-        processes.put(name, pb.start());
-    }
-
-    static HttpResponse<String> get(int port, String path) throws InterruptedException {
-        try {
-            return HttpClient.newHttpClient().send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + path)).build(),
-                    HttpResponse.BodyHandlers.ofString());
-        } catch (IOException notListening) {
-            return null;
-        }
-    }
-
-    static String log(String name) {
-        try {
-            return Files.readString(dir.resolve(name + ".log"));
-        } catch (IOException e) {
-            return e.toString();
-        }
-    }
-
-    static String logs() {
-        StringBuilder sb = new StringBuilder();
-        for (String name : processes.keySet()) {
-            List<String> lines = log(name).lines().toList();
-            sb.append("\n--- ").append(name).append('\n').append(String.join("\n", lines.subList(Math.max(0, lines.size() - 20), lines.size())));
-        }
-        return sb.toString();
+        services.start(name, cmd, Map.of("LIGHTMESH_JAVA_OPTS", "-Xmx256m -XX:TieredStopAtLevel=1"));
     }
 
     @AfterAll
     static void stop() throws Exception {
-        for (Process p : processes.values()) {
-            // the launcher's child first: a SIGKILLed launcher cannot pass anything on
-            p.descendants().forEach(ProcessHandle::destroyForcibly);
-            if (p.isAlive()) p.destroyForcibly();
-        }
-        if (kafka != null) kafka.close();
+        // each service's log kept for a look after the run (the temporary folder goes away)
+        if (services != null) services.close("quarkus-services-logs");
         if (otlp != null) otlp.close();
-        // each service's log, kept for a look after the run (the temporary folder goes away)
-        Path keep = Files.createDirectories(Path.of("target", "quarkus-services-logs"));
-        for (String name : processes.keySet()) {
-            if (Files.exists(dir.resolve(name + ".log"))) Files.copy(dir.resolve(name + ".log"), keep.resolve(name + ".log"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
-        }
     }
 
     @Test
     @Order(1)
     void readinessNamesEveryPartOfTheMesh() throws Exception {
-        HttpResponse<String> r = get(routerHttp, "/q/health/ready");
+        HttpResponse<String> r = ServiceProcesses.get(routerHttp, "/q/health/ready");
         assertEquals(200, r.statusCode(), r.body());
         for (String check : List.of("\"kafka\"", "\"prefill\"", "\"decode\"", "\"experts\"", "expert-0", "expert-1", "decode-0")) {
             assertTrue(r.body().contains(check), check + " in " + r.body());
         }
-        HttpResponse<String> d = get(decodeHttp, "/q/health/ready");
+        HttpResponse<String> d = ServiceProcesses.get(decodeHttp, "/q/health/ready");
         assertEquals(200, d.statusCode(), d.body());
         assertTrue(d.body().contains("state_bytes_budget"), d.body());
-        HttpResponse<String> p = get(prefillHttp, "/q/health/ready");
+        HttpResponse<String> p = ServiceProcesses.get(prefillHttp, "/q/health/ready");
         assertEquals(200, p.statusCode(), p.body());
         assertTrue(p.body().contains("\"prefill\"") && p.body().contains("Kafka"), "the worker's and Kafka's checks: " + p.body());
         // each worker's engine path in its health data (backend auto: the host's arrays here, the device on a GPU)
@@ -312,12 +229,12 @@ class QuarkusServicesTest {
         Map<String, String> goodbye = Map.of("router", "router: stopping", "prefill", "prefill worker: stopping",
                 "decode", "decode worker: stopping", "expert-0", "expert shard: stopping", "expert-1", "expert shard: stopping");
         for (String name : List.of("router", "prefill", "decode", "expert-0", "expert-1")) {
-            Process p = processes.get(name);
+            Process p = services.process(name);
             List<ProcessHandle> children = p.descendants().toList();   // expert-1: the application the launcher runs
             p.destroy(); // SIGTERM
-            assertTrue(p.waitFor(60, TimeUnit.SECONDS), name + " still running 60 s after SIGTERM:\n" + logs());
+            assertTrue(p.waitFor(60, TimeUnit.SECONDS), name + " still running 60 s after SIGTERM:\n" + services.logs());
             for (ProcessHandle c : children) assertFalse(c.isAlive(), name + "'s child " + c.pid() + " outlived it");
-            assertTrue(log(name).contains(goodbye.get(name)), name + " did not shut down through Quarkus:\n" + logs());
+            assertTrue(services.log(name).contains(goodbye.get(name)), name + " did not shut down through Quarkus:\n" + services.logs());
         }
     }
 }

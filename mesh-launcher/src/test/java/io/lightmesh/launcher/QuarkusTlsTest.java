@@ -10,17 +10,17 @@ import io.lightmesh.engine.tensor.DType;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshTls;
 import io.lightmesh.mesh.TestCa;
+import io.lightmesh.mesh.TestKafka;
 import io.lightmesh.proto.v1.DescribeRequest;
 import io.lightmesh.proto.v1.GenerateRequest;
 import io.lightmesh.proto.v1.GenerateResponse;
 import io.lightmesh.proto.v1.InferenceGrpc;
 import io.lightmesh.proto.v1.SamplingParams;
 import io.lightmesh.proto.v1.WorkerGrpc;
-import org.apache.kafka.common.test.KafkaClusterTestKit;
-import org.apache.kafka.common.test.TestKitNodes;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import javax.net.ssl.SSLContext;
@@ -35,8 +35,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.KeyStore;
 import java.security.cert.CertificateFactory;
-import java.util.ArrayList;
-import java.util.LinkedHashMap;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -54,9 +53,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class QuarkusTlsTest {
     @TempDir static Path dir;
-    static KafkaClusterTestKit kafka;
+    @RegisterExtension static final TestKafka kafka = new TestKafka(4);
     static TestCa ca;
-    static final Map<String, Process> processes = new LinkedHashMap<>();
+    static ServiceProcesses services;
     static int routerGrpc, routerHttp, expertGrpc;
 
     @BeforeAll
@@ -64,17 +63,11 @@ class QuarkusTlsTest {
         Path model = dir.resolve("model");
         SyntheticCheckpoint.write(model, SyntheticCheckpoint.Shape.tiny(), DType.F32, 5, false);
         ca = TestCa.create(dir.resolve("ca"), "lightmesh-test-ca");
-        kafka = new KafkaClusterTestKit.Builder(new TestKitNodes.Builder().setCombined(true).setNumBrokerNodes(1).setNumControllerNodes(1).build())
-                .setConfigProp("group.initial.rebalance.delay.ms", "0")
-                .setConfigProp("offsets.topic.replication.factor", "1")
-                .setConfigProp("offsets.topic.num.partitions", "4").build();
-        kafka.format();
-        kafka.startup();
-        kafka.waitForReadyBrokers();
         expertGrpc = KraftBroker.freePort();
         int decode = KraftBroker.freePort();
         routerGrpc = KraftBroker.freePort();
         routerHttp = KraftBroker.freePort();
+        services = new ServiceProcesses(dir, Map.of()); // the services' own OpenTelemetry settings
         String common = "LIGHTMESH_MODEL=" + model + ";LIGHTMESH_HOST=127.0.0.1";
         app("expert", "expert-service", common + ";LIGHTMESH_SHARD=0/1;LIGHTMESH_GRPC_PORT=" + expertGrpc + ";LIGHTMESH_HTTP_PORT=" + KraftBroker.freePort());
         app("decode", "decode-service", common + ";LIGHTMESH_EXPERTS=127.0.0.1:" + expertGrpc + ";LIGHTMESH_GRPC_PORT=" + decode
@@ -84,30 +77,16 @@ class QuarkusTlsTest {
         app("router", "router", common + ";LIGHTMESH_KAFKA=" + kafka.bootstrapServers() + ";LIGHTMESH_DECODE=127.0.0.1:" + decode
                 + ";LIGHTMESH_EXPERTS=127.0.0.1:" + expertGrpc + ";LIGHTMESH_GRPC_PORT=" + routerGrpc + ";LIGHTMESH_HTTP_PORT=" + routerHttp
                 + ";LIGHTMESH_POLL_MS=300");
-        long until = System.currentTimeMillis() + 180_000;
-        HttpResponse<String> ready = null;
-        while (System.currentTimeMillis() < until) {
-            for (var p : processes.entrySet()) assertTrue(p.getValue().isAlive(), () -> p.getKey() + " exited: " + logs());
-            ready = https("/q/health/ready", null);
-            if (ready != null && ready.statusCode() == 200) break;
-            Thread.sleep(500);
-        }
-        HttpResponse<String> last = ready;
-        assertTrue(last != null && last.statusCode() == 200, () -> "router ready over HTTPS: " + (last == null ? "no answer" : last.body()) + logs());
+        services.awaitReady("router over HTTPS", () -> https("/q/health/ready", null), 180_000);
     }
 
     /** Starts a service's application with its own certificate of the test CA, settings as "KEY=value;..." variables. */
     static void app(String name, String module, String env) throws Exception {
         MeshTls t = ca.issue(name);
-        List<String> cmd = new ArrayList<>(QuarkusServicesTest.jvm());
-        cmd.addAll(List.of("-jar", QuarkusServicesTest.app(module).toString()));
-        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve(name + ".log").toFile());
-        pb.environment().put("LIGHTMESH_BACKEND", "reference");
-        pb.environment().put("LIGHTMESH_TLS_CERT", t.cert().toString());
-        pb.environment().put("LIGHTMESH_TLS_KEY", t.key().toString());
-        pb.environment().put("LIGHTMESH_TLS_CA", t.ca().toString());
-        for (String kv : env.split(";")) pb.environment().put(kv.substring(0, kv.indexOf('=')), kv.substring(kv.indexOf('=') + 1));
-        processes.put(name, pb.start());
+        Map<String, String> vars = new HashMap<>(Map.of("LIGHTMESH_TLS_CERT", t.cert().toString(), "LIGHTMESH_TLS_KEY", t.key().toString(),
+                "LIGHTMESH_TLS_CA", t.ca().toString()));
+        for (String kv : env.split(";")) vars.put(kv.substring(0, kv.indexOf('=')), kv.substring(kv.indexOf('=') + 1));
+        services.quarkusApp(name, module, vars);
     }
 
     /** GET (body null) or POST over HTTPS to the router, trusting only the test CA; null when it does not answer. */
@@ -128,23 +107,9 @@ class QuarkusTlsTest {
         }
     }
 
-    static String logs() {
-        StringBuilder sb = new StringBuilder();
-        for (String name : processes.keySet()) {
-            try {
-                List<String> lines = Files.readAllLines(dir.resolve(name + ".log"));
-                sb.append("\n--- ").append(name).append('\n').append(String.join("\n", lines.subList(Math.max(0, lines.size() - 20), lines.size())));
-            } catch (IOException e) {
-                sb.append(e);
-            }
-        }
-        return sb.toString();
-    }
-
     @AfterAll
     static void stop() throws Exception {
-        for (Process p : processes.values()) if (p.isAlive()) p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
-        if (kafka != null) kafka.close();
+        if (services != null) services.close("quarkus-tls-logs");
     }
 
     @Test

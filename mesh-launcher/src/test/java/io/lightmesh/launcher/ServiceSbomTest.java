@@ -18,7 +18,7 @@ class ServiceSbomTest {
     @ParameterizedTest
     @ValueSource(strings = {"router", "prefill-service", "decode-service", "expert-service"})
     void eachServiceHasACycloneDxSbomOfItsRuntimeDependencies(String module) throws Exception {
-        Path bom = QuarkusServicesTest.repo().resolve(module).resolve("target/bom.json");
+        Path bom = ServiceProcesses.repo().resolve(module).resolve("target/bom.json");
         assertTrue(Files.isRegularFile(bom), bom + " is made by mvn package (cyclonedx-maven-plugin)");
         JsonNode b = new ObjectMapper().readTree(bom.toFile());
         assertEquals("CycloneDX", b.path("bomFormat").asText());

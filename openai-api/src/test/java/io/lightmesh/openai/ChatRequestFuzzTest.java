@@ -1,7 +1,6 @@
 package io.lightmesh.openai;
 
 import com.code_intelligence.jazzer.junit.FuzzTest;
-import io.vertx.core.json.JsonObject;
 
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
@@ -16,15 +15,8 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 class ChatRequestFuzzTest {
     @FuzzTest(maxDuration = "10s")
     void chatBody(byte[] body) {
-        JsonObject json = RequestBodies.json(body);
-        if (json == null) return;
-        ChatCompletions.Call call;
-        try {
-            call = ChatCompletions.parse(json, "fuzz");
-        } catch (ApiError e) {
-            RequestBodies.assertClientError(e);
-            return;
-        }
+        ChatCompletions.Call call = RequestBodies.parsedOrRefused(body, json -> ChatCompletions.parse(json, "fuzz"));
+        if (call == null) return;
         assertNotNull(call.request());
         assertFalse(call.request().messages().isEmpty());
     }

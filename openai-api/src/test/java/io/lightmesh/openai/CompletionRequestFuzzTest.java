@@ -1,7 +1,6 @@
 package io.lightmesh.openai;
 
 import com.code_intelligence.jazzer.junit.FuzzTest;
-import io.vertx.core.json.JsonObject;
 
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 
@@ -13,15 +12,9 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 class CompletionRequestFuzzTest {
     @FuzzTest(maxDuration = "10s")
     void completionBody(byte[] body) {
-        JsonObject json = RequestBodies.json(body);
-        if (json == null) return;
-        TextCompletions.Call call;
-        try {
-            call = TextCompletions.parse(json, "fuzz", TextCompletions.DEFAULT_MAX_TOKENS);
-        } catch (ApiError e) {
-            RequestBodies.assertClientError(e);
-            return;
-        }
+        TextCompletions.Call call = RequestBodies.parsedOrRefused(body,
+                json -> TextCompletions.parse(json, "fuzz", TextCompletions.DEFAULT_MAX_TOKENS));
+        if (call == null) return;
         assertNotNull(call.request());
     }
 }

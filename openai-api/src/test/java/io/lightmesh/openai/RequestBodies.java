@@ -3,6 +3,8 @@ package io.lightmesh.openai;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.json.JsonObject;
 
+import java.util.function.Function;
+
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -20,6 +22,22 @@ final class RequestBodies {
             return Buffer.buffer(body).toJsonObject();
         } catch (RuntimeException e) {
             return null; // OpenAiApi.json: any decoding failure is that 400
+        }
+    }
+
+    /**
+     * The fuzz harness of a route's parser: the body's parse, or null where the route refuses it, before parsing
+     * fields (not a JSON object) or in the parser (an {@link ApiError}, held to {@link #assertClientError}). Any other
+     * exception escapes: the finding.
+     */
+    static <T> T parsedOrRefused(byte[] body, Function<JsonObject, T> parse) {
+        JsonObject json = json(body);
+        if (json == null) return null;
+        try {
+            return parse.apply(json);
+        } catch (ApiError e) {
+            assertClientError(e);
+            return null;
         }
     }
 

@@ -4,6 +4,7 @@ import com.code_intelligence.jazzer.junit.FuzzTest;
 import com.google.protobuf.InvalidProtocolBufferException;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import io.lightmesh.engine.fuzz.FuzzHarness;
 import io.lightmesh.proto.v1.GenerateRequest;
 import io.lightmesh.proto.v1.GenerationSpec;
 import io.lightmesh.proto.v1.TokenizeRequest;
@@ -18,10 +19,12 @@ import io.lightmesh.proto.v1.Tool;
 import io.lightmesh.proto.v1.ToolCall;
 import org.junit.jupiter.api.Test;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 
+import static io.lightmesh.engine.fuzz.FuzzHarness.committedSeed;
+import static io.lightmesh.engine.fuzz.FuzzHarness.parsedOrRefused;
+import static io.lightmesh.engine.fuzz.FuzzHarness.refusal;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -38,32 +41,25 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class GenerateRequestFuzzTest {
     static final RequestLimits LIMITS = new RequestLimits(64, 8, 4, 4, 16, 32);
     private static final RequestValidator VALIDATOR = DemoModel.validator(512, LIMITS);
+    /** The validator's one way to refuse a request. */
+    private static final FuzzHarness.Refusal<StatusRuntimeException> INVALID_ARGUMENT =
+            refusal(StatusRuntimeException.class, GenerateRequestFuzzTest::assertInvalidArgument);
 
     @FuzzTest(maxDuration = "10s")
-    void generateRequest(byte[] message) {
-        GenerateRequest r;
-        try {
-            r = GenerateRequest.parseFrom(message);
-        } catch (InvalidProtocolBufferException e) {
-            return;
-        }
-        try {
-            GenerationSpec spec = VALIDATOR.validate(r, "fuzz");
+    void generateRequest(byte[] message) throws Exception {
+        GenerateRequest r = parsedOrRefused(() -> GenerateRequest.parseFrom(message), refusal(InvalidProtocolBufferException.class));
+        if (r == null) return;
+        GenerationSpec spec = parsedOrRefused(() -> VALIDATOR.validate(r, "fuzz"), INVALID_ARGUMENT);
+        if (spec != null) {
             assertTrue(spec.getPromptTokensCount() >= 1 && spec.getPromptTokensCount() <= 512);
             assertTrue(spec.getSampling().getMaxNewTokens() >= 1 && spec.getSampling().getMaxNewTokens() <= LIMITS.maxNewTokens());
             assertTrue(spec.getSampling().getStopCount() <= LIMITS.maxStops());
             for (int t : spec.getPromptTokensList()) assertTrue(t >= 0 && t < DemoModel.CONFIG.vocabSize());
-        } catch (StatusRuntimeException e) {
-            assertInvalidArgument(e);
         }
-        try {
-            TokenizeResponse t = VALIDATOR.tokenize(TokenizeRequest.parseFrom(message));
-            assertEquals(t.getCount(), t.getIdsCount());
-        } catch (InvalidProtocolBufferException e) {
-            // the same bytes need not be a TokenizeRequest
-        } catch (StatusRuntimeException e) {
-            assertInvalidArgument(e);
-        }
+        TokenizeResponse t = parsedOrRefused(() -> VALIDATOR.tokenize(TokenizeRequest.parseFrom(message)),
+                refusal(InvalidProtocolBufferException.class), // the same bytes need not be a TokenizeRequest
+                INVALID_ARGUMENT);
+        if (t != null) assertEquals(t.getCount(), t.getIdsCount());
     }
 
     static void assertInvalidArgument(StatusRuntimeException e) {
@@ -98,12 +94,8 @@ class GenerateRequestFuzzTest {
         List<GenerateRequest> seeds = seeds();
         for (int i = 0; i < seeds.size(); i++) {
             VALIDATOR.validate(seeds.get(i), "seed");
-            Path f = dir.resolve("request" + i);
-            if ("1".equals(System.getenv("LIGHTMESH_WRITE_SEEDS"))) {
-                Files.createDirectories(dir);
-                Files.write(f, seeds.get(i).toByteArray());
-            }
-            assertEquals(seeds.get(i), GenerateRequest.parseFrom(Files.readAllBytes(f)), "seed " + f + " committed (LIGHTMESH_WRITE_SEEDS=1 writes it)");
+            byte[] committed = committedSeed(dir, "request" + i, seeds.get(i).toByteArray());
+            assertEquals(seeds.get(i), GenerateRequest.parseFrom(committed), "seed request" + i + " as committed");
         }
     }
 }

@@ -16,14 +16,14 @@ import io.lightmesh.client.RetryPolicy;
 import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
 import io.lightmesh.engine.tensor.DType;
 import io.lightmesh.launcher.EmbeddedMesh;
+import io.lightmesh.mesh.TestKafka;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
-import org.apache.kafka.common.test.KafkaClusterTestKit;
-import org.apache.kafka.common.test.TestKitNodes;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.net.URI;
@@ -55,7 +55,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class RealRouterTest {
     private static final int MAX_IN_FLIGHT = 4;
     @TempDir static Path dir;
-    static KafkaClusterTestKit kafka;
+    @RegisterExtension static final TestKafka kafka = new TestKafka(4);
     static EmbeddedMesh mesh;
     static LightMeshClient socket;        // over TCP to the router's gRPC port
     static Server inProcessServer;        // the router's own services, served in-process
@@ -71,15 +71,6 @@ class RealRouterTest {
         for (String f : new String[]{"tokenizer.json", "tokenizer_config.json"}) {
             java.nio.file.Files.copy(Path.of("../engine/src/test/resources/fixtures/tokenizer", f), model.resolve(f));
         }
-        kafka = new KafkaClusterTestKit.Builder(new TestKitNodes.Builder().setCombined(true).setNumBrokerNodes(1).setNumControllerNodes(1).build())
-                .setConfigProp("group.initial.rebalance.delay.ms", "0")
-                .setConfigProp("offsets.topic.replication.factor", "1")
-                .setConfigProp("offsets.topic.num.partitions", "4")
-                .setConfigProp("transaction.state.log.replication.factor", "1")
-                .setConfigProp("transaction.state.log.min.isr", "1").build();
-        kafka.format();
-        kafka.startup();
-        kafka.waitForReadyBrokers();
         mesh = EmbeddedMesh.start(new EmbeddedMesh.Options(model, "127.0.0.1", 0, 0, kafka.bootstrapServers(), dir, 0, 1, 1,
                 1L << 30, 32, "lightmesh.requests.v1", MAX_IN_FLIGHT, 32));
         assertTrue(mesh.awaitReady(60_000), () -> "mesh not ready: " + mesh.router().health());
@@ -100,7 +91,6 @@ class RealRouterTest {
         if (inProcessServer != null) inProcessServer.shutdownNow();
         if (socket != null) socket.close();
         if (mesh != null) mesh.close();
-        if (kafka != null) kafka.close();
     }
 
     /** Every test leaves the mesh idle: no request admitted, no sequence state held. */

@@ -1,11 +1,14 @@
 package io.lightmesh.engine.config;
 
 import com.code_intelligence.jazzer.junit.FuzzTest;
+import io.lightmesh.engine.fuzz.FuzzHarness;
 
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
+import static io.lightmesh.engine.fuzz.FuzzHarness.parsedOrRefused;
+import static io.lightmesh.engine.fuzz.FuzzHarness.refusal;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -16,29 +19,15 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * JSON type, an index out of bounds) is a finding. The corpus (ConfigFuzzTestInputs) holds both dialects.
  */
 class ConfigFuzzTest {
-    private static final Path FILE;
-
-    static {
-        try {
-            FILE = Files.createTempFile("config-fuzz", ".json");
-            FILE.toFile().deleteOnExit();
-        } catch (IOException e) {
-            throw new ExceptionInInitializerError(e);
-        }
-    }
+    private static final Path FILE = FuzzHarness.tempFile("config-fuzz", ".json");
 
     @FuzzTest(maxDuration = "10s")
-    void configJson(byte[] json) throws IOException {
+    void configJson(byte[] json) throws Exception {
         Files.write(FILE, json);
-        ModelConfig c;
-        try {
-            c = ConfigLoader.load(FILE);
-        } catch (IOException e) {
-            return; // not JSON (Jackson's parse error names line and column)
-        } catch (IllegalArgumentException e) {
-            assertTrue(e.getMessage() != null && e.getMessage().contains("field "), () -> "no field named: " + e.getMessage());
-            return;
-        }
+        ModelConfig c = parsedOrRefused(() -> ConfigLoader.load(FILE),
+                refusal(IOException.class), // not JSON (Jackson's parse error names line and column)
+                refusal(IllegalArgumentException.class, FuzzHarness::assertNamesField));
+        if (c == null) return;
         // what the rest of the engine relies on
         assertEquals(c.numLayers(), c.softmaxLayer().length);
         assertTrue(c.vocabSize() > 0 && c.hiddenSize() > 0 && c.numHeads() > 0 && c.headDim() > 0 && c.intermediateSize() > 0);

@@ -57,6 +57,11 @@ class FusedDecodeTest {
         return out;
     }
 
+    /** The fused launch's first n floats of got against the per-operation calls' want, within the tolerance. */
+    private static void assertBuffersClose(String what, Buffer want, Buffer got, int n) {
+        assertClose(what, fetch(want, n), fetch(got, n), n);
+    }
+
     @org.junit.jupiter.api.AfterEach
     void close() {
         for (Buffer b : open) b.close();
@@ -91,7 +96,7 @@ class FusedDecodeTest {
                 f.rows(new int[n], new int[n], slot, n);
                 f.lightning(qkv, n, H, D, db, pool, layer, layers, stride, got, gate, normW, 1e-6f);
                 String what = "lightning " + Arrays.toString(sh) + " step " + step;
-                assertClose(what + " out", fetch(want, n * HD), fetch(got, n * HD), n * HD);
+                assertBuffersClose(what + " out", want, got, n * HD);
                 float[] all = fetch(pool, (int) (slots * layers * stride));
                 for (int t = 0; t < n; t++) {
                     int at = (int) ((slot[t] * layers + layer) * stride);
@@ -130,7 +135,7 @@ class FusedDecodeTest {
             d.rmsNorm(want, n, h, w, 1e-5f, want);
             f.rows(ids, new int[n], new int[n], n);
             f.embedNorm(table, n, w, 1e-5f, got);
-            assertClose("embed " + dt + " n=" + n, fetch(want, n * h), fetch(got, n * h), n * h);
+            assertBuffersClose("embed " + dt + " n=" + n, want, got, n * h);
         }
     }
 
@@ -150,8 +155,8 @@ class FusedDecodeTest {
             d.matmul(x, n, wGate, gateWant);
             f.lightningProjections(x, n, wQkv, wGate, qkv, gate);
             String what = "projections " + dt + " " + Arrays.toString(sh);
-            assertClose(what + " qkv", fetch(qkvWant, n * 3 * HD), fetch(qkv, n * 3 * HD), n * 3 * HD);
-            assertClose(what + " gate", fetch(gateWant, n * HD), fetch(gate, n * HD), n * HD);
+            assertBuffersClose(what + " qkv", qkvWant, qkv, n * 3 * HD);
+            assertBuffersClose(what + " gate", gateWant, gate, n * HD);
         }
     }
 
@@ -199,13 +204,13 @@ class FusedDecodeTest {
             f.attentionProjections(x, n, wq, wk, wv, qf, kf, vf, H, KV, D, invFreq, hr, kGot, vGot);
             f.attention(qf, n, H, KV, D, kGot, vGot, longest + 1, of);
             String what = "attention " + dt + " " + Arrays.toString(sh);
-            assertClose(what + " q", fetch(q, n * HD), fetch(qf, n * HD), n * HD);
+            assertBuffersClose(what + " q", q, qf, n * HD);
             for (int t = 0; t < n; t++) {
                 int len = (pos[t] + 1) * kvd;
-                assertClose(what + " k cache " + t, fetch(kWant[t], len), fetch(kGot[t], len), len);
-                assertClose(what + " v cache " + t, fetch(vWant[t], len), fetch(vGot[t], len), len);
+                assertBuffersClose(what + " k cache " + t, kWant[t], kGot[t], len);
+                assertBuffersClose(what + " v cache " + t, vWant[t], vGot[t], len);
             }
-            assertClose(what + " out", fetch(o, n * HD), fetch(of, n * HD), n * HD);
+            assertBuffersClose(what + " out", o, of, n * HD);
         }
     }
 
@@ -243,11 +248,11 @@ class FusedDecodeTest {
             d.route(logits, n, E, K, ids, wts);
             f.outputAndRoute(o, n, w, aGot, xGot, 0.7f, 1.3f, normW, 1e-5f, gate, K, idsGot, wtsGot, log, (long) n * K);
             String what = "output " + dt + " " + form + " " + Arrays.toString(sh);
-            assertClose(what + " x", fetch(xWant, n * h), fetch(xGot, n * h), n * h);
+            assertBuffersClose(what + " x", xWant, xGot, n * h);
             int[] want = fetchInts(ids, n * K);
             assertArrayEquals(want, fetchInts(idsGot, n * K), what + " ids");
             assertArrayEquals(want, Arrays.copyOfRange(fetchInts(log, 3 * n * K), n * K, 2 * n * K), what + " route log");
-            assertClose(what + " weights", fetch(wts, n * K), fetch(wtsGot, n * K), n * K);
+            assertBuffersClose(what + " weights", wts, wtsGot, n * K);
         }
     }
 
@@ -278,7 +283,7 @@ class FusedDecodeTest {
                 d.runExperts(set, xWant, n, K, ids, act, pairs);
                 d.residualNorm(xWant, 0.9f, pairs, wts, K, 1.1f, n, h, normW, 1e-5f, xWant);
                 f.experts(set, xGot, n, K, ids, wts, act2, pairs2, 0.9f, 1.1f, normW, 1e-5f);
-                assertClose("experts " + dt + " " + form + " " + Arrays.toString(sh), fetch(xWant, n * h), fetch(xGot, n * h), n * h);
+                assertBuffersClose("experts " + dt + " " + form + " " + Arrays.toString(sh), xWant, xGot, n * h);
             } finally {
                 d.release(set);
             }

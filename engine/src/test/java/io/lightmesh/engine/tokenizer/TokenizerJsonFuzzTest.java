@@ -3,9 +3,12 @@ package io.lightmesh.engine.tokenizer;
 import com.code_intelligence.jazzer.junit.FuzzTest;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.lightmesh.engine.fuzz.FuzzHarness;
 
 import java.io.IOException;
 
+import static io.lightmesh.engine.fuzz.FuzzHarness.parsedOrRefused;
+import static io.lightmesh.engine.fuzz.FuzzHarness.refusal;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -19,21 +22,12 @@ class TokenizerJsonFuzzTest {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     @FuzzTest(maxDuration = "10s")
-    void tokenizerJson(byte[] file) {
-        JsonNode root;
-        try {
-            root = JSON.readTree(file);
-        } catch (IOException e) {
-            return; // not JSON: Tokenizer.load reports Jackson's error
-        }
+    void tokenizerJson(byte[] file) throws Exception {
+        JsonNode root = parsedOrRefused(() -> JSON.readTree(file), refusal(IOException.class)); // not JSON: Tokenizer.load reports Jackson's error
         if (root == null) return;
-        Tokenizer t;
-        try {
-            t = Tokenizer.parse(root, null);
-        } catch (IllegalArgumentException e) {
-            assertTrue(e.getMessage() != null && e.getMessage().contains("field "), () -> "no field named: " + e.getMessage());
-            return;
-        }
+        Tokenizer t = parsedOrRefused(() -> Tokenizer.parse(root, null),
+                refusal(IllegalArgumentException.class, FuzzHarness::assertNamesField));
+        if (t == null) return;
         for (String text : new String[] {"Hello world!", " <think>x</think>\n\n  12 345 élan 🎉", ""}) {
             int[] ids = t.encode(text);
             for (int id : ids) assertTrue(id >= 0 && id < t.vocabSize(), () -> "id " + id + " outside the vocabulary");

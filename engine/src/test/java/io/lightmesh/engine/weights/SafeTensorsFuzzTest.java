@@ -2,13 +2,15 @@ package io.lightmesh.engine.weights;
 
 import com.code_intelligence.jazzer.junit.FuzzTest;
 import com.fasterxml.jackson.core.JsonProcessingException;
+import io.lightmesh.engine.fuzz.FuzzHarness;
 import io.lightmesh.engine.tensor.Tensor;
 
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
-import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static io.lightmesh.engine.fuzz.FuzzHarness.parsedOrRefused;
+import static io.lightmesh.engine.fuzz.FuzzHarness.refusal;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
@@ -21,23 +23,14 @@ import static org.junit.jupiter.api.Assertions.fail;
  * F16 files with and without {@code __metadata__}.
  */
 class SafeTensorsFuzzTest {
-    private static final Path FILE = FuzzFiles.temp("safetensors-fuzz", ".safetensors");
+    private static final Path FILE = FuzzHarness.tempFile("safetensors-fuzz", ".safetensors");
 
     @FuzzTest(maxDuration = "10s")
-    void safetensorsFile(byte[] file) throws IOException {
+    void safetensorsFile(byte[] file) throws Exception {
         Files.write(FILE, file);
-        SafeTensorsFile st;
-        try {
-            st = SafeTensorsFile.open(FILE);
-        } catch (IOException e) {
-            assertNotNull(e.getMessage());
-            Throwable cause = e.getCause();
-            if (cause != null && !(cause instanceof JsonProcessingException) && !(cause instanceof IllegalArgumentException)) {
-                fail("undocumented failure wrapped as IOException: " + cause, cause);
-            }
-            return;
-        }
-        try (st) {
+        try (SafeTensorsFile st = parsedOrRefused(() -> SafeTensorsFile.open(FILE),
+                refusal(IOException.class, SafeTensorsFuzzTest::assertDocumented))) {
+            if (st == null) return;
             for (Tensor t : st.tensors().values()) {
                 assertTrue(t.data().byteSize() == t.size() * t.dtype().bytes());
                 if (t.size() > 0) {
@@ -45,6 +38,14 @@ class SafeTensorsFuzzTest {
                     t.get(t.size() - 1); // the whole slice lies inside the mapped file
                 }
             }
+        }
+    }
+
+    private static void assertDocumented(IOException e) {
+        FuzzHarness.assertSaysWhy(e);
+        Throwable cause = e.getCause();
+        if (cause != null && !(cause instanceof JsonProcessingException) && !(cause instanceof IllegalArgumentException)) {
+            fail("undocumented failure wrapped as IOException: " + cause, cause);
         }
     }
 }

@@ -1,6 +1,7 @@
 package io.lightmesh.engine.weights;
 
 import com.code_intelligence.jazzer.junit.FuzzTest;
+import io.lightmesh.engine.fuzz.FuzzHarness;
 import io.lightmesh.engine.tensor.DType;
 
 import java.io.IOException;
@@ -8,7 +9,8 @@ import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
-import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static io.lightmesh.engine.fuzz.FuzzHarness.parsedOrRefused;
+import static io.lightmesh.engine.fuzz.FuzzHarness.refusal;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -18,7 +20,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * that reaches a file outside the folder ("../", an absolute path).
  */
 class WeightIndexFuzzTest {
-    private static final Path DIR = FuzzFiles.tempDir("weight-index-fuzz");
+    private static final Path DIR = FuzzHarness.tempDir("weight-index-fuzz");
     private static final Path INDEX = DIR.resolve("model.safetensors.index.json");
 
     static {
@@ -34,16 +36,10 @@ class WeightIndexFuzzTest {
     }
 
     @FuzzTest(maxDuration = "10s")
-    void indexJson(byte[] index) throws IOException {
+    void indexJson(byte[] index) throws Exception {
         Files.write(INDEX, index);
-        WeightStore ws;
-        try {
-            ws = WeightStore.open(DIR);
-        } catch (IOException e) {
-            assertNotNull(e.getMessage());
-            return;
-        }
-        try (ws) {
+        try (WeightStore ws = parsedOrRefused(() -> WeightStore.open(DIR), refusal(IOException.class, FuzzHarness::assertSaysWhy))) {
+            if (ws == null) return;
             for (String name : ws.names()) assertTrue(name.equals("x") || name.equals("y") || name.equals("z"), name);
         }
     }

@@ -4,19 +4,20 @@ import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.lightmesh.launcher.EmbeddedMesh;
+import io.lightmesh.launcher.TestMesh;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.StateCodec;
+import io.lightmesh.mesh.TestKafka;
 import io.lightmesh.proto.v1.GenerateChunk;
 import io.lightmesh.proto.v1.GenerateRequest;
 import io.lightmesh.proto.v1.InferenceGrpc;
 import io.lightmesh.proto.v1.SamplingParams;
 import io.lightmesh.router.RouterCore;
 import io.opentelemetry.api.OpenTelemetry;
-import org.apache.kafka.common.test.KafkaClusterTestKit;
-import org.apache.kafka.common.test.TestKitNodes;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
@@ -46,7 +47,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 @org.junit.jupiter.api.TestMethodOrder(org.junit.jupiter.api.MethodOrderer.OrderAnnotation.class)
 class OverloadTest {
     @TempDir static Path dir;
-    static KafkaClusterTestKit kafka;
+    @RegisterExtension static final TestKafka kafka = new TestKafka(4);
+    @RegisterExtension static final TestMesh running = new TestMesh();
     static EmbeddedMesh mesh;
     static Expected expected;
     static final int LIMIT = 4, MAX_TOKENS = 8;
@@ -55,26 +57,16 @@ class OverloadTest {
     @BeforeAll
     static void start() throws Exception {
         Path model = ChaosMeshTest.repo().resolve("models/demo");
-        kafka = new KafkaClusterTestKit.Builder(new TestKitNodes.Builder().setCombined(true).setNumBrokerNodes(1).setNumControllerNodes(1).build())
-                .setConfigProp("group.initial.rebalance.delay.ms", "0")
-                .setConfigProp("offsets.topic.replication.factor", "1")
-                .setConfigProp("offsets.topic.num.partitions", "4").build();
-        kafka.format();
-        kafka.startup();
-        kafka.waitForReadyBrokers();
         expected = new Expected(model, "reference");
         // room for the states of two requests of the load (prompt of at most ~16 tokens plus MAX_TOKENS), not four
         budget = 2 * StateCodec.serialisedBytes(io.lightmesh.engine.config.ConfigLoader.load(model.resolve("config.json")), 16 + MAX_TOKENS) + 1024;
-        mesh = EmbeddedMesh.start(new EmbeddedMesh.Options(model, "127.0.0.1", 0, 0, kafka.bootstrapServers(), dir, 2, 1, 1,
-                budget, 32, "lightmesh.requests.v1", LIMIT, 64, "reference"), s -> OpenTelemetry.noop());
-        assertTrue(mesh.awaitReady(60_000), () -> "mesh not ready: " + mesh.router().health());
+        mesh = running.ready(EmbeddedMesh.start(new EmbeddedMesh.Options(model, "127.0.0.1", 0, 0, kafka.bootstrapServers(), dir, 2, 1, 1,
+                budget, 32, "lightmesh.requests.v1", LIMIT, 64, "reference"), s -> OpenTelemetry.noop()));
     }
 
     @AfterAll
     static void stop() throws Exception {
-        if (mesh != null) mesh.close();
         if (expected != null) expected.close();
-        if (kafka != null) kafka.close();
     }
 
     @Test @org.junit.jupiter.api.Order(1)

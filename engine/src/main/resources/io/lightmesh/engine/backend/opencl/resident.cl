@@ -820,32 +820,41 @@ __kernel void attn_combine(__global const float* part, __global float* out, long
 }
 
 // ---- MoE router --------------------------------------------------------------------------------------------------
-// p = softmax(logits[t]) in fp32; the top k by probability (ties to the lower id), renormalised to sum 1.
-// Launch: global = ceil(rows / NT) * NT, local = NT; one work-item per row. E <= 64.
+// One row's routing, the one body `route`, dec_out's tail and dec_norm_route share: p = softmax(lg[0, E)) in fp32;
+// the top k by probability (ties to the lower id) into ids[0, k), their p renormalised to sum 1 into wts[0, k).
+// E <= 64 (the experts taken are one ulong's bits). Written once per address space of the logits (OpenCL 1.2 has no
+// generic pointers): top_k_global for `route`'s logits in global memory, top_k_local for the fused kernels'.
+#define TOP_K(NAME, AS)                                                                                              \
+inline void NAME(AS const float* lg, int E, int k, __global int* ids, __global float* wts) {                        \
+    float m = -INFINITY;                                                                                             \
+    for (int e = 0; e < E; e++) m = max(m, lg[e]);                                                                   \
+    float sum = 0.0f;                                                                                                \
+    for (int e = 0; e < E; e++) sum += exp(lg[e] - m);                                                               \
+    ulong taken = 0;                                                                                                 \
+    float kept = 0.0f;                                                                                               \
+    for (int j = 0; j < k; j++) {                                                                                    \
+        int best = -1;                                                                                               \
+        float bp = 0.0f;                                                                                             \
+        for (int e = 0; e < E; e++) {                                                                                \
+            if ((taken >> e) & 1UL) continue;                                                                        \
+            float p = exp(lg[e] - m) / sum;                                                                          \
+            if (best < 0 || p > bp) { best = e; bp = p; }                                                            \
+        }                                                                                                            \
+        taken |= 1UL << best;                                                                                        \
+        ids[j] = best;                                                                                               \
+        wts[j] = bp;                                                                                                 \
+        kept += bp;                                                                                                  \
+    }                                                                                                                \
+    for (int j = 0; j < k; j++) wts[j] /= kept;                                                                      \
+}
+TOP_K(top_k_global, __global)
+TOP_K(top_k_local, __local)
+
+// Routes every row: ids, wts [rows, k] from logits [rows, E], as top_k.
+// Launch: global = ceil(rows / NT) * NT, local = NT; one work-item per row.
 __kernel void route(__global const float* logits, __global int* ids, __global float* wts, int rows, int E, int k) {
     int t = get_global_id(0);
-    if (t >= rows) return;
-    __global const float* l = logits + (long) t * E;
-    float m = -INFINITY;
-    for (int e = 0; e < E; e++) m = max(m, l[e]);
-    float sum = 0.0f;
-    for (int e = 0; e < E; e++) sum += exp(l[e] - m);
-    ulong taken = 0;
-    float kept = 0.0f;
-    for (int j = 0; j < k; j++) {
-        int best = -1;
-        float bp = 0.0f;
-        for (int e = 0; e < E; e++) {
-            if ((taken >> e) & 1UL) continue;
-            float p = exp(l[e] - m) / sum;
-            if (best < 0 || p > bp) { best = e; bp = p; }
-        }
-        taken |= 1UL << best;
-        ids[t * k + j] = best;
-        wts[t * k + j] = bp;
-        kept += bp;
-    }
-    for (int j = 0; j < k; j++) wts[t * k + j] /= kept;
+    if (t < rows) top_k_global(logits + (long) t * E, E, k, ids + t * k, wts + t * k);
 }
 
 // ---- the fused decode step (FusedDecode launches them) ------------------------------------------------------------
@@ -1058,27 +1067,8 @@ __kernel void dec_out_##SUF(__global const WT* w, __global const float* o, __glo
     if (last && tid < n) {                                                                                         \
         int t = tid;                                                                                               \
         __local const float* lg = logits + t * E;                                                                  \
-        float m = -INFINITY;                                                                                       \
-        for (int e = 0; e < E; e++) m = max(m, lg[e]);                                                             \
-        float sum = 0.0f;                                                                                          \
-        for (int e = 0; e < E; e++) sum += exp(lg[e] - m);                                                         \
-        ulong taken = 0;                                                                                           \
-        float kept = 0.0f;                                                                                         \
-        for (int j = 0; j < k; j++) {                                                                              \
-            int best = -1;                                                                                         \
-            float bp = 0.0f;                                                                                       \
-            for (int e = 0; e < E; e++) {                                                                          \
-                if ((taken >> e) & 1UL) continue;                                                                  \
-                float p = exp(lg[e] - m) / sum;                                                                    \
-                if (best < 0 || p > bp) { best = e; bp = p; }                                                      \
-            }                                                                                                      \
-            taken |= 1UL << best;                                                                                  \
-            ids[t * k + j] = best;                                                                                 \
-            wts[t * k + j] = bp;                                                                                   \
-            kept += bp;                                                                                            \
-            if (logIds) routeLog[logOff + t * k + j] = best;                                                       \
-        }                                                                                                          \
-        for (int j = 0; j < k; j++) wts[t * k + j] /= kept;                                                        \
+        top_k_local(lg, E, k, ids + t * k, wts + t * k);                                                           \
+        if (logIds) for (int j = 0; j < k; j++) routeLog[logOff + t * k + j] = ids[t * k + j];                     \
     }                                                                                                              \
 }
 
@@ -1324,27 +1314,8 @@ __kernel void dec_norm_route_##SUF(__global float* x, float alpha, __global cons
         barrier(CLK_LOCAL_MEM_FENCE);                                                                              \
     }                                                                                                              \
     if (tid == 0) {                                                                                                \
-        float m = -INFINITY;                                                                                       \
-        for (int e = 0; e < E; e++) m = max(m, lg[e]);                                                             \
-        float sum = 0.0f;                                                                                          \
-        for (int e = 0; e < E; e++) sum += exp(lg[e] - m);                                                         \
-        ulong taken = 0;                                                                                           \
-        float kept = 0.0f;                                                                                         \
-        for (int j = 0; j < k; j++) {                                                                              \
-            int best = -1;                                                                                         \
-            float bp = 0.0f;                                                                                       \
-            for (int e = 0; e < E; e++) {                                                                          \
-                if ((taken >> e) & 1UL) continue;                                                                  \
-                float p = exp(lg[e] - m) / sum;                                                                    \
-                if (best < 0 || p > bp) { best = e; bp = p; }                                                      \
-            }                                                                                                      \
-            taken |= 1UL << best;                                                                                  \
-            ids[t * k + j] = best;                                                                                 \
-            wts[t * k + j] = bp;                                                                                   \
-            kept += bp;                                                                                            \
-            if (logIds) routeLog[logOff + t * k + j] = best;                                                       \
-        }                                                                                                          \
-        for (int j = 0; j < k; j++) wts[t * k + j] /= kept;                                                        \
+        top_k_local(lg, E, k, ids + t * k, wts + t * k);                                                           \
+        if (logIds) for (int j = 0; j < k; j++) routeLog[logOff + t * k + j] = ids[t * k + j];                     \
     }                                                                                                              \
 }
 DEC_NORM_ROUTE(f32, float, LD_F32)
