@@ -14,6 +14,9 @@ import java.util.List;
 final class PlacementNode {
     private static final Logger LOG = Logger.getLogger(PlacementNode.class);
 
+    /** How a router without a controller answers Placement calls (the start of the description; workers look for it). */
+    static final String NO_CONTROLLER = "this router runs no expert placement controller: ";
+
     private PlacementNode() {}
 
     /**

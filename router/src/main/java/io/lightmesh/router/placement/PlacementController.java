@@ -162,11 +162,13 @@ public final class PlacementController implements AutoCloseable {
     private final Set<String> keptSlow = new HashSet<>(); // slow shards kept as a pair's last answering holder (logged once)
     private long aboveSinceMs = -1, lastChangeMs, scaleUpSinceMs = -1, scaleDownSinceMs = -1;
     private long maxVersionSeen;
+    private long maxVersionIssued; // the newest version this controller sent a shard or published
     private double lastCapacity = Double.NaN; // tokens per compute-second of one shard, last measured
 
     private final List<java.util.function.Consumer<io.lightmesh.proto.v1.PlacementMap>> listeners = new java.util.concurrent.CopyOnWriteArrayList<>();
     private volatile PlacementView view = PlacementView.EMPTY;
     private volatile long rebalances, failovers, lastReplaceMs = -1;
+    private volatile String conflict; // evidence of another controller over these shards; null when none seen
 
     /**
      * @param fingerprint the model's fingerprint; shards of another model are ignored
@@ -282,6 +284,7 @@ public final class PlacementController implements AutoCloseable {
                 if (w.hasExpertShard()) {
                     window.add(address, now, w.getExpertShard());
                     maxVersionSeen = Math.max(maxVersionSeen, w.getExpertShard().getPlacementVersion());
+                    checkSoleController(address, w);
                 }
             } catch (Exception e) {
                 Status st = e instanceof java.util.concurrent.ExecutionException x ? Status.fromThrowable(x.getCause()) : Status.DEADLINE_EXCEEDED;
@@ -308,6 +311,29 @@ public final class PlacementController implements AutoCloseable {
         }
         view = buildView();
     }
+
+    /**
+     * A shard only learns placement versions from Load/UnloadExperts, and this controller numbers its versions above
+     * every one it has seen: a shard that reports a version above the newest this controller issued was told it by
+     * another controller. Two controllers over the same shards undo each other's copies (each one's workers then find
+     * their experts unloaded): several routers with lightmesh.placement-controller=true. Logged at SEVERE and kept in
+     * {@link #conflict()} (the router's readiness is DOWN with it) until the router is restarted.
+     */
+    private void checkSoleController(String address, WorkerInfo w) {
+        long v = w.getExpertShard().getPlacementVersion();
+        if (layout == null || v <= maxVersionIssued) return;
+        String why = "expert shard " + w.getWorkerId() + " at " + address + " reports placement version " + v
+                + ", above any this controller issued (" + maxVersionIssued + "): another placement controller manages these shards"
+                + " (more than one router with lightmesh.placement-controller=true over the same lightmesh.experts?); only one router may run it";
+        if (conflict == null) LOG.severe("placement: " + why);
+        conflict = why;
+    }
+
+    /**
+     * Evidence that another placement controller manages the same shards (a misconfigured mesh), or null. Stays set
+     * once seen: the other controller's changes are what shows it, and they are rare.
+     */
+    public String conflict() { return conflict; }
 
     /** The Describe bound of a shard now: the base, or what it has grown to while the shard answers late. */
     private long boundOf(String address) { return bounds.getOrDefault(address, settings.liveness().describeMs()); }
@@ -387,6 +413,7 @@ public final class PlacementController implements AutoCloseable {
             shards.add(new Layout.Shard(e.getValue().getWorkerId(), e.getKey(), Layout.heldBy(e.getValue(), numLayers, numExperts)));
         }
         Layout held = new Layout(maxVersionSeen + 1, numLayers, numExperts, shards);
+        maxVersionIssued = Math.max(maxVersionIssued, held.version());
         if (held.complete()) {
             publish(held);
             LOG.info("placement: version " + held.version() + " from the shards' holdings (" + shards.size() + " shards)");
@@ -519,7 +546,11 @@ public final class PlacementController implements AutoCloseable {
         return new Layout(nextVersion(), numLayers, numExperts, shards);
     }
 
-    private long nextVersion() { return Math.max(layout == null ? 0 : layout.version(), maxVersionSeen) + 1; }
+    private long nextVersion() {
+        long v = Math.max(Math.max(layout == null ? 0 : layout.version(), maxVersionSeen), maxVersionIssued) + 1;
+        maxVersionIssued = v;
+        return v;
+    }
 
     private String idOf(String address) {
         WorkerInfo w = live.get(address);

@@ -139,6 +139,7 @@ class PlacementControllerTest {
         long v = c.view().version();
         Thread.sleep(2500);
         assertEquals(v, c.view().version());
+        assertEquals(null, c.conflict(), "its own versions are no sign of another controller");
     }
 
     static double load(PlacementView v, int layer, int expert) {
@@ -315,6 +316,22 @@ class PlacementControllerTest {
         PlacementMap after = seen.getLast();
         for (int l = 0; l < L; l++) for (int e = 0; e < E; e++) assertEquals(1, copies(after, l, e), l + "/" + e);
         assertTrue(fakes.shards.get(0).calls.containsAll(List.of("load 0/1", "load 0/3", "load 1/5", "load 1/7")), fakes.shards.get(0).calls.toString());
+    }
+
+    @Test
+    void aSecondControllerOverTheSameShardsIsDetected() throws Exception {
+        // two routers each running a controller over the same shards (the chart refuses it; a hand-made deployment may not)
+        for (int i = 0; i < 4; i++) fakes.add("expert-" + i, 64, i, i + 4);
+        rate = skew(1000, 20, 0, 1);
+        drive();
+        PlacementController first = controller(PlacementController.Settings.defaults().withWindow(100, 1000).withDrainGraceMs(300), null);
+        await("first's version", 5000, () -> first.view().version() > 0);
+        assertEquals(null, first.conflict());
+        // the second starts later (its window fills later): the first re-places, which the second sees on the shards
+        PlacementController second = controller(PlacementController.Settings.defaults().withWindow(100, 1000).withDrainGraceMs(300), null);
+        await("a controller sees the other's versions on the shards", 20_000, () -> first.conflict() != null || second.conflict() != null);
+        String why = first.conflict() != null ? first.conflict() : second.conflict();
+        assertTrue(why.contains("another placement controller manages these shards") && why.contains("lightmesh.placement-controller"), why);
     }
 
     @Test
