@@ -37,6 +37,12 @@ final class ServiceProcesses {
         processes.put(name, pb.start());
     }
 
+    /** Waits (at most {@code ms}) for {@code name} to exit; its exit status, or null while it still runs. */
+    Integer awaitExit(String name, long ms) throws InterruptedException {
+        Process p = processes.get(name);
+        return p.waitFor(ms, java.util.concurrent.TimeUnit.MILLISECONDS) ? p.exitValue() : null;
+    }
+
     /** Waits (at most {@code ms}) for the router's readiness on {@code routerHttp}; fails naming the service that exited. */
     void awaitReady(int routerHttp, long ms) throws InterruptedException {
         long until = System.currentTimeMillis() + ms;

@@ -159,6 +159,7 @@ public final class PlacementController implements AutoCloseable {
     private final Map<String, Long> stops = new HashMap<>(); // drained address -> when to stop it
     private final Map<String, Integer> misses = new HashMap<>(); // address -> polls in a row without an answer in time
     private final Map<String, Long> bounds = new HashMap<>(); // address -> its Describe bound now (grows while it is slow)
+    private final Set<String> foreign = new HashSet<>(); // addresses answering as another kind or model (logged once)
     private final Set<String> keptSlow = new HashSet<>(); // slow shards kept as a pair's last answering holder (logged once)
     private long aboveSinceMs = -1, lastChangeMs, scaleUpSinceMs = -1, scaleDownSinceMs = -1;
     private long maxVersionSeen;
@@ -276,7 +277,7 @@ public final class PlacementController implements AutoCloseable {
                 WorkerInfo w = a.getValue().get(Math.max(0, t0 + slowest + 2000 - now()), TimeUnit.MILLISECONDS);
                 answered(address, tookMs.getOrDefault(address, now() - t0));
                 if (w.getKind() != WorkerKind.WORKER_KIND_EXPERT || !w.getModelFingerprint().equals(fingerprint)) {
-                    LOG.warning("placement: " + address + " is not an expert shard of this model (" + w.getKind() + ", " + w.getModelFingerprint() + "); ignored");
+                    if (foreign.add(address)) LOG.warning("placement: " + address + " is not an expert shard of this model (" + w.getKind() + ", " + w.getModelFingerprint() + "); ignored");
                     continue;
                 }
                 if (dropped.remove(address)) LOG.info("placement: shard " + w.getWorkerId() + " at " + address + " answers again; it rejoins");
