@@ -63,7 +63,7 @@ public final class PlacementController implements AutoCloseable {
      *                           (ceil(E / shards) per layer), spread evenly over the layers; -1: two per layer
      * @param drainGraceMs       between publishing a version and unloading the copies it dropped (stopping a drained shard)
      * @param rpcTimeoutMs       deadline of LoadExperts / UnloadExperts
-     * @param demand             the shard count the load needs; its min/max bound a {@link ShardDemand}
+     * @param demand             the shard count the load needs; its min/max bound a {@link ShardPool}
      * @param liveness           how long a shard's Describe may take, and when a shard that answers late is dropped
      */
     public record Settings(long pollMs, long windowMs, double imbalanceThreshold, int extraSlots, long drainGraceMs,
