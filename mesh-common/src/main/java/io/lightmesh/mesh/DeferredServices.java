@@ -20,12 +20,19 @@ import java.util.concurrent.ConcurrentHashMap;
  */
 public final class DeferredServices {
     private final Map<String, ServerServiceDefinition> published = new ConcurrentHashMap<>();
+    private final Map<String, Status> declined = new ConcurrentHashMap<>();
     private volatile boolean ready;
 
     /** The implementation of one service; calls of it from now on go there. */
     public void publish(ServerServiceDefinition service) {
         published.put(service.getServiceDescriptor().getName(), service);
     }
+
+    /**
+     * This process will never serve {@code service} (as configured): its calls answer {@code why} at once instead of
+     * UNAVAILABLE, which callers would retry until their own wait ran out (e.g. FAILED_PRECONDITION naming the setting).
+     */
+    public void decline(String service, Status why) { declined.put(service, why); }
 
     /** Every service is published: the worker is up. */
     public void markReady() { ready = true; }
@@ -48,7 +55,8 @@ public final class DeferredServices {
                 ServerMethodDefinition<Q, R> target = impl == null ? null
                         : (ServerMethodDefinition<Q, R>) impl.getMethod(method.getFullMethodName());
                 if (target == null) {
-                    call.close(Status.UNAVAILABLE.withDescription(service + " is starting (not ready yet)"), new Metadata());
+                    Status no = declined.get(service);
+                    call.close(no != null ? no : Status.UNAVAILABLE.withDescription(service + " is starting (not ready yet)"), new Metadata());
                     return new ServerCall.Listener<>() {};
                 }
                 return target.getServerCallHandler().startCall(call, headers);

@@ -19,6 +19,8 @@ import java.util.logging.Logger;
  * after a failure with exponential backoff and jitter, from {@code backoffInitialMs} up to {@code backoffMaxMs}),
  * each map taken when its version is above the newest held. The last map stays in use while the controller is
  * unreachable. Reports of unreachable shards are sent to Placement.ReportUnreachable without waiting for the answer.
+ * A misconfiguration that waiting cannot mend (the router named runs no controller: FAILED_PRECONDITION or
+ * UNIMPLEMENTED; maps of another model's shape) is logged at SEVERE and ends {@link #awaitFirst} at once with it.
  */
 public final class PlacementClient implements PlacementSource {
     private static final Logger LOG = Logger.getLogger(PlacementClient.class.getName());
@@ -42,6 +44,7 @@ public final class PlacementClient implements PlacementSource {
     private io.grpc.Context.CancellableContext watch; // guarded by this
     private volatile boolean closed;
     private volatile String lastProblem = "not connected yet";
+    private volatile String misconfigured; // set while the controller's answers say the mesh is misconfigured
 
     private PlacementClient(Settings settings) {
         this.settings = settings;
@@ -71,8 +74,11 @@ public final class PlacementClient implements PlacementSource {
         long until = System.currentTimeMillis() + timeoutMs;
         long version = -1;
         while (true) {
-            ExpertPlacement p = live.awaitNewer(version, Math.max(0, until - System.currentTimeMillis()));
+            // in short steps: a misconfiguration seen meanwhile ends the wait at once
+            ExpertPlacement p = live.awaitNewer(version, Math.max(0, Math.min(200, until - System.currentTimeMillis())));
             if (p != null && p.missing().isEmpty()) return p;
+            String wrong = misconfigured;
+            if (wrong != null) throw new IllegalStateException("expert placement: " + wrong);
             if (p != null) version = p.version();
             if (System.currentTimeMillis() >= until) {
                 throw new IllegalStateException("no complete expert placement from the controller at " + settings.target() + " within "
@@ -92,19 +98,33 @@ public final class PlacementClient implements PlacementSource {
                 .setKnownVersion(live.current() == null ? 0 : live.current().version()).build();
         ctx.run(() -> PlacementGrpc.newStub(channel).watch(req, new StreamObserver<>() {
             @Override public void onNext(PlacementMap m) { take(m); }
-            @Override public void onError(Throwable t) { reconnect(io.grpc.Status.fromThrowable(t).toString()); }
+            @Override public void onError(Throwable t) {
+                io.grpc.Status st = io.grpc.Status.fromThrowable(t);
+                if (st.getCode() == io.grpc.Status.Code.FAILED_PRECONDITION || st.getCode() == io.grpc.Status.Code.UNIMPLEMENTED) {
+                    misconfigure("lightmesh.placement names " + settings.target() + ", which serves no placement controller ("
+                            + st.getCode() + (st.getDescription() == null ? "" : ": " + st.getDescription()) + ")");
+                }
+                reconnect(st.toString());
+            }
             @Override public void onCompleted() { reconnect("the controller ended the watch"); }
         }));
+    }
+
+    /** Logs a misconfiguration at SEVERE (once while it lasts) and makes {@link #awaitFirst} fail with it. */
+    private void misconfigure(String why) {
+        if (!why.equals(misconfigured)) LOG.severe(settings.watcherId() + ": " + why);
+        misconfigured = why;
+        lastProblem = why;
     }
 
     private void take(PlacementMap m) {
         synchronized (this) { backoffMs = settings.backoffInitialMs(); }
         if (m.getNumLayers() != settings.numLayers() || m.getNumExperts() != settings.numExperts()) {
-            lastProblem = "the controller sent a map of " + m.getNumLayers() + " layers x " + m.getNumExperts() + " experts; the model has "
-                    + settings.numLayers() + " x " + settings.numExperts();
-            LOG.warning(lastProblem);
+            misconfigure("the controller at " + settings.target() + " places a model of " + m.getNumLayers() + " layers x " + m.getNumExperts()
+                    + " experts; this worker's has " + settings.numLayers() + " x " + settings.numExperts() + " (another model?); map not taken");
             return;
         }
+        misconfigured = null;
         try {
             ExpertPlacement p = ExpertPlacement.fromProto(m);
             if (live.publish(p)) LOG.fine(settings.watcherId() + ": placement version " + p.version());
@@ -150,6 +170,9 @@ public final class PlacementClient implements PlacementSource {
     @Override public void reportUnreachable(ExpertPlacement.Shard shard, String reason, long placementVersion) {
         live.reportUnreachable(shard, reason, placementVersion);
     }
+
+    /** The misconfiguration the controller's last answer showed; null when none. */
+    public String misconfigured() { return misconfigured; }
 
     /** The last problem with the watch, for logs and health. */
     public String lastProblem() { return lastProblem; }

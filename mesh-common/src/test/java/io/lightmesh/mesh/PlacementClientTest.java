@@ -117,6 +117,39 @@ class PlacementClientTest {
     }
 
     @Test
+    void aRouterThatRunsNoControllerEndsTheWaitAtOnceNamingIt() throws Exception {
+        // the router's own answer when it runs no controller (RouterNode): Placement declined on its server
+        DeferredServices services = new DeferredServices();
+        services.decline(PlacementGrpc.SERVICE_NAME, io.grpc.Status.FAILED_PRECONDITION.withDescription("this router runs no expert placement controller: test"));
+        services.markReady();
+        Server server = Grpc.serve("127.0.0.1", 0, List.<BindableService>of(() -> services.bind(PlacementGrpc.getServiceDescriptor())));
+        try (PlacementClient client = PlacementClient.start(new PlacementClient.Settings("127.0.0.1:" + server.getPort(), "decode-0", 2, 4, 50, 200))) {
+            long t0 = System.nanoTime();
+            IllegalStateException e = assertThrows(IllegalStateException.class, () -> client.awaitFirst(60_000));
+            assertTrue((System.nanoTime() - t0) / 1e6 < 10_000, "at once, not after the 60 s wait");
+            assertTrue(e.getMessage().contains("serves no placement controller") && e.getMessage().contains("runs no expert placement controller: test"), e.getMessage());
+            assertNotNull(client.misconfigured());
+        } finally {
+            server.shutdownNow();
+        }
+    }
+
+    @Test
+    void aControllerOfAnotherModelsShapeEndsTheWaitAtOnce() throws Exception {
+        Controller c = new Controller(ExpertPlacement.roundRobin(3, 4, List.of("q:1")).withVersion(1).toProto());
+        Server server = Grpc.serve("127.0.0.1", 0, List.<BindableService>of(c));
+        try (PlacementClient client = PlacementClient.start(new PlacementClient.Settings("127.0.0.1:" + server.getPort(), "prefill-0", 2, 4, 50, 200))) {
+            long t0 = System.nanoTime();
+            IllegalStateException e = assertThrows(IllegalStateException.class, () -> client.awaitFirst(60_000));
+            assertTrue((System.nanoTime() - t0) / 1e6 < 10_000, "at once");
+            assertTrue(e.getMessage().contains("3 layers x 4 experts") && e.getMessage().contains("2 x 4"), e.getMessage());
+            assertNull(client.current());
+        } finally {
+            server.shutdownNow();
+        }
+    }
+
+    @Test
     void livePlacementTakesOnlyNewerVersions() throws Exception {
         List<LivePlacement.Report> reports = new CopyOnWriteArrayList<>();
         LivePlacement live = new LivePlacement(ExpertPlacement.roundRobin(1, 2, List.of("a:1")).withVersion(4), reports::add);

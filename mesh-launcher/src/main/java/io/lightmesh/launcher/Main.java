@@ -139,7 +139,7 @@ public final class Main {
                     "topic", "partitions", "prefill-group", "max-in-flight", "default-max-new-tokens", "max-prompt-tokens", "max-resumes",
                     "poll-ms", "api-key", "max-new-tokens", "max-messages", "max-tools", "max-stop-strings", "max-stop-chars",
                     "expert-slots", "rebalance-interval-s", "imbalance-threshold", "autoscale-experts", "expert-target-utilisation",
-                    "placement-controller");
+                    "placement-controller", "placement-describe-ms", "placement-describe-max-ms", "placement-misses-to-drop");
             case "prefill" -> flags("prefill", args, from, "model", "kafka", "experts", "id", "topic", "prefill-group",
                     "chunk-bytes", "prefill-batch-tokens", "prefill-batch-max", "prefix-cache-gib", "backend", "host", "http-port", "placement");
             case "decode" -> flags("decode", args, from, "model", "experts", "id", "host", "grpc-port", "http-port", "advertise",

@@ -76,6 +76,12 @@ final class ServiceProcesses {
     /** The process of the service {@code name}. */
     Process process(String name) { return processes.get(name); }
 
+    /** Waits (at most {@code ms}) for {@code name} to exit; its exit status, or null while it still runs. */
+    Integer awaitExit(String name, long ms) throws InterruptedException {
+        Process p = processes.get(name);
+        return p.waitFor(ms, java.util.concurrent.TimeUnit.MILLISECONDS) ? p.exitValue() : null;
+    }
+
     /** Waits (at most {@code ms}) for the router's readiness on {@code routerHttp}; fails naming the service that exited. */
     void awaitReady(int routerHttp, long ms) throws Exception {
         awaitReady("router", () -> get(routerHttp, "/q/health/ready"), ms);

@@ -231,7 +231,9 @@ public final class RouterCore implements AutoCloseable {
             WorkerInfo w = WorkerGrpc.newBlockingStub(channel(target)).withDeadlineAfter(1, TimeUnit.SECONDS).describe(DescribeRequest.getDefaultInstance());
             if (!w.getModelFingerprint().equals(model.fingerprint())) {
                 info.remove(target);
-                errors.put(target, "runs model " + w.getModelFingerprint() + ", router has " + model.fingerprint());
+                String wrong = "runs model " + w.getModelFingerprint() + ", router has " + model.fingerprint();
+                // a misconfiguration (another checkpoint): said once at WARNING, not left to the readiness data alone
+                if (!wrong.equals(errors.put(target, wrong))) LOG.warning(w.getWorkerId() + " at " + target + " " + wrong + "; not used (lightmesh.model differs)");
                 return;
             }
             info.put(target, w);

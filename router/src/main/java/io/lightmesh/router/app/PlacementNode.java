@@ -14,6 +14,9 @@ import java.util.List;
 final class PlacementNode {
     private static final Logger LOG = Logger.getLogger(PlacementNode.class);
 
+    /** How a router without a controller answers Placement calls (the start of the description; workers look for it). */
+    static final String NO_CONTROLLER = "this router runs no expert placement controller: ";
+
     private PlacementNode() {}
 
     /**
@@ -27,11 +30,13 @@ final class PlacementNode {
         PlacementController.Settings d = PlacementController.Settings.defaults();
         PlacementController.Settings s = new PlacementController.Settings(d.pollMs(), Math.round(config.rebalanceIntervalS() * 1000),
                 config.imbalanceThreshold(), config.expertSlots().orElse(-1), d.drainGraceMs(), d.rpcTimeoutMs(),
-                new ShardDemand(config.expertTargetUtilisation(), range[0], range[1]));
+                new ShardDemand(config.expertTargetUtilisation(), range[0], range[1]),
+                new PlacementController.Liveness(config.placementDescribeMs(), config.placementDescribeMaxMs(), config.placementMissesToDrop()));
         PlacementController c = new PlacementController(s, model.config().numLayers(), model.config().numExperts(), model.fingerprint(),
                 shards, null, otel.getMeter(MeshTelemetry.SCOPE)).start();
-        LOG.infof("router: expert placement controller over %s (window %.0f s, threshold %.2f, spare slots %s)",
-                shards.describe(), config.rebalanceIntervalS(), config.imbalanceThreshold(), config.expertSlots().map(String::valueOf).orElse("2 per layer"));
+        LOG.infof("router: expert placement controller over %s (window %.0f s, threshold %.2f, spare slots %s, Describe within %d ms, up to %d ms when slow, %d misses)",
+                shards.describe(), config.rebalanceIntervalS(), config.imbalanceThreshold(), config.expertSlots().map(String::valueOf).orElse("2 per layer"),
+                config.placementDescribeMs(), config.placementDescribeMaxMs(), config.placementMissesToDrop());
         return c;
     }
 }

@@ -120,4 +120,23 @@ public interface RouterConfig {
     /** Target utilisation of a shard's measured capacity when computing the shards desired. */
     @WithDefault("0.7")
     double expertTargetUtilisation();
+
+    /**
+     * The bound of the placement controller's Describe of a shard that answers in time, in ms. A shard that misses it
+     * is slow, not dead: its bound doubles up to lightmesh.placement-describe-max-ms; only a refused connection
+     * (UNAVAILABLE) drops a shard at once.
+     */
+    @WithDefault("2000")
+    long placementDescribeMs();
+
+    /** The largest Describe bound a slow shard is given, in ms. */
+    @WithDefault("10000")
+    long placementDescribeMaxMs();
+
+    /**
+     * Polls in a row a shard may miss its bound before it is dropped; even then it is kept while it is the only
+     * answering holder of some (layer, expert) pair.
+     */
+    @WithDefault("3")
+    int placementMissesToDrop();
 }

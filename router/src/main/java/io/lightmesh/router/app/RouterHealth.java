@@ -44,6 +44,22 @@ public class RouterHealth {
     HealthCheck experts() { return () -> check("experts", c -> c.getName().startsWith("expert"), false); }
 
     /**
+     * DOWN when the placement controller has seen another controller manage its shards (several routers running one:
+     * a misconfiguration that would have the two undo each other's placements); UP without a controller.
+     */
+    @Produces @Readiness
+    HealthCheck placement() {
+        return () -> {
+            HealthCheckResponseBuilder b = HealthCheckResponse.named("placement");
+            if (!services.ready()) return b.down().withData("router", "starting").build();
+            var c = node.get().placement();
+            if (c == null) return b.up().withData("controller", "off").build();
+            String conflict = c.conflict();
+            return conflict == null ? b.up().withData("controller", "on").build() : b.down().withData("conflict", conflict).build();
+        };
+    }
+
+    /**
      * @param any the part is UP when any of its components is reachable (decode workers); otherwise when all are
      */
     private HealthCheckResponse check(String part, Predicate<ComponentHealth> mine, boolean any) {

@@ -78,6 +78,9 @@ public class RouterNode {
         services.publish(ServerInterceptors.intercept(Grpc.traced(core.services().getFirst()), new OffloadingInterceptor(handlers)));
         this.placement = PlacementNode.start(config, experts, model, otel);
         if (placement != null) services.publish(Grpc.traced(placement.service()));
+        else services.decline(io.lightmesh.proto.v1.PlacementGrpc.SERVICE_NAME, io.grpc.Status.FAILED_PRECONDITION.withDescription(
+                PlacementNode.NO_CONTROLLER + (config.experts().orElse(List.of()).isEmpty() ? "it is given no expert shards (lightmesh.experts)"
+                        : "lightmesh.placement-controller is false") + "; a worker's lightmesh.placement must name the router that runs it"));
         services.markReady();
         LOG.infof("router: model %s, Kafka %s, decode %s, experts %s", config.model(), config.kafka(), decode.describe(),
                 experts.describe());

@@ -39,8 +39,10 @@ import java.util.logging.Logger;
  *       watching workers (Placement.Watch), and after a grace period the copies no longer placed are unloaded
  *       (Expert.UnloadExperts, which itself waits for batches in flight). A worker still routing by the old version
  *       in between is refused in band for an unloaded pair and re-routes, so no call is lost.</li>
- *   <li><b>Failover</b>: a shard that refuses its Describe (UNAVAILABLE: nothing listens), that misses three polls in a
- *       row, or that a worker reports and that then refuses a probe, is dropped at once; the (layer, expert) pairs it alone held are loaded onto the least-loaded survivors, beyond
+ *   <li><b>Failover</b>: a shard that refuses its Describe (UNAVAILABLE: nothing listens, the connection is reset, its
+ *       keepalive is lost), or that a worker reports and that then refuses a probe, is dropped at once; one that answers
+ *       late is slow, not dead ({@link Liveness}: its bound grows, and after three missed polls it is dropped only when
+ *       every pair it holds has another answering holder); the (layer, expert) pairs it alone held are loaded onto the least-loaded survivors, beyond
  *       their planning slots if need be (correctness first: an emergency copy may exceed {@code --expert-slots}, never
  *       the shard's own capacity), and the new version is published. With no shard left the map is published
  *       without shards and workers' expert calls fail UNAVAILABLE.</li>
@@ -60,41 +62,76 @@ public final class PlacementController implements AutoCloseable {
      * @param extraSlots         expert copies (one (layer, expert) each) a shard may hold for replicas beyond its share
      *                           (ceil(E / shards) per layer), spread evenly over the layers; -1: two per layer
      * @param drainGraceMs       between publishing a version and unloading the copies it dropped (stopping a drained shard)
-     * @param rpcTimeoutMs       deadline of LoadExperts / UnloadExperts (Describe: min(pollMs, 2 s), at least 500 ms)
+     * @param rpcTimeoutMs       deadline of LoadExperts / UnloadExperts
      * @param demand             the shard count the load needs; its min/max bound a {@link ShardPool}
+     * @param liveness           how long a shard's Describe may take, and when a shard that answers late is dropped
      */
     public record Settings(long pollMs, long windowMs, double imbalanceThreshold, int extraSlots, long drainGraceMs,
-                           long rpcTimeoutMs, ShardDemand demand) {
+                           long rpcTimeoutMs, ShardDemand demand, Liveness liveness) {
         public Settings {
             if (pollMs < 10 || windowMs < pollMs) throw new IllegalArgumentException("need 10 ms <= poll <= window, got " + pollMs + " / " + windowMs);
             if (!(imbalanceThreshold >= 1)) throw new IllegalArgumentException("imbalance threshold must be >= 1, got " + imbalanceThreshold);
             if (extraSlots < -1) throw new IllegalArgumentException("expert slots must be >= 0, got " + extraSlots);
+            if (liveness == null) throw new IllegalArgumentException("liveness settings missing");
+        }
+
+        /** With the default {@link Liveness}. */
+        public Settings(long pollMs, long windowMs, double imbalanceThreshold, int extraSlots, long drainGraceMs,
+                        long rpcTimeoutMs, ShardDemand demand) {
+            this(pollMs, windowMs, imbalanceThreshold, extraSlots, drainGraceMs, rpcTimeoutMs, demand, Liveness.defaults());
         }
 
         /** Poll every second, 60 s window, threshold 1.25, 2 spare slots per layer, 10 s grace, 70% utilisation. */
         public static Settings defaults() {
-            return new Settings(1000, 60_000, 1.25, -1, 10_000, 30_000, new ShardDemand(0.7, 1, Integer.MAX_VALUE));
+            return new Settings(1000, 60_000, 1.25, -1, 10_000, 30_000, new ShardDemand(0.7, 1, Integer.MAX_VALUE), Liveness.defaults());
         }
 
         public Settings withWindow(long pollMs, long windowMs) {
-            return new Settings(pollMs, windowMs, imbalanceThreshold, extraSlots, drainGraceMs, rpcTimeoutMs, demand);
+            return new Settings(pollMs, windowMs, imbalanceThreshold, extraSlots, drainGraceMs, rpcTimeoutMs, demand, liveness);
         }
 
         public Settings withThreshold(double t) {
-            return new Settings(pollMs, windowMs, t, extraSlots, drainGraceMs, rpcTimeoutMs, demand);
+            return new Settings(pollMs, windowMs, t, extraSlots, drainGraceMs, rpcTimeoutMs, demand, liveness);
         }
 
         public Settings withExtraSlots(int k) {
-            return new Settings(pollMs, windowMs, imbalanceThreshold, k, drainGraceMs, rpcTimeoutMs, demand);
+            return new Settings(pollMs, windowMs, imbalanceThreshold, k, drainGraceMs, rpcTimeoutMs, demand, liveness);
         }
 
         public Settings withDrainGraceMs(long ms) {
-            return new Settings(pollMs, windowMs, imbalanceThreshold, extraSlots, ms, rpcTimeoutMs, demand);
+            return new Settings(pollMs, windowMs, imbalanceThreshold, extraSlots, ms, rpcTimeoutMs, demand, liveness);
         }
 
         public Settings withDemand(ShardDemand d) {
-            return new Settings(pollMs, windowMs, imbalanceThreshold, extraSlots, drainGraceMs, rpcTimeoutMs, d);
+            return new Settings(pollMs, windowMs, imbalanceThreshold, extraSlots, drainGraceMs, rpcTimeoutMs, d, liveness);
         }
+
+        public Settings withLiveness(Liveness l) {
+            return new Settings(pollMs, windowMs, imbalanceThreshold, extraSlots, drainGraceMs, rpcTimeoutMs, demand, l);
+        }
+    }
+
+    /**
+     * How the controller tells a slow shard from a dead one. A Describe refused by the transport (UNAVAILABLE:
+     * connection refused or reset, keepalive lost) means the shard is gone: it is dropped at once and its experts
+     * re-placed. A Describe that misses its bound (DEADLINE_EXCEEDED, or any other failure) means the shard is slow:
+     * its bound doubles (up to {@code describeMaxMs}) and comes back down as it answers quickly again; after
+     * {@code missesToDrop} misses in a row it is dropped, but only when every (layer, expert) pair it holds has
+     * another holder that answers: slowness never leaves a pair without a shard.
+     *
+     * @param describeMs    the bound of a known shard's Describe while it answers in time (a first contact gets at least 5 s)
+     * @param describeMaxMs the largest bound a slow shard's Describe is given
+     * @param missesToDrop  polls in a row without an answer in time before a slow shard may be dropped
+     */
+    public record Liveness(long describeMs, long describeMaxMs, int missesToDrop) {
+        public Liveness {
+            if (describeMs < 100 || describeMaxMs < describeMs)
+                throw new IllegalArgumentException("need 100 ms <= describe bound <= its maximum, got " + describeMs + " / " + describeMaxMs);
+            if (missesToDrop < 1) throw new IllegalArgumentException("misses to drop must be >= 1, got " + missesToDrop);
+        }
+
+        /** 2 s, growing up to 10 s for a slow shard, dropped (when not the last answering holder) after 3 misses. */
+        public static Liveness defaults() { return new Liveness(2000, 10_000, 3); }
     }
 
     /** Copies a shard holds but the published placement no longer lists, to unload once the grace has passed. */
@@ -120,16 +157,19 @@ public final class PlacementController implements AutoCloseable {
     private final Set<String> retired = new HashSet<>(); // addresses drained for stopping: not polled, never rejoin
     private final List<PendingUnload> pending = new ArrayList<>();
     private final Map<String, Long> stops = new HashMap<>(); // drained address -> when to stop it
-    private final Map<String, Integer> misses = new HashMap<>(); // address -> polls in a row without an answer
-    /** Polls in a row a shard may fail to answer in time (not refused) before it is dropped. */
-    static final int MISSES_TO_DROP = 3;
+    private final Map<String, Integer> misses = new HashMap<>(); // address -> polls in a row without an answer in time
+    private final Map<String, Long> bounds = new HashMap<>(); // address -> its Describe bound now (grows while it is slow)
+    private final Set<String> foreign = new HashSet<>(); // addresses answering as another kind or model (logged once)
+    private final Set<String> keptSlow = new HashSet<>(); // slow shards kept as a pair's last answering holder (logged once)
     private long aboveSinceMs = -1, lastChangeMs, scaleUpSinceMs = -1, scaleDownSinceMs = -1;
     private long maxVersionSeen;
+    private long maxVersionIssued; // the newest version this controller sent a shard or published
     private double lastCapacity = Double.NaN; // tokens per compute-second of one shard, last measured
 
     private final List<java.util.function.Consumer<io.lightmesh.proto.v1.PlacementMap>> listeners = new java.util.concurrent.CopyOnWriteArrayList<>();
     private volatile PlacementView view = PlacementView.EMPTY;
     private volatile long rebalances, failovers, lastReplaceMs = -1;
+    private volatile String conflict; // evidence of another controller over these shards; null when none seen
 
     /**
      * @param fingerprint the model's fingerprint; shards of another model are ignored
@@ -214,37 +254,42 @@ public final class PlacementController implements AutoCloseable {
         targets.addAll(started);
         targets.removeAll(retired);
         Map<String, Future<WorkerInfo>> asked = new LinkedHashMap<>();
-        // a shard computing a long batch may answer Describe late: a slow answer is not a dead shard
-        long describeMs = Math.max(2000, settings.pollMs());
+        Map<String, Long> askedMs = new HashMap<>();
+        Map<String, Long> tookMs = new java.util.concurrent.ConcurrentHashMap<>();
+        long slowest = 0;
         for (String t : targets) {
-            // first contact (connection set-up, a cold JVM) gets longer than a known shard
-            long ms = live.containsKey(t) ? describeMs : Math.max(describeMs, 5000);
-            asked.put(t, calls.submit(() -> clients.describe(t, ms)));
+            // first contact (connection set-up, a cold JVM) gets longer than a known shard; a slow one its grown bound
+            long ms = live.containsKey(t) ? boundOf(t) : Math.max(boundOf(t), 5000);
+            askedMs.put(t, ms);
+            slowest = Math.max(slowest, ms);
+            asked.put(t, calls.submit(() -> {
+                long start = now();
+                WorkerInfo w = clients.describe(t, ms);
+                tookMs.put(t, now() - start);
+                return w;
+            }));
         }
+        long t0 = now();
         for (Map.Entry<String, Future<WorkerInfo>> a : asked.entrySet()) {
             String address = a.getKey();
             try {
-                WorkerInfo w = a.getValue().get(Math.max(describeMs, 5000) + 2000, TimeUnit.MILLISECONDS);
+                // the calls run in parallel: each has had its own bound by the time the slowest one is up
+                WorkerInfo w = a.getValue().get(Math.max(0, t0 + slowest + 2000 - now()), TimeUnit.MILLISECONDS);
+                answered(address, tookMs.getOrDefault(address, now() - t0));
                 if (w.getKind() != WorkerKind.WORKER_KIND_EXPERT || !w.getModelFingerprint().equals(fingerprint)) {
-                    LOG.warning("placement: " + address + " is not an expert shard of this model (" + w.getKind() + ", " + w.getModelFingerprint() + "); ignored");
+                    if (foreign.add(address)) LOG.warning("placement: " + address + " is not an expert shard of this model (" + w.getKind() + ", " + w.getModelFingerprint() + "); ignored");
                     continue;
                 }
                 if (dropped.remove(address)) LOG.info("placement: shard " + w.getWorkerId() + " at " + address + " answers again; it rejoins");
-                misses.remove(address);
                 live.put(address, w);
                 if (w.hasExpertShard()) {
                     window.add(address, now, w.getExpertShard());
                     maxVersionSeen = Math.max(maxVersionSeen, w.getExpertShard().getPlacementVersion());
+                    checkSoleController(address, w);
                 }
             } catch (Exception e) {
                 Status st = e instanceof java.util.concurrent.ExecutionException x ? Status.fromThrowable(x.getCause()) : Status.DEADLINE_EXCEEDED;
-                // refused (UNAVAILABLE: nothing listens, connection reset) drops it at once; no answer in time, after
-                // MISSES_TO_DROP polls in a row (a busy shard answers late; a hung one never does)
-                int missed = misses.merge(address, 1, Integer::sum);
-                boolean gone = st.getCode() == Status.Code.UNAVAILABLE || missed >= MISSES_TO_DROP;
-                if (!gone) continue;
-                live.remove(address);
-                if (layout != null && indexOfAddress(layout, address) >= 0) failover(address, "Describe failed: " + st + (missed > 1 ? " (" + missed + " polls)" : ""));
+                notAnswered(address, st, askedMs.get(address));
             }
         }
         if (layout == null) {
@@ -268,6 +313,99 @@ public final class PlacementController implements AutoCloseable {
         view = buildView();
     }
 
+    /**
+     * A shard only learns placement versions from Load/UnloadExperts, and this controller numbers its versions above
+     * every one it has seen: a shard that reports a version above the newest this controller issued was told it by
+     * another controller. Two controllers over the same shards undo each other's copies (each one's workers then find
+     * their experts unloaded): several routers with lightmesh.placement-controller=true. Logged at SEVERE and kept in
+     * {@link #conflict()} (the router's readiness is DOWN with it) until the router is restarted.
+     */
+    private void checkSoleController(String address, WorkerInfo w) {
+        long v = w.getExpertShard().getPlacementVersion();
+        if (layout == null || v <= maxVersionIssued) return;
+        String why = "expert shard " + w.getWorkerId() + " at " + address + " reports placement version " + v
+                + ", above any this controller issued (" + maxVersionIssued + "): another placement controller manages these shards"
+                + " (more than one router with lightmesh.placement-controller=true over the same lightmesh.experts?); only one router may run it";
+        if (conflict == null) LOG.severe("placement: " + why);
+        conflict = why;
+    }
+
+    /**
+     * Evidence that another placement controller manages the same shards (a misconfigured mesh), or null. Stays set
+     * once seen: the other controller's changes are what shows it, and they are rare.
+     */
+    public String conflict() { return conflict; }
+
+    /** The Describe bound of a shard now: the base, or what it has grown to while the shard answers late. */
+    private long boundOf(String address) { return bounds.getOrDefault(address, settings.liveness().describeMs()); }
+
+    /** A shard answered within its bound after {@code ms}: its misses end and its bound shrinks toward 4x that (not below the base). */
+    private void answered(String address, long ms) {
+        Liveness l = settings.liveness();
+        misses.remove(address);
+        if (keptSlow.remove(address)) LOG.info("placement: slow shard at " + address + " answers again (" + ms + " ms)");
+        long next = Math.max(l.describeMs(), Math.max(boundOf(address) / 2, 4 * ms));
+        if (next == l.describeMs()) bounds.remove(address); else bounds.put(address, Math.min(next, l.describeMaxMs()));
+    }
+
+    /**
+     * A shard's Describe failed. Refused by the transport (UNAVAILABLE): the shard is gone, dropped at once and its
+     * experts re-placed. Anything else (a missed bound above all): slow, not dead: its bound doubles, and after
+     * {@link Liveness#missesToDrop} misses in a row it is dropped only if every pair it holds has another holder
+     * that answers.
+     */
+    private void notAnswered(String address, Status st, long boundMs) {
+        Liveness l = settings.liveness();
+        if (st.getCode() == Status.Code.UNAVAILABLE) {
+            misses.remove(address);
+            bounds.remove(address);
+            keptSlow.remove(address);
+            live.remove(address);
+            if (layout != null && indexOfAddress(layout, address) >= 0) failover(address, "Describe refused (the shard is gone): " + st);
+            return;
+        }
+        int missed = misses.merge(address, 1, Integer::sum);
+        bounds.put(address, Math.min(l.describeMaxMs(), Math.max(boundOf(address), boundMs) * 2));
+        if (missed < l.missesToDrop()) return;
+        if (layout == null || indexOfAddress(layout, address) < 0) {
+            live.remove(address); // not placed yet: it joins when it answers
+            return;
+        }
+        int sole = pairsOnlyHeldBy(address);
+        if (sole > 0) {
+            if (keptSlow.add(address)) {
+                LOG.warning("placement: shard " + idOf(address) + " at " + address + " has not answered within " + boundMs + " ms for "
+                        + missed + " polls (" + st.getCode() + "), but it is the only answering holder of " + sole
+                        + " (layer, expert) pairs: kept (a slow shard is not a dead one; its bound is now " + boundOf(address) + " ms)");
+            }
+            return;
+        }
+        misses.remove(address);
+        bounds.remove(address);
+        keptSlow.remove(address);
+        live.remove(address);
+        failover(address, "no answer within " + boundMs + " ms for " + missed + " polls (" + st + "); every pair it held has another answering holder");
+    }
+
+    /** How many (layer, expert) pairs {@code address} holds in the published placement that no answering other shard holds. */
+    private int pairsOnlyHeldBy(String address) {
+        int i = indexOfAddress(layout, address);
+        if (i < 0) return 0;
+        int n = 0;
+        Layout.Shard me = layout.shards().get(i);
+        for (int l = 0; l < numLayers; l++) {
+            for (int e : me.experts()[l]) {
+                boolean other = false;
+                for (Layout.Shard s : layout.shards()) {
+                    if (s == me || !s.holds(l, e)) continue;
+                    if (live.containsKey(s.address()) && !misses.containsKey(s.address())) { other = true; break; }
+                }
+                if (!other) n++;
+            }
+        }
+        return n;
+    }
+
     /** The first placement: what the shards hold, when that covers the model; else a plan over them. */
     private void initial() {
         if (live.isEmpty()) return;
@@ -276,6 +414,7 @@ public final class PlacementController implements AutoCloseable {
             shards.add(new Layout.Shard(e.getValue().getWorkerId(), e.getKey(), Layout.heldBy(e.getValue(), numLayers, numExperts)));
         }
         Layout held = new Layout(maxVersionSeen + 1, numLayers, numExperts, shards);
+        maxVersionIssued = Math.max(maxVersionIssued, held.version());
         if (held.complete()) {
             publish(held);
             LOG.info("placement: version " + held.version() + " from the shards' holdings (" + shards.size() + " shards)");
@@ -408,7 +547,11 @@ public final class PlacementController implements AutoCloseable {
         return new Layout(nextVersion(), numLayers, numExperts, shards);
     }
 
-    private long nextVersion() { return Math.max(layout == null ? 0 : layout.version(), maxVersionSeen) + 1; }
+    private long nextVersion() {
+        long v = Math.max(Math.max(layout == null ? 0 : layout.version(), maxVersionSeen), maxVersionIssued) + 1;
+        maxVersionIssued = v;
+        return v;
+    }
 
     private String idOf(String address) {
         WorkerInfo w = live.get(address);
@@ -682,7 +825,7 @@ public final class PlacementController implements AutoCloseable {
             }
             if (address.isEmpty() || layout == null || indexOfAddress(layout, address) < 0) return;
             try {
-                clients.describe(address, 2000);
+                clients.describe(address, Math.max(settings.liveness().describeMs(), boundOf(address)));
                 LOG.info("placement: " + r.getReporterId() + " reported " + address + " unreachable (" + r.getReason() + "), but it answers; kept");
             } catch (StatusRuntimeException e) {
                 // a probe that times out leaves the shard to the polls (slow is not dead); refused drops it now
@@ -707,6 +850,9 @@ public final class PlacementController implements AutoCloseable {
         LOG.warning("placement: shard " + idOf(address) + " at " + address + " dropped: " + why);
         live.remove(address);
         dropped.add(address);
+        misses.remove(address);
+        bounds.remove(address);
+        keptSlow.remove(address);
         window.forget(address);
         pending.removeIf(p -> p.address().equals(address));
         clients.forget(address);

@@ -64,6 +64,7 @@ class RouterAppTest {
         assertTrue(body.contains("\"name\":\"prefill\",\"status\":\"DOWN\""), body);
         assertTrue(body.contains("\"name\":\"decode\",\"status\":\"DOWN\""), body);
         assertTrue(body.contains("\"name\":\"experts\",\"status\":\"UP\""), body);
+        assertTrue(body.contains("\"name\":\"placement\",\"status\":\"UP\""), "no controller here, so no conflict: " + body);
         assertEquals(200, get("/q/health/live").statusCode());
     }
 
@@ -91,13 +92,16 @@ class RouterAppTest {
         HttpResponse<String> r = getWithKey("/admin/placement", KafkaAndModel.API_KEY);
         assertEquals(404, r.statusCode(), r.body());
         assertTrue(r.body().contains("no expert placement controller"), r.body());
-        // the Placement service is bound, and says it is not there
+        // the Placement service is bound, and says why it is not there
         ManagedChannel ch = Grpc.channel("127.0.0.1:" + KafkaAndModel.GRPC_PORT);
         try {
             var e = org.junit.jupiter.api.Assertions.assertThrows(io.grpc.StatusRuntimeException.class,
                     () -> io.lightmesh.proto.v1.PlacementGrpc.newBlockingStub(ch).withDeadlineAfter(10, TimeUnit.SECONDS)
                             .reportUnreachable(io.lightmesh.proto.v1.UnreachableReport.newBuilder().setShardId("x").build()));
-            assertEquals(io.grpc.Status.Code.UNAVAILABLE, e.getStatus().getCode());
+            // not UNAVAILABLE (which a worker would retry until its wait ran out): a misconfiguration, named
+            assertEquals(io.grpc.Status.Code.FAILED_PRECONDITION, e.getStatus().getCode());
+            assertTrue(e.getStatus().getDescription().contains("runs no expert placement controller")
+                    && e.getStatus().getDescription().contains("no expert shards (lightmesh.experts)"), e.getStatus().toString());
         } finally {
             Grpc.shutdown(ch);
         }

@@ -45,6 +45,8 @@ final class FakeShards implements AutoCloseable {
         final long[] tokens = new long[numLayers * numExperts];
         long computeUs, tokensComputed, version;
         final List<String> calls = new CopyOnWriteArrayList<>(); // "load 0/3", "unload 1/2"
+        /** Each Describe answers this late (a slow or hung shard whose connection stays open); 0: at once. */
+        volatile long describeDelayMs;
         Server server;
         String address;
 
@@ -82,6 +84,10 @@ final class FakeShards implements AutoCloseable {
         void start() throws IOException {
             server = Grpc.serve("127.0.0.1", 0, List.of(new WorkerGrpc.WorkerImplBase() {
                 @Override public void describe(DescribeRequest r, StreamObserver<WorkerInfo> out) {
+                    long t0 = System.currentTimeMillis();
+                    while (System.currentTimeMillis() - t0 < describeDelayMs) { // re-read: a test ends a hang by setting 0
+                        try { Thread.sleep(10); } catch (InterruptedException e) { return; }
+                    }
                     synchronized (Shard.this) {
                         ExpertShardInfo.Builder info = ExpertShardInfo.newBuilder().addAllHeld(heldProto()).setSlotCapacity(capacity)
                                 .setSlotsUsed(used()).setNumLayers(numLayers).setNumExperts(numExperts).setComputeUs(computeUs)
@@ -157,6 +163,9 @@ final class FakeShards implements AutoCloseable {
 
     @Override
     public void close() {
-        for (Shard s : shards) s.server.shutdownNow();
+        for (Shard s : shards) {
+            s.describeDelayMs = 0;
+            s.server.shutdownNow();
+        }
     }
 }

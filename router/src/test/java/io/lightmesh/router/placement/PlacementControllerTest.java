@@ -26,7 +26,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * The controller against stand-in shards over real gRPC ({@link FakeShards}; the mesh tests use real ones): the first
  * version from the shards' holdings, re-placement under a skewed load (new copies loaded before the version is
  * published, dropped copies unloaded after the grace), failover on a dead shard (by poll and by a worker's report),
- * and scaling a pool up under load and down when idle.
+ * a slow shard told from a dead one (kept, never dropped as a pair's last answering holder), and scaling a pool up
+ * under load and down when idle.
  */
 class PlacementControllerTest {
     static final int L = 2, E = 8;
@@ -138,6 +139,7 @@ class PlacementControllerTest {
         long v = c.view().version();
         Thread.sleep(2500);
         assertEquals(v, c.view().version());
+        assertEquals(null, c.conflict(), "its own versions are no sign of another controller");
     }
 
     static double load(PlacementView v, int layer, int expert) {
@@ -238,6 +240,105 @@ class PlacementControllerTest {
         await("failover complete", 5000, () -> seen.getLast().getShardsCount() == 2 && c.failovers() == 1);
         for (int l = 0; l < L; l++) for (int e = 0; e < E; e++) assertEquals(1, copies(seen.getLast(), l, e), l + "/" + e);
         assertTrue(fakes.shards.get(2).calls.contains("load 0/7"));
+    }
+
+    /** Describe within 200 ms, growing to 1.6 s when slow, dropped after 2 misses: a starved machine in miniature. */
+    static PlacementController.Settings quickLiveness() {
+        return PlacementController.Settings.defaults().withWindow(100, 5000).withLiveness(new PlacementController.Liveness(200, 1600, 2));
+    }
+
+    @Test
+    void aSlowShardIsKeptAndItsBoundGrowsUntilItAnswers() throws Exception {
+        fakes.add("expert-0", 64, 0, 2, 4, 6);
+        fakes.add("expert-1", 64, 1, 3, 5, 7);
+        PlacementController c = controller(quickLiveness(), null);
+        List<PlacementMap> seen = watch(c);
+        await("first version", 5000, () -> !seen.isEmpty());
+        // 700 ms a Describe: over the 200 ms bound, under the grown one (400, 800, 1600)
+        fakes.shards.get(1).describeDelayMs = 700;
+        Thread.sleep(5000);
+        assertEquals(0, c.failovers(), "a slow shard is not a dead one");
+        assertEquals(2, seen.getLast().getShardsCount());
+        assertEquals(seen.getFirst().getVersion(), seen.getLast().getVersion(), "no version published for slowness");
+    }
+
+    @Test
+    void theLastAnsweringHolderOfAPairIsNeverDroppedForSlowness() throws Exception {
+        // each shard alone holds half the experts; both stop answering in time (a machine starved of CPU)
+        fakes.add("expert-0", 64, 0, 2, 4, 6);
+        fakes.add("expert-1", 64, 1, 3, 5, 7);
+        PlacementController c = controller(quickLiveness(), null);
+        List<PlacementMap> seen = watch(c);
+        await("first version", 5000, () -> !seen.isEmpty());
+        for (FakeShards.Shard s : fakes.shards) s.describeDelayMs = 60_000;
+        Thread.sleep(8000); // about four polls at the grown 1.6 s bound: twice the misses that drop a shard
+        assertEquals(0, c.failovers(), "the only holders of their pairs are kept however late they answer");
+        PlacementMap last = seen.getLast();
+        assertEquals(2, last.getShardsCount());
+        for (int l = 0; l < L; l++) for (int e = 0; e < E; e++) assertEquals(1, copies(last, l, e), l + "/" + e);
+        // they answer again: nothing was changed meanwhile
+        for (FakeShards.Shard s : fakes.shards) s.describeDelayMs = 0;
+        Thread.sleep(1000);
+        assertEquals(0, c.failovers());
+        assertEquals(seen.getFirst().getVersion(), c.view().version());
+    }
+
+    @Test
+    void aHungReplicaIsDroppedWhenAnotherAnsweringShardHoldsItsPairs() throws Exception {
+        // both hold every expert; expert-1's Describe hangs (its connection stays open): expert-0 answers for every pair
+        fakes.add("expert-0", 64, 0, 1, 2, 3, 4, 5, 6, 7);
+        fakes.add("expert-1", 64, 0, 1, 2, 3, 4, 5, 6, 7);
+        PlacementController c = controller(quickLiveness(), null);
+        List<PlacementMap> seen = watch(c);
+        await("first version", 5000, () -> !seen.isEmpty());
+        fakes.shards.get(1).describeDelayMs = 60_000;
+        await("the hung replica dropped", 10_000, () -> c.failovers() == 1 && seen.getLast().getShardsCount() == 1);
+        PlacementMap after = seen.getLast();
+        assertEquals("expert-0", after.getShards(0).getShardId());
+        for (int l = 0; l < L; l++) for (int e = 0; e < E; e++) assertEquals(1, copies(after, l, e), l + "/" + e);
+        assertTrue(fakes.shards.get(0).calls.stream().noneMatch(x -> x.startsWith("load")), "nothing to re-place: " + fakes.shards.get(0).calls);
+        // it answers again: it rejoins
+        fakes.shards.get(1).describeDelayMs = 0;
+        await("rejoined", 10_000, () -> seen.getLast().getShardsCount() == 2);
+    }
+
+    @Test
+    void aRefusedShardIsDroppedAtOnceHoweverManyMissesASlowOneIsAllowed() throws Exception {
+        fakes.add("expert-0", 64, 0, 2, 4, 6);
+        fakes.add("expert-1", 64, 1, 3, 5, 7);
+        // a slow shard would need 1000 misses: only the transport's refusal can drop this one
+        PlacementController c = controller(PlacementController.Settings.defaults().withWindow(100, 5000)
+                .withLiveness(new PlacementController.Liveness(200, 1600, 1000)), null);
+        List<PlacementMap> seen = watch(c);
+        await("first version", 5000, () -> !seen.isEmpty());
+        fakes.shards.get(1).kill();
+        await("dropped on the refused Describe", 5000, () -> c.failovers() == 1 && seen.getLast().getShardsCount() == 1);
+        PlacementMap after = seen.getLast();
+        for (int l = 0; l < L; l++) for (int e = 0; e < E; e++) assertEquals(1, copies(after, l, e), l + "/" + e);
+        assertTrue(fakes.shards.get(0).calls.containsAll(List.of("load 0/1", "load 0/3", "load 1/5", "load 1/7")), fakes.shards.get(0).calls.toString());
+    }
+
+    @Test
+    void aSecondControllerOverTheSameShardsIsDetected() throws Exception {
+        // two routers each running a controller over the same shards (the chart refuses it; a hand-made deployment may not)
+        for (int i = 0; i < 4; i++) fakes.add("expert-" + i, 64, i, i + 4);
+        rate = skew(1000, 20, 0, 1);
+        drive();
+        PlacementController first = controller(PlacementController.Settings.defaults().withWindow(100, 1000).withDrainGraceMs(300), null);
+        await("first's version", 5000, () -> first.view().version() > 0);
+        assertEquals(null, first.conflict());
+        // the second starts later (its window fills later): the first re-places, which the second sees on the shards
+        PlacementController second = controller(PlacementController.Settings.defaults().withWindow(100, 1000).withDrainGraceMs(300), null);
+        await("a controller sees the other's versions on the shards", 20_000, () -> first.conflict() != null || second.conflict() != null);
+        String why = first.conflict() != null ? first.conflict() : second.conflict();
+        assertTrue(why.contains("another placement controller manages these shards") && why.contains("lightmesh.placement-controller"), why);
+    }
+
+    @Test
+    void livenessSettingsAreChecked() {
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> new PlacementController.Liveness(2000, 1000, 3));
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> new PlacementController.Liveness(2000, 10_000, 0));
+        assertEquals(new PlacementController.Liveness(2000, 10_000, 3), PlacementController.Settings.defaults().liveness());
     }
 
     @Test
