@@ -100,6 +100,10 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
     /** Per layer and expert: tokens routed. */
     private final LongAdder[] tokensPerExpert;
     private final LongAdder resent = new LongAdder(), failures = new LongAdder();
+    /** Where a call's time goes (all layers): see {@link Breakdown}. */
+    private final LongAdder packNanos = new LongAdder(), sendNanos = new LongAdder(), unpackNanos = new LongAdder();
+    /** ComputeStream with a response marshaller that times the parse of each answer (on the transport thread). */
+    private final ExpertWire wire = new ExpertWire();
     /** Per layer and expert: where the next call's leftover slot of that expert starts among its replicas. */
     private final AtomicInteger[] rotation;
     /** Window over which a replica's round trip per slot is compared with the others'. */
@@ -124,8 +128,11 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
         volatile boolean retired;
         StreamObserver<ExpertBatch> out; // guarded by this
 
-        Link(ExpertPlacement.Shard shard) {
+        private final ExpertWire wire;
+
+        Link(ExpertPlacement.Shard shard, ExpertWire wire) {
             this.shard = shard;
+            this.wire = wire;
             this.key = key(shard);
             this.channel = Grpc.directChannel(shard.address());
         }
@@ -134,7 +141,7 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
             pending.put(b.getCallId(), answer);
             try {
                 if (out == null) {
-                    out = ExpertGrpc.newStub(channel).computeStream(new StreamObserver<>() {
+                    out = io.grpc.stub.ClientCalls.asyncBidiStreamingCall(channel.newCall(wire.computeStream(), io.grpc.CallOptions.DEFAULT), new StreamObserver<>() {
                         @Override public void onNext(ExpertResult r) {
                             CompletableFuture<ExpertResult> f = pending.remove(r.getCallId());
                             if (f != null) f.complete(r);
@@ -308,11 +315,13 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
                     throw new IllegalStateException("expert shard " + l.shard + " answered " + r.getNumTokens() + " rows for " + m);
                 }
                 slowestCompute = Math.max(slowestCompute, r.getComputeUs());
+                long unpackFrom = System.nanoTime();
                 java.nio.FloatBuffer part = r.getCombined().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
                 for (int i = 0; i < m; i++) {
                     int o = s.rows()[i] * hidden, q = i * hidden;
                     for (int c = 0; c < hidden; c++) out[o + c] += part.get(q + c);
                 }
+                unpackNanos.add(System.nanoTime() - unpackFrom);
                 for (int slot : s.slots()) done[slot] = true;
                 left -= s.slots().length;
             }
@@ -442,12 +451,13 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
     }
 
     private Link link(ExpertPlacement.Shard s) {
-        return links.computeIfAbsent(key(s), x -> new Link(s));
+        return links.computeIfAbsent(key(s), x -> new Link(s, wire));
     }
 
     /** One batch per chosen shard with its rows (slots computed elsewhere marked -1), all sent before any wait. */
     private List<Sent> send(ExpertPlacement p, int layer, float[] x, int n, int k, int[] experts, float[] weights, boolean[] done,
                             Link[] chosen, String traceparent) {
+        long packFrom = System.nanoTime();
         Map<Link, List<Integer>> rowsOf = new HashMap<>();
         List<Link> order = new ArrayList<>();
         for (int t = 0; t < n; t++) {
@@ -490,8 +500,14 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
             answer.thenAccept(r -> {
                 if (!r.hasError()) l.roundTrips.add(System.nanoTime(), slotArray.length, (System.nanoTime() - sentNanos) / 1_000);
             });
-            l.send(b.build(), answer);
+            ExpertBatch batch = b.build();
+            long built = System.nanoTime();
+            packNanos.add(built - packFrom);
+            l.send(batch, answer); // serialized and framed on this thread, then handed to the transport
+            packFrom = System.nanoTime();
+            sendNanos.add(packFrom - built);
         }
+        packNanos.add(System.nanoTime() - packFrom);
         return sent;
     }
 
@@ -613,7 +629,28 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
         return s;
     }
 
+    /**
+     * Mean microseconds per expert call (over all layers since {@link #resetStats}) of each part of the caller's
+     * side: packing the rows into batches, serializing and framing them (on the caller's thread), parsing the
+     * answers (on the transport thread), adding the answers into the output; with the whole round trip and the
+     * slowest shard's own compute. What is left of the round trip is the wire, the shards' parse and serialization,
+     * and the thread hand-offs.
+     */
+    public record Breakdown(long calls, double roundTripUs, double packUs, double sendUs, double parseUs, double unpackUs, double computeUs) {}
+
+    public Breakdown breakdown() {
+        long c = 0, ns = 0, us = 0;
+        for (int l = 0; l < nanos.length; l++) { c += calls[l].sum(); ns += nanos[l].sum(); us += computeMicros[l].sum(); }
+        if (c == 0) return new Breakdown(0, Double.NaN, Double.NaN, Double.NaN, Double.NaN, Double.NaN, Double.NaN);
+        return new Breakdown(c, ns / 1e3 / c, packNanos.sum() / 1e3 / c, sendNanos.sum() / 1e3 / c, wire.parseNanos() / 1e3 / c,
+                unpackNanos.sum() / 1e3 / c, (double) us / c);
+    }
+
     public void resetStats() {
+        packNanos.reset();
+        sendNanos.reset();
+        unpackNanos.reset();
+        wire.resetStats();
         for (LongAdder a : nanos) a.reset();
         for (LongAdder a : calls) a.reset();
         for (LongAdder a : computeMicros) a.reset();
