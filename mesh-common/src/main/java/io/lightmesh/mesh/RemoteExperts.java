@@ -13,8 +13,6 @@ import io.lightmesh.proto.v1.ExpertResult;
 import io.lightmesh.proto.v1.LayerExperts;
 import io.opentelemetry.context.Context;
 
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -70,9 +68,39 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
      *                        live shard (keep it a few seconds below the request deadline)
      * @param deadRetryMs     how often a dead shard is probed while other replicas serve its experts
      * @param workerId        this worker, in reports
+     * @param wire            element type of the rows sent and answered: F32 (the default) keeps the outputs the bits
+     *                        of the in-process experts; BF16 halves the bytes, rounding each row and answer to bf16
+     *                        (about 3 significant digits; not within the fp32 fixtures' 1e-4). A shard that refuses
+     *                        BF16 (an older one) is sent F32 from then on.
      */
-    public record Settings(long callTimeoutMs, long placementWaitMs, long deadRetryMs, String workerId) {
-        public static Settings defaults(String workerId) { return new Settings(30_000, 10_000, 5_000, workerId); }
+    public record Settings(long callTimeoutMs, long placementWaitMs, long deadRetryMs, String workerId, ActivationDType wire) {
+        public Settings {
+            wire = WireRows.normalize(wire);
+        }
+
+        /** fp32 on the wire. */
+        public Settings(long callTimeoutMs, long placementWaitMs, long deadRetryMs, String workerId) {
+            this(callTimeoutMs, placementWaitMs, deadRetryMs, workerId, ActivationDType.ACTIVATION_DTYPE_F32);
+        }
+
+        /** Default timeouts; the wire from {@link #wireFromEnvironment}. */
+        public static Settings defaults(String workerId) { return new Settings(30_000, 10_000, 5_000, workerId, wireFromEnvironment()); }
+
+        /** The same with rows of this element type on the wire. */
+        public Settings withWire(ActivationDType d) { return new Settings(callTimeoutMs, placementWaitMs, deadRetryMs, workerId, d); }
+    }
+
+    /**
+     * The wire chosen by {@code lightmesh.expert-wire} (system property) or {@code LIGHTMESH_EXPERT_WIRE}: {@code f32}
+     * (the default) or {@code bf16} (opt-in).
+     *
+     * @throws IllegalArgumentException another value
+     */
+    public static ActivationDType wireFromEnvironment() {
+        String v = System.getProperty("lightmesh.expert-wire", System.getenv("LIGHTMESH_EXPERT_WIRE"));
+        if (v == null || v.isBlank() || v.trim().equalsIgnoreCase("f32")) return ActivationDType.ACTIVATION_DTYPE_F32;
+        if (v.trim().equalsIgnoreCase("bf16")) return ActivationDType.ACTIVATION_DTYPE_BF16;
+        throw new IllegalArgumentException("lightmesh.expert-wire must be f32 or bf16, not '" + v + "'");
     }
 
     private final PlacementSource source;
@@ -126,6 +154,8 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
         volatile double weight = 1;
         /** No longer in the newest placement: its failures are not reported. */
         volatile boolean retired;
+        /** Refused a BF16 batch (a shard from before BF16): sent F32 from then on. */
+        volatile boolean f32Only;
         StreamObserver<ExpertBatch> out; // guarded by this
 
         private final ExpertWire wire;
@@ -242,7 +272,7 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
     }
 
     /** One batch of one call: the shard, the rows sent there and the answer to come. */
-    private record Sent(Link link, long callId, int[] rows, int[] slots, CompletableFuture<ExpertResult> answer) {}
+    private record Sent(Link link, long callId, int[] rows, int[] slots, ActivationDType dtype, CompletableFuture<ExpertResult> answer) {}
 
     @Override
     public void run(int layer, float[] x, int n, int k, int[] experts, float[] weights, float[] out) {
@@ -300,6 +330,14 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
                     continue;
                 }
                 if (r.hasError()) {
+                    if (r.getError().getNotHeldCount() == 0 && s.dtype() == ActivationDType.ACTIVATION_DTYPE_BF16 && !l.f32Only) {
+                        // a shard from before BF16 refuses it as malformed: its rows go again, as F32 (a batch malformed
+                        // otherwise is refused again and fails below)
+                        l.f32Only = true;
+                        LOG.info(settings.workerId() + ": expert shard " + l.shard + " refused bf16 rows (" + r.getError().getMessage() + "); sending it f32");
+                        resent.add(s.slots().length);
+                        continue;
+                    }
                     if (r.getError().getNotHeldCount() == 0) {
                         throw new IllegalStateException("expert shard " + l.shard + " refused a batch of layer " + layer + ": " + r.getError().getMessage());
                     }
@@ -311,16 +349,15 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
                     continue;
                 }
                 int m = s.rows().length;
-                if (r.getNumTokens() != m || r.getCombined().size() != (long) m * hidden * Float.BYTES) {
-                    throw new IllegalStateException("expert shard " + l.shard + " answered " + r.getNumTokens() + " rows for " + m);
+                ActivationDType answered = WireRows.normalize(r.getDtype());
+                if (r.getNumTokens() != m || r.getCombined().size() != (long) m * hidden * WireRows.elementBytes(answered)) {
+                    throw new IllegalStateException("expert shard " + l.shard + " answered " + r.getNumTokens() + " rows of "
+                            + r.getCombined().size() + " bytes (" + answered + ") for " + m);
                 }
                 slowestCompute = Math.max(slowestCompute, r.getComputeUs());
                 long unpackFrom = System.nanoTime();
-                java.nio.FloatBuffer part = r.getCombined().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
-                for (int i = 0; i < m; i++) {
-                    int o = s.rows()[i] * hidden, q = i * hidden;
-                    for (int c = 0; c < hidden; c++) out[o + c] += part.get(q + c);
-                }
+                WireRows.Reader part = WireRows.reader(r.getCombined(), answered);
+                for (int i = 0; i < m; i++) part.addRow(i, hidden, out, s.rows()[i] * hidden);
                 unpackNanos.add(System.nanoTime() - unpackFrom);
                 for (int slot : s.slots()) done[slot] = true;
                 left -= s.slots().length;
@@ -475,14 +512,12 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
             int m = rs.size();
             int[] rows = new int[m];
             List<Integer> slots = new ArrayList<>();
-            // the hidden rows, little-endian fp32, written straight into the message's bytes
-            ByteBuffer xs = ByteBuffer.allocate(m * hidden * Float.BYTES).order(ByteOrder.LITTLE_ENDIAN);
+            ActivationDType dtype = l.f32Only ? ActivationDType.ACTIVATION_DTYPE_F32 : settings.wire();
             long id = callIds.incrementAndGet();
             ExpertBatch.Builder b = ExpertBatch.newBuilder().setCallId(id).setLayer(layer).setNumTokens(m).setTopK(k)
-                    .setDtype(ActivationDType.ACTIVATION_DTYPE_F32).setTraceparent(traceparent).setPlacementVersion(p.version());
+                    .setDtype(dtype).setTraceparent(traceparent).setPlacementVersion(p.version());
             for (int i = 0; i < m; i++) {
                 int t = rows[i] = rs.get(i);
-                xs.asFloatBuffer().position(i * hidden).put(x, t * hidden, hidden);
                 for (int j = 0; j < k; j++) {
                     int slot = t * k + j;
                     boolean here = chosen[slot] == l && !done[slot];
@@ -491,11 +526,11 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
                     if (here) slots.add(slot);
                 }
             }
-            b.setHidden(com.google.protobuf.UnsafeByteOperations.unsafeWrap(xs.array()));
+            b.setHidden(WireRows.gather(x, rows, hidden, dtype)); // the rows written straight into the message's bytes
             int[] slotArray = slots.stream().mapToInt(Integer::intValue).toArray();
             CompletableFuture<ExpertResult> answer = new CompletableFuture<>();
             long sentNanos = System.nanoTime();
-            sent.add(new Sent(l, id, rows, slotArray, answer));
+            sent.add(new Sent(l, id, rows, slotArray, dtype, answer));
             // timed where the answer lands, not where this call gets round to it (answers are awaited in turn)
             answer.thenAccept(r -> {
                 if (!r.hasError()) l.roundTrips.add(System.nanoTime(), slotArray.length, (System.nanoTime() - sentNanos) / 1_000);

@@ -8,7 +8,7 @@ import io.lightmesh.engine.model.LocalExperts;
 import io.lightmesh.engine.tensor.DType;
 import io.lightmesh.expert.ExpertShard;
 import io.lightmesh.mesh.ExpertPlacement;
-import io.lightmesh.mesh.Floats;
+import io.lightmesh.mesh.WireRows;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.RemoteExperts;
@@ -46,7 +46,8 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>Options: --model DIR (a checkpoint; else a synthetic one of --shape tiny|medium|small|100m|h2048, --dtype
  * f32|bf16), --rows 1,8,64, --shards N (2), --calls N per row count (2000), --backend B (vector),
- * --shard-processes true|false (true).
+ * --shard-processes true|false (true), --wire f32|bf16|f32,bf16 (f32: the rows' element type on the wire; each one given is
+ * measured in turn, on the same shards).
  */
 public final class ExpertCallBench {
     public static void main(String[] args) throws Exception {
@@ -55,7 +56,8 @@ public final class ExpertCallBench {
             return;
         }
         Flags f = new Flags("expert-call-bench", "The cost of one layer's remote expert call, isolated.", System.out, args, 0,
-                "model", "shape", "dtype", "rows", "shards", "calls", "backend", "shard-processes", "layers");
+                "model", "shape", "dtype", "rows", "shards", "calls", "backend", "shard-processes", "layers", "wire");
+        String[] wires = f.get("wire", "f32").split(",");
         String backend = f.get("backend", "vector");
         int shards = f.getInt("shards", 2), calls = f.getInt("calls", 2000);
         int[] rowCounts = Arrays.stream(f.get("rows", "1,8,64").split(",")).mapToInt(s -> Integer.parseInt(s.trim())).toArray();
@@ -81,6 +83,7 @@ public final class ExpertCallBench {
                 if (processes) {
                     Process p = startShard(dir, backend, s, shards);
                     children.add(p);
+                    CHILDREN.add(p);
                     addresses.add("127.0.0.1:" + awaitPort(p));
                 } else {
                     int port = KraftBroker.freePort();
@@ -91,15 +94,21 @@ public final class ExpertCallBench {
                     addresses.add(address);
                 }
             }
+            for (int s = 0; s < shards; s++) warmUp(addresses.get(s), model, ExpertPlacement.expertsOf(s, shards, c.numExperts()));
             ExpertPlacement placement = ExpertPlacement.roundRobin(c.numLayers(), c.numExperts(), addresses);
             LocalExperts local = new LocalExperts(c, model.model().weights(), model.model().ops());
             System.out.printf(Locale.ROOT, "expert call: model %s (hidden %d, %d experts of %d, top-%d), %s backend, %d shard(s) %s, %d calls per row count%n",
                     modelName, c.hiddenSize(), c.numExperts(), c.intermediateSize(), c.topK(), model.model().ops().name(), shards,
                     processes ? "in processes of their own" : "in this JVM", calls);
             System.out.println("  all figures: mean us per call (one layer); wire+hand-offs = round trip - every other part");
-            System.out.println("  rows | round trip p50 p90 | pack send(ser.) | shard parse compute ser. | parse unpack | wire+hand-offs | in-process | remote/in-process | bytes out/in | outputs");
-            try (RemoteExperts remote = new RemoteExperts(placement, c.hiddenSize(), 30_000)) {
-                for (int rows : rowCounts) measure(remote, local, model, placement, rows, calls);
+            for (String wire : wires) {
+                ActivationDType dtype = wire.trim().equalsIgnoreCase("bf16") ? ActivationDType.ACTIVATION_DTYPE_BF16 : ActivationDType.ACTIVATION_DTYPE_F32;
+                System.out.println("wire " + wire.trim() + ":");
+                System.out.println("  rows | round trip p50 p90 | pack send(ser.) | shard parse compute ser. | parse unpack | wire+hand-offs | in-process | remote/in-process | bytes out/in | outputs");
+                RemoteExperts.Settings settings = new RemoteExperts.Settings(30_000, 10_000, 5_000, "bench").withWire(dtype);
+                try (RemoteExperts remote = new RemoteExperts(io.lightmesh.mesh.PlacementSource.fixed(placement), c.hiddenSize(), settings, true)) {
+                    for (int rows : rowCounts) measure(remote, local, model, placement, rows, calls, dtype);
+                }
             }
         } finally {
             for (Process p : children) stop(p);
@@ -113,7 +122,8 @@ public final class ExpertCallBench {
         return BenchServe.shape(name);
     }
 
-    private static void measure(RemoteExperts remote, LocalExperts local, MeshModel model, ExpertPlacement placement, int rows, int calls) {
+    private static void measure(RemoteExperts remote, LocalExperts local, MeshModel model, ExpertPlacement placement, int rows, int calls,
+                                ActivationDType dtype) {
         var c = model.config();
         int h = c.hiddenSize(), k = c.topK(), E = c.numExperts(), L = c.numLayers();
         SplittableRandom rnd = new SplittableRandom(3 + rows);
@@ -144,21 +154,23 @@ public final class ExpertCallBench {
         }
         remote.resetStats();
         double[] rtt = new double[calls];
+        long cpu0 = processCpuNanos(), shardCpu0 = childrenCpuNanos();
         for (int i = 0; i < calls; i++) {
             int q = i % pool;
             long t0 = System.nanoTime();
             remote.run(i % L, xs[q], rows, k, es[q], ws[q], out);
             rtt[i] = (System.nanoTime() - t0) / 1e3;
         }
+        double callerCpu = (processCpuNanos() - cpu0) / 1e3 / calls, shardCpu = (childrenCpuNanos() - shardCpu0) / 1e3 / calls;
         RemoteExperts.Breakdown b = remote.breakdown();
         // the in-process experts, same calls
         int localCalls = Math.max(20, calls / 4);
         for (int i = 0; i < localCalls / 4; i++) local.run(i % L, xs[i % pool], rows, k, es[i % pool], ws[i % pool], ref);
-        long l0 = System.nanoTime();
+        long l0 = System.nanoTime(), lc0 = processCpuNanos();
         for (int i = 0; i < localCalls; i++) local.run(i % L, xs[i % pool], rows, k, es[i % pool], ws[i % pool], ref);
-        double inProcess = (System.nanoTime() - l0) / 1e3 / localCalls;
+        double inProcess = (System.nanoTime() - l0) / 1e3 / localCalls, inProcessCpu = (processCpuNanos() - lc0) / 1e3 / localCalls;
         // the shards' side of the transport, timed here on a batch and an answer of shard 0's size
-        Sizes z = shardSideCosts(placement, rows, h, k, es[0], ws[0], xs[0]);
+        Sizes z = shardSideCosts(placement, rows, h, k, es[0], ws[0], xs[0], dtype);
         double[] sorted = rtt.clone();
         Arrays.sort(sorted);
         double mean = Arrays.stream(rtt).average().orElse(0);
@@ -167,7 +179,54 @@ public final class ExpertCallBench {
                 rows, mean, BenchServe.pct(sorted, 50), BenchServe.pct(sorted, 90), b.packUs(), b.sendUs(), z.parseUs, b.computeUs(),
                 z.serializeUs, b.parseUs(), b.unpackUs(), rest, inProcess, mean / inProcess, z.batchBytes, z.resultBytes,
                 mismatched == 0 ? "identical to in-process (" + checked + " calls)"
+                        : dtype == ActivationDType.ACTIVATION_DTYPE_BF16 ? "bf16: worst relative error " + String.format(Locale.ROOT, "%.2e", worst) + " (" + checked + " calls)"
                         : mismatched + "/" + checked + " calls differ, worst relative error " + String.format(Locale.ROOT, "%.2e", worst));
+        // CPU time is what the transport's work costs whatever else runs on the machine (wall time on a loaded box is
+        // mostly waiting for a core); the shards' is read from /proc (clock ticks: meaningful over many calls)
+        System.out.printf(Locale.ROOT, "       cpu us per call: caller %.0f + shards %.0f = %.0f; in-process experts %.0f (%.2fx)%n",
+                callerCpu, shardCpu, callerCpu + shardCpu, inProcessCpu, (callerCpu + shardCpu) / inProcessCpu);
+    }
+
+    private static long processCpuNanos() {
+        return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getProcessCpuTime();
+    }
+
+    /** CPU time of the shard processes (none when they run in this JVM: then {@link #processCpuNanos} has it). */
+    private static long childrenCpuNanos() {
+        return CHILDREN.stream().mapToLong(p -> p.toHandle().info().totalCpuDuration().map(java.time.Duration::toNanos).orElse(0L)).sum();
+    }
+
+    private static final List<Process> CHILDREN = new java.util.concurrent.CopyOnWriteArrayList<>();
+
+    /**
+     * A shard's first batches, unary and on a channel without keepalive, until one of 64 rows answers within a second
+     * (at most two minutes): a cold JVM on a loaded machine can take longer than the mesh channels' keepalive (15 s)
+     * over its first products, which computes on the transport thread and so answers no ping meanwhile.
+     */
+    private static void warmUp(String address, MeshModel model, int[] experts) throws InterruptedException {
+        var c = model.config();
+        int h = c.hiddenSize(), k = c.topK(), n = 64;
+        float[] x = new float[n * h];
+        SplittableRandom rnd = new SplittableRandom(1);
+        for (int i = 0; i < x.length; i++) x[i] = (float) rnd.nextGaussian();
+        io.grpc.ManagedChannel ch = io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder.forTarget(address).usePlaintext()
+                .maxInboundMessageSize(Grpc.MAX_MESSAGE_BYTES).build();
+        try {
+            var stub = ExpertGrpc.newBlockingStub(ch);
+            long until = System.nanoTime() + 120_000_000_000L;
+            for (int round = 0; System.nanoTime() < until; round++) {
+                long t0 = System.nanoTime();
+                for (int layer = 0; layer < c.numLayers(); layer++) {
+                    ExpertBatch.Builder b = ExpertBatch.newBuilder().setCallId(round).setLayer(layer).setNumTokens(n).setTopK(k)
+                            .setDtype(ActivationDType.ACTIVATION_DTYPE_F32).setHidden(WireRows.encode(x, n * h, ActivationDType.ACTIVATION_DTYPE_F32));
+                    for (int i = 0; i < n * k; i++) b.addExperts(i % k == 0 ? experts[(i / k) % experts.length] : -1).addWeights(1f);
+                    stub.withDeadlineAfter(60, TimeUnit.SECONDS).compute(b.build());
+                }
+                if (round >= 2 && System.nanoTime() - t0 < 1_000_000_000L * c.numLayers()) return;
+            }
+        } finally {
+            ch.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+        }
     }
 
     static double relativeError(float[] got, float[] want) {
@@ -182,16 +241,16 @@ public final class ExpertCallBench {
      * Shard 0's parse of a batch and serialization of its answer, through the generated marshallers and a stream of
      * the kind the transport hands them (known length, over one buffer), timed over many repetitions.
      */
-    private static Sizes shardSideCosts(ExpertPlacement placement, int rows, int h, int k, int[] experts, float[] weights, float[] x) {
+    private static Sizes shardSideCosts(ExpertPlacement placement, int rows, int h, int k, int[] experts, float[] weights, float[] x, ActivationDType dtype) {
         ExpertBatch.Builder b = ExpertBatch.newBuilder().setCallId(1).setLayer(0).setNumTokens(rows).setTopK(k)
-                .setDtype(ActivationDType.ACTIVATION_DTYPE_F32).setHidden(Floats.toBytes(x, 0, rows * h));
+                .setDtype(dtype).setHidden(WireRows.encode(x, rows * h, dtype));
         for (int i = 0; i < rows * k; i++) {
             b.addExperts(placement.shards().get(0).holds(0, experts[i]) ? experts[i] : -1);
             b.addWeights(weights[i]);
         }
         ExpertBatch batch = b.build();
-        ExpertResult result = ExpertResult.newBuilder().setCallId(1).setLayer(0).setNumTokens(rows).setDtype(ActivationDType.ACTIVATION_DTYPE_F32)
-                .setCombined(Floats.toBytes(x, 0, rows * h)).setComputeUs(100).build();
+        ExpertResult result = ExpertResult.newBuilder().setCallId(1).setLayer(0).setNumTokens(rows).setDtype(dtype)
+                .setCombined(WireRows.encode(x, rows * h, dtype)).setComputeUs(100).build();
         MethodDescriptor<ExpertBatch, ExpertResult> m = ExpertGrpc.getComputeStreamMethod();
         byte[] wire = batch.toByteArray();
         int reps = Math.max(200, 2_000_000 / Math.max(1, wire.length));
