@@ -142,7 +142,7 @@ class RemoteExpertsTest {
     /**
      * The opt-in bf16 wire: rows and answers rounded to bf16 (half the bytes), so not the fp32 bits; its error against
      * the in-process experts is bounded as the tensor-core bf16 products' is (1e-2 relative; bf16 keeps 8 bits, a
-     * row's rounding is <= 2^-9 relative). The fp32 wire, on the same shards, stays bit-identical.
+     * row's rounding is <= 2^-8 relative). The fp32 wire, on the same shards, stays bit-identical.
      */
     @Test
     void theBf16WireHalvesTheBytesWithinTheBf16BoundAndF32StaysExact() throws Exception {

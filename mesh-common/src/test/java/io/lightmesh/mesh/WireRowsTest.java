@@ -14,7 +14,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** Rows on the expert wire: fp32 carries the floats' bits, bf16 rounds each to nearest even (relative error <= 2^-9). */
+/** Rows on the expert wire: fp32 carries the floats' bits, bf16 rounds each to nearest even (relative error <= 2^-8). */
 class WireRowsTest {
     static final ActivationDType F32 = ActivationDType.ACTIVATION_DTYPE_F32, BF16 = ActivationDType.ACTIVATION_DTYPE_BF16;
     static final int H = 37; // odd: no row lands on a nicely aligned boundary
@@ -73,7 +73,7 @@ class WireRowsTest {
             assertEquals(Tensor.bf16ToFloat(Tensor.floatToBf16(x[i])), back[i], 0f, "element " + i + " is torch's rounding of " + x[i]);
             float v = x[i];
             if (v != 0 && Math.abs(v) > 1e-30) {
-                assertTrue(Math.abs(back[i] - v) <= Math.abs(v) * 0x1p-9, () -> "relative error over 2^-9 at " + v);
+                assertTrue(Math.abs(back[i] - v) <= Math.abs(v) * 0x1p-8, () -> "relative error over 2^-8 at " + v);
             }
         }
         float[] encoded = new float[5 * H];

@@ -166,9 +166,10 @@ public final class ExpertCallBench {
         // the in-process experts, same calls
         int localCalls = Math.max(20, calls / 4);
         for (int i = 0; i < localCalls / 4; i++) local.run(i % L, xs[i % pool], rows, k, es[i % pool], ws[i % pool], ref);
-        long l0 = System.nanoTime(), lc0 = processCpuNanos();
+        var me = java.lang.management.ManagementFactory.getThreadMXBean();
+        long l0 = System.nanoTime(), lc0 = me.getCurrentThreadCpuTime();
         for (int i = 0; i < localCalls; i++) local.run(i % L, xs[i % pool], rows, k, es[i % pool], ws[i % pool], ref);
-        double inProcess = (System.nanoTime() - l0) / 1e3 / localCalls, inProcessCpu = (processCpuNanos() - lc0) / 1e3 / localCalls;
+        double inProcess = (System.nanoTime() - l0) / 1e3 / localCalls, inProcessCpu = (me.getCurrentThreadCpuTime() - lc0) / 1e3 / localCalls;
         // the shards' side of the transport, timed here on a batch and an answer of shard 0's size
         Sizes z = shardSideCosts(placement, rows, h, k, es[0], ws[0], xs[0], dtype);
         double[] sorted = rtt.clone();
@@ -181,19 +182,50 @@ public final class ExpertCallBench {
                 mismatched == 0 ? "identical to in-process (" + checked + " calls)"
                         : dtype == ActivationDType.ACTIVATION_DTYPE_BF16 ? "bf16: worst relative error " + String.format(Locale.ROOT, "%.2e", worst) + " (" + checked + " calls)"
                         : mismatched + "/" + checked + " calls differ, worst relative error " + String.format(Locale.ROOT, "%.2e", worst));
-        // CPU time is what the transport's work costs whatever else runs on the machine (wall time on a loaded box is
-        // mostly waiting for a core); the shards' is read from /proc (clock ticks: meaningful over many calls)
-        System.out.printf(Locale.ROOT, "       cpu us per call: caller %.0f + shards %.0f = %.0f; in-process experts %.0f (%.2fx)%n",
+        // CPU time is what the call's work costs whatever else runs on the machine (wall time on a loaded box is mostly
+        // waiting for a core): the threads of every process, JIT compilers and GC excluded (workCpuNanos)
+        System.out.printf(Locale.ROOT, "       cpu us per call (JIT and GC threads excluded): caller %.0f + shards %.0f = %.0f; in-process experts %.0f (%.2fx)%n",
                 callerCpu, shardCpu, callerCpu + shardCpu, inProcessCpu, (callerCpu + shardCpu) / inProcessCpu);
     }
 
+    /**
+     * CPU time of this process's Java threads (nanoseconds; the JIT compilers and GC are not among them): the calling
+     * thread, the transport's event loops and, with --shard-processes false, the shards.
+     */
     private static long processCpuNanos() {
-        return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getProcessCpuTime();
+        java.lang.management.ThreadMXBean t = java.lang.management.ManagementFactory.getThreadMXBean();
+        long sum = 0;
+        for (long id : t.getAllThreadIds()) sum += Math.max(0, t.getThreadCpuTime(id));
+        return sum;
     }
 
-    /** CPU time of the shard processes (none when they run in this JVM: then {@link #processCpuNanos} has it). */
+    /** The same for the shard processes (none when they run in this JVM: then {@link #processCpuNanos} has it). */
     private static long childrenCpuNanos() {
-        return CHILDREN.stream().mapToLong(p -> p.toHandle().info().totalCpuDuration().map(java.time.Duration::toNanos).orElse(0L)).sum();
+        return CHILDREN.stream().mapToLong(p -> workCpuNanos(p.pid())).sum();
+    }
+
+    /**
+     * CPU time of a process's threads from /proc (clock ticks, 10 ms: meaningful over many calls), without the JVM's
+     * JIT compilers and garbage collectors: on a loaded machine a JVM compiles for minutes, and that is not the cost of
+     * a call in steady state. 0 where /proc cannot be read.
+     */
+    static long workCpuNanos(long pid) {
+        long ticks = 0;
+        java.io.File[] tasks = new java.io.File("/proc/" + pid + "/task").listFiles();
+        if (tasks == null) return 0;
+        for (java.io.File t : tasks) {
+            try {
+                String comm = Files.readString(t.toPath().resolve("comm")).trim();
+                if (comm.startsWith("C1 Compiler") || comm.startsWith("C2 Compiler") || comm.startsWith("GC Thread") || comm.startsWith("G1 ")
+                        || comm.startsWith("VM ")) continue;
+                String stat = Files.readString(t.toPath().resolve("stat"));
+                String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+                ticks += Long.parseLong(f[11]) + Long.parseLong(f[12]); // utime, stime (fields 14 and 15 of stat)
+            } catch (IOException | RuntimeException gone) {
+                // a thread that ended between the listing and the read
+            }
+        }
+        return ticks * 10_000_000L; // USER_HZ is 100 on Linux
     }
 
     private static final List<Process> CHILDREN = new java.util.concurrent.CopyOnWriteArrayList<>();
