@@ -45,7 +45,7 @@ import java.util.concurrent.TimeUnit;
  * identical bits on the fp32 wire.
  *
  * <p>Options (the first version's --tokens N is --rows N): --model DIR (a checkpoint; else a synthetic one of --shape tiny|medium|small|100m|h2048, --dtype
- * f32|bf16), --rows 1,8,64, --shards N (2), --calls N per row count (2000), --backend B (vector),
+ * f32|bf16), --rows 1,8,64, --shards N (2), --calls N per row count (2000), --backend B (reference),
  * --shard-processes true|false (true), --wire f32|bf16|f32,bf16 (f32: the rows' element type on the wire; each one given is
  * measured in turn, on the same shards).
  */
@@ -58,7 +58,7 @@ public final class ExpertCallBench {
         Flags f = new Flags("expert-call-bench", "The cost of one layer's remote expert call, isolated.", System.out, args, 0,
                 "model", "shape", "dtype", "rows", "shards", "calls", "backend", "shard-processes", "layers", "wire", "tokens");
         String[] wires = f.get("wire", "f32").split(",");
-        String backend = f.get("backend", "vector");
+        String backend = f.get("backend", "reference");
         int shards = f.getInt("shards", 2), calls = f.getInt("calls", 2000);
         // --tokens N: the first version's name for one row count
         int[] rowCounts = Arrays.stream(f.get("rows", f.get("tokens", "1,8,64")).split(",")).mapToInt(s -> Integer.parseInt(s.trim())).toArray();
