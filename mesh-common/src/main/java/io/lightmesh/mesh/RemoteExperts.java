@@ -8,7 +8,6 @@ import io.grpc.stub.StreamObserver;
 import io.lightmesh.engine.model.ExpertExecutor;
 import io.lightmesh.proto.v1.ActivationDType;
 import io.lightmesh.proto.v1.ExpertBatch;
-import io.lightmesh.proto.v1.ExpertGrpc;
 import io.lightmesh.proto.v1.ExpertResult;
 import io.lightmesh.proto.v1.LayerExperts;
 import io.opentelemetry.context.Context;
