@@ -114,6 +114,13 @@ public final class ExpertCallBench {
         } finally {
             for (Process p : children) stop(p);
             servers.forEach(Grpc::shutdown);
+            if (f.get("model", null) == null) deleteTree(dir); // the synthetic checkpoint (hundreds of MB at h2048)
+        }
+    }
+
+    private static void deleteTree(Path dir) throws IOException {
+        try (var paths = Files.walk(dir)) {
+            for (Path p : paths.sorted(java.util.Comparator.reverseOrder()).toList()) Files.deleteIfExists(p);
         }
     }
 
