@@ -5,10 +5,12 @@ import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
 import io.lightmesh.engine.model.DeviceExperts;
 import io.lightmesh.engine.backend.opencl.OpenClOps;
+import io.lightmesh.engine.backend.opencl.ResidentOps;
 import io.lightmesh.engine.model.LocalExperts;
 import io.lightmesh.engine.tensor.Tensor;
 import io.lightmesh.mesh.ExpertPlacement;
-import io.lightmesh.mesh.Floats;
+import io.lightmesh.mesh.WireRows;
+import com.google.protobuf.ByteString;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.MeshTelemetry;
 import io.lightmesh.proto.v1.ActivationDType;
@@ -172,11 +174,17 @@ public final class ExpertShard {
                 });
     }
 
-    /** Bytes of one expert copy (w1, w2, w3) as stored in the checkpoint. */
+    /**
+     * Bytes of one expert copy (w1, w2, w3) where this model's backend keeps it: on an OpenCL backend (the device
+     * path, or Aparapi's packed slabs) as the device holds it ({@link ResidentOps#weightElementBytes}: f16 is widened
+     * to fp32 there, so an f16 copy takes twice its checkpoint size), on a host backend as stored in the checkpoint
+     * (the mapped file). The unit of the memory budget ({@link #slotCapacity}) and of ExpertShardInfo.expert_bytes.
+     */
     public static long expertBytes(MeshModel model) {
         long h = model.config().hiddenSize(), I = model.config().intermediateSize();
         String p = "model.layers.0.block_sparse_moe.experts.0.w1.weight";
-        int bytes = model.model().weights().get(p, I, h).dtype().bytes();
+        io.lightmesh.engine.tensor.DType stored = model.model().weights().get(p, I, h).dtype();
+        int bytes = model.model().ops() instanceof OpenClOps ? ResidentOps.weightElementBytes(stored) : stored.bytes();
         return 3 * h * I * bytes;
     }
 
@@ -353,7 +361,9 @@ public final class ExpertShard {
     /**
      * One batch. Each non-skipped (token, expert) slot becomes one row of a top-1 call of {@link LocalExperts} (a
      * skipped slot costs nothing), and each token's rows are added in ascending expert order, as the in-process
-     * experts add them: the answer's bits do not depend on which slots of a token this shard was given.
+     * experts add them: the answer's bits do not depend on which slots of a token this shard was given. Rows come
+     * and the answer goes in the batch's element type: F32 (UNSPECIFIED read as F32), or BF16 (rows widened to fp32,
+     * computed in fp32, the answer rounded to bf16).
      *
      * @throws NotHeldException         a slot names a pair this shard does not hold
      * @throws IllegalArgumentException the batch is malformed
@@ -361,14 +371,15 @@ public final class ExpertShard {
     public ExpertResult compute(ExpertBatch b) {
         long t0 = System.nanoTime();
         int h = hidden, n = b.getNumTokens(), k = b.getTopK(), layer = b.getLayer();
-        if (b.getDtype() == ActivationDType.ACTIVATION_DTYPE_BF16) throw new IllegalArgumentException("bf16 activations are not supported yet");
+        ActivationDType dtype = WireRows.normalize(b.getDtype()); // the answer comes in the batch's element type
         if (layer < 0 || layer >= numLayers) throw new IllegalArgumentException("layer " + layer + " out of range");
         if (n < 0 || k <= 0) throw new IllegalArgumentException("num_tokens " + n + ", top_k " + k);
         if (b.getExpertsCount() != n * k || b.getWeightsCount() != n * k) {
             throw new IllegalArgumentException("experts/weights must have num_tokens * top_k = " + n * k + " entries");
         }
-        if (b.getHidden().size() != (long) n * h * Float.BYTES) {
-            throw new IllegalArgumentException("hidden has " + b.getHidden().size() + " bytes, not num_tokens * hidden_size * 4 = " + (long) n * h * Float.BYTES);
+        int eb = WireRows.elementBytes(dtype);
+        if (b.getHidden().size() != (long) n * h * eb) {
+            throw new IllegalArgumentException("hidden has " + b.getHidden().size() + " bytes, not num_tokens * hidden_size * " + eb + " = " + (long) n * h * eb);
         }
         seen(b.getPlacementVersion());
         // the distinct pairs named, entered before checking they are live (see the class comment)
@@ -393,13 +404,14 @@ public final class ExpertShard {
                 throw new NotHeldException("experts " + Arrays.toString(ne) + " of layer " + layer + " are not on shard " + id, Map.of(layer, ne));
             }
             float[] out = new float[n * h];
-            if (slots > 0) computeSlots(b, layer, n, k, slots, out);
+            if (slots > 0) computeSlots(b, dtype, layer, n, k, slots, out);
+            ByteString combined = WireRows.encode(out, n * h, dtype);
             batches.increment();
             long us = (System.nanoTime() - t0) / 1000;
             computeUs.add(us);
             tokensComputed.add(slots);
             return ExpertResult.newBuilder().setCallId(b.getCallId()).setLayer(layer).setNumTokens(n)
-                    .setDtype(ActivationDType.ACTIVATION_DTYPE_F32).setCombined(Floats.toBytes(out, 0, n * h)).setComputeUs(us).build();
+                    .setDtype(dtype).setCombined(combined).setComputeUs(us).build();
         } finally {
             batchesInFlight.decrementAndGet();
             for (int j = 0; j < distinct; j++) {
@@ -410,10 +422,9 @@ public final class ExpertShard {
     }
 
     /** The non-skipped slots as top-1 rows, then each token's rows summed in ascending expert order into out. */
-    private void computeSlots(ExpertBatch b, int layer, int n, int k, int slots, float[] out) {
+    private void computeSlots(ExpertBatch b, ActivationDType dtype, int layer, int n, int k, int slots, float[] out) {
         int h = hidden;
-        float[] x = new float[n * h];
-        Floats.fromBytes(b.getHidden(), x, 0, n * h);
+        WireRows.Reader x = WireRows.reader(b.getHidden(), dtype); // each slot's row read straight from the message
         float[] xs = new float[slots * h], w = new float[slots], rows = new float[slots * h];
         int[] ex = new int[slots], token = new int[slots];
         int[] order = new int[k];
@@ -432,7 +443,7 @@ public final class ExpertShard {
                 ex[r] = b.getExperts(s);
                 w[r] = b.getWeights(s);
                 token[r] = t;
-                System.arraycopy(x, t * h, xs, r * h, h);
+                x.row(t, h, xs, r * h);
                 tokens.incrementAndGet(layer * numExperts + ex[r]);
                 r++;
             }

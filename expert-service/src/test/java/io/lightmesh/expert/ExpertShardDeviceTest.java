@@ -101,6 +101,36 @@ class ExpertShardDeviceTest {
         model.model().close();
     }
 
+    /**
+     * An f16 checkpoint: the device widens f16 weights to fp32, so one copy takes 4 bytes an element there, twice its
+     * size in the file. The shard's copy size (ExpertShardInfo.expert_bytes, the unit of lightmesh.expert-memory-gib)
+     * is what the device allocates for it, and a memory budget of two copies gives two slots, not four.
+     */
+    @Test
+    void anF16CopyCountsAsTheDeviceHoldsIt() throws Exception {
+        Path f16 = dir.resolve("model-f16");
+        SyntheticCheckpoint.write(f16, SyntheticCheckpoint.Shape.tiny(), DType.F16, 5, false);
+        MeshModel model = MeshModel.load(f16, ops, false);
+        try {
+            long h = model.config().hiddenSize(), I = model.config().intermediateSize();
+            long copy = ExpertShard.expertBytes(model);
+            assertEquals(3 * h * I * 4, copy, "an f16 expert copy on the device is fp32: 4 bytes an element");
+            assertEquals(2, ExpertShard.slotCapacity(model, java.util.OptionalInt.empty(), java.util.OptionalLong.of(2 * copy + copy / 2)));
+            long start = device.deviceBytes();
+            ExpertShard shard = new ExpertShard(ExpertPlacement.Shard.of("F", "127.0.0.1:1", Map.of(0, new int[] {0, 1})),
+                    model, OpenTelemetry.noop(), 2);
+            try {
+                assertEquals("device-grouped", shard.compute());
+                assertEquals(2 * copy, device.deviceBytes() - start, "two f16 pairs held: what the device allocated is two reported copies");
+                assertEquals(copy, shard.describe().getExpertShard().getExpertBytes());
+            } finally {
+                shard.close();
+            }
+        } finally {
+            model.model().close();
+        }
+    }
+
     /** A call restricted to the slots a shard holds: the batch (others -1), and the host's answer for those slots. */
     record ExpertBatch0(TinyModel.Call c) {
         io.lightmesh.proto.v1.ExpertBatch masked(java.util.function.BiPredicate<Integer, Integer> mine) {

@@ -230,6 +230,36 @@ class ExpertShardTest {
         }
     }
 
+    /**
+     * A bf16 batch (the opt-in wire) is answered in bf16: the rows widened, computed in fp32, the answer rounded, so it
+     * is the fp32 answer rounded to bf16 within the rounding of the inputs (bounded at 1e-2 relative, as the
+     * tensor-core bf16 products are); a bf16 batch whose hidden bytes are sized for fp32 is refused as malformed.
+     */
+    @Test
+    void aBf16BatchIsAnsweredInBf16WithinItsBound() {
+        ExpertShard a = shard("A", all(), Integer.MAX_VALUE);
+        io.lightmesh.proto.v1.ActivationDType bf16 = io.lightmesh.proto.v1.ActivationDType.ACTIVATION_DTYPE_BF16;
+        for (int seed = 0; seed < 4; seed++) {
+            TinyModel.Call c = m.call(50 + seed, seed % m.L, 1 + seed * 9);
+            float[] want = m.inProcess(c);
+            ExpertBatch b = m.batch(c, 1).toBuilder().setDtype(bf16).setHidden(io.lightmesh.mesh.WireRows.encode(c.x(), c.n() * m.h, bf16)).build();
+            ExpertResult r = a.compute(b);
+            assertEquals(bf16, r.getDtype());
+            assertEquals(c.n() * m.h * 2, r.getCombined().size(), "two bytes a value");
+            float[] got = new float[c.n() * m.h];
+            io.lightmesh.mesh.WireRows.reader(r.getCombined(), bf16).row(0, c.n() * m.h, got, 0);
+            double err = 0, ref = 0;
+            for (int i = 0; i < want.length; i++) { err += (double) (got[i] - want[i]) * (got[i] - want[i]); ref += (double) want[i] * want[i]; }
+            double rel = Math.sqrt(err / ref);
+            assertTrue(rel > 0 && rel <= 1e-2, "bf16 answer's relative error " + rel);
+        }
+        TinyModel.Call c = m.call(60, 0, 3);
+        ExpertBatch wrongSize = m.batch(c, 2).toBuilder().setDtype(bf16).build(); // fp32 bytes, labelled bf16
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> a.compute(wrongSize));
+        assertTrue(e.getMessage().contains("* 2"), e.getMessage());
+        a.close();
+    }
+
     @Test
     void slotCapacityComesFromSlotsAndMemory() {
         long bytes = ExpertShard.expertBytes(m.model);

@@ -132,6 +132,90 @@ class RemoteExpertsTest {
         }
     }
 
+    /** Relative L2 error of {@code got} against {@code want}. */
+    static double relativeError(float[] got, float[] want) {
+        double err = 0, ref = 0;
+        for (int i = 0; i < want.length; i++) { err += (double) (got[i] - want[i]) * (got[i] - want[i]); ref += (double) want[i] * want[i]; }
+        return Math.sqrt(err / Math.max(ref, 1e-30));
+    }
+
+    /**
+     * The opt-in bf16 wire: rows and answers rounded to bf16 (half the bytes), so not the fp32 bits; its error against
+     * the in-process experts is bounded as the tensor-core bf16 products' is (1e-2 relative; bf16 keeps 8 bits, a
+     * row's rounding is <= 2^-8 relative). The fp32 wire, on the same shards, stays bit-identical.
+     */
+    @Test
+    void theBf16WireHalvesTheBytesWithinTheBf16BoundAndF32StaysExact() throws Exception {
+        Running x = start("X", experts(0, 2)), y = start("Y", experts(1, 3));
+        ExpertPlacement p = placement(0, x, y);
+        RemoteExperts.Settings base = new RemoteExperts.Settings(10_000, 1_000, 5_000, "test");
+        assertEquals(io.lightmesh.proto.v1.ActivationDType.ACTIVATION_DTYPE_F32, base.wire(), "fp32 unless asked");
+        try (RemoteExperts bf16 = new RemoteExperts(PlacementSource.fixed(p), m.h, base.withWire(io.lightmesh.proto.v1.ActivationDType.ACTIVATION_DTYPE_BF16), false, new int[] {m.L, m.E});
+             RemoteExperts f32 = new RemoteExperts(PlacementSource.fixed(p), m.h, base, false, new int[] {m.L, m.E})) {
+            double worst = 0;
+            for (int seed = 0; seed < 12; seed++) {
+                TinyModel.Call c = m.call(300 + seed, seed % m.L, 1 + 5 * seed);
+                float[] want = m.inProcess(c), got = run(bf16, c);
+                assertArrayEquals(want, run(f32, c), "fp32 wire: the in-process bits");
+                double e = relativeError(got, want);
+                assertTrue(e <= 1e-2, "bf16 wire: relative error " + e + " over 1e-2 (seed " + seed + ")");
+                worst = Math.max(worst, e);
+            }
+            assertTrue(worst > 0, "bf16 rounding shows: the bf16 wire really ran");
+            assertEquals(0, bf16.resentSlots(), "these shards speak bf16: nothing sent twice");
+            RemoteExperts.Breakdown b = bf16.breakdown();
+            assertEquals(12, b.calls());
+            assertTrue(b.roundTripUs() >= b.packUs() + b.sendUs() + b.unpackUs() && b.parseUs() > 0 && b.sendUs() > 0,
+                    "the caller's parts are timed within the round trip: " + b);
+        }
+    }
+
+    /**
+     * A shard from before bf16 refuses a bf16 batch as malformed, in band (INVALID_ARGUMENT, nothing not held): the
+     * worker sends it the same rows as fp32, once, and fp32 from then on; the outputs are the in-process bits.
+     */
+    @Test
+    void aShardThatRefusesBf16IsSentF32() throws Exception {
+        Running x = start("X", experts(0, 2));
+        int port;
+        try (java.net.ServerSocket s = new java.net.ServerSocket(0)) { port = s.getLocalPort(); }
+        ExpertShard inner = new ExpertShard(ExpertPlacement.Shard.of("OLD", "127.0.0.1:" + port, experts(1, 3)), m.model, OpenTelemetry.noop(), Integer.MAX_VALUE);
+        java.util.concurrent.atomic.AtomicInteger refused = new java.util.concurrent.atomic.AtomicInteger();
+        // the Expert service as the shard served it before bf16: a bf16 batch answered with the old in-band refusal
+        io.grpc.BindableService old = new io.lightmesh.proto.v1.ExpertGrpc.ExpertImplBase() {
+            @Override
+            public io.grpc.stub.StreamObserver<io.lightmesh.proto.v1.ExpertBatch> computeStream(io.grpc.stub.StreamObserver<io.lightmesh.proto.v1.ExpertResult> out) {
+                return new io.grpc.stub.StreamObserver<>() {
+                    @Override public void onNext(io.lightmesh.proto.v1.ExpertBatch b) {
+                        if (b.getDtype() == io.lightmesh.proto.v1.ActivationDType.ACTIVATION_DTYPE_BF16) {
+                            refused.incrementAndGet();
+                            out.onNext(io.lightmesh.proto.v1.ExpertResult.newBuilder().setCallId(b.getCallId()).setLayer(b.getLayer())
+                                    .setError(io.lightmesh.proto.v1.BatchError.newBuilder().setCode(Status.Code.INVALID_ARGUMENT.value())
+                                            .setMessage("bf16 activations are not supported yet")).build());
+                        } else {
+                            out.onNext(inner.compute(b));
+                        }
+                    }
+                    @Override public void onError(Throwable t) {}
+                    @Override public void onCompleted() { out.onCompleted(); }
+                };
+            }
+        };
+        Running y = new Running(inner, Grpc.serve("127.0.0.1", port, List.of(old), true));
+        running.add(y);
+        RemoteExperts.Settings s = new RemoteExperts.Settings(10_000, 1_000, 5_000, "test").withWire(io.lightmesh.proto.v1.ActivationDType.ACTIVATION_DTYPE_BF16);
+        try (RemoteExperts r = new RemoteExperts(PlacementSource.fixed(placement(0, x, y)), m.h, s, false, new int[] {m.L, m.E})) {
+            for (int seed = 0; seed < 6; seed++) {
+                TinyModel.Call c = m.call(400 + seed, seed % m.L, 6);
+                float[] got = run(r, c), want = m.inProcess(c);
+                assertTrue(relativeError(got, want) <= 1e-2, "seed " + seed);
+            }
+            assertEquals(1, refused.get(), "refused once, then sent fp32");
+            assertTrue(r.resentSlots() > 0 && r.failedBatches() == 0, "its rows went again; the shard was not taken for dead");
+            assertTrue(r.avoidedShards().isEmpty());
+        }
+    }
+
     @Test
     void replicasOfEqualSpeedGetEvenShares() throws Exception {
         Running[] rs = {start("A", experts(0, 1, 2, 3)), start("B", experts(0, 1, 2, 3)), start("C", experts(0, 1, 2, 3)), start("D", experts(0, 1, 2, 3))};

@@ -8,13 +8,10 @@ import io.grpc.stub.StreamObserver;
 import io.lightmesh.engine.model.ExpertExecutor;
 import io.lightmesh.proto.v1.ActivationDType;
 import io.lightmesh.proto.v1.ExpertBatch;
-import io.lightmesh.proto.v1.ExpertGrpc;
 import io.lightmesh.proto.v1.ExpertResult;
 import io.lightmesh.proto.v1.LayerExperts;
 import io.opentelemetry.context.Context;
 
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -70,9 +67,39 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
      *                        live shard (keep it a few seconds below the request deadline)
      * @param deadRetryMs     how often a dead shard is probed while other replicas serve its experts
      * @param workerId        this worker, in reports
+     * @param wire            element type of the rows sent and answered: F32 (the default) keeps the outputs the bits
+     *                        of the in-process experts; BF16 halves the bytes, rounding each row and answer to bf16
+     *                        (about 3 significant digits; not within the fp32 fixtures' 1e-4). A shard that refuses
+     *                        BF16 (an older one) is sent F32 from then on.
      */
-    public record Settings(long callTimeoutMs, long placementWaitMs, long deadRetryMs, String workerId) {
-        public static Settings defaults(String workerId) { return new Settings(30_000, 10_000, 5_000, workerId); }
+    public record Settings(long callTimeoutMs, long placementWaitMs, long deadRetryMs, String workerId, ActivationDType wire) {
+        public Settings {
+            wire = WireRows.normalize(wire);
+        }
+
+        /** fp32 on the wire. */
+        public Settings(long callTimeoutMs, long placementWaitMs, long deadRetryMs, String workerId) {
+            this(callTimeoutMs, placementWaitMs, deadRetryMs, workerId, ActivationDType.ACTIVATION_DTYPE_F32);
+        }
+
+        /** Default timeouts; the wire from {@link #wireFromEnvironment}. */
+        public static Settings defaults(String workerId) { return new Settings(30_000, 10_000, 5_000, workerId, wireFromEnvironment()); }
+
+        /** The same with rows of this element type on the wire. */
+        public Settings withWire(ActivationDType d) { return new Settings(callTimeoutMs, placementWaitMs, deadRetryMs, workerId, d); }
+    }
+
+    /**
+     * The wire chosen by {@code lightmesh.expert-wire} (system property) or {@code LIGHTMESH_EXPERT_WIRE}: {@code f32}
+     * (the default) or {@code bf16} (opt-in).
+     *
+     * @throws IllegalArgumentException another value
+     */
+    public static ActivationDType wireFromEnvironment() {
+        String v = System.getProperty("lightmesh.expert-wire", System.getenv("LIGHTMESH_EXPERT_WIRE"));
+        if (v == null || v.isBlank() || v.trim().equalsIgnoreCase("f32")) return ActivationDType.ACTIVATION_DTYPE_F32;
+        if (v.trim().equalsIgnoreCase("bf16")) return ActivationDType.ACTIVATION_DTYPE_BF16;
+        throw new IllegalArgumentException("lightmesh.expert-wire must be f32 or bf16, not '" + v + "'");
     }
 
     private final PlacementSource source;
@@ -100,6 +127,10 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
     /** Per layer and expert: tokens routed. */
     private final LongAdder[] tokensPerExpert;
     private final LongAdder resent = new LongAdder(), failures = new LongAdder();
+    /** Where a call's time goes (all layers): see {@link Breakdown}. */
+    private final LongAdder packNanos = new LongAdder(), sendNanos = new LongAdder(), unpackNanos = new LongAdder();
+    /** ComputeStream with a response marshaller that times the parse of each answer (on the transport thread). */
+    private final ExpertWire wire = new ExpertWire();
     /** Per layer and expert: where the next call's leftover slot of that expert starts among its replicas. */
     private final AtomicInteger[] rotation;
     /** Window over which a replica's round trip per slot is compared with the others'. */
@@ -122,10 +153,15 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
         volatile double weight = 1;
         /** No longer in the newest placement: its failures are not reported. */
         volatile boolean retired;
+        /** Refused a BF16 batch (a shard from before BF16): sent F32 from then on. */
+        volatile boolean f32Only;
         StreamObserver<ExpertBatch> out; // guarded by this
 
-        Link(ExpertPlacement.Shard shard) {
+        private final ExpertWire wire;
+
+        Link(ExpertPlacement.Shard shard, ExpertWire wire) {
             this.shard = shard;
+            this.wire = wire;
             this.key = key(shard);
             this.channel = Grpc.directChannel(shard.address());
         }
@@ -134,7 +170,7 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
             pending.put(b.getCallId(), answer);
             try {
                 if (out == null) {
-                    out = ExpertGrpc.newStub(channel).computeStream(new StreamObserver<>() {
+                    out = io.grpc.stub.ClientCalls.asyncBidiStreamingCall(channel.newCall(wire.computeStream(), io.grpc.CallOptions.DEFAULT), new StreamObserver<>() {
                         @Override public void onNext(ExpertResult r) {
                             CompletableFuture<ExpertResult> f = pending.remove(r.getCallId());
                             if (f != null) f.complete(r);
@@ -235,7 +271,7 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
     }
 
     /** One batch of one call: the shard, the rows sent there and the answer to come. */
-    private record Sent(Link link, long callId, int[] rows, int[] slots, CompletableFuture<ExpertResult> answer) {}
+    private record Sent(Link link, long callId, int[] rows, int[] slots, ActivationDType dtype, CompletableFuture<ExpertResult> answer) {}
 
     @Override
     public void run(int layer, float[] x, int n, int k, int[] experts, float[] weights, float[] out) {
@@ -293,6 +329,14 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
                     continue;
                 }
                 if (r.hasError()) {
+                    if (r.getError().getNotHeldCount() == 0 && s.dtype() == ActivationDType.ACTIVATION_DTYPE_BF16 && !l.f32Only) {
+                        // a shard from before BF16 refuses it as malformed: its rows go again, as F32 (a batch malformed
+                        // otherwise is refused again and fails below)
+                        l.f32Only = true;
+                        LOG.info(settings.workerId() + ": expert shard " + l.shard + " refused bf16 rows (" + r.getError().getMessage() + "); sending it f32");
+                        resent.add(s.slots().length);
+                        continue;
+                    }
                     if (r.getError().getNotHeldCount() == 0) {
                         throw new IllegalStateException("expert shard " + l.shard + " refused a batch of layer " + layer + ": " + r.getError().getMessage());
                     }
@@ -304,15 +348,16 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
                     continue;
                 }
                 int m = s.rows().length;
-                if (r.getNumTokens() != m || r.getCombined().size() != (long) m * hidden * Float.BYTES) {
-                    throw new IllegalStateException("expert shard " + l.shard + " answered " + r.getNumTokens() + " rows for " + m);
+                ActivationDType answered = WireRows.normalize(r.getDtype());
+                if (r.getNumTokens() != m || r.getCombined().size() != (long) m * hidden * WireRows.elementBytes(answered)) {
+                    throw new IllegalStateException("expert shard " + l.shard + " answered " + r.getNumTokens() + " rows of "
+                            + r.getCombined().size() + " bytes (" + answered + ") for " + m);
                 }
                 slowestCompute = Math.max(slowestCompute, r.getComputeUs());
-                java.nio.FloatBuffer part = r.getCombined().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer();
-                for (int i = 0; i < m; i++) {
-                    int o = s.rows()[i] * hidden, q = i * hidden;
-                    for (int c = 0; c < hidden; c++) out[o + c] += part.get(q + c);
-                }
+                long unpackFrom = System.nanoTime();
+                WireRows.Reader part = WireRows.reader(r.getCombined(), answered);
+                for (int i = 0; i < m; i++) part.addRow(i, hidden, out, s.rows()[i] * hidden);
+                unpackNanos.add(System.nanoTime() - unpackFrom);
                 for (int slot : s.slots()) done[slot] = true;
                 left -= s.slots().length;
             }
@@ -442,12 +487,13 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
     }
 
     private Link link(ExpertPlacement.Shard s) {
-        return links.computeIfAbsent(key(s), x -> new Link(s));
+        return links.computeIfAbsent(key(s), x -> new Link(s, wire));
     }
 
     /** One batch per chosen shard with its rows (slots computed elsewhere marked -1), all sent before any wait. */
     private List<Sent> send(ExpertPlacement p, int layer, float[] x, int n, int k, int[] experts, float[] weights, boolean[] done,
                             Link[] chosen, String traceparent) {
+        long packFrom = System.nanoTime();
         Map<Link, List<Integer>> rowsOf = new HashMap<>();
         List<Link> order = new ArrayList<>();
         for (int t = 0; t < n; t++) {
@@ -465,14 +511,12 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
             int m = rs.size();
             int[] rows = new int[m];
             List<Integer> slots = new ArrayList<>();
-            // the hidden rows, little-endian fp32, written straight into the message's bytes
-            ByteBuffer xs = ByteBuffer.allocate(m * hidden * Float.BYTES).order(ByteOrder.LITTLE_ENDIAN);
+            ActivationDType dtype = l.f32Only ? ActivationDType.ACTIVATION_DTYPE_F32 : settings.wire();
             long id = callIds.incrementAndGet();
             ExpertBatch.Builder b = ExpertBatch.newBuilder().setCallId(id).setLayer(layer).setNumTokens(m).setTopK(k)
-                    .setDtype(ActivationDType.ACTIVATION_DTYPE_F32).setTraceparent(traceparent).setPlacementVersion(p.version());
+                    .setDtype(dtype).setTraceparent(traceparent).setPlacementVersion(p.version());
             for (int i = 0; i < m; i++) {
                 int t = rows[i] = rs.get(i);
-                xs.asFloatBuffer().position(i * hidden).put(x, t * hidden, hidden);
                 for (int j = 0; j < k; j++) {
                     int slot = t * k + j;
                     boolean here = chosen[slot] == l && !done[slot];
@@ -481,17 +525,23 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
                     if (here) slots.add(slot);
                 }
             }
-            b.setHidden(com.google.protobuf.UnsafeByteOperations.unsafeWrap(xs.array()));
+            b.setHidden(WireRows.gather(x, rows, hidden, dtype)); // the rows written straight into the message's bytes
             int[] slotArray = slots.stream().mapToInt(Integer::intValue).toArray();
             CompletableFuture<ExpertResult> answer = new CompletableFuture<>();
             long sentNanos = System.nanoTime();
-            sent.add(new Sent(l, id, rows, slotArray, answer));
+            sent.add(new Sent(l, id, rows, slotArray, dtype, answer));
             // timed where the answer lands, not where this call gets round to it (answers are awaited in turn)
             answer.thenAccept(r -> {
                 if (!r.hasError()) l.roundTrips.add(System.nanoTime(), slotArray.length, (System.nanoTime() - sentNanos) / 1_000);
             });
-            l.send(b.build(), answer);
+            ExpertBatch batch = b.build();
+            long built = System.nanoTime();
+            packNanos.add(built - packFrom);
+            l.send(batch, answer); // serialized and framed on this thread, then handed to the transport
+            packFrom = System.nanoTime();
+            sendNanos.add(packFrom - built);
         }
+        packNanos.add(System.nanoTime() - packFrom);
         return sent;
     }
 
@@ -613,7 +663,28 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
         return s;
     }
 
+    /**
+     * Mean microseconds per expert call (over all layers since {@link #resetStats}) of each part of the caller's
+     * side: packing the rows into batches, serializing and framing them (on the caller's thread), parsing the
+     * answers (on the transport thread), adding the answers into the output; with the whole round trip and the
+     * slowest shard's own compute. What is left of the round trip is the wire, the shards' parse and serialization,
+     * and the thread hand-offs.
+     */
+    public record Breakdown(long calls, double roundTripUs, double packUs, double sendUs, double parseUs, double unpackUs, double computeUs) {}
+
+    public Breakdown breakdown() {
+        long c = 0, ns = 0, us = 0;
+        for (int l = 0; l < nanos.length; l++) { c += calls[l].sum(); ns += nanos[l].sum(); us += computeMicros[l].sum(); }
+        if (c == 0) return new Breakdown(0, Double.NaN, Double.NaN, Double.NaN, Double.NaN, Double.NaN, Double.NaN);
+        return new Breakdown(c, ns / 1e3 / c, packNanos.sum() / 1e3 / c, sendNanos.sum() / 1e3 / c, wire.parseNanos() / 1e3 / c,
+                unpackNanos.sum() / 1e3 / c, (double) us / c);
+    }
+
     public void resetStats() {
+        packNanos.reset();
+        sendNanos.reset();
+        unpackNanos.reset();
+        wire.resetStats();
         for (LongAdder a : nanos) a.reset();
         for (LongAdder a : calls) a.reset();
         for (LongAdder a : computeMicros) a.reset();

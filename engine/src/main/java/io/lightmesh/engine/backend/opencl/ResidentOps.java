@@ -437,12 +437,19 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         for (Tensor w : ws) weight(w);
     }
 
+    /**
+     * Bytes one element of a weight stored as {@code stored} takes on the device: bf16 is kept raw (2), f32 as it is
+     * and f16 widened to fp32 (4). What a device holds for a weight is its elements times this, whatever the
+     * checkpoint's size of it (an f16 expert takes twice its file size): memory budgets count with it.
+     */
+    public static int weightElementBytes(DType stored) { return stored == DType.BF16 ? 2 : 4; }
+
     Weight weight(Tensor w) {
         Weight p = weights.get(w);
         if (p != null) return p;
         if (w.rank() != 2) throw new IllegalArgumentException("weight " + w + " is not 2-D");
         boolean bf16 = w.dtype() == DType.BF16;
-        ClBuffer buf = bf16 ? shorts(w.size()) : floats(w.size());
+        ClBuffer buf = new ClBuffer(w.size(), weightElementBytes(w.dtype()));
         upload(w, buf, 0);
         p = new Weight(buf, bf16, (int) w.dim(0), (int) w.dim(1));
         weights.put(w, p);
@@ -497,7 +504,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         }
         boolean bf16 = dt == DType.BF16;
         long per = rows * cols;
-        ClBuffer buf = bf16 ? shorts(per * ws.length) : floats(per * ws.length);
+        ClBuffer buf = new ClBuffer(per * ws.length, weightElementBytes(dt));
         for (int i = 0; i < ws.length; i++) upload(ws[i], buf, i * per);
         return new Weight(buf, bf16, (int) rows, (int) cols);
     }
