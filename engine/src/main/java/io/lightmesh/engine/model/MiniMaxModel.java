@@ -25,6 +25,7 @@ public final class MiniMaxModel implements AutoCloseable {
     private final Tensor lmHead;    // [V, h]
     private final float[] finalNorm; // [h]
     private final DecoderLayer[] layers;
+    private final ForwardPass pass;  // the layers' math, once for every path
     private final ExpertExecutor experts;
     private final int prefillChunk;
     /** Decode on the device when the backend has resident operations (experts local or remote); made on first use. */
@@ -52,6 +53,7 @@ public final class MiniMaxModel implements AutoCloseable {
         this.lmHead = lmHead;
         this.finalNorm = finalNorm;
         this.layers = layers;
+        this.pass = new ForwardPass(layers);
         this.experts = experts;
         // chunks are whole lightning blocks so chunked prefill partitions the sequence as one-shot prefill does
         this.prefillChunk = Math.max(1, 2048 / config.blockSize()) * config.blockSize();
@@ -180,10 +182,10 @@ public final class MiniMaxModel implements AutoCloseable {
                 for (int j = 0; j < rows.length; j++) out[which.get(j)] = got[j];
                 continue;
             }
-            float[] h = forward(Batch.prefill(s, n), chunk);
+            float[] x = forward(Batch.prefill(s, n), chunk);
             for (int i = 0; i < logitRows.length; i++) {
                 int r = logitRows[i];
-                if (r >= from && r < from + n) out[i] = logits(h, r - from);
+                if (r >= from && r < from + n) out[i] = logits(x, r - from);
             }
         }
         for (int i = 0; i < logitRows.length; i++) {
@@ -237,10 +239,10 @@ public final class MiniMaxModel implements AutoCloseable {
                 rows += take;
                 if (done[i] == tokens.get(i).length) lastRow[i] = rows - 1;
             }
-            float[] h = forward(new Batch(segments, rows), rowTokens);
+            float[] x = forward(new Batch(segments, rows), rowTokens);
             more = false;
             for (int i = 0; i < n; i++) {
-                if (lastRow[i] >= 0) out[i] = logits(h, lastRow[i]);
+                if (lastRow[i] >= 0) out[i] = logits(x, lastRow[i]);
                 more |= done[i] < tokens.get(i).length;
             }
         }
@@ -263,9 +265,9 @@ public final class MiniMaxModel implements AutoCloseable {
     public float[][] decode(List<SequenceState> states, int[] tokens) {
         if (states.size() != tokens.length) throw new IllegalArgumentException(states.size() + " states but " + tokens.length + " tokens");
         if (residentDecode && !states.isEmpty()) return residentDecoder().decode(states, tokens);
-        float[] h = forward(Batch.decode(states), tokens);
+        float[] x = forward(Batch.decode(states), tokens);
         float[][] out = new float[tokens.length][];
-        for (int i = 0; i < tokens.length; i++) out[i] = logits(h, i);
+        for (int i = 0; i < tokens.length; i++) out[i] = logits(x, i);
         return out;
     }
 
@@ -299,37 +301,33 @@ public final class MiniMaxModel implements AutoCloseable {
 
     private synchronized ResidentDecoder residentDecoder() {
         if (resident == null) {
-            resident = new ResidentDecoder(config, ops.resident(), embed, lmHead, finalNorm, layers, experts, pingPong);
+            resident = new ResidentDecoder(config, ops.resident(), embed, lmHead, finalNorm, pass, experts, pingPong);
         }
         return resident;
     }
 
-    /** Embeds the batch's tokens, runs every layer, advances each sequence; returns final hidden states [rows, h]. */
+    /**
+     * Embeds the batch's tokens, runs every layer ({@link ForwardPass} over the host's arrays), advances each
+     * sequence; returns the final-normed hidden states [rows, h].
+     */
     private float[] forward(Batch batch, int[] tokens) {
-        int hidden = config.hiddenSize(), n = batch.rows();
-        float[] h = new float[n * hidden];
-        for (int t = 0; t < n; t++) {
-            checkToken(tokens[t]);
-            embed.copyTo((long) tokens[t] * hidden, h, t * hidden, hidden);
-        }
+        for (int t = 0; t < batch.rows(); t++) checkToken(tokens[t]);
         for (Batch.Segment s : batch.segments()) {
             if ((long) s.state().position() + s.count() > config.maxPositions()) {
                 throw new IllegalArgumentException("sequence would exceed max_position_embeddings " + config.maxPositions());
             }
         }
-        for (DecoderLayer layer : layers) layer.forward(ops, experts, batch, h, hidden);
+        HostLayerOps rows = new HostLayerOps(config, ops, experts, pass.layers(), embed, finalNorm, batch, tokens);
+        pass.run(List.of(rows));
         for (Batch.Segment s : batch.segments()) s.state().advance(s.count());
-        return h;
+        return rows.x;
     }
 
-    /** Final norm and LM head for one row of h. */
-    private float[] logits(float[] h, int row) {
+    /** The LM head for one row of the final-normed x [rows, h]: logits [V]. */
+    private float[] logits(float[] x, int row) {
         int hidden = config.hiddenSize();
-        float[] x = new float[hidden];
-        System.arraycopy(h, row * hidden, x, 0, hidden);
-        Functions.rmsNorm(x, 1, hidden, finalNorm, config.rmsNormEps(), x);
         float[] logits = new float[config.vocabSize()];
-        ops.matmul(x, 1, lmHead, logits);
+        ops.matmul(java.util.Arrays.copyOfRange(x, row * hidden, (row + 1) * hidden), 1, lmHead, logits);
         return logits;
     }
 
