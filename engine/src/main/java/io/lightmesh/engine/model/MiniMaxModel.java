@@ -164,12 +164,7 @@ public final class MiniMaxModel implements AutoCloseable {
      */
     public float[][] prefill(SequenceState s, int[] tokens, int[] logitRows) {
         float[][] out = new float[logitRows.length][];
-        if (residentPrefill) { // checked up front: the device pass does not stop midway
-            for (int id : tokens) checkToken(id);
-            if ((long) s.position() + tokens.length > config.maxPositions()) {
-                throw new IllegalArgumentException("sequence would exceed max_position_embeddings " + config.maxPositions());
-            }
-        }
+        checkRows(tokens, s.position(), tokens.length, "sequence"); // up front: no chunk runs if one would fail
         for (int from = 0; from < tokens.length; from += prefillChunk) {
             int n = Math.min(prefillChunk, tokens.length - from);
             int[] chunk = java.util.Arrays.copyOfRange(tokens, from, from + n);
@@ -212,10 +207,7 @@ public final class MiniMaxModel implements AutoCloseable {
         if (new java.util.HashSet<>(states).size() != n) throw new IllegalArgumentException("a state appears twice in one batch");
         for (int i = 0; i < n; i++) { // checked before any state moves
             if (tokens.get(i).length == 0) throw new IllegalArgumentException("prefill needs at least one token (sequence " + i + ")");
-            for (int id : tokens.get(i)) checkToken(id);
-            if ((long) states.get(i).position() + tokens.get(i).length > config.maxPositions()) {
-                throw new IllegalArgumentException("sequence " + i + " would exceed max_position_embeddings " + config.maxPositions());
-            }
+            checkRows(tokens.get(i), states.get(i).position(), tokens.get(i).length, "sequence " + i);
         }
         int block = config.blockSize(), step = Math.max(block, stepTokens / block * block);
         int[] done = new int[n];
@@ -252,9 +244,15 @@ public final class MiniMaxModel implements AutoCloseable {
     /** Rows of one forward step of prefill: whole lightning blocks, about 2048 tokens. */
     public int prefillStepTokens() { return prefillChunk; }
 
-    private void checkToken(int id) {
-        if (id < 0 || id >= config.vocabSize()) {
-            throw new IllegalArgumentException("token id " + id + " outside the vocabulary 0.." + (config.vocabSize() - 1));
+    /** Every token id in the vocabulary, and {@code count} more tokens after {@code position} within max positions. */
+    private void checkRows(int[] tokens, int position, int count, String which) {
+        for (int id : tokens) {
+            if (id < 0 || id >= config.vocabSize()) {
+                throw new IllegalArgumentException("token id " + id + " outside the vocabulary 0.." + (config.vocabSize() - 1));
+            }
+        }
+        if ((long) position + count > config.maxPositions()) {
+            throw new IllegalArgumentException(which + " would exceed max_position_embeddings " + config.maxPositions());
         }
     }
 
@@ -264,6 +262,7 @@ public final class MiniMaxModel implements AutoCloseable {
      */
     public float[][] decode(List<SequenceState> states, int[] tokens) {
         if (states.size() != tokens.length) throw new IllegalArgumentException(states.size() + " states but " + tokens.length + " tokens");
+        for (int i = 0; i < tokens.length; i++) checkRows(new int[]{tokens[i]}, states.get(i).position(), 1, "sequence");
         if (residentDecode && !states.isEmpty()) return residentDecoder().decode(states, tokens);
         float[] x = forward(Batch.decode(states), tokens);
         float[][] out = new float[tokens.length][];
@@ -310,13 +309,7 @@ public final class MiniMaxModel implements AutoCloseable {
      * Embeds the batch's tokens, runs every layer ({@link ForwardPass} over the host's arrays), advances each
      * sequence; returns the final-normed hidden states [rows, h].
      */
-    private float[] forward(Batch batch, int[] tokens) {
-        for (int t = 0; t < batch.rows(); t++) checkToken(tokens[t]);
-        for (Batch.Segment s : batch.segments()) {
-            if ((long) s.state().position() + s.count() > config.maxPositions()) {
-                throw new IllegalArgumentException("sequence would exceed max_position_embeddings " + config.maxPositions());
-            }
-        }
+    private float[] forward(Batch batch, int[] tokens) { // tokens and positions checked by the callers
         HostLayerOps rows = new HostLayerOps(config, ops, experts, pass.layers(), embed, finalNorm, batch, tokens);
         pass.run(List.of(rows));
         for (Batch.Segment s : batch.segments()) s.state().advance(s.count());

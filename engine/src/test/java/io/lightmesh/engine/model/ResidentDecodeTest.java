@@ -305,6 +305,26 @@ class ResidentDecodeTest {
         }
     }
 
+    /** A token id outside the vocabulary is refused on the host and the device path alike, before any state moves. */
+    @org.junit.jupiter.api.Test
+    void badTokenIsRefusedBeforeAnyStateMoves() throws IOException {
+        Path p = checkpoint(Dt.F32);
+        try (MiniMaxModel ref = MiniMaxModel.load(p, new ReferenceOps()); MiniMaxModel dev = MiniMaxModel.load(p, OpenClTestSupport.ops())) {
+            for (MiniMaxModel m : List.of(ref, dev)) {
+                SequenceState a = m.newState(), b = m.newState();
+                m.prefill(a, new int[]{1, 2, 3});
+                m.prefill(b, new int[]{4, 5});
+                var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                        () -> m.decode(List.of(a, b), new int[]{7, 512}));
+                assertTrue(e.getMessage().contains("token id 512 outside the vocabulary 0..511"), e.getMessage());
+                org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                        () -> m.prefill(a, new int[]{1, -1}));
+                assertEquals(3, a.position());
+                assertEquals(2, b.position());
+            }
+        }
+    }
+
     /** A routing observer in front of in-process experts keeps the device path, and sees what the host path sees. */
     @ParameterizedTest
     @EnumSource(Dt.class)
