@@ -10,17 +10,15 @@ package io.lightmesh.engine.model;
  */
 final class DecoderLayer {
     final float[] inputNorm, postNorm; // [h]
-    final double eps;
     final LightningAttention lightning; // exactly one of lightning / softmax is set
     final SoftmaxAttention softmax;
     final MoeLayer moe;
     final float attnAlpha, attnBeta, mlpAlpha, mlpBeta;
 
-    DecoderLayer(float[] inputNorm, float[] postNorm, double eps, LightningAttention lightning,
+    DecoderLayer(float[] inputNorm, float[] postNorm, LightningAttention lightning,
                  SoftmaxAttention softmax, MoeLayer moe, float attnAlpha, float attnBeta, float mlpAlpha, float mlpBeta) {
         this.inputNorm = inputNorm;
         this.postNorm = postNorm;
-        this.eps = eps;
         this.lightning = lightning;
         this.softmax = softmax;
         this.moe = moe;
@@ -29,4 +27,7 @@ final class DecoderLayer {
         this.mlpAlpha = mlpAlpha;
         this.mlpBeta = mlpBeta;
     }
+
+    /** The attention's output projection W_o [h, H*D], lightning or softmax. */
+    io.lightmesh.engine.tensor.Tensor outputWeight() { return lightning != null ? lightning.wOut : softmax.wo; }
 }

@@ -4,7 +4,6 @@ import io.lightmesh.engine.backend.DeviceOps;
 import io.lightmesh.engine.backend.DeviceOps.Buffer;
 import io.lightmesh.engine.config.ModelConfig;
 import io.lightmesh.engine.model.ResidentDecoder.Scratch;
-import io.lightmesh.engine.tensor.Tensor;
 
 import java.util.Arrays;
 import java.util.concurrent.ExecutionException;
@@ -102,9 +101,8 @@ final class DeviceLayerOps implements LayerOps {
 
     @Override
     public void outputAndRoute(int l, DecoderLayer layer) {
-        Tensor wo = layer.lightning != null ? layer.lightning.wOut : layer.softmax.wo;
         MoeLayer moe = layer.moe;
-        d.matmul(s.o(), n, wo, s.a());                                        // a = o W_o^T: [n, h]
+        d.matmul(s.o(), n, layer.outputWeight(), s.a());                    // a = o W_o^T: [n, h]
         d.residualNorm(s.x(), layer.attnAlpha, s.a(), null, 1, layer.attnBeta, n, r.c.hiddenSize(), r.postNorm[l],
                 (float) r.c.rmsNormEps(), s.x());
         d.matmul(s.x(), n, moe.gate, s.router());                             // router logits [n, E], top k

@@ -4,7 +4,6 @@ import io.lightmesh.engine.backend.DeviceOps.Buffer;
 import io.lightmesh.engine.backend.FusedDecode;
 import io.lightmesh.engine.config.ModelConfig;
 import io.lightmesh.engine.model.ResidentDecoder.Scratch;
-import io.lightmesh.engine.tensor.Tensor;
 
 /**
  * {@link LayerOps} of a decode step on the device's fused kernels ({@link FusedDecode}): one token of each of n
@@ -69,10 +68,10 @@ final class FusedLayerOps implements LayerOps {
 
     @Override
     public void outputAndRoute(int l, DecoderLayer layer) {
-        Tensor wo = layer.lightning != null ? layer.lightning.wOut : layer.softmax.wo;
         int K = layer.moe.K;
-        f.outputAndRoute(s.o(), n, wo, s.a(), s.x(), layer.attnAlpha, layer.attnBeta, r.postNorm[l], eps, layer.moe.gate,
-                K, s.expertIds(), s.expertWeights(), r.executor.observesRouting() ? s.routeLog() : null, (long) l * n * K);
+        f.outputAndRoute(s.o(), n, layer.outputWeight(), s.a(), s.x(), layer.attnAlpha, layer.attnBeta, r.postNorm[l],
+                eps, layer.moe.gate, K, s.expertIds(), s.expertWeights(),
+                r.executor.observesRouting() ? s.routeLog() : null, (long) l * n * K); // the ids logged for an observer
     }
 
     @Override

@@ -114,8 +114,7 @@ final class HostLayerOps implements LayerOps {
 
     @Override
     public void outputAndRoute(int l, DecoderLayer layer) {
-        Tensor wo = layer.lightning != null ? layer.lightning.wOut : layer.softmax.wo;
-        ops.matmul(o, n, wo, a);                                              // a = o W_o^T: [n, h]
+        ops.matmul(o, n, layer.outputWeight(), a);                          // a = o W_o^T: [n, h]
         residualNorm(layer.attnAlpha, layer.attnBeta, layer.postNorm);
         layer.moe.route(ops, x, n, ids, weights);
     }

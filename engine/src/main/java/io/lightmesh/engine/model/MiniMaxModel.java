@@ -111,13 +111,13 @@ public final class MiniMaxModel implements AutoCloseable {
                 SoftmaxAttention sa = new SoftmaxAttention(c, l,
                         w.get(p + "self_attn.q_proj.weight", HD, h), w.get(p + "self_attn.k_proj.weight", KVD, h),
                         w.get(p + "self_attn.v_proj.weight", KVD, h), w.get(p + "self_attn.o_proj.weight", h, HD));
-                layers[l] = new DecoderLayer(in, post, c.rmsNormEps(), null, sa, moe,
+                layers[l] = new DecoderLayer(in, post, null, sa, moe,
                         c.fullAttnAlpha(), c.fullAttnBeta(), c.mlpAlpha(), c.mlpBeta());
             } else {
                 LightningAttention la = new LightningAttention(c, l,
                         w.get(p + "self_attn.qkv_proj.weight", 3 * HD, h), w.get(p + "self_attn.output_gate.weight", HD, h),
                         w.get(p + "self_attn.norm.weight", HD).toFloatArray(), w.get(p + "self_attn.out_proj.weight", h, HD));
-                layers[l] = new DecoderLayer(in, post, c.rmsNormEps(), la, null, moe,
+                layers[l] = new DecoderLayer(in, post, la, null, moe,
                         c.linearAttnAlpha(), c.linearAttnBeta(), c.mlpAlpha(), c.mlpBeta());
             }
         }

@@ -52,9 +52,9 @@ final class ResidentDecoder implements AutoCloseable {
 
     /** Step buffers for up to {@code rows} rows, and logits for up to {@code logitRows} of them. */
     record Scratch(int rows, Buffer ids, Buffer pos, Buffer x, Buffer a, Buffer qkv, Buffer o, Buffer gate,
-                           Buffer q, Buffer k, Buffer v, Buffer router, Buffer expertIds, Buffer expertWeights,
-                           Buffer act, Buffer pairs, Buffer logits, Buffer xe, Buffer up, Buffer de, Buffer groupTokens,
-                           Buffer groupPairs, Buffer routeLog) {
+                   Buffer q, Buffer k, Buffer v, Buffer router, Buffer expertIds, Buffer expertWeights,
+                   Buffer act, Buffer pairs, Buffer logits, Buffer xe, Buffer up, Buffer de, Buffer groupTokens,
+                   Buffer groupPairs, Buffer routeLog) {
         static Scratch of(DeviceOps d, ModelConfig c, int rows, int logitRows) {
             long h = c.hiddenSize(), HD = c.attnDim(), KVD = c.kvDim(), K = c.topK();
             return new Scratch(rows,
@@ -184,25 +184,18 @@ final class ResidentDecoder implements AutoCloseable {
             pos[i] = states.get(i).position();
         }
         long before = d.launches();
-        List<LayerOps> parts = new ArrayList<>();
         boolean fusedStep = fusable(dev, pos, n);
         int nA = fusedStep || !pingPong || n < 2 ? n : (n + 1) / 2; // micro-batches: rows [0, nA) and [nA, n)
         s = grown(s, nA, nA);
-        parts.add(fusedStep ? new FusedLayerOps(this, s, tokens, pos, dev)
-                : DeviceLayerOps.decode(this, s, tokens, pos, dev, 0, nA));
+        List<Part> parts = new ArrayList<>(List.of(new Part(fusedStep ? new FusedLayerOps(this, s, tokens, pos, dev)
+                : DeviceLayerOps.decode(this, s, tokens, pos, dev, 0, nA), s, 0, nA)));
         if (nA < n) {
             s2 = grown(s2, n - nA, n - nA);
-            parts.add(DeviceLayerOps.decode(this, s2, tokens, pos, dev, nA, n - nA));
+            parts.add(new Part(DeviceLayerOps.decode(this, s2, tokens, pos, dev, nA, n - nA), s2, nA, n - nA));
         }
-        run(parts);
-        // LM head: logits [n, V], the only data that comes back
-        float[][] out = new float[n][];
-        Scratch[] scratch = {s, s2};
-        for (int i = 0, from = 0; i < parts.size(); i++) {
-            int rows = i == 0 ? nA : n - nA;
-            System.arraycopy(logits(scratch[i], scratch[i].x, rows), 0, out, from, rows);
-            from += rows;
-        }
+        int[] every = new int[n];
+        for (int i = 0; i < n; i++) every[i] = i;
+        float[][] out = run(parts, every);
         for (SequenceState st : states) st.advance(1);
         lastFused = fusedStep;
         lastLaunches = before < 0 ? -1 : d.launches() - before;
@@ -242,41 +235,51 @@ final class ResidentDecoder implements AutoCloseable {
      * Returns the logits of rows {@code logitRows} of the chunk (row r's predict token r + 1).
      */
     synchronized float[][] prefill(SequenceState st, int[] tokens, int[] logitRows) {
-        int n = tokens.length, h = c.hiddenSize(), m = logitRows.length;
+        int n = tokens.length, m = logitRows.length;
         for (int r : logitRows) if (r < 0 || r >= n) throw new IllegalArgumentException("logit row " + r + " outside 0.." + (n - 1));
         DeviceState dev = st.onDevice(d, pool);
         int start = st.position();
         int nA = pingPong && n >= PREFILL_SPLIT_MIN_ROWS ? (n + 1) / 2 : n;
         ps = grown(ps, nA, m);
         boolean grouped = !remote && n > GROUP_MIN_ROWS;
-        List<DeviceLayerOps> parts = new ArrayList<>(List.of(DeviceLayerOps.prefill(this, ps, tokens, start, dev, 0, nA, grouped)));
+        List<Part> parts = new ArrayList<>();
+        parts.add(new Part(DeviceLayerOps.prefill(this, ps, tokens, start, dev, 0, nA, grouped), ps, 0, nA));
         if (nA < n) {
             ps2 = grown(ps2, n - nA, m);
-            parts.add(DeviceLayerOps.prefill(this, ps2, tokens, start, dev, nA, n - nA, grouped));
+            parts.add(new Part(DeviceLayerOps.prefill(this, ps2, tokens, start, dev, nA, n - nA, grouped), ps2, nA, n - nA));
         }
-        run(parts);
-        // the wanted rows of the final-normed x, then the LM head on those alone: logits [m, V]
-        float[][] out = new float[m][];
-        for (DeviceLayerOps p : parts) {
-            List<Integer> mine = new ArrayList<>();
-            for (int i = 0; i < m; i++) if (logitRows[i] >= p.from && logitRows[i] < p.from + p.n) mine.add(i);
-            for (int j = 0; j < mine.size(); j++) {
-                d.copy(p.s.x, (long) (logitRows[mine.get(j)] - p.from) * h, p.s.a, (long) j * h, h);
-            }
-            float[][] got = logits(p.s, p.s.a, mine.size());
-            for (int j = 0; j < mine.size(); j++) out[mine.get(j)] = got[j];
-        }
+        float[][] out = run(parts, logitRows);
         st.advance(n);
         return out;
     }
 
-    /** The forward pass over the micro-batches; remote expert calls still in flight when it fails are cancelled. */
-    private void run(List<? extends LayerOps> parts) {
+    /** One micro-batch of a step: its ops, its buffers, and its rows [from, from + n) of the step. */
+    private record Part(LayerOps ops, Scratch s, int from, int n) {}
+
+    /**
+     * The forward pass over the micro-batches (remote expert calls still in flight when it fails are cancelled), then
+     * the LM head on rows {@code logitRows} of the final-normed x: logits [m][V], the only data that comes back.
+     */
+    private float[][] run(List<Part> parts, int[] logitRows) {
         try {
-            pass.run(parts);
+            pass.run(parts.stream().map(Part::ops).toList());
         } finally {
-            for (LayerOps p : parts) if (p instanceof DeviceLayerOps dp) dp.cancel();
+            for (Part p : parts) if (p.ops() instanceof DeviceLayerOps dp) dp.cancel();
         }
+        int h = c.hiddenSize();
+        float[][] out = new float[logitRows.length][];
+        for (Part p : parts) {
+            List<Integer> mine = new ArrayList<>();
+            for (int i = 0; i < logitRows.length; i++) if (logitRows[i] >= p.from && logitRows[i] < p.from + p.n) mine.add(i);
+            boolean all = mine.size() == p.n; // every row in order (decode): x as it is; else the wanted rows into a
+            for (int j = 0; j < mine.size(); j++) all &= logitRows[mine.get(j)] == p.from + j;
+            for (int j = 0; j < mine.size() && !all; j++) {
+                d.copy(p.s.x, (long) (logitRows[mine.get(j)] - p.from) * h, p.s.a, (long) j * h, h);
+            }
+            float[][] got = logits(p.s, all ? p.s.x : p.s.a, mine.size());
+            for (int j = 0; j < mine.size(); j++) out[mine.get(j)] = got[j];
+        }
+        return out;
     }
 
     /** The LM head on the first m rows of x (final-normed) into s.logits, read back: [m][V]. */

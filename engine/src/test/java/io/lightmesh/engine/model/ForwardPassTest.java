@@ -29,8 +29,8 @@ class ForwardPassTest {
     /** Layer 0 lightning, layer 1 softmax (weights are not read by the pass). */
     private static ForwardPass twoLayers() {
         float[] norm = new float[1];
-        DecoderLayer lightning = new DecoderLayer(norm, norm, 1e-5, lightningWeights(), null, null, 1, 1, 1, 1);
-        DecoderLayer softmax = new DecoderLayer(norm, norm, 1e-5, null, softmaxWeights(), null, 1, 1, 1, 1);
+        DecoderLayer lightning = new DecoderLayer(norm, norm, lightningWeights(), null, null, 1, 1, 1, 1);
+        DecoderLayer softmax = new DecoderLayer(norm, norm, null, softmaxWeights(), null, 1, 1, 1, 1);
         return new ForwardPass(new DecoderLayer[]{lightning, softmax});
     }
 
