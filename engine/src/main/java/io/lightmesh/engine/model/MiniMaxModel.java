@@ -168,20 +168,13 @@ public final class MiniMaxModel implements AutoCloseable {
         for (int from = 0; from < tokens.length; from += prefillChunk) {
             int n = Math.min(prefillChunk, tokens.length - from);
             int[] chunk = java.util.Arrays.copyOfRange(tokens, from, from + n);
-            if (residentPrefill) {
-                List<Integer> which = new java.util.ArrayList<>();
-                for (int i = 0; i < logitRows.length; i++) if (logitRows[i] >= from && logitRows[i] < from + n) which.add(i);
-                int[] rows = new int[which.size()];
-                for (int j = 0; j < rows.length; j++) rows[j] = logitRows[which.get(j)] - from;
-                float[][] got = residentDecoder().prefill(s, chunk, rows);
-                for (int j = 0; j < rows.length; j++) out[which.get(j)] = got[j];
-                continue;
-            }
-            float[] x = forward(Batch.prefill(s, n), chunk);
-            for (int i = 0; i < logitRows.length; i++) {
-                int r = logitRows[i];
-                if (r >= from && r < from + n) out[i] = logits(x, r - from);
-            }
+            List<Integer> which = new java.util.ArrayList<>(); // the requested rows in this chunk
+            for (int i = 0; i < logitRows.length; i++) if (logitRows[i] >= from && logitRows[i] < from + n) which.add(i);
+            int[] rows = new int[which.size()];
+            for (int j = 0; j < rows.length; j++) rows[j] = logitRows[which.get(j)] - from;
+            float[][] got = residentPrefill ? residentDecoder().prefill(s, chunk, rows)
+                    : onHost(Batch.prefill(s, n), chunk, rows);
+            for (int j = 0; j < rows.length; j++) out[which.get(j)] = got[j];
         }
         for (int i = 0; i < logitRows.length; i++) {
             if (out[i] == null) throw new IllegalArgumentException("logit row " + logitRows[i] + " outside 0.." + (tokens.length - 1));
@@ -231,10 +224,11 @@ public final class MiniMaxModel implements AutoCloseable {
                 rows += take;
                 if (done[i] == tokens.get(i).length) lastRow[i] = rows - 1;
             }
-            float[] x = forward(new Batch(segments, rows), rowTokens);
+            int[] wanted = java.util.Arrays.stream(lastRow).filter(r -> r >= 0).toArray(); // in sequence order
+            float[][] got = onHost(new Batch(segments, rows), rowTokens, wanted);
             more = false;
-            for (int i = 0; i < n; i++) {
-                if (lastRow[i] >= 0) out[i] = logits(x, lastRow[i]);
+            for (int i = 0, j = 0; i < n; i++) {
+                if (lastRow[i] >= 0) out[i] = got[j++];
                 more |= done[i] < tokens.get(i).length;
             }
         }
@@ -264,10 +258,7 @@ public final class MiniMaxModel implements AutoCloseable {
         if (states.size() != tokens.length) throw new IllegalArgumentException(states.size() + " states but " + tokens.length + " tokens");
         for (int i = 0; i < tokens.length; i++) checkRows(new int[]{tokens[i]}, states.get(i).position(), 1, "sequence");
         if (residentDecode && !states.isEmpty()) return residentDecoder().decode(states, tokens);
-        float[] x = forward(Batch.decode(states), tokens);
-        float[][] out = new float[tokens.length][];
-        for (int i = 0; i < tokens.length; i++) out[i] = logits(x, i);
-        return out;
+        return onHost(Batch.decode(states), tokens, java.util.stream.IntStream.range(0, tokens.length).toArray());
     }
 
     /**
@@ -306,22 +297,22 @@ public final class MiniMaxModel implements AutoCloseable {
     }
 
     /**
-     * Embeds the batch's tokens, runs every layer ({@link ForwardPass} over the host's arrays), advances each
-     * sequence; returns the final-normed hidden states [rows, h].
+     * One step on the host's arrays ({@link ForwardPass} over {@link HostLayerOps}): the batch's rows through every
+     * layer, each sequence advanced; returns the logits [m][V] of rows {@code logitRows}. Tokens and positions are
+     * checked by the callers.
      */
-    private float[] forward(Batch batch, int[] tokens) { // tokens and positions checked by the callers
+    private float[][] onHost(Batch batch, int[] tokens, int[] logitRows) {
         HostLayerOps rows = new HostLayerOps(config, ops, experts, pass.layers(), embed, finalNorm, batch, tokens);
         pass.run(List.of(rows));
         for (Batch.Segment s : batch.segments()) s.state().advance(s.count());
-        return rows.x;
-    }
-
-    /** The LM head for one row of the final-normed x [rows, h]: logits [V]. */
-    private float[] logits(float[] x, int row) {
         int hidden = config.hiddenSize();
-        float[] logits = new float[config.vocabSize()];
-        ops.matmul(java.util.Arrays.copyOfRange(x, row * hidden, (row + 1) * hidden), 1, lmHead, logits);
-        return logits;
+        float[][] out = new float[logitRows.length][];
+        for (int i = 0; i < out.length; i++) { // the LM head on each wanted row of the final-normed x
+            int r = logitRows[i];
+            out[i] = new float[config.vocabSize()];
+            ops.matmul(java.util.Arrays.copyOfRange(rows.x, r * hidden, (r + 1) * hidden), 1, lmHead, out[i]);
+        }
+        return out;
     }
 
     @Override
