@@ -195,7 +195,14 @@ final class ResidentDecoder implements AutoCloseable {
         }
         int[] every = new int[n];
         for (int i = 0; i < n; i++) every[i] = i;
-        float[][] out = run(parts, every);
+        float[][] out;
+        if (fusedStep) {
+            // the fused kernels' step inputs (ids, positions, slots) and tail counters are one set per device, shared
+            // by every model on it: a step is enqueued whole before another model's begins (the queue is in order)
+            synchronized (fused) { out = run(parts, every); }
+        } else {
+            out = run(parts, every);
+        }
         for (SequenceState st : states) st.advance(1);
         lastFused = fusedStep;
         lastLaunches = before < 0 ? -1 : d.launches() - before;
