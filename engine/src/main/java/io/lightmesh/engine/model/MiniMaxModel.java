@@ -34,18 +34,20 @@ public final class MiniMaxModel implements AutoCloseable {
     private final boolean residentPrefill;
     /** Device path with remote experts: two alternating micro-batches (off with -Dlightmesh.device.pingPong=false). */
     private final boolean pingPong;
+    /** Device decode steps of up to 8 rows on the fused kernels where the device has them (off: per operation; tests). */
+    private final boolean fusedDecode;
     private ResidentDecoder resident;
 
     private MiniMaxModel(ModelConfig config, WeightStore weights, TensorOps ops, Tensor embed, Tensor lmHead,
                          float[] finalNorm, DecoderLayer[] layers, ExpertExecutor experts) {
         this(config, weights, ops, embed, lmHead, finalNorm, layers, experts,
                 !"false".equalsIgnoreCase(System.getProperty("lightmesh.opencl.residentPrefill", "true")),
-                !"false".equalsIgnoreCase(System.getProperty("lightmesh.device.pingPong", "true")));
+                !"false".equalsIgnoreCase(System.getProperty("lightmesh.device.pingPong", "true")), true);
     }
 
     private MiniMaxModel(ModelConfig config, WeightStore weights, TensorOps ops, Tensor embed, Tensor lmHead,
                          float[] finalNorm, DecoderLayer[] layers, ExpertExecutor experts, boolean devicePrefill,
-                         boolean pingPong) {
+                         boolean pingPong, boolean fusedDecode) {
         this.config = config;
         this.weights = weights;
         this.ops = ops;
@@ -60,11 +62,17 @@ public final class MiniMaxModel implements AutoCloseable {
         this.residentDecode = ops.resident() != null && ResidentDecoder.supports(config);
         this.residentPrefill = residentDecode && devicePrefill;
         this.pingPong = residentDecode && pingPong && !ResidentDecoder.hostsAll(config, experts);
+        this.fusedDecode = fusedDecode;
     }
 
     /** The same model with prefill on the host's array path even where decode runs on the device (tests). */
     MiniMaxModel withHostPrefill() {
-        return new MiniMaxModel(config, weights, ops, embed, lmHead, finalNorm, layers, experts, false, pingPong);
+        return new MiniMaxModel(config, weights, ops, embed, lmHead, finalNorm, layers, experts, false, pingPong, fusedDecode);
+    }
+
+    /** The same model with every device decode step per operation, never on the fused kernels (tests). */
+    MiniMaxModel withoutFusedDecode() {
+        return new MiniMaxModel(config, weights, ops, embed, lmHead, finalNorm, layers, experts, residentPrefill, pingPong, false);
     }
 
     /**
@@ -72,7 +80,7 @@ public final class MiniMaxModel implements AutoCloseable {
      * path with remote experts. The default is on ({@code -Dlightmesh.device.pingPong=false} turns it off).
      */
     public MiniMaxModel withMicroBatching(boolean on) {
-        return new MiniMaxModel(config, weights, ops, embed, lmHead, finalNorm, layers, experts, residentPrefill, on);
+        return new MiniMaxModel(config, weights, ops, embed, lmHead, finalNorm, layers, experts, residentPrefill, on, fusedDecode);
     }
 
     /** Loads config.json and the safetensors weights of {@code dir}; every tensor is checked by name and shape. */
@@ -291,7 +299,7 @@ public final class MiniMaxModel implements AutoCloseable {
 
     private synchronized ResidentDecoder residentDecoder() {
         if (resident == null) {
-            resident = new ResidentDecoder(config, ops.resident(), embed, lmHead, finalNorm, pass, experts, pingPong);
+            resident = new ResidentDecoder(config, ops.resident(), embed, lmHead, finalNorm, pass, experts, pingPong, fusedDecode);
         }
         return resident;
     }

@@ -94,9 +94,10 @@ final class ResidentDecoder implements AutoCloseable {
      * @param executor the model's experts: computed here from {@code executor.local()}'s weights when it hosts every
      *                 expert, else by {@code executor.run} (remote shards)
      * @param pingPong with remote experts, split steps and chunks into two alternating micro-batches
+     * @param fusedSteps decode steps on the device's fused kernels where they fit (else always per operation)
      */
     ResidentDecoder(ModelConfig c, DeviceOps d, Tensor embed, Tensor lmHead, float[] finalNorm, ForwardPass pass,
-                    ExpertExecutor executor, boolean pingPong) {
+                    ExpertExecutor executor, boolean pingPong, boolean fusedSteps) {
         this.c = c;
         this.d = d;
         this.embed = embed;
@@ -137,7 +138,7 @@ final class ResidentDecoder implements AutoCloseable {
         this.finalNorm = constant(finalNorm);
         d.preload(weights);
         this.pool = new StatePool(d, c);
-        FusedDecode f = remote ? null : d.fused();
+        FusedDecode f = remote || !fusedSteps ? null : d.fused();
         this.fused = f != null && f.takes(weights.toArray(Tensor[]::new)) && fusedFits(c) ? f : null;
     }
 
