@@ -1,13 +1,13 @@
 package io.lightmesh.engine.model;
 
-import io.lightmesh.engine.backend.TensorOps;
 import io.lightmesh.engine.config.ModelConfig;
 import io.lightmesh.engine.tensor.Tensor;
 
 import java.util.Arrays;
 
 /**
- * Lightning attention (linear attention with a per-head exponential decay) for one layer:
+ * The weights of lightning attention (linear attention with a per-head exponential decay) for one layer, computed by
+ * {@link LayerOps#lightning}:
  * <pre>
  *   qkv = SiLU(x W_qkv^T)                 (n, H, 3D) -> q | k | v
  *   o_t = sum_{j<=t} exp(-lambda (t-j)) (q_t . k_j) v_j     (block form in prefill, recurrence in decode)
@@ -77,46 +77,5 @@ final class LightningAttention {
             }
         }
         return new float[][]{q, k, v};
-    }
-
-    /** x [rows, h] -> y [rows, h] (y may not alias x). */
-    void forward(TensorOps ops, Batch batch, float[] x, float[] y) {
-        int n = batch.rows(), HD = H * D;
-        // qkv projection + SiLU: (n, H, 3D)
-        float[] qkv = new float[n * 3 * HD];
-        ops.matmul(x, n, wQkv, qkv);
-        Functions.siluInPlace(qkv, qkv.length);
-        // split heads: q, k, v each (n, H, D)
-        float[][] split = splitQkv(qkv, n, H, D);
-        float[] q = split[0], k = split[1], v = split[2];
-        float[] o = new float[n * HD];
-        attend(ops, batch, q, k, v, o);
-        // output norm over all H*D dims, sigmoid gate, projection
-        Functions.rmsNorm(o, n, HD, normW, ModelConfig.LIGHTNING_NORM_EPS, o);
-        float[] gate = new float[n * HD];
-        ops.matmul(x, n, wGate, gate);
-        Functions.mulSigmoid(o, gate, o.length);
-        ops.matmul(o, n, wOut, y);
-    }
-
-    private void attend(TensorOps ops, Batch batch, float[] q, float[] k, float[] v, float[] o) {
-        int HD = H * D;
-        if (batch.allSingleTokens()) { // decode: one recurrent step for every sequence at once
-            float[][] states = new float[batch.segments().size()][];
-            for (int i = 0; i < states.length; i++) states[i] = batch.segments().get(i).state().lightningState(layer);
-            ops.lightningDecode(q, k, v, states.length, H, D, decay, states, o);
-            return;
-        }
-        for (Batch.Segment s : batch.segments()) { // prefill: block form per sequence, continuing its state
-            int from = s.row() * HD, len = s.count() * HD;
-            float[] qs = Arrays.copyOfRange(q, from, from + len);
-            float[] ks = Arrays.copyOfRange(k, from, from + len);
-            float[] vs = Arrays.copyOfRange(v, from, from + len);
-            float[] os = new float[len];
-            float[] state = s.state().lightningState(layer);
-            if (s.count() == 1) ops.lightningDecode(qs, ks, vs, 1, H, D, decay, new float[][]{state}, os);
-            else ops.lightningPrefill(qs, ks, vs, s.count(), H, D, decay, blockSize, state, os);
-            System.arraycopy(os, 0, o, from, len);
-        }
     }
 }

@@ -25,6 +25,7 @@ public final class MiniMaxModel implements AutoCloseable {
     private final Tensor lmHead;    // [V, h]
     private final float[] finalNorm; // [h]
     private final DecoderLayer[] layers;
+    private final ForwardPass pass;  // the layers' math, once for every path
     private final ExpertExecutor experts;
     private final int prefillChunk;
     /** Decode on the device when the backend has resident operations (experts local or remote); made on first use. */
@@ -33,18 +34,20 @@ public final class MiniMaxModel implements AutoCloseable {
     private final boolean residentPrefill;
     /** Device path with remote experts: two alternating micro-batches (off with -Dlightmesh.device.pingPong=false). */
     private final boolean pingPong;
+    /** Device decode steps of up to 8 rows on the fused kernels where the device has them (off: per operation; tests). */
+    private final boolean fusedDecode;
     private ResidentDecoder resident;
 
     private MiniMaxModel(ModelConfig config, WeightStore weights, TensorOps ops, Tensor embed, Tensor lmHead,
                          float[] finalNorm, DecoderLayer[] layers, ExpertExecutor experts) {
         this(config, weights, ops, embed, lmHead, finalNorm, layers, experts,
                 !"false".equalsIgnoreCase(System.getProperty("lightmesh.opencl.residentPrefill", "true")),
-                !"false".equalsIgnoreCase(System.getProperty("lightmesh.device.pingPong", "true")));
+                !"false".equalsIgnoreCase(System.getProperty("lightmesh.device.pingPong", "true")), true);
     }
 
     private MiniMaxModel(ModelConfig config, WeightStore weights, TensorOps ops, Tensor embed, Tensor lmHead,
                          float[] finalNorm, DecoderLayer[] layers, ExpertExecutor experts, boolean devicePrefill,
-                         boolean pingPong) {
+                         boolean pingPong, boolean fusedDecode) {
         this.config = config;
         this.weights = weights;
         this.ops = ops;
@@ -52,17 +55,24 @@ public final class MiniMaxModel implements AutoCloseable {
         this.lmHead = lmHead;
         this.finalNorm = finalNorm;
         this.layers = layers;
+        this.pass = new ForwardPass(layers);
         this.experts = experts;
         // chunks are whole lightning blocks so chunked prefill partitions the sequence as one-shot prefill does
         this.prefillChunk = Math.max(1, 2048 / config.blockSize()) * config.blockSize();
         this.residentDecode = ops.resident() != null && ResidentDecoder.supports(config);
         this.residentPrefill = residentDecode && devicePrefill;
         this.pingPong = residentDecode && pingPong && !ResidentDecoder.hostsAll(config, experts);
+        this.fusedDecode = fusedDecode;
     }
 
     /** The same model with prefill on the host's array path even where decode runs on the device (tests). */
     MiniMaxModel withHostPrefill() {
-        return new MiniMaxModel(config, weights, ops, embed, lmHead, finalNorm, layers, experts, false, pingPong);
+        return new MiniMaxModel(config, weights, ops, embed, lmHead, finalNorm, layers, experts, false, pingPong, fusedDecode);
+    }
+
+    /** The same model with every device decode step per operation, never on the fused kernels (tests). */
+    MiniMaxModel withoutFusedDecode() {
+        return new MiniMaxModel(config, weights, ops, embed, lmHead, finalNorm, layers, experts, residentPrefill, pingPong, false);
     }
 
     /**
@@ -70,7 +80,7 @@ public final class MiniMaxModel implements AutoCloseable {
      * path with remote experts. The default is on ({@code -Dlightmesh.device.pingPong=false} turns it off).
      */
     public MiniMaxModel withMicroBatching(boolean on) {
-        return new MiniMaxModel(config, weights, ops, embed, lmHead, finalNorm, layers, experts, residentPrefill, on);
+        return new MiniMaxModel(config, weights, ops, embed, lmHead, finalNorm, layers, experts, residentPrefill, on, fusedDecode);
     }
 
     /** Loads config.json and the safetensors weights of {@code dir}; every tensor is checked by name and shape. */
@@ -109,13 +119,13 @@ public final class MiniMaxModel implements AutoCloseable {
                 SoftmaxAttention sa = new SoftmaxAttention(c, l,
                         w.get(p + "self_attn.q_proj.weight", HD, h), w.get(p + "self_attn.k_proj.weight", KVD, h),
                         w.get(p + "self_attn.v_proj.weight", KVD, h), w.get(p + "self_attn.o_proj.weight", h, HD));
-                layers[l] = new DecoderLayer(in, post, c.rmsNormEps(), null, sa, moe,
+                layers[l] = new DecoderLayer(in, post, null, sa, moe,
                         c.fullAttnAlpha(), c.fullAttnBeta(), c.mlpAlpha(), c.mlpBeta());
             } else {
                 LightningAttention la = new LightningAttention(c, l,
                         w.get(p + "self_attn.qkv_proj.weight", 3 * HD, h), w.get(p + "self_attn.output_gate.weight", HD, h),
                         w.get(p + "self_attn.norm.weight", HD).toFloatArray(), w.get(p + "self_attn.out_proj.weight", h, HD));
-                layers[l] = new DecoderLayer(in, post, c.rmsNormEps(), la, null, moe,
+                layers[l] = new DecoderLayer(in, post, la, null, moe,
                         c.linearAttnAlpha(), c.linearAttnBeta(), c.mlpAlpha(), c.mlpBeta());
             }
         }
@@ -162,29 +172,17 @@ public final class MiniMaxModel implements AutoCloseable {
      */
     public float[][] prefill(SequenceState s, int[] tokens, int[] logitRows) {
         float[][] out = new float[logitRows.length][];
-        if (residentPrefill) { // checked up front: the device pass does not stop midway
-            for (int id : tokens) checkToken(id);
-            if ((long) s.position() + tokens.length > config.maxPositions()) {
-                throw new IllegalArgumentException("sequence would exceed max_position_embeddings " + config.maxPositions());
-            }
-        }
+        checkRows(tokens, s.position(), tokens.length, "sequence"); // up front: no chunk runs if one would fail
         for (int from = 0; from < tokens.length; from += prefillChunk) {
             int n = Math.min(prefillChunk, tokens.length - from);
             int[] chunk = java.util.Arrays.copyOfRange(tokens, from, from + n);
-            if (residentPrefill) {
-                List<Integer> which = new java.util.ArrayList<>();
-                for (int i = 0; i < logitRows.length; i++) if (logitRows[i] >= from && logitRows[i] < from + n) which.add(i);
-                int[] rows = new int[which.size()];
-                for (int j = 0; j < rows.length; j++) rows[j] = logitRows[which.get(j)] - from;
-                float[][] got = residentDecoder().prefill(s, chunk, rows);
-                for (int j = 0; j < rows.length; j++) out[which.get(j)] = got[j];
-                continue;
-            }
-            float[] h = forward(Batch.prefill(s, n), chunk);
-            for (int i = 0; i < logitRows.length; i++) {
-                int r = logitRows[i];
-                if (r >= from && r < from + n) out[i] = logits(h, r - from);
-            }
+            List<Integer> which = new java.util.ArrayList<>(); // the requested rows in this chunk
+            for (int i = 0; i < logitRows.length; i++) if (logitRows[i] >= from && logitRows[i] < from + n) which.add(i);
+            int[] rows = new int[which.size()];
+            for (int j = 0; j < rows.length; j++) rows[j] = logitRows[which.get(j)] - from;
+            float[][] got = residentPrefill ? residentDecoder().prefill(s, chunk, rows)
+                    : onHost(Batch.prefill(s, n), chunk, rows);
+            for (int j = 0; j < rows.length; j++) out[which.get(j)] = got[j];
         }
         for (int i = 0; i < logitRows.length; i++) {
             if (out[i] == null) throw new IllegalArgumentException("logit row " + logitRows[i] + " outside 0.." + (tokens.length - 1));
@@ -210,10 +208,7 @@ public final class MiniMaxModel implements AutoCloseable {
         if (new java.util.HashSet<>(states).size() != n) throw new IllegalArgumentException("a state appears twice in one batch");
         for (int i = 0; i < n; i++) { // checked before any state moves
             if (tokens.get(i).length == 0) throw new IllegalArgumentException("prefill needs at least one token (sequence " + i + ")");
-            for (int id : tokens.get(i)) checkToken(id);
-            if ((long) states.get(i).position() + tokens.get(i).length > config.maxPositions()) {
-                throw new IllegalArgumentException("sequence " + i + " would exceed max_position_embeddings " + config.maxPositions());
-            }
+            checkRows(tokens.get(i), states.get(i).position(), tokens.get(i).length, "sequence " + i);
         }
         int block = config.blockSize(), step = Math.max(block, stepTokens / block * block);
         int[] done = new int[n];
@@ -237,10 +232,11 @@ public final class MiniMaxModel implements AutoCloseable {
                 rows += take;
                 if (done[i] == tokens.get(i).length) lastRow[i] = rows - 1;
             }
-            float[] h = forward(new Batch(segments, rows), rowTokens);
+            int[] wanted = java.util.Arrays.stream(lastRow).filter(r -> r >= 0).toArray(); // in sequence order
+            float[][] got = onHost(new Batch(segments, rows), rowTokens, wanted);
             more = false;
-            for (int i = 0; i < n; i++) {
-                if (lastRow[i] >= 0) out[i] = logits(h, lastRow[i]);
+            for (int i = 0, j = 0; i < n; i++) {
+                if (lastRow[i] >= 0) out[i] = got[j++];
                 more |= done[i] < tokens.get(i).length;
             }
         }
@@ -250,9 +246,15 @@ public final class MiniMaxModel implements AutoCloseable {
     /** Rows of one forward step of prefill: whole lightning blocks, about 2048 tokens. */
     public int prefillStepTokens() { return prefillChunk; }
 
-    private void checkToken(int id) {
-        if (id < 0 || id >= config.vocabSize()) {
-            throw new IllegalArgumentException("token id " + id + " outside the vocabulary 0.." + (config.vocabSize() - 1));
+    /** Every token id in the vocabulary, and {@code count} more tokens after {@code position} within max positions. */
+    private void checkRows(int[] tokens, int position, int count, String which) {
+        for (int id : tokens) {
+            if (id < 0 || id >= config.vocabSize()) {
+                throw new IllegalArgumentException("token id " + id + " outside the vocabulary 0.." + (config.vocabSize() - 1));
+            }
+        }
+        if ((long) position + count > config.maxPositions()) {
+            throw new IllegalArgumentException(which + " would exceed max_position_embeddings " + config.maxPositions());
         }
     }
 
@@ -262,11 +264,9 @@ public final class MiniMaxModel implements AutoCloseable {
      */
     public float[][] decode(List<SequenceState> states, int[] tokens) {
         if (states.size() != tokens.length) throw new IllegalArgumentException(states.size() + " states but " + tokens.length + " tokens");
+        for (int i = 0; i < tokens.length; i++) checkRows(new int[]{tokens[i]}, states.get(i).position(), 1, "sequence");
         if (residentDecode && !states.isEmpty()) return residentDecoder().decode(states, tokens);
-        float[] h = forward(Batch.decode(states), tokens);
-        float[][] out = new float[tokens.length][];
-        for (int i = 0; i < tokens.length; i++) out[i] = logits(h, i);
-        return out;
+        return onHost(Batch.decode(states), tokens, java.util.stream.IntStream.range(0, tokens.length).toArray());
     }
 
     /**
@@ -299,38 +299,28 @@ public final class MiniMaxModel implements AutoCloseable {
 
     private synchronized ResidentDecoder residentDecoder() {
         if (resident == null) {
-            resident = new ResidentDecoder(config, ops.resident(), embed, lmHead, finalNorm, layers, experts, pingPong);
+            resident = new ResidentDecoder(config, ops.resident(), embed, lmHead, finalNorm, pass, experts, pingPong, fusedDecode);
         }
         return resident;
     }
 
-    /** Embeds the batch's tokens, runs every layer, advances each sequence; returns final hidden states [rows, h]. */
-    private float[] forward(Batch batch, int[] tokens) {
-        int hidden = config.hiddenSize(), n = batch.rows();
-        float[] h = new float[n * hidden];
-        for (int t = 0; t < n; t++) {
-            checkToken(tokens[t]);
-            embed.copyTo((long) tokens[t] * hidden, h, t * hidden, hidden);
-        }
-        for (Batch.Segment s : batch.segments()) {
-            if ((long) s.state().position() + s.count() > config.maxPositions()) {
-                throw new IllegalArgumentException("sequence would exceed max_position_embeddings " + config.maxPositions());
-            }
-        }
-        for (DecoderLayer layer : layers) layer.forward(ops, experts, batch, h, hidden);
+    /**
+     * One step on the host's arrays ({@link ForwardPass} over {@link HostLayerOps}): the batch's rows through every
+     * layer, each sequence advanced; returns the logits [m][V] of rows {@code logitRows}. Tokens and positions are
+     * checked by the callers.
+     */
+    private float[][] onHost(Batch batch, int[] tokens, int[] logitRows) {
+        HostLayerOps rows = new HostLayerOps(config, ops, experts, pass.layers(), embed, finalNorm, batch, tokens);
+        pass.run(List.of(rows));
         for (Batch.Segment s : batch.segments()) s.state().advance(s.count());
-        return h;
-    }
-
-    /** Final norm and LM head for one row of h. */
-    private float[] logits(float[] h, int row) {
         int hidden = config.hiddenSize();
-        float[] x = new float[hidden];
-        System.arraycopy(h, row * hidden, x, 0, hidden);
-        Functions.rmsNorm(x, 1, hidden, finalNorm, config.rmsNormEps(), x);
-        float[] logits = new float[config.vocabSize()];
-        ops.matmul(x, 1, lmHead, logits);
-        return logits;
+        float[][] out = new float[logitRows.length][];
+        for (int i = 0; i < out.length; i++) { // the LM head on each wanted row of the final-normed x
+            int r = logitRows[i];
+            out[i] = new float[config.vocabSize()];
+            ops.matmul(java.util.Arrays.copyOfRange(rows.x, r * hidden, (r + 1) * hidden), 1, lmHead, out[i]);
+        }
+        return out;
     }
 
     @Override

@@ -44,12 +44,5 @@ final class MoeLayer {
         }
     }
 
-    void forward(TensorOps ops, ExpertExecutor executor, float[] x, int n, float[] y) {
-        int[] experts = new int[n * K];
-        float[] weights = new float[n * K];
-        route(ops, x, n, experts, weights);
-        executor.run(layer, x, n, K, experts, weights, y);
-    }
-
     int topK() { return K; }
 }

@@ -42,6 +42,27 @@ class BackendFixturesTest {
         openCl(dir, true);
     }
 
+    /**
+     * Decode on the device-resident path one launch per operation (the step a batch past the fused kernels' 8 rows
+     * takes), so that the fused step, the per-operation step, and the host arrays all meet the same fixtures.
+     */
+    @ParameterizedTest(name = "opencl resident per operation {0}")
+    @MethodSource("cases")
+    void openClResidentPerOperationDecodeMatchesHuggingFace(Path dir) throws Exception {
+        OpenClOps ops = open();
+        try (ops) {
+            if (ops.resident() != null) ops.resident().useTensorCores(false);  // the fp32 products: 1e-4
+            ReferenceFixturesTest.check(dir, ops, m -> {
+                MiniMaxModel perOp = m.withoutFusedDecode();
+                SequenceState s = perOp.newState();
+                perOp.prefill(s, new int[]{1});
+                perOp.decode(java.util.List.of(s), new int[]{2});
+                org.junit.jupiter.api.Assertions.assertFalse(perOp.lastDecodeFused(), "the per-operation step");
+                return perOp;
+            });
+        }
+    }
+
     /** Decode through the array operations of TensorOps (host activations, copies per call). */
     @ParameterizedTest(name = "opencl arrays {0}")
     @MethodSource("cases")

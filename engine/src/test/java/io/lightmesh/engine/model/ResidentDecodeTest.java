@@ -305,6 +305,77 @@ class ResidentDecodeTest {
         }
     }
 
+    /**
+     * Two models on one device (as the workers of an embedded mesh, or a worker and the in-process engine, share it)
+     * decoding at the same time on the fused step: the fused kernels' per-step inputs (ids, positions, pool slots)
+     * are one buffer of the device's, so each model's step must be whole on the device's queue before the other's
+     * begins. Each sequence's logits match the reference, step by step.
+     */
+    @org.junit.jupiter.api.Test
+    void twoModelsOnOneDeviceDecodeAtOnce() throws Exception {
+        Path p = checkpoint(Dt.BF16);
+        try (MiniMaxModel ref = MiniMaxModel.load(p, new ReferenceOps());
+             MiniMaxModel one = MiniMaxModel.load(p, OpenClTestSupport.ops());
+             MiniMaxModel two = MiniMaxModel.load(p, OpenClTestSupport.ops())) {
+            int steps = 25;
+            SplittableRandom rnd = new SplittableRandom(31);
+            int[][] prompts = {rnd.ints(23, 0, 512).toArray(), rnd.ints(9, 0, 512).toArray()};
+            int[][] tokens = {rnd.ints(steps, 0, 512).toArray(), rnd.ints(steps, 0, 512).toArray()};
+            float[][][] want = new float[2][steps][];
+            for (int m = 0; m < 2; m++) {
+                SequenceState s = ref.newState();
+                ref.prefill(s, prompts[m]);
+                for (int i = 0; i < steps; i++) want[m][i] = ref.decode(List.of(s), new int[]{tokens[m][i]})[0];
+            }
+            MiniMaxModel[] models = {one, two};
+            java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(2);
+            var pool = java.util.concurrent.Executors.newFixedThreadPool(2);
+            try {
+                List<java.util.concurrent.Future<float[][]>> got = new ArrayList<>();
+                for (int m = 0; m < 2; m++) {
+                    int mm = m;
+                    got.add(pool.submit(() -> {
+                        SequenceState s = models[mm].newState();
+                        models[mm].prefill(s, prompts[mm]);
+                        start.await(30, java.util.concurrent.TimeUnit.SECONDS);
+                        float[][] out = new float[steps][];
+                        for (int i = 0; i < steps; i++) {
+                            out[i] = models[mm].decode(List.of(s), new int[]{tokens[mm][i]})[0];
+                            assertTrue(models[mm].lastDecodeFused(), "fused step");
+                        }
+                        return out;
+                    }));
+                }
+                for (int m = 0; m < 2; m++) {
+                    float[][] out = got.get(m).get(120, java.util.concurrent.TimeUnit.SECONDS);
+                    for (int i = 0; i < steps; i++) ReferenceFixturesTest.assertClose(want[m][i], out[i], "model " + m + " step " + i);
+                }
+            } finally {
+                pool.shutdownNow();
+            }
+        }
+    }
+
+    /** A token id outside the vocabulary is refused on the host and the device path alike, before any state moves. */
+    @org.junit.jupiter.api.Test
+    void badTokenIsRefusedBeforeAnyStateMoves() throws IOException {
+        Path p = checkpoint(Dt.F32);
+        try (MiniMaxModel ref = MiniMaxModel.load(p, new ReferenceOps()); MiniMaxModel dev = MiniMaxModel.load(p, OpenClTestSupport.ops())) {
+            for (MiniMaxModel m : List.of(ref, dev)) {
+                SequenceState a = m.newState(), b = m.newState();
+                m.prefill(a, new int[]{1, 2, 3});
+                m.prefill(b, new int[]{4, 5});
+                var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                        () -> m.decode(List.of(a, b), new int[]{7, 512}));
+                assertTrue(e.getMessage().contains("token id 512 outside the vocabulary 0..511"), e.getMessage());
+                org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                        () -> m.prefill(a, new int[]{1, -1}));
+                assertEquals(3, a.position());
+                assertEquals(2, b.position());
+            }
+        }
+    }
+
     /** A routing observer in front of in-process experts keeps the device path, and sees what the host path sees. */
     @ParameterizedTest
     @EnumSource(Dt.class)
