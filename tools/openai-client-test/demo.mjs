@@ -89,7 +89,8 @@ await check('readme tool call round trip (get_weather)', async () => {
   assert.equal(second.choices[0].finish_reason, 'stop');
   const answer = second.choices[0].message.content;
   assert.ok(answer.includes('sunny') && answer.includes('21') && answer.includes('Paris'), `the answer quotes the result: ${answer}`);
-  console.log(`     get_weather(${calls[0].function.arguments}) -> ${JSON.stringify(answer)}`);
+  console.log(`     get_weather(${calls[0].function.arguments}) -> ${JSON.stringify(answer)} `
+    + `(second turn: ${second.usage.prompt_tokens} prompt tokens, ${second.usage.prompt_tokens_details?.cached_tokens ?? 0} cached)`);
 });
 
 await check('tool choice among three tools (calculator, convert_units)', async () => {
