@@ -44,6 +44,7 @@ public final class Generation {
     private int[] generated = new int[16];
     private int count, thinkingTokens, nextInput = -1;
     private boolean thinking, finished;
+    private boolean closedByBudget;           // the budget forced </think>: the model may not close it again
     private FinishReason reason;
     private String matchedStop = "";
 
@@ -106,7 +107,7 @@ public final class Generation {
     public Step accept(float[] logits) {
         if (finished) throw new IllegalStateException("generation " + id + " already finished");
         boolean wasForced = !forced.isEmpty();
-        int token = wasForced ? forced.poll() : sampler.sample(logits, history);
+        int token = wasForced ? forced.poll() : sampler.sample(closedByBudget ? withoutThinkClose(logits) : logits, history);
         return apply(token, wasForced, params.logprobs() >= 0 ? TokenLogprob.of(logits, token, params.logprobs()) : null);
     }
 
@@ -148,10 +149,22 @@ public final class Generation {
         return new Step(token, out, false, null, lp);
     }
 
+    /**
+     * The logits to sample from once the thinking budget has closed the reasoning: without {@code </think>}. A model
+     * cut short mid-thought tends to finish the thought and close it again; that second tag would land in the
+     * answer (the parser reads one reasoning block), so it is not offered. Log-probabilities stay the raw ones.
+     */
+    private float[] withoutThinkClose(float[] logits) {
+        float[] l = logits.clone();
+        l[thinkClose] = Float.NEGATIVE_INFINITY;
+        return l;
+    }
+
     private void trackThinking(int token, boolean wasForced) {
         if (token == thinkOpen) { thinking = true; return; }
         if (token == thinkClose) {
             thinking = false;
+            if (wasForced) closedByBudget = true;
             if (!wasForced) forced.clear(); // the model closed its reasoning itself: nothing left to force
             return;
         }

@@ -123,6 +123,37 @@ class GenerationTest {
     }
 
     @Test
+    void reasoningClosedByTheBudgetIsNotClosedAgain() {
+        int open = tok.tokenId("<think>"), close = tok.tokenId("</think>"), eos = tok.eosId().orElseThrow();
+        int hmm = tok.encode(" hmm")[0];
+        int answer = tok.encode("42")[0];
+        int[] forcedClose = tok.encode("\n</think>\n");
+        for (int budget : new int[] {0, 3}) {
+            Generation g = new Generation("t", null, new SamplingParams(0f, 0, 1f, 0, 40, List.of(), budget), tok);
+            // a "model" cut short mid-thought that wants to finish it and close it (again): </think> first, the answer second
+            List<Integer> chosen = new ArrayList<>();
+            while (!g.finished() && chosen.size() < 30) {
+                float[] logits = new float[tok.vocabSize()];
+                if (chosen.isEmpty()) logits[open] = 10f;
+                else if (chosen.size() < 1 + 3 + forcedClose.length) { logits[hmm] = 10f; logits[close] = 9f; }
+                else if (chosen.size() < 1 + 3 + forcedClose.length + 2) { logits[close] = 10f; logits[answer] = 5f; }
+                else logits[eos] = 10f;
+                Generation.Step s = g.accept(logits);
+                if (s.token() != eos) chosen.add(s.token());
+            }
+            long closes = chosen.stream().filter(t -> t == close).count();
+            if (budget == 0) {
+                // no budget: nothing forced, nothing banned: the model closes when it wants to
+                assertEquals(2, closes, "an unbudgeted model's tags are its own: " + chosen);
+            } else {
+                assertEquals(1, closes, "only the forced </think>: " + chosen);
+                int[] expected = concat(new int[]{open, hmm, hmm, hmm}, forcedClose, new int[]{answer, answer});
+                assertArrayEquals(expected, chosen.stream().mapToInt(Integer::intValue).toArray());
+            }
+        }
+    }
+
+    @Test
     void seededSamplingIsReproducible() {
         float[] logits = new float[tok.vocabSize()];
         java.util.SplittableRandom r = new java.util.SplittableRandom(1);
