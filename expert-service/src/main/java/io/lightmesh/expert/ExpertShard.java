@@ -95,6 +95,12 @@ public final class ExpertShard {
     private final AtomicLong placementVersion = new AtomicLong();
     private final Object changes = new Object(); // loads and unloads, one at a time
     private final ExecutorService admin; // load/unload off the gRPC transport threads (they block)
+    /** Batches off the gRPC transport threads (under Quarkus and Grpc.serve(direct) the Netty event loop, which must
+     *  stay free to answer keepalive PINGs: a batch computed there longer than the callers' keepalive bound got the
+     *  shard declared dead). One thread per core; a full queue refuses a batch (RESOURCE_EXHAUSTED), never blocks. */
+    private final java.util.concurrent.ThreadPoolExecutor computePool;
+    /** Test seam: runs in every batch's compute once it counts as in flight, on the thread computing it (a deliberately slow batch). */
+    volatile java.util.function.Consumer<ExpertBatch> beforeCompute;
     private final Tracer tracer;
     /** lightmesh.expert.tokens: {@link #tokens} per (layer, expert) as an OTel counter (the expert load on /q/metrics). */
     private final io.opentelemetry.api.metrics.ObservableLongCounter tokenMetric;
@@ -114,6 +120,14 @@ public final class ExpertShard {
      * @throws IllegalArgumentException when the initial pairs exceed the capacity
      */
     public ExpertShard(ExpertPlacement.Shard shard, MeshModel model, OpenTelemetry otel, int slotCapacity) {
+        this(shard, model, otel, slotCapacity, Runtime.getRuntime().availableProcessors(), 64 * Runtime.getRuntime().availableProcessors());
+    }
+
+    /**
+     * @param computeThreads batches computed at once (the shard's compute parallelism)
+     * @param computeQueue   batches waiting for a compute thread at most; one more is refused with RESOURCE_EXHAUSTED
+     */
+    ExpertShard(ExpertPlacement.Shard shard, MeshModel model, OpenTelemetry otel, int slotCapacity, int computeThreads, int computeQueue) {
         this.tracer = otel.getTracer(MeshTelemetry.SCOPE);
         this.id = shard.id();
         this.address = shard.address();
@@ -146,6 +160,13 @@ public final class ExpertShard {
             t.setDaemon(true);
             return t;
         });
+        AtomicInteger computeThreadIds = new AtomicInteger();
+        this.computePool = new java.util.concurrent.ThreadPoolExecutor(computeThreads, computeThreads, 0, java.util.concurrent.TimeUnit.MILLISECONDS,
+                new java.util.concurrent.ArrayBlockingQueue<>(computeQueue), r -> {
+            Thread t = new Thread(r, "expert-shard-" + id + "-compute-" + computeThreadIds.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        }, new java.util.concurrent.ThreadPoolExecutor.AbortPolicy());
         io.lightmesh.mesh.WorkerPath.announceShard(id, compute(), model.model(), otel);
         this.tokenMetric = tokenMetric(otel);
     }
@@ -397,6 +418,8 @@ public final class ExpertShard {
         for (int j = 0; j < distinct; j++) inFlight.incrementAndGet(layer * numExperts + named[j]);
         batchesInFlight.incrementAndGet();
         try {
+            var hook = beforeCompute;
+            if (hook != null) hook.accept(b);
             List<Integer> notHeld = new ArrayList<>();
             for (int j = 0; j < distinct; j++) if (live.get(layer * numExperts + named[j]) == 0) notHeld.add(named[j]);
             if (!notHeld.isEmpty()) {
@@ -490,9 +513,10 @@ public final class ExpertShard {
         return w.build();
     }
 
-    /** Stops the placement thread (loads and unloads) and frees the device buffers; call after the server stopped. */
+    /** Stops the placement and compute threads and frees the device buffers; call after the server stopped. */
     public void close() {
         admin.shutdownNow();
+        computePool.shutdownNow();
         tokenMetric.close();
         if (device != null) device.close(); // the held pairs' device buffers and the scratch
     }
@@ -508,33 +532,91 @@ public final class ExpertShard {
     final class ExpertService extends ExpertGrpc.ExpertImplBase {
         @Override
         public void compute(ExpertBatch b, StreamObserver<ExpertResult> out) {
+            Context parent = Context.current(); // the caller's context, from the call's metadata (set on this thread)
             try {
-                out.onNext(ExpertShard.this.compute(b, Context.current())); // the caller's context, from the call's metadata
-                out.onCompleted();
-            } catch (IllegalArgumentException e) {
-                out.onError(status(e));
+                computePool.execute(() -> {
+                    ExpertResult r;
+                    try {
+                        r = ExpertShard.this.compute(b, parent);
+                    } catch (IllegalArgumentException e) {
+                        out.onError(status(e));
+                        return;
+                    } catch (RuntimeException e) { // what gRPC answered for an exception thrown by the handler
+                        out.onError(Status.UNKNOWN.withDescription(e.toString()).withCause(e).asRuntimeException());
+                        return;
+                    }
+                    out.onNext(r);
+                    out.onCompleted();
+                });
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                out.onError(refused(b).asRuntimeException());
             }
+        }
+
+        /** Why a batch found no room on the compute pool: closing, or the queue full. */
+        private Status refused(ExpertBatch b) {
+            return computePool.isShutdown() ? Status.UNAVAILABLE.withDescription("expert shard " + id + " is closing")
+                    : Status.RESOURCE_EXHAUSTED.withDescription("expert shard " + id + " has " + computePool.getQueue().size()
+                            + " batches waiting for its " + computePool.getMaximumPoolSize() + " compute threads; batch " + b.getCallId() + " refused");
         }
 
         @Override
         public StreamObserver<ExpertBatch> computeStream(StreamObserver<ExpertResult> out) {
+            // Batches are computed on the pool, several of one stream at once, and answered as each finishes: results
+            // may overtake each other (callers match them by call_id). The stream completes once the caller half-closed
+            // and every batch it sent was answered. All of this state is guarded by out.
             return new StreamObserver<>() {
+                int computing;
+                boolean halfClosed, ended;
+
                 @Override public void onNext(ExpertBatch b) {
                     // one long-lived stream carries many requests' batches: each names its own trace; a refused batch is
                     // answered in band, so the others on the stream go on
-                    ExpertResult r;
+                    Context parent = b.getTraceparent().isEmpty() ? Context.current() : MeshTelemetry.fromTraceparent(b.getTraceparent());
+                    synchronized (out) { computing++; }
                     try {
-                        r = ExpertShard.this.compute(b, b.getTraceparent().isEmpty() ? Context.current() : MeshTelemetry.fromTraceparent(b.getTraceparent()));
-                    } catch (IllegalArgumentException e) {
-                        BatchError.Builder err = BatchError.newBuilder().setCode(Status.Code.INVALID_ARGUMENT.value()).setMessage(String.valueOf(e.getMessage()));
-                        if (e instanceof NotHeldException nh) err.addAllNotHeld(ExpertPlacement.layerExperts(nh.pairs()));
-                        r = ExpertResult.newBuilder().setCallId(b.getCallId()).setLayer(b.getLayer()).setError(err).build();
+                        computePool.execute(() -> answer(computeInBand(b, parent)));
+                    } catch (java.util.concurrent.RejectedExecutionException e) {
+                        Status s = refused(b);
+                        answer(ExpertResult.newBuilder().setCallId(b.getCallId()).setLayer(b.getLayer())
+                                .setError(BatchError.newBuilder().setCode(s.getCode().value()).setMessage(s.getDescription())).build());
                     }
-                    synchronized (out) { out.onNext(r); }
                 }
-                @Override public void onError(Throwable t) {}
-                @Override public void onCompleted() { synchronized (out) { out.onCompleted(); } }
+
+                private void answer(ExpertResult r) {
+                    synchronized (out) {
+                        computing--;
+                        if (ended) return; // the caller went away
+                        try {
+                            out.onNext(r);
+                            if (halfClosed && computing == 0) { ended = true; out.onCompleted(); }
+                        } catch (RuntimeException e) { // cancelled meanwhile: nobody to answer
+                            ended = true;
+                        }
+                    }
+                }
+
+                @Override public void onError(Throwable t) { synchronized (out) { ended = true; } }
+                @Override public void onCompleted() {
+                    synchronized (out) {
+                        halfClosed = true;
+                        if (computing == 0 && !ended) { ended = true; out.onCompleted(); }
+                    }
+                }
             };
+        }
+
+        /** One batch of a stream: its result, or its refusal as a BatchError (the stream goes on). */
+        private ExpertResult computeInBand(ExpertBatch b, Context parent) {
+            try {
+                return ExpertShard.this.compute(b, parent);
+            } catch (RuntimeException e) {
+                boolean invalid = e instanceof IllegalArgumentException;
+                BatchError.Builder err = BatchError.newBuilder().setCode((invalid ? Status.Code.INVALID_ARGUMENT : Status.Code.INTERNAL).value())
+                        .setMessage(invalid ? String.valueOf(e.getMessage()) : e.toString());
+                if (e instanceof NotHeldException nh) err.addAllNotHeld(ExpertPlacement.layerExperts(nh.pairs()));
+                return ExpertResult.newBuilder().setCallId(b.getCallId()).setLayer(b.getLayer()).setError(err).build();
+            }
         }
 
         @Override

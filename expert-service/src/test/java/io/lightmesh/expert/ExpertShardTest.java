@@ -194,9 +194,11 @@ class ExpertShardTest {
             TinyModel.Call l1 = m.call(2, 1, 4), l0 = m.call(3, 0, 4);
             stream.onNext(m.batch(l1, 10));
             stream.onNext(m.batch(l0, 11).toBuilder().setPlacementVersion(8).build());
-            ExpertResult refused = answers.poll(10, TimeUnit.SECONDS), computed = answers.poll(10, TimeUnit.SECONDS);
-            assertNotNull(refused);
-            assertNotNull(computed);
+            ExpertResult first = answers.poll(10, TimeUnit.SECONDS), second = answers.poll(10, TimeUnit.SECONDS);
+            assertNotNull(first);
+            assertNotNull(second);
+            // batches of one stream compute in parallel and are answered as each finishes: matched by call_id
+            ExpertResult refused = first.getCallId() == 10 ? first : second, computed = first.getCallId() == 10 ? second : first;
             assertEquals(10, refused.getCallId());
             assertTrue(refused.hasError());
             assertEquals(Status.Code.INVALID_ARGUMENT.value(), refused.getError().getCode());
@@ -228,6 +230,114 @@ class ExpertShardTest {
             Grpc.shutdown(server);
             s.close();
         }
+    }
+
+    /**
+     * A batch is computed on the shard's compute pool, not on the thread gRPC delivers it on (with a direct server, as
+     * under Quarkus, the Netty event loop, which must answer keepalive PINGs): while a deliberately slow batch runs,
+     * Describe, another stream's batch and a unary call are answered; the slow batch is answered when it finishes.
+     */
+    @Test
+    void theShardStaysResponsiveWhileASlowBatchComputes() throws Exception {
+        ExpertShard s = new ExpertShard(ExpertPlacement.Shard.of("R", "127.0.0.1:1", all()), m.model, OpenTelemetry.noop(), Integer.MAX_VALUE, 2, 16);
+        java.util.concurrent.CountDownLatch slowStarted = new java.util.concurrent.CountDownLatch(1), release = new java.util.concurrent.CountDownLatch(1);
+        AtomicReference<String> slowThread = new AtomicReference<>();
+        s.beforeCompute = b -> {
+            if (b.getCallId() != 100) return;
+            slowThread.set(Thread.currentThread().getName());
+            slowStarted.countDown();
+            try { release.await(30, TimeUnit.SECONDS); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
+        };
+        Server server = Grpc.serve("127.0.0.1", 0, s.services(), true); // handlers on the transport's event loop
+        ManagedChannel ch = Grpc.channel("127.0.0.1:" + server.getPort());
+        try {
+            LinkedBlockingQueue<ExpertResult> slowAnswers = new LinkedBlockingQueue<>(), otherAnswers = new LinkedBlockingQueue<>();
+            StreamObserver<ExpertBatch> slow = ExpertGrpc.newStub(ch).computeStream(collect(slowAnswers));
+            TinyModel.Call c = m.call(5, 1, 6), d = m.call(6, 2, 3);
+            slow.onNext(m.batch(c, 100));
+            assertTrue(slowStarted.await(10, TimeUnit.SECONDS), "the slow batch started");
+            assertTrue(slowThread.get().startsWith("expert-shard-R-compute-"), "computed on the shard's pool, not " + slowThread.get());
+
+            WorkerInfo w = WorkerGrpc.newBlockingStub(ch).withDeadlineAfter(5, TimeUnit.SECONDS).describe(DescribeRequest.getDefaultInstance());
+            assertEquals(1, w.getExpertShard().getBatchesInFlight(), "Describe answered while the slow batch computes");
+            StreamObserver<ExpertBatch> other = ExpertGrpc.newStub(ch).computeStream(collect(otherAnswers));
+            other.onNext(m.batch(d, 101));
+            ExpertResult fast = otherAnswers.poll(5, TimeUnit.SECONDS);
+            assertNotNull(fast, "another stream's batch is answered while the slow one computes");
+            assertEquals(101, fast.getCallId());
+            assertArrayEquals(m.inProcess(d), m.floats(fast.getCombined(), d.n()));
+            ExpertResult unary = ExpertGrpc.newBlockingStub(ch).withDeadlineAfter(5, TimeUnit.SECONDS).compute(m.batch(d, 102));
+            assertArrayEquals(m.inProcess(d), m.floats(unary.getCombined(), d.n()));
+            assertNull(slowAnswers.peek(), "the slow batch is still computing");
+
+            release.countDown();
+            ExpertResult late = slowAnswers.poll(10, TimeUnit.SECONDS);
+            assertNotNull(late);
+            assertEquals(100, late.getCallId());
+            assertArrayEquals(m.inProcess(c), m.floats(late.getCombined(), c.n()));
+            slow.onCompleted();
+            other.onCompleted();
+        } finally {
+            release.countDown();
+            Grpc.shutdown(ch);
+            Grpc.shutdown(server);
+            s.close();
+        }
+    }
+
+    /** A full compute queue refuses a batch at once: in band (RESOURCE_EXHAUSTED) on a stream, as a status on a unary call. */
+    @Test
+    void aFullComputeQueueRefusesTheBatchInsteadOfBlocking() throws Exception {
+        ExpertShard s = new ExpertShard(ExpertPlacement.Shard.of("Q", "127.0.0.1:1", all()), m.model, OpenTelemetry.noop(), Integer.MAX_VALUE, 1, 1);
+        java.util.concurrent.CountDownLatch slowStarted = new java.util.concurrent.CountDownLatch(1), release = new java.util.concurrent.CountDownLatch(1);
+        s.beforeCompute = b -> {
+            if (b.getCallId() != 200) return;
+            slowStarted.countDown();
+            try { release.await(30, TimeUnit.SECONDS); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
+        };
+        Server server = Grpc.serve("127.0.0.1", 0, s.services(), true);
+        ManagedChannel ch = Grpc.channel("127.0.0.1:" + server.getPort());
+        try {
+            LinkedBlockingQueue<ExpertResult> answers = new LinkedBlockingQueue<>();
+            StreamObserver<ExpertBatch> stream = ExpertGrpc.newStub(ch).computeStream(collect(answers));
+            TinyModel.Call c = m.call(7, 0, 2);
+            stream.onNext(m.batch(c, 200)); // takes the one compute thread
+            assertTrue(slowStarted.await(10, TimeUnit.SECONDS));
+            stream.onNext(m.batch(c, 201)); // takes the one queue place
+            stream.onNext(m.batch(c, 202)); // no room
+            ExpertResult refused = answers.poll(5, TimeUnit.SECONDS);
+            assertNotNull(refused, "refused at once, not after the slow batch");
+            assertEquals(202, refused.getCallId());
+            assertEquals(Status.Code.RESOURCE_EXHAUSTED.value(), refused.getError().getCode());
+            StatusRuntimeException unary = assertThrows(StatusRuntimeException.class,
+                    () -> ExpertGrpc.newBlockingStub(ch).withDeadlineAfter(5, TimeUnit.SECONDS).compute(m.batch(c, 203)));
+            assertEquals(Status.Code.RESOURCE_EXHAUSTED, unary.getStatus().getCode());
+
+            release.countDown();
+            java.util.Set<Long> computed = new java.util.HashSet<>();
+            for (int i = 0; i < 2; i++) {
+                ExpertResult r = answers.poll(10, TimeUnit.SECONDS);
+                assertNotNull(r);
+                assertFalse(r.hasError());
+                assertArrayEquals(m.inProcess(c), m.floats(r.getCombined(), c.n()));
+                computed.add(r.getCallId());
+            }
+            assertEquals(java.util.Set.of(200L, 201L), computed, "the running and the queued batch are answered");
+            stream.onCompleted();
+        } finally {
+            release.countDown();
+            Grpc.shutdown(ch);
+            Grpc.shutdown(server);
+            s.close();
+        }
+    }
+
+    static StreamObserver<ExpertResult> collect(LinkedBlockingQueue<ExpertResult> answers) {
+        return new StreamObserver<>() {
+            @Override public void onNext(ExpertResult r) { answers.add(r); }
+            @Override public void onError(Throwable t) { answers.add(ExpertResult.newBuilder().setCallId(-1).build()); }
+            @Override public void onCompleted() {}
+        };
     }
 
     /**
