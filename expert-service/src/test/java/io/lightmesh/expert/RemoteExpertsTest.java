@@ -282,6 +282,47 @@ class RemoteExpertsTest {
     }
 
     @Test
+    void aBusyReplicasRowsGoToTheOtherAndItIsNotMarkedDead() throws Exception {
+        Running a = start("A", experts(0, 1, 2, 3));
+        int port;
+        try (java.net.ServerSocket s = new java.net.ServerSocket(0)) { port = s.getLocalPort(); }
+        // B: one compute thread and one queue place, both taken by batches held until released
+        ExpertShard busy = new ExpertShard(ExpertPlacement.Shard.of("B", "127.0.0.1:" + port, experts(0, 1, 2, 3)), m.model,
+                OpenTelemetry.noop(), Integer.MAX_VALUE, 1, 1);
+        java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1), held = new java.util.concurrent.CountDownLatch(1);
+        busy.beforeCompute = batch -> {
+            if (batch.getCallId() < 900) return;
+            held.countDown();
+            try { release.await(30, java.util.concurrent.TimeUnit.SECONDS); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
+        };
+        Running b = new Running(busy, Grpc.serve("127.0.0.1", port, busy.services(), true));
+        running.add(b);
+        io.grpc.ManagedChannel ch = Grpc.channel("127.0.0.1:" + port);
+        try (RemoteExperts r = remote(PlacementSource.fixed(placement(0, a, b)), 2_000)) {
+            var stream = io.lightmesh.proto.v1.ExpertGrpc.newStub(ch).computeStream(new io.grpc.stub.StreamObserver<>() {
+                @Override public void onNext(io.lightmesh.proto.v1.ExpertResult v) {}
+                @Override public void onError(Throwable t) {}
+                @Override public void onCompleted() {}
+            });
+            TinyModel.Call filler = m.call(5, 0, 2);
+            stream.onNext(m.batch(filler, 900)); // takes B's compute thread
+            assertTrue(held.await(10, java.util.concurrent.TimeUnit.SECONDS));
+            stream.onNext(m.batch(filler, 901)); // takes B's queue place
+            for (int i = 0; i < 4; i++) {
+                TinyModel.Call c = m.call(300 + i, i % m.L, 16);
+                assertArrayEquals(m.inProcess(c), run(r, c), "B's rows recomputed by A while B is busy");
+            }
+            assertTrue(r.resentSlots() > 0, "B refused its rows (RESOURCE_EXHAUSTED) and they went to A");
+            assertTrue(r.avoidedShards().isEmpty(), "a busy shard is not a dead one: " + r.avoidedShards());
+            release.countDown();
+            stream.onCompleted();
+        } finally {
+            release.countDown();
+            Grpc.shutdown(ch);
+        }
+    }
+
+    @Test
     void withNoReplicaLeftAFixedPlacementFailsAtOnceWithUnavailable() throws Exception {
         Running x = start("X", experts(0, 2)), y = start("Y", experts(1, 3));
         try (RemoteExperts r = remote(PlacementSource.fixed(placement(0, x, y)), 10_000)) {

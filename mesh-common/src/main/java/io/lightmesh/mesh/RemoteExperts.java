@@ -329,6 +329,15 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
                     continue;
                 }
                 if (r.hasError()) {
+                    int code = r.getError().getCode();
+                    if (code == Status.Code.RESOURCE_EXHAUSTED.value() || code == Status.Code.UNAVAILABLE.value()) {
+                        // the shard is alive but busy (its compute queue is full) or closing: its rows go to a replica
+                        // this call; it is not marked dead, so later calls use it again
+                        lastCause = l.shard + ": " + r.getError().getMessage();
+                        failedHere.add(l.key);
+                        resent.add(s.slots().length);
+                        continue;
+                    }
                     if (r.getError().getNotHeldCount() == 0 && s.dtype() == ActivationDType.ACTIVATION_DTYPE_BF16 && !l.f32Only) {
                         // a shard from before BF16 refuses it as malformed: its rows go again, as F32 (a batch malformed
                         // otherwise is refused again and fails below)
