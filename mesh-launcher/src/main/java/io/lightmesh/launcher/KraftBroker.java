@@ -95,8 +95,19 @@ public final class KraftBroker implements AutoCloseable {
         return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve(log).toFile());
     }
 
+    private static final java.util.Set<Integer> HANDED_OUT = java.util.concurrent.ConcurrentHashMap.newKeySet();
+
+    /**
+     * A port nothing listens on now, never one this JVM handed out before: the services a caller starts bind their
+     * ports seconds later, so without the memory two of them could be given the same still-unbound port.
+     */
     static int freePort() throws IOException {
-        try (ServerSocket s = new ServerSocket(0)) { return s.getLocalPort(); }
+        for (int i = 0; i < 100; i++) {
+            try (ServerSocket s = new ServerSocket(0)) {
+                if (HANDED_OUT.add(s.getLocalPort())) return s.getLocalPort();
+            }
+        }
+        throw new IOException("no free port not handed out before in 100 tries");
     }
 
     public String bootstrapServers() { return bootstrap; }
