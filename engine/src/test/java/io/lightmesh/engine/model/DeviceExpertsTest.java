@@ -84,6 +84,60 @@ class DeviceExpertsTest {
         }
     }
 
+    /**
+     * The small-batch path (matrix-vector MoE kernels, one upload) against the grouped path on the same device and
+     * the host path: fp32 equal bit for bit to the grouped path, as the shard calls it (one slot a row, k = 1) and with
+     * k = 2 and skipped slots; the path each call took is counted.
+     */
+    @ParameterizedTest
+    @EnumSource(Dt.class)
+    void smallBatchesTakeTheMatrixVectorKernelsAndEqualTheGroupedPath(Dt dt) throws IOException {
+        Path p = checkpoint(dt);
+        ModelConfig c = ConfigLoader.load(p.resolve("config.json"));
+        int E = c.numExperts(), K = c.topK(), h = c.hiddenSize();
+        java.util.function.BiPredicate<Integer, Integer> odd = (l, e) -> e % 2 == 1;
+        try (WeightStore w = WeightStore.open(p);
+             DeviceExperts small = new DeviceExperts(c, w, OpenClTestSupport.ops().resident(), odd, DeviceExperts.SMALL_SLOTS);
+             DeviceExperts grouped = new DeviceExperts(c, w, OpenClTestSupport.ops().resident(), odd, 0)) {
+            LocalExperts host = new LocalExperts(c, w, new ReferenceOps(), odd);
+            SplittableRandom rnd = new SplittableRandom(9);
+            int smallCalls = 0, groupedCalls = 0;
+            for (int n : new int[]{1, 2, 5, 8, 9, 16}) {
+                for (int k : new int[]{1, K}) {
+                    int layer = rnd.nextInt(c.numLayers());
+                    float[] x = new float[n * h];
+                    for (int i = 0; i < x.length; i++) x[i] = (float) rnd.nextGaussian();
+                    int[] ids = new int[n * k];
+                    float[] wts = new float[n * k];
+                    for (int t = 0; t < n; t++) {
+                        for (int j = 0; j < k; j++) {
+                            ids[t * k + j] = k > 1 && rnd.nextInt(4) == 0 ? -1 : 1 + 2 * ((t * 3 + j) % (E / 2));
+                            wts[t * k + j] = (float) rnd.nextDouble();
+                        }
+                    }
+                    float[] want = new float[n * h], got = new float[n * h], viaGroups = new float[n * h];
+                    java.util.Arrays.fill(got, Float.NaN);
+                    small.run(layer, x, n, k, ids, wts, got);
+                    grouped.run(layer, x, n, k, ids, wts, viaGroups);
+                    int[] filled = ids.clone();
+                    float[] fw = wts.clone();
+                    for (int i = 0; i < filled.length; i++) if (filled[i] < 0) { filled[i] = 1; fw[i] = 0f; }
+                    host.run(layer, x, n, k, filled, fw, want);
+                    String what = dt + " n=" + n + " k=" + k + " layer " + layer;
+                    OpenClTestSupport.assertClose(what, want, got, want.length);
+                    if (dt == Dt.F32) org.junit.jupiter.api.Assertions.assertArrayEquals(viaGroups, got, what + ": small vs grouped path");
+                    long slots = java.util.Arrays.stream(ids).filter(e -> e >= 0).count();
+                    if (slots > DeviceExperts.SMALL_SLOTS) groupedCalls++;
+                    else if (slots > 0) smallCalls++; // a call with no slot computes nothing
+                }
+            }
+            // every call of up to SMALL_SLOTS slots took the small path, larger ones (n = 16, k = 2) the grouped one
+            assertTrue(smallCalls >= 8 && groupedCalls >= 1, smallCalls + " / " + groupedCalls);
+            assertEquals(new DeviceExperts.Paths(smallCalls, groupedCalls), small.paths());
+            assertEquals(new DeviceExperts.Paths(0, smallCalls + groupedCalls), grouped.paths(), "lightmesh.shard.smallBatch 0: always grouped");
+        }
+    }
+
     /** LocalExperts has no skipped slots: a -1 slot becomes a hosted expert with weight 0 (as ExpertShard does). */
     private static int[] hostIds(int[] ids, float[] wts) {
         int[] out = ids.clone();
