@@ -19,7 +19,8 @@ source "$ROOT/scripts/java-env.sh"
 DEST="$(realpath -m "${1:-$ROOT/.runtime-shards}")"
 LIMIT_MIB="${LIMIT_MIB:-38}"
 JUNIT_CONSOLE=org.junit.platform:junit-platform-console-standalone:6.0.3
-MODULES=java.base,java.logging,java.management,java.xml,java.naming,jdk.unsupported,jdk.incubator.vector
+# jdk.management: the process CPU time ShardDecodeBench prints (com.sun.management.OperatingSystemMXBean)
+MODULES=java.base,java.logging,java.management,jdk.management,java.xml,java.naming,jdk.unsupported,jdk.incubator.vector
 # The runtime jars ShardDecodeBench, EngineBench and KernelBench load (mesh-launcher's dependencies hold the bench's);
 # proto-google-common-protos (gRPC's rich error details, 7.7 MB) is left out: no class of it is loaded (pack-mesh.sh).
 KEEP='^(lightmesh-(engine|proto|mesh-common|expert-service)|grpc-(api|context|core|stub|protobuf|protobuf-lite|netty-shaded|util)-|protobuf-java-4|guava|failureaccess|perfmark|opentelemetry-(api|context|common)-1|aparapi|bcel|jackson-(core|databind|annotations)-|error_prone|jspecify|picocli-)'

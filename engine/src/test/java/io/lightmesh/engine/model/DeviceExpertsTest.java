@@ -1,5 +1,6 @@
 package io.lightmesh.engine.model;
 
+import io.lightmesh.engine.backend.DeviceOps;
 import io.lightmesh.engine.backend.ReferenceOps;
 import io.lightmesh.engine.backend.opencl.OpenClTestSupport;
 import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
@@ -17,6 +18,7 @@ import java.nio.file.Path;
 import java.util.SplittableRandom;
 import java.util.concurrent.atomic.AtomicBoolean;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
@@ -86,8 +88,9 @@ class DeviceExpertsTest {
 
     /**
      * The small-batch path (matrix-vector MoE kernels, one upload) against the grouped path on the same device and
-     * the host path: fp32 equal bit for bit to the grouped path, as the shard calls it (one slot a row, k = 1) and with
-     * k = 2 and skipped slots; the path each call took is counted.
+     * the host path, as the shard calls it (one slot a row, k = 1) and with k = 2 and skipped slots; on fp32 each
+     * slot's row equal bit for bit to the in-process decode's kernels (runExperts over the layer's stacked set); the
+     * path each call took is counted.
      */
     @ParameterizedTest
     @EnumSource(Dt.class)
@@ -101,7 +104,7 @@ class DeviceExpertsTest {
              DeviceExperts grouped = new DeviceExperts(c, w, OpenClTestSupport.ops().resident(), odd, 0)) {
             LocalExperts host = new LocalExperts(c, w, new ReferenceOps(), odd);
             SplittableRandom rnd = new SplittableRandom(9);
-            int smallCalls = 0, groupedCalls = 0;
+            int smallCalls = 0, groupedCalls = 0, checked = 0; // checked: extra small calls, bit for bit against the decode's
             for (int n : new int[]{1, 2, 5, 8, 9, 16}) {
                 for (int k : new int[]{1, K}) {
                     int layer = rnd.nextInt(c.numLayers());
@@ -125,7 +128,12 @@ class DeviceExpertsTest {
                     host.run(layer, x, n, k, filled, fw, want);
                     String what = dt + " n=" + n + " k=" + k + " layer " + layer;
                     OpenClTestSupport.assertClose(what, want, got, want.length);
-                    if (dt == Dt.F32) org.junit.jupiter.api.Assertions.assertArrayEquals(viaGroups, got, what + ": small vs grouped path");
+                    OpenClTestSupport.assertClose(what + " grouped", want, viaGroups, want.length);
+                    if (dt == Dt.F32 && k == 1) {
+                        assertArrayEquals(inProcessDecode(c, w, layer, x, n, ids), unweighted(small, layer, x, n, ids, h),
+                                what + ": the shard's rows vs the in-process decode's");
+                        checked++;
+                    }
                     long slots = java.util.Arrays.stream(ids).filter(e -> e >= 0).count();
                     if (slots > DeviceExperts.SMALL_SLOTS) groupedCalls++;
                     else if (slots > 0) smallCalls++; // a call with no slot computes nothing
@@ -133,9 +141,41 @@ class DeviceExpertsTest {
             }
             // every call of up to SMALL_SLOTS slots took the small path, larger ones (n = 16, k = 2) the grouped one
             assertTrue(smallCalls >= 8 && groupedCalls >= 1, smallCalls + " / " + groupedCalls);
-            assertEquals(new DeviceExperts.Paths(smallCalls, groupedCalls), small.paths());
+            assertEquals(new DeviceExperts.Paths(smallCalls + checked, groupedCalls), small.paths());
             assertEquals(new DeviceExperts.Paths(0, smallCalls + groupedCalls), grouped.paths(), "lightmesh.shard.smallBatch 0: always grouped");
         }
+    }
+
+    /** The small path's rows as they come off the device: weight 1, one slot a row. */
+    private static float[] unweighted(DeviceExperts e, int layer, float[] x, int n, int[] ids, int h) {
+        float[] ones = new float[n], out = new float[n * h];
+        java.util.Arrays.fill(ones, 1f);
+        e.run(layer, x, n, 1, ids, ones, out);
+        return out;
+    }
+
+    /** What the in-process device decode computes for these rows (one slot each): runExperts over the stacked layer. */
+    private static float[] inProcessDecode(ModelConfig c, WeightStore w, int layer, float[] x, int n, int[] ids) {
+        io.lightmesh.engine.backend.DeviceOps d = OpenClTestSupport.ops().resident();
+        int E = c.numExperts(), h = c.hiddenSize(), I = c.intermediateSize();
+        io.lightmesh.engine.tensor.Tensor[] w1 = new io.lightmesh.engine.tensor.Tensor[E], w3 = w1.clone(), w2 = w1.clone();
+        for (int e = 0; e < E; e++) {
+            String p = "model.layers." + layer + ".block_sparse_moe.experts." + e + ".";
+            w1[e] = w.get(p + "w1.weight", I, h);
+            w3[e] = w.get(p + "w3.weight", I, h);
+            w2[e] = w.get(p + "w2.weight", h, I);
+        }
+        DeviceOps.ExpertSet set = d.experts(w1, w3, w2);
+        float[] out = new float[n * h];
+        try (DeviceOps.Buffer xb = d.upload(x); DeviceOps.Buffer ib = d.ints(n); DeviceOps.Buffer act = d.floats((long) n * I);
+             DeviceOps.Buffer pairs = d.floats((long) n * h)) {
+            d.write(ib, ids, n);
+            d.runExperts(set, xb, n, 1, ib, act, pairs);
+            d.read(pairs, 0, out, 0, n * h);
+        } finally {
+            d.release(set);
+        }
+        return out;
     }
 
     /** LocalExperts has no skipped slots: a -1 slot becomes a hosted expert with weight 0 (as ExpertShard does). */
