@@ -34,17 +34,23 @@ import java.util.SplittableRandom;
  * <p>Options: --shape tiny|small|100m|1b (100m), --dtype f32|bf16 (bf16), --backend B (opencl), --shards N (2),
  * --batches 1,16, --prompt-len N (256), --steps N (64), --small-batch 16,0 (the shards' small-batch bound, one set of
  * shards per value in turn, side by side in one run: {@code lightmesh.shard.smallBatch}; default: the property's),
- * --variants local,pingpong,plain (which of the three to run).
+ * --variants local,pingpong,plain (which of the three to run), --worker-side fast,plain (the decode worker's side of a
+ * remote call: sent from the decoding thread with one read-back, or on a pool thread with three;
+ * {@code lightmesh.expert.asyncCalls}, {@code lightmesh.device.remoteOneRead}; default fast).
  */
 public final class ShardDecodeBench {
     public static void main(String[] args) throws Exception {
         Flags f = new Flags("shard-bench", "Decode with the experts on remote shards against in-process experts.", System.out, args, 0,
-                "shape", "dtype", "backend", "shards", "batches", "prompt-len", "steps", "small-batch", "variants");
+                "shape", "dtype", "backend", "shards", "batches", "prompt-len", "steps", "small-batch", "variants", "worker-side");
         String shape = f.get("shape", "100m"), backend = f.get("backend", "opencl"), dtype = f.get("dtype", "bf16");
         int shards = f.getInt("shards", 2), promptLen = f.getInt("prompt-len", 256), steps = f.getInt("steps", 64);
         int[] batches = f.ints("batches", new int[]{1, 16});
         int[] smallBatch = f.ints("small-batch", new int[]{Integer.getInteger("lightmesh.shard.smallBatch", DeviceExperts.SMALL_SLOTS)});
         List<String> variants = List.of(f.get("variants", "local,pingpong,plain").split(","));
+        // the decode worker's side of a remote call: fast (the call sent from the decoding thread, one read-back of
+        // x | ids | weights) or plain (a pool thread per call, three read-backs), set per run by their properties
+        List<String> sides = List.of(f.get("worker-side", "fast").split(","));
+        for (String side : sides) if (!side.equals("fast") && !side.equals("plain")) throw new IllegalArgumentException("--worker-side fast|plain, got " + side);
         Path dir = Files.createTempDirectory("lightmesh-shard-bench");
         SyntheticCheckpoint.write(dir, shape(shape), "f32".equals(dtype) ? DType.F32 : DType.BF16, 1, false);
         try (MeshModel model = MeshModel.load(dir, Backends.create(backend))) {
@@ -74,11 +80,16 @@ public final class ShardDecodeBench {
                 try (RemoteExperts remote = new RemoteExperts(placement, c.hiddenSize(), 30_000)) {
                     MiniMaxModel pingPong = local.withExperts(remote).withMicroBatching(true),
                             plain = local.withExperts(remote).withMicroBatching(false);
-                    String tag = smallBatch.length > 1 ? ", small<=" + smallBatch[round] : "";
-                    for (int b : batches) {
-                        if (round == 0 && variants.contains("local")) run("experts in-process", local, b, promptLen, steps, c.vocabSize(), null, made);
-                        if (variants.contains("pingpong")) run(shards + " remote shards, ping-pong" + tag, pingPong, b, promptLen, steps, c.vocabSize(), remote, made);
-                        if (variants.contains("plain")) run(shards + " remote shards, no ping-pong" + tag, plain, b, promptLen, steps, c.vocabSize(), remote, made);
+                    for (int si = 0; si < sides.size(); si++) {
+                        String side = sides.get(si);
+                        System.setProperty("lightmesh.expert.asyncCalls", Boolean.toString(side.equals("fast")));
+                        System.setProperty("lightmesh.device.remoteOneRead", Boolean.toString(side.equals("fast")));
+                        String tag = (smallBatch.length > 1 ? ", small<=" + smallBatch[round] : "") + (sides.size() > 1 ? ", " + side : "");
+                        for (int b : batches) {
+                            if (round == 0 && si == 0 && variants.contains("local")) run("experts in-process", local, b, promptLen, steps, c.vocabSize(), null, made);
+                            if (variants.contains("pingpong")) run(shards + " remote shards, ping-pong" + tag, pingPong, b, promptLen, steps, c.vocabSize(), remote, made);
+                            if (variants.contains("plain")) run(shards + " remote shards, no ping-pong" + tag, plain, b, promptLen, steps, c.vocabSize(), remote, made);
+                        }
                     }
                 } finally {
                     servers.forEach(Grpc::shutdown);
