@@ -64,37 +64,37 @@ for step in "${steps[@]}"; do
       tdir=.; [ -d engine/src/test/resources/fixtures ] && tdir=engine
       (cd "$tdir" && LIGHTMESH_REQUIRE_OPENCL=1 "${JAVA[@]}" -Xmx16g -jar "$R"/test-lib/junit-platform-console-standalone-*.jar \
         execute --class-path "$TCP" "${select[@]}" --details=tree --disable-banner \
-        --reports-dir "$OUT/junit") 2>&1 | grep -v '^WARNING' | tee "$OUT/tests.txt"
+        --reports-dir "$OUT/junit") 2>&1 | grep --line-buffered -v '^WARNING' | tee "$OUT/tests.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     bench)
-      "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx64g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" io.lightmesh.engine.bench.KernelBench $BENCH_ARGS 2>&1 | grep -v '^WARNING' \
+      "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx64g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" io.lightmesh.engine.bench.KernelBench $BENCH_ARGS 2>&1 | grep --line-buffered -v '^WARNING' \
         | tee "$OUT/kernelbench.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     engine)   # the whole engine (EngineBench) on the OpenCL backend; ENGINE_ARGS picks the model and prompts
       "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx96g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" io.lightmesh.engine.bench.EngineBench \
-        --backend opencl ${ENGINE_ARGS:-} 2>&1 | grep -v '^WARNING' | tee -a "$OUT/enginebench.txt"
+        --backend opencl ${ENGINE_ARGS:-} 2>&1 | grep --line-buffered -v '^WARNING' | tee -a "$OUT/enginebench.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     torch)
       PYTHONUNBUFFERED=1 python3 "$R/tools/torch_bench.py" 2>&1 | tee "$OUT/torchbench.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     shards)   # ShardDecodeBench: experts on loopback gRPC shards vs in-process (a pack made by pack-shards.sh)
       timeout "${SHARDS_TIMEOUT:-400}" "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx48g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" \
-        io.lightmesh.launcher.ShardDecodeBench ${SHARDS_ARGS:-} 2>&1 | grep -v '^WARNING' | tee -a "$OUT/shardbench.txt"
+        io.lightmesh.launcher.ShardDecodeBench ${SHARDS_ARGS:-} 2>&1 | grep --line-buffered -v '^WARNING' | tee -a "$OUT/shardbench.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     model)    # SyntheticModelWriter: the checkpoint the serve steps share (kept when MODEL_DIR has one)
       "${JAVA[@]}" -Xmx48g -cp "$CP" io.lightmesh.launcher.SyntheticModelWriter ${MODEL_ARGS:---shape 1b --dtype bf16} \
-        "${MODEL_DIR:-/tmp/lightmesh-model}" 2>&1 | grep -v '^WARNING' | tee -a "$OUT/serve.txt"
+        "${MODEL_DIR:-/tmp/lightmesh-model}" 2>&1 | grep --line-buffered -v '^WARNING' | tee -a "$OUT/serve.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     serve)    # bench-serve: the mesh (Kafka broker child process, router, workers, shards) and the in-process engine
       echo "== serve: BenchServe --model ${MODEL_DIR:-/tmp/lightmesh-model} ${SERVE_ARGS:-}" | tee -a "$OUT/serve.txt"
       timeout "${SERVE_TIMEOUT:-300}" "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx48g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" \
-        io.lightmesh.launcher.BenchServe --model "${MODEL_DIR:-/tmp/lightmesh-model}" ${SERVE_ARGS:-} 2>&1 | grep -v '^WARNING' \
+        io.lightmesh.launcher.BenchServe --model "${MODEL_DIR:-/tmp/lightmesh-model}" ${SERVE_ARGS:-} 2>&1 | grep --line-buffered -v '^WARNING' \
         | tee -a "$OUT/serve.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     pool)     # bench-pool: static vs balanced placement of a skewed router's experts over 4 shards (CPU)
       echo "== pool: ExpertPoolBench ${POOL_ARGS:-} ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$OUT/pool.txt"
       timeout "${POOL_TIMEOUT:-400}" "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx16g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" \
-        io.lightmesh.launcher.ExpertPoolBench ${POOL_ARGS:-} 2>&1 | grep -v '^WARNING' | tee -a "$OUT/pool.txt"
+        io.lightmesh.launcher.ExpertPoolBench ${POOL_ARGS:-} 2>&1 | grep --line-buffered -v '^WARNING' | tee -a "$OUT/pool.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
       echo "== pool: done, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/pool.txt" ;;
     peer)
