@@ -36,12 +36,13 @@ import java.util.SplittableRandom;
  * shards per value in turn, side by side in one run: {@code lightmesh.shard.smallBatch}; default: the property's),
  * --variants local,pingpong,plain (which of the three to run), --worker-side fast,plain (the decode worker's side of a
  * remote call: sent from the decoding thread with one read-back, or on a pool thread with three;
- * {@code lightmesh.expert.asyncCalls}, {@code lightmesh.device.remoteOneRead}; default fast).
+ * {@code lightmesh.expert.asyncCalls}, {@code lightmesh.device.remoteOneRead}; default fast), --model DIR (a
+ * checkpoint instead of a synthetic --shape, e.g. EngineBench's cached one).
  */
 public final class ShardDecodeBench {
     public static void main(String[] args) throws Exception {
         Flags f = new Flags("shard-bench", "Decode with the experts on remote shards against in-process experts.", System.out, args, 0,
-                "shape", "dtype", "backend", "shards", "batches", "prompt-len", "steps", "small-batch", "variants", "worker-side");
+                "shape", "dtype", "backend", "shards", "batches", "prompt-len", "steps", "small-batch", "variants", "worker-side", "model");
         String shape = f.get("shape", "100m"), backend = f.get("backend", "opencl"), dtype = f.get("dtype", "bf16");
         int shards = f.getInt("shards", 2), promptLen = f.getInt("prompt-len", 256), steps = f.getInt("steps", 64);
         int[] batches = f.ints("batches", new int[]{1, 16});
@@ -51,8 +52,15 @@ public final class ShardDecodeBench {
         // x | ids | weights) or plain (a pool thread per call, three read-backs), set per run by their properties
         List<String> sides = List.of(f.get("worker-side", "fast").split(","));
         for (String side : sides) if (!side.equals("fast") && !side.equals("plain")) throw new IllegalArgumentException("--worker-side fast|plain, got " + side);
-        Path dir = Files.createTempDirectory("lightmesh-shard-bench");
-        SyntheticCheckpoint.write(dir, shape(shape), "f32".equals(dtype) ? DType.F32 : DType.BF16, 1, false);
+        Path dir;
+        if (f.get("model", null) != null) { // an existing checkpoint (EngineBench's cached one: no 30 s write)
+            dir = Path.of(f.get("model", null));
+            shape = dir.getFileName().toString();
+            dtype = "as stored";
+        } else {
+            dir = Files.createTempDirectory("lightmesh-shard-bench");
+            SyntheticCheckpoint.write(dir, shape(shape), "f32".equals(dtype) ? DType.F32 : DType.BF16, 1, false);
+        }
         try (MeshModel model = MeshModel.load(dir, Backends.create(backend))) {
             var c = model.config();
             System.out.printf(Locale.ROOT, "shard-bench: shape %s (%s, hidden %d, %d layers, %d experts top-%d), backend %s, %d shard(s), prompt %d, %d steps, %d cores%n",
