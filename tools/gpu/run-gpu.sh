@@ -14,14 +14,14 @@
 #   fixtures-bf16: HF's own bf16 error on the engine's reference fixtures (the tensor-core path's tolerance)
 set -uo pipefail
 R="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [ -f "$R/rt.tar.xz" ]; then   # packed with pack.sh --xz; unpacked once per pack (several steps, one call)
+if [ -f "$R/rt.tar.xz" ]; then   # packed with --xz (pack.sh, pack-shards.sh, pack-mesh.sh); unpacked once per pack
+  RT="${LIGHTMESH_RT:-/tmp/lightmesh-rt}"   # where to unpack (another folder for a smoke run beside others' on one box)
   stamp=$(stat -c '%s %Y' "$R/rt.tar.xz")
-  if [ "$(cat /tmp/lightmesh-rt/.stamp 2>/dev/null)" != "$stamp" ]; then
-    rm -rf /tmp/lightmesh-rt && mkdir -p /tmp/lightmesh-rt && tar -C /tmp/lightmesh-rt -xJf "$R/rt.tar.xz" \
-      && echo "$stamp" > /tmp/lightmesh-rt/.stamp
+  if [ "$(cat "$RT/.stamp" 2>/dev/null)" != "$stamp" ]; then
+    rm -rf "$RT" && mkdir -p "$RT" && tar -C "$RT" -xJf "$R/rt.tar.xz" && echo "$stamp" > "$RT/.stamp"
   fi
-  rm -rf /tmp/lightmesh-rt/tools && cp -r "$R/tools" /tmp/lightmesh-rt/
-  R=/tmp/lightmesh-rt
+  rm -rf "$RT/tools" && cp -r "$R/tools" "$RT/"
+  R="$RT"
 fi
 OUT="${OUT:-/tmp/lightmesh-out}"
 mkdir -p "$OUT"

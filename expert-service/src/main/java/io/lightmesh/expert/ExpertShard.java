@@ -168,6 +168,8 @@ public final class ExpertShard {
             return t;
         }, new java.util.concurrent.ThreadPoolExecutor.AbortPolicy());
         io.lightmesh.mesh.WorkerPath.announceShard(id, compute(), model.model(), otel);
+        if (device != null) LOG.info("expert shard " + id + ": batches of up to " + device.smallSlots()
+                + " slots on the matrix-vector MoE kernels, larger ones grouped (-Dlightmesh.shard.smallBatch)");
         this.tokenMetric = tokenMetric(otel);
     }
 
@@ -226,6 +228,12 @@ public final class ExpertShard {
 
     /** How this shard computes its experts: "device-grouped" (weights on the device) or "host-arrays". */
     public String compute() { return device != null ? "device-grouped" : "host-arrays"; }
+
+    /**
+     * On the device path, how many batches took the matrix-vector MoE kernels (small: up to
+     * {@code -Dlightmesh.shard.smallBatch} slots) and how many the grouped products; null on host arrays.
+     */
+    public DeviceExperts.Paths devicePaths() { return device != null ? device.paths() : null; }
 
     public List<BindableService> services() { return List.of(new ExpertService(), new WorkerService()); }
 

@@ -80,16 +80,24 @@ class ExpertShardDeviceTest {
             assertEquals(4 * copy, device.deviceBytes() - start, "a load over the slots uploads nothing");
 
             // batches on the device equal the host path (reference backend, same checkpoint)
+            // (decode-size batches through the matrix-vector MoE kernels, larger ones grouped: both counted)
+            long small = 0, grouped = 0;
             for (int seed = 0; seed < 3; seed++) {
                 TinyModel.Call c = host.call(40 + seed, 0, 5 + 9 * seed);
                 ExpertBatch0 b = new ExpertBatch0(c);
-                float[] got = host.floats(shard.compute(b.masked((t, e) -> e <= 1)).getCombined(), c.n());
+                io.lightmesh.proto.v1.ExpertBatch masked = b.masked((t, e) -> e <= 1);
+                long slots = masked.getExpertsList().stream().filter(e -> e >= 0).count();
+                if (slots > io.lightmesh.engine.model.DeviceExperts.SMALL_SLOTS) grouped++;
+                else if (slots > 0) small++;
+                float[] got = host.floats(shard.compute(masked).getCombined(), c.n());
                 float[] want = b.hostMasked((t, e) -> e <= 1);
                 double err = 0, ref = 0;
                 for (int i = 0; i < want.length; i++) { err += (got[i] - want[i]) * (got[i] - want[i]); ref += want[i] * want[i]; }
                 assertTrue(Math.sqrt(err) <= 1e-4 * Math.sqrt(ref) + 1e-6, "device vs host, relative error " + Math.sqrt(err / Math.max(ref, 1e-30)));
             }
-            long afterBatches = device.deviceBytes(); // plus the grouped products' scratch
+            assertTrue(small >= 1 && grouped >= 1, small + " small, " + grouped + " grouped batches");
+            assertEquals(new io.lightmesh.engine.model.DeviceExperts.Paths(small, grouped), shard.devicePaths());
+            long afterBatches = device.deviceBytes(); // plus both paths' scratch
             shard.unload(Map.of(0, new int[] {0, 1}), 3, 5_000);
             assertEquals(afterBatches - 2 * copy, device.deviceBytes(), "unloading frees the pairs' device buffers");
             shard.load(Map.of(0, new int[] {1}), 4);

@@ -132,6 +132,54 @@ class RemoteExpertsTest {
         }
     }
 
+    /** The call as the device path's micro-batches make it: {@link RemoteExperts#runAsync} on {@code pool}, awaited (bounded). */
+    static float[] runAsync(RemoteExperts r, TinyModel.Call c, java.util.concurrent.Executor pool) throws Exception {
+        float[] out = new float[c.n() * m.h];
+        java.util.Arrays.fill(out, Float.NaN); // the call overwrites it
+        r.runAsync(c.layer(), c.x(), c.n(), m.k, c.experts(), c.weights(), out, pool).get(30, java.util.concurrent.TimeUnit.SECONDS);
+        return out;
+    }
+
+    /**
+     * runAsync sends from the caller's thread and completes where the answers land: no pool thread for a clean call,
+     * two calls in flight at once (the ping-pong's micro-batches), the in-process bits. A replica killed midway: the
+     * call is settled as run() would (the shard dead and reported, its rows sent again) and done again on the pool,
+     * with the same bits.
+     */
+    @Test
+    void runAsyncNeedsNoPoolThreadAndFailsOverAsRunDoes() throws Exception {
+        Running a = start("A", experts(0, 1, 2, 3)), b = start("B", experts(0, 1, 2, 3));
+        List<LivePlacement.Report> reports = new CopyOnWriteArrayList<>();
+        java.util.concurrent.atomic.AtomicInteger pooled = new java.util.concurrent.atomic.AtomicInteger();
+        ExecutorService threads = Executors.newCachedThreadPool();
+        java.util.concurrent.Executor pool = task -> { pooled.incrementAndGet(); threads.execute(task); };
+        try (RemoteExperts r = remote(new LivePlacement(placement(1, a, b), reports::add), 2_000)) {
+            for (int i = 0; i < 12; i++) {
+                TinyModel.Call c1 = m.call(500 + i, i % m.L, 1 + i), c2 = m.call(600 + i, (i + 1) % m.L, 8);
+                float[] o1 = new float[c1.n() * m.h], o2 = new float[c2.n() * m.h];
+                var f1 = r.runAsync(c1.layer(), c1.x(), c1.n(), m.k, c1.experts(), c1.weights(), o1, pool);
+                var f2 = r.runAsync(c2.layer(), c2.x(), c2.n(), m.k, c2.experts(), c2.weights(), o2, pool);
+                f2.get(30, java.util.concurrent.TimeUnit.SECONDS);
+                f1.get(30, java.util.concurrent.TimeUnit.SECONDS);
+                assertArrayEquals(m.inProcess(c1), o1, "call " + i + " (first in flight)");
+                assertArrayEquals(m.inProcess(c2), o2, "call " + i + " (second in flight)");
+            }
+            assertEquals(0, pooled.get(), "clean calls ran on no pool thread");
+            assertEquals(24, r.breakdown().calls(), "each counted once");
+            a.kill();
+            for (int i = 0; i < 4; i++) {
+                TinyModel.Call c = m.call(700 + i, i % m.L, 16);
+                assertArrayEquals(m.inProcess(c), runAsync(r, c, pool), "rows of the killed shard recomputed by its replica");
+            }
+            assertTrue(pooled.get() >= 1, "the first call after the kill went again through run() on the pool");
+            assertTrue(r.resentSlots() > 0, "the killed shard's slots were sent again");
+            assertEquals(java.util.Set.of("A"), r.avoidedShards());
+            assertEquals("A", reports.get(0).shard().id());
+        } finally {
+            threads.shutdownNow();
+        }
+    }
+
     /** Relative L2 error of {@code got} against {@code want}. */
     static double relativeError(float[] got, float[] want) {
         double err = 0, ref = 0;

@@ -275,9 +275,143 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
 
     @Override
     public void run(int layer, float[] x, int n, int k, int[] experts, float[] weights, float[] out) {
-        long t0 = System.nanoTime();
-        String traceparent = MeshTelemetry.traceparent(Context.current());
         for (int i = 0; i < n * k; i++) tokensPerExpert[layer * numExperts + experts[i]].increment();
+        call(layer, x, n, k, experts, weights, out, System.nanoTime(), MeshTelemetry.traceparent(Context.current()));
+    }
+
+    /**
+     * -Dlightmesh.expert.asyncCalls=false: {@link #runAsync} as the default (the whole call on a pool thread), to
+     * compare with the sent-here form; read at each call (a benchmark flips it between runs).
+     */
+    static boolean asyncCalls() { return !"false".equalsIgnoreCase(System.getProperty("lightmesh.expert.asyncCalls", "true")); }
+
+    /**
+     * The call sent from the caller's thread and completed where the last answer lands (the transport thread), with
+     * no thread of its own: one hand-off fewer each way than {@link #run} on a pool thread (the device path's
+     * micro-batches await it while the other's attention runs). When the first round is not clean (a shard failed,
+     * refused, did not answer within the call timeout, or some expert has no live shard), what happened is recorded
+     * as {@link #run} records it (a failed shard is dead and reported) and the whole call runs again through
+     * {@link #run} on {@code pool}: expert calls are pure, so the result has the same bits. Bounded by twice the
+     * call timeout (plus {@link #run}'s placement wait).
+     */
+    @Override
+    public CompletableFuture<Void> runAsync(int layer, float[] x, int n, int k, int[] experts, float[] weights, float[] out,
+                                            java.util.concurrent.Executor pool) {
+        if (!asyncCalls()) return ExpertExecutor.super.runAsync(layer, x, n, k, experts, weights, out, pool);
+        long t0 = System.nanoTime();
+        for (int i = 0; i < n * k; i++) tokensPerExpert[layer * numExperts + experts[i]].increment();
+        String traceparent = MeshTelemetry.traceparent(Context.current());
+        Context context = Context.current();
+        Runnable again = context.wrap(() -> {
+            java.util.Arrays.fill(out, 0, n * hidden, 0f);
+            call(layer, x, n, k, experts, weights, out, t0, traceparent);
+        });
+        ExpertPlacement p = source.current();
+        List<Sent> sent = null;
+        if (p != null && exhaustedVersion != p.version()) {
+            reconcile(p);
+            boolean[] done = new boolean[n * k];
+            Link[] chosen = new Link[n * k];
+            if (assign(p, layer, n, k, experts, done, new HashSet<>(), chosen) < 0) {
+                java.util.Arrays.fill(out, 0, n * hidden, 0f);
+                sent = send(p, layer, x, n, k, experts, weights, done, chosen, traceparent);
+            }
+        }
+        if (sent == null) return CompletableFuture.runAsync(again, pool); // waits for a placement, or fails: run's way
+        ExpertPlacement routed = p;
+        List<Sent> batches = sent;
+        CompletableFuture<Void> result = new CompletableFuture<>();
+        CompletableFuture.allOf(sent.stream().map(Sent::answer).toArray(CompletableFuture[]::new))
+                .orTimeout(settings.callTimeoutMs(), TimeUnit.MILLISECONDS)
+                .whenComplete((v, e) -> {
+                    try {
+                        if (e == null && addAnswers(batches, layer, out, t0)) {
+                            result.complete(null);
+                            return;
+                        }
+                        settle(batches, routed);
+                        pool.execute(() -> {
+                            try {
+                                again.run();
+                                result.complete(null);
+                            } catch (Throwable t) {
+                                result.completeExceptionally(t);
+                            }
+                        });
+                    } catch (Throwable t) {
+                        result.completeExceptionally(t);
+                    }
+                });
+        return result;
+    }
+
+    /**
+     * Every batch answered without error and with its rows: they are added into out (on this one thread, so a
+     * token's two partial sums are not added at once) and the call is counted; else false and out is left for a
+     * second try.
+     */
+    private boolean addAnswers(List<Sent> sent, int layer, float[] out, long t0) {
+        for (Sent s : sent) {
+            ExpertResult r = s.answer().getNow(null);
+            if (r == null || r.hasError()) return false;
+            ActivationDType answered = WireRows.normalize(r.getDtype());
+            if (r.getNumTokens() != s.rows().length || r.getCombined().size() != (long) s.rows().length * hidden * WireRows.elementBytes(answered)) {
+                return false; // run() names the malformed answer
+            }
+        }
+        long slowestCompute = 0, unpackFrom = System.nanoTime();
+        for (Sent s : sent) {
+            ExpertResult r = s.answer().getNow(null);
+            slowestCompute = Math.max(slowestCompute, r.getComputeUs());
+            WireRows.Reader part = WireRows.reader(r.getCombined(), WireRows.normalize(r.getDtype()));
+            for (int i = 0; i < s.rows().length; i++) part.addRow(i, hidden, out, s.rows()[i] * hidden);
+        }
+        unpackNanos.add(System.nanoTime() - unpackFrom);
+        reweigh();
+        nanos[layer].add(System.nanoTime() - t0);
+        computeMicros[layer].add(slowestCompute);
+        calls[layer].increment();
+        return true;
+    }
+
+    /**
+     * A first round that was not clean, recorded as {@link #call} records its rounds: a shard that failed or did not
+     * answer is dead (its stream reset, reported), a pair it no longer holds is noted, a shard that refused bf16 is
+     * sent f32; a busy one is left as it is.
+     */
+    private void settle(List<Sent> sent, ExpertPlacement p) {
+        for (Sent s : sent) {
+            Link l = s.link();
+            if (!s.answer().isDone()) {
+                l.pending.remove(s.callId());
+                s.answer().completeExceptionally(Status.DEADLINE_EXCEEDED.withDescription("no answer within " + settings.callTimeoutMs() + " ms").asRuntimeException());
+                l.reset("no answer within " + settings.callTimeoutMs() + " ms");
+            }
+            ExpertResult r;
+            try {
+                r = s.answer().getNow(null);
+            } catch (RuntimeException e) { // CompletionException, CancellationException
+                fail(l, l.shard + ": " + describe(e), p.version());
+                resent.add(s.slots().length);
+                continue;
+            }
+            if (r == null || !r.hasError()) continue;
+            resent.add(s.slots().length);
+            int code = r.getError().getCode();
+            if (code == Status.Code.RESOURCE_EXHAUSTED.value() || code == Status.Code.UNAVAILABLE.value()) continue; // busy or closing
+            if (r.getError().getNotHeldCount() > 0) {
+                for (LayerExperts le : r.getError().getNotHeldList()) {
+                    for (int e : le.getExpertsList()) notHeld.put(l.key + "|" + (le.getLayer() * numExperts + e), p.version());
+                }
+            } else if (s.dtype() == ActivationDType.ACTIVATION_DTYPE_BF16 && !l.f32Only) {
+                l.f32Only = true;
+                LOG.info(settings.workerId() + ": expert shard " + l.shard + " refused bf16 rows (" + r.getError().getMessage() + "); sending it f32");
+            }
+        }
+    }
+
+    /** {@link #run} after the tokens were counted: t0 when the call began, the caller's trace. */
+    private void call(int layer, float[] x, int n, int k, int[] experts, float[] weights, float[] out, long t0, String traceparent) {
         java.util.Arrays.fill(out, 0, n * hidden, 0f);
         ExpertPlacement p = placementForCall();
         boolean[] done = new boolean[n * k];

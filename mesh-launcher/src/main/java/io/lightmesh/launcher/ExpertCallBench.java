@@ -47,7 +47,10 @@ import java.util.concurrent.TimeUnit;
  * <p>Options (the first version's --tokens N is --rows N): --model DIR (a checkpoint; else a synthetic one of --shape tiny|medium|small|100m|h2048, --dtype
  * f32|bf16), --rows 1,8,64, --shards N (2), --calls N per row count (2000), --backend B (reference),
  * --shard-processes true|false (true), --wire f32|bf16|f32,bf16 (f32: the rows' element type on the wire; each one given is
- * measured in turn, on the same shards).
+ * measured in turn, on the same shards), --caller run|pool|async (run: {@code RemoteExperts.run} on the calling
+ * thread; pool: the device path's micro-batch call before, {@code runAsync} running {@code run} on a virtual thread per
+ * call, awaited; async: {@code runAsync} sent from the calling thread and completed on the transport's; a list is
+ * measured in turn; default run).
  */
 public final class ExpertCallBench {
     public static void main(String[] args) throws Exception {
@@ -56,7 +59,9 @@ public final class ExpertCallBench {
             return;
         }
         Flags f = new Flags("expert-call-bench", "The cost of one layer's remote expert call, isolated.", System.out, args, 0,
-                "model", "shape", "dtype", "rows", "shards", "calls", "backend", "shard-processes", "layers", "wire", "tokens");
+                "model", "shape", "dtype", "rows", "shards", "calls", "backend", "shard-processes", "layers", "wire", "tokens", "caller");
+        String[] callers = f.get("caller", "run").split(",");
+        for (String m : callers) if (!List.of("run", "pool", "async").contains(m.trim())) throw new IllegalArgumentException("--caller run|pool|async, got " + m);
         String[] wires = f.get("wire", "f32").split(",");
         String backend = f.get("backend", "reference");
         int shards = f.getInt("shards", 2), calls = f.getInt("calls", 2000);
@@ -104,11 +109,14 @@ public final class ExpertCallBench {
             System.out.println("  all figures: mean us per call (one layer); wire+hand-offs = round trip - every other part");
             for (String wire : wires) {
                 ActivationDType dtype = wire.trim().equalsIgnoreCase("bf16") ? ActivationDType.ACTIVATION_DTYPE_BF16 : ActivationDType.ACTIVATION_DTYPE_F32;
-                System.out.println("wire " + wire.trim() + ":");
-                System.out.println("  rows | round trip p50 p90 | pack send(ser.) | shard parse compute ser. | parse unpack | wire+hand-offs | in-process | remote/in-process | bytes out/in | outputs");
-                RemoteExperts.Settings settings = new RemoteExperts.Settings(30_000, 10_000, 5_000, "bench").withWire(dtype);
-                try (RemoteExperts remote = new RemoteExperts(io.lightmesh.mesh.PlacementSource.fixed(placement), c.hiddenSize(), settings, true)) {
-                    for (int rows : rowCounts) measure(remote, local, model, placement, rows, calls, dtype);
+                for (String caller : callers) {
+                    System.out.println("wire " + wire.trim() + ", caller " + caller.trim() + ":");
+                    System.out.println("  rows | round trip p50 p90 | pack send(ser.) | shard parse compute ser. | parse unpack | wire+hand-offs | in-process | remote/in-process | bytes out/in | outputs");
+                    RemoteExperts.Settings settings = new RemoteExperts.Settings(30_000, 10_000, 5_000, "bench").withWire(dtype);
+                    try (RemoteExperts remote = new RemoteExperts(io.lightmesh.mesh.PlacementSource.fixed(placement), c.hiddenSize(), settings, true)) {
+                        Call call = caller(caller.trim(), remote);
+                        for (int rows : rowCounts) measure(remote, call, local, model, placement, rows, calls, dtype);
+                    }
                 }
             }
         } finally {
@@ -130,7 +138,29 @@ public final class ExpertCallBench {
         return BenchServe.shape(name);
     }
 
-    private static void measure(RemoteExperts remote, LocalExperts local, MeshModel model, ExpertPlacement placement, int rows, int calls,
+    /** One layer's expert call as a caller makes it. */
+    interface Call {
+        void run(int layer, float[] x, int n, int k, int[] experts, float[] w, float[] out);
+    }
+
+    private static final java.util.concurrent.ExecutorService CALL_THREADS = java.util.concurrent.Executors.newThreadPerTaskExecutor(
+            Thread.ofVirtual().name("bench-expert-call-", 0).factory());
+
+    /** run: on this thread; pool and async: runAsync (its pool-thread form, or sent from here), awaited (bounded). */
+    private static Call caller(String mode, RemoteExperts remote) {
+        if (mode.equals("run")) return remote::run;
+        boolean async = mode.equals("async");
+        return (layer, x, n, k, experts, w, out) -> {
+            System.setProperty("lightmesh.expert.asyncCalls", Boolean.toString(async));
+            try {
+                remote.runAsync(layer, x, n, k, experts, w, out, CALL_THREADS).get(60, TimeUnit.SECONDS);
+            } catch (Exception e) {
+                throw new IllegalStateException("expert call failed: " + e, e);
+            }
+        };
+    }
+
+    private static void measure(RemoteExperts remote, Call call, LocalExperts local, MeshModel model, ExpertPlacement placement, int rows, int calls,
                                 ActivationDType dtype) {
         var c = model.config();
         int h = c.hiddenSize(), k = c.topK(), E = c.numExperts(), L = c.numLayers();
@@ -154,7 +184,7 @@ public final class ExpertCallBench {
         double worst = 0;
         for (int i = 0; i < Math.max(50, calls / 4); i++) {
             int q = i % pool, layer = i % L;
-            remote.run(layer, xs[q], rows, k, es[q], ws[q], out);
+            call.run(layer, xs[q], rows, k, es[q], ws[q], out);
             local.run(layer, xs[q], rows, k, es[q], ws[q], ref);
             checked++;
             if (!Arrays.equals(out, ref)) mismatched++;
@@ -166,7 +196,7 @@ public final class ExpertCallBench {
         for (int i = 0; i < calls; i++) {
             int q = i % pool;
             long t0 = System.nanoTime();
-            remote.run(i % L, xs[q], rows, k, es[q], ws[q], out);
+            call.run(i % L, xs[q], rows, k, es[q], ws[q], out);
             rtt[i] = (System.nanoTime() - t0) / 1e3;
         }
         double callerCpu = (processCpuNanos() - cpu0) / 1e3 / calls, shardCpu = (childrenCpuNanos() - shardCpu0) / 1e3 / calls;

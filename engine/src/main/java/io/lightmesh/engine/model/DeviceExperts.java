@@ -16,6 +16,13 @@ import java.util.function.BiPredicate;
  * gather, W1/W3/W2 products, scatter), not a launch per row. The host only groups the pairs and adds the chosen
  * experts' outputs with their router weights.
  *
+ * <p>A small batch (up to {@link #smallSlots} non-skipped slots, a decode step's; {@code -Dlightmesh.shard.smallBatch},
+ * 0 turns it off) takes the decode path's matrix-vector MoE kernels instead ({@link DeviceOps#runExperts}: gate, up
+ * and SiLU in one pass, then down, straight from the uploaded rows into each slot's row): one upload (the slots' rows
+ * and, in the same buffer, each chosen expert's ids), two launches per chosen expert and 8 slots, one read-back; the
+ * grouped path takes three uploads and six launches per chosen expert (gather, W1, W3, SiLU, W2, scatter). Both
+ * compute each slot's row with the same matrix-vector products (fp32 results equal bit for bit).
+ *
  * <p>Holdings are live: {@code hosts} is asked on every call, an expert it newly accepts is placed on the device on
  * first use (or at {@link #place}), and one it no longer accepts is released at the next call of its layer (or at
  * {@link #release}). Safe for concurrent calls (one at a time on the device).
@@ -28,14 +35,28 @@ public final class DeviceExperts implements ExpertExecutor, AutoCloseable {
     private final ExpertSet[][] placed; // [layer][expert]: a set of that one expert, null while not on the device
     private Buffer x, pairs, groupTokens, groupPairs, xe, act, up, de; // scratch for `rows` rows
     private int rows;
+    /** Non-skipped slots up to which a call takes the matrix-vector MoE kernels (0: never). */
+    private final int smallSlots;
+    /** The small path's device scratch, made at its first call: {@link SmallBatch}. */
+    private SmallBatch small;
+    private long smallCalls, groupedCalls;
+
+    /** The default of {@code -Dlightmesh.shard.smallBatch}: a decode step's slots at a shard (batch 16, top-2, 2 shards). */
+    public static final int SMALL_SLOTS = 16;
 
     /** Places every (layer, expert) that {@code hosts} accepts now; later changes of its answers are followed. */
     public DeviceExperts(ModelConfig config, WeightStore weights, DeviceOps d, BiPredicate<Integer, Integer> hosts) {
+        this(config, weights, d, hosts, Integer.getInteger("lightmesh.shard.smallBatch", SMALL_SLOTS));
+    }
+
+    /** @param smallSlots non-skipped slots up to which a call takes the matrix-vector MoE kernels (0: never) */
+    public DeviceExperts(ModelConfig config, WeightStore weights, DeviceOps d, BiPredicate<Integer, Integer> hosts, int smallSlots) {
         this.config = config;
         this.weights = weights;
         this.d = d;
         this.hosts = hosts;
         this.placed = new ExpertSet[config.numLayers()][config.numExperts()];
+        this.smallSlots = Math.max(0, smallSlots);
         for (int l = 0; l < config.numLayers(); l++) {
             for (int e = 0; e < config.numExperts(); e++) if (hosts.test(l, e)) place(l, e);
         }
@@ -79,6 +100,16 @@ public final class DeviceExperts implements ExpertExecutor, AutoCloseable {
         }
         java.util.Arrays.fill(out, 0, n * h, 0f);
         if (n == 0) return;
+        int slots = 0;
+        for (int i = 0; i < n * k; i++) if (experts[i] >= 0) slots++;
+        if (slots == 0) return;
+        if (slots <= smallSlots) {
+            smallCalls++;
+            if (small == null) small = new SmallBatch(d, E, h, config.intermediateSize(), smallSlots);
+            small.run(placed[layer], xs, n, k, experts, w, slots, out);
+            return;
+        }
+        groupedCalls++;
         grow(n, k);
         d.write(x, 0, xs, 0, n * h);
         ExpertSet[] sets = placed[layer];
@@ -97,6 +128,15 @@ public final class DeviceExperts implements ExpertExecutor, AutoCloseable {
             for (int i = 0; i < h; i++) out[o + i] += g * ys[yo + i];
         }
     }
+
+    /** Calls computed so far by the matrix-vector MoE kernels (small batches) and by grouped products. */
+    public record Paths(long matvec, long grouped) {}
+
+    /** Which path the calls so far took. */
+    public synchronized Paths paths() { return new Paths(smallCalls, groupedCalls); }
+
+    /** The non-skipped slots up to which a call takes the matrix-vector MoE kernels (0: never). */
+    public int smallSlots() { return smallSlots; }
 
     /** Scratch for n rows of k pairs (doubling). */
     private void grow(int n, int k) {
@@ -126,6 +166,8 @@ public final class DeviceExperts implements ExpertExecutor, AutoCloseable {
     @Override
     public synchronized void close() {
         closeScratch();
+        if (small != null) small.close();
+        small = null;
         rows = 0;
         for (int l = 0; l < placed.length; l++) for (int e = 0; e < placed[l].length; e++) release(l, e);
     }

@@ -28,6 +28,13 @@ final class DeviceLayerOps implements LayerOps {
     private final boolean prefill;       // rows are consecutive tokens of dev[0]
     private final boolean grouped;       // in-process experts grouped by expert (a prefill chunk), ids read at once
     private Future<float[]> pending;     // remote experts in flight
+    private float[] down, y, w;          // remote experts: rows down (x | ids | weights), rows up, weights [n, K]
+    private int[] ids;                   // remote experts: ids [n, K]
+    /**
+     * -Dlightmesh.device.remoteOneRead=false: x, ids and weights read back one by one (three syncs), to compare; read
+     * at each step (a benchmark flips it between runs).
+     */
+    private final boolean oneRead = !"false".equalsIgnoreCase(System.getProperty("lightmesh.device.remoteOneRead", "true"));
 
     private DeviceLayerOps(ResidentDecoder r, Scratch s, int[] tokens, int[] pos, DeviceState[] dev, int from, int n,
                            boolean prefill, boolean grouped) {
@@ -114,12 +121,30 @@ final class DeviceLayerOps implements LayerOps {
         int h = r.c.hiddenSize(), K = layer.moe.K;
         ExpertExecutor executor = r.executor;
         if (r.remote) { // x [n, h], ids and weights [n, K] down; the call out, answered in finishMoe
-            float[] x = new float[n * h], w = new float[n * K], y = new float[n * h];
-            int[] ids = new int[n * K];
-            d.read(s.x(), 0, x, 0, n * h);
-            d.read(s.expertIds(), ids, n * K);
-            d.read(s.expertWeights(), 0, w, 0, n * K);
-            pending = executor.runAsync(l, x, n, K, ids, w, y, r.calls).thenApply(v -> y);
+            if (y == null) { // host rows for every layer of this step (a layer's call ends before the next one's starts)
+                y = new float[n * h];
+                w = new float[n * K];
+                ids = new int[n * K];
+                down = new float[n * h + 2 * n * K];
+            }
+            float[] x = down, y = this.y, w = this.w;
+            int[] ids = this.ids;
+            Buffer stage = s.qkv(); // free from the attention's end to the next layer's
+            if (oneRead && stage.length() >= down.length) { // one blocking read, not three: x | ids | weights
+                d.copy(s.x(), 0, stage, 0, (long) n * h);
+                d.copy(s.expertIds(), 0, stage, (long) n * h, (long) n * K);
+                d.copy(s.expertWeights(), 0, stage, (long) n * h + n * K, (long) n * K);
+                d.read(stage, 0, down, 0, down.length);
+                for (int i = 0; i < n * K; i++) {
+                    ids[i] = Float.floatToRawIntBits(down[n * h + i]); // int32 bits copied as they are
+                    w[i] = down[n * h + n * K + i];
+                }
+            } else {
+                d.read(s.x(), 0, x, 0, n * h);
+                d.read(s.expertIds(), ids, n * K);
+                d.read(s.expertWeights(), 0, w, 0, n * K);
+            }
+            pending = executor.runAsync(l, x, n, K, ids, w, y, r.calls).thenApply(v -> y); // x: its first n rows
         } else if (grouped) { // the ids to the host, one product per chosen expert into the pairs [n*K, h]
             int[] ids = new int[n * K];
             d.read(s.expertIds(), ids, n * K);
