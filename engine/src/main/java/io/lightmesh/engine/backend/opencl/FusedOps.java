@@ -140,6 +140,7 @@ final class FusedOps implements FusedDecode {
         args[i++] = projCount;
         i = caches(args, i, kCaches, n, (long) kvHeads * dim);
         caches(args, i, vCaches, n, (long) kvHeads * dim);
+        ops.streams((long) (outA + outB + outC) * in * (a.bf16() ? 2 : 4));
         ops.launchAt((rope == 1 ? "dec_projr_" : "dec_proj_") + family(a.bf16(), in), site, (long) ceilDiv(outA + outB + outC, MV_ROWS) * NT, args);
     }
 
@@ -157,6 +158,7 @@ final class FusedOps implements FusedDecode {
         check(o, 0, hd * n);
         check(gate, 0, hd * n);
         synchronized (ops) {
+            ops.streams(2L * n * heads * dim * dim * 4); // the states, read and written
             ops.launchAt("dec_lightning", decay, (long) n * heads * ceilDiv(dim, ResidentOps.LS_COLS) * NT, qkv, decay,
                     pool, stride, layer, layers, info, o, gate, w, eps, heads, dim, rowCounts);
         }
@@ -218,8 +220,10 @@ final class FusedOps implements FusedDecode {
             check(wts, 0, (long) n * k);
             if (routeLog != null) check(routeLog, logOff, (long) n * k);
             if (!tails) {
+                ops.streams((long) out * in * (p.bf16() ? 2 : 4));
                 ops.launchAt("matvec_" + family(p.bf16(), in), w, (long) ceilDiv(out, MV_ROWS) * NT, p.buf(), 0L, o,
                         0L, a, 0L, n, in, out);
+                ops.streams((long) E * out * (g.bf16() ? 2 : 4));
                 ops.launchAt(g.bf16() ? "dec_norm_route_bf16" : "dec_norm_route_f32", gate, (long) n * NT, x, alpha, a,
                         beta, normW, eps, out, g.buf(), E, k, ids, wts, routeLog == null ? ids : routeLog, logOff,
                         routeLog == null ? 0 : 1);
@@ -243,9 +247,13 @@ final class FusedOps implements FusedDecode {
         if (n > MAXN) throw new IllegalArgumentException(n + " rows, at most " + MAXN);
         synchronized (ops) {
             String up = "moe_gate_up_" + family(ex.w1().bf16(), hidden), down = "dec_down_" + family(ex.w2().bf16(), inter);
+            // the experts' weights as if every chosen expert is distinct (exact at batch 1, an upper bound above)
+            long chosen = Math.min(ex.count(), (long) n * k);
+            ops.streams(chosen * 2 * inter * hidden * (ex.w1().bf16() ? 2 : 4));
             ops.launchAt(up, set, (long) ex.count() * ceilDiv(inter, MV_ROWS) * NT, ex.w1().buf(), ex.w3().buf(), x,
                     ids, act, 0, n, k, inter, hidden);
             if (!tails) {
+                ops.streams(chosen * inter * hidden * (ex.w2().bf16() ? 2 : 4));
                 ops.launchAt("moe_down_" + family(ex.w2().bf16(), inter), set, (long) ex.count() * ceilDiv(hidden, MV_ROWS) * NT,
                         ex.w2().buf(), act, ids, pairs, 0, n, k, inter, hidden);
                 ops.launchAt("residual_norm", set, (long) n * NT, x, alpha, pairs, wts, k, beta, 1, normW, eps, x, hidden);

@@ -126,7 +126,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     public ResidentOps(long deviceId) {
         this.device = MemorySegment.ofAddress(deviceId);
         this.context = Cl.createContext(device);
-        this.queue = Cl.createQueue(context, device);
+        this.queue = Cl.createQueue(context, device, EVENTS);
         // -Dlightmesh.opencl.options=-cl-nv-verbose (with -Dlightmesh.opencl.buildLog=true): NVIDIA's register counts
         this.options = System.getProperty("lightmesh.opencl.options", "");
         // LM_NVIDIA: the fused decode kernels' device-wide fence as PTX membar.gl (NVIDIA's mem_fence may stop at the SM)
@@ -396,12 +396,14 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         check(src, srcOff, n);
         if (n == 0) return;
         Cl.read(queue, cl(src).mem(), 4 * srcOff, 4L * n, MemorySegment.ofArray(dst).asSlice(4L * dstOff, 4L * n));
+        harvest();
     }
 
     @Override
     public synchronized void read(Buffer src, int[] dst, int n) {
         check(src, 0, n);
         if (n > 0) Cl.read(queue, cl(src).mem(), 0, 4L * n, MemorySegment.ofArray(dst).asSlice(0, 4L * n));
+        harvest();
     }
 
     @Override
@@ -412,7 +414,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     }
 
     @Override
-    public synchronized void finish() { Cl.finish(queue); }
+    public synchronized void finish() {
+        Cl.finish(queue);
+        harvest();
+    }
 
     /** Off with -Dlightmesh.opencl.flush=false (to measure what it brings). */
     private static final boolean FLUSH = !"false".equalsIgnoreCase(System.getProperty("lightmesh.opencl.flush", "true"));
@@ -547,6 +552,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         String k = "matvec_" + family(bf16, in);
         for (int r0 = 0; r0 < n; r0 += MAXN) {
             int m = Math.min(MAXN, n - r0);
+            streams((long) out * in * (bf16 ? 2 : 4));
             launch(k, (long) ceilDiv(out, MV_ROWS) * NT, buf, wOff, x, (long) r0 * in, y, (long) r0 * out, m, in, out);
         }
     }
@@ -905,36 +911,30 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                 default -> throw new IllegalArgumentException(kernel + " argument " + i + ": " + a);
             }
         }
-        globalSize.set(ValueLayout.JAVA_LONG, 0, global);
-        localSize.set(ValueLayout.JAVA_LONG, 0, NT);
-        Cl.enqueue(queue, k, globalSize, localSize, kernel);
-        launches++;
-        if (PROFILE) {
-            Cl.finish(queue);
-            profile.computeIfAbsent(kernel, x -> new long[2])[0] += System.nanoTime() - t0;
-            profile.get(kernel)[1]++;
-        }
+        enqueue(k, kernel, global, t0);
     }
 
     /**
      * -Dlightmesh.opencl.profile=true: every launch waits for its kernel, and the time (host clock, launch included)
-     * is added up per kernel name; {@link #profile()} prints the table. Slows everything: for finding where the time
-     * goes, not for throughput figures.
+     * is added up per kernel name. Slows everything: for finding where the time goes, not for throughput figures.
+     * -Dlightmesh.opencl.profile=events: each launch's event carries the device clock's start and end of the kernel,
+     * read at the next sync of the queue (a read back, a finish); nothing waits more than it would without the profile.
+     * {@link #kernelTimes()} takes the table; close prints what is left.
      */
-    private static final boolean PROFILE = Boolean.getBoolean("lightmesh.opencl.profile");
-    private final Map<String, long[]> profile = new java.util.TreeMap<>();
+    private static final String PROFILE_MODE = System.getProperty("lightmesh.opencl.profile", "false");
+    private static final boolean PROFILE = "true".equalsIgnoreCase(PROFILE_MODE);
+    static final boolean EVENTS = "events".equalsIgnoreCase(PROFILE_MODE);
+    private final KernelProfile profile = new KernelProfile();
 
-    /** The per-kernel times since the last call (empty unless profiling), largest first; resets them. */
-    public synchronized String profile() {
-        long total = 0;
-        for (long[] v : profile.values()) total += v[0];
-        StringBuilder sb = new StringBuilder();
-        final long all = Math.max(1, total);
-        profile.entrySet().stream().sorted((a, b) -> Long.compare(b.getValue()[0], a.getValue()[0])).forEach(e ->
-                sb.append(String.format(java.util.Locale.ROOT, "  %-22s %10.2f ms %6.1f%% %9d launches%n", e.getKey(),
-                        e.getValue()[0] / 1e6, 100.0 * e.getValue()[0] / all, e.getValue()[1])));
-        profile.clear();
-        return sb.toString();
+    @Override
+    public synchronized KernelTimes kernelTimes() {
+        if (!PROFILE && !EVENTS) return null;
+        if (EVENTS && !closed) {
+            Cl.finish(queue);
+            harvest();
+        }
+        return profile.take("OpenCL kernel profile (" + name + ", " + (EVENTS ? "device clock of each launch's event"
+                : "host clock with a clFinish after every launch") + "):");
     }
 
     private long launches;
@@ -988,16 +988,65 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             sk.bits[i] = bits;
             sk.set[i] = true;
         }
-        long t0 = PROFILE ? System.nanoTime() : 0;
+        enqueue(sk.kernel, kernel, global, PROFILE ? System.nanoTime() : 0);
+    }
+
+    /** Enqueues one launch of work-groups of NT; in a profile mode, times it (see {@link #profile}). */
+    private void enqueue(MemorySegment k, String kernel, long global, long t0) {
         globalSize.set(ValueLayout.JAVA_LONG, 0, global);
         localSize.set(ValueLayout.JAVA_LONG, 0, NT);
-        Cl.enqueue(queue, sk.kernel, globalSize, localSize, kernel);
+        long bytes = nextBytes;
+        nextBytes = 0;
+        if (EVENTS) {
+            if (pending.size() >= MAX_PENDING) {  // a long run with no read back: sync and take the times so far
+                Cl.finish(queue);
+                harvest();
+            }
+            Cl.enqueue(queue, k, globalSize, localSize, kernel, eventSlot);
+            pending.add(new Pending(eventSlot.get(ValueLayout.ADDRESS, 0), kernel, bytes));
+        } else {
+            Cl.enqueue(queue, k, globalSize, localSize, kernel);
+        }
         launches++;
         if (PROFILE) {
             Cl.finish(queue);
-            profile.computeIfAbsent(kernel, x -> new long[2])[0] += System.nanoTime() - t0;
-            profile.get(kernel)[1]++;
+            profile.add(kernel, System.nanoTime() - t0, bytes);
         }
+    }
+
+    /**
+     * The bytes the next launch streams from device memory (its weights), for the profile's GB/s column; launchers
+     * that know them call this just before the launch. Ignored outside a profile mode.
+     */
+    void streams(long bytes) { nextBytes = bytes; }
+
+    private long nextBytes;
+
+    /** A launch whose event's times are not read yet. */
+    private record Pending(MemorySegment event, String kernel, long bytes) {}
+
+    private static final int MAX_PENDING = 1 << 16;
+    private final java.util.ArrayList<Pending> pending = new java.util.ArrayList<>();
+    private final MemorySegment eventSlot = arena.allocate(ValueLayout.ADDRESS);
+    private final MemorySegment eventScratch = arena.allocate(8, 8);
+    private final long[] startEnd = new long[2];
+
+    /**
+     * After a sync of the queue (a blocking read, a finish): every pending launch is complete; adds their device
+     * times to the profile, and the window from the first start to the last end, and releases the events.
+     */
+    private void harvest() {
+        if (pending.isEmpty()) return;
+        long first = Long.MAX_VALUE, last = Long.MIN_VALUE;
+        for (Pending p : pending) {
+            Cl.eventTimes(p.event(), eventScratch, startEnd);
+            Cl.releaseEvent(p.event());
+            profile.add(p.kernel(), startEnd[1] - startEnd[0], p.bytes());
+            first = Math.min(first, startEnd[0]);
+            last = Math.max(last, startEnd[1]);
+        }
+        pending.clear();
+        profile.window(last - first);
     }
 
     /** A launch site: the kernel and the object it runs for (compared by identity). */
@@ -1051,7 +1100,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         Cl.finish(queue);
         for (ClBuffer b : live.toArray(new ClBuffer[0])) b.close();
         weights.clear();
-        if (PROFILE) System.err.print("OpenCL kernel profile (" + name + "):\n" + profile());
+        harvest();
+        if ((PROFILE || EVENTS) && !profile.isEmpty()) System.err.print(kernelTimes().table());
         for (MemorySegment k : kernels.values()) Cl.releaseKernel(k);
         kernels.clear();
         for (SiteKernel k : sites.values()) Cl.releaseKernel(k.kernel());
