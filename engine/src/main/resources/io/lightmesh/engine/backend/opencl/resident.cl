@@ -436,6 +436,34 @@ __kernel void silu(__global float* x, long n) {
 // ct * 64 + lane; work-item (slice, lane) walks rows i = slice, slice + 4, ...
 #define LS_COLS 64
 #define LS_SLICES (NT / LS_COLS)
+#define LS_UNROLL 8
+
+// The lightning step of one column j of a head's state, over rows i = i0, i0 + step, ... < i1:
+// S[i][j] = ratio S[i][j] + k[i] v_j, written back; returns sum_i q[i] S[i][j] (summed in order of i). s points at
+// S[0][j] (rows dim floats apart). The one body of the per-operation step (lightning_step) and the fused ones
+// (dec_lightning, dec_lightning2). LS_UNROLL state loads are issued before any is used: a loop that loads, updates
+// and stores one row at a time waits a memory round trip a row.
+inline float lightning_column(__global float* s, int dim, __global const float* q, __global const float* k, float vj,
+                              float ratio, int i0, int i1, int step) {
+    float o = 0.0f;
+    for (int i = i0; i < i1; i += LS_UNROLL * step) {
+        float sv[LS_UNROLL];
+        for (int u = 0; u < LS_UNROLL; u++) {
+            int r = i + u * step;
+            sv[u] = r < i1 ? s[(long) r * dim] : 0.0f;
+        }
+        for (int u = 0; u < LS_UNROLL; u++) {
+            int r = i + u * step;
+            if (r < i1) {
+                float sij = ratio * sv[u] + k[r] * vj;
+                s[(long) r * dim] = sij;
+                o += q[r] * sij;
+            }
+        }
+    }
+    return o;
+}
+
 __kernel void lightning_step(__global const float* qkv, long qkvOff, __global const float* decay,
                              __global float* state, __global float* out, long outOff, int heads, int dim) {
     __local float part[NT];
@@ -447,16 +475,8 @@ __kernel void lightning_step(__global const float* qkv, long qkvOff, __global co
     __global const float* k = q + dim;
     __global const float* v = q + 2 * dim;
     float ratio = exp(-decay[h]);
-    float o = 0.0f;
-    if (j < dim) {
-        float vj = v[j];
-        __global float* s = state + (long) h * dim * dim + j;
-        for (int i = slice; i < dim; i += LS_SLICES) {
-            float sij = ratio * s[(long) i * dim] + k[i] * vj;
-            s[(long) i * dim] = sij;
-            o += q[i] * sij;
-        }
-    }
+    float o = j < dim ? lightning_column(state + (long) h * dim * dim + j, dim, q, k, v[j], ratio, slice, dim, LS_SLICES)
+                      : 0.0f;
     part[tid] = o;
     barrier(CLK_LOCAL_MEM_FENCE);
     if (slice == 0 && j < dim) {
@@ -1137,16 +1157,8 @@ __kernel void dec_lightning(__global const float* qkv, __global const float* dec
     __global const float* kk = q + dim;
     __global const float* v = q + 2 * dim;
     float ratio = exp(-decay[h]);
-    float acc = 0.0f;
-    if (j < dim) {
-        float vj = v[j];
-        __global float* s = pool + ((long) SLOT(info, t) * layers + layer) * stride + (long) h * dim * dim + j;
-        for (int i = slice; i < dim; i += LS_SLICES) {
-            float sij = ratio * s[(long) i * dim] + kk[i] * vj;
-            s[(long) i * dim] = sij;
-            acc += q[i] * sij;
-        }
-    }
+    float acc = j < dim ? lightning_column(pool + ((long) SLOT(info, t) * layers + layer) * stride + (long) h * dim * dim
+                                           + j, dim, q, kk, v[j], ratio, slice, dim, LS_SLICES) : 0.0f;
     part[tid] = acc;
     barrier(CLK_LOCAL_MEM_FENCE);
     if (slice == 0 && j < dim) {
