@@ -44,6 +44,36 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
      */
     static final int GEMM_MIN_ROWS = 33;
     static final int LS_COLS = 64;
+    static final int LS_SLICES = NT / LS_COLS;
+    /** Rows a work-group of the v2 matrix-vector kernels: one a lane group of 32 (resident.cl's WG). */
+    static final int WG = NT / 32;
+
+    /**
+     * -Dlightmesh.decode.kernels=v2 (the default) or v1: the decode kernels the fused step's split form and the
+     * matrix-vector products of few rows use (resident.cl's "decode kernels v2", or the ones before them).
+     */
+    static final boolean V2_DEFAULT = v2Setting(System.getProperty("lightmesh.decode.kernels", "v2"));
+
+    static boolean v2Setting(String v) {
+        return switch (v.trim().toLowerCase(java.util.Locale.ROOT)) {
+            case "v2" -> true;
+            case "v1" -> false;
+            default -> throw new IllegalArgumentException("-Dlightmesh.decode.kernels takes v1 or v2, got '" + v + "'");
+        };
+    }
+
+    private boolean v2 = V2_DEFAULT;
+
+    /**
+     * Chooses the decode kernels, "v1" or "v2", for the matrix-vector products and the fused step (tests,
+     * benchmarks); returns the choice now.
+     */
+    public synchronized String decodeKernels(String v) {
+        v2 = v2Setting(v);
+        FusedOps f = (FusedOps) fused();
+        if (f != null) f.kernels(v2);
+        return v2 ? "v2" : "v1";
+    }
     static final int ROUTE_MAX_EXPERTS = 64;
 
     /** A device buffer; closing it twice, or after the context, does nothing. */
@@ -549,11 +579,12 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                     0L, n, in, out);
             return;
         }
-        String k = "matvec_" + family(bf16, in);
+        String k = (v2 ? "matvec2_" : "matvec_") + family(bf16, in);
         for (int r0 = 0; r0 < n; r0 += MAXN) {
             int m = Math.min(MAXN, n - r0);
             streams((long) out * in * (bf16 ? 2 : 4));
-            launch(k, (long) ceilDiv(out, MV_ROWS) * NT, buf, wOff, x, (long) r0 * in, y, (long) r0 * out, m, in, out);
+            launch(k, (long) ceilDiv(out, v2 ? WG : MV_ROWS) * NT, buf, wOff, x, (long) r0 * in, y, (long) r0 * out, m,
+                    in, out);
         }
     }
 
@@ -1090,7 +1121,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     @Override
     public synchronized io.lightmesh.engine.backend.FusedDecode fused() {
         if (!FUSED) return null;
-        if (fused == null) fused = new FusedOps(this);
+        if (fused == null) {
+            fused = new FusedOps(this);
+            fused.kernels(v2);
+        }
         return fused;
     }
 

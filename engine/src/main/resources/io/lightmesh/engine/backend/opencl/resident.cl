@@ -1332,3 +1332,405 @@ __kernel void dec_norm_route_##SUF(__global float* x, float alpha, __global cons
 }
 DEC_NORM_ROUTE(f32, float, LD_F32)
 DEC_NORM_ROUTE(bf16, ushort, LD_BF16)
+
+// ==== decode kernels v2 (-Dlightmesh.decode.kernels=v2, the default; v1 above) =====================================
+// The same products and norms as matvec / moe_* / dec_proj* / dec_norm_route / residual_norm / dec_lightning, laid
+// out for a wide GPU (an H200: 132 compute units of 64 warps each) at decode sizes:
+// - matrix-vector products: one lane group of WL work-items (a warp on NVIDIA) streams one weight row (gate and up:
+//   two rows), each lane 16-byte loads of the row's 8-element chunks lane, lane + WL, ..., 8 of them in flight; the
+//   step's x rows are read through the cache (every lane group of the device reads the same few KB); the lanes'
+//   partial sums are added within the lane group: NVIDIA's shfl.sync.bfly (no local memory, no barrier), elsewhere
+//   (PoCL, and NVIDIA with -D LM_NO_SHFL) through local memory. A work-group holds WG rows, so an 8192-row product
+//   is 1024 groups and a 2048-row one 256: every compute unit busy.
+// - the norms and the router (one group a row, tiny work): the group's sums as a lane-group total and one pass over
+//   the WG partials, not a tree of log2(NT) barriers each; the router's logits of 8 experts at a time, the same way.
+// - the lightning step: a head's state is split over groups by rows as well as columns (partials of o added in the
+//   row's tail), so a batch-1 step has a few hundred groups rather than 32.
+
+#define WL 32
+#define WG (NT / WL)
+
+#if defined(LM_NVIDIA) && !defined(LM_NO_SHFL)
+#define LM_SHFL 1
+inline float xor_shfl(float v, int m) {
+    uint r;
+    asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(r) : "r"(as_uint(v)), "r"(m));
+    return as_float(r);
+}
+#endif
+
+// acc[p] for p < np summed over the WL lanes of each lane group; every lane gets the totals. Every work-item of the
+// group must call it with the same np (the fallback has barriers; the shuffle needs the whole warp). scratch: MAXN * NT
+// floats (the fallback's; unused with the shuffle).
+inline void lane_totals(float* acc, int np, __local float* scratch) {
+#ifdef LM_SHFL
+    for (int p = 0; p < MAXN; p++) {
+        if (p < np) {
+            float v = acc[p];
+            for (int m = WL / 2; m > 0; m >>= 1) v += xor_shfl(v, m);
+            acc[p] = v;
+        }
+    }
+#else
+    int tid = get_local_id(0), base = tid & ~(WL - 1);
+    for (int p = 0; p < MAXN; p++) if (p < np) scratch[p * NT + tid] = acc[p];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int p = 0; p < MAXN; p++) {
+        if (p < np) {
+            float v = 0.0f;
+            for (int l = 0; l < WL; l++) v += scratch[p * NT + base + l];
+            acc[p] = v;
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+#endif
+}
+
+// The sum of v over the work-group, to every work-item: lane-group totals, then the WG of them. red: NT floats.
+inline float group_total(float v, __local float* red) {
+#ifdef LM_SHFL
+    int tid = get_local_id(0);
+    for (int m = WL / 2; m > 0; m >>= 1) v += xor_shfl(v, m);
+    if (tid % WL == 0) red[tid / WL] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float s = 0.0f;
+    for (int g = 0; g < WG; g++) s += red[g];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return s;
+#else
+    return group_sum(red, v);
+#endif
+}
+
+// a[i] for a run-time i < MAXN, by constant indices (as pick)
+inline float pickf(const float* a, int i) {
+    float v = 0.0f;
+    for (int s = 0; s < MAXN; s++) if (s == i) v = a[s];
+    return v;
+}
+
+// acc[p] += W_row . x[xr[p]] over lane `lane`'s chunks of the row (p < np); bf16 as ushort8 (in % 8 == 0), 8 loads
+// in flight, kept raw until used (widened up front they take twice the registers)
+inline void dot2_bf16v(__global const ushort* wrow, __global const float* x, int in, const int* xr, int np, int lane,
+                       float* acc) {
+    __global const ushort8* w8 = (__global const ushort8*) wrow;
+    __global const float8* x8 = (__global const float8*) x;
+    int in8 = in >> 3;
+    int i = lane;
+    for (; i + 7 * WL < in8; i += 8 * WL) {
+        ushort8 wv[8];
+        for (int u = 0; u < 8; u++) wv[u] = w8[i + u * WL];
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) {
+                __global const float8* xp = x8 + (long) xr[p] * in8 + i;
+                float8 s = widen8(wv[0]) * xp[0];
+                for (int u = 1; u < 8; u++) s = fma(widen8(wv[u]), xp[u * WL], s);
+                acc[p] += dot(s.lo, (float4) 1.0f) + dot(s.hi, (float4) 1.0f);
+            }
+        }
+    }
+    for (; i + 3 * WL < in8; i += 4 * WL) {  // rows of 1024: four loads a lane
+        ushort8 wv[4];
+        for (int u = 0; u < 4; u++) wv[u] = w8[i + u * WL];
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) {
+                __global const float8* xp = x8 + (long) xr[p] * in8 + i;
+                float8 s = widen8(wv[0]) * xp[0];
+                for (int u = 1; u < 4; u++) s = fma(widen8(wv[u]), xp[u * WL], s);
+                acc[p] += dot(s.lo, (float4) 1.0f) + dot(s.hi, (float4) 1.0f);
+            }
+        }
+    }
+    for (; i < in8; i += WL) {
+        float8 a = widen8(w8[i]);
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) {
+                float8 s = a * x8[(long) xr[p] * in8 + i];
+                acc[p] += dot(s.lo, (float4) 1.0f) + dot(s.hi, (float4) 1.0f);
+            }
+        }
+    }
+}
+
+// the same with fp32 weights as float4 (in % 4 == 0), 8 loads in flight
+inline void dot2_f32v(__global const float* wrow, __global const float* x, int in, const int* xr, int np, int lane,
+                      float* acc) {
+    __global const float4* w4 = (__global const float4*) wrow;
+    __global const float4* x4 = (__global const float4*) x;
+    int in4 = in >> 2;
+    int i = lane;
+    for (; i + 7 * WL < in4; i += 8 * WL) {
+        float4 wv[8];
+        for (int u = 0; u < 8; u++) wv[u] = w4[i + u * WL];
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) {
+                __global const float4* xp = x4 + (long) xr[p] * in4 + i;
+                float4 s = wv[0] * xp[0];
+                for (int u = 1; u < 8; u++) s = fma(wv[u], xp[u * WL], s);
+                acc[p] += dot(s, (float4) 1.0f);
+            }
+        }
+    }
+    for (; i + 3 * WL < in4; i += 4 * WL) {
+        float4 wv[4];
+        for (int u = 0; u < 4; u++) wv[u] = w4[i + u * WL];
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) {
+                __global const float4* xp = x4 + (long) xr[p] * in4 + i;
+                float4 s = wv[0] * xp[0];
+                for (int u = 1; u < 4; u++) s = fma(wv[u], xp[u * WL], s);
+                acc[p] += dot(s, (float4) 1.0f);
+            }
+        }
+    }
+    for (; i < in4; i += WL) {
+        float4 a = w4[i];
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) acc[p] += dot(a, x4[(long) xr[p] * in4 + i]);
+        }
+    }
+}
+
+// scalar rows of any length (lane strides of WL)
+inline void dot2_f32s(__global const float* wrow, __global const float* x, int in, const int* xr, int np, int lane,
+                      float* acc) {
+    for (int i = lane; i < in; i += WL) {
+        float a = wrow[i];
+        for (int p = 0; p < MAXN; p++) if (p < np) acc[p] += a * x[(long) xr[p] * in + i];
+    }
+}
+
+inline void dot2_bf16s(__global const ushort* wrow, __global const float* x, int in, const int* xr, int np, int lane,
+                       float* acc) {
+    for (int i = lane; i < in; i += WL) {
+        float a = widen(wrow[i]);
+        for (int p = 0; p < MAXN; p++) if (p < np) acc[p] += a * x[(long) xr[p] * in + i];
+    }
+}
+
+// The rope tail of dec_projr (v1) and dec_projr2: in the last group (lim > 0), rotate q and k of every row at its
+// position and append row t's k and v to its caches at row pos[t]. Every work-item of every group calls it.
+#define PROJ_ROPE_TAIL(last)                                                                                          \
+    int kvd = kvHeads * dim;                                                                                          \
+    for (int idx = tid; idx < (last ? n * (heads + kvHeads) * hr : 0); idx += NT) {                                   \
+        int i = idx % hr, hh = (idx / hr) % (heads + kvHeads), t = idx / (hr * (heads + kvHeads));                    \
+        __global float* r = hh < heads ? ya + ((long) t * heads + hh) * dim                                           \
+                : yb + (long) t * kvd + (hh - heads) * dim;                                                           \
+        rope_pair(r, i, hr, (float) POS(info, t), invFreq);                                                           \
+    }                                                                                                                 \
+    barrier(CLK_GLOBAL_MEM_FENCE);                                                                                    \
+    for (int idx = tid; idx < (last ? n * kvd : 0); idx += NT) {                                                      \
+        int t = idx / kvd, c = idx % kvd;                                                                             \
+        long at = (long) POS(info, t) * kvd + c;                                                                      \
+        PICK8(kc, t)[at] = yb[idx];                                                                                   \
+        PICK8(vc, t)[at] = yc[idx];                                                                                   \
+    }
+
+// y[t, row] = W[row] . x[t] for t < n (n <= MAXN), as matvec. Launch: global = ceil(out / WG) * NT, local = NT.
+// Gate and up of the experts for the pairs of rows [r0, r0 + rows), as moe_gate_up: one lane group a (expert, row),
+// both its rows. Launch: global = E * ceil(inter / WG) * NT, local = NT.
+// Down projection, as moe_down. Launch: global = E * ceil(hidden / WG) * NT, local = NT.
+// Projections of one input (dec_proj2 / dec_projr2 with the rope tail), as dec_proj / dec_projr.
+// Launch: global = ceil((outA + outB + outC) / WG) * NT, local = NT.
+#define MV2_FAMILY(SUF, WT, DOT)                                                                                     \
+__kernel void matvec2_##SUF(__global const WT* w, long wOff, __global const float* x, long xOff, __global float* y, \
+                            long yOff, int n, int in, int out) {                                                   \
+    __local float scratch[MAXN * NT];                                                                              \
+    int tid = get_local_id(0), lane = tid % WL, row = get_group_id(0) * WG + tid / WL;                             \
+    float acc[MAXN];                                                                                               \
+    int xr[MAXN];                                                                                                  \
+    for (int p = 0; p < MAXN; p++) { acc[p] = 0.0f; xr[p] = p; }                                                   \
+    if (row < out) DOT(w + wOff + (long) row * in, x + xOff, in, xr, n, lane, acc);                                \
+    lane_totals(acc, n, scratch);                                                                                  \
+    if (row < out && lane < n) y[yOff + (long) lane * out + row] = pickf(acc, lane);                               \
+}                                                                                                                  \
+__kernel void moe_gate_up2_##SUF(__global const WT* w1, __global const WT* w3, __global const float* x,            \
+                                 __global const int* ids, __global float* act, int r0, int rows, int k, int inter, \
+                                 int hidden) {                                                                     \
+    __local float scratch[MAXN * NT];                                                                              \
+    int blocks = (inter + WG - 1) / WG;                                                                            \
+    int e = get_group_id(0) / blocks;                                                                              \
+    int tid = get_local_id(0), lane = tid % WL, row = (get_group_id(0) % blocks) * WG + tid / WL;                  \
+    int pr[MAXN], xr[MAXN];                                                                                        \
+    int np = pairs_of(ids, r0, rows, k, e, pr, xr, 1);                                                             \
+    if (np == 0) return;                                                                                           \
+    float g[MAXN], u[MAXN];                                                                                        \
+    for (int p = 0; p < MAXN; p++) { g[p] = 0.0f; u[p] = 0.0f; }                                                   \
+    if (row < inter) {                                                                                             \
+        long wr = ((long) e * inter + row) * hidden;                                                               \
+        DOT(w1 + wr, x, hidden, xr, np, lane, g);                                                                  \
+        DOT(w3 + wr, x, hidden, xr, np, lane, u);                                                                  \
+    }                                                                                                              \
+    lane_totals(g, np, scratch);                                                                                   \
+    lane_totals(u, np, scratch);                                                                                   \
+    if (row < inter && lane < np) {                                                                                \
+        float gs = pickf(g, lane), us = pickf(u, lane);                                                            \
+        act[(long) pick(pr, lane) * inter + row] = gs / (1.0f + exp(-gs)) * us;                                    \
+    }                                                                                                              \
+}                                                                                                                  \
+__kernel void moe_down2_##SUF(__global const WT* w2, __global const float* act, __global const int* ids,           \
+                              __global float* out, int r0, int rows, int k, int inter, int hidden) {               \
+    __local float scratch[MAXN * NT];                                                                              \
+    int blocks = (hidden + WG - 1) / WG;                                                                           \
+    int e = get_group_id(0) / blocks;                                                                              \
+    int tid = get_local_id(0), lane = tid % WL, row = (get_group_id(0) % blocks) * WG + tid / WL;                  \
+    int pr[MAXN], xr[MAXN];                                                                                        \
+    int np = pairs_of(ids, r0, rows, k, e, pr, xr, 0);                                                             \
+    if (np == 0) return;                                                                                           \
+    float acc[MAXN];                                                                                               \
+    for (int p = 0; p < MAXN; p++) acc[p] = 0.0f;                                                                  \
+    if (row < hidden) DOT(w2 + ((long) e * hidden + row) * inter, act, inter, xr, np, lane, acc);                  \
+    lane_totals(acc, np, scratch);                                                                                 \
+    if (row < hidden && lane < np) out[(long) pick(pr, lane) * hidden + row] = pickf(acc, lane);                   \
+}
+
+#define DEC_PROJ2(SUF, WT, DOT, KNAME, ROPE)                                                                         \
+__kernel void KNAME##_##SUF(__global const WT* wa, __global const WT* wb, __global const WT* wc,                  \
+                             __global const float* x, __global float* ya, __global float* yb, __global float* yc,  \
+                             int n, int in, int outA, int outB, int outC, int siluA,                               \
+                             __global const int* info, __global const float* invFreq, int heads, int kvHeads,      \
+                             int dim, int hr, __global int* counter, CACHE_ARGS(kc), CACHE_ARGS(vc)) {           \
+    __local float scratch[MAXN * NT];                                                                              \
+    __local int flag;                                                                                              \
+    int tid = get_local_id(0), lane = tid % WL, row = get_group_id(0) * WG + tid / WL, total = outA + outB + outC;  \
+    __global const WT* w = row < outA ? wa + (long) row * in                                                       \
+            : row < outA + outB ? wb + (long) (row - outA) * in : wc + (long) (row - outA - outB) * in;            \
+    float acc[MAXN];                                                                                               \
+    int xr[MAXN];                                                                                                  \
+    for (int p = 0; p < MAXN; p++) { acc[p] = 0.0f; xr[p] = p; }                                                   \
+    if (row < total) DOT(w, x, in, xr, n, lane, acc);                                                              \
+    lane_totals(acc, n, scratch);                                                                                  \
+    if (row < total && lane < n) {                                                                                 \
+        float v = pickf(acc, lane);                                                                                \
+        if (row < outA) ya[(long) lane * outA + row] = siluA ? v / (1.0f + exp(-v)) : v;                           \
+        else if (row < outA + outB) yb[(long) lane * outB + row - outA] = v;                                       \
+        else yc[(long) lane * outC + row - outA - outB] = v;                                                       \
+    }                                                                                                              \
+    if (!ROPE) return;                                                                                             \
+    int last = arrive(counter, get_num_groups(0), &flag);                                                          \
+    TAIL(last)                                                                                                     \
+    PROJ_ROPE_TAIL(last)                                                                                           \
+}
+
+MV2_FAMILY(f32v, float, dot2_f32v)
+MV2_FAMILY(bf16v, ushort, dot2_bf16v)
+MV2_FAMILY(f32s, float, dot2_f32s)
+MV2_FAMILY(bf16s, ushort, dot2_bf16s)
+DEC_PROJ2(f32v, float, dot2_f32v, dec_proj2, 0)
+DEC_PROJ2(bf16v, ushort, dot2_bf16v, dec_proj2, 0)
+DEC_PROJ2(f32s, float, dot2_f32s, dec_proj2, 0)
+DEC_PROJ2(bf16s, ushort, dot2_bf16s, dec_proj2, 0)
+DEC_PROJ2(f32v, float, dot2_f32v, dec_projr2, 1)
+DEC_PROJ2(bf16v, ushort, dot2_bf16v, dec_projr2, 1)
+DEC_PROJ2(f32s, float, dot2_f32s, dec_projr2, 1)
+DEC_PROJ2(bf16s, ushort, dot2_bf16s, dec_projr2, 1)
+
+// As dec_norm_route (group t: row t's residual, norm, router logits and top k), the sums as group_total and
+// lane_totals. Launch: global = n * NT, local = NT.
+#define DEC_NORM_ROUTE2(SUF, WT, LD)                                                                                 \
+__kernel void dec_norm_route2_##SUF(__global float* x, float alpha, __global const float* a, float beta,           \
+                                    __global const float* normW, float eps, int h, __global const WT* gate, int E, \
+                                    int k, __global int* ids, __global float* wts, __global int* routeLog,         \
+                                    long logOff, int logIds) {                                                     \
+    __local float scratch[MAXN * NT];                                                                              \
+    __local float lgp[WG * 64];                                                                                    \
+    __local float lg[64];                                                                                          \
+    int tid = get_local_id(0), t = get_group_id(0), lane = tid % WL, wg = tid / WL;                                \
+    __global float* xt = x + (long) t * h;                                                                         \
+    __global const float* at = a + (long) t * h;                                                                   \
+    float ss = 0.0f;                                                                                               \
+    for (int i = tid; i < h; i += NT) { float r = alpha * xt[i] + beta * at[i]; ss += r * r; }                     \
+    ss = group_total(ss, scratch);                                                                                 \
+    float inv = 1.0f / sqrt(ss / h + eps);                                                                         \
+    for (int i = tid; i < h; i += NT) xt[i] = normW[i] * ((alpha * xt[i] + beta * at[i]) * inv);                   \
+    /* each work-item reads back only the elements it wrote */                                                     \
+    for (int e0 = 0; e0 < E; e0 += 8) {                                                                            \
+        float acc[MAXN];                                                                                           \
+        for (int e = 0; e < MAXN; e++) acc[e] = 0.0f;                                                              \
+        for (int i = tid; i < h; i += NT) {                                                                        \
+            float xi = xt[i];                                                                                      \
+            for (int e = 0; e < 8; e++) if (e0 + e < E) acc[e] += LD(gate[(long) (e0 + e) * h + i]) * xi;         \
+        }                                                                                                          \
+        lane_totals(acc, 8, scratch);                                                                              \
+        if (lane == 0) for (int e = 0; e < 8; e++) if (e0 + e < E) lgp[wg * 64 + e0 + e] = acc[e];                 \
+    }                                                                                                              \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                                                  \
+    if (tid < E) {                                                                                                 \
+        float s = 0.0f;                                                                                            \
+        for (int g = 0; g < WG; g++) s += lgp[g * 64 + tid];                                                       \
+        lg[tid] = s;                                                                                               \
+    }                                                                                                              \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                                                  \
+    if (tid == 0) {                                                                                                \
+        top_k_local(lg, E, k, ids + t * k, wts + t * k);                                                           \
+        if (logIds) for (int j = 0; j < k; j++) routeLog[logOff + t * k + j] = ids[t * k + j];                     \
+    }                                                                                                              \
+}
+DEC_NORM_ROUTE2(f32, float, LD_F32)
+DEC_NORM_ROUTE2(bf16, ushort, LD_BF16)
+
+// As residual_norm (group t: row t), the sum of squares as group_total. Launch: global = rows * NT, local = NT.
+__kernel void residual_norm2(__global const float* x, float alpha, __global const float* upd,
+                             __global const float* wts, int k, float beta, int hasWeights, __global const float* w,
+                             float eps, __global float* out, int dim) {
+    __local float red[NT];
+    int tid = get_local_id(0), t = get_group_id(0);
+    float ss = 0.0f;
+    for (int i = tid; i < dim; i += NT) {
+        float h = residual_at(x, alpha, upd, wts, k, beta, hasWeights, t, dim, i);
+        ss += h * h;
+    }
+    ss = group_total(ss, red);
+    float inv = 1.0f / sqrt(ss / dim + eps);
+    for (int i = tid; i < dim; i += NT) {
+        float h = residual_at(x, alpha, upd, wts, k, beta, hasWeights, t, dim, i);
+        out[(long) t * dim + i] = w[i] * (h * inv);
+    }
+}
+
+// As dec_lightning, with each head's rows split over `splits` groups: group (t, h, ct, rs) updates rows
+// [rs * per, (rs + 1) * per) of columns ct * 64 + lane of row t's state (per = ceil(D / splits)) and writes its part
+// of o into part [n, splits, H * D]; row t's tail (the last of its groups) adds the splits' parts into o and applies
+// the norm and the gate. Launch: global = n * H * ceil(D / 64) * splits * NT, local = NT.
+__kernel void dec_lightning2(__global const float* qkv, __global const float* decay, __global float* pool,
+                             long stride, int layer, int layers, __global const int* info, __global float* o,
+                             __global const float* gate, __global const float* normW, float eps, int heads, int dim,
+                             __global int* counters, __global float* part, int splits) {
+    __local float red[NT];
+    __local int flag;
+    int tid = get_local_id(0), lane = tid % LS_COLS, slice = tid / LS_COLS;
+    int colTiles = (dim + LS_COLS - 1) / LS_COLS, per = heads * colTiles * splits;
+    int g = get_group_id(0) % per, t = get_group_id(0) / per;
+    int rs = g % splits, ct = (g / splits) % colTiles, h = g / (splits * colTiles);
+    int j = ct * LS_COLS + lane, hd = heads * dim, rows = (dim + splits - 1) / splits;
+    int i0 = rs * rows, i1 = min(dim, i0 + rows);
+    __global const float* q = qkv + (long) t * 3 * hd + (long) h * 3 * dim;
+    __global const float* kk = q + dim;
+    __global const float* v = q + 2 * dim;
+    float ratio = exp(-decay[h]);
+    float acc = j < dim ? lightning_column(pool + ((long) SLOT(info, t) * layers + layer) * stride + (long) h * dim * dim
+                                           + j, dim, q, kk, v[j], ratio, i0 + slice, i1, LS_SLICES) : 0.0f;
+    red[tid] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (slice == 0 && j < dim) {
+        float sum = 0.0f;
+        for (int sl = 0; sl < LS_SLICES; sl++) sum += red[sl * LS_COLS + lane];
+        part[((long) t * splits + rs) * hd + (long) h * dim + j] = sum;
+    }
+    int last = arrive(counters + t, per, &flag);
+    TAIL(last)
+    __global float* ot = o + (long) t * hd;
+    __global const float* gt = gate + (long) t * hd;
+    __global const float* pt = part + (long) t * splits * hd;
+    int lim = last ? hd : 0;
+    float ss = 0.0f;
+    for (int i = tid; i < lim; i += NT) {
+        float s = 0.0f;
+        for (int r = 0; r < splits; r++) s += pt[(long) r * hd + i];
+        ot[i] = s;
+        ss += s * s;
+    }
+    ss = group_total(ss, red);
+    float inv = 1.0f / sqrt(ss / hd + eps);
+    for (int i = tid; i < lim; i += NT) ot[i] = (normW[i] * (ot[i] * inv)) * (1.0f / (1.0f + exp(-gt[i])));
+}
