@@ -26,10 +26,25 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
  * Every launch of the fused decode step ({@link FusedDecode}) against the per-operation {@link DeviceOps} calls it
  * stands for (each of which {@link ResidentOpsTest} checks against the host code), on the same device: random inputs,
  * outputs poisoned with NaN, batches of 1, 3 and 8 rows, ragged shapes. Tolerance: {@link OpenClTestSupport}'s
- * (relative L2 1e-4). Runs on PoCL without a GPU.
+ * (relative L2 1e-4). Runs on PoCL without a GPU. Every test runs with each set of decode kernels, v1 and v2.
  */
+@org.junit.jupiter.params.ParameterizedClass
+@org.junit.jupiter.params.provider.ValueSource(strings = {"v1", "v2"})
 class FusedDecodeTest {
     private static DeviceOps d() { return OpenClTestSupport.ops().resident(); }
+
+    /** The decode kernels under test (-Dlightmesh.decode.kernels): every launch of both sets is checked. */
+    @org.junit.jupiter.params.Parameter
+    String kernels;
+
+    @org.junit.jupiter.api.BeforeEach
+    void chooseKernels() {
+        org.junit.jupiter.api.Assertions.assertEquals(kernels,
+                ((io.lightmesh.engine.backend.opencl.ResidentOps) d()).decodeKernels(kernels));
+    }
+
+    @org.junit.jupiter.api.AfterEach
+    void defaultKernels() { ((io.lightmesh.engine.backend.opencl.ResidentOps) d()).decodeKernels(null); }
 
     private static FusedDecode f() {
         FusedDecode f = d().fused();

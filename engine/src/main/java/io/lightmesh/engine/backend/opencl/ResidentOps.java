@@ -65,11 +65,11 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     private boolean v2 = V2_DEFAULT;
 
     /**
-     * Chooses the decode kernels, "v1" or "v2", for the matrix-vector products and the fused step (tests,
-     * benchmarks); returns the choice now.
+     * Chooses the decode kernels, "v1" or "v2" (null: the setting's, -Dlightmesh.decode.kernels), for the
+     * matrix-vector products and the fused step (tests, benchmarks); returns the choice now.
      */
     public synchronized String decodeKernels(String v) {
-        v2 = v2Setting(v);
+        v2 = v == null ? V2_DEFAULT : v2Setting(v);
         FusedOps f = (FusedOps) fused();
         if (f != null) f.kernels(v2);
         return v2 ? "v2" : "v1";
@@ -153,10 +153,20 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     private boolean closed;
 
     /** Opens a context on the OpenCL device {@code deviceId} (a cl_device_id, as Aparapi reports it). */
-    public ResidentOps(long deviceId) {
+    public ResidentOps(long deviceId) { this(deviceId, System.getProperty("lightmesh.opencl.profile", "false")); }
+
+    /** As {@link #ResidentOps(long)} with the profile mode {@code profile}: "false", "true" or "events" (tests). */
+    ResidentOps(long deviceId, String profile) {
+        switch (profile.trim().toLowerCase(java.util.Locale.ROOT)) {
+            case "false", "" -> { profileSync = false; profileEvents = false; }
+            case "true" -> { profileSync = true; profileEvents = false; }
+            case "events" -> { profileSync = false; profileEvents = true; }
+            default -> throw new IllegalArgumentException("-Dlightmesh.opencl.profile takes false, true or events, got '"
+                    + profile + "'");
+        }
         this.device = MemorySegment.ofAddress(deviceId);
         this.context = Cl.createContext(device);
-        this.queue = Cl.createQueue(context, device, EVENTS);
+        this.queue = Cl.createQueue(context, device, profileEvents);
         // -Dlightmesh.opencl.options=-cl-nv-verbose (with -Dlightmesh.opencl.buildLog=true): NVIDIA's register counts
         this.options = System.getProperty("lightmesh.opencl.options", "");
         // LM_NVIDIA: the fused decode kernels' device-wide fence as PTX membar.gl (NVIDIA's mem_fence may stop at the SM)
@@ -919,7 +929,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
 
     private void launch(MemorySegment k, String kernel, long global, Object... args) {
         if (closed) throw new IllegalStateException("ResidentOps is closed");
-        long t0 = PROFILE ? System.nanoTime() : 0;
+        long t0 = profileSync ? System.nanoTime() : 0;
         for (int i = 0; i < args.length; i++) {
             Object a = args[i];
             switch (a) {
@@ -952,19 +962,18 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
      * read at the next sync of the queue (a read back, a finish); nothing waits more than it would without the profile.
      * {@link #kernelTimes()} takes the table; close prints what is left.
      */
-    private static final String PROFILE_MODE = System.getProperty("lightmesh.opencl.profile", "false");
-    private static final boolean PROFILE = "true".equalsIgnoreCase(PROFILE_MODE);
-    static final boolean EVENTS = "events".equalsIgnoreCase(PROFILE_MODE);
+    private final boolean profileSync;
+    private final boolean profileEvents;
     private final KernelProfile profile = new KernelProfile();
 
     @Override
     public synchronized KernelTimes kernelTimes() {
-        if (!PROFILE && !EVENTS) return null;
-        if (EVENTS && !closed) {
+        if (!profileSync && !profileEvents) return null;
+        if (profileEvents && !closed) {
             Cl.finish(queue);
             harvest();
         }
-        return profile.take("OpenCL kernel profile (" + name + ", " + (EVENTS ? "device clock of each launch's event"
+        return profile.take("OpenCL kernel profile (" + name + ", " + (profileEvents ? "device clock of each launch's event"
                 : "host clock with a clFinish after every launch") + "):");
     }
 
@@ -1019,7 +1028,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             sk.bits[i] = bits;
             sk.set[i] = true;
         }
-        enqueue(sk.kernel, kernel, global, PROFILE ? System.nanoTime() : 0);
+        enqueue(sk.kernel, kernel, global, profileSync ? System.nanoTime() : 0);
     }
 
     /** Enqueues one launch of work-groups of NT; in a profile mode, times it (see {@link #profile}). */
@@ -1028,7 +1037,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         localSize.set(ValueLayout.JAVA_LONG, 0, NT);
         long bytes = nextBytes;
         nextBytes = 0;
-        if (EVENTS) {
+        if (profileEvents) {
             if (pending.size() >= MAX_PENDING) {  // a long run with no read back: sync and take the times so far
                 Cl.finish(queue);
                 harvest();
@@ -1039,7 +1048,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             Cl.enqueue(queue, k, globalSize, localSize, kernel);
         }
         launches++;
-        if (PROFILE) {
+        if (profileSync) {
             Cl.finish(queue);
             profile.add(kernel, System.nanoTime() - t0, bytes);
         }
@@ -1135,7 +1144,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         for (ClBuffer b : live.toArray(new ClBuffer[0])) b.close();
         weights.clear();
         harvest();
-        if ((PROFILE || EVENTS) && !profile.isEmpty()) System.err.print(kernelTimes().table());
+        if ((profileSync || profileEvents) && !profile.isEmpty()) System.err.print(kernelTimes().table());
         for (MemorySegment k : kernels.values()) Cl.releaseKernel(k);
         kernels.clear();
         for (SiteKernel k : sites.values()) Cl.releaseKernel(k.kernel());
