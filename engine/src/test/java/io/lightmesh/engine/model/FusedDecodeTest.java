@@ -26,10 +26,10 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
  * Every launch of the fused decode step ({@link FusedDecode}) against the per-operation {@link DeviceOps} calls it
  * stands for (each of which {@link ResidentOpsTest} checks against the host code), on the same device: random inputs,
  * outputs poisoned with NaN, batches of 1, 3 and 8 rows, ragged shapes. Tolerance: {@link OpenClTestSupport}'s
- * (relative L2 1e-4). Runs on PoCL without a GPU. Every test runs with each set of decode kernels, v1 and v2.
+ * (relative L2 1e-4). Runs on PoCL without a GPU. Every test runs with each set of decode kernels: v1, v2, and v2 with two weight rows a lane group.
  */
 @org.junit.jupiter.params.ParameterizedClass
-@org.junit.jupiter.params.provider.ValueSource(strings = {"v1", "v2"})
+@org.junit.jupiter.params.provider.ValueSource(strings = {"v1", "v2", "v2x2"})
 class FusedDecodeTest {
     private static DeviceOps d() { return OpenClTestSupport.ops().resident(); }
 
@@ -39,12 +39,18 @@ class FusedDecodeTest {
 
     @org.junit.jupiter.api.BeforeEach
     void chooseKernels() {
-        org.junit.jupiter.api.Assertions.assertEquals(kernels,
-                ((io.lightmesh.engine.backend.opencl.ResidentOps) d()).decodeKernels(kernels));
+        var r = (io.lightmesh.engine.backend.opencl.ResidentOps) d();
+        boolean x2 = kernels.endsWith("x2"); // v2x2: the v2 products with two weight rows a lane group
+        org.junit.jupiter.api.Assertions.assertEquals(kernels.substring(0, 2), r.decodeKernels(kernels.substring(0, 2)));
+        org.junit.jupiter.api.Assertions.assertEquals(x2 ? 2 : 1, r.decodeWarpRows(x2 ? 2 : 1));
     }
 
     @org.junit.jupiter.api.AfterEach
-    void defaultKernels() { ((io.lightmesh.engine.backend.opencl.ResidentOps) d()).decodeKernels(null); }
+    void defaultKernels() {
+        var r = (io.lightmesh.engine.backend.opencl.ResidentOps) d();
+        r.decodeKernels(null);
+        r.decodeWarpRows(0);
+    }
 
     private static FusedDecode f() {
         FusedDecode f = d().fused();

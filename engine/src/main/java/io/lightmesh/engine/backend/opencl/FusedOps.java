@@ -44,6 +44,11 @@ final class FusedOps implements FusedDecode {
 
     void kernels(boolean v2) { this.v2 = v2; }
 
+    /** Weight rows a lane group of the v2 products (1 or 2; ResidentOps#decodeWarpRows). */
+    private int warpRows = ResidentOps.WARP_ROWS_DEFAULT;
+
+    void warpRows(int r) { warpRows = r; }
+
     boolean v2() { return v2; }
 
     /** dec_lightning2's row splits a head: 0 picks them from the device's size (tests force a count). */
@@ -160,8 +165,9 @@ final class FusedOps implements FusedDecode {
         i = caches(args, i, kCaches, n, (long) kvHeads * dim);
         caches(args, i, vCaches, n, (long) kvHeads * dim);
         ops.streams((long) (outA + outB + outC) * in * (a.bf16() ? 2 : 4));
-        String name = (rope == 1 ? "dec_projr" : "dec_proj") + (v2 ? "2_" : "_") + family(a.bf16(), in);
-        ops.launchAt(name, site, (long) ceilDiv(outA + outB + outC, v2 ? WG : MV_ROWS) * NT, args);
+        String name = (rope == 1 ? "dec_projr" : "dec_proj") + (v2 ? "2" + ResidentOps.rowsTag(warpRows) + "_" : "_")
+                + family(a.bf16(), in);
+        ops.launchAt(name, site, (long) ceilDiv(outA + outB + outC, v2 ? WG * warpRows : MV_ROWS) * NT, args);
     }
 
     /** The MAXN cache arguments from index i: row t's cache, the dummy past n (never read). */
@@ -256,8 +262,8 @@ final class FusedOps implements FusedDecode {
             if (routeLog != null) check(routeLog, logOff, (long) n * k);
             if (!tails) {
                 ops.streams((long) out * in * (p.bf16() ? 2 : 4));
-                ops.launchAt((v2 ? "matvec2_" : "matvec_") + family(p.bf16(), in), w,
-                        (long) ceilDiv(out, v2 ? WG : MV_ROWS) * NT, p.buf(), 0L, o, 0L, a, 0L, n, in, out);
+                ops.launchAt((v2 ? "matvec2" + ResidentOps.rowsTag(warpRows) + "_" : "matvec_") + family(p.bf16(), in), w,
+                        (long) ceilDiv(out, v2 ? WG * warpRows : MV_ROWS) * NT, p.buf(), 0L, o, 0L, a, 0L, n, in, out);
                 ops.streams((long) E * out * (g.bf16() ? 2 : 4));
                 ops.launchAt((v2 ? "dec_norm_route2_" : "dec_norm_route_") + (g.bf16() ? "bf16" : "f32"), gate,
                         (long) n * NT, x, alpha, a,
@@ -292,8 +298,9 @@ final class FusedOps implements FusedDecode {
                     ids, act, 0, n, k, inter, hidden);
             if (!tails) {
                 ops.streams(chosen * inter * hidden * (ex.w2().bf16() ? 2 : 4));
-                ops.launchAt((v2 ? "moe_down2_" : "moe_down_") + family(ex.w2().bf16(), inter), set,
-                        (long) ex.count() * ceilDiv(hidden, per) * NT, ex.w2().buf(), act, ids, pairs, 0, n, k, inter, hidden);
+                ops.launchAt((v2 ? "moe_down2" + ResidentOps.rowsTag(warpRows) + "_" : "moe_down_")
+                        + family(ex.w2().bf16(), inter), set, (long) ex.count() * ceilDiv(hidden, v2 ? WG * warpRows : MV_ROWS)
+                        * NT, ex.w2().buf(), act, ids, pairs, 0, n, k, inter, hidden);
                 ops.launchAt(v2 ? "residual_norm2" : "residual_norm", set, (long) n * NT, x, alpha, pairs, wts, k, beta, 1, normW, eps, x, hidden);
                 return;
             }

@@ -65,6 +65,33 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     private boolean v2 = V2_DEFAULT;
 
     /**
+     * -Dlightmesh.decode.warpRows=1 (the default) or 2: weight rows a lane group of the v2 matrix-vector kernels streams
+     * together (2: each x chunk is loaded once for two rows, half the cache traffic at 8 rows of x; the *2x2_ kernels).
+     */
+    static final int WARP_ROWS_DEFAULT = warpRowsSetting(System.getProperty("lightmesh.decode.warpRows", "1"));
+
+    static int warpRowsSetting(String v) {
+        return switch (v.trim()) {
+            case "1" -> 1;
+            case "2" -> 2;
+            default -> throw new IllegalArgumentException("-Dlightmesh.decode.warpRows takes 1 or 2, got '" + v + "'");
+        };
+    }
+
+    private int warpRows = WARP_ROWS_DEFAULT;
+
+    /** Chooses the v2 kernels' rows a lane group, 1 or 2 (0: the setting's); returns the choice now. Tests, benchmarks. */
+    public synchronized int decodeWarpRows(int r) {
+        warpRows = r == 0 ? WARP_ROWS_DEFAULT : warpRowsSetting(Integer.toString(r));
+        FusedOps f = (FusedOps) fused();
+        if (f != null) f.warpRows(warpRows);
+        return warpRows;
+    }
+
+    /** The v2 matrix-vector kernels' name part for the rows a lane group: "" (1) or "x2" (2). */
+    static String rowsTag(int warpRows) { return warpRows == 2 ? "x2" : ""; }
+
+    /**
      * Chooses the decode kernels, "v1" or "v2" (null: the setting's, -Dlightmesh.decode.kernels), for the
      * matrix-vector products and the fused step (tests, benchmarks); returns the choice now.
      */
@@ -589,12 +616,12 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                     0L, n, in, out);
             return;
         }
-        String k = (v2 ? "matvec2_" : "matvec_") + family(bf16, in);
+        String k = (v2 ? "matvec2" + rowsTag(warpRows) + "_" : "matvec_") + family(bf16, in);
         for (int r0 = 0; r0 < n; r0 += MAXN) {
             int m = Math.min(MAXN, n - r0);
             streams((long) out * in * (bf16 ? 2 : 4));
-            launch(k, (long) ceilDiv(out, v2 ? WG : MV_ROWS) * NT, buf, wOff, x, (long) r0 * in, y, (long) r0 * out, m,
-                    in, out);
+            launch(k, (long) ceilDiv(out, v2 ? WG * warpRows : MV_ROWS) * NT, buf, wOff, x, (long) r0 * in, y,
+                    (long) r0 * out, m, in, out);
         }
     }
 
@@ -1133,6 +1160,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         if (fused == null) {
             fused = new FusedOps(this);
             fused.kernels(v2);
+            fused.warpRows(warpRows);
         }
         return fused;
     }

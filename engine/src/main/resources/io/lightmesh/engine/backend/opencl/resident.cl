@@ -1409,102 +1409,140 @@ inline float pickf(const float* a, int i) {
     return v;
 }
 
-// acc[p] += W_row . x[xr[p]] over lane `lane`'s chunks of the row (p < np); bf16 as ushort8 (in % 8 == 0), 8 loads
-// in flight, kept raw until used (widened up front they take twice the registers)
-inline void dot2_bf16v(__global const ushort* wrow, __global const float* x, int in, const int* xr, int np, int lane,
-                       float* acc) {
-    __global const ushort8* w8 = (__global const ushort8*) wrow;
+// acc0[p] += W0 . x[xr[p]] (and, R == 2, acc1[p] += W1 . x[xr[p]]) for p < np over lane `lane`'s chunks of the
+// rows: R (1 or 2, a constant where inlined) rows of one lane group, each x chunk loaded once for both. bf16 as
+// ushort8 (in % 8 == 0), 8 loads in flight (8 chunks of one row, or 4 of each of two), kept raw until used (widened up
+// front they take twice the registers). R == 2 halves the cache traffic of x, which at 8 rows of x is 16 bytes for
+// each weight byte.
+inline void dotr_bf16v(__global const ushort* w0, __global const ushort* w1, int R, __global const float* x, int in,
+                       const int* xr, int np, int lane, float* acc0, float* acc1) {
+    __global const ushort8* a8 = (__global const ushort8*) w0;
+    __global const ushort8* b8 = (__global const ushort8*) w1;
     __global const float8* x8 = (__global const float8*) x;
     int in8 = in >> 3;
     int i = lane;
-    for (; i + 7 * WL < in8; i += 8 * WL) {
-        ushort8 wv[8];
-        for (int u = 0; u < 8; u++) wv[u] = w8[i + u * WL];
-        for (int p = 0; p < MAXN; p++) {
-            if (p < np) {
-                __global const float8* xp = x8 + (long) xr[p] * in8 + i;
-                float8 s = widen8(wv[0]) * xp[0];
-                for (int u = 1; u < 8; u++) s = fma(widen8(wv[u]), xp[u * WL], s);
-                acc[p] += dot(s.lo, (float4) 1.0f) + dot(s.hi, (float4) 1.0f);
+    if (R == 1) {
+        for (; i + 7 * WL < in8; i += 8 * WL) {
+            ushort8 wv[8];
+            for (int u = 0; u < 8; u++) wv[u] = a8[i + u * WL];
+            for (int p = 0; p < MAXN; p++) {
+                if (p < np) {
+                    __global const float8* xp = x8 + (long) xr[p] * in8 + i;
+                    float8 s = widen8(wv[0]) * xp[0];
+                    for (int u = 1; u < 8; u++) s = fma(widen8(wv[u]), xp[u * WL], s);
+                    acc0[p] += dot(s.lo, (float4) 1.0f) + dot(s.hi, (float4) 1.0f);
+                }
             }
         }
     }
-    for (; i + 3 * WL < in8; i += 4 * WL) {  // rows of 1024: four loads a lane
-        ushort8 wv[4];
-        for (int u = 0; u < 4; u++) wv[u] = w8[i + u * WL];
+    for (; i + 3 * WL < in8; i += 4 * WL) {
+        ushort8 av[4], bv[4];
+        for (int u = 0; u < 4; u++) {
+            av[u] = a8[i + u * WL];
+            if (R == 2) bv[u] = b8[i + u * WL];
+        }
         for (int p = 0; p < MAXN; p++) {
             if (p < np) {
                 __global const float8* xp = x8 + (long) xr[p] * in8 + i;
-                float8 s = widen8(wv[0]) * xp[0];
-                for (int u = 1; u < 4; u++) s = fma(widen8(wv[u]), xp[u * WL], s);
-                acc[p] += dot(s.lo, (float4) 1.0f) + dot(s.hi, (float4) 1.0f);
+                float8 xv = xp[0];
+                float8 sa = widen8(av[0]) * xv, sb = 0.0f;
+                if (R == 2) sb = widen8(bv[0]) * xv;
+                for (int u = 1; u < 4; u++) {
+                    xv = xp[u * WL];
+                    sa = fma(widen8(av[u]), xv, sa);
+                    if (R == 2) sb = fma(widen8(bv[u]), xv, sb);
+                }
+                acc0[p] += dot(sa.lo, (float4) 1.0f) + dot(sa.hi, (float4) 1.0f);
+                if (R == 2) acc1[p] += dot(sb.lo, (float4) 1.0f) + dot(sb.hi, (float4) 1.0f);
             }
         }
     }
     for (; i < in8; i += WL) {
-        float8 a = widen8(w8[i]);
+        float8 a = widen8(a8[i]), b = 0.0f;
+        if (R == 2) b = widen8(b8[i]);
         for (int p = 0; p < MAXN; p++) {
             if (p < np) {
-                float8 s = a * x8[(long) xr[p] * in8 + i];
-                acc[p] += dot(s.lo, (float4) 1.0f) + dot(s.hi, (float4) 1.0f);
+                float8 xv = x8[(long) xr[p] * in8 + i];
+                float8 sa = a * xv;
+                acc0[p] += dot(sa.lo, (float4) 1.0f) + dot(sa.hi, (float4) 1.0f);
+                if (R == 2) {
+                    float8 sb = b * xv;
+                    acc1[p] += dot(sb.lo, (float4) 1.0f) + dot(sb.hi, (float4) 1.0f);
+                }
             }
         }
     }
 }
 
-// the same with fp32 weights as float4 (in % 4 == 0), 8 loads in flight
-inline void dot2_f32v(__global const float* wrow, __global const float* x, int in, const int* xr, int np, int lane,
-                      float* acc) {
-    __global const float4* w4 = (__global const float4*) wrow;
+// the same with fp32 weights as float4 (in % 4 == 0)
+inline void dotr_f32v(__global const float* w0, __global const float* w1, int R, __global const float* x, int in,
+                      const int* xr, int np, int lane, float* acc0, float* acc1) {
+    __global const float4* a4 = (__global const float4*) w0;
+    __global const float4* b4 = (__global const float4*) w1;
     __global const float4* x4 = (__global const float4*) x;
     int in4 = in >> 2;
     int i = lane;
-    for (; i + 7 * WL < in4; i += 8 * WL) {
-        float4 wv[8];
-        for (int u = 0; u < 8; u++) wv[u] = w4[i + u * WL];
-        for (int p = 0; p < MAXN; p++) {
-            if (p < np) {
-                __global const float4* xp = x4 + (long) xr[p] * in4 + i;
-                float4 s = wv[0] * xp[0];
-                for (int u = 1; u < 8; u++) s = fma(wv[u], xp[u * WL], s);
-                acc[p] += dot(s, (float4) 1.0f);
-            }
-        }
-    }
     for (; i + 3 * WL < in4; i += 4 * WL) {
-        float4 wv[4];
-        for (int u = 0; u < 4; u++) wv[u] = w4[i + u * WL];
+        float4 av[4], bv[4];
+        for (int u = 0; u < 4; u++) {
+            av[u] = a4[i + u * WL];
+            if (R == 2) bv[u] = b4[i + u * WL];
+        }
         for (int p = 0; p < MAXN; p++) {
             if (p < np) {
                 __global const float4* xp = x4 + (long) xr[p] * in4 + i;
-                float4 s = wv[0] * xp[0];
-                for (int u = 1; u < 4; u++) s = fma(wv[u], xp[u * WL], s);
-                acc[p] += dot(s, (float4) 1.0f);
+                float4 xv = xp[0];
+                float4 sa = av[0] * xv, sb = 0.0f;
+                if (R == 2) sb = bv[0] * xv;
+                for (int u = 1; u < 4; u++) {
+                    xv = xp[u * WL];
+                    sa = fma(av[u], xv, sa);
+                    if (R == 2) sb = fma(bv[u], xv, sb);
+                }
+                acc0[p] += dot(sa, (float4) 1.0f);
+                if (R == 2) acc1[p] += dot(sb, (float4) 1.0f);
             }
         }
     }
     for (; i < in4; i += WL) {
-        float4 a = w4[i];
+        float4 a = a4[i], b = 0.0f;
+        if (R == 2) b = b4[i];
         for (int p = 0; p < MAXN; p++) {
-            if (p < np) acc[p] += dot(a, x4[(long) xr[p] * in4 + i]);
+            if (p < np) {
+                float4 xv = x4[(long) xr[p] * in4 + i];
+                acc0[p] += dot(a, xv);
+                if (R == 2) acc1[p] += dot(b, xv);
+            }
         }
     }
 }
 
 // scalar rows of any length (lane strides of WL)
-inline void dot2_f32s(__global const float* wrow, __global const float* x, int in, const int* xr, int np, int lane,
-                      float* acc) {
+inline void dotr_f32s(__global const float* w0, __global const float* w1, int R, __global const float* x, int in,
+                      const int* xr, int np, int lane, float* acc0, float* acc1) {
     for (int i = lane; i < in; i += WL) {
-        float a = wrow[i];
-        for (int p = 0; p < MAXN; p++) if (p < np) acc[p] += a * x[(long) xr[p] * in + i];
+        float a = w0[i], b = R == 2 ? w1[i] : 0.0f;
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) {
+                float xv = x[(long) xr[p] * in + i];
+                acc0[p] += a * xv;
+                if (R == 2) acc1[p] += b * xv;
+            }
+        }
     }
 }
 
-inline void dot2_bf16s(__global const ushort* wrow, __global const float* x, int in, const int* xr, int np, int lane,
-                       float* acc) {
+inline void dotr_bf16s(__global const ushort* w0, __global const ushort* w1, int R, __global const float* x, int in,
+                       const int* xr, int np, int lane, float* acc0, float* acc1) {
     for (int i = lane; i < in; i += WL) {
-        float a = widen(wrow[i]);
-        for (int p = 0; p < MAXN; p++) if (p < np) acc[p] += a * x[(long) xr[p] * in + i];
+        float a = widen(w0[i]), b = R == 2 ? widen(w1[i]) : 0.0f;
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) {
+                float xv = x[(long) xr[p] * in + i];
+                acc0[p] += a * xv;
+                if (R == 2) acc1[p] += b * xv;
+            }
+        }
     }
 }
 
@@ -1526,27 +1564,53 @@ inline void dot2_bf16s(__global const ushort* wrow, __global const float* x, int
         PICK8(vc, t)[at] = yc[idx];                                                                                   \
     }
 
-// y[t, row] = W[row] . x[t] for t < n (n <= MAXN), as matvec. Launch: global = ceil(out / WG) * NT, local = NT.
-// Gate and up of the experts for the pairs of rows [r0, r0 + rows), as moe_gate_up: one lane group a (expert, row),
-// both its rows. Launch: global = E * ceil(inter / WG) * NT, local = NT.
-// Down projection, as moe_down. Launch: global = E * ceil(hidden / WG) * NT, local = NT.
-// Projections of one input (dec_proj2 / dec_projr2 with the rope tail), as dec_proj / dec_projr.
-// Launch: global = ceil((outA + outB + outC) / WG) * NT, local = NT.
-#define MV2_FAMILY(SUF, WT, DOT)                                                                                     \
-__kernel void matvec2_##SUF(__global const WT* w, long wOff, __global const float* x, long xOff, __global float* y, \
-                            long yOff, int n, int in, int out) {                                                   \
+// y[t, row] = W[row] . x[t] for t < n (n <= MAXN), as matvec; each lane group R rows (row R * lg + r). Named
+// matvec2_* (R 1) and matvec2x2_* (R 2). Launch: global = ceil(out / (WG * R)) * NT, local = NT.
+// Down projection, as moe_down (moe_down2_*, moe_down2x2_*). Launch: global = E * ceil(hidden / (WG * R)) * NT.
+// Projections of one input, as dec_proj / dec_projr (dec_proj2*, dec_projr2*, rows counted over the two or three
+// weights in turn). Launch: global = ceil((outA + outB + outC) / (WG * R)) * NT, local = NT.
+#define MV2_FAMILY(SUF, WT, DOT, R, TAG)                                                                             \
+__kernel void matvec2##TAG##_##SUF(__global const WT* restrict w, long wOff, __global const float* restrict x,       \
+                                   long xOff, __global float* restrict y, long yOff, int n, int in, int out) {     \
     __local float scratch[MAXN * NT];                                                                              \
-    int tid = get_local_id(0), lane = tid % WL, row = get_group_id(0) * WG + tid / WL;                             \
-    float acc[MAXN];                                                                                               \
+    int tid = get_local_id(0), lane = tid % WL, row = (get_group_id(0) * WG + tid / WL) * R;                       \
+    float acc0[MAXN], acc1[MAXN];                                                                                  \
     int xr[MAXN];                                                                                                  \
-    for (int p = 0; p < MAXN; p++) { acc[p] = 0.0f; xr[p] = p; }                                                   \
-    if (row < out) DOT(w + wOff + (long) row * in, x + xOff, in, xr, n, lane, acc);                                \
-    lane_totals(acc, n, scratch);                                                                                  \
-    if (row < out && lane < n) y[yOff + (long) lane * out + row] = pickf(acc, lane);                               \
+    for (int p = 0; p < MAXN; p++) { acc0[p] = 0.0f; acc1[p] = 0.0f; xr[p] = p; }                                  \
+    __global const WT* w0 = w + wOff + (long) row * in;                                                            \
+    if (row < out) DOT(w0, row + 1 < out ? w0 + in : w0, R, x + xOff, in, xr, n, lane, acc0, acc1);                \
+    lane_totals(acc0, n, scratch);                                                                                 \
+    if (R == 2) lane_totals(acc1, n, scratch);                                                                     \
+    if (row < out && lane < n) y[yOff + (long) lane * out + row] = pickf(acc0, lane);                              \
+    if (R == 2 && row + 1 < out && lane < n) y[yOff + (long) lane * out + row + 1] = pickf(acc1, lane);            \
 }                                                                                                                  \
-__kernel void moe_gate_up2_##SUF(__global const WT* w1, __global const WT* w3, __global const float* x,            \
-                                 __global const int* ids, __global float* act, int r0, int rows, int k, int inter, \
-                                 int hidden) {                                                                     \
+__kernel void moe_down2##TAG##_##SUF(__global const WT* restrict w2, __global const float* restrict act,            \
+                                     __global const int* ids, __global float* restrict out, int r0, int rows,      \
+                                     int k, int inter, int hidden) {                                               \
+    __local float scratch[MAXN * NT];                                                                              \
+    int blocks = (hidden + WG * R - 1) / (WG * R);                                                                 \
+    int e = get_group_id(0) / blocks;                                                                              \
+    int tid = get_local_id(0), lane = tid % WL, row = ((get_group_id(0) % blocks) * WG + tid / WL) * R;            \
+    int pr[MAXN], xr[MAXN];                                                                                        \
+    int np = pairs_of(ids, r0, rows, k, e, pr, xr, 0);                                                             \
+    if (np == 0) return;                                                                                           \
+    float acc0[MAXN], acc1[MAXN];                                                                                  \
+    for (int p = 0; p < MAXN; p++) { acc0[p] = 0.0f; acc1[p] = 0.0f; }                                             \
+    __global const WT* w0 = w2 + ((long) e * hidden + row) * inter;                                                \
+    if (row < hidden) DOT(w0, row + 1 < hidden ? w0 + inter : w0, R, act, inter, xr, np, lane, acc0, acc1);        \
+    lane_totals(acc0, np, scratch);                                                                                \
+    if (R == 2) lane_totals(acc1, np, scratch);                                                                    \
+    if (row < hidden && lane < np) out[(long) pick(pr, lane) * hidden + row] = pickf(acc0, lane);                  \
+    if (R == 2 && row + 1 < hidden && lane < np) out[(long) pick(pr, lane) * hidden + row + 1] = pickf(acc1, lane);\
+}
+
+// Gate and up of the experts for the pairs of rows [r0, r0 + rows), as moe_gate_up: one lane group a (expert, row),
+// its W1 and W3 rows streamed together (each x chunk loaded once for both).
+// Launch: global = E * ceil(inter / WG) * NT, local = NT.
+#define GATE_UP2(SUF, WT, DOT)                                                                                       \
+__kernel void moe_gate_up2_##SUF(__global const WT* restrict w1, __global const WT* restrict w3,                   \
+                                 __global const float* restrict x, __global const int* ids,                        \
+                                 __global float* restrict act, int r0, int rows, int k, int inter, int hidden) {   \
     __local float scratch[MAXN * NT];                                                                              \
     int blocks = (inter + WG - 1) / WG;                                                                            \
     int e = get_group_id(0) / blocks;                                                                              \
@@ -1558,8 +1622,7 @@ __kernel void moe_gate_up2_##SUF(__global const WT* w1, __global const WT* w3, _
     for (int p = 0; p < MAXN; p++) { g[p] = 0.0f; u[p] = 0.0f; }                                                   \
     if (row < inter) {                                                                                             \
         long wr = ((long) e * inter + row) * hidden;                                                               \
-        DOT(w1 + wr, x, hidden, xr, np, lane, g);                                                                  \
-        DOT(w3 + wr, x, hidden, xr, np, lane, u);                                                                  \
+        DOT(w1 + wr, w3 + wr, 2, x, hidden, xr, np, lane, g, u);                                                   \
     }                                                                                                              \
     lane_totals(g, np, scratch);                                                                                   \
     lane_totals(u, np, scratch);                                                                                   \
@@ -1567,44 +1630,42 @@ __kernel void moe_gate_up2_##SUF(__global const WT* w1, __global const WT* w3, _
         float gs = pickf(g, lane), us = pickf(u, lane);                                                            \
         act[(long) pick(pr, lane) * inter + row] = gs / (1.0f + exp(-gs)) * us;                                    \
     }                                                                                                              \
-}                                                                                                                  \
-__kernel void moe_down2_##SUF(__global const WT* w2, __global const float* act, __global const int* ids,           \
-                              __global float* out, int r0, int rows, int k, int inter, int hidden) {               \
-    __local float scratch[MAXN * NT];                                                                              \
-    int blocks = (hidden + WG - 1) / WG;                                                                           \
-    int e = get_group_id(0) / blocks;                                                                              \
-    int tid = get_local_id(0), lane = tid % WL, row = (get_group_id(0) % blocks) * WG + tid / WL;                  \
-    int pr[MAXN], xr[MAXN];                                                                                        \
-    int np = pairs_of(ids, r0, rows, k, e, pr, xr, 0);                                                             \
-    if (np == 0) return;                                                                                           \
-    float acc[MAXN];                                                                                               \
-    for (int p = 0; p < MAXN; p++) acc[p] = 0.0f;                                                                  \
-    if (row < hidden) DOT(w2 + ((long) e * hidden + row) * inter, act, inter, xr, np, lane, acc);                  \
-    lane_totals(acc, np, scratch);                                                                                 \
-    if (row < hidden && lane < np) out[(long) pick(pr, lane) * hidden + row] = pickf(acc, lane);                   \
 }
 
-#define DEC_PROJ2(SUF, WT, DOT, KNAME, ROPE)                                                                         \
-__kernel void KNAME##_##SUF(__global const WT* wa, __global const WT* wb, __global const WT* wc,                  \
-                             __global const float* x, __global float* ya, __global float* yb, __global float* yc,  \
-                             int n, int in, int outA, int outB, int outC, int siluA,                               \
-                             __global const int* info, __global const float* invFreq, int heads, int kvHeads,      \
-                             int dim, int hr, __global int* counter, CACHE_ARGS(kc), CACHE_ARGS(vc)) {           \
+// weight row `row` of the two or three of a projection launch (rows counted over wa, wb, wc in turn)
+#define PROJ_ROW(row) ((row) < outA ? wa + (long) (row) * in : (row) < outA + outB ? wb + (long) ((row) - outA) * in \
+                       : wc + (long) ((row) - outA - outB) * in)
+#define PROJ_STORE(row, v)                                                                                           \
+    if ((row) < outA) ya[(long) lane * outA + (row)] = siluA ? (v) / (1.0f + exp(-(v))) : (v);                     \
+    else if ((row) < outA + outB) yb[(long) lane * outB + (row) - outA] = (v);                                     \
+    else yc[(long) lane * outC + (row) - outA - outB] = (v);
+
+#define DEC_PROJ2(SUF, WT, DOT, KNAME, ROPE, R)                                                                      \
+__kernel void KNAME##_##SUF(__global const WT* restrict wa, __global const WT* restrict wb,                        \
+                             __global const WT* restrict wc, __global const float* restrict x, __global float* ya, \
+                             __global float* yb, __global float* yc, int n, int in, int outA, int outB, int outC,  \
+                             int siluA, __global const int* info, __global const float* invFreq, int heads,        \
+                             int kvHeads, int dim, int hr, __global int* counter, CACHE_ARGS(kc), CACHE_ARGS(vc)) {\
     __local float scratch[MAXN * NT];                                                                              \
     __local int flag;                                                                                              \
-    int tid = get_local_id(0), lane = tid % WL, row = get_group_id(0) * WG + tid / WL, total = outA + outB + outC;  \
-    __global const WT* w = row < outA ? wa + (long) row * in                                                       \
-            : row < outA + outB ? wb + (long) (row - outA) * in : wc + (long) (row - outA - outB) * in;            \
-    float acc[MAXN];                                                                                               \
+    int tid = get_local_id(0), lane = tid % WL, row = (get_group_id(0) * WG + tid / WL) * R;                       \
+    int total = outA + outB + outC;                                                                                \
+    float acc0[MAXN], acc1[MAXN];                                                                                  \
     int xr[MAXN];                                                                                                  \
-    for (int p = 0; p < MAXN; p++) { acc[p] = 0.0f; xr[p] = p; }                                                   \
-    if (row < total) DOT(w, x, in, xr, n, lane, acc);                                                              \
-    lane_totals(acc, n, scratch);                                                                                  \
+    for (int p = 0; p < MAXN; p++) { acc0[p] = 0.0f; acc1[p] = 0.0f; xr[p] = p; }                                  \
+    if (row < total) {                                                                                             \
+        __global const WT* w0 = PROJ_ROW(row);                                                                     \
+        DOT(w0, R == 2 && row + 1 < total ? PROJ_ROW(row + 1) : w0, R, x, in, xr, n, lane, acc0, acc1);            \
+    }                                                                                                              \
+    lane_totals(acc0, n, scratch);                                                                                 \
+    if (R == 2) lane_totals(acc1, n, scratch);                                                                     \
     if (row < total && lane < n) {                                                                                 \
-        float v = pickf(acc, lane);                                                                                \
-        if (row < outA) ya[(long) lane * outA + row] = siluA ? v / (1.0f + exp(-v)) : v;                           \
-        else if (row < outA + outB) yb[(long) lane * outB + row - outA] = v;                                       \
-        else yc[(long) lane * outC + row - outA - outB] = v;                                                       \
+        float v = pickf(acc0, lane);                                                                               \
+        PROJ_STORE(row, v)                                                                                         \
+    }                                                                                                              \
+    if (R == 2 && row + 1 < total && lane < n) {                                                                   \
+        float v = pickf(acc1, lane);                                                                               \
+        PROJ_STORE(row + 1, v)                                                                                     \
     }                                                                                                              \
     if (!ROPE) return;                                                                                             \
     int last = arrive(counter, get_num_groups(0), &flag);                                                          \
@@ -1612,18 +1673,18 @@ __kernel void KNAME##_##SUF(__global const WT* wa, __global const WT* wb, __glob
     PROJ_ROPE_TAIL(last)                                                                                           \
 }
 
-MV2_FAMILY(f32v, float, dot2_f32v)
-MV2_FAMILY(bf16v, ushort, dot2_bf16v)
-MV2_FAMILY(f32s, float, dot2_f32s)
-MV2_FAMILY(bf16s, ushort, dot2_bf16s)
-DEC_PROJ2(f32v, float, dot2_f32v, dec_proj2, 0)
-DEC_PROJ2(bf16v, ushort, dot2_bf16v, dec_proj2, 0)
-DEC_PROJ2(f32s, float, dot2_f32s, dec_proj2, 0)
-DEC_PROJ2(bf16s, ushort, dot2_bf16s, dec_proj2, 0)
-DEC_PROJ2(f32v, float, dot2_f32v, dec_projr2, 1)
-DEC_PROJ2(bf16v, ushort, dot2_bf16v, dec_projr2, 1)
-DEC_PROJ2(f32s, float, dot2_f32s, dec_projr2, 1)
-DEC_PROJ2(bf16s, ushort, dot2_bf16s, dec_projr2, 1)
+#define V2_KERNELS(SUF, WT, DOT)                                                                                     \
+MV2_FAMILY(SUF, WT, DOT, 1, )                                                                                       \
+MV2_FAMILY(SUF, WT, DOT, 2, x2)                                                                                     \
+GATE_UP2(SUF, WT, DOT)                                                                                              \
+DEC_PROJ2(SUF, WT, DOT, dec_proj2, 0, 1)                                                                            \
+DEC_PROJ2(SUF, WT, DOT, dec_projr2, 1, 1)                                                                           \
+DEC_PROJ2(SUF, WT, DOT, dec_proj2x2, 0, 2)                                                                          \
+DEC_PROJ2(SUF, WT, DOT, dec_projr2x2, 1, 2)
+V2_KERNELS(f32v, float, dotr_f32v)
+V2_KERNELS(bf16v, ushort, dotr_bf16v)
+V2_KERNELS(f32s, float, dotr_f32s)
+V2_KERNELS(bf16s, ushort, dotr_bf16s)
 
 // As dec_norm_route (group t: row t's residual, norm, router logits and top k), the sums as group_total and
 // lane_totals. Launch: global = n * NT, local = NT.

@@ -58,6 +58,7 @@ class OpenClDecodeKernelsTest {
         for (Buffer b : open) b.close();
         open.clear();
         d().decodeKernels(null);
+        d().decodeWarpRows(0);
         ((FusedOps) d().fused()).lightningSplits(0);
     }
 
@@ -67,10 +68,11 @@ class OpenClDecodeKernelsTest {
      * multiple of 8 rows a group; 1, 3 and 8 rows of x.
      */
     @ParameterizedTest
-    @CsvSource({"F32,v2", "BF16,v2", "F32,v1", "BF16,v1"})
-    void matrixVectorProductsMatchTheHost(String dt, String kernels) {
+    @CsvSource({"F32,v2,1", "BF16,v2,1", "F32,v2,2", "BF16,v2,2", "F32,v1,1", "BF16,v1,1"})
+    void matrixVectorProductsMatchTheHost(String dt, String kernels, int warpRows) {
         ResidentOps d = d();
         assertEquals(kernels, d.decodeKernels(kernels));
+        assertEquals(warpRows, d.decodeWarpRows(warpRows));
         DType type = DType.valueOf(dt);
         Random rnd = new Random(41);
         int[][] shapes = {{13, 2056, 1}, {21, 1032, 3}, {9, 264, 8}, {7, 36, 5}, {17, 1001, 2}, {40, 2048, 8}};
@@ -81,7 +83,7 @@ class OpenClDecodeKernelsTest {
             REF.matmul(x, n, w, ref);
             Buffer xb = up(d, x), yb = up(d, poisoned(n * out));
             d.matmul(xb, n, w, yb);
-            assertClose("matvec " + kernels + " " + dt + " " + Arrays.toString(sh), ref, fetch(d, yb, n * out), n * out);
+            assertClose("matvec " + kernels + " rows " + warpRows + " " + dt + " " + Arrays.toString(sh), ref, fetch(d, yb, n * out), n * out);
         }
     }
 
@@ -132,12 +134,74 @@ class OpenClDecodeKernelsTest {
         }
     }
 
+    /**
+     * The fused projections and experts with two weight rows a lane group where a pair of rows straddles two weights
+     * (q | k | v, qkv | gate at an odd row) or the last row has no partner (odd outputs), against v1.
+     */
+    @ParameterizedTest
+    @CsvSource({"F32", "BF16"})
+    void twoRowsALaneGroupAtOddRowsMatchV1(String dt) {
+        ResidentOps d = d();
+        FusedOps f = (FusedOps) d.fused();
+        DType type = DType.valueOf(dt);
+        Random rnd = new Random(44);
+        // lightning projections: HD = 15 (qkv 45 rows, then gate 15: rows 44 and 45 are one pair), in 64 and 33
+        for (int in : new int[]{64, 33}) {
+            int n = 3, HD = 15;
+            Tensor wQkv = weight(rnd, type, 3 * HD, in), wGate = weight(rnd, type, HD, in);
+            Buffer x = up(d, random(rnd, n * in, 1f));
+            float[][] qkv = new float[2][], gate = new float[2][];
+            for (int v = 0; v < 2; v++) {
+                d.decodeKernels(v == 0 ? "v1" : "v2");
+                d.decodeWarpRows(v == 0 ? 1 : 2);
+                Buffer q = up(d, poisoned(n * 3 * HD)), g = up(d, poisoned(n * HD));
+                f.lightningProjections(x, n, wQkv, wGate, q, g);
+                qkv[v] = fetch(d, q, n * 3 * HD);
+                gate[v] = fetch(d, g, n * HD);
+            }
+            assertClose("qkv " + dt + " in " + in, qkv[0], qkv[1], n * 3 * HD);
+            assertClose("gate " + dt + " in " + in, gate[0], gate[1], n * HD);
+        }
+        // experts: hidden 33 (odd rows of the down projection; gate and up on scalar rows), inter 24 (down: vector)
+        int E = 4, K = 2, h = 33, I = 24, n = 5;
+        Tensor[] w1 = new Tensor[E], w3 = new Tensor[E], w2 = new Tensor[E];
+        for (int e = 0; e < E; e++) {
+            w1[e] = weight(rnd, type, I, h);
+            w3[e] = weight(rnd, type, I, h);
+            w2[e] = weight(rnd, type, h, I);
+        }
+        int[] idv = new int[n * K];
+        for (int t = 0; t < n; t++) System.arraycopy(rnd.ints(0, E).distinct().limit(K).toArray(), 0, idv, t * K, K);
+        Buffer ids = d.ints(n * K);
+        open.add(ids);
+        d.write(ids, idv, n * K);
+        Buffer wts = up(d, random(rnd, n * K, 1f)), normW = up(d, random(rnd, h, 1f));
+        float[] x0 = random(rnd, n * h, 1f);
+        DeviceOps.ExpertSet set = d.experts(w1, w3, w2);
+        try {
+            float[][] got = new float[2][];
+            for (int v = 0; v < 2; v++) {
+                d.decodeKernels(v == 0 ? "v1" : "v2");
+                d.decodeWarpRows(v == 0 ? 1 : 2);
+                Buffer x = up(d, x0), act = up(d, poisoned(n * K * I)), pairs = up(d, poisoned(n * K * h));
+                f.experts(set, x, n, K, ids, wts, act, pairs, 0.9f, 1.1f, normW, 1e-5f);
+                got[v] = fetch(d, x, n * h);
+            }
+            assertClose("experts " + dt, got[0], got[1], n * h);
+        } finally {
+            d.release(set);
+        }
+    }
+
     @Test
     void kernelSetSettingTakesV1OrV2() {
         assertEquals("v1", d().decodeKernels("v1"));
         assertEquals("v2", d().decodeKernels(" V2 "));
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> d().decodeKernels("v3"));
         assertTrue(e.getMessage().contains("v1 or v2"), e.getMessage());
+        assertEquals(2, d().decodeWarpRows(2));
+        e = assertThrows(IllegalArgumentException.class, () -> d().decodeWarpRows(3));
+        assertTrue(e.getMessage().contains("1 or 2"), e.getMessage());
     }
 
     /**
