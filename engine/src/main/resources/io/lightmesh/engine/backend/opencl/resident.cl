@@ -1409,34 +1409,42 @@ inline float pickf(const float* a, int i) {
     return v;
 }
 
+// Eight bf16 in a uint4 (16 bytes, as loaded) widened to fp32: element 2i is the low half of word i (little-endian),
+// 2i + 1 the high half. A ushort8 load compiles to two 8-byte loads on NVIDIA (PTX vectors hold 4 elements), a uint4 to
+// one 16-byte load.
+inline float8 widen8u(uint4 u) {
+    return (float8) (as_float(u.x << 16), as_float(u.x & 0xffff0000u), as_float(u.y << 16), as_float(u.y & 0xffff0000u),
+                     as_float(u.z << 16), as_float(u.z & 0xffff0000u), as_float(u.w << 16), as_float(u.w & 0xffff0000u));
+}
+
 // acc0[p] += W0 . x[xr[p]] (and, R == 2, acc1[p] += W1 . x[xr[p]]) for p < np over lane `lane`'s chunks of the
 // rows: R (1 or 2, a constant where inlined) rows of one lane group, each x chunk loaded once for both. bf16 as
-// ushort8 (in % 8 == 0), 8 loads in flight (8 chunks of one row, or 4 of each of two), kept raw until used (widened up
+// uint4 (in % 8 == 0), 8 loads in flight (8 chunks of one row, or 4 of each of two), kept raw until used (widened up
 // front they take twice the registers). R == 2 halves the cache traffic of x, which at 8 rows of x is 16 bytes for
 // each weight byte.
 inline void dotr_bf16v(__global const ushort* w0, __global const ushort* w1, int R, __global const float* x, int in,
                        const int* xr, int np, int lane, float* acc0, float* acc1) {
-    __global const ushort8* a8 = (__global const ushort8*) w0;
-    __global const ushort8* b8 = (__global const ushort8*) w1;
+    __global const uint4* a8 = (__global const uint4*) w0;
+    __global const uint4* b8 = (__global const uint4*) w1;
     __global const float8* x8 = (__global const float8*) x;
     int in8 = in >> 3;
     int i = lane;
     if (R == 1) {
         for (; i + 7 * WL < in8; i += 8 * WL) {
-            ushort8 wv[8];
+            uint4 wv[8];
             for (int u = 0; u < 8; u++) wv[u] = a8[i + u * WL];
             for (int p = 0; p < MAXN; p++) {
                 if (p < np) {
                     __global const float8* xp = x8 + (long) xr[p] * in8 + i;
-                    float8 s = widen8(wv[0]) * xp[0];
-                    for (int u = 1; u < 8; u++) s = fma(widen8(wv[u]), xp[u * WL], s);
+                    float8 s = widen8u(wv[0]) * xp[0];
+                    for (int u = 1; u < 8; u++) s = fma(widen8u(wv[u]), xp[u * WL], s);
                     acc0[p] += dot(s.lo, (float4) 1.0f) + dot(s.hi, (float4) 1.0f);
                 }
             }
         }
     }
     for (; i + 3 * WL < in8; i += 4 * WL) {
-        ushort8 av[4], bv[4];
+        uint4 av[4], bv[4];
         for (int u = 0; u < 4; u++) {
             av[u] = a8[i + u * WL];
             if (R == 2) bv[u] = b8[i + u * WL];
@@ -1445,12 +1453,12 @@ inline void dotr_bf16v(__global const ushort* w0, __global const ushort* w1, int
             if (p < np) {
                 __global const float8* xp = x8 + (long) xr[p] * in8 + i;
                 float8 xv = xp[0];
-                float8 sa = widen8(av[0]) * xv, sb = 0.0f;
-                if (R == 2) sb = widen8(bv[0]) * xv;
+                float8 sa = widen8u(av[0]) * xv, sb = 0.0f;
+                if (R == 2) sb = widen8u(bv[0]) * xv;
                 for (int u = 1; u < 4; u++) {
                     xv = xp[u * WL];
-                    sa = fma(widen8(av[u]), xv, sa);
-                    if (R == 2) sb = fma(widen8(bv[u]), xv, sb);
+                    sa = fma(widen8u(av[u]), xv, sa);
+                    if (R == 2) sb = fma(widen8u(bv[u]), xv, sb);
                 }
                 acc0[p] += dot(sa.lo, (float4) 1.0f) + dot(sa.hi, (float4) 1.0f);
                 if (R == 2) acc1[p] += dot(sb.lo, (float4) 1.0f) + dot(sb.hi, (float4) 1.0f);
@@ -1458,8 +1466,8 @@ inline void dotr_bf16v(__global const ushort* w0, __global const ushort* w1, int
         }
     }
     for (; i < in8; i += WL) {
-        float8 a = widen8(a8[i]), b = 0.0f;
-        if (R == 2) b = widen8(b8[i]);
+        float8 a = widen8u(a8[i]), b = 0.0f;
+        if (R == 2) b = widen8u(b8[i]);
         for (int p = 0; p < MAXN; p++) {
             if (p < np) {
                 float8 xv = x8[(long) xr[p] * in8 + i];
