@@ -13,7 +13,7 @@ echo "=== h14k decode kernel tests"
 TEST_CLASSES="io.lightmesh.engine.backend.opencl.OpenClDecodeKernelsTest io.lightmesh.engine.model.FusedDecodeTest io.lightmesh.engine.model.ResidentDecodeTest" \
   timeout $(lim 40) bash $G/tools/run-gpu.sh tests > $OUT/h14k-tests-console.txt 2>&1
 grep -E "resident.cl|✘|tests (successful|failed|aborted)" $OUT/h14k-tests-console.txt | head -24
-mv $OUT/tests.txt $OUT/h14k-tests.txt 2>/dev/null
+mv $OUT/tests.txt $OUT/h14k-tests.txt 2>/dev/null; rm -rf $OUT/junit
 for k in v2 v1 v2x2; do
   echo "=== h14k engine decode kernels=$k"
   opts="-Dlightmesh.decode.kernels=${k:0:2}"; [ $k = v2x2 ] && opts="$opts -Dlightmesh.decode.warpRows=2"
