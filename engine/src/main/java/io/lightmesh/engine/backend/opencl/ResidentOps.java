@@ -979,7 +979,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                 default -> throw new IllegalArgumentException(kernel + " argument " + i + ": " + a);
             }
         }
-        enqueue(k, kernel, global, t0);
+        enqueue(k, kernel, global, NT, t0);
     }
 
     /**
@@ -1055,13 +1055,13 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             sk.bits[i] = bits;
             sk.set[i] = true;
         }
-        enqueue(sk.kernel, kernel, global, profileSync ? System.nanoTime() : 0);
+        enqueue(sk.kernel, kernel, global, NT, profileSync ? System.nanoTime() : 0);
     }
 
-    /** Enqueues one launch of work-groups of NT; in a profile mode, times it (see {@link #profile}). */
-    private void enqueue(MemorySegment k, String kernel, long global, long t0) {
+    /** Enqueues one launch of work-groups of {@code local}; in a profile mode, times it (see {@link #profile}). */
+    private void enqueue(MemorySegment k, String kernel, long global, long local, long t0) {
         globalSize.set(ValueLayout.JAVA_LONG, 0, global);
-        localSize.set(ValueLayout.JAVA_LONG, 0, NT);
+        localSize.set(ValueLayout.JAVA_LONG, 0, local);
         long bytes = nextBytes;
         nextBytes = 0;
         if (profileEvents) {
