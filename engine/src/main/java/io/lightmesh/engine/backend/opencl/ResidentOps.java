@@ -205,6 +205,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         this.useTensorCores = tensorCores.available();
         LOG.log(System.Logger.Level.INFO, "OpenCL products of " + GEMM_MIN_ROWS + "+ rows on " + name + ": "
                 + (useTensorCores ? "bf16 tensor cores (mma.sync)" : "fp32 GEMM") + "; tensor cores " + tensorCores);
+        if (profileSync || profileEvents) kernelTimes(); // the start-up probes' launches are not the caller's
     }
 
     private static final System.Logger LOG = System.getLogger(ResidentOps.class.getName());

@@ -219,6 +219,7 @@ class OpenClDecodeKernelsTest {
         Tensor w = weight(rnd, DType.BF16, out, in);
         float[] x = random(rnd, n * in, 1f);
         try (ResidentOps events = new ResidentOps(OpenClTestSupport.ops().deviceId(), "events")) {
+            assertEquals(0, events.kernelTimes().launches(), "the start-up probes' launches are left out");
             float[][] got = new float[2][];
             int i = 0;
             for (ResidentOps d : new ResidentOps[]{plain, events}) {
