@@ -49,8 +49,6 @@ final class FusedOps implements FusedDecode {
 
     void warpRows(int r) { warpRows = r; }
 
-    boolean v2() { return v2; }
-
     /** dec_lightning2's row splits a head: 0 picks them from the device's size (tests force a count). */
     private int lightningSplits;
 
