@@ -1696,7 +1696,7 @@ V2_KERNELS(bf16s, ushort, dotr_bf16s)
 
 // As dec_norm_route (group t: row t's residual, norm, router logits and top k), the sums as group_total and
 // lane_totals. Launch: global = n * NT, local = NT.
-#define DEC_NORM_ROUTE2(SUF, WT, LD)                                                                                 \
+#define DEC_NORM_ROUTE2(SUF, WT, LD, LD8)                                                                            \
 __kernel void dec_norm_route2_##SUF(__global float* x, float alpha, __global const float* a, float beta,           \
                                     __global const float* normW, float eps, int h, __global const WT* gate, int E, \
                                     int k, __global int* ids, __global float* wts, __global int* routeLog,         \
@@ -1707,18 +1707,44 @@ __kernel void dec_norm_route2_##SUF(__global float* x, float alpha, __global con
     int tid = get_local_id(0), t = get_group_id(0), lane = tid % WL, wg = tid / WL;                                \
     __global float* xt = x + (long) t * h;                                                                         \
     __global const float* at = a + (long) t * h;                                                                   \
+    /* h % 8 == 0: 8 consecutive elements a work-item (one pass at h = 2048: every load in flight at once) */       \
+    int vec = (h & 7) == 0;                                                                                        \
     float ss = 0.0f;                                                                                               \
-    for (int i = tid; i < h; i += NT) { float r = alpha * xt[i] + beta * at[i]; ss += r * r; }                     \
+    if (vec) {                                                                                                     \
+        for (int i = tid * 8; i < h; i += NT * 8) {                                                                \
+            float8 r = alpha * vload8(0, xt + i) + beta * vload8(0, at + i);                                       \
+            ss += dot(r.lo, r.lo) + dot(r.hi, r.hi);                                                               \
+        }                                                                                                          \
+    } else {                                                                                                       \
+        for (int i = tid; i < h; i += NT) { float r = alpha * xt[i] + beta * at[i]; ss += r * r; }                 \
+    }                                                                                                              \
     ss = group_total(ss, scratch);                                                                                 \
     float inv = 1.0f / sqrt(ss / h + eps);                                                                         \
-    for (int i = tid; i < h; i += NT) xt[i] = normW[i] * ((alpha * xt[i] + beta * at[i]) * inv);                   \
+    if (vec) {                                                                                                     \
+        for (int i = tid * 8; i < h; i += NT * 8)                                                                  \
+            vstore8(vload8(0, normW + i) * ((alpha * vload8(0, xt + i) + beta * vload8(0, at + i)) * inv), 0, xt + i);\
+    } else {                                                                                                       \
+        for (int i = tid; i < h; i += NT) xt[i] = normW[i] * ((alpha * xt[i] + beta * at[i]) * inv);               \
+    }                                                                                                              \
     /* each work-item reads back only the elements it wrote */                                                     \
     for (int e0 = 0; e0 < E; e0 += 8) {                                                                            \
         float acc[MAXN];                                                                                           \
         for (int e = 0; e < MAXN; e++) acc[e] = 0.0f;                                                              \
-        for (int i = tid; i < h; i += NT) {                                                                        \
-            float xi = xt[i];                                                                                      \
-            for (int e = 0; e < 8; e++) if (e0 + e < E) acc[e] += LD(gate[(long) (e0 + e) * h + i]) * xi;         \
+        if (vec) {                                                                                                 \
+            for (int i = tid * 8; i < h; i += NT * 8) {                                                            \
+                float8 xi = vload8(0, xt + i);                                                                     \
+                for (int e = 0; e < 8; e++) {                                                                      \
+                    if (e0 + e < E) {                                                                              \
+                        float8 s = LD8(gate + (long) (e0 + e) * h + i) * xi;                                       \
+                        acc[e] += dot(s.lo, (float4) 1.0f) + dot(s.hi, (float4) 1.0f);                             \
+                    }                                                                                              \
+                }                                                                                                  \
+            }                                                                                                      \
+        } else {                                                                                                   \
+            for (int i = tid; i < h; i += NT) {                                                                    \
+                float xi = xt[i];                                                                                  \
+                for (int e = 0; e < 8; e++) if (e0 + e < E) acc[e] += LD(gate[(long) (e0 + e) * h + i]) * xi;     \
+            }                                                                                                      \
         }                                                                                                          \
         lane_totals(acc, 8, scratch);                                                                              \
         if (lane == 0) for (int e = 0; e < 8; e++) if (e0 + e < E) lgp[wg * 64 + e0 + e] = acc[e];                 \
@@ -1735,8 +1761,23 @@ __kernel void dec_norm_route2_##SUF(__global float* x, float alpha, __global con
         if (logIds) for (int j = 0; j < k; j++) routeLog[logOff + t * k + j] = ids[t * k + j];                     \
     }                                                                                                              \
 }
-DEC_NORM_ROUTE2(f32, float, LD_F32)
-DEC_NORM_ROUTE2(bf16, ushort, LD_BF16)
+#define LD8_F32(p) vload8(0, p)
+#define LD8_BF16(p) widen8(vload8(0, p))
+DEC_NORM_ROUTE2(f32, float, LD_F32, LD8_F32)
+DEC_NORM_ROUTE2(bf16, ushort, LD_BF16, LD8_BF16)
+
+// residual_at of 8 consecutive elements i .. i + 7 (dim % 8 == 0)
+inline float8 residual_at8(__global const float* x, float alpha, __global const float* upd, __global const float* wts,
+                           int k, float beta, int hasWeights, int t, int dim, int i) {
+    float8 u;
+    if (hasWeights) {
+        u = 0.0f;
+        for (int j = 0; j < k; j++) u += wts[t * k + j] * vload8(0, upd + ((long) t * k + j) * dim + i);
+    } else {
+        u = vload8(0, upd + (long) t * dim + i);
+    }
+    return alpha * vload8(0, x + (long) t * dim + i) + beta * u;
+}
 
 // As residual_norm (group t: row t), the sum of squares as group_total. Launch: global = rows * NT, local = NT.
 __kernel void residual_norm2(__global const float* x, float alpha, __global const float* upd,
@@ -1744,16 +1785,31 @@ __kernel void residual_norm2(__global const float* x, float alpha, __global cons
                              float eps, __global float* out, int dim) {
     __local float red[NT];
     int tid = get_local_id(0), t = get_group_id(0);
+    int vec = (dim & 7) == 0;  // 8 consecutive elements a work-item, as dec_norm_route2
     float ss = 0.0f;
-    for (int i = tid; i < dim; i += NT) {
-        float h = residual_at(x, alpha, upd, wts, k, beta, hasWeights, t, dim, i);
-        ss += h * h;
+    if (vec) {
+        for (int i = tid * 8; i < dim; i += NT * 8) {
+            float8 h = residual_at8(x, alpha, upd, wts, k, beta, hasWeights, t, dim, i);
+            ss += dot(h.lo, h.lo) + dot(h.hi, h.hi);
+        }
+    } else {
+        for (int i = tid; i < dim; i += NT) {
+            float h = residual_at(x, alpha, upd, wts, k, beta, hasWeights, t, dim, i);
+            ss += h * h;
+        }
     }
     ss = group_total(ss, red);
     float inv = 1.0f / sqrt(ss / dim + eps);
-    for (int i = tid; i < dim; i += NT) {
-        float h = residual_at(x, alpha, upd, wts, k, beta, hasWeights, t, dim, i);
-        out[(long) t * dim + i] = w[i] * (h * inv);
+    if (vec) {
+        for (int i = tid * 8; i < dim; i += NT * 8) {
+            float8 h = residual_at8(x, alpha, upd, wts, k, beta, hasWeights, t, dim, i);
+            vstore8(vload8(0, w + i) * (h * inv), 0, out + (long) t * dim + i);
+        }
+    } else {
+        for (int i = tid; i < dim; i += NT) {
+            float h = residual_at(x, alpha, upd, wts, k, beta, hasWeights, t, dim, i);
+            out[(long) t * dim + i] = w[i] * (h * inv);
+        }
     }
 }
 
@@ -1792,14 +1848,32 @@ __kernel void dec_lightning2(__global const float* qkv, __global const float* de
     __global const float* gt = gate + (long) t * hd;
     __global const float* pt = part + (long) t * splits * hd;
     int lim = last ? hd : 0;
+    int vec = (hd & 7) == 0;  // 8 consecutive elements a work-item: at H * D = 2048 every part's load in flight at once
     float ss = 0.0f;
-    for (int i = tid; i < lim; i += NT) {
-        float s = 0.0f;
-        for (int r = 0; r < splits; r++) s += pt[(long) r * hd + i];
-        ot[i] = s;
-        ss += s * s;
+    if (vec) {
+        for (int i = tid * 8; i < lim; i += NT * 8) {
+            float8 s = 0.0f;
+            for (int r = 0; r < splits; r++) s += vload8(0, pt + (long) r * hd + i);
+            vstore8(s, 0, ot + i);
+            ss += dot(s.lo, s.lo) + dot(s.hi, s.hi);
+        }
+    } else {
+        for (int i = tid; i < lim; i += NT) {
+            float s = 0.0f;
+            for (int r = 0; r < splits; r++) s += pt[(long) r * hd + i];
+            ot[i] = s;
+            ss += s * s;
+        }
     }
     ss = group_total(ss, red);
     float inv = 1.0f / sqrt(ss / hd + eps);
-    for (int i = tid; i < lim; i += NT) ot[i] = (normW[i] * (ot[i] * inv)) * (1.0f / (1.0f + exp(-gt[i])));
+    // each work-item reads back only the elements it wrote (the same mapping as above)
+    if (vec) {
+        for (int i = tid * 8; i < lim; i += NT * 8) {
+            float8 g = vload8(0, gt + i);
+            vstore8((vload8(0, normW + i) * (vload8(0, ot + i) * inv)) * (1.0f / (1.0f + exp(-g))), 0, ot + i);
+        }
+    } else {
+        for (int i = tid; i < lim; i += NT) ot[i] = (normW[i] * (ot[i] * inv)) * (1.0f / (1.0f + exp(-gt[i])));
+    }
 }
