@@ -224,6 +224,7 @@ public final class EngineBench {
         for (int i = 0; i < 8; i++) next = greedy(model.decode(states, next)); // warm this batch size
         System.gc();
         ops.reset();
+        model.kernelTimes(); // drops what the prefill and the warm-up steps added
         double secs = 0, bestSegment = 0;
         for (int done = 0; done < o.decodeTokens; ) {
             int steps = Math.min(SEGMENT, o.decodeTokens - done);
@@ -239,7 +240,22 @@ public final class EngineBench {
                 ops.nanos(TimedOps.Op.LIGHTNING) / 1e9, ops.nanos(TimedOps.Op.SOFTMAX) / 1e9, bestSegment);
         log.printf(Locale.ROOT, "bench: decode batch %d: %d steps in %.3f s (%.1f tokens/s, best %d-step stretch %.1f)%s%n",
                 batch, o.decodeTokens, secs, res.tokensPerSecond(), SEGMENT, bestSegment, launches(model));
+        printKernelTimes(model.kernelTimes(), "decode batch " + batch, o.decodeTokens, secs);
         return res;
+    }
+
+    /**
+     * The device's per-kernel table of the timed steps (with -Dlightmesh.opencl.profile=events|true), and a step's
+     * wall time beside the sum of its kernels' device time: the difference is host work and launch gaps.
+     */
+    private void printKernelTimes(io.lightmesh.engine.backend.DeviceOps.KernelTimes t, String what, int steps, double secs) {
+        if (t == null || t.launches() == 0) return;
+        log.printf(Locale.ROOT, "bench: %s kernel profile, %d steps: a step %.1f us wall, %.1f us of kernels (%.1f%%), "
+                        + "%.1f launches%s%n", what, steps, secs * 1e6 / steps, t.kernelNanos() / 1e3 / steps,
+                100.0 * t.kernelNanos() / 1e9 / Math.max(1e-12, secs), (double) t.launches() / steps,
+                t.spanNanos() < 0 ? "" : String.format(Locale.ROOT, ", first kernel start to last end %.1f us",
+                        t.spanNanos() / 1e3 / steps));
+        log.print(t.table());
     }
 
     /** "; N kernel launches a step (fused|per-operation)" for a device decode, else "". */

@@ -172,6 +172,20 @@ public interface DeviceOps {
     /** Kernel launches so far (benchmarks and tests count them per step), or -1 where not counted. */
     default long launches() { return -1; }
 
+    /**
+     * Per-kernel times of the launches since the last call (then reset), where the device profiles them
+     * (-Dlightmesh.opencl.profile=events or =true on the OpenCL device); null where it does not.
+     *
+     * @param table the printable table (one line a kernel: launches, total and per-launch microseconds, GB/s)
+     * @param launches the launches timed
+     * @param kernelNanos the sum of their times
+     * @param spanNanos with device-clock events, the sum over the queue's syncs of first kernel start to last kernel
+     *                  end (kernelNanos / spanNanos: how busy the device was); -1 where not measured
+     */
+    record KernelTimes(String table, long launches, long kernelNanos, long spanNanos) {}
+
+    default KernelTimes kernelTimes() { return null; }
+
     /** Waits until every enqueued operation has finished (benchmarks). */
     void finish();
 

@@ -286,6 +286,16 @@ public final class MiniMaxModel implements AutoCloseable {
         return r == null ? -1 : r.lastStepLaunches();
     }
 
+    /**
+     * The device's per-kernel times since the last call (then reset), where the device path ran and profiles them
+     * (-Dlightmesh.opencl.profile=events|true); else null. Benchmarks call it before and after what they time.
+     */
+    public io.lightmesh.engine.backend.DeviceOps.KernelTimes kernelTimes() {
+        ResidentDecoder r;
+        synchronized (this) { r = resident; }
+        return r == null ? null : r.kernelTimes();
+    }
+
     /** Whether decode steps run on the device-resident path. */
     public boolean decodesOnDevice() { return residentDecode; }
 

@@ -153,6 +153,9 @@ final class ResidentDecoder implements AutoCloseable {
     /** Kernel launches of the last decode step, or -1 where the device does not count them. */
     synchronized long lastStepLaunches() { return lastLaunches; }
 
+    /** The device's per-kernel times since the last call, or null where it does not profile them. */
+    DeviceOps.KernelTimes kernelTimes() { return d.kernelTimes(); }
+
     /** Whether {@code experts} are in-process and host every (layer, expert): the device then computes them itself. */
     static boolean hostsAll(ModelConfig c, ExpertExecutor experts) {
         LocalExperts local = experts.local();

@@ -26,10 +26,31 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
  * Every launch of the fused decode step ({@link FusedDecode}) against the per-operation {@link DeviceOps} calls it
  * stands for (each of which {@link ResidentOpsTest} checks against the host code), on the same device: random inputs,
  * outputs poisoned with NaN, batches of 1, 3 and 8 rows, ragged shapes. Tolerance: {@link OpenClTestSupport}'s
- * (relative L2 1e-4). Runs on PoCL without a GPU.
+ * (relative L2 1e-4). Runs on PoCL without a GPU. Every test runs with each set of decode kernels: v1, v2, and v2 with two weight rows a lane group.
  */
+@org.junit.jupiter.params.ParameterizedClass
+@org.junit.jupiter.params.provider.ValueSource(strings = {"v1", "v2", "v2x2"})
 class FusedDecodeTest {
     private static DeviceOps d() { return OpenClTestSupport.ops().resident(); }
+
+    /** The decode kernels under test (-Dlightmesh.decode.kernels): every launch of both sets is checked. */
+    @org.junit.jupiter.params.Parameter
+    String kernels;
+
+    @org.junit.jupiter.api.BeforeEach
+    void chooseKernels() {
+        var r = (io.lightmesh.engine.backend.opencl.ResidentOps) d();
+        boolean x2 = kernels.endsWith("x2"); // v2x2: the v2 products with two weight rows a lane group
+        org.junit.jupiter.api.Assertions.assertEquals(kernels.substring(0, 2), r.decodeKernels(kernels.substring(0, 2)));
+        org.junit.jupiter.api.Assertions.assertEquals(x2 ? 2 : 1, r.decodeWarpRows(x2 ? 2 : 1));
+    }
+
+    @org.junit.jupiter.api.AfterEach
+    void defaultKernels() {
+        var r = (io.lightmesh.engine.backend.opencl.ResidentOps) d();
+        r.decodeKernels(null);
+        r.decodeWarpRows(0);
+    }
 
     private static FusedDecode f() {
         FusedDecode f = d().fused();

@@ -82,15 +82,16 @@ class ResidentDecodeTest {
      * seven kernel launches a layer (five in the form with tails) plus the embedding and the LM head, whatever the
      * batch size; its logits match the
      * reference at ragged positions (the softmax layer's caches of different lengths, sequences joining and leaving,
-     * pool slots reused); past 8 rows the step falls back to one launch per operation.
+     * pool slots reused); past 8 rows the step falls back to one launch per operation. With the decode kernels v2 and v1.
      */
     @ParameterizedTest
-    @org.junit.jupiter.params.provider.CsvSource({"F32,false", "BF16,false", "F32,true"})
-    void fusedStepTakesSevenLaunchesALayerAndMatchesReference(Dt dt, boolean tails) throws IOException {
+    @org.junit.jupiter.params.provider.CsvSource({"F32,false,v2", "BF16,false,v2", "F32,true,v2", "BF16,false,v1"})
+    void fusedStepTakesSevenLaunchesALayerAndMatchesReference(Dt dt, boolean tails, String kernels) throws IOException {
         Path p = checkpoint(dt);
         var resident = OpenClTestSupport.ops().resident();
         try (MiniMaxModel ref = MiniMaxModel.load(p, new ReferenceOps());
              MiniMaxModel dev = MiniMaxModel.load(p, OpenClTestSupport.ops())) {
+            assertEquals(kernels, resident.decodeKernels(kernels)); // both sets of decode kernels, the whole step
             if (!tails) assertFalse(resident.fusedTails(false), "the split form is the default");
             assertEquals(tails, resident.fusedTails(tails));
             int L = dev.config().numLayers();
@@ -144,6 +145,7 @@ class ResidentDecodeTest {
             for (int i = 0; i < tokens.length; i++) ReferenceFixturesTest.assertClose(want[i], got[i], dt + " back to 8, sequence " + i);
         } finally {
             resident.fusedTails(false);
+            resident.decodeKernels(null);
         }
     }
 

@@ -67,6 +67,8 @@ final class Cl {
     private static final MethodHandle SET_ARG = fn("clSetKernelArg", JAVA_INT, ADDRESS, JAVA_INT, JAVA_LONG, ADDRESS);
     private static final MethodHandle ENQUEUE_ND = fn("clEnqueueNDRangeKernel", JAVA_INT, ADDRESS, ADDRESS, JAVA_INT, ADDRESS, ADDRESS, ADDRESS, JAVA_INT, ADDRESS, ADDRESS);
     private static final MethodHandle FINISH = fn("clFinish", JAVA_INT, ADDRESS);
+    private static final MethodHandle EVENT_PROFILING = fn("clGetEventProfilingInfo", JAVA_INT, ADDRESS, JAVA_INT, JAVA_LONG, ADDRESS, ADDRESS);
+    private static final MethodHandle RELEASE_EVENT = fn("clReleaseEvent", JAVA_INT, ADDRESS);
     private static final MethodHandle FLUSH = fn("clFlush", JAVA_INT, ADDRESS);
     private static final MethodHandle RELEASE_KERNEL = fn("clReleaseKernel", JAVA_INT, ADDRESS);
     private static final MethodHandle RELEASE_PROGRAM = fn("clReleaseProgram", JAVA_INT, ADDRESS);
@@ -87,10 +89,18 @@ final class Cl {
         }
     }
 
-    static MemorySegment createQueue(MemorySegment ctx, MemorySegment device) {
+    static final long QUEUE_PROFILING_ENABLE = 1L << 1;
+    static final int PROFILING_COMMAND_START = 0x1282;
+    static final int PROFILING_COMMAND_END = 0x1283;
+
+    static MemorySegment createQueue(MemorySegment ctx, MemorySegment device) { return createQueue(ctx, device, false); }
+
+    /** An in-order queue; {@code profiling}: with CL_QUEUE_PROFILING_ENABLE, so launches' events carry device times. */
+    static MemorySegment createQueue(MemorySegment ctx, MemorySegment device, boolean profiling) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment err = a.allocate(JAVA_INT);
-            MemorySegment q = (MemorySegment) CREATE_QUEUE.invokeExact(ctx, device, 0L, err);
+            MemorySegment q = (MemorySegment) CREATE_QUEUE.invokeExact(ctx, device,
+                    profiling ? QUEUE_PROFILING_ENABLE : 0L, err);
             check(err.get(JAVA_INT, 0), "clCreateCommandQueue");
             return q;
         } catch (Throwable t) {
@@ -265,14 +275,39 @@ final class Cl {
 
     /** A 1-D launch; {@code sizes} holds global then local size as two size_t. */
     static void enqueue(MemorySegment queue, MemorySegment kernel, MemorySegment global, MemorySegment local, String what) {
+        enqueue(queue, kernel, global, local, what, MemorySegment.NULL);
+    }
+
+    /** As {@link #enqueue}, the launch's cl_event stored at {@code event} (a pointer's room) unless that is NULL. */
+    static void enqueue(MemorySegment queue, MemorySegment kernel, MemorySegment global, MemorySegment local, String what,
+                        MemorySegment event) {
         try {
             int rc = (int) ENQUEUE_ND.invokeExact(queue, kernel, 1, MemorySegment.NULL, global, local, 0, MemorySegment.NULL,
-                    MemorySegment.NULL);
+                    event);
             if (rc != 0) check(rc, "clEnqueueNDRangeKernel(" + what + ")"); // the message only on failure: hot path
         } catch (Throwable t) {
             throw rethrow(t);
         }
     }
+
+    /**
+     * The device clock (ns) at which the event's command started and ended, into {@code startEnd[0..1]}; the queue must
+     * have been made with profiling and the command be complete. {@code scratch}: 8 bytes of room.
+     */
+    static void eventTimes(MemorySegment event, MemorySegment scratch, long[] startEnd) {
+        try {
+            check((int) EVENT_PROFILING.invokeExact(event, PROFILING_COMMAND_START, 8L, scratch, MemorySegment.NULL),
+                    "clGetEventProfilingInfo(START)");
+            startEnd[0] = scratch.get(JAVA_LONG, 0);
+            check((int) EVENT_PROFILING.invokeExact(event, PROFILING_COMMAND_END, 8L, scratch, MemorySegment.NULL),
+                    "clGetEventProfilingInfo(END)");
+            startEnd[1] = scratch.get(JAVA_LONG, 0);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    static void releaseEvent(MemorySegment e) { release(RELEASE_EVENT, e, "clReleaseEvent"); }
 
     static void finish(MemorySegment queue) {
         try {

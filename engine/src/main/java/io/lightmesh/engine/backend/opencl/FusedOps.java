@@ -9,6 +9,7 @@ import io.lightmesh.engine.tensor.Tensor;
 import static io.lightmesh.engine.backend.opencl.ResidentOps.MAXN;
 import static io.lightmesh.engine.backend.opencl.ResidentOps.MV_ROWS;
 import static io.lightmesh.engine.backend.opencl.ResidentOps.NT;
+import static io.lightmesh.engine.backend.opencl.ResidentOps.WG;
 import static io.lightmesh.engine.backend.opencl.ResidentOps.ceilDiv;
 import static io.lightmesh.engine.backend.opencl.ResidentOps.check;
 import static io.lightmesh.engine.backend.opencl.ResidentOps.family;
@@ -33,6 +34,27 @@ final class FusedOps implements FusedDecode {
      * resident and the weight stream slows: 168 / 758 tokens/s at batch 1 / 8 against 328 / 1,320 split.
      */
     private boolean tails = "true".equalsIgnoreCase(System.getProperty("lightmesh.decode.tails", "false"));
+
+    /**
+     * The kernels of the split form's launches: v2 (lane-group matrix-vector products, group-wide sums without trees,
+     * the lightning state split by rows too: resident.cl's "decode kernels v2") or v1 (-Dlightmesh.decode.kernels=v1,
+     * to compare). The form with tails keeps v1's dec_out and dec_down.
+     */
+    private boolean v2 = ResidentOps.V2_DEFAULT;
+
+    void kernels(boolean v2) { this.v2 = v2; }
+
+    /** Weight rows a lane group of the v2 products (1 or 2; ResidentOps#decodeWarpRows). */
+    private int warpRows = ResidentOps.WARP_ROWS_DEFAULT;
+
+    void warpRows(int r) { warpRows = r; }
+
+    /** dec_lightning2's row splits a head: 0 picks them from the device's size (tests force a count). */
+    private int lightningSplits;
+
+    void lightningSplits(int splits) { lightningSplits = splits; }
+
+    private ResidentOps.ClBuffer lightPart;
 
     /** Chooses the tails' form or the split one (tests, benchmarks); see {@link #tails}. */
     void tails(boolean on) { tails = on; }
@@ -140,7 +162,10 @@ final class FusedOps implements FusedDecode {
         args[i++] = projCount;
         i = caches(args, i, kCaches, n, (long) kvHeads * dim);
         caches(args, i, vCaches, n, (long) kvHeads * dim);
-        ops.launchAt((rope == 1 ? "dec_projr_" : "dec_proj_") + family(a.bf16(), in), site, (long) ceilDiv(outA + outB + outC, MV_ROWS) * NT, args);
+        ops.streams((long) (outA + outB + outC) * in * (a.bf16() ? 2 : 4));
+        String name = (rope == 1 ? "dec_projr" : "dec_proj") + (v2 ? "2" + ResidentOps.rowsTag(warpRows) + "_" : "_")
+                + family(a.bf16(), in);
+        ops.launchAt(name, site, (long) ceilDiv(outA + outB + outC, v2 ? WG * warpRows : MV_ROWS) * NT, args);
     }
 
     /** The MAXN cache arguments from index i: row t's cache, the dummy past n (never read). */
@@ -157,8 +182,24 @@ final class FusedOps implements FusedDecode {
         check(o, 0, hd * n);
         check(gate, 0, hd * n);
         synchronized (ops) {
-            ops.launchAt("dec_lightning", decay, (long) n * heads * ceilDiv(dim, ResidentOps.LS_COLS) * NT, qkv, decay,
-                    pool, stride, layer, layers, info, o, gate, w, eps, heads, dim, rowCounts);
+            ops.streams(2L * n * heads * dim * dim * 4); // the states, read and written
+            int colTiles = ceilDiv(dim, ResidentOps.LS_COLS);
+            if (!v2) {
+                ops.launchAt("dec_lightning", decay, (long) n * heads * colTiles * NT, qkv, decay, pool, stride, layer,
+                        layers, info, o, gate, w, eps, heads, dim, rowCounts);
+                return;
+            }
+            // about two groups per compute unit over all rows and heads, each at least two rows of each slice
+            int splits = lightningSplits > 0 ? lightningSplits
+                    : Math.max(1, Math.min(ceilDiv(2 * ops.computeUnits(), n * heads * colTiles), dim / (2 * ResidentOps.LS_SLICES)));
+            splits = Math.min(splits, dim);
+            long need = (long) n * splits * hd;
+            if (lightPart == null || lightPart.length() < need) {
+                if (lightPart != null) lightPart.close();
+                lightPart = ops.floats(Math.max(need, 1 << 16));
+            }
+            ops.launchAt("dec_lightning2", decay, (long) n * heads * colTiles * splits * NT, qkv, decay, pool, stride,
+                    layer, layers, info, o, gate, w, eps, heads, dim, rowCounts, lightPart, splits);
         }
     }
 
@@ -218,9 +259,12 @@ final class FusedOps implements FusedDecode {
             check(wts, 0, (long) n * k);
             if (routeLog != null) check(routeLog, logOff, (long) n * k);
             if (!tails) {
-                ops.launchAt("matvec_" + family(p.bf16(), in), w, (long) ceilDiv(out, MV_ROWS) * NT, p.buf(), 0L, o,
-                        0L, a, 0L, n, in, out);
-                ops.launchAt(g.bf16() ? "dec_norm_route_bf16" : "dec_norm_route_f32", gate, (long) n * NT, x, alpha, a,
+                ops.streams((long) out * in * (p.bf16() ? 2 : 4));
+                ops.launchAt((v2 ? "matvec2" + ResidentOps.rowsTag(warpRows) + "_" : "matvec_") + family(p.bf16(), in), w,
+                        (long) ceilDiv(out, v2 ? WG * warpRows : MV_ROWS) * NT, p.buf(), 0L, o, 0L, a, 0L, n, in, out);
+                ops.streams((long) E * out * (g.bf16() ? 2 : 4));
+                ops.launchAt((v2 ? "dec_norm_route2_" : "dec_norm_route_") + (g.bf16() ? "bf16" : "f32"), gate,
+                        (long) n * NT, x, alpha, a,
                         beta, normW, eps, out, g.buf(), E, k, ids, wts, routeLog == null ? ids : routeLog, logOff,
                         routeLog == null ? 0 : 1);
                 return;
@@ -242,13 +286,20 @@ final class FusedOps implements FusedDecode {
         check(pairs, 0, (long) n * k * hidden);
         if (n > MAXN) throw new IllegalArgumentException(n + " rows, at most " + MAXN);
         synchronized (ops) {
-            String up = "moe_gate_up_" + family(ex.w1().bf16(), hidden), down = "dec_down_" + family(ex.w2().bf16(), inter);
-            ops.launchAt(up, set, (long) ex.count() * ceilDiv(inter, MV_ROWS) * NT, ex.w1().buf(), ex.w3().buf(), x,
+            String up = (v2 ? "moe_gate_up2_" : "moe_gate_up_") + family(ex.w1().bf16(), hidden);
+            String down = "dec_down_" + family(ex.w2().bf16(), inter);
+            int per = v2 ? WG : MV_ROWS;
+            // the experts' weights as if every chosen expert is distinct (exact at batch 1, an upper bound above)
+            long chosen = Math.min(ex.count(), (long) n * k);
+            ops.streams(chosen * 2 * inter * hidden * (ex.w1().bf16() ? 2 : 4));
+            ops.launchAt(up, set, (long) ex.count() * ceilDiv(inter, per) * NT, ex.w1().buf(), ex.w3().buf(), x,
                     ids, act, 0, n, k, inter, hidden);
             if (!tails) {
-                ops.launchAt("moe_down_" + family(ex.w2().bf16(), inter), set, (long) ex.count() * ceilDiv(hidden, MV_ROWS) * NT,
-                        ex.w2().buf(), act, ids, pairs, 0, n, k, inter, hidden);
-                ops.launchAt("residual_norm", set, (long) n * NT, x, alpha, pairs, wts, k, beta, 1, normW, eps, x, hidden);
+                ops.streams(chosen * inter * hidden * (ex.w2().bf16() ? 2 : 4));
+                ops.launchAt((v2 ? "moe_down2" + ResidentOps.rowsTag(warpRows) + "_" : "moe_down_")
+                        + family(ex.w2().bf16(), inter), set, (long) ex.count() * ceilDiv(hidden, v2 ? WG * warpRows : MV_ROWS)
+                        * NT, ex.w2().buf(), act, ids, pairs, 0, n, k, inter, hidden);
+                ops.launchAt(v2 ? "residual_norm2" : "residual_norm", set, (long) n * NT, x, alpha, pairs, wts, k, beta, 1, normW, eps, x, hidden);
                 return;
             }
             ops.launchAt(down, set, (long) ex.count() * ceilDiv(hidden, MV_ROWS) * NT, ex.w2().buf(), act, ids, pairs,

@@ -202,10 +202,13 @@ public final class OpenClOps implements TensorOps {
      * The device-resident operations (their own OpenCL context on this backend's device, opened on first use), or
      * null when this backend was created without them.
      */
+    /** The cl_device_id of this backend's device. */
+    long deviceId() { return rt.device().getDeviceId(); }
+
     @Override
     public synchronized ResidentOps resident() {
         if (!residentEnabled) return null;
-        if (resident == null) resident = new ResidentOps(rt.device().getDeviceId());
+        if (resident == null) resident = new ResidentOps(deviceId());
         return resident;
     }
 

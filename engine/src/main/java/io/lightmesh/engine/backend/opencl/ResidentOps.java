@@ -44,6 +44,63 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
      */
     static final int GEMM_MIN_ROWS = 33;
     static final int LS_COLS = 64;
+    static final int LS_SLICES = NT / LS_COLS;
+    /** Rows a work-group of the v2 matrix-vector kernels: one a lane group of 32 (resident.cl's WG). */
+    static final int WG = NT / 32;
+
+    /**
+     * -Dlightmesh.decode.kernels=v2 (the default) or v1: the decode kernels the fused step's split form and the
+     * matrix-vector products of few rows use (resident.cl's "decode kernels v2", or the ones before them).
+     */
+    static final boolean V2_DEFAULT = v2Setting(System.getProperty("lightmesh.decode.kernels", "v2"));
+
+    static boolean v2Setting(String v) {
+        return switch (v.trim().toLowerCase(java.util.Locale.ROOT)) {
+            case "v2" -> true;
+            case "v1" -> false;
+            default -> throw new IllegalArgumentException("-Dlightmesh.decode.kernels takes v1 or v2, got '" + v + "'");
+        };
+    }
+
+    private boolean v2 = V2_DEFAULT;
+
+    /**
+     * -Dlightmesh.decode.warpRows=1 (the default) or 2: weight rows a lane group of the v2 matrix-vector kernels streams
+     * together (2: each x chunk is loaded once for two rows, half the cache traffic at 8 rows of x; the *2x2_ kernels).
+     */
+    static final int WARP_ROWS_DEFAULT = warpRowsSetting(System.getProperty("lightmesh.decode.warpRows", "1"));
+
+    static int warpRowsSetting(String v) {
+        return switch (v.trim()) {
+            case "1" -> 1;
+            case "2" -> 2;
+            default -> throw new IllegalArgumentException("-Dlightmesh.decode.warpRows takes 1 or 2, got '" + v + "'");
+        };
+    }
+
+    private int warpRows = WARP_ROWS_DEFAULT;
+
+    /** Chooses the v2 kernels' rows a lane group, 1 or 2 (0: the setting's); returns the choice now. Tests, benchmarks. */
+    public synchronized int decodeWarpRows(int r) {
+        warpRows = r == 0 ? WARP_ROWS_DEFAULT : warpRowsSetting(Integer.toString(r));
+        FusedOps f = (FusedOps) fused();
+        if (f != null) f.warpRows(warpRows);
+        return warpRows;
+    }
+
+    /** The v2 matrix-vector kernels' name part for the rows a lane group: "" (1) or "x2" (2). */
+    static String rowsTag(int warpRows) { return warpRows == 2 ? "x2" : ""; }
+
+    /**
+     * Chooses the decode kernels, "v1" or "v2" (null: the setting's, -Dlightmesh.decode.kernels), for the
+     * matrix-vector products and the fused step (tests, benchmarks); returns the choice now.
+     */
+    public synchronized String decodeKernels(String v) {
+        v2 = v == null ? V2_DEFAULT : v2Setting(v);
+        FusedOps f = (FusedOps) fused();
+        if (f != null) f.kernels(v2);
+        return v2 ? "v2" : "v1";
+    }
     static final int ROUTE_MAX_EXPERTS = 64;
 
     /** A device buffer; closing it twice, or after the context, does nothing. */
@@ -123,10 +180,20 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     private boolean closed;
 
     /** Opens a context on the OpenCL device {@code deviceId} (a cl_device_id, as Aparapi reports it). */
-    public ResidentOps(long deviceId) {
+    public ResidentOps(long deviceId) { this(deviceId, System.getProperty("lightmesh.opencl.profile", "false")); }
+
+    /** As {@link #ResidentOps(long)} with the profile mode {@code profile}: "false", "true" or "events" (tests). */
+    ResidentOps(long deviceId, String profile) {
+        switch (profile.trim().toLowerCase(java.util.Locale.ROOT)) {
+            case "false", "" -> { profileSync = false; profileEvents = false; }
+            case "true" -> { profileSync = true; profileEvents = false; }
+            case "events" -> { profileSync = false; profileEvents = true; }
+            default -> throw new IllegalArgumentException("-Dlightmesh.opencl.profile takes false, true or events, got '"
+                    + profile + "'");
+        }
         this.device = MemorySegment.ofAddress(deviceId);
         this.context = Cl.createContext(device);
-        this.queue = Cl.createQueue(context, device);
+        this.queue = Cl.createQueue(context, device, profileEvents);
         // -Dlightmesh.opencl.options=-cl-nv-verbose (with -Dlightmesh.opencl.buildLog=true): NVIDIA's register counts
         this.options = System.getProperty("lightmesh.opencl.options", "");
         // LM_NVIDIA: the fused decode kernels' device-wide fence as PTX membar.gl (NVIDIA's mem_fence may stop at the SM)
@@ -138,6 +205,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         this.useTensorCores = tensorCores.available();
         LOG.log(System.Logger.Level.INFO, "OpenCL products of " + GEMM_MIN_ROWS + "+ rows on " + name + ": "
                 + (useTensorCores ? "bf16 tensor cores (mma.sync)" : "fp32 GEMM") + "; tensor cores " + tensorCores);
+        if (profileSync || profileEvents) kernelTimes(); // the start-up probes' launches are not the caller's
     }
 
     private static final System.Logger LOG = System.getLogger(ResidentOps.class.getName());
@@ -396,12 +464,14 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         check(src, srcOff, n);
         if (n == 0) return;
         Cl.read(queue, cl(src).mem(), 4 * srcOff, 4L * n, MemorySegment.ofArray(dst).asSlice(4L * dstOff, 4L * n));
+        harvest();
     }
 
     @Override
     public synchronized void read(Buffer src, int[] dst, int n) {
         check(src, 0, n);
         if (n > 0) Cl.read(queue, cl(src).mem(), 0, 4L * n, MemorySegment.ofArray(dst).asSlice(0, 4L * n));
+        harvest();
     }
 
     @Override
@@ -412,7 +482,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     }
 
     @Override
-    public synchronized void finish() { Cl.finish(queue); }
+    public synchronized void finish() {
+        Cl.finish(queue);
+        harvest();
+    }
 
     /** Off with -Dlightmesh.opencl.flush=false (to measure what it brings). */
     private static final boolean FLUSH = !"false".equalsIgnoreCase(System.getProperty("lightmesh.opencl.flush", "true"));
@@ -544,10 +617,12 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                     0L, n, in, out);
             return;
         }
-        String k = "matvec_" + family(bf16, in);
+        String k = (v2 ? "matvec2" + rowsTag(warpRows) + "_" : "matvec_") + family(bf16, in);
         for (int r0 = 0; r0 < n; r0 += MAXN) {
             int m = Math.min(MAXN, n - r0);
-            launch(k, (long) ceilDiv(out, MV_ROWS) * NT, buf, wOff, x, (long) r0 * in, y, (long) r0 * out, m, in, out);
+            streams((long) out * in * (bf16 ? 2 : 4));
+            launch(k, (long) ceilDiv(out, v2 ? WG * warpRows : MV_ROWS) * NT, buf, wOff, x, (long) r0 * in, y,
+                    (long) r0 * out, m, in, out);
         }
     }
 
@@ -882,7 +957,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
 
     private void launch(MemorySegment k, String kernel, long global, Object... args) {
         if (closed) throw new IllegalStateException("ResidentOps is closed");
-        long t0 = PROFILE ? System.nanoTime() : 0;
+        long t0 = profileSync ? System.nanoTime() : 0;
         for (int i = 0; i < args.length; i++) {
             Object a = args[i];
             switch (a) {
@@ -905,36 +980,29 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                 default -> throw new IllegalArgumentException(kernel + " argument " + i + ": " + a);
             }
         }
-        globalSize.set(ValueLayout.JAVA_LONG, 0, global);
-        localSize.set(ValueLayout.JAVA_LONG, 0, NT);
-        Cl.enqueue(queue, k, globalSize, localSize, kernel);
-        launches++;
-        if (PROFILE) {
-            Cl.finish(queue);
-            profile.computeIfAbsent(kernel, x -> new long[2])[0] += System.nanoTime() - t0;
-            profile.get(kernel)[1]++;
-        }
+        enqueue(k, kernel, global, NT, t0);
     }
 
     /**
      * -Dlightmesh.opencl.profile=true: every launch waits for its kernel, and the time (host clock, launch included)
-     * is added up per kernel name; {@link #profile()} prints the table. Slows everything: for finding where the time
-     * goes, not for throughput figures.
+     * is added up per kernel name. Slows everything: for finding where the time goes, not for throughput figures.
+     * -Dlightmesh.opencl.profile=events: each launch's event carries the device clock's start and end of the kernel,
+     * read at the next sync of the queue (a read back, a finish); nothing waits more than it would without the profile.
+     * {@link #kernelTimes()} takes the table; close prints what is left.
      */
-    private static final boolean PROFILE = Boolean.getBoolean("lightmesh.opencl.profile");
-    private final Map<String, long[]> profile = new java.util.TreeMap<>();
+    private final boolean profileSync;
+    private final boolean profileEvents;
+    private final KernelProfile profile = new KernelProfile();
 
-    /** The per-kernel times since the last call (empty unless profiling), largest first; resets them. */
-    public synchronized String profile() {
-        long total = 0;
-        for (long[] v : profile.values()) total += v[0];
-        StringBuilder sb = new StringBuilder();
-        final long all = Math.max(1, total);
-        profile.entrySet().stream().sorted((a, b) -> Long.compare(b.getValue()[0], a.getValue()[0])).forEach(e ->
-                sb.append(String.format(java.util.Locale.ROOT, "  %-22s %10.2f ms %6.1f%% %9d launches%n", e.getKey(),
-                        e.getValue()[0] / 1e6, 100.0 * e.getValue()[0] / all, e.getValue()[1])));
-        profile.clear();
-        return sb.toString();
+    @Override
+    public synchronized KernelTimes kernelTimes() {
+        if (!profileSync && !profileEvents) return null;
+        if (profileEvents && !closed) {
+            Cl.finish(queue);
+            harvest();
+        }
+        return profile.take("OpenCL kernel profile (" + name + ", " + (profileEvents ? "device clock of each launch's event"
+                : "host clock with a clFinish after every launch") + "):");
     }
 
     private long launches;
@@ -988,16 +1056,65 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             sk.bits[i] = bits;
             sk.set[i] = true;
         }
-        long t0 = PROFILE ? System.nanoTime() : 0;
+        enqueue(sk.kernel, kernel, global, NT, profileSync ? System.nanoTime() : 0);
+    }
+
+    /** Enqueues one launch of work-groups of {@code local}; in a profile mode, times it (see {@link #profile}). */
+    private void enqueue(MemorySegment k, String kernel, long global, long local, long t0) {
         globalSize.set(ValueLayout.JAVA_LONG, 0, global);
-        localSize.set(ValueLayout.JAVA_LONG, 0, NT);
-        Cl.enqueue(queue, sk.kernel, globalSize, localSize, kernel);
-        launches++;
-        if (PROFILE) {
-            Cl.finish(queue);
-            profile.computeIfAbsent(kernel, x -> new long[2])[0] += System.nanoTime() - t0;
-            profile.get(kernel)[1]++;
+        localSize.set(ValueLayout.JAVA_LONG, 0, local);
+        long bytes = nextBytes;
+        nextBytes = 0;
+        if (profileEvents) {
+            if (pending.size() >= MAX_PENDING) {  // a long run with no read back: sync and take the times so far
+                Cl.finish(queue);
+                harvest();
+            }
+            Cl.enqueue(queue, k, globalSize, localSize, kernel, eventSlot);
+            pending.add(new Pending(eventSlot.get(ValueLayout.ADDRESS, 0), kernel, bytes));
+        } else {
+            Cl.enqueue(queue, k, globalSize, localSize, kernel);
         }
+        launches++;
+        if (profileSync) {
+            Cl.finish(queue);
+            profile.add(kernel, System.nanoTime() - t0, bytes);
+        }
+    }
+
+    /**
+     * The bytes the next launch streams from device memory (its weights), for the profile's GB/s column; launchers
+     * that know them call this just before the launch. Ignored outside a profile mode.
+     */
+    void streams(long bytes) { nextBytes = bytes; }
+
+    private long nextBytes;
+
+    /** A launch whose event's times are not read yet. */
+    private record Pending(MemorySegment event, String kernel, long bytes) {}
+
+    private static final int MAX_PENDING = 1 << 16;
+    private final java.util.ArrayList<Pending> pending = new java.util.ArrayList<>();
+    private final MemorySegment eventSlot = arena.allocate(ValueLayout.ADDRESS);
+    private final MemorySegment eventScratch = arena.allocate(8, 8);
+    private final long[] startEnd = new long[2];
+
+    /**
+     * After a sync of the queue (a blocking read, a finish): every pending launch is complete; adds their device
+     * times to the profile, and the window from the first start to the last end, and releases the events.
+     */
+    private void harvest() {
+        if (pending.isEmpty()) return;
+        long first = Long.MAX_VALUE, last = Long.MIN_VALUE;
+        for (Pending p : pending) {
+            Cl.eventTimes(p.event(), eventScratch, startEnd);
+            Cl.releaseEvent(p.event());
+            profile.add(p.kernel(), startEnd[1] - startEnd[0], p.bytes());
+            first = Math.min(first, startEnd[0]);
+            last = Math.max(last, startEnd[1]);
+        }
+        pending.clear();
+        profile.window(last - first);
     }
 
     /** A launch site: the kernel and the object it runs for (compared by identity). */
@@ -1041,7 +1158,11 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     @Override
     public synchronized io.lightmesh.engine.backend.FusedDecode fused() {
         if (!FUSED) return null;
-        if (fused == null) fused = new FusedOps(this);
+        if (fused == null) {
+            fused = new FusedOps(this);
+            fused.kernels(v2);
+            fused.warpRows(warpRows);
+        }
         return fused;
     }
 
@@ -1051,7 +1172,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         Cl.finish(queue);
         for (ClBuffer b : live.toArray(new ClBuffer[0])) b.close();
         weights.clear();
-        if (PROFILE) System.err.print("OpenCL kernel profile (" + name + "):\n" + profile());
+        harvest();
+        if ((profileSync || profileEvents) && !profile.isEmpty()) System.err.print(kernelTimes().table());
         for (MemorySegment k : kernels.values()) Cl.releaseKernel(k);
         kernels.clear();
         for (SiteKernel k : sites.values()) Cl.releaseKernel(k.kernel());

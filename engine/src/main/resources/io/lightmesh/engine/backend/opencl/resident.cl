@@ -436,6 +436,34 @@ __kernel void silu(__global float* x, long n) {
 // ct * 64 + lane; work-item (slice, lane) walks rows i = slice, slice + 4, ...
 #define LS_COLS 64
 #define LS_SLICES (NT / LS_COLS)
+#define LS_UNROLL 8
+
+// The lightning step of one column j of a head's state, over rows i = i0, i0 + step, ... < i1:
+// S[i][j] = ratio S[i][j] + k[i] v_j, written back; returns sum_i q[i] S[i][j] (summed in order of i). s points at
+// S[0][j] (rows dim floats apart). The one body of the per-operation step (lightning_step) and the fused ones
+// (dec_lightning, dec_lightning2). LS_UNROLL state loads are issued before any is used: a loop that loads, updates
+// and stores one row at a time waits a memory round trip a row.
+inline float lightning_column(__global float* s, int dim, __global const float* q, __global const float* k, float vj,
+                              float ratio, int i0, int i1, int step) {
+    float o = 0.0f;
+    for (int i = i0; i < i1; i += LS_UNROLL * step) {
+        float sv[LS_UNROLL];
+        for (int u = 0; u < LS_UNROLL; u++) {
+            int r = i + u * step;
+            sv[u] = r < i1 ? s[(long) r * dim] : 0.0f;
+        }
+        for (int u = 0; u < LS_UNROLL; u++) {
+            int r = i + u * step;
+            if (r < i1) {
+                float sij = ratio * sv[u] + k[r] * vj;
+                s[(long) r * dim] = sij;
+                o += q[r] * sij;
+            }
+        }
+    }
+    return o;
+}
+
 __kernel void lightning_step(__global const float* qkv, long qkvOff, __global const float* decay,
                              __global float* state, __global float* out, long outOff, int heads, int dim) {
     __local float part[NT];
@@ -447,16 +475,8 @@ __kernel void lightning_step(__global const float* qkv, long qkvOff, __global co
     __global const float* k = q + dim;
     __global const float* v = q + 2 * dim;
     float ratio = exp(-decay[h]);
-    float o = 0.0f;
-    if (j < dim) {
-        float vj = v[j];
-        __global float* s = state + (long) h * dim * dim + j;
-        for (int i = slice; i < dim; i += LS_SLICES) {
-            float sij = ratio * s[(long) i * dim] + k[i] * vj;
-            s[(long) i * dim] = sij;
-            o += q[i] * sij;
-        }
-    }
+    float o = j < dim ? lightning_column(state + (long) h * dim * dim + j, dim, q, k, v[j], ratio, slice, dim, LS_SLICES)
+                      : 0.0f;
     part[tid] = o;
     barrier(CLK_LOCAL_MEM_FENCE);
     if (slice == 0 && j < dim) {
@@ -1137,16 +1157,8 @@ __kernel void dec_lightning(__global const float* qkv, __global const float* dec
     __global const float* kk = q + dim;
     __global const float* v = q + 2 * dim;
     float ratio = exp(-decay[h]);
-    float acc = 0.0f;
-    if (j < dim) {
-        float vj = v[j];
-        __global float* s = pool + ((long) SLOT(info, t) * layers + layer) * stride + (long) h * dim * dim + j;
-        for (int i = slice; i < dim; i += LS_SLICES) {
-            float sij = ratio * s[(long) i * dim] + kk[i] * vj;
-            s[(long) i * dim] = sij;
-            acc += q[i] * sij;
-        }
-    }
+    float acc = j < dim ? lightning_column(pool + ((long) SLOT(info, t) * layers + layer) * stride + (long) h * dim * dim
+                                           + j, dim, q, kk, v[j], ratio, slice, dim, LS_SLICES) : 0.0f;
     part[tid] = acc;
     barrier(CLK_LOCAL_MEM_FENCE);
     if (slice == 0 && j < dim) {
@@ -1320,3 +1332,548 @@ __kernel void dec_norm_route_##SUF(__global float* x, float alpha, __global cons
 }
 DEC_NORM_ROUTE(f32, float, LD_F32)
 DEC_NORM_ROUTE(bf16, ushort, LD_BF16)
+
+// ==== decode kernels v2 (-Dlightmesh.decode.kernels=v2, the default; v1 above) =====================================
+// The same products and norms as matvec / moe_* / dec_proj* / dec_norm_route / residual_norm / dec_lightning, laid
+// out for a wide GPU (an H200: 132 compute units of 64 warps each) at decode sizes:
+// - matrix-vector products: one lane group of WL work-items (a warp on NVIDIA) streams one weight row (gate and up:
+//   two rows), each lane 16-byte loads of the row's 8-element chunks lane, lane + WL, ..., 8 of them in flight; the
+//   step's x rows are read through the cache (every lane group of the device reads the same few KB); the lanes'
+//   partial sums are added within the lane group: NVIDIA's shfl.sync.bfly (no local memory, no barrier), elsewhere
+//   (PoCL, and NVIDIA with -D LM_NO_SHFL) through local memory. A work-group holds WG rows, so an 8192-row product
+//   is 1024 groups and a 2048-row one 256: every compute unit busy.
+// - the norms and the router (one group a row, tiny work): the group's sums as a lane-group total and one pass over
+//   the WG partials, not a tree of log2(NT) barriers each; the router's logits of 8 experts at a time, the same way.
+// - the lightning step: a head's state is split over groups by rows as well as columns (partials of o added in the
+//   row's tail), so a batch-1 step has a few hundred groups rather than 32.
+
+#define WL 32
+#define WG (NT / WL)
+
+#if defined(LM_NVIDIA) && !defined(LM_NO_SHFL)
+#define LM_SHFL 1
+inline float xor_shfl(float v, int m) {
+    uint r;
+    asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(r) : "r"(as_uint(v)), "r"(m));
+    return as_float(r);
+}
+#endif
+
+// acc[p] for p < np summed over the WL lanes of each lane group; every lane gets the totals. Every work-item of the
+// group must call it with the same np (the fallback has barriers; the shuffle needs the whole warp). scratch: MAXN * NT
+// floats (the fallback's; unused with the shuffle).
+inline void lane_totals(float* acc, int np, __local float* scratch) {
+#ifdef LM_SHFL
+    for (int p = 0; p < MAXN; p++) {
+        if (p < np) {
+            float v = acc[p];
+            for (int m = WL / 2; m > 0; m >>= 1) v += xor_shfl(v, m);
+            acc[p] = v;
+        }
+    }
+#else
+    int tid = get_local_id(0), base = tid & ~(WL - 1);
+    for (int p = 0; p < MAXN; p++) if (p < np) scratch[p * NT + tid] = acc[p];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int p = 0; p < MAXN; p++) {
+        if (p < np) {
+            float v = 0.0f;
+            for (int l = 0; l < WL; l++) v += scratch[p * NT + base + l];
+            acc[p] = v;
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+#endif
+}
+
+// The sum of v over the work-group, to every work-item: lane-group totals, then the WG of them. red: NT floats.
+inline float group_total(float v, __local float* red) {
+#ifdef LM_SHFL
+    int tid = get_local_id(0);
+    for (int m = WL / 2; m > 0; m >>= 1) v += xor_shfl(v, m);
+    if (tid % WL == 0) red[tid / WL] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float s = 0.0f;
+    for (int g = 0; g < WG; g++) s += red[g];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return s;
+#else
+    return group_sum(red, v);
+#endif
+}
+
+// a[i] for a run-time i < MAXN, by constant indices (as pick)
+inline float pickf(const float* a, int i) {
+    float v = 0.0f;
+    for (int s = 0; s < MAXN; s++) if (s == i) v = a[s];
+    return v;
+}
+
+// Eight bf16 in a uint4 (16 bytes, as loaded) widened to fp32: element 2i is the low half of word i (little-endian),
+// 2i + 1 the high half. A ushort8 load compiles to two 8-byte loads on NVIDIA (PTX vectors hold 4 elements), a uint4 to
+// one 16-byte load.
+inline float8 widen8u(uint4 u) {
+    return (float8) (as_float(u.x << 16), as_float(u.x & 0xffff0000u), as_float(u.y << 16), as_float(u.y & 0xffff0000u),
+                     as_float(u.z << 16), as_float(u.z & 0xffff0000u), as_float(u.w << 16), as_float(u.w & 0xffff0000u));
+}
+
+// acc0[p] += W0 . x[xr[p]] (and, R == 2, acc1[p] += W1 . x[xr[p]]) for p < np over lane `lane`'s chunks of the
+// rows: R (1 or 2, a constant where inlined) rows of one lane group, each x chunk loaded once for both. bf16 as
+// uint4 (in % 8 == 0), 8 loads in flight (8 chunks of one row, or 4 of each of two), kept raw until used (widened up
+// front they take twice the registers). R == 2 halves the cache traffic of x, which at 8 rows of x is 16 bytes for
+// each weight byte.
+inline void dotr_bf16v(__global const ushort* w0, __global const ushort* w1, int R, __global const float* x, int in,
+                       const int* xr, int np, int lane, float* acc0, float* acc1) {
+    __global const uint4* a8 = (__global const uint4*) w0;
+    __global const uint4* b8 = (__global const uint4*) w1;
+    __global const float8* x8 = (__global const float8*) x;
+    int in8 = in >> 3;
+    int i = lane;
+    if (R == 1) {
+        for (; i + 7 * WL < in8; i += 8 * WL) {
+            uint4 wv[8];
+            for (int u = 0; u < 8; u++) wv[u] = a8[i + u * WL];
+            for (int p = 0; p < MAXN; p++) {
+                if (p < np) {
+                    __global const float8* xp = x8 + (long) xr[p] * in8 + i;
+                    float8 s = widen8u(wv[0]) * xp[0];
+                    for (int u = 1; u < 8; u++) s = fma(widen8u(wv[u]), xp[u * WL], s);
+                    acc0[p] += dot(s.lo, (float4) 1.0f) + dot(s.hi, (float4) 1.0f);
+                }
+            }
+        }
+    }
+    for (; i + 3 * WL < in8; i += 4 * WL) {
+        uint4 av[4], bv[4];
+        for (int u = 0; u < 4; u++) {
+            av[u] = a8[i + u * WL];
+            if (R == 2) bv[u] = b8[i + u * WL];
+        }
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) {
+                __global const float8* xp = x8 + (long) xr[p] * in8 + i;
+                float8 xv = xp[0];
+                float8 sa = widen8u(av[0]) * xv, sb = 0.0f;
+                if (R == 2) sb = widen8u(bv[0]) * xv;
+                for (int u = 1; u < 4; u++) {
+                    xv = xp[u * WL];
+                    sa = fma(widen8u(av[u]), xv, sa);
+                    if (R == 2) sb = fma(widen8u(bv[u]), xv, sb);
+                }
+                acc0[p] += dot(sa.lo, (float4) 1.0f) + dot(sa.hi, (float4) 1.0f);
+                if (R == 2) acc1[p] += dot(sb.lo, (float4) 1.0f) + dot(sb.hi, (float4) 1.0f);
+            }
+        }
+    }
+    for (; i < in8; i += WL) {
+        float8 a = widen8u(a8[i]), b = 0.0f;
+        if (R == 2) b = widen8u(b8[i]);
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) {
+                float8 xv = x8[(long) xr[p] * in8 + i];
+                float8 sa = a * xv;
+                acc0[p] += dot(sa.lo, (float4) 1.0f) + dot(sa.hi, (float4) 1.0f);
+                if (R == 2) {
+                    float8 sb = b * xv;
+                    acc1[p] += dot(sb.lo, (float4) 1.0f) + dot(sb.hi, (float4) 1.0f);
+                }
+            }
+        }
+    }
+}
+
+// the same with fp32 weights as float4 (in % 4 == 0)
+inline void dotr_f32v(__global const float* w0, __global const float* w1, int R, __global const float* x, int in,
+                      const int* xr, int np, int lane, float* acc0, float* acc1) {
+    __global const float4* a4 = (__global const float4*) w0;
+    __global const float4* b4 = (__global const float4*) w1;
+    __global const float4* x4 = (__global const float4*) x;
+    int in4 = in >> 2;
+    int i = lane;
+    for (; i + 3 * WL < in4; i += 4 * WL) {
+        float4 av[4], bv[4];
+        for (int u = 0; u < 4; u++) {
+            av[u] = a4[i + u * WL];
+            if (R == 2) bv[u] = b4[i + u * WL];
+        }
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) {
+                __global const float4* xp = x4 + (long) xr[p] * in4 + i;
+                float4 xv = xp[0];
+                float4 sa = av[0] * xv, sb = 0.0f;
+                if (R == 2) sb = bv[0] * xv;
+                for (int u = 1; u < 4; u++) {
+                    xv = xp[u * WL];
+                    sa = fma(av[u], xv, sa);
+                    if (R == 2) sb = fma(bv[u], xv, sb);
+                }
+                acc0[p] += dot(sa, (float4) 1.0f);
+                if (R == 2) acc1[p] += dot(sb, (float4) 1.0f);
+            }
+        }
+    }
+    for (; i < in4; i += WL) {
+        float4 a = a4[i], b = 0.0f;
+        if (R == 2) b = b4[i];
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) {
+                float4 xv = x4[(long) xr[p] * in4 + i];
+                acc0[p] += dot(a, xv);
+                if (R == 2) acc1[p] += dot(b, xv);
+            }
+        }
+    }
+}
+
+// scalar rows of any length (lane strides of WL)
+inline void dotr_f32s(__global const float* w0, __global const float* w1, int R, __global const float* x, int in,
+                      const int* xr, int np, int lane, float* acc0, float* acc1) {
+    for (int i = lane; i < in; i += WL) {
+        float a = w0[i], b = R == 2 ? w1[i] : 0.0f;
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) {
+                float xv = x[(long) xr[p] * in + i];
+                acc0[p] += a * xv;
+                if (R == 2) acc1[p] += b * xv;
+            }
+        }
+    }
+}
+
+inline void dotr_bf16s(__global const ushort* w0, __global const ushort* w1, int R, __global const float* x, int in,
+                       const int* xr, int np, int lane, float* acc0, float* acc1) {
+    for (int i = lane; i < in; i += WL) {
+        float a = widen(w0[i]), b = R == 2 ? widen(w1[i]) : 0.0f;
+        for (int p = 0; p < MAXN; p++) {
+            if (p < np) {
+                float xv = x[(long) xr[p] * in + i];
+                acc0[p] += a * xv;
+                if (R == 2) acc1[p] += b * xv;
+            }
+        }
+    }
+}
+
+// The rope tail of dec_projr (v1) and dec_projr2: in the last group (lim > 0), rotate q and k of every row at its
+// position and append row t's k and v to its caches at row pos[t]. Every work-item of every group calls it.
+#define PROJ_ROPE_TAIL(last)                                                                                          \
+    int kvd = kvHeads * dim;                                                                                          \
+    for (int idx = tid; idx < (last ? n * (heads + kvHeads) * hr : 0); idx += NT) {                                   \
+        int i = idx % hr, hh = (idx / hr) % (heads + kvHeads), t = idx / (hr * (heads + kvHeads));                    \
+        __global float* r = hh < heads ? ya + ((long) t * heads + hh) * dim                                           \
+                : yb + (long) t * kvd + (hh - heads) * dim;                                                           \
+        rope_pair(r, i, hr, (float) POS(info, t), invFreq);                                                           \
+    }                                                                                                                 \
+    barrier(CLK_GLOBAL_MEM_FENCE);                                                                                    \
+    for (int idx = tid; idx < (last ? n * kvd : 0); idx += NT) {                                                      \
+        int t = idx / kvd, c = idx % kvd;                                                                             \
+        long at = (long) POS(info, t) * kvd + c;                                                                      \
+        PICK8(kc, t)[at] = yb[idx];                                                                                   \
+        PICK8(vc, t)[at] = yc[idx];                                                                                   \
+    }
+
+// y[t, row] = W[row] . x[t] for t < n (n <= MAXN), as matvec; each lane group R rows (row R * lg + r). Named
+// matvec2_* (R 1) and matvec2x2_* (R 2). Launch: global = ceil(out / (WG * R)) * NT, local = NT.
+// Down projection, as moe_down (moe_down2_*, moe_down2x2_*). Launch: global = E * ceil(hidden / (WG * R)) * NT.
+// Projections of one input, as dec_proj / dec_projr (dec_proj2*, dec_projr2*, rows counted over the two or three
+// weights in turn). Launch: global = ceil((outA + outB + outC) / (WG * R)) * NT, local = NT.
+#define MV2_FAMILY(SUF, WT, DOT, R, TAG)                                                                             \
+__kernel void matvec2##TAG##_##SUF(__global const WT* restrict w, long wOff, __global const float* restrict x,       \
+                                   long xOff, __global float* restrict y, long yOff, int n, int in, int out) {     \
+    __local float scratch[MAXN * NT];                                                                              \
+    int tid = get_local_id(0), lane = tid % WL, row = (get_group_id(0) * WG + tid / WL) * R;                       \
+    float acc0[MAXN], acc1[MAXN];                                                                                  \
+    int xr[MAXN];                                                                                                  \
+    for (int p = 0; p < MAXN; p++) { acc0[p] = 0.0f; acc1[p] = 0.0f; xr[p] = p; }                                  \
+    __global const WT* w0 = w + wOff + (long) row * in;                                                            \
+    if (row < out) DOT(w0, row + 1 < out ? w0 + in : w0, R, x + xOff, in, xr, n, lane, acc0, acc1);                \
+    lane_totals(acc0, n, scratch);                                                                                 \
+    if (R == 2) lane_totals(acc1, n, scratch);                                                                     \
+    if (row < out && lane < n) y[yOff + (long) lane * out + row] = pickf(acc0, lane);                              \
+    if (R == 2 && row + 1 < out && lane < n) y[yOff + (long) lane * out + row + 1] = pickf(acc1, lane);            \
+}                                                                                                                  \
+__kernel void moe_down2##TAG##_##SUF(__global const WT* restrict w2, __global const float* restrict act,            \
+                                     __global const int* ids, __global float* restrict out, int r0, int rows,      \
+                                     int k, int inter, int hidden) {                                               \
+    __local float scratch[MAXN * NT];                                                                              \
+    int blocks = (hidden + WG * R - 1) / (WG * R);                                                                 \
+    int e = get_group_id(0) / blocks;                                                                              \
+    int tid = get_local_id(0), lane = tid % WL, row = ((get_group_id(0) % blocks) * WG + tid / WL) * R;            \
+    int pr[MAXN], xr[MAXN];                                                                                        \
+    int np = pairs_of(ids, r0, rows, k, e, pr, xr, 0);                                                             \
+    if (np == 0) return;                                                                                           \
+    float acc0[MAXN], acc1[MAXN];                                                                                  \
+    for (int p = 0; p < MAXN; p++) { acc0[p] = 0.0f; acc1[p] = 0.0f; }                                             \
+    __global const WT* w0 = w2 + ((long) e * hidden + row) * inter;                                                \
+    if (row < hidden) DOT(w0, row + 1 < hidden ? w0 + inter : w0, R, act, inter, xr, np, lane, acc0, acc1);        \
+    lane_totals(acc0, np, scratch);                                                                                \
+    if (R == 2) lane_totals(acc1, np, scratch);                                                                    \
+    if (row < hidden && lane < np) out[(long) pick(pr, lane) * hidden + row] = pickf(acc0, lane);                  \
+    if (R == 2 && row + 1 < hidden && lane < np) out[(long) pick(pr, lane) * hidden + row + 1] = pickf(acc1, lane);\
+}
+
+// Gate and up of the experts for the pairs of rows [r0, r0 + rows), as moe_gate_up: one lane group a (expert, row),
+// its W1 and W3 rows streamed together (each x chunk loaded once for both).
+// Launch: global = E * ceil(inter / WG) * NT, local = NT.
+#define GATE_UP2(SUF, WT, DOT)                                                                                       \
+__kernel void moe_gate_up2_##SUF(__global const WT* restrict w1, __global const WT* restrict w3,                   \
+                                 __global const float* restrict x, __global const int* ids,                        \
+                                 __global float* restrict act, int r0, int rows, int k, int inter, int hidden) {   \
+    __local float scratch[MAXN * NT];                                                                              \
+    int blocks = (inter + WG - 1) / WG;                                                                            \
+    int e = get_group_id(0) / blocks;                                                                              \
+    int tid = get_local_id(0), lane = tid % WL, row = (get_group_id(0) % blocks) * WG + tid / WL;                  \
+    int pr[MAXN], xr[MAXN];                                                                                        \
+    int np = pairs_of(ids, r0, rows, k, e, pr, xr, 1);                                                             \
+    if (np == 0) return;                                                                                           \
+    float g[MAXN], u[MAXN];                                                                                        \
+    for (int p = 0; p < MAXN; p++) { g[p] = 0.0f; u[p] = 0.0f; }                                                   \
+    if (row < inter) {                                                                                             \
+        long wr = ((long) e * inter + row) * hidden;                                                               \
+        DOT(w1 + wr, w3 + wr, 2, x, hidden, xr, np, lane, g, u);                                                   \
+    }                                                                                                              \
+    lane_totals(g, np, scratch);                                                                                   \
+    lane_totals(u, np, scratch);                                                                                   \
+    if (row < inter && lane < np) {                                                                                \
+        float gs = pickf(g, lane), us = pickf(u, lane);                                                            \
+        act[(long) pick(pr, lane) * inter + row] = gs / (1.0f + exp(-gs)) * us;                                    \
+    }                                                                                                              \
+}
+
+// weight row `row` of the two or three of a projection launch (rows counted over wa, wb, wc in turn)
+#define PROJ_ROW(row) ((row) < outA ? wa + (long) (row) * in : (row) < outA + outB ? wb + (long) ((row) - outA) * in \
+                       : wc + (long) ((row) - outA - outB) * in)
+#define PROJ_STORE(row, v)                                                                                           \
+    if ((row) < outA) ya[(long) lane * outA + (row)] = siluA ? (v) / (1.0f + exp(-(v))) : (v);                     \
+    else if ((row) < outA + outB) yb[(long) lane * outB + (row) - outA] = (v);                                     \
+    else yc[(long) lane * outC + (row) - outA - outB] = (v);
+
+#define DEC_PROJ2(SUF, WT, DOT, KNAME, ROPE, R)                                                                      \
+__kernel void KNAME##_##SUF(__global const WT* restrict wa, __global const WT* restrict wb,                        \
+                             __global const WT* restrict wc, __global const float* restrict x, __global float* ya, \
+                             __global float* yb, __global float* yc, int n, int in, int outA, int outB, int outC,  \
+                             int siluA, __global const int* info, __global const float* invFreq, int heads,        \
+                             int kvHeads, int dim, int hr, __global int* counter, CACHE_ARGS(kc), CACHE_ARGS(vc)) {\
+    __local float scratch[MAXN * NT];                                                                              \
+    __local int flag;                                                                                              \
+    int tid = get_local_id(0), lane = tid % WL, row = (get_group_id(0) * WG + tid / WL) * R;                       \
+    int total = outA + outB + outC;                                                                                \
+    float acc0[MAXN], acc1[MAXN];                                                                                  \
+    int xr[MAXN];                                                                                                  \
+    for (int p = 0; p < MAXN; p++) { acc0[p] = 0.0f; acc1[p] = 0.0f; xr[p] = p; }                                  \
+    if (row < total) {                                                                                             \
+        __global const WT* w0 = PROJ_ROW(row);                                                                     \
+        DOT(w0, R == 2 && row + 1 < total ? PROJ_ROW(row + 1) : w0, R, x, in, xr, n, lane, acc0, acc1);            \
+    }                                                                                                              \
+    lane_totals(acc0, n, scratch);                                                                                 \
+    if (R == 2) lane_totals(acc1, n, scratch);                                                                     \
+    if (row < total && lane < n) {                                                                                 \
+        float v = pickf(acc0, lane);                                                                               \
+        PROJ_STORE(row, v)                                                                                         \
+    }                                                                                                              \
+    if (R == 2 && row + 1 < total && lane < n) {                                                                   \
+        float v = pickf(acc1, lane);                                                                               \
+        PROJ_STORE(row + 1, v)                                                                                     \
+    }                                                                                                              \
+    if (!ROPE) return;                                                                                             \
+    int last = arrive(counter, get_num_groups(0), &flag);                                                          \
+    TAIL(last)                                                                                                     \
+    PROJ_ROPE_TAIL(last)                                                                                           \
+}
+
+#define V2_KERNELS(SUF, WT, DOT)                                                                                     \
+MV2_FAMILY(SUF, WT, DOT, 1, )                                                                                       \
+MV2_FAMILY(SUF, WT, DOT, 2, x2)                                                                                     \
+GATE_UP2(SUF, WT, DOT)                                                                                              \
+DEC_PROJ2(SUF, WT, DOT, dec_proj2, 0, 1)                                                                            \
+DEC_PROJ2(SUF, WT, DOT, dec_projr2, 1, 1)                                                                           \
+DEC_PROJ2(SUF, WT, DOT, dec_proj2x2, 0, 2)                                                                          \
+DEC_PROJ2(SUF, WT, DOT, dec_projr2x2, 1, 2)
+V2_KERNELS(f32v, float, dotr_f32v)
+V2_KERNELS(bf16v, ushort, dotr_bf16v)
+V2_KERNELS(f32s, float, dotr_f32s)
+V2_KERNELS(bf16s, ushort, dotr_bf16s)
+
+// As dec_norm_route (group t: row t's residual, norm, router logits and top k), the sums as group_total and
+// lane_totals. Launch: global = n * NT, local = NT.
+#define DEC_NORM_ROUTE2(SUF, WT, LD, LD8)                                                                            \
+__kernel void dec_norm_route2_##SUF(__global float* x, float alpha, __global const float* a, float beta,           \
+                                    __global const float* normW, float eps, int h, __global const WT* gate, int E, \
+                                    int k, __global int* ids, __global float* wts, __global int* routeLog,         \
+                                    long logOff, int logIds) {                                                     \
+    __local float scratch[MAXN * NT];                                                                              \
+    __local float lgp[WG * 64];                                                                                    \
+    __local float lg[64];                                                                                          \
+    int tid = get_local_id(0), t = get_group_id(0), lane = tid % WL, wg = tid / WL;                                \
+    __global float* xt = x + (long) t * h;                                                                         \
+    __global const float* at = a + (long) t * h;                                                                   \
+    /* h % 8 == 0: 8 consecutive elements a work-item (one pass at h = 2048: every load in flight at once) */       \
+    int vec = (h & 7) == 0;                                                                                        \
+    float ss = 0.0f;                                                                                               \
+    if (vec) {                                                                                                     \
+        for (int i = tid * 8; i < h; i += NT * 8) {                                                                \
+            float8 r = alpha * vload8(0, xt + i) + beta * vload8(0, at + i);                                       \
+            ss += dot(r.lo, r.lo) + dot(r.hi, r.hi);                                                               \
+        }                                                                                                          \
+    } else {                                                                                                       \
+        for (int i = tid; i < h; i += NT) { float r = alpha * xt[i] + beta * at[i]; ss += r * r; }                 \
+    }                                                                                                              \
+    ss = group_total(ss, scratch);                                                                                 \
+    float inv = 1.0f / sqrt(ss / h + eps);                                                                         \
+    if (vec) {                                                                                                     \
+        for (int i = tid * 8; i < h; i += NT * 8)                                                                  \
+            vstore8(vload8(0, normW + i) * ((alpha * vload8(0, xt + i) + beta * vload8(0, at + i)) * inv), 0, xt + i);\
+    } else {                                                                                                       \
+        for (int i = tid; i < h; i += NT) xt[i] = normW[i] * ((alpha * xt[i] + beta * at[i]) * inv);               \
+    }                                                                                                              \
+    /* each work-item reads back only the elements it wrote */                                                     \
+    for (int e0 = 0; e0 < E; e0 += 8) {                                                                            \
+        float acc[MAXN];                                                                                           \
+        for (int e = 0; e < MAXN; e++) acc[e] = 0.0f;                                                              \
+        if (vec) {                                                                                                 \
+            for (int i = tid * 8; i < h; i += NT * 8) {                                                            \
+                float8 xi = vload8(0, xt + i);                                                                     \
+                for (int e = 0; e < 8; e++) {                                                                      \
+                    if (e0 + e < E) {                                                                              \
+                        float8 s = LD8(gate + (long) (e0 + e) * h + i) * xi;                                       \
+                        acc[e] += dot(s.lo, (float4) 1.0f) + dot(s.hi, (float4) 1.0f);                             \
+                    }                                                                                              \
+                }                                                                                                  \
+            }                                                                                                      \
+        } else {                                                                                                   \
+            for (int i = tid; i < h; i += NT) {                                                                    \
+                float xi = xt[i];                                                                                  \
+                for (int e = 0; e < 8; e++) if (e0 + e < E) acc[e] += LD(gate[(long) (e0 + e) * h + i]) * xi;     \
+            }                                                                                                      \
+        }                                                                                                          \
+        lane_totals(acc, 8, scratch);                                                                              \
+        if (lane == 0) for (int e = 0; e < 8; e++) if (e0 + e < E) lgp[wg * 64 + e0 + e] = acc[e];                 \
+    }                                                                                                              \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                                                  \
+    if (tid < E) {                                                                                                 \
+        float s = 0.0f;                                                                                            \
+        for (int g = 0; g < WG; g++) s += lgp[g * 64 + tid];                                                       \
+        lg[tid] = s;                                                                                               \
+    }                                                                                                              \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                                                  \
+    if (tid == 0) {                                                                                                \
+        top_k_local(lg, E, k, ids + t * k, wts + t * k);                                                           \
+        if (logIds) for (int j = 0; j < k; j++) routeLog[logOff + t * k + j] = ids[t * k + j];                     \
+    }                                                                                                              \
+}
+#define LD8_F32(p) vload8(0, p)
+#define LD8_BF16(p) widen8(vload8(0, p))
+DEC_NORM_ROUTE2(f32, float, LD_F32, LD8_F32)
+DEC_NORM_ROUTE2(bf16, ushort, LD_BF16, LD8_BF16)
+
+// residual_at of 8 consecutive elements i .. i + 7 (dim % 8 == 0)
+inline float8 residual_at8(__global const float* x, float alpha, __global const float* upd, __global const float* wts,
+                           int k, float beta, int hasWeights, int t, int dim, int i) {
+    float8 u;
+    if (hasWeights) {
+        u = 0.0f;
+        for (int j = 0; j < k; j++) u += wts[t * k + j] * vload8(0, upd + ((long) t * k + j) * dim + i);
+    } else {
+        u = vload8(0, upd + (long) t * dim + i);
+    }
+    return alpha * vload8(0, x + (long) t * dim + i) + beta * u;
+}
+
+// As residual_norm (group t: row t), the sum of squares as group_total. Launch: global = rows * NT, local = NT.
+__kernel void residual_norm2(__global const float* x, float alpha, __global const float* upd,
+                             __global const float* wts, int k, float beta, int hasWeights, __global const float* w,
+                             float eps, __global float* out, int dim) {
+    __local float red[NT];
+    int tid = get_local_id(0), t = get_group_id(0);
+    int vec = (dim & 7) == 0;  // 8 consecutive elements a work-item, as dec_norm_route2
+    float ss = 0.0f;
+    if (vec) {
+        for (int i = tid * 8; i < dim; i += NT * 8) {
+            float8 h = residual_at8(x, alpha, upd, wts, k, beta, hasWeights, t, dim, i);
+            ss += dot(h.lo, h.lo) + dot(h.hi, h.hi);
+        }
+    } else {
+        for (int i = tid; i < dim; i += NT) {
+            float h = residual_at(x, alpha, upd, wts, k, beta, hasWeights, t, dim, i);
+            ss += h * h;
+        }
+    }
+    ss = group_total(ss, red);
+    float inv = 1.0f / sqrt(ss / dim + eps);
+    if (vec) {
+        for (int i = tid * 8; i < dim; i += NT * 8) {
+            float8 h = residual_at8(x, alpha, upd, wts, k, beta, hasWeights, t, dim, i);
+            vstore8(vload8(0, w + i) * (h * inv), 0, out + (long) t * dim + i);
+        }
+    } else {
+        for (int i = tid; i < dim; i += NT) {
+            float h = residual_at(x, alpha, upd, wts, k, beta, hasWeights, t, dim, i);
+            out[(long) t * dim + i] = w[i] * (h * inv);
+        }
+    }
+}
+
+// As dec_lightning, with each head's rows split over `splits` groups: group (t, h, ct, rs) updates rows
+// [rs * per, (rs + 1) * per) of columns ct * 64 + lane of row t's state (per = ceil(D / splits)) and writes its part
+// of o into part [n, splits, H * D]; row t's tail (the last of its groups) adds the splits' parts into o and applies
+// the norm and the gate. Launch: global = n * H * ceil(D / 64) * splits * NT, local = NT.
+__kernel void dec_lightning2(__global const float* qkv, __global const float* decay, __global float* pool,
+                             long stride, int layer, int layers, __global const int* info, __global float* o,
+                             __global const float* gate, __global const float* normW, float eps, int heads, int dim,
+                             __global int* counters, __global float* part, int splits) {
+    __local float red[NT];
+    __local int flag;
+    int tid = get_local_id(0), lane = tid % LS_COLS, slice = tid / LS_COLS;
+    int colTiles = (dim + LS_COLS - 1) / LS_COLS, per = heads * colTiles * splits;
+    int g = get_group_id(0) % per, t = get_group_id(0) / per;
+    int rs = g % splits, ct = (g / splits) % colTiles, h = g / (splits * colTiles);
+    int j = ct * LS_COLS + lane, hd = heads * dim, rows = (dim + splits - 1) / splits;
+    int i0 = rs * rows, i1 = min(dim, i0 + rows);
+    __global const float* q = qkv + (long) t * 3 * hd + (long) h * 3 * dim;
+    __global const float* kk = q + dim;
+    __global const float* v = q + 2 * dim;
+    float ratio = exp(-decay[h]);
+    float acc = j < dim ? lightning_column(pool + ((long) SLOT(info, t) * layers + layer) * stride + (long) h * dim * dim
+                                           + j, dim, q, kk, v[j], ratio, i0 + slice, i1, LS_SLICES) : 0.0f;
+    red[tid] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (slice == 0 && j < dim) {
+        float sum = 0.0f;
+        for (int sl = 0; sl < LS_SLICES; sl++) sum += red[sl * LS_COLS + lane];
+        part[((long) t * splits + rs) * hd + (long) h * dim + j] = sum;
+    }
+    int last = arrive(counters + t, per, &flag);
+    TAIL(last)
+    __global float* ot = o + (long) t * hd;
+    __global const float* gt = gate + (long) t * hd;
+    __global const float* pt = part + (long) t * splits * hd;
+    int lim = last ? hd : 0;
+    int vec = (hd & 7) == 0;  // 8 consecutive elements a work-item: at H * D = 2048 every part's load in flight at once
+    float ss = 0.0f;
+    if (vec) {
+        for (int i = tid * 8; i < lim; i += NT * 8) {
+            float8 s = 0.0f;
+            for (int r = 0; r < splits; r++) s += vload8(0, pt + (long) r * hd + i);
+            vstore8(s, 0, ot + i);
+            ss += dot(s.lo, s.lo) + dot(s.hi, s.hi);
+        }
+    } else {
+        for (int i = tid; i < lim; i += NT) {
+            float s = 0.0f;
+            for (int r = 0; r < splits; r++) s += pt[(long) r * hd + i];
+            ot[i] = s;
+            ss += s * s;
+        }
+    }
+    ss = group_total(ss, red);
+    float inv = 1.0f / sqrt(ss / hd + eps);
+    // each work-item reads back only the elements it wrote (the same mapping as above)
+    if (vec) {
+        for (int i = tid * 8; i < lim; i += NT * 8) {
+            float8 g = vload8(0, gt + i);
+            vstore8((vload8(0, normW + i) * (vload8(0, ot + i) * inv)) * (1.0f / (1.0f + exp(-g))), 0, ot + i);
+        }
+    } else {
+        for (int i = tid; i < lim; i += NT) ot[i] = (normW[i] * (ot[i] * inv)) * (1.0f / (1.0f + exp(-gt[i])));
+    }
+}

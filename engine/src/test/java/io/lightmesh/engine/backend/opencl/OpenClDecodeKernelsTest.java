@@ -1,0 +1,245 @@
+package io.lightmesh.engine.backend.opencl;
+
+import io.lightmesh.engine.backend.DeviceOps;
+import io.lightmesh.engine.backend.DeviceOps.Buffer;
+import io.lightmesh.engine.backend.ReferenceOps;
+import io.lightmesh.engine.tensor.DType;
+import io.lightmesh.engine.tensor.Tensor;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Random;
+
+import static io.lightmesh.engine.backend.opencl.OpenClTestSupport.assertClose;
+import static io.lightmesh.engine.backend.opencl.OpenClTestSupport.poisoned;
+import static io.lightmesh.engine.backend.opencl.OpenClTestSupport.random;
+import static io.lightmesh.engine.backend.opencl.OpenClTestSupport.weight;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The decode kernels v2 (resident.cl's "decode kernels v2") where {@code FusedDecodeTest} does not reach: the
+ * matrix-vector products of both kernel sets against the host at sizes that hit every loop of the lane-group dot
+ * products (8 and 4 loads a lane, the one-load tail, the scalar rows of in % 8 != 0, rows not a multiple of a
+ * work-group's), the lightning step with its rows split over several groups, the kernel-set setting, and the
+ * device-clock profile. On PoCL the lane sums take the local-memory path (no shuffles there); on NVIDIA the
+ * shfl.sync one. Tolerance: {@link OpenClTestSupport}'s.
+ */
+class OpenClDecodeKernelsTest {
+    private static ResidentOps d() { return OpenClTestSupport.ops().resident(); }
+
+    private static final ReferenceOps REF = new ReferenceOps();
+
+    private final List<Buffer> open = new ArrayList<>();
+
+    private Buffer up(DeviceOps d, float[] v) {
+        Buffer b = d.upload(v);
+        open.add(b);
+        return b;
+    }
+
+    private static float[] fetch(DeviceOps d, Buffer b, int n) {
+        float[] out = new float[n];
+        d.read(b, 0, out, 0, n);
+        return out;
+    }
+
+    @AfterEach
+    void restore() {
+        for (Buffer b : open) b.close();
+        open.clear();
+        d().decodeKernels(null);
+        d().decodeWarpRows(0);
+        ((FusedOps) d().fused()).lightningSplits(0);
+    }
+
+    /**
+     * {out, in, n}: in 2056 (bf16: 257 chunks of 8 = one 8-load pass, one 4-load pass and one tail load a lane),
+     * 1032 (129 chunks: 4-load passes and a tail), 264 (33: tails only), 36 and 1001 (scalar rows); outputs not a
+     * multiple of 8 rows a group; 1, 3 and 8 rows of x.
+     */
+    @ParameterizedTest
+    @CsvSource({"F32,v2,1", "BF16,v2,1", "F32,v2,2", "BF16,v2,2", "F32,v1,1", "BF16,v1,1"})
+    void matrixVectorProductsMatchTheHost(String dt, String kernels, int warpRows) {
+        ResidentOps d = d();
+        assertEquals(kernels, d.decodeKernels(kernels));
+        assertEquals(warpRows, d.decodeWarpRows(warpRows));
+        DType type = DType.valueOf(dt);
+        Random rnd = new Random(41);
+        int[][] shapes = {{13, 2056, 1}, {21, 1032, 3}, {9, 264, 8}, {7, 36, 5}, {17, 1001, 2}, {40, 2048, 8}};
+        for (int[] sh : shapes) {
+            int out = sh[0], in = sh[1], n = sh[2];
+            Tensor w = weight(rnd, type, out, in);
+            float[] x = random(rnd, n * in, 1f), ref = new float[n * out];
+            REF.matmul(x, n, w, ref);
+            Buffer xb = up(d, x), yb = up(d, poisoned(n * out));
+            d.matmul(xb, n, w, yb);
+            assertClose("matvec " + kernels + " rows " + warpRows + " " + dt + " " + Arrays.toString(sh), ref, fetch(d, yb, n * out), n * out);
+        }
+    }
+
+    /**
+     * dec_lightning2 with each head's rows split over 1, 2, 3, 7 and 16 groups (rows per split not a multiple of the
+     * four slices, D not a multiple of 64 columns) against the per-operation step and norm-gate: outputs and states.
+     */
+    @Test
+    void lightningStepSplitByRowsMatchesThePerOperationStep() {
+        ResidentOps d = d();
+        d.decodeKernels("v2");
+        FusedOps f = (FusedOps) d.fused();
+        assertNotNull(f);
+        Random rnd = new Random(42);
+        for (int splits : new int[]{1, 2, 3, 7, 16}) {
+            f.lightningSplits(splits);
+            for (int[] sh : new int[][]{{1, 2, 128}, {3, 3, 100}, {8, 1, 64}}) {
+                int n = sh[0], H = sh[1], D = sh[2], HD = H * D, layers = 2, layer = 1, slots = 2 * n + 1;
+                long stride = (H * D * D + d.viewAlignment() - 1) / d.viewAlignment() * d.viewAlignment();
+                int[] slot = new int[n];
+                for (int t = 0; t < n; t++) slot[t] = (t * 2 + 1) % slots; // distinct, scattered
+                float[] decay = new float[H];
+                for (int h = 0; h < H; h++) decay[h] = 0.01f + 0.3f * rnd.nextFloat();
+                float[] poolInit = random(rnd, (int) (slots * layers * stride), 0.5f);
+                Buffer pool = up(d, poolInit), db = up(d, decay), normW = up(d, random(rnd, HD, 1f));
+                Buffer[] own = new Buffer[n];
+                for (int t = 0; t < n; t++) {
+                    int at = (int) ((slot[t] * layers + layer) * stride);
+                    own[t] = up(d, Arrays.copyOfRange(poolInit, at, at + H * D * D));
+                }
+                for (int step = 0; step < 2; step++) {
+                    Buffer qkv = up(d, random(rnd, n * 3 * HD, 1f)), gate = up(d, random(rnd, n * HD, 1f));
+                    Buffer want = up(d, poisoned(n * HD)), got = up(d, poisoned(n * HD));
+                    for (int t = 0; t < n; t++) d.lightningStep(qkv, t, H, D, db, own[t], want);
+                    d.normGate(want, n, HD, normW, 1e-6f, gate);
+                    f.rows(new int[n], new int[n], slot, n);
+                    f.lightning(qkv, n, H, D, db, pool, layer, layers, stride, got, gate, normW, 1e-6f);
+                    String what = "lightning splits " + splits + " " + Arrays.toString(sh) + " step " + step;
+                    assertClose(what + " out", fetch(d, want, n * HD), fetch(d, got, n * HD), n * HD);
+                    float[] all = fetch(d, pool, (int) (slots * layers * stride));
+                    for (int t = 0; t < n; t++) {
+                        int at = (int) ((slot[t] * layers + layer) * stride);
+                        assertClose(what + " state of row " + t, fetch(d, own[t], H * D * D),
+                                Arrays.copyOfRange(all, at, at + H * D * D), H * D * D);
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * The fused projections and experts with two weight rows a lane group where a pair of rows straddles two weights
+     * (q | k | v, qkv | gate at an odd row) or the last row has no partner (odd outputs), against v1.
+     */
+    @ParameterizedTest
+    @CsvSource({"F32", "BF16"})
+    void twoRowsALaneGroupAtOddRowsMatchV1(String dt) {
+        ResidentOps d = d();
+        FusedOps f = (FusedOps) d.fused();
+        DType type = DType.valueOf(dt);
+        Random rnd = new Random(44);
+        // lightning projections: HD = 15 (qkv 45 rows, then gate 15: rows 44 and 45 are one pair), in 64 and 33
+        for (int in : new int[]{64, 33}) {
+            int n = 3, HD = 15;
+            Tensor wQkv = weight(rnd, type, 3 * HD, in), wGate = weight(rnd, type, HD, in);
+            Buffer x = up(d, random(rnd, n * in, 1f));
+            float[][] qkv = new float[2][], gate = new float[2][];
+            for (int v = 0; v < 2; v++) {
+                d.decodeKernels(v == 0 ? "v1" : "v2");
+                d.decodeWarpRows(v == 0 ? 1 : 2);
+                Buffer q = up(d, poisoned(n * 3 * HD)), g = up(d, poisoned(n * HD));
+                f.lightningProjections(x, n, wQkv, wGate, q, g);
+                qkv[v] = fetch(d, q, n * 3 * HD);
+                gate[v] = fetch(d, g, n * HD);
+            }
+            assertClose("qkv " + dt + " in " + in, qkv[0], qkv[1], n * 3 * HD);
+            assertClose("gate " + dt + " in " + in, gate[0], gate[1], n * HD);
+        }
+        // experts: hidden 33 (odd rows of the down projection; gate and up on scalar rows), inter 24 (down: vector)
+        int E = 4, K = 2, h = 33, I = 24, n = 5;
+        Tensor[] w1 = new Tensor[E], w3 = new Tensor[E], w2 = new Tensor[E];
+        for (int e = 0; e < E; e++) {
+            w1[e] = weight(rnd, type, I, h);
+            w3[e] = weight(rnd, type, I, h);
+            w2[e] = weight(rnd, type, h, I);
+        }
+        int[] idv = new int[n * K];
+        for (int t = 0; t < n; t++) System.arraycopy(rnd.ints(0, E).distinct().limit(K).toArray(), 0, idv, t * K, K);
+        Buffer ids = d.ints(n * K);
+        open.add(ids);
+        d.write(ids, idv, n * K);
+        Buffer wts = up(d, random(rnd, n * K, 1f)), normW = up(d, random(rnd, h, 1f));
+        float[] x0 = random(rnd, n * h, 1f);
+        DeviceOps.ExpertSet set = d.experts(w1, w3, w2);
+        try {
+            float[][] got = new float[2][];
+            for (int v = 0; v < 2; v++) {
+                d.decodeKernels(v == 0 ? "v1" : "v2");
+                d.decodeWarpRows(v == 0 ? 1 : 2);
+                Buffer x = up(d, x0), act = up(d, poisoned(n * K * I)), pairs = up(d, poisoned(n * K * h));
+                f.experts(set, x, n, K, ids, wts, act, pairs, 0.9f, 1.1f, normW, 1e-5f);
+                got[v] = fetch(d, x, n * h);
+            }
+            assertClose("experts " + dt, got[0], got[1], n * h);
+        } finally {
+            d.release(set);
+        }
+    }
+
+    @Test
+    void kernelSetSettingTakesV1OrV2() {
+        assertEquals("v1", d().decodeKernels("v1"));
+        assertEquals("v2", d().decodeKernels(" V2 "));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> d().decodeKernels("v3"));
+        assertTrue(e.getMessage().contains("v1 or v2"), e.getMessage());
+        assertEquals(2, d().decodeWarpRows(2));
+        e = assertThrows(IllegalArgumentException.class, () -> d().decodeWarpRows(3));
+        assertTrue(e.getMessage().contains("1 or 2"), e.getMessage());
+    }
+
+    /**
+     * The device-clock profile (a second context on the same device, its queue with profiling): the same results
+     * as without it, bit for bit, and a table of the launches made since the last one, with the bytes' rate where
+     * the launcher gave them; without a profile mode there is no table.
+     */
+    @Test
+    void eventProfileTimesEveryLaunchAndChangesNoResult() {
+        ResidentOps plain = d();
+        assertNull(plain.kernelTimes(), "no profile without -Dlightmesh.opencl.profile");
+        assertThrows(IllegalArgumentException.class, () -> new ResidentOps(OpenClTestSupport.ops().deviceId(), "often"));
+        Random rnd = new Random(43);
+        int out = 19, in = 264, n = 3;
+        Tensor w = weight(rnd, DType.BF16, out, in);
+        float[] x = random(rnd, n * in, 1f);
+        try (ResidentOps events = new ResidentOps(OpenClTestSupport.ops().deviceId(), "events")) {
+            assertEquals(0, events.kernelTimes().launches(), "the start-up probes' launches are left out");
+            float[][] got = new float[2][];
+            int i = 0;
+            for (ResidentOps d : new ResidentOps[]{plain, events}) {
+                d.decodeKernels("v2");
+                try (Buffer xb = d.upload(x); Buffer yb = d.upload(poisoned(n * out))) {
+                    for (int rep = 0; rep < 3; rep++) d.matmul(xb, n, w, yb);
+                    got[i++] = fetch(d, yb, n * out);
+                }
+            }
+            assertArrayEquals(got[0], got[1], "the profile changes no result");
+            DeviceOps.KernelTimes t = events.kernelTimes();
+            assertNotNull(t);
+            assertEquals(3, t.launches(), t.table());
+            assertTrue(t.kernelNanos() > 0 && t.spanNanos() >= t.kernelNanos() / 2, t.table());
+            String row = Arrays.stream(t.table().split("\n")).filter(l -> l.trim().startsWith("matvec2_bf16v"))
+                    .findFirst().orElseThrow(() -> new AssertionError("no matvec2_bf16v row in\n" + t.table()));
+            String[] cols = row.trim().split("\\s+");
+            assertEquals("3", cols[1], row);                        // launches
+            assertTrue(Double.parseDouble(cols[cols.length - 1]) > 0, row); // GB/s: the launcher gave its bytes
+            assertEquals(0, events.kernelTimes().launches(), "the table resets");
+        }
+    }
+}
