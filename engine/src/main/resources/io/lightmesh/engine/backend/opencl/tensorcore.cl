@@ -209,15 +209,14 @@ inline uint lds_addr(__local const ushort* p) { return (uint) (ulong) p; }
 
 // 16 bytes global -> local, asynchronous; bytes = 0 writes zeros (rows or k past the end)
 inline void cp16(__local ushort* dst, __global const ushort* src, int bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(lds_addr(dst)), "l"((ulong) src), "r"(bytes)
-                 : "memory");
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(lds_addr(dst)), "l"((ulong) src), "r"(bytes));
 }
 inline void cp_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
 #define CP_WAIT(N) asm volatile("cp.async.wait_group " #N ";" ::: "memory")
 
 inline void ldsm4(uint* r, __local const ushort* base, int off, __local uint* scratch) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(lds_addr(base + off)) : "memory");
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(lds_addr(base + off)));
 }
 #define TC2_SCRATCH 1
 #else
@@ -250,15 +249,21 @@ __kernel void to_bf16(__global const float* x, long xOff, __global ushort* xb, l
     *((__global uint4*) (xb + i)) = (uint4) (pack2(a.x, a.y), pack2(a.z, a.w), pack2(b.x, b.y), pack2(b.z, b.w));
 }
 
-// Copies k tile kt (K2 wide) of x's rows m0 .. m0 + TBM - 1 and W's rows o0 .. o0 + TBN - 1 into stage st (the
-// kernel's names: T work-items, tile TBM x TBN).
+// Copies k tile kt (K2 wide) of x's rows m0 .. m0 + TBM - 1 and W's rows o0 .. o0 + TBN - 1 into stage st. Work-item
+// tid copies chunk lc = tid % 4 of rows lrow + i * RS (RS = T / 4 rows a pass; RS % 8 == 0, so the swizzle of those
+// rows is lrow's and soff + i * RS * K2 is their place): x's rows first, then W's. The kernel's names: T work-items,
+// tile TBM x TBN, xa / wa the global addresses of row lrow's chunk lc at k = 0, rstep = RS rows of either.
 #define TC2_LOAD(st, kt)                                                                                             \
-    for (int f = tid; f < (TBM + TBN) * (K2 / 8); f += T) {                                                        \
-        int r = f / (K2 / 8), c = f % (K2 / 8), k = (kt) * K2 + c * 8;                                               \
-        int row = r < TBM ? m0 + r : o0 + r - TBM, rows = r < TBM ? n : out;                                       \
-        bool ok = row < rows && k < in;                                                                            \
-        __global const ushort* src = (r < TBM ? x : w) + (ok ? (long) row * in + k : 0L);                         \
-        cp16((st) + sw2(r, c), src, ok ? 16 : 0);                                                                  \
+    {                                                                                                              \
+        int k = (kt) * K2 + lc * 8;                                                                                \
+        for (int i = 0; i < TBM / RS; i++) {                                                                       \
+            bool ok = m0 + lrow + i * RS < n && k < in;                                                            \
+            cp16((st) + soff + i * RS * K2, ok ? xa + i * rstep + (kt) * K2 : x, ok ? 16 : 0);                     \
+        }                                                                                                          \
+        for (int i = 0; i < TBN / RS; i++) {                                                                       \
+            bool ok = o0 + lrow + i * RS < out && k < in;                                                          \
+            cp16((st) + TBM * K2 + soff + i * RS * K2, ok ? wa + i * rstep + (kt) * K2 : w, ok ? 16 : 0);          \
+        }                                                                                                          \
     }
 
 #define GEMM_TC2(NAME, BM, BN, WM, WN, ST, WAIT)                                                                     \
@@ -268,7 +273,8 @@ void NAME(__global const ushort* w, long wOff, __global const ushort* x, long xO
     __local uint4 smem[ST * (BM + BN) * K2 / 8];                                                                   \
     __local ushort* sm = (__local ushort*) smem; /* stage s at sm + s * (BM + BN) * K2 */                          \
     __local uint scratch[TC2_SCRATCH];                                                                             \
-    const int T = WM * WN * 32, FM = BM / WM / 16, FN = BN / WN / 8, TBM = BM, TBN = BN;                           \
+    const int T = WM * WN * 32, FM = BM / WM / 16, FN = BN / WN / 8, TBM = BM, TBN = BN, RS = T / 4;               \
+    const int STAGE = (BM + BN) * K2;                                                                              \
     int tid = get_local_id(0), lane = tid % 32, warp = tid / 32;                                                   \
     int g = lane >> 2, t = lane & 3;                                                                               \
     int wm = (warp % WM) * (BM / WM), wn = (warp / WM) * (BN / WN);                                                \
@@ -277,26 +283,36 @@ void NAME(__global const ushort* w, long wOff, __global const ushort* x, long xO
     x += xOff;                                                                                                     \
     w += wOff;                                                                                                     \
     int tiles = (in + K2 - 1) / K2;                                                                                \
+    int lrow = tid / 4, lc = tid % 4, soff = sw2(lrow, lc);                                                        \
+    long rstep = (long) RS * in;                                                                                   \
+    __global const ushort* xa = x + (long) (m0 + lrow) * in + lc * 8;                                              \
+    __global const ushort* wa = w + (long) (o0 + lrow) * in + lc * 8;                                              \
     for (int s = 0; s < ST - 1; s++) {                                                                             \
-        if (s < tiles) { TC2_LOAD(sm + s * (BM + BN) * K2, s) }                                                    \
+        if (s < tiles) TC2_LOAD(sm + s * STAGE, s)                                                                 \
         cp_commit();                                                                                               \
     }                                                                                                              \
     float acc[BM / WM / 16][BN / WN / 8][4];                                                                       \
     for (int i = 0; i < FM; i++) for (int j = 0; j < FN; j++) for (int c = 0; c < 4; c++) acc[i][j][c] = 0.0f;    \
-    /* A rows and k chunk of this lane for ldmatrix, B rows likewise (relative to the warp's tile) */              \
-    int ar = wm + (lane % 16), ac = lane / 16;                                                                     \
-    int br = BM + wn + (lane / 16) * 8 + (lane % 8), bc = (lane / 8) % 2;                                          \
+    /* this lane's ldmatrix rows: A row wm + lane % 16 (+ 16 i), k chunk lane / 16 (+ 2 for k 16 .. 31); B row     \
+       BM + wn + (lane / 16) * 8 + lane % 8 (+ 16 j), k chunk (lane / 8) % 2 (+ 2). Rows 16 apart share a swizzle,  \
+       so four offsets serve every fragment of the tile. */                                                        \
+    int ar = wm + (lane % 16), br = BM + wn + (lane / 16) * 8 + (lane % 8);                                        \
+    int aoff0 = sw2(ar, lane / 16), aoff1 = sw2(ar, 2 + lane / 16);                                                \
+    int boff0 = sw2(br, (lane / 8) % 2), boff1 = sw2(br, 2 + (lane / 8) % 2);                                      \
+    int rd = 0, wr = ST - 1; /* the stage read this k tile, the stage written */                                   \
     for (int kt = 0; kt < tiles; kt++) {                                                                           \
         CP_WAIT(WAIT);                                                                                             \
         barrier(CLK_LOCAL_MEM_FENCE);                                                                              \
-        int nk = kt + ST - 1;                                                                                      \
-        if (nk < tiles) { TC2_LOAD(sm + (nk % ST) * (BM + BN) * K2, nk) }                                          \
+        if (kt + ST - 1 < tiles) TC2_LOAD(sm + wr * STAGE, kt + ST - 1)                                            \
         cp_commit();                                                                                               \
-        __local const ushort* st = sm + (kt % ST) * (BM + BN) * K2;                                                \
-        for (int kc = 0; kc < K2 / 8; kc += 2) {                                                                   \
+        __local const ushort* st = sm + rd * STAGE;                                                                \
+        rd = rd == ST - 1 ? 0 : rd + 1;                                                                            \
+        wr = wr == ST - 1 ? 0 : wr + 1;                                                                            \
+        for (int kc = 0; kc < 2; kc++) {                                                                           \
             uint fa[BM / WM / 16][4], fb[BN / WN / 16][4];                                                         \
-            for (int i = 0; i < FM; i++) ldsm4(fa[i], st, sw2(ar + i * 16, kc + ac), scratch);                     \
-            for (int j = 0; j < FN / 2; j++) ldsm4(fb[j], st, sw2(br + j * 16, kc + bc), scratch);                 \
+            int ao = kc ? aoff1 : aoff0, bo = kc ? boff1 : boff0;                                                  \
+            for (int i = 0; i < FM; i++) ldsm4(fa[i], st, ao + i * 16 * K2, scratch);                              \
+            for (int j = 0; j < FN / 2; j++) ldsm4(fb[j], st, bo + j * 16 * K2, scratch);                          \
             for (int i = 0; i < FM; i++)                                                                           \
                 for (int j = 0; j < FN; j++)                                                                       \
                     mma_bf16(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j / 2][2 * (j % 2)],            \
