@@ -187,12 +187,17 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     synchronized TensorCores.Verdict tryTensorCores(String source) {
         releaseTensorCores();
         MemorySegment p;
+        gemmBuildFailure = null;
         try {
             p = Cl.buildProgram(context, device, source, options);
-        } catch (RuntimeException e) {
-            String log = String.valueOf(e.getMessage());
-            return TensorCores.Verdict.no("the compiler rejected tensorcore.cl: "
-                    + log.substring(0, Math.min(600, log.length())).replace('\n', ' '));
+        } catch (RuntimeException full) {
+            // a compiler that takes v1 but not v2 (its PTX or its pragmas) keeps v1: build again without v2
+            try {
+                p = Cl.buildProgram(context, device, "#define TC_NO_GEMM2\n" + source, options);
+                gemmBuildFailure = "v2 did not build: " + clip(full.getMessage(), 400);
+            } catch (RuntimeException e) {
+                return TensorCores.Verdict.no("the compiler rejected tensorcore.cl: " + clip(e.getMessage(), 600));
+            }
         }
         tcProgram = p;
         int n = TensorCores.CHECK_N, in = TensorCores.CHECK_IN, out = TensorCores.CHECK_OUT;
@@ -250,7 +255,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         gemm = TensorCores.V1;
         TensorCores.Gemm want = TensorCores.wantedGemm();
         StringBuilder why = new StringBuilder();
-        for (TensorCores.Gemm g : TensorCores.V2) {
+        if (gemmBuildFailure != null) why.append("; ").append(gemmBuildFailure);
+        else for (TensorCores.Gemm g : TensorCores.V2) {
             String bad = checkGemm(g);
             if (bad == null) gemmsChecked.add(g);
             else why.append("; ").append(g.name()).append(" not used: ").append(bad);
@@ -260,6 +266,14 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         String head = gemm == want ? "GEMM " + gemm.name() + " (" + gemm.kernel() + ", " + tiles + ")"
                 : "GEMM v1 (" + tiles + "), " + want.name() + " wanted but not checked";
         return head + why;
+    }
+
+    /** Why the v2 forms were left out of the tensor-core program (its first build failed); null when they built. */
+    private String gemmBuildFailure;
+
+    private static String clip(String log, int max) {
+        String l = String.valueOf(log);
+        return l.substring(0, Math.min(max, l.length())).replace('\n', ' ');
     }
 
     /** Null when the v2 form {@code g} builds and agrees with the host on the probe's product, else why not. */

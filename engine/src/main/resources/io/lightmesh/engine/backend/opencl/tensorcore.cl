@@ -174,6 +174,7 @@ GEMM_TC(f32, float, ld8_f32)
 GEMM_TC(bf16, ushort, ld8_bf16)
 #endif
 
+#ifndef TC_NO_GEMM2  // the probe's second build, where a compiler rejects v2: v1 and the rest without it
 // ---- GEMM v2: ldmatrix fragments, cp.async multi-stage pipeline, XOR-swizzled tiles ---------------------------------
 // y[m, o] = x[m, :] . W[o, :] with x [n, in] and W [out, in] both bf16 (raw 16 bits, k-contiguous; in % 8 == 0 and
 // both row starts 16-byte aligned), fp32 accumulate and fp32 y. The activations are rounded to bf16 once per product
@@ -249,6 +250,15 @@ __kernel void to_bf16(__global const float* x, long xOff, __global ushort* xb, l
     *((__global uint4*) (xb + i)) = (uint4) (pack2(a.x, a.y), pack2(a.z, a.w), pack2(b.x, b.y), pack2(b.z, b.w));
 }
 
+// Every loop over the accumulators and fragments fully unrolled, so that they stay in registers (clang and NVVM
+// otherwise leave some of these nests rolled, and the arrays in local memory, i.e. off-chip). Not in the emulation:
+// unrolled around its barriers, PoCL takes minutes where it took seconds.
+#ifndef TC_EMULATE
+#define TC2_UNROLL _Pragma("unroll")
+#else
+#define TC2_UNROLL
+#endif
+
 // Copies k tile kt (K2 wide) of x's rows m0 .. m0 + TBM - 1 and W's rows o0 .. o0 + TBN - 1 into stage st. Work-item
 // tid copies chunk lc = tid % 4 of rows lrow + i * RS (RS = T / 4 rows a pass; RS % 8 == 0, so the swizzle of those
 // rows is lrow's and soff + i * RS * K2 is their place): x's rows first, then W's. The kernel's names: T work-items,
@@ -267,76 +277,78 @@ __kernel void to_bf16(__global const float* x, long xOff, __global ushort* xb, l
     }
 
 #define GEMM_TC2(NAME, BM, BN, WM, WN, ST, WAIT)                                                                     \
-__kernel __attribute__((reqd_work_group_size(WM * WN * 32, 1, 1)))                                                \
-void NAME(__global const ushort* w, long wOff, __global const ushort* x, long xOff, __global float* y, long yOff,  \
-          int n, int in, int out) {                                                                                \
-    __local uint4 smem[ST * (BM + BN) * K2 / 8];                                                                   \
-    __local ushort* sm = (__local ushort*) smem; /* stage s at sm + s * (BM + BN) * K2 */                          \
-    __local uint scratch[TC2_SCRATCH];                                                                             \
-    const int T = WM * WN * 32, FM = BM / WM / 16, FN = BN / WN / 8, TBM = BM, TBN = BN, RS = T / 4;               \
-    const int STAGE = (BM + BN) * K2;                                                                              \
-    int tid = get_local_id(0), lane = tid % 32, warp = tid / 32;                                                   \
-    int g = lane >> 2, t = lane & 3;                                                                               \
-    int wm = (warp % WM) * (BM / WM), wn = (warp / WM) * (BN / WN);                                                \
-    int tilesN = (out + BN - 1) / BN;                                                                              \
-    int o0 = (get_group_id(0) % tilesN) * BN, m0 = (get_group_id(0) / tilesN) * BM;                               \
-    x += xOff;                                                                                                     \
-    w += wOff;                                                                                                     \
-    int tiles = (in + K2 - 1) / K2;                                                                                \
-    int lrow = tid / 4, lc = tid % 4, soff = sw2(lrow, lc);                                                        \
-    long rstep = (long) RS * in;                                                                                   \
-    __global const ushort* xa = x + (long) (m0 + lrow) * in + lc * 8;                                              \
-    __global const ushort* wa = w + (long) (o0 + lrow) * in + lc * 8;                                              \
-    for (int s = 0; s < ST - 1; s++) {                                                                             \
-        if (s < tiles) TC2_LOAD(sm + s * STAGE, s)                                                                 \
-        cp_commit();                                                                                               \
-    }                                                                                                              \
-    float acc[BM / WM / 16][BN / WN / 8][4];                                                                       \
-    for (int i = 0; i < FM; i++) for (int j = 0; j < FN; j++) for (int c = 0; c < 4; c++) acc[i][j][c] = 0.0f;    \
-    /* this lane's ldmatrix rows: A row wm + lane % 16 (+ 16 i), k chunk lane / 16 (+ 2 for k 16 .. 31); B row     \
-       BM + wn + (lane / 16) * 8 + lane % 8 (+ 16 j), k chunk (lane / 8) % 2 (+ 2). Rows 16 apart share a swizzle,  \
-       so four offsets serve every fragment of the tile. */                                                        \
-    int ar = wm + (lane % 16), br = BM + wn + (lane / 16) * 8 + (lane % 8);                                        \
-    int aoff0 = sw2(ar, lane / 16), aoff1 = sw2(ar, 2 + lane / 16);                                                \
-    int boff0 = sw2(br, (lane / 8) % 2), boff1 = sw2(br, 2 + (lane / 8) % 2);                                      \
-    int rd = 0, wr = ST - 1; /* the stage read this k tile, the stage written */                                   \
-    for (int kt = 0; kt < tiles; kt++) {                                                                           \
-        CP_WAIT(WAIT);                                                                                             \
-        barrier(CLK_LOCAL_MEM_FENCE);                                                                              \
-        if (kt + ST - 1 < tiles) TC2_LOAD(sm + wr * STAGE, kt + ST - 1)                                            \
-        cp_commit();                                                                                               \
-        __local const ushort* st = sm + rd * STAGE;                                                                \
-        rd = rd == ST - 1 ? 0 : rd + 1;                                                                            \
-        wr = wr == ST - 1 ? 0 : wr + 1;                                                                            \
-        for (int kc = 0; kc < 2; kc++) {                                                                           \
-            uint fa[BM / WM / 16][4], fb[BN / WN / 16][4];                                                         \
-            int ao = kc ? aoff1 : aoff0, bo = kc ? boff1 : boff0;                                                  \
-            for (int i = 0; i < FM; i++) ldsm4(fa[i], st, ao + i * 16 * K2, scratch);                              \
-            for (int j = 0; j < FN / 2; j++) ldsm4(fb[j], st, bo + j * 16 * K2, scratch);                          \
-            for (int i = 0; i < FM; i++)                                                                           \
-                for (int j = 0; j < FN; j++)                                                                       \
-                    mma_bf16(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j / 2][2 * (j % 2)],            \
-                             fb[j / 2][2 * (j % 2) + 1], scratch);                                                 \
-        }                                                                                                          \
-    }                                                                                                              \
-    CP_WAIT(0);                                                                                                    \
-    __global float* yb = y + yOff;                                                                                 \
-    for (int i = 0; i < FM; i++) {                                                                                 \
-        for (int h = 0; h < 2; h++) {                                                                              \
-            int m = m0 + wm + i * 16 + g + 8 * h;                                                                  \
-            if (m >= n) continue;                                                                                  \
-            __global float* yr = yb + (long) m * out;                                                              \
-            for (int j = 0; j < FN; j++) {                                                                         \
-                int o = o0 + wn + j * 8 + 2 * t;                                                                   \
-                if (o + 1 < out && ((yOff + (long) m * out + o) & 1) == 0) {                                       \
-                    *((__global float2*) (yr + o)) = (float2) (acc[i][j][2 * h], acc[i][j][2 * h + 1]);            \
-                } else {                                                                                           \
-                    if (o < out) yr[o] = acc[i][j][2 * h];                                                         \
-                    if (o + 1 < out) yr[o + 1] = acc[i][j][2 * h + 1];                                             \
-                }                                                                                                  \
-            }                                                                                                      \
-        }                                                                                                          \
-    }                                                                                                              \
+__kernel __attribute__((reqd_work_group_size(WM * WN * 32, 1, 1)))                                                   \
+void NAME(__global const ushort* w, long wOff, __global const ushort* x, long xOff, __global float* y, long yOff,    \
+          int n, int in, int out) {                                                                                  \
+    __local uint4 smem[ST * (BM + BN) * K2 / 8];                                                                     \
+    __local ushort* sm = (__local ushort*) smem; /* stage s at sm + s * (BM + BN) * K2 */                            \
+    __local uint scratch[TC2_SCRATCH];                                                                               \
+    const int T = WM * WN * 32, FM = BM / WM / 16, FN = BN / WN / 8, TBM = BM, TBN = BN, RS = T / 4;                 \
+    const int STAGE = (BM + BN) * K2;                                                                                \
+    int tid = get_local_id(0), lane = tid % 32, warp = tid / 32;                                                     \
+    int g = lane >> 2, t = lane & 3;                                                                                 \
+    int wm = (warp % WM) * (BM / WM), wn = (warp / WM) * (BN / WN);                                                  \
+    int tilesN = (out + BN - 1) / BN;                                                                                \
+    int o0 = (get_group_id(0) % tilesN) * BN, m0 = (get_group_id(0) / tilesN) * BM;                                  \
+    x += xOff;                                                                                                       \
+    w += wOff;                                                                                                       \
+    int tiles = (in + K2 - 1) / K2;                                                                                  \
+    int lrow = tid / 4, lc = tid % 4, soff = sw2(lrow, lc);                                                          \
+    long rstep = (long) RS * in;                                                                                     \
+    __global const ushort* xa = x + (long) (m0 + lrow) * in + lc * 8;                                                \
+    __global const ushort* wa = w + (long) (o0 + lrow) * in + lc * 8;                                                \
+    for (int s = 0; s < ST - 1; s++) {                                                                               \
+        if (s < tiles) TC2_LOAD(sm + s * STAGE, s)                                                                   \
+        cp_commit();                                                                                                 \
+    }                                                                                                                \
+    float acc[BM / WM / 16][BN / WN / 8][4];                                                                         \
+    TC2_UNROLL for (int i = 0; i < FM; i++)                                                                          \
+        TC2_UNROLL for (int j = 0; j < FN; j++)                                                                   \
+            TC2_UNROLL for (int c = 0; c < 4; c++) acc[i][j][c] = 0.0f;                                           \
+    /* this lane's ldmatrix rows: A row wm + lane % 16 (+ 16 i), k chunk lane / 16 (+ 2 for k 16 .. 31); B row       \
+       BM + wn + (lane / 16) * 8 + lane % 8 (+ 16 j), k chunk (lane / 8) % 2 (+ 2). Rows 16 apart share a swizzle,   \
+       so four offsets serve every fragment of the tile. */                                                          \
+    int ar = wm + (lane % 16), br = BM + wn + (lane / 16) * 8 + (lane % 8);                                          \
+    int aoff0 = sw2(ar, lane / 16), aoff1 = sw2(ar, 2 + lane / 16);                                                  \
+    int boff0 = sw2(br, (lane / 8) % 2), boff1 = sw2(br, 2 + (lane / 8) % 2);                                        \
+    int rd = 0, wr = ST - 1; /* the stage read this k tile, the stage written */                                     \
+    for (int kt = 0; kt < tiles; kt++) {                                                                             \
+        CP_WAIT(WAIT);                                                                                               \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                                                \
+        if (kt + ST - 1 < tiles) TC2_LOAD(sm + wr * STAGE, kt + ST - 1)                                              \
+        cp_commit();                                                                                                 \
+        __local const ushort* st = sm + rd * STAGE;                                                                  \
+        rd = rd == ST - 1 ? 0 : rd + 1;                                                                              \
+        wr = wr == ST - 1 ? 0 : wr + 1;                                                                              \
+        TC2_UNROLL for (int kc = 0; kc < 2; kc++) {                                                                  \
+            uint fa[BM / WM / 16][4], fb[BN / WN / 16][4];                                                           \
+            int ao = kc ? aoff1 : aoff0, bo = kc ? boff1 : boff0;                                                    \
+            TC2_UNROLL for (int i = 0; i < FM; i++) ldsm4(fa[i], st, ao + i * 16 * K2, scratch);                     \
+            TC2_UNROLL for (int j = 0; j < FN / 2; j++) ldsm4(fb[j], st, bo + j * 16 * K2, scratch);                 \
+            TC2_UNROLL for (int i = 0; i < FM; i++)                                                                  \
+                TC2_UNROLL for (int j = 0; j < FN; j++)                                                              \
+                    mma_bf16(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j / 2][2 * (j % 2)],              \
+                             fb[j / 2][2 * (j % 2) + 1], scratch);                                                   \
+        }                                                                                                            \
+    }                                                                                                                \
+    CP_WAIT(0);                                                                                                      \
+    __global float* yb = y + yOff;                                                                                   \
+    TC2_UNROLL for (int i = 0; i < FM; i++) {                                                                        \
+        TC2_UNROLL for (int h = 0; h < 2; h++) {                                                                     \
+            int m = m0 + wm + i * 16 + g + 8 * h;                                                                    \
+            if (m >= n) continue;                                                                                    \
+            __global float* yr = yb + (long) m * out;                                                                \
+            TC2_UNROLL for (int j = 0; j < FN; j++) {                                                                \
+                int o = o0 + wn + j * 8 + 2 * t;                                                                     \
+                if (o + 1 < out && ((yOff + (long) m * out + o) & 1) == 0) {                                         \
+                    *((__global float2*) (yr + o)) = (float2) (acc[i][j][2 * h], acc[i][j][2 * h + 1]);              \
+                } else {                                                                                             \
+                    if (o < out) yr[o] = acc[i][j][2 * h];                                                           \
+                    if (o + 1 < out) yr[o + 1] = acc[i][j][2 * h + 1];                                               \
+                }                                                                                                    \
+            }                                                                                                        \
+        }                                                                                                            \
+    }                                                                                                                \
 }
 
 #ifndef TC_NO_GEMM
@@ -347,6 +359,7 @@ GEMM_TC2(gemm_tc2w8_bf16, 128, 128, 2, 4, 3, 1)
 // v2wide: 128 x 256, 8 warps of 64 x 64, 2 stages (48 KiB): fewer fragment loads per product, one stage less
 GEMM_TC2(gemm_tc2wide_bf16, 128, 256, 2, 4, 2, 0)
 #endif
+#endif  // TC_NO_GEMM2
 
 // ---- causal prefill attention (flash attention, query tiles on tensor cores) ----------------------------------------
 // out[r, h, :] = softmax(q[r, h] . K[0 .. lenFirst + r)^T / sqrt(D)) V for r < rows: query row r sees the first

@@ -189,6 +189,17 @@ class OpenClTensorCoreGemmTest {
             assertTrue(missing.reason().contains("v2 not used: the check product failed"), missing.reason());
             assertFalse(r.useGemm("v2"));
 
+            // a compiler that rejects only v2 (its asm or pragmas): the probe builds again without it and keeps v1
+            String src = "#define TC_EMULATE\n" + TensorCores.source();
+            int v2 = src.indexOf("#ifndef TC_NO_GEMM2");
+            assertTrue(v2 > 0, "tensorcore.cl guards v2 with TC_NO_GEMM2");
+            int eol = src.indexOf('\n', v2) + 1;
+            TensorCores.Verdict rejected = r.tryTensorCores(src.substring(0, eol) + "this is not OpenCL C;\n"
+                    + src.substring(eol));
+            assertTrue(rejected.available(), rejected.reason());
+            assertEquals(List.of("v1"), r.gemms());
+            assertTrue(rejected.reason().contains("v2 did not build"), rejected.reason());
+
             TensorCores.Verdict wrong = r.tryTensorCores(v2StandIn(withoutV2(), 1.01f));
             assertTrue(wrong.available(), wrong.reason());
             assertEquals("v1", r.gemm(), wrong.reason());
