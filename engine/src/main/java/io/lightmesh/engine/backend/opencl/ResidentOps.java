@@ -188,15 +188,22 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         releaseTensorCores();
         MemorySegment p;
         gemmBuildFailure = null;
+        gemmBuildNote = "";
         try {
             p = Cl.buildProgram(context, device, source, options);
         } catch (RuntimeException full) {
-            // a compiler that takes v1 but not v2 (its PTX or its pragmas) keeps v1: build again without v2
+            // a compiler that rejects v2's unroll pragmas builds it without them; one that rejects v2 itself (its
+            // PTX) keeps v1: build again without v2
             try {
-                p = Cl.buildProgram(context, device, "#define TC_NO_GEMM2\n" + source, options);
-                gemmBuildFailure = "v2 did not build: " + clip(full.getMessage(), 400);
-            } catch (RuntimeException e) {
-                return TensorCores.Verdict.no("the compiler rejected tensorcore.cl: " + clip(e.getMessage(), 600));
+                p = Cl.buildProgram(context, device, "#define TC2_NO_UNROLL\n" + source, options);
+                gemmBuildNote = "; v2 built without its unroll pragmas (with them: " + clip(full.getMessage(), 300) + ")";
+            } catch (RuntimeException noPragmas) {
+                try {
+                    p = Cl.buildProgram(context, device, "#define TC_NO_GEMM2\n" + source, options);
+                    gemmBuildFailure = "v2 did not build: " + clip(full.getMessage(), 400);
+                } catch (RuntimeException e) {
+                    return TensorCores.Verdict.no("the compiler rejected tensorcore.cl: " + clip(e.getMessage(), 600));
+                }
             }
         }
         tcProgram = p;
@@ -256,6 +263,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         TensorCores.Gemm want = TensorCores.wantedGemm();
         StringBuilder why = new StringBuilder();
         if (gemmBuildFailure != null) why.append("; ").append(gemmBuildFailure);
+        else if (want == TensorCores.V1) why.append("; v2 forms not checked (-Dlightmesh.opencl.gemm=v1)");
         else for (TensorCores.Gemm g : TensorCores.V2) {
             String bad = checkGemm(g);
             if (bad == null) gemmsChecked.add(g);
@@ -265,11 +273,13 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         String tiles = gemm.tileRows() + "x" + gemm.tileCols() + " tiles, " + gemm.threads() + " work-items";
         String head = gemm == want ? "GEMM " + gemm.name() + " (" + gemm.kernel() + ", " + tiles + ")"
                 : "GEMM v1 (" + tiles + "), " + want.name() + " wanted but not checked";
-        return head + why;
+        return head + why + gemmBuildNote;
     }
 
     /** Why the v2 forms were left out of the tensor-core program (its first build failed); null when they built. */
     private String gemmBuildFailure;
+    /** How the v2 forms were built where the first build failed but a second one passed; empty otherwise. */
+    private String gemmBuildNote = "";
 
     private static String clip(String log, int max) {
         String l = String.valueOf(log);

@@ -204,32 +204,42 @@ GEMM_TC(bf16, ushort, ld8_bf16)
 // element offset of chunk c (8 elements) of row r in a stage
 inline int sw2(int r, int c) { return r * K2 + ((c ^ ((r >> 1) & 3)) << 3); }
 
+// Local memory is addressed as (base, sbase, off): element off of the __local array at base, whose shared-window
+// address (PTX's .shared state space, what cp.async and ldmatrix take) is sbase; the emulation uses base + off.
 #ifndef TC_EMULATE
-// a __local pointer as a shared-window address (NVIDIA's OpenCL: __local is PTX's .shared state space)
-inline uint lds_addr(__local const ushort* p) { return (uint) (ulong) p; }
+// The shared-window address of a __local pointer, once per kernel. NVIDIA's OpenCL gives __local pointers as .shared
+// addresses; should a compiler give a generic address instead (isspacep.shared), it is converted (cvta.to.shared).
+inline uint lds_base(__local const ushort* p) {
+    uint r;
+    asm volatile("{ .reg .pred s; .reg .u64 t; isspacep.shared s, %1; @s cvta.to.shared.u64 t, %1; @!s mov.b64 t, %1; "
+                 "cvt.u32.u64 %0, t; }" : "=r"(r) : "l"((ulong) p));
+    return r;
+}
 
 // 16 bytes global -> local, asynchronous; bytes = 0 writes zeros (rows or k past the end)
-inline void cp16(__local ushort* dst, __global const ushort* src, int bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(lds_addr(dst)), "l"((ulong) src), "r"(bytes));
+inline void cp16(__local ushort* base, uint sbase, int off, __global const ushort* src, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(sbase + 2 * off), "l"((ulong) src), "r"(bytes));
 }
 inline void cp_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
 #define CP_WAIT(N) asm volatile("cp.async.wait_group " #N ";" ::: "memory")
 
-inline void ldsm4(uint* r, __local const ushort* base, int off, __local uint* scratch) {
+inline void ldsm4(uint* r, __local const ushort* base, uint sbase, int off, __local uint* scratch) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(lds_addr(base + off)));
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(sbase + 2 * off));
 }
 #define TC2_SCRATCH 1
 #else
 // Tests only (PoCL): cp.async as a plain copy (commit and wait then have nothing to do; the barriers stay), ldmatrix
 // as the exchange of the lanes' row offsets through local memory. Every work-item calls ldsm4 (it has barriers).
-inline void cp16(__local ushort* dst, __global const ushort* src, int bytes) {
-    *((__local uint4*) dst) = bytes ? *((__global const uint4*) src) : (uint4) 0u;
+inline uint lds_base(__local const ushort* p) { return 0; }
+
+inline void cp16(__local ushort* base, uint sbase, int off, __global const ushort* src, int bytes) {
+    *((__local uint4*) (base + off)) = bytes ? *((__global const uint4*) src) : (uint4) 0u;
 }
 inline void cp_commit(void) {}
 #define CP_WAIT(N)
 
-inline void ldsm4(uint* r, __local const ushort* base, int off, __local uint* scratch) {
+inline void ldsm4(uint* r, __local const ushort* base, uint sbase, int off, __local uint* scratch) {
     int tid = get_local_id(0), lane = tid % 32;
     __local uint* s = scratch + (tid / 32) * 32;
     s[lane] = (uint) off;
@@ -253,27 +263,28 @@ __kernel void to_bf16(__global const float* x, long xOff, __global ushort* xb, l
 // Every loop over the accumulators and fragments fully unrolled, so that they stay in registers (clang and NVVM
 // otherwise leave some of these nests rolled, and the arrays in local memory, i.e. off-chip). Not in the emulation:
 // unrolled around its barriers, PoCL takes minutes where it took seconds.
-#ifndef TC_EMULATE
+#if !defined(TC_EMULATE) && !defined(TC2_NO_UNROLL)
 #define TC2_UNROLL _Pragma("unroll")
 #else
 #define TC2_UNROLL
 #endif
 
-// Copies k tile kt (K2 wide) of x's rows m0 .. m0 + TBM - 1 and W's rows o0 .. o0 + TBN - 1 into stage st. Work-item
+// Copies k tile kt (K2 wide) of x's rows m0 .. m0 + TBM - 1 and W's rows o0 .. o0 + TBN - 1 into the stage at element
+// so of the local tiles (sm, shared address sb). Work-item
 // tid copies chunk lc = tid % 4 of rows lrow + i * RS (RS = T / 4 rows a pass; RS % 8 == 0, so the swizzle of those
 // rows is lrow's and soff + i * RS * K2 is their place): x's rows first, then W's. The kernel's names: T work-items,
 // tile TBM x TBN, xa / wa the global addresses of row lrow's chunk lc at k = 0, rstep = RS rows of either.
-#define TC2_LOAD(st, kt)                                                                                             \
-    {                                                                                                              \
-        int k = (kt) * K2 + lc * 8;                                                                                \
-        for (int i = 0; i < TBM / RS; i++) {                                                                       \
-            bool ok = m0 + lrow + i * RS < n && k < in;                                                            \
-            cp16((st) + soff + i * RS * K2, ok ? xa + i * rstep + (kt) * K2 : x, ok ? 16 : 0);                     \
-        }                                                                                                          \
-        for (int i = 0; i < TBN / RS; i++) {                                                                       \
-            bool ok = o0 + lrow + i * RS < out && k < in;                                                          \
-            cp16((st) + TBM * K2 + soff + i * RS * K2, ok ? wa + i * rstep + (kt) * K2 : w, ok ? 16 : 0);          \
-        }                                                                                                          \
+#define TC2_LOAD(so, kt)                                                                                             \
+    {                                                                                                                \
+        int k = (kt) * K2 + lc * 8;                                                                                  \
+        for (int i = 0; i < TBM / RS; i++) {                                                                         \
+            bool ok = m0 + lrow + i * RS < n && k < in;                                                              \
+            cp16(sm, sb, (so) + soff + i * RS * K2, ok ? xa + i * rstep + (kt) * K2 : x, ok ? 16 : 0);               \
+        }                                                                                                            \
+        for (int i = 0; i < TBN / RS; i++) {                                                                         \
+            bool ok = o0 + lrow + i * RS < out && k < in;                                                            \
+            cp16(sm, sb, (so) + TBM * K2 + soff + i * RS * K2, ok ? wa + i * rstep + (kt) * K2 : w, ok ? 16 : 0);    \
+        }                                                                                                            \
     }
 
 #define GEMM_TC2(NAME, BM, BN, WM, WN, ST, WAIT)                                                                     \
@@ -282,6 +293,7 @@ void NAME(__global const ushort* w, long wOff, __global const ushort* x, long xO
           int n, int in, int out) {                                                                                  \
     __local uint4 smem[ST * (BM + BN) * K2 / 8];                                                                     \
     __local ushort* sm = (__local ushort*) smem; /* stage s at sm + s * (BM + BN) * K2 */                            \
+    uint sb = lds_base(sm);                                                                                          \
     __local uint scratch[TC2_SCRATCH];                                                                               \
     const int T = WM * WN * 32, FM = BM / WM / 16, FN = BN / WN / 8, TBM = BM, TBN = BN, RS = T / 4;                 \
     const int STAGE = (BM + BN) * K2;                                                                                \
@@ -298,13 +310,13 @@ void NAME(__global const ushort* w, long wOff, __global const ushort* x, long xO
     __global const ushort* xa = x + (long) (m0 + lrow) * in + lc * 8;                                                \
     __global const ushort* wa = w + (long) (o0 + lrow) * in + lc * 8;                                                \
     for (int s = 0; s < ST - 1; s++) {                                                                               \
-        if (s < tiles) TC2_LOAD(sm + s * STAGE, s)                                                                   \
+        if (s < tiles) TC2_LOAD(s * STAGE, s)                                                                        \
         cp_commit();                                                                                                 \
     }                                                                                                                \
     float acc[BM / WM / 16][BN / WN / 8][4];                                                                         \
     TC2_UNROLL for (int i = 0; i < FM; i++)                                                                          \
-        TC2_UNROLL for (int j = 0; j < FN; j++)                                                                   \
-            TC2_UNROLL for (int c = 0; c < 4; c++) acc[i][j][c] = 0.0f;                                           \
+        TC2_UNROLL for (int j = 0; j < FN; j++)                                                                      \
+            TC2_UNROLL for (int c = 0; c < 4; c++) acc[i][j][c] = 0.0f;                                              \
     /* this lane's ldmatrix rows: A row wm + lane % 16 (+ 16 i), k chunk lane / 16 (+ 2 for k 16 .. 31); B row       \
        BM + wn + (lane / 16) * 8 + lane % 8 (+ 16 j), k chunk (lane / 8) % 2 (+ 2). Rows 16 apart share a swizzle,   \
        so four offsets serve every fragment of the tile. */                                                          \
@@ -315,16 +327,16 @@ void NAME(__global const ushort* w, long wOff, __global const ushort* x, long xO
     for (int kt = 0; kt < tiles; kt++) {                                                                             \
         CP_WAIT(WAIT);                                                                                               \
         barrier(CLK_LOCAL_MEM_FENCE);                                                                                \
-        if (kt + ST - 1 < tiles) TC2_LOAD(sm + wr * STAGE, kt + ST - 1)                                              \
+        if (kt + ST - 1 < tiles) TC2_LOAD(wr * STAGE, kt + ST - 1)                                                   \
         cp_commit();                                                                                                 \
-        __local const ushort* st = sm + rd * STAGE;                                                                  \
+        int so = rd * STAGE;                                                                                         \
         rd = rd == ST - 1 ? 0 : rd + 1;                                                                              \
         wr = wr == ST - 1 ? 0 : wr + 1;                                                                              \
         TC2_UNROLL for (int kc = 0; kc < 2; kc++) {                                                                  \
             uint fa[BM / WM / 16][4], fb[BN / WN / 16][4];                                                           \
             int ao = kc ? aoff1 : aoff0, bo = kc ? boff1 : boff0;                                                    \
-            TC2_UNROLL for (int i = 0; i < FM; i++) ldsm4(fa[i], st, ao + i * 16 * K2, scratch);                     \
-            TC2_UNROLL for (int j = 0; j < FN / 2; j++) ldsm4(fb[j], st, bo + j * 16 * K2, scratch);                 \
+            TC2_UNROLL for (int i = 0; i < FM; i++) ldsm4(fa[i], sm, sb, so + ao + i * 16 * K2, scratch);            \
+            TC2_UNROLL for (int j = 0; j < FN / 2; j++) ldsm4(fb[j], sm, sb, so + bo + j * 16 * K2, scratch);        \
             TC2_UNROLL for (int i = 0; i < FM; i++)                                                                  \
                 TC2_UNROLL for (int j = 0; j < FN; j++)                                                              \
                     mma_bf16(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j / 2][2 * (j % 2)],              \
