@@ -172,6 +172,7 @@ public final class KernelBench {
                 : new String[]{"square 4096^3", "1.25B qkv", "1.25B o_proj", "1.25B expert w1/w3", "1.25B expert w2",
                         "1.25B lightning qkv"};
         String gemm = r.gemm();
+        boolean small = r.smallTiles();
         try {
             for (int s = 0; s < shapes.length; s++) {
                 int n = shapes[s][0], out = shapes[s][1], in = shapes[s][2];
@@ -179,8 +180,12 @@ public final class KernelBench {
                 float[] x = random(n * in, 1f, 7 + s);
                 double flops = 2.0 * n * in * out;
                 try (DeviceOps.Buffer xb = r.upload(x); DeviceOps.Buffer yb = r.floats((long) n * out)) {
-                    for (String g : r.gemms()) {
-                        r.useGemm(g);
+                    // each form as itself, then the engine's choice (the default form, v2s for products of few tiles)
+                    List<String> forms = new ArrayList<>(r.gemms());
+                    if (forms.size() > 1) forms.add("auto");
+                    for (String g : forms) {
+                        r.smallTiles(g.equals("auto"));
+                        r.useGemm(g.equals("auto") ? gemm : g);
                         long kernel = timeResident(r, () -> r.matmul(xb, n, w, yb), Math.max(3, reps))[0];
                         row(String.format(Locale.ROOT, "gemm %-6s %s n=%d out=%d in=%d", g, names[s], n, out, in),
                                 new long[]{kernel, kernel}, flops / kernel, "GFLOP/s");
@@ -189,6 +194,7 @@ public final class KernelBench {
                 ops.evict(List.of(w));
             }
         } finally {
+            r.smallTiles(small);
             r.useGemm(gemm);
             r.useTensorCores(tc);
         }

@@ -316,6 +316,27 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                 + " product: " + bad;
     }
 
+    /** Whether products too small to fill the device with the current v2 form's tiles take {@link TensorCores#SMALL}. */
+    private boolean smallTiles = TensorCores.smallTilesWanted();
+
+    /**
+     * The v2 form for an n x out product: the current one, or the small-tile form where the current one's tiles
+     * would number fewer than two per compute unit (and the small form passed the probe).
+     */
+    synchronized TensorCores.Gemm formFor(int n, int out) {
+        if (!smallTiles || (long) ceilDiv(n, gemm.tileRows()) * ceilDiv(out, gemm.tileCols()) >= 2L * computeUnits) {
+            return gemm;
+        }
+        TensorCores.Gemm s = TensorCores.gemm(TensorCores.SMALL);
+        return gemmsChecked.contains(s) ? s : gemm;
+    }
+
+    /** Switches the small-tile choice ({@link #formFor}) on or off (benchmarks compare forms one at a time). */
+    public synchronized void smallTiles(boolean on) { smallTiles = on; }
+
+    /** Whether the small-tile choice is on. */
+    public synchronized boolean smallTiles() { return smallTiles; }
+
     /** The GEMM forms the probe checked (v1 first; none without tensor cores). Benchmarks and tests. */
     public synchronized List<String> gemms() {
         List<String> names = new ArrayList<>();
@@ -655,7 +676,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         check(x, 0, (long) n * in);
         check(y, 0, (long) n * out);
         if (n >= GEMM_MIN_ROWS && useTensorCores && in % 8 == 0 && wOff % 8 == 0) {
-            if (bf16 && gemm != TensorCores.V1) tc2Product(gemm, buf, wOff, out, in, x, n, y);
+            if (bf16 && gemm != TensorCores.V1) tc2Product(formFor(n, out), buf, wOff, out, in, x, n, y);
             else tcProduct(buf, wOff, bf16, out, in, x, n, y);
             return;
         }

@@ -370,6 +370,9 @@ GEMM_TC2(gemm_tc2_bf16, 128, 128, 2, 2, 3, 1)
 GEMM_TC2(gemm_tc2w8_bf16, 128, 128, 2, 4, 3, 1)
 // v2wide: 128 x 256, 8 warps of 64 x 64, 2 stages (48 KiB): fewer fragment loads per product, one stage less
 GEMM_TC2(gemm_tc2wide_bf16, 128, 256, 2, 4, 2, 0)
+// v2s: 64 x 128, 4 warps of 32 x 64, 3 stages (36 KiB): twice the groups of v2 for products that would not fill the
+// GPU with 128 x 128 tiles (an expert's ~1K rows by 1024 columns: 64 groups on 132 SMs)
+GEMM_TC2(gemm_tc2s_bf16, 64, 128, 2, 2, 3, 1)
 #endif
 #endif  // TC_NO_GEMM2
 

@@ -48,7 +48,7 @@ class OpenClTensorCoreGemmTest {
      * passed them, their emulation where the device has no tensor cores. The argument says whether they are real.
      */
     private static void eachForm(ResidentOps r, Consumer<Boolean> body) {
-        boolean real = r.tensorCores().available();
+        boolean real = r.tensorCores().available(), small = r.smallTiles();
         String before = r.gemm();
         if (!real) {
             Assumptions.assumeFalse(TensorCores.nvidia(r.vendor()) && TensorCores.wanted(),
@@ -58,12 +58,50 @@ class OpenClTensorCoreGemmTest {
         }
         try {
             assertTrue(r.useTensorCores(true));
+            r.smallTiles(false);  // each form as itself, whatever the product's size
             for (TensorCores.Gemm g : TensorCores.V2) {
                 assertTrue(r.useGemm(g.name()), g.name() + " did not pass the probe: " + r.tensorCores() + " " + r.gemms());
                 assertEquals(g.name(), r.gemm());
                 body.accept(real);
             }
         } finally {
+            r.smallTiles(small);
+            if (!real) r.dropTensorCores();
+            else r.useGemm(before);
+            r.useTensorCores(false);
+        }
+    }
+
+    /**
+     * With v2 current, a product whose 128 x 128 tiles would number fewer than two per compute unit runs on v2s (64 x
+     * 128 tiles), a larger one on v2; both the bf16-rounded host product.
+     */
+    @Test
+    void smallProductsTakeTheSmallTileForm() {
+        ResidentOps r = r();
+        boolean real = r.tensorCores().available(), wasSmall = r.smallTiles();
+        String before = r.gemm();
+        if (!real) {
+            Assumptions.assumeFalse(TensorCores.nvidia(r.vendor()) && TensorCores.wanted(), r.tensorCores().reason());
+            assertTrue(r.tryTensorCores("#define TC_EMULATE\n" + TensorCores.source()).available());
+        }
+        try {
+            assertTrue(r.useTensorCores(true) && r.useGemm("v2"));
+            r.smallTiles(true);
+            int cu = r.computeUnits();
+            int small = 2 * 128, big = 128 * (2 * cu + 1);  // out: 2 tiles of 128 x 128 (n = 100), 2 cu + 1 tiles
+            assertEquals("v2s", r.formFor(100, small).name());
+            assertEquals("v2", r.formFor(100, big).name());
+            r.smallTiles(false);
+            assertEquals("v2", r.formFor(100, small).name());
+            r.smallTiles(true);
+            Random rnd = new Random(37);
+            Tensor w = weight(rnd, DType.BF16, small, 72);
+            float[] x = random(rnd, 100 * 72, 1f), y = poisoned(100 * small);
+            r.matmul(x, 100, w, y);
+            assertClose("small product on v2s", TensorCores.reference(x, values(w), 100, 72, small), y, 100 * small);
+        } finally {
+            r.smallTiles(wasSmall);
             if (!real) r.dropTensorCores();
             else r.useGemm(before);
             r.useTensorCores(false);
@@ -164,6 +202,7 @@ class OpenClTensorCoreGemmTest {
                 K2S(gemm_tc2_bf16)
                 K2S(gemm_tc2w8_bf16)
                 K2S(gemm_tc2wide_bf16)
+                K2S(gemm_tc2s_bf16)
                 """.replace("SCALE", scale + "f");
     }
 
@@ -208,7 +247,7 @@ class OpenClTensorCoreGemmTest {
             TensorCores.Verdict right = r.tryTensorCores(v2StandIn(withoutV2(), 1f));
             assertTrue(right.available(), right.reason());
             assertEquals(TensorCores.wantedGemm().name(), r.gemm(), right.reason());
-            assertEquals(List.of("v1", "v2", "v2w8", "v2wide"), r.gemms());
+            assertEquals(List.of("v1", "v2", "v2w8", "v2wide", "v2s"), r.gemms());
             assertTrue(r.useGemm("v1") && r.useGemm("v2wide"));
             assertEquals("v2wide", r.gemm());
         } finally {
@@ -228,13 +267,13 @@ class OpenClTensorCoreGemmTest {
         try {
             System.clearProperty("lightmesh.opencl.gemm");
             assertEquals("v2", TensorCores.wantedGemm().name());
-            for (String v : new String[]{"v1", "v2", "v2w8", "v2wide"}) {
+            for (String v : new String[]{"v1", "v2", "v2w8", "v2wide", "v2s"}) {
                 System.setProperty("lightmesh.opencl.gemm", v);
                 assertEquals(v, TensorCores.wantedGemm().name());
             }
             System.setProperty("lightmesh.opencl.gemm", "v3");
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, TensorCores::wantedGemm);
-            assertTrue(e.getMessage().contains("v1, v2, v2w8 or v2wide"), e.getMessage());
+            assertTrue(e.getMessage().contains("v1, v2, v2w8, v2wide or v2s"), e.getMessage());
         } finally {
             if (old == null) System.clearProperty("lightmesh.opencl.gemm");
             else System.setProperty("lightmesh.opencl.gemm", old);
