@@ -364,10 +364,11 @@ void NAME(__global const ushort* w, long wOff, __global const ushort* x, long xO
 }
 
 #ifndef TC_NO_GEMM
-// v2 (default): 128 x 128, 4 warps of 64 x 64, 3 stages (48 KiB)
-GEMM_TC2(gemm_tc2_bf16, 128, 128, 2, 2, 3, 1)
-// v2w8: 128 x 128, 8 warps of 64 x 32, 3 stages (48 KiB): more warps to hide latency, fewer registers each
-GEMM_TC2(gemm_tc2w8_bf16, 128, 128, 2, 4, 3, 1)
+// v2 (default): 128 x 128, 8 warps of 64 x 32, 3 stages (48 KiB). The fastest form on the H200 (208-227 TFLOP/s at
+// the 1.25B model's prefill shapes against 185-206 for v2w4 and 166-195 for v2wide, BENCHMARKS.md)
+GEMM_TC2(gemm_tc2_bf16, 128, 128, 2, 4, 3, 1)
+// v2w4: 128 x 128, 4 warps of 64 x 64, 3 stages (48 KiB): fewer fragment loads per mma, fewer warps to hide latency
+GEMM_TC2(gemm_tc2w4_bf16, 128, 128, 2, 2, 3, 1)
 // v2wide: 128 x 256, 8 warps of 64 x 64, 2 stages (48 KiB): fewer fragment loads per product, one stage less
 GEMM_TC2(gemm_tc2wide_bf16, 128, 256, 2, 4, 2, 0)
 // v2s: 64 x 128, 4 warps of 32 x 64, 3 stages (36 KiB): twice the groups of v2 for products that would not fill the
