@@ -188,22 +188,15 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         releaseTensorCores();
         MemorySegment p;
         gemmBuildFailure = null;
-        gemmBuildNote = "";
         try {
             p = Cl.buildProgram(context, device, source, options);
         } catch (RuntimeException full) {
-            // a compiler that rejects v2's unroll pragmas builds it without them; one that rejects v2 itself (its
-            // PTX) keeps v1: build again without v2
+            // a compiler that rejects v2 (its PTX) keeps v1: build again without v2
             try {
-                p = Cl.buildProgram(context, device, "#define TC2_NO_UNROLL\n" + source, options);
-                gemmBuildNote = "; v2 built without its unroll pragmas (with them: " + clip(full.getMessage(), 300) + ")";
-            } catch (RuntimeException noPragmas) {
-                try {
-                    p = Cl.buildProgram(context, device, "#define TC_NO_GEMM2\n" + source, options);
-                    gemmBuildFailure = "v2 did not build: " + clip(full.getMessage(), 400);
-                } catch (RuntimeException e) {
-                    return TensorCores.Verdict.no("the compiler rejected tensorcore.cl: " + clip(e.getMessage(), 600));
-                }
+                p = Cl.buildProgram(context, device, "#define TC_NO_GEMM2\n" + source, options);
+                gemmBuildFailure = "v2 did not build: " + clip(full.getMessage(), 400);
+            } catch (RuntimeException e) {
+                return TensorCores.Verdict.no("the compiler rejected tensorcore.cl: " + clip(e.getMessage(), 600));
             }
         }
         tcProgram = p;
@@ -273,13 +266,11 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         String tiles = gemm.tileRows() + "x" + gemm.tileCols() + " tiles, " + gemm.threads() + " work-items";
         String head = gemm == want ? "GEMM " + gemm.name() + " (" + gemm.kernel() + ", " + tiles + ")"
                 : "GEMM v1 (" + tiles + "), " + want.name() + " wanted but not checked";
-        return head + why + gemmBuildNote;
+        return head + why;
     }
 
     /** Why the v2 forms were left out of the tensor-core program (its first build failed); null when they built. */
     private String gemmBuildFailure;
-    /** How the v2 forms were built where the first build failed but a second one passed; empty otherwise. */
-    private String gemmBuildNote = "";
 
     private static String clip(String log, int max) {
         String l = String.valueOf(log);

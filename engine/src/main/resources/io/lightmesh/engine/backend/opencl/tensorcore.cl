@@ -207,14 +207,9 @@ inline int sw2(int r, int c) { return r * K2 + ((c ^ ((r >> 1) & 3)) << 3); }
 // Local memory is addressed as (base, sbase, off): element off of the __local array at base, whose shared-window
 // address (PTX's .shared state space, what cp.async and ldmatrix take) is sbase; the emulation uses base + off.
 #ifndef TC_EMULATE
-// The shared-window address of a __local pointer, once per kernel. NVIDIA's OpenCL gives __local pointers as .shared
-// addresses; should a compiler give a generic address instead (isspacep.shared), it is converted (cvta.to.shared).
-inline uint lds_base(__local const ushort* p) {
-    uint r;
-    asm volatile("{ .reg .pred s; .reg .u64 t; isspacep.shared s, %1; @s cvta.to.shared.u64 t, %1; @!s mov.b64 t, %1; "
-                 "cvt.u32.u64 %0, t; }" : "=r"(r) : "l"((ulong) p));
-    return r;
-}
+// The shared-window address of a __local pointer, once per kernel: NVIDIA's OpenCL gives __local pointers as .shared
+// addresses (checked by the probe's products on the H200).
+inline uint lds_base(__local const ushort* p) { return (uint) (ulong) p; }
 
 // 16 bytes global -> local, asynchronous; bytes = 0 writes zeros (rows or k past the end)
 inline void cp16(__local ushort* base, uint sbase, int off, __global const ushort* src, int bytes) {
@@ -260,10 +255,11 @@ __kernel void to_bf16(__global const float* x, long xOff, __global ushort* xb, l
     *((__global uint4*) (xb + i)) = (uint4) (pack2(a.x, a.y), pack2(a.z, a.w), pack2(b.x, b.y), pack2(b.z, b.w));
 }
 
-// Every loop over the accumulators and fragments fully unrolled, so that they stay in registers (clang and NVVM
-// otherwise leave some of these nests rolled, and the arrays in local memory, i.e. off-chip). Not in the emulation:
-// unrolled around its barriers, PoCL takes minutes where it took seconds.
-#if !defined(TC_EMULATE) && !defined(TC2_NO_UNROLL)
+// The loops over the accumulators and fragments must unroll fully, so that those arrays stay in registers. NVIDIA's
+// compiler does so unasked (200+ TFLOP/s on the H200 without pragmas); clang 15 for nvptx leaves some nests rolled
+// and the accumulators in local memory unless told: -D TC2_UNROLL_PRAGMAS (through -Dlightmesh.opencl.options) adds
+// _Pragma("unroll") to each. Never in the emulation: unrolled around its barriers, PoCL takes minutes, not seconds.
+#if !defined(TC_EMULATE) && defined(TC2_UNROLL_PRAGMAS)
 #define TC2_UNROLL _Pragma("unroll")
 #else
 #define TC2_UNROLL
