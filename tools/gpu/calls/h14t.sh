@@ -3,9 +3,9 @@
 # Sourced by the call's go.sh: $G = the pack, $OUT = the output folder, $ENGINE = the 1.25B-shape EngineBench args,
 # lim N = min(N, seconds left in this slot). Logs: $OUT/h14t-*.txt. Assumes the 1.25B checkpoint is already written
 # (the coordinator's first step); then about 200 s.
-# Settings: -Dlightmesh.opencl.gemm=v2 (default: 128 x 128 tiles, 8 warps) | v2w4 | v2wide | v2s | v1 (the old GEMM);
+# Settings: -Dlightmesh.opencl.gemm=v2 (default: 128 x 128 tiles, 8 warps) | v2w4 | v2wide | v2s | v2n | v1 (old GEMM);
 # -Dlightmesh.opencl.gemmSmall=true (default: products of few 128 x 128 tiles on v2s) | false.
-# 1. EngineBench prefill with v2 (default) and v1; 2. KernelBench gemm (v1, v2, v2w4, v2wide, v2s and the engine's
+# 1. EngineBench prefill with v2 (default) and v1; 2. KernelBench gemm (v1, v2, v2w4, v2wide, v2s, v2n, the engine's
 # choice "auto" side by side at the 1.25B prefill shapes), NVIDIA's register report of tensorcore.cl into a file;
 # 3. the tensor-core tests (v2 forms against the host at 1e-4, the probe's fallbacks); 4. a 4K prefill profile with v2.
 for g in v2 v1; do

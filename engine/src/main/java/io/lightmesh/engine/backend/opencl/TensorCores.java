@@ -51,7 +51,8 @@ public final class TensorCores {
             new Gemm("v2", "gemm_tc2_bf16", 256, 128, 128),      // 8 warps of 64 x 32, 3 stages
             new Gemm("v2w4", "gemm_tc2w4_bf16", 128, 128, 128),  // 4 warps of 64 x 64, 3 stages
             new Gemm("v2wide", "gemm_tc2wide_bf16", 256, 128, 256), // 8 warps of 64 x 64, 2 stages
-            new Gemm("v2s", "gemm_tc2s_bf16", 128, 64, 128));       // 4 warps of 32 x 64, 3 stages
+            new Gemm("v2s", "gemm_tc2s_bf16", 128, 64, 128),        // 4 warps of 32 x 64, 3 stages
+            new Gemm("v2n", "gemm_tc2n_bf16", 128, 128, 64));        // 4 warps of 64 x 32, 4 stages
 
     /** The v2 form for products that would not fill the device with the current form's tiles. */
     static final String SMALL = "v2s";
@@ -65,7 +66,7 @@ public final class TensorCores {
     }
 
     /**
-     * The setting -Dlightmesh.opencl.gemm: v2 (default), v2w4, v2wide, v2s or v1. A v2 form is used only where the probe
+     * The setting -Dlightmesh.opencl.gemm: v2 (default), v2w4, v2wide, v2s, v2n or v1. A v2 form is used only where the probe
      * checked it; else v1, with the reason logged.
      */
     static Gemm wantedGemm() {
@@ -73,14 +74,14 @@ public final class TensorCores {
         if (v.isEmpty() || v.equals("v2")) return V2.getFirst();
         if (v.equals("v1")) return V1;
         for (Gemm g : V2) if (g.name().equals(v)) return g;
-        throw new IllegalArgumentException("-Dlightmesh.opencl.gemm=" + v + ": use v1, v2, v2w4, v2wide or v2s");
+        throw new IllegalArgumentException("-Dlightmesh.opencl.gemm=" + v + ": use v1, v2, v2w4, v2wide, v2s or v2n");
     }
 
     /** The GEMM form named {@code name} (v1 or a v2 form). */
     static Gemm gemm(String name) {
         if (V1.name().equals(name)) return V1;
         for (Gemm g : V2) if (g.name().equals(name)) return g;
-        throw new IllegalArgumentException("no GEMM form '" + name + "': use v1, v2, v2w4, v2wide or v2s");
+        throw new IllegalArgumentException("no GEMM form '" + name + "': use v1, v2, v2w4, v2wide, v2s or v2n");
     }
 
     /** The setting: false when -Dlightmesh.opencl.tensorCores=false (or off / no), true otherwise. */

@@ -370,6 +370,8 @@ GEMM_TC2(gemm_tc2wide_bf16, 128, 256, 2, 4, 2, 0)
 // v2s: 64 x 128, 4 warps of 32 x 64, 3 stages (36 KiB): twice the groups of v2 for products that would not fill the
 // GPU with 128 x 128 tiles (an expert's ~1K rows by 1024 columns: 64 groups on 132 SMs)
 GEMM_TC2(gemm_tc2s_bf16, 64, 128, 2, 2, 3, 1)
+// v2n: 128 x 64, 4 warps of 64 x 32, 4 stages (48 KiB): one stage more in flight than v2, half its columns a group
+GEMM_TC2(gemm_tc2n_bf16, 128, 64, 2, 2, 4, 2)
 #endif
 #endif  // TC_NO_GEMM2
 

@@ -203,6 +203,7 @@ class OpenClTensorCoreGemmTest {
                 K2S(gemm_tc2w4_bf16)
                 K2S(gemm_tc2wide_bf16)
                 K2S(gemm_tc2s_bf16)
+                K2S(gemm_tc2n_bf16)
                 """.replace("SCALE", scale + "f");
     }
 
@@ -247,7 +248,7 @@ class OpenClTensorCoreGemmTest {
             TensorCores.Verdict right = r.tryTensorCores(v2StandIn(withoutV2(), 1f));
             assertTrue(right.available(), right.reason());
             assertEquals(TensorCores.wantedGemm().name(), r.gemm(), right.reason());
-            assertEquals(List.of("v1", "v2", "v2w4", "v2wide", "v2s"), r.gemms());
+            assertEquals(List.of("v1", "v2", "v2w4", "v2wide", "v2s", "v2n"), r.gemms());
             assertTrue(r.useGemm("v1") && r.useGemm("v2wide"));
             assertEquals("v2wide", r.gemm());
         } finally {
@@ -267,13 +268,13 @@ class OpenClTensorCoreGemmTest {
         try {
             System.clearProperty("lightmesh.opencl.gemm");
             assertEquals("v2", TensorCores.wantedGemm().name());
-            for (String v : new String[]{"v1", "v2", "v2w4", "v2wide", "v2s"}) {
+            for (String v : new String[]{"v1", "v2", "v2w4", "v2wide", "v2s", "v2n"}) {
                 System.setProperty("lightmesh.opencl.gemm", v);
                 assertEquals(v, TensorCores.wantedGemm().name());
             }
             System.setProperty("lightmesh.opencl.gemm", "v3");
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, TensorCores::wantedGemm);
-            assertTrue(e.getMessage().contains("v1, v2, v2w4, v2wide or v2s"), e.getMessage());
+            assertTrue(e.getMessage().contains("v1, v2, v2w4, v2wide, v2s or v2n"), e.getMessage());
         } finally {
             if (old == null) System.clearProperty("lightmesh.opencl.gemm");
             else System.setProperty("lightmesh.opencl.gemm", old);
