@@ -31,8 +31,8 @@ import java.util.stream.IntStream;
  * java --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xmx48g \
  *      -cp "lightmesh-bench.jar:lib/*" io.lightmesh.engine.bench.KernelBench [--quick] [--reps N] [--only matmul,matvec,...]
  * </pre>
- * {@code --quick} shrinks every case (a smoke test for PoCL). Sections: matmul, matvec, lightning, decode, attention,
- * resident.
+ * {@code --quick} shrinks every case (a smoke test for PoCL). Sections: matmul, gemm (the tensor-core GEMM forms
+ * side by side, -Dlightmesh.opencl.gemm chooses the one the engine uses), matvec, lightning, decode, attention, resident.
  *
  * <p>The resident section times the device-resident decode kernels ({@link ResidentOps}: inputs and outputs already on
  * the device, no copies), plus a device-to-device copy as the bandwidth reference through the same API. Those have no
@@ -60,6 +60,7 @@ public final class KernelBench {
             System.out.println("device: " + ops.device());
             KernelBench b = new KernelBench(ops, o.quick, o.reps);
             if (o.only.contains("matmul")) b.matmul();
+            if (o.only.contains("gemm")) b.gemm();
             if (o.only.contains("matvec")) b.matvec();
             if (o.only.contains("lightning")) b.lightningPrefill();
             if (o.only.contains("decode")) b.decode();
@@ -122,6 +123,7 @@ public final class KernelBench {
                     // the tiled GEMM of resident.cl: kernel = back-to-back launches on device buffers; call = the
                     // array interface's product (x uploaded, y read back)
                     boolean tc = r.productsOnTensorCores();
+                    String gemm = r.gemm();
                     try (DeviceOps.Buffer xb = r.upload(x); DeviceOps.Buffer yb = r.floats((long) n * out)) {
                         r.useTensorCores(false);
                         long kernel = timeResident(r, () -> r.matmul(xb, n, w, yb), Math.max(3, reps / 2))[0];
@@ -129,17 +131,72 @@ public final class KernelBench {
                         row(String.format(Locale.ROOT, "matmul (resident GEMM) %s %s n=%d out=%d in=%d", names[s], d, n, out,
                                 in), new long[]{kernel, call}, flops / kernel, "GFLOP/s");
                         if (r.useTensorCores(true)) {  // tensorcore.cl: bf16 mma.sync, activations rounded to bf16
-                            kernel = timeResident(r, () -> r.matmul(xb, n, w, yb), Math.max(3, reps / 2))[0];
-                            call = time(() -> ops.matmul(x, n, w, y), Math.max(3, reps / 2))[1];
-                            row(String.format(Locale.ROOT, "matmul (tensor cores, bf16) %s %s n=%d out=%d in=%d", names[s], d,
-                                    n, out, in), new long[]{kernel, call}, flops / kernel, "GFLOP/s");
+                            // bf16 weights: every GEMM form the probe checked, side by side (fp32 weights: v1 only)
+                            for (String g : d == DType.BF16 ? r.gemms() : List.of(r.gemm())) {
+                                r.useGemm(g);
+                                kernel = timeResident(r, () -> r.matmul(xb, n, w, yb), Math.max(3, reps / 2))[0];
+                                call = time(() -> ops.matmul(x, n, w, y), Math.max(3, reps / 2))[1];
+                                row(String.format(Locale.ROOT, "matmul (tensor cores %s) %s %s n=%d out=%d in=%d",
+                                        d == DType.BF16 ? g : "v1", names[s], d, n, out, in), new long[]{kernel, call},
+                                        flops / kernel, "GFLOP/s");
+                            }
                         }
                     } finally {
+                        r.useGemm(gemm);
                         r.useTensorCores(tc);
                     }
                 }
                 ops.evict(List.of(w));
             }
+        }
+    }
+
+    /**
+     * The tensor-core GEMM forms (v1 and the v2 forms the probe checked) side by side on bf16 weights, kernel time
+     * only, at the shapes of the 1.25B M1-shape model's 4K-token prefill (hidden 2048, 16 heads of 128 with 4 KV
+     * heads, expert intermediate 1024; an expert sees about 4096 * 2 / 8 = 1024 rows) and the 4096^3 square.
+     */
+    private void gemm() {
+        ResidentOps r = ops.resident();
+        boolean tc = r != null && r.productsOnTensorCores();
+        if (r == null || !r.useTensorCores(true)) {
+            System.out.println("gemm: no tensor cores on this device (" + (r == null ? "no resident path" : r.tensorCores()) + ")");
+            if (r != null) r.useTensorCores(false);
+            return;
+        }
+        // {n, out, in}
+        int[][] shapes = quick ? new int[][]{{256, 256, 256}, {100, 384, 192}}
+                : new int[][]{{4096, 4096, 4096}, {4096, 3072, 2048}, {4096, 2048, 2048}, {1024, 1024, 2048},
+                        {1024, 2048, 1024}, {4096, 6144, 2048}};
+        String[] names = quick ? new String[]{"square", "ragged"}
+                : new String[]{"square 4096^3", "1.25B qkv", "1.25B o_proj", "1.25B expert w1/w3", "1.25B expert w2",
+                        "1.25B lightning qkv"};
+        String gemm = r.gemm();
+        boolean small = r.smallTiles();
+        try {
+            for (int s = 0; s < shapes.length; s++) {
+                int n = shapes[s][0], out = shapes[s][1], in = shapes[s][2];
+                Tensor w = weight(DType.BF16, out, in, 41 + s);
+                float[] x = random(n * in, 1f, 7 + s);
+                double flops = 2.0 * n * in * out;
+                try (DeviceOps.Buffer xb = r.upload(x); DeviceOps.Buffer yb = r.floats((long) n * out)) {
+                    // each form as itself, then the engine's choice (the default form, v2s for products of few tiles)
+                    List<String> forms = new ArrayList<>(r.gemms());
+                    if (forms.size() > 1) forms.add("auto");
+                    for (String g : forms) {
+                        r.smallTiles(g.equals("auto"));
+                        r.useGemm(g.equals("auto") ? gemm : g);
+                        long kernel = timeResident(r, () -> r.matmul(xb, n, w, yb), Math.max(3, reps))[0];
+                        row(String.format(Locale.ROOT, "gemm %-6s %s n=%d out=%d in=%d", g, names[s], n, out, in),
+                                new long[]{kernel, kernel}, flops / kernel, "GFLOP/s");
+                    }
+                }
+                ops.evict(List.of(w));
+            }
+        } finally {
+            r.smallTiles(small);
+            r.useGemm(gemm);
+            r.useTensorCores(tc);
         }
     }
 

@@ -12,7 +12,7 @@ import java.util.List;
         description = "Times the OpenCL kernels at model scale (kernel time from profiling events, and the whole "
                 + "TensorOps call with its copies) and prints one table.")
 final class KernelBenchOptions implements BenchCommandLine.Checked {
-    static final List<String> SECTIONS = List.of("matmul", "matvec", "lightning", "decode", "attention", "resident");
+    static final List<String> SECTIONS = List.of("matmul", "gemm", "matvec", "lightning", "decode", "attention", "resident");
 
     @Option(names = {"-h", "--help"}, usageHelp = true, description = "Show this help and exit.")
     boolean help;

@@ -11,10 +11,12 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.Collection;
 import java.util.Collections;
 import java.util.HashMap;
 import java.util.IdentityHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 
@@ -164,6 +166,12 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     private final Map<String, MemorySegment> tcKernels = new HashMap<>();
     private final TensorCores.Verdict tensorCores;
     private boolean useTensorCores;
+    /** The GEMM of bf16-weight products on tensor cores now (v1 or a v2 form the probe checked). */
+    private TensorCores.Gemm gemm = TensorCores.V1;
+    /** The GEMM forms that built and passed the check (v1 first), in the order of {@link TensorCores#V2}. */
+    private final List<TensorCores.Gemm> gemmsChecked = new ArrayList<>();
+    /** bf16 copy of a v2 product's activations (to_bf16), kept between products. */
+    private ClBuffer xBf16;
     private final String options;
     private final String name;
     private final int computeUnits;
@@ -247,12 +255,17 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     synchronized TensorCores.Verdict tryTensorCores(String source) {
         releaseTensorCores();
         MemorySegment p;
+        gemmBuildFailure = null;
         try {
             p = Cl.buildProgram(context, device, source, options);
-        } catch (RuntimeException e) {
-            String log = String.valueOf(e.getMessage());
-            return TensorCores.Verdict.no("the compiler rejected tensorcore.cl: "
-                    + log.substring(0, Math.min(600, log.length())).replace('\n', ' '));
+        } catch (RuntimeException full) {
+            // a compiler that rejects v2 (its PTX) keeps v1: build again without v2
+            try {
+                p = Cl.buildProgram(context, device, "#define TC_NO_GEMM2\n" + source, options);
+                gemmBuildFailure = "v2 did not build: " + clip(full.getMessage(), 400);
+            } catch (RuntimeException e) {
+                return TensorCores.Verdict.no("the compiler rejected tensorcore.cl: " + clip(e.getMessage(), 600));
+            }
         }
         tcProgram = p;
         int n = TensorCores.CHECK_N, in = TensorCores.CHECK_IN, out = TensorCores.CHECK_OUT;
@@ -297,7 +310,108 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             releaseTensorCores();
             return TensorCores.Verdict.no(bad);
         }
-        return new TensorCores.Verdict(true, "mma.sync bf16 on " + name + ", checked against the host");
+        return new TensorCores.Verdict(true, "mma.sync bf16 on " + name + ", checked against the host; " + chooseGemm());
+    }
+
+    /**
+     * Checks every v2 GEMM form on the probe's product and makes the wanted one ({@link TensorCores#wantedGemm})
+     * current if it passed, else v1. Returns the choice and why (for the start-up log).
+     */
+    private String chooseGemm() {
+        gemmsChecked.clear();
+        gemmsChecked.add(TensorCores.V1);
+        gemm = TensorCores.V1;
+        TensorCores.Gemm want = TensorCores.wantedGemm();
+        StringBuilder why = new StringBuilder();
+        if (gemmBuildFailure != null) why.append("; ").append(gemmBuildFailure);
+        else if (want == TensorCores.V1) why.append("; v2 forms not checked (-Dlightmesh.opencl.gemm=v1)");
+        else for (TensorCores.Gemm g : TensorCores.V2) {
+            String bad = checkGemm(g);
+            if (bad == null) gemmsChecked.add(g);
+            else why.append("; ").append(g.name()).append(" not used: ").append(bad);
+        }
+        if (gemmsChecked.contains(want)) gemm = want;
+        String tiles = gemm.tileRows() + "x" + gemm.tileCols() + " tiles, " + gemm.threads() + " work-items";
+        String head = gemm == want ? "GEMM " + gemm.name() + " (" + gemm.kernel() + ", " + tiles + ")"
+                : "GEMM v1 (" + tiles + "), " + want.name() + " wanted but not checked";
+        return head + why;
+    }
+
+    /** Why the v2 forms were left out of the tensor-core program (its first build failed); null when they built. */
+    private String gemmBuildFailure;
+
+    private static String clip(String log, int max) {
+        String l = String.valueOf(log);
+        return l.substring(0, Math.min(max, l.length())).replace('\n', ' ');
+    }
+
+    /** Null when the v2 form {@code g} builds and agrees with the host on the probe's product, else why not. */
+    private String checkGemm(TensorCores.Gemm g) {
+        int n = TensorCores.CHECK_N, in = TensorCores.CHECK_IN, out = TensorCores.CHECK_OUT;
+        java.util.Random rnd = new java.util.Random(17);
+        float[] x = new float[n * in], wv = new float[out * in], got = new float[n * out];
+        for (int i = 0; i < x.length; i++) x[i] = rnd.nextFloat() * 2 - 1;
+        for (int i = 0; i < wv.length; i++) wv[i] = TensorCores.roundBf16(rnd.nextFloat() * 2 - 1);
+        float[] ref = TensorCores.reference(x, wv, n, in, out);
+        java.util.Arrays.fill(got, Float.NaN);
+        ClBuffer bx = floats((long) n * in), by = floats((long) n * out), wb = shorts((long) out * in);
+        try {
+            short[] bits = new short[wv.length];
+            for (int i = 0; i < wv.length; i++) bits[i] = (short) (Float.floatToRawIntBits(wv[i]) >>> 16);
+            write(bx, 0, x, 0, x.length);
+            write(by, 0, got, 0, got.length);
+            Cl.write(queue, wb.mem(), 0, 2L * bits.length, MemorySegment.ofArray(bits));
+            tc2Product(g, wb, 0L, out, in, bx, n, by);
+            read(by, 0, got, 0, got.length);
+        } catch (RuntimeException e) {
+            return "the check product failed: " + String.valueOf(e.getMessage()).replace('\n', ' ');
+        } finally {
+            bx.close();
+            by.close();
+            wb.close();
+        }
+        String bad = TensorCores.mismatch(ref, got);
+        return bad == null ? null : g.kernel() + " disagrees with the host on a " + n + "x" + in + "x" + out
+                + " product: " + bad;
+    }
+
+    /** Whether products too small to fill the device with the current v2 form's tiles take {@link TensorCores#SMALL}. */
+    private boolean smallTiles = TensorCores.smallTilesWanted();
+
+    /**
+     * The v2 form for an n x out product: the current one, or the small-tile form where the current one's tiles
+     * would number fewer than two per compute unit (and the small form passed the probe).
+     */
+    synchronized TensorCores.Gemm formFor(int n, int out) {
+        if (!smallTiles || (long) ceilDiv(n, gemm.tileRows()) * ceilDiv(out, gemm.tileCols()) >= 2L * computeUnits) {
+            return gemm;
+        }
+        TensorCores.Gemm s = TensorCores.gemm(TensorCores.SMALL);
+        return gemmsChecked.contains(s) ? s : gemm;
+    }
+
+    /** Switches the small-tile choice ({@link #formFor}) on or off (benchmarks compare forms one at a time). */
+    public synchronized void smallTiles(boolean on) { smallTiles = on; }
+
+    /** Whether the small-tile choice is on. */
+    public synchronized boolean smallTiles() { return smallTiles; }
+
+    /** The GEMM forms the probe checked (v1 first; none without tensor cores). Benchmarks and tests. */
+    public synchronized List<String> gemms() {
+        List<String> names = new ArrayList<>();
+        if (tcProgram != null) for (TensorCores.Gemm g : gemmsChecked) names.add(g.name());
+        return names;
+    }
+
+    /** The GEMM form of bf16-weight products on tensor cores now. */
+    public synchronized String gemm() { return gemm.name(); }
+
+    /** Makes {@code name} (v1, v2, v2w4, v2wide, v2s, v2n) the current GEMM form if the probe checked it; returns whether. */
+    public synchronized boolean useGemm(String name) {
+        TensorCores.Gemm g = TensorCores.gemm(name);
+        if (tcProgram == null || !gemmsChecked.contains(g)) return false;
+        gemm = g;
+        return true;
     }
 
     /**
@@ -387,6 +501,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     /** Drops the tensor-core program and kernels; products go back to the fp32 GEMM. */
     private void releaseTensorCores() {
         useTensorCores = false;
+        gemm = TensorCores.V1;
+        gemmsChecked.clear();
         for (MemorySegment k : tcKernels.values()) Cl.releaseKernel(k);
         tcKernels.clear();
         if (tcProgram != null) Cl.releaseProgram(tcProgram);
@@ -419,6 +535,21 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                 kn -> Cl.createKernel(tcProgram, kn));
         launch(k, bf16 ? "gemm_tc_bf16" : "gemm_tc_f32", (long) ceilDiv(out, GN) * ceilDiv(n, GM) * NT, buf, wOff, x,
                 0L, y, 0L, n, in, out);
+    }
+
+    /**
+     * A bf16-weight product through a v2 GEMM form: the activations rounded to bf16 into {@link #xBf16} first (one
+     * pass over x), then the GEMM with both operands copied by cp.async.
+     */
+    private void tc2Product(TensorCores.Gemm g, ClBuffer buf, long wOff, int out, int in, Buffer x, int n, Buffer y) {
+        long count = (long) n * in;
+        if (xBf16 == null || xBf16.length() < count) {
+            if (xBf16 != null) xBf16.close();
+            xBf16 = shorts(Math.max(count, xBf16 == null ? 0 : xBf16.length() + xBf16.length() / 2));
+        }
+        launch(tcKernel("to_bf16"), "to_bf16", groups((count + 7) / 8) * NT, x, 0L, xBf16, count);
+        launchLocal(tcKernel(g.kernel()), g.kernel(), (long) ceilDiv(out, g.tileCols()) * ceilDiv(n, g.tileRows())
+                * g.threads(), g.threads(), buf, wOff, xBf16, 0L, y, 0L, n, in, out);
     }
 
     private static String source() {
@@ -609,7 +740,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         check(x, 0, (long) n * in);
         check(y, 0, (long) n * out);
         if (n >= GEMM_MIN_ROWS && useTensorCores && in % 8 == 0 && wOff % 8 == 0) {
-            tcProduct(buf, wOff, bf16, out, in, x, n, y);
+            if (bf16 && gemm != TensorCores.V1) tc2Product(formFor(n, out), buf, wOff, out, in, x, n, y);
+            else tcProduct(buf, wOff, bf16, out, in, x, n, y);
             return;
         }
         if (n >= GEMM_MIN_ROWS) {
@@ -956,6 +1088,11 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     }
 
     private void launch(MemorySegment k, String kernel, long global, Object... args) {
+        launchLocal(k, kernel, global, NT, args);
+    }
+
+    /** As above with work-groups of {@code local} work-items. */
+    private void launchLocal(MemorySegment k, String kernel, long global, int local, Object... args) {
         if (closed) throw new IllegalStateException("ResidentOps is closed");
         long t0 = profileSync ? System.nanoTime() : 0;
         for (int i = 0; i < args.length; i++) {
@@ -980,7 +1117,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                 default -> throw new IllegalArgumentException(kernel + " argument " + i + ": " + a);
             }
         }
-        enqueue(k, kernel, global, NT, t0);
+        enqueue(k, kernel, global, local, t0);
     }
 
     /**

@@ -35,6 +35,55 @@ public final class TensorCores {
 
     private TensorCores() {}
 
+    /**
+     * A form of the bf16-weight GEMM of {@code tensorcore.cl}: {@code v1} (gemm_tc_bf16: fragments loaded 32 bits at a
+     * time, global loads through registers, two buffers) or a v2 form (ldmatrix from XOR-swizzled tiles, cp.async
+     * copies in a multi-stage pipeline, activations rounded to bf16 by to_bf16 first). {@code threads} work-items a
+     * group compute a {@code tileRows} x {@code tileCols} tile of the product.
+     */
+    public record Gemm(String name, String kernel, int threads, int tileRows, int tileCols) {}
+
+    /** The v1 GEMM (also every product with fp32 weights, whatever the setting). */
+    public static final Gemm V1 = new Gemm("v1", "gemm_tc_bf16", 256, 128, 128);
+
+    /** The v2 forms, the default first: the same kernel body with other tiles (see tensorcore.cl). */
+    public static final java.util.List<Gemm> V2 = java.util.List.of(
+            new Gemm("v2", "gemm_tc2_bf16", 256, 128, 128),      // 8 warps of 64 x 32, 3 stages
+            new Gemm("v2w4", "gemm_tc2w4_bf16", 128, 128, 128),  // 4 warps of 64 x 64, 3 stages
+            new Gemm("v2wide", "gemm_tc2wide_bf16", 256, 128, 256), // 8 warps of 64 x 64, 2 stages
+            new Gemm("v2s", "gemm_tc2s_bf16", 128, 64, 128),        // 4 warps of 32 x 64, 3 stages
+            new Gemm("v2n", "gemm_tc2n_bf16", 128, 128, 64));        // 4 warps of 64 x 32, 4 stages
+
+    /** The v2 form for products that would not fill the device with the current form's tiles. */
+    static final String SMALL = "v2s";
+
+    /**
+     * -Dlightmesh.opencl.gemmSmall: true (default) runs a product whose tiles of the current v2 form number fewer than
+     * two per compute unit on {@link #SMALL} instead; false keeps one form for every product.
+     */
+    static boolean smallTilesWanted() {
+        return !"false".equalsIgnoreCase(System.getProperty("lightmesh.opencl.gemmSmall", "true").trim());
+    }
+
+    /**
+     * The setting -Dlightmesh.opencl.gemm: v2 (default), v2w4, v2wide, v2s, v2n or v1. A v2 form is used only where the probe
+     * checked it; else v1, with the reason logged.
+     */
+    static Gemm wantedGemm() {
+        String v = System.getProperty("lightmesh.opencl.gemm", "v2").trim().toLowerCase(Locale.ROOT);
+        if (v.isEmpty() || v.equals("v2")) return V2.getFirst();
+        if (v.equals("v1")) return V1;
+        for (Gemm g : V2) if (g.name().equals(v)) return g;
+        throw new IllegalArgumentException("-Dlightmesh.opencl.gemm=" + v + ": use v1, v2, v2w4, v2wide, v2s or v2n");
+    }
+
+    /** The GEMM form named {@code name} (v1 or a v2 form). */
+    static Gemm gemm(String name) {
+        if (V1.name().equals(name)) return V1;
+        for (Gemm g : V2) if (g.name().equals(name)) return g;
+        throw new IllegalArgumentException("no GEMM form '" + name + "': use v1, v2, v2w4, v2wide, v2s or v2n");
+    }
+
     /** The setting: false when -Dlightmesh.opencl.tensorCores=false (or off / no), true otherwise. */
     static boolean wanted() {
         String v = System.getProperty("lightmesh.opencl.tensorCores", "auto").trim().toLowerCase(Locale.ROOT);

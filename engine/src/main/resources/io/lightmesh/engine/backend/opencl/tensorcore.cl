@@ -502,3 +502,207 @@ LIN_KV(128)
 LIN_OUT(32)
 LIN_OUT(64)
 LIN_OUT(128)
+
+// (v2 comes last in this file: NVIDIA's build log lists kernels from the last defined and is cut after a few KiB, so
+// -cl-nv-verbose shows the v2 forms' registers this way)
+
+#ifndef TC_NO_GEMM2  // the probe's second build, where a compiler rejects v2: v1 and the rest without it
+// ---- GEMM v2: ldmatrix fragments, cp.async multi-stage pipeline, XOR-swizzled tiles ---------------------------------
+// y[m, o] = x[m, :] . W[o, :] with x [n, in] and W [out, in] both bf16 (raw 16 bits, k-contiguous; in % 8 == 0 and
+// both row starts 16-byte aligned), fp32 accumulate and fp32 y. The activations are rounded to bf16 once per product
+// by to_bf16 below (the same nearest-even rounding as v1 applies while staging), so that both operands can be copied
+// global -> local by cp.async without passing through registers.
+//
+// Tiles: a work-group of WM x WN warps computes a BM x BN tile of y, K2 = 32 of k per stage, ST stages in flight
+// (cp.async.commit_group per stage, cp.async.wait_group ST - 2 before a stage is used, one barrier per k tile: it also
+// tells that every warp finished the stage that the next copy overwrites). Warp w owns rows (w % WM) * BM / WM and
+// columns (w / WM) * BN / WN: FM x FN mma tiles of 16 x 8. NVIDIA's OpenCL gives 48 KiB of local memory per group,
+// which bounds ST * (BM + BN) * K2 * 2 bytes (128 x 128 x 3 stages = 48 KiB).
+//
+// Local layout of a stage: BM rows of x, then BN rows of W, each K2 bf16 = four 16-byte chunks; chunk c of row r is
+// stored at chunk c ^ ((r >> 1) & 3) (XOR swizzle): ldmatrix reads one 16-byte chunk from each of 8 consecutive rows
+// (rows 64 bytes apart), which then fall in 8 distinct 16-byte bank groups (no conflicts); the cp.async writes stay
+// whole 16-byte chunks.
+//
+// ldmatrix.x4 (non-transposed): lane l gives the address of one 8-element row; lanes 8i .. 8i + 7 the rows of matrix
+// i; lane l receives in register i the pair (row l / 4, elements 2 (l % 4) ..) of matrix i. So
+//   A (16 x 16 of x): lane l -> row l % 16, k chunk l / 16: registers a0, a1, a2, a3 as mma wants them;
+//   B (two 8-column tiles of W, 16 x 16): lane l -> W row (l / 16) * 8 + l % 8, k chunk (l / 8) % 2: registers b0, b1
+//   of the first tile, b0, b1 of the second (W's rows are B's columns, "col" layout, no transpose needed).
+// Launch: global = ceil(out / BN) * ceil(n / BM) * WM * WN * 32, local = WM * WN * 32; group g: column tile
+// g % ceil(out / BN), row tile g / ceil(out / BN).
+#define K2 32
+
+// element offset of chunk c (8 elements) of row r in a stage
+inline int sw2(int r, int c) { return r * K2 + ((c ^ ((r >> 1) & 3)) << 3); }
+
+// Local memory is addressed as (base, sbase, off): element off of the __local array at base, whose shared-window
+// address (PTX's .shared state space, what cp.async and ldmatrix take) is sbase; the emulation uses base + off.
+#ifndef TC_EMULATE
+// The shared-window address of a __local pointer, once per kernel: NVIDIA's OpenCL gives __local pointers as .shared
+// addresses (checked by the probe's products on the H200).
+inline uint lds_base(__local const ushort* p) { return (uint) (ulong) p; }
+
+// 16 bytes global -> local, asynchronous; bytes = 0 writes zeros (rows or k past the end)
+inline void cp16(__local ushort* base, uint sbase, int off, __global const ushort* src, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(sbase + 2 * off), "l"((ulong) src), "r"(bytes));
+}
+inline void cp_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
+#define CP_WAIT(N) asm volatile("cp.async.wait_group " #N ";" ::: "memory")
+
+inline void ldsm4(uint* r, __local const ushort* base, uint sbase, int off, __local uint* scratch) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(sbase + 2 * off));
+}
+#define TC2_SCRATCH 1
+#else
+// Tests only (PoCL): cp.async as a plain copy (commit and wait then have nothing to do; the barriers stay), ldmatrix
+// as the exchange of the lanes' row offsets through local memory. Every work-item calls ldsm4 (it has barriers).
+inline uint lds_base(__local const ushort* p) { return 0; }
+
+inline void cp16(__local ushort* base, uint sbase, int off, __global const ushort* src, int bytes) {
+    *((__local uint4*) (base + off)) = bytes ? *((__global const uint4*) src) : (uint4) 0u;
+}
+inline void cp_commit(void) {}
+#define CP_WAIT(N)
+
+inline void ldsm4(uint* r, __local const ushort* base, uint sbase, int off, __local uint* scratch) {
+    int tid = get_local_id(0), lane = tid % 32;
+    __local uint* s = scratch + (tid / 32) * 32;
+    s[lane] = (uint) off;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int i = 0; i < 4; i++) r[i] = *((__local const uint*) (base + s[i * 8 + lane / 4]) + lane % 4);
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+#define TC2_SCRATCH (256 * 6)
+#endif
+
+// fp32 -> bf16 (nearest even), eight elements a work-item: xb[i] = bf16(x[xOff + i]) for i < count (count % 8 == 0).
+// Launch: global = ceil(count / 8 / 256) * 256, local = 256.
+__kernel void to_bf16(__global const float* x, long xOff, __global ushort* xb, long count) {
+    long i = get_global_id(0) * 8L;
+    if (i >= count) return;
+    __global const float* p = x + xOff + i;
+    float4 a = vload4(0, p), b = vload4(1, p);
+    *((__global uint4*) (xb + i)) = (uint4) (pack2(a.x, a.y), pack2(a.z, a.w), pack2(b.x, b.y), pack2(b.z, b.w));
+}
+
+// The loops over the accumulators and fragments must unroll fully, so that those arrays stay in registers. NVIDIA's
+// compiler does so unasked (200+ TFLOP/s on the H200 without pragmas); clang 15 for nvptx leaves some nests rolled
+// and the accumulators in local memory unless told: -D TC2_UNROLL_PRAGMAS (through -Dlightmesh.opencl.options) adds
+// _Pragma("unroll") to each. Never in the emulation: unrolled around its barriers, PoCL takes minutes, not seconds.
+#if !defined(TC_EMULATE) && defined(TC2_UNROLL_PRAGMAS)
+#define TC2_UNROLL _Pragma("unroll")
+#else
+#define TC2_UNROLL
+#endif
+
+// Copies k tile kt (K2 wide) of x's rows m0 .. m0 + TBM - 1 and W's rows o0 .. o0 + TBN - 1 into the stage at element
+// so of the local tiles (sm, shared address sb). Work-item
+// tid copies chunk lc = tid % 4 of rows lrow + i * RS (RS = T / 4 rows a pass; RS % 8 == 0, so the swizzle of those
+// rows is lrow's and soff + i * RS * K2 is their place): x's rows first, then W's. The kernel's names: T work-items,
+// tile TBM x TBN, xa / wa the global addresses of row lrow's chunk lc at k = 0, rstep = RS rows of either.
+#define TC2_LOAD(so, kt)                                                                                             \
+    {                                                                                                                \
+        int k = (kt) * K2 + lc * 8;                                                                                  \
+        for (int i = 0; i < TBM / RS; i++) {                                                                         \
+            bool ok = m0 + lrow + i * RS < n && k < in;                                                              \
+            cp16(sm, sb, (so) + soff + i * RS * K2, ok ? xa + i * rstep + (kt) * K2 : x, ok ? 16 : 0);               \
+        }                                                                                                            \
+        for (int i = 0; i < TBN / RS; i++) {                                                                         \
+            bool ok = o0 + lrow + i * RS < out && k < in;                                                            \
+            cp16(sm, sb, (so) + TBM * K2 + soff + i * RS * K2, ok ? wa + i * rstep + (kt) * K2 : w, ok ? 16 : 0);    \
+        }                                                                                                            \
+    }
+
+#define GEMM_TC2(NAME, BM, BN, WM, WN, ST, WAIT)                                                                     \
+__kernel __attribute__((reqd_work_group_size(WM * WN * 32, 1, 1)))                                                   \
+void NAME(__global const ushort* w, long wOff, __global const ushort* x, long xOff, __global float* y, long yOff,    \
+          int n, int in, int out) {                                                                                  \
+    __local uint4 smem[ST * (BM + BN) * K2 / 8];                                                                     \
+    __local ushort* sm = (__local ushort*) smem; /* stage s at sm + s * (BM + BN) * K2 */                            \
+    uint sb = lds_base(sm);                                                                                          \
+    __local uint scratch[TC2_SCRATCH];                                                                               \
+    const int T = WM * WN * 32, FM = BM / WM / 16, FN = BN / WN / 8, TBM = BM, TBN = BN, RS = T / 4;                 \
+    const int STAGE = (BM + BN) * K2;                                                                                \
+    int tid = get_local_id(0), lane = tid % 32, warp = tid / 32;                                                     \
+    int g = lane >> 2, t = lane & 3;                                                                                 \
+    int wm = (warp % WM) * (BM / WM), wn = (warp / WM) * (BN / WN);                                                  \
+    int tilesN = (out + BN - 1) / BN;                                                                                \
+    int o0 = (get_group_id(0) % tilesN) * BN, m0 = (get_group_id(0) / tilesN) * BM;                                  \
+    x += xOff;                                                                                                       \
+    w += wOff;                                                                                                       \
+    int tiles = (in + K2 - 1) / K2;                                                                                  \
+    int lrow = tid / 4, lc = tid % 4, soff = sw2(lrow, lc);                                                          \
+    long rstep = (long) RS * in;                                                                                     \
+    __global const ushort* xa = x + (long) (m0 + lrow) * in + lc * 8;                                                \
+    __global const ushort* wa = w + (long) (o0 + lrow) * in + lc * 8;                                                \
+    for (int s = 0; s < ST - 1; s++) {                                                                               \
+        if (s < tiles) TC2_LOAD(s * STAGE, s)                                                                        \
+        cp_commit();                                                                                                 \
+    }                                                                                                                \
+    float acc[BM / WM / 16][BN / WN / 8][4];                                                                         \
+    TC2_UNROLL for (int i = 0; i < FM; i++)                                                                          \
+        TC2_UNROLL for (int j = 0; j < FN; j++)                                                                      \
+            TC2_UNROLL for (int c = 0; c < 4; c++) acc[i][j][c] = 0.0f;                                              \
+    /* this lane's ldmatrix rows: A row wm + lane % 16 (+ 16 i), k chunk lane / 16 (+ 2 for k 16 .. 31); B row       \
+       BM + wn + (lane / 16) * 8 + lane % 8 (+ 16 j), k chunk (lane / 8) % 2 (+ 2). Rows 16 apart share a swizzle,   \
+       so four offsets serve every fragment of the tile. */                                                          \
+    int ar = wm + (lane % 16), br = BM + wn + (lane / 16) * 8 + (lane % 8);                                          \
+    int aoff0 = sw2(ar, lane / 16), aoff1 = sw2(ar, 2 + lane / 16);                                                  \
+    int boff0 = sw2(br, (lane / 8) % 2), boff1 = sw2(br, 2 + (lane / 8) % 2);                                        \
+    int rd = 0, wr = ST - 1; /* the stage read this k tile, the stage written */                                     \
+    for (int kt = 0; kt < tiles; kt++) {                                                                             \
+        CP_WAIT(WAIT);                                                                                               \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                                                \
+        if (kt + ST - 1 < tiles) TC2_LOAD(wr * STAGE, kt + ST - 1)                                                   \
+        cp_commit();                                                                                                 \
+        int so = rd * STAGE;                                                                                         \
+        rd = rd == ST - 1 ? 0 : rd + 1;                                                                              \
+        wr = wr == ST - 1 ? 0 : wr + 1;                                                                              \
+        TC2_UNROLL for (int kc = 0; kc < 2; kc++) {                                                                  \
+            uint fa[BM / WM / 16][4], fb[BN / WN / 16][4];                                                           \
+            int ao = kc ? aoff1 : aoff0, bo = kc ? boff1 : boff0;                                                    \
+            TC2_UNROLL for (int i = 0; i < FM; i++) ldsm4(fa[i], sm, sb, so + ao + i * 16 * K2, scratch);            \
+            TC2_UNROLL for (int j = 0; j < FN / 2; j++) ldsm4(fb[j], sm, sb, so + bo + j * 16 * K2, scratch);        \
+            TC2_UNROLL for (int i = 0; i < FM; i++)                                                                  \
+                TC2_UNROLL for (int j = 0; j < FN; j++)                                                              \
+                    mma_bf16(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j / 2][2 * (j % 2)],              \
+                             fb[j / 2][2 * (j % 2) + 1], scratch);                                                   \
+        }                                                                                                            \
+    }                                                                                                                \
+    CP_WAIT(0);                                                                                                      \
+    __global float* yb = y + yOff;                                                                                   \
+    TC2_UNROLL for (int i = 0; i < FM; i++) {                                                                        \
+        TC2_UNROLL for (int h = 0; h < 2; h++) {                                                                     \
+            int m = m0 + wm + i * 16 + g + 8 * h;                                                                    \
+            if (m >= n) continue;                                                                                    \
+            __global float* yr = yb + (long) m * out;                                                                \
+            TC2_UNROLL for (int j = 0; j < FN; j++) {                                                                \
+                int o = o0 + wn + j * 8 + 2 * t;                                                                     \
+                if (o + 1 < out && ((yOff + (long) m * out + o) & 1) == 0) {                                         \
+                    *((__global float2*) (yr + o)) = (float2) (acc[i][j][2 * h], acc[i][j][2 * h + 1]);              \
+                } else {                                                                                             \
+                    if (o < out) yr[o] = acc[i][j][2 * h];                                                           \
+                    if (o + 1 < out) yr[o + 1] = acc[i][j][2 * h + 1];                                               \
+                }                                                                                                    \
+            }                                                                                                        \
+        }                                                                                                            \
+    }                                                                                                                \
+}
+
+#ifndef TC_NO_GEMM
+// v2 (default): 128 x 128, 8 warps of 64 x 32, 3 stages (48 KiB). The fastest form on the H200 (208-227 TFLOP/s at
+// the 1.25B model's prefill shapes against 185-206 for v2w4 and 166-195 for v2wide, BENCHMARKS.md)
+GEMM_TC2(gemm_tc2_bf16, 128, 128, 2, 4, 3, 1)
+// v2w4: 128 x 128, 4 warps of 64 x 64, 3 stages (48 KiB): fewer fragment loads per mma, fewer warps to hide latency
+GEMM_TC2(gemm_tc2w4_bf16, 128, 128, 2, 2, 3, 1)
+// v2wide: 128 x 256, 8 warps of 64 x 64, 2 stages (48 KiB): fewer fragment loads per product, one stage less
+GEMM_TC2(gemm_tc2wide_bf16, 128, 256, 2, 4, 2, 0)
+// v2s: 64 x 128, 4 warps of 32 x 64, 3 stages (36 KiB): twice the groups of v2 for products that would not fill the
+// GPU with 128 x 128 tiles (an expert's ~1K rows by 1024 columns: 64 groups on 132 SMs)
+GEMM_TC2(gemm_tc2s_bf16, 64, 128, 2, 2, 3, 1)
+// v2n: 128 x 64, 4 warps of 64 x 32, 4 stages (48 KiB): one stage more in flight than v2, half its columns a group
+GEMM_TC2(gemm_tc2n_bf16, 128, 64, 2, 2, 4, 2)
+#endif
+#endif  // TC_NO_GEMM2
