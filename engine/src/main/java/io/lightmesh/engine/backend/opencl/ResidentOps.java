@@ -107,6 +107,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     private final Map<String, MemorySegment> tcKernels = new HashMap<>();
     private final TensorCores.Verdict tensorCores;
     private boolean useTensorCores;
+    /** Whether tcProgram holds the grouped expert kernels (experts_tc.cl) and they passed their check; why not. */
+    private boolean tcGrouped;
+    private String tcGroupedWhyNot = "tensor cores off";
+    private ClBuffer groupInts; // the grouped experts' table (GroupedTiles), grown
     private final String options;
     private final String name;
     private final int computeUnits;
@@ -137,7 +141,9 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         this.tensorCores = probeTensorCores();
         this.useTensorCores = tensorCores.available();
         LOG.log(System.Logger.Level.INFO, "OpenCL products of " + GEMM_MIN_ROWS + "+ rows on " + name + ": "
-                + (useTensorCores ? "bf16 tensor cores (mma.sync)" : "fp32 GEMM") + "; tensor cores " + tensorCores);
+                + (useTensorCores ? "bf16 tensor cores (mma.sync)" : "fp32 GEMM") + "; tensor cores " + tensorCores
+                + "; grouped experts " + (useTensorCores && tcGrouped ? "on tensor cores" : "fp32 ("
+                + tcGroupedWhyNot + ")"));
     }
 
     private static final System.Logger LOG = System.getLogger(ResidentOps.class.getName());
@@ -179,12 +185,22 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     synchronized TensorCores.Verdict tryTensorCores(String source) {
         releaseTensorCores();
         MemorySegment p;
+        // with the grouped expert kernels appended; if only they fail to build, the products keep tensor cores
+        boolean grouped = true;
+        String whyNot = null;
         try {
-            p = Cl.buildProgram(context, device, source, options);
-        } catch (RuntimeException e) {
-            String log = String.valueOf(e.getMessage());
-            return TensorCores.Verdict.no("the compiler rejected tensorcore.cl: "
-                    + log.substring(0, Math.min(600, log.length())).replace('\n', ' '));
+            p = Cl.buildProgram(context, device, source + "\n" + TensorCores.expertsSource(), options);
+        } catch (RuntimeException withExperts) {
+            String log = String.valueOf(withExperts.getMessage());
+            whyNot = "experts_tc.cl did not build: " + log.substring(0, Math.min(400, log.length())).replace('\n', ' ');
+            grouped = false;
+            try {
+                p = Cl.buildProgram(context, device, source, options);
+            } catch (RuntimeException e) {
+                log = String.valueOf(e.getMessage());
+                return TensorCores.Verdict.no("the compiler rejected tensorcore.cl: "
+                        + log.substring(0, Math.min(600, log.length())).replace('\n', ' '));
+            }
         }
         tcProgram = p;
         int n = TensorCores.CHECK_N, in = TensorCores.CHECK_IN, out = TensorCores.CHECK_OUT;
@@ -229,6 +245,13 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             releaseTensorCores();
             return TensorCores.Verdict.no(bad);
         }
+        if (grouped) {
+            whyNot = checkGroupedExperts();
+            grouped = whyNot == null;
+        }
+        tcGrouped = grouped;
+        tcGroupedWhyNot = grouped ? null : whyNot;
+        if (!grouped) LOG.log(System.Logger.Level.WARNING, "grouped experts stay on fp32 products: " + whyNot);
         return new TensorCores.Verdict(true, "mma.sync bf16 on " + name + ", checked against the host");
     }
 
@@ -316,9 +339,65 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         return bad == null ? null : "the lightning block kernels disagree with the host: " + bad;
     }
 
+    /**
+     * The grouped expert kernels on tensor cores (bf16 and fp32 weights) on a small ragged case against the host
+     * ({@link TensorCores#groupedReference}): three experts of which one takes no rows and one more rows than a tile,
+     * token rows out of order, pairs written out of order; null when within bf16's bound, else why not.
+     */
+    private String checkGroupedExperts() {
+        int E = 3, h = 40, I = 72, tokens = 90;
+        int[] count = {0, 150, 7}, first = {0, 0, 150}, slot = {0, 1, 2};
+        int rows = 157;
+        java.util.Random rnd = new java.util.Random(17);
+        int[] tokenRow = new int[rows], pairIndex = new int[rows];
+        for (int i = 0; i < rows; i++) {
+            tokenRow[i] = rnd.nextInt(tokens);
+            pairIndex[i] = (i * 37 + 11) % rows;  // a permutation (37 and 157 are coprime)
+        }
+        float[] x = new float[tokens * h];
+        for (int i = 0; i < x.length; i++) x[i] = rnd.nextFloat() * 2 - 1;
+        float[][] w1 = new float[E][I * h], w3 = new float[E][I * h], w2 = new float[E][h * I];
+        for (float[][] m : new float[][][]{w1, w3, w2}) {
+            for (float[] a : m) for (int i = 0; i < a.length; i++) a[i] = TensorCores.roundBf16((rnd.nextFloat() * 2 - 1) * 0.5f);
+        }
+        float[] ref = TensorCores.groupedReference(x, h, I, w1, w3, w2, 3, slot, first, count, tokenRow, pairIndex, rows);
+        for (boolean bf16 : new boolean[]{false, true}) {
+            Tensor[] t1 = new Tensor[E], t3 = new Tensor[E], t2 = new Tensor[E];
+            for (int e = 0; e < E; e++) {
+                t1[e] = TensorCores.tensor("w1", w1[e], I, h, bf16);
+                t3[e] = TensorCores.tensor("w3", w3[e], I, h, bf16);
+                t2[e] = TensorCores.tensor("w2", w2[e], h, I, bf16);
+            }
+            Experts set = (Experts) experts(t1, t3, t2);
+            float[] got = new float[rows * h];
+            java.util.Arrays.fill(got, Float.NaN);
+            ClBuffer bx = floats(x.length), act = floats((long) rows * I), pairs = floats(got.length);
+            try {
+                write(bx, 0, x, 0, x.length);
+                write(pairs, 0, got, 0, got.length);
+                groupedLaunches(set, true, 3, slot, first, count, tokenRow, pairIndex, rows, bx, act, pairs);
+                read(pairs, 0, got, 0, got.length);
+            } catch (RuntimeException e) {
+                return "the grouped expert check failed: " + e.getMessage();
+            } finally {
+                release(set);
+                bx.close();
+                act.close();
+                pairs.close();
+            }
+            String bad = TensorCores.mismatch(ref, got, TensorCores.FLASH_CHECK_TOL);
+            if (bad != null) {
+                return "the grouped expert kernels (" + (bf16 ? "bf16" : "fp32") + " weights) disagree with the host: " + bad;
+            }
+        }
+        return null;
+    }
+
     /** Drops the tensor-core program and kernels; products go back to the fp32 GEMM. */
     private void releaseTensorCores() {
         useTensorCores = false;
+        tcGrouped = false;
+        tcGroupedWhyNot = "tensor cores off";
         for (MemorySegment k : tcKernels.values()) Cl.releaseKernel(k);
         tcKernels.clear();
         if (tcProgram != null) Cl.releaseProgram(tcProgram);
@@ -353,12 +432,15 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                 0L, y, 0L, n, in, out);
     }
 
-    private static String source() {
-        try (InputStream in = ResidentOps.class.getResourceAsStream("resident.cl")) {
-            if (in == null) throw new OpenClException("resident.cl is missing from the engine jar");
+    /** resident.cl, then experts.cl (the grouped experts' fp32 kernels, on its GEMM's helpers). */
+    private static String source() { return resource("resident.cl") + "\n" + resource("experts.cl"); }
+
+    static String resource(String file) {
+        try (InputStream in = ResidentOps.class.getResourceAsStream(file)) {
+            if (in == null) throw new OpenClException(file + " is missing from the engine jar");
             return new String(in.readAllBytes(), StandardCharsets.UTF_8);
         } catch (IOException e) {
-            throw new OpenClException("cannot read resident.cl: " + e.getMessage(), e);
+            throw new OpenClException("cannot read " + file + ": " + e.getMessage(), e);
         }
     }
 
@@ -575,6 +657,66 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         check(index, indexOff, n);
         check(src, 0, (long) n * dim);
         if (n > 0) launch("scatter_rows", groups((long) n * dim) * NT, src, index, indexOff, dst, n, dim);
+    }
+
+    @Override
+    public boolean groupsExperts() { return true; }
+
+    /**
+     * Two launches for the whole set: the gate-up kernel (A rows through tokenRow, W1 and W3 in one work-group, SiLU(g)
+     * * u in the epilogue) into act, then the down kernel (each output row into its pair's row): on tensor cores where
+     * products run there ({@code experts_tc.cl}), else the fp32 tiled form ({@code experts.cl}).
+     */
+    @Override
+    public synchronized void groupedExperts(ExpertSet set, int groups, int[] slot, int[] first, int[] count,
+                                            int[] tokenRow, int[] pairIndex, int rows, Buffer x, Buffer act,
+                                            Buffer pairs) {
+        groupedLaunches((Experts) set, useTensorCores && tcGrouped, groups, slot, first, count, tokenRow, pairIndex,
+                rows, x, act, pairs);
+    }
+
+    /** Whether {@link #groupedExperts} runs on tensor cores now (tests and the start-up log). */
+    public synchronized boolean groupedExpertsOnTensorCores() { return useTensorCores && tcGrouped; }
+
+    private void groupedLaunches(Experts ex, boolean tc, int groups, int[] slot, int[] first, int[] count,
+                                 int[] tokenRow, int[] pairIndex, int rows, Buffer x, Buffer act, Buffer pairs) {
+        int inter = ex.w1.rows, hidden = ex.w1.cols;
+        if (ex.w1.bf16 != ex.w3.bf16) throw new IllegalArgumentException("W1 and W3 of one set differ in dtype");
+        GroupedTiles t = GroupedTiles.of(groups, slot, first, count, tokenRow, pairIndex, rows);
+        if (t.tiles() == 0) return;
+        int maxToken = -1, maxPair = -1;
+        for (int g = 0; g < groups; g++) {
+            if (count[g] > 0 && (slot[g] < 0 || slot[g] >= ex.count)) {
+                throw new IllegalArgumentException("expert slot " + slot[g] + " of " + ex.count);
+            }
+            for (int i = first[g]; i < first[g] + count[g]; i++) {
+                if (tokenRow[i] < 0 || pairIndex[i] < 0) throw new IllegalArgumentException("negative row at " + i);
+                maxToken = Math.max(maxToken, tokenRow[i]);
+                maxPair = Math.max(maxPair, pairIndex[i]);
+            }
+        }
+        check(x, 0, (maxToken + 1L) * hidden);
+        check(pairs, 0, (maxPair + 1L) * hidden);
+        check(act, 0, (long) rows * inter);
+        int[] table = t.table();
+        if (groupInts == null || groupInts.length() < table.length) {
+            if (groupInts != null) groupInts.close();
+            groupInts = ints(Math.max(table.length, groupInts == null ? 1024 : 2 * groupInts.length()));
+        }
+        write(groupInts, table, table.length);
+        tc = tc && hidden % 8 == 0 && inter % 8 == 0;
+        String up = (tc ? "moe_grouped_up_tc_" : "moe_grouped_up_") + (ex.w1.bf16 ? "bf16" : "f32");
+        String down = (tc ? "moe_grouped_down_tc_" : "moe_grouped_down_") + (ex.w2.bf16 ? "bf16" : "f32");
+        int upN = ceilDiv(inter, GN / 2), downN = ceilDiv(hidden, GN);
+        Object[] upArgs = {ex.w1.buf, ex.w3.buf, x, groupInts, t.tokenOffset(), act, upN, inter, hidden};
+        Object[] downArgs = {ex.w2.buf, act, groupInts, t.pairOffset(), pairs, downN, inter, hidden};
+        if (tc) {
+            launch(tcKernel(up), up, (long) t.tiles() * upN * NT, upArgs);
+            launch(tcKernel(down), down, (long) t.tiles() * downN * NT, downArgs);
+        } else {
+            launch(up, (long) t.tiles() * upN * NT, upArgs);
+            launch(down, (long) t.tiles() * downN * NT, downArgs);
+        }
     }
 
     @Override
