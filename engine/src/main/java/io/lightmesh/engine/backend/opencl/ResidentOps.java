@@ -110,7 +110,6 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     /** Whether tcProgram holds the grouped expert kernels (experts_tc.cl) and they passed their check; why not. */
     private boolean tcGrouped;
     private String tcGroupedWhyNot = "tensor cores off";
-    private ClBuffer groupInts; // the grouped experts' table (GroupedTiles), grown
     private final String options;
     private final String name;
     private final int computeUnits;
@@ -699,11 +698,20 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         check(pairs, 0, (maxPair + 1L) * hidden);
         check(act, 0, (long) rows * inter);
         int[] table = t.table();
-        if (groupInts == null || groupInts.length() < table.length) {
-            if (groupInts != null) groupInts.close();
-            groupInts = ints(Math.max(table.length, groupInts == null ? 1024 : 2 * groupInts.length()));
+        // a buffer of this call's own, released once enqueued (OpenCL frees it when the launches that use it are
+        // done): nothing stays on the device between calls, as a shard's device memory accounting expects
+        ClBuffer groupInts = ints(table.length);
+        try {
+            write(groupInts, table, table.length);
+            groupedLaunches(ex, tc, t, groupInts, x, act, pairs);
+        } finally {
+            groupInts.close();
         }
-        write(groupInts, table, table.length);
+    }
+
+    private void groupedLaunches(Experts ex, boolean tc, GroupedTiles t, ClBuffer groupInts, Buffer x, Buffer act,
+                                 Buffer pairs) {
+        int inter = ex.w1.rows, hidden = ex.w1.cols;
         tc = tc && hidden % 8 == 0 && inter % 8 == 0;
         String up = (tc ? "moe_grouped_up_tc_" : "moe_grouped_up_") + (ex.w1.bf16 ? "bf16" : "f32");
         String down = (tc ? "moe_grouped_down_tc_" : "moe_grouped_down_") + (ex.w2.bf16 ? "bf16" : "f32");
