@@ -141,8 +141,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         this.useTensorCores = tensorCores.available();
         LOG.log(System.Logger.Level.INFO, "OpenCL products of " + GEMM_MIN_ROWS + "+ rows on " + name + ": "
                 + (useTensorCores ? "bf16 tensor cores (mma.sync)" : "fp32 GEMM") + "; tensor cores " + tensorCores
-                + "; grouped experts " + (useTensorCores && tcGrouped ? "on tensor cores" : "fp32 ("
-                + tcGroupedWhyNot + ")"));
+                + "; grouped experts " + (!useTensorCores ? "fp32" : tcGrouped ? "on tensor cores"
+                : "per expert (" + tcGroupedWhyNot + ")"));
     }
 
     private static final System.Logger LOG = System.getLogger(ResidentOps.class.getName());
@@ -658,8 +658,12 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         if (n > 0) launch("scatter_rows", groups((long) n * dim) * NT, src, index, indexOff, dst, n, dim);
     }
 
+    /**
+     * Yes, unless products run on tensor cores and the grouped kernels there did not build or pass their check: then
+     * the per-expert pieces keep their tensor-core products rather than the grouped form falling back to fp32.
+     */
     @Override
-    public boolean groupsExperts() { return true; }
+    public synchronized boolean groupsExperts() { return !useTensorCores || tcGrouped; }
 
     /**
      * Two launches for the whole set: the gate-up kernel (A rows through tokenRow, W1 and W3 in one work-group, SiLU(g)
