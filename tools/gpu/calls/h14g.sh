@@ -21,10 +21,16 @@ run_engine profile-1k 20 "-Dlightmesh.opencl.profile=true" "$ENGINE --prompt-len
 grep -A18 "kernel profile" $OUT/h14g-profile-1k-console.txt | head -19
 echo "--- tests"
 [ -f $OUT/tests.txt ] && mv $OUT/tests.txt $OUT/tests.txt.h14g-kept
-TEST_CLASSES="io.lightmesh.engine.model.ResidentGroupedExpertsTest io.lightmesh.engine.model.DeviceExpertsTest io.lightmesh.engine.backend.opencl.OpenClTensorCoreTest io.lightmesh.engine.model.BackendFixturesTest" \
-  timeout $(lim 40) bash $G/tools/run-gpu.sh tests > $OUT/h14g-tests-console.txt 2>&1
+TEST_CLASSES="io.lightmesh.engine.model.ResidentGroupedExpertsTest io.lightmesh.engine.model.DeviceExpertsTest io.lightmesh.engine.backend.opencl.OpenClTensorCoreTest" \
+  timeout $(lim 35) bash $G/tools/run-gpu.sh tests > $OUT/h14g-tests-console.txt 2>&1
 grep -E "tests (successful|failed|aborted)|✘|relative L2 vs host|on demo" $OUT/h14g-tests-console.txt | head -30
 [ -f $OUT/tests.txt ] && mv $OUT/tests.txt $OUT/h14g-tests.txt
 [ -f $OUT/tests.txt.h14g-kept ] && mv $OUT/tests.txt.h14g-kept $OUT/tests.txt
 run_engine fp32-launch 25 "-Dlightmesh.opencl.tensorCores=false -Dlightmesh.experts.grouped=launch" "$P"
 run_engine fp32-per-expert 25 "-Dlightmesh.opencl.tensorCores=false -Dlightmesh.experts.grouped=per-expert" "$P"
+echo "--- fixture tests"
+[ -f $OUT/tests.txt ] && mv $OUT/tests.txt $OUT/tests.txt.h14g-kept
+TEST_CLASSES="io.lightmesh.engine.model.BackendFixturesTest" timeout $(lim 60) bash $G/tools/run-gpu.sh tests > $OUT/h14g-fixtures-console.txt 2>&1
+grep -E "tests (successful|failed|aborted)|✘|on demo" $OUT/h14g-fixtures-console.txt | head -20
+[ -f $OUT/tests.txt ] && mv $OUT/tests.txt $OUT/h14g-fixtures.txt
+[ -f $OUT/tests.txt.h14g-kept ] && mv $OUT/tests.txt.h14g-kept $OUT/tests.txt
