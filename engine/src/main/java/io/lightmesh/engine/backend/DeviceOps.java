@@ -172,6 +172,16 @@ public interface DeviceOps {
         throw new UnsupportedOperationException("no grouped expert kernels on this device");
     }
 
+    /**
+     * As {@link #groupedExperts(ExpertSet, int, int[], int[], int[], int[], int[], int, Buffer, Buffer, Buffer)} for a
+     * layer's stacked set (expert e at slot e), every pair p < rows * k with ids[p] >= 0, the grouping done on the
+     * device from the router's ids [rows, k] (no trip of the ids to the host, so no wait for the device): pairs[p] =
+     * Expert_{ids[p]}(x[p / k]); rows of id -1 are left as they were. act [rows * k, I] is scratch.
+     */
+    default void groupedExperts(ExpertSet set, Buffer ids, int rows, int k, Buffer x, Buffer act, Buffer pairs) {
+        throw new UnsupportedOperationException("no grouped expert kernels on this device");
+    }
+
     /** Reads int32 elements {@code [0, n)} (the router's expert ids, to group a prefill chunk's rows by expert). */
     void read(Buffer src, int[] dst, int n);
 

@@ -17,10 +17,15 @@ import io.lightmesh.engine.backend.DeviceOps.ExpertWeight;
 final class GroupedExperts {
     private GroupedExperts() {}
 
-    /** How the chosen experts run: -Dlightmesh.experts.grouped=launch (default) or per-expert (to compare). */
+    /**
+     * How the chosen experts run: -Dlightmesh.experts.grouped=launch (default), device (launch, grouped on the device
+     * where the router's ids are there: a prefill chunk with in-process experts) or per-expert (to compare).
+     */
     enum Mode {
         /** Every chosen expert of a set in one launch per stage, where the device has the kernels. */
         LAUNCH,
+        /** As LAUNCH, the pairs grouped on the device from the router's ids where they are there (no wait for them). */
+        DEVICE,
         /** One expert after another: gather, three products, SiLU(g) * u, scatter. */
         PER_EXPERT;
 
@@ -29,13 +34,25 @@ final class GroupedExperts {
             String v = System.getProperty("lightmesh.experts.grouped", "launch").trim().toLowerCase(java.util.Locale.ROOT);
             return switch (v) {
                 case "launch", "" -> LAUNCH;
+                case "device" -> DEVICE;
                 case "per-expert" -> PER_EXPERT;
-                default -> throw new IllegalArgumentException("-Dlightmesh.experts.grouped=" + v + ": use launch or per-expert");
+                default -> throw new IllegalArgumentException("-Dlightmesh.experts.grouped=" + v
+                        + ": use launch, device or per-expert");
             };
         }
     }
 
-    static final Mode MODE = Mode.configured();
+    private static volatile Mode mode = Mode.configured();
+
+    /** The form in use (the setting, unless a test chose another). */
+    static Mode mode() { return mode; }
+
+    /** Chooses the form for later calls (tests compare them in one JVM); returns the one before. */
+    static Mode mode(Mode m) {
+        Mode before = mode;
+        mode = m;
+        return before;
+    }
 
     /** Where expert e of the layer lives on the device: a set and the index within it, or null if not held. */
     interface Placement {
@@ -54,7 +71,7 @@ final class GroupedExperts {
     /** As {@link #run(DeviceOps, Placement, int, int, int, Buffer, int, int, int[], Work, Buffer, Mode)} in the configured mode. */
     static void run(DeviceOps d, Placement where, int E, int h, int I, Buffer x, int n, int K, int[] ids, Work w,
                     Buffer pairs) {
-        run(d, where, E, h, I, x, n, K, ids, w, pairs, MODE);
+        run(d, where, E, h, I, x, n, K, ids, w, pairs, mode);
     }
 
     /**
@@ -84,7 +101,7 @@ final class GroupedExperts {
                 throw new IllegalArgumentException("expert " + e + " is not on this device");
             }
         }
-        if (mode == Mode.LAUNCH && d.groupsExperts()) {
+        if (mode != Mode.PER_EXPERT && d.groupsExperts()) {
             launches(d, where, E, start, tokenRow, pairIndex, x, w.act(), pairs);
             return;
         }
@@ -102,6 +119,18 @@ final class GroupedExperts {
             d.expertProduct(set, ExpertWeight.W2, slot, w.act(), m, w.de());          // [m, h]
             d.scatterRows(w.de(), h, w.groupPairs(), start[e], m, pairs);
         }
+    }
+
+    /**
+     * pairs[p] = Expert_{ids[p]}(x[p / K]) for a layer's stacked set (expert e at slot e), grouped on the device from
+     * the router's ids there, when {@code mode} is {@link Mode#DEVICE} and the device can; returns false (nothing done)
+     * otherwise, and the caller brings the ids to the host for {@link #run}.
+     */
+    static boolean runOnDevice(DeviceOps d, ExpertSet set, Buffer x, int n, int K, Buffer ids, Buffer act, Buffer pairs,
+                               Mode mode) {
+        if (mode != Mode.DEVICE || !d.groupsExperts()) return false;
+        d.groupedExperts(set, ids, n, K, x, act, pairs);
+        return true;
     }
 
     /**

@@ -7,14 +7,19 @@ import io.lightmesh.engine.backend.ReferenceOps;
 import io.lightmesh.engine.backend.opencl.OpenClTestSupport;
 import io.lightmesh.engine.backend.opencl.ResidentOps;
 import io.lightmesh.engine.backend.opencl.TensorCoreTestHook;
+import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
 import io.lightmesh.engine.tensor.DType;
 import io.lightmesh.engine.tensor.Tensor;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
+import java.io.IOException;
+import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.SplittableRandom;
 import java.util.Random;
 
 import static io.lightmesh.engine.backend.opencl.OpenClTestSupport.assertClose;
@@ -257,6 +262,95 @@ class ResidentGroupedExpertsTest {
         }
     }
 
+    /**
+     * The grouping on the device (from the router's ids there, {@link GroupedExperts.Mode#DEVICE}) gives the host
+     * table's results bit for bit (only the order of rows within an expert may differ, which changes no product), in
+     * three launches (the table, gate-up, down); on fp32 products and on tensor cores (emulated where there are none).
+     */
+    @ParameterizedTest
+    @EnumSource(Dt.class)
+    void deviceGroupingEqualsTheHostTable(Dt dt) {
+        ResidentOps d = r();
+        boolean real = d.tensorCores().available();
+        Random rnd = new Random(53 + dt.ordinal());
+        Layer layer = Layer.random(rnd, dt, H, I);
+        ExpertSet all = d.experts(layer.w1, layer.w3, layer.w2);
+        try {
+            for (boolean tc : new boolean[]{false, true}) {
+                if (tc && !real) assertTrue(TensorCoreTestHook.emulate(d), "emulated tensor-core kernels");
+                assertEquals(tc, d.useTensorCores(tc));
+                try {
+                    for (Routing rt : routings(rnd)) {
+                        float[] x = random(rnd, rt.n() * H, 1f);
+                        long[] launches = new long[1];
+                        float[] hostTable = run(d, stacked(all), rt, x, H, I, GroupedExperts.Mode.LAUNCH, launches);
+                        int pk = rt.n() * rt.K();
+                        float[] onDevice = new float[pk * H];
+                        try (Buffer bx = d.upload(x); Buffer ids = d.ints(pk);
+                             Buffer pairs = d.upload(OpenClTestSupport.poisoned(pk * H));
+                             Buffer act = d.floats((long) pk * I)) {
+                            d.write(ids, rt.ids(), pk);
+                            long before = d.launches();
+                            assertTrue(GroupedExperts.runOnDevice(d, all, bx, rt.n(), rt.K(), ids, act, pairs,
+                                    GroupedExperts.Mode.DEVICE));
+                            assertEquals(3, d.launches() - before, rt.name() + ": table, gate-up, down");
+                            d.read(pairs, 0, onDevice, 0, onDevice.length);
+                        }
+                        org.junit.jupiter.api.Assertions.assertArrayEquals(hostTable, onDevice,
+                                dt + (tc ? " tensor cores " : " fp32 ") + rt.name() + ": device grouping vs host table");
+                    }
+                } finally {
+                    if (tc && !real) TensorCoreTestHook.drop(d);
+                    d.useTensorCores(false);
+                }
+            }
+            assertTrue(!GroupedExperts.runOnDevice(d, all, null, 0, 2, null, null, null, GroupedExperts.Mode.LAUNCH),
+                    "only the DEVICE mode groups on the device");
+        } finally {
+            d.release(all);
+        }
+    }
+
+    @TempDir static Path dir;
+
+    /**
+     * A whole prefill on the device path in each form (chunks of 40 and 150 rows run grouped): logits within 1e-4 of
+     * the host reference backend, and a routing observer in front of the experts counts what the host path counts
+     * (the device grouping logs the ids on the device and reports them at the end, like the 8-row path).
+     */
+    @ParameterizedTest
+    @EnumSource(Dt.class)
+    void prefillInEachFormMatchesTheHost(Dt dt) throws IOException {
+        Path p = dir.resolve(dt.name());
+        SyntheticCheckpoint.write(p, SyntheticCheckpoint.Shape.tiny(), dt == Dt.F32 ? DType.F32 : DType.BF16, 23, true);
+        GroupedExperts.Mode before = GroupedExperts.mode();
+        try (MiniMaxModel ref = MiniMaxModel.load(p, new ReferenceOps()); MiniMaxModel base = MiniMaxModel.load(p, OpenClTestSupport.ops())) {
+            int L = base.config().numLayers(), E8 = base.config().numExperts();
+            SplittableRandom rnd = new SplittableRandom(9);
+            int[][] prompts = {rnd.ints(40, 0, 512).toArray(), rnd.ints(150, 0, 512).toArray()};
+            ResidentDecodeTest.Counting onRef = new ResidentDecodeTest.Counting(
+                    new LocalExperts(ref.config(), ref.weights(), ref.ops()), L, E8);
+            MiniMaxModel host = ref.withExperts(onRef);
+            float[][] want = new float[prompts.length][];
+            for (int i = 0; i < prompts.length; i++) want[i] = host.prefill(host.newState(), prompts[i]);
+            for (GroupedExperts.Mode mode : GroupedExperts.Mode.values()) {
+                GroupedExperts.mode(mode);
+                ResidentDecodeTest.Counting onDev = new ResidentDecodeTest.Counting(
+                        new LocalExperts(base.config(), base.weights(), base.ops()), L, E8);
+                MiniMaxModel dev = base.withExperts(onDev);
+                assertTrue(dev.path().devicePrefill() && !dev.path().remoteExperts(), "device prefill, experts in-process: " + dev.path());
+                for (int i = 0; i < prompts.length; i++) {
+                    ReferenceFixturesTest.assertClose(want[i], dev.prefill(dev.newState(), prompts[i]),
+                            dt + " " + mode + " prefill " + prompts[i].length);
+                }
+                org.junit.jupiter.api.Assertions.assertArrayEquals(onRef.counts, onDev.counts, mode + ": tokens per (layer, expert)");
+                assertEquals(0, onDev.runs.get(), mode + ": the device computed the experts itself");
+            }
+        } finally {
+            GroupedExperts.mode(before);
+        }
+    }
+
     @Test
     void badPlacementsAreClearErrors() {
         ResidentOps d = r();
@@ -291,9 +385,11 @@ class ResidentGroupedExpertsTest {
             assertEquals(GroupedExperts.Mode.PER_EXPERT, GroupedExperts.Mode.configured());
             System.setProperty("lightmesh.experts.grouped", "launch");
             assertEquals(GroupedExperts.Mode.LAUNCH, GroupedExperts.Mode.configured());
+            System.setProperty("lightmesh.experts.grouped", "device");
+            assertEquals(GroupedExperts.Mode.DEVICE, GroupedExperts.Mode.configured());
             System.setProperty("lightmesh.experts.grouped", "sometimes");
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class, GroupedExperts.Mode::configured);
-            assertTrue(e.getMessage().contains("use launch or per-expert"), e.getMessage());
+            assertTrue(e.getMessage().contains("use launch, device or per-expert"), e.getMessage());
         } finally {
             if (old == null) System.clearProperty("lightmesh.experts.grouped");
             else System.setProperty("lightmesh.experts.grouped", old);

@@ -684,7 +684,6 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     private void groupedLaunches(Experts ex, boolean tc, int groups, int[] slot, int[] first, int[] count,
                                  int[] tokenRow, int[] pairIndex, int rows, Buffer x, Buffer act, Buffer pairs) {
         int inter = ex.w1.rows, hidden = ex.w1.cols;
-        if (ex.w1.bf16 != ex.w3.bf16) throw new IllegalArgumentException("W1 and W3 of one set differ in dtype");
         GroupedTiles t = GroupedTiles.of(groups, slot, first, count, tokenRow, pairIndex, rows);
         if (t.tiles() == 0) return;
         int maxToken = -1, maxPair = -1;
@@ -707,27 +706,59 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         ClBuffer groupInts = ints(table.length);
         try {
             write(groupInts, table, table.length);
-            groupedLaunches(ex, tc, t, groupInts, x, act, pairs);
+            groupedLaunches(ex, tc, t.tiles(), t.tokenOffset(), t.pairOffset(), groupInts, x, act, pairs);
         } finally {
             groupInts.close();
         }
     }
 
-    private void groupedLaunches(Experts ex, boolean tc, GroupedTiles t, ClBuffer groupInts, Buffer x, Buffer act,
-                                 Buffer pairs) {
+    /**
+     * The table made on the device ({@code moe_group_table}, one work-group) from the router's ids, then the same two
+     * launches, sized for the most tiles the pairs can take (ceil(count / 128) + E; the padding tiles have no rows).
+     */
+    @Override
+    public synchronized void groupedExperts(ExpertSet set, Buffer ids, int rows, int k, Buffer x, Buffer act,
+                                            Buffer pairs) {
+        Experts ex = (Experts) set;
+        int inter = ex.w1.rows, hidden = ex.w1.cols, count = rows * k;
+        if (ex.count > GROUP_MAX_EXPERTS) {
+            throw new IllegalArgumentException("device grouping takes up to " + GROUP_MAX_EXPERTS + " experts, got " + ex.count);
+        }
+        check(ids, 0, count);
+        check(x, 0, (long) rows * hidden);
+        check(act, 0, (long) count * inter);
+        check(pairs, 0, (long) count * hidden);
+        if (count == 0) return;
+        int maxTiles = ceilDiv(count, GroupedTiles.TILE_ROWS) + ex.count;
+        ClBuffer table = ints(3L * maxTiles + 2L * count);  // released once enqueued, as above
+        try {
+            launch("moe_group_table", NT, ids, count, k, ex.count, maxTiles, table);
+            groupedLaunches(ex, useTensorCores && tcGrouped, maxTiles, 3 * maxTiles, 3 * maxTiles + count, table, x,
+                    act, pairs);
+        } finally {
+            table.close();
+        }
+    }
+
+    /** The most experts of a set that moe_group_table groups (its local counters: experts.cl's XG_MAX_E). */
+    static final int GROUP_MAX_EXPERTS = 64;
+
+    private void groupedLaunches(Experts ex, boolean tc, int tiles, int tokenOffset, int pairOffset, ClBuffer groupInts,
+                                 Buffer x, Buffer act, Buffer pairs) {
         int inter = ex.w1.rows, hidden = ex.w1.cols;
+        if (ex.w1.bf16 != ex.w3.bf16) throw new IllegalArgumentException("W1 and W3 of one set differ in dtype");
         tc = tc && hidden % 8 == 0 && inter % 8 == 0;
         String up = (tc ? "moe_grouped_up_tc_" : "moe_grouped_up_") + (ex.w1.bf16 ? "bf16" : "f32");
         String down = (tc ? "moe_grouped_down_tc_" : "moe_grouped_down_") + (ex.w2.bf16 ? "bf16" : "f32");
         int upN = ceilDiv(inter, GN / 2), downN = ceilDiv(hidden, GN);
-        Object[] upArgs = {ex.w1.buf, ex.w3.buf, x, groupInts, t.tokenOffset(), act, upN, inter, hidden};
-        Object[] downArgs = {ex.w2.buf, act, groupInts, t.pairOffset(), pairs, downN, inter, hidden};
+        Object[] upArgs = {ex.w1.buf, ex.w3.buf, x, groupInts, tokenOffset, act, upN, inter, hidden};
+        Object[] downArgs = {ex.w2.buf, act, groupInts, pairOffset, pairs, downN, inter, hidden};
         if (tc) {
-            launch(tcKernel(up), up, (long) t.tiles() * upN * NT, upArgs);
-            launch(tcKernel(down), down, (long) t.tiles() * downN * NT, downArgs);
+            launch(tcKernel(up), up, (long) tiles * upN * NT, upArgs);
+            launch(tcKernel(down), down, (long) tiles * downN * NT, downArgs);
         } else {
-            launch(up, (long) t.tiles() * upN * NT, upArgs);
-            launch(down, (long) t.tiles() * downN * NT, downArgs);
+            launch(up, (long) tiles * upN * NT, upArgs);
+            launch(down, (long) tiles * downN * NT, downArgs);
         }
     }
 

@@ -74,6 +74,7 @@ __kernel void moe_grouped_up_##SUF(__global const WT* w1, __global const WT* w3,
                                 int hidden) {                                                                         \
     int tid = get_local_id(0), tx = tid % 16, ty = tid / 16, gid = get_group_id(0), rt = gid / tilesN;                \
     int slot = grp[3 * rt], r0 = grp[3 * rt + 1], n = grp[3 * rt + 2], o0 = (gid % tilesN) * (XF_N / 2);              \
+    if (n == 0) return;  /* a tile of no rows (device grouping pads the table): the whole group leaves */             \
     long wOff = (long) slot * inter * hidden;                                                                         \
     w1 += wOff;                                                                                                       \
     w3 += wOff;                                                                                                       \
@@ -101,6 +102,7 @@ __kernel void moe_grouped_down_##SUF(__global const WT* w2, __global const float
                              int pairOff, __global float* pairs, int tilesN, int inter, int hidden) {                 \
     int tid = get_local_id(0), tx = tid % 16, ty = tid / 16, gid = get_group_id(0), rt = gid / tilesN;                \
     int slot = grp[3 * rt], r0 = grp[3 * rt + 1], n = grp[3 * rt + 2], o0 = (gid % tilesN) * XF_N;                    \
+    if (n == 0) return;  /* a tile of no rows (device grouping pads the table): the whole group leaves */             \
     w2 += (long) slot * inter * hidden;                                                                               \
     __global const float* x = act + (long) r0 * inter;                                                                \
     int in = inter;                                                                                                   \
@@ -121,3 +123,46 @@ MOE_GATE_UP(f32, float, ldw4_f32)
 MOE_GATE_UP(bf16, ushort, ldw4_bf16)
 MOE_DOWN(f32, float, ldw4_f32)
 MOE_DOWN(bf16, ushort, ldw4_bf16)
+
+// The grouping on the device, from the router's ids (a prefill chunk's experts without the ids' trip to the host):
+// the same table as the host writes (GroupedTiles) for a stacked set, expert e at slot e, written by one work-group:
+// per-expert counts (local atomics), their prefix sums and the tile descriptors (maxTiles of them: the real ones in
+// expert order, then tiles of 0 rows, which the product kernels skip), then each pair's place in its expert's rows
+// (local atomics: the order within an expert is the arrival order, which changes no product, since each output row
+// depends on its own input row only). tokOff = 3 * maxTiles, pairOff = tokOff + count.
+// Launch: global = NT, local = NT.
+#define XG_MAX_E 64
+__kernel void moe_group_table(__global const int* ids, int count, int k, int experts, int maxTiles,
+                              __global int* grp) {
+    __local int cnt[XG_MAX_E], fill[XG_MAX_E];
+    int tid = get_local_id(0);
+    for (int e = tid; e < experts; e += XF_NT) cnt[e] = 0;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int p = tid; p < count; p += XF_NT) {
+        int e = ids[p];
+        if (e >= 0 && e < experts) atomic_inc(&cnt[e]);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (tid == 0) {
+        int start = 0, t = 0;
+        for (int e = 0; e < experts; e++) {
+            fill[e] = start;
+            for (int r = 0; r < cnt[e] && t < maxTiles; r += XF_M, t++) {
+                grp[3 * t] = e;
+                grp[3 * t + 1] = start + r;
+                grp[3 * t + 2] = min(XF_M, cnt[e] - r);
+            }
+            start += cnt[e];
+        }
+        for (; t < maxTiles; t++) { grp[3 * t] = 0; grp[3 * t + 1] = 0; grp[3 * t + 2] = 0; }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    int tokOff = 3 * maxTiles, pairOff = tokOff + count;
+    for (int p = tid; p < count; p += XF_NT) {
+        int e = ids[p];
+        if (e < 0 || e >= experts) continue;
+        int at = atomic_inc(&fill[e]);
+        grp[tokOff + at] = p / k;
+        grp[pairOff + at] = p;
+    }
+}

@@ -85,6 +85,7 @@ inline uint4 ld8_row(__global const float* x, int row, int k, int in) {
     int wm = (warp % 2) * 64, wn = (warp / 2) * 32;                                                                   \
     int gid = get_group_id(0), rt = gid / tilesN;                                                                     \
     int slot = grp[3 * rt], r0 = grp[3 * rt + 1], n = grp[3 * rt + 2], o0 = (gid % tilesN) * (COLS);                  \
+    if (n == 0) return;  /* a tile of no rows (device grouping pads the table): the whole group leaves */             \
     int lr0 = tid / 4, lr1 = lr0 + XT_NT / 4, lc = tid % 4;
 
 #define MOE_GROUPED_UP_TC(SUF, WT, LDW)                                                                               \
