@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # h14g device call: grouped experts (every chosen expert of a set in two launches, experts_tc.cl / experts.cl) against
-# the per-expert form (gather, W1, W3, SiLU*mul, W2, scatter per expert) on the 1.25B M1 shape; a kernel profile of
+# the per-expert form (gather, W1, W3, SiLU*mul, W2, scatter per expert) on the 1.25B M1 shape, and the grouped form
+# with its table made on the device (device); a kernel profile of
 # the 1K prefill in the grouped form; the grouped-expert tests on the GPU. Sourced by go.sh ($G, $OUT, $ENGINE, lim).
 # run-gpu.sh appends to $OUT/enginebench.txt and writes $OUT/tests.txt: this script takes its own part out of them
-# into h14g-* files and leaves what other steps wrote as it was. About 150 s in all (the first run more when it
-# writes the bench checkpoint); the steps in order of importance, so that a short slot cuts the last ones.
+# into h14g-* files and leaves what other steps wrote as it was. About 150 s for the first five steps, 250 s
+# for all (the first run more when it writes the bench checkpoint); the steps in order of importance, so that a
+# short slot cuts the last ones.
 P="$ENGINE --prompt-lengths 1K,4K --decode-tokens 8 --batch 1 --bandwidth-mib 0 --repeat 2"
 run_engine() {  # name, seconds, java options, engine args
   local pre; pre=$(stat -c %s $OUT/enginebench.txt 2>/dev/null || echo 0)
@@ -15,8 +17,9 @@ run_engine() {  # name, seconds, java options, engine args
     if [ "$pre" = 0 ]; then rm -f $OUT/enginebench.txt; else truncate -s "$pre" $OUT/enginebench.txt; fi
   fi
 }
-run_engine tc-launch 50 "-Dlightmesh.experts.grouped=launch" "$P"
-run_engine tc-per-expert 30 "-Dlightmesh.experts.grouped=per-expert" "$P"
+run_engine tc-launch 45 "-Dlightmesh.experts.grouped=launch" "$P"
+run_engine tc-device 25 "-Dlightmesh.experts.grouped=device" "$P"
+run_engine tc-per-expert 25 "-Dlightmesh.experts.grouped=per-expert" "$P"
 run_engine profile-1k 20 "-Dlightmesh.opencl.profile=true" "$ENGINE --prompt-lengths 1K --decode-tokens 4 --batch 1 --bandwidth-mib 0 --repeat 1"
 grep -A18 "kernel profile" $OUT/h14g-profile-1k-console.txt | head -19
 echo "--- tests"
@@ -26,11 +29,11 @@ TEST_CLASSES="io.lightmesh.engine.model.ResidentGroupedExpertsTest io.lightmesh.
 grep -E "tests (successful|failed|aborted)|✘|relative L2 vs host|on demo" $OUT/h14g-tests-console.txt | head -30
 [ -f $OUT/tests.txt ] && mv $OUT/tests.txt $OUT/h14g-tests.txt
 [ -f $OUT/tests.txt.h14g-kept ] && mv $OUT/tests.txt.h14g-kept $OUT/tests.txt
-run_engine fp32-launch 25 "-Dlightmesh.opencl.tensorCores=false -Dlightmesh.experts.grouped=launch" "$P"
-run_engine fp32-per-expert 25 "-Dlightmesh.opencl.tensorCores=false -Dlightmesh.experts.grouped=per-expert" "$P"
+run_engine fp32-launch 20 "-Dlightmesh.opencl.tensorCores=false -Dlightmesh.experts.grouped=launch" "$P"
+run_engine fp32-per-expert 20 "-Dlightmesh.opencl.tensorCores=false -Dlightmesh.experts.grouped=per-expert" "$P"
 echo "--- fixture tests"
 [ -f $OUT/tests.txt ] && mv $OUT/tests.txt $OUT/tests.txt.h14g-kept
-TEST_CLASSES="io.lightmesh.engine.model.BackendFixturesTest" timeout $(lim 60) bash $G/tools/run-gpu.sh tests > $OUT/h14g-fixtures-console.txt 2>&1
+TEST_CLASSES="io.lightmesh.engine.model.BackendFixturesTest" timeout $(lim 40) bash $G/tools/run-gpu.sh tests > $OUT/h14g-fixtures-console.txt 2>&1
 grep -E "tests (successful|failed|aborted)|✘|on demo" $OUT/h14g-fixtures-console.txt | head -20
 [ -f $OUT/tests.txt ] && mv $OUT/tests.txt $OUT/h14g-fixtures.txt
 [ -f $OUT/tests.txt.h14g-kept ] && mv $OUT/tests.txt.h14g-kept $OUT/tests.txt
