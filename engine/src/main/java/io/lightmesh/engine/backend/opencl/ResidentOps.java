@@ -110,6 +110,11 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     /** Whether tcProgram holds the grouped expert kernels (experts_tc.cl) and they passed their check; why not. */
     private boolean tcGrouped;
     private String tcGroupedWhyNot = "tensor cores off";
+    /** Whether the second tensor-core form of the grouped kernels (v2: cp.async, ldmatrix) passed its check; why not. */
+    private boolean tcGroupedV2;
+    private String tcGroupedV2WhyNot = "tensor cores off";
+    /** -Dlightmesh.experts.tc=v1: the grouped kernels' first tensor-core form even where v2 passed (to compare). */
+    private boolean groupedV2Wanted = !"v1".equalsIgnoreCase(System.getProperty("lightmesh.experts.tc", "v2").trim());
     private final String options;
     private final String name;
     private final int computeUnits;
@@ -141,7 +146,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         this.useTensorCores = tensorCores.available();
         LOG.log(System.Logger.Level.INFO, "OpenCL products of " + GEMM_MIN_ROWS + "+ rows on " + name + ": "
                 + (useTensorCores ? "bf16 tensor cores (mma.sync)" : "fp32 GEMM") + "; tensor cores " + tensorCores
-                + "; grouped experts " + (!useTensorCores ? "fp32" : tcGrouped ? "on tensor cores"
+                + "; grouped experts " + (!useTensorCores ? "fp32" : tcGrouped ? "on tensor cores, "
+                + (groupedForm() == 2 ? "v2" : "v1" + (tcGroupedV2 ? "" : " (v2: " + tcGroupedV2WhyNot + ")"))
                 : "per expert (" + tcGroupedWhyNot + ")"));
     }
 
@@ -245,11 +251,15 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             return TensorCores.Verdict.no(bad);
         }
         if (grouped) {
-            whyNot = checkGroupedExperts();
+            whyNot = checkGroupedExperts(1);
             grouped = whyNot == null;
         }
         tcGrouped = grouped;
         tcGroupedWhyNot = grouped ? null : whyNot;
+        String whyNotV2 = grouped ? checkGroupedExperts(2) : whyNot;
+        tcGroupedV2 = whyNotV2 == null;
+        tcGroupedV2WhyNot = whyNotV2;
+        if (grouped && !tcGroupedV2) LOG.log(System.Logger.Level.WARNING, "grouped experts v2 not used: " + whyNotV2);
         if (!grouped) LOG.log(System.Logger.Level.WARNING, "grouped experts stay on fp32 products: " + whyNot);
         return new TensorCores.Verdict(true, "mma.sync bf16 on " + name + ", checked against the host");
     }
@@ -341,9 +351,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     /**
      * The grouped expert kernels on tensor cores (bf16 and fp32 weights) on a small ragged case against the host
      * ({@link TensorCores#groupedReference}): three experts of which one takes no rows and one more rows than a tile,
-     * token rows out of order, pairs written out of order; null when within bf16's bound, else why not.
+     * token rows out of order, pairs written out of order; null when within bf16's bound, else why not. Form 1 with
+     * both weight dtypes, form 2 (v2: bf16 weights only).
      */
-    private String checkGroupedExperts() {
+    private String checkGroupedExperts(int form) {
         int E = 3, h = 40, I = 72, tokens = 90;
         int[] count = {0, 150, 7}, first = {0, 0, 150}, slot = {0, 1, 2};
         int rows = 157;
@@ -360,7 +371,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             for (float[] a : m) for (int i = 0; i < a.length; i++) a[i] = TensorCores.roundBf16((rnd.nextFloat() * 2 - 1) * 0.5f);
         }
         float[] ref = TensorCores.groupedReference(x, h, I, w1, w3, w2, 3, slot, first, count, tokenRow, pairIndex, rows);
-        for (boolean bf16 : new boolean[]{false, true}) {
+        for (boolean bf16 : form == 2 ? new boolean[]{true} : new boolean[]{false, true}) {
             Tensor[] t1 = new Tensor[E], t3 = new Tensor[E], t2 = new Tensor[E];
             for (int e = 0; e < E; e++) {
                 t1[e] = TensorCores.tensor("w1", w1[e], I, h, bf16);
@@ -374,7 +385,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             try {
                 write(bx, 0, x, 0, x.length);
                 write(pairs, 0, got, 0, got.length);
-                groupedLaunches(set, true, 3, slot, first, count, tokenRow, pairIndex, rows, bx, act, pairs);
+                groupedLaunches(set, form, 3, slot, first, count, tokenRow, pairIndex, rows, bx, act, pairs);
                 read(pairs, 0, got, 0, got.length);
             } catch (RuntimeException e) {
                 return "the grouped expert check failed: " + e.getMessage();
@@ -386,7 +397,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             }
             String bad = TensorCores.mismatch(ref, got, TensorCores.FLASH_CHECK_TOL);
             if (bad != null) {
-                return "the grouped expert kernels (" + (bf16 ? "bf16" : "fp32") + " weights) disagree with the host: " + bad;
+                return "the grouped expert kernels (form " + form + ", " + (bf16 ? "bf16" : "fp32")
+                        + " weights) disagree with the host: " + bad;
             }
         }
         return null;
@@ -397,6 +409,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         useTensorCores = false;
         tcGrouped = false;
         tcGroupedWhyNot = "tensor cores off";
+        tcGroupedV2 = false;
+        tcGroupedV2WhyNot = "tensor cores off";
         for (MemorySegment k : tcKernels.values()) Cl.releaseKernel(k);
         tcKernels.clear();
         if (tcProgram != null) Cl.releaseProgram(tcProgram);
@@ -674,14 +688,23 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     public synchronized void groupedExperts(ExpertSet set, int groups, int[] slot, int[] first, int[] count,
                                             int[] tokenRow, int[] pairIndex, int rows, Buffer x, Buffer act,
                                             Buffer pairs) {
-        groupedLaunches((Experts) set, useTensorCores && tcGrouped, groups, slot, first, count, tokenRow, pairIndex,
-                rows, x, act, pairs);
+        groupedLaunches((Experts) set, groupedForm(), groups, slot, first, count, tokenRow, pairIndex, rows, x, act,
+                pairs);
     }
 
     /** Whether {@link #groupedExperts} runs on tensor cores now (tests and the start-up log). */
     public synchronized boolean groupedExpertsOnTensorCores() { return useTensorCores && tcGrouped; }
 
-    private void groupedLaunches(Experts ex, boolean tc, int groups, int[] slot, int[] first, int[] count,
+    /** The grouped kernels' form now: 0 fp32 products, 1 tensor cores (v1 tiles), 2 tensor cores v2. */
+    public synchronized int groupedForm() {
+        if (!useTensorCores || !tcGrouped) return 0;
+        return tcGroupedV2 && groupedV2Wanted ? 2 : 1;
+    }
+
+    /** Chooses the second tensor-core form where it passed its check (true) or the first (tests, benchmarks). */
+    public synchronized void groupedV2(boolean on) { groupedV2Wanted = on; }
+
+    private void groupedLaunches(Experts ex, int form, int groups, int[] slot, int[] first, int[] count,
                                  int[] tokenRow, int[] pairIndex, int rows, Buffer x, Buffer act, Buffer pairs) {
         int inter = ex.w1.rows, hidden = ex.w1.cols;
         GroupedTiles t = GroupedTiles.of(groups, slot, first, count, tokenRow, pairIndex, rows);
@@ -706,7 +729,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         ClBuffer groupInts = ints(table.length);
         try {
             write(groupInts, table, table.length);
-            groupedLaunches(ex, tc, t.tiles(), t.tokenOffset(), t.pairOffset(), groupInts, x, act, pairs);
+            groupedLaunches(ex, form, t.tiles(), t.tokenOffset(), t.pairOffset(), groupInts, maxToken + 1, x, act,
+                    pairs);
         } finally {
             groupInts.close();
         }
@@ -733,8 +757,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         ClBuffer table = ints(3L * maxTiles + 2L * count);  // released once enqueued, as above
         try {
             launch("moe_group_table", NT, ids, count, k, ex.count, maxTiles, table);
-            groupedLaunches(ex, useTensorCores && tcGrouped, maxTiles, 3 * maxTiles, 3 * maxTiles + count, table, x,
-                    act, pairs);
+            groupedLaunches(ex, groupedForm(), maxTiles, 3 * maxTiles, 3 * maxTiles + count, table, rows, x, act,
+                    pairs);
         } finally {
             table.close();
         }
@@ -743,14 +767,32 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     /** The most experts of a set that moe_group_table groups (its local counters: experts.cl's XG_MAX_E). */
     static final int GROUP_MAX_EXPERTS = 64;
 
-    private void groupedLaunches(Experts ex, boolean tc, int tiles, int tokenOffset, int pairOffset, ClBuffer groupInts,
-                                 Buffer x, Buffer act, Buffer pairs) {
+    /** The two launches (three with v2's rounding of x to bf16) over a table on the device; x holds xRows rows. */
+    private void groupedLaunches(Experts ex, int form, int tiles, int tokenOffset, int pairOffset, ClBuffer groupInts,
+                                 int xRows, Buffer x, Buffer act, Buffer pairs) {
         int inter = ex.w1.rows, hidden = ex.w1.cols;
         if (ex.w1.bf16 != ex.w3.bf16) throw new IllegalArgumentException("W1 and W3 of one set differ in dtype");
-        tc = tc && hidden % 8 == 0 && inter % 8 == 0;
+        if (hidden % 8 != 0 || inter % 8 != 0) form = 0;
+        if (form == 2 && !(ex.w1.bf16 && ex.w2.bf16)) form = 1;
+        int upN = ceilDiv(inter, GN / 2), downN = ceilDiv(hidden, GN);
+        if (form == 2) {
+            // x to bf16 once (a buffer of this call's own, released once enqueued); act written as bf16 in place
+            long count = (long) xRows * hidden;
+            ClBuffer xb = shorts(count);
+            try {
+                launch(tcKernel("moe_x_bf16"), "moe_x_bf16", groups((count + 7) / 8) * NT, x, xb, count);
+                launch(tcKernel("moe_grouped_up_tc2_bf16"), "moe_grouped_up_tc2_bf16", (long) tiles * upN * NT,
+                        ex.w1.buf, ex.w3.buf, xb, groupInts, tokenOffset, act, upN, inter, hidden);
+            } finally {
+                xb.close();
+            }
+            launch(tcKernel("moe_grouped_down_tc2_bf16"), "moe_grouped_down_tc2_bf16", (long) tiles * downN * NT,
+                    ex.w2.buf, act, groupInts, pairOffset, pairs, downN, inter, hidden);
+            return;
+        }
+        boolean tc = form == 1;
         String up = (tc ? "moe_grouped_up_tc_" : "moe_grouped_up_") + (ex.w1.bf16 ? "bf16" : "f32");
         String down = (tc ? "moe_grouped_down_tc_" : "moe_grouped_down_") + (ex.w2.bf16 ? "bf16" : "f32");
-        int upN = ceilDiv(inter, GN / 2), downN = ceilDiv(hidden, GN);
         Object[] upArgs = {ex.w1.buf, ex.w3.buf, x, groupInts, tokenOffset, act, upN, inter, hidden};
         Object[] downArgs = {ex.w2.buf, act, groupInts, pairOffset, pairs, downN, inter, hidden};
         if (tc) {

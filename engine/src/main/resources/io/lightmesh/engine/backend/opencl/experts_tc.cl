@@ -148,3 +148,199 @@ MOE_GROUPED_UP_TC(f32, float, ld8_f32)
 MOE_GROUPED_UP_TC(bf16, ushort, ld8_bf16)
 MOE_GROUPED_DOWN_TC(f32, float, ld8_f32)
 MOE_GROUPED_DOWN_TC(bf16, ushort, ld8_bf16)
+
+// ---- grouped experts, second form (v2): tensorcore.cl v2's scheme (cp.async stages, ldmatrix, XOR swizzle) -------
+// The same two products and table, bf16 weights only, with both operands bf16 in global memory so that they go
+// global -> local by cp.async without registers: x rounded to bf16 once per call (moe_x_bf16), act written as bf16
+// by the gate-up epilogue (into the act buffer's first half). Tile: 128 x 128 by 8 warps (2 x 4) of 64 x 32, 32 of k
+// a stage, 3 stages (48 KiB), as gemm_tc2w8_bf16. The helpers are copies of tensorcore.cl's v2 helpers under names of
+// their own (a later refactor can share them); the gate-up B tile is interleaved by warp column as in the first form.
+// Launch: as the first form (global = tiles * tilesN * 256, local = 256).
+#define XV_K 32
+#define XV_ST 3
+
+inline int xv_sw(int r, int c) { return r * XV_K + ((c ^ ((r >> 1) & 3)) << 3); }
+
+#ifndef TC_EMULATE
+inline uint xv_base(__local const ushort* p) {
+    uint r;
+    asm volatile("{ .reg .pred s; .reg .u64 t; isspacep.shared s, %1; @s cvta.to.shared.u64 t, %1; @!s mov.b64 t, %1; "
+                 "cvt.u32.u64 %0, t; }" : "=r"(r) : "l"((ulong) p));
+    return r;
+}
+inline void xv_cp16(__local ushort* base, uint sbase, int off, __global const ushort* src, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(sbase + 2 * off), "l"((ulong) src), "r"(bytes));
+}
+inline void xv_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
+#define XV_WAIT(N) asm volatile("cp.async.wait_group " #N ";" ::: "memory")
+inline void xv_ldsm4(uint* r, __local const ushort* base, uint sbase, int off, __local uint* scratch) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(sbase + 2 * off));
+}
+#define XV_SCRATCH 1
+#define XV_UNROLL _Pragma("unroll")
+#else
+inline uint xv_base(__local const ushort* p) { return 0; }
+inline void xv_cp16(__local ushort* base, uint sbase, int off, __global const ushort* src, int bytes) {
+    *((__local uint4*) (base + off)) = bytes ? *((__global const uint4*) src) : (uint4) 0u;
+}
+inline void xv_commit(void) {}
+#define XV_WAIT(N)
+inline void xv_ldsm4(uint* r, __local const ushort* base, uint sbase, int off, __local uint* scratch) {
+    int tid = get_local_id(0), lane = tid % 32;
+    __local uint* s = scratch + (tid / 32) * 32;
+    s[lane] = (uint) off;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int i = 0; i < 4; i++) r[i] = *((__local const uint*) (base + s[i * 8 + lane / 4]) + lane % 4);
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+#define XV_SCRATCH (256 * 6)
+#define XV_UNROLL
+#endif
+
+// xb[i] = bf16(x[i]) for i < count (count % 8 == 0), eight a work-item. Launch: global = ceil(count / 8 / 256) * 256.
+__kernel void moe_x_bf16(__global const float* x, __global ushort* xb, long count) {
+    long i = get_global_id(0) * 8L;
+    if (i >= count) return;
+    __global const float* p = x + i;
+    float4 a = vload4(0, p), b = vload4(1, p);
+    *((__global uint4*) (xb + i)) = (uint4) (pack2(a.x, a.y), pack2(a.z, a.w), pack2(b.x, b.y), pack2(b.z, b.w));
+}
+
+// The k loop of v2 over one tile: the kernel sets xa[2], wa[2] (global addresses of this work-item's two A and two B
+// rows at chunk lc, k = 0; rows lrow and lrow + 64) and xok[2], wok[2]; leaves acc[4][4][4].
+#define XV_TILE                                                                                                       \
+    __local uint4 smem[XV_ST * 256 * XV_K / 8];                                                                       \
+    __local ushort* sm = (__local ushort*) smem;                                                                      \
+    uint sb = xv_base(sm);                                                                                            \
+    __local uint scratch[XV_SCRATCH];                                                                                 \
+    const int STAGE = 256 * XV_K;                                                                                     \
+    int tiles = (in + XV_K - 1) / XV_K;                                                                               \
+    int soff = xv_sw(lrow, lc);                                                                                       \
+    for (int s = 0; s < XV_ST - 1; s++) {                                                                             \
+        if (s < tiles) XV_LOAD(s * STAGE, s)                                                                          \
+        xv_commit();                                                                                                  \
+    }                                                                                                                 \
+    float acc[4][4][4];                                                                                               \
+    XV_UNROLL for (int i = 0; i < 4; i++)                                                                             \
+        XV_UNROLL for (int j = 0; j < 4; j++)                                                                         \
+            XV_UNROLL for (int c = 0; c < 4; c++) acc[i][j][c] = 0.0f;                                                \
+    int ar = wm + (lane % 16), br = 128 + wn + (lane / 16) * 8 + (lane % 8);                                          \
+    int aoff0 = xv_sw(ar, lane / 16), aoff1 = xv_sw(ar, 2 + lane / 16);                                               \
+    int boff0 = xv_sw(br, (lane / 8) % 2), boff1 = xv_sw(br, 2 + (lane / 8) % 2);                                     \
+    int rd = 0, wr = XV_ST - 1;                                                                                       \
+    for (int kt = 0; kt < tiles; kt++) {                                                                              \
+        XV_WAIT(1);                                                                                                   \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                                                 \
+        if (kt + XV_ST - 1 < tiles) XV_LOAD(wr * STAGE, kt + XV_ST - 1)                                               \
+        xv_commit();                                                                                                  \
+        int so = rd * STAGE;                                                                                          \
+        rd = rd == XV_ST - 1 ? 0 : rd + 1;                                                                            \
+        wr = wr == XV_ST - 1 ? 0 : wr + 1;                                                                            \
+        XV_UNROLL for (int kc = 0; kc < 2; kc++) {                                                                    \
+            uint fa[4][4], fb[2][4];                                                                                  \
+            int ao = kc ? aoff1 : aoff0, bo = kc ? boff1 : boff0;                                                     \
+            XV_UNROLL for (int i = 0; i < 4; i++) xv_ldsm4(fa[i], sm, sb, so + ao + i * 16 * XV_K, scratch);          \
+            XV_UNROLL for (int j = 0; j < 2; j++) xv_ldsm4(fb[j], sm, sb, so + bo + j * 16 * XV_K, scratch);          \
+            XV_UNROLL for (int i = 0; i < 4; i++)                                                                     \
+                XV_UNROLL for (int j = 0; j < 4; j++)                                                                 \
+                    mma_bf16(acc[i][j], fa[i][0], fa[i][1], fa[i][2], fa[i][3], fb[j / 2][2 * (j % 2)],               \
+                             fb[j / 2][2 * (j % 2) + 1], scratch);                                                    \
+        }                                                                                                             \
+    }                                                                                                                 \
+    XV_WAIT(0);
+
+// Copies k tile kt of the A rows (lrow, lrow + 64) and B rows (the same) into the stage at element so.
+#define XV_LOAD(so, kt)                                                                                               \
+    {                                                                                                                 \
+        int k = (kt) * XV_K + lc * 8;                                                                                 \
+        for (int i = 0; i < 2; i++) {                                                                                 \
+            bool ok = xok[i] && k < in;                                                                               \
+            xv_cp16(sm, sb, (so) + soff + i * 64 * XV_K, ok ? xa[i] + (kt) * XV_K : xa0, ok ? 16 : 0);                \
+        }                                                                                                             \
+        for (int i = 0; i < 2; i++) {                                                                                 \
+            bool ok = wok[i] && k < in;                                                                               \
+            xv_cp16(sm, sb, (so) + 128 * XV_K + soff + i * 64 * XV_K, ok ? wa[i] + (kt) * XV_K : wa0, ok ? 16 : 0);   \
+        }                                                                                                             \
+    }
+
+// act (bf16) [i, o] = SiLU(g) * u: the gate-up product of v2. x bf16 [*, hidden].
+__kernel __attribute__((reqd_work_group_size(256, 1, 1)))
+void moe_grouped_up_tc2_bf16(__global const ushort* w1, __global const ushort* w3, __global const ushort* xb,
+                             __global const int* grp, int tokOff, __global ushort* actb, int tilesN, int inter,
+                             int hidden) {
+    int tid = get_local_id(0), lane = tid % 32, warp = tid / 32, g = lane >> 2, t = lane & 3;
+    int wm = (warp % 2) * 64, wn = (warp / 2) * 32;
+    int gid = get_group_id(0), rt = gid / tilesN;
+    int slot = grp[3 * rt], r0 = grp[3 * rt + 1], n = grp[3 * rt + 2], o0 = (gid % tilesN) * 64;
+    if (n == 0) return;  // a padding tile (device grouping): the whole group leaves
+    long wOff = (long) slot * inter * hidden;
+    int in = hidden, lrow = tid / 4, lc = tid % 4;
+    __global const ushort* xa[2];
+    __global const ushort* wa[2];
+    bool xok[2], wok[2];
+    __global const ushort* xa0 = xb;
+    __global const ushort* wa0 = w1;
+    for (int i = 0; i < 2; i++) {
+        int r = lrow + 64 * i;  // A row: the tile's row r, its token row through the table
+        xok[i] = r < n;
+        xa[i] = xb + (long) (xok[i] ? grp[tokOff + r0 + r] : 0) * hidden + lc * 8;
+        int wr = o0 + (r / 32) * 16 + r % 16;  // B row r: W1 or W3 (interleaved by warp column) row wr
+        wok[i] = wr < inter;
+        wa[i] = ((r % 32) < 16 ? w1 : w3) + wOff + (long) (wok[i] ? wr : 0) * hidden + lc * 8;
+    }
+    XV_TILE
+    XV_UNROLL for (int i = 0; i < 4; i++) {
+        XV_UNROLL for (int h = 0; h < 2; h++) {
+            int m = wm + i * 16 + g + 8 * h;
+            if (m >= n) continue;
+            __global ushort* ar = actb + (long) (r0 + m) * inter;
+            XV_UNROLL for (int j = 0; j < 2; j++) {
+                int o = o0 + (warp / 2) * 16 + j * 8 + 2 * t;
+                float g0 = acc[i][j][2 * h], g1 = acc[i][j][2 * h + 1];
+                float v0 = g0 / (1.0f + exp(-g0)) * acc[i][j + 2][2 * h];
+                float v1 = g1 / (1.0f + exp(-g1)) * acc[i][j + 2][2 * h + 1];
+                if (o + 1 < inter) *((__global uint*) (ar + o)) = pack2(v0, v1);
+                else if (o < inter) ar[o] = (ushort) bf16_bits(v0);
+            }
+        }
+    }
+}
+
+// pairs[pairIndex[i], o] = act[i] . W2_e[o]: the down product of v2, act bf16 [rows, inter].
+__kernel __attribute__((reqd_work_group_size(256, 1, 1)))
+void moe_grouped_down_tc2_bf16(__global const ushort* w2, __global const ushort* actb, __global const int* grp,
+                               int pairOff, __global float* pairs, int tilesN, int inter, int hidden) {
+    int tid = get_local_id(0), lane = tid % 32, warp = tid / 32, g = lane >> 2, t = lane & 3;
+    int wm = (warp % 2) * 64, wn = (warp / 2) * 32;
+    int gid = get_group_id(0), rt = gid / tilesN;
+    int slot = grp[3 * rt], r0 = grp[3 * rt + 1], n = grp[3 * rt + 2], o0 = (gid % tilesN) * 128;
+    if (n == 0) return;
+    long wOff = (long) slot * inter * hidden;
+    int in = inter, lrow = tid / 4, lc = tid % 4;
+    __global const ushort* xa[2];
+    __global const ushort* wa[2];
+    bool xok[2], wok[2];
+    __global const ushort* xa0 = actb;
+    __global const ushort* wa0 = w2;
+    for (int i = 0; i < 2; i++) {
+        int r = lrow + 64 * i;
+        xok[i] = r < n;
+        xa[i] = actb + (long) (r0 + (xok[i] ? r : 0)) * inter + lc * 8;
+        wok[i] = o0 + r < hidden;
+        wa[i] = w2 + wOff + (long) (wok[i] ? o0 + r : 0) * inter + lc * 8;
+    }
+    XV_TILE
+    XV_UNROLL for (int i = 0; i < 4; i++) {
+        XV_UNROLL for (int h = 0; h < 2; h++) {
+            int m = wm + i * 16 + g + 8 * h;
+            if (m >= n) continue;
+            __global float* yr = pairs + (long) grp[pairOff + r0 + m] * hidden;
+            XV_UNROLL for (int j = 0; j < 4; j++) {
+                int o = o0 + wn + j * 8 + 2 * t;
+                if (o + 1 < hidden) *((__global float2*) (yr + o)) = (float2) (acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+                else if (o < hidden) yr[o] = acc[i][j][2 * h];
+            }
+        }
+    }
+}
