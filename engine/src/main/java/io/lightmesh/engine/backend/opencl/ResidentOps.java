@@ -193,18 +193,25 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         // with the grouped expert kernels appended; if only they fail to build, the products keep tensor cores
         boolean grouped = true;
         String whyNot = null;
+        String v2BuildFailure = null;
         try {
             p = Cl.buildProgram(context, device, source + "\n" + TensorCores.expertsSource(), options);
         } catch (RuntimeException withExperts) {
             String log = String.valueOf(withExperts.getMessage());
-            whyNot = "experts_tc.cl did not build: " + log.substring(0, Math.min(400, log.length())).replace('\n', ' ');
-            grouped = false;
-            try {
-                p = Cl.buildProgram(context, device, source, options);
-            } catch (RuntimeException e) {
-                log = String.valueOf(e.getMessage());
-                return TensorCores.Verdict.no("the compiler rejected tensorcore.cl: "
-                        + log.substring(0, Math.min(600, log.length())).replace('\n', ' '));
+            v2BuildFailure = "did not build: " + log.substring(0, Math.min(300, log.length())).replace('\n', ' ');
+            try {  // the grouped kernels' first form without v2
+                p = Cl.buildProgram(context, device, source + "\n#define XT_NO_V2\n" + TensorCores.expertsSource(), options);
+            } catch (RuntimeException withoutV2) {
+                log = String.valueOf(withoutV2.getMessage());
+                whyNot = "experts_tc.cl did not build: " + log.substring(0, Math.min(400, log.length())).replace('\n', ' ');
+                grouped = false;
+                try {
+                    p = Cl.buildProgram(context, device, source, options);
+                } catch (RuntimeException e) {
+                    log = String.valueOf(e.getMessage());
+                    return TensorCores.Verdict.no("the compiler rejected tensorcore.cl: "
+                            + log.substring(0, Math.min(600, log.length())).replace('\n', ' '));
+                }
             }
         }
         tcProgram = p;
@@ -256,7 +263,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         }
         tcGrouped = grouped;
         tcGroupedWhyNot = grouped ? null : whyNot;
-        String whyNotV2 = grouped ? checkGroupedExperts(2) : whyNot;
+        String whyNotV2 = !grouped ? whyNot : v2BuildFailure != null ? v2BuildFailure : checkGroupedExperts(2);
         tcGroupedV2 = whyNotV2 == null;
         tcGroupedV2WhyNot = whyNotV2;
         if (grouped && !tcGroupedV2) LOG.log(System.Logger.Level.WARNING, "grouped experts v2 not used: " + whyNotV2);

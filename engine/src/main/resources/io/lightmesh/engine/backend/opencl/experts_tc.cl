@@ -149,6 +149,7 @@ MOE_GROUPED_UP_TC(bf16, ushort, ld8_bf16)
 MOE_GROUPED_DOWN_TC(f32, float, ld8_f32)
 MOE_GROUPED_DOWN_TC(bf16, ushort, ld8_bf16)
 
+#ifndef XT_NO_V2  // the probe's second build, where a compiler rejects v2: the first form without it
 // ---- grouped experts, second form (v2): tensorcore.cl v2's scheme (cp.async stages, ldmatrix, XOR swizzle) -------
 // The same two products and table, bf16 weights only, with both operands bf16 in global memory so that they go
 // global -> local by cp.async without registers: x rounded to bf16 once per call (moe_x_bf16), act written as bf16
@@ -254,11 +255,11 @@ __kernel void moe_x_bf16(__global const float* x, __global ushort* xb, long coun
 #define XV_LOAD(so, kt)                                                                                               \
     {                                                                                                                 \
         int k = (kt) * XV_K + lc * 8;                                                                                 \
-        for (int i = 0; i < 2; i++) {                                                                                 \
+        XV_UNROLL for (int i = 0; i < 2; i++) {                                                                       \
             bool ok = xok[i] && k < in;                                                                               \
             xv_cp16(sm, sb, (so) + soff + i * 64 * XV_K, ok ? xa[i] + (kt) * XV_K : xa0, ok ? 16 : 0);                \
         }                                                                                                             \
-        for (int i = 0; i < 2; i++) {                                                                                 \
+        XV_UNROLL for (int i = 0; i < 2; i++) {                                                                       \
             bool ok = wok[i] && k < in;                                                                               \
             xv_cp16(sm, sb, (so) + 128 * XV_K + soff + i * 64 * XV_K, ok ? wa[i] + (kt) * XV_K : wa0, ok ? 16 : 0);   \
         }                                                                                                             \
@@ -281,7 +282,7 @@ void moe_grouped_up_tc2_bf16(__global const ushort* w1, __global const ushort* w
     bool xok[2], wok[2];
     __global const ushort* xa0 = xb;
     __global const ushort* wa0 = w1;
-    for (int i = 0; i < 2; i++) {
+    XV_UNROLL for (int i = 0; i < 2; i++) {
         int r = lrow + 64 * i;  // A row: the tile's row r, its token row through the table
         xok[i] = r < n;
         xa[i] = xb + (long) (xok[i] ? grp[tokOff + r0 + r] : 0) * hidden + lc * 8;
@@ -323,7 +324,7 @@ void moe_grouped_down_tc2_bf16(__global const ushort* w2, __global const ushort*
     bool xok[2], wok[2];
     __global const ushort* xa0 = actb;
     __global const ushort* wa0 = w2;
-    for (int i = 0; i < 2; i++) {
+    XV_UNROLL for (int i = 0; i < 2; i++) {
         int r = lrow + 64 * i;
         xok[i] = r < n;
         xa[i] = actb + (long) (r0 + (xok[i] ? r : 0)) * inter + lc * 8;
@@ -344,3 +345,4 @@ void moe_grouped_down_tc2_bf16(__global const ushort* w2, __global const ushort*
         }
     }
 }
+#endif  // XT_NO_V2
