@@ -152,6 +152,36 @@ public interface DeviceOps {
     /** {@code g = SiLU(g) * u} on the first n elements. */
     void siluMul(Buffer g, Buffer u, long n);
 
+    /** Whether {@link #groupedExperts} runs on this device (else callers run the per-expert pieces above). */
+    default boolean groupsExperts() { return false; }
+
+    /**
+     * The SwiGLU experts of one set over pairs grouped by expert (a prefill chunk, a shard's batch), in a launch per
+     * stage rather than per expert: for each group g < groups and each row i of the grouped order in
+     * [first[g], first[g] + count[g]): {@code pairs[pairIndex[i], :] = W2_e (SiLU(W1_e x_j) * (W3_e x_j))} with
+     * e = slot[g] and j = tokenRow[i]. No gather or scatter pass: rows are read and written through the indices.
+     *
+     * @param rows  the grouped order's length: tokenRow and pairIndex hold at least this many, and every group's rows
+     *              lie below it
+     * @param x     [> max tokenRow, h]
+     * @param act   scratch [rows, I] (row i for grouped row i)
+     * @param pairs [> max pairIndex, h]; rows not named by pairIndex are left as they were
+     */
+    default void groupedExperts(ExpertSet set, int groups, int[] slot, int[] first, int[] count, int[] tokenRow,
+                                int[] pairIndex, int rows, Buffer x, Buffer act, Buffer pairs) {
+        throw new UnsupportedOperationException("no grouped expert kernels on this device");
+    }
+
+    /**
+     * As {@link #groupedExperts(ExpertSet, int, int[], int[], int[], int[], int[], int, Buffer, Buffer, Buffer)} for a
+     * layer's stacked set (expert e at slot e), every pair p < rows * k with ids[p] >= 0, the grouping done on the
+     * device from the router's ids [rows, k] (no trip of the ids to the host, so no wait for the device): pairs[p] =
+     * Expert_{ids[p]}(x[p / k]); rows of id -1 are left as they were. act [rows * k, I] is scratch.
+     */
+    default void groupedExperts(ExpertSet set, Buffer ids, int rows, int k, Buffer x, Buffer act, Buffer pairs) {
+        throw new UnsupportedOperationException("no grouped expert kernels on this device");
+    }
+
     /** Reads int32 elements {@code [0, n)} (the router's expert ids, to group a prefill chunk's rows by expert). */
     void read(Buffer src, int[] dst, int n);
 

@@ -12,8 +12,9 @@ import java.util.function.BiPredicate;
 
 /**
  * SwiGLU experts computed on the device, as an expert shard on a GPU runs them: each hosted (layer, expert) keeps its
- * W1, W3, W2 on the device, and each incoming batch is one grouped product per chosen expert ({@link GroupedExperts}:
- * gather, W1/W3/W2 products, scatter), not a launch per row. The host only groups the pairs and adds the chosen
+ * W1, W3, W2 on the device (a set of one expert each), and each incoming batch runs grouped by expert
+ * ({@link GroupedExperts}: two launches per chosen expert's set, or the per-expert pieces with
+ * -Dlightmesh.experts.grouped=per-expert), not a launch per row. The host only groups the pairs and adds the chosen
  * experts' outputs with their router weights.
  *
  * <p>A small batch (up to {@link #smallSlots} non-skipped slots, a decode step's; {@code -Dlightmesh.shard.smallBatch},

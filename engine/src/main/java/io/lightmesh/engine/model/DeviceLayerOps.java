@@ -35,6 +35,7 @@ final class DeviceLayerOps implements LayerOps {
      * at each step (a benchmark flips it between runs).
      */
     private final boolean oneRead = !"false".equalsIgnoreCase(System.getProperty("lightmesh.device.remoteOneRead", "true"));
+    private boolean deviceGrouped;       // grouped experts grouped on the device (ids logged, not read per layer)
 
     private DeviceLayerOps(ResidentDecoder r, Scratch s, int[] tokens, int[] pos, DeviceState[] dev, int from, int n,
                            boolean prefill, boolean grouped) {
@@ -145,6 +146,10 @@ final class DeviceLayerOps implements LayerOps {
                 d.read(s.expertWeights(), 0, w, 0, n * K);
             }
             pending = executor.runAsync(l, x, n, K, ids, w, y, r.calls).thenApply(v -> y); // x: its first n rows
+        } else if (grouped && GroupedExperts.runOnDevice(d, r.experts[l], s.x(), n, K, s.expertIds(), s.act(), s.pairs(),
+                GroupedExperts.mode())) { // grouped on the device; an observer reads the route log at the end
+            deviceGrouped = true;
+            if (executor.observesRouting()) d.copy(s.expertIds(), 0, s.routeLog(), (long) l * n * K, (long) n * K);
         } else if (grouped) { // the ids to the host, one product per chosen expert into the pairs [n*K, h]
             int[] ids = new int[n * K];
             d.read(s.expertIds(), ids, n * K);
@@ -174,7 +179,7 @@ final class DeviceLayerOps implements LayerOps {
                     r.nextNorm(l), eps, s.x());
         }
         d.flush(); // the device runs this layer while the host enqueues the next
-        if (!r.remote && !grouped && l == r.layers.length - 1) r.reportRouting(s, n);
+        if (!r.remote && (!grouped || deviceGrouped) && l == r.layers.length - 1) r.reportRouting(s, n);
     }
 
     /** Cancels a remote call still in flight (the pass failed midway). */

@@ -172,6 +172,14 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     private final List<TensorCores.Gemm> gemmsChecked = new ArrayList<>();
     /** bf16 copy of a v2 product's activations (to_bf16), kept between products. */
     private ClBuffer xBf16;
+    /** Whether tcProgram holds the grouped expert kernels (experts_tc.cl) and they passed their check; why not. */
+    private boolean tcGrouped;
+    private String tcGroupedWhyNot = "tensor cores off";
+    /** Whether the second tensor-core form of the grouped kernels (v2: cp.async, ldmatrix) passed its check; why not. */
+    private boolean tcGroupedV2;
+    private String tcGroupedV2WhyNot = "tensor cores off";
+    /** -Dlightmesh.experts.tc=v1: the grouped kernels' first tensor-core form even where v2 passed (to compare). */
+    private boolean groupedV2Wanted = !"v1".equalsIgnoreCase(System.getProperty("lightmesh.experts.tc", "v2").trim());
     private final String options;
     private final String name;
     private final int computeUnits;
@@ -212,7 +220,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         this.tensorCores = probeTensorCores();
         this.useTensorCores = tensorCores.available();
         LOG.log(System.Logger.Level.INFO, "OpenCL products of " + GEMM_MIN_ROWS + "+ rows on " + name + ": "
-                + (useTensorCores ? "bf16 tensor cores (mma.sync)" : "fp32 GEMM") + "; tensor cores " + tensorCores);
+                + (useTensorCores ? "bf16 tensor cores (mma.sync)" : "fp32 GEMM") + "; tensor cores " + tensorCores
+                + "; grouped experts " + (!useTensorCores ? "fp32" : tcGrouped ? "on tensor cores, "
+                + (groupedForm() == 2 ? "v2" : "v1" + (tcGroupedV2 ? "" : " (v2: " + tcGroupedV2WhyNot + ")"))
+                : "per expert (" + tcGroupedWhyNot + ")"));
         if (profileSync || profileEvents) kernelTimes(); // the start-up probes' launches are not the caller's
     }
 
@@ -255,18 +266,47 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     synchronized TensorCores.Verdict tryTensorCores(String source) {
         releaseTensorCores();
         MemorySegment p;
+        // Built with the grouped expert kernels appended, in falling order of what a compiler accepts: everything;
+        // the grouped kernels' first form only (XT_NO_V2); no grouped kernels; then the same without the v2 GEMM
+        // forms (TC_NO_GEMM2: a compiler that rejects their PTX keeps v1). Each step down is logged as its reason.
+        boolean grouped = true;
+        String whyNot = null;
+        String v2BuildFailure = null;
         gemmBuildFailure = null;
-        try {
-            p = Cl.buildProgram(context, device, source, options);
-        } catch (RuntimeException full) {
-            // a compiler that rejects v2 (its PTX) keeps v1: build again without v2
+        String experts = TensorCores.expertsSource();
+        String[][] attempts = {
+                {source + "\n" + experts, "all"},
+                {source + "\n#define XT_NO_V2\n" + experts, "grouped v1"},
+                {source, "no grouped"},
+                {"#define TC_NO_GEMM2\n" + source + "\n#define XT_NO_V2\n" + experts, "gemm v1, grouped v1"},
+                {"#define TC_NO_GEMM2\n" + source, "gemm v1, no grouped"}};
+        p = null;
+        String firstLog = null, lastLog = null;
+        for (String[] a : attempts) {
             try {
-                p = Cl.buildProgram(context, device, "#define TC_NO_GEMM2\n" + source, options);
-                gemmBuildFailure = "v2 did not build: " + clip(full.getMessage(), 400);
+                p = Cl.buildProgram(context, device, a[0], options);
             } catch (RuntimeException e) {
-                return TensorCores.Verdict.no("the compiler rejected tensorcore.cl: " + clip(e.getMessage(), 600));
+                lastLog = String.valueOf(e.getMessage());
+                if (firstLog == null) firstLog = lastLog;
+                continue;
             }
+            switch (a[1]) {
+                case "all" -> { }
+                case "grouped v1" -> v2BuildFailure = "did not build: " + clip(firstLog, 300);
+                case "no grouped" -> { grouped = false; whyNot = "experts_tc.cl did not build: " + clip(firstLog, 400); }
+                case "gemm v1, grouped v1" -> {
+                    gemmBuildFailure = "v2 did not build: " + clip(firstLog, 400);
+                    v2BuildFailure = gemmBuildFailure;
+                }
+                default -> {
+                    gemmBuildFailure = "v2 did not build: " + clip(firstLog, 400);
+                    grouped = false;
+                    whyNot = "experts_tc.cl did not build: " + clip(firstLog, 400);
+                }
+            }
+            break;
         }
+        if (p == null) return TensorCores.Verdict.no("the compiler rejected tensorcore.cl: " + clip(lastLog, 600));
         tcProgram = p;
         int n = TensorCores.CHECK_N, in = TensorCores.CHECK_IN, out = TensorCores.CHECK_OUT;
         java.util.Random rnd = new java.util.Random(14);
@@ -310,6 +350,17 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             releaseTensorCores();
             return TensorCores.Verdict.no(bad);
         }
+        if (grouped) {
+            whyNot = checkGroupedExperts(1);
+            grouped = whyNot == null;
+        }
+        tcGrouped = grouped;
+        tcGroupedWhyNot = grouped ? null : whyNot;
+        String whyNotV2 = !grouped ? whyNot : v2BuildFailure != null ? v2BuildFailure : checkGroupedExperts(2);
+        tcGroupedV2 = whyNotV2 == null;
+        tcGroupedV2WhyNot = whyNotV2;
+        if (grouped && !tcGroupedV2) LOG.log(System.Logger.Level.WARNING, "grouped experts v2 not used: " + whyNotV2);
+        if (!grouped) LOG.log(System.Logger.Level.WARNING, "grouped experts stay on fp32 products: " + whyNot);
         return new TensorCores.Verdict(true, "mma.sync bf16 on " + name + ", checked against the host; " + chooseGemm());
     }
 
@@ -498,11 +549,71 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         return bad == null ? null : "the lightning block kernels disagree with the host: " + bad;
     }
 
+    /**
+     * The grouped expert kernels on tensor cores (bf16 and fp32 weights) on a small ragged case against the host
+     * ({@link TensorCores#groupedReference}): three experts of which one takes no rows and one more rows than a tile,
+     * token rows out of order, pairs written out of order; null when within bf16's bound, else why not. Form 1 with
+     * both weight dtypes, form 2 (v2: bf16 weights only).
+     */
+    private String checkGroupedExperts(int form) {
+        int E = 3, h = 40, I = 72, tokens = 90;
+        int[] count = {0, 150, 7}, first = {0, 0, 150}, slot = {0, 1, 2};
+        int rows = 157;
+        java.util.Random rnd = new java.util.Random(17);
+        int[] tokenRow = new int[rows], pairIndex = new int[rows];
+        for (int i = 0; i < rows; i++) {
+            tokenRow[i] = rnd.nextInt(tokens);
+            pairIndex[i] = (i * 37 + 11) % rows;  // a permutation (37 and 157 are coprime)
+        }
+        float[] x = new float[tokens * h];
+        for (int i = 0; i < x.length; i++) x[i] = rnd.nextFloat() * 2 - 1;
+        float[][] w1 = new float[E][I * h], w3 = new float[E][I * h], w2 = new float[E][h * I];
+        for (float[][] m : new float[][][]{w1, w3, w2}) {
+            for (float[] a : m) for (int i = 0; i < a.length; i++) a[i] = TensorCores.roundBf16((rnd.nextFloat() * 2 - 1) * 0.5f);
+        }
+        float[] ref = TensorCores.groupedReference(x, h, I, w1, w3, w2, 3, slot, first, count, tokenRow, pairIndex, rows);
+        for (boolean bf16 : form == 2 ? new boolean[]{true} : new boolean[]{false, true}) {
+            Tensor[] t1 = new Tensor[E], t3 = new Tensor[E], t2 = new Tensor[E];
+            for (int e = 0; e < E; e++) {
+                t1[e] = TensorCores.tensor("w1", w1[e], I, h, bf16);
+                t3[e] = TensorCores.tensor("w3", w3[e], I, h, bf16);
+                t2[e] = TensorCores.tensor("w2", w2[e], h, I, bf16);
+            }
+            Experts set = (Experts) experts(t1, t3, t2);
+            float[] got = new float[rows * h];
+            java.util.Arrays.fill(got, Float.NaN);
+            ClBuffer bx = floats(x.length), act = floats((long) rows * I), pairs = floats(got.length);
+            try {
+                write(bx, 0, x, 0, x.length);
+                write(pairs, 0, got, 0, got.length);
+                groupedLaunches(set, form, 3, slot, first, count, tokenRow, pairIndex, rows, bx, act, pairs);
+                read(pairs, 0, got, 0, got.length);
+            } catch (RuntimeException e) {
+                return "the grouped expert check failed: " + e.getMessage();
+            } finally {
+                release(set);
+                bx.close();
+                act.close();
+                pairs.close();
+            }
+            String bad = TensorCores.mismatch(ref, got, TensorCores.FLASH_CHECK_TOL);
+            if (bad != null) {
+                return "the grouped expert kernels (form " + form + ", " + (bf16 ? "bf16" : "fp32")
+                        + " weights) disagree with the host: " + bad;
+            }
+        }
+        return null;
+    }
+
     /** Drops the tensor-core program and kernels; products go back to the fp32 GEMM. */
     private void releaseTensorCores() {
         useTensorCores = false;
         gemm = TensorCores.V1;
         gemmsChecked.clear();
+        tcGrouped = false;
+        tcGroupedWhyNot = "tensor cores off";
+        tcGroupedV2 = false;
+        tcGroupedV2WhyNot = "tensor cores off";
         for (MemorySegment k : tcKernels.values()) Cl.releaseKernel(k);
         tcKernels.clear();
         if (tcProgram != null) Cl.releaseProgram(tcProgram);
@@ -552,12 +663,15 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                 * g.threads(), g.threads(), buf, wOff, xBf16, 0L, y, 0L, n, in, out);
     }
 
-    private static String source() {
-        try (InputStream in = ResidentOps.class.getResourceAsStream("resident.cl")) {
-            if (in == null) throw new OpenClException("resident.cl is missing from the engine jar");
+    /** resident.cl, then experts.cl (the grouped experts' fp32 kernels, on its GEMM's helpers). */
+    private static String source() { return resource("resident.cl") + "\n" + resource("experts.cl"); }
+
+    static String resource(String file) {
+        try (InputStream in = ResidentOps.class.getResourceAsStream(file)) {
+            if (in == null) throw new OpenClException(file + " is missing from the engine jar");
             return new String(in.readAllBytes(), StandardCharsets.UTF_8);
         } catch (IOException e) {
-            throw new OpenClException("cannot read resident.cl: " + e.getMessage(), e);
+            throw new OpenClException("cannot read " + file + ": " + e.getMessage(), e);
         }
     }
 
@@ -782,6 +896,138 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         check(index, indexOff, n);
         check(src, 0, (long) n * dim);
         if (n > 0) launch("scatter_rows", groups((long) n * dim) * NT, src, index, indexOff, dst, n, dim);
+    }
+
+    /**
+     * Yes, unless products run on tensor cores and the grouped kernels there did not build or pass their check: then
+     * the per-expert pieces keep their tensor-core products rather than the grouped form falling back to fp32.
+     */
+    @Override
+    public synchronized boolean groupsExperts() { return !useTensorCores || tcGrouped; }
+
+    /**
+     * Two launches for the whole set: the gate-up kernel (A rows through tokenRow, W1 and W3 in one work-group, SiLU(g)
+     * * u in the epilogue) into act, then the down kernel (each output row into its pair's row): on tensor cores where
+     * products run there ({@code experts_tc.cl}), else the fp32 tiled form ({@code experts.cl}).
+     */
+    @Override
+    public synchronized void groupedExperts(ExpertSet set, int groups, int[] slot, int[] first, int[] count,
+                                            int[] tokenRow, int[] pairIndex, int rows, Buffer x, Buffer act,
+                                            Buffer pairs) {
+        groupedLaunches((Experts) set, groupedForm(), groups, slot, first, count, tokenRow, pairIndex, rows, x, act,
+                pairs);
+    }
+
+    /** Whether {@link #groupedExperts} runs on tensor cores now (tests and the start-up log). */
+    public synchronized boolean groupedExpertsOnTensorCores() { return useTensorCores && tcGrouped; }
+
+    /** The grouped kernels' form now: 0 fp32 products, 1 tensor cores (v1 tiles), 2 tensor cores v2. */
+    public synchronized int groupedForm() {
+        if (!useTensorCores || !tcGrouped) return 0;
+        return tcGroupedV2 && groupedV2Wanted ? 2 : 1;
+    }
+
+    /** Chooses the second tensor-core form where it passed its check (true) or the first (tests, benchmarks). */
+    public synchronized void groupedV2(boolean on) { groupedV2Wanted = on; }
+
+    private void groupedLaunches(Experts ex, int form, int groups, int[] slot, int[] first, int[] count,
+                                 int[] tokenRow, int[] pairIndex, int rows, Buffer x, Buffer act, Buffer pairs) {
+        int inter = ex.w1.rows, hidden = ex.w1.cols;
+        GroupedTiles t = GroupedTiles.of(groups, slot, first, count, tokenRow, pairIndex, rows);
+        if (t.tiles() == 0) return;
+        int maxToken = -1, maxPair = -1;
+        for (int g = 0; g < groups; g++) {
+            if (count[g] > 0 && (slot[g] < 0 || slot[g] >= ex.count)) {
+                throw new IllegalArgumentException("expert slot " + slot[g] + " of " + ex.count);
+            }
+            for (int i = first[g]; i < first[g] + count[g]; i++) {
+                if (tokenRow[i] < 0 || pairIndex[i] < 0) throw new IllegalArgumentException("negative row at " + i);
+                maxToken = Math.max(maxToken, tokenRow[i]);
+                maxPair = Math.max(maxPair, pairIndex[i]);
+            }
+        }
+        check(x, 0, (maxToken + 1L) * hidden);
+        check(pairs, 0, (maxPair + 1L) * hidden);
+        check(act, 0, (long) rows * inter);
+        int[] table = t.table();
+        // a buffer of this call's own, released once enqueued (OpenCL frees it when the launches that use it are
+        // done): nothing stays on the device between calls, as a shard's device memory accounting expects
+        ClBuffer groupInts = ints(table.length);
+        try {
+            write(groupInts, table, table.length);
+            groupedLaunches(ex, form, t.tiles(), t.tokenOffset(), t.pairOffset(), groupInts, maxToken + 1, x, act,
+                    pairs);
+        } finally {
+            groupInts.close();
+        }
+    }
+
+    /**
+     * The table made on the device ({@code moe_group_table}, one work-group) from the router's ids, then the same two
+     * launches, sized for the most tiles the pairs can take (ceil(count / 128) + E; the padding tiles have no rows).
+     */
+    @Override
+    public synchronized void groupedExperts(ExpertSet set, Buffer ids, int rows, int k, Buffer x, Buffer act,
+                                            Buffer pairs) {
+        Experts ex = (Experts) set;
+        int inter = ex.w1.rows, hidden = ex.w1.cols, count = rows * k;
+        if (ex.count > GROUP_MAX_EXPERTS) {
+            throw new IllegalArgumentException("device grouping takes up to " + GROUP_MAX_EXPERTS + " experts, got " + ex.count);
+        }
+        check(ids, 0, count);
+        check(x, 0, (long) rows * hidden);
+        check(act, 0, (long) count * inter);
+        check(pairs, 0, (long) count * hidden);
+        if (count == 0) return;
+        int maxTiles = ceilDiv(count, GroupedTiles.TILE_ROWS) + ex.count;
+        ClBuffer table = ints(3L * maxTiles + 2L * count);  // released once enqueued, as above
+        try {
+            launch("moe_group_table", NT, ids, count, k, ex.count, maxTiles, table);
+            groupedLaunches(ex, groupedForm(), maxTiles, 3 * maxTiles, 3 * maxTiles + count, table, rows, x, act,
+                    pairs);
+        } finally {
+            table.close();
+        }
+    }
+
+    /** The most experts of a set that moe_group_table groups (its local counters: experts.cl's XG_MAX_E). */
+    static final int GROUP_MAX_EXPERTS = 64;
+
+    /** The two launches (three with v2's rounding of x to bf16) over a table on the device; x holds xRows rows. */
+    private void groupedLaunches(Experts ex, int form, int tiles, int tokenOffset, int pairOffset, ClBuffer groupInts,
+                                 int xRows, Buffer x, Buffer act, Buffer pairs) {
+        int inter = ex.w1.rows, hidden = ex.w1.cols;
+        if (ex.w1.bf16 != ex.w3.bf16) throw new IllegalArgumentException("W1 and W3 of one set differ in dtype");
+        if (hidden % 8 != 0 || inter % 8 != 0) form = 0;
+        if (form == 2 && !(ex.w1.bf16 && ex.w2.bf16)) form = 1;
+        int upN = ceilDiv(inter, GN / 2), downN = ceilDiv(hidden, GN);
+        if (form == 2) {
+            // x to bf16 once (a buffer of this call's own, released once enqueued); act written as bf16 in place
+            long count = (long) xRows * hidden;
+            ClBuffer xb = shorts(count);
+            try {
+                launch(tcKernel("moe_x_bf16"), "moe_x_bf16", groups((count + 7) / 8) * NT, x, xb, count);
+                launch(tcKernel("moe_grouped_up_tc2_bf16"), "moe_grouped_up_tc2_bf16", (long) tiles * upN * NT,
+                        ex.w1.buf, ex.w3.buf, xb, groupInts, tokenOffset, act, upN, inter, hidden);
+            } finally {
+                xb.close();
+            }
+            launch(tcKernel("moe_grouped_down_tc2_bf16"), "moe_grouped_down_tc2_bf16", (long) tiles * downN * NT,
+                    ex.w2.buf, act, groupInts, pairOffset, pairs, downN, inter, hidden);
+            return;
+        }
+        boolean tc = form == 1;
+        String up = (tc ? "moe_grouped_up_tc_" : "moe_grouped_up_") + (ex.w1.bf16 ? "bf16" : "f32");
+        String down = (tc ? "moe_grouped_down_tc_" : "moe_grouped_down_") + (ex.w2.bf16 ? "bf16" : "f32");
+        Object[] upArgs = {ex.w1.buf, ex.w3.buf, x, groupInts, tokenOffset, act, upN, inter, hidden};
+        Object[] downArgs = {ex.w2.buf, act, groupInts, pairOffset, pairs, downN, inter, hidden};
+        if (tc) {
+            launch(tcKernel(up), up, (long) tiles * upN * NT, upArgs);
+            launch(tcKernel(down), down, (long) tiles * downN * NT, downArgs);
+        } else {
+            launch(up, (long) tiles * upN * NT, upArgs);
+            launch(down, (long) tiles * downN * NT, downArgs);
+        }
     }
 
     @Override

@@ -108,6 +108,49 @@ public final class TensorCores {
         }
     }
 
+    /** The grouped expert kernels on tensor cores, built after tensorcore.cl (on its helpers) in the same program. */
+    static String expertsSource() { return ResidentOps.resource("experts_tc.cl"); }
+
+    /** A [rows, cols] weight of these values (bf16: rounded to nearest even) for the start-up checks. */
+    static io.lightmesh.engine.tensor.Tensor tensor(String name, float[] values, int rows, int cols, boolean bf16) {
+        if (!bf16) return io.lightmesh.engine.tensor.Tensor.ofFloats(name, values, rows, cols);
+        java.lang.foreign.MemorySegment seg = java.lang.foreign.MemorySegment.ofArray(new byte[values.length * 2]);
+        var s16 = java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (int i = 0; i < values.length; i++) seg.set(s16, 2L * i, io.lightmesh.engine.tensor.Tensor.floatToBf16(values[i]));
+        return new io.lightmesh.engine.tensor.Tensor(name, io.lightmesh.engine.tensor.DType.BF16, new long[]{rows, cols}, seg);
+    }
+
+    /**
+     * What {@code DeviceOps.groupedExperts} computes, on the host in double: for each group's rows i,
+     * {@code pairs[pairIndex[i]] = W2_e (SiLU(W1_e x_j) * (W3_e x_j))}, e = slot[g], j = tokenRow[i]; pairs [rows, h]
+     * (pairIndex < rows), rows not written left 0. Weights [E][out * in] as given (no rounding).
+     */
+    static float[] groupedReference(float[] x, int h, int I, float[][] w1, float[][] w3, float[][] w2, int groups,
+                                    int[] slot, int[] first, int[] count, int[] tokenRow, int[] pairIndex, int rows) {
+        float[] pairs = new float[rows * h];
+        double[] act = new double[I];
+        for (int g = 0; g < groups; g++) {
+            int e = slot[g];
+            for (int i = first[g]; i < first[g] + count[g]; i++) {
+                int xo = tokenRow[i] * h;
+                for (int o = 0; o < I; o++) {
+                    double a = 0, b = 0;
+                    for (int k = 0; k < h; k++) {
+                        a += (double) x[xo + k] * w1[e][o * h + k];
+                        b += (double) x[xo + k] * w3[e][o * h + k];
+                    }
+                    act[o] = a / (1 + Math.exp(-a)) * b;
+                }
+                for (int o = 0; o < h; o++) {
+                    double y = 0;
+                    for (int k = 0; k < I; k++) y += act[k] * w2[e][o * I + k];
+                    pairs[pairIndex[i] * h + o] = (float) y;
+                }
+            }
+        }
+        return pairs;
+    }
+
     /** fp32 to bf16 and back, round to nearest even (as the kernels round activations). */
     public static float roundBf16(float f) {
         if (Float.isNaN(f)) return f;

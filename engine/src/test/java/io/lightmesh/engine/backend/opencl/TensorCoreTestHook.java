@@ -10,4 +10,7 @@ public final class TensorCoreTestHook {
         if (!v.available()) System.out.println("emulated tensor cores: " + v);
         return v.available();
     }
+
+    /** Drops the tensor-core kernels that {@link #emulate} built (products back on the fp32 GEMM). */
+    public static void drop(ResidentOps r) { r.dropTensorCores(); }
 }
