@@ -173,7 +173,8 @@ public final class PrefillWorker implements AutoCloseable {
         p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, org.apache.kafka.clients.consumer.StickyAssignor.class.getName());
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
-        this.consumer = new KafkaConsumer<>(p);
+        io.lightmesh.mesh.KafkaBackoff.quietRebootstrapLog();
+        this.consumer = new KafkaConsumer<>(io.lightmesh.mesh.KafkaBackoff.client(p));
         consumer.subscribe(List.of(settings.topic()));
         this.lagGauge = meter.gaugeBuilder("lightmesh.prefill.consumer.lag").ofLongs().setUnit("{record}")
                 .setDescription("Records on the request topic's partitions assigned to this worker not yet consumed (Kafka's records-lag, summed)")

@@ -10,6 +10,7 @@ import io.grpc.stub.StreamObserver;
 import io.lightmesh.engine.config.ModelConfig;
 import io.lightmesh.mesh.ExpertPlacement;
 import io.lightmesh.mesh.Grpc;
+import io.lightmesh.mesh.KafkaBackoff;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.Specs;
 import io.lightmesh.mesh.MeshTelemetry;
@@ -53,6 +54,8 @@ import io.opentelemetry.context.Scope;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.DescribeClusterOptions;
+import org.apache.kafka.clients.admin.DescribeConsumerGroupsOptions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
@@ -175,8 +178,9 @@ public final class RouterCore implements AutoCloseable {
         p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "60000");
         p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
-        producer = new KafkaProducer<>(p);
-        Properties a = new Properties();
+        KafkaBackoff.quietRebootstrapLog();
+        producer = new KafkaProducer<>(KafkaBackoff.client(p));
+        Properties a = KafkaBackoff.admin(new Properties());
         a.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
         admin = Admin.create(a);
         ensureTopic(admin, settings.topic(), settings.partitions());
@@ -211,14 +215,20 @@ public final class RouterCore implements AutoCloseable {
         for (String t : experts) describe(t, expertInfo, expertErrors);
         forgetGone(decode, experts);
         try {
-            admin.describeCluster().nodes().get(5, TimeUnit.SECONDS);
+            // each admin call bounded as its wait is: a call left behind would wait for the broker the admin client's
+            // default.api.timeout.ms (60 s), and every call waiting re-bootstraps the client (KafkaBackoff)
+            admin.describeCluster(new DescribeClusterOptions().timeoutMs(5000)).nodes().get(6, TimeUnit.SECONDS);
             kafkaError = null;
         } catch (Exception e) {
             kafkaError = String.valueOf(e.getCause() != null ? e.getCause() : e);
         }
+        if (kafkaError != null) {
+            prefillMembers = -1; // no group to look up while the broker is away
+            return;
+        }
         try {
-            ConsumerGroupDescription g = admin.describeConsumerGroups(List.of(settings.prefillGroup()))
-                    .describedGroups().get(settings.prefillGroup()).get(10, TimeUnit.SECONDS);
+            ConsumerGroupDescription g = admin.describeConsumerGroups(List.of(settings.prefillGroup()), new DescribeConsumerGroupsOptions().timeoutMs(10_000))
+                    .describedGroups().get(settings.prefillGroup()).get(11, TimeUnit.SECONDS);
             prefillMembers = g.members().size();
         } catch (Exception e) {
             LOG.fine("prefill group lookup failed: " + e);
