@@ -144,4 +144,35 @@ class ElasticExpertPoolTest {
         assertTrue(v.shards().stream().noneMatch(s -> s.id().equals("expert-0")), v.toJson());
         for (PlacementView.ExpertView e : v.experts()) assertTrue(!e.replicas().isEmpty(), "every expert still placed: " + v.toJson());
     }
+
+    /**
+     * A second controller over the mesh's real shards (a second router with lightmesh.placement-controller=true),
+     * changing nothing: the mesh's controller, the earlier, hears its heartbeat on the shards at its next poll and
+     * stands by (conflict set: the router's readiness DOWN); once the second stops, it is UP again within 3 of the
+     * second's polls + 2 s and answers stay the engine's.
+     */
+    @Test @Order(3)
+    void aSecondControllerOverTheRealShardsIsFoundAtOnceAndTheFirstResumesWhenItStops() throws Exception {
+        PlacementController c = mesh.placementController();
+        await("no conflict before", 10_000, () -> c.conflict() == null);
+        List<String> shards = mesh.experts().stream().filter(e -> c.view().shards().stream().anyMatch(s -> s.id().equals(e.id())))
+                .map(EmbeddedMesh.Component::address).toList();
+        PlacementController second = new PlacementController(PlacementController.Settings.defaults().withWindow(200, 2000),
+                mesh.model().model().config().numLayers(), mesh.model().model().config().numExperts(), mesh.model().fingerprint(),
+                () -> shards, null, null).start();
+        try {
+            long t0 = System.currentTimeMillis();
+            await("the mesh's controller hears the second", 5_000, () -> c.conflict() != null);
+            System.out.println("ElasticExpertPoolTest: a second controller found in " + (System.currentTimeMillis() - t0) + " ms: " + c.conflict());
+            assertTrue(c.conflict().contains(second.id()), c.conflict());
+            assertEquals(null, second.conflict(), "the later one manages the shards");
+        } finally {
+            second.close();
+        }
+        long stopped = System.currentTimeMillis();
+        await("UP again once the second stopped", 10_000, () -> c.conflict() == null);
+        System.out.println("ElasticExpertPoolTest: UP again " + (System.currentTimeMillis() - stopped) + " ms after the second stopped");
+        int k = 3;
+        assertEquals(cases.expected().get(k), client.withDeadlineAfter(60, TimeUnit.SECONDS).generate(cases.request(k)).getTokenIdsList());
+    }
 }
