@@ -22,12 +22,20 @@ record GreedyCases(List<int[]> prompts, List<List<Integer>> expected, int maxNew
         List<int[]> prompts = new ArrayList<>();
         List<List<Integer>> expected = new ArrayList<>();
         for (int i = 0; i < count; i++) {
-            int[] p = new SplittableRandom(seed + i).ints(firstLength + lengthStep * i, 0, 512).toArray();
+            int[] p = prompt(seed + i, firstLength + lengthStep * i);
             prompts.add(p);
-            int[] t = Generator.generate(model, null, p, io.lightmesh.engine.generate.SamplingParams.greedy(maxNew), null).tokens();
-            expected.add(Arrays.stream(t).boxed().toList());
+            expected.add(engine(model, null, p, maxNew));
         }
         return new GreedyCases(List.copyOf(prompts), List.copyOf(expected), maxNew);
+    }
+
+    /** {@code length} token ids from {@code SplittableRandom(seed)} over the first 512 ids. */
+    static int[] prompt(long seed, int length) { return new SplittableRandom(seed).ints(length, 0, 512).toArray(); }
+
+    /** What the engine's Generator answers in-process (experts local, no batching), greedy, {@code maxNew} tokens. */
+    static List<Integer> engine(MiniMaxModel model, io.lightmesh.engine.tokenizer.Tokenizer tokenizer, int[] prompt, int maxNew) {
+        int[] t = Generator.generate(model, tokenizer, prompt, io.lightmesh.engine.generate.SamplingParams.greedy(maxNew), null).tokens();
+        return Arrays.stream(t).boxed().toList();
     }
 
     int size() { return prompts.size(); }
