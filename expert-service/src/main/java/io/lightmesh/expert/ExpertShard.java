@@ -93,6 +93,8 @@ public final class ExpertShard {
     private final LongAdder batches = new LongAdder(), computeUs = new LongAdder(), tokensComputed = new LongAdder();
     private final AtomicInteger batchesInFlight = new AtomicInteger();
     private final AtomicLong placementVersion = new AtomicLong();
+    /** The placement controllers that described this shard lately (their heartbeats), reported back in Describe. */
+    private final io.lightmesh.mesh.ControllerSightings controllers = new io.lightmesh.mesh.ControllerSightings();
     private final Object changes = new Object(); // loads and unloads, one at a time
     private final ExecutorService admin; // load/unload off the gRPC transport threads (they block)
     /** Batches off the gRPC transport threads (under Quarkus and Grpc.serve(direct) the Netty event loop, which must
@@ -494,7 +496,8 @@ public final class ExpertShard {
         ExpertShardInfo.Builder b = ExpertShardInfo.newBuilder().addAllHeld(ExpertPlacement.layerExperts(holdings()))
                 .setSlotCapacity(slotCapacity).setSlotsUsed(slotsUsed()).setExpertBytes(expertBytes)
                 .setNumLayers(numLayers).setNumExperts(numExperts).setComputeUs(computeUs.sum()).setTokensComputed(tokensComputed.sum())
-                .setPlacementVersion(placementVersion.get()).setBatchesInFlight(batchesInFlight.get());
+                .setPlacementVersion(placementVersion.get()).setBatchesInFlight(batchesInFlight.get())
+                .addAllControllers(controllers.report());
         for (int i = 0; i < tokens.length(); i++) b.addTokens(tokens.get(i));
         return b.build();
     }
@@ -666,6 +669,7 @@ public final class ExpertShard {
     final class WorkerService extends WorkerGrpc.WorkerImplBase {
         @Override
         public void describe(DescribeRequest req, StreamObserver<WorkerInfo> out) {
+            if (req.hasController()) controllers.heard(req.getController());
             out.onNext(ExpertShard.this.describe());
             out.onCompleted();
         }

@@ -233,6 +233,37 @@ class ExpertShardTest {
     }
 
     /**
+     * A placement controller's Describe carries its heartbeat; the shard reports every controller it heard lately back
+     * in Describe (id, interval, start, age), which is how two controllers over the same shards find each other.
+     */
+    @Test
+    void theControllersHeartbeatsAreReportedBackInDescribe() throws Exception {
+        ExpertShard s = shard("H", Map.of(0, new int[] {0, 1, 2, 3}), 6);
+        Server server = Grpc.serve("127.0.0.1", 0, s.services(), true);
+        ManagedChannel ch = Grpc.channel("127.0.0.1:" + server.getPort());
+        try {
+            var worker = WorkerGrpc.newBlockingStub(ch);
+            assertEquals(0, worker.withDeadlineAfter(10, TimeUnit.SECONDS).describe(DescribeRequest.getDefaultInstance())
+                    .getExpertShard().getControllersCount(), "nothing heard yet");
+            for (String id : new String[] {"c1", "c2"}) {
+                worker.withDeadlineAfter(10, TimeUnit.SECONDS).describe(DescribeRequest.newBuilder().setController(
+                        io.lightmesh.proto.v1.ControllerHeartbeat.newBuilder().setControllerId(id).setIntervalMs(500).setStartedUnixMs(42)).build());
+            }
+            var seen = worker.withDeadlineAfter(10, TimeUnit.SECONDS).describe(DescribeRequest.getDefaultInstance()).getExpertShard().getControllersList();
+            assertEquals(java.util.Set.of("c1", "c2"), seen.stream().map(io.lightmesh.proto.v1.ControllerSeen::getControllerId).collect(java.util.stream.Collectors.toSet()));
+            for (var c : seen) {
+                assertEquals(500, c.getIntervalMs());
+                assertEquals(42, c.getStartedUnixMs());
+                assertTrue(io.lightmesh.mesh.ControllerSightings.live(c), c.toString());
+            }
+        } finally {
+            Grpc.shutdown(ch);
+            Grpc.shutdown(server);
+            s.close();
+        }
+    }
+
+    /**
      * A batch is computed on the shard's compute pool, not on the thread gRPC delivers it on (with a direct server, as
      * under Quarkus, the Netty event loop, which must answer keepalive PINGs): while a deliberately slow batch runs,
      * Describe, another stream's batch and a unary call are answered; the slow batch is answered when it finishes.

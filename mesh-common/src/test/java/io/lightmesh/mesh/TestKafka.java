@@ -43,6 +43,22 @@ public final class TestKafka implements BeforeAllCallback, AfterAllCallback, Aut
         return kit.bootstrapServers();
     }
 
+    /**
+     * Stops the broker (its controller keeps running) as a restart would: its listener closes, its clients lose their
+     * connections. {@link #startBroker} brings it back on the same port.
+     */
+    public void stopBroker() {
+        if (kit == null) throw new IllegalStateException("the broker is not started");
+        for (var b : kit.brokers().values()) b.shutdown();
+    }
+
+    /** Starts the broker stopped by {@link #stopBroker} again, on the same port; returns once it serves. */
+    public void startBroker() throws Exception {
+        if (kit == null) throw new IllegalStateException("the broker is not started");
+        for (var b : kit.brokers().values()) b.startup();
+        kit.waitForReadyBrokers();
+    }
+
     /** Stops the broker and removes its files; nothing where it never started. */
     @Override
     public void close() throws Exception {

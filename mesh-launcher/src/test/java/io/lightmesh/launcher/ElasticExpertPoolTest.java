@@ -1,12 +1,8 @@
 package io.lightmesh.launcher;
 
-import io.lightmesh.engine.generate.Generator;
 import io.lightmesh.mesh.TestKafka;
-import io.lightmesh.proto.v1.GenerateRequest;
 import io.lightmesh.proto.v1.GenerateResponse;
 import io.lightmesh.proto.v1.InferenceGrpc;
-import io.lightmesh.proto.v1.SamplingParams;
-import io.lightmesh.proto.v1.TokenIds;
 import io.lightmesh.router.placement.PlacementController;
 import io.lightmesh.router.placement.PlacementView;
 import io.opentelemetry.api.OpenTelemetry;
@@ -24,9 +20,7 @@ import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
-import java.util.SplittableRandom;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -54,8 +48,8 @@ class ElasticExpertPoolTest {
     @RegisterExtension static final TestMesh running = new TestMesh();
     static EmbeddedMesh mesh;
     static InferenceGrpc.InferenceBlockingStub client;
-    static final List<int[]> prompts = new ArrayList<>();
-    static final List<List<Integer>> expected = new ArrayList<>();
+    /** The answers every request is checked against; ExpertAutoscaleTest sets its own. */
+    static GreedyCases cases;
 
     @BeforeAll
     static void start() throws Exception {
@@ -67,19 +61,7 @@ class ElasticExpertPoolTest {
         EmbeddedMesh.ExpertPool pool = new EmbeddedMesh.ExpertPool(-1, 0, 0, 200, 2000, 1.25, 500, 0.7);
         mesh = running.ready(EmbeddedMesh.start(o, pool, s -> OpenTelemetry.noop()));
         client = InferenceGrpc.newBlockingStub(running.channel());
-        for (int i = 0; i < 12; i++) {
-            int[] p = new SplittableRandom(100 + i).ints(8 + 5 * i, 0, 512).toArray();
-            prompts.add(p);
-            int[] t = Generator.generate(mesh.model().model(), null, p, io.lightmesh.engine.generate.SamplingParams.greedy(12), null).tokens();
-            expected.add(Arrays.stream(t).boxed().toList());
-        }
-    }
-
-    static GenerateRequest greedy(int[] prompt, int maxNew) {
-        TokenIds.Builder ids = TokenIds.newBuilder();
-        for (int t : prompt) ids.addIds(t);
-        return GenerateRequest.newBuilder().setTokenIds(ids).setReturnTokenIds(true)
-                .setSampling(SamplingParams.newBuilder().setTemperature(0f).setMaxNewTokens(maxNew).setIgnoreEos(true)).build();
+        cases = GreedyCases.seeded(mesh.model().model(), 100, 12, 8, 5, 12);
     }
 
     /** Keeps {@code clients} greedy requests going until stopped; each answer is checked against the engine's. */
@@ -95,9 +77,9 @@ class ElasticExpertPoolTest {
                 int first = c;
                 futures.add(pool.submit(() -> {
                     for (int i = first; running.get(); i += 3) {
-                        int k = i % prompts.size();
-                        GenerateResponse r = client.withDeadlineAfter(60, TimeUnit.SECONDS).generate(greedy(prompts.get(k), 12));
-                        assertEquals(expected.get(k), r.getTokenIdsList(), "prompt " + k);
+                        int k = i % cases.size();
+                        GenerateResponse r = client.withDeadlineAfter(60, TimeUnit.SECONDS).generate(cases.request(k));
+                        assertEquals(cases.expected().get(k), r.getTokenIdsList(), "prompt " + k);
                         done.incrementAndGet();
                     }
                     return null;
@@ -161,5 +143,36 @@ class ElasticExpertPoolTest {
         PlacementView v = c.view();
         assertTrue(v.shards().stream().noneMatch(s -> s.id().equals("expert-0")), v.toJson());
         for (PlacementView.ExpertView e : v.experts()) assertTrue(!e.replicas().isEmpty(), "every expert still placed: " + v.toJson());
+    }
+
+    /**
+     * A second controller over the mesh's real shards (a second router with lightmesh.placement-controller=true),
+     * changing nothing: the mesh's controller, the earlier, hears its heartbeat on the shards at its next poll and
+     * stands by (conflict set: the router's readiness DOWN); once the second stops, it is UP again within 3 of the
+     * second's polls + 2 s and answers stay the engine's.
+     */
+    @Test @Order(3)
+    void aSecondControllerOverTheRealShardsIsFoundAtOnceAndTheFirstResumesWhenItStops() throws Exception {
+        PlacementController c = mesh.placementController();
+        await("no conflict before", 10_000, () -> c.conflict() == null);
+        List<String> shards = mesh.experts().stream().filter(e -> c.view().shards().stream().anyMatch(s -> s.id().equals(e.id())))
+                .map(EmbeddedMesh.Component::address).toList();
+        PlacementController second = new PlacementController(PlacementController.Settings.defaults().withWindow(200, 2000),
+                mesh.model().model().config().numLayers(), mesh.model().model().config().numExperts(), mesh.model().fingerprint(),
+                () -> shards, null, null).start();
+        try {
+            long t0 = System.currentTimeMillis();
+            await("the mesh's controller hears the second", 5_000, () -> c.conflict() != null);
+            System.out.println("ElasticExpertPoolTest: a second controller found in " + (System.currentTimeMillis() - t0) + " ms: " + c.conflict());
+            assertTrue(c.conflict().contains(second.id()), c.conflict());
+            assertEquals(null, second.conflict(), "the later one manages the shards");
+        } finally {
+            second.close();
+        }
+        long stopped = System.currentTimeMillis();
+        await("UP again once the second stopped", 10_000, () -> c.conflict() == null);
+        System.out.println("ElasticExpertPoolTest: UP again " + (System.currentTimeMillis() - stopped) + " ms after the second stopped");
+        int k = 3;
+        assertEquals(cases.expected().get(k), client.withDeadlineAfter(60, TimeUnit.SECONDS).generate(cases.request(k)).getTokenIdsList());
     }
 }

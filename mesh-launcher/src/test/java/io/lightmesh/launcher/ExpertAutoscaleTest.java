@@ -11,8 +11,6 @@ import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
-import java.util.Arrays;
-import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -39,15 +37,7 @@ class ExpertAutoscaleTest {
         mesh = running.ready(EmbeddedMesh.start(o, new EmbeddedMesh.ExpertPool(-1, 2, 4, 200, 2000, 1.25, 300, 0.01), s -> OpenTelemetry.noop()));
         ElasticExpertPoolTest.client = InferenceGrpc.newBlockingStub(running.channel());
         ElasticExpertPoolTest.mesh = mesh;
-        ElasticExpertPoolTest.prompts.clear();
-        ElasticExpertPoolTest.expected.clear();
-        for (int i = 0; i < 6; i++) {
-            int[] p = new SplittableRandom(200 + i).ints(10 + 7 * i, 0, 512).toArray();
-            ElasticExpertPoolTest.prompts.add(p);
-            int[] t = io.lightmesh.engine.generate.Generator.generate(mesh.model().model(), null, p,
-                    io.lightmesh.engine.generate.SamplingParams.greedy(12), null).tokens();
-            ElasticExpertPoolTest.expected.add(Arrays.stream(t).boxed().toList());
-        }
+        ElasticExpertPoolTest.cases = GreedyCases.seeded(mesh.model().model(), 200, 6, 10, 7, 12);
     }
 
     @Test

@@ -3,7 +3,6 @@ package io.lightmesh.launcher;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
-import io.lightmesh.engine.generate.Generator;
 import io.lightmesh.engine.tensor.DType;
 import io.lightmesh.mesh.RemoteExperts;
 import io.lightmesh.mesh.TestKafka;
@@ -11,8 +10,6 @@ import io.lightmesh.proto.v1.GenerateChunk;
 import io.lightmesh.proto.v1.GenerateRequest;
 import io.lightmesh.proto.v1.GenerateResponse;
 import io.lightmesh.proto.v1.InferenceGrpc;
-import io.lightmesh.proto.v1.SamplingParams;
-import io.lightmesh.proto.v1.TokenIds;
 import io.opentelemetry.api.OpenTelemetry;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.MethodOrderer;
@@ -26,7 +23,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
-import java.util.SplittableRandom;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -61,19 +57,12 @@ class ExpertFailoverMeshTest {
         client = InferenceGrpc.newBlockingStub(running.channel());
     }
 
-    static int[] prompt(long seed, int len) { return new SplittableRandom(seed).ints(len, 0, 512).toArray(); }
+    static int[] prompt(long seed, int len) { return GreedyCases.prompt(seed, len); }
 
-    static GenerateRequest greedy(int[] prompt, int maxNew) {
-        TokenIds.Builder ids = TokenIds.newBuilder();
-        for (int t : prompt) ids.addIds(t);
-        return GenerateRequest.newBuilder().setTokenIds(ids).setReturnTokenIds(true)
-                .setSampling(SamplingParams.newBuilder().setTemperature(0f).setMaxNewTokens(maxNew).setIgnoreEos(true)).build();
-    }
+    static GenerateRequest greedy(int[] prompt, int maxNew) { return GreedyCases.greedy(prompt, maxNew); }
 
     static List<Integer> inProcess(int[] prompt, int maxNew) {
-        int[] t = Generator.generate(mesh.model().model(), mesh.model().tokenizer(), prompt,
-                io.lightmesh.engine.generate.SamplingParams.greedy(maxNew), null).tokens();
-        return java.util.Arrays.stream(t).boxed().toList();
+        return GreedyCases.engine(mesh.model().model(), mesh.model().tokenizer(), prompt, maxNew);
     }
 
     static long failedBatches() { return mesh.remoteExperts().stream().mapToLong(RemoteExperts::failedBatches).sum(); }

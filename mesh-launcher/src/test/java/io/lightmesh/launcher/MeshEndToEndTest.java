@@ -43,7 +43,6 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.SplittableRandom;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.stream.Collectors;
 import java.util.concurrent.ExecutorService;
@@ -105,11 +104,9 @@ class MeshEndToEndTest {
     @AfterEach
     void forgetSpans() { spans.reset(); }
 
-    static int[] prompt(long seed, int len) { return new SplittableRandom(seed).ints(len, 0, 512).toArray(); }
+    static int[] prompt(long seed, int len) { return GreedyCases.prompt(seed, len); }
 
-    static GenerateRequest greedy(int[] prompt, int maxNew) {
-        return sampled(prompt, maxNew, SamplingParams.newBuilder().setTemperature(0f));
-    }
+    static GenerateRequest greedy(int[] prompt, int maxNew) { return GreedyCases.greedy(prompt, maxNew); }
 
     static GenerateRequest sampled(int[] prompt, int maxNew, SamplingParams.Builder sampling) {
         TokenIds.Builder ids = TokenIds.newBuilder();
@@ -120,7 +117,7 @@ class MeshEndToEndTest {
 
     /** What the engine's Generator produces for the same request (experts in-process, no batching). */
     static List<Integer> inProcess(int[] prompt, int maxNew) {
-        return inProcess(prompt, io.lightmesh.engine.generate.SamplingParams.greedy(maxNew));
+        return GreedyCases.engine(mesh.model().model(), mesh.model().tokenizer(), prompt, maxNew);
     }
 
     static List<Integer> inProcess(int[] prompt, io.lightmesh.engine.generate.SamplingParams p) {

@@ -4,14 +4,10 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.grpc.ManagedChannel;
 import io.lightmesh.engine.backend.ReferenceOps;
-import io.lightmesh.engine.generate.Generator;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.MeshModel;
 import io.lightmesh.mesh.TestKafka;
-import io.lightmesh.proto.v1.GenerateRequest;
 import io.lightmesh.proto.v1.InferenceGrpc;
-import io.lightmesh.proto.v1.SamplingParams;
-import io.lightmesh.proto.v1.TokenIds;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -20,10 +16,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
-import java.util.SplittableRandom;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -52,20 +46,14 @@ class QuarkusElasticPoolTest {
     static ServiceProcesses services;
     static int routerGrpc, routerHttp;
     static int[] expertPorts;
-    static final List<int[]> prompts = new ArrayList<>();
-    static final List<List<Integer>> expected = new ArrayList<>();
+    static GreedyCases cases;
 
     @BeforeAll
     static void start() throws Exception {
         Path model = dir.resolve("model");
         SkewedCheckpoint.write(model, HOT, 0.5);
         try (MeshModel m = MeshModel.load(model, new ReferenceOps())) {
-            for (int i = 0; i < 8; i++) {
-                int[] p = new SplittableRandom(300 + i).ints(6 + 4 * i, 0, 512).toArray();
-                prompts.add(p);
-                expected.add(Arrays.stream(Generator.generate(m.model(), null, p, io.lightmesh.engine.generate.SamplingParams.greedy(10), null).tokens())
-                        .boxed().toList());
-            }
+            cases = GreedyCases.seeded(m.model(), 300, 8, 6, 4, 10);
         }
         services = new ServiceProcesses(dir);
         int e0 = KraftBroker.freePort(), e1 = KraftBroker.freePort(), d = KraftBroker.freePort();
@@ -137,13 +125,9 @@ class QuarkusElasticPoolTest {
                 int start = c;
                 clients.add(pool.submit(() -> {
                     for (int i = start; running.get(); i += 4) {
-                        int k = i % prompts.size();
-                        TokenIds.Builder ids = TokenIds.newBuilder();
-                        for (int t : prompts.get(k)) ids.addIds(t);
-                        List<Integer> got = client.withDeadlineAfter(60, TimeUnit.SECONDS).generate(GenerateRequest.newBuilder().setTokenIds(ids)
-                                .setReturnTokenIds(true).setSampling(SamplingParams.newBuilder().setTemperature(0f).setMaxNewTokens(10).setIgnoreEos(true))
-                                .build()).getTokenIdsList();
-                        assertEquals(expected.get(k), got, "prompt " + k);
+                        int k = i % cases.size();
+                        List<Integer> got = client.withDeadlineAfter(60, TimeUnit.SECONDS).generate(cases.request(k)).getTokenIdsList();
+                        assertEquals(cases.expected().get(k), got, "prompt " + k);
                         done.incrementAndGet();
                     }
                     return null;

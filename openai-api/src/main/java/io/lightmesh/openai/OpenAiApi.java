@@ -87,14 +87,8 @@ public final class OpenAiApi {
             sendError(ctx, e);
             return;
         }
-        whenModelServed(ctx, call.model(), () -> {
-            long now = Instant.now().getEpochSecond();
-            if (call.stream()) {
-                client.publisher(call.request()).subscribe(new SseResponse(ctx, new ChatCompletions.Chunker(call, now), requestId));
-            } else {
-                answer(ctx, client.generateAsync(call.request()), c -> ChatCompletions.completion(call, c, now), requestId);
-            }
-        });
+        serve(ctx, requestId, call.model(), call.stream(), call.request(), now -> new ChatCompletions.Chunker(call, now),
+                (c, now) -> ChatCompletions.completion(call, c, now));
     }
 
     private void completions(RoutingContext ctx) {
@@ -106,12 +100,22 @@ public final class OpenAiApi {
             sendError(ctx, e);
             return;
         }
-        whenModelServed(ctx, call.model(), () -> {
+        serve(ctx, requestId, call.model(), call.stream(), call.request(), now -> new TextCompletions.Chunker(call, now),
+                (c, now) -> TextCompletions.completion(call, c, now));
+    }
+
+    /**
+     * Answers a parsed call once its model is known to be served: streamed as server-sent events in {@code chunks}'
+     * format, or whole as {@code whole} renders the completion; both stamped with the same creation second.
+     */
+    private void serve(RoutingContext ctx, String requestId, String model, boolean stream, io.lightmesh.client.GenerationRequest request,
+                       java.util.function.LongFunction<SseResponse.Format> chunks, java.util.function.BiFunction<Completion, Long, JsonObject> whole) {
+        whenModelServed(ctx, model, () -> {
             long now = Instant.now().getEpochSecond();
-            if (call.stream()) {
-                client.publisher(call.request()).subscribe(new SseResponse(ctx, new TextCompletions.Chunker(call, now), requestId));
+            if (stream) {
+                client.publisher(request).subscribe(new SseResponse(ctx, chunks.apply(now), requestId));
             } else {
-                answer(ctx, client.generateAsync(call.request()), c -> TextCompletions.completion(call, c, now), requestId);
+                answer(ctx, client.generateAsync(request), c -> whole.apply(c, now), requestId);
             }
         });
     }

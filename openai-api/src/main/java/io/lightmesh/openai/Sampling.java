@@ -122,6 +122,14 @@ final class Sampling {
         return new boolean[] {stream, usage};
     }
 
+    /** The choices of an answer: the SDK's per-sample choices, or, for a single sample, the answer itself as choice 0. */
+    static List<io.lightmesh.client.Choice> choices(io.lightmesh.client.Completion c) {
+        return c.choices().isEmpty()
+                ? List.of(new io.lightmesh.client.Choice(0, c.text(), c.reasoning(), c.toolCalls(), c.tokenIds(), c.logprobs(), c.finishReason(),
+                        c.matchedStop(), c.usage().completionTokens(), c.usage().reasoningTokens()))
+                : c.choices();
+    }
+
     /** OpenAI's finish_reason for the SDK's. */
     static String finishReason(io.lightmesh.client.FinishReason r) {
         return switch (r) {

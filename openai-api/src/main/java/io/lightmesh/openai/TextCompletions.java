@@ -96,10 +96,7 @@ final class TextCompletions {
 
     /** The whole answer as a {@code text_completion}, one choice per sample asked for. */
     static JsonObject completion(Call call, Completion c, long created) {
-        List<Choice> choices = c.choices().isEmpty()
-                ? List.of(new Choice(0, c.text(), c.reasoning(), c.toolCalls(), c.tokenIds(), c.logprobs(), c.finishReason(),
-                        c.matchedStop(), c.usage().completionTokens(), c.usage().reasoningTokens()))
-                : c.choices();
+        List<Choice> choices = Sampling.choices(c);
         JsonArray out = new JsonArray();
         for (Choice ch : choices) {
             String text = call.echo() == null ? ch.text() : call.echo() + ch.text();

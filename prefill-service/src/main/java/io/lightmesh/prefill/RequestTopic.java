@@ -61,7 +61,8 @@ final class RequestTopic {
         p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, StickyAssignor.class.getName());
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
-        KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(p);
+        io.lightmesh.mesh.KafkaBackoff.quietRebootstrapLog();
+        KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(io.lightmesh.mesh.KafkaBackoff.client(p));
         consumer.subscribe(List.of(settings.topic()));
         return new RequestTopic(consumer, settings.batchTokens(), settings.batchMax());
     }

@@ -47,7 +47,8 @@ final class RequestQueue implements AutoCloseable {
         p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "60000");
         p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
-        producer = new KafkaProducer<>(p);
+        io.lightmesh.mesh.KafkaBackoff.quietRebootstrapLog();
+        producer = new KafkaProducer<>(io.lightmesh.mesh.KafkaBackoff.client(p));
     }
 
     /** Creates the request topic when missing (replication 1 on a one-broker cluster, else 3 at most). */

@@ -88,7 +88,7 @@ public final class RouterCore implements AutoCloseable {
         this.validator = new RequestValidator(model.config(), model.tokenizer(), modelId(), settings.maxPromptTokens(),
                 settings.defaultMaxNewTokens(), limits);
         this.queue = new RequestQueue(settings.bootstrapServers(), settings.topic(), tracer);
-        Properties a = new Properties();
+        Properties a = io.lightmesh.mesh.KafkaBackoff.admin(new Properties());
         a.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
         admin = Admin.create(a);
         ensureTopic(admin, settings.topic(), settings.partitions());

@@ -66,14 +66,22 @@ final class WorkerDirectory implements AutoCloseable {
         for (String t : experts) describe(t, expertInfo, expertErrors);
         forgetGone(decode, experts);
         try {
-            admin.describeCluster().nodes().get(5, TimeUnit.SECONDS);
+            // each admin call bounded as its wait is: a call left behind would wait for the broker the admin client's
+            // default.api.timeout.ms (60 s), and every call waiting re-bootstraps the client (KafkaBackoff)
+            admin.describeCluster(new org.apache.kafka.clients.admin.DescribeClusterOptions().timeoutMs(5000)).nodes()
+                    .get(6, TimeUnit.SECONDS);
             kafkaError = null;
         } catch (Exception e) {
             kafkaError = String.valueOf(e.getCause() != null ? e.getCause() : e);
         }
+        if (kafkaError != null) {
+            prefillMembers = -1; // no group to look up while the broker is away
+            return;
+        }
         try {
-            ConsumerGroupDescription g = admin.describeConsumerGroups(List.of(settings.prefillGroup()))
-                    .describedGroups().get(settings.prefillGroup()).get(10, TimeUnit.SECONDS);
+            ConsumerGroupDescription g = admin.describeConsumerGroups(List.of(settings.prefillGroup()),
+                            new org.apache.kafka.clients.admin.DescribeConsumerGroupsOptions().timeoutMs(10_000))
+                    .describedGroups().get(settings.prefillGroup()).get(11, TimeUnit.SECONDS);
             prefillMembers = g.members().size();
         } catch (Exception e) {
             LOG.fine("prefill group lookup failed: " + e);

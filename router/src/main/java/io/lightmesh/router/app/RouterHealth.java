@@ -44,8 +44,9 @@ public class RouterHealth {
     HealthCheck experts() { return () -> check("experts", c -> c.getName().startsWith("expert"), false); }
 
     /**
-     * DOWN when the placement controller has seen another controller manage its shards (several routers running one:
-     * a misconfiguration that would have the two undo each other's placements); UP without a controller.
+     * DOWN while the placement controller stands by for a later-started one over the same shards (found by the
+     * heartbeats the shards report: several routers running one, a misconfiguration, or the old pod of a rolling
+     * update), or has lately seen a placement version it did not issue; UP without a controller.
      */
     @Produces @Readiness
     HealthCheck placement() {

@@ -169,7 +169,22 @@ public final class PlacementController implements AutoCloseable {
     private final List<java.util.function.Consumer<io.lightmesh.proto.v1.PlacementMap>> listeners = new java.util.concurrent.CopyOnWriteArrayList<>();
     private volatile PlacementView view = PlacementView.EMPTY;
     private volatile long rebalances, failovers, lastReplaceMs = -1;
-    private volatile String conflict; // evidence of another controller over these shards; null when none seen
+    // ---- evidence of another controller over these shards (both written by the loop thread) ----
+    private volatile String heartbeatConflict; // another live controller's heartbeat reported by a shard at the last poll
+    private volatile String versionConflict; // a shard's placement version above any this controller issued
+    private volatile long versionConflictMs; // when versionConflict was last renewed (a newer foreign version)
+    private long foreignVersion; // the newest such version seen
+    private boolean conflictLogged, olderLogged;
+    private boolean othersLive; // another controller's heartbeat was live at the last poll
+    /** How long the version evidence stands without a newer foreign version (a controller without heartbeats). */
+    static final long VERSION_EVIDENCE_MS = 60_000;
+
+    /** Unique per instance (a restarted router is a new controller): "pid@host#random", sent as its heartbeat. */
+    private final String id = java.lang.management.ManagementFactory.getRuntimeMXBean().getName() + "#"
+            + Long.toHexString(java.util.concurrent.ThreadLocalRandom.current().nextLong() & 0xffffffL);
+    private final long startedUnixMs = System.currentTimeMillis();
+    private long maxVersionOfOthers; // the newest version another controller's heartbeat said it published
+    private volatile boolean standingBy; // a later controller manages these shards: this one changes nothing
 
     /**
      * @param fingerprint the model's fingerprint; shards of another model are ignored
@@ -195,6 +210,16 @@ public final class PlacementController implements AutoCloseable {
         this.metrics = meter == null ? null : new PlacementMetrics(meter, this::view, numExperts);
         this.lastChangeMs = now();
     }
+
+    /** What this controller's Describe calls carry: its heartbeat (worker.proto ControllerHeartbeat). */
+    private io.lightmesh.proto.v1.DescribeRequest heartbeat() {
+        return io.lightmesh.proto.v1.DescribeRequest.newBuilder().setController(io.lightmesh.proto.v1.ControllerHeartbeat.newBuilder()
+                .setControllerId(id).setIntervalMs(settings.pollMs()).setStartedUnixMs(startedUnixMs)
+                .setPublishedVersion(layout == null ? 0 : layout.version())).build();
+    }
+
+    /** This controller's identity, as its heartbeat carries it to the shards. */
+    public String id() { return id; }
 
     /** Starts polling. */
     public PlacementController start() {
@@ -257,6 +282,7 @@ public final class PlacementController implements AutoCloseable {
         Map<String, Long> askedMs = new HashMap<>();
         Map<String, Long> tookMs = new java.util.concurrent.ConcurrentHashMap<>();
         long slowest = 0;
+        io.lightmesh.proto.v1.DescribeRequest heartbeat = heartbeat();
         for (String t : targets) {
             // first contact (connection set-up, a cold JVM) gets longer than a known shard; a slow one its grown bound
             long ms = live.containsKey(t) ? boundOf(t) : Math.max(boundOf(t), 5000);
@@ -264,12 +290,13 @@ public final class PlacementController implements AutoCloseable {
             slowest = Math.max(slowest, ms);
             asked.put(t, calls.submit(() -> {
                 long start = now();
-                WorkerInfo w = clients.describe(t, ms);
+                WorkerInfo w = clients.describe(t, ms, heartbeat);
                 tookMs.put(t, now() - start);
                 return w;
             }));
         }
         long t0 = now();
+        Map<String, WorkerInfo> answeredNow = new LinkedHashMap<>();
         for (Map.Entry<String, Future<WorkerInfo>> a : asked.entrySet()) {
             String address = a.getKey();
             try {
@@ -282,15 +309,23 @@ public final class PlacementController implements AutoCloseable {
                 }
                 if (dropped.remove(address)) LOG.info("placement: shard " + w.getWorkerId() + " at " + address + " answers again; it rejoins");
                 live.put(address, w);
+                answeredNow.put(address, w);
                 if (w.hasExpertShard()) {
                     window.add(address, now, w.getExpertShard());
                     maxVersionSeen = Math.max(maxVersionSeen, w.getExpertShard().getPlacementVersion());
-                    checkSoleController(address, w);
                 }
             } catch (Exception e) {
                 Status st = e instanceof java.util.concurrent.ExecutionException x ? Status.fromThrowable(x.getCause()) : Status.DEADLINE_EXCEEDED;
                 notAnswered(address, st, askedMs.get(address));
             }
+        }
+        checkOtherControllers(answeredNow);
+        for (Map.Entry<String, WorkerInfo> a : answeredNow.entrySet()) {
+            if (a.getValue().hasExpertShard()) checkSoleController(a.getKey(), a.getValue());
+        }
+        if (standingBy) {
+            view = buildView();
+            return; // polls (so heartbeats) go on; every change is the later controller's
         }
         if (layout == null) {
             initial();
@@ -317,24 +352,95 @@ public final class PlacementController implements AutoCloseable {
      * A shard only learns placement versions from Load/UnloadExperts, and this controller numbers its versions above
      * every one it has seen: a shard that reports a version above the newest this controller issued was told it by
      * another controller. Two controllers over the same shards undo each other's copies (each one's workers then find
-     * their experts unloaded): several routers with lightmesh.placement-controller=true. Logged at SEVERE and kept in
-     * {@link #conflict()} (the router's readiness is DOWN with it) until the router is restarted.
+     * their experts unloaded): several routers with lightmesh.placement-controller=true. The evidence of a controller
+     * that sends no heartbeat (below); it stands {@link #VERSION_EVIDENCE_MS} after the newest such version. A version
+     * seen while another controller's heartbeat is live is that controller's, and no evidence of a third.
      */
     private void checkSoleController(String address, WorkerInfo w) {
         long v = w.getExpertShard().getPlacementVersion();
-        if (layout == null || v <= maxVersionIssued) return;
-        String why = "expert shard " + w.getWorkerId() + " at " + address + " reports placement version " + v
+        if (layout == null || v <= maxVersionIssued || v <= foreignVersion) return;
+        foreignVersion = v;
+        if (othersLive) return; // the heartbeats explain it (checkOtherControllers)
+        versionConflict = "expert shard " + w.getWorkerId() + " at " + address + " reports placement version " + v
                 + ", above any this controller issued (" + maxVersionIssued + "): another placement controller manages these shards"
                 + " (more than one router with lightmesh.placement-controller=true over the same lightmesh.experts?); only one router may run it";
-        if (conflict == null) LOG.severe("placement: " + why);
-        conflict = why;
+        versionConflictMs = now();
+        logConflict();
     }
 
     /**
-     * Evidence that another placement controller manages the same shards (a misconfigured mesh), or null. Stays set
-     * once seen: the other controller's changes are what shows it, and they are rare.
+     * Every controller's Describe carries its heartbeat and every shard reports the heartbeats it heard (with their
+     * age): a live one that is not this controller's, on any shard answering this poll, means another controller runs
+     * over these shards, found at this controller's first poll after the other's first Describe, whether or not either
+     * changes anything. Of the two, the one started later manages the shards (a rolling update of the router starts
+     * the new pod before it stops the old one, and waits for the new one to be ready); the earlier one stands by: it
+     * changes nothing (no re-placement, failover, scaling or unload) and its {@link #conflict()} (readiness) is DOWN
+     * naming the other. When no shard reports another live controller any more (its heartbeat older than
+     * {@link io.lightmesh.mesh.ControllerSightings#staleAfterMs}: 3 of its polls + 2 s) a stood-by controller takes
+     * over from the shards' holdings as at its start.
      */
-    public String conflict() { return conflict; }
+    private void checkOtherControllers(Map<String, WorkerInfo> answered) {
+        io.lightmesh.proto.v1.ControllerSeen newest = null;
+        String heardBy = null;
+        boolean any = false;
+        for (Map.Entry<String, WorkerInfo> a : answered.entrySet()) {
+            for (io.lightmesh.proto.v1.ControllerSeen c : a.getValue().getExpertShard().getControllersList()) {
+                if (c.getControllerId().equals(id)) continue;
+                maxVersionOfOthers = Math.max(maxVersionOfOthers, c.getPublishedVersion());
+                if (!io.lightmesh.mesh.ControllerSightings.live(c)) continue;
+                any = true;
+                if (io.lightmesh.mesh.ControllerSightings.later(c.getStartedUnixMs(), c.getControllerId(), startedUnixMs, id)
+                        && (newest == null || io.lightmesh.mesh.ControllerSightings.later(c.getStartedUnixMs(), c.getControllerId(),
+                                newest.getStartedUnixMs(), newest.getControllerId()))) {
+                    newest = c;
+                    heardBy = "expert shard " + a.getValue().getWorkerId() + " at " + a.getKey();
+                }
+            }
+        }
+        othersLive = any;
+        if (any && !olderLogged && newest == null) {
+            olderLogged = true;
+            LOG.warning("placement: an earlier placement controller still runs over these shards; it stands by while this one (" + id + ") manages them");
+        }
+        if (!any) olderLogged = false;
+        heartbeatConflict = newest == null ? null
+                : "placement controller " + newest.getControllerId() + " (heard by " + heardBy + " " + newest.getAgeMs() + " ms ago), started after"
+                  + " this one (" + id + "), runs over the same shards: another placement controller manages these shards, this one stands by"
+                  + " (more than one router with lightmesh.placement-controller=true over the same lightmesh.experts? only one router may run it;"
+                  + " during a router's rolling update this is the old pod)";
+        boolean wasStandingBy = standingBy;
+        standingBy = newest != null;
+        if (standingBy) logConflict();
+        if (wasStandingBy && !standingBy) {
+            LOG.info("placement: the later placement controller is gone; this one (" + id + ") takes over from the shards' holdings");
+            layout = null; // the later one may have changed the holdings: start again from them (initial)
+            pending.clear();
+            stops.clear();
+            aboveSinceMs = scaleUpSinceMs = scaleDownSinceMs = -1;
+        }
+        if (conflictLogged && conflict() == null) {
+            conflictLogged = false;
+            LOG.info("placement: no conflicting placement controller heard from any more");
+        }
+    }
+
+    private void logConflict() {
+        if (conflictLogged) return;
+        conflictLogged = true;
+        LOG.severe("placement: " + conflict());
+    }
+
+    /**
+     * Evidence that another placement controller manages the same shards (a misconfigured mesh), or null: another
+     * controller's heartbeat reported by a shard at the last poll, else a placement version this controller did not
+     * issue, seen within {@link #VERSION_EVIDENCE_MS}. The router's readiness is DOWN while it is set.
+     */
+    public String conflict() {
+        String h = heartbeatConflict;
+        if (h != null) return h;
+        String v = versionConflict;
+        return v != null && now() - versionConflictMs <= VERSION_EVIDENCE_MS ? v : null;
+    }
 
     /** The Describe bound of a shard now: the base, or what it has grown to while the shard answers late. */
     private long boundOf(String address) { return bounds.getOrDefault(address, settings.liveness().describeMs()); }
@@ -413,7 +519,8 @@ public final class PlacementController implements AutoCloseable {
         for (Map.Entry<String, WorkerInfo> e : live.entrySet()) {
             shards.add(new Layout.Shard(e.getValue().getWorkerId(), e.getKey(), Layout.heldBy(e.getValue(), numLayers, numExperts)));
         }
-        Layout held = new Layout(maxVersionSeen + 1, numLayers, numExperts, shards);
+        // above every version seen on a shard, issued before (a controller taking over) or published by another controller
+        Layout held = new Layout(Math.max(maxVersionSeen, Math.max(maxVersionIssued, maxVersionOfOthers)) + 1, numLayers, numExperts, shards);
         maxVersionIssued = Math.max(maxVersionIssued, held.version());
         if (held.complete()) {
             publish(held);
@@ -548,7 +655,7 @@ public final class PlacementController implements AutoCloseable {
     }
 
     private long nextVersion() {
-        long v = Math.max(Math.max(layout == null ? 0 : layout.version(), maxVersionSeen), maxVersionIssued) + 1;
+        long v = Math.max(Math.max(layout == null ? 0 : layout.version(), maxVersionSeen), Math.max(maxVersionIssued, maxVersionOfOthers)) + 1;
         maxVersionIssued = v;
         return v;
     }
@@ -845,7 +952,7 @@ public final class PlacementController implements AutoCloseable {
      * complete or not (with no survivor, workers learn that no shard is left).
      */
     private void failover(String address, String why) {
-        if (layout == null || indexOfAddress(layout, address) < 0) return;
+        if (layout == null || indexOfAddress(layout, address) < 0 || standingBy) return;
         failovers++;
         LOG.warning("placement: shard " + idOf(address) + " at " + address + " dropped: " + why);
         live.remove(address);

@@ -27,8 +27,12 @@ final class ShardClients implements AutoCloseable {
     private ManagedChannel channel(String address) { return channels.computeIfAbsent(address, Grpc::channel); }
 
     WorkerInfo describe(String address, long timeoutMs) {
-        return WorkerGrpc.newBlockingStub(channel(address)).withDeadlineAfter(timeoutMs, TimeUnit.MILLISECONDS)
-                .describe(DescribeRequest.getDefaultInstance());
+        return describe(address, timeoutMs, DescribeRequest.getDefaultInstance());
+    }
+
+    /** A Describe carrying {@code request}'s fields (the controller's heartbeat). */
+    WorkerInfo describe(String address, long timeoutMs, DescribeRequest request) {
+        return WorkerGrpc.newBlockingStub(channel(address)).withDeadlineAfter(timeoutMs, TimeUnit.MILLISECONDS).describe(request);
     }
 
     ShardHoldings load(String address, int[][] experts, long version) {

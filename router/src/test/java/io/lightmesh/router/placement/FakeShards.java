@@ -45,6 +45,7 @@ final class FakeShards implements AutoCloseable {
         final long[] tokens = new long[numLayers * numExperts];
         long computeUs, tokensComputed, version;
         final List<String> calls = new CopyOnWriteArrayList<>(); // "load 0/3", "unload 1/2"
+        final io.lightmesh.mesh.ControllerSightings controllers = new io.lightmesh.mesh.ControllerSightings();
         /** Each Describe answers this late (a slow or hung shard whose connection stays open); 0: at once. */
         volatile long describeDelayMs;
         Server server;
@@ -84,6 +85,7 @@ final class FakeShards implements AutoCloseable {
         void start() throws IOException {
             server = Grpc.serve("127.0.0.1", 0, List.of(new WorkerGrpc.WorkerImplBase() {
                 @Override public void describe(DescribeRequest r, StreamObserver<WorkerInfo> out) {
+                    if (r.hasController()) controllers.heard(r.getController()); // as ExpertShard: heard on arrival
                     long t0 = System.currentTimeMillis();
                     while (System.currentTimeMillis() - t0 < describeDelayMs) { // re-read: a test ends a hang by setting 0
                         try { Thread.sleep(10); } catch (InterruptedException e) { return; }
@@ -91,7 +93,7 @@ final class FakeShards implements AutoCloseable {
                     synchronized (Shard.this) {
                         ExpertShardInfo.Builder info = ExpertShardInfo.newBuilder().addAllHeld(heldProto()).setSlotCapacity(capacity)
                                 .setSlotsUsed(used()).setNumLayers(numLayers).setNumExperts(numExperts).setComputeUs(computeUs)
-                                .setTokensComputed(tokensComputed).setPlacementVersion(version);
+                                .setTokensComputed(tokensComputed).setPlacementVersion(version).addAllControllers(controllers.report());
                         for (long t : tokens) info.addTokens(t);
                         out.onNext(WorkerInfo.newBuilder().setWorkerId(id).setKind(WorkerKind.WORKER_KIND_EXPERT).setAddress(address)
                                 .setModelFingerprint(FINGERPRINT).setExpertShard(info).build());

@@ -334,6 +334,47 @@ class PlacementControllerTest {
         assertTrue(why.contains("another placement controller manages these shards") && why.contains("lightmesh.placement-controller"), why);
     }
 
+    /**
+     * Two controllers over the same shards, neither changing the placement (no load): they find each other by the
+     * heartbeats their Describes leave on the shards. The earlier one reports the later at its next poll and stands by
+     * (its readiness DOWN, no change made), the later one is UP (a router's rolling update starts the new pod first
+     * and waits for it to be ready); the later one stopped, the earlier is UP again within 3 of the later's polls +
+     * 2 s and takes over from the shards' holdings with a new version.
+     */
+    @Test
+    void twoControllersFindEachOtherWithoutAnyChangeAndTheEarlierStandsByUntilTheLaterStops() throws Exception {
+        fakes.add("expert-0", 64, 0, 1, 2, 3);
+        fakes.add("expert-1", 64, 4, 5, 6, 7);
+        PlacementController.Settings s = PlacementController.Settings.defaults().withWindow(100, 1000);
+        PlacementController first = controller(s, null);
+        await("first's version", 5000, () -> first.view().version() > 0);
+        long v1 = first.view().version();
+        Thread.sleep(500);
+        assertEquals(null, first.conflict(), "alone");
+        PlacementController second = controller(s, null);
+        long t0 = System.currentTimeMillis();
+        await("the earlier controller hears the later", 3000, () -> first.conflict() != null);
+        long detected = System.currentTimeMillis() - t0;
+        String why = first.conflict();
+        assertTrue(why.contains(second.id()) && why.contains("another placement controller manages these shards")
+                && why.contains("lightmesh.placement-controller"), why);
+        await("the later one's first placement", 5000, () -> second.view().version() > 0);
+        Thread.sleep(500); // several polls of both
+        assertEquals(null, second.conflict(), "the later one manages the shards");
+        assertTrue(first.conflict() != null, "the earlier still stands by");
+        assertEquals(v1, first.view().version(), "standing by, it published nothing");
+        for (FakeShards.Shard sh : fakes.shards) assertTrue(sh.calls.isEmpty(), "no placement change: " + sh.calls);
+
+        long stopped = System.currentTimeMillis();
+        second.close();
+        // 3 polls of 100 ms + 2 s after the later's last heartbeat, and a poll of the earlier
+        await("the earlier is UP again once the later stopped", 5000, () -> first.conflict() == null);
+        long up = System.currentTimeMillis() - stopped;
+        await("it takes over with a new version", 2000, () -> first.view().version() > v1);
+        assertTrue(up >= 2000, "not before the later's heartbeat is stale: " + up + " ms");
+        System.out.println("PlacementControllerTest: detected in " + detected + " ms, UP again " + up + " ms after the later stopped");
+    }
+
     @Test
     void livenessSettingsAreChecked() {
         org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> new PlacementController.Liveness(2000, 1000, 3));
