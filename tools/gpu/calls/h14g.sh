@@ -19,18 +19,13 @@ run_engine() {  # name, seconds, java options, engine args
 }
 # Variants (system properties): -Dlightmesh.experts.grouped=launch (default) | device | per-expert (the old form);
 # -Dlightmesh.experts.tc=v2 (default where its probe check passes) | v1 (the grouped kernels' first tensor-core form).
-run_engine tc-launch 90 "-Dlightmesh.experts.grouped=launch" "$P"
-run_engine tc-launch-v1 60 "-Dlightmesh.experts.grouped=launch -Dlightmesh.experts.tc=v1" "$P"
-run_engine tc-device 60 "-Dlightmesh.experts.grouped=device" "$P"
+# Call 3 (after call 2 ran the merged defaults against all-old settings): the grouped form alone against per-expert
+# with everything else at the new defaults (GEMM v2), an event profile of the 4K prefill, then device and v1.
+run_engine tc-launch 60 "-Dlightmesh.experts.grouped=launch" "$P"
 run_engine tc-per-expert 60 "-Dlightmesh.experts.grouped=per-expert" "$P"
-run_engine profile-1k 60 "-Dlightmesh.opencl.profile=true" "$ENGINE --prompt-lengths 1K --decode-tokens 4 --batch 1 --bandwidth-mib 0 --repeat 1"
-grep -A18 "kernel profile" $OUT/h14g-profile-1k-console.txt | head -19
-echo "--- tests"
-[ -f $OUT/tests.txt ] && mv $OUT/tests.txt $OUT/tests.txt.h14g-kept
-TEST_CLASSES="io.lightmesh.engine.model.ResidentGroupedExpertsTest io.lightmesh.engine.model.DeviceExpertsTest" \
-  timeout $(lim 60) bash $G/tools/run-gpu.sh tests > $OUT/h14g-tests-console.txt 2>&1
-grep -E "tests (successful|failed|aborted)|✘|relative L2 vs host" $OUT/h14g-tests-console.txt | head -30
-[ -f $OUT/tests.txt ] && mv $OUT/tests.txt $OUT/h14g-tests.txt
-[ -f $OUT/tests.txt.h14g-kept ] && mv $OUT/tests.txt.h14g-kept $OUT/tests.txt
+run_engine profile-4k 60 "-Dlightmesh.opencl.profile=events" "$ENGINE --prompt-lengths 4K --decode-tokens 4 --batch 1 --bandwidth-mib 0 --repeat 1"
+grep -A24 "kernel profile" $OUT/h14g-profile-4k-console.txt | head -50
+run_engine tc-device 60 "-Dlightmesh.experts.grouped=device" "$P"
+run_engine tc-launch-v1 60 "-Dlightmesh.experts.grouped=launch -Dlightmesh.experts.tc=v1" "$P"
 run_engine fp32-launch 60 "-Dlightmesh.opencl.tensorCores=false -Dlightmesh.experts.grouped=launch" "$P"
 run_engine fp32-per-expert 60 "-Dlightmesh.opencl.tensorCores=false -Dlightmesh.experts.grouped=per-expert" "$P"
