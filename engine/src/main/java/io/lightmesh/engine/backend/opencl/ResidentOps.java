@@ -307,7 +307,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                 + " product: " + bad;
     }
 
-    /** Whether products too small to fill the device with the current v2 form's tiles take {@link TensorCores#SMALL}. */
+    /** Whether products too small to fill the device with the current v2 form's tiles take TensorCores.SMALL. */
     private boolean smallTiles = TensorCores.smallTilesWanted();
 
     /**
@@ -338,7 +338,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     /** The GEMM form of bf16-weight products on tensor cores now. */
     public synchronized String gemm() { return gemm.name(); }
 
-    /** Makes {@code name} (v1, v2, v2w4, v2wide, v2s, v2n) the current GEMM form if the probe checked it; returns whether. */
+    /** Makes {@code name} (v1, v2, v2w4, v2wide, v2s, v2n) the current GEMM form if the probe checked it; whether. */
     public synchronized boolean useGemm(String name) {
         TensorCores.Gemm g = TensorCores.gemm(name);
         if (tcProgram == null || !gemmsChecked.contains(g)) return false;
