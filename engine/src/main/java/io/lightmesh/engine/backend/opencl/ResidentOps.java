@@ -312,10 +312,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
 
     /**
      * The v2 form for an n x out product: the current one, or the small-tile form where the current one's tiles
-     * would number fewer than two per compute unit (and the small form passed the probe).
+     * would reach at most half the compute units (and the small form passed the probe).
      */
     synchronized TensorCores.Gemm formFor(int n, int out) {
-        if (!smallTiles || (long) ceilDiv(n, gemm.tileRows()) * ceilDiv(out, gemm.tileCols()) >= 2L * computeUnits) {
+        if (!smallTiles || 2L * ceilDiv(n, gemm.tileRows()) * ceilDiv(out, gemm.tileCols()) > computeUnits) {
             return gemm;
         }
         TensorCores.Gemm s = TensorCores.gemm(TensorCores.SMALL);
