@@ -426,15 +426,15 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                 + " product: " + bad;
     }
 
-    /** Whether products too small to fill the device with the current v2 form's tiles take {@link TensorCores#SMALL}. */
+    /** Whether products too small to fill the device with the current v2 form's tiles take TensorCores.SMALL. */
     private boolean smallTiles = TensorCores.smallTilesWanted();
 
     /**
      * The v2 form for an n x out product: the current one, or the small-tile form where the current one's tiles
-     * would number fewer than two per compute unit (and the small form passed the probe).
+     * would reach at most half the compute units (and the small form passed the probe).
      */
     synchronized TensorCores.Gemm formFor(int n, int out) {
-        if (!smallTiles || (long) ceilDiv(n, gemm.tileRows()) * ceilDiv(out, gemm.tileCols()) >= 2L * computeUnits) {
+        if (!smallTiles || 2L * ceilDiv(n, gemm.tileRows()) * ceilDiv(out, gemm.tileCols()) > computeUnits) {
             return gemm;
         }
         TensorCores.Gemm s = TensorCores.gemm(TensorCores.SMALL);
@@ -457,7 +457,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     /** The GEMM form of bf16-weight products on tensor cores now. */
     public synchronized String gemm() { return gemm.name(); }
 
-    /** Makes {@code name} (v1, v2, v2w4, v2wide, v2s, v2n) the current GEMM form if the probe checked it; returns whether. */
+    /** Makes {@code name} (v1, v2, v2w4, v2wide, v2s, v2n) the current GEMM form if the probe checked it; whether. */
     public synchronized boolean useGemm(String name) {
         TensorCores.Gemm g = TensorCores.gemm(name);
         if (tcProgram == null || !gemmsChecked.contains(g)) return false;

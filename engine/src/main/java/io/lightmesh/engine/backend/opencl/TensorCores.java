@@ -54,12 +54,16 @@ public final class TensorCores {
             new Gemm("v2s", "gemm_tc2s_bf16", 128, 64, 128),        // 4 warps of 32 x 64, 3 stages
             new Gemm("v2n", "gemm_tc2n_bf16", 128, 128, 64));        // 4 warps of 64 x 32, 4 stages
 
-    /** The v2 form for products that would not fill the device with the current form's tiles. */
-    static final String SMALL = "v2s";
+    /**
+     * The v2 form for products that would leave most of the device idle with the current form's tiles: v2n (128 x 64
+     * tiles, 4 stages). On the H200 (call 2) it ran an expert's 1024 x 1024 x 2048 product (64 tiles of v2) at 105
+     * TFLOP/s against v2's 77 and v2s's 96, while at 128 tiles (1024 x 2048 x 1024) v2 was ahead (126 against 104).
+     */
+    static final String SMALL = "v2n";
 
     /**
-     * -Dlightmesh.opencl.gemmSmall: true (default) runs a product whose tiles of the current v2 form number fewer than
-     * two per compute unit on {@link #SMALL} instead; false keeps one form for every product.
+     * -Dlightmesh.opencl.gemmSmall: true (default) runs a product whose tiles of the current v2 form would reach at
+     * most half the compute units on {@link #SMALL} instead; false keeps one form for every product.
      */
     static boolean smallTilesWanted() {
         return !"false".equalsIgnoreCase(System.getProperty("lightmesh.opencl.gemmSmall", "true").trim());
