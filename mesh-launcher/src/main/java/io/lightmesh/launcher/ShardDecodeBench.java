@@ -134,6 +134,7 @@ public final class ShardDecodeBench {
         for (int i = 0; i < 4; i++) next = greedy(m.decode(states, next)); // warm this batch size
         if (remote != null) remote.resetStats();
         long[] paths0 = paths(shards);
+        long wait0 = io.lightmesh.engine.model.ExpertWaits.nanos();
         long cpu0 = cpuNanos(), t1 = System.nanoTime();
         for (int i = 0; i < steps; i++) next = greedy(m.decode(states, next));
         double s = (System.nanoTime() - t1) / 1e9, cpuMs = (cpuNanos() - cpu0) / 1e6;
@@ -142,10 +143,11 @@ public final class ShardDecodeBench {
         if (remote != null) {
             RemoteExperts.Breakdown b = remote.breakdown();
             long[] paths1 = paths(shards);
+            double waitedMs = (io.lightmesh.engine.model.ExpertWaits.nanos() - wait0) / 1e6 / steps;
             System.out.printf(Locale.ROOT, "  %-44s          calls %.1f/step: round trip %.0f us (pack %.0f, send %.0f, parse %.0f, unpack %.0f us; "
-                            + "slowest shard's compute %.0f us); shard batches small %d, grouped %d%n",
+                            + "slowest shard's compute %.0f us); shard batches small %d, grouped %d; decoder waited %.2f ms/step of %.2f ms/step round trips%n",
                     "", (double) b.calls() / steps, b.roundTripUs(), b.packUs(), b.sendUs(), b.parseUs(), b.unpackUs(), b.computeUs(),
-                    paths1[0] - paths0[0], paths1[1] - paths0[1]);
+                    paths1[0] - paths0[0], paths1[1] - paths0[1], waitedMs, b.calls() * b.roundTripUs() / 1e3 / steps);
         }
         for (SequenceState st : states) st.discardDevice();
     }
