@@ -192,14 +192,15 @@ public final class ExpertCallBench {
         }
         remote.resetStats();
         double[] rtt = new double[calls];
-        long cpu0 = processCpuNanos(), shardCpu0 = childrenCpuNanos();
+        java.util.Map<Long, Long> cpu0 = threadCpuNanos();
+        long shardCpu0 = childrenCpuNanos();
         for (int i = 0; i < calls; i++) {
             int q = i % pool;
             long t0 = System.nanoTime();
             call.run(i % L, xs[q], rows, k, es[q], ws[q], out);
             rtt[i] = (System.nanoTime() - t0) / 1e3;
         }
-        double callerCpu = (processCpuNanos() - cpu0) / 1e3 / calls, shardCpu = (childrenCpuNanos() - shardCpu0) / 1e3 / calls;
+        double callerCpu = cpuSince(cpu0) / 1e3 / calls, shardCpu = (childrenCpuNanos() - shardCpu0) / 1e3 / calls;
         RemoteExperts.Breakdown b = remote.breakdown();
         // the in-process experts, same calls
         int localCalls = Math.max(20, calls / 4);
@@ -227,17 +228,28 @@ public final class ExpertCallBench {
     }
 
     /**
-     * CPU time of this process's Java threads (nanoseconds; the JIT compilers and GC are not among them): the calling
-     * thread, the transport's event loops and, with --shard-processes false, the shards.
+     * CPU time of each of this process's Java threads by id (nanoseconds; the JIT compilers and GC are not among them):
+     * the calling thread, the transport's event loops, the carriers of virtual threads and, with --shard-processes
+     * false, the shards.
      */
-    private static long processCpuNanos() {
+    private static java.util.Map<Long, Long> threadCpuNanos() {
         java.lang.management.ThreadMXBean t = java.lang.management.ManagementFactory.getThreadMXBean();
+        java.util.Map<Long, Long> m = new java.util.HashMap<>();
+        for (long id : t.getAllThreadIds()) m.put(id, Math.max(0, t.getThreadCpuTime(id)));
+        return m;
+    }
+
+    /**
+     * CPU time since {@code before} of the threads alive now (a thread new since then counts whole). A thread that
+     * ended meanwhile (an idle virtual-thread carrier) is not counted at all: an undercount, never a negative sum.
+     */
+    private static long cpuSince(java.util.Map<Long, Long> before) {
         long sum = 0;
-        for (long id : t.getAllThreadIds()) sum += Math.max(0, t.getThreadCpuTime(id));
+        for (var e : threadCpuNanos().entrySet()) sum += Math.max(0, e.getValue() - before.getOrDefault(e.getKey(), 0L));
         return sum;
     }
 
-    /** The same for the shard processes (none when they run in this JVM: then {@link #processCpuNanos} has it). */
+    /** The same for the shard processes (none when they run in this JVM: then {@link #threadCpuNanos} has it). */
     private static long childrenCpuNanos() {
         return CHILDREN.stream().mapToLong(p -> workCpuNanos(p.pid())).sum();
     }

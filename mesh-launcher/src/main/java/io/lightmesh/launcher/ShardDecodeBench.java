@@ -35,7 +35,8 @@ import java.util.SplittableRandom;
  * --batches 1,16, --prompt-len N (256), --steps N (64), --small-batch 16,0 (the shards' small-batch bound, one set of
  * shards per value in turn, side by side in one run: {@code lightmesh.shard.smallBatch}; default: the property's),
  * --variants local,pingpong,plain (which of the three to run), --worker-side fast,plain (the decode worker's side of a
- * remote call: sent from the decoding thread with one read-back, or on a pool thread with three;
+ * remote call: sent from the decoding thread with one read-back, or on a pool thread with three; async, oneread: one
+ * of the two alone;
  * {@code lightmesh.expert.asyncCalls}, {@code lightmesh.device.remoteOneRead}; default fast), --model DIR (a
  * checkpoint instead of a synthetic --shape, e.g. EngineBench's cached one).
  */
@@ -51,7 +52,9 @@ public final class ShardDecodeBench {
         // the decode worker's side of a remote call: fast (the call sent from the decoding thread, one read-back of
         // x | ids | weights) or plain (a pool thread per call, three read-backs), set per run by their properties
         List<String> sides = List.of(f.get("worker-side", "fast").split(","));
-        for (String side : sides) if (!side.equals("fast") && !side.equals("plain")) throw new IllegalArgumentException("--worker-side fast|plain, got " + side);
+        for (String side : sides) {
+            if (!List.of("fast", "plain", "async", "oneread").contains(side)) throw new IllegalArgumentException("--worker-side fast|plain|async|oneread, got " + side);
+        }
         Path dir;
         if (f.get("model", null) != null) { // an existing checkpoint (EngineBench's cached one: no 30 s write)
             dir = Path.of(f.get("model", null));
@@ -90,8 +93,9 @@ public final class ShardDecodeBench {
                             plain = local.withExperts(remote).withMicroBatching(false);
                     for (int si = 0; si < sides.size(); si++) {
                         String side = sides.get(si);
-                        System.setProperty("lightmesh.expert.asyncCalls", Boolean.toString(side.equals("fast")));
-                        System.setProperty("lightmesh.device.remoteOneRead", Boolean.toString(side.equals("fast")));
+                        // async / oneread: one of the two cuts alone
+                        System.setProperty("lightmesh.expert.asyncCalls", Boolean.toString(side.equals("fast") || side.equals("async")));
+                        System.setProperty("lightmesh.device.remoteOneRead", Boolean.toString(side.equals("fast") || side.equals("oneread")));
                         String tag = (smallBatch.length > 1 ? ", small<=" + smallBatch[round] : "") + (sides.size() > 1 ? ", " + side : "");
                         for (int b : batches) {
                             if (round == 0 && si == 0 && variants.contains("local")) run("experts in-process", local, b, promptLen, steps, c.vocabSize(), null, made);
@@ -134,6 +138,7 @@ public final class ShardDecodeBench {
         for (int i = 0; i < 4; i++) next = greedy(m.decode(states, next)); // warm this batch size
         if (remote != null) remote.resetStats();
         long[] paths0 = paths(shards);
+        long wait0 = io.lightmesh.engine.model.ExpertWaits.nanos();
         long cpu0 = cpuNanos(), t1 = System.nanoTime();
         for (int i = 0; i < steps; i++) next = greedy(m.decode(states, next));
         double s = (System.nanoTime() - t1) / 1e9, cpuMs = (cpuNanos() - cpu0) / 1e6;
@@ -142,10 +147,11 @@ public final class ShardDecodeBench {
         if (remote != null) {
             RemoteExperts.Breakdown b = remote.breakdown();
             long[] paths1 = paths(shards);
+            double waitedMs = (io.lightmesh.engine.model.ExpertWaits.nanos() - wait0) / 1e6 / steps;
             System.out.printf(Locale.ROOT, "  %-44s          calls %.1f/step: round trip %.0f us (pack %.0f, send %.0f, parse %.0f, unpack %.0f us; "
-                            + "slowest shard's compute %.0f us); shard batches small %d, grouped %d%n",
+                            + "slowest shard's compute %.0f us); shard batches small %d, grouped %d; decoder waited %.2f ms/step of %.2f ms/step round trips%n",
                     "", (double) b.calls() / steps, b.roundTripUs(), b.packUs(), b.sendUs(), b.parseUs(), b.unpackUs(), b.computeUs(),
-                    paths1[0] - paths0[0], paths1[1] - paths0[1]);
+                    paths1[0] - paths0[0], paths1[1] - paths0[1], waitedMs, b.calls() * b.roundTripUs() / 1e3 / steps);
         }
         for (SequenceState st : states) st.discardDevice();
     }

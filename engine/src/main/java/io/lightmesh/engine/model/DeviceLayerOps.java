@@ -170,7 +170,9 @@ final class DeviceLayerOps implements LayerOps {
         int h = r.c.hiddenSize();
         float eps = (float) r.c.rmsNormEps();
         if (r.remote) { // y [n, h] up; x = RMSNorm_next(a_mlp x + b_mlp y)
+            long w0 = System.nanoTime();
             float[] y = await(pending);
+            ExpertWaits.add(System.nanoTime() - w0);
             pending = null;
             d.write(s.a(), 0, y, 0, n * h);
             d.residualNorm(s.x(), layer.mlpAlpha, s.a(), null, 1, layer.mlpBeta, n, h, r.nextNorm(l), eps, s.x());
