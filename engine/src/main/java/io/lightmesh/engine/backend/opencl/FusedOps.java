@@ -216,7 +216,10 @@ final class FusedOps implements FusedDecode {
         synchronized (ops) {
             // about two groups per compute unit over all rows and kv heads; splits of whole tiles of NT keys
             int want = Math.max(1, 2 * ops.computeUnits() / (n * kvHeads));
-            int splitLen = Math.max(NT, ceilDiv(ceilDiv(maxLen, want), NT) * NT);
+            // v2: splits of 32 keys and up (v1: whole tiles of NT). On an H200 (call 2, 128-400 keys) a split of 256
+            // kept dec_attn at 4 groups a row, 105 us a launch: the largest single item of a batch-1 step
+            int tile = v2 ? 32 : NT;
+            int splitLen = Math.max(tile, ceilDiv(ceilDiv(maxLen, want), tile) * tile);
             int splits = ceilDiv(maxLen, splitLen);
             long need = (long) n * kvHeads * splits * (heads / kvHeads) * (dim + 2);
             if (attnPart == null || attnPart.length() < need) {
