@@ -223,7 +223,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                 + (useTensorCores ? "bf16 tensor cores (mma.sync)" : "fp32 GEMM") + "; tensor cores " + tensorCores
                 + "; grouped experts " + (!useTensorCores ? "fp32" : tcGrouped ? "on tensor cores, "
                 + (groupedForm() == 2 ? "v2" : "v1" + (tcGroupedV2 ? "" : " (v2: " + tcGroupedV2WhyNot + ")"))
-                : "per expert (" + tcGroupedWhyNot + ")"));
+                : "per expert (" + tcGroupedWhyNot + ")")
+                + "; decode kernels " + (v2 ? "v2" : "v1") + (v2 && warpRows == 2 ? " (two rows a warp)" : ""));
         if (profileSync || profileEvents) kernelTimes(); // the start-up probes' launches are not the caller's
     }
 
