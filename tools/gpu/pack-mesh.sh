@@ -8,7 +8,7 @@
 #   tools/      this folder's scripts; run-gpu.sh unpacks rt.tar.xz to /tmp/lightmesh-rt once per pack
 # Deflated jars barely shrink under xz; stored ones share one xz dictionary: 95 MiB of jars become ~27 MiB.
 # Usage: [MVN_FLAGS=-o] [NO_BUILD=1] tools/gpu/pack-mesh.sh [DEST]   (default .runtime-mesh/; NO_BUILD=1 packs the
-#        jars of an earlier `mvn -pl mesh-launcher -am package`)
+#        jars of an earlier `mvn -pl mesh-launcher,bench -am package`)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "$ROOT/scripts/java-env.sh"
@@ -34,9 +34,11 @@ mkdir -p "$DEST/tools" "$STAGE/native"
 
 if [ "${NO_BUILD:-0}" != 1 ]; then
   echo "pack-mesh: building"
-  mvn ${MVN_FLAGS:-} -q -B -ntp -pl mesh-launcher -am package -DskipTests
+  mvn ${MVN_FLAGS:-} -q -B -ntp -pl mesh-launcher,bench -am package -DskipTests
 fi
-jars=(mesh-launcher/target/lightmesh-mesh.jar)
+# the bench jar too (EngineBench, KernelBench: run-gpu.sh's engine and bench steps), so that one call can measure the
+# in-process engine beside the mesh from one pack; its only other dependency, picocli, is the launcher's as well
+jars=(mesh-launcher/target/lightmesh-mesh.jar bench/target/lightmesh-bench-*.jar)
 for j in mesh-launcher/target/lib/*.jar; do basename "$j" | grep -Eq "$EXCLUDE" || jars+=("$j"); done
 python3 tools/gpu/jar_store.py "$STAGE/lib" "${jars[@]}"
 
