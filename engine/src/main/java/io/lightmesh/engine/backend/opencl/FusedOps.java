@@ -163,6 +163,11 @@ final class FusedOps implements FusedDecode {
         i = caches(args, i, kCaches, n, (long) kvHeads * dim);
         caches(args, i, vCaches, n, (long) kvHeads * dim);
         ops.streams((long) (outA + outB + outC) * in * (a.bf16() ? 2 : 4));
+        String tc = ops.decodeTcKernel(rope == 1 ? "dtc_projr" : "dtc_proj", a.bf16(), in); // -Dlightmesh.decode.tc
+        if (tc != null) {
+            ops.launchDtcAt(tc, site, (long) ceilDiv(outA + outB + outC, DecodeTc.ROWS) * NT, args);
+            return;
+        }
         String name = (rope == 1 ? "dec_projr" : "dec_proj") + (v2 ? "2" + ResidentOps.rowsTag(warpRows) + "_" : "_")
                 + family(a.bf16(), in);
         ops.launchAt(name, site, (long) ceilDiv(outA + outB + outC, v2 ? WG * warpRows : MV_ROWS) * NT, args);
@@ -263,7 +268,9 @@ final class FusedOps implements FusedDecode {
             if (routeLog != null) check(routeLog, logOff, (long) n * k);
             if (!tails) {
                 ops.streams((long) out * in * (p.bf16() ? 2 : 4));
-                ops.launchAt((v2 ? "matvec2" + ResidentOps.rowsTag(warpRows) + "_" : "matvec_") + family(p.bf16(), in), w,
+                String tc = ops.decodeTcKernel("dtc_matvec", p.bf16(), in);
+                if (tc != null) ops.launchDtcAt(tc, w, (long) ceilDiv(out, DecodeTc.ROWS) * NT, p.buf(), 0L, o, 0L, a, 0L, n, in, out);
+                else ops.launchAt((v2 ? "matvec2" + ResidentOps.rowsTag(warpRows) + "_" : "matvec_") + family(p.bf16(), in), w,
                         (long) ceilDiv(out, v2 ? WG * warpRows : MV_ROWS) * NT, p.buf(), 0L, o, 0L, a, 0L, n, in, out);
                 ops.streams((long) E * out * (g.bf16() ? 2 : 4));
                 ops.launchAt((v2 ? "dec_norm_route2_" : "dec_norm_route_") + (g.bf16() ? "bf16" : "f32"), gate,
@@ -295,11 +302,17 @@ final class FusedOps implements FusedDecode {
             // the experts' weights as if every chosen expert is distinct (exact at batch 1, an upper bound above)
             long chosen = Math.min(ex.count(), (long) n * k);
             ops.streams(chosen * 2 * inter * hidden * (ex.w1().bf16() ? 2 : 4));
-            ops.launchAt(up, set, (long) ex.count() * ceilDiv(inter, per) * NT, ex.w1().buf(), ex.w3().buf(), x,
+            String tcUp = tails ? null : ops.decodeTcKernel("dtc_gate_up", ex.w1().bf16(), hidden);
+            String tcDown = tails ? null : ops.decodeTcKernel("dtc_down", ex.w2().bf16(), inter);
+            if (tcUp != null) ops.launchDtcAt(tcUp, set, (long) ex.count() * ceilDiv(inter, DecodeTc.ROWS) * NT,
+                    ex.w1().buf(), ex.w3().buf(), x, ids, act, 0, n, k, inter, hidden);
+            else ops.launchAt(up, set, (long) ex.count() * ceilDiv(inter, per) * NT, ex.w1().buf(), ex.w3().buf(), x,
                     ids, act, 0, n, k, inter, hidden);
             if (!tails) {
                 ops.streams(chosen * inter * hidden * (ex.w2().bf16() ? 2 : 4));
-                ops.launchAt((v2 ? "moe_down2" + ResidentOps.rowsTag(warpRows) + "_" : "moe_down_")
+                if (tcDown != null) ops.launchDtcAt(tcDown, set, (long) ex.count() * ceilDiv(hidden, DecodeTc.ROWS) * NT,
+                        ex.w2().buf(), act, ids, pairs, 0, n, k, inter, hidden);
+                else ops.launchAt((v2 ? "moe_down2" + ResidentOps.rowsTag(warpRows) + "_" : "moe_down_")
                         + family(ex.w2().bf16(), inter), set, (long) ex.count() * ceilDiv(hidden, v2 ? WG * warpRows : MV_ROWS)
                         * NT, ex.w2().buf(), act, ids, pairs, 0, n, k, inter, hidden);
                 ops.launchAt(v2 ? "residual_norm2" : "residual_norm", set, (long) n * NT, x, alpha, pairs, wts, k, beta, 1, normW, eps, x, hidden);

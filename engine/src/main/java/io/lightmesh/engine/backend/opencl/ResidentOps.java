@@ -219,12 +219,14 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         this.computeUnits = Math.max(1, Cl.computeUnits(device));
         this.tensorCores = probeTensorCores();
         this.useTensorCores = tensorCores.available();
+        probeDecodeTc();
         LOG.log(System.Logger.Level.INFO, "OpenCL products of " + GEMM_MIN_ROWS + "+ rows on " + name + ": "
                 + (useTensorCores ? "bf16 tensor cores (mma.sync)" : "fp32 GEMM") + "; tensor cores " + tensorCores
                 + "; grouped experts " + (!useTensorCores ? "fp32" : tcGrouped ? "on tensor cores, "
                 + (groupedForm() == 2 ? "v2" : "v1" + (tcGroupedV2 ? "" : " (v2: " + tcGroupedV2WhyNot + ")"))
                 : "per expert (" + tcGroupedWhyNot + ")")
-                + "; decode kernels " + (v2 ? "v2" : "v1") + (v2 && warpRows == 2 ? " (two rows a warp)" : ""));
+                + "; decode kernels " + (v2 ? "v2" : "v1") + (v2 && warpRows == 2 ? " (two rows a warp)" : "")
+                + "; decode products " + decodeProductsLine());
         if (profileSync || profileEvents) kernelTimes(); // the start-up probes' launches are not the caller's
     }
 
@@ -246,6 +248,130 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             }
         }
         return Cl.buildProgram(context, device, source(), options);
+    }
+
+    // ---- decode products on tensor cores (decode_tc.cl, DecodeTc) ---------------------------------------------------
+
+    /** resident.cl + decode_tc.cl, built where the probe (or a test) asked for it and its check passed; else null. */
+    private MemorySegment dtcProgram;
+    private final Map<String, MemorySegment> dtcKernels = new HashMap<>();
+    /** The decode products' form now (OFF: the v2 / v1 kernels), and why the wanted one is not used (null when it is). */
+    private DecodeTc.Form dtcForm = DecodeTc.Form.OFF;
+    private String dtcWhyNot;
+    /** The start-up check's comparisons (kernel, form, error against the v2 twin); empty before a build. */
+    private List<DecodeTc.Result> dtcChecks = List.of();
+
+    /** The start-up probe of -Dlightmesh.decode.tc: off, else NVIDIA only, then the build and the check. */
+    private void probeDecodeTc() {
+        DecodeTc.Form want = DecodeTc.wanted();
+        if (want == DecodeTc.Form.OFF) return;
+        String vendor = Cl.deviceVendor(device);
+        if (!TensorCores.nvidia(vendor)) {
+            dtcWhyNot = "device vendor '" + vendor + "' is not NVIDIA (the mma is PTX asm)";
+        } else {
+            dtcWhyNot = tryDecodeTc();
+            if (dtcWhyNot == null) dtcForm = want;
+        }
+        if (dtcWhyNot != null) LOG.log(System.Logger.Level.WARNING, "decode products stay on the v2 kernels ("
+                + "-Dlightmesh.decode.tc=" + want.suffix() + "): " + dtcWhyNot);
+    }
+
+    /**
+     * Builds decode_tc.cl (after resident.cl; with LM_NVIDIA on NVIDIA, so the mma is the PTX one, elsewhere the
+     * emulated one) and checks every kernel of both forms against its v2 twin; keeps the program when all agree.
+     * Returns null then, else why not (the program dropped). The form stays as it was: {@link #decodeProducts}
+     * chooses it. Package-private: the tests run the build-and-check on any device.
+     */
+    synchronized String tryDecodeTc() {
+        releaseDecodeTc();
+        boolean nv = TensorCores.nvidia(Cl.deviceVendor(device));
+        try {
+            dtcProgram = Cl.buildProgram(context, device, DecodeTc.source(), options + (nv ? " -D LM_NVIDIA=1" : ""));
+        } catch (RuntimeException e) {
+            return "decode_tc.cl did not build: " + clip(String.valueOf(e.getMessage()), 600);
+        }
+        try {
+            dtcChecks = DecodeTc.check(this);
+        } catch (RuntimeException e) {
+            releaseDecodeTc();
+            return "the check of decode_tc.cl failed: " + clip(String.valueOf(e.getMessage()), 400);
+        }
+        for (DecodeTc.Result r : dtcChecks) {
+            if (!r.ok()) {
+                String why = "decode_tc.cl disagrees with the v2 kernels: " + r + " > " + r.form().tol() + " (" + dtcChecks + ")";
+                releaseDecodeTc();
+                return why;
+            }
+        }
+        LOG.log(System.Logger.Level.INFO, "decode_tc.cl checked against the v2 kernels (relative L2): " + dtcChecks);
+        return null;
+    }
+
+    private void releaseDecodeTc() {
+        dtcForm = DecodeTc.Form.OFF;
+        for (MemorySegment k : dtcKernels.values()) Cl.releaseKernel(k);
+        dtcKernels.clear();
+        for (var it = sites.entrySet().iterator(); it.hasNext(); ) {
+            var e = it.next();
+            if (e.getKey().kernel().startsWith("dtc_")) {
+                Cl.releaseKernel(e.getValue().kernel());
+                it.remove();
+            }
+        }
+        if (dtcProgram != null) Cl.releaseProgram(dtcProgram);
+        dtcProgram = null;
+    }
+
+    /** The start-up check's results (tests print the errors). */
+    synchronized List<DecodeTc.Result> decodeTcChecks() { return dtcChecks; }
+
+    /**
+     * Chooses the decode products' form, "off", "split" or "bf16" (null: the setting's, -Dlightmesh.decode.tc), for
+     * the fused step and the matrix-vector products of up to 16 rows; a tensor-core form only where decode_tc.cl is
+     * built and checked (else off). Returns the form now. Tests, benchmarks.
+     */
+    public synchronized String decodeProducts(String form) {
+        DecodeTc.Form f = form == null ? DecodeTc.wanted() : DecodeTc.Form.of(form);
+        dtcForm = dtcProgram == null ? DecodeTc.Form.OFF : f;
+        return dtcForm.suffix();
+    }
+
+    /** The start-up line's words for the decode products. */
+    private String decodeProductsLine() {
+        String line = DecodeTc.describe(dtcForm);
+        return dtcWhyNot == null ? line : line + " (-Dlightmesh.decode.tc=" + DecodeTc.wanted().suffix() + " not used: "
+                + clip(dtcWhyNot, 300) + ")";
+    }
+
+    /**
+     * The tensor-core kernel {@code base_<form>} for a product of bf16 (or not) weights with rows of {@code in}, or
+     * null where the v2 / v1 kernels run it (form off, fp32 weights, in % 8 != 0).
+     */
+    synchronized String decodeTcKernel(String base, boolean bf16, int in) {
+        if (dtcForm == DecodeTc.Form.OFF || !bf16 || in % 8 != 0) return null;
+        return base + "_" + dtcForm.suffix();
+    }
+
+    /** A launch of a decode_tc.cl kernel at {@code site} (as {@link #launchAt}). */
+    void launchDtcAt(String kernel, Object site, long global, Object... args) {
+        if (dtcProgram == null) throw new IllegalStateException("decode_tc.cl is not built");
+        launchAt(dtcProgram, kernel, site, global, args);
+    }
+
+    /** A launch of a decode_tc.cl kernel (no site: the check, the products of {@link #product}). */
+    void launchDtc(String kernel, long global, Object... args) {
+        if (dtcProgram == null) throw new IllegalStateException("decode_tc.cl is not built");
+        launch(dtcKernels.computeIfAbsent(kernel, kn -> Cl.createKernel(dtcProgram, kn)), kernel, global, args);
+    }
+
+    /** A launch of a resident.cl kernel by name (DecodeTc's check runs the v2 twins). */
+    void launchResident(String kernel, long global, Object... args) { launch(kernel, global, args); }
+
+    /** A device copy of raw bf16 bits. */
+    synchronized ClBuffer bf16Buffer(short[] bits) {
+        ClBuffer b = shorts(Math.max(1, bits.length));
+        if (bits.length > 0) Cl.write(queue, b.mem(), 0, 2L * bits.length, MemorySegment.ofArray(bits));
+        return b;
     }
 
     // ---- tensor cores --------------------------------------------------------------------------------------------
@@ -864,6 +990,15 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                     0L, n, in, out);
             return;
         }
+        String tc = wOff % 8 == 0 ? decodeTcKernel("dtc_matvec", bf16, in) : null;
+        if (tc != null) { // decode_tc.cl: up to 16 rows a launch, each weight read once for all of them
+            for (int r0 = 0; r0 < n; r0 += DecodeTc.MAX_ROWS) {
+                streams((long) out * in * 2);
+                launchDtc(tc, (long) ceilDiv(out, DecodeTc.ROWS) * NT, buf, wOff, x, (long) r0 * in, y, (long) r0 * out,
+                        Math.min(DecodeTc.MAX_ROWS, n - r0), in, out);
+            }
+            return;
+        }
         String k = (v2 ? "matvec2" + rowsTag(warpRows) + "_" : "matvec_") + family(bf16, in);
         for (int r0 = 0; r0 < n; r0 += MAXN) {
             int m = Math.min(MAXN, n - r0);
@@ -1400,12 +1535,15 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
      * between calls, and only those that changed since the last launch at that site are set again, so a decode step
      * that repeats the same launches each step costs little more than the enqueues.
      */
-    void launchAt(String kernel, Object site, long global, Object... args) {
+    void launchAt(String kernel, Object site, long global, Object... args) { launchAt(program, kernel, site, global, args); }
+
+    /** As above for a kernel of {@code prog} (its name unique over the programs: the site's key). */
+    private void launchAt(MemorySegment prog, String kernel, Object site, long global, Object... args) {
         if (closed) throw new IllegalStateException("ResidentOps is closed");
         Site key = new Site(kernel, site);
         SiteKernel sk = sites.get(key);
         if (sk == null) {
-            sk = new SiteKernel(Cl.createKernel(program, kernel), new long[args.length], new boolean[args.length]);
+            sk = new SiteKernel(Cl.createKernel(prog, kernel), new long[args.length], new boolean[args.length]);
             sites.put(key, sk);
         }
         for (int i = 0; i < args.length; i++) {
@@ -1563,6 +1701,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         for (SiteKernel k : sites.values()) Cl.releaseKernel(k.kernel());
         sites.clear();
         releaseTensorCores();
+        releaseDecodeTc();
         Cl.releaseProgram(program);
         Cl.releaseQueue(queue);
         Cl.releaseContext(context);
