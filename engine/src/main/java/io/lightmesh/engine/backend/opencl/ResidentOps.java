@@ -1448,8 +1448,16 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         check(act, 0, (long) rows * k * inter);
         check(out, 0, (long) rows * k * hidden);
         String up = "moe_gate_up_" + family(ex.w1.bf16, hidden), down = "moe_down_" + family(ex.w2.bf16, inter);
+        String tcUp = decodeTcKernel("dtc_gate_up", ex.w1.bf16, hidden), tcDown = decodeTcKernel("dtc_down", ex.w2.bf16, inter);
         for (int r0 = 0; r0 < rows; r0 += MAXN) {
             int m = Math.min(MAXN, rows - r0);
+            if (tcUp != null && tcDown != null) { // decode_tc.cl (-Dlightmesh.decode.tc): 8 rows, so <= 8 pairs an expert
+                launchDtc(tcUp, (long) ex.count * ceilDiv(inter, DecodeTc.ROWS) * NT, ex.w1.buf, ex.w3.buf, x, ids, act,
+                        r0, m, k, inter, hidden);
+                launchDtc(tcDown, (long) ex.count * ceilDiv(hidden, DecodeTc.ROWS) * NT, ex.w2.buf, act, ids, out, r0,
+                        m, k, inter, hidden);
+                continue;
+            }
             launch(up, (long) ex.count * ceilDiv(inter, MV_ROWS) * NT, ex.w1.buf, ex.w3.buf, x, ids, act, r0, m, k,
                     inter, hidden);
             launch(down, (long) ex.count * ceilDiv(hidden, MV_ROWS) * NT, ex.w2.buf, act, ids, out, r0, m, k, inter,

@@ -35,14 +35,15 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * bf16 model against the reference backend. Off NVIDIA (PoCL) the mma is emulated in plain OpenCL C with the same
  * fragments, so the layout, the permuted k, the tiles and the epilogues are what is checked there; on the H200 the
  * PTX mma. Bounds: split (activations as bf16 hi + lo) 1e-4 as the fp32 fixtures (about 1e-6..1e-5 seen); bf16
- * (activations rounded to bf16) 2e-2 on the kernels (about 2e-3 seen) and {@link #BF16_LOGIT_TOL} on the logits.
+ * (activations rounded to bf16) 2e-2 on the kernels (about 1.5e-3 seen) and {@link #BF16_LOGIT_TOL} on the logits.
  */
 class DecodeTcTest {
     /**
-     * max |diff| / max |ref logit| of the whole step with bf16 activations: 3.4e-2 seen on PoCL (the tiny random
-     * model's layers carry each product's ~1.5e-3 rounding error on to the logits), against 1.1e-5 with split.
+     * The whole step with bf16 activations: max |diff| / max |ref logit| <= 1e-1 and relative L2 of a row's logits <=
+     * 5e-2 (PoCL: 3.7e-2 and 3.2e-2 at worst; the tiny random model's 8 layers carry each product's ~1.5e-3 rounding on
+     * to the logits). Split: the fixtures' 1e-4 on the max (1.2e-5 seen).
      */
-    static final double BF16_LOGIT_TOL = 5e-2;
+    static final double BF16_LOGIT_TOL = 1e-1, BF16_LOGIT_L2 = 5e-2;
     static final double SPLIT_LOGIT_TOL = 1e-4;
 
     @TempDir static Path dir;
@@ -115,7 +116,7 @@ class DecodeTcTest {
             SplittableRandom rnd = new SplittableRandom(13);
             List<SequenceState> rs = new ArrayList<>(), ds = new ArrayList<>();
             int[] lengths = {1, 30, 7, 18, 2, 41, 12, 25, 3, 9, 14, 5};
-            double worst = 0;
+            double worst = 0, worstL2 = 0;
             for (int step = 0; step < 9; step++) {
                 int join = step < 4 ? 2 : step == 7 ? 4 : 0; // 2, 4, 6, 8 rows, then 12
                 for (int j = 0; j < join && rs.size() < lengths.length; j++) {
@@ -138,14 +139,16 @@ class DecodeTcTest {
                         scale = Math.max(scale, Math.abs(want[i][v]));
                         err = Math.max(err, Math.abs(want[i][v] - got[i][v]));
                     }
-                    double rel = err / scale;
+                    double rel = err / scale, l2 = DecodeTc.relError(want[i], got[i]);
                     worst = Math.max(worst, rel);
-                    assertTrue(rel <= tol, form + " step " + step + " (" + tokens.length + " rows) sequence " + i
-                            + ": max |diff| / max |logit| " + rel + " > " + tol);
+                    worstL2 = Math.max(worstL2, l2);
+                    String what = form + " step " + step + " (" + tokens.length + " rows) sequence " + i;
+                    assertTrue(rel <= tol, what + ": max |diff| / max |logit| " + rel + " > " + tol);
+                    if (form.equals("bf16")) assertTrue(l2 <= BF16_LOGIT_L2, what + ": relative L2 " + l2 + " > " + BF16_LOGIT_L2);
                 }
             }
-            System.out.printf(Locale.ROOT, "whole decode step, tc=%s: max |diff| / max |logit| %.2e (bound %.0e)%n",
-                    form, worst, tol);
+            System.out.printf(Locale.ROOT, "whole decode step, tc=%s: max |diff| / max |logit| %.2e (bound %.0e), "
+                    + "relative L2 of a row's logits %.2e%n", form, worst, tol, worstL2);
         }
     }
 }
