@@ -322,6 +322,9 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         dtcProgram = null;
     }
 
+    /** Whether decode_tc.cl is built and checked (at start, or by {@link #tryDecodeTc}). */
+    synchronized boolean decodeTcBuilt() { return dtcProgram != null; }
+
     /** The start-up check's results (tests print the errors). */
     synchronized List<DecodeTc.Result> decodeTcChecks() { return dtcChecks; }
 
