@@ -94,6 +94,35 @@ inline void dtc_slab(float* c, uint4 wg, uint4 wg8, uint4 p, __local uint* scrat
     dtc_mma(c, wg.z, wg8.z, wg.w, wg8.w, p.z, p.w, scratch);
 }
 
+// Slab u of the pass: the weight chunks of rows g and g + 8 (A, and B where two) and the x chunks of columns g and
+// g + 8 (the second only where nj > 1). Zeros past in, past the rows, past the columns.
+#define DTC_LOAD(u)                                                                                                  \
+    int k##u = kb + (u) * DTC_WARPS * 32, ok##u = k##u < in;                                                         \
+    uint4 a0_##u = ok##u && va0 ? *((__global const uint4*) (wa0 + k##u)) : (uint4) 0u;                              \
+    uint4 a1_##u = ok##u && va1 ? *((__global const uint4*) (wa1 + k##u)) : (uint4) 0u;                              \
+    uint4 b0_##u = two && ok##u && va0 ? *((__global const uint4*) (wb0 + k##u)) : (uint4) 0u;                       \
+    uint4 b1_##u = two && ok##u && va1 ? *((__global const uint4*) (wb1 + k##u)) : (uint4) 0u;                       \
+    float4 xl0_##u = ok##u && xv0 ? *((__global const float4*) (x0 + k##u)) : (float4) 0.0f;                        \
+    float4 xh0_##u = ok##u && xv0 ? *((__global const float4*) (x0 + k##u + 4)) : (float4) 0.0f;                    \
+    float4 xl1_##u = ok##u && xv1 && nj > 1 ? *((__global const float4*) (x1 + k##u)) : (float4) 0.0f;              \
+    float4 xh1_##u = ok##u && xv1 && nj > 1 ? *((__global const float4*) (x1 + k##u + 4)) : (float4) 0.0f;
+
+// The mma of one N tile (column block j: x chunk lo4 / hi4 into acc + 4j) of slab u; split adds the lo parts.
+#define DTC_TILE(u, j, lo4, hi4)                                                                                     \
+    {                                                                                                                \
+        uint4 p = dtc_hi(lo4, hi4);                                                                                  \
+        dtc_slab(accA + 4 * (j), a0_##u, a1_##u, p, scratch);                                                        \
+        if (two) dtc_slab(accB + 4 * (j), b0_##u, b1_##u, p, scratch);                                               \
+        if (split) {                                                                                                 \
+            uint4 q = dtc_lo(lo4, hi4);                                                                              \
+            dtc_slab(accA + 4 * (j), a0_##u, a1_##u, q, scratch);                                                    \
+            if (two) dtc_slab(accB + 4 * (j), b0_##u, b1_##u, q, scratch);                                           \
+        }                                                                                                            \
+    }
+#define DTC_MATH(u)                                                                                                  \
+    DTC_TILE(u, 0, xl0_##u, xh0_##u)                                                                                 \
+    if (nj > 1) DTC_TILE(u, 1, xl1_##u, xh1_##u)
+
 // This warp's part of the 16-row tile: accA[4j .. 4j + 3] += (A rows g, g + 8) . (x column g + 8j) over the warp's
 // slabs, and the same for the second weight B (two != 0: the experts' up beside the gate) into accB. wa0 / wa1 (wb0 /
 // wb1) point at k = 0 of weight rows g and g + 8 (va0 / va1: whether those rows exist); x0 / x1 at k = 0 of the x
@@ -107,40 +136,11 @@ inline void dtc_product(__global const ushort* wa0, __global const ushort* wa1, 
     int slabs = (in + 31) / 32;
     int iters = (slabs + DTC_WARPS * DTC_U - 1) / (DTC_WARPS * DTC_U);
     for (int it = 0; it < iters; it++) {
-        uint4 a0[DTC_U], a1[DTC_U], b0[DTC_U], b1[DTC_U];
-        float4 xl0[DTC_U], xh0[DTC_U], xl1[DTC_U], xh1[DTC_U];
-        for (int u = 0; u < DTC_U; u++) {
-            int k = ((it * DTC_U + u) * DTC_WARPS + warp) * 32 + 8 * t;
-            int ok = k < in;
-            a0[u] = ok && va0 ? *((__global const uint4*) (wa0 + k)) : (uint4) 0u;
-            a1[u] = ok && va1 ? *((__global const uint4*) (wa1 + k)) : (uint4) 0u;
-            b0[u] = (uint4) 0u;
-            b1[u] = (uint4) 0u;
-            if (two) {
-                b0[u] = ok && va0 ? *((__global const uint4*) (wb0 + k)) : (uint4) 0u;
-                b1[u] = ok && va1 ? *((__global const uint4*) (wb1 + k)) : (uint4) 0u;
-            }
-            int o0 = ok && xv0, o1 = ok && xv1 && nj > 1;
-            xl0[u] = o0 ? *((__global const float4*) (x0 + k)) : (float4) 0.0f;
-            xh0[u] = o0 ? *((__global const float4*) (x0 + k + 4)) : (float4) 0.0f;
-            xl1[u] = o1 ? *((__global const float4*) (x1 + k)) : (float4) 0.0f;
-            xh1[u] = o1 ? *((__global const float4*) (x1 + k + 4)) : (float4) 0.0f;
-        }
-        for (int u = 0; u < DTC_U; u++) {
-            for (int j = 0; j < 2; j++) {
-                if (j < nj) {
-                    float4 lo4 = j ? xl1[u] : xl0[u], hi4 = j ? xh1[u] : xh0[u];
-                    uint4 p = dtc_hi(lo4, hi4);
-                    dtc_slab(accA + 4 * j, a0[u], a1[u], p, scratch);
-                    if (two) dtc_slab(accB + 4 * j, b0[u], b1[u], p, scratch);
-                    if (split) {
-                        uint4 q = dtc_lo(lo4, hi4);
-                        dtc_slab(accA + 4 * j, a0[u], a1[u], q, scratch);
-                        if (two) dtc_slab(accB + 4 * j, b0[u], b1[u], q, scratch);
-                    }
-                }
-            }
-        }
+        // DTC_U = 4 slabs, written out (DTC_LOAD / DTC_MATH) so that every fragment is a register whatever the
+        // compiler unrolls: the loads of all four first, then their mma
+        int kb = (it * DTC_U * DTC_WARPS + warp) * 32 + 8 * t;
+        DTC_LOAD(0) DTC_LOAD(1) DTC_LOAD(2) DTC_LOAD(3)
+        DTC_MATH(0) DTC_MATH(1) DTC_MATH(2) DTC_MATH(3)
     }
 }
 
