@@ -150,7 +150,7 @@ final class DecodeTc {
                 ops.launchResident("matvec2_bf16v", (long) ResidentOps.ceilDiv(out, ResidentOps.WG) * ResidentOps.NT, w,
                         0L, x, (long) r0 * in, want, (long) r0 * out, Math.min(ResidentOps.MAXN, n - r0), in, out);
             }
-            ops.launchDtc("dtc_matvec_" + f.suffix(), (long) ResidentOps.ceilDiv(out, ROWS) * ResidentOps.NT, w, 0L, x,
+            ops.launchDtc((n > 8 ? "dtc_matvec16_" : "dtc_matvec_") + f.suffix(), (long) ResidentOps.ceilDiv(out, ROWS) * ResidentOps.NT, w, 0L, x,
                     0L, got, 0L, n, in, out);
             return new Result("dtc_matvec(n=" + n + ")", f, relError(fetch(ops, want, n * out), fetch(ops, got, n * out)));
         } finally {

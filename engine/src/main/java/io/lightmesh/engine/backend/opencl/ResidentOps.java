@@ -996,9 +996,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         String tc = wOff % 8 == 0 ? decodeTcKernel("dtc_matvec", bf16, in) : null;
         if (tc != null) { // decode_tc.cl: up to 16 rows a launch, each weight read once for all of them
             for (int r0 = 0; r0 < n; r0 += DecodeTc.MAX_ROWS) {
+                int m = Math.min(DecodeTc.MAX_ROWS, n - r0);
                 streams((long) out * in * 2);
-                launchDtc(tc, (long) ceilDiv(out, DecodeTc.ROWS) * NT, buf, wOff, x, (long) r0 * in, y, (long) r0 * out,
-                        Math.min(DecodeTc.MAX_ROWS, n - r0), in, out);
+                launchDtc(m > 8 ? decodeTcKernel("dtc_matvec16", bf16, in) : tc, (long) ceilDiv(out, DecodeTc.ROWS) * NT,
+                        buf, wOff, x, (long) r0 * in, y, (long) r0 * out, m, in, out);
             }
             return;
         }

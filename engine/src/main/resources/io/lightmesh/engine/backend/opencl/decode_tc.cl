@@ -26,6 +26,8 @@
 #define DTC_WARPS (NT / 32)
 #define DTC_ROWS 16
 #define DTC_U 4
+// every kernel runs in groups of NT: the compiler may give a work-item up to 255 registers
+#define DTC_WG __attribute__((reqd_work_group_size(NT, 1, 1)))
 
 // fp32 -> bf16 bits, round to nearest even (NaN kept a NaN), as tensorcore.cl's bf16_bits
 inline uint dtc_bits(float f) {
@@ -162,14 +164,16 @@ inline float dtc_sum(__local const float* red, int wi, int idx) {
     return s;
 }
 
-// y[t, row] = W[row] . x[t] for t < n (n <= 16), as matvec2. Launch: global = ceil(out / 16) * NT, local = NT.
-#define DTC_MATVEC(FORM, SPLIT)                                                                                      \
-__kernel void dtc_matvec_##FORM(__global const ushort* restrict w, long wOff, __global const float* restrict x,      \
+// y[t, row] = W[row] . x[t] for t < n, as matvec2: dtc_matvec_* n <= 8 (one N tile), dtc_matvec16_* n <= 16 (two;
+// the registers of the second tile's x chunks cost the first form occupancy). Launch: global = ceil(out / 16) * NT,
+// local = NT.
+#define DTC_MATVEC(FORM, SPLIT, NAME, NJ)                                                                            \
+__kernel DTC_WG void NAME##_##FORM(__global const ushort* restrict w, long wOff, __global const float* restrict x,      \
                                 long xOff, __global float* restrict y, long yOff, int n, int in, int out) {        \
     __local uint scratch[DTC_SCRATCH];                                                                             \
     __local float red[DTC_WARPS * 2 * 128];                                                                        \
     int tid = get_local_id(0), lane = tid % 32, g = lane >> 2;                                                     \
-    int o0 = get_group_id(0) * DTC_ROWS, nj = n > 8 ? 2 : 1;                                                       \
+    int o0 = get_group_id(0) * DTC_ROWS, nj = NJ > 1 && n > 8 ? 2 : 1;                                            \
     __global const ushort* wr = w + wOff + (long) o0 * in;                                                         \
     int va0 = o0 + g < out, va1 = o0 + g + 8 < out;                                                                \
     __global const ushort* w0 = va0 ? wr + (long) g * in : w;                                                      \
@@ -189,10 +193,11 @@ __kernel void dtc_matvec_##FORM(__global const ushort* restrict w, long wOff, __
 }
 
 // Projections of one input, as dec_proj2 / dec_projr2 (same arguments; rows counted over wa, wb, wc in turn; SiLU on
-// ya where siluA; ROPE: the last group rotates q and k and appends k and v to the caches). n <= 16 (ROPE: n <= MAXN).
+// ya where siluA; ROPE: the last group rotates q and k and appends k and v to the caches). n <= MAXN = 8 (one N tile,
+// as the fused step's rows).
 // Launch: global = ceil((outA + outB + outC) / 16) * NT, local = NT.
 #define DTC_PROJ(FORM, SPLIT, KNAME, ROPE)                                                                           \
-__kernel void KNAME##_##FORM(__global const ushort* restrict wa, __global const ushort* restrict wb,                \
+__kernel DTC_WG void KNAME##_##FORM(__global const ushort* restrict wa, __global const ushort* restrict wb,                \
                              __global const ushort* restrict wc, __global const float* restrict x,                 \
                              __global float* ya, __global float* yb, __global float* yc, int n, int in, int outA,  \
                              int outB, int outC, int siluA, __global const int* info,                              \
@@ -202,7 +207,7 @@ __kernel void KNAME##_##FORM(__global const ushort* restrict wa, __global const 
     __local float red[DTC_WARPS * 2 * 128];                                                                        \
     __local int flag;                                                                                              \
     int tid = get_local_id(0), lane = tid % 32, g = lane >> 2;                                                     \
-    int total = outA + outB + outC, o0 = get_group_id(0) * DTC_ROWS, nj = n > 8 ? 2 : 1;                           \
+    int total = outA + outB + outC, o0 = get_group_id(0) * DTC_ROWS, nj = 1;                                       \
     int va0 = o0 + g < total, va1 = o0 + g + 8 < total;                                                            \
     __global const ushort* w0 = va0 ? PROJ_ROW(o0 + g) : wa;                                                       \
     __global const ushort* w1 = va1 ? PROJ_ROW(o0 + g + 8) : wa;                                                   \
@@ -233,7 +238,7 @@ __kernel void KNAME##_##FORM(__global const ushort* restrict wa, __global const 
 // one N tile), x column j = the row of its j-th pair. Groups of experts no pair chose return at once.
 // Launch: global = E * ceil(inter / 16) * NT, local = NT.
 #define DTC_GATE_UP(FORM, SPLIT)                                                                                     \
-__kernel void dtc_gate_up_##FORM(__global const ushort* restrict w1, __global const ushort* restrict w3,            \
+__kernel DTC_WG void dtc_gate_up_##FORM(__global const ushort* restrict w1, __global const ushort* restrict w3,            \
                                  __global const float* restrict x, __global const int* ids,                        \
                                  __global float* restrict act, int r0, int rows, int k, int inter, int hidden) {   \
     __local uint scratch[DTC_SCRATCH];                                                                             \
@@ -268,7 +273,7 @@ __kernel void dtc_gate_up_##FORM(__global const ushort* restrict w1, __global co
 // Down projection of the experts, as moe_down2 (same arguments): out[p, row] = W2_e[row] . act[p] for expert e's pairs
 // p. Launch: global = E * ceil(hidden / 16) * NT, local = NT.
 #define DTC_DOWN(FORM, SPLIT)                                                                                        \
-__kernel void dtc_down_##FORM(__global const ushort* restrict w2, __global const float* restrict act,               \
+__kernel DTC_WG void dtc_down_##FORM(__global const ushort* restrict w2, __global const float* restrict act,               \
                               __global const int* ids, __global float* restrict out, int r0, int rows, int k,      \
                               int inter, int hidden) {                                                             \
     __local uint scratch[DTC_SCRATCH];                                                                             \
@@ -297,7 +302,8 @@ __kernel void dtc_down_##FORM(__global const ushort* restrict w2, __global const
 }
 
 #define DTC_KERNELS(FORM, SPLIT)                                                                                     \
-DTC_MATVEC(FORM, SPLIT)                                                                                             \
+DTC_MATVEC(FORM, SPLIT, dtc_matvec, 1)                                                                              \
+DTC_MATVEC(FORM, SPLIT, dtc_matvec16, 2)                                                                            \
 DTC_PROJ(FORM, SPLIT, dtc_proj, 0)                                                                                  \
 DTC_PROJ(FORM, SPLIT, dtc_projr, 1)                                                                                 \
 DTC_GATE_UP(FORM, SPLIT)                                                                                            \
