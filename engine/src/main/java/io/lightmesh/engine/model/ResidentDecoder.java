@@ -285,7 +285,8 @@ final class ResidentDecoder implements AutoCloseable {
         ps = grown(ps, nA, m);
         boolean grouped = !remote && n > GROUP_MIN_ROWS;
         Buffer table = null;
-        if (grouped && deviceRoute && nA == n && d.routesOnDevice(c.numExperts(), c.topK())) {
+        if (grouped && deviceRoute && nA == n && GroupedExperts.mode() != GroupedExperts.Mode.PER_EXPERT
+                && d.routesOnDevice(c.numExperts(), c.topK())) { // (per-expert: the form asked for, to compare)
             long need = d.routeTableLength(n, c.numExperts(), c.topK());
             if (psTable == null || psTable.length() < need) { // grown for the longest chunk seen
                 if (psTable != null) psTable.close();

@@ -997,7 +997,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         ClBuffer groupInts = ints(table.length);
         try {
             write(groupInts, table, table.length);
-            groupedLaunches(ex, form, t.tiles(), t.tokenOffset(), t.pairOffset(), groupInts, maxToken + 1, x, act,
+            groupedLaunches(ex, form, t.tiles(), t.tokenOffset(), t.pairOffset(), groupInts, null, maxToken + 1, x, act,
                     pairs);
         } finally {
             groupInts.close();
@@ -1025,7 +1025,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         ClBuffer table = ints(3L * maxTiles + 2L * count);  // released once enqueued, as above
         try {
             launch("moe_group_table", NT, ids, count, k, ex.count, maxTiles, table);
-            groupedLaunches(ex, groupedForm(), maxTiles, 3 * maxTiles, 3 * maxTiles + count, table, rows, x, act,
+            groupedLaunches(ex, groupedForm(), maxTiles, 3 * maxTiles, 3 * maxTiles + count, table, null, rows, x, act,
                     pairs);
         } finally {
             table.close();
@@ -1109,8 +1109,16 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         check(act, 0, (long) count * inter);
         check(pairs, 0, (long) count * hidden);
         if (count == 0) return;
-        groupedLaunches(ex, groupedForm(), t.maxTiles(), t.tokenOffset(), t.pairOffset(), cl(table), rows, x, act, pairs);
+        int form = groupedForm();
+        if (form == 2 && (routedXb == null || routedXb.length() < (long) rows * hidden)) { // kept: no buffer made a layer
+            if (routedXb != null) routedXb.close();
+            routedXb = shorts((long) rows * hidden);
+        }
+        groupedLaunches(ex, form, t.maxTiles(), t.tokenOffset(), t.pairOffset(), cl(table), routedXb, rows, x, act, pairs);
     }
+
+    /** x as bf16 for the routed grouped launches (v2 form), kept between layers and grown to the longest chunk. */
+    private ClBuffer routedXb;
 
     @Override
     public synchronized void zero(Buffer x, long off, long n) {
@@ -1126,24 +1134,28 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     /** The most experts of a set that moe_group_table groups (its local counters: experts.cl's XG_MAX_E). */
     static final int GROUP_MAX_EXPERTS = 64;
 
-    /** The two launches (three with v2's rounding of x to bf16) over a table on the device; x holds xRows rows. */
+    /**
+     * The two launches (three with v2's rounding of x to bf16) over a table on the device; x holds xRows rows. keptXb:
+     * the bf16 copy's buffer (>= xRows rows), or null for one of this call's own.
+     */
     private void groupedLaunches(Experts ex, int form, int tiles, int tokenOffset, int pairOffset, ClBuffer groupInts,
-                                 int xRows, Buffer x, Buffer act, Buffer pairs) {
+                                 ClBuffer keptXb, int xRows, Buffer x, Buffer act, Buffer pairs) {
         int inter = ex.w1.rows, hidden = ex.w1.cols;
         if (ex.w1.bf16 != ex.w3.bf16) throw new IllegalArgumentException("W1 and W3 of one set differ in dtype");
         if (hidden % 8 != 0 || inter % 8 != 0) form = 0;
         if (form == 2 && !(ex.w1.bf16 && ex.w2.bf16)) form = 1;
         int upN = ceilDiv(inter, GN / 2), downN = ceilDiv(hidden, GN);
         if (form == 2) {
-            // x to bf16 once (a buffer of this call's own, released once enqueued); act written as bf16 in place
+            // x to bf16 once (keptXb, or a buffer of this call's own, released once enqueued); act written as bf16
+            // in place
             long count = (long) xRows * hidden;
-            ClBuffer xb = shorts(count);
+            ClBuffer xb = keptXb != null ? keptXb : shorts(count);
             try {
                 launch(tcKernel("moe_x_bf16"), "moe_x_bf16", groups((count + 7) / 8) * NT, x, xb, count);
                 launch(tcKernel("moe_grouped_up_tc2_bf16"), "moe_grouped_up_tc2_bf16", (long) tiles * upN * NT,
                         ex.w1.buf, ex.w3.buf, xb, groupInts, tokenOffset, act, upN, inter, hidden);
             } finally {
-                xb.close();
+                if (xb != keptXb) xb.close();
             }
             launch(tcKernel("moe_grouped_down_tc2_bf16"), "moe_grouped_down_tc2_bf16", (long) tiles * downN * NT,
                     ex.w2.buf, act, groupInts, pairOffset, pairs, downN, inter, hidden);
