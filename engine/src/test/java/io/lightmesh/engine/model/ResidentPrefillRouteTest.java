@@ -209,6 +209,15 @@ class ResidentPrefillRouteTest {
             assertEquals(1, syncs[1], "routed on the device: the logits' read only");
             assertTrue(syncs[0] > L, "the host table: " + syncs[0] + " syncs");
             assertFalse(Arrays.equals(new long[]{0, 0}, syncs));
+            // -Dlightmesh.experts.grouped=per-expert keeps its form (to compare), routed on the host
+            GroupedExperts.Mode mode = GroupedExperts.mode(GroupedExperts.Mode.PER_EXPERT);
+            try {
+                ResidentDecoder.deviceRoute(true);
+                ReferenceFixturesTest.assertClose(each[0][0], base.prefill(base.newState(), prompts[0]), dt + " per-expert", 1e-4);
+                assertFalse(base.lastPrefillRouted(), "per-expert: not routed on the device");
+            } finally {
+                GroupedExperts.mode(mode);
+            }
         } finally {
             ResidentDecoder.deviceRoute(before);
         }
