@@ -82,10 +82,12 @@ class ResidentDecodeTest {
      * seven kernel launches a layer (five in the form with tails) plus the embedding and the LM head, whatever the
      * batch size; its logits match the
      * reference at ragged positions (the softmax layer's caches of different lengths, sequences joining and leaving,
-     * pool slots reused); past 8 rows the step falls back to one launch per operation. With the decode kernels v2 and v1.
+     * pool slots reused); past 8 rows the step falls back to one launch per operation. With the decode kernels v2, v1 and
+     * v3 (bf16: decode_v3.cl's products and router; f32: v2's products, v3's router).
      */
     @ParameterizedTest
-    @org.junit.jupiter.params.provider.CsvSource({"F32,false,v2", "BF16,false,v2", "F32,true,v2", "BF16,false,v1"})
+    @org.junit.jupiter.params.provider.CsvSource({"F32,false,v2", "BF16,false,v2", "F32,true,v2", "BF16,false,v1",
+            "BF16,false,v3", "F32,false,v3"})
     void fusedStepTakesSevenLaunchesALayerAndMatchesReference(Dt dt, boolean tails, String kernels) throws IOException {
         Path p = checkpoint(dt);
         var resident = OpenClTestSupport.ops().resident();

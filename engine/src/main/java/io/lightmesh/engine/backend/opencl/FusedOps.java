@@ -163,10 +163,18 @@ final class FusedOps implements FusedDecode {
         i = caches(args, i, kCaches, n, (long) kvHeads * dim);
         caches(args, i, vCaches, n, (long) kvHeads * dim);
         ops.streams((long) (outA + outB + outC) * in * (a.bf16() ? 2 : 4));
+        if (v3(a, in) && b.bf16() && (c == null || c.bf16())) {
+            String k3 = ops.v3Kernel(rope == 1 ? "d3_projr" : "d3_proj", n, in);
+            ops.launchAt(k3, site, (long) ceilDiv(outA + outB + outC, ResidentOps.v3GroupRows(k3)) * NT, args);
+            return;
+        }
         String name = (rope == 1 ? "dec_projr" : "dec_proj") + (v2 ? "2" + ResidentOps.rowsTag(warpRows) + "_" : "_")
                 + family(a.bf16(), in);
         ops.launchAt(name, site, (long) ceilDiv(outA + outB + outC, v2 ? WG * warpRows : MV_ROWS) * NT, args);
     }
+
+    /** Whether a product of this weight takes the v3 kernels: v3 on, bf16 rows of in % 8 == 0 (else v2's). */
+    private boolean v3(ResidentOps.Weight w, int in) { return v2 && ops.v3() && w.bf16() && in % 8 == 0; }
 
     /** The MAXN cache arguments from index i: row t's cache, the dummy past n (never read). */
     private int caches(Object[] args, int i, Buffer[] caches, int n, long rowWidth) {
@@ -263,10 +271,19 @@ final class FusedOps implements FusedDecode {
             if (routeLog != null) check(routeLog, logOff, (long) n * k);
             if (!tails) {
                 ops.streams((long) out * in * (p.bf16() ? 2 : 4));
-                ops.launchAt((v2 ? "matvec2" + ResidentOps.rowsTag(warpRows) + "_" : "matvec_") + family(p.bf16(), in), w,
-                        (long) ceilDiv(out, v2 ? WG * warpRows : MV_ROWS) * NT, p.buf(), 0L, o, 0L, a, 0L, n, in, out);
+                if (v3(p, in)) {
+                    String k3 = ops.v3Kernel("d3_matvec", n, in);
+                    ops.launchAt(k3, w, (long) ceilDiv(out, ResidentOps.v3GroupRows(k3)) * NT, p.buf(), 0L, o, 0L, a,
+                            0L, n, in, out);
+                } else {
+                    ops.launchAt((v2 ? "matvec2" + ResidentOps.rowsTag(warpRows) + "_" : "matvec_") + family(p.bf16(), in),
+                            w, (long) ceilDiv(out, v2 ? WG * warpRows : MV_ROWS) * NT, p.buf(), 0L, o, 0L, a, 0L, n, in, out);
+                }
                 ops.streams((long) E * out * (g.bf16() ? 2 : 4));
-                ops.launchAt((v2 ? "dec_norm_route2_" : "dec_norm_route_") + (g.bf16() ? "bf16" : "f32"), gate,
+                // v3: one pass (d3_norm_route) where h % 8 == 0 and E <= 32 (its logits in registers)
+                boolean route3 = v2 && ops.v3() && out % 8 == 0 && E <= 32;
+                ops.launchAt((route3 ? "d3_norm_route_" : v2 ? "dec_norm_route2_" : "dec_norm_route_")
+                        + (g.bf16() ? "bf16" : "f32"), gate,
                         (long) n * NT, x, alpha, a,
                         beta, normW, eps, out, g.buf(), E, k, ids, wts, routeLog == null ? ids : routeLog, logOff,
                         routeLog == null ? 0 : 1);
@@ -295,11 +312,22 @@ final class FusedOps implements FusedDecode {
             // the experts' weights as if every chosen expert is distinct (exact at batch 1, an upper bound above)
             long chosen = Math.min(ex.count(), (long) n * k);
             ops.streams(chosen * 2 * inter * hidden * (ex.w1().bf16() ? 2 : 4));
-            ops.launchAt(up, set, (long) ex.count() * ceilDiv(inter, per) * NT, ex.w1().buf(), ex.w3().buf(), x,
-                    ids, act, 0, n, k, inter, hidden);
+            if (v3(ex.w1(), hidden) && ex.w3().bf16()) {
+                // v3: groups over the n * k chosen slots, not the E experts
+                String k3 = ops.v3Kernel("d3_gate_up", n, hidden);
+                ops.launchAt(k3, set, (long) n * k * ceilDiv(inter, ResidentOps.v3GroupRows(k3)) * NT, ex.w1().buf(),
+                        ex.w3().buf(), x, ids, act, 0, n, k, inter, hidden);
+            } else {
+                ops.launchAt(up, set, (long) ex.count() * ceilDiv(inter, per) * NT, ex.w1().buf(), ex.w3().buf(), x,
+                        ids, act, 0, n, k, inter, hidden);
+            }
             if (!tails) {
                 ops.streams(chosen * inter * hidden * (ex.w2().bf16() ? 2 : 4));
-                ops.launchAt((v2 ? "moe_down2" + ResidentOps.rowsTag(warpRows) + "_" : "moe_down_")
+                if (v3(ex.w2(), inter)) {
+                    String k3 = ops.v3Kernel("d3_down", n, inter);
+                    ops.launchAt(k3, set, (long) n * k * ceilDiv(hidden, ResidentOps.v3GroupRows(k3)) * NT,
+                            ex.w2().buf(), act, ids, pairs, 0, n, k, inter, hidden);
+                } else ops.launchAt((v2 ? "moe_down2" + ResidentOps.rowsTag(warpRows) + "_" : "moe_down_")
                         + family(ex.w2().bf16(), inter), set, (long) ex.count() * ceilDiv(hidden, v2 ? WG * warpRows : MV_ROWS)
                         * NT, ex.w2().buf(), act, ids, pairs, 0, n, k, inter, hidden);
                 ops.launchAt(v2 ? "residual_norm2" : "residual_norm", set, (long) n * NT, x, alpha, pairs, wts, k, beta, 1, normW, eps, x, hidden);

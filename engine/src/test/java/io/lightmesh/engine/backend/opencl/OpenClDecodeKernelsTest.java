@@ -59,6 +59,7 @@ class OpenClDecodeKernelsTest {
         open.clear();
         d().decodeKernels(null);
         d().decodeWarpRows(0);
+        d().decodeV3Rows(-1);
         ((FusedOps) d().fused()).lightningSplits(0);
     }
 
@@ -193,12 +194,96 @@ class OpenClDecodeKernelsTest {
         }
     }
 
+    /**
+     * The v3 matrix-vector forms (n1 at one row of x, n8 above; 1, 2 and 4 weight rows a lane group) against the host
+     * at sizes that reach every loop of their dot products: in 2056 (257 chunks: the 16-load pass, then single
+     * chunks), 1032 (the half pass and a tail), 2048 and 1024 (the model's), 264 (tails only); 36 keeps v2 (scalar).
+     */
+    @ParameterizedTest
+    @CsvSource({"0", "1", "2", "4"})
+    void v3MatrixVectorProductsMatchTheHost(int rows) {
+        ResidentOps d = d();
+        assertEquals("v3", d.decodeKernels("v3"), "decode_v3.cl: " + d.v3WhyNot());
+        assertEquals(rows, d.decodeV3Rows(rows));
+        Random rnd = new Random(45);
+        int[][] shapes = {{13, 2056, 1}, {21, 1032, 3}, {9, 264, 8}, {7, 36, 5}, {40, 2048, 8}, {35, 1024, 1},
+                {17, 2048, 2}};
+        for (int[] sh : shapes) {
+            int out = sh[0], in = sh[1], n = sh[2];
+            Tensor w = weight(rnd, DType.BF16, out, in);
+            float[] x = random(rnd, n * in, 1f), ref = new float[n * out];
+            REF.matmul(x, n, w, ref);
+            Buffer xb = up(d, x), yb = up(d, poisoned(n * out));
+            d.matmul(xb, n, w, yb);
+            assertClose("matvec v3 rows " + rows + " " + Arrays.toString(sh), ref, fetch(d, yb, n * out), n * out);
+        }
+    }
+
+    /**
+     * The fused step's products at the model's row lengths (hidden 2048, expert intermediate 1024, so that the v3
+     * dot products' 16-load passes run), v3 with 1, 2 and 4 rows a lane group against v2, at 1 and 8 rows of x:
+     * the lightning projections, the output projection with the norm and router, and the experts (gate/up, down, the
+     * residual and next norm).
+     */
+    @ParameterizedTest
+    @CsvSource({"1,1", "2,1", "4,1", "1,8", "2,8", "4,8", "0,5"})
+    void v3FusedProductsAtModelRowLengthsMatchV2(int rows, int n) {
+        ResidentOps d = d();
+        FusedOps f = (FusedOps) d.fused();
+        Random rnd = new Random(46);
+        int h = 2048, HD = 256, E = 8, K = 2, I = 1024;
+        Tensor wQkv = weight(rnd, DType.BF16, 3 * HD, h), wGate = weight(rnd, DType.BF16, HD, h);
+        Tensor wo = weight(rnd, DType.BF16, h, HD), router = weight(rnd, DType.BF16, E, h);
+        Tensor[] w1 = new Tensor[E], w3 = new Tensor[E], w2 = new Tensor[E];
+        for (int e = 0; e < E; e++) {
+            w1[e] = weight(rnd, DType.BF16, I, h);
+            w3[e] = weight(rnd, DType.BF16, I, h);
+            w2[e] = weight(rnd, DType.BF16, h, I);
+        }
+        float[] x0 = random(rnd, n * h, 1f), o = random(rnd, n * HD, 1f), normW = random(rnd, h, 1f);
+        DeviceOps.ExpertSet set = d.experts(w1, w3, w2);
+        try {
+            float[][][] got = new float[2][][];
+            for (int v = 0; v < 2; v++) {
+                assertEquals(v == 0 ? "v2" : "v3", d.decodeKernels(v == 0 ? "v2" : "v3"), "decode_v3.cl: " + d.v3WhyNot());
+                d.decodeV3Rows(rows);
+                Buffer x = up(d, x0), q = up(d, poisoned(n * 3 * HD)), g = up(d, poisoned(n * HD));
+                f.lightningProjections(x, n, wQkv, wGate, q, g);
+                Buffer ob = up(d, o), a = up(d, poisoned(n * h)), nw = up(d, normW);
+                Buffer ids = d.ints(n * K), wts = up(d, poisoned(n * K));
+                open.add(ids);
+                f.outputAndRoute(ob, n, wo, a, x, 0.9f, 1.1f, nw, 1e-5f, router, K, ids, wts, null, 0);
+                Buffer act = up(d, poisoned(n * K * I)), pairs = up(d, poisoned(n * K * h));
+                f.experts(set, x, n, K, ids, wts, act, pairs, 0.9f, 1.1f, nw, 1e-5f);
+                int[] idv = new int[n * K];
+                d.read(ids, idv, n * K);
+                float[] idf = new float[n * K];
+                for (int i = 0; i < idv.length; i++) idf[i] = idv[i];
+                got[v] = new float[][]{fetch(d, q, n * 3 * HD), fetch(d, g, n * HD), fetch(d, a, n * h), idf,
+                        fetch(d, wts, n * K), fetch(d, act, n * K * I), fetch(d, x, n * h)};
+            }
+            String[] names = {"qkv", "gate", "output projection", "router ids", "router weights", "experts' act",
+                    "experts + residual + norm"};
+            for (int i = 0; i < names.length; i++) {
+                if (i == 3) assertArrayEquals(got[0][i], got[1][i], "router ids, rows " + rows + " n " + n);
+                else assertClose(names[i] + " v3 rows " + rows + " n " + n, got[0][i], got[1][i], got[0][i].length);
+            }
+        } finally {
+            d.release(set);
+        }
+    }
+
     @Test
-    void kernelSetSettingTakesV1OrV2() {
+    void kernelSetSettingTakesV1V2OrV3() {
         assertEquals("v1", d().decodeKernels("v1"));
         assertEquals("v2", d().decodeKernels(" V2 "));
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> d().decodeKernels("v3"));
-        assertTrue(e.getMessage().contains("v1 or v2"), e.getMessage());
+        assertEquals("v3", d().decodeKernels("v3"), "decode_v3.cl: " + d().v3WhyNot());
+        assertNull(d().v3WhyNot());
+        assertTrue(d().decodeKernelLine().startsWith("v3"), d().decodeKernelLine());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> d().decodeKernels("v4"));
+        assertTrue(e.getMessage().contains("v1, v2 or v3"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> d().decodeV3Rows(3));
+        assertTrue(e.getMessage().contains("auto, 1, 2 or 4"), e.getMessage());
         assertEquals(2, d().decodeWarpRows(2));
         e = assertThrows(IllegalArgumentException.class, () -> d().decodeWarpRows(3));
         assertTrue(e.getMessage().contains("1 or 2"), e.getMessage());
