@@ -296,6 +296,13 @@ public final class MiniMaxModel implements AutoCloseable {
         return r == null ? null : r.kernelTimes();
     }
 
+    /** The device's decode kernel set (benchmarks print it), or null off the device path. */
+    public String decodeKernelSet() {
+        ResidentDecoder r;
+        synchronized (this) { r = resident; }
+        return r == null ? null : r.decodeKernelSet();
+    }
+
     /** Whether decode steps run on the device-resident path. */
     public boolean decodesOnDevice() { return residentDecode; }
 

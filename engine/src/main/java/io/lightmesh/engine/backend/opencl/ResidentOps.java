@@ -384,6 +384,9 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
 
     private static final System.Logger LOG = System.getLogger(ResidentOps.class.getName());
 
+    @Override
+    public String decodeKernelSet() { return decodeKernelLine(); }
+
     /** The decode kernel set as the start-up line and EngineBench name it. */
     public synchronized String decodeKernelLine() {
         if (v3) return "v3 (decode_v3.cl, rows a lane group " + (v3Rows == 0 ? "auto" : v3Rows) + ")";
