@@ -376,10 +376,10 @@ public final class KernelBench {
     /**
      * The fused decode step's bf16 products at the 1.25B M1 shape (hidden 2048, 16 heads of 128, 8 experts top-2 of
      * intermediate 1024, vocabulary 32000), at 1 and 8 rows, with the decode kernels v2 and v3 (rows a lane group
-     * auto, 1, 2 and 4): the output projection and the LM head (matrix-vector alone), the lightning layer's input
-     * projections (one launch), the output projection with the norm and router (two launches: the router's share is
-     * the difference to the first row), the experts (gate/up, down, the residual and next norm: three launches; bytes
-     * of the distinct chosen experts). Host time of back-to-back launches ({@link #timeResident}); GB/s of weight bytes.
+     * auto with the tails apart, then auto, 1, 2 and 4 with the tails): the output projection and the LM head
+     * (matrix-vector alone), the lightning layer's input projections (one launch), the output projection with the norm
+     * and router (two launches, one with tails: the router's share is the difference to the first row), the experts
+     * (gate/up, down, the residual and next norm: three launches, two with tails; bytes of the distinct chosen experts). Host time of back-to-back launches ({@link #timeResident}); GB/s of weight bytes.
      */
     private void decodeV3() {
         ResidentOps d = ops.resident();
@@ -404,8 +404,11 @@ public final class KernelBench {
         String v3 = d.decodeKernels("v3");
         if (!v3.equals("v3")) System.out.println("decode3: v3 kernels not available: " + d.v3WhyNot());
         List<String[]> forms = new ArrayList<>();
-        forms.add(new String[]{"v2", "0"});
-        if (v3.equals("v3")) for (String r : new String[]{"0", "1", "2", "4"}) forms.add(new String[]{"v3", r});
+        forms.add(new String[]{"v2", "0", "false"});
+        if (v3.equals("v3")) {
+            forms.add(new String[]{"v3", "0", "false"});
+            for (String r : new String[]{"0", "1", "2", "4"}) forms.add(new String[]{"v3", r, "true"});
+        }
         try {
             for (int n : new int[]{1, 8}) {
                 int[] idv = new int[n * K];
@@ -425,23 +428,25 @@ public final class KernelBench {
                         d.decodeKernels(form[0]);
                         int rows = Integer.parseInt(form[1]);
                         d.decodeV3Rows(rows);
-                        String tag = form[0].equals("v2") ? "v2" : "v3 rows " + (rows == 0 ? "auto" : rows);
+                        boolean tails = Boolean.parseBoolean(form[2]);
+                        d.decodeV3Tails(tails);
+                        String tag = form[0].equals("v2") ? "v2" : "v3 r" + (rows == 0 ? "auto" : rows) + (tails ? " tails" : "");
                         long[] t = timeResident(d, () -> d.matmul(o, n, wo, a), inner);
-                        row(String.format(Locale.ROOT, "decode3 %-11s n=%d output proj %dx%d", tag, n, h, hd), t,
+                        row(String.format(Locale.ROOT, "decode3 %-13s n=%d output proj %dx%d", tag, n, h, hd), t,
                                 2.0 * h * hd / t[0], "GB/s");
                         long mv = t[0];
                         t = timeResident(d, () -> d.matmul(x, n, head, logits), Math.max(4, inner / 4));
-                        row(String.format(Locale.ROOT, "decode3 %-11s n=%d LM head %dx%d", tag, n, vocab, h), t,
+                        row(String.format(Locale.ROOT, "decode3 %-13s n=%d LM head %dx%d", tag, n, vocab, h), t,
                                 2.0 * vocab * h / t[0], "GB/s");
                         t = timeResident(d, () -> f.lightningProjections(x, n, wQkv, wGate, qkv, g), inner);
-                        row(String.format(Locale.ROOT, "decode3 %-11s n=%d lightning proj %dx%d", tag, n, 4 * hd, h), t,
+                        row(String.format(Locale.ROOT, "decode3 %-13s n=%d lightning proj %dx%d", tag, n, 4 * hd, h), t,
                                 2.0 * 4 * hd * h / t[0], "GB/s");
                         t = timeResident(d, () -> f.outputAndRoute(o, n, wo, a, x, 1f, 1f, normW, 1e-5f, router, K, rids,
                                 rwts, null, 0), inner);
-                        row(String.format(Locale.ROOT, "decode3 %-11s n=%d out proj + norm/route (route %.1f us)", tag, n,
+                        row(String.format(Locale.ROOT, "decode3 %-13s n=%d out proj + norm/route (route %.1f us)", tag, n,
                                 (t[0] - mv) / 1e3), t, 2.0 * (h * hd + E * h) / t[0], "GB/s");
                         t = timeResident(d, () -> f.experts(set, x, n, K, ids, wts, act, pairs, 1f, 1f, normW, 1e-5f), inner);
-                        row(String.format(Locale.ROOT, "decode3 %-11s n=%d experts (%d chosen) 3x%dx%d", tag, n, chosen, I, h),
+                        row(String.format(Locale.ROOT, "decode3 %-13s n=%d experts (%d chosen) 3x%dx%d", tag, n, chosen, I, h),
                                 t, 2.0 * 3 * chosen * I * h / t[0], "GB/s");
                     }
                 }
@@ -449,6 +454,7 @@ public final class KernelBench {
         } finally {
             d.decodeKernels(null);
             d.decodeV3Rows(-1);
+            d.decodeV3Tails(null);
             d.release(set);
             List<Tensor> all = new ArrayList<>(List.of(wQkv, wGate, wo, router, head));
             all.addAll(Arrays.asList(w1));

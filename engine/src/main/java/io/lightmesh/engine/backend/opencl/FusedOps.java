@@ -269,6 +269,15 @@ final class FusedOps implements FusedDecode {
             check(ids, 0, (long) n * k);
             check(wts, 0, (long) n * k);
             if (routeLog != null) check(routeLog, logOff, (long) n * k);
+            if (!tails && v3(p, in) && ops.v3Tails() && out % 8 == 0 && E <= 32) {
+                // v3 with tails: the product, then the norm and router in its last group (d3_out_route)
+                ops.streams((long) out * in * 2 + (long) E * out * (g.bf16() ? 2 : 4));
+                String k3 = ops.v3Kernel("d3_out_route_" + (g.bf16() ? "bf16" : "f32"), n, in);
+                ops.launchAt(k3, w, (long) ceilDiv(out, ResidentOps.v3GroupRows(k3)) * NT, p.buf(), o, a, n, in, out, x,
+                        alpha, beta, normW, eps, g.buf(), E, k, ids, wts, routeLog == null ? ids : routeLog, logOff,
+                        routeLog == null ? 0 : 1, outCount);
+                return;
+            }
             if (!tails) {
                 ops.streams((long) out * in * (p.bf16() ? 2 : 4));
                 if (v3(p, in)) {
@@ -323,6 +332,14 @@ final class FusedOps implements FusedDecode {
             }
             if (!tails) {
                 ops.streams(chosen * inter * hidden * (ex.w2().bf16() ? 2 : 4));
+                if (v3(ex.w2(), inter) && ops.v3Tails() && hidden % 8 == 0) {
+                    // v3 with tails: the down projection, then the residual and next norm in its last group
+                    String k3 = ops.v3Kernel("d3_down_norm", n, inter);
+                    ops.launchAt(k3, set, (long) n * k * ceilDiv(hidden, ResidentOps.v3GroupRows(k3)) * NT,
+                            ex.w2().buf(), act, ids, pairs, 0, n, k, inter, hidden, x, alpha, beta, wts, normW, eps,
+                            downCount);
+                    return;
+                }
                 if (v3(ex.w2(), inter)) {
                     String k3 = ops.v3Kernel("d3_down", n, inter);
                     ops.launchAt(k3, set, (long) n * k * ceilDiv(hidden, ResidentOps.v3GroupRows(k3)) * NT,

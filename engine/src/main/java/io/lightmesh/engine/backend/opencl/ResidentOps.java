@@ -103,6 +103,24 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
 
     private int v3Rows = V3_ROWS_DEFAULT;
 
+    /**
+     * -Dlightmesh.decode.v3.tails=true (the default within v3) or false: with the v3 kernels, the fused step's output
+     * projection carries the norm and the router (d3_out_route) and the experts' down projection the residual and the
+     * next norm (d3_down_norm) in their last work-group, five launches a layer instead of seven.
+     */
+    static final boolean V3_TAILS_DEFAULT = Boolean.parseBoolean(System.getProperty("lightmesh.decode.v3.tails", "true").trim());
+
+    private boolean v3Tails = V3_TAILS_DEFAULT;
+
+    /** Chooses whether the v3 step carries its tails (null: the setting's); returns the choice now. */
+    public synchronized boolean decodeV3Tails(Boolean on) {
+        v3Tails = on == null ? V3_TAILS_DEFAULT : on;
+        return v3Tails;
+    }
+
+    /** Whether the v3 step's output and down projections carry their tails now. */
+    boolean v3Tails() { return v3 && v3Tails; }
+
     /** Chooses the v3 products' rows a lane group (0: auto, 1, 2, 4; -1: the setting's); returns the choice now. */
     public synchronized int decodeV3Rows(int r) {
         v3Rows = r < 0 ? V3_ROWS_DEFAULT : v3RowsSetting(Integer.toString(r));
@@ -389,7 +407,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
 
     /** The decode kernel set as the start-up line and EngineBench name it. */
     public synchronized String decodeKernelLine() {
-        if (v3) return "v3 (decode_v3.cl, rows a lane group " + (v3Rows == 0 ? "auto" : v3Rows) + ")";
+        if (v3) return "v3 (decode_v3.cl, rows a lane group " + (v3Rows == 0 ? "auto" : v3Rows)
+                + (v3Tails ? ", norm and router in the products' tails" : ", tails apart") + ")";
         String line = (v2 ? "v2" : "v1") + (v2 && warpRows == 2 ? " (two rows a warp)" : "");
         return V3_DEFAULT && v3WhyNot != null ? line + " (v3 asked for: " + v3WhyNot + ")" : line;
     }

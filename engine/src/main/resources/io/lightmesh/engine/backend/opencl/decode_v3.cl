@@ -407,3 +407,149 @@ inline void d3_top_k(__local const float* lg, int E, int k, __global int* ids, _
 #define D3_LD8_F32(p) vload8(0, p)
 D3_NORM_ROUTE(bf16, ushort, D3_LD8_BF16)
 D3_NORM_ROUTE(f32, float, D3_LD8_F32)
+
+// ---- tails: the norm and the router in the product launch before them (-Dlightmesh.decode.v3.tails) -------------------
+// The last group of a product launch (d3_arrive) does the work that needs the whole output. At one row the whole group
+// works on it (8-element chunks tid * 8, tid * 8 + NT * 8, ...: one pass at 2048); at more, one lane group a row (n <=
+// MAXN = WG; chunks lane * 8, lane * 8 + WL * 8, ...). A work-item rewrites only what it read. Groups other than the
+// last leave at the tail on NVIDIA (TAIL); elsewhere they run it with empty loops, so that every barrier is taken by
+// the whole group.
+
+// The sums of acc[c < CNT] over the work-items of each tail row (tpr of them: NT or WL), back into acc. part: WG * CNT
+// floats of local memory. Every work-item of the group calls it.
+#define D3_ROW_TOTALS(acc, CNT, tpr, scratch, part)                                                                 \
+    {                                                                                                              \
+        D3_LANE_TOTALS(acc, CNT, scratch)                                                                          \
+        int wg_ = get_local_id(0) / WL;                                                                            \
+        if (get_local_id(0) % WL == 0) for (int c_ = 0; c_ < (CNT); c_++) part[wg_ * (CNT) + c_] = acc[c_];        \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                                              \
+        int g0_ = (tpr) == NT ? 0 : wg_, gn_ = (tpr) == NT ? WG : 1;                                               \
+        for (int c_ = 0; c_ < (CNT); c_++) {                                                                       \
+            float v_ = 0.0f;                                                                                       \
+            for (int g_ = 0; g_ < WG; g_++) if (g_ >= g0_ && g_ < g0_ + gn_) v_ += part[g_ * (CNT) + c_];          \
+            acc[c_] = v_;                                                                                          \
+        }                                                                                                          \
+    }
+
+// Row t's residual, norm and router as d3_norm_route, by the tail row's tpr work-items (idx: this one's index among
+// them; lim 0 for idle ones). lgs: this row's D3_MAXE floats of local memory; part: WG * (D3_MAXE + 1).
+#define D3_ROUTE_ROW(SUF, WT, LD8)                                                                                   \
+inline void d3_route_row_##SUF(__global float* xt, float alpha, __global const float* at, float beta,              \
+                               __global const float* normW, float eps, int h, int lim, int tpr, int idx,           \
+                               __global const WT* gate, int E, int k, __global int* idt, __global float* wtt,      \
+                               __global int* logt, int logIds, __local float* scratch, __local float* part,        \
+                               __local float* lgs) {                                                               \
+    float acc[D3_MAXE + 1];                                                                                        \
+    for (int e = 0; e <= D3_MAXE; e++) acc[e] = 0.0f;                                                              \
+    for (int i = idx * 8; i < lim; i += tpr * 8) {                                                                 \
+        float8 r = alpha * vload8(0, xt + i) + beta * vload8(0, at + i);                                           \
+        acc[D3_MAXE] += d3_hsum(r * r);                                                                            \
+        float8 wr = vload8(0, normW + i) * r;                                                                      \
+        for (int e = 0; e < D3_MAXE; e++) if (e < E) acc[e] += d3_hsum(LD8(gate + (long) e * h + i) * wr);        \
+    }                                                                                                              \
+    D3_ROW_TOTALS(acc, D3_MAXE + 1, tpr, scratch, part)                                                            \
+    float inv = 1.0f / sqrt(acc[D3_MAXE] / h + eps);                                                               \
+    for (int i = idx * 8; i < lim; i += tpr * 8)                                                                   \
+        vstore8(vload8(0, normW + i) * ((alpha * vload8(0, xt + i) + beta * vload8(0, at + i)) * inv), 0, xt + i); \
+    if (idx == 0 && lim > 0) {                                                                                     \
+        for (int e = 0; e < D3_MAXE; e++) if (e < E) lgs[e] = acc[e] * inv;                                        \
+        d3_top_k(lgs, E, k, idt, wtt);                                                                             \
+        if (logIds) for (int j = 0; j < k; j++) logt[j] = idt[j];                                                  \
+    }                                                                                                              \
+}
+D3_ROUTE_ROW(bf16, ushort, D3_LD8_BF16)
+D3_ROUTE_ROW(f32, float, D3_LD8_F32)
+
+// The tail's geometry for n rows: tpr work-items a row (NT at one row, else WL), this work-item's row t (clamped into
+// [0, n)) and index idx among its row's, and lim (h for a live row of the last group, else 0).
+#define D3_TAIL_ROWS(n, h, last)                                                                                     \
+    int tpr = (n) == 1 ? NT : WL;                                                                                  \
+    int tRow = get_local_id(0) / tpr, idx = get_local_id(0) % tpr;                                                 \
+    int lim = (last) && tRow < (n) ? (h) : 0;                                                                      \
+    tRow = min(tRow, (n) - 1);
+
+// The output projection a = o W^T (as d3_matvec, W bf16 [out, in]) and, in the last group, every row's residual, norm
+// and router (as d3_norm_route; the router's weights bf16 or f32: SUF): matvec2 + dec_norm_route2 in one launch.
+// h = out, h % 8 == 0, E <= D3_MAXE, counter zero between launches. Launch: global = ceil(out / (WG * RR)) * NT.
+#define D3_OUT_ROUTE(NX, RR, SUF, WT)                                                                                \
+__kernel void d3_out_route_##SUF##_n##NX##_r##RR(__global const ushort* restrict w, __global const float* restrict o,\
+        __global float* a, int n, int in, int out, __global float* x, float alpha, float beta,                     \
+        __global const float* normW, float eps, __global const WT* gate, int E, int k, __global int* ids,          \
+        __global float* wts, __global int* routeLog, long logOff, int logIds, __global int* counter) {             \
+    __local float scratch[NT];                                                                                     \
+    __local float part[WG * (D3_MAXE + 1)];                                                                        \
+    __local float lgs[WG * D3_MAXE];                                                                               \
+    __local int flag;                                                                                              \
+    int tid = get_local_id(0), lane = tid % WL, wg = tid / WL, row0 = (get_group_id(0) * WG + wg) * RR;           \
+    float acc[RR * NX];                                                                                            \
+    int xr[NX];                                                                                                    \
+    for (int c = 0; c < RR * NX; c++) acc[c] = 0.0f;                                                               \
+    for (int p = 0; p < NX; p++) xr[p] = p;                                                                        \
+    int np = n;                                                                                                    \
+    __global const ushort* wp[RR];                                                                                 \
+    for (int r = 0; r < RR; r++) wp[r] = w + (long) min(row0 + r, out - 1) * in;                                  \
+    if (row0 < out) d3_dot_n##NX##_r##RR(wp, o, in, xr, np, lane, acc);                                           \
+    D3_LANE_TOTALS(acc, RR * NX, scratch)                                                                          \
+    D3_STORE(NX, RR, row0 + r < out, a[(long) p * out + row0 + r], acc[r * NX + p])                                \
+    int last = d3_arrive(counter, get_num_groups(0), &flag);                                                       \
+    TAIL(last)                                                                                                     \
+    D3_TAIL_ROWS(n, out, last)                                                                                     \
+    d3_route_row_##SUF(x + (long) tRow * out, alpha, a + (long) tRow * out, beta, normW, eps, out, lim, tpr, idx,  \
+                       gate, E, k, ids + tRow * k, wts + tRow * k, routeLog + logOff + tRow * k, logIds, scratch,  \
+                       part, lgs + tRow * D3_MAXE);                                                                \
+}
+
+// The experts' down projection (as d3_down) and, in the last group, the MoE residual with the next norm of every row
+// (as residual_norm2 with the router's weights): x[t] = w * r / sqrt(mean(r^2) + eps), r = alpha x[t] + beta
+// sum_j wts[t, j] out[t * k + j]: moe_down2 + residual_norm2 in one launch. Every group counts itself (slots that
+// repeat an expert skip the product, not the count). hidden % 8 == 0, counter zero between launches.
+// Launch: global = rows * k * ceil(hidden / (WG * RR)) * NT (r0 = 0, rows = n).
+#define D3_DOWN_NORM(NX, RR)                                                                                         \
+__kernel void d3_down_norm_n##NX##_r##RR(__global const ushort* restrict w2, __global const float* restrict act,     \
+        __global const int* ids, __global float* out, int r0, int rows, int k, int inter, int hidden,              \
+        __global float* x, float alpha, float beta, __global const float* wts, __global const float* normW,        \
+        float eps, __global int* counter) {                                                                        \
+    __local float scratch[NT];                                                                                     \
+    __local float part[WG];                                                                                        \
+    __local int flag;                                                                                              \
+    int blocks = (hidden + WG * RR - 1) / (WG * RR);                                                               \
+    int e = d3_slot_expert(ids, r0, k, get_group_id(0) / blocks);                                                  \
+    int tid = get_local_id(0), lane = tid % WL, wg = tid / WL;                                                     \
+    int row0 = e < 0 ? hidden : ((get_group_id(0) % blocks) * WG + wg) * RR;                                       \
+    int pr[NX], xr[NX];                                                                                            \
+    int np = e < 0 ? 0 : d3_pairs_n##NX(ids, r0, rows, k, e, pr, xr, 0);                                           \
+    float acc[RR * NX];                                                                                            \
+    for (int c = 0; c < RR * NX; c++) acc[c] = 0.0f;                                                               \
+    __global const ushort* wp[RR];                                                                                 \
+    for (int r = 0; r < RR; r++) wp[r] = w2 + ((long) max(e, 0) * hidden + min(row0 + r, hidden - 1)) * inter;     \
+    if (row0 < hidden) d3_dot_n##NX##_r##RR(wp, act, inter, xr, np, lane, acc);                                   \
+    D3_LANE_TOTALS(acc, RR * NX, scratch)                                                                          \
+    D3_STORE(NX, RR, row0 + r < hidden, out[(long) pr[p] * hidden + row0 + r], acc[r * NX + p])                    \
+    int last = d3_arrive(counter, get_num_groups(0), &flag);                                                       \
+    TAIL(last)                                                                                                     \
+    D3_TAIL_ROWS(rows, hidden, last)                                                                               \
+    __global float* xt = x + (long) (r0 + tRow) * hidden;                                                          \
+    __global const float* ut = out + (long) (r0 + tRow) * k * hidden;                                              \
+    __global const float* wt = wts + (r0 + tRow) * k;                                                              \
+    float ss[1] = {0.0f};                                                                                          \
+    for (int i = idx * 8; i < lim; i += tpr * 8) {                                                                 \
+        float8 u = 0.0f;                                                                                           \
+        for (int j = 0; j < k; j++) u += wt[j] * vload8(0, ut + (long) j * hidden + i);                            \
+        float8 r = alpha * vload8(0, xt + i) + beta * u;                                                           \
+        ss[0] += d3_hsum(r * r);                                                                                   \
+    }                                                                                                              \
+    D3_ROW_TOTALS(ss, 1, tpr, scratch, part)                                                                       \
+    float inv = 1.0f / sqrt(ss[0] / hidden + eps);                                                                 \
+    for (int i = idx * 8; i < lim; i += tpr * 8) {                                                                 \
+        float8 u = 0.0f;                                                                                           \
+        for (int j = 0; j < k; j++) u += wt[j] * vload8(0, ut + (long) j * hidden + i);                            \
+        vstore8(vload8(0, normW + i) * ((alpha * vload8(0, xt + i) + beta * u) * inv), 0, xt + i);                 \
+    }                                                                                                              \
+}
+
+#define D3_TAIL_FORMS(NX)                                                                                            \
+D3_OUT_ROUTE(NX, 1, bf16, ushort) D3_OUT_ROUTE(NX, 2, bf16, ushort) D3_OUT_ROUTE(NX, 4, bf16, ushort)               \
+D3_OUT_ROUTE(NX, 1, f32, float) D3_OUT_ROUTE(NX, 2, f32, float) D3_OUT_ROUTE(NX, 4, f32, float)                     \
+D3_DOWN_NORM(NX, 1) D3_DOWN_NORM(NX, 2) D3_DOWN_NORM(NX, 4)
+D3_TAIL_FORMS(1)
+D3_TAIL_FORMS(8)

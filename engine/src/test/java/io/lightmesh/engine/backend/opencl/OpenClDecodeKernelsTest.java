@@ -60,6 +60,7 @@ class OpenClDecodeKernelsTest {
         d().decodeKernels(null);
         d().decodeWarpRows(0);
         d().decodeV3Rows(-1);
+        d().decodeV3Tails(null);
         ((FusedOps) d().fused()).lightningSplits(0);
     }
 
@@ -223,11 +224,12 @@ class OpenClDecodeKernelsTest {
      * The fused step's products at the model's row lengths (hidden 2048, expert intermediate 1024, so that the v3
      * dot products' 16-load passes run), v3 with 1, 2 and 4 rows a lane group against v2, at 1 and 8 rows of x:
      * the lightning projections, the output projection with the norm and router, and the experts (gate/up, down, the
-     * residual and next norm).
+     * residual and next norm), with the norms and router in the products' tails (d3_out_route, d3_down_norm) or apart.
      */
     @ParameterizedTest
-    @CsvSource({"1,1", "2,1", "4,1", "1,8", "2,8", "4,8", "0,5"})
-    void v3FusedProductsAtModelRowLengthsMatchV2(int rows, int n) {
+    @CsvSource({"1,1,true", "2,1,true", "4,1,true", "1,8,true", "2,8,true", "4,8,true", "0,5,true", "0,1,false",
+            "0,8,false"})
+    void v3FusedProductsAtModelRowLengthsMatchV2(int rows, int n, boolean tails) {
         ResidentOps d = d();
         FusedOps f = (FusedOps) d.fused();
         Random rnd = new Random(46);
@@ -247,6 +249,7 @@ class OpenClDecodeKernelsTest {
             for (int v = 0; v < 2; v++) {
                 assertEquals(v == 0 ? "v2" : "v3", d.decodeKernels(v == 0 ? "v2" : "v3"), "decode_v3.cl: " + d.v3WhyNot());
                 d.decodeV3Rows(rows);
+                d.decodeV3Tails(tails);
                 Buffer x = up(d, x0), q = up(d, poisoned(n * 3 * HD)), g = up(d, poisoned(n * HD));
                 f.lightningProjections(x, n, wQkv, wGate, q, g);
                 Buffer ob = up(d, o), a = up(d, poisoned(n * h)), nw = up(d, normW);
@@ -266,7 +269,7 @@ class OpenClDecodeKernelsTest {
                     "experts + residual + norm"};
             for (int i = 0; i < names.length; i++) {
                 if (i == 3) assertArrayEquals(got[0][i], got[1][i], "router ids, rows " + rows + " n " + n);
-                else assertClose(names[i] + " v3 rows " + rows + " n " + n, got[0][i], got[1][i], got[0][i].length);
+                else assertClose(names[i] + " v3 rows " + rows + " n " + n + " tails " + tails, got[0][i], got[1][i], got[0][i].length);
             }
         } finally {
             d.release(set);
