@@ -103,6 +103,10 @@ class ResidentDecodeTest {
             assertEquals(tails, resident.fusedTails(tails));
             int L = dev.config().numLayers();
             long perStep = (tails || v3Tails ? 5L : 7L) * L + 2; // + the embedding and the LM head
+            // v3 with bf16 weights at one row: a lightning layer is one launch (projections, step, norm and gate)
+            int lightningLayers = 0;
+            for (int l = 0; l < L; l++) if (!dev.config().isSoftmax(l)) lightningLayers++;
+            long oneRow = perStep - (kernels.equals("v3") && dt == Dt.BF16 ? lightningLayers : 0);
             SplittableRandom rnd = new SplittableRandom(12);
             List<SequenceState> rs = new ArrayList<>(), ds = new ArrayList<>();
             int[] lengths = {1, 30, 7, 18, 2, 41, 12, 25};
@@ -122,7 +126,7 @@ class ResidentDecodeTest {
                 int[] tokens = rnd.ints(rs.size(), 0, 512).toArray();
                 float[][] want = ref.decode(rs, tokens), got = dev.decode(ds, tokens);
                 assertTrue(dev.lastDecodeFused(), "step " + step + " of " + tokens.length + " rows runs fused");
-                assertEquals(perStep, dev.lastDecodeLaunches(), "kernel launches of step " + step + " (" + tokens.length
+                assertEquals(tokens.length == 1 ? oneRow : perStep, dev.lastDecodeLaunches(), "kernel launches of step " + step + " (" + tokens.length
                         + " rows, " + L + " layers)");
                 for (int i = 0; i < tokens.length; i++) {
                     ReferenceFixturesTest.assertClose(want[i], got[i], dt + " fused step " + step + " sequence " + i);

@@ -173,6 +173,35 @@ final class FusedOps implements FusedDecode {
         ops.launchAt(name, site, (long) ceilDiv(outA + outB + outC, v2 ? WG * warpRows : MV_ROWS) * NT, args);
     }
 
+    /** The per-head and whole-launch counters of d3_proj_light (heads + 1, zero between launches). */
+    private ResidentOps.ClBuffer lightCounts;
+
+    @Override
+    public boolean lightningLayer(Buffer x, int n, Tensor wQkv, Tensor wGate, Buffer qkv, Buffer gate, int heads, int dim,
+                                  Buffer decay, Buffer pool, int layer, int layers, long stride, Buffer o, Buffer w,
+                                  float eps) {
+        synchronized (ops) {
+            if (n != 1 || tails || !ops.v3Lightning()) return false;
+            ResidentOps.Weight a = ops.weight(wQkv), b = ops.weight(wGate);
+            int in = a.cols(), hd = heads * dim;
+            if (!v3(a, in) || !b.bf16() || b.cols() != in || a.rows() != 3 * hd || b.rows() != hd || dim % 4 != 0
+                    || dim / 4 > NT || hd % 8 != 0) return false;
+            check(x, 0, in);
+            check(qkv, 0, 3L * hd);
+            check(gate, 0, hd);
+            check(o, 0, hd);
+            if (lightCounts == null || lightCounts.length() < heads + 1) {
+                if (lightCounts != null) lightCounts.close();
+                lightCounts = zeros(heads + 1);
+            }
+            ops.streams(4L * hd * in * 2 + 2L * hd * dim * 4); // the weights, and the states read and written
+            String k3 = ops.v3Kernel("d3_proj_light", 1, in);
+            ops.launchAt(k3, wQkv, (long) ceilDiv(4 * hd, ResidentOps.v3GroupRows(k3)) * NT, a.buf(), b.buf(), x, qkv,
+                    gate, in, heads, dim, decay, pool, stride, layer, layers, info, o, w, eps, lightCounts);
+            return true;
+        }
+    }
+
     /** Whether a product of this weight takes the v3 kernels: v3 on, bf16 rows of in % 8 == 0 (else v2's). */
     private boolean v3(ResidentOps.Weight w, int in) { return v2 && ops.v3() && w.bf16() && in % 8 == 0; }
 

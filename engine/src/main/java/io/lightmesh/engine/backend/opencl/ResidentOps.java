@@ -118,6 +118,25 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         return v3Tails;
     }
 
+    /**
+     * -Dlightmesh.decode.v3.lightning=true (the default within v3) or false: with the v3 kernels, a lightning layer of a
+     * one-row step is one launch (d3_proj_light: the projections, each head's step in the last group of its rows, the
+     * norm and gate in the last group of all).
+     */
+    static final boolean V3_LIGHTNING_DEFAULT =
+            Boolean.parseBoolean(System.getProperty("lightmesh.decode.v3.lightning", "true").trim());
+
+    private boolean v3Lightning = V3_LIGHTNING_DEFAULT;
+
+    /** Chooses whether a one-row v3 step runs a lightning layer in one launch (null: the setting's); the choice now. */
+    public synchronized boolean decodeV3Lightning(Boolean on) {
+        v3Lightning = on == null ? V3_LIGHTNING_DEFAULT : on;
+        return v3Lightning;
+    }
+
+    /** Whether a one-row v3 step runs its lightning layers in one launch now. */
+    boolean v3Lightning() { return v3 && v3Lightning; }
+
     /** Whether the v3 step's output and down projections carry their tails now. */
     boolean v3Tails() { return v3 && v3Tails; }
 
@@ -408,7 +427,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     /** The decode kernel set as the start-up line and EngineBench name it. */
     public synchronized String decodeKernelLine() {
         if (v3) return "v3 (decode_v3.cl, rows a lane group " + (v3Rows == 0 ? "auto" : v3Rows)
-                + (v3Tails ? ", norm and router in the products' tails" : ", tails apart") + ")";
+                + (v3Tails ? ", norm and router in the products' tails" : ", tails apart")
+                + (v3Lightning ? ", a lightning layer one launch at batch 1" : "") + ")";
         String line = (v2 ? "v2" : "v1") + (v2 && warpRows == 2 ? " (two rows a warp)" : "");
         return V3_DEFAULT && v3WhyNot != null ? line + " (v3 asked for: " + v3WhyNot + ")" : line;
     }

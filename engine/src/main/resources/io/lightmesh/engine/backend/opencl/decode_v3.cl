@@ -553,3 +553,106 @@ D3_OUT_ROUTE(NX, 1, f32, float) D3_OUT_ROUTE(NX, 2, f32, float) D3_OUT_ROUTE(NX,
 D3_DOWN_NORM(NX, 1) D3_DOWN_NORM(NX, 2) D3_DOWN_NORM(NX, 4)
 D3_TAIL_FORMS(1)
 D3_TAIL_FORMS(8)
+
+// ---- a lightning layer in one launch at one row (-Dlightmesh.decode.v3.lightning) --------------------------------------
+// d3_proj_light_n1_r*: the projections qkv = SiLU(x W_qkv^T) [3HD] and gate = x W_gate^T [HD] (as d3_proj), then, in the
+// last group of each head's qkv rows (counters[h]), that head's lightning step (as dec_lightning2: S = ratio S + k^T v,
+// o_h = q S, the row's state at its pool slot), then in the last group of the launch (counters[heads]) the norm and the
+// gate: o = RMSNorm_w(o) * sigmoid(gate): dec_proj2 + dec_lightning2 in one launch. One row (n = 1), D % 4 == 0,
+// D / 4 <= NT, H * D % 8 == 0; counters zero between launches. Launch: global = ceil(4 * H * D / (WG * RR)) * NT.
+
+#define SLOT(info, t) (info[2 * MAXN + (t)])
+
+// Head h's step by the whole group: work-item (slice, c4) keeps columns 4 c4 .. 4 c4 + 3 of rows slice, slice + slices,
+// ... (slices = NT / (D / 4): 8 at D = 128, 16 rows a work-item, every load of the state in flight at once), its part
+// of o_h summed over the slices through opart (NT * 4 floats). live: whether this group is the head's last (else every
+// loop is empty; the barriers are taken either way).
+inline void d3_light_head(__global const float* q, __global const float* k, __global const float* v, __global float* s,
+                          float ratio, int dim, int live, __global float* oh, __local float* opart) {
+    int tid = get_local_id(0), cols4 = dim / 4, slices = NT / cols4;
+    int c4 = tid % cols4, slice = tid / cols4;
+    int rows = live && slice < slices ? dim : 0;
+    float4 vj = live ? vload4(c4, v) : (float4) 0.0f;
+    float4 acc = 0.0f;
+    for (int i = slice; i < rows; i += 8 * slices) {
+        float4 sv[8];
+        for (int u = 0; u < 8; u++) {
+            int r = i + u * slices;
+            sv[u] = r < rows ? vload4(c4, s + (long) r * dim) : (float4) 0.0f;
+        }
+        for (int u = 0; u < 8; u++) {
+            int r = i + u * slices;
+            if (r < rows) {
+                float4 sij = ratio * sv[u] + k[r] * vj;
+                vstore4(sij, c4, s + (long) r * dim);
+                acc += q[r] * sij;
+            }
+        }
+    }
+    if (slice < slices) vstore4(acc, c4, opart + slice * dim);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int j = tid; j < (live ? dim : 0); j += NT) {
+        float sum = 0.0f;
+        for (int sl = 0; sl < slices; sl++) sum += opart[sl * dim + j];
+        oh[j] = sum;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+
+#define D3_PROJ_LIGHT(RR)                                                                                            \
+__kernel void d3_proj_light_n1_r##RR(__global const ushort* restrict wa, __global const ushort* restrict wb,         \
+        __global const float* restrict x, __global float* qkv, __global float* gate, int in, int heads, int dim,   \
+        __global const float* decay, __global float* pool, long stride, int layer, int layers,                     \
+        __global const int* info, __global float* o, __global const float* normW, float eps,                       \
+        __global int* counters) {                                                                                  \
+    __local float scratch[NT];                                                                                     \
+    __local float opart[NT * 4];                                                                                   \
+    __local float part[WG];                                                                                        \
+    __local int flag;                                                                                              \
+    int tid = get_local_id(0), lane = tid % WL, wg = tid / WL, gr = WG * RR;                                       \
+    int hd = heads * dim, outA = 3 * hd, total = 4 * hd, row0 = (get_group_id(0) * WG + wg) * RR;                  \
+    float acc[RR];                                                                                                 \
+    int xr[1] = {0};                                                                                               \
+    for (int c = 0; c < RR; c++) acc[c] = 0.0f;                                                                    \
+    int np = 1;                                                                                                    \
+    __global const ushort* wp[RR];                                                                                 \
+    for (int r = 0; r < RR; r++) {                                                                                 \
+        int rr = min(row0 + r, total - 1);                                                                         \
+        wp[r] = rr < outA ? wa + (long) rr * in : wb + (long) (rr - outA) * in;                                    \
+    }                                                                                                              \
+    if (row0 < total) d3_dot_n1_r##RR(wp, x, in, xr, np, lane, acc);                                              \
+    D3_LANE_TOTALS(acc, RR, scratch)                                                                               \
+    for (int r = 0; r < RR; r++) {                                                                                 \
+        int row = row0 + r;                                                                                        \
+        if (lane == 0 && row < total) {                                                                            \
+            float v = acc[r];                                                                                      \
+            if (row < outA) qkv[row] = v / (1.0f + exp(-v));                                                       \
+            else gate[row - outA] = v;                                                                             \
+        }                                                                                                          \
+    }                                                                                                              \
+    /* the heads whose qkv rows this group holds: each counts its groups; its last runs the head's step */         \
+    int lo = get_group_id(0) * gr, hi = min(lo + gr, outA) - 1, per = 3 * dim;                                     \
+    int hLo = lo / per, hHi = lo < outA ? hi / per : hLo - 1;                                                      \
+    __global float* st = pool + ((long) SLOT(info, 0) * layers + layer) * stride;                                  \
+    for (int h = hLo; h <= hHi; h++) {                                                                             \
+        int groups = ((h + 1) * per - 1) / gr - (h * per) / gr + 1;                                                \
+        int live = d3_arrive(counters + h, groups, &flag);                                                         \
+        __global const float* q = qkv + (long) h * per;                                                            \
+        d3_light_head(q, q + dim, q + 2 * dim, st + (long) h * dim * dim, exp(-decay[h]), dim, live,               \
+                      o + (long) h * dim, opart);                                                                  \
+    }                                                                                                              \
+    int last = d3_arrive(counters + heads, get_num_groups(0), &flag);                                              \
+    TAIL(last)                                                                                                     \
+    int lim = last ? hd : 0;                                                                                       \
+    float ss[1] = {0.0f};                                                                                          \
+    for (int i = tid * 8; i < lim; i += NT * 8) { float8 s = vload8(0, o + i); ss[0] += d3_hsum(s * s); }          \
+    D3_ROW_TOTALS(ss, 1, NT, scratch, part)                                                                        \
+    float inv = 1.0f / sqrt(ss[0] / hd + eps);                                                                     \
+    for (int i = tid * 8; i < lim; i += NT * 8) {                                                                  \
+        float8 g = vload8(0, gate + i);                                                                            \
+        vstore8((vload8(0, normW + i) * (vload8(0, o + i) * inv)) * (1.0f / (1.0f + exp(-g))), 0, o + i);          \
+    }                                                                                                              \
+}
+D3_PROJ_LIGHT(1)
+D3_PROJ_LIGHT(2)
+D3_PROJ_LIGHT(4)

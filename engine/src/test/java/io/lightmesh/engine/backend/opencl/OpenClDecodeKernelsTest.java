@@ -21,6 +21,7 @@ import static io.lightmesh.engine.backend.opencl.OpenClTestSupport.random;
 import static io.lightmesh.engine.backend.opencl.OpenClTestSupport.weight;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -273,6 +274,60 @@ class OpenClDecodeKernelsTest {
             }
         } finally {
             d.release(set);
+        }
+    }
+
+    /**
+     * A lightning layer in one launch (d3_proj_light: projections, each head's step in the last group of its rows, the
+     * norm and gate in the last group of all) against the projections and the step as two v2 launches, at one row:
+     * qkv, gate, the output and the state, two steps in a row; heads of 40 (their qkv rows straddle the groups) and
+     * of 128 with in 2048; 1, 2 and 4 rows a lane group. Not taken at two rows, nor with v2.
+     */
+    @ParameterizedTest
+    @CsvSource({"1", "2", "4"})
+    void v3LightningLayerInOneLaunchMatchesV2(int rows) {
+        ResidentOps d = d();
+        FusedOps f = (FusedOps) d.fused();
+        Random rnd = new Random(47);
+        for (int[] sh : new int[][]{{64, 3, 40}, {2048, 2, 128}, {96, 4, 32}}) {
+            int in = sh[0], H = sh[1], D = sh[2], HD = H * D, layers = 2, layer = 1, slots = 3, slot = 2;
+            long stride = (H * D * D + d.viewAlignment() - 1) / d.viewAlignment() * d.viewAlignment();
+            Tensor wQkv = weight(rnd, DType.BF16, 3 * HD, in), wGate = weight(rnd, DType.BF16, HD, in);
+            float[] decay = new float[H];
+            for (int h = 0; h < H; h++) decay[h] = 0.01f + 0.3f * rnd.nextFloat();
+            float[] poolInit = random(rnd, (int) (slots * layers * stride), 0.5f), normW = random(rnd, HD, 1f);
+            float[][] xs = {random(rnd, in, 1f), random(rnd, in, 1f)};
+            float[][][] got = new float[2][][];
+            for (int v = 0; v < 2; v++) {
+                assertEquals(v == 0 ? "v2" : "v3", d.decodeKernels(v == 0 ? "v2" : "v3"), "decode_v3.cl: " + d.v3WhyNot());
+                d.decodeV3Rows(rows);
+                Buffer pool = up(d, poolInit), db = up(d, decay), nw = up(d, normW);
+                List<float[]> out = new ArrayList<>();
+                for (float[] x0 : xs) {
+                    Buffer x = up(d, x0), qkv = up(d, poisoned(3 * HD)), g = up(d, poisoned(HD)), o = up(d, poisoned(HD));
+                    f.rows(new int[1], new int[1], new int[]{slot}, 1);
+                    boolean one = f.lightningLayer(x, 1, wQkv, wGate, qkv, g, H, D, db, pool, layer, layers, stride, o, nw, 1e-6f);
+                    assertEquals(v == 1, one, "one launch with v3 only");
+                    if (!one) {
+                        f.lightningProjections(x, 1, wQkv, wGate, qkv, g);
+                        f.lightning(qkv, 1, H, D, db, pool, layer, layers, stride, o, g, nw, 1e-6f);
+                    }
+                    out.add(fetch(d, qkv, 3 * HD));
+                    out.add(fetch(d, g, HD));
+                    out.add(fetch(d, o, HD));
+                }
+                out.add(fetch(d, pool, (int) (slots * layers * stride)));
+                got[v] = out.toArray(new float[0][]);
+            }
+            String[] names = {"qkv", "gate", "out", "qkv 2", "gate 2", "out 2", "states"};
+            for (int i = 0; i < names.length; i++) {
+                assertClose("lightning layer " + names[i] + " rows " + rows + " " + Arrays.toString(sh), got[0][i], got[1][i],
+                        got[0][i].length);
+            }
+            Buffer x2 = up(d, random(rnd, 2 * in, 1f));
+            assertFalse(f.lightningLayer(x2, 2, wQkv, wGate, up(d, poisoned(6 * HD)), up(d, poisoned(2 * HD)), H, D,
+                    up(d, decay), up(d, poolInit), layer, layers, stride, up(d, poisoned(2 * HD)), up(d, normW), 1e-6f),
+                    "two rows: the two launches");
         }
     }
 
