@@ -376,7 +376,9 @@ public final class KernelBench {
     /**
      * The fused decode step's bf16 products at the 1.25B M1 shape (hidden 2048, 16 heads of 128, 8 experts top-2 of
      * intermediate 1024, vocabulary 32000), at 1 and 8 rows, with the decode kernels v2 and v3 (rows a lane group
-     * auto with the tails apart, then auto, 1, 2 and 4 with the tails): the output projection and the LM head
+     * auto with the tails apart, then auto, 1, 2 and 4 "fused": the norms and router in the products' tails, a lightning
+     * layer one launch at one row): the whole lightning layer at one row (projections, step, norm and gate), the
+     * output projection and the LM head
      * (matrix-vector alone), the lightning layer's input projections (one launch), the output projection with the norm
      * and router (two launches, one with tails: the router's share is the difference to the first row), the experts
      * (gate/up, down, the residual and next norm: three launches, two with tails; bytes of the distinct chosen experts). Host time of back-to-back launches ({@link #timeResident}); GB/s of weight bytes.
@@ -391,6 +393,8 @@ public final class KernelBench {
         }
         int h = quick ? 256 : 2048, hd = quick ? 256 : 2048, I = quick ? 128 : 1024, E = 8, K = 2, vocab = quick ? 1000 : 32000;
         int inner = reps * 4;
+        int dim = 128, heads = hd / dim;
+        long stride = (long) heads * dim * dim;
         Tensor wQkv = weight(DType.BF16, 3 * hd, h, 81), wGate = weight(DType.BF16, hd, h, 82);
         Tensor wo = weight(DType.BF16, h, hd, 83), router = weight(DType.BF16, E, h, 84);
         Tensor head = weight(DType.BF16, vocab, h, 85);
@@ -420,7 +424,9 @@ public final class KernelBench {
                      DeviceOps.Buffer normW = d.upload(random(h, 1f, 122)); DeviceOps.Buffer ids = d.ints(n * K);
                      DeviceOps.Buffer wts = d.floats(n * K); DeviceOps.Buffer rids = d.ints(n * K);
                      DeviceOps.Buffer rwts = d.floats(n * K); DeviceOps.Buffer act = d.floats((long) n * K * I);
-                     DeviceOps.Buffer pairs = d.floats((long) n * K * h)) {
+                     DeviceOps.Buffer pairs = d.floats((long) n * K * h);
+                     DeviceOps.Buffer decay = d.upload(random(heads, 0.05f, 123));
+                     DeviceOps.Buffer pool = d.upload(random((int) stride, 0.1f, 124))) {
                     d.write(ids, idv, n * K);
                     d.write(wts, 0, new float[n * K], 0, n * K);
                     f.rows(new int[n], new int[n], new int[n], n);
@@ -430,7 +436,8 @@ public final class KernelBench {
                         d.decodeV3Rows(rows);
                         boolean tails = Boolean.parseBoolean(form[2]);
                         d.decodeV3Tails(tails);
-                        String tag = form[0].equals("v2") ? "v2" : "v3 r" + (rows == 0 ? "auto" : rows) + (tails ? " tails" : "");
+                        d.decodeV3Lightning(tails);
+                        String tag = form[0].equals("v2") ? "v2" : "v3 r" + (rows == 0 ? "auto" : rows) + (tails ? " fused" : "");
                         long[] t = timeResident(d, () -> d.matmul(o, n, wo, a), inner);
                         row(String.format(Locale.ROOT, "decode3 %-13s n=%d output proj %dx%d", tag, n, h, hd), t,
                                 2.0 * h * hd / t[0], "GB/s");
@@ -441,6 +448,17 @@ public final class KernelBench {
                         t = timeResident(d, () -> f.lightningProjections(x, n, wQkv, wGate, qkv, g), inner);
                         row(String.format(Locale.ROOT, "decode3 %-13s n=%d lightning proj %dx%d", tag, n, 4 * hd, h), t,
                                 2.0 * 4 * hd * h / t[0], "GB/s");
+                        if (n == 1) {  // the whole lightning layer: two launches, or one (v3 fused)
+                            t = timeResident(d, () -> {
+                                if (!f.lightningLayer(x, n, wQkv, wGate, qkv, g, heads, dim, decay, pool, 0, 1, stride, o,
+                                        normW, 1e-5f)) {
+                                    f.lightningProjections(x, n, wQkv, wGate, qkv, g);
+                                    f.lightning(qkv, n, heads, dim, decay, pool, 0, 1, stride, o, g, normW, 1e-5f);
+                                }
+                            }, inner);
+                            row(String.format(Locale.ROOT, "decode3 %-13s n=%d lightning layer H=%d D=%d", tag, n, heads, dim),
+                                    t, (2.0 * 4 * hd * h + 2.0 * heads * dim * dim * 4) / t[0], "GB/s");
+                        }
                         t = timeResident(d, () -> f.outputAndRoute(o, n, wo, a, x, 1f, 1f, normW, 1e-5f, router, K, rids,
                                 rwts, null, 0), inner);
                         row(String.format(Locale.ROOT, "decode3 %-13s n=%d out proj + norm/route (route %.1f us)", tag, n,
@@ -455,6 +473,7 @@ public final class KernelBench {
             d.decodeKernels(null);
             d.decodeV3Rows(-1);
             d.decodeV3Tails(null);
+            d.decodeV3Lightning(null);
             d.release(set);
             List<Tensor> all = new ArrayList<>(List.of(wQkv, wGate, wo, router, head));
             all.addAll(Arrays.asList(w1));
