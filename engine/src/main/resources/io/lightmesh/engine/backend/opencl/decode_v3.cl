@@ -338,6 +338,16 @@ D3_FORMS(8)
 // read back, the logits); here every load is issued at once: the logits are inv * sum_i gate[e, i] w[i] r[i], so the
 // sum of squares and the E unscaled logits are one reduction of E + 1 values. h % 8 == 0, E <= D3_MAXE.
 // Launch: global = n * NT, local = NT.
+// acc[e] += gate[e, i .. i + 7] . wr for e < E: the first 8 experts' loads unconditional (row clamped to E - 1, the
+// sum dropped by a select), so that the compiler issues them together rather than one guarded load at a time; the
+// rest (E > 8) guarded.
+#define D3_LOGITS(acc, LD8, gate, E, h, i, wr)                                                                       \
+    for (int e = 0; e < 8; e++) {                                                                                  \
+        float v_ = d3_hsum(LD8(gate + (long) min(e, (E) - 1) * (h) + (i)) * (wr));                                 \
+        acc[e] += e < (E) ? v_ : 0.0f;                                                                             \
+    }                                                                                                              \
+    for (int e = 8; e < D3_MAXE; e++) if (e < (E)) acc[e] += d3_hsum(LD8(gate + (long) e * (h) + (i)) * (wr));
+
 #define D3_NORM_ROUTE(SUF, WT, LD8)                                                                                  \
 __kernel void d3_norm_route_##SUF(__global float* x, float alpha, __global const float* a, float beta,             \
                                   __global const float* normW, float eps, int h, __global const WT* gate, int E,   \
@@ -356,7 +366,7 @@ __kernel void d3_norm_route_##SUF(__global float* x, float alpha, __global const
         float8 r = alpha * vload8(0, xt + i) + beta * vload8(0, at + i);                                           \
         acc[D3_MAXE] += d3_hsum(r * r);                                                                            \
         float8 wr = vload8(0, normW + i) * r;                                                                      \
-        for (int e = 0; e < D3_MAXE; e++) if (e < E) acc[e] += d3_hsum(LD8(gate + (long) e * h + i) * wr);        \
+        D3_LOGITS(acc, LD8, gate, E, h, i, wr)                                                                     \
     }                                                                                                              \
     D3_LANE_TOTALS(acc, D3_MAXE + 1, scratch)                                                                      \
     if (lane == 0) for (int e = 0; e <= D3_MAXE; e++) part[e * WG + wg] = acc[e];                                  \
@@ -445,7 +455,7 @@ inline void d3_route_row_##SUF(__global float* xt, float alpha, __global const f
         float8 r = alpha * vload8(0, xt + i) + beta * vload8(0, at + i);                                           \
         acc[D3_MAXE] += d3_hsum(r * r);                                                                            \
         float8 wr = vload8(0, normW + i) * r;                                                                      \
-        for (int e = 0; e < D3_MAXE; e++) if (e < E) acc[e] += d3_hsum(LD8(gate + (long) e * h + i) * wr);        \
+        D3_LOGITS(acc, LD8, gate, E, h, i, wr)                                                                     \
     }                                                                                                              \
     D3_ROW_TOTALS(acc, D3_MAXE + 1, tpr, scratch, part)                                                            \
     float inv = 1.0f / sqrt(acc[D3_MAXE] / h + eps);                                                               \
