@@ -7,8 +7,9 @@
 #               linux/x86_64 only: jar_store.py), native/ (this machine's ICD loader, a fallback)
 #   tools/      this folder's scripts; run-gpu.sh unpacks rt.tar.xz to /tmp/lightmesh-rt once per pack
 # Deflated jars barely shrink under xz; stored ones share one xz dictionary: 95 MiB of jars become ~27 MiB.
-# Usage: [MVN_FLAGS=-o] [NO_BUILD=1] tools/gpu/pack-mesh.sh [DEST]   (default .runtime-mesh/; NO_BUILD=1 packs the
-#        jars of an earlier `mvn -pl mesh-launcher,bench -am package`)
+# Usage: [MVN_FLAGS=-o] [NO_BUILD=1] [TESTS=1] tools/gpu/pack-mesh.sh [DEST]   (default .runtime-mesh/; NO_BUILD=1
+#        packs the jars of an earlier `mvn -pl mesh-launcher,bench -am package`; TESTS=1 adds test-lib/ as
+#        pack-shards.sh makes it, so that one call runs the engine's OpenCL tests beside the mesh, ~3 MiB more)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "$ROOT/scripts/java-env.sh"
@@ -42,6 +43,16 @@ jars=(mesh-launcher/target/lightmesh-mesh.jar bench/target/lightmesh-bench-*.jar
 for j in mesh-launcher/target/lib/*.jar; do basename "$j" | grep -Eq "$EXCLUDE" || jars+=("$j"); done
 python3 tools/gpu/jar_store.py "$STAGE/lib" "${jars[@]}"
 
+if [ "${TESTS:-0}" = 1 ]; then   # the engine's OpenCL tests, exactly as pack-shards.sh packs them (run-gpu.sh tests)
+  mkdir -p "$STAGE/test-lib" "$STAGE/jars"
+  (cd engine/target/test-classes && "$JAVA_HOME/bin/jar" --create --file "$STAGE/jars/lightmesh-engine-tests.jar" . \
+    && find . -name '*Test.class' | grep -E '(opencl/OpenCl[A-Za-z]*|/Backends|model/Resident[A-Za-z]*|model/FusedDecode|model/BackendFixtures)Test\.class$' | sed 's|^\./||; s|\.class$||; s|/|.|g' \
+    > "$STAGE/test-lib/opencl-test-classes.txt")
+  mvn ${MVN_FLAGS:-} -q -B -ntp dependency:copy -Dartifact=org.junit.platform:junit-platform-console-standalone:6.0.3 -DoutputDirectory="$STAGE/jars"
+  python3 tools/gpu/jar_store.py "$STAGE/test-lib" "$STAGE/jars/lightmesh-engine-tests.jar" "$STAGE"/jars/junit-platform-console-standalone-*.jar
+  rm -rf "$STAGE/jars"
+fi
+
 echo "pack-mesh: jlink $MODULES"
 # java.desktop is here for java.beans alone: its AWT, imaging, font and sound native libraries are left out (nothing
 # headless loads them; jlink cannot leave out the module's exported packages, so its classes stay), ~2 MiB packed.
@@ -51,7 +62,7 @@ strip --strip-unneeded "$STAGE"/jdk/lib/server/libjvm.so "$STAGE"/jdk/lib/*.so
 for lib in /usr/lib/x86_64-linux-gnu/libOpenCL.so.1; do [ -e "$lib" ] && cp -L "$lib" "$STAGE/native/"; done
 cp tools/gpu/*.sh tools/gpu/*.py "$DEST/tools/"
 echo "pack-mesh: xz ($(du -sm "$STAGE" | cut -f1) MiB)"
-tar -C "$STAGE" -cf - jdk lib native | xz -9 -T0 > "$DEST/rt.tar.xz"
+tar -C "$STAGE" -cf - jdk lib native $([ -d "$STAGE/test-lib" ] && echo test-lib) | xz -9 -T0 > "$DEST/rt.tar.xz"
 size=$(du -sm "$DEST" | cut -f1)
 echo "pack-mesh: $DEST is ${size} MiB"
 if [ "$size" -gt "$LIMIT_MIB" ]; then

@@ -145,14 +145,22 @@ public final class EngineBench {
         int runs = len <= 8192 ? o.repeat : 1;
         int[] prompt = tokens(new SplittableRandom(o.seed + len), model.config(), len);
         PrefillResult best = null;
+        model.kernelTimes(); // drops what came before (the warm-up, an earlier length)
+        double secs = 0;
         for (int r = 0; r < runs; r++) {
             System.gc();
+            long syncs0 = model.hostSyncs();
             PrefillResult res = prefillOnce(model, ops, prompt);
-            log.printf(Locale.ROOT, "bench: prefill %d tokens: %.3f s (%.0f tokens/s)%s%n", res.done, res.seconds,
-                    res.tokensPerSecond(), res.complete() ? "" : String.format(Locale.ROOT,
+            long syncs = syncs0 < 0 ? -1 : model.hostSyncs() - syncs0;
+            secs += res.seconds;
+            log.printf(Locale.ROOT, "bench: prefill %d tokens: %.3f s (%.0f tokens/s)%s%s%n", res.done, res.seconds,
+                    res.tokensPerSecond(), syncs < 0 ? "" : String.format(Locale.ROOT, "; %d host syncs (%s)", syncs,
+                            model.lastPrefillRouted() ? "device route" : "host route"),
+                    res.complete() ? "" : String.format(Locale.ROOT,
                             "; stopped by --time-limit-s, %d tokens would take about %.0f s", len, res.extrapolated));
             if (best == null || res.seconds < best.seconds) best = res;
         }
+        printKernelTimes(model.kernelTimes(), "prefill " + len + " tokens", "prefill", runs, secs);
         return best;
     }
 
@@ -240,7 +248,7 @@ public final class EngineBench {
                 ops.nanos(TimedOps.Op.LIGHTNING) / 1e9, ops.nanos(TimedOps.Op.SOFTMAX) / 1e9, bestSegment);
         log.printf(Locale.ROOT, "bench: decode batch %d: %d steps in %.3f s (%.1f tokens/s, best %d-step stretch %.1f)%s%n",
                 batch, o.decodeTokens, secs, res.tokensPerSecond(), SEGMENT, bestSegment, launches(model));
-        printKernelTimes(model.kernelTimes(), "decode batch " + batch, o.decodeTokens, secs);
+        printKernelTimes(model.kernelTimes(), "decode batch " + batch, "step", o.decodeTokens, secs);
         return res;
     }
 
@@ -248,10 +256,11 @@ public final class EngineBench {
      * The device's per-kernel table of the timed steps (with -Dlightmesh.opencl.profile=events|true), and a step's
      * wall time beside the sum of its kernels' device time: the difference is host work and launch gaps.
      */
-    private void printKernelTimes(io.lightmesh.engine.backend.DeviceOps.KernelTimes t, String what, int steps, double secs) {
+    private void printKernelTimes(io.lightmesh.engine.backend.DeviceOps.KernelTimes t, String what, String unit, int steps,
+                                  double secs) {
         if (t == null || t.launches() == 0) return;
-        log.printf(Locale.ROOT, "bench: %s kernel profile, %d steps: a step %.1f us wall, %.1f us of kernels (%.1f%%), "
-                        + "%.1f launches%s%n", what, steps, secs * 1e6 / steps, t.kernelNanos() / 1e3 / steps,
+        log.printf(Locale.ROOT, "bench: %s kernel profile, %d %ss: a %s %.1f us wall, %.1f us of kernels (%.1f%%), "
+                        + "%.1f launches%s%n", what, steps, unit, unit, secs * 1e6 / steps, t.kernelNanos() / 1e3 / steps,
                 100.0 * t.kernelNanos() / 1e9 / Math.max(1e-12, secs), (double) t.launches() / steps,
                 t.spanNanos() < 0 ? "" : String.format(Locale.ROOT, ", first kernel start to last end %.1f us",
                         t.spanNanos() / 1e3 / steps));

@@ -182,6 +182,54 @@ public interface DeviceOps {
         throw new UnsupportedOperationException("no grouped expert kernels on this device");
     }
 
+    // ---- prefill routing on the device (-Dlightmesh.prefill.deviceRoute) ----------------------------------------------
+
+    /**
+     * Whether {@link #routeAndGroup} and {@link #groupedExpertsRouted} run here for a router of {@code experts} experts,
+     * top {@code k} (a prefill chunk then enqueues with no trip of the ids to the host and no table written per layer).
+     */
+    default boolean routesOnDevice(int experts, int k) { return false; }
+
+    /** The int elements of {@link #routeAndGroup}'s table for {@code rows} rows. */
+    default long routeTableLength(int rows, int experts, int k) {
+        throw new UnsupportedOperationException("no prefill routing on this device");
+    }
+
+    /**
+     * {@link #route} (ids, weights [rows, k] equal to its), and the pairs grouped by expert (by expert, then pair index)
+     * into {@code table} [{@link #routeTableLength}] for {@link #groupedExpertsRouted}: counts, offsets and the tiles
+     * computed on the device.
+     */
+    default void routeAndGroup(Buffer logits, int rows, int experts, int k, Buffer ids, Buffer weights, Buffer table) {
+        throw new UnsupportedOperationException("no prefill routing on this device");
+    }
+
+    /**
+     * As {@link #groupedExperts(ExpertSet, Buffer, int, int, Buffer, Buffer, Buffer)} for a layer's stacked set from
+     * the table {@link #routeAndGroup} wrote for these rows: pairs[p] = Expert_{ids[p]}(x[p / k]); act [rows * k, I].
+     */
+    default void groupedExpertsRouted(ExpertSet set, Buffer table, int rows, int k, Buffer x, Buffer act, Buffer pairs) {
+        throw new UnsupportedOperationException("no prefill routing on this device");
+    }
+
+    /**
+     * As {@link #write(Buffer, int[], int)}, without waiting where the device can: {@code src} is copied at the call,
+     * the transfer enqueued behind what is there.
+     */
+    default void writeAsync(Buffer dst, int[] src, int n) { write(dst, src, n); }
+
+    /** {@code x[off .. off + n) = 0}, enqueued (a fresh sequence's states); the default writes zeros from the host. */
+    default void zero(Buffer x, long off, long n) {
+        float[] z = new float[(int) Math.min(n, 1 << 20)];
+        for (long at = 0; at < n; at += z.length) write(x, off + at, z, 0, (int) Math.min(z.length, n - at));
+    }
+
+    /**
+     * Blocking transfers and finishes so far (each waits for the queue to drain: a prefill counts them), or -1 where
+     * not counted.
+     */
+    default long hostSyncs() { return -1; }
+
     /** Reads int32 elements {@code [0, n)} (the router's expert ids, to group a prefill chunk's rows by expert). */
     void read(Buffer src, int[] dst, int n);
 

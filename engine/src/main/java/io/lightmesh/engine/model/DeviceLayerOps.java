@@ -36,9 +36,10 @@ final class DeviceLayerOps implements LayerOps {
      */
     private final boolean oneRead = !"false".equalsIgnoreCase(System.getProperty("lightmesh.device.remoteOneRead", "true"));
     private boolean deviceGrouped;       // grouped experts grouped on the device (ids logged, not read per layer)
+    private final Buffer routeTable;     // a prefill chunk routed on the device: its grouping's table; else null
 
     private DeviceLayerOps(ResidentDecoder r, Scratch s, int[] tokens, int[] pos, DeviceState[] dev, int from, int n,
-                           boolean prefill, boolean grouped) {
+                           boolean prefill, boolean grouped, Buffer routeTable) {
         this.r = r;
         this.d = r.d;
         this.s = s;
@@ -49,27 +50,37 @@ final class DeviceLayerOps implements LayerOps {
         this.dev = dev;
         this.prefill = prefill;
         this.grouped = grouped;
+        this.routeTable = routeTable;
     }
 
     /** Decode rows [from, from + n) of a step: token t of the step is appended to {@code all[t]} at {@code pos[t]}. */
     static DeviceLayerOps decode(ResidentDecoder r, Scratch s, int[] tokens, int[] pos, DeviceState[] all, int from, int n) {
         return new DeviceLayerOps(r, s, Arrays.copyOfRange(tokens, from, from + n), Arrays.copyOfRange(pos, from, from + n),
-                Arrays.copyOfRange(all, from, from + n), from, n, false, false);
+                Arrays.copyOfRange(all, from, from + n), from, n, false, false, null);
     }
 
-    /** Prefill rows [from, from + n) of a chunk of one sequence, whose first token is at position {@code start}. */
+    /**
+     * Prefill rows [from, from + n) of a chunk of one sequence, whose first token is at position {@code start};
+     * {@code routeTable} non-null (grouped experts only): routed and grouped on the device into it
+     * ({@link DeviceOps#routeAndGroup}), no host sync in the chunk.
+     */
     static DeviceLayerOps prefill(ResidentDecoder r, Scratch s, int[] tokens, int start, DeviceState dev, int from, int n,
-                                  boolean grouped) {
+                                  boolean grouped, Buffer routeTable) {
         int[] pos = new int[n];
         for (int t = 0; t < n; t++) pos[t] = start + from + t;
         return new DeviceLayerOps(r, s, Arrays.copyOfRange(tokens, from, from + n), pos, new DeviceState[]{dev}, from, n,
-                true, grouped);
+                true, grouped, routeTable);
     }
 
     @Override
     public void embed() {
-        d.write(s.ids(), tokens, n);
-        d.write(s.pos(), pos, n);
+        if (routeTable != null) { // enqueued behind the previous chunk, no wait for it
+            d.writeAsync(s.ids(), tokens, n);
+            d.writeAsync(s.pos(), pos, n);
+        } else {
+            d.write(s.ids(), tokens, n);
+            d.write(s.pos(), pos, n);
+        }
         d.embed(r.embed, s.ids(), n, s.x());
         d.rmsNorm(s.x(), n, r.c.hiddenSize(), r.inNorm[0], (float) r.c.rmsNormEps(), s.x());
     }
@@ -114,7 +125,11 @@ final class DeviceLayerOps implements LayerOps {
         d.residualNorm(s.x(), layer.attnAlpha, s.a(), null, 1, layer.attnBeta, n, r.c.hiddenSize(), r.postNorm[l],
                 (float) r.c.rmsNormEps(), s.x());
         d.matmul(s.x(), n, moe.gate, s.router());                             // router logits [n, E], top k
-        d.route(s.router(), n, moe.E, moe.K, s.expertIds(), s.expertWeights());
+        if (routeTable != null) { // and the pairs grouped by expert, on the device
+            d.routeAndGroup(s.router(), n, moe.E, moe.K, s.expertIds(), s.expertWeights(), routeTable);
+        } else {
+            d.route(s.router(), n, moe.E, moe.K, s.expertIds(), s.expertWeights());
+        }
     }
 
     @Override
@@ -146,6 +161,10 @@ final class DeviceLayerOps implements LayerOps {
                 d.read(s.expertWeights(), 0, w, 0, n * K);
             }
             pending = executor.runAsync(l, x, n, K, ids, w, y, r.calls).thenApply(v -> y); // x: its first n rows
+        } else if (routeTable != null) { // from the table outputAndRoute made; an observer reads the route log at the end
+            deviceGrouped = true;
+            if (executor.observesRouting()) d.copy(s.expertIds(), 0, s.routeLog(), (long) l * n * K, (long) n * K);
+            d.groupedExpertsRouted(r.experts[l], routeTable, n, K, s.x(), s.act(), s.pairs());
         } else if (grouped && GroupedExperts.runOnDevice(d, r.experts[l], s.x(), n, K, s.expertIds(), s.act(), s.pairs(),
                 GroupedExperts.mode())) { // grouped on the device; an observer reads the route log at the end
             deviceGrouped = true;

@@ -76,6 +76,16 @@ final class DeviceState implements AutoCloseable {
         }
     }
 
+    /** Every lightning state zeroed on the device, without a transfer (a fresh sequence; its KV caches are empty). */
+    void zeroLightning() {
+        for (int l = 0; l < lightning.length; l++) {
+            if (isLightning(l)) {
+                Buffer s = lightning(l);
+                ops.zero(s, 0, s.length());
+            }
+        }
+    }
+
     /** Device to host arrays: every lightning state and the valid KV rows. */
     void download(float[][] hostLightning, KvCache[] hostKv) {
         for (int l = 0; l < lightning.length; l++) {

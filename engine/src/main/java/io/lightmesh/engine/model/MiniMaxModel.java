@@ -303,6 +303,22 @@ public final class MiniMaxModel implements AutoCloseable {
         return r == null ? null : r.decodeKernelSet();
     }
 
+    /**
+     * Blocking transfers and finishes on the device so far (each drains its queue: benchmarks count a prefill's), or -1
+     * without a device or where it does not count them.
+     */
+    public long hostSyncs() {
+        io.lightmesh.engine.backend.DeviceOps d = ops.resident();
+        return d == null ? -1 : d.hostSyncs();
+    }
+
+    /** Whether the last device prefill chunk was routed and grouped on the device (-Dlightmesh.prefill.deviceRoute). */
+    public boolean lastPrefillRouted() {
+        ResidentDecoder r;
+        synchronized (this) { r = resident; }
+        return r != null && r.lastPrefillRouted();
+    }
+
     /** Whether decode steps run on the device-resident path. */
     public boolean decodesOnDevice() { return residentDecode; }
 

@@ -49,6 +49,29 @@ final class ResidentDecoder implements AutoCloseable {
     private long lastLaunches = -1;               // kernel launches of the last decode step (-1: not counted)
     private Scratch s, s2;   // decode steps (s2: the second micro-batch)
     private Scratch ps, ps2; // prefill chunks
+    private Buffer psTable;  // a prefill chunk routed on the device: the grouping's table [routeTableLength], or null
+    private boolean lastRouted; // whether the last prefill chunk was routed and grouped on the device
+
+    /**
+     * -Dlightmesh.prefill.deviceRoute=true: a prefill chunk with in-process experts routed and grouped by expert on the
+     * device ({@link DeviceOps#routeAndGroup}, the grouped launches sized for the most tiles), its token ids written
+     * without waiting and a fresh sequence's states zeroed there, so that the chunk enqueues with no host sync; false
+     * (default): the router's ids read back each layer and the table written from the host.
+     */
+    private static volatile boolean deviceRoute = Boolean.parseBoolean(
+            System.getProperty("lightmesh.prefill.deviceRoute", "false").trim());
+
+    /** The setting (or what a test chose). */
+    static boolean deviceRoute() { return deviceRoute; }
+
+    /** Chooses the prefill routing for later chunks (tests, benchmarks); returns the one before. */
+    static boolean deviceRoute(boolean on) {
+        boolean before = deviceRoute;
+        deviceRoute = on;
+        return before;
+    }
+
+    private static final System.Logger LOG = System.getLogger(ResidentDecoder.class.getName());
 
     /** Step buffers for up to {@code rows} rows, and logits for up to {@code logitRows} of them. */
     record Scratch(int rows, Buffer ids, Buffer pos, Buffer x, Buffer a, Buffer qkv, Buffer o, Buffer gate,
@@ -140,7 +163,15 @@ final class ResidentDecoder implements AutoCloseable {
         this.pool = new StatePool(d, c);
         FusedDecode f = remote || !fusedSteps ? null : d.fused();
         this.fused = f != null && f.takes(weights.toArray(Tensor[]::new)) && fusedFits(c) ? f : null;
+        if (deviceRoute && !remote) { // the route kernels built and checked now, and the form in the log
+            LOG.log(System.Logger.Level.INFO, "prefill routing: " + (d.routesOnDevice(c.numExperts(), c.topK())
+                    ? "on the device (-Dlightmesh.prefill.deviceRoute=true: no host sync per layer)"
+                    : "host table (-Dlightmesh.prefill.deviceRoute=true, but the device has no route kernels)"));
+        }
     }
+
+    /** Whether the last prefill chunk was routed and grouped on the device (benchmarks, tests). */
+    synchronized boolean lastPrefillRouted() { return lastRouted; }
 
     /** Shapes the fused kernels take beyond {@link #supports}: the router's top k in its tail, E <= 64. */
     private static boolean fusedFits(ModelConfig c) {
@@ -255,11 +286,23 @@ final class ResidentDecoder implements AutoCloseable {
         int nA = pingPong && n >= PREFILL_SPLIT_MIN_ROWS ? (n + 1) / 2 : n;
         ps = grown(ps, nA, m);
         boolean grouped = !remote && n > GROUP_MIN_ROWS;
+        Buffer table = null;
+        if (grouped && deviceRoute && nA == n && GroupedExperts.mode() != GroupedExperts.Mode.PER_EXPERT
+                && d.routesOnDevice(c.numExperts(), c.topK())) { // (per-expert: the form asked for, to compare)
+            long need = d.routeTableLength(n, c.numExperts(), c.topK());
+            if (psTable == null || psTable.length() < need) { // grown for the longest chunk seen
+                if (psTable != null) psTable.close();
+                psTable = d.ints(need);
+            }
+            table = psTable;
+        }
+        lastRouted = table != null;
         List<Part> parts = new ArrayList<>();
-        parts.add(new Part(DeviceLayerOps.prefill(this, ps, tokens, start, dev, 0, nA, grouped), ps, 0, nA));
+        parts.add(new Part(DeviceLayerOps.prefill(this, ps, tokens, start, dev, 0, nA, grouped, table), ps, 0, nA));
         if (nA < n) {
             ps2 = grown(ps2, n - nA, m);
-            parts.add(new Part(DeviceLayerOps.prefill(this, ps2, tokens, start, dev, nA, n - nA, grouped), ps2, nA, n - nA));
+            parts.add(new Part(DeviceLayerOps.prefill(this, ps2, tokens, start, dev, nA, n - nA, grouped, null), ps2, nA,
+                    n - nA));
         }
         float[][] out = run(parts, logitRows);
         st.advance(n);
@@ -326,6 +369,8 @@ final class ResidentDecoder implements AutoCloseable {
     public synchronized void close() {
         for (Scratch x : new Scratch[]{s, s2, ps, ps2}) if (x != null) x.close();
         s = s2 = ps = ps2 = null;
+        if (psTable != null) psTable.close();
+        psTable = null;
         if (calls != null) calls.shutdownNow();
         pool.close();
         for (Buffer b : constants) b.close();

@@ -31,6 +31,7 @@ public final class SequenceState {
     private DeviceState device;   // the device copy, or null
     private boolean deviceAhead;  // the device copy holds steps the host arrays lack
     private boolean hostAhead;    // the host arrays were changed since the device copy was made
+    private boolean fresh = true; // nothing consumed and no host array handed out: every lightning state zero, KV empty
     private Cleaner.Cleanable deviceCleanup;
 
     private static final Cleaner CLEANER = Cleaner.create();
@@ -73,34 +74,42 @@ public final class SequenceState {
             }
         }
         s.advance(position);
+        s.fresh = false;
         return s;
     }
 
     /** Tokens consumed so far: the position of the next token. */
     public int position() { return position; }
 
-    void advance(int n) { position += n; }
+    void advance(int n) {
+        position += n;
+        if (n > 0) fresh = false;
+    }
 
     /** Layer {@code layer}'s S on the host, current, for a host forward pass that will change it. */
     float[] lightningState(int layer) {
+        fresh = false;
         toHost(true);
         return lightning[layer];
     }
 
     /** Layer {@code layer}'s KV cache on the host, current, for a host forward pass that will change it. */
     KvCache kvCache(int layer) {
+        fresh = false;
         toHost(true);
         return kv[layer];
     }
 
     /** Layer {@code layer}'s S on the host, current, to be read only (serialisation). */
     float[] lightningStateForReading(int layer) {
+        fresh = false; // a StateDecoder fills the arrays it reads
         toHost(false);
         return lightning[layer];
     }
 
     /** Layer {@code layer}'s KV cache on the host, current, to be read only (serialisation). */
     KvCache kvCacheForReading(int layer) {
+        fresh = false;
         toHost(false);
         return kv[layer];
     }
@@ -146,7 +155,9 @@ public final class SequenceState {
             hostAhead = true;
         }
         if (hostAhead) {
-            device.upload(lightning, kv);
+            // a fresh state's zeros made on the device (no blocking write of them) where prefill routes there
+            if (fresh && ResidentDecoder.deviceRoute()) device.zeroLightning();
+            else device.upload(lightning, kv);
             hostAhead = false;
         }
         deviceAhead = true;

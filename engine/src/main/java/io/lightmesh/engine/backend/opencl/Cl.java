@@ -173,6 +173,20 @@ final class Cl {
     }
 
     /**
+     * Non-blocking write of {@code bytes} from native memory {@code src}, which must stay valid until the transfer is
+     * done (the queue's next sync).
+     */
+    static void writeAsync(MemorySegment queue, MemorySegment dst, long off, long bytes, MemorySegment src) {
+        if (!src.isNative()) throw new IllegalArgumentException("a non-blocking write needs native memory");
+        try {
+            check((int) WRITE_BUFFER.invokeExact(queue, dst, 0, off, bytes, src, 0, MemorySegment.NULL, MemorySegment.NULL),
+                    "clEnqueueWriteBuffer");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
      * Blocking read (waits for every command before it on the in-order queue) into {@code dst}: native memory, or a
      * Java array's segment, pinned for the call.
      */

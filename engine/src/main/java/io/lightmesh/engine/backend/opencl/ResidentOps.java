@@ -897,6 +897,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     public synchronized void write(Buffer dst, long dstOff, float[] src, int srcOff, int n) {
         check(dst, dstOff, n);
         if (n == 0) return;
+        synced();
         // straight from the array (pinned during the blocking call): no staging copy; the layout is the host's, and
         // OpenCL devices here are little-endian like the hosts (asSlice checks srcOff and n against the array)
         Cl.write(queue, cl(dst).mem(), 4 * dstOff, 4L * n, MemorySegment.ofArray(src).asSlice(4L * srcOff, 4L * n));
@@ -905,22 +906,61 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     @Override
     public synchronized void write(Buffer dst, int[] src, int n) {
         check(dst, 0, n);
-        if (n > 0) Cl.write(queue, cl(dst).mem(), 0, 4L * n, MemorySegment.ofArray(src).asSlice(0, 4L * n));
+        if (n == 0) return;
+        synced();
+        Cl.write(queue, cl(dst).mem(), 0, 4L * n, MemorySegment.ofArray(src).asSlice(0, 4L * n));
     }
+
+    /**
+     * As {@link #write(Buffer, int[], int)} without waiting: the ids are copied into native memory of their own, kept
+     * until the next sync of the queue (by then the transfer is done), and the transfer enqueued behind what is there.
+     */
+    @Override
+    public synchronized void writeAsync(Buffer dst, int[] src, int n) {
+        check(dst, 0, n);
+        if (n == 0) return;
+        MemorySegment stage = Arena.ofAuto().allocate(4L * n, 8);
+        MemorySegment.copy(src, 0, stage, ValueLayout.JAVA_INT, 0, n);
+        Cl.writeAsync(queue, cl(dst).mem(), 0, 4L * n, stage);
+        staged.add(stage);
+    }
+
+    /** Native copies of writeAsync's ids, held until the queue's next sync (the GC frees them after). */
+    private final List<MemorySegment> staged = new ArrayList<>();
+
+    /** Blocking reads, blocking writes and finishes through this object: each waits for the queue to drain. */
+    private long hostSyncs;
+
+    /** A blocking transfer or a finish is about to run: counted; writeAsync's staging is free after it. */
+    private void synced() {
+        hostSyncs++;
+    }
+
+    /** After a sync: every transfer enqueued before it is done. */
+    private void drained() {
+        staged.clear();
+        harvest();
+    }
+
+    @Override
+    public synchronized long hostSyncs() { return hostSyncs; }
 
     @Override
     public synchronized void read(Buffer src, long srcOff, float[] dst, int dstOff, int n) {
         check(src, srcOff, n);
         if (n == 0) return;
+        synced();
         Cl.read(queue, cl(src).mem(), 4 * srcOff, 4L * n, MemorySegment.ofArray(dst).asSlice(4L * dstOff, 4L * n));
-        harvest();
+        drained();
     }
 
     @Override
     public synchronized void read(Buffer src, int[] dst, int n) {
         check(src, 0, n);
-        if (n > 0) Cl.read(queue, cl(src).mem(), 0, 4L * n, MemorySegment.ofArray(dst).asSlice(0, 4L * n));
-        harvest();
+        if (n == 0) return;
+        synced();
+        Cl.read(queue, cl(src).mem(), 0, 4L * n, MemorySegment.ofArray(dst).asSlice(0, 4L * n));
+        drained();
     }
 
     @Override
@@ -932,8 +972,9 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
 
     @Override
     public synchronized void finish() {
+        synced();
         Cl.finish(queue);
-        harvest();
+        drained();
     }
 
     /** Off with -Dlightmesh.opencl.flush=false (to measure what it brings). */
@@ -1166,7 +1207,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         ClBuffer groupInts = ints(table.length);
         try {
             write(groupInts, table, table.length);
-            groupedLaunches(ex, form, t.tiles(), t.tokenOffset(), t.pairOffset(), groupInts, maxToken + 1, x, act,
+            groupedLaunches(ex, form, t.tiles(), t.tokenOffset(), t.pairOffset(), groupInts, null, maxToken + 1, x, act,
                     pairs);
         } finally {
             groupInts.close();
@@ -1194,34 +1235,137 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         ClBuffer table = ints(3L * maxTiles + 2L * count);  // released once enqueued, as above
         try {
             launch("moe_group_table", NT, ids, count, k, ex.count, maxTiles, table);
-            groupedLaunches(ex, groupedForm(), maxTiles, 3 * maxTiles, 3 * maxTiles + count, table, rows, x, act,
+            groupedLaunches(ex, groupedForm(), maxTiles, 3 * maxTiles, 3 * maxTiles + count, table, null, rows, x, act,
                     pairs);
         } finally {
             table.close();
         }
     }
 
+    // ---- prefill routing on the device (prefill_route.cl) ----------------------------------------------------------
+
+    /** prefill_route.cl, built and checked on first use; null where either failed (routeWhyNot says why). */
+    private RouteKernels routeKernels;
+    private boolean routeTried;
+    private String routeWhyNot = "not tried";
+
+    /** The prefill route kernels, built and checked on first call (logged); null where they did not build or pass. */
+    synchronized RouteKernels routeKernels() {
+        if (!routeTried && !closed) {
+            routeTried = true;
+            RouteKernels k = null;
+            try {
+                k = RouteKernels.build(this, context, device, options);
+                String why = k.check();
+                if (why != null) {
+                    k.release();
+                    k = null;
+                    routeWhyNot = why;
+                }
+            } catch (RuntimeException e) {
+                routeWhyNot = "prefill_route.cl did not build: " + clip(String.valueOf(e.getMessage()), 400);
+            }
+            routeKernels = k;
+            if (k != null) routeWhyNot = null;
+            LOG.log(k != null ? System.Logger.Level.INFO : System.Logger.Level.WARNING, k != null
+                    ? "prefill routing on " + name + ": on the device (prefill_route.cl built and checked)"
+                    : "prefill routing on " + name + ": host table (" + routeWhyNot + ")");
+            if (profileSync || profileEvents) { // the check's launches are not the caller's
+                Cl.finish(queue);
+                drained();
+                profile.take("");
+            }
+        }
+        return routeKernels;
+    }
+
+    /** Why the prefill route kernels are not in use (null when they are); builds them first if not tried. */
+    public synchronized String routeWhyNot() {
+        routeKernels();
+        return routeWhyNot;
+    }
+
+    @Override
+    public synchronized boolean routesOnDevice(int experts, int k) {
+        return RouteKernels.fits(experts, k) && groupsExperts() && routeKernels() != null;
+    }
+
+    @Override
+    public long routeTableLength(int rows, int experts, int k) { return new RouteKernels.Layout(rows, k, experts).length(); }
+
+    @Override
+    public synchronized void routeAndGroup(Buffer logits, int rows, int experts, int k, Buffer ids, Buffer wts,
+                                           Buffer table) {
+        if (!routesOnDevice(experts, k)) throw new UnsupportedOperationException("no prefill route kernels: " + routeWhyNot);
+        check(logits, 0, (long) rows * experts);
+        check(ids, 0, (long) rows * k);
+        check(wts, 0, (long) rows * k);
+        check(table, 0, routeTableLength(rows, experts, k));
+        if (rows > 0) routeKernels.routeAndGroup(cl(logits), rows, experts, k, cl(ids), cl(wts), cl(table));
+    }
+
+    /**
+     * The grouped launches over a table routeAndGroup wrote for rows * k pairs of this (stacked) set, sized for the
+     * most tiles the pairs can take: tiles past the real ones have no rows and their work-groups leave at once.
+     */
+    @Override
+    public synchronized void groupedExpertsRouted(ExpertSet set, Buffer table, int rows, int k, Buffer x, Buffer act,
+                                                  Buffer pairs) {
+        Experts ex = (Experts) set;
+        int inter = ex.w1.rows, hidden = ex.w1.cols, count = rows * k;
+        RouteKernels.Layout t = new RouteKernels.Layout(rows, k, ex.count);
+        check(table, 0, t.length());
+        check(x, 0, (long) rows * hidden);
+        check(act, 0, (long) count * inter);
+        check(pairs, 0, (long) count * hidden);
+        if (count == 0) return;
+        int form = groupedForm();
+        if (form == 2 && (routedXb == null || routedXb.length() < (long) rows * hidden)) { // kept: no buffer made a layer
+            if (routedXb != null) routedXb.close();
+            routedXb = shorts((long) rows * hidden);
+        }
+        groupedLaunches(ex, form, t.maxTiles(), t.tokenOffset(), t.pairOffset(), cl(table), routedXb, rows, x, act, pairs);
+    }
+
+    /** x as bf16 for the routed grouped launches (v2 form), kept between layers and grown to the longest chunk. */
+    private ClBuffer routedXb;
+
+    @Override
+    public synchronized void zero(Buffer x, long off, long n) {
+        check(x, off, n);
+        RouteKernels k = routeKernels();
+        if (k == null) {
+            DeviceOps.super.zero(x, off, n);
+            return;
+        }
+        k.zero(cl(x), off, n);
+    }
+
     /** The most experts of a set that moe_group_table groups (its local counters: experts.cl's XG_MAX_E). */
     static final int GROUP_MAX_EXPERTS = 64;
 
-    /** The two launches (three with v2's rounding of x to bf16) over a table on the device; x holds xRows rows. */
+    /**
+     * The two launches (three with v2's rounding of x to bf16) over a table on the device; x holds xRows rows. keptXb:
+     * the bf16 copy's buffer (>= xRows rows), or null for one of this call's own.
+     */
     private void groupedLaunches(Experts ex, int form, int tiles, int tokenOffset, int pairOffset, ClBuffer groupInts,
-                                 int xRows, Buffer x, Buffer act, Buffer pairs) {
+                                 ClBuffer keptXb, int xRows, Buffer x, Buffer act, Buffer pairs) {
         int inter = ex.w1.rows, hidden = ex.w1.cols;
         if (ex.w1.bf16 != ex.w3.bf16) throw new IllegalArgumentException("W1 and W3 of one set differ in dtype");
         if (hidden % 8 != 0 || inter % 8 != 0) form = 0;
         if (form == 2 && !(ex.w1.bf16 && ex.w2.bf16)) form = 1;
         int upN = ceilDiv(inter, GN / 2), downN = ceilDiv(hidden, GN);
         if (form == 2) {
-            // x to bf16 once (a buffer of this call's own, released once enqueued); act written as bf16 in place
+            // x to bf16 once (keptXb, or a buffer of this call's own, released once enqueued); act written as bf16
+            // in place
             long count = (long) xRows * hidden;
-            ClBuffer xb = shorts(count);
+            ClBuffer xb = keptXb != null ? keptXb : shorts(count);
             try {
                 launch(tcKernel("moe_x_bf16"), "moe_x_bf16", groups((count + 7) / 8) * NT, x, xb, count);
                 launch(tcKernel("moe_grouped_up_tc2_bf16"), "moe_grouped_up_tc2_bf16", (long) tiles * upN * NT,
                         ex.w1.buf, ex.w3.buf, xb, groupInts, tokenOffset, act, upN, inter, hidden);
             } finally {
-                xb.close();
+                if (xb != keptXb) xb.close();
             }
             launch(tcKernel("moe_grouped_down_tc2_bf16"), "moe_grouped_down_tc2_bf16", (long) tiles * downN * NT,
                     ex.w2.buf, act, groupInts, pairOffset, pairs, downN, inter, hidden);
@@ -1556,7 +1700,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     }
 
     /** As above with work-groups of {@code local} work-items. */
-    private void launchLocal(MemorySegment k, String kernel, long global, int local, Object... args) {
+    void launchLocal(MemorySegment k, String kernel, long global, int local, Object... args) {
         if (closed) throw new IllegalStateException("ResidentOps is closed");
         long t0 = profileSync ? System.nanoTime() : 0;
         for (int i = 0; i < args.length; i++) {
@@ -1781,6 +1925,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         sites.clear();
         releaseTensorCores();
         if (v3Program != null) Cl.releaseProgram(v3Program);
+        if (routeKernels != null) routeKernels.release();
+        routeKernels = null;
         Cl.releaseProgram(program);
         Cl.releaseQueue(queue);
         Cl.releaseContext(context);
