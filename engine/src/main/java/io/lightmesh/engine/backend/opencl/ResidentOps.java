@@ -84,6 +84,9 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     private MemorySegment v3Program;
     private boolean v3Tried;
     private String v3WhyNot = "not tried";
+    /** Whether decode_v3.cl's fused forms (d3_out_route, d3_down_norm, d3_proj_light) built; why not. */
+    private boolean v3Fused;
+    private String v3FusedWhyNot;
 
     /**
      * -Dlightmesh.decode.v3.rows=auto (the default), 1, 2 or 4: weight rows a lane group of the v3 products streams
@@ -135,10 +138,10 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     }
 
     /** Whether a one-row v3 step runs its lightning layers in one launch now. */
-    boolean v3Lightning() { return v3 && v3Lightning; }
+    boolean v3Lightning() { return v3 && v3Fused && v3Lightning; }
 
     /** Whether the v3 step's output and down projections carry their tails now. */
-    boolean v3Tails() { return v3 && v3Tails; }
+    boolean v3Tails() { return v3 && v3Fused && v3Tails; }
 
     /** Chooses the v3 products' rows a lane group (0: auto, 1, 2, 4; -1: the setting's); returns the choice now. */
     public synchronized int decodeV3Rows(int r) {
@@ -215,24 +218,31 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         v3Tried = true;
         String src = resource("decode_v3.cl");
         MemorySegment p = null;
-        String log = null;
-        if (TensorCores.nvidia(Cl.deviceVendor(device))) {
+        String firstLog = null;
+        // in falling order of what a compiler has to accept: NVIDIA's fence and shuffle, with and without the fused
+        // forms (tails, the one-launch lightning layer), then the portable source the same two ways
+        boolean nv = TensorCores.nvidia(Cl.deviceVendor(device));
+        String[][] attempts = {
+                {options + " -D LM_NVIDIA=1", "nvidia"}, {options + " -D LM_NVIDIA=1 -D D3_NO_FUSED=1", "nvidia, no fused"},
+                {options, "portable"}, {options + " -D D3_NO_FUSED=1", "portable, no fused"}};
+        for (String[] a : attempts) {
+            if (!nv && a[1].startsWith("nvidia")) continue;
             try {
-                p = Cl.buildProgram(context, device, src, options + " -D LM_NVIDIA=1");
+                p = Cl.buildProgram(context, device, src, a[0]);
             } catch (RuntimeException e) {
-                log = String.valueOf(e.getMessage());
-                LOG.log(System.Logger.Level.WARNING, "decode_v3.cl with LM_NVIDIA did not build, portable form next: "
-                        + clip(log, 400));
+                String log = String.valueOf(e.getMessage());
+                if (firstLog == null) firstLog = log;
+                LOG.log(System.Logger.Level.WARNING, "decode_v3.cl (" + a[1] + ") did not build: " + clip(log, 400));
+                continue;
             }
+            v3Fused = !a[1].endsWith("no fused");
+            if (!v3Fused) v3FusedWhyNot = "the fused forms did not build: " + clip(firstLog, 300);
+            break;
         }
         if (p == null) {
-            try {
-                p = Cl.buildProgram(context, device, src, options);
-            } catch (RuntimeException e) {
-                v3WhyNot = "decode_v3.cl did not build: " + clip(String.valueOf(e.getMessage()), 600);
-                LOG.log(System.Logger.Level.WARNING, "decode kernels v3 off, v2 instead: " + v3WhyNot);
-                return false;
-            }
+            v3WhyNot = "decode_v3.cl did not build: " + clip(firstLog, 600);
+            LOG.log(System.Logger.Level.WARNING, "decode kernels v3 off, v2 instead: " + v3WhyNot);
+            return false;
         }
         v3Program = p;
         String bad = checkV3();
@@ -250,6 +260,16 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         }
         v3WhyNot = null;
         return true;
+    }
+
+    /** Builds decode_v3.cl with {@code defines} added and releases it: null when it built, else the log (tests). */
+    synchronized String v3BuildLog(String defines) {
+        try {
+            Cl.releaseProgram(Cl.buildProgram(context, device, resource("decode_v3.cl"), options + " " + defines));
+            return null;
+        } catch (RuntimeException e) {
+            return String.valueOf(e.getMessage());
+        }
     }
 
     /** Every d3_matvec form against matvec2 on a product of 37 rows of 2056 (each loop of the dot), 1 and 5 rows of x. */
@@ -427,8 +447,9 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     /** The decode kernel set as the start-up line and EngineBench name it. */
     public synchronized String decodeKernelLine() {
         if (v3) return "v3 (decode_v3.cl, rows a lane group " + (v3Rows == 0 ? "auto" : v3Rows)
-                + (v3Tails ? ", norm and router in the products' tails" : ", tails apart")
-                + (v3Lightning ? ", a lightning layer one launch at batch 1" : "") + ")";
+                + (!v3Fused ? ", fused forms off: " + v3FusedWhyNot
+                : (v3Tails ? ", norm and router in the products' tails" : ", tails apart")
+                + (v3Lightning ? ", a lightning layer one launch at batch 1" : "")) + ")";
         String line = (v2 ? "v2" : "v1") + (v2 && warpRows == 2 ? " (two rows a warp)" : "");
         return V3_DEFAULT && v3WhyNot != null ? line + " (v3 asked for: " + v3WhyNot + ")" : line;
     }

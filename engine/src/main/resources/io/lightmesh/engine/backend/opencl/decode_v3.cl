@@ -418,6 +418,7 @@ inline void d3_top_k(__local const float* lg, int E, int k, __global int* ids, _
 D3_NORM_ROUTE(bf16, ushort, D3_LD8_BF16)
 D3_NORM_ROUTE(f32, float, D3_LD8_F32)
 
+#ifndef D3_NO_FUSED  // the fused forms below: left out by the build's fallback where a compiler rejects them
 // ---- tails: the norm and the router in the product launch before them (-Dlightmesh.decode.v3.tails) -------------------
 // The last group of a product launch (d3_arrive) does the work that needs the whole output. At one row the whole group
 // works on it (8-element chunks tid * 8, tid * 8 + NT * 8, ...: one pass at 2048); at more, one lane group a row (n <=
@@ -666,3 +667,4 @@ __kernel void d3_proj_light_n1_r##RR(__global const ushort* restrict wa, __globa
 D3_PROJ_LIGHT(1)
 D3_PROJ_LIGHT(2)
 D3_PROJ_LIGHT(4)
+#endif  // D3_NO_FUSED

@@ -340,6 +340,7 @@ class OpenClDecodeKernelsTest {
         assertTrue(d().decodeKernelLine().startsWith("v3"), d().decodeKernelLine());
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> d().decodeKernels("v4"));
         assertTrue(e.getMessage().contains("v1, v2 or v3"), e.getMessage());
+        assertNull(d().v3BuildLog("-D D3_NO_FUSED=1"), "the build's fallback without the fused forms");
         e = assertThrows(IllegalArgumentException.class, () -> d().decodeV3Rows(3));
         assertTrue(e.getMessage().contains("auto, 1, 2 or 4"), e.getMessage());
         assertEquals(2, d().decodeWarpRows(2));
