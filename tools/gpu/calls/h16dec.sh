@@ -2,8 +2,9 @@
 # h16dec device call: the decode kernels v3 (decode_v3.cl, -Dlightmesh.decode.kernels=v3; the default stays v2) against
 # v2 at batch 1 and 8. v3 = faster bf16 products (1/2/4 weight rows a warp, 16 loads a lane in flight, a batch-1 form)
 # plus, by default within v3, the norms and router in the products' tails (-Dlightmesh.decode.v3.tails: 5 launches a
-# layer) and a lightning layer in one launch at batch 1 (-Dlightmesh.decode.v3.lightning): 114 -> 68 launches a step at batch 1, 82 at batch 8. Sourced by the call's go.sh: $G = the pack, $OUT = the output folder, $ENGINE = the 1.25B-shape
-# EngineBench args, lim N = min(N, seconds left in this slot); the checkpoint written before. Logs: $OUT/h16dec-*.txt.
+# layer) and a lightning layer in one launch at batch 1 (-Dlightmesh.decode.v3.lightning): 114 -> 68 launches a step
+# at batch 1, 82 at batch 8. Sourced by the call's go.sh: $G = the pack, $OUT = the output folder, $ENGINE = the
+# 1.25B-shape EngineBench args, lim N = min(N, seconds left in this slot); the checkpoint written before. Logs: $OUT/h16dec-*.txt.
 # Limits add up to 170 s:
 # 1. the decode kernels' tests on the GPU (OpenClDecodeKernelsTest with the v3 forms, tails and the one-launch
 #    lightning layer, FusedDecodeTest with v1/v2/v2x2/v3/v3r1/v3r2/v3r4/v3s, ResidentDecodeTest's fused step with v3
