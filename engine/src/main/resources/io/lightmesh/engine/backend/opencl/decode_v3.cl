@@ -5,7 +5,12 @@
 // bytes at ~3.5 TB/s). Kernel names start with d3_ and carry the x rows they keep (n1: one, n8: up to MAXN) and the
 // weight rows a lane group streams (r1, r2, r4). Math only: buffers, ranges and the choice of form are FusedOps'.
 // bf16 weights only (raw 16 bits in ushort, 8 to a 16-byte load), rows of in % 8 == 0; the launcher keeps v2 for the
-// rest. Portable OpenCL C 1.2; the one PTX line (shfl.sync) only under LM_NVIDIA, as in resident.cl.
+// rest. Portable OpenCL C 1.2; PTX (shfl.sync, membar.gl) only under LM_NVIDIA, as in resident.cl.
+// Sections: the dot products; the products (d3_matvec, d3_down, d3_gate_up, d3_proj, d3_projr); the one-pass norm and
+// router (d3_norm_route); then the fused forms (left out with D3_NO_FUSED, the build's fallback): the output projection
+// with the norm and router in its last group (d3_out_route), the experts' down projection with the residual and next
+// norm (d3_down_norm), and a whole lightning layer at one row (d3_proj_light). A step of the 1.25B shape at batch 1:
+// 114 launches with v2, 68 with the fused forms.
 
 #define NT 256
 #define WL 32
