@@ -267,10 +267,12 @@ public final class EngineBench {
         log.print(t.table());
     }
 
-    /** "; N kernel launches a step (fused|per-operation)" for a device decode, else "". */
+    /** "; N kernel launches a step (fused|per-operation, decode kernels SET)" for a device decode, else "". */
     private static String launches(MiniMaxModel model) {
         long n = model.lastDecodeLaunches();
-        return n < 0 ? "" : "; " + n + " kernel launches a step (" + (model.lastDecodeFused() ? "fused" : "per-operation") + ")";
+        String set = model.decodeKernelSet();
+        return n < 0 ? "" : "; " + n + " kernel launches a step (" + (model.lastDecodeFused() ? "fused" : "per-operation")
+                + (set == null ? "" : ", decode kernels " + set) + ")";
     }
 
     private static int[] greedy(float[][] logits) {

@@ -32,7 +32,9 @@ import java.util.stream.IntStream;
  *      -cp "lightmesh-bench.jar:lib/*" io.lightmesh.engine.bench.KernelBench [--quick] [--reps N] [--only matmul,matvec,...]
  * </pre>
  * {@code --quick} shrinks every case (a smoke test for PoCL). Sections: matmul, gemm (the tensor-core GEMM forms
- * side by side, -Dlightmesh.opencl.gemm chooses the one the engine uses), matvec, lightning, decode, attention, resident.
+ * side by side, -Dlightmesh.opencl.gemm chooses the one the engine uses), matvec, lightning, decode, attention, resident,
+ * decode3 (the fused decode step's products, decode kernels v2 against v3 in each of its row forms; only when asked
+ * for by name).
  *
  * <p>The resident section times the device-resident decode kernels ({@link ResidentOps}: inputs and outputs already on
  * the device, no copies), plus a device-to-device copy as the bandwidth reference through the same API. Those have no
@@ -66,6 +68,7 @@ public final class KernelBench {
             if (o.only.contains("decode")) b.decode();
             if (o.only.contains("attention")) b.attentionPrefill();
             if (o.only.contains("resident")) b.resident();
+            if (o.only.contains("decode3")) b.decodeV3();
             b.print();
         }
     }
@@ -367,6 +370,116 @@ public final class KernelBench {
                 row(String.format(Locale.ROOT, "resident causal attention rows=%d after %d H=%d KV=%d D=%d (K+V bytes per query)",
                         chunk, prefix, heads, kvHeads, dim), t, bytes / t[0], "GB/s");
             }
+        }
+    }
+
+    /**
+     * The fused decode step's bf16 products at the 1.25B M1 shape (hidden 2048, 16 heads of 128, 8 experts top-2 of
+     * intermediate 1024, vocabulary 32000), at 1 and 8 rows, with the decode kernels v2 and v3 (rows a lane group
+     * auto with the tails apart, then auto, 1, 2 and 4 "fused": the norms and router in the products' tails, a lightning
+     * layer one launch at one row): the whole lightning layer at one row (projections, step, norm and gate), the
+     * output projection and the LM head
+     * (matrix-vector alone), the lightning layer's input projections (one launch), the output projection with the norm
+     * and router (two launches, one with tails: the router's share is the difference to the first row), the experts
+     * (gate/up, down, the residual and next norm: three launches, two with tails; bytes of the distinct chosen experts). Host time of back-to-back launches ({@link #timeResident}); GB/s of weight bytes.
+     */
+    private void decodeV3() {
+        ResidentOps d = ops.resident();
+        DeviceOps dd = d;
+        var f = dd.fused();
+        if (f == null) {
+            System.out.println("decode3: no fused decode step on this device");
+            return;
+        }
+        int h = quick ? 256 : 2048, hd = quick ? 256 : 2048, I = quick ? 128 : 1024, E = 8, K = 2, vocab = quick ? 1000 : 32000;
+        int inner = reps * 4;
+        int dim = 128, heads = hd / dim;
+        long stride = (long) heads * dim * dim;
+        Tensor wQkv = weight(DType.BF16, 3 * hd, h, 81), wGate = weight(DType.BF16, hd, h, 82);
+        Tensor wo = weight(DType.BF16, h, hd, 83), router = weight(DType.BF16, E, h, 84);
+        Tensor head = weight(DType.BF16, vocab, h, 85);
+        Tensor[] w1 = new Tensor[E], w3 = new Tensor[E], w2 = new Tensor[E];
+        for (int e = 0; e < E; e++) {
+            w1[e] = weight(DType.BF16, I, h, 90 + e);
+            w3[e] = weight(DType.BF16, I, h, 100 + e);
+            w2[e] = weight(DType.BF16, h, I, 110 + e);
+        }
+        DeviceOps.ExpertSet set = d.experts(w1, w3, w2);
+        String v3 = d.decodeKernels("v3");
+        if (!v3.equals("v3")) System.out.println("decode3: v3 kernels not available: " + d.v3WhyNot());
+        List<String[]> forms = new ArrayList<>();
+        forms.add(new String[]{"v2", "0", "false"});
+        if (v3.equals("v3")) {
+            forms.add(new String[]{"v3", "0", "false"});
+            for (String r : new String[]{"0", "1", "2", "4"}) forms.add(new String[]{"v3", r, "true"});
+        }
+        try {
+            for (int n : new int[]{1, 8}) {
+                int[] idv = new int[n * K];
+                for (int t = 0; t < n; t++) { idv[t * K] = (3 * t) % E; idv[t * K + 1] = (3 * t + 1) % E; }
+                long chosen = Arrays.stream(idv).distinct().count();
+                try (DeviceOps.Buffer x = d.upload(random(n * h, 1f, 120)); DeviceOps.Buffer o = d.upload(random(n * hd, 1f, 121));
+                     DeviceOps.Buffer qkv = d.floats((long) n * 3 * hd); DeviceOps.Buffer g = d.floats((long) n * hd);
+                     DeviceOps.Buffer a = d.floats((long) n * h); DeviceOps.Buffer logits = d.floats((long) n * vocab);
+                     DeviceOps.Buffer normW = d.upload(random(h, 1f, 122)); DeviceOps.Buffer ids = d.ints(n * K);
+                     DeviceOps.Buffer wts = d.floats(n * K); DeviceOps.Buffer rids = d.ints(n * K);
+                     DeviceOps.Buffer rwts = d.floats(n * K); DeviceOps.Buffer act = d.floats((long) n * K * I);
+                     DeviceOps.Buffer pairs = d.floats((long) n * K * h);
+                     DeviceOps.Buffer decay = d.upload(random(heads, 0.05f, 123));
+                     DeviceOps.Buffer pool = d.upload(random((int) stride, 0.1f, 124))) {
+                    d.write(ids, idv, n * K);
+                    d.write(wts, 0, new float[n * K], 0, n * K);
+                    f.rows(new int[n], new int[n], new int[n], n);
+                    for (String[] form : forms) {
+                        d.decodeKernels(form[0]);
+                        int rows = Integer.parseInt(form[1]);
+                        d.decodeV3Rows(rows);
+                        boolean tails = Boolean.parseBoolean(form[2]);
+                        d.decodeV3Tails(tails);
+                        d.decodeV3Lightning(tails);
+                        String tag = form[0].equals("v2") ? "v2" : "v3 r" + (rows == 0 ? "auto" : rows) + (tails ? " fused" : "");
+                        long[] t = timeResident(d, () -> d.matmul(o, n, wo, a), inner);
+                        row(String.format(Locale.ROOT, "decode3 %-13s n=%d output proj %dx%d", tag, n, h, hd), t,
+                                2.0 * h * hd / t[0], "GB/s");
+                        long mv = t[0];
+                        t = timeResident(d, () -> d.matmul(x, n, head, logits), Math.max(4, inner / 4));
+                        row(String.format(Locale.ROOT, "decode3 %-13s n=%d LM head %dx%d", tag, n, vocab, h), t,
+                                2.0 * vocab * h / t[0], "GB/s");
+                        t = timeResident(d, () -> f.lightningProjections(x, n, wQkv, wGate, qkv, g), inner);
+                        row(String.format(Locale.ROOT, "decode3 %-13s n=%d lightning proj %dx%d", tag, n, 4 * hd, h), t,
+                                2.0 * 4 * hd * h / t[0], "GB/s");
+                        if (n == 1) {  // the whole lightning layer: two launches, or one (v3 fused)
+                            t = timeResident(d, () -> {
+                                if (!f.lightningLayer(x, n, wQkv, wGate, qkv, g, heads, dim, decay, pool, 0, 1, stride, o,
+                                        normW, 1e-5f)) {
+                                    f.lightningProjections(x, n, wQkv, wGate, qkv, g);
+                                    f.lightning(qkv, n, heads, dim, decay, pool, 0, 1, stride, o, g, normW, 1e-5f);
+                                }
+                            }, inner);
+                            row(String.format(Locale.ROOT, "decode3 %-13s n=%d lightning layer H=%d D=%d", tag, n, heads, dim),
+                                    t, (2.0 * 4 * hd * h + 2.0 * heads * dim * dim * 4) / t[0], "GB/s");
+                        }
+                        t = timeResident(d, () -> f.outputAndRoute(o, n, wo, a, x, 1f, 1f, normW, 1e-5f, router, K, rids,
+                                rwts, null, 0), inner);
+                        row(String.format(Locale.ROOT, "decode3 %-13s n=%d out proj + norm/route (route %.1f us)", tag, n,
+                                (t[0] - mv) / 1e3), t, 2.0 * (h * hd + E * h) / t[0], "GB/s");
+                        t = timeResident(d, () -> f.experts(set, x, n, K, ids, wts, act, pairs, 1f, 1f, normW, 1e-5f), inner);
+                        row(String.format(Locale.ROOT, "decode3 %-13s n=%d experts (%d chosen) 3x%dx%d", tag, n, chosen, I, h),
+                                t, 2.0 * 3 * chosen * I * h / t[0], "GB/s");
+                    }
+                }
+            }
+        } finally {
+            d.decodeKernels(null);
+            d.decodeV3Rows(-1);
+            d.decodeV3Tails(null);
+            d.decodeV3Lightning(null);
+            d.release(set);
+            List<Tensor> all = new ArrayList<>(List.of(wQkv, wGate, wo, router, head));
+            all.addAll(Arrays.asList(w1));
+            all.addAll(Arrays.asList(w3));
+            all.addAll(Arrays.asList(w2));
+            d.evict(all);
         }
     }
 

@@ -36,6 +36,10 @@ class KernelBenchCommandLineTest {
         o = new KernelBenchOptions();
         assertNull(parse(o, "--only", "decode,resident"));
         assertEquals(List.of("decode", "resident"), o.only);
+        o = new KernelBenchOptions();
+        assertNull(parse(o, "--only", "decode3"));
+        assertEquals(List.of("decode3"), o.only, "decode3 runs only when named");
+        assertFalse(KernelBenchOptions.SECTIONS.contains("decode3"));
     }
 
     @Test

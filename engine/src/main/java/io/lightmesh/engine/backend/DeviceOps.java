@@ -250,6 +250,9 @@ public interface DeviceOps {
     /** Kernel launches so far (benchmarks and tests count them per step), or -1 where not counted. */
     default long launches() { return -1; }
 
+    /** The decode kernel set this device runs ("v2", "v3 (...)"; benchmarks print it), or null where it has none. */
+    default String decodeKernelSet() { return null; }
+
     /**
      * Per-kernel times of the launches since the last call (then reset), where the device profiles them
      * (-Dlightmesh.opencl.profile=events or =true on the OpenCL device); null where it does not.

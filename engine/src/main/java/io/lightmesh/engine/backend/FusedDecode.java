@@ -35,6 +35,16 @@ public interface FusedDecode {
     void lightningProjections(Buffer x, int n, Tensor wQkv, Tensor wGate, Buffer qkv, Buffer gate);
 
     /**
+     * {@link #lightningProjections} then {@link #lightning} in one launch, where the device offers it for these rows and
+     * shapes (the OpenCL decode kernels v3 at one row); false where it does not, and nothing ran.
+     */
+    default boolean lightningLayer(Buffer x, int n, Tensor wQkv, Tensor wGate, Buffer qkv, Buffer gate, int heads, int dim,
+                                   Buffer decay, Buffer pool, int layer, int layers, long stride, Buffer o, Buffer w,
+                                   float eps) {
+        return false;
+    }
+
+    /**
      * One lightning step of every row, the state of row t at slot {@code slots[t]} of {@code pool} (this layer is
      * {@code layer} of {@code layers} in a slot, {@code stride} elements apart), then {@code o = RMSNorm_w(o) * sigmoid(gate)}
      * ({@link DeviceOps#lightningStep} per row, {@link DeviceOps#normGate}).

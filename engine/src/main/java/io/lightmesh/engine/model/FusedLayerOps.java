@@ -48,9 +48,12 @@ final class FusedLayerOps implements LayerOps {
     @Override
     public void lightning(int l, LightningAttention la) {
         StatePool pool = r.pool;
+        float eps = (float) ModelConfig.LIGHTNING_NORM_EPS;
+        if (f.lightningLayer(s.x(), n, la.wQkv, la.wGate, s.qkv(), s.gate(), la.H, la.D, r.decay[l], pool.buffer(),
+                pool.lightningIndex(l), pool.lightningLayers(), pool.stride(), s.o(), r.outNorm[l], eps)) return;
         f.lightningProjections(s.x(), n, la.wQkv, la.wGate, s.qkv(), s.gate());
         f.lightning(s.qkv(), n, la.H, la.D, r.decay[l], pool.buffer(), pool.lightningIndex(l), pool.lightningLayers(),
-                pool.stride(), s.o(), s.gate(), r.outNorm[l], (float) ModelConfig.LIGHTNING_NORM_EPS);
+                pool.stride(), s.o(), s.gate(), r.outNorm[l], eps);
     }
 
     @Override

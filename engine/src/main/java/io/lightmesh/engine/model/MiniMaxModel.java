@@ -296,6 +296,13 @@ public final class MiniMaxModel implements AutoCloseable {
         return r == null ? null : r.kernelTimes();
     }
 
+    /** The device's decode kernel set (benchmarks print it), or null off the device path. */
+    public String decodeKernelSet() {
+        ResidentDecoder r;
+        synchronized (this) { r = resident; }
+        return r == null ? null : r.decodeKernelSet();
+    }
+
     /**
      * Blocking transfers and finishes on the device so far (each drains its queue: benchmarks count a prefill's), or -1
      * without a device or where it does not count them.

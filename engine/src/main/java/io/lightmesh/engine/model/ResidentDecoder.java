@@ -187,6 +187,8 @@ final class ResidentDecoder implements AutoCloseable {
     /** The device's per-kernel times since the last call, or null where it does not profile them. */
     DeviceOps.KernelTimes kernelTimes() { return d.kernelTimes(); }
 
+    String decodeKernelSet() { return d.decodeKernelSet(); }
+
     /** Whether {@code experts} are in-process and host every (layer, expert): the device then computes them itself. */
     static boolean hostsAll(ModelConfig c, ExpertExecutor experts) {
         LocalExperts local = experts.local();

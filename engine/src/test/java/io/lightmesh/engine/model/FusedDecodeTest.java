@@ -26,10 +26,12 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
  * Every launch of the fused decode step ({@link FusedDecode}) against the per-operation {@link DeviceOps} calls it
  * stands for (each of which {@link ResidentOpsTest} checks against the host code), on the same device: random inputs,
  * outputs poisoned with NaN, batches of 1, 3 and 8 rows, ragged shapes. Tolerance: {@link OpenClTestSupport}'s
- * (relative L2 1e-4). Runs on PoCL without a GPU. Every test runs with each set of decode kernels: v1, v2, and v2 with two weight rows a lane group.
+ * (relative L2 1e-4). Runs on PoCL without a GPU. Every test runs with each set of decode kernels: v1, v2, v2 with two weight rows a lane group,
+ * and v3 (decode_v3.cl, bf16 products of in % 8 == 0; v2 for the rest) with its rows a lane group auto, 1, 2 and 4
+ * and the norms and router in the products' tails, and v3s (v3 with the tails apart: their own launches).
  */
 @org.junit.jupiter.params.ParameterizedClass
-@org.junit.jupiter.params.provider.ValueSource(strings = {"v1", "v2", "v2x2"})
+@org.junit.jupiter.params.provider.ValueSource(strings = {"v1", "v2", "v2x2", "v3", "v3r1", "v3r2", "v3r4", "v3s"})
 class FusedDecodeTest {
     private static DeviceOps d() { return OpenClTestSupport.ops().resident(); }
 
@@ -41,8 +43,13 @@ class FusedDecodeTest {
     void chooseKernels() {
         var r = (io.lightmesh.engine.backend.opencl.ResidentOps) d();
         boolean x2 = kernels.endsWith("x2"); // v2x2: the v2 products with two weight rows a lane group
-        org.junit.jupiter.api.Assertions.assertEquals(kernels.substring(0, 2), r.decodeKernels(kernels.substring(0, 2)));
+        org.junit.jupiter.api.Assertions.assertEquals(kernels.substring(0, 2), r.decodeKernels(kernels.substring(0, 2)),
+                "decode_v3.cl: " + r.v3WhyNot());
         org.junit.jupiter.api.Assertions.assertEquals(x2 ? 2 : 1, r.decodeWarpRows(x2 ? 2 : 1));
+        // v3r<R>: the v3 products with R weight rows a lane group (v3: auto)
+        int rows = kernels.startsWith("v3r") ? kernels.charAt(3) - '0' : 0;
+        org.junit.jupiter.api.Assertions.assertEquals(rows, r.decodeV3Rows(rows));
+        org.junit.jupiter.api.Assertions.assertEquals(!kernels.equals("v3s"), r.decodeV3Tails(!kernels.equals("v3s")));
     }
 
     @org.junit.jupiter.api.AfterEach
@@ -50,6 +57,8 @@ class FusedDecodeTest {
         var r = (io.lightmesh.engine.backend.opencl.ResidentOps) d();
         r.decodeKernels(null);
         r.decodeWarpRows(0);
+        r.decodeV3Rows(-1);
+        r.decodeV3Tails(null);
     }
 
     private static FusedDecode f() {

@@ -168,10 +168,47 @@ final class FusedOps implements FusedDecode {
             ops.launchDtcAt(tc, site, (long) ceilDiv(outA + outB + outC, DecodeTc.ROWS) * NT, args);
             return;
         }
+        if (v3(a, in) && b.bf16() && (c == null || c.bf16())) {
+            String k3 = ops.v3Kernel(rope == 1 ? "d3_projr" : "d3_proj", n, in);
+            ops.launchAt(k3, site, (long) ceilDiv(outA + outB + outC, ResidentOps.v3GroupRows(k3)) * NT, args);
+            return;
+        }
         String name = (rope == 1 ? "dec_projr" : "dec_proj") + (v2 ? "2" + ResidentOps.rowsTag(warpRows) + "_" : "_")
                 + family(a.bf16(), in);
         ops.launchAt(name, site, (long) ceilDiv(outA + outB + outC, v2 ? WG * warpRows : MV_ROWS) * NT, args);
     }
+
+    /** The per-head and whole-launch counters of d3_proj_light (heads + 1, zero between launches). */
+    private ResidentOps.ClBuffer lightCounts;
+
+    @Override
+    public boolean lightningLayer(Buffer x, int n, Tensor wQkv, Tensor wGate, Buffer qkv, Buffer gate, int heads, int dim,
+                                  Buffer decay, Buffer pool, int layer, int layers, long stride, Buffer o, Buffer w,
+                                  float eps) {
+        synchronized (ops) {
+            if (n != 1 || tails || !ops.v3Lightning()) return false;
+            ResidentOps.Weight a = ops.weight(wQkv), b = ops.weight(wGate);
+            int in = a.cols(), hd = heads * dim;
+            if (!v3(a, in) || !b.bf16() || b.cols() != in || a.rows() != 3 * hd || b.rows() != hd || dim % 4 != 0
+                    || dim / 4 > NT || hd % 8 != 0) return false;
+            check(x, 0, in);
+            check(qkv, 0, 3L * hd);
+            check(gate, 0, hd);
+            check(o, 0, hd);
+            if (lightCounts == null || lightCounts.length() < heads + 1) {
+                if (lightCounts != null) lightCounts.close();
+                lightCounts = zeros(heads + 1);
+            }
+            ops.streams(4L * hd * in * 2 + 2L * hd * dim * 4); // the weights, and the states read and written
+            String k3 = ops.v3Kernel("d3_proj_light", 1, in);
+            ops.launchAt(k3, wQkv, (long) ceilDiv(4 * hd, ResidentOps.v3GroupRows(k3)) * NT, a.buf(), b.buf(), x, qkv,
+                    gate, in, heads, dim, decay, pool, stride, layer, layers, info, o, w, eps, lightCounts);
+            return true;
+        }
+    }
+
+    /** Whether a product of this weight takes the v3 kernels: v3 on, bf16 rows of in % 8 == 0 (else v2's). */
+    private boolean v3(ResidentOps.Weight w, int in) { return v2 && ops.v3() && w.bf16() && in % 8 == 0; }
 
     /** The MAXN cache arguments from index i: row t's cache, the dummy past n (never read). */
     private int caches(Object[] args, int i, Buffer[] caches, int n, long rowWidth) {
@@ -266,14 +303,33 @@ final class FusedOps implements FusedDecode {
             check(ids, 0, (long) n * k);
             check(wts, 0, (long) n * k);
             if (routeLog != null) check(routeLog, logOff, (long) n * k);
+            if (!tails && v3(p, in) && ops.v3Tails() && out % 8 == 0 && E <= 32) {
+                // v3 with tails: the product, then the norm and router in its last group (d3_out_route)
+                ops.streams((long) out * in * 2 + (long) E * out * (g.bf16() ? 2 : 4));
+                String k3 = ops.v3Kernel("d3_out_route_" + (g.bf16() ? "bf16" : "f32"), n, in);
+                ops.launchAt(k3, w, (long) ceilDiv(out, ResidentOps.v3GroupRows(k3)) * NT, p.buf(), o, a, n, in, out, x,
+                        alpha, beta, normW, eps, g.buf(), E, k, ids, wts, routeLog == null ? ids : routeLog, logOff,
+                        routeLog == null ? 0 : 1, outCount);
+                return;
+            }
             if (!tails) {
                 ops.streams((long) out * in * (p.bf16() ? 2 : 4));
                 String tc = ops.decodeTcKernel("dtc_matvec", p.bf16(), in);
-                if (tc != null) ops.launchDtcAt(tc, w, (long) ceilDiv(out, DecodeTc.ROWS) * NT, p.buf(), 0L, o, 0L, a, 0L, n, in, out);
-                else ops.launchAt((v2 ? "matvec2" + ResidentOps.rowsTag(warpRows) + "_" : "matvec_") + family(p.bf16(), in), w,
-                        (long) ceilDiv(out, v2 ? WG * warpRows : MV_ROWS) * NT, p.buf(), 0L, o, 0L, a, 0L, n, in, out);
+                if (tc != null) {
+                    ops.launchDtcAt(tc, w, (long) ceilDiv(out, DecodeTc.ROWS) * NT, p.buf(), 0L, o, 0L, a, 0L, n, in, out);
+                } else if (v3(p, in)) {
+                    String k3 = ops.v3Kernel("d3_matvec", n, in);
+                    ops.launchAt(k3, w, (long) ceilDiv(out, ResidentOps.v3GroupRows(k3)) * NT, p.buf(), 0L, o, 0L, a,
+                            0L, n, in, out);
+                } else {
+                    ops.launchAt((v2 ? "matvec2" + ResidentOps.rowsTag(warpRows) + "_" : "matvec_") + family(p.bf16(), in),
+                            w, (long) ceilDiv(out, v2 ? WG * warpRows : MV_ROWS) * NT, p.buf(), 0L, o, 0L, a, 0L, n, in, out);
+                }
                 ops.streams((long) E * out * (g.bf16() ? 2 : 4));
-                ops.launchAt((v2 ? "dec_norm_route2_" : "dec_norm_route_") + (g.bf16() ? "bf16" : "f32"), gate,
+                // v3: one pass (d3_norm_route) where h % 8 == 0 and E <= 32 (its logits in registers)
+                boolean route3 = v2 && ops.v3() && out % 8 == 0 && E <= 32;
+                ops.launchAt((route3 ? "d3_norm_route_" : v2 ? "dec_norm_route2_" : "dec_norm_route_")
+                        + (g.bf16() ? "bf16" : "f32"), gate,
                         (long) n * NT, x, alpha, a,
                         beta, normW, eps, out, g.buf(), E, k, ids, wts, routeLog == null ? ids : routeLog, logOff,
                         routeLog == null ? 0 : 1);
@@ -302,17 +358,38 @@ final class FusedOps implements FusedDecode {
             // the experts' weights as if every chosen expert is distinct (exact at batch 1, an upper bound above)
             long chosen = Math.min(ex.count(), (long) n * k);
             ops.streams(chosen * 2 * inter * hidden * (ex.w1().bf16() ? 2 : 4));
+            // tensor cores first (-Dlightmesh.decode.tc), then the v3 products (-Dlightmesh.decode.kernels=v3), then v2
             String tcUp = tails ? null : ops.decodeTcKernel("dtc_gate_up", ex.w1().bf16(), hidden);
             String tcDown = tails ? null : ops.decodeTcKernel("dtc_down", ex.w2().bf16(), inter);
-            if (tcUp != null) ops.launchDtcAt(tcUp, set, (long) ex.count() * ceilDiv(inter, DecodeTc.ROWS) * NT,
-                    ex.w1().buf(), ex.w3().buf(), x, ids, act, 0, n, k, inter, hidden);
-            else ops.launchAt(up, set, (long) ex.count() * ceilDiv(inter, per) * NT, ex.w1().buf(), ex.w3().buf(), x,
-                    ids, act, 0, n, k, inter, hidden);
+            if (tcUp != null) {
+                ops.launchDtcAt(tcUp, set, (long) ex.count() * ceilDiv(inter, DecodeTc.ROWS) * NT,
+                        ex.w1().buf(), ex.w3().buf(), x, ids, act, 0, n, k, inter, hidden);
+            } else if (v3(ex.w1(), hidden) && ex.w3().bf16()) {
+                // v3: groups over the n * k chosen slots, not the E experts
+                String k3 = ops.v3Kernel("d3_gate_up", n, hidden);
+                ops.launchAt(k3, set, (long) n * k * ceilDiv(inter, ResidentOps.v3GroupRows(k3)) * NT, ex.w1().buf(),
+                        ex.w3().buf(), x, ids, act, 0, n, k, inter, hidden);
+            } else {
+                ops.launchAt(up, set, (long) ex.count() * ceilDiv(inter, per) * NT, ex.w1().buf(), ex.w3().buf(), x,
+                        ids, act, 0, n, k, inter, hidden);
+            }
             if (!tails) {
                 ops.streams(chosen * inter * hidden * (ex.w2().bf16() ? 2 : 4));
+                if (tcDown == null && v3(ex.w2(), inter) && ops.v3Tails() && hidden % 8 == 0) {
+                    // v3 with tails: the down projection, then the residual and next norm in its last group
+                    String k3 = ops.v3Kernel("d3_down_norm", n, inter);
+                    ops.launchAt(k3, set, (long) n * k * ceilDiv(hidden, ResidentOps.v3GroupRows(k3)) * NT,
+                            ex.w2().buf(), act, ids, pairs, 0, n, k, inter, hidden, x, alpha, beta, wts, normW, eps,
+                            downCount);
+                    return;
+                }
                 if (tcDown != null) ops.launchDtcAt(tcDown, set, (long) ex.count() * ceilDiv(hidden, DecodeTc.ROWS) * NT,
                         ex.w2().buf(), act, ids, pairs, 0, n, k, inter, hidden);
-                else ops.launchAt((v2 ? "moe_down2" + ResidentOps.rowsTag(warpRows) + "_" : "moe_down_")
+                else if (v3(ex.w2(), inter)) {
+                    String k3 = ops.v3Kernel("d3_down", n, inter);
+                    ops.launchAt(k3, set, (long) n * k * ceilDiv(hidden, ResidentOps.v3GroupRows(k3)) * NT,
+                            ex.w2().buf(), act, ids, pairs, 0, n, k, inter, hidden);
+                } else ops.launchAt((v2 ? "moe_down2" + ResidentOps.rowsTag(warpRows) + "_" : "moe_down_")
                         + family(ex.w2().bf16(), inter), set, (long) ex.count() * ceilDiv(hidden, v2 ? WG * warpRows : MV_ROWS)
                         * NT, ex.w2().buf(), act, ids, pairs, 0, n, k, inter, hidden);
                 ops.launchAt(v2 ? "residual_norm2" : "residual_norm", set, (long) n * NT, x, alpha, pairs, wts, k, beta, 1, normW, eps, x, hidden);

@@ -56,15 +56,116 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
      */
     static final boolean V2_DEFAULT = v2Setting(System.getProperty("lightmesh.decode.kernels", "v2"));
 
+    /**
+     * -Dlightmesh.decode.kernels=v3 (off by default): decode_v3.cl's products (matrix-vector, the fused step's
+     * projections, the experts' gate/up and down, bf16 weights) and its one-pass norm + router, over v2 for the rest;
+     * built as a program of its own and checked against v2 at first use, v2 where either fails (logged).
+     */
+    static final boolean V3_DEFAULT = v3Setting(System.getProperty("lightmesh.decode.kernels", "v2"));
+
     static boolean v2Setting(String v) {
         return switch (v.trim().toLowerCase(java.util.Locale.ROOT)) {
-            case "v2" -> true;
+            case "v2", "v3" -> true;
             case "v1" -> false;
-            default -> throw new IllegalArgumentException("-Dlightmesh.decode.kernels takes v1 or v2, got '" + v + "'");
+            default -> throw new IllegalArgumentException("-Dlightmesh.decode.kernels takes v1, v2 or v3, got '" + v + "'");
         };
     }
 
+    static boolean v3Setting(String v) {
+        return v2Setting(v) && "v3".equals(v.trim().toLowerCase(java.util.Locale.ROOT));
+    }
+
     private boolean v2 = V2_DEFAULT;
+
+    /** Whether the v3 kernels run now: asked for, and decode_v3.cl built and passed its check. */
+    private boolean v3;
+
+    /** decode_v3.cl's program once built and checked (null before the first try, or where it failed: v3WhyNot). */
+    private MemorySegment v3Program;
+    private boolean v3Tried;
+    private String v3WhyNot = "not tried";
+    /** Whether decode_v3.cl's fused forms (d3_out_route, d3_down_norm, d3_proj_light) built; why not. */
+    private boolean v3Fused;
+    private String v3FusedWhyNot;
+
+    /**
+     * -Dlightmesh.decode.v3.rows=auto (the default), 1, 2 or 4: weight rows a lane group of the v3 products streams
+     * together (auto: 2 for rows of 2048+ elements, 4 below, 1 for gate and up, which stream two weights already).
+     */
+    static final int V3_ROWS_DEFAULT = v3RowsSetting(System.getProperty("lightmesh.decode.v3.rows", "auto"));
+
+    static int v3RowsSetting(String v) {
+        return switch (v.trim().toLowerCase(java.util.Locale.ROOT)) {
+            case "auto", "0" -> 0;
+            case "1" -> 1;
+            case "2" -> 2;
+            case "4" -> 4;
+            default -> throw new IllegalArgumentException("-Dlightmesh.decode.v3.rows takes auto, 1, 2 or 4, got '" + v + "'");
+        };
+    }
+
+    private int v3Rows = V3_ROWS_DEFAULT;
+
+    /**
+     * -Dlightmesh.decode.v3.tails=true (the default within v3) or false: with the v3 kernels, the fused step's output
+     * projection carries the norm and the router (d3_out_route) and the experts' down projection the residual and the
+     * next norm (d3_down_norm) in their last work-group, five launches a layer instead of seven.
+     */
+    static final boolean V3_TAILS_DEFAULT = Boolean.parseBoolean(System.getProperty("lightmesh.decode.v3.tails", "true").trim());
+
+    private boolean v3Tails = V3_TAILS_DEFAULT;
+
+    /** Chooses whether the v3 step carries its tails (null: the setting's); returns the choice now. */
+    public synchronized boolean decodeV3Tails(Boolean on) {
+        v3Tails = on == null ? V3_TAILS_DEFAULT : on;
+        return v3Tails;
+    }
+
+    /**
+     * -Dlightmesh.decode.v3.lightning=true (the default within v3) or false: with the v3 kernels, a lightning layer of a
+     * one-row step is one launch (d3_proj_light: the projections, each head's step in the last group of its rows, the
+     * norm and gate in the last group of all).
+     */
+    static final boolean V3_LIGHTNING_DEFAULT =
+            Boolean.parseBoolean(System.getProperty("lightmesh.decode.v3.lightning", "true").trim());
+
+    private boolean v3Lightning = V3_LIGHTNING_DEFAULT;
+
+    /** Chooses whether a one-row v3 step runs a lightning layer in one launch (null: the setting's); the choice now. */
+    public synchronized boolean decodeV3Lightning(Boolean on) {
+        v3Lightning = on == null ? V3_LIGHTNING_DEFAULT : on;
+        return v3Lightning;
+    }
+
+    /** Whether a one-row v3 step runs its lightning layers in one launch now. */
+    boolean v3Lightning() { return v3 && v3Fused && v3Lightning; }
+
+    /** Whether the v3 step's output and down projections carry their tails now. */
+    boolean v3Tails() { return v3 && v3Fused && v3Tails; }
+
+    /** Chooses the v3 products' rows a lane group (0: auto, 1, 2, 4; -1: the setting's); returns the choice now. */
+    public synchronized int decodeV3Rows(int r) {
+        v3Rows = r < 0 ? V3_ROWS_DEFAULT : v3RowsSetting(Integer.toString(r));
+        return v3Rows;
+    }
+
+    /**
+     * The v3 kernel name for a product of rows of {@code in} elements over n x rows ({@code base} "d3_matvec",
+     * "d3_proj", "d3_projr", "d3_down" or "d3_gate_up"): the n1 form at one row, else n8; rows a lane group as set.
+     */
+    String v3Kernel(String base, int n, int in) {
+        int r = v3Rows;
+        boolean gateUp = base.equals("d3_gate_up");
+        if (r == 0) r = gateUp ? 1 : in >= 2048 ? 2 : 4;
+        if (gateUp) r = Math.min(r, 2);
+        return base + "_n" + (n == 1 ? 1 : MAXN) + "_r" + r;
+    }
+
+    /** Rows a work-group of v3 kernel {@code name} (WG lane groups of its rows each). */
+    static int v3GroupRows(String name) { return WG * (name.charAt(name.length() - 1) - '0'); }
+
+    /** Whether the v3 kernels run now (tests, benchmarks, the fused launcher). */
+    boolean v3() { return v3; }
 
     /**
      * -Dlightmesh.decode.warpRows=1 (the default) or 2: weight rows a lane group of the v2 matrix-vector kernels streams
@@ -99,9 +200,118 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
      */
     public synchronized String decodeKernels(String v) {
         v2 = v == null ? V2_DEFAULT : v2Setting(v);
+        v3 = (v == null ? V3_DEFAULT : v3Setting(v)) && v3Ready();
         FusedOps f = (FusedOps) fused();
         if (f != null) f.kernels(v2);
-        return v2 ? "v2" : "v1";
+        return v3 ? "v3" : v2 ? "v2" : "v1";
+    }
+
+    /** Why the v3 kernels do not run where asked for (null when they built and passed the check). */
+    public synchronized String v3WhyNot() { return v3Ready() ? null : v3WhyNot; }
+
+    /**
+     * Builds decode_v3.cl (on NVIDIA with LM_NVIDIA, then the portable form) and checks its matrix-vector forms against
+     * v2's on a ragged product, once; true when the program is there and agreed.
+     */
+    private boolean v3Ready() {
+        if (v3Tried) return v3Program != null;
+        v3Tried = true;
+        String src = resource("decode_v3.cl");
+        MemorySegment p = null;
+        String firstLog = null;
+        // in falling order of what a compiler has to accept: NVIDIA's fence and shuffle, with and without the fused
+        // forms (tails, the one-launch lightning layer), then the portable source the same two ways
+        boolean nv = TensorCores.nvidia(Cl.deviceVendor(device));
+        String[][] attempts = {
+                {options + " -D LM_NVIDIA=1", "nvidia"}, {options + " -D LM_NVIDIA=1 -D D3_NO_FUSED=1", "nvidia, no fused"},
+                {options, "portable"}, {options + " -D D3_NO_FUSED=1", "portable, no fused"}};
+        for (String[] a : attempts) {
+            if (!nv && a[1].startsWith("nvidia")) continue;
+            try {
+                p = Cl.buildProgram(context, device, src, a[0]);
+            } catch (RuntimeException e) {
+                String log = String.valueOf(e.getMessage());
+                if (firstLog == null) firstLog = log;
+                LOG.log(System.Logger.Level.WARNING, "decode_v3.cl (" + a[1] + ") did not build: " + clip(log, 400));
+                continue;
+            }
+            v3Fused = !a[1].endsWith("no fused");
+            if (!v3Fused) v3FusedWhyNot = "the fused forms did not build: " + clip(firstLog, 300);
+            break;
+        }
+        if (p == null) {
+            v3WhyNot = "decode_v3.cl did not build: " + clip(firstLog, 600);
+            LOG.log(System.Logger.Level.WARNING, "decode kernels v3 off, v2 instead: " + v3WhyNot);
+            return false;
+        }
+        v3Program = p;
+        String bad = checkV3();
+        if (bad != null) {
+            v3WhyNot = bad;
+            LOG.log(System.Logger.Level.WARNING, "decode kernels v3 off, v2 instead: " + bad);
+            kernels.entrySet().removeIf(en -> {
+                if (!en.getKey().startsWith("d3_")) return false;
+                Cl.releaseKernel(en.getValue());
+                return true;
+            });
+            Cl.releaseProgram(v3Program);
+            v3Program = null;
+            return false;
+        }
+        v3WhyNot = null;
+        return true;
+    }
+
+    /** Builds decode_v3.cl with {@code defines} added and releases it: null when it built, else the log (tests). */
+    synchronized String v3BuildLog(String defines) {
+        try {
+            Cl.releaseProgram(Cl.buildProgram(context, device, resource("decode_v3.cl"), options + " " + defines));
+            return null;
+        } catch (RuntimeException e) {
+            return String.valueOf(e.getMessage());
+        }
+    }
+
+    /** Every d3_matvec form against matvec2 on a product of 37 rows of 2056 (each loop of the dot), 1 and 5 rows of x. */
+    private String checkV3() {
+        int out = 37, in = 2056, n = 5;
+        java.util.Random rnd = new java.util.Random(16);
+        float[] x = new float[n * in];
+        for (int i = 0; i < x.length; i++) x[i] = rnd.nextFloat() * 2 - 1;
+        short[] bits = new short[out * in];
+        for (int i = 0; i < bits.length; i++) bits[i] = (short) (Float.floatToRawIntBits(rnd.nextFloat() * 2 - 1) >>> 16);
+        ClBuffer bx = floats((long) n * in), by = floats((long) n * out), wb = shorts((long) out * in);
+        try {
+            write(bx, 0, x, 0, x.length);
+            Cl.write(queue, wb.mem(), 0, 2L * bits.length, MemorySegment.ofArray(bits));
+            for (int rows : new int[]{1, n}) {
+                float[] want = new float[rows * out];
+                launch("matvec2_bf16v", (long) ceilDiv(out, WG) * NT, wb, 0L, bx, 0L, by, 0L, rows, in, out);
+                read(by, 0, want, 0, want.length);
+                double scale = 0;
+                for (float v : want) scale = Math.max(scale, Math.abs(v));
+                for (int r : new int[]{1, 2, 4}) {
+                    String k = "d3_matvec_n" + (rows == 1 ? 1 : MAXN) + "_r" + r;
+                    float[] got = new float[rows * out];
+                    java.util.Arrays.fill(got, Float.NaN);
+                    write(by, 0, got, 0, got.length);
+                    launch(k, (long) ceilDiv(out, WG * r) * NT, wb, 0L, bx, 0L, by, 0L, rows, in, out);
+                    read(by, 0, got, 0, got.length);
+                    for (int i = 0; i < got.length; i++) {
+                        if (!(Math.abs(got[i] - want[i]) <= 1e-4 * Math.max(1, scale))) {
+                            return k + " disagrees with matvec2_bf16v at " + i + ": " + got[i] + " vs " + want[i];
+                        }
+                    }
+                }
+            }
+            return null;
+        } catch (RuntimeException e) {
+            return "decode_v3.cl's check failed: " + clip(String.valueOf(e.getMessage()), 400);
+        } finally {
+            bx.close();
+            by.close();
+            wb.close();
+        }
     }
     static final int ROUTE_MAX_EXPERTS = 64;
 
@@ -218,6 +428,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         this.name = Cl.deviceName(device);
         this.computeUnits = Math.max(1, Cl.computeUnits(device));
         this.tensorCores = probeTensorCores();
+        this.v3 = V3_DEFAULT && v3Ready();
         this.useTensorCores = tensorCores.available();
         probeDecodeTc();
         LOG.log(System.Logger.Level.INFO, "OpenCL products of " + GEMM_MIN_ROWS + "+ rows on " + name + ": "
@@ -225,12 +436,25 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
                 + "; grouped experts " + (!useTensorCores ? "fp32" : tcGrouped ? "on tensor cores, "
                 + (groupedForm() == 2 ? "v2" : "v1" + (tcGroupedV2 ? "" : " (v2: " + tcGroupedV2WhyNot + ")"))
                 : "per expert (" + tcGroupedWhyNot + ")")
-                + "; decode kernels " + (v2 ? "v2" : "v1") + (v2 && warpRows == 2 ? " (two rows a warp)" : "")
+                + "; decode kernels " + decodeKernelLine()
                 + "; decode products " + decodeProductsLine());
         if (profileSync || profileEvents) kernelTimes(); // the start-up probes' launches are not the caller's
     }
 
     private static final System.Logger LOG = System.getLogger(ResidentOps.class.getName());
+
+    @Override
+    public String decodeKernelSet() { return decodeKernelLine(); }
+
+    /** The decode kernel set as the start-up line and EngineBench name it. */
+    public synchronized String decodeKernelLine() {
+        if (v3) return "v3 (decode_v3.cl, rows a lane group " + (v3Rows == 0 ? "auto" : v3Rows)
+                + (!v3Fused ? ", fused forms off: " + v3FusedWhyNot
+                : (v3Tails ? ", norm and router in the products' tails" : ", tails apart")
+                + (v3Lightning ? ", a lightning layer one launch at batch 1" : "")) + ")";
+        String line = (v2 ? "v2" : "v1") + (v2 && warpRows == 2 ? " (two rows a warp)" : "");
+        return V3_DEFAULT && v3WhyNot != null ? line + " (v3 asked for: " + v3WhyNot + ")" : line;
+    }
 
     /**
      * resident.cl for this device: on NVIDIA with LM_NVIDIA (the PTX fence and the early exit of the tails' idle
@@ -1045,9 +1269,16 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
             return;
         }
         String k = (v2 ? "matvec2" + rowsTag(warpRows) + "_" : "matvec_") + family(bf16, in);
+        boolean d3 = v3 && family(bf16, in).equals("bf16v");
         for (int r0 = 0; r0 < n; r0 += MAXN) {
             int m = Math.min(MAXN, n - r0);
             streams((long) out * in * (bf16 ? 2 : 4));
+            if (d3) {
+                String k3 = v3Kernel("d3_matvec", m, in);
+                launch(k3, (long) ceilDiv(out, v3GroupRows(k3)) * NT, buf, wOff, x, (long) r0 * in, y, (long) r0 * out,
+                        m, in, out);
+                continue;
+            }
             launch(k, (long) ceilDiv(out, v2 ? WG * warpRows : MV_ROWS) * NT, buf, wOff, x, (long) r0 * in, y,
                     (long) r0 * out, m, in, out);
         }
@@ -1619,10 +1850,17 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
 
     static int ceilDiv(int a, int b) { return (a + b - 1) / b; }
 
+    /** The program of a kernel: decode_v3.cl's for the d3_ kernels, resident.cl's for the rest. */
+    private MemorySegment programOf(String kernel) {
+        if (!kernel.startsWith("d3_")) return program;
+        if (v3Program == null) throw new IllegalStateException(kernel + ": decode_v3.cl is not built (" + v3WhyNot + ")");
+        return v3Program;
+    }
+
     /** Sets the arguments (buffers, Integer, Long, Float) and enqueues a 1-D launch of work-groups of NT. */
     private void launch(String kernel, long global, Object... args) {
         if (closed) throw new IllegalStateException("ResidentOps is closed");
-        launch(kernels.computeIfAbsent(kernel, n -> Cl.createKernel(program, n)), kernel, global, args);
+        launch(kernels.computeIfAbsent(kernel, n -> Cl.createKernel(programOf(n), n)), kernel, global, args);
     }
 
     private void launch(MemorySegment k, String kernel, long global, Object... args) {
@@ -1691,7 +1929,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
      * between calls, and only those that changed since the last launch at that site are set again, so a decode step
      * that repeats the same launches each step costs little more than the enqueues.
      */
-    void launchAt(String kernel, Object site, long global, Object... args) { launchAt(program, kernel, site, global, args); }
+    void launchAt(String kernel, Object site, long global, Object... args) { launchAt(programOf(kernel), kernel, site, global, args); }
 
     /** As above for a kernel of {@code prog} (its name unique over the programs: the site's key). */
     private void launchAt(MemorySegment prog, String kernel, Object site, long global, Object... args) {
@@ -1858,6 +2096,7 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         sites.clear();
         releaseTensorCores();
         releaseDecodeTc();
+        if (v3Program != null) Cl.releaseProgram(v3Program);
         if (routeKernels != null) routeKernels.release();
         routeKernels = null;
         Cl.releaseProgram(program);

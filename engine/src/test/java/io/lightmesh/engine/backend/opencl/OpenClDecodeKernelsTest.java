@@ -21,6 +21,7 @@ import static io.lightmesh.engine.backend.opencl.OpenClTestSupport.random;
 import static io.lightmesh.engine.backend.opencl.OpenClTestSupport.weight;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -59,6 +60,8 @@ class OpenClDecodeKernelsTest {
         open.clear();
         d().decodeKernels(null);
         d().decodeWarpRows(0);
+        d().decodeV3Rows(-1);
+        d().decodeV3Tails(null);
         ((FusedOps) d().fused()).lightningSplits(0);
     }
 
@@ -193,12 +196,153 @@ class OpenClDecodeKernelsTest {
         }
     }
 
+    /**
+     * The v3 matrix-vector forms (n1 at one row of x, n8 above; 1, 2 and 4 weight rows a lane group) against the host
+     * at sizes that reach every loop of their dot products: in 2056 (257 chunks: the 16-load pass, then single
+     * chunks), 1032 (the half pass and a tail), 2048 and 1024 (the model's), 264 (tails only); 36 keeps v2 (scalar).
+     */
+    @ParameterizedTest
+    @CsvSource({"0", "1", "2", "4"})
+    void v3MatrixVectorProductsMatchTheHost(int rows) {
+        ResidentOps d = d();
+        assertEquals("v3", d.decodeKernels("v3"), "decode_v3.cl: " + d.v3WhyNot());
+        assertEquals(rows, d.decodeV3Rows(rows));
+        Random rnd = new Random(45);
+        int[][] shapes = {{13, 2056, 1}, {21, 1032, 3}, {9, 264, 8}, {7, 36, 5}, {40, 2048, 8}, {35, 1024, 1},
+                {17, 2048, 2}};
+        for (int[] sh : shapes) {
+            int out = sh[0], in = sh[1], n = sh[2];
+            Tensor w = weight(rnd, DType.BF16, out, in);
+            float[] x = random(rnd, n * in, 1f), ref = new float[n * out];
+            REF.matmul(x, n, w, ref);
+            Buffer xb = up(d, x), yb = up(d, poisoned(n * out));
+            d.matmul(xb, n, w, yb);
+            assertClose("matvec v3 rows " + rows + " " + Arrays.toString(sh), ref, fetch(d, yb, n * out), n * out);
+        }
+    }
+
+    /**
+     * The fused step's products at the model's row lengths (hidden 2048, expert intermediate 1024, so that the v3
+     * dot products' 16-load passes run), v3 with 1, 2 and 4 rows a lane group against v2, at 1 and 8 rows of x:
+     * the lightning projections, the output projection with the norm and router, and the experts (gate/up, down, the
+     * residual and next norm), with the norms and router in the products' tails (d3_out_route, d3_down_norm) or apart.
+     */
+    @ParameterizedTest
+    @CsvSource({"1,1,true", "2,1,true", "4,1,true", "1,8,true", "2,8,true", "4,8,true", "0,5,true", "0,1,false",
+            "0,8,false"})
+    void v3FusedProductsAtModelRowLengthsMatchV2(int rows, int n, boolean tails) {
+        ResidentOps d = d();
+        FusedOps f = (FusedOps) d.fused();
+        Random rnd = new Random(46);
+        int h = 2048, HD = 256, E = 8, K = 2, I = 1024;
+        Tensor wQkv = weight(rnd, DType.BF16, 3 * HD, h), wGate = weight(rnd, DType.BF16, HD, h);
+        Tensor wo = weight(rnd, DType.BF16, h, HD), router = weight(rnd, DType.BF16, E, h);
+        Tensor[] w1 = new Tensor[E], w3 = new Tensor[E], w2 = new Tensor[E];
+        for (int e = 0; e < E; e++) {
+            w1[e] = weight(rnd, DType.BF16, I, h);
+            w3[e] = weight(rnd, DType.BF16, I, h);
+            w2[e] = weight(rnd, DType.BF16, h, I);
+        }
+        float[] x0 = random(rnd, n * h, 1f), o = random(rnd, n * HD, 1f), normW = random(rnd, h, 1f);
+        DeviceOps.ExpertSet set = d.experts(w1, w3, w2);
+        try {
+            float[][][] got = new float[2][][];
+            for (int v = 0; v < 2; v++) {
+                assertEquals(v == 0 ? "v2" : "v3", d.decodeKernels(v == 0 ? "v2" : "v3"), "decode_v3.cl: " + d.v3WhyNot());
+                d.decodeV3Rows(rows);
+                d.decodeV3Tails(tails);
+                Buffer x = up(d, x0), q = up(d, poisoned(n * 3 * HD)), g = up(d, poisoned(n * HD));
+                f.lightningProjections(x, n, wQkv, wGate, q, g);
+                Buffer ob = up(d, o), a = up(d, poisoned(n * h)), nw = up(d, normW);
+                Buffer ids = d.ints(n * K), wts = up(d, poisoned(n * K));
+                open.add(ids);
+                f.outputAndRoute(ob, n, wo, a, x, 0.9f, 1.1f, nw, 1e-5f, router, K, ids, wts, null, 0);
+                Buffer act = up(d, poisoned(n * K * I)), pairs = up(d, poisoned(n * K * h));
+                f.experts(set, x, n, K, ids, wts, act, pairs, 0.9f, 1.1f, nw, 1e-5f);
+                int[] idv = new int[n * K];
+                d.read(ids, idv, n * K);
+                float[] idf = new float[n * K];
+                for (int i = 0; i < idv.length; i++) idf[i] = idv[i];
+                got[v] = new float[][]{fetch(d, q, n * 3 * HD), fetch(d, g, n * HD), fetch(d, a, n * h), idf,
+                        fetch(d, wts, n * K), fetch(d, act, n * K * I), fetch(d, x, n * h)};
+            }
+            String[] names = {"qkv", "gate", "output projection", "router ids", "router weights", "experts' act",
+                    "experts + residual + norm"};
+            for (int i = 0; i < names.length; i++) {
+                if (i == 3) assertArrayEquals(got[0][i], got[1][i], "router ids, rows " + rows + " n " + n);
+                else assertClose(names[i] + " v3 rows " + rows + " n " + n + " tails " + tails, got[0][i], got[1][i], got[0][i].length);
+            }
+        } finally {
+            d.release(set);
+        }
+    }
+
+    /**
+     * A lightning layer in one launch (d3_proj_light: projections, each head's step in the last group of its rows, the
+     * norm and gate in the last group of all) against the projections and the step as two v2 launches, at one row:
+     * qkv, gate, the output and the state, two steps in a row; heads of 40 (their qkv rows straddle the groups) and
+     * of 128 with in 2048; 1, 2 and 4 rows a lane group. Not taken at two rows, nor with v2.
+     */
+    @ParameterizedTest
+    @CsvSource({"1", "2", "4"})
+    void v3LightningLayerInOneLaunchMatchesV2(int rows) {
+        ResidentOps d = d();
+        FusedOps f = (FusedOps) d.fused();
+        Random rnd = new Random(47);
+        for (int[] sh : new int[][]{{64, 3, 40}, {2048, 2, 128}, {96, 4, 32}}) {
+            int in = sh[0], H = sh[1], D = sh[2], HD = H * D, layers = 2, layer = 1, slots = 3, slot = 2;
+            long stride = (H * D * D + d.viewAlignment() - 1) / d.viewAlignment() * d.viewAlignment();
+            Tensor wQkv = weight(rnd, DType.BF16, 3 * HD, in), wGate = weight(rnd, DType.BF16, HD, in);
+            float[] decay = new float[H];
+            for (int h = 0; h < H; h++) decay[h] = 0.01f + 0.3f * rnd.nextFloat();
+            float[] poolInit = random(rnd, (int) (slots * layers * stride), 0.5f), normW = random(rnd, HD, 1f);
+            float[][] xs = {random(rnd, in, 1f), random(rnd, in, 1f)};
+            float[][][] got = new float[2][][];
+            for (int v = 0; v < 2; v++) {
+                assertEquals(v == 0 ? "v2" : "v3", d.decodeKernels(v == 0 ? "v2" : "v3"), "decode_v3.cl: " + d.v3WhyNot());
+                d.decodeV3Rows(rows);
+                Buffer pool = up(d, poolInit), db = up(d, decay), nw = up(d, normW);
+                List<float[]> out = new ArrayList<>();
+                for (float[] x0 : xs) {
+                    Buffer x = up(d, x0), qkv = up(d, poisoned(3 * HD)), g = up(d, poisoned(HD)), o = up(d, poisoned(HD));
+                    f.rows(new int[1], new int[1], new int[]{slot}, 1);
+                    boolean one = f.lightningLayer(x, 1, wQkv, wGate, qkv, g, H, D, db, pool, layer, layers, stride, o, nw, 1e-6f);
+                    assertEquals(v == 1, one, "one launch with v3 only");
+                    if (!one) {
+                        f.lightningProjections(x, 1, wQkv, wGate, qkv, g);
+                        f.lightning(qkv, 1, H, D, db, pool, layer, layers, stride, o, g, nw, 1e-6f);
+                    }
+                    out.add(fetch(d, qkv, 3 * HD));
+                    out.add(fetch(d, g, HD));
+                    out.add(fetch(d, o, HD));
+                }
+                out.add(fetch(d, pool, (int) (slots * layers * stride)));
+                got[v] = out.toArray(new float[0][]);
+            }
+            String[] names = {"qkv", "gate", "out", "qkv 2", "gate 2", "out 2", "states"};
+            for (int i = 0; i < names.length; i++) {
+                assertClose("lightning layer " + names[i] + " rows " + rows + " " + Arrays.toString(sh), got[0][i], got[1][i],
+                        got[0][i].length);
+            }
+            Buffer x2 = up(d, random(rnd, 2 * in, 1f));
+            assertFalse(f.lightningLayer(x2, 2, wQkv, wGate, up(d, poisoned(6 * HD)), up(d, poisoned(2 * HD)), H, D,
+                    up(d, decay), up(d, poolInit), layer, layers, stride, up(d, poisoned(2 * HD)), up(d, normW), 1e-6f),
+                    "two rows: the two launches");
+        }
+    }
+
     @Test
-    void kernelSetSettingTakesV1OrV2() {
+    void kernelSetSettingTakesV1V2OrV3() {
         assertEquals("v1", d().decodeKernels("v1"));
         assertEquals("v2", d().decodeKernels(" V2 "));
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> d().decodeKernels("v3"));
-        assertTrue(e.getMessage().contains("v1 or v2"), e.getMessage());
+        assertEquals("v3", d().decodeKernels("v3"), "decode_v3.cl: " + d().v3WhyNot());
+        assertNull(d().v3WhyNot());
+        assertTrue(d().decodeKernelLine().startsWith("v3"), d().decodeKernelLine());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> d().decodeKernels("v4"));
+        assertTrue(e.getMessage().contains("v1, v2 or v3"), e.getMessage());
+        assertNull(d().v3BuildLog("-D D3_NO_FUSED=1"), "the build's fallback without the fused forms");
+        e = assertThrows(IllegalArgumentException.class, () -> d().decodeV3Rows(3));
+        assertTrue(e.getMessage().contains("auto, 1, 2 or 4"), e.getMessage());
         assertEquals(2, d().decodeWarpRows(2));
         e = assertThrows(IllegalArgumentException.class, () -> d().decodeWarpRows(3));
         assertTrue(e.getMessage().contains("1 or 2"), e.getMessage());
