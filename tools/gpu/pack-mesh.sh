@@ -45,12 +45,14 @@ python3 tools/gpu/jar_store.py "$STAGE/lib" "${jars[@]}"
 
 if [ "${TESTS:-0}" = 1 ]; then   # the engine's OpenCL tests, exactly as pack-shards.sh packs them (run-gpu.sh tests)
   mkdir -p "$STAGE/test-lib" "$STAGE/jars"
-  (cd engine/target/test-classes && "$JAVA_HOME/bin/jar" --create --file "$STAGE/jars/lightmesh-engine-tests.jar" . \
+  # without fixtures/ (9 MiB): the tests read them from the checkout's engine/src/test/resources, which travels anyway
+  cp -r engine/target/test-classes "$STAGE/test-classes" && rm -rf "$STAGE/test-classes/fixtures"
+  (cd "$STAGE/test-classes" && "$JAVA_HOME/bin/jar" --create --file "$STAGE/jars/lightmesh-engine-tests.jar" . \
     && find . -name '*Test.class' | grep -E '(opencl/OpenCl[A-Za-z]*|/Backends|model/Resident[A-Za-z]*|model/FusedDecode|model/BackendFixtures)Test\.class$' | sed 's|^\./||; s|\.class$||; s|/|.|g' \
     > "$STAGE/test-lib/opencl-test-classes.txt")
   mvn ${MVN_FLAGS:-} -q -B -ntp dependency:copy -Dartifact=org.junit.platform:junit-platform-console-standalone:6.0.3 -DoutputDirectory="$STAGE/jars"
   python3 tools/gpu/jar_store.py "$STAGE/test-lib" "$STAGE/jars/lightmesh-engine-tests.jar" "$STAGE"/jars/junit-platform-console-standalone-*.jar
-  rm -rf "$STAGE/jars"
+  rm -rf "$STAGE/jars" "$STAGE/test-classes"
 fi
 
 echo "pack-mesh: jlink $MODULES"

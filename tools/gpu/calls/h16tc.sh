@@ -14,7 +14,7 @@ grep -E "decode_tc|whole decode step|matmul (split|bf16)|✘|tests (successful|f
 mv $OUT/tests.txt $OUT/h16tc-tests.txt 2>/dev/null; rm -rf $OUT/junit
 h16tc_eng() {  # name, limit, form, batch, extra java opts
   echo "=== h16tc engine $1"
-  JAVA_OPTS="-Dlightmesh.decode.tc=$3 $5" ENGINE_ARGS="$ENGINE --prompt-lengths 128 --decode-tokens 256 --batch $4 --bandwidth-mib 0 --repeat 1" \
+  JAVA_OPTS="-Dlightmesh.decode.tc=$3 ${5:-}" ENGINE_ARGS="$ENGINE --prompt-lengths 128 --decode-tokens 256 --batch $4 --bandwidth-mib 0 --repeat 1" \
     timeout $(lim $2) bash $G/tools/run-gpu.sh engine > $OUT/h16tc-engine-$1-console.txt 2>&1
   grep -E "bench: decode|decode products|decode_tc|Exception|Error" $OUT/h16tc-engine-$1-console.txt | head -8
   mv $OUT/enginebench.txt $OUT/h16tc-enginebench-$1.txt 2>/dev/null

@@ -14,10 +14,10 @@ import java.util.logging.Logger;
 
 /**
  * Which path a worker's engine runs, said the same way everywhere: one log line at start, the WorkerInfo fields
- * 30-34 (Worker.Describe), the worker's health data, and the gauge {@code lightmesh.worker.path} (value 1, the path
+ * 30-35 (Worker.Describe), the worker's health data, and the gauge {@code lightmesh.worker.path} (value 1, the path
  * in its attributes: {@code lightmesh.worker}, {@code lightmesh.decode.path}, {@code lightmesh.prefill.path},
- * {@code lightmesh.experts}, {@code lightmesh.micro_batching}, {@code lightmesh.backend}; expert shards
- * {@code lightmesh.expert.compute} instead of the three forward-pass ones).
+ * {@code lightmesh.experts}, {@code lightmesh.micro_batching}, {@code lightmesh.backend}, on the device path
+ * {@code lightmesh.device.kernels}; expert shards {@code lightmesh.expert.compute} instead of the forward-pass ones).
  */
 public final class WorkerPath {
     private static final Logger LOG = Logger.getLogger(WorkerPath.class.getName());
@@ -26,7 +26,8 @@ public final class WorkerPath {
             PREFILL = AttributeKey.stringKey("lightmesh.prefill.path"),
             EXPERTS = AttributeKey.stringKey("lightmesh.experts"),
             BACKEND = AttributeKey.stringKey("lightmesh.backend"),
-            EXPERT_COMPUTE = AttributeKey.stringKey("lightmesh.expert.compute");
+            EXPERT_COMPUTE = AttributeKey.stringKey("lightmesh.expert.compute"),
+            DEVICE_KERNELS = AttributeKey.stringKey("lightmesh.device.kernels");
     static final AttributeKey<Boolean> MICRO_BATCHING = AttributeKey.booleanKey("lightmesh.micro_batching");
 
     private WorkerPath() {}
@@ -35,10 +36,13 @@ public final class WorkerPath {
     public static void announce(String kind, String workerId, MiniMaxModel model, OpenTelemetry otel) {
         ForwardPath p = model.path();
         String backend = Backends.describe(model.ops());
-        LOG.info(kind + " worker " + workerId + ": " + p + "; backend " + backend);
-        gauge(otel, Attributes.builder().put(WORKER, workerId).put(DECODE, ForwardPath.name(p.deviceDecode()))
+        String kernels = model.deviceKernels();
+        LOG.info(kind + " worker " + workerId + ": " + p + "; backend " + backend + (kernels == null ? "" : "; " + kernels));
+        var a = Attributes.builder().put(WORKER, workerId).put(DECODE, ForwardPath.name(p.deviceDecode()))
                 .put(PREFILL, ForwardPath.name(p.devicePrefill())).put(EXPERTS, p.remoteExperts() ? "remote" : "local")
-                .put(MICRO_BATCHING, p.microBatching()).put(BACKEND, backend).build());
+                .put(MICRO_BATCHING, p.microBatching()).put(BACKEND, backend);
+        if (kernels != null) a.put(DEVICE_KERNELS, kernels);
+        gauge(otel, a.build());
     }
 
     /** Logs an expert shard's way of computing ("device-grouped" or "host-arrays") and registers its gauge. */
@@ -54,14 +58,16 @@ public final class WorkerPath {
                 .buildWithCallback(m -> m.record(1, a));
     }
 
-    /** Fills WorkerInfo's path fields (30-33) for a prefill or decode worker. */
+    /** Fills WorkerInfo's path fields (30-33, 35) for a prefill or decode worker. */
     public static WorkerInfo.Builder describe(WorkerInfo.Builder b, MiniMaxModel model) {
         ForwardPath p = model.path();
+        String kernels = model.deviceKernels();
         return b.setDecodePath(ForwardPath.name(p.deviceDecode())).setPrefillPath(ForwardPath.name(p.devicePrefill()))
-                .setMicroBatching(p.microBatching()).setBackend(Backends.describe(model.ops()));
+                .setMicroBatching(p.microBatching()).setBackend(Backends.describe(model.ops()))
+                .setDeviceKernels(kernels == null ? "" : kernels);
     }
 
-    /** The path as health data: decode_path, prefill_path, experts, micro_batching, backend. */
+    /** The path as health data: decode_path, prefill_path, experts, micro_batching, backend (and device_kernels). */
     public static Map<String, Object> healthData(MiniMaxModel model) {
         ForwardPath p = model.path();
         Map<String, Object> m = new LinkedHashMap<>();
@@ -70,6 +76,8 @@ public final class WorkerPath {
         m.put("experts", p.remoteExperts() ? "remote" : "local");
         m.put("micro_batching", p.microBatching());
         m.put("backend", Backends.describe(model.ops()));
+        String kernels = model.deviceKernels();
+        if (kernels != null) m.put("device_kernels", kernels);
         return m;
     }
 }

@@ -113,6 +113,11 @@ class MeshDevicePathTest {
             assertEquals(Map.of("decode_path", "device-resident", "prefill_path", "device-resident", "experts", remote ? "remote" : "local",
                     "micro_batching", remote), withoutBackend(prefill.pathData()));
             assertTrue(String.valueOf(prefill.pathData().get("backend")).startsWith("opencl on "), "" + prefill.pathData());
+            // the kernel forms: with experts in the worker a prefill chunk is routed on the device (the default), with
+            // shards the routing is theirs; PoCL has no tensor cores, so the decode products are the v2 kernels
+            String kernels = String.valueOf(prefill.pathData().get("device_kernels"));
+            assertTrue(kernels.startsWith(remote ? "prefill routing off (remote experts)" : "prefill routing on the device"), kernels);
+            assertTrue(kernels.contains("decode products CUDA-core matrix-vector kernels"), kernels);
             var decode = mesh.decoders().get(0);
             assertEquals(want, decode.worker().path());
             WorkerInfo info = describe(decode.address());
@@ -121,6 +126,9 @@ class MeshDevicePathTest {
             assertEquals(remote, info.getRemoteExperts());
             assertEquals(remote, info.getMicroBatching());
             assertTrue(info.getBackend().startsWith("opencl on "), info.getBackend());
+            assertTrue(info.getDeviceKernels().contains("; decode kernels v2"), info.getDeviceKernels());
+            assertTrue(info.getDeviceKernels().endsWith(remote ? "decode steps per operation" : "decode steps fused"),
+                    info.getDeviceKernels());
             for (EmbeddedMesh.Component<ExpertShard> s : mesh.experts()) {
                 WorkerInfo e = describe(s.address());
                 assertEquals("device-grouped", e.getExpertCompute(), s.id());
@@ -128,6 +136,7 @@ class MeshDevicePathTest {
             }
             assertGauge("lightmesh-prefill", "lightmesh.prefill.path", "device-resident", remote);
             assertGauge("lightmesh-decode", "lightmesh.decode.path", "device-resident", remote);
+            assertGauge("lightmesh-decode", "lightmesh.device.kernels", info.getDeviceKernels(), remote);
             if (remote) assertGauge("lightmesh-expert", "lightmesh.expert.compute", "device-grouped", null);
 
             // greedy through the mesh, four requests at once (decode batches of up to 4: two micro-batches with shards)
@@ -160,6 +169,7 @@ class MeshDevicePathTest {
     private static Map<String, Object> withoutBackend(Map<String, Object> m) {
         Map<String, Object> out = new java.util.HashMap<>(m);
         out.remove("backend");
+        out.remove("device_kernels");
         return out;
     }
 

@@ -253,6 +253,9 @@ public interface DeviceOps {
     /** The decode kernel set this device runs ("v2", "v3 (...)"; benchmarks print it), or null where it has none. */
     default String decodeKernelSet() { return null; }
 
+    /** The decode products' form ("CUDA-core matrix-vector kernels", "tensor cores, split ..."), or null where none. */
+    default String decodeProducts() { return null; }
+
     /**
      * Per-kernel times of the launches since the last call (then reset), where the device profiles them
      * (-Dlightmesh.opencl.profile=events or =true on the OpenCL device); null where it does not.

@@ -304,6 +304,15 @@ public final class MiniMaxModel implements AutoCloseable {
     }
 
     /**
+     * The device kernel forms the resident path runs (prefill routing, decode kernels and products, fused or per
+     * operation steps), as workers report them; null off the device path.
+     */
+    public String deviceKernels() {
+        if (!residentDecode && !residentPrefill) return null;
+        return residentDecoder().kernelForms();
+    }
+
+    /**
      * Blocking transfers and finishes on the device so far (each drains its queue: benchmarks count a prefill's), or -1
      * without a device or where it does not count them.
      */

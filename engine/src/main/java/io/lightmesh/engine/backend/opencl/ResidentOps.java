@@ -563,6 +563,9 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         return dtcForm.suffix();
     }
 
+    @Override
+    public synchronized String decodeProducts() { return decodeProductsLine(); }
+
     /** The start-up line's words for the decode products. */
     private String decodeProductsLine() {
         String line = DecodeTc.describe(dtcForm);
