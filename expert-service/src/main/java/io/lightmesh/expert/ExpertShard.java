@@ -101,6 +101,15 @@ public final class ExpertShard {
      *  stay free to answer keepalive PINGs: a batch computed there longer than the callers' keepalive bound got the
      *  shard declared dead). One thread per core; a full queue refuses a batch (RESOURCE_EXHAUSTED), never blocks. */
     private final java.util.concurrent.ThreadPoolExecutor computePool;
+    /** With the priority gate on: decode batches' own pool, so they reach the gate without queueing behind prefill
+     *  batches in {@link #computePool}'s FIFO queue (the gate orders the two); null when off. */
+    private final java.util.concurrent.ThreadPoolExecutor decodePool;
+    /** Decode batches ahead of prefill batches at the device ({@code lightmesh.shard.priority}); null: arrival order. */
+    private final PriorityGate gate;
+    /** A decode batch that finds the gate free is computed on the transport thread that read it (no hand-off to a pool
+     *  thread and back for the answer's write): {@code lightmesh.shard.inlineDecode}, with the gate on. */
+    private final boolean inlineDecode;
+    private final LongAdder inlined = new LongAdder(), decodeGateNanos = new LongAdder(), prefillGateNanos = new LongAdder();
     /** Test seam: runs in every batch's compute once it counts as in flight, on the thread computing it (a deliberately slow batch). */
     volatile java.util.function.Consumer<ExpertBatch> beforeCompute;
     private final Tracer tracer;
@@ -130,6 +139,21 @@ public final class ExpertShard {
      * @param computeQueue   batches waiting for a compute thread at most; one more is refused with RESOURCE_EXHAUSTED
      */
     ExpertShard(ExpertPlacement.Shard shard, MeshModel model, OpenTelemetry otel, int slotCapacity, int computeThreads, int computeQueue) {
+        this(shard, model, otel, slotCapacity, computeThreads, computeQueue, Boolean.getBoolean("lightmesh.shard.priority") ? 0 : -1,
+                Long.getLong("lightmesh.shard.prefillMaxWaitMs", PREFILL_MAX_WAIT_MS), Boolean.getBoolean("lightmesh.shard.inlineDecode"));
+    }
+
+    /** The default of {@code lightmesh.shard.prefillMaxWaitMs}: how long decode batches may overtake a waiting prefill batch. */
+    public static final long PREFILL_MAX_WAIT_MS = 20;
+
+    /**
+     * @param gatePermits  the priority gate's permits: -1 off (arrival order), 0 the default (1 on the device path,
+     *                     whose calls run one at a time anyway; {@code computeThreads} on host arrays), else that many
+     * @param prefillMaxWaitMs how long decode batches may overtake a waiting prefill batch at the gate
+     * @param inlineDecode compute a decode batch that finds the gate free on the transport thread (gate on only)
+     */
+    ExpertShard(ExpertPlacement.Shard shard, MeshModel model, OpenTelemetry otel, int slotCapacity, int computeThreads, int computeQueue,
+                int gatePermits, long prefillMaxWaitMs, boolean inlineDecode) {
         this.tracer = otel.getTracer(MeshTelemetry.SCOPE);
         this.id = shard.id();
         this.address = shard.address();
@@ -169,7 +193,25 @@ public final class ExpertShard {
             t.setDaemon(true);
             return t;
         }, new java.util.concurrent.ThreadPoolExecutor.AbortPolicy());
+        if (gatePermits >= 0) {
+            int permits = gatePermits > 0 ? gatePermits : device != null ? 1 : computeThreads;
+            this.gate = new PriorityGate(permits, prefillMaxWaitMs * 1_000_000);
+            AtomicInteger decodeThreadIds = new AtomicInteger();
+            this.decodePool = new java.util.concurrent.ThreadPoolExecutor(computeThreads, computeThreads, 0, java.util.concurrent.TimeUnit.MILLISECONDS,
+                    new java.util.concurrent.ArrayBlockingQueue<>(computeQueue), r -> {
+                Thread t = new Thread(r, "expert-shard-" + id + "-decode-" + decodeThreadIds.incrementAndGet());
+                t.setDaemon(true);
+                return t;
+            }, new java.util.concurrent.ThreadPoolExecutor.AbortPolicy());
+        } else {
+            this.gate = null;
+            this.decodePool = null;
+        }
+        this.inlineDecode = inlineDecode && gate != null;
         io.lightmesh.mesh.WorkerPath.announceShard(id, compute(), model.model(), otel);
+        LOG.info("expert shard " + id + ": " + (gate == null ? "batches in arrival order (-Dlightmesh.shard.priority=false)"
+                : "decode batches ahead of prefill at the device (-Dlightmesh.shard.priority=true, " + gate.permits() + " at a time, prefill overtaken for at most "
+                + gate.maxPrefillWait(java.util.concurrent.TimeUnit.MILLISECONDS) + " ms)" + (this.inlineDecode ? ", a decode batch finding the device free computed on the transport thread (-Dlightmesh.shard.inlineDecode)" : "")));
         if (device != null) LOG.info("expert shard " + id + ": batches of up to " + device.smallSlots()
                 + " slots on the matrix-vector MoE kernels, larger ones grouped (-Dlightmesh.shard.smallBatch)");
         this.tokenMetric = tokenMetric(otel);
@@ -236,6 +278,18 @@ public final class ExpertShard {
      * {@code -Dlightmesh.shard.smallBatch} slots) and how many the grouped products; null on host arrays.
      */
     public DeviceExperts.Paths devicePaths() { return device != null ? device.paths() : null; }
+
+    /**
+     * The priority gate's figures (null when off): decode batches admitted ahead of a waiting prefill batch, prefill
+     * batches admitted by age, microseconds decode and prefill batches waited for the device in all, and decode batches
+     * computed on the transport thread ({@code lightmesh.shard.inlineDecode}).
+     */
+    public record GateStats(PriorityGate.Stats gate, double decodeWaitUs, double prefillWaitUs, long inlined) {}
+
+    public GateStats gateStats() {
+        if (gate == null) return null;
+        return new GateStats(gate.stats(), decodeGateNanos.sum() / 1e3, prefillGateNanos.sum() / 1e3, inlined.sum());
+    }
 
     public List<BindableService> services() { return List.of(new ExpertService(), new WorkerService()); }
 
@@ -375,12 +429,15 @@ public final class ExpertShard {
     // ---- compute ----
 
     /** Computes one batch in a span whose parent is {@code parent} (the caller's). */
-    public ExpertResult compute(ExpertBatch b, Context parent) {
+    public ExpertResult compute(ExpertBatch b, Context parent) { return compute(b, parent, false); }
+
+    /** As above; {@code gateHeld}: the caller took the gate's permit for this batch (released here). */
+    private ExpertResult compute(ExpertBatch b, Context parent, boolean gateHeld) {
         Span span = tracer.spanBuilder("lightmesh.expert compute").setSpanKind(SpanKind.SERVER).setParent(parent)
                 .setAttribute("lightmesh.shard", id).setAttribute("lightmesh.layer", b.getLayer())
                 .setAttribute("lightmesh.tokens", b.getNumTokens()).startSpan();
         try {
-            return compute(b);
+            return compute(b, gateHeld);
         } catch (RuntimeException e) {
             span.setStatus(StatusCode.ERROR, e.toString());
             throw e;
@@ -399,58 +456,85 @@ public final class ExpertShard {
      * @throws NotHeldException         a slot names a pair this shard does not hold
      * @throws IllegalArgumentException the batch is malformed
      */
-    public ExpertResult compute(ExpertBatch b) {
-        long t0 = System.nanoTime();
-        int h = hidden, n = b.getNumTokens(), k = b.getTopK(), layer = b.getLayer();
-        ActivationDType dtype = WireRows.normalize(b.getDtype()); // the answer comes in the batch's element type
-        if (layer < 0 || layer >= numLayers) throw new IllegalArgumentException("layer " + layer + " out of range");
-        if (n < 0 || k <= 0) throw new IllegalArgumentException("num_tokens " + n + ", top_k " + k);
-        if (b.getExpertsCount() != n * k || b.getWeightsCount() != n * k) {
-            throw new IllegalArgumentException("experts/weights must have num_tokens * top_k = " + n * k + " entries");
-        }
-        int eb = WireRows.elementBytes(dtype);
-        if (b.getHidden().size() != (long) n * h * eb) {
-            throw new IllegalArgumentException("hidden has " + b.getHidden().size() + " bytes, not num_tokens * hidden_size * " + eb + " = " + (long) n * h * eb);
-        }
-        seen(b.getPlacementVersion());
-        // the distinct pairs named, entered before checking they are live (see the class comment)
-        int[] named = new int[numExperts];
-        int distinct = 0, slots = 0;
-        for (int i = 0; i < n * k; i++) {
-            int e = b.getExperts(i);
-            if (e < -1 || e >= numExperts) throw new IllegalArgumentException("expert " + e + " out of range [0, " + numExperts + ")");
-            if (e < 0) continue;
-            slots++;
-            boolean seen = false;
-            for (int j = 0; j < distinct && !seen; j++) seen = named[j] == e;
-            if (!seen) named[distinct++] = e;
-        }
-        for (int j = 0; j < distinct; j++) inFlight.incrementAndGet(layer * numExperts + named[j]);
-        batchesInFlight.incrementAndGet();
+    public ExpertResult compute(ExpertBatch b) { return compute(b, false); }
+
+    /** Whether a batch is a decode step's: ahead of prefill batches at the gate. */
+    static boolean urgent(ExpertBatch b) { return b.getCallClass() == io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_DECODE; }
+
+    /**
+     * @param gateHeld the caller holds the gate's permit for this batch: released here, however the batch ends; else,
+     *                 with the gate on, the batch takes a permit for its device work (the test seam included)
+     */
+    private ExpertResult compute(ExpertBatch b, boolean gateHeld) {
+        boolean holding = gateHeld;
         try {
-            var hook = beforeCompute;
-            if (hook != null) hook.accept(b);
-            List<Integer> notHeld = new ArrayList<>();
-            for (int j = 0; j < distinct; j++) if (live.get(layer * numExperts + named[j]) == 0) notHeld.add(named[j]);
-            if (!notHeld.isEmpty()) {
-                int[] ne = notHeld.stream().mapToInt(Integer::intValue).sorted().toArray();
-                throw new NotHeldException("experts " + Arrays.toString(ne) + " of layer " + layer + " are not on shard " + id, Map.of(layer, ne));
+            long t0 = System.nanoTime(); // reset once the gate admits the batch
+            int h = hidden, n = b.getNumTokens(), k = b.getTopK(), layer = b.getLayer();
+            ActivationDType dtype = WireRows.normalize(b.getDtype()); // the answer comes in the batch's element type
+            if (layer < 0 || layer >= numLayers) throw new IllegalArgumentException("layer " + layer + " out of range");
+            if (n < 0 || k <= 0) throw new IllegalArgumentException("num_tokens " + n + ", top_k " + k);
+            if (b.getExpertsCount() != n * k || b.getWeightsCount() != n * k) {
+                throw new IllegalArgumentException("experts/weights must have num_tokens * top_k = " + n * k + " entries");
             }
-            float[] out = new float[n * h];
-            if (slots > 0) computeSlots(b, dtype, layer, n, k, slots, out);
-            ByteString combined = WireRows.encode(out, n * h, dtype);
-            batches.increment();
-            long us = (System.nanoTime() - t0) / 1000;
-            computeUs.add(us);
-            tokensComputed.add(slots);
-            return ExpertResult.newBuilder().setCallId(b.getCallId()).setLayer(layer).setNumTokens(n)
-                    .setDtype(dtype).setCombined(combined).setComputeUs(us).build();
+            int eb = WireRows.elementBytes(dtype);
+            if (b.getHidden().size() != (long) n * h * eb) {
+                throw new IllegalArgumentException("hidden has " + b.getHidden().size() + " bytes, not num_tokens * hidden_size * " + eb + " = " + (long) n * h * eb);
+            }
+            seen(b.getPlacementVersion());
+            // the distinct pairs named, entered before checking they are live (see the class comment)
+            int[] named = new int[numExperts];
+            int distinct = 0, slots = 0;
+            for (int i = 0; i < n * k; i++) {
+                int e = b.getExperts(i);
+                if (e < -1 || e >= numExperts) throw new IllegalArgumentException("expert " + e + " out of range [0, " + numExperts + ")");
+                if (e < 0) continue;
+                slots++;
+                boolean seen = false;
+                for (int j = 0; j < distinct && !seen; j++) seen = named[j] == e;
+                if (!seen) named[distinct++] = e;
+            }
+            for (int j = 0; j < distinct; j++) inFlight.incrementAndGet(layer * numExperts + named[j]);
+            batchesInFlight.incrementAndGet();
+            try {
+                if (gate != null && !holding) {
+                    try {
+                        long w0 = System.nanoTime();
+                        gate.acquire(urgent(b));
+                        t0 = System.nanoTime(); // compute_us: the device's turn, not the wait for it
+                        (urgent(b) ? decodeGateNanos : prefillGateNanos).add(t0 - w0);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                        throw new IllegalStateException("expert shard " + id + " interrupted waiting for its device (closing)");
+                    }
+                    holding = true;
+                }
+                var hook = beforeCompute;
+                if (hook != null) hook.accept(b);
+                List<Integer> notHeld = new ArrayList<>();
+                for (int j = 0; j < distinct; j++) if (live.get(layer * numExperts + named[j]) == 0) notHeld.add(named[j]);
+                if (!notHeld.isEmpty()) {
+                    int[] ne = notHeld.stream().mapToInt(Integer::intValue).sorted().toArray();
+                    throw new NotHeldException("experts " + Arrays.toString(ne) + " of layer " + layer + " are not on shard " + id, Map.of(layer, ne));
+                }
+                float[] out = new float[n * h];
+                if (slots > 0) computeSlots(b, dtype, layer, n, k, slots, out);
+                if (holding) { holding = false; gate.release(); } // the answer is encoded off the device's turn
+                ByteString combined = WireRows.encode(out, n * h, dtype);
+                batches.increment();
+                long us = (System.nanoTime() - t0) / 1000;
+                computeUs.add(us);
+                tokensComputed.add(slots);
+                return ExpertResult.newBuilder().setCallId(b.getCallId()).setLayer(layer).setNumTokens(n)
+                        .setDtype(dtype).setCombined(combined).setComputeUs(us).build();
+            } finally {
+                batchesInFlight.decrementAndGet();
+                for (int j = 0; j < distinct; j++) {
+                    int p = layer * numExperts + named[j];
+                    if (inFlight.decrementAndGet(p) == 0 && releaseWhenIdle.get(p) == 1) release(p);
+                }
+            }
         } finally {
-            batchesInFlight.decrementAndGet();
-            for (int j = 0; j < distinct; j++) {
-                int p = layer * numExperts + named[j];
-                if (inFlight.decrementAndGet(p) == 0 && releaseWhenIdle.get(p) == 1) release(p);
-            }
+            if (holding) gate.release(); // refused or failed while holding it
         }
     }
 
@@ -528,6 +612,7 @@ public final class ExpertShard {
     public void close() {
         admin.shutdownNow();
         computePool.shutdownNow();
+        if (decodePool != null) decodePool.shutdownNow();
         tokenMetric.close();
         if (device != null) device.close(); // the held pairs' device buffers and the scratch
     }
@@ -545,7 +630,7 @@ public final class ExpertShard {
         public void compute(ExpertBatch b, StreamObserver<ExpertResult> out) {
             Context parent = Context.current(); // the caller's context, from the call's metadata (set on this thread)
             try {
-                computePool.execute(() -> {
+                poolFor(b).execute(() -> {
                     ExpertResult r;
                     try {
                         r = ExpertShard.this.compute(b, parent);
@@ -564,11 +649,17 @@ public final class ExpertShard {
             }
         }
 
+        /** Decode batches on their own pool when the gate orders them (they must not queue behind prefill batches). */
+        private java.util.concurrent.ThreadPoolExecutor poolFor(ExpertBatch b) {
+            return decodePool != null && urgent(b) ? decodePool : computePool;
+        }
+
         /** Why a batch found no room on the compute pool: closing, or the queue full. */
         private Status refused(ExpertBatch b) {
-            return computePool.isShutdown() ? Status.UNAVAILABLE.withDescription("expert shard " + id + " is closing")
-                    : Status.RESOURCE_EXHAUSTED.withDescription("expert shard " + id + " has " + computePool.getQueue().size()
-                            + " batches waiting for its " + computePool.getMaximumPoolSize() + " compute threads; batch " + b.getCallId() + " refused");
+            var pool = poolFor(b);
+            return pool.isShutdown() ? Status.UNAVAILABLE.withDescription("expert shard " + id + " is closing")
+                    : Status.RESOURCE_EXHAUSTED.withDescription("expert shard " + id + " has " + pool.getQueue().size()
+                            + " batches waiting for its " + pool.getMaximumPoolSize() + " compute threads; batch " + b.getCallId() + " refused");
         }
 
         @Override
@@ -585,8 +676,13 @@ public final class ExpertShard {
                     // answered in band, so the others on the stream go on
                     Context parent = b.getTraceparent().isEmpty() ? Context.current() : MeshTelemetry.fromTraceparent(b.getTraceparent());
                     synchronized (out) { computing++; }
+                    if (inlineDecode && urgent(b) && gate.tryAcquire()) { // the device is free: no hand-off either way
+                        inlined.increment();
+                        answer(computeInBand(b, parent, true));
+                        return;
+                    }
                     try {
-                        computePool.execute(() -> answer(computeInBand(b, parent)));
+                        poolFor(b).execute(() -> answer(computeInBand(b, parent, false)));
                     } catch (java.util.concurrent.RejectedExecutionException e) {
                         Status s = refused(b);
                         answer(ExpertResult.newBuilder().setCallId(b.getCallId()).setLayer(b.getLayer())
@@ -618,9 +714,9 @@ public final class ExpertShard {
         }
 
         /** One batch of a stream: its result, or its refusal as a BatchError (the stream goes on). */
-        private ExpertResult computeInBand(ExpertBatch b, Context parent) {
+        private ExpertResult computeInBand(ExpertBatch b, Context parent, boolean gateHeld) {
             try {
-                return ExpertShard.this.compute(b, parent);
+                return ExpertShard.this.compute(b, parent, gateHeld);
             } catch (RuntimeException e) {
                 boolean invalid = e instanceof IllegalArgumentException;
                 BatchError.Builder err = BatchError.newBuilder().setCode((invalid ? Status.Code.INVALID_ARGUMENT : Status.Code.INTERNAL).value())

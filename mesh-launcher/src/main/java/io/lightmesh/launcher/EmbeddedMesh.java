@@ -307,8 +307,10 @@ public final class EmbeddedMesh implements AutoCloseable {
     private MiniMaxModel modelFor(ExpertPlacement placement, String service) {
         // in-process workers follow the controller directly (no Watch stream), starting from the round-robin map
         if (placement == null) return Services.workerModel(model, (PlacementSource) null, otel(service), remotes::add);
-        return livePlacement != null ? Services.workerModel(model, livePlacement, otel(service), remotes::add)
-                : Services.workerModel(model, placement, otel(service), remotes::add);
+        // a prefill worker's expert batches are PREFILL, a decode worker's DECODE (a shard's priority gate orders them)
+        var callClass = service.equals("lightmesh-prefill") ? io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_PREFILL
+                : io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_DECODE;
+        return Services.workerModel(model, livePlacement != null ? livePlacement : PlacementSource.fixed(placement), otel(service), remotes::add, callClass);
     }
 
     /**
