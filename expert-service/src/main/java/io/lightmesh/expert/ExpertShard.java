@@ -209,7 +209,7 @@ public final class ExpertShard {
         }
         this.inlineDecode = inlineDecode && gate != null;
         io.lightmesh.mesh.WorkerPath.announceShard(id, compute(), model.model(), otel);
-        LOG.info("expert shard " + id + ": " + (gate == null ? "batches in arrival order (-Dlightmesh.shard.priority=false)"
+        LOG.info("expert shard " + id + ": gRPC over " + io.lightmesh.mesh.Grpc.transport() + "; " + (gate == null ? "batches in arrival order (-Dlightmesh.shard.priority=false)"
                 : "decode batches ahead of prefill at the device (-Dlightmesh.shard.priority=true, " + gate.permits() + " at a time, prefill overtaken for at most "
                 + gate.maxPrefillWait(java.util.concurrent.TimeUnit.MILLISECONDS) + " ms)" + (this.inlineDecode ? ", a decode batch finding the device free computed on the transport thread (-Dlightmesh.shard.inlineDecode)" : "")));
         if (device != null) LOG.info("expert shard " + id + ": batches of up to " + device.smallSlots()

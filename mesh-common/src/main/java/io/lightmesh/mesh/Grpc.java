@@ -39,6 +39,20 @@ public final class Grpc {
 
     private Grpc() {}
 
+    /**
+     * The transport Netty gives the mesh's channels and servers: its native epoll one where the library loads (Linux;
+     * grpc-netty-shaded carries it, and picks it by default), else NIO, with why. Said in the expert shard's start-up line.
+     */
+    public static String transport() {
+        try {
+            if (io.grpc.netty.shaded.io.netty.channel.epoll.Epoll.isAvailable()) return "netty epoll";
+            Throwable why = io.grpc.netty.shaded.io.netty.channel.epoll.Epoll.unavailabilityCause();
+            return "netty nio (epoll unavailable: " + (why == null ? "?" : why.toString()) + ")";
+        } catch (LinkageError e) {
+            return "netty nio (no epoll classes: " + e + ")";
+        }
+    }
+
     /** Mutual TLS for every channel and server made from now on (null: plaintext). For tests and embedders. */
     public static void useTls(MeshTls settings) { tls = settings; }
 
