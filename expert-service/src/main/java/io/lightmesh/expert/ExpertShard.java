@@ -291,6 +291,17 @@ public final class ExpertShard {
         return new GateStats(gate.stats(), decodeGateNanos.sum() / 1e3, prefillGateNanos.sum() / 1e3, inlined.sum());
     }
 
+    /**
+     * This shard's Expert and Worker services on a gRPC server at host:port (0: any free port), handlers on the
+     * transport thread (a batch goes to the compute pool from there): on the process's shared event loop, or, with
+     * {@code lightmesh.shard.inlineDecode} (decode batches computed on that thread), on a loop of its own
+     * ({@link io.lightmesh.mesh.Grpc#serveOnOwnLoop}) so that a batch computing there holds up no other server or channel.
+     */
+    public io.grpc.Server serve(String host, int port) throws java.io.IOException {
+        return inlineDecode ? io.lightmesh.mesh.Grpc.serveOnOwnLoop(host, port, services(), "expert-shard-" + id)
+                : io.lightmesh.mesh.Grpc.serve(host, port, services(), true);
+    }
+
     public List<BindableService> services() { return List.of(new ExpertService(), new WorkerService()); }
 
     // ---- holdings ----

@@ -420,7 +420,7 @@ class ExpertShardTest {
 
     /**
      * lightmesh.shard.inlineDecode: a decode batch that finds the device free is computed on the thread gRPC read it on
-     * (no pool hand-off); a prefill batch still goes to the pool; both answer the in-process bits.
+     * (no pool hand-off), the shard's own event loop; a prefill batch still goes to the pool; both answer the in-process bits.
      */
     @Test
     void aDecodeBatchFindingTheDeviceFreeIsComputedWhereItWasRead() throws Exception {
@@ -428,7 +428,7 @@ class ExpertShardTest {
                 2, 16, 1, 20, true);
         java.util.Map<Long, String> threads = new java.util.concurrent.ConcurrentHashMap<>();
         s.beforeCompute = b -> threads.put(b.getCallId(), Thread.currentThread().getName());
-        Server server = Grpc.serve("127.0.0.1", 0, s.services(), true);
+        Server server = s.serve("127.0.0.1", 0); // its own event loop: inline batches hold up no other server
         ManagedChannel ch = Grpc.channel("127.0.0.1:" + server.getPort());
         try {
             LinkedBlockingQueue<ExpertResult> answers = new LinkedBlockingQueue<>();
@@ -442,7 +442,7 @@ class ExpertShardTest {
             r = answers.poll(10, TimeUnit.SECONDS);
             assertNotNull(r);
             assertArrayEquals(m.inProcess(c), m.floats(r.getCombined(), c.n()));
-            assertFalse(threads.get(400L).startsWith("expert-shard-"), "decode computed on the transport thread, not " + threads.get(400L));
+            assertEquals("expert-shard-I-loop", threads.get(400L), "decode computed on the shard's own transport thread");
             assertTrue(threads.get(401L).startsWith("expert-shard-I-compute-"), "prefill on the pool, not " + threads.get(401L));
             assertEquals(1, s.gateStats().inlined());
             stream.onCompleted();

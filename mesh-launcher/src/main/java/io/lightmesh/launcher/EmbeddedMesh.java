@@ -275,7 +275,7 @@ public final class EmbeddedMesh implements AutoCloseable {
         ExpertPlacement.Shard start = held != null ? ExpertPlacement.Shard.of(id, address, held)
                 : new ExpertPlacement.Shard(id, address, new int[0], ExpertPlacement.expertsOf(experts.size() % count, count, model.config().numExperts()));
         ExpertShard shard = new ExpertShard(start, model, otel("lightmesh-expert"), slotCapacity);
-        Component<ExpertShard> c = new Component<>(id, address, shard, Grpc.serve(options.host(), port, shard.services(), true));
+        Component<ExpertShard> c = new Component<>(id, address, shard, shard.serve(options.host(), port));
         experts.add(c);
         return c;
     }

@@ -104,7 +104,7 @@ public final class ExpertCallBench {
                     String address = "127.0.0.1:" + port;
                     ExpertShard shard = new ExpertShard(new ExpertPlacement.Shard("expert-" + s, address, new int[0],
                             ExpertPlacement.expertsOf(s, shards, c.numExperts())), model);
-                    servers.add(Grpc.serve("127.0.0.1", port, shard.services(), true));
+                    servers.add(shard.serve("127.0.0.1", port));
                     addresses.add(address);
                 }
             }
@@ -415,7 +415,7 @@ public final class ExpertCallBench {
             String address = "127.0.0.1:" + port;
             ExpertShard shard = new ExpertShard(new ExpertPlacement.Shard("expert-" + index, address, new int[0],
                     ExpertPlacement.expertsOf(index, count, model.config().numExperts())), model);
-            Server server = Grpc.serve("127.0.0.1", port, shard.services(), true);
+            Server server = shard.serve("127.0.0.1", port);
             System.out.println("port " + port);
             System.out.flush();
             try {

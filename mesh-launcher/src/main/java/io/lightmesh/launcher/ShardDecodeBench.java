@@ -95,7 +95,7 @@ public final class ShardDecodeBench {
                             ExpertPlacement.expertsOf(s, shards, c.numExperts())), model);
                     System.out.println("  shard " + s + ": experts " + shard.compute() + ", small batches up to " + smallBatch[round] + " slots, decode batches "
                             + (inl ? "on the transport thread when the device is free" : "on the compute pool") + ", gRPC over " + Grpc.transport());
-                    servers.add(Grpc.serve("127.0.0.1", port, shard.services(), true));
+                    servers.add(shard.serve("127.0.0.1", port));
                     made.add(shard);
                     addresses.add(address);
                 }
