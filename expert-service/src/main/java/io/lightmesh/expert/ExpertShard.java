@@ -112,6 +112,8 @@ public final class ExpertShard {
     private final LongAdder inlined = new LongAdder(), decodeGateNanos = new LongAdder(), prefillGateNanos = new LongAdder();
     /** Test seam: runs in every batch's compute once it counts as in flight, on the thread computing it (a deliberately slow batch). */
     volatile java.util.function.Consumer<ExpertBatch> beforeCompute;
+    /** Test seam: runs with the device's turn held (the priority gate's permit), just before the experts compute. */
+    volatile java.util.function.Consumer<ExpertBatch> atDevice;
     private final Tracer tracer;
     /** lightmesh.expert.tokens: {@link #tokens} per (layer, expert) as an OTel counter (the expert load on /q/metrics). */
     private final io.opentelemetry.api.metrics.ObservableLongCounter tokenMetric;
@@ -479,7 +481,7 @@ public final class ExpertShard {
     private ExpertResult compute(ExpertBatch b, boolean gateHeld) {
         boolean holding = gateHeld;
         try {
-            long t0 = System.nanoTime(); // reset once the gate admits the batch
+            long t0 = System.nanoTime();
             int h = hidden, n = b.getNumTokens(), k = b.getTopK(), layer = b.getLayer();
             ActivationDType dtype = WireRows.normalize(b.getDtype()); // the answer comes in the batch's element type
             if (layer < 0 || layer >= numLayers) throw new IllegalArgumentException("layer " + layer + " out of range");
@@ -507,18 +509,6 @@ public final class ExpertShard {
             for (int j = 0; j < distinct; j++) inFlight.incrementAndGet(layer * numExperts + named[j]);
             batchesInFlight.incrementAndGet();
             try {
-                if (gate != null && !holding) {
-                    try {
-                        long w0 = System.nanoTime();
-                        gate.acquire(urgent(b));
-                        t0 = System.nanoTime(); // compute_us: the device's turn, not the wait for it
-                        (urgent(b) ? decodeGateNanos : prefillGateNanos).add(t0 - w0);
-                    } catch (InterruptedException e) {
-                        Thread.currentThread().interrupt();
-                        throw new IllegalStateException("expert shard " + id + " interrupted waiting for its device (closing)");
-                    }
-                    holding = true;
-                }
                 var hook = beforeCompute;
                 if (hook != null) hook.accept(b);
                 List<Integer> notHeld = new ArrayList<>();
@@ -528,11 +518,14 @@ public final class ExpertShard {
                     throw new NotHeldException("experts " + Arrays.toString(ne) + " of layer " + layer + " are not on shard " + id, Map.of(layer, ne));
                 }
                 float[] out = new float[n * h];
-                if (slots > 0) computeSlots(b, dtype, layer, n, k, slots, out);
-                if (holding) { holding = false; gate.release(); } // the answer is encoded off the device's turn
+                long waited = 0;
+                if (slots > 0) {
+                    holding = false; // computeSlots releases a permit held for it
+                    waited = computeSlots(b, dtype, layer, n, k, slots, out, gateHeld);
+                }
                 ByteString combined = WireRows.encode(out, n * h, dtype);
                 batches.increment();
-                long us = (System.nanoTime() - t0) / 1000;
+                long us = (System.nanoTime() - t0 - waited) / 1000; // compute_us: not the wait for the device's turn
                 computeUs.add(us);
                 tokensComputed.add(slots);
                 return ExpertResult.newBuilder().setCallId(b.getCallId()).setLayer(layer).setNumTokens(n)
@@ -545,43 +538,72 @@ public final class ExpertShard {
                 }
             }
         } finally {
-            if (holding) gate.release(); // refused or failed while holding it
+            if (holding) gate.release(); // a permit taken for it that computeSlots did not get (refused, nothing to compute)
         }
     }
 
-    /** The non-skipped slots as top-1 rows, then each token's rows summed in ascending expert order into out. */
-    private void computeSlots(ExpertBatch b, ActivationDType dtype, int layer, int n, int k, int slots, float[] out) {
+    /**
+     * The non-skipped slots as top-1 rows, then each token's rows summed in ascending expert order into out. With the
+     * priority gate on, only the experts' computation holds the device's turn (the rows are gathered before, summed
+     * after): a permit already held ({@code gateHeld}) is released here, else one is taken for it.
+     *
+     * @return nanoseconds waited for the device's turn
+     */
+    private long computeSlots(ExpertBatch b, ActivationDType dtype, int layer, int n, int k, int slots, float[] out, boolean gateHeld) {
         int h = hidden;
-        WireRows.Reader x = WireRows.reader(b.getHidden(), dtype); // each slot's row read straight from the message
-        float[] xs = new float[slots * h], w = new float[slots], rows = new float[slots * h];
-        int[] ex = new int[slots], token = new int[slots];
-        int[] order = new int[k];
-        int r = 0;
-        for (int t = 0; t < n; t++) {
-            int c = 0;
-            for (int j = 0; j < k; j++) if (b.getExperts(t * k + j) >= 0) order[c++] = t * k + j;
-            // ascending expert id (insertion sort of at most top_k slots)
-            for (int i = 1; i < c; i++) {
-                int v = order[i], ev = b.getExperts(v), m = i - 1;
-                while (m >= 0 && b.getExperts(order[m]) > ev) { order[m + 1] = order[m]; m--; }
-                order[m + 1] = v;
+        long waited = 0;
+        boolean holding = gateHeld;
+        float[] rows = new float[slots * h];
+        int[] token = new int[slots];
+        try {
+            WireRows.Reader x = WireRows.reader(b.getHidden(), dtype); // each slot's row read straight from the message
+            float[] xs = new float[slots * h], w = new float[slots];
+            int[] ex = new int[slots];
+            int[] order = new int[k];
+            int r = 0;
+            for (int t = 0; t < n; t++) {
+                int c = 0;
+                for (int j = 0; j < k; j++) if (b.getExperts(t * k + j) >= 0) order[c++] = t * k + j;
+                // ascending expert id (insertion sort of at most top_k slots)
+                for (int i = 1; i < c; i++) {
+                    int v = order[i], ev = b.getExperts(v), m = i - 1;
+                    while (m >= 0 && b.getExperts(order[m]) > ev) { order[m + 1] = order[m]; m--; }
+                    order[m + 1] = v;
+                }
+                for (int i = 0; i < c; i++) {
+                    int s = order[i];
+                    ex[r] = b.getExperts(s);
+                    w[r] = b.getWeights(s);
+                    token[r] = t;
+                    x.row(t, h, xs, r * h);
+                    tokens.incrementAndGet(layer * numExperts + ex[r]);
+                    r++;
+                }
             }
-            for (int i = 0; i < c; i++) {
-                int s = order[i];
-                ex[r] = b.getExperts(s);
-                w[r] = b.getWeights(s);
-                token[r] = t;
-                x.row(t, h, xs, r * h);
-                tokens.incrementAndGet(layer * numExperts + ex[r]);
-                r++;
+            if (gate != null && !holding) { // the device's turn for the experts alone: rows gathered before, summed after
+                long w0 = System.nanoTime();
+                try {
+                    gate.acquire(urgent(b));
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IllegalStateException("expert shard " + id + " interrupted waiting for its device (closing)");
+                }
+                holding = true;
+                waited = System.nanoTime() - w0;
+                (urgent(b) ? decodeGateNanos : prefillGateNanos).add(waited);
             }
+            var seam = atDevice;
+            if (seam != null) seam.accept(b);
+            if (device != null) device.run(layer, xs, slots, 1, ex, w, rows);
+            else experts.run(layer, xs, slots, 1, ex, w, rows);
+        } finally {
+            if (holding) gate.release();
         }
-        if (device != null) device.run(layer, xs, slots, 1, ex, w, rows);
-        else experts.run(layer, xs, slots, 1, ex, w, rows);
         for (int i = 0; i < slots; i++) {
             int o = token[i] * h, p = i * h;
             for (int c = 0; c < h; c++) out[o + c] += rows[p + c];
         }
+        return waited;
     }
 
     // ---- Describe ----

@@ -374,7 +374,7 @@ class ExpertShardTest {
                 4, 16, 1, 60_000, false);
         java.util.concurrent.CountDownLatch firstStarted = new java.util.concurrent.CountDownLatch(1), release = new java.util.concurrent.CountDownLatch(1);
         List<Long> computed = new java.util.concurrent.CopyOnWriteArrayList<>();
-        s.beforeCompute = b -> { // runs with the device's turn held
+        s.atDevice = b -> { // runs with the device's turn held
             computed.add(b.getCallId());
             if (b.getCallId() != 300) return;
             firstStarted.countDown();
@@ -427,7 +427,7 @@ class ExpertShardTest {
         ExpertShard s = new ExpertShard(ExpertPlacement.Shard.of("I", "127.0.0.1:1", all()), m.model, OpenTelemetry.noop(), Integer.MAX_VALUE,
                 2, 16, 1, 20, true);
         java.util.Map<Long, String> threads = new java.util.concurrent.ConcurrentHashMap<>();
-        s.beforeCompute = b -> threads.put(b.getCallId(), Thread.currentThread().getName());
+        s.atDevice = b -> threads.put(b.getCallId(), Thread.currentThread().getName());
         Server server = s.serve("127.0.0.1", 0); // its own event loop: inline batches hold up no other server
         ManagedChannel ch = Grpc.channel("127.0.0.1:" + server.getPort());
         try {
