@@ -13,7 +13,8 @@
 # 1. ShardDecodeBench on the serve checkpoint, batch 1, ping-pong: the shards' decode batches pooled vs inline,
 #    interleaved twice (the first form run is the warm-up outlier);
 # 2. bench-serve, 2 remote shards, concurrency 1 (8 requests, 4 warm-up) and 16 (32, 16), all three forms on; the
-#    in-process engine on the same requests in the same runs. Logs: $OUT/h16mesh-*.txt.
+#    in-process engine on the same requests in the same runs. Logs: $OUT/h16mesh-*.txt (run-gpu.sh also appends the
+#    serve runs to $OUT/serve.txt, left where it is for the go.sh).
 FORMS="-Dlightmesh.shard.priority=true -Dlightmesh.expert.prefillChunkRows=256 -Dlightmesh.shard.inlineDecode=true"
 MD="${MODEL_DIR:-/tmp/lightmesh-model}"
 echo "=== h16mesh shard-bench (pooled vs inline decode batches), model $MD"
@@ -34,5 +35,4 @@ for c in "1 8 4 65" "16 32 16 85"; do set -- $c
   grep -E "^== |throughput|TPOT ms|TTFT ms|decode steps|expert calls from|mean added|extra batches|priority gate|gRPC over|Exception" \
     $OUT/h16mesh-serve-e2-c$1-console.txt | cut -c1-400 | head -20
 done
-[ -f $OUT/serve.txt ] && mv $OUT/serve.txt $OUT/h16mesh-serve.txt
 echo "=== h16mesh done"
