@@ -18,7 +18,9 @@ def foreign_native(name):
         return False
     if 'tcnative' in n:  # OpenSSL for TLS: the benches run plaintext, and grpc-java falls back to the JDK's TLS
         return True
-    linux = 'linux' in n and 'android' not in n
+    # netty's epoll transport is Linux-only and its library says so only by the word (no "linux" in
+    # libio_grpc_netty_shaded_netty_transport_native_epoll_x86_64.so): kept, else gRPC falls back to NIO on the GPU machine
+    linux = ('linux' in n or 'epoll' in n or 'io_uring' in n) and 'android' not in n
     x64 = 'x86_64' in n or 'amd64' in n
     return not (linux and x64)
 

@@ -101,8 +101,19 @@ public final class ExpertShard {
      *  stay free to answer keepalive PINGs: a batch computed there longer than the callers' keepalive bound got the
      *  shard declared dead). One thread per core; a full queue refuses a batch (RESOURCE_EXHAUSTED), never blocks. */
     private final java.util.concurrent.ThreadPoolExecutor computePool;
+    /** With the priority gate on: decode batches' own pool, so they reach the gate without queueing behind prefill
+     *  batches in {@link #computePool}'s FIFO queue (the gate orders the two); null when off. */
+    private final java.util.concurrent.ThreadPoolExecutor decodePool;
+    /** Decode batches ahead of prefill batches at the device ({@code lightmesh.shard.priority}); null: arrival order. */
+    private final PriorityGate gate;
+    /** A decode batch that finds the gate free is computed on the transport thread that read it (no hand-off to a pool
+     *  thread and back for the answer's write): {@code lightmesh.shard.inlineDecode}, with the gate on. */
+    private final boolean inlineDecode;
+    private final LongAdder inlined = new LongAdder(), decodeGateNanos = new LongAdder(), prefillGateNanos = new LongAdder();
     /** Test seam: runs in every batch's compute once it counts as in flight, on the thread computing it (a deliberately slow batch). */
     volatile java.util.function.Consumer<ExpertBatch> beforeCompute;
+    /** Test seam: runs with the device's turn held (the priority gate's permit), just before the experts compute. */
+    volatile java.util.function.Consumer<ExpertBatch> atDevice;
     private final Tracer tracer;
     /** lightmesh.expert.tokens: {@link #tokens} per (layer, expert) as an OTel counter (the expert load on /q/metrics). */
     private final io.opentelemetry.api.metrics.ObservableLongCounter tokenMetric;
@@ -130,6 +141,21 @@ public final class ExpertShard {
      * @param computeQueue   batches waiting for a compute thread at most; one more is refused with RESOURCE_EXHAUSTED
      */
     ExpertShard(ExpertPlacement.Shard shard, MeshModel model, OpenTelemetry otel, int slotCapacity, int computeThreads, int computeQueue) {
+        this(shard, model, otel, slotCapacity, computeThreads, computeQueue, Boolean.getBoolean("lightmesh.shard.priority") ? 0 : -1,
+                Long.getLong("lightmesh.shard.prefillMaxWaitMs", PREFILL_MAX_WAIT_MS), Boolean.getBoolean("lightmesh.shard.inlineDecode"));
+    }
+
+    /** The default of {@code lightmesh.shard.prefillMaxWaitMs}: how long decode batches may overtake a waiting prefill batch. */
+    public static final long PREFILL_MAX_WAIT_MS = 20;
+
+    /**
+     * @param gatePermits  the priority gate's permits: -1 off (arrival order), 0 the default (1 on the device path,
+     *                     whose calls run one at a time anyway; {@code computeThreads} on host arrays), else that many
+     * @param prefillMaxWaitMs how long decode batches may overtake a waiting prefill batch at the gate
+     * @param inlineDecode compute a decode batch that finds the gate free on the transport thread (gate on only)
+     */
+    ExpertShard(ExpertPlacement.Shard shard, MeshModel model, OpenTelemetry otel, int slotCapacity, int computeThreads, int computeQueue,
+                int gatePermits, long prefillMaxWaitMs, boolean inlineDecode) {
         this.tracer = otel.getTracer(MeshTelemetry.SCOPE);
         this.id = shard.id();
         this.address = shard.address();
@@ -169,7 +195,25 @@ public final class ExpertShard {
             t.setDaemon(true);
             return t;
         }, new java.util.concurrent.ThreadPoolExecutor.AbortPolicy());
+        if (gatePermits >= 0) {
+            int permits = gatePermits > 0 ? gatePermits : device != null ? 1 : computeThreads;
+            this.gate = new PriorityGate(permits, prefillMaxWaitMs * 1_000_000);
+            AtomicInteger decodeThreadIds = new AtomicInteger();
+            this.decodePool = new java.util.concurrent.ThreadPoolExecutor(computeThreads, computeThreads, 0, java.util.concurrent.TimeUnit.MILLISECONDS,
+                    new java.util.concurrent.ArrayBlockingQueue<>(computeQueue), r -> {
+                Thread t = new Thread(r, "expert-shard-" + id + "-decode-" + decodeThreadIds.incrementAndGet());
+                t.setDaemon(true);
+                return t;
+            }, new java.util.concurrent.ThreadPoolExecutor.AbortPolicy());
+        } else {
+            this.gate = null;
+            this.decodePool = null;
+        }
+        this.inlineDecode = inlineDecode && gate != null;
         io.lightmesh.mesh.WorkerPath.announceShard(id, compute(), model.model(), otel);
+        LOG.info("expert shard " + id + ": gRPC over " + io.lightmesh.mesh.Grpc.transport() + "; " + (gate == null ? "batches in arrival order (-Dlightmesh.shard.priority=false)"
+                : "decode batches ahead of prefill at the device (-Dlightmesh.shard.priority=true, " + gate.permits() + " at a time, prefill overtaken for at most "
+                + gate.maxPrefillWait(java.util.concurrent.TimeUnit.MILLISECONDS) + " ms)" + (this.inlineDecode ? ", a decode batch finding the device free computed on the transport thread (-Dlightmesh.shard.inlineDecode)" : "")));
         if (device != null) LOG.info("expert shard " + id + ": batches of up to " + device.smallSlots()
                 + " slots on the matrix-vector MoE kernels, larger ones grouped (-Dlightmesh.shard.smallBatch)");
         this.tokenMetric = tokenMetric(otel);
@@ -236,6 +280,29 @@ public final class ExpertShard {
      * {@code -Dlightmesh.shard.smallBatch} slots) and how many the grouped products; null on host arrays.
      */
     public DeviceExperts.Paths devicePaths() { return device != null ? device.paths() : null; }
+
+    /**
+     * The priority gate's figures (null when off): decode batches admitted ahead of a waiting prefill batch, prefill
+     * batches admitted by age, microseconds decode and prefill batches waited for the device in all, and decode batches
+     * computed on the transport thread ({@code lightmesh.shard.inlineDecode}).
+     */
+    public record GateStats(PriorityGate.Stats gate, double decodeWaitUs, double prefillWaitUs, long inlined) {}
+
+    public GateStats gateStats() {
+        if (gate == null) return null;
+        return new GateStats(gate.stats(), decodeGateNanos.sum() / 1e3, prefillGateNanos.sum() / 1e3, inlined.sum());
+    }
+
+    /**
+     * This shard's Expert and Worker services on a gRPC server at host:port (0: any free port), handlers on the
+     * transport thread (a batch goes to the compute pool from there): on the process's shared event loop, or, with
+     * {@code lightmesh.shard.inlineDecode} (decode batches computed on that thread), on a loop of its own
+     * ({@link io.lightmesh.mesh.Grpc#serveOnOwnLoop}) so that a batch computing there holds up no other server or channel.
+     */
+    public io.grpc.Server serve(String host, int port) throws java.io.IOException {
+        return inlineDecode ? io.lightmesh.mesh.Grpc.serveOnOwnLoop(host, port, services(), "expert-shard-" + id)
+                : io.lightmesh.mesh.Grpc.serve(host, port, services(), true);
+    }
 
     public List<BindableService> services() { return List.of(new ExpertService(), new WorkerService()); }
 
@@ -375,12 +442,15 @@ public final class ExpertShard {
     // ---- compute ----
 
     /** Computes one batch in a span whose parent is {@code parent} (the caller's). */
-    public ExpertResult compute(ExpertBatch b, Context parent) {
+    public ExpertResult compute(ExpertBatch b, Context parent) { return compute(b, parent, false); }
+
+    /** As above; {@code gateHeld}: the caller took the gate's permit for this batch (released here). */
+    private ExpertResult compute(ExpertBatch b, Context parent, boolean gateHeld) {
         Span span = tracer.spanBuilder("lightmesh.expert compute").setSpanKind(SpanKind.SERVER).setParent(parent)
                 .setAttribute("lightmesh.shard", id).setAttribute("lightmesh.layer", b.getLayer())
                 .setAttribute("lightmesh.tokens", b.getNumTokens()).startSpan();
         try {
-            return compute(b);
+            return compute(b, gateHeld);
         } catch (RuntimeException e) {
             span.setStatus(StatusCode.ERROR, e.toString());
             throw e;
@@ -399,94 +469,141 @@ public final class ExpertShard {
      * @throws NotHeldException         a slot names a pair this shard does not hold
      * @throws IllegalArgumentException the batch is malformed
      */
-    public ExpertResult compute(ExpertBatch b) {
-        long t0 = System.nanoTime();
-        int h = hidden, n = b.getNumTokens(), k = b.getTopK(), layer = b.getLayer();
-        ActivationDType dtype = WireRows.normalize(b.getDtype()); // the answer comes in the batch's element type
-        if (layer < 0 || layer >= numLayers) throw new IllegalArgumentException("layer " + layer + " out of range");
-        if (n < 0 || k <= 0) throw new IllegalArgumentException("num_tokens " + n + ", top_k " + k);
-        if (b.getExpertsCount() != n * k || b.getWeightsCount() != n * k) {
-            throw new IllegalArgumentException("experts/weights must have num_tokens * top_k = " + n * k + " entries");
-        }
-        int eb = WireRows.elementBytes(dtype);
-        if (b.getHidden().size() != (long) n * h * eb) {
-            throw new IllegalArgumentException("hidden has " + b.getHidden().size() + " bytes, not num_tokens * hidden_size * " + eb + " = " + (long) n * h * eb);
-        }
-        seen(b.getPlacementVersion());
-        // the distinct pairs named, entered before checking they are live (see the class comment)
-        int[] named = new int[numExperts];
-        int distinct = 0, slots = 0;
-        for (int i = 0; i < n * k; i++) {
-            int e = b.getExperts(i);
-            if (e < -1 || e >= numExperts) throw new IllegalArgumentException("expert " + e + " out of range [0, " + numExperts + ")");
-            if (e < 0) continue;
-            slots++;
-            boolean seen = false;
-            for (int j = 0; j < distinct && !seen; j++) seen = named[j] == e;
-            if (!seen) named[distinct++] = e;
-        }
-        for (int j = 0; j < distinct; j++) inFlight.incrementAndGet(layer * numExperts + named[j]);
-        batchesInFlight.incrementAndGet();
+    public ExpertResult compute(ExpertBatch b) { return compute(b, false); }
+
+    /** Whether a batch is a decode step's: ahead of prefill batches at the gate. */
+    static boolean urgent(ExpertBatch b) { return b.getCallClass() == io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_DECODE; }
+
+    /**
+     * @param gateHeld the caller holds the gate's permit for this batch: released here, however the batch ends; else,
+     *                 with the gate on, the batch takes a permit for its device work (the test seam included)
+     */
+    private ExpertResult compute(ExpertBatch b, boolean gateHeld) {
+        boolean holding = gateHeld;
         try {
-            var hook = beforeCompute;
-            if (hook != null) hook.accept(b);
-            List<Integer> notHeld = new ArrayList<>();
-            for (int j = 0; j < distinct; j++) if (live.get(layer * numExperts + named[j]) == 0) notHeld.add(named[j]);
-            if (!notHeld.isEmpty()) {
-                int[] ne = notHeld.stream().mapToInt(Integer::intValue).sorted().toArray();
-                throw new NotHeldException("experts " + Arrays.toString(ne) + " of layer " + layer + " are not on shard " + id, Map.of(layer, ne));
+            long t0 = System.nanoTime();
+            int h = hidden, n = b.getNumTokens(), k = b.getTopK(), layer = b.getLayer();
+            ActivationDType dtype = WireRows.normalize(b.getDtype()); // the answer comes in the batch's element type
+            if (layer < 0 || layer >= numLayers) throw new IllegalArgumentException("layer " + layer + " out of range");
+            if (n < 0 || k <= 0) throw new IllegalArgumentException("num_tokens " + n + ", top_k " + k);
+            if (b.getExpertsCount() != n * k || b.getWeightsCount() != n * k) {
+                throw new IllegalArgumentException("experts/weights must have num_tokens * top_k = " + n * k + " entries");
             }
-            float[] out = new float[n * h];
-            if (slots > 0) computeSlots(b, dtype, layer, n, k, slots, out);
-            ByteString combined = WireRows.encode(out, n * h, dtype);
-            batches.increment();
-            long us = (System.nanoTime() - t0) / 1000;
-            computeUs.add(us);
-            tokensComputed.add(slots);
-            return ExpertResult.newBuilder().setCallId(b.getCallId()).setLayer(layer).setNumTokens(n)
-                    .setDtype(dtype).setCombined(combined).setComputeUs(us).build();
+            int eb = WireRows.elementBytes(dtype);
+            if (b.getHidden().size() != (long) n * h * eb) {
+                throw new IllegalArgumentException("hidden has " + b.getHidden().size() + " bytes, not num_tokens * hidden_size * " + eb + " = " + (long) n * h * eb);
+            }
+            seen(b.getPlacementVersion());
+            // the distinct pairs named, entered before checking they are live (see the class comment)
+            int[] named = new int[numExperts];
+            int distinct = 0, slots = 0;
+            for (int i = 0; i < n * k; i++) {
+                int e = b.getExperts(i);
+                if (e < -1 || e >= numExperts) throw new IllegalArgumentException("expert " + e + " out of range [0, " + numExperts + ")");
+                if (e < 0) continue;
+                slots++;
+                boolean seen = false;
+                for (int j = 0; j < distinct && !seen; j++) seen = named[j] == e;
+                if (!seen) named[distinct++] = e;
+            }
+            for (int j = 0; j < distinct; j++) inFlight.incrementAndGet(layer * numExperts + named[j]);
+            batchesInFlight.incrementAndGet();
+            try {
+                var hook = beforeCompute;
+                if (hook != null) hook.accept(b);
+                List<Integer> notHeld = new ArrayList<>();
+                for (int j = 0; j < distinct; j++) if (live.get(layer * numExperts + named[j]) == 0) notHeld.add(named[j]);
+                if (!notHeld.isEmpty()) {
+                    int[] ne = notHeld.stream().mapToInt(Integer::intValue).sorted().toArray();
+                    throw new NotHeldException("experts " + Arrays.toString(ne) + " of layer " + layer + " are not on shard " + id, Map.of(layer, ne));
+                }
+                float[] out = new float[n * h];
+                long waited = 0;
+                if (slots > 0) {
+                    holding = false; // computeSlots releases a permit held for it
+                    waited = computeSlots(b, dtype, layer, n, k, slots, out, gateHeld);
+                }
+                ByteString combined = WireRows.encode(out, n * h, dtype);
+                batches.increment();
+                long us = (System.nanoTime() - t0 - waited) / 1000; // compute_us: not the wait for the device's turn
+                computeUs.add(us);
+                tokensComputed.add(slots);
+                return ExpertResult.newBuilder().setCallId(b.getCallId()).setLayer(layer).setNumTokens(n)
+                        .setDtype(dtype).setCombined(combined).setComputeUs(us).build();
+            } finally {
+                batchesInFlight.decrementAndGet();
+                for (int j = 0; j < distinct; j++) {
+                    int p = layer * numExperts + named[j];
+                    if (inFlight.decrementAndGet(p) == 0 && releaseWhenIdle.get(p) == 1) release(p);
+                }
+            }
         } finally {
-            batchesInFlight.decrementAndGet();
-            for (int j = 0; j < distinct; j++) {
-                int p = layer * numExperts + named[j];
-                if (inFlight.decrementAndGet(p) == 0 && releaseWhenIdle.get(p) == 1) release(p);
-            }
+            if (holding) gate.release(); // a permit taken for it that computeSlots did not get (refused, nothing to compute)
         }
     }
 
-    /** The non-skipped slots as top-1 rows, then each token's rows summed in ascending expert order into out. */
-    private void computeSlots(ExpertBatch b, ActivationDType dtype, int layer, int n, int k, int slots, float[] out) {
+    /**
+     * The non-skipped slots as top-1 rows, then each token's rows summed in ascending expert order into out. With the
+     * priority gate on, only the experts' computation holds the device's turn (the rows are gathered before, summed
+     * after): a permit already held ({@code gateHeld}) is released here, else one is taken for it.
+     *
+     * @return nanoseconds waited for the device's turn
+     */
+    private long computeSlots(ExpertBatch b, ActivationDType dtype, int layer, int n, int k, int slots, float[] out, boolean gateHeld) {
         int h = hidden;
-        WireRows.Reader x = WireRows.reader(b.getHidden(), dtype); // each slot's row read straight from the message
-        float[] xs = new float[slots * h], w = new float[slots], rows = new float[slots * h];
-        int[] ex = new int[slots], token = new int[slots];
-        int[] order = new int[k];
-        int r = 0;
-        for (int t = 0; t < n; t++) {
-            int c = 0;
-            for (int j = 0; j < k; j++) if (b.getExperts(t * k + j) >= 0) order[c++] = t * k + j;
-            // ascending expert id (insertion sort of at most top_k slots)
-            for (int i = 1; i < c; i++) {
-                int v = order[i], ev = b.getExperts(v), m = i - 1;
-                while (m >= 0 && b.getExperts(order[m]) > ev) { order[m + 1] = order[m]; m--; }
-                order[m + 1] = v;
+        long waited = 0;
+        boolean holding = gateHeld;
+        float[] rows = new float[slots * h];
+        int[] token = new int[slots];
+        try {
+            WireRows.Reader x = WireRows.reader(b.getHidden(), dtype); // each slot's row read straight from the message
+            float[] xs = new float[slots * h], w = new float[slots];
+            int[] ex = new int[slots];
+            int[] order = new int[k];
+            int r = 0;
+            for (int t = 0; t < n; t++) {
+                int c = 0;
+                for (int j = 0; j < k; j++) if (b.getExperts(t * k + j) >= 0) order[c++] = t * k + j;
+                // ascending expert id (insertion sort of at most top_k slots)
+                for (int i = 1; i < c; i++) {
+                    int v = order[i], ev = b.getExperts(v), m = i - 1;
+                    while (m >= 0 && b.getExperts(order[m]) > ev) { order[m + 1] = order[m]; m--; }
+                    order[m + 1] = v;
+                }
+                for (int i = 0; i < c; i++) {
+                    int s = order[i];
+                    ex[r] = b.getExperts(s);
+                    w[r] = b.getWeights(s);
+                    token[r] = t;
+                    x.row(t, h, xs, r * h);
+                    tokens.incrementAndGet(layer * numExperts + ex[r]);
+                    r++;
+                }
             }
-            for (int i = 0; i < c; i++) {
-                int s = order[i];
-                ex[r] = b.getExperts(s);
-                w[r] = b.getWeights(s);
-                token[r] = t;
-                x.row(t, h, xs, r * h);
-                tokens.incrementAndGet(layer * numExperts + ex[r]);
-                r++;
+            if (gate != null && !holding) { // the device's turn for the experts alone: rows gathered before, summed after
+                long w0 = System.nanoTime();
+                try {
+                    gate.acquire(urgent(b));
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IllegalStateException("expert shard " + id + " interrupted waiting for its device (closing)");
+                }
+                holding = true;
+                waited = System.nanoTime() - w0;
+                (urgent(b) ? decodeGateNanos : prefillGateNanos).add(waited);
             }
+            var seam = atDevice;
+            if (seam != null) seam.accept(b);
+            if (device != null) device.run(layer, xs, slots, 1, ex, w, rows);
+            else experts.run(layer, xs, slots, 1, ex, w, rows);
+        } finally {
+            if (holding) gate.release();
         }
-        if (device != null) device.run(layer, xs, slots, 1, ex, w, rows);
-        else experts.run(layer, xs, slots, 1, ex, w, rows);
         for (int i = 0; i < slots; i++) {
             int o = token[i] * h, p = i * h;
             for (int c = 0; c < h; c++) out[o + c] += rows[p + c];
         }
+        return waited;
     }
 
     // ---- Describe ----
@@ -528,6 +645,7 @@ public final class ExpertShard {
     public void close() {
         admin.shutdownNow();
         computePool.shutdownNow();
+        if (decodePool != null) decodePool.shutdownNow();
         tokenMetric.close();
         if (device != null) device.close(); // the held pairs' device buffers and the scratch
     }
@@ -545,7 +663,7 @@ public final class ExpertShard {
         public void compute(ExpertBatch b, StreamObserver<ExpertResult> out) {
             Context parent = Context.current(); // the caller's context, from the call's metadata (set on this thread)
             try {
-                computePool.execute(() -> {
+                poolFor(b).execute(() -> {
                     ExpertResult r;
                     try {
                         r = ExpertShard.this.compute(b, parent);
@@ -564,11 +682,17 @@ public final class ExpertShard {
             }
         }
 
+        /** Decode batches on their own pool when the gate orders them (they must not queue behind prefill batches). */
+        private java.util.concurrent.ThreadPoolExecutor poolFor(ExpertBatch b) {
+            return decodePool != null && urgent(b) ? decodePool : computePool;
+        }
+
         /** Why a batch found no room on the compute pool: closing, or the queue full. */
         private Status refused(ExpertBatch b) {
-            return computePool.isShutdown() ? Status.UNAVAILABLE.withDescription("expert shard " + id + " is closing")
-                    : Status.RESOURCE_EXHAUSTED.withDescription("expert shard " + id + " has " + computePool.getQueue().size()
-                            + " batches waiting for its " + computePool.getMaximumPoolSize() + " compute threads; batch " + b.getCallId() + " refused");
+            var pool = poolFor(b);
+            return pool.isShutdown() ? Status.UNAVAILABLE.withDescription("expert shard " + id + " is closing")
+                    : Status.RESOURCE_EXHAUSTED.withDescription("expert shard " + id + " has " + pool.getQueue().size()
+                            + " batches waiting for its " + pool.getMaximumPoolSize() + " compute threads; batch " + b.getCallId() + " refused");
         }
 
         @Override
@@ -585,8 +709,13 @@ public final class ExpertShard {
                     // answered in band, so the others on the stream go on
                     Context parent = b.getTraceparent().isEmpty() ? Context.current() : MeshTelemetry.fromTraceparent(b.getTraceparent());
                     synchronized (out) { computing++; }
+                    if (inlineDecode && urgent(b) && gate.tryAcquire()) { // the device is free: no hand-off either way
+                        inlined.increment();
+                        answer(computeInBand(b, parent, true));
+                        return;
+                    }
                     try {
-                        computePool.execute(() -> answer(computeInBand(b, parent)));
+                        poolFor(b).execute(() -> answer(computeInBand(b, parent, false)));
                     } catch (java.util.concurrent.RejectedExecutionException e) {
                         Status s = refused(b);
                         answer(ExpertResult.newBuilder().setCallId(b.getCallId()).setLayer(b.getLayer())
@@ -618,9 +747,9 @@ public final class ExpertShard {
         }
 
         /** One batch of a stream: its result, or its refusal as a BatchError (the stream goes on). */
-        private ExpertResult computeInBand(ExpertBatch b, Context parent) {
+        private ExpertResult computeInBand(ExpertBatch b, Context parent, boolean gateHeld) {
             try {
-                return ExpertShard.this.compute(b, parent);
+                return ExpertShard.this.compute(b, parent, gateHeld);
             } catch (RuntimeException e) {
                 boolean invalid = e instanceof IllegalArgumentException;
                 BatchError.Builder err = BatchError.newBuilder().setCode((invalid ? Status.Code.INVALID_ARGUMENT : Status.Code.INTERNAL).value())

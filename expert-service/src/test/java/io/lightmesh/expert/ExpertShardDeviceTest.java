@@ -139,6 +139,58 @@ class ExpertShardDeviceTest {
         }
     }
 
+    /**
+     * The forms of a shard on a device together (the priority gate, one batch at a time at the device, decode batches on
+     * the transport thread of the shard's own event loop when the device is free): a decode stream and a prefill stream
+     * sending at once get every answer equal to the host path's (1e-4), decode and prefill batches both computed.
+     */
+    @Test
+    void aDeviceShardWithItsGateAndInlineDecodeAnswersMixedTrafficAsTheHost() throws Exception {
+        MeshModel model = MeshModel.load(dir.resolve("model"), ops, false);
+        ExpertShard shard = new ExpertShard(ExpertPlacement.Shard.of("M", "127.0.0.1:1", Map.of(0, new int[] {0, 1, 2, 3}, 1, new int[] {0, 1, 2, 3})),
+                model, OpenTelemetry.noop(), Integer.MAX_VALUE, 2, 64, 0, 20, true);
+        io.grpc.Server server = shard.serve("127.0.0.1", 0);
+        io.grpc.ManagedChannel ch = io.lightmesh.mesh.Grpc.channel("127.0.0.1:" + server.getPort());
+        try {
+            java.util.concurrent.LinkedBlockingQueue<io.lightmesh.proto.v1.ExpertResult> answers = new java.util.concurrent.LinkedBlockingQueue<>();
+            io.grpc.stub.StreamObserver<io.lightmesh.proto.v1.ExpertResult> collect = new io.grpc.stub.StreamObserver<>() {
+                @Override public void onNext(io.lightmesh.proto.v1.ExpertResult r) { answers.add(r); }
+                @Override public void onError(Throwable t) { answers.add(io.lightmesh.proto.v1.ExpertResult.newBuilder().setCallId(-1).build()); }
+                @Override public void onCompleted() {}
+            };
+            var decode = io.lightmesh.proto.v1.ExpertGrpc.newStub(ch).computeStream(collect);
+            var prefill = io.lightmesh.proto.v1.ExpertGrpc.newStub(ch).computeStream(collect);
+            Map<Long, TinyModel.Call> calls = new java.util.HashMap<>();
+            for (int i = 0; i < 12; i++) {
+                TinyModel.Call d = host.call(60 + i, i % 2, 1 + i % 3), p = host.call(80 + i, i % 2, 24 + i);
+                calls.put(100L + i, d);
+                calls.put(200L + i, p);
+                decode.onNext(host.batch(d, 100 + i).toBuilder().setCallClass(io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_DECODE).build());
+                prefill.onNext(host.batch(p, 200 + i).toBuilder().setCallClass(io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_PREFILL).build());
+            }
+            for (int i = 0; i < 24; i++) {
+                io.lightmesh.proto.v1.ExpertResult r = answers.poll(60, java.util.concurrent.TimeUnit.SECONDS);
+                org.junit.jupiter.api.Assertions.assertNotNull(r, "answer " + i);
+                TinyModel.Call c = calls.remove(r.getCallId());
+                org.junit.jupiter.api.Assertions.assertNotNull(c, "an answer to a batch sent once: " + r.getCallId() + " " + r.getError());
+                float[] got = host.floats(r.getCombined(), c.n()), want = host.inProcess(c);
+                double err = 0, ref = 0;
+                for (int j = 0; j < want.length; j++) { err += (got[j] - want[j]) * (got[j] - want[j]); ref += want[j] * want[j]; }
+                assertTrue(Math.sqrt(err) <= 1e-4 * Math.sqrt(ref) + 1e-6, "batch " + r.getCallId() + ": relative error " + Math.sqrt(err / Math.max(ref, 1e-30)));
+            }
+            assertTrue(calls.isEmpty());
+            ExpertShard.GateStats g = shard.gateStats();
+            assertEquals(0, g.gate().held(), "every permit given back");
+            decode.onCompleted();
+            prefill.onCompleted();
+        } finally {
+            io.lightmesh.mesh.Grpc.shutdown(ch);
+            io.lightmesh.mesh.Grpc.shutdown(server);
+            shard.close();
+            model.model().close();
+        }
+    }
+
     /** A call restricted to the slots a shard holds: the batch (others -1), and the host's answer for those slots. */
     record ExpertBatch0(TinyModel.Call c) {
         io.lightmesh.proto.v1.ExpertBatch masked(java.util.function.BiPredicate<Integer, Integer> mine) {

@@ -363,6 +363,107 @@ class ExpertShardTest {
         }
     }
 
+    /**
+     * With the priority gate on (one batch at a time at the device, as on a GPU), decode batches that arrive while
+     * prefill batches wait are computed first: a prefill batch holds the device, two more prefill batches queue, then
+     * two decode batches on another stream (the decode worker's) overtake them; every answer is the in-process bits.
+     */
+    @Test
+    void decodeBatchesOvertakeQueuedPrefillBatches() throws Exception {
+        ExpertShard s = new ExpertShard(ExpertPlacement.Shard.of("P", "127.0.0.1:1", all()), m.model, OpenTelemetry.noop(), Integer.MAX_VALUE,
+                4, 16, 1, 60_000, false);
+        java.util.concurrent.CountDownLatch firstStarted = new java.util.concurrent.CountDownLatch(1), release = new java.util.concurrent.CountDownLatch(1);
+        List<Long> computed = new java.util.concurrent.CopyOnWriteArrayList<>();
+        s.atDevice = b -> { // runs with the device's turn held
+            computed.add(b.getCallId());
+            if (b.getCallId() != 300) return;
+            firstStarted.countDown();
+            try { release.await(30, TimeUnit.SECONDS); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
+        };
+        Server server = Grpc.serve("127.0.0.1", 0, s.services(), true);
+        ManagedChannel ch = Grpc.channel("127.0.0.1:" + server.getPort());
+        try {
+            LinkedBlockingQueue<ExpertResult> prefillAnswers = new LinkedBlockingQueue<>(), decodeAnswers = new LinkedBlockingQueue<>();
+            StreamObserver<ExpertBatch> prefill = ExpertGrpc.newStub(ch).computeStream(collect(prefillAnswers));
+            StreamObserver<ExpertBatch> decode = ExpertGrpc.newStub(ch).computeStream(collect(decodeAnswers));
+            TinyModel.Call big = m.call(11, 3, 24), small = m.call(12, 3, 1);
+            prefill.onNext(classed(m.batch(big, 300), io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_PREFILL));
+            assertTrue(firstStarted.await(10, TimeUnit.SECONDS));
+            prefill.onNext(classed(m.batch(big, 301), io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_PREFILL));
+            prefill.onNext(classed(m.batch(big, 302), io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_UNSPECIFIED)); // as prefill
+            awaitGate(s, 0, 2);
+            decode.onNext(classed(m.batch(small, 303), io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_DECODE));
+            decode.onNext(classed(m.batch(small, 304), io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_DECODE));
+            awaitGate(s, 2, 2);
+            release.countDown();
+            for (int i = 0; i < 3; i++) {
+                ExpertResult r = prefillAnswers.poll(10, TimeUnit.SECONDS);
+                assertNotNull(r);
+                assertArrayEquals(m.inProcess(big), m.floats(r.getCombined(), big.n()));
+            }
+            for (int i = 0; i < 2; i++) {
+                ExpertResult r = decodeAnswers.poll(10, TimeUnit.SECONDS);
+                assertNotNull(r);
+                assertArrayEquals(m.inProcess(small), m.floats(r.getCombined(), small.n()));
+            }
+            assertEquals(List.of(300L, 303L, 304L, 301L, 302L), computed, "decode batches computed before the prefill batches queued ahead of them");
+            assertEquals(2, s.gateStats().gate().decodeOvertakes());
+            prefill.onCompleted();
+            decode.onCompleted();
+        } finally {
+            release.countDown();
+            Grpc.shutdown(ch);
+            Grpc.shutdown(server);
+            s.close();
+        }
+    }
+
+    /**
+     * lightmesh.shard.inlineDecode: a decode batch that finds the device free is computed on the thread gRPC read it on
+     * (no pool hand-off), the shard's own event loop; a prefill batch still goes to the pool; both answer the in-process bits.
+     */
+    @Test
+    void aDecodeBatchFindingTheDeviceFreeIsComputedWhereItWasRead() throws Exception {
+        ExpertShard s = new ExpertShard(ExpertPlacement.Shard.of("I", "127.0.0.1:1", all()), m.model, OpenTelemetry.noop(), Integer.MAX_VALUE,
+                2, 16, 1, 20, true);
+        java.util.Map<Long, String> threads = new java.util.concurrent.ConcurrentHashMap<>();
+        s.atDevice = b -> threads.put(b.getCallId(), Thread.currentThread().getName());
+        Server server = s.serve("127.0.0.1", 0); // its own event loop: inline batches hold up no other server
+        ManagedChannel ch = Grpc.channel("127.0.0.1:" + server.getPort());
+        try {
+            LinkedBlockingQueue<ExpertResult> answers = new LinkedBlockingQueue<>();
+            StreamObserver<ExpertBatch> stream = ExpertGrpc.newStub(ch).computeStream(collect(answers));
+            TinyModel.Call c = m.call(13, 2, 2);
+            stream.onNext(classed(m.batch(c, 400), io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_DECODE));
+            ExpertResult r = answers.poll(10, TimeUnit.SECONDS);
+            assertNotNull(r);
+            assertArrayEquals(m.inProcess(c), m.floats(r.getCombined(), c.n()));
+            stream.onNext(classed(m.batch(c, 401), io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_PREFILL));
+            r = answers.poll(10, TimeUnit.SECONDS);
+            assertNotNull(r);
+            assertArrayEquals(m.inProcess(c), m.floats(r.getCombined(), c.n()));
+            assertEquals("expert-shard-I-loop", threads.get(400L), "decode computed on the shard's own transport thread");
+            assertTrue(threads.get(401L).startsWith("expert-shard-I-compute-"), "prefill on the pool, not " + threads.get(401L));
+            assertEquals(1, s.gateStats().inlined());
+            stream.onCompleted();
+        } finally {
+            Grpc.shutdown(ch);
+            Grpc.shutdown(server);
+            s.close();
+        }
+    }
+
+    static ExpertBatch classed(ExpertBatch b, io.lightmesh.proto.v1.ExpertCallClass c) { return b.toBuilder().setCallClass(c).build(); }
+
+    /** Waits until the shard's gate lists this many waiting decode and prefill batches. */
+    static void awaitGate(ExpertShard s, int decode, int prefill) throws InterruptedException {
+        long until = System.nanoTime() + 10_000_000_000L;
+        while (s.gateStats().gate().decodeWaiting() != decode || s.gateStats().gate().prefillWaiting() != prefill) {
+            assertTrue(System.nanoTime() < until, "waiting at the gate: " + s.gateStats());
+            Thread.sleep(1);
+        }
+    }
+
     static StreamObserver<ExpertResult> collect(LinkedBlockingQueue<ExpertResult> answers) {
         return new StreamObserver<>() {
             @Override public void onNext(ExpertResult r) { answers.add(r); }

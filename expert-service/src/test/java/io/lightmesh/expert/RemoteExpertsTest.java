@@ -7,6 +7,7 @@ import io.lightmesh.mesh.Grpc;
 import io.lightmesh.mesh.LivePlacement;
 import io.lightmesh.mesh.PlacementSource;
 import io.lightmesh.mesh.RemoteExperts;
+import io.lightmesh.proto.v1.ExpertBatch;
 import io.opentelemetry.api.OpenTelemetry;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
@@ -24,6 +25,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -261,6 +263,44 @@ class RemoteExpertsTest {
             assertEquals(1, refused.get(), "refused once, then sent fp32");
             assertTrue(r.resentSlots() > 0 && r.failedBatches() == 0, "its rows went again; the shard was not taken for dead");
             assertTrue(r.avoidedShards().isEmpty());
+        }
+    }
+
+    /**
+     * A prefill worker's calls (Settings.callClass PREFILL, chunkRows 3) reach each shard as batches of at most 3 rows,
+     * all classed PREFILL, and add up to the in-process bits (each row is in exactly one chunk per shard), through run
+     * and runAsync alike; a decode worker's calls are classed DECODE and never split.
+     */
+    @Test
+    void aPrefillCallsRowsGoInChunksOfBoundedRowsAndKeepTheBits() throws Exception {
+        Running x = start("X", experts(0, 2)), y = start("Y", experts(1, 3));
+        List<ExpertBatch> seen = new java.util.concurrent.CopyOnWriteArrayList<>();
+        for (Running r : List.of(x, y)) r.shard().beforeCompute = seen::add;
+        RemoteExperts.Settings base = new RemoteExperts.Settings(10_000, 1_000, 5_000, "test");
+        ExecutorService pool = Executors.newFixedThreadPool(2);
+        try (RemoteExperts prefill = new RemoteExperts(PlacementSource.fixed(placement(0, x, y)), m.h,
+                     base.withCallClass(io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_PREFILL).withChunkRows(3), false, new int[] {m.L, m.E});
+             RemoteExperts decode = new RemoteExperts(PlacementSource.fixed(placement(0, x, y)), m.h,
+                     base.withCallClass(io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_DECODE).withChunkRows(3), false, new int[] {m.L, m.E})) {
+            for (int seed = 0; seed < 6; seed++) {
+                TinyModel.Call c = m.call(800 + seed, seed % m.L, 5 + 3 * seed);
+                float[] want = m.inProcess(c);
+                assertArrayEquals(want, run(prefill, c), "run, seed " + seed);
+                float[] out = new float[c.n() * m.h];
+                prefill.runAsync(c.layer(), c.x(), c.n(), m.k, c.experts(), c.weights(), out, pool).get(10, TimeUnit.SECONDS);
+                assertArrayEquals(want, out, "runAsync, seed " + seed);
+            }
+            assertTrue(prefill.extraChunks() > 0);
+            assertTrue(seen.stream().allMatch(b -> b.getNumTokens() <= 3), "no prefill batch above 3 rows");
+            assertTrue(seen.stream().allMatch(b -> b.getCallClass() == io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_PREFILL));
+            seen.clear();
+            TinyModel.Call c = m.call(900, 1, 12);
+            assertArrayEquals(m.inProcess(c), run(decode, c));
+            assertEquals(0, decode.extraChunks());
+            assertEquals(2, seen.size(), "one batch per shard");
+            assertTrue(seen.stream().allMatch(b -> b.getCallClass() == io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_DECODE && b.getNumTokens() > 3));
+        } finally {
+            pool.shutdown();
         }
     }
 

@@ -39,6 +39,20 @@ public final class Grpc {
 
     private Grpc() {}
 
+    /**
+     * The transport Netty gives the mesh's channels and servers: its native epoll one where the library loads (Linux;
+     * grpc-netty-shaded carries it, and picks it by default), else NIO, with why. Said in the expert shard's start-up line.
+     */
+    public static String transport() {
+        try {
+            if (io.grpc.netty.shaded.io.netty.channel.epoll.Epoll.isAvailable()) return "netty epoll";
+            Throwable why = io.grpc.netty.shaded.io.netty.channel.epoll.Epoll.unavailabilityCause();
+            return "netty nio (epoll unavailable: " + (why == null ? "?" : why.toString()) + ")";
+        } catch (LinkageError e) {
+            return "netty nio (no epoll classes: " + e + ")";
+        }
+    }
+
     /** Mutual TLS for every channel and server made from now on (null: plaintext). For tests and embedders. */
     public static void useTls(MeshTls settings) { tls = settings; }
 
@@ -96,6 +110,49 @@ public final class Grpc {
         if (direct) b.directExecutor();
         for (BindableService s : services) b.addService(traced(s));
         return b.build().start();
+    }
+
+    /**
+     * As {@link #serve(String, int, List, boolean)} with {@code direct}, on an event loop of its own (one thread: epoll
+     * where available, else NIO) instead of the process's shared one: for a server whose handlers may compute on the
+     * transport thread (an expert shard's decode batches, {@code lightmesh.shard.inlineDecode}), which then holds up
+     * only this server's own connections, never another service's or channel's that shares a loop thread with it. The
+     * loop ends once the server has terminated.
+     */
+    public static Server serveOnOwnLoop(String host, int port, List<BindableService> services, String name) throws IOException {
+        boolean epoll = io.grpc.netty.shaded.io.netty.channel.epoll.Epoll.isAvailable();
+        java.util.concurrent.ThreadFactory threads = r -> {
+            Thread t = new Thread(r, name + "-loop");
+            t.setDaemon(true);
+            return t;
+        };
+        io.grpc.netty.shaded.io.netty.channel.EventLoopGroup loop = epoll
+                ? new io.grpc.netty.shaded.io.netty.channel.epoll.EpollEventLoopGroup(1, threads)
+                : new io.grpc.netty.shaded.io.netty.channel.nio.NioEventLoopGroup(1, threads);
+        NettyServerBuilder b = NettyServerBuilder.forAddress(new InetSocketAddress(host, port)).maxInboundMessageSize(MAX_MESSAGE_BYTES)
+                .permitKeepAliveTime(PERMIT_KEEPALIVE_MS, TimeUnit.MILLISECONDS).permitKeepAliveWithoutCalls(true)
+                .bossEventLoopGroup(loop).workerEventLoopGroup(loop).directExecutor()
+                .channelType(epoll ? io.grpc.netty.shaded.io.netty.channel.epoll.EpollServerSocketChannel.class
+                        : io.grpc.netty.shaded.io.netty.channel.socket.nio.NioServerSocketChannel.class);
+        MeshTls t = tls;
+        if (t != null) b.sslContext(t.serverContext(ClientAuth.REQUIRE));
+        for (BindableService s : services) b.addService(traced(s));
+        Server server;
+        try {
+            server = b.build().start();
+        } catch (IOException | RuntimeException e) {
+            loop.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+            throw e;
+        }
+        Thread.ofVirtual().name(name + "-loop-reaper").start(() -> {
+            try {
+                server.awaitTermination();
+            } catch (InterruptedException ignored) {
+                // the process is going: the loop's daemon thread goes with it
+            }
+            loop.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+        });
+        return server;
     }
 
     /** {@code service} with the trace context of its calls made current ({@link MeshTelemetry#serverInterceptor()}). */

@@ -8,6 +8,7 @@ import io.grpc.stub.StreamObserver;
 import io.lightmesh.engine.model.ExpertExecutor;
 import io.lightmesh.proto.v1.ActivationDType;
 import io.lightmesh.proto.v1.ExpertBatch;
+import io.lightmesh.proto.v1.ExpertCallClass;
 import io.lightmesh.proto.v1.ExpertResult;
 import io.lightmesh.proto.v1.LayerExperts;
 import io.opentelemetry.context.Context;
@@ -71,10 +72,23 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
      *                        of the in-process experts; BF16 halves the bytes, rounding each row and answer to bf16
      *                        (about 3 significant digits; not within the fp32 fixtures' 1e-4). A shard that refuses
      *                        BF16 (an older one) is sent F32 from then on.
+     * @param callClass       ExpertBatch.call_class of every batch sent: a decode worker's DECODE, a prefill worker's
+     *                        PREFILL (a shard with its priority gate on computes waiting decode batches first)
+     * @param chunkRows       with callClass PREFILL, the most rows (tokens) one batch to one shard carries: a layer's
+     *                        rows for a shard beyond it go as several batches, all sent at once (a shard computes them
+     *                        one after the other, a decode batch can go between them); 0: one batch per shard
      */
-    public record Settings(long callTimeoutMs, long placementWaitMs, long deadRetryMs, String workerId, ActivationDType wire) {
+    public record Settings(long callTimeoutMs, long placementWaitMs, long deadRetryMs, String workerId, ActivationDType wire,
+                           ExpertCallClass callClass, int chunkRows) {
         public Settings {
             wire = WireRows.normalize(wire);
+            if (callClass == null) callClass = ExpertCallClass.EXPERT_CALL_CLASS_UNSPECIFIED;
+            if (chunkRows < 0) throw new IllegalArgumentException("chunkRows " + chunkRows + " < 0");
+        }
+
+        /** Unclassed batches, one per shard. */
+        public Settings(long callTimeoutMs, long placementWaitMs, long deadRetryMs, String workerId, ActivationDType wire) {
+            this(callTimeoutMs, placementWaitMs, deadRetryMs, workerId, wire, ExpertCallClass.EXPERT_CALL_CLASS_UNSPECIFIED, 0);
         }
 
         /** fp32 on the wire. */
@@ -85,8 +99,21 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
         /** Default timeouts; the wire from {@link #wireFromEnvironment}. */
         public static Settings defaults(String workerId) { return new Settings(30_000, 10_000, 5_000, workerId, wireFromEnvironment()); }
 
+        /**
+         * Default timeouts for a worker of this class: the wire from {@link #wireFromEnvironment}, a prefill worker's
+         * chunks from {@code lightmesh.expert.prefillChunkRows} (default 0: off).
+         */
+        public static Settings defaults(String workerId, ExpertCallClass callClass) {
+            int chunk = callClass == ExpertCallClass.EXPERT_CALL_CLASS_PREFILL ? Integer.getInteger("lightmesh.expert.prefillChunkRows", 0) : 0;
+            return defaults(workerId).withCallClass(callClass).withChunkRows(chunk);
+        }
+
         /** The same with rows of this element type on the wire. */
-        public Settings withWire(ActivationDType d) { return new Settings(callTimeoutMs, placementWaitMs, deadRetryMs, workerId, d); }
+        public Settings withWire(ActivationDType d) { return new Settings(callTimeoutMs, placementWaitMs, deadRetryMs, workerId, d, callClass, chunkRows); }
+
+        public Settings withCallClass(ExpertCallClass c) { return new Settings(callTimeoutMs, placementWaitMs, deadRetryMs, workerId, wire, c, chunkRows); }
+
+        public Settings withChunkRows(int rows) { return new Settings(callTimeoutMs, placementWaitMs, deadRetryMs, workerId, wire, callClass, rows); }
     }
 
     /**
@@ -127,6 +154,8 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
     /** Per layer and expert: tokens routed. */
     private final LongAdder[] tokensPerExpert;
     private final LongAdder resent = new LongAdder(), failures = new LongAdder();
+    /** Batches beyond the first that a layer's rows for one shard were split into (Settings.chunkRows). */
+    private final LongAdder chunks = new LongAdder();
     /** Where a call's time goes (all layers): see {@link Breakdown}. */
     private final LongAdder packNanos = new LongAdder(), sendNanos = new LongAdder(), unpackNanos = new LongAdder();
     /** ComputeStream with a response marshaller that times the parse of each answer (on the transport thread). */
@@ -649,40 +678,45 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
             }
         }
         List<Sent> sent = new ArrayList<>();
+        int chunk = settings.chunkRows() > 0 && settings.callClass() == ExpertCallClass.EXPERT_CALL_CLASS_PREFILL ? settings.chunkRows() : Integer.MAX_VALUE;
         for (Link l : order) {
-            List<Integer> rs = rowsOf.get(l);
-            int m = rs.size();
-            int[] rows = new int[m];
-            List<Integer> slots = new ArrayList<>();
-            ActivationDType dtype = l.f32Only ? ActivationDType.ACTIVATION_DTYPE_F32 : settings.wire();
-            long id = callIds.incrementAndGet();
-            ExpertBatch.Builder b = ExpertBatch.newBuilder().setCallId(id).setLayer(layer).setNumTokens(m).setTopK(k)
-                    .setDtype(dtype).setTraceparent(traceparent).setPlacementVersion(p.version());
-            for (int i = 0; i < m; i++) {
-                int t = rows[i] = rs.get(i);
-                for (int j = 0; j < k; j++) {
-                    int slot = t * k + j;
-                    boolean here = chosen[slot] == l && !done[slot];
-                    b.addExperts(here ? experts[slot] : -1);
-                    b.addWeights(weights[slot]);
-                    if (here) slots.add(slot);
+            List<Integer> all = rowsOf.get(l);
+            for (int from = 0; from < all.size(); from += chunk) {
+                List<Integer> rs = all.subList(from, (int) Math.min(all.size(), (long) from + chunk)); // one chunk's rows
+                if (from > 0) chunks.increment();
+                int m = rs.size();
+                int[] rows = new int[m];
+                List<Integer> slots = new ArrayList<>();
+                ActivationDType dtype = l.f32Only ? ActivationDType.ACTIVATION_DTYPE_F32 : settings.wire();
+                long id = callIds.incrementAndGet();
+                ExpertBatch.Builder b = ExpertBatch.newBuilder().setCallId(id).setLayer(layer).setNumTokens(m).setTopK(k)
+                        .setDtype(dtype).setTraceparent(traceparent).setPlacementVersion(p.version()).setCallClass(settings.callClass());
+                for (int i = 0; i < m; i++) {
+                    int t = rows[i] = rs.get(i);
+                    for (int j = 0; j < k; j++) {
+                        int slot = t * k + j;
+                        boolean here = chosen[slot] == l && !done[slot];
+                        b.addExperts(here ? experts[slot] : -1);
+                        b.addWeights(weights[slot]);
+                        if (here) slots.add(slot);
+                    }
                 }
+                b.setHidden(WireRows.gather(x, rows, hidden, dtype)); // the rows written straight into the message's bytes
+                int[] slotArray = slots.stream().mapToInt(Integer::intValue).toArray();
+                CompletableFuture<ExpertResult> answer = new CompletableFuture<>();
+                long sentNanos = System.nanoTime();
+                sent.add(new Sent(l, id, rows, slotArray, dtype, answer));
+                // timed where the answer lands, not where this call gets round to it (answers are awaited in turn)
+                answer.thenAccept(r -> {
+                    if (!r.hasError()) l.roundTrips.add(System.nanoTime(), slotArray.length, (System.nanoTime() - sentNanos) / 1_000);
+                });
+                ExpertBatch batch = b.build();
+                long built = System.nanoTime();
+                packNanos.add(built - packFrom);
+                l.send(batch, answer); // serialized and framed on this thread, then handed to the transport
+                packFrom = System.nanoTime();
+                sendNanos.add(packFrom - built);
             }
-            b.setHidden(WireRows.gather(x, rows, hidden, dtype)); // the rows written straight into the message's bytes
-            int[] slotArray = slots.stream().mapToInt(Integer::intValue).toArray();
-            CompletableFuture<ExpertResult> answer = new CompletableFuture<>();
-            long sentNanos = System.nanoTime();
-            sent.add(new Sent(l, id, rows, slotArray, dtype, answer));
-            // timed where the answer lands, not where this call gets round to it (answers are awaited in turn)
-            answer.thenAccept(r -> {
-                if (!r.hasError()) l.roundTrips.add(System.nanoTime(), slotArray.length, (System.nanoTime() - sentNanos) / 1_000);
-            });
-            ExpertBatch batch = b.build();
-            long built = System.nanoTime();
-            packNanos.add(built - packFrom);
-            l.send(batch, answer); // serialized and framed on this thread, then handed to the transport
-            packFrom = System.nanoTime();
-            sendNanos.add(packFrom - built);
         }
         packNanos.add(System.nanoTime() - packFrom);
         return sent;
@@ -795,6 +829,11 @@ public final class RemoteExperts implements ExpertExecutor, AutoCloseable {
 
     /** (token, expert) slots sent again after a shard failed or refused them. */
     public long resentSlots() { return resent.sum(); }
+
+    /** Extra batches sent because a prefill call's rows for a shard were split into chunks (Settings.chunkRows). */
+    public long extraChunks() { return chunks.sum(); }
+
+    public Settings settings() { return settings; }
 
     /** Batches that failed (shard error, unreachable, no answer in time). */
     public long failedBatches() { return failures.sum(); }

@@ -68,11 +68,21 @@ public final class Services {
      * owns the source and closes it.
      */
     public static MiniMaxModel workerModel(MeshModel model, PlacementSource source, OpenTelemetry otel, Consumer<RemoteExperts> remotes) {
+        return workerModel(model, source, otel, remotes, io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_UNSPECIFIED);
+    }
+
+    /**
+     * As above, for a worker whose expert batches are of {@code callClass}: a decode worker's DECODE, a prefill
+     * worker's PREFILL (split into chunks of {@code lightmesh.expert.prefillChunkRows} rows when set:
+     * {@link RemoteExperts.Settings#defaults(String, io.lightmesh.proto.v1.ExpertCallClass)}).
+     */
+    public static MiniMaxModel workerModel(MeshModel model, PlacementSource source, OpenTelemetry otel, Consumer<RemoteExperts> remotes,
+                                           io.lightmesh.proto.v1.ExpertCallClass callClass) {
         ExpertExecutor experts;
         if (source == null) {
             experts = new LocalExperts(model.config(), model.model().weights(), model.model().ops());
         } else {
-            RemoteExperts r = new RemoteExperts(source, model.config().hiddenSize(), RemoteExperts.Settings.defaults("worker"), true,
+            RemoteExperts r = new RemoteExperts(source, model.config().hiddenSize(), RemoteExperts.Settings.defaults("worker", callClass), true,
                     new int[] {model.config().numLayers(), model.config().numExperts()});
             remotes.accept(r);
             experts = r;

@@ -3,6 +3,7 @@ package io.lightmesh.launcher;
 import io.grpc.ManagedChannel;
 import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
 import io.lightmesh.engine.tensor.DType;
+import io.lightmesh.expert.ExpertShard;
 import io.lightmesh.mesh.Grpc;
 import io.lightmesh.engine.generate.Generator;
 import io.lightmesh.mesh.MeshModel;
@@ -125,6 +126,16 @@ public final class BenchServe {
                     }
                     System.out.printf(Locale.ROOT, "  expert calls from the %s, per layer: round trip / added cost (round trip - shard compute), us:%s%n"
                             + "  mean added cost per layer's expert call: %.0f us%n", who, sb, n == 0 ? 0 : sum / n);
+                }
+                for (RemoteExperts r : mesh.remoteExperts()) {
+                    if (r.extraChunks() > 0) System.out.printf(Locale.ROOT, "  %s expert calls: %d extra batches from splitting into chunks of %d rows%n",
+                            r.settings().callClass(), r.extraChunks(), r.settings().chunkRows());
+                }
+                for (var e : mesh.experts()) {
+                    ExpertShard.GateStats g = e.worker().gateStats();
+                    if (g != null) System.out.printf(Locale.ROOT, "  shard %s priority gate (whole run): decode batches ahead of waiting prefill %d, prefill admitted by age %d, "
+                                    + "waited for the device decode %.1f ms, prefill %.1f ms in all; decode batches computed on the transport thread %d%n",
+                            e.worker().id(), g.gate().decodeOvertakes(), g.gate().prefillAged(), g.decodeWaitUs() / 1e3, g.prefillWaitUs() / 1e3, g.inlined());
                 }
             }
             if (mesh != null && !skipInProcess) {

@@ -134,6 +134,13 @@ public final class EmbeddedMesh implements AutoCloseable {
 
     private final Options options;
     private final MeshModel model;
+    /**
+     * The expert shards' own load of the model, on a backend of their own ({@code -Dlightmesh.serve.shardBackend=own}:
+     * on OpenCL its own context and command queue, as a shard in a process of its own has): the workers' device
+     * operations are then no longer one monitor and one in-order queue with the shards'. Null: the shards share
+     * {@link #model} (the default).
+     */
+    private MeshModel shardModel;
     private final Function<String, OpenTelemetry> telemetry;
     private final Map<String, OpenTelemetry> otels = new HashMap<>();
     private KraftBroker broker;
@@ -268,14 +275,24 @@ public final class EmbeddedMesh implements AutoCloseable {
      *                     {@code options.expertShards()} shards (index = shards started so far, modulo that count)
      * @param slotCapacity expert copies it may hold
      */
+    private synchronized MeshModel shardModel() throws IOException {
+        if (!"own".equals(System.getProperty("lightmesh.serve.shardBackend", "shared"))) return model;
+        if (shardModel == null) {
+            shardModel = MeshModel.load(options.modelDir(), io.lightmesh.engine.backend.Backends.create(options.backend()), false);
+            java.util.logging.Logger.getLogger(EmbeddedMesh.class.getName()).info("expert shards on a backend of their own (-Dlightmesh.serve.shardBackend=own): "
+                    + io.lightmesh.engine.backend.Backends.describe(shardModel.model().ops()));
+        }
+        return shardModel;
+    }
+
     public Component<ExpertShard> addExpertShard(String id, Map<Integer, int[]> held, int slotCapacity) throws IOException {
         int port = KraftBroker.freePort();
         String address = options.host() + ":" + port;
         int count = Math.max(1, options.expertShards());
         ExpertPlacement.Shard start = held != null ? ExpertPlacement.Shard.of(id, address, held)
                 : new ExpertPlacement.Shard(id, address, new int[0], ExpertPlacement.expertsOf(experts.size() % count, count, model.config().numExperts()));
-        ExpertShard shard = new ExpertShard(start, model, otel("lightmesh-expert"), slotCapacity);
-        Component<ExpertShard> c = new Component<>(id, address, shard, Grpc.serve(options.host(), port, shard.services(), true));
+        ExpertShard shard = new ExpertShard(start, shardModel(), otel("lightmesh-expert"), slotCapacity);
+        Component<ExpertShard> c = new Component<>(id, address, shard, shard.serve(options.host(), port));
         experts.add(c);
         return c;
     }
@@ -307,8 +324,10 @@ public final class EmbeddedMesh implements AutoCloseable {
     private MiniMaxModel modelFor(ExpertPlacement placement, String service) {
         // in-process workers follow the controller directly (no Watch stream), starting from the round-robin map
         if (placement == null) return Services.workerModel(model, (PlacementSource) null, otel(service), remotes::add);
-        return livePlacement != null ? Services.workerModel(model, livePlacement, otel(service), remotes::add)
-                : Services.workerModel(model, placement, otel(service), remotes::add);
+        // a prefill worker's expert batches are PREFILL, a decode worker's DECODE (a shard's priority gate orders them)
+        var callClass = service.equals("lightmesh-prefill") ? io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_PREFILL
+                : io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_DECODE;
+        return Services.workerModel(model, livePlacement != null ? livePlacement : PlacementSource.fixed(placement), otel(service), remotes::add, callClass);
     }
 
     /**
@@ -433,6 +452,7 @@ public final class EmbeddedMesh implements AutoCloseable {
         if (broker != null) broker.close();
         if (tempDir != null) deleteTree(tempDir);
         model.close();
+        if (shardModel != null) shardModel.close();
         if (ownsTelemetry) for (OpenTelemetry o : otels.values()) if (o instanceof io.opentelemetry.sdk.OpenTelemetrySdk sdk) sdk.close();
     }
 }

@@ -50,7 +50,9 @@ import java.util.concurrent.TimeUnit;
  * measured in turn, on the same shards), --caller run|pool|async (run: {@code RemoteExperts.run} on the calling
  * thread; pool: the device path's micro-batch call before, {@code runAsync} running {@code run} on a virtual thread per
  * call, awaited; async: {@code runAsync} sent from the calling thread and completed on the transport's; a list is
- * measured in turn; default run).
+ * measured in turn; default run), --call-class decode|prefill|unspecified (the batches' ExpertBatch.call_class: with
+ * -Dlightmesh.shard.priority=true -Dlightmesh.shard.inlineDecode=true a decode batch finding the shard's device free is
+ * computed on its transport thread; default unspecified). The shards get this JVM's {@code lightmesh.*} properties.
  */
 public final class ExpertCallBench {
     public static void main(String[] args) throws Exception {
@@ -59,7 +61,13 @@ public final class ExpertCallBench {
             return;
         }
         Flags f = new Flags("expert-call-bench", "The cost of one layer's remote expert call, isolated.", System.out, args, 0,
-                "model", "shape", "dtype", "rows", "shards", "calls", "backend", "shard-processes", "layers", "wire", "tokens", "caller");
+                "model", "shape", "dtype", "rows", "shards", "calls", "backend", "shard-processes", "layers", "wire", "tokens", "caller", "call-class");
+        io.lightmesh.proto.v1.ExpertCallClass callClass = switch (f.get("call-class", "unspecified")) {
+            case "decode" -> io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_DECODE;
+            case "prefill" -> io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_PREFILL;
+            case "unspecified" -> io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_UNSPECIFIED;
+            default -> throw new IllegalArgumentException("--call-class decode|prefill|unspecified, got " + f.get("call-class", null));
+        };
         String[] callers = f.get("caller", "run").split(",");
         for (String m : callers) if (!List.of("run", "pool", "async").contains(m.trim())) throw new IllegalArgumentException("--caller run|pool|async, got " + m);
         String[] wires = f.get("wire", "f32").split(",");
@@ -96,7 +104,7 @@ public final class ExpertCallBench {
                     String address = "127.0.0.1:" + port;
                     ExpertShard shard = new ExpertShard(new ExpertPlacement.Shard("expert-" + s, address, new int[0],
                             ExpertPlacement.expertsOf(s, shards, c.numExperts())), model);
-                    servers.add(Grpc.serve("127.0.0.1", port, shard.services(), true));
+                    servers.add(shard.serve("127.0.0.1", port));
                     addresses.add(address);
                 }
             }
@@ -106,13 +114,16 @@ public final class ExpertCallBench {
             System.out.printf(Locale.ROOT, "expert call: model %s (hidden %d, %d experts of %d, top-%d), %s backend, %d shard(s) %s, %d calls per row count%n",
                     modelName, c.hiddenSize(), c.numExperts(), c.intermediateSize(), c.topK(), model.model().ops().name(), shards,
                     processes ? "in processes of their own" : "in this JVM", calls);
+            System.out.println("  batches classed " + callClass + "; shards: priority gate " + Boolean.getBoolean("lightmesh.shard.priority")
+                    + ", decode on the transport thread " + Boolean.getBoolean("lightmesh.shard.inlineDecode") + " (-Dlightmesh.shard.priority, -Dlightmesh.shard.inlineDecode)");
             System.out.println("  all figures: mean us per call (one layer); wire+hand-offs = round trip - every other part");
             for (String wire : wires) {
                 ActivationDType dtype = wire.trim().equalsIgnoreCase("bf16") ? ActivationDType.ACTIVATION_DTYPE_BF16 : ActivationDType.ACTIVATION_DTYPE_F32;
                 for (String caller : callers) {
                     System.out.println("wire " + wire.trim() + ", caller " + caller.trim() + ":");
                     System.out.println("  rows | round trip p50 p90 | pack send(ser.) | shard parse compute ser. | parse unpack | wire+hand-offs | in-process | remote/in-process | bytes out/in | outputs");
-                    RemoteExperts.Settings settings = new RemoteExperts.Settings(30_000, 10_000, 5_000, "bench").withWire(dtype);
+                    RemoteExperts.Settings settings = new RemoteExperts.Settings(30_000, 10_000, 5_000, "bench").withWire(dtype).withCallClass(callClass)
+                            .withChunkRows(Integer.getInteger("lightmesh.expert.prefillChunkRows", 0));
                     try (RemoteExperts remote = new RemoteExperts(io.lightmesh.mesh.PlacementSource.fixed(placement), c.hiddenSize(), settings, true)) {
                         Call call = caller(caller.trim(), remote);
                         for (int rows : rowCounts) measure(remote, call, local, model, placement, rows, calls, dtype);
@@ -366,8 +377,10 @@ public final class ExpertCallBench {
 
     private static Process startShard(Path model, String backend, int index, int count) throws IOException {
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx2g",
-                "-cp", System.getProperty("java.class.path"), ExpertCallBench.class.getName(),
+                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx2g"));
+        // this JVM's lightmesh.* properties (the shard's forms: lightmesh.shard.priority, ...) for the shard too
+        for (String k : System.getProperties().stringPropertyNames()) if (k.startsWith("lightmesh.")) cmd.add("-D" + k + "=" + System.getProperty(k));
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), ExpertCallBench.class.getName(),
                 "--serve-shard", index + "/" + count, model.toString(), backend));
         return new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
     }
@@ -402,7 +415,7 @@ public final class ExpertCallBench {
             String address = "127.0.0.1:" + port;
             ExpertShard shard = new ExpertShard(new ExpertPlacement.Shard("expert-" + index, address, new int[0],
                     ExpertPlacement.expertsOf(index, count, model.config().numExperts())), model);
-            Server server = Grpc.serve("127.0.0.1", port, shard.services(), true);
+            Server server = shard.serve("127.0.0.1", port);
             System.out.println("port " + port);
             System.out.flush();
             try {

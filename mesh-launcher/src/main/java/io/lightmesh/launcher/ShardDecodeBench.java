@@ -38,17 +38,22 @@ import java.util.SplittableRandom;
  * remote call: sent from the decoding thread with one read-back, or on a pool thread with three; async, oneread: one
  * of the two alone;
  * {@code lightmesh.expert.asyncCalls}, {@code lightmesh.device.remoteOneRead}; default fast), --model DIR (a
- * checkpoint instead of a synthetic --shape, e.g. EngineBench's cached one).
+ * checkpoint instead of a synthetic --shape, e.g. EngineBench's cached one), --inline false,true (the shards' decode batches
+ * computed on their transport thread when the device is free, {@code lightmesh.shard.inlineDecode} with the priority gate;
+ * a fresh set of shards per value; the remote calls are classed DECODE, as a decode worker's).
  */
 public final class ShardDecodeBench {
     public static void main(String[] args) throws Exception {
         Flags f = new Flags("shard-bench", "Decode with the experts on remote shards against in-process experts.", System.out, args, 0,
-                "shape", "dtype", "backend", "shards", "batches", "prompt-len", "steps", "small-batch", "variants", "worker-side", "model");
+                "shape", "dtype", "backend", "shards", "batches", "prompt-len", "steps", "small-batch", "variants", "worker-side", "model", "inline");
         String shape = f.get("shape", "100m"), backend = f.get("backend", "opencl"), dtype = f.get("dtype", "bf16");
         int shards = f.getInt("shards", 2), promptLen = f.getInt("prompt-len", 256), steps = f.getInt("steps", 64);
         int[] batches = f.ints("batches", new int[]{1, 16});
         int[] smallBatch = f.ints("small-batch", new int[]{Integer.getInteger("lightmesh.shard.smallBatch", DeviceExperts.SMALL_SLOTS)});
         List<String> variants = List.of(f.get("variants", "local,pingpong,plain").split(","));
+        // the shards' decode batches on their transport thread when the device is free (lightmesh.shard.priority and
+        // lightmesh.shard.inlineDecode), one set of shards per value in turn; default: the properties'
+        String[] inline = f.get("inline", Boolean.toString(Boolean.getBoolean("lightmesh.shard.inlineDecode"))).split(",");
         // the decode worker's side of a remote call: fast (the call sent from the decoding thread, one read-back of
         // x | ids | weights) or plain (a pool thread per call, three read-backs), set per run by their properties
         List<String> sides = List.of(f.get("worker-side", "fast").split(","));
@@ -70,9 +75,15 @@ public final class ShardDecodeBench {
                     shape, dtype, c.hiddenSize(), c.numLayers(), c.numExperts(), c.topK(), Backends.describe(model.model().ops()), shards, promptLen, steps,
                     Runtime.getRuntime().availableProcessors());
             MiniMaxModel local = model.model();
-            for (int round = 0; round < smallBatch.length; round++) {
-                // the shards read the property when made (ExpertShard -> DeviceExperts): a fresh set for each bound
+            for (int combo = 0; combo < smallBatch.length * inline.length; combo++) {
+                int round = combo / inline.length;
+                boolean inl = Boolean.parseBoolean(inline[combo % inline.length].trim());
+                // the shards read the properties when made (ExpertShard -> DeviceExperts): a fresh set for each bound
                 System.setProperty("lightmesh.shard.smallBatch", Integer.toString(smallBatch[round]));
+                if (inline.length > 1 || inl) {
+                    System.setProperty("lightmesh.shard.priority", Boolean.toString(inl || Boolean.getBoolean("lightmesh.shard.priority")));
+                    System.setProperty("lightmesh.shard.inlineDecode", Boolean.toString(inl));
+                }
                 List<Server> servers = new ArrayList<>();
                 List<ExpertShard> made = new ArrayList<>();
                 List<String> addresses = new ArrayList<>();
@@ -82,13 +93,17 @@ public final class ShardDecodeBench {
                     String address = "127.0.0.1:" + port;
                     ExpertShard shard = new ExpertShard(new ExpertPlacement.Shard("expert-" + s, address, new int[0],
                             ExpertPlacement.expertsOf(s, shards, c.numExperts())), model);
-                    System.out.println("  shard " + s + ": experts " + shard.compute() + ", small batches up to " + smallBatch[round] + " slots");
-                    servers.add(Grpc.serve("127.0.0.1", port, shard.services(), true));
+                    System.out.println("  shard " + s + ": experts " + shard.compute() + ", small batches up to " + smallBatch[round] + " slots, decode batches "
+                            + (inl ? "on the transport thread when the device is free" : "on the compute pool") + ", gRPC over " + Grpc.transport());
+                    servers.add(shard.serve("127.0.0.1", port));
                     made.add(shard);
                     addresses.add(address);
                 }
                 ExpertPlacement placement = ExpertPlacement.roundRobin(c.numLayers(), c.numExperts(), addresses);
-                try (RemoteExperts remote = new RemoteExperts(placement, c.hiddenSize(), 30_000)) {
+                // a decode worker's batches (ExpertBatch.call_class DECODE), as the mesh's decode worker sends them
+                RemoteExperts.Settings settings = new RemoteExperts.Settings(30_000, 10_000, 5_000, "shard-bench")
+                        .withCallClass(io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_DECODE);
+                try (RemoteExperts remote = new RemoteExperts(io.lightmesh.mesh.PlacementSource.fixed(placement), c.hiddenSize(), settings, true)) {
                     MiniMaxModel pingPong = local.withExperts(remote).withMicroBatching(true),
                             plain = local.withExperts(remote).withMicroBatching(false);
                     for (int si = 0; si < sides.size(); si++) {
@@ -96,9 +111,10 @@ public final class ShardDecodeBench {
                         // async / oneread: one of the two cuts alone
                         System.setProperty("lightmesh.expert.asyncCalls", Boolean.toString(side.equals("fast") || side.equals("async")));
                         System.setProperty("lightmesh.device.remoteOneRead", Boolean.toString(side.equals("fast") || side.equals("oneread")));
-                        String tag = (smallBatch.length > 1 ? ", small<=" + smallBatch[round] : "") + (sides.size() > 1 ? ", " + side : "");
+                        String tag = (smallBatch.length > 1 ? ", small<=" + smallBatch[round] : "") + (sides.size() > 1 ? ", " + side : "")
+                                + (inline.length > 1 ? (inl ? ", inline" : ", pooled") : "");
                         for (int b : batches) {
-                            if (round == 0 && si == 0 && variants.contains("local")) run("experts in-process", local, b, promptLen, steps, c.vocabSize(), null, made);
+                            if (combo == 0 && si == 0 && variants.contains("local")) run("experts in-process", local, b, promptLen, steps, c.vocabSize(), null, made);
                             if (variants.contains("pingpong")) run(shards + " remote shards, ping-pong" + tag, pingPong, b, promptLen, steps, c.vocabSize(), remote, made);
                             if (variants.contains("plain")) run(shards + " remote shards, no ping-pong" + tag, plain, b, promptLen, steps, c.vocabSize(), remote, made);
                         }

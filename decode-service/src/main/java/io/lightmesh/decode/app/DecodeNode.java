@@ -58,7 +58,7 @@ public class DecodeNode {
             List<String> experts = config.experts().orElse(List.of());
             // the controller's placement, or the shards' own: fixed host:port, or dns:name:port followed as shards come and go
             PlacementSource placement = Services.placementSource(model, config.placement(), experts, config.id(), 120_000);
-            var forward = Services.workerModel(model, placement, otel, remotes::add);
+            var forward = Services.workerModel(model, placement, otel, remotes::add, io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_DECODE);
             String host = config.host();
             String advertise = config.advertise().orElse((host.equals("0.0.0.0") ? InetAddress.getLocalHost().getHostName() : host)
                     + ":" + config.grpcPort());

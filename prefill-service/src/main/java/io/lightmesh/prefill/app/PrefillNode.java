@@ -43,7 +43,7 @@ public class PrefillNode {
             id = config.id().orElse("prefill-" + ProcessHandle.current().pid());
             // the controller's placement, or the shards' own: fixed host:port, or dns:name:port followed as shards come and go
             PlacementSource placement = Services.placementSource(model, config.placement(), experts, id, 120_000);
-            var forward = Services.workerModel(model, placement, otel, remotes::add);
+            var forward = Services.workerModel(model, placement, otel, remotes::add, io.lightmesh.proto.v1.ExpertCallClass.EXPERT_CALL_CLASS_PREFILL);
             worker = new PrefillWorker(new PrefillWorker.Settings(id, config.kafka(), config.topic(), config.prefillGroup(),
                     config.chunkBytes(), 30_000, 50, config.prefillBatchTokens(), config.prefillBatchMax(),
                     config.prefixCacheGib().map(g -> (long) (g * (1L << 30))).orElse(PrefixCache.defaultBytes())), model, forward, otel);
