@@ -62,7 +62,7 @@ for step in "${steps[@]}"; do
       else while read -r c; do select+=(--select-class "$c"); done < "$R/test-lib/opencl-test-classes.txt"; fi
       # from engine/ when the checkout is here: the fixture tests read src/test/resources/fixtures and ../models/demo
       tdir=.; [ -d engine/src/test/resources/fixtures ] && tdir=engine
-      (cd "$tdir" && LIGHTMESH_REQUIRE_OPENCL=1 "${JAVA[@]}" -Xmx16g -jar "$R"/test-lib/junit-platform-console-standalone-*.jar \
+      (cd "$tdir" && LIGHTMESH_REQUIRE_OPENCL=1 "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx16g -jar "$R"/test-lib/junit-platform-console-standalone-*.jar \
         execute --class-path "$TCP" "${select[@]}" --details=tree --disable-banner \
         --reports-dir "$OUT/junit") 2>&1 | grep --line-buffered -v '^WARNING' | tee "$OUT/tests.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;

@@ -49,11 +49,13 @@ final class DecodeTc {
     private DecodeTc() {}
 
     /**
-     * The setting, -Dlightmesh.decode.tc (default split: on the H200 decode batch 8 went 2,265 -> 3,064 tokens/s with it,
-     * 3,203 with bf16, 2026-12-04; split keeps the products within ~1e-5 of fp32, so the fixtures' 1e-4 holds). Only
-     * NVIDIA builds it; elsewhere (PoCL in CI) the probe leaves the v2 kernels on.
+     * The setting, -Dlightmesh.decode.tc (default off). On the H200 decode batch 8 went 2,265 -> 3,064 tokens/s with
+     * split, 3,203 with bf16 (2026-12-04), and split holds the single-model fixtures to ~1e-5; but with split on,
+     * ResidentDecodeTest.twoModelsOnOneDeviceDecodeAtOnce fails there deterministically (model 0's first step 2.1e-3
+     * off the reference; off: passes), not reproduced on PoCL's emulation. Off until that is found. Only NVIDIA builds
+     * the kernels; elsewhere (PoCL in CI) the v2 kernels run whatever the setting.
      */
-    static Form wanted() { return Form.of(System.getProperty("lightmesh.decode.tc", "split")); }
+    static Form wanted() { return Form.of(System.getProperty("lightmesh.decode.tc", "off")); }
 
     /** resident.cl (the helpers) and decode_tc.cl, one program. */
     static String source() { return ResidentOps.resource("resident.cl") + "\n" + ResidentOps.resource("decode_tc.cl"); }
