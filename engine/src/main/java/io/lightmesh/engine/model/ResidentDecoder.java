@@ -165,10 +165,15 @@ final class ResidentDecoder implements AutoCloseable {
         FusedDecode f = remote || !fusedSteps ? null : d.fused();
         this.fused = f != null && f.takes(weights.toArray(Tensor[]::new)) && fusedFits(c) ? f : null;
         if (deviceRoute && !remote) { // the route kernels built and checked now, and the form in the log
-            LOG.log(System.Logger.Level.INFO, "prefill routing: " + (d.routesOnDevice(c.numExperts(), c.topK())
+            LOG.log(System.Logger.Level.INFO, "prefill routing: " + (routesOnDevice()
                     ? "on the device (-Dlightmesh.prefill.deviceRoute=true: no host sync per layer)"
                     : "host table (-Dlightmesh.prefill.deviceRoute=true, but the device has no route kernels)"));
         }
+    }
+
+    /** Whether a prefill chunk with in-process experts is routed on the device: asked for, and the kernels built. */
+    private boolean routesOnDevice() {
+        return deviceRoute && !remote && d.routesOnDevice(c.numExperts(), c.topK());
     }
 
     /** Whether the last prefill chunk was routed and grouped on the device (benchmarks, tests). */
@@ -196,7 +201,7 @@ final class ResidentDecoder implements AutoCloseable {
      */
     String kernelForms() {
         String routing = remote ? "off (remote experts)"
-                : deviceRoute && d.routesOnDevice(c.numExperts(), c.topK()) ? "on the device" : "host table";
+                : routesOnDevice() ? "on the device" : "host table";
         return "prefill routing " + routing + "; decode kernels " + d.decodeKernelSet() + "; decode products "
                 + d.decodeProducts() + (fused == null ? "; decode steps per operation" : "; decode steps fused");
     }
@@ -299,8 +304,8 @@ final class ResidentDecoder implements AutoCloseable {
         ps = grown(ps, nA, m);
         boolean grouped = !remote && n > GROUP_MIN_ROWS;
         Buffer table = null;
-        if (grouped && deviceRoute && nA == n && GroupedExperts.mode() != GroupedExperts.Mode.PER_EXPERT
-                && d.routesOnDevice(c.numExperts(), c.topK())) { // (per-expert: the form asked for, to compare)
+        if (grouped && nA == n && GroupedExperts.mode() != GroupedExperts.Mode.PER_EXPERT
+                && routesOnDevice()) { // (per-expert: the form asked for, to compare)
             long need = d.routeTableLength(n, c.numExperts(), c.topK());
             if (psTable == null || psTable.length() < need) { // grown for the longest chunk seen
                 if (psTable != null) psTable.close();
