@@ -115,7 +115,7 @@ final class DecodeLoop implements AutoCloseable {
                 }
                 activeCount = batcher.running();
                 if (b == 0) continue;
-                metrics.step(b, System.nanoTime() - t0);
+                metrics.step(b, batcher.lastLogitRows(), System.nanoTime() - t0);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 return;

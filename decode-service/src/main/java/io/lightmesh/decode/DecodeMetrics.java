@@ -32,6 +32,8 @@ final class DecodeMetrics implements AutoCloseable {
     private final LongHistogram batchSize;
     private final DoubleHistogram stepSeconds;
     private final LongCounter stateBytes;
+    private final LongCounter rows;
+    private final Attributes argmaxRows, logitRows;
     private final List<ObservableLongGauge> gauges = new ArrayList<>();
 
     DecodeMetrics(OpenTelemetry otel, String workerId) {
@@ -43,6 +45,12 @@ final class DecodeMetrics implements AutoCloseable {
                 .setDescription("Time of one batched decode step (forward pass, sampling, events)").build();
         this.stateBytes = meter.counterBuilder("lightmesh.state.transferred").setUnit("By")
                 .setDescription("Bytes of sequence state received from prefill workers (accepted hand-offs)").build();
+        this.rows = meter.counterBuilder("lightmesh.decode.rows").setUnit("{token}")
+                .setDescription("Tokens decoded, by whether the step read the row's logits back (sampled, penalised or "
+                        + "log-probability rows) or took its greedy argmax (on the device path: ids read back only)").build();
+        AttributeKey<Boolean> logits = AttributeKey.booleanKey("lightmesh.decode.logits");
+        this.argmaxRows = worker.toBuilder().put(logits, false).build();
+        this.logitRows = worker.toBuilder().put(logits, true).build();
     }
 
     /**
@@ -59,8 +67,10 @@ final class DecodeMetrics implements AutoCloseable {
                 .setDescription("Sequence state budget of this decode worker").buildWithCallback(m -> m.record(budgetBytes, worker)));
     }
 
-    /** One batched step of {@code rows} sequences that took {@code nanos}. */
-    void step(int rows, long nanos) {
+    /** One batched step of {@code rows} sequences, {@code logitRows} of them with their logits read, that took {@code nanos}. */
+    void step(int rows, int logitRows, long nanos) {
+        if (rows > logitRows) this.rows.add(rows - logitRows, argmaxRows);
+        if (logitRows > 0) this.rows.add(logitRows, this.logitRows);
         batchSize.record(rows);
         stepSeconds.record(nanos / 1e9);
         stepNanos.add(nanos);

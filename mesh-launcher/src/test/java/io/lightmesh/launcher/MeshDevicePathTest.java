@@ -161,6 +161,9 @@ class MeshDevicePathTest {
                 pool.shutdownNow();
             }
             assertTrue(mesh.model().model().decodesOnDevice(), "the in-process engine compared with is on the device path too");
+            // greedy rows take the step's argmax: no decode step read a row's logits back
+            assertTrue(decodeRows("lightmesh-decode", false) >= 4 * 10, "greedy rows by argmax: " + decodeRows("lightmesh-decode", false));
+            assertEquals(0, decodeRows("lightmesh-decode", true), "rows with their logits read back");
         } finally {
             if (channel != null) Grpc.shutdown(channel);
         }
@@ -180,6 +183,14 @@ class MeshDevicePathTest {
         } finally {
             Grpc.shutdown(ch);
         }
+    }
+
+    /** The counter lightmesh.decode.rows of {@code service}: rows whose logits were read back ({@code logits}) or not. */
+    private static long decodeRows(String service, boolean logits) {
+        return metrics.get(service).collectAllMetrics().stream().filter(m -> m.getName().equals("lightmesh.decode.rows"))
+                .flatMap(m -> m.getLongSumData().getPoints().stream())
+                .filter(p -> Boolean.valueOf(logits).equals(p.getAttributes().get(AttributeKey.booleanKey("lightmesh.decode.logits"))))
+                .mapToLong(LongPointData::getValue).sum();
     }
 
     /** The gauge lightmesh.worker.path of {@code service} has a point of value 1 with {@code key = value}. */

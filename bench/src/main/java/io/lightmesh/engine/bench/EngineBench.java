@@ -229,7 +229,7 @@ public final class EngineBench {
         }
         int[] next = new int[batch];
         for (int b = 0; b < batch; b++) next[b] = rnd.nextInt(model.config().vocabSize());
-        for (int i = 0; i < 8; i++) next = greedy(model.decode(states, next)); // warm this batch size
+        for (int i = 0; i < 8; i++) next = next(model, states, next); // warm this batch size
         System.gc();
         ops.reset();
         model.kernelTimes(); // drops what the prefill and the warm-up steps added
@@ -237,7 +237,7 @@ public final class EngineBench {
         for (int done = 0; done < o.decodeTokens; ) {
             int steps = Math.min(SEGMENT, o.decodeTokens - done);
             long t0 = System.nanoTime();
-            for (int i = 0; i < steps; i++) next = greedy(model.decode(states, next));
+            for (int i = 0; i < steps; i++) next = next(model, states, next);
             double t = (System.nanoTime() - t0) / 1e9;
             secs += t;
             done += steps;
@@ -247,7 +247,9 @@ public final class EngineBench {
         DecodeResult res = new DecodeResult(batch, o.decodeTokens, secs, ops.nanos(TimedOps.Op.MATMUL) / 1e9,
                 ops.nanos(TimedOps.Op.LIGHTNING) / 1e9, ops.nanos(TimedOps.Op.SOFTMAX) / 1e9, bestSegment);
         log.printf(Locale.ROOT, "bench: decode batch %d: %d steps in %.3f s (%.1f tokens/s, best %d-step stretch %.1f)%s%n",
-                batch, o.decodeTokens, secs, res.tokensPerSecond(), SEGMENT, bestSegment, launches(model));
+                batch, o.decodeTokens, secs, res.tokensPerSecond(), SEGMENT, bestSegment, launches(model)
+                        + (!model.decodesOnDevice() ? "" : o.decodeLogits
+                        ? "; logits read back, argmax on the host" : "; argmax on the device, ids read back"));
         printKernelTimes(model.kernelTimes(), "decode batch " + batch, "step", o.decodeTokens, secs);
         return res;
     }
@@ -273,6 +275,17 @@ public final class EngineBench {
         String set = model.decodeKernelSet();
         return n < 0 ? "" : "; " + n + " kernel launches a step (" + (model.lastDecodeFused() ? "fused" : "per-operation")
                 + (set == null ? "" : ", decode kernels " + set) + ")";
+    }
+
+    /**
+     * One greedy decode step: the device's argmax of every row (what a greedy batch of the product reads back), or with
+     * --decode-logits every row's logits read back and scanned here (what a sampled batch reads).
+     */
+    private int[] next(MiniMaxModel model, List<SequenceState> states, int[] tokens) {
+        boolean[] wanted = new boolean[tokens.length];
+        java.util.Arrays.fill(wanted, o.decodeLogits);
+        io.lightmesh.engine.model.DecodeResult r = model.decode(states, tokens, wanted);
+        return o.decodeLogits ? greedy(r.logits()) : r.argmax();
     }
 
     private static int[] greedy(float[][] logits) {

@@ -43,6 +43,10 @@ final class EngineBenchOptions implements BenchCommandLine.Checked {
     @Option(names = "--decode-tokens", paramLabel = "N", defaultValue = "64",
             description = "Tokens timed per decode run (default: ${DEFAULT-VALUE}); 0 skips decode.")
     int decodeTokens;
+    @Option(names = "--decode-logits",
+            description = {"Read every row's logits back each decode step and choose the next token on the host (the "
+                    + "step of a sampled batch), instead of the greedy step's device argmax (B ints read back)."})
+    boolean decodeLogits;
     @Option(names = "--decode-context", paramLabel = "N", defaultValue = "128",
             description = "Prompt prefilled before decoding (default: ${DEFAULT-VALUE}).")
     int decodeContext;

@@ -234,6 +234,20 @@ public interface DeviceOps {
     void read(Buffer src, int[] dst, int n);
 
     /**
+     * {@code out[r] =} the index of the largest of row r's {@code V} logits, r < rows ({@code logits [rows, V]}), as
+     * {@link io.lightmesh.engine.generate.Sampler#argmax}: ties to the lowest index, a NaN never chosen (a row whose
+     * first logit is NaN gives 0). Greedy decoding reads these {@code rows} ints instead of {@code rows * V} logits.
+     * This default reads the logits back and scans them on the host; a device overrides it with a kernel.
+     */
+    default void argmaxRows(Buffer logits, int rows, int V, Buffer out) {
+        float[] all = new float[rows * V];
+        read(logits, 0, all, 0, all.length);
+        int[] ids = new int[rows];
+        for (int r = 0; r < rows; r++) ids[r] = io.lightmesh.engine.generate.Sampler.argmax(all, r * V, V);
+        write(out, ids, rows);
+    }
+
+    /**
      * A buffer over elements [off, off + length) of {@code parent}, sharing its memory (a pool's slot); off must be a
      * multiple of {@link #viewAlignment()}. Closing the view leaves the parent alone.
      */

@@ -1,5 +1,6 @@
 package io.lightmesh.engine.generate;
 
+import io.lightmesh.engine.model.DecodeResult;
 import io.lightmesh.engine.model.MiniMaxModel;
 import io.lightmesh.engine.model.SequenceState;
 
@@ -22,6 +23,7 @@ public final class ContinuousBatcher {
     private final ConcurrentLinkedQueue<Generation> joining = new ConcurrentLinkedQueue<>();
     private final ConcurrentLinkedQueue<String> cancelled = new ConcurrentLinkedQueue<>();
     private final List<Generation> running = new ArrayList<>();
+    private int lastLogitRows; // rows of the last step whose logits came back (the rest took the step's argmax)
 
     public ContinuousBatcher(MiniMaxModel model, int maxBatch, BiConsumer<Generation, Generation.Step> listener) {
         this.model = model;
@@ -35,6 +37,12 @@ public final class ContinuousBatcher {
     public void cancel(String id) { cancelled.add(id); }
 
     public int running() { return running.size(); }
+
+    /**
+     * Rows of the last step whose token needed the logits (sampled, penalised, log-probabilities): on the device path
+     * only those rows' logits are read back; the others took the step's argmax.
+     */
+    public int lastLogitRows() { return lastLogitRows; }
 
     public boolean idle() { return running.isEmpty() && joining.isEmpty(); }
 
@@ -58,11 +66,14 @@ public final class ContinuousBatcher {
             states.add(running.get(i).state());
             tokens[i] = running.get(i).nextInput();
         }
-        float[][] logits = model.decode(states, tokens);
+        boolean[] wanted = new boolean[b]; // greedy rows take the device's argmax: no logits read back for them
+        lastLogitRows = 0;
+        for (int i = 0; i < b; i++) if (wanted[i] = running.get(i).needsLogits()) lastLogitRows++;
+        DecodeResult out = model.decode(states, tokens, wanted);
         List<Generation> done = new ArrayList<>();
         for (int i = 0; i < b; i++) {
             Generation g = running.get(i);
-            Generation.Step s = g.accept(logits[i]);
+            Generation.Step s = wanted[i] ? g.accept(out.logits()[i]) : g.acceptArgmax(out.argmax()[i]);
             listener.accept(g, s);
             if (s.finished()) done.add(g);
         }

@@ -112,6 +112,28 @@ public final class Generation {
     }
 
     /**
+     * Whether the next {@link #accept} needs the step's logits: false where the token is the plain argmax of the raw
+     * logits (greedy, no penalty, no log-probabilities, {@code </think>} not barred) or is forced by the thinking budget
+     * without log-probabilities. Then {@link #acceptArgmax} takes the device's choice and the step reads no logits.
+     */
+    public boolean needsLogits() {
+        if (params.logprobs() >= 0) return true;
+        if (!forced.isEmpty()) return false;
+        return !params.isGreedy() || history != null || closedByBudget;
+    }
+
+    /**
+     * {@link #accept} for a step whose logits this generation did not need ({@link #needsLogits} false): {@code argmax}
+     * is the index of the largest raw logit, which is what greedy sampling picks; a forced token still goes first.
+     */
+    public Step acceptArgmax(int argmax) {
+        if (finished) throw new IllegalStateException("generation " + id + " already finished");
+        if (needsLogits()) throw new IllegalStateException("generation " + id + " needs the logits to choose its token");
+        boolean wasForced = !forced.isEmpty();
+        return apply(wasForced ? forced.poll() : argmax, wasForced, null);
+    }
+
+    /**
      * Applies a token chosen elsewhere by a generation with this one's history from the same logits (the prefill
      * worker draws the first token, the decode worker continues): the sampler advances as if it had drawn it.
      *

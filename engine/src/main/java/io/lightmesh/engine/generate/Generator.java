@@ -81,11 +81,15 @@ public final class Generator {
                 states.add(gens.get(running.get(j)).state());
                 inputs[j] = gens.get(running.get(j)).nextInput();
             }
-            float[][] logits = model.decode(states, inputs);
+            boolean[] wanted = new boolean[running.size()]; // greedy choices take the device's argmax
+            for (int j = 0; j < running.size(); j++) wanted[j] = gens.get(running.get(j)).needsLogits();
+            io.lightmesh.engine.model.DecodeResult step = model.decode(states, inputs, wanted);
             List<Integer> still = new ArrayList<>(running.size());
             for (int j = 0; j < running.size(); j++) {
                 int i = running.get(j);
-                if (onStep(i, gens.get(i).accept(logits[j]), texts, lps, listener)) still.add(i);
+                Generation g = gens.get(i);
+                Generation.Step st = wanted[j] ? g.accept(step.logits()[j]) : g.acceptArgmax(step.argmax()[j]);
+                if (onStep(i, st, texts, lps, listener)) still.add(i);
             }
             running = still;
         }

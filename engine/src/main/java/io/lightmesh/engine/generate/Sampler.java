@@ -77,9 +77,12 @@ public final class Sampler {
     }
 
     /** Index of the largest logit; ties go to the lowest id, as torch.argmax does. */
-    public static int argmax(float[] logits) {
+    public static int argmax(float[] logits) { return argmax(logits, 0, logits.length); }
+
+    /** {@link #argmax(float[])} of {@code logits[off, off + n)}, as an index into that row. */
+    public static int argmax(float[] logits, int off, int n) {
         int best = 0;
-        for (int i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+        for (int i = 1; i < n; i++) if (logits[off + i] > logits[off + best]) best = i;
         return best;
     }
 }

@@ -263,10 +263,27 @@ public final class MiniMaxModel implements AutoCloseable {
      * with device-resident operations the step runs there ({@link ResidentDecoder}), the states staying on the device.
      */
     public float[][] decode(List<SequenceState> states, int[] tokens) {
+        boolean[] all = new boolean[tokens.length];
+        java.util.Arrays.fill(all, true);
+        return decode(states, tokens, all).logits();
+    }
+
+    /**
+     * As {@link #decode(List, int[])}, giving back every row's greedy choice (the argmax of its logits) and the logits
+     * of the rows with {@code logitsWanted[i]} (null rows elsewhere on the device path, whose step then reads back B
+     * ints instead of B * V floats when no row wants them: a greedy batch).
+     */
+    public DecodeResult decode(List<SequenceState> states, int[] tokens, boolean[] logitsWanted) {
         if (states.size() != tokens.length) throw new IllegalArgumentException(states.size() + " states but " + tokens.length + " tokens");
+        if (logitsWanted.length != tokens.length) {
+            throw new IllegalArgumentException(logitsWanted.length + " logit flags but " + tokens.length + " tokens");
+        }
         for (int i = 0; i < tokens.length; i++) checkRows(new int[]{tokens[i]}, states.get(i).position(), 1, "sequence");
-        if (residentDecode && !states.isEmpty()) return residentDecoder().decode(states, tokens);
-        return onHost(Batch.decode(states), tokens, java.util.stream.IntStream.range(0, tokens.length).toArray());
+        if (residentDecode && !states.isEmpty()) return residentDecoder().decode(states, tokens, logitsWanted);
+        float[][] logits = onHost(Batch.decode(states), tokens, java.util.stream.IntStream.range(0, tokens.length).toArray());
+        int[] argmax = new int[logits.length];
+        for (int i = 0; i < logits.length; i++) argmax[i] = io.lightmesh.engine.generate.Sampler.argmax(logits[i]);
+        return new DecodeResult(argmax, logits);
     }
 
     /**

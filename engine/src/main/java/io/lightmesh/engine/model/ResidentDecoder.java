@@ -78,7 +78,7 @@ final class ResidentDecoder implements AutoCloseable {
     record Scratch(int rows, Buffer ids, Buffer pos, Buffer x, Buffer a, Buffer qkv, Buffer o, Buffer gate,
                    Buffer q, Buffer k, Buffer v, Buffer router, Buffer expertIds, Buffer expertWeights,
                    Buffer act, Buffer pairs, Buffer logits, Buffer xe, Buffer up, Buffer de, Buffer groupTokens,
-                   Buffer groupPairs, Buffer routeLog) {
+                   Buffer groupPairs, Buffer routeLog, Buffer choice) {
         static Scratch of(DeviceOps d, ModelConfig c, int rows, int logitRows) {
             long h = c.hiddenSize(), HD = c.attnDim(), KVD = c.kvDim(), K = c.topK();
             return new Scratch(rows,
@@ -103,14 +103,15 @@ final class ResidentDecoder implements AutoCloseable {
                     d.floats(rows * h),                 // de [n, h]: one expert's outputs
                     d.ints(rows * K),                   // token row of each pair, grouped by expert
                     d.ints(rows * K),                   // pair index of each pair, grouped by expert
-                    d.ints(c.numLayers() * rows * K));  // routeLog [L, n, K]: the step's expert ids, for observers
+                    d.ints(c.numLayers() * rows * K),   // routeLog [L, n, K]: the step's expert ids, for observers
+                    d.ints(logitRows));                 // choice [logitRows]: each logit row's argmax (greedy decode)
         }
 
         GroupedExperts.Work work() { return new GroupedExperts.Work(groupTokens, groupPairs, xe, act, up, de); }
 
         void close() {
             for (Buffer b : List.of(ids, pos, x, a, qkv, o, gate, q, k, v, router, expertIds, expertWeights, act, pairs,
-                    logits, xe, up, de, groupTokens, groupPairs, routeLog)) b.close();
+                    logits, xe, up, de, groupTokens, groupPairs, routeLog, choice)) b.close();
         }
     }
 
@@ -203,7 +204,8 @@ final class ResidentDecoder implements AutoCloseable {
         String routing = remote ? "off (remote experts)"
                 : routesOnDevice() ? "on the device" : "host table";
         return "prefill routing " + routing + "; decode kernels " + d.decodeKernelSet() + "; decode products "
-                + d.decodeProducts() + (fused == null ? "; decode steps per operation" : "; decode steps fused");
+                + d.decodeProducts() + "; greedy tokens by argmax on the device"
+                + (fused == null ? "; decode steps per operation" : "; decode steps fused");
     }
 
     /** Whether {@code experts} are in-process and host every (layer, expert): the device then computes them itself. */
@@ -228,8 +230,11 @@ final class ResidentDecoder implements AutoCloseable {
         return b;
     }
 
-    /** One decode step: token i is appended to states.get(i) (ids, positions checked by the caller); logits [B][V]. */
-    synchronized float[][] decode(List<SequenceState> states, int[] tokens) {
+    /**
+     * One decode step: token i is appended to states.get(i) (ids, positions checked by the caller). Every row's argmax
+     * is chosen on the device; the logits [V] of row i come back only where {@code wanted[i]}.
+     */
+    synchronized DecodeResult decode(List<SequenceState> states, int[] tokens, boolean[] wanted) {
         int n = tokens.length;
         DeviceState[] dev = new DeviceState[n];
         int[] pos = new int[n];
@@ -247,15 +252,13 @@ final class ResidentDecoder implements AutoCloseable {
             s2 = grown(s2, n - nA, n - nA);
             parts.add(new Part(DeviceLayerOps.decode(this, s2, tokens, pos, dev, nA, n - nA), s2, nA, n - nA));
         }
-        int[] every = new int[n];
-        for (int i = 0; i < n; i++) every[i] = i;
-        float[][] out;
+        DecodeResult out;
         if (fusedStep) {
             // the fused kernels' step inputs (ids, positions, slots) and tail counters are one set per device, shared
             // by every model on it: a step is enqueued whole before another model's begins (the queue is in order)
-            synchronized (fused) { out = run(parts, every); }
+            synchronized (fused) { out = step(parts, wanted); }
         } else {
-            out = run(parts, every);
+            out = step(parts, wanted);
         }
         for (SequenceState st : states) st.advance(1);
         lastFused = fusedStep;
@@ -353,6 +356,38 @@ final class ResidentDecoder implements AutoCloseable {
             for (int j = 0; j < mine.size(); j++) out[mine.get(j)] = got[j];
         }
         return out;
+    }
+
+    /**
+     * A decode step's forward pass over its micro-batches, the LM head on every row, each row's argmax on the device
+     * and one read of the B ints; the logits read back (one read a micro-batch) only where a row wants them.
+     */
+    private DecodeResult step(List<Part> parts, boolean[] wanted) {
+        try {
+            pass.run(parts.stream().map(Part::ops).toList());
+        } finally {
+            for (Part p : parts) if (p.ops() instanceof DeviceLayerOps dp) dp.cancel();
+        }
+        int V = c.vocabSize(), n = wanted.length;
+        int[] argmax = new int[n];
+        float[][] logits = new float[n][];
+        for (Part p : parts) {
+            d.matmul(p.s.x, p.n, lmHead, p.s.logits);
+            d.argmaxRows(p.s.logits, p.n, V, p.s.choice);
+            boolean any = false;
+            for (int i = p.from; i < p.from + p.n; i++) any |= wanted[i];
+            if (any) { // the logits first: the ints' read then finds the queue drained
+                float[] all = new float[p.n * V];
+                d.read(p.s.logits, 0, all, 0, all.length);
+                for (int i = 0; i < p.n; i++) {
+                    if (wanted[p.from + i]) logits[p.from + i] = java.util.Arrays.copyOfRange(all, i * V, (i + 1) * V);
+                }
+            }
+            int[] got = new int[p.n];
+            d.read(p.s.choice, got, p.n);
+            System.arraycopy(got, 0, argmax, p.from, p.n);
+        }
+        return new DecodeResult(argmax, logits);
     }
 
     /** The LM head on the first m rows of x (final-normed) into s.logits, read back: [m][V]. */

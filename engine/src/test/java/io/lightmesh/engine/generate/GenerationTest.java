@@ -44,6 +44,50 @@ class GenerationTest {
         return java.util.Arrays.stream(parts).flatMapToInt(java.util.Arrays::stream).toArray();
     }
 
+    /**
+     * A greedy generation that takes the step's argmax where it needs no logits ({@link Generation#needsLogits}) gives
+     * the tokens and text of one fed every step's logits, through the thinking budget's forced close and the barred
+     * second {@code </think>} (where it asks for the logits again); sampled, penalised and log-probability
+     * generations always ask.
+     */
+    @Test
+    void argmaxStepsGiveWhatTheLogitsGive() {
+        int open = tok.tokenId("<think>"), close = tok.tokenId("</think>"), eos = tok.eosId().orElseThrow();
+        int hmm = tok.encode(" hmm")[0], answer = tok.encode("42")[0];
+        SamplingParams p = new SamplingParams(0f, 0, 1f, 0, 40, List.of(), 3);
+        Generation full = new Generation("a", null, p, tok), lean = new Generation("b", null, p, tok);
+        List<Integer> chosen = new ArrayList<>();
+        int leanArgmax = 0, leanLogits = 0;
+        boolean askedAfterClose = false;
+        while (!full.finished() && chosen.size() < 30) {
+            float[] logits = new float[tok.vocabSize()]; // a model that thinks on, then wants to close its thought again
+            if (chosen.isEmpty()) logits[open] = 10f;
+            else if (chosen.size() < 10) { logits[hmm] = 10f; logits[close] = 9f; }
+            else if (chosen.size() < 12) { logits[close] = 10f; logits[answer] = 5f; }
+            else logits[eos] = 10f;
+            Generation.Step a = full.accept(logits);
+            boolean needs = lean.needsLogits();
+            if (needs) leanLogits++;
+            else leanArgmax++;
+            if (needs && chosen.size() >= 10) askedAfterClose = true;
+            Generation.Step b = needs ? lean.accept(logits) : lean.acceptArgmax(Sampler.argmax(logits));
+            assertEquals(a.token(), b.token(), "step " + chosen.size());
+            assertEquals(a.text(), b.text());
+            assertEquals(a.finished(), b.finished());
+            if (a.token() != eos) chosen.add(a.token());
+        }
+        assertTrue(lean.finished());
+        assertArrayEquals(full.tokens(), lean.tokens());
+        assertTrue(leanArgmax > 0 && leanLogits > 0 && askedAfterClose,
+                "argmax steps " + leanArgmax + ", logit steps " + leanLogits + " (the barred </think> needs the logits)");
+        assertFalse(new Generation("g", null, SamplingParams.greedy(5), tok).needsLogits());
+        assertTrue(new Generation("s", null, new SamplingParams(0.7f, 0, 1f, 1, 5, List.of(), 0), tok).needsLogits());
+        assertTrue(new Generation("p", null, SamplingParams.greedy(5).withPenalties(new Penalties(0.5f, 0f, 1f)), tok).needsLogits());
+        assertTrue(new Generation("l", null, SamplingParams.greedy(5).withLogprobs(0), tok).needsLogits());
+        Generation sampled = new Generation("x", null, new SamplingParams(0.7f, 0, 1f, 1, 5, List.of(), 0), tok);
+        assertThrows(IllegalStateException.class, () -> sampled.acceptArgmax(3));
+    }
+
     @Test
     void eosEndsTheTurnAndIsNotOutput() {
         int eos = tok.eosId().orElseThrow();

@@ -490,6 +490,8 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         DecodeTc.Form want = DecodeTc.wanted();
         if (want == DecodeTc.Form.OFF) return;
         String vendor = Cl.deviceVendor(device);
+        // the default (split) off NVIDIA: the v2 kernels, said by the start-up line, with no warning nobody asked for
+        if (!TensorCores.nvidia(vendor) && System.getProperty("lightmesh.decode.tc") == null) return;
         if (!TensorCores.nvidia(vendor)) {
             dtcWhyNot = "device vendor '" + vendor + "' is not NVIDIA (the mma is PTX asm)";
         } else {
@@ -566,19 +568,24 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
     @Override
     public synchronized String decodeProducts() { return decodeProductsLine(); }
 
+    /** The decode products' form now: off, split or bf16 (tests restore it). */
+    synchronized String decodeProductsForm() { return dtcForm.suffix(); }
+
     /** The start-up line's words for the decode products. */
     private String decodeProductsLine() {
-        String line = DecodeTc.describe(dtcForm);
+        String line = DecodeTc.describe(v3 ? DecodeTc.Form.OFF : dtcForm) + (v3 && dtcForm != DecodeTc.Form.OFF
+                ? " (tensor cores, " + dtcForm.suffix() + ", not used under the v3 decode kernels)" : "");
         return dtcWhyNot == null ? line : line + " (-Dlightmesh.decode.tc=" + DecodeTc.wanted().suffix() + " not used: "
                 + clip(dtcWhyNot, 300) + ")";
     }
 
     /**
      * The tensor-core kernel {@code base_<form>} for a product of bf16 (or not) weights with rows of {@code in}, or
-     * null where the v2 / v1 kernels run it (form off, fp32 weights, in % 8 != 0).
+     * null where the v3, v2 or v1 kernels run it (form off, fp32 weights, in % 8 != 0, or the v3 decode kernels asked
+     * for: a set chosen by name takes every product of the step, its fused tails included, as its tests count them).
      */
     synchronized String decodeTcKernel(String base, boolean bf16, int in) {
-        if (dtcForm == DecodeTc.Form.OFF || !bf16 || in % 8 != 0) return null;
+        if (dtcForm == DecodeTc.Form.OFF || v3 || !bf16 || in % 8 != 0) return null;
         return base + "_" + dtcForm.suffix();
     }
 
@@ -1808,6 +1815,13 @@ public final class ResidentOps implements DeviceOps, AutoCloseable {
         int want = Math.max(1, groups / kvHeads);
         int splitLen = Math.max(minLen, ceilDiv(ceilDiv(len, want), tile) * tile);
         return new int[]{splitLen, ceilDiv(len, splitLen)};
+    }
+
+    @Override
+    public synchronized void argmaxRows(Buffer logits, int rows, int V, Buffer out) {
+        check(logits, 0, (long) rows * V);
+        check(out, 0, rows);
+        if (rows > 0) launch("argmax_rows", (long) rows * NT, logits, V, out);
     }
 
     @Override

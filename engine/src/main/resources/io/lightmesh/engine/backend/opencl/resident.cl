@@ -877,6 +877,37 @@ __kernel void route(__global const float* logits, __global int* ids, __global fl
     if (t < rows) top_k_global(logits + (long) t * E, E, k, ids + t * k, wts + t * k);
 }
 
+// ---- greedy token choice ---------------------------------------------------------------------------------------
+// out[row] = the index of the largest of the row's V logits, as the host's Sampler.argmax (a scan from index 0 that
+// moves on a strictly larger value): ties to the lowest index, a NaN never chosen, 0 when the first logit is NaN (the
+// host's scan never leaves it then) or every logit is. One work-group a row: each work-item the first maximum of its
+// strided share, then a tree over the group, the lower index winning ties. A greedy decode step reads these ints
+// instead of the [rows, V] logits.
+__kernel void argmax_rows(__global const float* logits, int V, __global int* out) {
+    __local float bv[NT];
+    __local int bi[NT];
+    int t = get_local_id(0), row = get_group_id(0);
+    __global const float* l = logits + (long) row * V;
+    float best = 0.0f;
+    int at = -1;
+    for (int i = t; i < V; i += NT) {
+        float v = l[i];
+        if (!isnan(v) && (at < 0 || v > best)) { best = v; at = i; }
+    }
+    bv[t] = best;
+    bi[t] = at;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = NT / 2; s > 0; s >>= 1) {
+        if (t < s) {
+            int j = bi[t + s];
+            float w = bv[t + s];
+            if (j >= 0 && (bi[t] < 0 || w > bv[t] || (w == bv[t] && j < bi[t]))) { bv[t] = w; bi[t] = j; }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (t == 0) out[row] = isnan(l[0]) || bi[0] < 0 ? 0 : bi[0];
+}
+
 // ---- the fused decode step (FusedDecode launches them) ------------------------------------------------------------
 // One decode step of n <= MAXN rows (one token of each sequence of the batch) in five launches a layer with the
 // tails below (seven in the split form FusedOps takes by default: dec_out's and dec_down's tails as matvec +

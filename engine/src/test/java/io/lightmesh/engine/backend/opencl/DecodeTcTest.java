@@ -53,11 +53,15 @@ class DecodeTcTest {
     /** Builds and checks decode_tc.cl once (the class's first test); on NVIDIA with the PTX mma, elsewhere emulated. */
     @BeforeEach
     void build() {
+        formBefore = d().decodeProductsForm();
         if (!d().decodeTcBuilt()) assertNull(d().tryDecodeTc(), "decode_tc.cl builds and agrees with the v2 kernels");
     }
 
+    private String formBefore;
+
+    /** Back to the form before the test (the setting's, -Dlightmesh.decode.tc, or off) for the tests after. */
     @AfterEach
-    void off() { d().decodeProducts("off"); }
+    void restore() { d().decodeProducts(formBefore); }
 
     @Test
     void everyKernelOfBothFormsMatchesItsV2Twin() {
@@ -115,7 +119,7 @@ class DecodeTcTest {
         try (MiniMaxModel ref = MiniMaxModel.load(p, new ReferenceOps());
              MiniMaxModel dev = MiniMaxModel.load(p, OpenClTestSupport.ops())) {
             assertEquals(form, r.decodeProducts(form));
-            long perStep = 7L * dev.config().numLayers() + 2;
+            long perStep = 7L * dev.config().numLayers() + 3; // + the embedding, the LM head and the argmax
             SplittableRandom rnd = new SplittableRandom(13);
             List<SequenceState> rs = new ArrayList<>(), ds = new ArrayList<>();
             int[] lengths = {1, 30, 7, 18, 2, 41, 12, 25, 3, 9, 14, 5};

@@ -362,12 +362,14 @@ class OpenClDecodeKernelsTest {
         int out = 19, in = 264, n = 3;
         Tensor w = weight(rnd, DType.BF16, out, in);
         float[] x = random(rnd, n * in, 1f);
+        String form = plain.decodeProductsForm();
         try (ResidentOps events = new ResidentOps(OpenClTestSupport.ops().deviceId(), "events")) {
             assertEquals(0, events.kernelTimes().launches(), "the start-up probes' launches are left out");
             float[][] got = new float[2][];
             int i = 0;
             for (ResidentOps d : new ResidentOps[]{plain, events}) {
                 d.decodeKernels("v2");
+                d.decodeProducts("off"); // the v2 products, whatever -Dlightmesh.decode.tc says
                 try (Buffer xb = d.upload(x); Buffer yb = d.upload(poisoned(n * out))) {
                     for (int rep = 0; rep < 3; rep++) d.matmul(xb, n, w, yb);
                     got[i++] = fetch(d, yb, n * out);
@@ -384,6 +386,8 @@ class OpenClDecodeKernelsTest {
             assertEquals("3", cols[1], row);                        // launches
             assertTrue(Double.parseDouble(cols[cols.length - 1]) > 0, row); // GB/s: the launcher gave its bytes
             assertEquals(0, events.kernelTimes().launches(), "the table resets");
+        } finally {
+            plain.decodeProducts(form); // back to the form before, for the tests after
         }
     }
 }
