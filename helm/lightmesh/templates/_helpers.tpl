@@ -182,6 +182,13 @@ spec:
         {{- end }}
         - name: LIGHTMESH_HTTP_PORT
           value: {{ $v.httpPort | quote }}
+        {{- if gt (int $v.gpu) 0 }}
+        # the driver's cache of compiled OpenCL programs (values kernelCache): a warm one saves ~70 s of start
+        - name: CUDA_CACHE_PATH
+          value: {{ if $root.Values.kernelCache.hostPath }}/var/cache/lightmesh/kernels{{ else }}/tmp/.nv/ComputeCache{{ end }}
+        - name: CUDA_CACHE_MAXSIZE
+          value: {{ $root.Values.kernelCache.maxSizeBytes | int64 | quote }}
+        {{- end }}
         {{- with $v.jvmOptions }}
         - name: JAVA_TOOL_OPTIONS
           value: {{ . | quote }}
@@ -240,6 +247,10 @@ spec:
         # a read-only root: Vert.x, the JVM and the OpenCL compilers' caches write here (HOME=/tmp in the image)
         - name: tmp
           mountPath: /tmp
+        {{- if and (gt (int $v.gpu) 0) $root.Values.kernelCache.hostPath }}
+        - name: kernel-cache
+          mountPath: /var/cache/lightmesh/kernels
+        {{- end }}
         {{- if and (eq .role "router") $root.Values.tls.enabled }}
         - name: tls
           mountPath: /etc/lightmesh/tls
@@ -267,6 +278,12 @@ spec:
       {{- end }}
     - name: tmp
       emptyDir: {}
+    {{- if and (gt (int $v.gpu) 0) $root.Values.kernelCache.hostPath }}
+    - name: kernel-cache
+      hostPath:
+        path: {{ $root.Values.kernelCache.hostPath }}
+        type: DirectoryOrCreate
+    {{- end }}
     {{- if and (eq .role "router") $root.Values.tls.enabled }}
     - name: tls
       secret:

@@ -141,6 +141,36 @@ class ChartTest {
         assertNull(envVar(container(o, "router"), "LIGHTMESH_BACKEND"), "the router has no backend key");
     }
 
+    /**
+     * GPU pods point the driver's kernel compile cache into their /tmp by default, and at a node directory (a hostPath
+     * mounted there) with kernelCache.hostPath; pods without a GPU carry neither.
+     */
+    @Test
+    void gpuPodsKeepTheKernelCache() {
+        List<HasMetadata> o = render("gpu-nodes");
+        for (String role : List.of("prefill", "decode", "experts")) {
+            Container c = container(o, role);
+            assertEquals("/tmp/.nv/ComputeCache", TypedChecks.env(c, "CUDA_CACHE_PATH"), role);
+            assertEquals("1073741824", TypedChecks.env(c, "CUDA_CACHE_MAXSIZE"), role);
+            assertTrue(c.getVolumeMounts().stream().noneMatch(m -> m.getName().equals("kernel-cache")), role);
+        }
+        assertNull(envVar(container(o, "router"), "CUDA_CACHE_PATH"), "no GPU, no kernel cache");
+        o = render("gpu-nodes", "kernelCache.hostPath", "/var/cache/lightmesh/kernels", "kernelCache.maxSizeBytes", "4294967296");
+        for (String role : List.of("prefill", "decode", "experts")) {
+            Container c = container(o, role);
+            assertEquals("/var/cache/lightmesh/kernels", TypedChecks.env(c, "CUDA_CACHE_PATH"), role);
+            assertEquals("4294967296", TypedChecks.env(c, "CUDA_CACHE_MAXSIZE"), role);
+            assertTrue(c.getVolumeMounts().stream().anyMatch(m -> m.getName().equals("kernel-cache")
+                    && m.getMountPath().equals("/var/cache/lightmesh/kernels")), role);
+        }
+        var pod = TypedChecks.workloads(o).stream().filter(w -> TypedChecks.role(w).equals("decode")).findFirst().orElseThrow()
+                .template().getSpec();
+        var volume = pod.getVolumes().stream().filter(v -> v.getName().equals("kernel-cache")).findFirst().orElseThrow();
+        assertEquals("/var/cache/lightmesh/kernels", volume.getHostPath().getPath());
+        assertEquals("DirectoryOrCreate", volume.getHostPath().getType());
+        assertNull(envVar(container(render("default"), "prefill"), "CUDA_CACHE_PATH"), "the default prefill pod has no GPU");
+    }
+
     @Test
     void externalKafkaReplacesTheBroker() {
         List<HasMetadata> o = render("external-kafka");
