@@ -28,6 +28,10 @@ public final class SamplerBench {
         @Option(names = "--sigma", paramLabel = "S", defaultValue = "2",
                 description = "Spread of the random logits (default: ${DEFAULT-VALUE}).")
         double sigma;
+        @Option(names = "--batch", paramLabel = "B", defaultValue = "8",
+                description = "Rows of a decode step drawn one after another and in parallel, as ContinuousBatcher does "
+                        + "(default: ${DEFAULT-VALUE}; 0 skips).")
+        int batch;
         @Option(names = "--reps", paramLabel = "N", defaultValue = "21",
                 description = "Timed draws per case, the median kept (default: ${DEFAULT-VALUE}).")
         int reps;
@@ -36,6 +40,7 @@ public final class SamplerBench {
         public void check(CommandLine cl) {
             if (reps <= 0) throw BenchCommandLine.wrong(cl, "--reps: expected a positive integer, got " + reps);
             for (int v : vocab) if (v <= 0) throw BenchCommandLine.wrong(cl, "--vocab: expected positive sizes, got " + v);
+            if (batch < 0) throw BenchCommandLine.wrong(cl, "--batch: expected 0 or more rows, got " + batch);
             if (!(sigma > 0)) throw BenchCommandLine.wrong(cl, "--sigma: expected a positive number, got " + sigma);
         }
     }
@@ -75,6 +80,47 @@ public final class SamplerBench {
                     }
                 }
                 double f = median(fastMs), q = median(plainMs);
+                System.out.printf(Locale.ROOT, "%8d  %-22s %12.3f %12.3f %8.1fx%n", V, s.name(), f, q, q / f);
+            }
+        }
+        batch(o);
+    }
+
+    /**
+     * A step's B sampled rows (each its own generation: own sampler, own seed), drawn in row order on one thread and
+     * spread over the common fork-join pool (ContinuousBatcher's form); the same tokens both ways.
+     */
+    private static void batch(Options o) {
+        if (o.batch == 0) return;
+        System.out.printf(Locale.ROOT, "%nA step's %d sampled rows, one thread against the common pool (%d threads):%n", o.batch,
+                java.util.concurrent.ForkJoinPool.getCommonPoolParallelism());
+        System.out.printf(Locale.ROOT, "%8s  %-22s %12s %12s %9s%n", "vocab", "setting", "parallel ms", "serial ms", "speed-up");
+        for (int V : o.vocab) {
+            SplittableRandom rnd = new SplittableRandom(V + 1);
+            float[][] logits = new float[o.batch][V];
+            for (float[] row : logits) for (int i = 0; i < V; i++) row[i] = (float) (rnd.nextGaussian() * o.sigma);
+            for (Setting s : List.of(SETTINGS.get(2), SETTINGS.get(3))) {
+                Sampler[] a = new Sampler[o.batch], b = new Sampler[o.batch];
+                for (int r = 0; r < o.batch; r++) {
+                    SamplingParams p = new SamplingParams(s.temperature(), s.topK(), s.topP(), 100 + r, 10, List.of(), 0);
+                    a[r] = new Sampler(p);
+                    b[r] = new Sampler(p);
+                }
+                double[] par = new double[o.reps], ser = new double[o.reps];
+                int[] x = new int[o.batch], y = new int[o.batch];
+                for (int i = -5; i < o.reps; i++) {
+                    long t0 = System.nanoTime();
+                    java.util.stream.IntStream.range(0, o.batch).parallel().forEach(r -> x[r] = a[r].sample(logits[r]));
+                    long t1 = System.nanoTime();
+                    for (int r = 0; r < o.batch; r++) y[r] = b[r].sample(logits[r]);
+                    long t2 = System.nanoTime();
+                    if (!java.util.Arrays.equals(x, y)) throw new IllegalStateException("parallel rows drew other tokens");
+                    if (i >= 0) {
+                        par[i] = (t1 - t0) / 1e6;
+                        ser[i] = (t2 - t1) / 1e6;
+                    }
+                }
+                double f = median(par), q = median(ser);
                 System.out.printf(Locale.ROOT, "%8d  %-22s %12.3f %12.3f %8.1fx%n", V, s.name(), f, q, q / f);
             }
         }
