@@ -2,7 +2,7 @@
 # On the GPU machine, from a folder made by pack.sh: registers NVIDIA's OpenCL driver with the ICD loader, runs the
 # OpenCL kernel tests (JUnit, LIGHTMESH_REQUIRE_OPENCL=1), then KernelBench and the PyTorch figures.
 # Writes logs under $OUT (or /tmp/lightmesh-out).
-# Usage: bash .runtime/tools/run-gpu.sh [tests] [bench] [engine] [torch] [peer] [peer-summary] [fixtures-bf16] [shards]
+# Usage: bash .runtime/tools/run-gpu.sh [tests] [bench] [sampler] [engine] [torch] [peer] [peer-summary] [fixtures-bf16] [shards]
 #        [model] [serve] [pool]
 #   shards: ShardDecodeBench, from a pack made by pack-shards.sh;
 #   model, serve, pool (a pack made by pack-mesh.sh: the whole embedded mesh with its Kafka broker):
@@ -70,6 +70,10 @@ for step in "${steps[@]}"; do
       "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx64g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" io.lightmesh.engine.bench.KernelBench $BENCH_ARGS 2>&1 | grep --line-buffered -v '^WARNING' \
         | tee "$OUT/kernelbench.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
+    sampler)  # SamplerBench: a sampled token on the host against the plain sort, and a step's rows in parallel
+      "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx8g -cp "$CP" io.lightmesh.engine.bench.SamplerBench ${SAMPLER_ARGS:-} 2>&1 \
+        | grep --line-buffered -v '^WARNING' | tee "$OUT/samplerbench.txt"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
     engine)   # the whole engine (EngineBench) on the OpenCL backend; ENGINE_ARGS picks the model and prompts
       "${JAVA[@]}" ${JAVA_OPTS:-} -Xmx96g -XX:ErrorFile="$OUT/hs_err_%p.log" -cp "$CP" io.lightmesh.engine.bench.EngineBench \
         --backend opencl ${ENGINE_ARGS:-} 2>&1 | grep --line-buffered -v '^WARNING' | tee -a "$OUT/enginebench.txt"
@@ -105,7 +109,7 @@ for step in "${steps[@]}"; do
     fixtures-bf16)
       PYTHONUNBUFFERED=1 python3 "$R/tools/hf_fixture_bf16.py" --reference "$R/tools/reference" 2>&1 | tee "$OUT/hf-fixtures-bf16.txt"
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1 ;;
-    *) echo "unknown step $step (tests, bench, engine, torch, peer, peer-summary, fixtures-bf16, shards, model, serve, pool)"; rc=2 ;;
+    *) echo "unknown step $step (tests, bench, sampler, engine, torch, peer, peer-summary, fixtures-bf16, shards, model, serve, pool)"; rc=2 ;;
   esac
 done
 exit $rc
