@@ -1,11 +1,13 @@
 package io.lightmesh.engine.generate;
 
 import io.lightmesh.engine.backend.ReferenceOps;
+import io.lightmesh.engine.backend.opencl.OpenClTestSupport;
 import io.lightmesh.engine.checkpoint.SyntheticCheckpoint;
 import io.lightmesh.engine.model.MiniMaxModel;
 import io.lightmesh.engine.model.SequenceState;
 import io.lightmesh.engine.tensor.DType;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
@@ -22,13 +24,15 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * A batch of greedy, sampled (top-k, top-p, plain temperature, penalties) and log-probability generations stepped
  * together, the sampled rows drawn in parallel, gives each the tokens it gets alone ({@link Generator}), and the
- * listener sees every row's steps in order; the batcher counts the rows that needed their logits.
+ * listener sees every row's steps in order; the batcher counts the rows that needed their logits. On the host and on
+ * the device path (the greedy row by the device's argmax, the others' logits read row by row).
  */
 class ContinuousBatcherTest {
     @TempDir static Path dir;
 
-    @Test
-    void aMixedBatchGivesWhatEachGenerationGivesAlone() throws Exception {
+    @ParameterizedTest
+    @ValueSource(strings = {"reference", "opencl"})
+    void aMixedBatchGivesWhatEachGenerationGivesAlone(String backend) throws Exception {
         Path p = dir.resolve("tiny");
         SyntheticCheckpoint.write(p, SyntheticCheckpoint.Shape.tiny(), DType.F32, 21, true);
         List<SamplingParams> params = List.of(SamplingParams.greedy(9),
@@ -39,7 +43,9 @@ class ContinuousBatcherTest {
                 new SamplingParams(1f, 0, 1f, 15, 9, List.of(), 0, true).withPenalties(new Penalties(0.4f, 0.2f, 1.1f)),
                 SamplingParams.greedy(9).withLogprobs(2),
                 new SamplingParams(0.6f, 0, 0.95f, 16, 9, List.of(), 0, true));
-        try (MiniMaxModel model = MiniMaxModel.load(p, new ReferenceOps())) {
+        // opencl: the device path, whose step reads back the argmax of every row and the logits of the 7 rows asking
+        try (MiniMaxModel model = MiniMaxModel.load(p, backend.equals("opencl") ? OpenClTestSupport.ops() : new ReferenceOps())) {
+            assertEquals(backend.equals("opencl"), model.decodesOnDevice());
             SplittableRandom rnd = new SplittableRandom(3);
             List<int[]> prompts = new ArrayList<>();
             for (int i = 0; i < params.size(); i++) prompts.add(rnd.ints(4 + i, 0, 512).toArray());
