@@ -33,12 +33,8 @@ public final class Sampler {
     private int draw(float[] logits) {
         if (params.isGreedy()) return argmax(logits);
         int V = logits.length;
-        // temperature, then softmax in fp64 for a stable cumulative sum
-        double max = Double.NEGATIVE_INFINITY;
-        for (float l : logits) max = Math.max(max, l / params.temperature());
         double[] p = new double[V];
-        double sum = 0;
-        for (int i = 0; i < V; i++) sum += p[i] = Math.exp(logits[i] / params.temperature() - max);
+        double sum = weights(logits, params.temperature(), p);
         int keep = V;
         if (params.topK() > 0 && params.topK() < V) keep = params.topK();
         if (keep == V && params.topP() >= 1f) { // plain temperature: the whole vocabulary in id order
@@ -73,17 +69,26 @@ public final class Sampler {
     }
 
     /**
+     * The temperature, then softmax's weights in fp64 for a stable cumulative sum: {@code p[i] = exp(l_i / T - max)}
+     * (unnormalised, the largest 1); returns their sum in id order.
+     */
+    private static double weights(float[] logits, float temperature, double[] p) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (float l : logits) max = Math.max(max, l / temperature);
+        double sum = 0;
+        for (int i = 0; i < logits.length; i++) sum += p[i] = Math.exp(logits[i] / temperature - max);
+        return sum;
+    }
+
+    /**
      * The plain form of a draw, kept to check the fast one against (SamplerFastPathTest) and to time it beside it
      * (SamplerBench): the whole vocabulary sorted as boxed ids for top-k and top-p (50-70 ms a token at V = 200,064).
      * The same token as {@link #sample} from a generator in the same state; it advances {@code random} by one draw.
      */
     public static int plain(float[] logits, SamplingParams params, SplittableRandom random) {
         int V = logits.length;
-        double max = Double.NEGATIVE_INFINITY;
-        for (float l : logits) max = Math.max(max, l / params.temperature());
         double[] p = new double[V];
-        double sum = 0;
-        for (int i = 0; i < V; i++) sum += p[i] = Math.exp(logits[i] / params.temperature() - max);
+        double sum = weights(logits, params.temperature(), p);
         Integer[] order = null;
         int keep = V;
         if (params.topK() > 0 && params.topK() < V) keep = params.topK();
