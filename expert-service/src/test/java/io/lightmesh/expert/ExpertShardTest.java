@@ -406,7 +406,10 @@ class ExpertShardTest {
                 assertNotNull(r);
                 assertArrayEquals(m.inProcess(small), m.floats(r.getCombined(), small.n()));
             }
-            assertEquals(List.of(300L, 303L, 304L, 301L, 302L), computed, "decode batches computed before the prefill batches queued ahead of them");
+            // the two queued prefill batches reach the gate from two pool threads, in either order (the gate is FIFO by
+            // the order of its acquire calls, not of the stream's arrivals): only the decode batches' place is fixed
+            assertEquals(List.of(300L, 303L, 304L), computed.subList(0, 3), "decode batches computed before the prefill batches queued ahead of them: " + computed);
+            assertEquals(java.util.Set.of(301L, 302L), java.util.Set.copyOf(computed.subList(3, 5)), computed.toString());
             assertEquals(2, s.gateStats().gate().decodeOvertakes());
             prefill.onCompleted();
             decode.onCompleted();
