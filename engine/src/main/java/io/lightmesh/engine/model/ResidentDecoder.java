@@ -337,11 +337,7 @@ final class ResidentDecoder implements AutoCloseable {
      * the LM head on rows {@code logitRows} of the final-normed x: logits [m][V], the only data that comes back.
      */
     private float[][] run(List<Part> parts, int[] logitRows) {
-        try {
-            pass.run(parts.stream().map(Part::ops).toList());
-        } finally {
-            for (Part p : parts) if (p.ops() instanceof DeviceLayerOps dp) dp.cancel();
-        }
+        forward(parts);
         int h = c.hiddenSize();
         float[][] out = new float[logitRows.length][];
         for (Part p : parts) {
@@ -358,16 +354,21 @@ final class ResidentDecoder implements AutoCloseable {
         return out;
     }
 
-    /**
-     * A decode step's forward pass over its micro-batches, the LM head on every row, each row's argmax on the device
-     * and one read of the B ints; a row's logits read back only where it wants them (at V = 200,064, 0.8 MB a row).
-     */
-    private DecodeResult step(List<Part> parts, boolean[] wanted) {
+    /** The forward pass over the micro-batches; remote expert calls still in flight when it fails are cancelled. */
+    private void forward(List<Part> parts) {
         try {
             pass.run(parts.stream().map(Part::ops).toList());
         } finally {
             for (Part p : parts) if (p.ops() instanceof DeviceLayerOps dp) dp.cancel();
         }
+    }
+
+    /**
+     * A decode step's forward pass over its micro-batches, the LM head on every row, each row's argmax on the device
+     * and one read of the B ints; a row's logits read back only where it wants them (at V = 200,064, 0.8 MB a row).
+     */
+    private DecodeResult step(List<Part> parts, boolean[] wanted) {
+        forward(parts);
         int V = c.vocabSize(), n = wanted.length;
         int[] argmax = new int[n];
         float[][] logits = new float[n][];
